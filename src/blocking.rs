@@ -1,0 +1,105 @@
+//! Blocking facade for callers without an async runtime.
+//!
+//! Keyrings are async (KMS is). [`Blocking`] owns (or borrows) a tokio
+//! runtime and drives the async calls on it. Do not call it from inside an
+//! async task: use the async API there.
+
+use std::io::Read;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::format::EncryptionContext;
+use crate::materials::Keyring;
+use crate::message::{self, DecryptReader, Decrypted, Decryptor, Encryptor};
+
+/// Runs envseal's async operations to completion on a runtime.
+#[derive(Debug)]
+pub struct Blocking {
+    runtime: Runtime,
+}
+
+#[derive(Debug)]
+enum Runtime {
+    Owned(tokio::runtime::Runtime),
+    Handle(tokio::runtime::Handle),
+}
+
+impl Blocking {
+    /// A facade with its own single-threaded runtime.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the runtime cannot be created.
+    pub fn new() -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Io)?;
+        Ok(Blocking {
+            runtime: Runtime::Owned(rt),
+        })
+    }
+
+    /// A facade over a runtime the caller owns.
+    pub fn with_handle(handle: tokio::runtime::Handle) -> Self {
+        Blocking {
+            runtime: Runtime::Handle(handle),
+        }
+    }
+
+    /// Runs a future to completion.
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
+        match &self.runtime {
+            Runtime::Owned(rt) => rt.block_on(fut),
+            Runtime::Handle(h) => h.block_on(fut),
+        }
+    }
+
+    /// Blocking [`crate::encrypt`].
+    ///
+    /// # Errors
+    /// As [`crate::encrypt`].
+    pub fn encrypt(
+        &self,
+        config: &Config,
+        keyring: &dyn Keyring,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>> {
+        self.block_on(message::encrypt(config, keyring, context, plaintext))
+    }
+
+    /// Blocking [`crate::decrypt`].
+    ///
+    /// # Errors
+    /// As [`crate::decrypt`].
+    pub fn decrypt(
+        &self,
+        config: &Config,
+        keyring: &dyn Keyring,
+        context: &EncryptionContext,
+        message: &[u8],
+    ) -> Result<Decrypted> {
+        self.block_on(message::decrypt(config, keyring, context, message))
+    }
+
+    /// Blocking [`Encryptor::new`].
+    ///
+    /// # Errors
+    /// As [`Encryptor::new`].
+    pub fn encryptor(&self, config: &Config, keyring: &dyn Keyring, context: &EncryptionContext) -> Result<Encryptor> {
+        self.block_on(Encryptor::new(config, keyring, context))
+    }
+
+    /// Blocking [`Decryptor::decrypt`].
+    ///
+    /// # Errors
+    /// As [`Decryptor::decrypt`].
+    pub fn decrypt_stream<R: Read>(
+        &self,
+        decryptor: Decryptor<R>,
+        keyring: &dyn Keyring,
+        context: &EncryptionContext,
+    ) -> Result<DecryptReader<R>> {
+        self.block_on(decryptor.decrypt(keyring, context))
+    }
+}

@@ -1,0 +1,236 @@
+//! Cryptographic primitives behind one small interface.
+//!
+//! envseal needs AES-GCM, HKDF, ECDSA (P-256/P-384), RSA encryption and a
+//! random source. Each backend implements [`Provider`]; a [`Backend`] is a
+//! cheap, copyable handle to one of them. The default is aws-lc-rs; the
+//! `rustcrypto` feature adds the pure-Rust RustCrypto crates.
+//!
+//! Keys move into the primitives by value or are borrowed for the length of
+//! one call; nothing here keeps a copy that outlives its owner.
+
+use std::fmt;
+
+use zeroize::Zeroizing;
+
+use crate::suite::Curve;
+
+#[cfg(feature = "aws-lc")]
+mod aws_lc;
+#[cfg(feature = "rustcrypto")]
+mod rustcrypto;
+
+mod kdf;
+mod keys;
+
+pub(crate) use kdf::{derive_keys, DerivedKeys};
+pub use keys::{DataKey, WrappingKey};
+
+#[cfg(not(any(feature = "aws-lc", feature = "rustcrypto")))]
+compile_error!("envseal needs a crypto backend: enable feature `aws-lc` (default) or `rustcrypto`");
+
+/// A primitive failed. Carries no detail on purpose; callers map it to
+/// [`crate::Error::Decrypt`] or to a keyring/config error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CryptoError;
+
+pub(crate) type CResult<T> = Result<T, CryptoError>;
+
+/// AES-GCM IV length.
+pub(crate) const IV_LEN: usize = 12;
+/// AES-GCM tag length.
+pub(crate) const TAG_LEN: usize = 16;
+
+/// Hash used by HKDF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HashAlg {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// RSA encryption padding for the raw RSA keyring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RsaPadding {
+    /// PKCS#1 v1.5.
+    Pkcs1,
+    /// OAEP with SHA-1 (MGF1 SHA-1), empty label.
+    OaepSha1,
+    /// OAEP with SHA-256 (MGF1 SHA-256), empty label.
+    OaepSha256,
+    /// OAEP with SHA-384 (MGF1 SHA-384), empty label.
+    OaepSha384,
+    /// OAEP with SHA-512 (MGF1 SHA-512), empty label.
+    OaepSha512,
+}
+
+impl RsaPadding {
+    /// Parses `pkcs1`, `oaep-sha1`, `oaep-sha256`, `oaep-sha384`, `oaep-sha512`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text.to_ascii_lowercase().as_str() {
+            "pkcs1" => RsaPadding::Pkcs1,
+            "oaep-sha1" => RsaPadding::OaepSha1,
+            "oaep-sha256" => RsaPadding::OaepSha256,
+            "oaep-sha384" => RsaPadding::OaepSha384,
+            "oaep-sha512" => RsaPadding::OaepSha512,
+            _ => return None,
+        })
+    }
+
+    /// The name `parse` accepts.
+    pub const fn name(self) -> &'static str {
+        match self {
+            RsaPadding::Pkcs1 => "pkcs1",
+            RsaPadding::OaepSha1 => "oaep-sha1",
+            RsaPadding::OaepSha256 => "oaep-sha256",
+            RsaPadding::OaepSha384 => "oaep-sha384",
+            RsaPadding::OaepSha512 => "oaep-sha512",
+        }
+    }
+}
+
+/// An AES-GCM key (128, 192 or 256 bits) ready to seal or open.
+pub(crate) trait Aead: Send + Sync {
+    /// Encrypts `buf` in place and returns the tag.
+    fn seal_in_place(&self, iv: &[u8; IV_LEN], aad: &[u8], buf: &mut [u8]) -> CResult<[u8; TAG_LEN]>;
+
+    /// Decrypts `buf` = ciphertext || tag in place; returns the plaintext
+    /// length. On failure the whole buffer is zeroized, so no unverified
+    /// plaintext is ever left behind.
+    fn open_in_place(&self, iv: &[u8; IV_LEN], aad: &[u8], buf: &mut [u8]) -> CResult<usize>;
+}
+
+/// Incremental ECDSA signer over a freshly generated key pair.
+pub(crate) trait Signer: Send {
+    /// Absorbs message bytes.
+    fn update(&mut self, data: &[u8]);
+    /// DER signature over everything absorbed. Re-signs until the DER has the
+    /// curve's canonical length, as the reference ESDK writers do.
+    fn sign(self: Box<Self>) -> CResult<Vec<u8>>;
+}
+
+/// Incremental ECDSA verifier.
+pub(crate) trait Verifier: Send {
+    /// Absorbs message bytes.
+    fn update(&mut self, data: &[u8]);
+    /// Checks a DER signature over everything absorbed.
+    fn verify(self: Box<Self>, signature_der: &[u8]) -> CResult<()>;
+}
+
+/// RSA public key (encrypt only).
+pub(crate) trait RsaPublic: Send + Sync {
+    fn encrypt(&self, padding: RsaPadding, plaintext: &[u8]) -> CResult<Vec<u8>>;
+}
+
+/// RSA private key (decrypt only).
+pub(crate) trait RsaPrivate: Send + Sync {
+    fn decrypt(&self, padding: RsaPadding, ciphertext: &[u8]) -> CResult<Zeroizing<Vec<u8>>>;
+}
+
+/// One HKDF-Expand output: the info pieces (concatenated) and where to write.
+pub(crate) struct Expand<'a> {
+    pub info: &'a [&'a [u8]],
+    pub out: &'a mut [u8],
+}
+
+/// The primitives a backend provides.
+pub(crate) trait Provider: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// An AES-GCM key; `key` is 16, 24 or 32 bytes.
+    fn aead(&self, key: &[u8]) -> CResult<Box<dyn Aead>>;
+    /// One HKDF-Extract, then one Expand per output. An empty salt means
+    /// hash-length zero bytes (RFC 5869).
+    fn hkdf(&self, hash: HashAlg, salt: &[u8], ikm: &[u8], outputs: &mut [Expand<'_>]) -> CResult<()>;
+    /// Fills `buf` from the system CSPRNG.
+    fn fill_random(&self, buf: &mut [u8]) -> CResult<()>;
+    /// Generates a signing key pair; returns the signer and the SEC1
+    /// compressed public point.
+    fn signer(&self, curve: Curve) -> CResult<(Box<dyn Signer>, Vec<u8>)>;
+    /// A verifier for a SEC1 (compressed or not) public point.
+    fn verifier(&self, curve: Curve, public_point: &[u8]) -> CResult<Box<dyn Verifier>>;
+    /// Parses a DER SubjectPublicKeyInfo RSA public key.
+    fn rsa_public_from_der(&self, spki_der: &[u8]) -> CResult<Box<dyn RsaPublic>>;
+    /// Parses a DER PKCS#8 RSA private key.
+    fn rsa_private_from_der(&self, pkcs8_der: &[u8]) -> CResult<Box<dyn RsaPrivate>>;
+}
+
+/// Which implementation of the primitives to use. Cheap to copy.
+///
+/// [`Backend::default()`] is aws-lc-rs when the `aws-lc` feature is on (the
+/// default), RustCrypto otherwise.
+#[derive(Clone, Copy)]
+pub struct Backend(&'static dyn Provider);
+
+impl Backend {
+    /// The aws-lc-rs backend.
+    #[cfg(feature = "aws-lc")]
+    pub fn aws_lc() -> Self {
+        Backend(&aws_lc::AwsLc)
+    }
+
+    /// The pure-Rust RustCrypto backend.
+    ///
+    /// **Warning:** its RSA decryption (`rsa` crate) is not constant-time
+    /// (RUSTSEC-2023-0071); prefer aws-lc for raw RSA keyrings that decrypt
+    /// attacker-supplied messages in a setting where timing can be observed.
+    #[cfg(feature = "rustcrypto")]
+    pub fn rustcrypto() -> Self {
+        Backend(&rustcrypto::RustCrypto)
+    }
+
+    /// Every backend compiled in, default first.
+    pub fn all() -> Vec<Backend> {
+        #[allow(unused_mut)]
+        let mut v = Vec::new();
+        #[cfg(feature = "aws-lc")]
+        v.push(Backend::aws_lc());
+        #[cfg(feature = "rustcrypto")]
+        v.push(Backend::rustcrypto());
+        v
+    }
+
+    /// The backend's name: `aws-lc` or `rustcrypto`.
+    pub fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    pub(crate) fn provider(&self) -> &'static dyn Provider {
+        self.0
+    }
+
+    /// Fills `buf` with random bytes.
+    pub(crate) fn fill_random(&self, buf: &mut [u8]) -> crate::Result<()> {
+        self.0
+            .fill_random(buf)
+            .map_err(|_| crate::Error::Config("system random source failed".into()))
+    }
+}
+
+impl Default for Backend {
+    fn default() -> Self {
+        #[cfg(feature = "aws-lc")]
+        {
+            Backend::aws_lc()
+        }
+        #[cfg(not(feature = "aws-lc"))]
+        {
+            Backend::rustcrypto()
+        }
+    }
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Backend").field(&self.name()).finish()
+    }
+}
+
+impl PartialEq for Backend {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+impl Eq for Backend {}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,178 @@
+//! envseal's one error type.
+//!
+//! Failed cryptographic checks (data-key unwrap, key commitment, header tag,
+//! frame tag, signature) all become [`Error::Decrypt`], whose message says
+//! nothing about which check failed. Malformed input, limits, policy and caller
+//! mistakes each have their own variant.
+
+use std::io;
+
+use crate::suite::AlgorithmSuite;
+
+/// Result alias used throughout envseal.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in envseal.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A cryptographic check failed. Deliberately detail-free: it reads the
+    /// same whether the commitment, a tag, an unwrap or the signature failed.
+    #[error("authentication failed")]
+    Decrypt,
+
+    /// The bytes are not a well-formed ESDK message.
+    #[error("malformed message: {0}")]
+    Format(#[from] FormatError),
+
+    /// The message exceeds a configured limit; checked before allocation.
+    #[error("limit exceeded: {0}")]
+    Limit(#[from] LimitError),
+
+    /// The message or request is well-formed but refused by policy.
+    #[error("refused by policy: {0}")]
+    Policy(#[from] PolicyError),
+
+    /// No keyring could decrypt any of the message's encrypted data keys.
+    #[error("no keyring could decrypt any of the {edks} encrypted data key(s) in the message")]
+    NoMatchingKey {
+        /// Number of encrypted data keys the message carries.
+        edks: usize,
+    },
+
+    /// A keyring failed for a reason other than a cryptographic check
+    /// (for example it cannot encrypt, or a remote service failed).
+    #[error("keyring {keyring}: {reason}")]
+    Keyring {
+        /// Which keyring (namespace/name or kind).
+        keyring: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// The caller asked for something invalid (configuration or API misuse).
+    /// Never produced from untrusted message bytes.
+    #[error("invalid request: {0}")]
+    Config(String),
+
+    /// An I/O error from the underlying reader or writer.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A malformed field in a message. Names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    /// The input ended inside the named field.
+    #[error("truncated in {0}")]
+    Truncated(&'static str),
+    /// The named field holds a value the format does not allow.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why it is invalid.
+        reason: &'static str,
+    },
+    /// The header names a message version envseal does not know.
+    #[error("unsupported message version 0x{0:02X}")]
+    UnsupportedVersion(u8),
+    /// The header names a suite ID that is not an ESDK algorithm suite.
+    #[error("unknown algorithm suite 0x{0:04X}")]
+    UnknownSuite(u16),
+    /// Bytes follow the end of the message.
+    #[error("trailing bytes after the end of the message")]
+    TrailingData,
+}
+
+/// A configured limit a message exceeds. Carries the numbers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LimitError {
+    /// More encrypted data keys than `max_encrypted_data_keys`.
+    #[error("{found} encrypted data keys, more than the maximum of {max}")]
+    TooManyEncryptedDataKeys {
+        /// Count in the message.
+        found: usize,
+        /// Configured maximum.
+        max: usize,
+    },
+    /// The header is larger than `max_header_size`.
+    #[error("header larger than the maximum of {max} bytes")]
+    HeaderTooLarge {
+        /// Configured maximum.
+        max: usize,
+    },
+    /// The frame length is larger than `max_frame_length`.
+    #[error("frame length {found} exceeds the maximum of {max} bytes")]
+    FrameTooLarge {
+        /// Frame length in the header.
+        found: u64,
+        /// Configured maximum.
+        max: u64,
+    },
+    /// A body that must be held whole (non-framed) is larger than `max_body_size`.
+    #[error("body of {found} bytes exceeds the maximum of {max} bytes")]
+    BodyTooLarge {
+        /// Claimed or seen body size.
+        found: u64,
+        /// Configured maximum.
+        max: u64,
+    },
+    /// The message has more frames than the format allows.
+    #[error("more than {max} frames")]
+    TooManyFrames {
+        /// Maximum frame count.
+        max: u64,
+    },
+}
+
+/// Policy refusals.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The suite does not satisfy the commitment policy.
+    #[error("algorithm suite {suite} is not allowed by commitment policy {policy}")]
+    CommitmentPolicy {
+        /// The suite in question.
+        suite: AlgorithmSuite,
+        /// The policy's name.
+        policy: &'static str,
+    },
+    /// The message is signed and streaming release of signed messages was
+    /// not enabled.
+    #[error("message is signed ({0}); streaming decryption of signed messages must be enabled explicitly")]
+    SignedStreaming(AlgorithmSuite),
+    /// An encryption context pair required by the caller does not match the message.
+    #[error("encryption context does not match: key {0:?}")]
+    ContextMismatch(String),
+    /// Signed suite without a public key in the context, or the reverse.
+    #[error("encryption context public key does not match the suite")]
+    PublicKeyMismatch,
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Io(io) => io,
+            other => io::Error::other(other),
+        }
+    }
+}
+
+impl Error {
+    /// Recovers an envseal error from an `io::Error` produced by a stream
+    /// reader or writer, if it carries one.
+    pub fn from_io(e: io::Error) -> Self {
+        if !e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return Error::Io(e);
+        }
+        let kind = e.kind();
+        match e.into_inner().map(|b| b.downcast::<Error>()) {
+            Some(Ok(inner)) => *inner,
+            Some(Err(other)) => Error::Io(io::Error::new(kind, other)),
+            None => Error::Io(io::Error::from(kind)),
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The default materials manager. Spec: `framework/default-cmm.md`,
+//! `framework/required-encryption-context-cmm.md` (reproduced context).
+
+use std::collections::BTreeSet;
+
+use base64::Engine as _;
+
+use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
+use crate::crypto::{Backend, DataKey, Signer, Verifier};
+use crate::error::{Error, FormatError, LimitError, PolicyError, Result};
+use crate::format::{EncryptedDataKey, EncryptionContext, PUBLIC_KEY_FIELD, RESERVED_PREFIX};
+use crate::suite::AlgorithmSuite;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Encryption materials ready for the message engine.
+pub(crate) struct EncryptMaterialsOut {
+    pub data_key: DataKey,
+    pub edks: Vec<EncryptedDataKey>,
+    /// The full context (stored pairs, public key, authenticated-only pairs).
+    pub context: EncryptionContext,
+    pub signer: Option<Box<dyn Signer>>,
+}
+
+/// Gets encryption materials: validates the caller's context, creates the
+/// signing key for signed suites, and asks the keyring for the data key.
+pub(crate) async fn encryption_materials(
+    keyring: &dyn Keyring,
+    suite: AlgorithmSuite,
+    context: &EncryptionContext,
+    backend: Backend,
+    max_edks: Option<usize>,
+) -> Result<EncryptMaterialsOut> {
+    if let Some((k, _)) = context.iter().find(|(k, _)| k.starts_with(RESERVED_PREFIX)) {
+        return Err(Error::Config(format!(
+            "encryption context key {k:?} uses the reserved prefix \"{RESERVED_PREFIX}\""
+        )));
+    }
+    let mut full = context.clone();
+    let signer = match suite.signature() {
+        Some(curve) => {
+            let (signer, public) = backend
+                .provider()
+                .signer(curve)
+                .map_err(|_| Error::Config("generating the signing key failed".into()))?;
+            full.insert(PUBLIC_KEY_FIELD, B64.encode(public));
+            Some(signer)
+        }
+        None => None,
+    };
+    let mut materials = EncryptionMaterials::new(suite, full, backend);
+    keyring.on_encrypt(&mut materials).await?;
+    let (data_key, edks, context) = materials.into_parts();
+    let data_key = data_key.ok_or_else(|| Error::Keyring {
+        keyring: "encrypt".into(),
+        reason: "no keyring generated a data key".into(),
+    })?;
+    if edks.is_empty() {
+        return Err(Error::Keyring {
+            keyring: "encrypt".into(),
+            reason: "no keyring produced an encrypted data key".into(),
+        });
+    }
+    if let Some(max) = max_edks {
+        if edks.len() > max {
+            return Err(LimitError::TooManyEncryptedDataKeys {
+                found: edks.len(),
+                max,
+            }
+            .into());
+        }
+    }
+    Ok(EncryptMaterialsOut {
+        data_key,
+        edks,
+        context,
+        signer,
+    })
+}
+
+/// Decryption materials ready for the message engine.
+pub(crate) struct DecryptMaterialsOut {
+    pub data_key: DataKey,
+    /// Stored pairs plus reproduced pairs.
+    pub context: EncryptionContext,
+    /// Keys of the reproduced pairs the header does not store; they are
+    /// authenticated through the header tag.
+    pub required_keys: BTreeSet<String>,
+    pub verifier: Option<Box<dyn Verifier>>,
+}
+
+/// Gets decryption materials: reconciles the reproduced context with the
+/// stored one, checks the public key against the suite, and asks the
+/// keyring for the data key.
+pub(crate) async fn decryption_materials(
+    keyring: &dyn Keyring,
+    suite: AlgorithmSuite,
+    stored: &EncryptionContext,
+    reproduced: &EncryptionContext,
+    edks: &[EncryptedDataKey],
+    backend: Backend,
+) -> Result<DecryptMaterialsOut> {
+    let mut full = stored.clone();
+    let mut required_keys = BTreeSet::new();
+    for (k, v) in reproduced.iter() {
+        match stored.get(k) {
+            Some(stored_v) if stored_v == v => {}
+            Some(_) => return Err(PolicyError::ContextMismatch(k.to_owned()).into()),
+            None => {
+                full.insert(k, v);
+                required_keys.insert(k.to_owned());
+            }
+        }
+    }
+    let verifier = match (suite.signature(), stored.get(PUBLIC_KEY_FIELD)) {
+        (Some(curve), Some(encoded)) => {
+            let point = B64.decode(encoded).map_err(|_| FormatError::Invalid {
+                field: "aws-crypto-public-key",
+                reason: "not base64",
+            })?;
+            Some(
+                backend
+                    .provider()
+                    .verifier(curve, &point)
+                    .map_err(|_| FormatError::Invalid {
+                        field: "aws-crypto-public-key",
+                        reason: "not a valid public key for the suite's curve",
+                    })?,
+            )
+        }
+        (None, None) => None,
+        _ => return Err(PolicyError::PublicKeyMismatch.into()),
+    };
+    let materials = DecryptionMaterials::new(suite, full, backend);
+    let data_key = match keyring.on_decrypt(&materials, edks).await? {
+        Some(k) if k.len() == suite.data_key_len() => k,
+        Some(_) => return Err(Error::Decrypt),
+        None => return Err(Error::NoMatchingKey { edks: edks.len() }),
+    };
+    Ok(DecryptMaterialsOut {
+        data_key,
+        context: materials.context().clone(),
+        required_keys,
+        verifier,
+    })
+}

@@ -1,0 +1,172 @@
+//! Keyrings and the materials they work on.
+//!
+//! A [`Keyring`] wraps the data key on encrypt (adding encrypted data keys)
+//! and unwraps it on decrypt. Unwrapping has three outcomes, as in age's
+//! `Identity::unwrap_stanza`: no encrypted data key is for this keyring
+//! (`Ok(None)`), one is but it failed (`Err`), or the data key (`Ok(Some)`).
+
+use async_trait::async_trait;
+
+use crate::crypto::{Backend, DataKey};
+use crate::error::{Error, Result};
+use crate::format::{EncryptedDataKey, EncryptionContext};
+use crate::suite::AlgorithmSuite;
+
+mod cmm;
+mod multi;
+mod raw_aes;
+mod raw_rsa;
+
+pub(crate) use cmm::{decryption_materials, encryption_materials};
+pub use multi::MultiKeyring;
+pub use raw_aes::RawAesKeyring;
+pub use raw_rsa::{RawRsaKeyring, RsaPrivateKey, RsaPublicKey};
+
+/// What a keyring sees and fills in on encrypt.
+#[derive(Debug)]
+pub struct EncryptionMaterials {
+    suite: AlgorithmSuite,
+    context: EncryptionContext,
+    data_key: Option<DataKey>,
+    edks: Vec<EncryptedDataKey>,
+    backend: Backend,
+}
+
+impl EncryptionMaterials {
+    pub(crate) fn new(suite: AlgorithmSuite, context: EncryptionContext, backend: Backend) -> Self {
+        EncryptionMaterials {
+            suite,
+            context,
+            data_key: None,
+            edks: Vec::new(),
+            backend,
+        }
+    }
+
+    /// The algorithm suite of the message being written.
+    pub fn suite(&self) -> AlgorithmSuite {
+        self.suite
+    }
+
+    /// The full encryption context (including `aws-crypto-public-key` for
+    /// signed suites). Keyrings that bind the context (raw AES, KMS) bind this.
+    pub fn context(&self) -> &EncryptionContext {
+        &self.context
+    }
+
+    /// The data key, once a generator has set it.
+    pub fn data_key(&self) -> Option<&DataKey> {
+        self.data_key.as_ref()
+    }
+
+    /// The encrypted data keys added so far.
+    pub fn encrypted_data_keys(&self) -> &[EncryptedDataKey] {
+        &self.edks
+    }
+
+    /// The crypto backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Sets the data key (a generator does this once).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if a data key is already set or the length is not
+    /// the suite's data key length.
+    pub fn set_data_key(&mut self, key: DataKey) -> Result<()> {
+        if self.data_key.is_some() {
+            return Err(Error::Config("the data key was already generated".into()));
+        }
+        if key.len() != self.suite.data_key_len() {
+            return Err(Error::Config(format!(
+                "data key of {} bytes, suite {} needs {}",
+                key.len(),
+                self.suite,
+                self.suite.data_key_len()
+            )));
+        }
+        self.data_key = Some(key);
+        Ok(())
+    }
+
+    /// Generates a random data key of the suite's length and sets it.
+    ///
+    /// # Errors
+    /// As [`EncryptionMaterials::set_data_key`], or if the random source fails.
+    pub fn generate_data_key(&mut self) -> Result<&DataKey> {
+        let mut key = zeroize::Zeroizing::new(vec![0u8; self.suite.data_key_len()]);
+        self.backend.fill_random(&mut key)?;
+        self.set_data_key(DataKey::new(key))?;
+        self.data_key
+            .as_ref()
+            .ok_or_else(|| Error::Config("data key missing after generation".into()))
+    }
+
+    /// Adds an encrypted data key.
+    pub fn add_encrypted_data_key(&mut self, edk: EncryptedDataKey) {
+        self.edks.push(edk);
+    }
+
+    pub(crate) fn into_parts(self) -> (Option<DataKey>, Vec<EncryptedDataKey>, EncryptionContext) {
+        (self.data_key, self.edks, self.context)
+    }
+}
+
+/// What a keyring sees on decrypt.
+#[derive(Debug, Clone)]
+pub struct DecryptionMaterials {
+    suite: AlgorithmSuite,
+    context: EncryptionContext,
+    backend: Backend,
+}
+
+impl DecryptionMaterials {
+    pub(crate) fn new(suite: AlgorithmSuite, context: EncryptionContext, backend: Backend) -> Self {
+        DecryptionMaterials {
+            suite,
+            context,
+            backend,
+        }
+    }
+
+    /// The message's algorithm suite.
+    pub fn suite(&self) -> AlgorithmSuite {
+        self.suite
+    }
+
+    /// The full encryption context: stored pairs plus the caller's
+    /// reproduced pairs that the header does not store.
+    pub fn context(&self) -> &EncryptionContext {
+        &self.context
+    }
+
+    /// The crypto backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+/// Wraps and unwraps data keys. Implementations are `Send + Sync` and
+/// async, because remote keyrings (KMS) are.
+#[async_trait]
+pub trait Keyring: Send + Sync {
+    /// On encrypt: if the materials have no data key and this keyring can
+    /// generate one, generate it; then add this keyring's encrypted data
+    /// key(s).
+    ///
+    /// # Errors
+    /// Any failure to generate or wrap; the whole encrypt fails.
+    async fn on_encrypt(&self, materials: &mut EncryptionMaterials) -> Result<()>;
+
+    /// On decrypt: try the encrypted data keys that belong to this keyring,
+    /// in order. `Ok(None)`: none of them is for this keyring.
+    ///
+    /// # Errors
+    /// At least one was for this keyring but none could be unwrapped.
+    async fn on_decrypt(
+        &self,
+        materials: &DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> Result<Option<DataKey>>;
+}

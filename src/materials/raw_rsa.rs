@@ -1,0 +1,200 @@
+//! Raw RSA keyring. Spec: `framework/raw-rsa-keyring.md`.
+//!
+//! EDK: provider id = namespace, provider info = key name, ciphertext = RSA
+//! encryption of the data key. RSA binds no encryption context. Encrypt
+//! needs the public key (never derived from a private key); decrypt needs
+//! the private key.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use zeroize::Zeroizing;
+
+use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
+use crate::crypto::{Backend, DataKey, RsaPadding, RsaPrivate, RsaPublic};
+use crate::error::{Error, Result};
+use crate::format::EncryptedDataKey;
+
+fn decode_pem(pem: &str, want_label: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let (label, der) = pem_rfc7468::decode_vec(pem.trim().as_bytes())
+        .map_err(|e| Error::Config(format!("not a PEM document: {e}")))?;
+    let der = Zeroizing::new(der);
+    if label != want_label {
+        return Err(Error::Config(format!(
+            "expected a PEM \"{want_label}\" block, found \"{label}\""
+        )));
+    }
+    Ok(der)
+}
+
+/// An RSA public key (encrypt side), parsed for one backend.
+#[derive(Clone)]
+pub struct RsaPublicKey(Arc<dyn RsaPublic>);
+
+impl RsaPublicKey {
+    /// Parses a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) with the default backend.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the PEM or key is invalid.
+    pub fn from_pem(pem: &str) -> Result<Self> {
+        Self::from_pem_with(Backend::default(), pem)
+    }
+
+    /// As [`RsaPublicKey::from_pem`] with a chosen backend.
+    ///
+    /// # Errors
+    /// As [`RsaPublicKey::from_pem`].
+    pub fn from_pem_with(backend: Backend, pem: &str) -> Result<Self> {
+        let der = decode_pem(pem, "PUBLIC KEY")?;
+        let key = backend
+            .provider()
+            .rsa_public_from_der(&der)
+            .map_err(|_| Error::Config("invalid RSA public key".into()))?;
+        Ok(RsaPublicKey(Arc::from(key)))
+    }
+}
+
+impl std::fmt::Debug for RsaPublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RsaPublicKey")
+    }
+}
+
+/// An RSA private key (decrypt side), parsed for one backend.
+#[derive(Clone)]
+pub struct RsaPrivateKey(Arc<dyn RsaPrivate>);
+
+impl RsaPrivateKey {
+    /// Parses a PEM `PRIVATE KEY` (PKCS#8) with the default backend.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the PEM or key is invalid.
+    pub fn from_pem(pem: &str) -> Result<Self> {
+        Self::from_pem_with(Backend::default(), pem)
+    }
+
+    /// As [`RsaPrivateKey::from_pem`] with a chosen backend.
+    ///
+    /// # Errors
+    /// As [`RsaPrivateKey::from_pem`].
+    pub fn from_pem_with(backend: Backend, pem: &str) -> Result<Self> {
+        let der = decode_pem(pem, "PRIVATE KEY")?;
+        let key = backend
+            .provider()
+            .rsa_private_from_der(&der)
+            .map_err(|_| Error::Config("invalid RSA private key".into()))?;
+        Ok(RsaPrivateKey(Arc::from(key)))
+    }
+}
+
+impl std::fmt::Debug for RsaPrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RsaPrivateKey").finish_non_exhaustive()
+    }
+}
+
+/// Wraps data keys with RSA (PKCS#1 v1.5 or OAEP).
+#[derive(Debug, Clone)]
+pub struct RawRsaKeyring {
+    namespace: String,
+    name: String,
+    padding: RsaPadding,
+    public: Option<RsaPublicKey>,
+    private: Option<RsaPrivateKey>,
+}
+
+impl RawRsaKeyring {
+    /// A keyring with a public key (for encrypt), a private key (for
+    /// decrypt), or both.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if neither key is given, or the namespace starts
+    /// with `aws-kms`, or a name is too long.
+    pub fn new(
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        padding: RsaPadding,
+        public: Option<RsaPublicKey>,
+        private: Option<RsaPrivateKey>,
+    ) -> Result<Self> {
+        let namespace = namespace.into();
+        let name = name.into();
+        if namespace.starts_with("aws-kms") {
+            return Err(Error::Config("a raw keyring namespace must not start with \"aws-kms\"".into()));
+        }
+        if namespace.len() > usize::from(u16::MAX) || name.len() > usize::from(u16::MAX) {
+            return Err(Error::Config("keyring namespace or name too long".into()));
+        }
+        if public.is_none() && private.is_none() {
+            return Err(Error::Config("a raw RSA keyring needs a public or a private key".into()));
+        }
+        Ok(RawRsaKeyring {
+            namespace,
+            name,
+            padding,
+            public,
+            private,
+        })
+    }
+
+    fn label(&self) -> String {
+        format!("raw RSA {}/{}", self.namespace, self.name)
+    }
+}
+
+#[async_trait]
+impl Keyring for RawRsaKeyring {
+    async fn on_encrypt(&self, materials: &mut EncryptionMaterials) -> Result<()> {
+        let public = self.public.as_ref().ok_or_else(|| Error::Keyring {
+            keyring: self.label(),
+            reason: "encrypting needs an RSA public key".into(),
+        })?;
+        if materials.data_key().is_none() {
+            materials.generate_data_key()?;
+        }
+        let key = materials.data_key().ok_or_else(|| Error::Config("no data key".into()))?;
+        let ciphertext = public
+            .0
+            .encrypt(self.padding, key.expose_secret())
+            .map_err(|_| Error::Keyring {
+                keyring: self.label(),
+                reason: "RSA encryption of the data key failed".into(),
+            })?;
+        materials.add_encrypted_data_key(EncryptedDataKey {
+            provider_id: self.namespace.clone(),
+            provider_info: self.name.as_bytes().to_vec(),
+            ciphertext,
+        });
+        Ok(())
+    }
+
+    async fn on_decrypt(
+        &self,
+        materials: &DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> Result<Option<DataKey>> {
+        let mine = edks
+            .iter()
+            .filter(|e| e.provider_id == self.namespace && e.provider_info == self.name.as_bytes());
+        let mut failed = false;
+        for edk in mine {
+            let Some(private) = &self.private else {
+                return Err(Error::Keyring {
+                    keyring: self.label(),
+                    reason: "decrypting needs an RSA private key".into(),
+                });
+            };
+            match private.0.decrypt(self.padding, &edk.ciphertext) {
+                Ok(key) if key.len() == materials.suite().data_key_len() => {
+                    return Ok(Some(DataKey::new(key)));
+                }
+                _ => failed = true,
+            }
+        }
+        if failed {
+            Err(Error::Decrypt)
+        } else {
+            Ok(None)
+        }
+    }
+}
