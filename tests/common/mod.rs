@@ -1,0 +1,58 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use envseal::{
+    Backend, CommitmentPolicy, Config, Keyring, RawAesKeyring, RawRsaKeyring, RsaPadding, RsaPrivateKey,
+    RsaPublicKey, WrappingKey,
+};
+
+pub const RSA_PRIVATE_PEM: &str = include_str!("../data/rsa-4096-private.pem");
+pub const RSA_PUBLIC_PEM: &str = include_str!("../data/rsa-4096-public.pem");
+
+pub fn aes(ns: &str, name: &str, key: &[u8]) -> Arc<dyn Keyring> {
+    Arc::new(RawAesKeyring::new(ns, name, WrappingKey::from_slice(key).unwrap()).unwrap())
+}
+
+pub fn rsa(backend: Backend, ns: &str, name: &str, padding: RsaPadding) -> Arc<dyn Keyring> {
+    Arc::new(
+        RawRsaKeyring::new(
+            ns,
+            name,
+            padding,
+            Some(RsaPublicKey::from_pem_with(backend, RSA_PUBLIC_PEM).unwrap()),
+            Some(RsaPrivateKey::from_pem_with(backend, RSA_PRIVATE_PEM).unwrap()),
+        )
+        .unwrap(),
+    )
+}
+
+/// A config that encrypts with `suite` (choosing a policy that allows it).
+pub fn config_for(suite: envseal::AlgorithmSuite, frame_length: u32, backend: Backend) -> Config {
+    let policy = if suite.is_committing() {
+        CommitmentPolicy::RequireEncryptAllowDecrypt
+    } else {
+        CommitmentPolicy::ForbidEncryptAllowDecrypt
+    };
+    Config::builder()
+        .commitment_policy(policy)
+        .suite(suite)
+        .frame_length(frame_length)
+        .backend(backend)
+        .build()
+        .unwrap()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -1,0 +1,189 @@
+//! Hostile bytes: every truncation point and a sweep of single-bit flips of
+//! sample messages must fail cleanly (no panic, no plaintext beyond whole
+//! verified regular frames); property tests for round trips and for
+//! parse-never-panics.
+
+mod common;
+
+use std::io::Read;
+
+use common::{aes, bytes, config_for, rsa};
+use envseal::blocking::Blocking;
+use envseal::{AlgorithmSuite, Backend, Config, Decryptor, EncryptionContext, Error, Keyring, RsaPadding};
+use proptest::prelude::*;
+
+/// Streaming decrypt; returns the plaintext or (error, bytes released).
+fn stream(rt: &Blocking, config: &Config, ring: &dyn Keyring, msg: &[u8]) -> Result<Vec<u8>, (Error, usize)> {
+    let d = Decryptor::new(msg, config).map_err(|e| (e, 0))?.allow_signed_streaming();
+    let mut r = rt.decrypt_stream(d, ring, &EncryptionContext::new()).map_err(|e| (e, 0))?;
+    let mut out = Vec::new();
+    match r.read_to_end(&mut out) {
+        Ok(_) if r.is_complete() => Ok(out),
+        Ok(_) => Err((Error::Config("incomplete".into()), out.len())),
+        Err(e) => Err((Error::from_io(e), out.len())),
+    }
+}
+
+struct Sample {
+    name: String,
+    config: Config,
+    ring: std::sync::Arc<dyn Keyring>,
+    msg: Vec<u8>,
+    frame: usize,
+}
+
+fn samples(rt: &Blocking) -> Vec<Sample> {
+    let mut out = Vec::new();
+    let cases: [(AlgorithmSuite, u32, usize); 6] = [
+        (AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 64, 150),
+        (AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384, 64, 150),
+        (AlgorithmSuite::Aes128GcmIv12Tag16HkdfSha256EcdsaP256, 32, 40),
+        (AlgorithmSuite::Aes192GcmIv12Tag16HkdfSha256, 0, 50),
+        (AlgorithmSuite::Aes128GcmIv12Tag16NoKdf, 16, 0),
+        (AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 4096, 1),
+    ];
+    for (i, (suite, frame, len)) in cases.into_iter().enumerate() {
+        let config = config_for(suite, frame, Backend::default());
+        let ring = if i == 2 {
+            rsa(Backend::default(), "ns", "rsa", RsaPadding::OaepSha256)
+        } else {
+            aes("ns", "k", &[i as u8; 32])
+        };
+        let context: EncryptionContext = [("k", "v")].into_iter().collect();
+        let msg = rt.encrypt(&config, ring.as_ref(), &context, &bytes(len, i as u64)).unwrap();
+        out.push(Sample {
+            name: format!("{suite:?} frame {frame} len {len}"),
+            config,
+            ring,
+            msg,
+            frame: frame as usize,
+        });
+    }
+    out
+}
+
+fn assert_fails(rt: &Blocking, s: &Sample, bad: &[u8], what: &str) {
+    if let Ok(d) = rt.decrypt(&s.config, s.ring.as_ref(), &EncryptionContext::new(), bad) {
+        panic!("{}: {what}: one-shot decrypt succeeded ({} bytes)", s.name, d.plaintext.len());
+    }
+    match stream(rt, &s.config, s.ring.as_ref(), bad) {
+        Ok(_) => panic!("{}: {what}: streaming decrypt succeeded", s.name),
+        Err((_, released)) => {
+            assert!(
+                released == 0 || (s.frame > 0 && released % s.frame == 0),
+                "{}: {what}: released {released} bytes",
+                s.name
+            );
+        }
+    }
+}
+
+#[test]
+fn every_truncation_fails() {
+    let rt = Blocking::new().unwrap();
+    let mut count = 0;
+    for s in samples(&rt) {
+        assert!(rt.decrypt(&s.config, s.ring.as_ref(), &EncryptionContext::new(), &s.msg).is_ok());
+        for cut in 0..s.msg.len() {
+            assert_fails(&rt, &s, &s.msg[..cut], &format!("truncated to {cut}"));
+            count += 1;
+        }
+    }
+    println!("{count} truncations rejected");
+}
+
+#[test]
+fn every_single_bit_flip_fails() {
+    let rt = Blocking::new().unwrap();
+    let mut count = 0;
+    for s in samples(&rt) {
+        for pos in 0..s.msg.len() {
+            // Every bit of the first 64 bytes (header fields), one rotating bit elsewhere.
+            let bits: Vec<u8> = if pos < 64 { (0..8).collect() } else { vec![(pos % 8) as u8] };
+            for bit in bits {
+                let mut bad = s.msg.clone();
+                bad[pos] ^= 1 << bit;
+                assert_fails(&rt, &s, &bad, &format!("bit {bit} of byte {pos} flipped"));
+                count += 1;
+            }
+        }
+    }
+    println!("{count} bit flips rejected");
+}
+
+#[test]
+fn failed_open_leaves_no_plaintext_in_the_released_output() {
+    // A tampered second frame: the first frame's plaintext is released (it
+    // verified), nothing of the second frame is.
+    let rt = Blocking::new().unwrap();
+    let ring = aes("ns", "k", &[9u8; 32]);
+    let config = config_for(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 64, Backend::default());
+    let pt = bytes(200, 5);
+    let mut msg = rt.encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt).unwrap();
+    let header_len = msg.len() - (3 * (4 + 12 + 64 + 16) + (4 + 4 + 12 + 4 + 8 + 16));
+    let second_frame_ct = header_len + (4 + 12 + 64 + 16) + 16 + 10;
+    msg[second_frame_ct] ^= 0x80;
+    match stream(&rt, &config, ring.as_ref(), &msg) {
+        Err((Error::Decrypt, released)) => assert_eq!(released, 64),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn any_suite() -> impl Strategy<Value = AlgorithmSuite> {
+    prop::sample::select(AlgorithmSuite::ALL.to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn round_trip(
+        pt in prop::collection::vec(any::<u8>(), 0..3000),
+        frame in prop_oneof![Just(0u32), 1u32..700],
+        suite in any_suite(),
+        context in prop::collection::btree_map("[a-z\u{e9}\u{4e2d}]{1,8}", ".{0,12}", 0..4),
+    ) {
+        let rt = Blocking::new().unwrap();
+        let ring = aes("ns", "k", &[1u8; 16]);
+        let config = config_for(suite, frame, Backend::default());
+        let context: EncryptionContext = context.into_iter().collect();
+        let msg = rt.encrypt(&config, ring.as_ref(), &context, &pt).unwrap();
+        let d = rt.decrypt(&config, ring.as_ref(), &context, &msg).unwrap();
+        prop_assert_eq!(d.plaintext, pt.clone());
+        let streamed = stream(&rt, &config, ring.as_ref(), &msg).map_err(|(e, _)| e.to_string());
+        prop_assert_eq!(streamed, Ok(pt));
+    }
+
+    #[test]
+    fn parse_never_panics_on_garbage(data in prop::collection::vec(any::<u8>(), 0..2000)) {
+        let rt = Blocking::new().unwrap();
+        let ring = aes("ns", "k", &[1u8; 32]);
+        let config = config_for(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 64, Backend::default());
+        prop_assert!(rt.decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &data).is_err());
+        let _ = stream(&rt, &config, ring.as_ref(), &data);
+    }
+
+    #[test]
+    fn mutated_messages_fail_without_panic(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        cut in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+    ) {
+        let rt = Blocking::new().unwrap();
+        let ring = aes("ns", "k", &[1u8; 32]);
+        let config = Config::builder().frame_length(32).build().unwrap();
+        let original = rt.encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &bytes(100, 1)).unwrap();
+        let mut msg = original.clone();
+        for (i, v) in &edits {
+            let at = i.index(msg.len());
+            msg[at] = *v;
+        }
+        if truncate {
+            msg.truncate(cut.index(msg.len()));
+        }
+        if msg != original {
+            prop_assert!(rt.decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &msg).is_err());
+            prop_assert!(stream(&rt, &config, ring.as_ref(), &msg).is_err());
+        }
+    }
+}
