@@ -180,13 +180,13 @@ impl Backend {
 
     /// Every backend compiled in, default first.
     pub fn all() -> Vec<Backend> {
-        #[allow(unused_mut)]
-        let mut v = Vec::new();
-        #[cfg(feature = "aws-lc")]
-        v.push(Backend::aws_lc());
-        #[cfg(feature = "rustcrypto")]
-        v.push(Backend::rustcrypto());
-        v
+        [
+            #[cfg(feature = "aws-lc")]
+            Backend::aws_lc(),
+            #[cfg(feature = "rustcrypto")]
+            Backend::rustcrypto(),
+        ]
+        .to_vec()
     }
 
     /// The backend's name: `aws-lc` or `rustcrypto`.
