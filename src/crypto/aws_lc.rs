@@ -127,6 +127,7 @@ impl Aead for GcmKey {
 
     fn open_in_place(&self, iv: &[u8; IV_LEN], aad: &[u8], buf: &mut [u8]) -> CResult<usize> {
         if buf.len() < TAG_LEN {
+            buf.zeroize();
             return Err(CryptoError);
         }
         match self

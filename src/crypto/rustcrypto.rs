@@ -1,0 +1,397 @@
+//! The pure-Rust RustCrypto backend (feature `rustcrypto`).
+//!
+//! Mirrors `aws_lc.rs` in behaviour: the same key sizes are accepted, the
+//! same failures are reported, `open_in_place` wipes the buffer on failure and
+//! signers re-sign to the canonical DER length.
+//!
+//! **Caveat:** RSA decryption uses the `rsa` crate, which is not constant-time
+//! (RUSTSEC-2023-0071, "Marvin"). Blinding is applied, which does not fully
+//! close that side channel.
+
+use aes_gcm::{
+    aead::{consts::U12, AeadInPlace, KeyInit},
+    Aes128Gcm, Aes256Gcm, AesGcm, Nonce, Tag,
+};
+use ecdsa::signature::{hazmat::RandomizedPrehashSigner, DigestVerifier};
+use hkdf::Hkdf;
+use rand_core::OsRng;
+use rsa::{
+    pkcs1::der::Decode as _,
+    pkcs8::{DecodePrivateKey, SubjectPublicKeyInfoRef},
+    traits::PublicKeyParts,
+    BigUint, Oaep, Pkcs1v15Encrypt,
+};
+use sha2::{Digest, Sha256, Sha384, Sha512};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::{
+    Aead, CResult, CryptoError, Expand, HashAlg, Provider, RsaPadding, RsaPrivate, RsaPublic, Signer,
+    Verifier, IV_LEN, TAG_LEN,
+};
+use crate::suite::Curve;
+
+/// AES-192-GCM with a 96-bit nonce (aes-gcm has no alias for it).
+type Aes192Gcm = AesGcm<aes::Aes192, U12>;
+
+/// The RustCrypto provider.
+pub(crate) struct RustCrypto;
+
+/// Upper bound on re-signing to reach the canonical signature length (as in
+/// the aws-lc backend).
+const MAX_SIGN_TRIES: usize = 64;
+
+/// Upper bound on drawing a private scalar; a 256/384-bit random string is out
+/// of range with negligible probability.
+const MAX_KEYGEN_TRIES: usize = 64;
+
+/// RSA modulus sizes aws-lc accepts (bits, inclusive).
+const RSA_MIN_BITS: usize = 2048;
+const RSA_MAX_BITS: usize = 8192;
+
+impl Provider for RustCrypto {
+    fn name(&self) -> &'static str {
+        "rustcrypto"
+    }
+
+    fn aead(&self, key: &[u8]) -> CResult<Box<dyn Aead>> {
+        let cipher = match key.len() {
+            16 => GcmCipher::Aes128(Aes128Gcm::new_from_slice(key).map_err(|_| CryptoError)?),
+            24 => GcmCipher::Aes192(Aes192Gcm::new_from_slice(key).map_err(|_| CryptoError)?),
+            32 => GcmCipher::Aes256(Aes256Gcm::new_from_slice(key).map_err(|_| CryptoError)?),
+            _ => return Err(CryptoError),
+        };
+        Ok(Box::new(cipher))
+    }
+
+    fn hkdf(&self, hash: HashAlg, salt: &[u8], ikm: &[u8], outputs: &mut [Expand<'_>]) -> CResult<()> {
+        // An empty salt is passed as `None`: RFC 5869's default of hash-length
+        // zero bytes, which HMAC treats the same as an empty key.
+        let salt = if salt.is_empty() { None } else { Some(salt) };
+        macro_rules! run {
+            ($h:ty) => {{
+                let (mut prk, hk) = Hkdf::<$h>::extract(salt, ikm);
+                prk[..].zeroize();
+                for o in outputs.iter_mut() {
+                    hk.expand_multi_info(o.info, o.out)
+                        .map_err(|_| CryptoError)?;
+                }
+                Ok(())
+            }};
+        }
+        match hash {
+            HashAlg::Sha256 => run!(Sha256),
+            HashAlg::Sha384 => run!(Sha384),
+            HashAlg::Sha512 => run!(Sha512),
+        }
+    }
+
+    fn fill_random(&self, buf: &mut [u8]) -> CResult<()> {
+        getrandom::getrandom(buf).map_err(|_| CryptoError)
+    }
+
+    fn signer(&self, curve: Curve) -> CResult<(Box<dyn Signer>, Vec<u8>)> {
+        let canonical_len = curve.canonical_signature_len();
+        match curve {
+            Curve::P256 => {
+                let key: p256::ecdsa::SigningKey = generate_key(32)?;
+                let public = key.verifying_key().to_encoded_point(true).as_bytes().to_vec();
+                Ok((
+                    Box::new(EcdsaSigner::P256 {
+                        key,
+                        hash: Sha256::new(),
+                        canonical_len,
+                    }),
+                    public,
+                ))
+            }
+            Curve::P384 => {
+                let key: p384::ecdsa::SigningKey = generate_key(48)?;
+                let public = key.verifying_key().to_encoded_point(true).as_bytes().to_vec();
+                Ok((
+                    Box::new(EcdsaSigner::P384 {
+                        key,
+                        hash: Sha384::new(),
+                        canonical_len,
+                    }),
+                    public,
+                ))
+            }
+        }
+    }
+
+    fn verifier(&self, curve: Curve, public_point: &[u8]) -> CResult<Box<dyn Verifier>> {
+        // Accept exactly what aws-lc accepts: SEC1 compressed (0x02/0x03) or
+        // uncompressed (0x04) points. The `sec1` crate would also take the
+        // identity (0x00) and "compact" (0x05) encodings; refuse those here.
+        let field_len = match curve {
+            Curve::P256 => 32,
+            Curve::P384 => 48,
+        };
+        let well_formed = match public_point.first() {
+            Some(0x02 | 0x03) => public_point.len() == 1 + field_len,
+            Some(0x04) => public_point.len() == 1 + 2 * field_len,
+            _ => false,
+        };
+        if !well_formed {
+            return Err(CryptoError);
+        }
+        Ok(match curve {
+            Curve::P256 => Box::new(EcdsaVerifier::P256 {
+                key: p256::ecdsa::VerifyingKey::from_sec1_bytes(public_point).map_err(|_| CryptoError)?,
+                hash: Sha256::new(),
+            }),
+            Curve::P384 => Box::new(EcdsaVerifier::P384 {
+                key: p384::ecdsa::VerifyingKey::from_sec1_bytes(public_point).map_err(|_| CryptoError)?,
+                hash: Sha384::new(),
+            }),
+        })
+    }
+
+    fn rsa_public_from_der(&self, spki_der: &[u8]) -> CResult<Box<dyn RsaPublic>> {
+        // `RsaPublicKey::from_public_key_der` caps the modulus at 4096 bits;
+        // aws-lc takes 2048..=8192, so parse the SPKI here and apply that range.
+        let spki = SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|_| CryptoError)?;
+        spki.algorithm
+            .assert_algorithm_oid(rsa::pkcs1::ALGORITHM_OID)
+            .map_err(|_| CryptoError)?;
+        match spki.algorithm.parameters {
+            Some(p) if p.is_null() => {}
+            _ => return Err(CryptoError),
+        }
+        let key_bytes = spki.subject_public_key.as_bytes().ok_or(CryptoError)?;
+        let pkcs1 = rsa::pkcs1::RsaPublicKey::from_der(key_bytes).map_err(|_| CryptoError)?;
+        let n = BigUint::from_bytes_be(pkcs1.modulus.as_bytes());
+        let e = BigUint::from_bytes_be(pkcs1.public_exponent.as_bytes());
+        let key = rsa::RsaPublicKey::new_with_max_size(n, e, RSA_MAX_BITS).map_err(|_| CryptoError)?;
+        check_rsa_size(key.n().bits())?;
+        Ok(Box::new(RsaPublicKey(key)))
+    }
+
+    fn rsa_private_from_der(&self, pkcs8_der: &[u8]) -> CResult<Box<dyn RsaPrivate>> {
+        // `from_pkcs8_der` validates the key (and precomputes CRT values).
+        let key = rsa::RsaPrivateKey::from_pkcs8_der(pkcs8_der).map_err(|_| CryptoError)?;
+        check_rsa_size(key.n().bits())?;
+        Ok(Box::new(RsaPrivateKey(key)))
+    }
+}
+
+fn check_rsa_size(bits: usize) -> CResult<()> {
+    if (RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
+        Ok(())
+    } else {
+        Err(CryptoError)
+    }
+}
+
+/// Draws a private scalar from the system CSPRNG (fallibly, unlike
+/// `SigningKey::random`, which panics if the OS source fails).
+fn generate_key<K>(len: usize) -> CResult<K>
+where
+    K: TryFromSlice,
+{
+    let mut bytes = Zeroizing::new([0u8; 48]);
+    let bytes = &mut bytes[..len];
+    for _ in 0..MAX_KEYGEN_TRIES {
+        getrandom::getrandom(bytes).map_err(|_| CryptoError)?;
+        if let Ok(key) = K::try_from_slice(bytes) {
+            return Ok(key);
+        }
+    }
+    Err(CryptoError)
+}
+
+/// `SigningKey::from_slice` for both curves.
+trait TryFromSlice: Sized {
+    fn try_from_slice(bytes: &[u8]) -> CResult<Self>;
+}
+
+impl TryFromSlice for p256::ecdsa::SigningKey {
+    fn try_from_slice(bytes: &[u8]) -> CResult<Self> {
+        Self::from_slice(bytes).map_err(|_| CryptoError)
+    }
+}
+
+impl TryFromSlice for p384::ecdsa::SigningKey {
+    fn try_from_slice(bytes: &[u8]) -> CResult<Self> {
+        Self::from_slice(bytes).map_err(|_| CryptoError)
+    }
+}
+
+enum GcmCipher {
+    Aes128(Aes128Gcm),
+    Aes192(Aes192Gcm),
+    Aes256(Aes256Gcm),
+}
+
+impl Aead for GcmCipher {
+    fn seal_in_place(&self, iv: &[u8; IV_LEN], aad: &[u8], buf: &mut [u8]) -> CResult<[u8; TAG_LEN]> {
+        let nonce = Nonce::from(*iv);
+        let tag = match self {
+            GcmCipher::Aes128(c) => c.encrypt_in_place_detached(&nonce, aad, buf),
+            GcmCipher::Aes192(c) => c.encrypt_in_place_detached(&nonce, aad, buf),
+            GcmCipher::Aes256(c) => c.encrypt_in_place_detached(&nonce, aad, buf),
+        }
+        .map_err(|_| CryptoError)?;
+        Ok(tag.into())
+    }
+
+    fn open_in_place(&self, iv: &[u8; IV_LEN], aad: &[u8], buf: &mut [u8]) -> CResult<usize> {
+        let Some(pt_len) = buf.len().checked_sub(TAG_LEN) else {
+            buf.zeroize();
+            return Err(CryptoError);
+        };
+        let nonce = Nonce::from(*iv);
+        let (ciphertext, tag) = buf.split_at_mut(pt_len);
+        let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| CryptoError)?;
+        let tag = Tag::from(tag);
+        let result = match self {
+            GcmCipher::Aes128(c) => c.decrypt_in_place_detached(&nonce, aad, ciphertext, &tag),
+            GcmCipher::Aes192(c) => c.decrypt_in_place_detached(&nonce, aad, ciphertext, &tag),
+            GcmCipher::Aes256(c) => c.decrypt_in_place_detached(&nonce, aad, ciphertext, &tag),
+        };
+        match result {
+            Ok(()) => Ok(pt_len),
+            Err(_) => {
+                // aes-gcm checks the tag before decrypting, but the contract is
+                // the same as aws-lc's: nothing is left in the buffer.
+                buf.zeroize();
+                Err(CryptoError)
+            }
+        }
+    }
+}
+
+enum EcdsaSigner {
+    P256 {
+        key: p256::ecdsa::SigningKey,
+        hash: Sha256,
+        canonical_len: usize,
+    },
+    P384 {
+        key: p384::ecdsa::SigningKey,
+        hash: Sha384,
+        canonical_len: usize,
+    },
+}
+
+/// Signs `digest` with fresh randomness (RFC 6979 with added entropy) until
+/// the DER encoding has `canonical_len` bytes. Deterministic signing of the
+/// same digest would always give the same length, hence the randomness.
+macro_rules! sign_canonical {
+    ($key:expr, $digest:expr, $canonical_len:expr, $sig:ty) => {{
+        let mut der = Vec::new();
+        for _ in 0..MAX_SIGN_TRIES {
+            let sig: $sig = $key
+                .sign_prehash_with_rng(&mut OsRng, $digest)
+                .map_err(|_| CryptoError)?;
+            der = sig.to_der().as_bytes().to_vec();
+            if der.len() == $canonical_len {
+                break;
+            }
+        }
+        Ok(der)
+    }};
+}
+
+impl Signer for EcdsaSigner {
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            EcdsaSigner::P256 { hash, .. } => hash.update(data),
+            EcdsaSigner::P384 { hash, .. } => hash.update(data),
+        }
+    }
+
+    fn sign(self: Box<Self>) -> CResult<Vec<u8>> {
+        match *self {
+            EcdsaSigner::P256 {
+                key,
+                hash,
+                canonical_len,
+            } => {
+                let digest = hash.finalize();
+                sign_canonical!(key, &digest, canonical_len, p256::ecdsa::Signature)
+            }
+            EcdsaSigner::P384 {
+                key,
+                hash,
+                canonical_len,
+            } => {
+                let digest = hash.finalize();
+                sign_canonical!(key, &digest, canonical_len, p384::ecdsa::Signature)
+            }
+        }
+    }
+}
+
+enum EcdsaVerifier {
+    P256 {
+        key: p256::ecdsa::VerifyingKey,
+        hash: Sha256,
+    },
+    P384 {
+        key: p384::ecdsa::VerifyingKey,
+        hash: Sha384,
+    },
+}
+
+impl Verifier for EcdsaVerifier {
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            EcdsaVerifier::P256 { hash, .. } => hash.update(data),
+            EcdsaVerifier::P384 { hash, .. } => hash.update(data),
+        }
+    }
+
+    fn verify(self: Box<Self>, signature_der: &[u8]) -> CResult<()> {
+        match *self {
+            EcdsaVerifier::P256 { key, hash } => {
+                let sig = p256::ecdsa::Signature::from_der(signature_der).map_err(|_| CryptoError)?;
+                key.verify_digest(hash, &sig).map_err(|_| CryptoError)
+            }
+            EcdsaVerifier::P384 { key, hash } => {
+                let sig = p384::ecdsa::Signature::from_der(signature_der).map_err(|_| CryptoError)?;
+                key.verify_digest(hash, &sig).map_err(|_| CryptoError)
+            }
+        }
+    }
+}
+
+fn oaep(padding: RsaPadding) -> Option<Oaep> {
+    match padding {
+        RsaPadding::OaepSha1 => Some(Oaep::new::<sha1::Sha1>()),
+        RsaPadding::OaepSha256 => Some(Oaep::new::<Sha256>()),
+        RsaPadding::OaepSha384 => Some(Oaep::new::<Sha384>()),
+        RsaPadding::OaepSha512 => Some(Oaep::new::<Sha512>()),
+        RsaPadding::Pkcs1 => None,
+    }
+}
+
+struct RsaPublicKey(rsa::RsaPublicKey);
+
+impl RsaPublic for RsaPublicKey {
+    fn encrypt(&self, padding: RsaPadding, plaintext: &[u8]) -> CResult<Vec<u8>> {
+        match oaep(padding) {
+            Some(scheme) => self.0.encrypt(&mut OsRng, scheme, plaintext),
+            None => self.0.encrypt(&mut OsRng, Pkcs1v15Encrypt, plaintext),
+        }
+        .map_err(|_| CryptoError)
+    }
+}
+
+struct RsaPrivateKey(rsa::RsaPrivateKey);
+
+impl RsaPrivate for RsaPrivateKey {
+    fn decrypt(&self, padding: RsaPadding, ciphertext: &[u8]) -> CResult<Zeroizing<Vec<u8>>> {
+        // aws-lc requires the ciphertext to be exactly the modulus length; the
+        // `rsa` crate checks this for OAEP but not for PKCS#1 v1.5.
+        if ciphertext.len() != self.0.size() {
+            return Err(CryptoError);
+        }
+        match oaep(padding) {
+            Some(scheme) => self.0.decrypt_blinded(&mut OsRng, scheme, ciphertext),
+            None => self.0.decrypt_blinded(&mut OsRng, Pkcs1v15Encrypt, ciphertext),
+        }
+        .map(Zeroizing::new)
+        .map_err(|_| CryptoError)
+    }
+}
