@@ -1,0 +1,946 @@
+//! Integration tests of the `envseal` command-line tool.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_envseal");
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+fn rsa_public() -> String {
+    data("rsa-4096-public.pem").display().to_string()
+}
+
+fn rsa_private() -> String {
+    data("rsa-4096-private.pem").display().to_string()
+}
+
+/// Runs envseal with `args`, feeding `stdin` (empty if `None`).
+fn run<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn envseal");
+    let input = stdin.unwrap_or(&[]).to_vec();
+    let mut pipe = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        // The process may exit before reading everything (e.g. on an error).
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait envseal");
+    writer.join().expect("stdin writer");
+    out
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "envseal failed: {:?}\nstderr: {}",
+        out.status,
+        stderr_of(out)
+    );
+    assert!(out.stderr.is_empty(), "unexpected stderr: {}", stderr_of(out));
+}
+
+/// Asserts the failure contract and returns the message line.
+#[track_caller]
+fn assert_fail(out: &Output) -> String {
+    let err = stderr_of(out);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        out.status.code().is_some(),
+        "killed by a signal: {:?}",
+        out.status
+    );
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(
+        err.starts_with("envseal: "),
+        "stderr must start with 'envseal: ': {err:?}"
+    );
+    assert!(err.ends_with('\n'), "stderr must end with a newline: {err:?}");
+    assert_eq!(err.lines().count(), 1, "stderr must be one line: {err:?}");
+    err.trim_end().to_owned()
+}
+
+#[track_caller]
+fn assert_fail_code(out: &Output, code: i32) -> String {
+    let msg = assert_fail(out);
+    assert_eq!(out.status.code(), Some(code), "{msg}");
+    msg
+}
+
+/// Deterministic test bytes.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] ^ seed)
+        .collect()
+}
+
+/// Sorted names in `dir`.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+struct Fixture {
+    dir: TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn p(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> String {
+        fs::write(self.path(name), bytes).unwrap();
+        self.p(name)
+    }
+
+    fn read(&self, name: &str) -> Vec<u8> {
+        fs::read(self.path(name)).unwrap()
+    }
+
+    /// Writes an AES key of `len` bytes and returns `NAMESPACE:NAME:FILE`.
+    fn aes_key(&self, ns: &str, name: &str, len: usize, seed: u8) -> String {
+        let file = self.write(&format!("{ns}-{name}.key"), &pattern(len, seed));
+        format!("{ns}:{name}:{file}")
+    }
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Encrypts `input` to `output` with `extra` flags; asserts success.
+fn encrypt_file(input: &str, output: &str, extra: &[String]) {
+    let mut a = args(&["encrypt", "--input", input, "--output", output]);
+    a.extend_from_slice(extra);
+    assert_ok(&run(&a, None));
+}
+
+fn decrypt_cmd(input: &str, output: &str, extra: &[String]) -> Output {
+    let mut a = args(&["decrypt", "--input", input, "--output", output]);
+    a.extend_from_slice(extra);
+    run(&a, None)
+}
+
+fn aes_flag(spec: &str) -> Vec<String> {
+    vec!["--raw-aes-key".into(), spec.into()]
+}
+
+fn rsa_flag(ns: &str, name: &str, padding: &str, pem: &str) -> Vec<String> {
+    vec!["--raw-rsa-key".into(), format!("{ns}:{name}:{padding}:{pem}")]
+}
+
+/// (message version, suite ID, provider IDs of the encrypted data keys).
+fn header_info(msg: &[u8]) -> (u8, u16, Vec<String>) {
+    let u16_at = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]);
+    let (version, suite, mut pos) = match msg[0] {
+        1 => (1, u16_at(2), 4 + 16),
+        2 => (2, u16_at(1), 3 + 32),
+        v => panic!("unknown version {v}"),
+    };
+    pos += 2 + usize::from(u16_at(pos));
+    let count = usize::from(u16_at(pos));
+    pos += 2;
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let len = usize::from(u16_at(pos));
+        ids.push(String::from_utf8(msg[pos + 2..pos + 2 + len].to_vec()).unwrap());
+        pos += 2 + len;
+        pos += 2 + usize::from(u16_at(pos));
+        pos += 2 + usize::from(u16_at(pos));
+    }
+    (version, suite, ids)
+}
+
+const ALL_SUITES: [(&str, u16, bool); 11] = [
+    ("AES_128_GCM_IV12_TAG16_NO_KDF", 0x0014, false),
+    ("AES_192_GCM_IV12_TAG16_NO_KDF", 0x0046, false),
+    ("AES_256_GCM_IV12_TAG16_NO_KDF", 0x0078, false),
+    ("AES_128_GCM_IV12_TAG16_HKDF_SHA256", 0x0114, false),
+    ("AES_192_GCM_IV12_TAG16_HKDF_SHA256", 0x0146, false),
+    ("AES_256_GCM_IV12_TAG16_HKDF_SHA256", 0x0178, false),
+    ("AES_128_GCM_IV12_TAG16_HKDF_SHA256_ECDSA_P256", 0x0214, false),
+    ("AES_192_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384", 0x0346, false),
+    ("AES_256_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384", 0x0378, false),
+    ("AES_256_GCM_HKDF_SHA512_COMMIT_KEY", 0x0478, true),
+    ("AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384", 0x0578, true),
+];
+
+#[test]
+fn raw_aes_round_trips_for_every_key_size() {
+    let fx = Fixture::new();
+    let plain = pattern(10_000, 1);
+    let input = fx.write("plain", &plain);
+    for len in [16, 24, 32] {
+        let key = aes_flag(&fx.aes_key("ns", &format!("k{len}"), len, len as u8));
+        let ct = fx.p(&format!("ct{len}"));
+        let back = fx.p(&format!("back{len}"));
+        encrypt_file(&input, &ct, &key);
+        let msg = fx.read(&format!("ct{len}"));
+        assert_eq!(
+            header_info(&msg),
+            (2, 0x0578, vec!["ns".to_owned()]),
+            "default suite"
+        );
+        assert_ok(&decrypt_cmd(&ct, &back, &key));
+        assert_eq!(fx.read(&format!("back{len}")), plain);
+    }
+}
+
+#[test]
+fn raw_rsa_round_trips_for_every_padding() {
+    let fx = Fixture::new();
+    let plain = pattern(5_000, 2);
+    let input = fx.write("plain", &plain);
+    for padding in ["oaep-sha1", "oaep-sha256", "oaep-sha384", "oaep-sha512", "pkcs1"] {
+        let ct = fx.p(&format!("ct-{padding}"));
+        let back = fx.p(&format!("back-{padding}"));
+        encrypt_file(
+            &input,
+            &ct,
+            &rsa_flag("rsa-ns", "rsa-key", padding, &rsa_public()),
+        );
+        assert_ok(&decrypt_cmd(
+            &ct,
+            &back,
+            &rsa_flag("rsa-ns", "rsa-key", padding, &rsa_private()),
+        ));
+        assert_eq!(fx.read(&format!("back-{padding}")), plain, "{padding}");
+    }
+}
+
+#[test]
+fn every_suite_with_frame_lengths_0_1_4096() {
+    let fx = Fixture::new();
+    let plain = pattern(3_000, 3);
+    let input = fx.write("plain", &plain);
+    let key = aes_flag(&fx.aes_key("ns", "k", 32, 9));
+    for (i, (name, id, committing)) in ALL_SUITES.iter().enumerate() {
+        for frame in [0u32, 1, 4096] {
+            // Alternate between the name and the hex ID.
+            let suite_arg = if i % 2 == 0 {
+                name.to_string()
+            } else {
+                format!("0x{id:04x}")
+            };
+            let mut flags = key.clone();
+            flags.extend(args(&[
+                "--suite",
+                &suite_arg,
+                "--frame-length",
+                &frame.to_string(),
+            ]));
+            let mut dflags = key.clone();
+            if !committing {
+                flags.extend(args(&["--commitment-policy", "forbid-encrypt-allow-decrypt"]));
+                dflags.extend(args(&["--commitment-policy", "forbid-encrypt-allow-decrypt"]));
+            }
+            let ct = fx.p(&format!("ct-{id:04x}-{frame}"));
+            let back = fx.p(&format!("back-{id:04x}-{frame}"));
+            encrypt_file(&input, &ct, &flags);
+            let msg = fx.read(&format!("ct-{id:04x}-{frame}"));
+            let (version, suite, _) = header_info(&msg);
+            assert_eq!(suite, *id, "{name}");
+            assert_eq!(version, if *committing { 2 } else { 1 }, "{name}");
+            let out = decrypt_cmd(&ct, &back, &dflags);
+            assert_ok(&out);
+            assert_eq!(
+                fx.read(&format!("back-{id:04x}-{frame}")),
+                plain,
+                "{name} frame {frame}"
+            );
+        }
+    }
+}
+
+#[test]
+fn stdin_stdout_piping() {
+    let fx = Fixture::new();
+    let key = aes_flag(&fx.aes_key("ns", "k", 32, 4));
+    // A few frames and more than one copy chunk / pipe buffer.
+    let plain = pattern(300_000, 5);
+    let mut a = args(&["encrypt", "--input", "-", "--output", "-"]);
+    a.extend_from_slice(&key);
+    let enc = run(&a, Some(&plain));
+    assert_ok(&enc);
+    assert!(enc.stdout.len() > plain.len());
+    let mut a = args(&["decrypt", "-i", "-", "-o", "-"]);
+    a.extend_from_slice(&key);
+    let dec = run(&a, Some(&enc.stdout));
+    assert_ok(&dec);
+    assert_eq!(dec.stdout, plain);
+
+    // Mixed: file in, stdout out; stdin in, file out.
+    let ct = fx.write("ct", &enc.stdout);
+    let dec = decrypt_cmd(&ct, "-", &key);
+    assert_ok(&dec);
+    assert_eq!(dec.stdout, plain);
+    let out = fx.p("from-stdin");
+    let mut a = args(&["decrypt", "-i", "-", "-o", &out]);
+    a.extend_from_slice(&key);
+    assert_ok(&run(&a, Some(&enc.stdout)));
+    assert_eq!(fx.read("from-stdin"), plain);
+}
+
+#[test]
+fn empty_input_round_trips() {
+    let fx = Fixture::new();
+    let key = aes_flag(&fx.aes_key("ns", "k", 16, 6));
+    let input = fx.write("empty", b"");
+    for frame in ["0", "4096"] {
+        let ct = fx.p(&format!("ct{frame}"));
+        let back = fx.p(&format!("back{frame}"));
+        let mut flags = key.clone();
+        flags.extend(args(&["--frame-length", frame]));
+        encrypt_file(&input, &ct, &flags);
+        assert_ok(&decrypt_cmd(&ct, &back, &key));
+        assert_eq!(fx.read(&format!("back{frame}")), b"");
+    }
+    let mut a = args(&["encrypt", "-i", "-", "-o", "-"]);
+    a.extend_from_slice(&key);
+    let enc = run(&a, None);
+    assert_ok(&enc);
+    let mut a = args(&["decrypt", "-i", "-", "-o", "-"]);
+    a.extend_from_slice(&key);
+    let dec = run(&a, Some(&enc.stdout));
+    assert_ok(&dec);
+    assert!(dec.stdout.is_empty());
+}
+
+#[test]
+fn existing_output_needs_force() {
+    let fx = Fixture::new();
+    let key = aes_flag(&fx.aes_key("ns", "k", 32, 7));
+    let plain = pattern(1_000, 8);
+    let input = fx.write("plain", &plain);
+    let ct = fx.p("ct");
+    encrypt_file(&input, &ct, &key);
+    let original_ct = fx.read("ct");
+
+    // Encrypt onto an existing file: refused, file unchanged, no leftovers.
+    let before = listing(fx.dir.path());
+    let mut a = args(&["encrypt", "-i", &input, "-o", &ct]);
+    a.extend_from_slice(&key);
+    let msg = assert_fail_code(&run(&a, None), 1);
+    assert!(msg.contains("already exists") && msg.contains("--force"), "{msg}");
+    assert_eq!(fx.read("ct"), original_ct);
+    assert_eq!(listing(fx.dir.path()), before);
+
+    // Decrypt onto an existing file: refused, unchanged.
+    let existing = fx.write("existing", b"keep me");
+    let before = listing(fx.dir.path());
+    let msg = assert_fail(&decrypt_cmd(&ct, &existing, &key));
+    assert!(msg.contains("already exists"), "{msg}");
+    assert_eq!(fx.read("existing"), b"keep me");
+    assert_eq!(listing(fx.dir.path()), before);
+
+    // With --force both overwrite.
+    let mut flags = key.clone();
+    flags.push("--force".into());
+    assert_ok(&decrypt_cmd(&ct, &existing, &flags));
+    assert_eq!(fx.read("existing"), plain);
+    encrypt_file(&input, &ct, &flags);
+    assert_ne!(fx.read("ct"), original_ct);
+    assert_ok(&decrypt_cmd(&ct, &fx.p("back"), &key));
+    assert_eq!(fx.read("back"), plain);
+    assert_eq!(
+        listing(fx.dir.path()),
+        ["back", "ct", "existing", "ns-k.key", "plain"]
+    );
+}
+
+#[test]
+fn failed_decrypt_leaves_no_output() {
+    let fx = Fixture::new();
+    let key = aes_flag(&fx.aes_key("ns", "k", 32, 10));
+    let wrong = aes_flag(&fx.aes_key("ns", "k-wrong", 32, 11));
+    let wrong_same_name = format!("ns:k:{}", fx.p("ns-k-wrong.key"));
+    // Signed (default) and unsigned committing suite.
+    let plain = pattern(20_000, 12);
+    let input = fx.write("plain", &plain);
+    let out_dir = fx.path("out");
+    fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("plain.out").display().to_string();
+
+    for suite in ["0x0578", "0x0478"] {
+        let ct_name = format!("ct-{suite}");
+        let ct = fx.p(&ct_name);
+        let mut flags = key.clone();
+        flags.extend(args(&["--suite", suite]));
+        encrypt_file(&input, &ct, &flags);
+        let good = fx.read(&ct_name);
+
+        let mut tampered = good.clone();
+        let mid = tampered.len() / 2;
+        tampered[mid] ^= 0x01;
+        let mut tampered_end = good.clone();
+        let last = tampered_end.len() - 1;
+        tampered_end[last] ^= 0x01;
+        let mut trailing = good.clone();
+        trailing.push(0);
+        let cases: Vec<(&str, Vec<u8>, Vec<String>)> = vec![
+            ("wrong key", good.clone(), wrong.clone()),
+            ("wrong key same name", good.clone(), aes_flag(&wrong_same_name)),
+            ("tampered middle", tampered, key.clone()),
+            ("tampered last byte", tampered_end, key.clone()),
+            ("truncated", good[..good.len() - 7].to_vec(), key.clone()),
+            ("truncated mid", good[..good.len() / 2].to_vec(), key.clone()),
+            ("trailing byte", trailing, key.clone()),
+            ("garbage", pattern(5_000, 13), key.clone()),
+            ("empty", Vec::new(), key.clone()),
+        ];
+        for (what, bytes, k) in cases {
+            let bad = fx.write("bad", &bytes);
+            let res = decrypt_cmd(&bad, &out, &k);
+            let msg = assert_fail_code(&res, 1);
+            assert!(
+                listing(&out_dir).is_empty(),
+                "{suite} {what}: leftovers {:?}",
+                listing(&out_dir)
+            );
+            // To stdout: nothing released.
+            let res = decrypt_cmd(&bad, "-", &k);
+            assert_fail(&res);
+            assert!(res.stdout.is_empty(), "{suite} {what}: plaintext reached stdout");
+            if what.starts_with("wrong key") {
+                assert!(msg.contains("no keyring could decrypt"), "{msg}");
+            }
+        }
+    }
+}
+
+#[test]
+fn input_is_never_modified() {
+    let fx = Fixture::new();
+    let key = aes_flag(&fx.aes_key("ns", "k", 32, 14));
+    let plain = pattern(50_000, 15);
+    let input = fx.write("plain", &plain);
+    let ct = fx.p("ct");
+    let mtime = |name: &str| fs::metadata(fx.path(name)).unwrap().modified().unwrap();
+    let before = mtime("plain");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    encrypt_file(&input, &ct, &key);
+    assert_eq!(fx.read("plain"), plain);
+    assert_eq!(mtime("plain"), before);
+
+    let ct_bytes = fx.read("ct");
+    let ct_before = mtime("ct");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_ok(&decrypt_cmd(&ct, &fx.p("back"), &key));
+    assert_eq!(fx.read("ct"), ct_bytes);
+    assert_eq!(mtime("ct"), ct_before);
+}
+
+#[test]
+fn same_file_input_and_output_refused() {
+    let fx = Fixture::new();
+    let key = aes_flag(&fx.aes_key("ns", "k", 32, 16));
+    let plain = pattern(1_000, 17);
+    let input = fx.write("plain", &plain);
+    let ct = fx.p("ct");
+    encrypt_file(&input, &ct, &key);
+    let ct_bytes = fx.read("ct");
+
+    let mut forced = key.clone();
+    forced.push("--force".into());
+    // Same path, a different spelling of it, with and without --force.
+    let dotted = fx.dir.path().join(".").join("plain").display().to_string();
+    for (inp, outp) in [(&input, &input), (&input, &dotted)] {
+        for flags in [&key, &forced] {
+            let mut a = args(&["encrypt", "-i", inp, "-o", outp]);
+            a.extend_from_slice(flags);
+            let msg = assert_fail_code(&run(&a, None), 2);
+            assert!(msg.contains("same file"), "{msg}");
+        }
+    }
+    let msg = assert_fail(&decrypt_cmd(&ct, &ct, &forced));
+    assert!(msg.contains("same file"), "{msg}");
+    assert_eq!(fx.read("plain"), plain);
+    assert_eq!(fx.read("ct"), ct_bytes);
+
+    #[cfg(unix)]
+    {
+        // A hard link and a symlink name the same file too.
+        fs::hard_link(fx.path("plain"), fx.path("hard")).unwrap();
+        std::os::unix::fs::symlink(fx.path("plain"), fx.path("soft")).unwrap();
+        for other in ["hard", "soft"] {
+            let mut a = args(&["encrypt", "-i", &input, "-o", &fx.p(other)]);
+            a.extend_from_slice(&forced);
+            let msg = assert_fail(&run(&a, None));
+            assert!(msg.contains("same file"), "{other}: {msg}");
+        }
+        assert_eq!(fx.read("plain"), plain);
+    }
+}
+
+#[test]
+fn encryption_context_on_decrypt() {
+    let fx = Fixture::new();
+    let aes = aes_flag(&fx.aes_key("ns", "k", 32, 18));
+    let rsa_enc = rsa_flag("rsa", "r", "oaep-sha256", &rsa_public());
+    let rsa_dec = rsa_flag("rsa", "r", "oaep-sha256", &rsa_private());
+    let plain = pattern(2_000, 19);
+    let input = fx.write("plain", &plain);
+    let ctx = args(&["--context", "tenant=acme", "--context", "purpose=a=b"]);
+
+    for (name, enc_key, dec_key) in [("aes", &aes, &aes), ("rsa", &rsa_enc, &rsa_dec)] {
+        let ct = fx.p(&format!("ct-{name}"));
+        let mut flags = enc_key.clone();
+        flags.extend_from_slice(&ctx);
+        encrypt_file(&input, &ct, &flags);
+        let back = fx.p(&format!("back-{name}"));
+
+        // Matching (all pairs, one pair, none).
+        for given in [ctx.clone(), args(&["-c", "purpose=a=b"]), vec![]] {
+            let mut flags = dec_key.clone();
+            flags.extend(given);
+            flags.push("--force".into());
+            assert_ok(&decrypt_cmd(&ct, &back, &flags));
+            assert_eq!(fx.read(&format!("back-{name}")), plain);
+        }
+        fs::remove_file(fx.path(&format!("back-{name}"))).unwrap();
+
+        // Different value for a stored key.
+        let mut flags = dec_key.clone();
+        flags.extend(args(&["--context", "tenant=evil"]));
+        let msg = assert_fail_code(&decrypt_cmd(&ct, &back, &flags), 1);
+        assert!(
+            msg.contains("encryption context does not match") && msg.contains("tenant"),
+            "{msg}"
+        );
+
+        // A pair the message does not store.
+        let mut flags = dec_key.clone();
+        flags.extend(args(&["--context", "tenant=acme", "--context", "extra=1"]));
+        let msg = assert_fail_code(&decrypt_cmd(&ct, &back, &flags), 1);
+        assert!(
+            msg.contains("does not store context key \"extra\""),
+            "{name}: {msg}"
+        );
+        assert!(!fx.path(&format!("back-{name}")).exists());
+    }
+
+    // Bad syntax and duplicates are usage errors.
+    let mut a = args(&["encrypt", "-i", &input, "-o", &fx.p("x"), "--context", "novalue"]);
+    a.extend_from_slice(&aes);
+    assert_fail_code(&run(&a, None), 2);
+    let mut a = args(&[
+        "encrypt",
+        "-i",
+        &input,
+        "-o",
+        &fx.p("x"),
+        "-c",
+        "a=1",
+        "-c",
+        "a=2",
+    ]);
+    a.extend_from_slice(&aes);
+    assert_fail_code(&run(&a, None), 2);
+    // Reserved key prefix.
+    let mut a = args(&["encrypt", "-i", &input, "-o", &fx.p("x"), "-c", "aws-crypto-x=1"]);
+    a.extend_from_slice(&aes);
+    assert_fail(&run(&a, None));
+    assert!(!fx.path("x").exists());
+}
+
+#[test]
+fn multiple_keys_in_command_line_order() {
+    let fx = Fixture::new();
+    let aes = aes_flag(&fx.aes_key("aes-ns", "k", 32, 20));
+    let rsa_enc = rsa_flag("rsa-ns", "r", "oaep-sha1", &rsa_public());
+    let rsa_dec = rsa_flag("rsa-ns", "r", "oaep-sha1", &rsa_private());
+    let plain = pattern(4_000, 21);
+    let input = fx.write("plain", &plain);
+
+    // RSA first: RSA generates (its data key comes first in the header).
+    let ct1 = fx.p("ct1");
+    encrypt_file(&input, &ct1, &[rsa_enc.clone(), aes.clone()].concat());
+    assert_eq!(header_info(&fx.read("ct1")).2, ["rsa-ns", "aes-ns"]);
+    // AES first.
+    let ct2 = fx.p("ct2");
+    encrypt_file(&input, &ct2, &[aes.clone(), rsa_enc.clone()].concat());
+    assert_eq!(header_info(&fx.read("ct2")).2, ["aes-ns", "rsa-ns"]);
+
+    // Each key alone decrypts; so do both.
+    for (i, key) in [&aes, &rsa_dec].into_iter().enumerate() {
+        let back = format!("back-{i}");
+        assert_ok(&decrypt_cmd(&ct1, &fx.p(&back), key));
+        assert_eq!(fx.read(&back), plain);
+    }
+    assert_ok(&decrypt_cmd(
+        &ct2,
+        &fx.p("back-both"),
+        &[rsa_dec.clone(), aes.clone()].concat(),
+    ));
+    assert_eq!(fx.read("back-both"), plain);
+
+    // Limits on the number of encrypted data keys.
+    let mut flags = [aes.clone(), rsa_enc.clone()].concat();
+    flags.extend(args(&["--max-encrypted-data-keys", "1"]));
+    let mut a = args(&["encrypt", "-i", &input, "-o", &fx.p("ct3")]);
+    a.extend(flags);
+    assert_fail(&run(&a, None));
+    assert!(!fx.path("ct3").exists());
+    let mut flags = aes.clone();
+    flags.extend(args(&["--max-encrypted-data-keys", "1"]));
+    let msg = assert_fail(&decrypt_cmd(&ct1, &fx.p("back-3"), &flags));
+    assert!(msg.contains("encrypted data keys"), "{msg}");
+}
+
+#[test]
+fn unknown_namespace_is_a_clear_error() {
+    let fx = Fixture::new();
+    let key = aes_flag(&fx.aes_key("ns", "k", 32, 22));
+    let other = aes_flag(&format!("other-ns:k:{}", fx.p("ns-k.key")));
+    let input = fx.write("plain", b"secret");
+    let ct = fx.p("ct");
+    encrypt_file(&input, &ct, &key);
+    let msg = assert_fail_code(&decrypt_cmd(&ct, "-", &other), 1);
+    assert!(
+        msg.contains("no keyring could decrypt") && msg.contains("\"ns\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn commitment_policy() {
+    let fx = Fixture::new();
+    let key = aes_flag(&fx.aes_key("ns", "k", 32, 23));
+    let plain = pattern(1_500, 24);
+    let input = fx.write("plain", &plain);
+    let ct = fx.p("ct-v1");
+    let mut flags = key.clone();
+    flags.extend(args(&["--commitment-policy", "forbid-encrypt-allow-decrypt"]));
+    encrypt_file(&input, &ct, &flags);
+    assert_eq!(header_info(&fx.read("ct-v1")).0, 1);
+
+    // Default policy refuses the v1 message.
+    let msg = assert_fail_code(&decrypt_cmd(&ct, &fx.p("back"), &key), 1);
+    assert!(msg.contains("commitment policy"), "{msg}");
+    assert!(!fx.path("back").exists());
+    // The allow-decrypt policies read it (also in SCREAMING_SNAKE form).
+    for policy in ["require-encrypt-allow-decrypt", "FORBID_ENCRYPT_ALLOW_DECRYPT"] {
+        let mut flags = key.clone();
+        flags.extend(args(&["--commitment-policy", policy, "--force"]));
+        assert_ok(&decrypt_cmd(&ct, &fx.p("back"), &flags));
+        assert_eq!(fx.read("back"), plain);
+    }
+    // A non-committing suite under the default policy is a usage error;
+    // a committing suite under forbid too.
+    let mut a = args(&["encrypt", "-i", &input, "-o", &fx.p("x"), "--suite", "0x0178"]);
+    a.extend_from_slice(&key);
+    let msg = assert_fail_code(&run(&a, None), 2);
+    assert!(msg.contains("commitment policy"), "{msg}");
+    let mut a = args(&["encrypt", "-i", &input, "-o", &fx.p("x"), "--suite", "0x0478"]);
+    a.extend_from_slice(&flags);
+    assert_fail_code(&run(&a, None), 2);
+    let mut a = args(&[
+        "encrypt",
+        "-i",
+        &input,
+        "-o",
+        &fx.p("x"),
+        "--commitment-policy",
+        "nope",
+    ]);
+    a.extend_from_slice(&key);
+    assert_fail_code(&run(&a, None), 2);
+    assert!(!fx.path("x").exists());
+}
+
+#[test]
+fn key_file_errors() {
+    let fx = Fixture::new();
+    let input = fx.write("plain", b"data");
+    let out = fx.p("out");
+    let encrypt_with = |flags: Vec<String>| {
+        let mut a = args(&["encrypt", "-i", &input, "-o", &out]);
+        a.extend(flags);
+        run(&a, None)
+    };
+
+    // Private key given to encrypt.
+    let msg = assert_fail(&encrypt_with(rsa_flag("n", "k", "oaep-sha256", &rsa_private())));
+    assert!(msg.contains("private key") && msg.contains("public key"), "{msg}");
+    // Public key given to decrypt.
+    let ct = fx.p("ct");
+    encrypt_file(&input, &ct, &rsa_flag("n", "k", "oaep-sha256", &rsa_public()));
+    let msg = assert_fail(&decrypt_cmd(
+        &ct,
+        &out,
+        &rsa_flag("n", "k", "oaep-sha256", &rsa_public()),
+    ));
+    assert!(msg.contains("private key"), "{msg}");
+    // Unknown padding, bad spec.
+    assert_fail_code(&encrypt_with(rsa_flag("n", "k", "oaep-md5", &rsa_public())), 2);
+    assert_fail_code(&encrypt_with(args(&["--raw-rsa-key", "n:k:pkcs1"])), 2);
+    assert_fail_code(&encrypt_with(args(&["--raw-aes-key", "just-a-file"])), 2);
+    // Wrong AES key length, missing key file, not a PEM.
+    let short = fx.write("short.key", &[1u8; 20]);
+    let msg = assert_fail_code(&encrypt_with(aes_flag(&format!("n:k:{short}"))), 1);
+    assert!(msg.contains("16, 24 or 32"), "{msg}");
+    assert_fail_code(
+        &encrypt_with(aes_flag(&format!("n:k:{}", fx.p("missing.key")))),
+        1,
+    );
+    assert_fail(&encrypt_with(rsa_flag("n", "k", "pkcs1", &short)));
+    // Reserved namespace.
+    let good = fx.write("good.key", &[2u8; 32]);
+    assert_fail(&encrypt_with(aes_flag(&format!("aws-kms:k:{good}"))));
+    assert!(!fx.path("out").exists());
+
+    // FILE may contain colons: split at the first two.
+    let colon_dir = fx.path("a:b");
+    fs::create_dir(&colon_dir).unwrap();
+    let colon_key = colon_dir.join("c:d.key");
+    fs::write(&colon_key, [3u8; 24]).unwrap();
+    let spec = aes_flag(&format!("n:k:{}", colon_key.display()));
+    encrypt_file(&input, &out, &spec);
+    assert_ok(&decrypt_cmd(&out, &fx.p("back"), &spec));
+    assert_eq!(fx.read("back"), b"data");
+}
+
+#[test]
+fn usage_errors() {
+    let fx = Fixture::new();
+    let input = fx.write("plain", b"data");
+    let key = aes_flag(&fx.aes_key("ns", "k", 32, 25));
+
+    // No key.
+    let msg = assert_fail_code(&run(&["encrypt", "-i", &input, "-o", &fx.p("out")], None), 2);
+    assert!(msg.contains("at least one key"), "{msg}");
+    assert_fail_code(&run(&["decrypt", "-i", &input, "-o", &fx.p("out")], None), 2);
+    // Missing arguments, unknown flags, no subcommand, bad values.
+    let msg = assert_fail_code(&run(&["encrypt"], None), 2);
+    assert!(msg.contains("--input"), "{msg}");
+    assert_fail_code(&run(&["encrypt", "--bogus"], None), 2);
+    assert_fail_code(&run::<&str>(&[], None), 2);
+    assert_fail_code(&run(&["frobnicate"], None), 2);
+    let mut a = args(&["encrypt", "-i", &input, "-o", &fx.p("out"), "--suite", "AES_999"]);
+    a.extend_from_slice(&key);
+    assert_fail_code(&run(&a, None), 2);
+    let mut a = args(&[
+        "encrypt",
+        "-i",
+        &input,
+        "-o",
+        &fx.p("out"),
+        "--frame-length",
+        "-1",
+    ]);
+    a.extend_from_slice(&key);
+    assert_fail_code(&run(&a, None), 2);
+    let mut a = args(&["decrypt", "-i", &input, "-o", &fx.p("out"), "--suite", "0x0478"]);
+    a.extend_from_slice(&key);
+    assert_fail_code(&run(&a, None), 2);
+    // Missing input file; output in a missing directory; output a directory.
+    let mut a = args(&["encrypt", "-i", &fx.p("nope"), "-o", &fx.p("out")]);
+    a.extend_from_slice(&key);
+    assert_fail_code(&run(&a, None), 1);
+    let mut a = args(&["encrypt", "-i", &input, "-o", &fx.p("no-dir/out")]);
+    a.extend_from_slice(&key);
+    assert_fail_code(&run(&a, None), 1);
+    let mut a = args(&[
+        "encrypt",
+        "-i",
+        &input,
+        "-o",
+        &fx.dir.path().display().to_string(),
+        "-f",
+    ]);
+    a.extend_from_slice(&key);
+    assert_fail_code(&run(&a, None), 1);
+    assert!(!fx.path("out").exists());
+
+    // --help and --version succeed on stdout.
+    for flag in [
+        &["--help"][..],
+        &["--version"],
+        &["encrypt", "--help"],
+        &["decrypt", "-h"],
+    ] {
+        let out = run(flag, None);
+        assert_ok(&out);
+        assert!(!out.stdout.is_empty());
+    }
+    let help = run(&["encrypt", "--help"], None);
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--raw-aes-key",
+        "--raw-rsa-key",
+        "--context",
+        "--suite",
+        "--frame-length",
+        "--force",
+    ] {
+        assert!(help.contains(flag), "help lacks {flag}");
+    }
+}
+
+#[test]
+fn decrypt_limits() {
+    let fx = Fixture::new();
+    let key = aes_flag(&fx.aes_key("ns", "k", 32, 26));
+    let input = fx.write("plain", &pattern(10_000, 27));
+    let ct = fx.p("ct");
+    let mut flags = key.clone();
+    flags.extend(args(&["--frame-length", "8192"]));
+    encrypt_file(&input, &ct, &flags);
+    let mut flags = key.clone();
+    flags.extend(args(&["--max-frame-length", "4096"]));
+    let msg = assert_fail(&decrypt_cmd(&ct, &fx.p("back"), &flags));
+    assert!(msg.contains("frame length"), "{msg}");
+    let mut flags = key.clone();
+    flags.extend(args(&["--max-header-size", "64"]));
+    let msg = assert_fail(&decrypt_cmd(&ct, &fx.p("back"), &flags));
+    assert!(msg.contains("header"), "{msg}");
+
+    let ct0 = fx.p("ct0");
+    let mut flags = key.clone();
+    flags.extend(args(&["--frame-length", "0"]));
+    encrypt_file(&input, &ct0, &flags);
+    let mut flags = key.clone();
+    flags.extend(args(&["--max-body-size", "1000"]));
+    let msg = assert_fail(&decrypt_cmd(&ct0, &fx.p("back"), &flags));
+    assert!(msg.contains("body"), "{msg}");
+    assert!(!fx.path("back").exists());
+}
+
+#[test]
+fn larger_input_streams() {
+    let fx = Fixture::new();
+    let key = aes_flag(&fx.aes_key("ns", "k", 32, 28));
+    let plain = pattern(3 << 20, 29);
+    let input = fx.write("plain", &plain);
+    let ct = fx.p("ct");
+    encrypt_file(&input, &ct, &key);
+    let mut a = args(&["decrypt", "-i", "-", "-o", "-"]);
+    a.extend_from_slice(&key);
+    let dec = run(&a, Some(&fx.read("ct")));
+    assert_ok(&dec);
+    assert!(dec.stdout == plain);
+    assert_ok(&decrypt_cmd(&ct, &fx.p("back"), &key));
+    assert!(fx.read("back") == plain);
+}
+
+/// An existing FIFO (like a character device such as `/dev/null`) is
+/// written in place, never replaced by a rename; decrypted output reaches it
+/// only after the message verified.
+#[cfg(unix)]
+#[test]
+fn fifo_output_is_written_in_place() {
+    use std::os::unix::fs::FileTypeExt;
+    let fx = Fixture::new();
+    let fifo = fx.path("fifo");
+    match Command::new("mkfifo").arg(&fifo).status() {
+        Ok(s) if s.success() => {}
+        _ => {
+            eprintln!("mkfifo unavailable; skipping");
+            return;
+        }
+    }
+    let key = aes_flag(&fx.aes_key("ns", "k", 32, 30));
+    let plain = pattern(100_000, 31);
+    let input = fx.write("plain", &plain);
+    let ct = fx.p("ct");
+    encrypt_file(&input, &ct, &key);
+    let mut tampered = fx.read("ct");
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let bad = fx.write("bad", &tampered);
+
+    // Reads the FIFO while envseal runs; unblocks the reader if envseal
+    // never opened it.
+    let through_fifo = |args: Vec<String>| -> (Output, Vec<u8>) {
+        let path = fifo.clone();
+        let reader = std::thread::spawn(move || fs::read(path).unwrap());
+        let out = run(&args, None);
+        if !out.status.success() {
+            drop(fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+        }
+        (out, reader.join().unwrap())
+    };
+    let fifo_s = fifo.display().to_string();
+
+    let (out, got) = through_fifo([args(&["decrypt", "-i", &ct, "-o", &fifo_s]), key.clone()].concat());
+    assert_ok(&out);
+    assert!(got == plain);
+    let (out, got) = through_fifo([args(&["decrypt", "-i", &bad, "-o", &fifo_s]), key.clone()].concat());
+    assert_fail(&out);
+    assert!(got.is_empty(), "unverified plaintext reached the FIFO");
+    let (out, got) = through_fifo([args(&["encrypt", "-i", &input, "-o", &fifo_s]), key.clone()].concat());
+    assert_ok(&out);
+    let ct2 = fx.write("ct2", &got);
+    assert_ok(&decrypt_cmd(&ct2, &fx.p("back"), &key));
+    assert!(fx.read("back") == plain);
+
+    assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    assert_eq!(
+        listing(fx.dir.path()),
+        ["back", "bad", "ct", "ct2", "fifo", "ns-k.key", "plain"]
+    );
+}
+
+/// With --force, an output symlink is followed: the file it names is
+/// replaced and the link stays.
+#[cfg(unix)]
+#[test]
+fn output_symlink_is_followed() {
+    let fx = Fixture::new();
+    let key = aes_flag(&fx.aes_key("ns", "k", 32, 32));
+    let input = fx.write("plain", b"through a link");
+    let target = fx.write("target", b"old");
+    std::os::unix::fs::symlink(&target, fx.path("link")).unwrap();
+    let link = fx.p("link");
+    let mut a = args(&["encrypt", "-i", &input, "-o", &link]);
+    a.extend_from_slice(&key);
+    assert_fail(&run(&a, None));
+    assert_eq!(fx.read("target"), b"old");
+    a.push("--force".into());
+    assert_ok(&run(&a, None));
+    assert!(fs::symlink_metadata(fx.path("link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_ok(&decrypt_cmd(&target, "-", &key));
+    let out = decrypt_cmd(&link, "-", &key);
+    assert_ok(&out);
+    assert_eq!(out.stdout, b"through a link");
+}
