@@ -28,7 +28,12 @@ fn main() -> Result<(), envseal::Error> {
     ];
 
     let records: Vec<String> = (0..1000)
-        .map(|i| format!("{{\"id\":{i},\"email\":\"user{i}@example.com\",\"balance\":{}}}", i * 37 % 10_000))
+        .map(|i| {
+            format!(
+                "{{\"id\":{i},\"email\":\"user{i}@example.com\",\"balance\":{}}}",
+                i * 37 % 10_000
+            )
+        })
         .collect();
 
     for (label, config) in &configs {
@@ -80,7 +85,10 @@ fn main() -> Result<(), envseal::Error> {
     let (context, message) = {
         let config = &configs[1].1;
         let context: EncryptionContext = [("table", "customers")].into_iter().collect();
-        (context.clone(), envseal.encrypt(config, &keyring, &context, b"balance=100")?)
+        (
+            context.clone(),
+            envseal.encrypt(config, &keyring, &context, b"balance=100")?,
+        )
     };
     let mut tampered = message.clone();
     let last = tampered.len() - 1;

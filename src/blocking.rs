@@ -86,7 +86,12 @@ impl Blocking {
     ///
     /// # Errors
     /// As [`Encryptor::new`].
-    pub fn encryptor(&self, config: &Config, keyring: &dyn Keyring, context: &EncryptionContext) -> Result<Encryptor> {
+    pub fn encryptor(
+        &self,
+        config: &Config,
+        keyring: &dyn Keyring,
+        context: &EncryptionContext,
+    ) -> Result<Encryptor> {
         self.block_on(Encryptor::new(config, keyring, context))
     }
 

@@ -37,20 +37,20 @@ mod message;
 mod suite;
 
 pub use config::{
-    CommitmentPolicy, Config, ConfigBuilder, DEFAULT_FRAME_LENGTH, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_FRAME_LENGTH,
-    DEFAULT_MAX_HEADER_SIZE,
+    CommitmentPolicy, Config, ConfigBuilder, DEFAULT_FRAME_LENGTH, DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_HEADER_SIZE,
 };
 pub use crypto::{Backend, DataKey, RsaPadding, WrappingKey};
 pub use error::{Error, FormatError, LimitError, PolicyError, Result};
 pub use format::{ContentType, EncryptedDataKey, EncryptionContext, PUBLIC_KEY_FIELD, RESERVED_PREFIX};
 pub use materials::{
-    DecryptionMaterials, EncryptionMaterials, Keyring, MultiKeyring, RawAesKeyring, RawRsaKeyring, RsaPrivateKey,
-    RsaPublicKey,
+    DecryptionMaterials, EncryptionMaterials, Keyring, MultiKeyring, RawAesKeyring, RawRsaKeyring,
+    RsaPrivateKey, RsaPublicKey,
 };
 pub use message::{decrypt, encrypt, DecryptReader, Decrypted, Decryptor, EncryptWriter, Encryptor};
 pub use suite::{AlgorithmSuite, Curve, Kdf, MessageVersion};
 
-/// Re-exported: keyring implementors build [`DataKey`]s from `Zeroizing` buffers.
-pub use zeroize;
 /// Re-exported: the [`Keyring`] trait is declared with it.
 pub use async_trait::async_trait;
+/// Re-exported: keyring implementors build [`DataKey`]s from `Zeroizing` buffers.
+pub use zeroize;

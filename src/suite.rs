@@ -153,19 +153,11 @@ impl AlgorithmSuite {
             S::Aes128GcmIv12Tag16HkdfSha256 => "AES_128_GCM_IV12_TAG16_HKDF_SHA256",
             S::Aes192GcmIv12Tag16HkdfSha256 => "AES_192_GCM_IV12_TAG16_HKDF_SHA256",
             S::Aes256GcmIv12Tag16HkdfSha256 => "AES_256_GCM_IV12_TAG16_HKDF_SHA256",
-            S::Aes128GcmIv12Tag16HkdfSha256EcdsaP256 => {
-                "AES_128_GCM_IV12_TAG16_HKDF_SHA256_ECDSA_P256"
-            }
-            S::Aes192GcmIv12Tag16HkdfSha384EcdsaP384 => {
-                "AES_192_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384"
-            }
-            S::Aes256GcmIv12Tag16HkdfSha384EcdsaP384 => {
-                "AES_256_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384"
-            }
+            S::Aes128GcmIv12Tag16HkdfSha256EcdsaP256 => "AES_128_GCM_IV12_TAG16_HKDF_SHA256_ECDSA_P256",
+            S::Aes192GcmIv12Tag16HkdfSha384EcdsaP384 => "AES_192_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384",
+            S::Aes256GcmIv12Tag16HkdfSha384EcdsaP384 => "AES_256_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384",
             S::Aes256GcmHkdfSha512CommitKey => "AES_256_GCM_HKDF_SHA512_COMMIT_KEY",
-            S::Aes256GcmHkdfSha512CommitKeyEcdsaP384 => {
-                "AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384"
-            }
+            S::Aes256GcmHkdfSha512CommitKeyEcdsaP384 => "AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384",
         }
     }
 

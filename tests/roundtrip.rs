@@ -37,7 +37,10 @@ fn every_suite_frame_length_and_size_round_trips() {
                     assert_eq!(d.plaintext, pt, "{suite:?} frame {frame} len {len}");
                     assert_eq!(d.suite, suite);
                     assert_eq!(d.encryption_context.get("ключ"), Some("значение 🔑"));
-                    assert_eq!(d.encryption_context.contains_key(PUBLIC_KEY_FIELD), suite.is_signed());
+                    assert_eq!(
+                        d.encryption_context.contains_key(PUBLIC_KEY_FIELD),
+                        suite.is_signed()
+                    );
                 }
             }
         }
@@ -50,7 +53,9 @@ fn exact_frame_multiple_ends_with_a_full_final_frame() {
     let ring = aes("ns", "k", &[3u8; 16]);
     let suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
     let config = config_for(suite, 100, Backend::default());
-    let msg = rt.encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &[9u8; 300]).unwrap();
+    let msg = rt
+        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &[9u8; 300])
+        .unwrap();
     // Two regular frames (4 + 12 + 100 + 16) then a full final frame (4+4+12+4+100+16).
     let header_len = msg.len() - 2 * 132 - 140;
     let final_frame = &msg[header_len + 2 * 132..];
@@ -62,9 +67,13 @@ fn exact_frame_multiple_ends_with_a_full_final_frame() {
 fn default_config_uses_the_signed_committing_suite() {
     let rt = Blocking::new().unwrap();
     let ring = aes("ns", "k", &[1u8; 32]);
-    let msg = rt.encrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), b"x").unwrap();
+    let msg = rt
+        .encrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), b"x")
+        .unwrap();
     assert_eq!(&msg[..3], &[0x02, 0x05, 0x78]);
-    let d = rt.decrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), &msg).unwrap();
+    let d = rt
+        .decrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), &msg)
+        .unwrap();
     assert_eq!(d.plaintext, b"x");
 }
 
@@ -83,9 +92,13 @@ fn rsa_every_padding_and_multi_keyring() {
             let a = aes("aes-ns", "aes-key", &[5u8; 24]);
             let multi = MultiKeyring::from_keyrings(vec![r.clone(), a.clone()]).unwrap();
             let config = config_for(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 4096, backend);
-            let msg = rt.encrypt(&config, &multi, &EncryptionContext::new(), b"secret").unwrap();
+            let msg = rt
+                .encrypt(&config, &multi, &EncryptionContext::new(), b"secret")
+                .unwrap();
             for ring in [&r, &a] {
-                let d = rt.decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &msg).unwrap();
+                let d = rt
+                    .decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &msg)
+                    .unwrap();
                 assert_eq!(d.plaintext, b"secret");
             }
             // The same RSA key with another padding cannot unwrap it.
@@ -95,7 +108,9 @@ fn rsa_every_padding_and_multi_keyring() {
                 RsaPadding::Pkcs1
             };
             let wrong = rsa(backend, "rsa-ns", "rsa-key", other);
-            assert!(rt.decrypt(&config, wrong.as_ref(), &EncryptionContext::new(), &msg).is_err());
+            assert!(rt
+                .decrypt(&config, wrong.as_ref(), &EncryptionContext::new(), &msg)
+                .is_err());
         }
     }
 }
@@ -105,7 +120,12 @@ fn wrong_key_and_unknown_key_fail_clearly() {
     let rt = Blocking::new().unwrap();
     let config = Config::default();
     let msg = rt
-        .encrypt(&config, aes("ns", "k", &[1u8; 32]).as_ref(), &EncryptionContext::new(), b"data")
+        .encrypt(
+            &config,
+            aes("ns", "k", &[1u8; 32]).as_ref(),
+            &EncryptionContext::new(),
+            b"data",
+        )
         .unwrap();
     let wrong_bytes = aes("ns", "k", &[2u8; 32]);
     let wrong_name = aes("ns", "other", &[1u8; 32]);
@@ -121,22 +141,38 @@ fn wrong_key_and_unknown_key_fail_clearly() {
 fn commitment_policy_is_enforced_both_ways() {
     let rt = Blocking::new().unwrap();
     let ring = aes("ns", "k", &[1u8; 32]);
-    let v1_config = config_for(AlgorithmSuite::Aes256GcmIv12Tag16HkdfSha256, 4096, Backend::default());
-    let v1 = rt.encrypt(&v1_config, ring.as_ref(), &EncryptionContext::new(), b"old").unwrap();
+    let v1_config = config_for(
+        AlgorithmSuite::Aes256GcmIv12Tag16HkdfSha256,
+        4096,
+        Backend::default(),
+    );
+    let v1 = rt
+        .encrypt(&v1_config, ring.as_ref(), &EncryptionContext::new(), b"old")
+        .unwrap();
     match rt.decrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), &v1) {
         Err(Error::Policy(PolicyError::CommitmentPolicy { .. })) => {}
         other => panic!("{other:?}"),
     }
-    for policy in [CommitmentPolicy::RequireEncryptAllowDecrypt, CommitmentPolicy::ForbidEncryptAllowDecrypt] {
+    for policy in [
+        CommitmentPolicy::RequireEncryptAllowDecrypt,
+        CommitmentPolicy::ForbidEncryptAllowDecrypt,
+    ] {
         let c = Config::builder().commitment_policy(policy).build().unwrap();
-        assert_eq!(rt.decrypt(&c, ring.as_ref(), &EncryptionContext::new(), &v1).unwrap().plaintext, b"old");
+        assert_eq!(
+            rt.decrypt(&c, ring.as_ref(), &EncryptionContext::new(), &v1)
+                .unwrap()
+                .plaintext,
+            b"old"
+        );
     }
     // Forbid-encrypt writes v1 by default; require-encrypt refuses a v1 suite.
     let forbid = Config::builder()
         .commitment_policy(CommitmentPolicy::ForbidEncryptAllowDecrypt)
         .build()
         .unwrap();
-    let msg = rt.encrypt(&forbid, ring.as_ref(), &EncryptionContext::new(), b"x").unwrap();
+    let msg = rt
+        .encrypt(&forbid, ring.as_ref(), &EncryptionContext::new(), b"x")
+        .unwrap();
     assert_eq!(&msg[..4], &[0x01, 0x80, 0x03, 0x78]);
     assert!(Config::builder()
         .suite(AlgorithmSuite::Aes256GcmIv12Tag16HkdfSha256)
@@ -165,7 +201,11 @@ fn reserved_context_keys_are_rejected_on_encrypt() {
 fn reproduced_context_must_match() {
     let rt = Blocking::new().unwrap();
     let ring = aes("ns", "k", &[1u8; 32]);
-    let config = config_for(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 4096, Backend::default());
+    let config = config_for(
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        4096,
+        Backend::default(),
+    );
     let stored = ctx(&[("a", "1"), ("b", "2")]);
     let msg = rt.encrypt(&config, ring.as_ref(), &stored, b"x").unwrap();
     // Subset and full set pass.
@@ -194,14 +234,18 @@ fn reproduced_context_must_match() {
 #[test]
 fn max_encrypted_data_keys_on_encrypt_and_decrypt() {
     let rt = Blocking::new().unwrap();
-    let rings: Vec<Arc<dyn Keyring>> = (0..3).map(|i| aes("ns", &format!("k{i}"), &[i as u8; 16])).collect();
+    let rings: Vec<Arc<dyn Keyring>> = (0..3)
+        .map(|i| aes("ns", &format!("k{i}"), &[i as u8; 16]))
+        .collect();
     let multi = MultiKeyring::from_keyrings(rings.clone()).unwrap();
     let two = Config::builder().max_encrypted_data_keys(2).build().unwrap();
     match rt.encrypt(&two, &multi, &EncryptionContext::new(), b"x") {
         Err(Error::Limit(LimitError::TooManyEncryptedDataKeys { found: 3, max: 2 })) => {}
         other => panic!("{other:?}"),
     }
-    let msg = rt.encrypt(&Config::default(), &multi, &EncryptionContext::new(), b"x").unwrap();
+    let msg = rt
+        .encrypt(&Config::default(), &multi, &EncryptionContext::new(), b"x")
+        .unwrap();
     // Refused on decrypt before any keyring is asked.
     struct Panicking;
     #[envseal::async_trait]
@@ -222,25 +266,36 @@ fn max_encrypted_data_keys_on_encrypt_and_decrypt() {
         other => panic!("{other:?}"),
     }
     let three = Config::builder().max_encrypted_data_keys(3).build().unwrap();
-    assert!(rt.decrypt(&three, rings[2].as_ref(), &EncryptionContext::new(), &msg).is_ok());
+    assert!(rt
+        .decrypt(&three, rings[2].as_ref(), &EncryptionContext::new(), &msg)
+        .is_ok());
 }
 
 #[test]
 fn streaming_small_writes_and_reads_match_one_shot() {
     let rt = Blocking::new().unwrap();
     let ring = aes("ns", "k", &[4u8; 32]);
-    for suite in [AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384] {
+    for suite in [
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
+    ] {
         let config = config_for(suite, 64, Backend::default());
         let pt = bytes(1000, 7);
-        let enc = rt.encryptor(&config, ring.as_ref(), &EncryptionContext::new()).unwrap();
+        let enc = rt
+            .encryptor(&config, ring.as_ref(), &EncryptionContext::new())
+            .unwrap();
         let mut w = enc.wrap_output(Vec::new()).unwrap();
         for chunk in pt.chunks(13) {
             w.write_all(chunk).unwrap();
         }
         let msg = w.finish().unwrap();
-        let d = Decryptor::new(&msg[..], &config).unwrap().allow_signed_streaming();
+        let d = Decryptor::new(&msg[..], &config)
+            .unwrap()
+            .allow_signed_streaming();
         assert_eq!(d.suite(), suite);
-        let mut r = rt.decrypt_stream(d, ring.as_ref(), &EncryptionContext::new()).unwrap();
+        let mut r = rt
+            .decrypt_stream(d, ring.as_ref(), &EncryptionContext::new())
+            .unwrap();
         let mut out = Vec::new();
         let mut b = [0u8; 5];
         loop {
@@ -259,7 +314,9 @@ fn streaming_small_writes_and_reads_match_one_shot() {
 fn signed_streaming_requires_opt_in() {
     let rt = Blocking::new().unwrap();
     let ring = aes("ns", "k", &[4u8; 32]);
-    let msg = rt.encrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), b"x").unwrap();
+    let msg = rt
+        .encrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), b"x")
+        .unwrap();
     let d = Decryptor::new(&msg[..], &Config::default()).unwrap();
     match rt.decrypt_stream(d, ring.as_ref(), &EncryptionContext::new()) {
         Err(Error::Policy(PolicyError::SignedStreaming(_))) => {}
@@ -273,11 +330,17 @@ fn signed_final_frame_is_held_until_the_signature_verifies() {
     let ring = aes("ns", "k", &[4u8; 32]);
     let config = Config::builder().frame_length(100).build().unwrap();
     let pt = bytes(250, 1);
-    let mut msg = rt.encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt).unwrap();
+    let mut msg = rt
+        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt)
+        .unwrap();
     let last = msg.len() - 1;
     msg[last] ^= 1; // corrupt the signature
-    let d = Decryptor::new(&msg[..], &config).unwrap().allow_signed_streaming();
-    let mut r = rt.decrypt_stream(d, ring.as_ref(), &EncryptionContext::new()).unwrap();
+    let d = Decryptor::new(&msg[..], &config)
+        .unwrap()
+        .allow_signed_streaming();
+    let mut r = rt
+        .decrypt_stream(d, ring.as_ref(), &EncryptionContext::new())
+        .unwrap();
     let mut out = Vec::new();
     let err = r.read_to_end(&mut out).unwrap_err();
     assert!(matches!(Error::from_io(err), Error::Decrypt));
@@ -290,23 +353,40 @@ fn signed_final_frame_is_held_until_the_signature_verifies() {
 fn truncated_stream_is_an_error_not_eof() {
     let rt = Blocking::new().unwrap();
     let ring = aes("ns", "k", &[4u8; 32]);
-    let config = config_for(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 100, Backend::default());
-    let msg = rt.encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &bytes(250, 2)).unwrap();
+    let config = config_for(
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        100,
+        Backend::default(),
+    );
+    let msg = rt
+        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &bytes(250, 2))
+        .unwrap();
     // Cut right after the second regular frame: everything verified so far, but no final frame.
     let cut = msg.len() - (4 + 4 + 12 + 4 + 50 + 16);
     let d = Decryptor::new(&msg[..cut], &config).unwrap();
-    let mut r = rt.decrypt_stream(d, ring.as_ref(), &EncryptionContext::new()).unwrap();
+    let mut r = rt
+        .decrypt_stream(d, ring.as_ref(), &EncryptionContext::new())
+        .unwrap();
     let mut out = Vec::new();
     let err = Error::from_io(r.read_to_end(&mut out).unwrap_err());
-    assert!(matches!(err, Error::Format(envseal::FormatError::Truncated(_))), "{err:?}");
+    assert!(
+        matches!(err, Error::Format(envseal::FormatError::Truncated(_))),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn trailing_bytes_are_rejected() {
     let rt = Blocking::new().unwrap();
     let ring = aes("ns", "k", &[4u8; 32]);
-    let config = config_for(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 100, Backend::default());
-    let mut msg = rt.encrypt(&config, ring.as_ref(), &EncryptionContext::new(), b"abc").unwrap();
+    let config = config_for(
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        100,
+        Backend::default(),
+    );
+    let mut msg = rt
+        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), b"abc")
+        .unwrap();
     msg.push(0);
     match rt.decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &msg) {
         Err(Error::Format(envseal::FormatError::TrailingData)) => {}
@@ -324,12 +404,21 @@ fn every_backend_reads_what_every_other_wrote() {
                 let r = config_for(suite, 64, reader);
                 let ring_w = rsa(writer, "ns", "rsa", RsaPadding::OaepSha256);
                 let ring_r = rsa(reader, "ns", "rsa", RsaPadding::OaepSha256);
-                let multi_w = MultiKeyring::from_keyrings(vec![aes("ns", "aes", &[8u8; 32]), ring_w]).unwrap();
+                let multi_w =
+                    MultiKeyring::from_keyrings(vec![aes("ns", "aes", &[8u8; 32]), ring_w]).unwrap();
                 let pt = bytes(300, 3);
                 let msg = rt.encrypt(&w, &multi_w, &ctx(&[("x", "y")]), &pt).unwrap();
                 for ring in [aes("ns", "aes", &[8u8; 32]), ring_r] {
-                    let d = rt.decrypt(&r, ring.as_ref(), &EncryptionContext::new(), &msg).unwrap();
-                    assert_eq!(d.plaintext, pt, "{} -> {} {suite:?}", writer.name(), reader.name());
+                    let d = rt
+                        .decrypt(&r, ring.as_ref(), &EncryptionContext::new(), &msg)
+                        .unwrap();
+                    assert_eq!(
+                        d.plaintext,
+                        pt,
+                        "{} -> {} {suite:?}",
+                        writer.name(),
+                        reader.name()
+                    );
                 }
             }
         }
@@ -339,9 +428,13 @@ fn every_backend_reads_what_every_other_wrote() {
 #[test]
 fn debug_output_never_shows_key_bytes() {
     let key = [0xABu8; 32];
-    let ring = envseal::RawAesKeyring::new("ns", "k", envseal::WrappingKey::from_slice(&key).unwrap()).unwrap();
+    let ring =
+        envseal::RawAesKeyring::new("ns", "k", envseal::WrappingKey::from_slice(&key).unwrap()).unwrap();
     let dbg = format!("{ring:?}");
-    assert!(!dbg.to_lowercase().contains("ab, ab") && !dbg.contains("171"), "{dbg}");
+    assert!(
+        !dbg.to_lowercase().contains("ab, ab") && !dbg.contains("171"),
+        "{dbg}"
+    );
     let dk = envseal::DataKey::from_slice(&key);
     assert!(!format!("{dk:?}").contains("171"));
 }

@@ -14,8 +14,12 @@ use proptest::prelude::*;
 
 /// Streaming decrypt; returns the plaintext or (error, bytes released).
 fn stream(rt: &Blocking, config: &Config, ring: &dyn Keyring, msg: &[u8]) -> Result<Vec<u8>, (Error, usize)> {
-    let d = Decryptor::new(msg, config).map_err(|e| (e, 0))?.allow_signed_streaming();
-    let mut r = rt.decrypt_stream(d, ring, &EncryptionContext::new()).map_err(|e| (e, 0))?;
+    let d = Decryptor::new(msg, config)
+        .map_err(|e| (e, 0))?
+        .allow_signed_streaming();
+    let mut r = rt
+        .decrypt_stream(d, ring, &EncryptionContext::new())
+        .map_err(|e| (e, 0))?;
     let mut out = Vec::new();
     match r.read_to_end(&mut out) {
         Ok(_) if r.is_complete() => Ok(out),
@@ -50,7 +54,9 @@ fn samples(rt: &Blocking) -> Vec<Sample> {
             aes("ns", "k", &[i as u8; 32])
         };
         let context: EncryptionContext = [("k", "v")].into_iter().collect();
-        let msg = rt.encrypt(&config, ring.as_ref(), &context, &bytes(len, i as u64)).unwrap();
+        let msg = rt
+            .encrypt(&config, ring.as_ref(), &context, &bytes(len, i as u64))
+            .unwrap();
         out.push(Sample {
             name: format!("{suite:?} frame {frame} len {len}"),
             config,
@@ -64,7 +70,11 @@ fn samples(rt: &Blocking) -> Vec<Sample> {
 
 fn assert_fails(rt: &Blocking, s: &Sample, bad: &[u8], what: &str) {
     if let Ok(d) = rt.decrypt(&s.config, s.ring.as_ref(), &EncryptionContext::new(), bad) {
-        panic!("{}: {what}: one-shot decrypt succeeded ({} bytes)", s.name, d.plaintext.len());
+        panic!(
+            "{}: {what}: one-shot decrypt succeeded ({} bytes)",
+            s.name,
+            d.plaintext.len()
+        );
     }
     match stream(rt, &s.config, s.ring.as_ref(), bad) {
         Ok(_) => panic!("{}: {what}: streaming decrypt succeeded", s.name),
@@ -83,7 +93,9 @@ fn every_truncation_fails() {
     let rt = Blocking::new().unwrap();
     let mut count = 0;
     for s in samples(&rt) {
-        assert!(rt.decrypt(&s.config, s.ring.as_ref(), &EncryptionContext::new(), &s.msg).is_ok());
+        assert!(rt
+            .decrypt(&s.config, s.ring.as_ref(), &EncryptionContext::new(), &s.msg)
+            .is_ok());
         for cut in 0..s.msg.len() {
             assert_fails(&rt, &s, &s.msg[..cut], &format!("truncated to {cut}"));
             count += 1;
@@ -99,7 +111,11 @@ fn every_single_bit_flip_fails() {
     for s in samples(&rt) {
         for pos in 0..s.msg.len() {
             // Every bit of the first 64 bytes (header fields), one rotating bit elsewhere.
-            let bits: Vec<u8> = if pos < 64 { (0..8).collect() } else { vec![(pos % 8) as u8] };
+            let bits: Vec<u8> = if pos < 64 {
+                (0..8).collect()
+            } else {
+                vec![(pos % 8) as u8]
+            };
             for bit in bits {
                 let mut bad = s.msg.clone();
                 bad[pos] ^= 1 << bit;
@@ -117,9 +133,15 @@ fn failed_open_leaves_no_plaintext_in_the_released_output() {
     // verified), nothing of the second frame is.
     let rt = Blocking::new().unwrap();
     let ring = aes("ns", "k", &[9u8; 32]);
-    let config = config_for(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 64, Backend::default());
+    let config = config_for(
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        64,
+        Backend::default(),
+    );
     let pt = bytes(200, 5);
-    let mut msg = rt.encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt).unwrap();
+    let mut msg = rt
+        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt)
+        .unwrap();
     let header_len = msg.len() - (3 * (4 + 12 + 64 + 16) + (4 + 4 + 12 + 4 + 8 + 16));
     let second_frame_ct = header_len + (4 + 12 + 64 + 16) + 16 + 10;
     msg[second_frame_ct] ^= 0x80;

@@ -48,7 +48,10 @@ enum KeyKind {
 
 fn master_key(keys: &Value, mk: &Value) -> Result<MasterKey, String> {
     if mk["type"] != "raw" {
-        return Err(format!("master key type {} (only raw keys are in scope here)", mk["type"]));
+        return Err(format!(
+            "master key type {} (only raw keys are in scope here)",
+            mk["type"]
+        ));
     }
     let name = mk["key"].as_str().ok_or("no key name")?;
     let key = &keys["keys"][name];
@@ -90,7 +93,12 @@ fn master_key(keys: &Value, mk: &Value) -> Result<MasterKey, String> {
 fn keyring(backend: Backend, mk: &MasterKey) -> Arc<dyn Keyring> {
     match &mk.kind {
         KeyKind::Aes(bytes) => Arc::new(
-            RawAesKeyring::new(&mk.provider_id, &mk.key_id, WrappingKey::from_slice(bytes).unwrap()).unwrap(),
+            RawAesKeyring::new(
+                &mk.provider_id,
+                &mk.key_id,
+                WrappingKey::from_slice(bytes).unwrap(),
+            )
+            .unwrap(),
         ),
         KeyKind::Rsa { pem, padding } => {
             let private = RsaPrivateKey::from_pem_with(backend, pem).unwrap();
@@ -139,7 +147,11 @@ fn run(
                 }
             }
             if !r.is_complete() {
-                return Err((Error::Config("reader ended before completion".into()), out.len(), frame));
+                return Err((
+                    Error::Config("reader ended before completion".into()),
+                    out.len(),
+                    frame,
+                ));
             }
             Ok(out)
         }
@@ -170,8 +182,10 @@ fn check(v: &Vector) -> Result<(), Failed> {
             .build()
             .unwrap();
         let rings: Vec<Arc<dyn Keyring>> = v.keys.iter().map(|k| keyring(backend, k)).collect();
-        let mut sets: Vec<(String, Arc<dyn Keyring>)> =
-            vec![("all keys".into(), Arc::new(MultiKeyring::from_keyrings(rings.clone()).unwrap()))];
+        let mut sets: Vec<(String, Arc<dyn Keyring>)> = vec![(
+            "all keys".into(),
+            Arc::new(MultiKeyring::from_keyrings(rings.clone()).unwrap()),
+        )];
         if rings.len() > 1 {
             for (i, r) in rings.iter().enumerate() {
                 sets.push((format!("key {} alone", v.keys[i].key_id), r.clone()));
@@ -185,12 +199,18 @@ fn check(v: &Vector) -> Result<(), Failed> {
                     (_, Err((Error::Policy(PolicyError::SignedStreaming(_)), 0, _)))
                         if signed && matches!(mode, Mode::StreamingUnsignedOnly) => {}
                     (_, Ok(_)) if signed && matches!(mode, Mode::StreamingUnsignedOnly) => {
-                        return Err(format!("{ctx}: unsigned-only streaming accepted a signed message").into());
+                        return Err(
+                            format!("{ctx}: unsigned-only streaming accepted a signed message").into(),
+                        );
                     }
                     (Some(want), Ok(got)) => {
                         if &got != want {
-                            return Err(format!("{ctx}: plaintext differs ({} vs {} bytes)", got.len(), want.len())
-                                .into());
+                            return Err(format!(
+                                "{ctx}: plaintext differs ({} vs {} bytes)",
+                                got.len(),
+                                want.len()
+                            )
+                            .into());
                         }
                     }
                     (Some(_), Err((e, _, _))) => return Err(format!("{ctx}: decrypt failed: {e}").into()),
@@ -221,12 +241,17 @@ fn main() {
     for set in SETS {
         let base = root().join(set);
         let manifest: Value =
-            serde_json::from_str(&std::fs::read_to_string(base.join("manifest.json")).expect("manifest")).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(base.join("manifest.json")).expect("manifest"))
+                .unwrap();
         let tests = manifest["tests"].as_object().expect("tests");
         for (id, t) in tests {
             let name = format!("{set}::{id}");
-            let keys: Result<Vec<MasterKey>, String> =
-                t["master-keys"].as_array().unwrap().iter().map(|mk| master_key(&keys, mk)).collect();
+            let keys: Result<Vec<MasterKey>, String> = t["master-keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|mk| master_key(&keys, mk))
+                .collect();
             let keys = match keys {
                 Ok(k) => k,
                 Err(why) => {

@@ -15,8 +15,8 @@ use aws_lc_rs::{
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{
-    Aead, CResult, CryptoError, Expand, HashAlg, Provider, RsaPadding, RsaPrivate, RsaPublic,
-    Signer, Verifier, IV_LEN, TAG_LEN,
+    Aead, CResult, CryptoError, Expand, HashAlg, Provider, RsaPadding, RsaPrivate, RsaPublic, Signer,
+    Verifier, IV_LEN, TAG_LEN,
 };
 use crate::suite::Curve;
 
@@ -144,7 +144,12 @@ impl Aead for GcmKey {
     }
 }
 
-fn signing_alg(curve: Curve) -> (&'static signature::EcdsaSigningAlgorithm, &'static digest::Algorithm) {
+fn signing_alg(
+    curve: Curve,
+) -> (
+    &'static signature::EcdsaSigningAlgorithm,
+    &'static digest::Algorithm,
+) {
     match curve {
         Curve::P256 => (&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &digest::SHA256),
         Curve::P384 => (&signature::ECDSA_P384_SHA384_ASN1_SIGNING, &digest::SHA384),

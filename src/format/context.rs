@@ -124,8 +124,14 @@ impl EncryptionContext {
             });
         }
         for _ in 0..count {
-            let k = utf8(r.u16_prefixed("encryption context key")?, "encryption context key")?;
-            let v = utf8(r.u16_prefixed("encryption context value")?, "encryption context value")?;
+            let k = utf8(
+                r.u16_prefixed("encryption context key")?,
+                "encryption context key",
+            )?;
+            let v = utf8(
+                r.u16_prefixed("encryption context value")?,
+                "encryption context value",
+            )?;
             if map.insert(k, v).is_some() {
                 return Err(FormatError::Invalid {
                     field: "encryption context key",

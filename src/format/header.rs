@@ -127,7 +127,9 @@ impl HeaderBody {
         for edk in &self.edks {
             for field in [edk.provider_id.as_bytes(), &edk.provider_info, &edk.ciphertext] {
                 if field.len() > usize::from(u16::MAX) {
-                    return Err(Error::Config("encrypted data key field longer than 65535 bytes".into()));
+                    return Err(Error::Config(
+                        "encrypted data key field longer than 65535 bytes".into(),
+                    ));
                 }
                 put_u16_prefixed(&mut out, field);
             }
@@ -200,7 +202,10 @@ fn parse_inner(input: &[u8], limits: &HeaderLimits) -> Result<ParsedHeader, Erro
     let suite_id = r.u16("algorithm suite id")?;
     let suite = AlgorithmSuite::from_id(suite_id).ok_or(FormatError::UnknownSuite(suite_id))?;
     if suite.message_version() != version {
-        return Err(invalid("algorithm suite id", "suite does not belong to this message version"));
+        return Err(invalid(
+            "algorithm suite id",
+            "suite does not belong to this message version",
+        ));
     }
     let message_id = r.take(suite.message_id_len(), "message id")?.to_vec();
     let ec_bytes = r.u16_prefixed("encryption context")?;
@@ -212,7 +217,11 @@ fn parse_inner(input: &[u8], limits: &HeaderLimits) -> Result<ParsedHeader, Erro
     }
     if let Some(max) = limits.max_edks {
         if edk_count > max {
-            return Err(LimitError::TooManyEncryptedDataKeys { found: edk_count, max }.into());
+            return Err(LimitError::TooManyEncryptedDataKeys {
+                found: edk_count,
+                max,
+            }
+            .into());
         }
     }
     let mut edks = Vec::new();
@@ -348,23 +357,34 @@ mod tests {
         };
         assert!(matches!(
             parse_header(&bytes, &l),
-            Err(Error::Limit(LimitError::TooManyEncryptedDataKeys { found: 1, max: 0 }))
+            Err(Error::Limit(LimitError::TooManyEncryptedDataKeys {
+                found: 1,
+                max: 0
+            }))
         ));
         let l = HeaderLimits {
             max_frame_length: 1024,
             ..limits()
         };
-        assert!(matches!(parse_header(&bytes, &l), Err(Error::Limit(LimitError::FrameTooLarge { .. }))));
+        assert!(matches!(
+            parse_header(&bytes, &l),
+            Err(Error::Limit(LimitError::FrameTooLarge { .. }))
+        ));
         let l = HeaderLimits {
             max_header_size: 10,
             ..limits()
         };
-        assert!(matches!(parse_header(&bytes, &l), Err(Error::Limit(LimitError::HeaderTooLarge { .. }))));
+        assert!(matches!(
+            parse_header(&bytes, &l),
+            Err(Error::Limit(LimitError::HeaderTooLarge { .. }))
+        ));
     }
 
     #[test]
     fn rejects_bad_fields() {
-        let mut bytes = sample(AlgorithmSuite::Aes128GcmIv12Tag16HkdfSha256).serialize().unwrap();
+        let mut bytes = sample(AlgorithmSuite::Aes128GcmIv12Tag16HkdfSha256)
+            .serialize()
+            .unwrap();
         bytes.extend_from_slice(&[0; 28]);
         let mut b = bytes.clone();
         b[1] = 0x81;

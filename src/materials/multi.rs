@@ -34,7 +34,9 @@ impl MultiKeyring {
     /// [`Error::Config`] when there is neither a generator nor a child.
     pub fn new(generator: Option<Arc<dyn Keyring>>, children: Vec<Arc<dyn Keyring>>) -> Result<Self> {
         if generator.is_none() && children.is_empty() {
-            return Err(Error::Config("a multi-keyring needs a generator or a child".into()));
+            return Err(Error::Config(
+                "a multi-keyring needs a generator or a child".into(),
+            ));
         }
         Ok(MultiKeyring { generator, children })
     }

@@ -40,7 +40,9 @@ impl RawAesKeyring {
         let namespace = namespace.into();
         let name = name.into();
         if namespace.starts_with("aws-kms") {
-            return Err(Error::Config("a raw keyring namespace must not start with \"aws-kms\"".into()));
+            return Err(Error::Config(
+                "a raw keyring namespace must not start with \"aws-kms\"".into(),
+            ));
         }
         if namespace.len() > usize::from(u16::MAX) || name.len() > usize::from(u16::MAX) - 8 - IV_LEN {
             return Err(Error::Config("keyring namespace or name too long".into()));
@@ -89,11 +91,16 @@ impl Keyring for RawAesKeyring {
             keyring: format!("raw AES {}/{}", self.namespace, self.name),
             reason: "wrapping the data key failed".into(),
         };
-        let aead = backend.provider().aead(self.key.expose_secret()).map_err(|_| wrap_err())?;
+        let aead = backend
+            .provider()
+            .aead(self.key.expose_secret())
+            .map_err(|_| wrap_err())?;
         let data_key = materials.data_key().ok_or_else(wrap_err)?;
         let mut ciphertext = Vec::with_capacity(data_key.len() + TAG_LEN);
         ciphertext.extend_from_slice(data_key.expose_secret());
-        let tag = aead.seal_in_place(&iv, &aad, &mut ciphertext).map_err(|_| wrap_err())?;
+        let tag = aead
+            .seal_in_place(&iv, &aad, &mut ciphertext)
+            .map_err(|_| wrap_err())?;
         ciphertext.extend_from_slice(&tag);
         let edk = EncryptedDataKey {
             provider_id: self.namespace.clone(),

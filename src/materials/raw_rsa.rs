@@ -120,13 +120,17 @@ impl RawRsaKeyring {
         let namespace = namespace.into();
         let name = name.into();
         if namespace.starts_with("aws-kms") {
-            return Err(Error::Config("a raw keyring namespace must not start with \"aws-kms\"".into()));
+            return Err(Error::Config(
+                "a raw keyring namespace must not start with \"aws-kms\"".into(),
+            ));
         }
         if namespace.len() > usize::from(u16::MAX) || name.len() > usize::from(u16::MAX) {
             return Err(Error::Config("keyring namespace or name too long".into()));
         }
         if public.is_none() && private.is_none() {
-            return Err(Error::Config("a raw RSA keyring needs a public or a private key".into()));
+            return Err(Error::Config(
+                "a raw RSA keyring needs a public or a private key".into(),
+            ));
         }
         Ok(RawRsaKeyring {
             namespace,
@@ -152,7 +156,9 @@ impl Keyring for RawRsaKeyring {
         if materials.data_key().is_none() {
             materials.generate_data_key()?;
         }
-        let key = materials.data_key().ok_or_else(|| Error::Config("no data key".into()))?;
+        let key = materials
+            .data_key()
+            .ok_or_else(|| Error::Config("no data key".into()))?;
         let ciphertext = public
             .0
             .encrypt(self.padding, key.expose_secret())

@@ -180,7 +180,10 @@ impl<R: Read> Decryptor<R> {
                     });
                 }
                 Err(Error::Format(FormatError::Truncated(field))) => {
-                    let room = limits.max_header_size.saturating_sub(buf.len()).clamp(1, chunk.len());
+                    let room = limits
+                        .max_header_size
+                        .saturating_sub(buf.len())
+                        .clamp(1, chunk.len());
                     let n = loop {
                         match input.read(&mut chunk[..room]) {
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -241,7 +244,11 @@ impl<R: Read> Decryptor<R> {
     /// [`Error::Decrypt`] when a cryptographic check fails;
     /// [`Error::Policy`] for a context mismatch or a signed message without
     /// [`Decryptor::allow_signed_streaming`].
-    pub async fn decrypt(self, keyring: &dyn Keyring, reproduced: &EncryptionContext) -> Result<DecryptReader<R>> {
+    pub async fn decrypt(
+        self,
+        keyring: &dyn Keyring,
+        reproduced: &EncryptionContext,
+    ) -> Result<DecryptReader<R>> {
         let suite = self.header.body.suite;
         if suite.is_signed() && !self.allow_signed_streaming {
             return Err(PolicyError::SignedStreaming(suite).into());
@@ -269,7 +276,8 @@ impl<R: Read> Decryptor<R> {
             .iter()
             .filter(|(k, _)| materials.required_keys.contains(*k))
             .collect();
-        let authenticated = verify_header(&commitment, keys.aead.as_ref(), &self.header, &authenticated_only)?;
+        let authenticated =
+            verify_header(&commitment, keys.aead.as_ref(), &self.header, &authenticated_only)?;
         let mut verifier = materials.verifier;
         if let Some(v) = verifier.as_mut() {
             v.update(&self.header.body_bytes);
@@ -437,7 +445,9 @@ impl<R: Read> DecryptReader<R> {
                 .into());
             }
             let mut buf = std::mem::take(&mut self.buf);
-            let read = self.input.read_vec(&mut buf, len as usize + TAG_LEN, "final frame");
+            let read = self
+                .input
+                .read_vec(&mut buf, len as usize + TAG_LEN, "final frame");
             self.buf = buf;
             read?;
             self.absorb_buf();

@@ -56,14 +56,8 @@ impl Encryptor {
         let suite = config.suite();
         config.commitment_policy.check_encrypt(suite)?;
         let backend = config.backend;
-        let materials = encryption_materials(
-            keyring,
-            suite,
-            context,
-            backend,
-            config.max_encrypted_data_keys,
-        )
-        .await?;
+        let materials =
+            encryption_materials(keyring, suite, context, backend, config.max_encrypted_data_keys).await?;
         let mut message_id = vec![0u8; suite.message_id_len()];
         backend.fill_random(&mut message_id)?;
         let keys = derive_keys(backend, suite, materials.data_key.expose_secret(), &message_id)
