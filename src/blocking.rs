@@ -47,11 +47,26 @@ impl Blocking {
     }
 
     /// Runs a future to completion.
+    ///
+    /// # Panics
+    /// When called from inside an async runtime (tokio forbids nesting).
+    /// The other methods check for that and return [`Error::Config`].
     pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
         match &self.runtime {
             Runtime::Owned(rt) => rt.block_on(fut),
             Runtime::Handle(h) => h.block_on(fut),
         }
+    }
+
+    /// Runs a fallible future, refusing (instead of panicking) inside an
+    /// async runtime.
+    fn run<T, F: std::future::Future<Output = Result<T>>>(&self, fut: F) -> Result<T> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::Config(
+                "the blocking facade cannot run inside an async runtime; use the async API".into(),
+            ));
+        }
+        self.block_on(fut)
     }
 
     /// Blocking [`crate::encrypt`].
@@ -65,7 +80,7 @@ impl Blocking {
         context: &EncryptionContext,
         plaintext: &[u8],
     ) -> Result<Vec<u8>> {
-        self.block_on(message::encrypt(config, keyring, context, plaintext))
+        self.run(message::encrypt(config, keyring, context, plaintext))
     }
 
     /// Blocking [`crate::decrypt`].
@@ -79,7 +94,7 @@ impl Blocking {
         context: &EncryptionContext,
         message: &[u8],
     ) -> Result<Decrypted> {
-        self.block_on(message::decrypt(config, keyring, context, message))
+        self.run(message::decrypt(config, keyring, context, message))
     }
 
     /// Blocking [`Encryptor::new`].
@@ -92,7 +107,7 @@ impl Blocking {
         keyring: &dyn Keyring,
         context: &EncryptionContext,
     ) -> Result<Encryptor> {
-        self.block_on(Encryptor::new(config, keyring, context))
+        self.run(Encryptor::new(config, keyring, context))
     }
 
     /// Blocking [`Decryptor::decrypt`].
@@ -105,6 +120,6 @@ impl Blocking {
         keyring: &dyn Keyring,
         context: &EncryptionContext,
     ) -> Result<DecryptReader<R>> {
-        self.block_on(decryptor.decrypt(keyring, context))
+        self.run(decryptor.decrypt(keyring, context))
     }
 }

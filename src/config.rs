@@ -207,8 +207,8 @@ impl ConfigBuilder {
         self
     }
 
-    /// Largest body held whole in memory on decrypt: non-framed messages
-    /// (default 256 MiB).
+    /// Largest body held whole in memory: a non-framed message on decrypt,
+    /// and the plaintext of a non-framed message on encrypt (default 256 MiB).
     pub fn max_body_size(mut self, bytes: u64) -> Self {
         self.0.max_body_size = bytes;
         self

@@ -127,9 +127,15 @@ fn wrong_key_and_unknown_key_fail_clearly() {
             b"data",
         )
         .unwrap();
+    // An EDK for this namespace and name that does not unwrap: a failed
+    // cryptographic check, detail-free like the others.
     let wrong_bytes = aes("ns", "k", &[2u8; 32]);
-    let wrong_name = aes("ns", "other", &[1u8; 32]);
-    for ring in [wrong_bytes, wrong_name] {
+    match rt.decrypt(&config, wrong_bytes.as_ref(), &EncryptionContext::new(), &msg) {
+        Err(Error::Decrypt) => {}
+        other => panic!("{other:?}"),
+    }
+    // No EDK for this key at all.
+    for ring in [aes("ns", "other", &[1u8; 32]), aes("other-ns", "k", &[1u8; 32])] {
         match rt.decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &msg) {
             Err(Error::NoMatchingKey { edks: 1 }) => {}
             other => panic!("{other:?}"),
@@ -218,9 +224,10 @@ fn reproduced_context_must_match() {
         other => panic!("{other:?}"),
     }
     // A pair the message does not have: raw AES binds the full context, so
-    // its unwrap fails; raw RSA binds none, so the header tag fails.
+    // its unwrap fails; raw RSA binds none, so the header tag fails. Both
+    // read the same.
     match rt.decrypt(&config, ring.as_ref(), &ctx(&[("c", "3")]), &msg) {
-        Err(Error::NoMatchingKey { edks: 1 }) => {}
+        Err(Error::Decrypt) => {}
         other => panic!("{other:?}"),
     }
     let r = rsa(Backend::default(), "ns", "r", RsaPadding::OaepSha1);
@@ -437,4 +444,121 @@ fn debug_output_never_shows_key_bytes() {
     );
     let dk = envseal::DataKey::from_slice(&key);
     assert!(!format!("{dk:?}").contains("171"));
+}
+
+#[test]
+fn rsa_pkcs1_failure_is_indistinguishable_from_a_wrong_key() {
+    // Implicit rejection: a PKCS#1 v1.5 unwrap failure goes on with a random
+    // key and fails at the commitment / header tag like any wrong key.
+    let rt = Blocking::new().unwrap();
+    for backend in Backend::all() {
+        for padding in [RsaPadding::Pkcs1, RsaPadding::OaepSha256] {
+            let ring = rsa(backend, "ns", "r", padding);
+            for suite in [
+                AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+                AlgorithmSuite::Aes128GcmIv12Tag16NoKdf,
+            ] {
+                let config = config_for(suite, 4096, backend);
+                let mut msg = rt
+                    .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), b"x")
+                    .unwrap();
+                // The RSA ciphertext is the last 512 bytes of the only EDK;
+                // find it by its provider id "ns" + info "r".
+                let pos = msg.windows(5).position(|w| w == [0, 1, b'r', 2, 0]).unwrap() + 5 + 100;
+                msg[pos] ^= 0x40;
+                match rt.decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &msg) {
+                    Err(Error::Decrypt) => {}
+                    other => panic!("{padding:?} {suite:?}: {other:?}"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn rsa_keyring_without_private_key_cannot_decrypt() {
+    let rt = Blocking::new().unwrap();
+    let public = envseal::RsaPublicKey::from_pem(common::RSA_PUBLIC_PEM).unwrap();
+    let ring = envseal::RawRsaKeyring::new("ns", "r", RsaPadding::OaepSha1, Some(public), None).unwrap();
+    let msg = rt
+        .encrypt(&Config::default(), &ring, &EncryptionContext::new(), b"x")
+        .unwrap();
+    match rt.decrypt(&Config::default(), &ring, &EncryptionContext::new(), &msg) {
+        Err(Error::Keyring { reason, .. }) => assert!(reason.contains("private key"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn non_framed_encrypt_is_bounded_by_max_body_size() {
+    let rt = Blocking::new().unwrap();
+    let ring = aes("ns", "k", &[1u8; 32]);
+    let config = Config::builder()
+        .frame_length(0)
+        .max_body_size(1000)
+        .build()
+        .unwrap();
+    assert!(rt
+        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &[0u8; 1000])
+        .is_ok());
+    match rt.encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &[0u8; 1001]) {
+        Err(Error::Limit(LimitError::BodyTooLarge {
+            found: 1001,
+            max: 1000,
+        })) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn blocking_facade_refuses_to_nest_inside_a_runtime() {
+    let rt = Blocking::new().unwrap();
+    let ring = aes("ns", "k", &[1u8; 32]);
+    let inner = Blocking::new().unwrap();
+    let result = rt.block_on(async {
+        inner.encrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), b"x")
+    });
+    assert!(matches!(result, Err(Error::Config(_))), "{result:?}");
+}
+
+#[test]
+fn header_is_read_through_a_one_byte_reader() {
+    // A reader that hands out one byte per call: the header parser must
+    // accumulate, and a header with many EDKs still parses.
+    struct Trickle<'a>(&'a [u8]);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() || buf.is_empty() {
+                return Ok(0);
+            }
+            buf[0] = self.0[0];
+            self.0 = &self.0[1..];
+            Ok(1)
+        }
+    }
+    let rt = Blocking::new().unwrap();
+    let rings: Vec<Arc<dyn Keyring>> = (0..200)
+        .map(|i| aes("ns", &format!("key-{i}"), &[7u8; 16]))
+        .collect();
+    let multi = MultiKeyring::from_keyrings(rings.clone()).unwrap();
+    let msg = rt
+        .encrypt(
+            &Config::default(),
+            &multi,
+            &EncryptionContext::new(),
+            b"many keys",
+        )
+        .unwrap();
+    let d = Decryptor::new(Trickle(&msg), &Config::default()).unwrap();
+    assert_eq!(d.encrypted_data_keys().len(), 200);
+    let mut r = rt
+        .decrypt_stream(
+            d.allow_signed_streaming(),
+            rings[199].as_ref(),
+            &EncryptionContext::new(),
+        )
+        .unwrap();
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).unwrap();
+    assert_eq!(out, b"many keys");
 }

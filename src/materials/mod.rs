@@ -22,6 +22,21 @@ pub use multi::MultiKeyring;
 pub use raw_aes::RawAesKeyring;
 pub use raw_rsa::{RawRsaKeyring, RsaPrivateKey, RsaPublicKey};
 
+/// Checks a raw keyring's namespace and key name: the namespace must not
+/// claim the `aws-kms` provider ids, and both must fit their u16 length
+/// fields (`name_overhead`: bytes the provider info adds after the name).
+pub(crate) fn check_raw_names(namespace: &str, name: &str, name_overhead: usize) -> Result<()> {
+    if namespace.starts_with("aws-kms") {
+        return Err(Error::Config(
+            "a raw keyring namespace must not start with \"aws-kms\"".into(),
+        ));
+    }
+    if namespace.len() > usize::from(u16::MAX) || name.len() + name_overhead > usize::from(u16::MAX) {
+        return Err(Error::Config("keyring namespace or name too long".into()));
+    }
+    Ok(())
+}
+
 /// What a keyring sees and fills in on encrypt.
 #[derive(Debug)]
 pub struct EncryptionMaterials {

@@ -39,14 +39,7 @@ impl RawAesKeyring {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>, key: WrappingKey) -> Result<Self> {
         let namespace = namespace.into();
         let name = name.into();
-        if namespace.starts_with("aws-kms") {
-            return Err(Error::Config(
-                "a raw keyring namespace must not start with \"aws-kms\"".into(),
-            ));
-        }
-        if namespace.len() > usize::from(u16::MAX) || name.len() > usize::from(u16::MAX) - 8 - IV_LEN {
-            return Err(Error::Config("keyring namespace or name too long".into()));
-        }
+        super::check_raw_names(&namespace, &name, 8 + IV_LEN)?;
         Ok(RawAesKeyring { namespace, name, key })
     }
 
@@ -96,12 +89,14 @@ impl Keyring for RawAesKeyring {
             .aead(self.key.expose_secret())
             .map_err(|_| wrap_err())?;
         let data_key = materials.data_key().ok_or_else(wrap_err)?;
-        let mut ciphertext = Vec::with_capacity(data_key.len() + TAG_LEN);
-        ciphertext.extend_from_slice(data_key.expose_secret());
+        // The buffer holds the plaintext data key until sealed: keep it zeroizing.
+        let mut staged = zeroize::Zeroizing::new(Vec::with_capacity(data_key.len() + TAG_LEN));
+        staged.extend_from_slice(data_key.expose_secret());
         let tag = aead
-            .seal_in_place(&iv, &aad, &mut ciphertext)
+            .seal_in_place(&iv, &aad, &mut staged)
             .map_err(|_| wrap_err())?;
-        ciphertext.extend_from_slice(&tag);
+        staged.extend_from_slice(&tag);
+        let ciphertext = std::mem::take(&mut *staged);
         let edk = EncryptedDataKey {
             provider_id: self.namespace.clone(),
             provider_info: self.provider_info(&iv),
@@ -117,12 +112,14 @@ impl Keyring for RawAesKeyring {
         edks: &[EncryptedDataKey],
     ) -> Result<Option<DataKey>> {
         let want_len = materials.suite().data_key_len();
+        let mut matched = false;
         let mut aad = None;
         let mut aead = None;
         for edk in edks {
             let Some(iv) = self.match_edk(edk) else {
                 continue;
             };
+            matched = true;
             if edk.ciphertext.len() != want_len + TAG_LEN {
                 continue;
             }
@@ -141,13 +138,20 @@ impl Keyring for RawAesKeyring {
                 ),
             };
             let mut buf = zeroize::Zeroizing::new(edk.ciphertext.clone());
-            // A failed unwrap counts as "not mine" (as age's x25519 does): a
-            // message may carry several EDKs under the same name.
+            // A failed unwrap moves on to the next EDK: a message may carry
+            // several EDKs under the same name.
             if let Ok(n) = aead.open_in_place(&iv, aad, &mut buf) {
                 buf.truncate(n);
                 return Ok(Some(DataKey::new(buf)));
             }
         }
-        Ok(None)
+        // An EDK for this key that does not unwrap (wrong key bytes, tampered
+        // EDK or a different encryption context) reads like every other failed
+        // cryptographic check.
+        if matched {
+            Err(Error::Decrypt)
+        } else {
+            Ok(None)
+        }
     }
 }

@@ -119,14 +119,7 @@ impl RawRsaKeyring {
     ) -> Result<Self> {
         let namespace = namespace.into();
         let name = name.into();
-        if namespace.starts_with("aws-kms") {
-            return Err(Error::Config(
-                "a raw keyring namespace must not start with \"aws-kms\"".into(),
-            ));
-        }
-        if namespace.len() > usize::from(u16::MAX) || name.len() > usize::from(u16::MAX) {
-            return Err(Error::Config("keyring namespace or name too long".into()));
-        }
+        super::check_raw_names(&namespace, &name, 0)?;
         if public.is_none() && private.is_none() {
             return Err(Error::Config(
                 "a raw RSA keyring needs a public or a private key".into(),
@@ -179,28 +172,35 @@ impl Keyring for RawRsaKeyring {
         materials: &DecryptionMaterials,
         edks: &[EncryptedDataKey],
     ) -> Result<Option<DataKey>> {
+        // Spec: OnDecrypt fails when the keyring has no private key.
+        let private = self.private.as_ref().ok_or_else(|| Error::Keyring {
+            keyring: self.label(),
+            reason: "decrypting needs an RSA private key".into(),
+        })?;
+        let want_len = materials.suite().data_key_len();
         let mine = edks
             .iter()
             .filter(|e| e.provider_id == self.namespace && e.provider_info == self.name.as_bytes());
         let mut failed = false;
         for edk in mine {
-            let Some(private) = &self.private else {
-                return Err(Error::Keyring {
-                    keyring: self.label(),
-                    reason: "decrypting needs an RSA private key".into(),
-                });
-            };
             match private.0.decrypt(self.padding, &edk.ciphertext) {
-                Ok(key) if key.len() == materials.suite().data_key_len() => {
-                    return Ok(Some(DataKey::new(key)));
-                }
+                Ok(key) if key.len() == want_len => return Ok(Some(DataKey::new(key))),
                 _ => failed = true,
             }
         }
-        if failed {
-            Err(Error::Decrypt)
-        } else {
-            Ok(None)
+        if !failed {
+            return Ok(None);
         }
+        if self.padding == RsaPadding::Pkcs1 {
+            // Implicit rejection (RFC 3218 section 2.3.2): a PKCS#1 v1.5
+            // padding failure must not be told apart from a good unwrap, or
+            // the keyring is a Bleichenbacher oracle. Carry on with a random
+            // key, which fails at the key commitment / header tag exactly as
+            // a wrong key would.
+            let mut fake = Zeroizing::new(vec![0u8; want_len]);
+            materials.backend().fill_random(&mut fake)?;
+            return Ok(Some(DataKey::new(fake)));
+        }
+        Err(Error::Decrypt)
     }
 }

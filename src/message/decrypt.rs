@@ -162,7 +162,6 @@ impl<R: Read> Decryptor<R> {
             max_frame_length: config.max_frame_length,
         };
         let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
         loop {
             match parse_header(&buf, &limits) {
                 Ok(header) => {
@@ -180,20 +179,19 @@ impl<R: Read> Decryptor<R> {
                     });
                 }
                 Err(Error::Format(FormatError::Truncated(field))) => {
-                    let room = limits
-                        .max_header_size
-                        .saturating_sub(buf.len())
-                        .clamp(1, chunk.len());
-                    let n = loop {
-                        match input.read(&mut chunk[..room]) {
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                            other => break other?,
-                        }
-                    };
-                    if n == 0 {
+                    // Read ahead, doubling each time, so a large header is
+                    // parsed O(log n) times, never past the size limit.
+                    let target = (buf.len() * 2)
+                        .max(4096)
+                        .min(limits.max_header_size)
+                        .max(buf.len() + 1);
+                    let before = buf.len();
+                    (&mut input)
+                        .take((target - before) as u64)
+                        .read_to_end(&mut buf)?;
+                    if buf.len() == before {
                         return Err(FormatError::Truncated(field).into());
                     }
-                    buf.extend_from_slice(&chunk[..n]);
                 }
                 Err(e) => return Err(e),
             }

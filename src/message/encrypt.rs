@@ -33,6 +33,7 @@ pub struct Encryptor {
     signer: Option<Box<dyn Signer>>,
     header: Vec<u8>,
     context: EncryptionContext,
+    max_body_size: u64,
 }
 
 impl std::fmt::Debug for Encryptor {
@@ -95,6 +96,7 @@ impl Encryptor {
             signer,
             header,
             context: materials.context,
+            max_body_size: config.max_body_size,
         })
     }
 
@@ -128,6 +130,7 @@ impl Encryptor {
             buf,
             seq: 1,
             aad: Vec::with_capacity(96),
+            max_body_size: self.max_body_size,
             poisoned: false,
         })
     }
@@ -150,6 +153,7 @@ pub struct EncryptWriter<W: Write> {
     buf: Zeroizing<Vec<u8>>,
     seq: u32,
     aad: Vec<u8>,
+    max_body_size: u64,
     poisoned: bool,
 }
 
@@ -210,12 +214,12 @@ impl<W: Write> EncryptWriter<W> {
 
     fn write_inner(&mut self, mut data: &[u8]) -> Result<()> {
         if self.frame_length == 0 {
-            if (self.buffered() + data.len()) as u64 > MAX_NON_FRAMED_LEN {
-                return Err(LimitError::BodyTooLarge {
-                    found: (self.buffered() + data.len()) as u64,
-                    max: MAX_NON_FRAMED_LEN,
-                }
-                .into());
+            // A non-framed body is held whole until `finish` (its length
+            // precedes it): bounded by the configured body size.
+            let total = (self.buffered() + data.len()) as u64;
+            let max = self.max_body_size.min(MAX_NON_FRAMED_LEN);
+            if total > max {
+                return Err(LimitError::BodyTooLarge { found: total, max }.into());
             }
             buffer::extend(&mut self.buf, data);
             return Ok(());
