@@ -20,8 +20,9 @@ FILE may be "-" for stdin/stdout. Keys are used in command-line order; the
 first is the generator. PADDING: oaep-sha1|oaep-sha256|oaep-sha384|oaep-sha512|
 pkcs1 (OAEP with MGF1 over the same hash). --frame-length 0 writes a
 non-framed message; any frame length 1..2^31-1 is allowed (the SDK's own
-multiple-of-128 restriction on encrypt is lifted, see _validate_frame_length). On decrypt, --context-json pairs must all be present in
-the message's encryption context. Exit 0 on success; on any error one line on
+multiple-of-128 restriction on encrypt is lifted, see _validate_frame_length).
+On decrypt, --context-json pairs must all be present in the message's
+encryption context. Exit 0 on success; on any error one line on
 stderr and exit 1 (the output file is only created on success).
 """
 
