@@ -420,14 +420,14 @@ impl<R: Read> DecryptReader<R> {
         let first = self.input.array::<4>("frame sequence number")?;
         self.absorb(&first);
         if u32::from_be_bytes(first) == FINAL_FRAME_MARKER {
-            let rest = self.input.array::<20>("final frame header")?;
-            self.absorb(&rest);
-            let seq = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
-            let iv: [u8; 12] = [
-                rest[4], rest[5], rest[6], rest[7], rest[8], rest[9], rest[10], rest[11], rest[12], rest[13],
-                rest[14], rest[15],
-            ];
-            let len = u32::from_be_bytes([rest[16], rest[17], rest[18], rest[19]]);
+            let seq_bytes = self.input.array::<4>("final frame sequence number")?;
+            let iv = self.input.array::<12>("final frame IV")?;
+            let len_bytes = self.input.array::<4>("final frame length")?;
+            for part in [&seq_bytes[..], &iv, &len_bytes] {
+                self.absorb(part);
+            }
+            let seq = u32::from_be_bytes(seq_bytes);
+            let len = u32::from_be_bytes(len_bytes);
             if seq != self.seq {
                 return Err(FormatError::Invalid {
                     field: "final frame sequence number",
@@ -442,13 +442,7 @@ impl<R: Read> DecryptReader<R> {
                 }
                 .into());
             }
-            let mut buf = std::mem::take(&mut self.buf);
-            let read = self
-                .input
-                .read_vec(&mut buf, len as usize + TAG_LEN, "final frame");
-            self.buf = buf;
-            read?;
-            self.absorb_buf();
+            self.read_sealed(len as usize, "final frame")?;
             let n = self.open(&iv, BodyPart::FinalFrame, seq, u64::from(len))?;
             self.finish_message()?;
             self.release(n);
@@ -464,13 +458,7 @@ impl<R: Read> DecryptReader<R> {
             }
             let iv = self.input.array::<12>("frame IV")?;
             self.absorb(&iv);
-            let mut buf = std::mem::take(&mut self.buf);
-            let read = self
-                .input
-                .read_vec(&mut buf, self.frame_length as usize + TAG_LEN, "frame");
-            self.buf = buf;
-            read?;
-            self.absorb_buf();
+            self.read_sealed(self.frame_length as usize, "frame")?;
             let n = self.open(&iv, BodyPart::Frame, seq, u64::from(self.frame_length))?;
             self.release(n);
             // seq < FINAL_FRAME_MARKER here, so this cannot overflow.
@@ -499,11 +487,7 @@ impl<R: Read> DecryptReader<R> {
             }
             .into());
         }
-        let mut buf = std::mem::take(&mut self.buf);
-        let read = self.input.read_vec(&mut buf, len as usize + TAG_LEN, "body");
-        self.buf = buf;
-        read?;
-        self.absorb_buf();
+        self.read_sealed(len as usize, "body")?;
         let n = self.open(&iv, BodyPart::NonFramed, 1, len)?;
         self.finish_message()?;
         self.release(n);
@@ -511,10 +495,14 @@ impl<R: Read> DecryptReader<R> {
         Ok(())
     }
 
-    fn absorb_buf(&mut self) {
+    /// Reads `len` bytes of ciphertext plus the tag into the frame buffer
+    /// and feeds them to the signature verifier.
+    fn read_sealed(&mut self, len: usize, field: &'static str) -> Result<()> {
+        self.input.read_vec(&mut self.buf, len + TAG_LEN, field)?;
         if let Some(v) = self.verifier.as_mut() {
             v.update(&self.buf);
         }
+        Ok(())
     }
 
     fn release(&mut self, n: usize) {
