@@ -50,6 +50,11 @@ pub enum Error {
         reason: String,
     },
 
+    /// A KMS call failed: kind, operation, key, HTTP status, request id and
+    /// attempts are in the [`KmsError`](crate::kms::KmsError).
+    #[error("{0}")]
+    Kms(Box<crate::kms::KmsError>),
+
     /// The caller asked for something invalid (configuration or API misuse).
     /// Never produced from untrusted message bytes.
     #[error("invalid request: {0}")]
@@ -150,6 +155,12 @@ pub enum PolicyError {
     /// Signed suite without a public key in the context, or the reverse.
     #[error("encryption context public key does not match the suite")]
     PublicKeyMismatch,
+}
+
+impl From<crate::kms::KmsError> for Error {
+    fn from(e: crate::kms::KmsError) -> Self {
+        Error::Kms(Box::new(e))
+    }
 }
 
 impl From<Error> for io::Error {

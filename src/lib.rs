@@ -1,7 +1,7 @@
 //! Envelope encryption compatible with the AWS Encryption SDK message format.
 //!
 //! Payloads are encrypted locally with AES-GCM under a fresh data key; a
-//! keyring wraps the data key (raw AES, raw RSA, and later AWS KMS). The
+//! keyring wraps the data key (raw AES, raw RSA, AWS KMS). The
 //! messages are byte-compatible with every AWS Encryption SDK: v1 and v2
 //! formats, all 11 algorithm suites, framed and non-framed bodies.
 //!
@@ -32,6 +32,7 @@ mod config;
 mod crypto;
 mod error;
 mod format;
+pub mod kms;
 mod materials;
 mod message;
 mod suite;
@@ -47,6 +48,8 @@ pub use materials::{
     DecryptionMaterials, EncryptionMaterials, Keyring, MultiKeyring, RawAesKeyring, RawRsaKeyring,
     RsaPrivateKey, RsaPublicKey,
 };
+#[cfg(feature = "kms")]
+pub use materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
 pub use message::{decrypt, encrypt, DecryptReader, Decrypted, Decryptor, EncryptWriter, Encryptor};
 pub use suite::{AlgorithmSuite, Curve, Kdf, MessageVersion};
 

@@ -12,11 +12,15 @@ use crate::error::{Error, Result};
 use crate::format::{EncryptedDataKey, EncryptionContext};
 use crate::suite::AlgorithmSuite;
 
+#[cfg(feature = "kms")]
+mod aws_kms;
 mod cmm;
 mod multi;
 mod raw_aes;
 mod raw_rsa;
 
+#[cfg(feature = "kms")]
+pub use aws_kms::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
 pub(crate) use cmm::{decryption_materials, encryption_materials};
 pub use multi::MultiKeyring;
 pub use raw_aes::RawAesKeyring;

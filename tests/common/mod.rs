@@ -3,6 +3,11 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "kms")]
+pub mod fault;
+#[cfg(feature = "kms")]
+pub mod moto;
+
 use envseal::{
     Backend, CommitmentPolicy, Config, Keyring, RawAesKeyring, RawRsaKeyring, RsaPadding, RsaPrivateKey,
     RsaPublicKey, WrappingKey,

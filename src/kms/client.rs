@@ -1,0 +1,843 @@
+//! The bounded KMS client: an `aws-sdk-kms` client plus envseal's bounds,
+//! retry rules, counters and tracing, applied to every call.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_kms as sdk;
+use aws_smithy_runtime_api::client::interceptors::context::Error as OpError;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, OrchestratorError};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::retries::classifiers::RetryClassifierPriority;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use sdk::config::interceptors::{BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef};
+use sdk::config::retry::{ClassifyRetry, RetryAction, RetryConfig, RetryPartition};
+use sdk::config::timeout::TimeoutConfig;
+use sdk::config::{BehaviorVersion, ConfigBag, Intercept, Region, RuntimeComponents};
+use sdk::error::{BoxError, ProvideErrorMetadata};
+use sdk::operation::decrypt::DecryptError;
+use sdk::operation::encrypt::EncryptError;
+use sdk::operation::generate_data_key::GenerateDataKeyError;
+use sdk::operation::RequestId;
+use sdk::primitives::Blob;
+use tracing::Instrument;
+use zeroize::Zeroizing;
+
+use super::error::{is_throttling_code, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
+use super::stats::{KmsStats, KmsStatsSnapshot};
+use super::KmsArn;
+use crate::error::Error;
+
+/// Retry mode for KMS calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RetryMode {
+    /// Exponential backoff with full jitter and a retry quota.
+    Standard,
+    /// Standard plus a client-side rate limiter that slows down after
+    /// throttling (CUBIC-style). The default.
+    Adaptive,
+}
+
+/// Time and attempt bounds for every KMS call. Defaults (from DESIGN.md):
+///
+/// | bound | default | what it limits |
+/// |---|---|---|
+/// | `connect_timeout` | 2 s | TCP + TLS connect, per attempt |
+/// | `read_timeout` | 5 s | request sent → response headers, per attempt |
+/// | `attempt_timeout` | 5 s | one whole attempt, body included |
+/// | `deadline` | 10 s | one keyring operation: every call, attempt and backoff |
+/// | `max_attempts` | 3 | attempts per call, first try included |
+/// | `retry_mode` | adaptive | |
+/// | `initial_backoff` | 100 ms | first retry delay (full jitter) |
+/// | `max_backoff` | 2 s | cap on one retry delay |
+///
+/// A dripping body (headers, then bytes slowly) passes the read timeout;
+/// the attempt timeout and the deadline stop it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KmsBounds {
+    /// TCP + TLS connect timeout, per attempt.
+    pub connect_timeout: Duration,
+    /// Time from sending a request to the response headers, per attempt.
+    pub read_timeout: Duration,
+    /// One attempt, from credentials and signing to the end of the body.
+    pub attempt_timeout: Duration,
+    /// One keyring operation: all its KMS calls, attempts and backoff.
+    pub deadline: Duration,
+    /// Attempts per call, including the first (at least 1).
+    pub max_attempts: u32,
+    /// Standard or adaptive retries.
+    pub retry_mode: RetryMode,
+    /// First backoff before a retry.
+    pub initial_backoff: Duration,
+    /// Cap on any one backoff.
+    pub max_backoff: Duration,
+}
+
+impl Default for KmsBounds {
+    fn default() -> Self {
+        KmsBounds {
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(5),
+            deadline: Duration::from_secs(10),
+            max_attempts: 3,
+            retry_mode: RetryMode::Adaptive,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+impl KmsBounds {
+    /// Sets the connect timeout.
+    pub fn with_connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+    /// Sets the read timeout.
+    pub fn with_read_timeout(mut self, d: Duration) -> Self {
+        self.read_timeout = d;
+        self
+    }
+    /// Sets the per-attempt timeout.
+    pub fn with_attempt_timeout(mut self, d: Duration) -> Self {
+        self.attempt_timeout = d;
+        self
+    }
+    /// Sets the deadline for a whole keyring operation.
+    pub fn with_deadline(mut self, d: Duration) -> Self {
+        self.deadline = d;
+        self
+    }
+    /// Sets the maximum attempts per call (first try included).
+    pub fn with_max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+    /// Sets the retry mode.
+    pub fn with_retry_mode(mut self, mode: RetryMode) -> Self {
+        self.retry_mode = mode;
+        self
+    }
+    /// Sets the initial and maximum backoff.
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max;
+        self
+    }
+
+    /// Checks that every bound is usable.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zero timeout or deadline, zero attempts, or
+    /// a maximum backoff below the initial one.
+    pub fn validate(&self) -> Result<(), Error> {
+        let named = [
+            ("connect timeout", self.connect_timeout),
+            ("read timeout", self.read_timeout),
+            ("attempt timeout", self.attempt_timeout),
+            ("deadline", self.deadline),
+        ];
+        if let Some((name, _)) = named.iter().find(|(_, d)| d.is_zero()) {
+            return Err(Error::Config(format!("KMS {name} must be greater than zero")));
+        }
+        if self.max_attempts == 0 {
+            return Err(Error::Config("KMS max attempts must be at least 1".into()));
+        }
+        if self.max_backoff < self.initial_backoff {
+            return Err(Error::Config(
+                "KMS max backoff must not be below the initial backoff".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn retry_config(&self) -> RetryConfig {
+        let base = match self.retry_mode {
+            RetryMode::Standard => RetryConfig::standard(),
+            RetryMode::Adaptive => RetryConfig::adaptive(),
+        };
+        base.with_max_attempts(self.max_attempts)
+            .with_initial_backoff(self.initial_backoff)
+            .with_max_backoff(self.max_backoff)
+    }
+
+    /// Timeouts for one call that has `remaining` of its operation's deadline.
+    fn timeout_config(&self, remaining: Duration) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout)
+            .operation_attempt_timeout(self.attempt_timeout)
+            .operation_timeout(remaining)
+            .build()
+    }
+}
+
+/// When a keyring operation must be done by.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline(Instant);
+
+impl Deadline {
+    fn remaining(self) -> Option<Duration> {
+        self.0
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    }
+}
+
+/// A data key from `GenerateDataKey`.
+pub(crate) struct GeneratedKey {
+    pub(crate) plaintext: Zeroizing<Vec<u8>>,
+    pub(crate) ciphertext: Vec<u8>,
+    pub(crate) key_id: Option<String>,
+}
+
+/// A data key wrapped by `Encrypt`.
+pub(crate) struct WrappedKey {
+    pub(crate) ciphertext: Vec<u8>,
+    pub(crate) key_id: Option<String>,
+}
+
+/// A data key unwrapped by `Decrypt`.
+pub(crate) struct UnwrappedKey {
+    pub(crate) plaintext: Zeroizing<Vec<u8>>,
+    pub(crate) key_id: Option<String>,
+}
+
+/// The parameters every keyring call shares.
+pub(crate) struct CallArgs<'a> {
+    pub(crate) key_id: &'a str,
+    pub(crate) context: &'a crate::EncryptionContext,
+    pub(crate) grant_tokens: &'a [String],
+    pub(crate) deadline: Deadline,
+}
+
+impl CallArgs<'_> {
+    fn context_map(&self) -> HashMap<String, String> {
+        self.context
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    fn grant_tokens(&self) -> Option<Vec<String>> {
+        (!self.grant_tokens.is_empty()).then(|| self.grant_tokens.to_vec())
+    }
+}
+
+struct ClientInner {
+    client: sdk::Client,
+    bounds: KmsBounds,
+    stats: Arc<KmsStats>,
+    partition: RetryPartition,
+}
+
+/// A KMS client whose every call is bounded, classified, counted and traced.
+///
+/// Cheap to clone; clones share the SDK client, the retry partition (its
+/// retry quota and adaptive rate limiter) and the counters.
+#[derive(Clone)]
+pub struct KmsClient {
+    inner: Arc<ClientInner>,
+    region: Option<String>,
+}
+
+impl std::fmt::Debug for KmsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsClient")
+            .field("region", &self.region)
+            .field("bounds", &self.inner.bounds)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Each client gets its own retry partition, so one client's throttling
+/// does not slow another's calls through the SDK's process-wide limiter.
+fn new_partition() -> RetryPartition {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    RetryPartition::custom(format!("envseal-kms-{n}")).build()
+}
+
+/// Builds a [`KmsClient`]; see [`KmsClient::builder`].
+#[derive(Debug, Default)]
+pub struct KmsClientBuilder {
+    bounds: KmsBounds,
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    sdk_config: Option<aws_config::SdkConfig>,
+    stats: Option<Arc<KmsStats>>,
+}
+
+impl KmsClientBuilder {
+    /// The bounds for every call (default: [`KmsBounds::default`]).
+    pub fn bounds(mut self, bounds: KmsBounds) -> Self {
+        self.bounds = bounds;
+        self
+    }
+
+    /// The region, overriding `AWS_REGION` and the profile.
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// An explicit endpoint (a VPC endpoint, a local KMS), overriding
+    /// `AWS_ENDPOINT_URL_KMS` and `AWS_ENDPOINT_URL`.
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Start from this shared AWS configuration (credentials, region,
+    /// endpoint) instead of loading one from the environment.
+    pub fn sdk_config(mut self, config: aws_config::SdkConfig) -> Self {
+        self.sdk_config = Some(config);
+        self
+    }
+
+    /// Count into this handle (to share counters between clients).
+    pub fn stats(mut self, stats: Arc<KmsStats>) -> Self {
+        self.stats = Some(stats);
+        self
+    }
+
+    /// Builds the client, loading the AWS configuration from the environment
+    /// (credential chain, region, `AWS_ENDPOINT_URL_KMS`) unless one was given.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for invalid bounds or when no region is configured.
+    pub async fn build(mut self) -> Result<KmsClient, Error> {
+        self.bounds.validate()?;
+        let sdk_config = match self.sdk_config.take() {
+            Some(c) => c,
+            None => {
+                let mut loader = aws_config::defaults(BehaviorVersion::latest());
+                if let Some(r) = &self.region {
+                    loader = loader.region(Region::new(r.clone()));
+                }
+                loader.load().await
+            }
+        };
+        let partition = new_partition();
+        let mut conf = sdk::config::Builder::from(&sdk_config)
+            .behavior_version(BehaviorVersion::latest())
+            .timeout_config(self.bounds.timeout_config(self.bounds.deadline))
+            .retry_config(self.bounds.retry_config())
+            .retry_partition(partition.clone());
+        if let Some(r) = &self.region {
+            conf = conf.region(Region::new(r.clone()));
+        }
+        if let Some(url) = &self.endpoint_url {
+            conf = conf.endpoint_url(url.clone());
+        }
+        let conf = conf.build();
+        let region = conf.region().map(|r| r.as_ref().to_owned());
+        if region.is_none() {
+            return Err(Error::Config(
+                "no AWS region for KMS: set AWS_REGION or pass a region".into(),
+            ));
+        }
+        Ok(KmsClient {
+            inner: Arc::new(ClientInner {
+                client: sdk::Client::from_conf(conf),
+                bounds: self.bounds,
+                stats: self.stats.unwrap_or_default(),
+                partition,
+            }),
+            region,
+        })
+    }
+}
+
+impl KmsClient {
+    /// A builder: bounds, region, endpoint, shared configuration, counters.
+    pub fn builder() -> KmsClientBuilder {
+        KmsClientBuilder::default()
+    }
+
+    /// Wraps a client the caller built. envseal's bounds, retry rules and
+    /// counters still apply: they are set on every call.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for invalid bounds.
+    pub fn from_sdk_client(client: sdk::Client, bounds: KmsBounds) -> Result<Self, Error> {
+        bounds.validate()?;
+        let region = client.config().region().map(|r| r.as_ref().to_owned());
+        Ok(KmsClient {
+            inner: Arc::new(ClientInner {
+                client,
+                bounds,
+                stats: Arc::default(),
+                partition: new_partition(),
+            }),
+            region,
+        })
+    }
+
+    /// The client's region (calls naming a key ARN go to the ARN's region).
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    /// The same client, sharing counters and retry state, defaulting to
+    /// another region.
+    pub fn with_region(&self, region: impl Into<String>) -> Self {
+        KmsClient {
+            inner: Arc::clone(&self.inner),
+            region: Some(region.into()),
+        }
+    }
+
+    /// The bounds applied to every call.
+    pub fn bounds(&self) -> &KmsBounds {
+        &self.inner.bounds
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> KmsStatsSnapshot {
+        self.inner.stats.snapshot()
+    }
+
+    /// The live counters (shared with clones).
+    pub fn stats_handle(&self) -> Arc<KmsStats> {
+        Arc::clone(&self.inner.stats)
+    }
+
+    /// Starts the clock for one keyring operation.
+    pub(crate) fn deadline(&self) -> Deadline {
+        Deadline(Instant::now() + self.inner.bounds.deadline)
+    }
+
+    /// The region a call naming `key_id` goes to: the ARN's, else the client's.
+    fn region_for(&self, key_id: &str) -> Option<String> {
+        match key_id.parse::<KmsArn>() {
+            Ok(arn) => Some(arn.region().to_owned()),
+            Err(_) => self.region.clone(),
+        }
+    }
+
+    pub(crate) async fn generate_data_key(
+        &self,
+        args: CallArgs<'_>,
+        number_of_bytes: usize,
+    ) -> Result<GeneratedKey, KmsError> {
+        let op = KmsOperation::GenerateDataKey;
+        let bytes = i32::try_from(number_of_bytes)
+            .map_err(|_| KmsError::new(KmsErrorKind::Other, op, args.key_id).with_message("key too long"))?;
+        let request = self
+            .inner
+            .client
+            .generate_data_key()
+            .key_id(args.key_id)
+            .number_of_bytes(bytes)
+            .set_encryption_context(Some(args.context_map()))
+            .set_grant_tokens(args.grant_tokens());
+        let out = self
+            .run(op, &args, |cfg| request.customize().config_override(cfg).send())
+            .await?;
+        Ok(GeneratedKey {
+            plaintext: Zeroizing::new(out.plaintext.map(Blob::into_inner).unwrap_or_default()),
+            ciphertext: out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default(),
+            key_id: out.key_id,
+        })
+    }
+
+    pub(crate) async fn encrypt(&self, args: CallArgs<'_>, plaintext: &[u8]) -> Result<WrappedKey, KmsError> {
+        let request = self
+            .inner
+            .client
+            .encrypt()
+            .key_id(args.key_id)
+            .plaintext(Blob::new(plaintext))
+            .set_encryption_context(Some(args.context_map()))
+            .set_grant_tokens(args.grant_tokens());
+        let out = self
+            .run(KmsOperation::Encrypt, &args, |cfg| {
+                request.customize().config_override(cfg).send()
+            })
+            .await?;
+        Ok(WrappedKey {
+            ciphertext: out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default(),
+            key_id: out.key_id,
+        })
+    }
+
+    pub(crate) async fn decrypt(
+        &self,
+        args: CallArgs<'_>,
+        ciphertext: &[u8],
+    ) -> Result<UnwrappedKey, KmsError> {
+        let request = self
+            .inner
+            .client
+            .decrypt()
+            .key_id(args.key_id)
+            .ciphertext_blob(Blob::new(ciphertext))
+            .set_encryption_context(Some(args.context_map()))
+            .set_grant_tokens(args.grant_tokens());
+        let out = self
+            .run(KmsOperation::Decrypt, &args, |cfg| {
+                request.customize().config_override(cfg).send()
+            })
+            .await?;
+        Ok(UnwrappedKey {
+            plaintext: Zeroizing::new(out.plaintext.map(Blob::into_inner).unwrap_or_default()),
+            key_id: out.key_id,
+        })
+    }
+
+    /// Runs one call under the bounds: the deadline's remaining time is the
+    /// SDK's operation timeout (and a tokio timeout as a backstop); every
+    /// attempt is counted and traced; the result is classified.
+    async fn run<T, E, F, Fut>(&self, op: KmsOperation, args: &CallArgs<'_>, send: F) -> Result<T, KmsError>
+    where
+        F: FnOnce(sdk::config::Builder) -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let stats = &self.inner.stats;
+        let region = self.region_for(args.key_id);
+        let span = tracing::info_span!(
+            "kms_call",
+            operation = op.name(),
+            key_id = args.key_id,
+            region = region.as_deref().unwrap_or(""),
+        );
+        stats.call_started(op);
+        let started = Instant::now();
+        let Some(remaining) = args.deadline.remaining() else {
+            stats.deadline_before_call();
+            stats.call_finished(false, Duration::ZERO);
+            let err = KmsError::new(KmsErrorKind::Timeout(TimeoutKind::Deadline), op, args.key_id)
+                .with_message("the deadline passed before the call could start");
+            span.in_scope(|| tracing::warn!(error = %err, "kms call not started"));
+            return Err(err);
+        };
+        let recorder = AttemptRecorder {
+            stats: Arc::clone(stats),
+            state: Arc::default(),
+        };
+        let state = Arc::clone(&recorder.state);
+        let bounds = &self.inner.bounds;
+        let mut cfg = sdk::config::Builder::default()
+            .timeout_config(bounds.timeout_config(remaining))
+            .retry_config(bounds.retry_config())
+            .retry_partition(self.inner.partition.clone())
+            .retry_classifier(EnvsealRetryClassifier)
+            .interceptor(recorder);
+        if let Some(r) = region {
+            cfg = cfg.region(Region::new(r));
+        }
+        // The SDK's operation timeout is the real bound; the backstop only
+        // catches a future that ignores it.
+        let backstop = remaining + Duration::from_millis(100);
+        let outcome = tokio::time::timeout(backstop, send(cfg))
+            .instrument(span.clone())
+            .await;
+        let elapsed = started.elapsed();
+        let (attempts, last_status) = {
+            let s = state.lock().unwrap_or_else(|p| p.into_inner());
+            (s.attempts, s.last_status)
+        };
+        let result = match outcome {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => Err(classify_sdk_error(e, op, args.key_id)),
+            Err(_) => Err(KmsError::new(
+                KmsErrorKind::Timeout(TimeoutKind::Deadline),
+                op,
+                args.key_id,
+            )),
+        };
+        stats.call_finished(result.is_ok(), elapsed);
+        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        match result {
+            Ok(out) => {
+                span.in_scope(|| tracing::debug!(attempts, elapsed_ms, "kms call succeeded"));
+                Ok(out)
+            }
+            Err(mut err) => {
+                err.attempts = attempts;
+                err.elapsed = elapsed;
+                if err.status.is_none() {
+                    err.status = last_status;
+                }
+                span.in_scope(|| {
+                    tracing::warn!(
+                        kind = ?err.kind,
+                        status = err.status,
+                        code = err.code.as_deref(),
+                        request_id = err.request_id.as_deref(),
+                        attempts,
+                        elapsed_ms,
+                        "kms call failed"
+                    )
+                });
+                Err(err)
+            }
+        }
+    }
+}
+
+/// The AWS error code of an operation error, whichever operation it is.
+fn error_code(err: &OpError) -> Option<&str> {
+    if let Some(e) = err.downcast_ref::<GenerateDataKeyError>() {
+        return e.code();
+    }
+    if let Some(e) = err.downcast_ref::<EncryptError>() {
+        return e.code();
+    }
+    err.downcast_ref::<DecryptError>()
+        .and_then(ProvideErrorMetadata::code)
+}
+
+/// Timeout kind from a transport error's text (the SDK's connector errors
+/// say "HTTP connect timeout" or "HTTP read timeout").
+fn transport_timeout_kind(text: &str) -> TimeoutKind {
+    if text.contains("connect timeout") {
+        TimeoutKind::Connect
+    } else if text.contains("read timeout") {
+        TimeoutKind::Read
+    } else {
+        TimeoutKind::Attempt
+    }
+}
+
+/// SDK timeout errors say which of the two orchestrator timeouts fired;
+/// the operation timeout is envseal's deadline.
+fn orchestrator_timeout_kind(text: &str) -> TimeoutKind {
+    if text.contains("attempt timeout") {
+        TimeoutKind::Attempt
+    } else {
+        TimeoutKind::Deadline
+    }
+}
+
+/// Classifies one attempt's failure (for counters and tracing).
+fn classify_attempt(err: &OrchestratorError<OpError>, status: Option<u16>) -> KmsErrorKind {
+    if let Some(kind) = err
+        .as_operation_error()
+        .and_then(error_code)
+        .and_then(KmsErrorKind::from_code)
+    {
+        return kind;
+    }
+    if status == Some(429) {
+        return KmsErrorKind::Throttled;
+    }
+    if err.is_timeout_error() {
+        return KmsErrorKind::Timeout(orchestrator_timeout_kind(&err.to_string()));
+    }
+    if let Some(conn) = err.as_connector_error() {
+        return if conn.is_timeout() {
+            KmsErrorKind::Timeout(transport_timeout_kind(&DisplayErrorContext(conn).to_string()))
+        } else {
+            KmsErrorKind::Connection
+        };
+    }
+    match status {
+        Some(s) if s >= 500 => KmsErrorKind::ServerError,
+        _ => KmsErrorKind::Other,
+    }
+}
+
+/// Maps the SDK's final error to a [`KmsError`] (attempts filled in later).
+fn classify_sdk_error<E>(err: SdkError<E, HttpResponse>, op: KmsOperation, key_id: &str) -> KmsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let request_id = err.request_id().map(str::to_owned);
+    let text = DisplayErrorContext(&err).to_string();
+    let (kind, code, message) = match &err {
+        SdkError::ServiceError(ctx) => {
+            let e = ctx.err();
+            let code = e.code().map(str::to_owned);
+            let kind = code
+                .as_deref()
+                .and_then(KmsErrorKind::from_code)
+                .or_else(|| match status {
+                    Some(429) => Some(KmsErrorKind::Throttled),
+                    Some(s) if s >= 500 => Some(KmsErrorKind::ServerError),
+                    _ => None,
+                })
+                .unwrap_or(KmsErrorKind::Other);
+            (kind, code, e.message().map(str::to_owned))
+        }
+        SdkError::TimeoutError(_) => (
+            KmsErrorKind::Timeout(orchestrator_timeout_kind(&text)),
+            None,
+            None,
+        ),
+        SdkError::DispatchFailure(d) if d.is_timeout() => {
+            (KmsErrorKind::Timeout(transport_timeout_kind(&text)), None, None)
+        }
+        SdkError::DispatchFailure(_) => (KmsErrorKind::Connection, None, Some(text)),
+        SdkError::ResponseError(_) => {
+            let kind = if text.contains("connection") || text.contains("Connection") {
+                KmsErrorKind::Connection
+            } else {
+                KmsErrorKind::InvalidResponse
+            };
+            (kind, None, Some(text))
+        }
+        SdkError::ConstructionFailure(_) if text.contains("credentials") => {
+            (KmsErrorKind::Credentials, None, Some(text))
+        }
+        _ => (KmsErrorKind::Other, None, Some(text)),
+    };
+    let mut e = KmsError::new(kind, op, key_id);
+    e.status = status;
+    e.code = code;
+    e.request_id = request_id;
+    e.message = message;
+    e
+}
+
+/// Envseal's retry rules on top of the SDK's: plain HTTP 429 is throttling;
+/// the codes that must never retry (access denied, not found, disabled,
+/// invalid ciphertext, `LimitExceededException`, expired credentials ...)
+/// are forbidden even when an SDK classifier would retry them (the SDK
+/// treats `LimitExceededException` as throttling, and retries access denied
+/// on suspected clock skew).
+#[derive(Debug)]
+struct EnvsealRetryClassifier;
+
+impl ClassifyRetry for EnvsealRetryClassifier {
+    fn classify_retry(&self, ctx: &sdk::config::interceptors::InterceptorContext) -> RetryAction {
+        let Some(Err(err)) = ctx.output_or_error() else {
+            return RetryAction::NoActionIndicated;
+        };
+        if let Some(code) = err.as_operation_error().and_then(error_code) {
+            if is_throttling_code(code) {
+                return RetryAction::throttling_error();
+            }
+            if KmsErrorKind::from_code(code).is_some_and(|k| k.forbids_retry()) {
+                return RetryAction::RetryForbidden;
+            }
+        }
+        if ctx.response().map(|r| r.status().as_u16()) == Some(429) {
+            return RetryAction::throttling_error();
+        }
+        RetryAction::NoActionIndicated
+    }
+
+    fn name(&self) -> &'static str {
+        "envseal-kms"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        use RetryClassifierPriority as P;
+        P::run_after(P::transient_error_classifier())
+    }
+}
+
+#[derive(Debug, Default)]
+struct AttemptState {
+    attempts: u32,
+    started: Option<Instant>,
+    last_status: Option<u16>,
+}
+
+/// Per-call interceptor: counts attempts and logs each one's outcome.
+#[derive(Debug)]
+struct AttemptRecorder {
+    stats: Arc<KmsStats>,
+    state: Arc<Mutex<AttemptState>>,
+}
+
+impl Intercept for AttemptRecorder {
+    fn name(&self) -> &'static str {
+        "envseal-kms-attempts"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.attempts += 1;
+        s.started = Some(Instant::now());
+        self.stats.attempt_started(s.attempts);
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        ctx: &FinalizerInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let status = ctx.response().map(|r| r.status().as_u16());
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if status.is_some() {
+            s.last_status = status;
+        }
+        let attempt = s.attempts;
+        let latency_ms = s
+            .started
+            .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        drop(s);
+        match ctx.output_or_error() {
+            Some(Ok(_)) => tracing::debug!(attempt, latency_ms, status, "kms attempt ok"),
+            Some(Err(err)) => {
+                let kind = classify_attempt(err, status);
+                self.stats.attempt_failed(&kind);
+                if kind == KmsErrorKind::Throttled {
+                    tracing::warn!(attempt, latency_ms, status, "kms attempt throttled");
+                } else {
+                    tracing::info!(attempt, latency_ms, status, kind = ?kind, "kms attempt failed");
+                }
+            }
+            None => tracing::info!(attempt, latency_ms, "kms attempt cancelled"),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_validate() {
+        assert!(KmsBounds::default().validate().is_ok());
+        assert!(KmsBounds::default().with_max_attempts(0).validate().is_err());
+        assert!(KmsBounds::default()
+            .with_deadline(Duration::ZERO)
+            .validate()
+            .is_err());
+        assert!(KmsBounds::default()
+            .with_backoff(Duration::from_secs(3), Duration::from_secs(1))
+            .validate()
+            .is_err());
+    }
+
+    #[test]
+    fn timeout_texts() {
+        assert_eq!(
+            transport_timeout_kind("timeout: client error (Connect): HTTP connect timeout occurred after 1s"),
+            TimeoutKind::Connect
+        );
+        assert_eq!(
+            transport_timeout_kind("timeout: HTTP read timeout occurred after 2s"),
+            TimeoutKind::Read
+        );
+        assert_eq!(
+            orchestrator_timeout_kind("operation attempt timeout (single attempt) occurred after 1s"),
+            TimeoutKind::Attempt
+        );
+        assert_eq!(
+            orchestrator_timeout_kind("operation timeout (all attempts including retries) occurred after 1s"),
+            TimeoutKind::Deadline
+        );
+    }
+}

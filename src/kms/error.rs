@@ -1,0 +1,333 @@
+//! Typed KMS errors: what failed, how, and what the caller can do about it.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The KMS operation a call made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KmsOperation {
+    /// `GenerateDataKey` (the generator key on encrypt).
+    GenerateDataKey,
+    /// `Encrypt` (every further key on encrypt).
+    Encrypt,
+    /// `Decrypt` (unwrapping an encrypted data key).
+    Decrypt,
+}
+
+impl KmsOperation {
+    /// The API name, as in AWS's documentation and CloudTrail.
+    pub fn name(self) -> &'static str {
+        match self {
+            KmsOperation::GenerateDataKey => "GenerateDataKey",
+            KmsOperation::Encrypt => "Encrypt",
+            KmsOperation::Decrypt => "Decrypt",
+        }
+    }
+}
+
+impl fmt::Display for KmsOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which bound a timed-out call hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// TCP/TLS connect took longer than the connect timeout.
+    Connect,
+    /// No response headers within the read timeout after sending.
+    Read,
+    /// One attempt (including reading the body) took longer than the attempt timeout.
+    Attempt,
+    /// The keyring operation's overall deadline passed (all attempts and backoff).
+    Deadline,
+}
+
+/// What kind of failure a KMS call ended in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KmsErrorKind {
+    /// KMS throttled the request (`ThrottlingException`, HTTP 400 or 429).
+    Throttled,
+    /// A timeout; says which one.
+    Timeout(TimeoutKind),
+    /// The connection failed or was reset.
+    Connection,
+    /// KMS failed on its side (HTTP 5xx, `KMSInternalException`, ...).
+    ServerError,
+    /// `AccessDeniedException`.
+    AccessDenied,
+    /// `NotFoundException`: the key does not exist (in that region/account).
+    NotFound,
+    /// `DisabledException`: the key is disabled.
+    Disabled,
+    /// `KMSInvalidStateException`: e.g. pending deletion.
+    InvalidState,
+    /// `InvalidKeyUsageException`: the key cannot encrypt/decrypt.
+    InvalidKeyUsage,
+    /// `InvalidCiphertextException`: wrong encryption context or corrupted blob.
+    InvalidCiphertext,
+    /// `IncorrectKeyException`: the blob belongs to another key.
+    IncorrectKey,
+    /// `LimitExceededException`: a resource quota (not a rate; never retried).
+    LimitExceeded,
+    /// The credentials were rejected as expired (`ExpiredTokenException`).
+    CredentialsExpired,
+    /// Credentials missing, invalid or not loadable.
+    Credentials,
+    /// KMS answered, but with something envseal cannot accept (wrong key id,
+    /// wrong key length, unparsable body).
+    InvalidResponse,
+    /// Anything else; the error code, if any, is in [`KmsError::code`].
+    Other,
+}
+
+impl KmsErrorKind {
+    /// Whether this kind is transient: the SDK retries it within the bounds.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            KmsErrorKind::Throttled
+                | KmsErrorKind::Timeout(_)
+                | KmsErrorKind::Connection
+                | KmsErrorKind::ServerError
+        )
+    }
+
+    /// Maps a KMS/AWS error code to a kind.
+    pub(crate) fn from_code(code: &str) -> Option<Self> {
+        Some(match code {
+            c if is_throttling_code(c) => KmsErrorKind::Throttled,
+            "AccessDeniedException" | "AccessDenied" => KmsErrorKind::AccessDenied,
+            "NotFoundException" => KmsErrorKind::NotFound,
+            "DisabledException" => KmsErrorKind::Disabled,
+            "KMSInvalidStateException" => KmsErrorKind::InvalidState,
+            "InvalidKeyUsageException" => KmsErrorKind::InvalidKeyUsage,
+            "InvalidCiphertextException" => KmsErrorKind::InvalidCiphertext,
+            "IncorrectKeyException" => KmsErrorKind::IncorrectKey,
+            "LimitExceededException" => KmsErrorKind::LimitExceeded,
+            "ExpiredTokenException" | "ExpiredToken" | "RequestExpired" => KmsErrorKind::CredentialsExpired,
+            "UnrecognizedClientException"
+            | "InvalidClientTokenId"
+            | "InvalidSignatureException"
+            | "MissingAuthenticationToken"
+            | "IncompleteSignature" => KmsErrorKind::Credentials,
+            "KMSInternalException"
+            | "DependencyTimeoutException"
+            | "KeyUnavailableException"
+            | "InternalFailure"
+            | "ServiceUnavailable" => KmsErrorKind::ServerError,
+            _ => return None,
+        })
+    }
+
+    /// Kinds that must never be retried, whatever the SDK's classifiers say.
+    pub(crate) fn forbids_retry(&self) -> bool {
+        matches!(
+            self,
+            KmsErrorKind::AccessDenied
+                | KmsErrorKind::NotFound
+                | KmsErrorKind::Disabled
+                | KmsErrorKind::InvalidState
+                | KmsErrorKind::InvalidKeyUsage
+                | KmsErrorKind::InvalidCiphertext
+                | KmsErrorKind::IncorrectKey
+                | KmsErrorKind::LimitExceeded
+                | KmsErrorKind::CredentialsExpired
+                | KmsErrorKind::Credentials
+        )
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            KmsErrorKind::Throttled => "throttled",
+            KmsErrorKind::Timeout(TimeoutKind::Connect) => "connect timeout",
+            KmsErrorKind::Timeout(TimeoutKind::Read) => "read timeout (no response headers)",
+            KmsErrorKind::Timeout(TimeoutKind::Attempt) => "attempt timeout",
+            KmsErrorKind::Timeout(TimeoutKind::Deadline) => "deadline exceeded",
+            KmsErrorKind::Connection => "connection failed",
+            KmsErrorKind::ServerError => "KMS server error",
+            KmsErrorKind::AccessDenied => "access denied",
+            KmsErrorKind::NotFound => "key not found",
+            KmsErrorKind::Disabled => "key disabled",
+            KmsErrorKind::InvalidState => "key in an invalid state",
+            KmsErrorKind::InvalidKeyUsage => "invalid key usage",
+            KmsErrorKind::InvalidCiphertext => {
+                "invalid ciphertext (wrong encryption context or corrupted key blob)"
+            }
+            KmsErrorKind::IncorrectKey => "incorrect key",
+            KmsErrorKind::LimitExceeded => "KMS quota exceeded",
+            KmsErrorKind::CredentialsExpired => "credentials expired",
+            KmsErrorKind::Credentials => "credentials rejected or unavailable",
+            KmsErrorKind::InvalidResponse => "invalid response",
+            KmsErrorKind::Other => "failed",
+        }
+    }
+}
+
+/// Error codes AWS SDKs treat as throttling. `LimitExceededException` is
+/// deliberately absent: KMS uses it for resource quotas.
+pub(crate) fn is_throttling_code(code: &str) -> bool {
+    matches!(
+        code,
+        "ThrottlingException"
+            | "Throttling"
+            | "ThrottledException"
+            | "RequestThrottledException"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded"
+    )
+}
+
+/// A failed KMS call, with everything an operator needs to act on it.
+///
+/// Display gives one line, e.g. `KMS GenerateDataKey arn:aws:kms:…: throttled
+/// (HTTP 429, ThrottlingException) after 3 attempts in 412 ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KmsError {
+    /// What kind of failure.
+    pub kind: KmsErrorKind,
+    /// Which operation.
+    pub operation: KmsOperation,
+    /// The key id the call named.
+    pub key_id: String,
+    /// The HTTP status of the last response, if one arrived.
+    pub status: Option<u16>,
+    /// The AWS error code of the last response, if any.
+    pub code: Option<String>,
+    /// The request id of the last response, if any.
+    pub request_id: Option<String>,
+    /// HTTP attempts made (0 if the deadline had already passed).
+    pub attempts: u32,
+    /// Time spent in the call, all attempts and backoff included.
+    pub elapsed: Duration,
+    /// The service's or transport's message (never key material).
+    pub message: Option<String>,
+}
+
+impl KmsError {
+    pub(crate) fn new(kind: KmsErrorKind, operation: KmsOperation, key_id: &str) -> Self {
+        KmsError {
+            kind,
+            operation,
+            key_id: key_id.to_owned(),
+            status: None,
+            code: None,
+            request_id: None,
+            attempts: 0,
+            elapsed: Duration::ZERO,
+            message: None,
+        }
+    }
+
+    pub(crate) fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Whether the failure was transient (retried up to the bounds).
+    pub fn is_retryable(&self) -> bool {
+        self.kind.is_retryable()
+    }
+
+    /// Whether KMS throttled the call.
+    pub fn is_throttling(&self) -> bool {
+        self.kind == KmsErrorKind::Throttled
+    }
+
+    /// Whether a timeout or the deadline ended the call.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, KmsErrorKind::Timeout(_))
+    }
+}
+
+impl fmt::Display for KmsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "KMS {} {}: {}",
+            self.operation,
+            self.key_id,
+            self.kind.describe()
+        )?;
+        match (self.status, &self.code) {
+            (Some(s), Some(c)) => write!(f, " (HTTP {s}, {c})")?,
+            (Some(s), None) => write!(f, " (HTTP {s})")?,
+            (None, Some(c)) => write!(f, " ({c})")?,
+            (None, None) => {}
+        }
+        let plural = if self.attempts == 1 { "" } else { "s" };
+        write!(
+            f,
+            " after {} attempt{plural} in {} ms",
+            self.attempts,
+            self.elapsed.as_millis()
+        )?;
+        if let Some(id) = &self.request_id {
+            write!(f, ", request id {id}")?;
+        }
+        if let Some(m) = &self.message {
+            let m: String = m.chars().filter(|c| !c.is_control()).take(300).collect();
+            write!(f, ": {m}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for KmsError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_one_line_with_status_and_attempts() {
+        let mut e = KmsError::new(KmsErrorKind::Throttled, KmsOperation::GenerateDataKey, "key-1");
+        e.status = Some(429);
+        e.code = Some("ThrottlingException".into());
+        e.attempts = 3;
+        e.elapsed = Duration::from_millis(412);
+        e.request_id = Some("req-9".into());
+        e.message = Some("Rate exceeded\nsecond line".into());
+        let s = e.to_string();
+        assert_eq!(
+            s,
+            "KMS GenerateDataKey key-1: throttled (HTTP 429, ThrottlingException) after 3 attempts in 412 ms, \
+             request id req-9: Rate exceededsecond line"
+        );
+        assert!(e.is_throttling() && e.is_retryable() && !e.is_timeout());
+    }
+
+    #[test]
+    fn codes_map_to_kinds_and_retry_rules() {
+        assert_eq!(
+            KmsErrorKind::from_code("ThrottlingException"),
+            Some(KmsErrorKind::Throttled)
+        );
+        assert_eq!(
+            KmsErrorKind::from_code("LimitExceededException"),
+            Some(KmsErrorKind::LimitExceeded)
+        );
+        assert!(KmsErrorKind::LimitExceeded.forbids_retry());
+        assert!(!is_throttling_code("LimitExceededException"));
+        for code in [
+            "AccessDeniedException",
+            "NotFoundException",
+            "DisabledException",
+            "InvalidCiphertextException",
+            "IncorrectKeyException",
+            "InvalidKeyUsageException",
+            "ExpiredTokenException",
+        ] {
+            let kind = KmsErrorKind::from_code(code).unwrap();
+            assert!(kind.forbids_retry() && !kind.is_retryable(), "{code}");
+        }
+        let internal = KmsErrorKind::from_code("KMSInternalException").unwrap();
+        assert!(internal.is_retryable() && !internal.forbids_retry());
+        assert_eq!(KmsErrorKind::from_code("SomethingNew"), None);
+    }
+}

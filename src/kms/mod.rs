@@ -1,0 +1,37 @@
+//! AWS KMS, the one remote part of envseal.
+//!
+//! [`KmsClient`] wraps an `aws-sdk-kms` client so that every call is
+//! bounded by [`KmsBounds`] (connect, read and attempt timeouts, a deadline
+//! per keyring operation, capped adaptive retries), classified into a typed
+//! [`KmsError`], counted in [`KmsStats`] and traced with `tracing` (span
+//! `kms_call` with operation, key id and region; an event per attempt with
+//! its latency and outcome). The keyrings that use it are
+//! [`KmsKeyring`](crate::KmsKeyring) and
+//! [`KmsDiscoveryKeyring`](crate::KmsDiscoveryKeyring).
+//!
+//! Only this module names the AWS SDK. The error, ARN and counter types
+//! exist without the `kms` feature so that [`Error`](crate::Error) is the
+//! same type either way.
+
+mod arn;
+#[cfg(feature = "kms")]
+mod client;
+mod error;
+mod stats;
+
+pub(crate) use arn::{check_identifier, duplicate_multi_region_keys, mrk_match};
+pub use arn::{InvalidArn, KmsArn};
+#[cfg(feature = "kms")]
+pub(crate) use client::{CallArgs, Deadline};
+#[cfg(feature = "kms")]
+pub use client::{KmsBounds, KmsClient, KmsClientBuilder, RetryMode};
+pub use error::{KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
+pub use stats::{KmsStats, KmsStatsSnapshot};
+
+/// Re-exported so callers can build a [`KmsClient`] from their own
+/// configuration without a direct dependency.
+#[cfg(feature = "kms")]
+pub use aws_config;
+/// Re-exported for [`KmsClient::from_sdk_client`].
+#[cfg(feature = "kms")]
+pub use aws_sdk_kms;

@@ -1,0 +1,222 @@
+//! Counters for KMS calls: cheap atomics a caller can snapshot at any time.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use super::error::{KmsErrorKind, KmsOperation};
+
+/// Latency buckets: upper bounds of 2^k microseconds, 64 µs to about 67 s,
+/// plus an overflow bucket.
+const BUCKETS: usize = 22;
+const FIRST_BUCKET_US: u64 = 64;
+
+/// Live counters, shared by every keyring that uses one [`KmsClient`](super::KmsClient)
+/// (and by clients built with the same stats handle).
+#[derive(Debug, Default)]
+pub struct KmsStats {
+    calls: [AtomicU64; 3],
+    attempts: AtomicU64,
+    retries: AtomicU64,
+    successes: AtomicU64,
+    failures: AtomicU64,
+    throttles: AtomicU64,
+    timeouts: AtomicU64,
+    latency_sum_us: AtomicU64,
+    latency_max_us: AtomicU64,
+    latency: [AtomicU64; BUCKETS],
+}
+
+fn op_index(op: KmsOperation) -> usize {
+    match op {
+        KmsOperation::GenerateDataKey => 0,
+        KmsOperation::Encrypt => 1,
+        KmsOperation::Decrypt => 2,
+    }
+}
+
+fn bucket_of(us: u64) -> usize {
+    let mut bound = FIRST_BUCKET_US;
+    let mut i = 0;
+    while i < BUCKETS - 1 && us > bound {
+        bound *= 2;
+        i += 1;
+    }
+    i
+}
+
+fn bucket_bound(i: usize) -> Duration {
+    Duration::from_micros(FIRST_BUCKET_US << i)
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl KmsStats {
+    /// New, zeroed counters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn call_started(&self, op: KmsOperation) {
+        self.calls[op_index(op)].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn attempt_started(&self, attempt: u32) {
+        self.attempts.fetch_add(1, Relaxed);
+        if attempt > 1 {
+            self.retries.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// One attempt's outcome: counts throttles and timeouts per attempt, so
+    /// retried throttles are visible even when the call then succeeds.
+    pub(crate) fn attempt_failed(&self, kind: &KmsErrorKind) {
+        match kind {
+            KmsErrorKind::Throttled => self.throttles.fetch_add(1, Relaxed),
+            KmsErrorKind::Timeout(_) => self.timeouts.fetch_add(1, Relaxed),
+            _ => 0,
+        };
+    }
+
+    /// A whole call's end (all attempts): success or failure, and latency.
+    pub(crate) fn call_finished(&self, ok: bool, latency: Duration) {
+        if ok {
+            self.successes.fetch_add(1, Relaxed);
+        } else {
+            self.failures.fetch_add(1, Relaxed);
+        }
+        let us = micros(latency);
+        self.latency_sum_us.fetch_add(us, Relaxed);
+        self.latency_max_us.fetch_max(us, Relaxed);
+        self.latency[bucket_of(us)].fetch_add(1, Relaxed);
+    }
+
+    /// A deadline that passed before a call could start still counts as a
+    /// timed-out call.
+    pub(crate) fn deadline_before_call(&self) {
+        self.timeouts.fetch_add(1, Relaxed);
+    }
+
+    /// A consistent-enough copy of the counters (each read atomically).
+    pub fn snapshot(&self) -> KmsStatsSnapshot {
+        let latency: Vec<u64> = self.latency.iter().map(|b| b.load(Relaxed)).collect();
+        let finished: u64 = latency.iter().sum();
+        let percentile = |p: u64| -> Option<Duration> {
+            if finished == 0 {
+                return None;
+            }
+            let rank = (finished * p).div_ceil(100).max(1);
+            let mut seen = 0;
+            latency.iter().enumerate().find_map(|(i, n)| {
+                seen += n;
+                (seen >= rank).then(|| bucket_bound(i))
+            })
+        };
+        KmsStatsSnapshot {
+            generate_data_key_calls: self.calls[0].load(Relaxed),
+            encrypt_calls: self.calls[1].load(Relaxed),
+            decrypt_calls: self.calls[2].load(Relaxed),
+            attempts: self.attempts.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            successes: self.successes.load(Relaxed),
+            failures: self.failures.load(Relaxed),
+            throttles: self.throttles.load(Relaxed),
+            timeouts: self.timeouts.load(Relaxed),
+            latency_mean: (finished > 0)
+                .then(|| Duration::from_micros(self.latency_sum_us.load(Relaxed) / finished)),
+            latency_max: (finished > 0).then(|| Duration::from_micros(self.latency_max_us.load(Relaxed))),
+            latency_p50: percentile(50),
+            latency_p90: percentile(90),
+            latency_p99: percentile(99),
+        }
+    }
+}
+
+/// A copy of [`KmsStats`] at one moment.
+///
+/// Latency is per call (all attempts and backoff); percentiles are the upper
+/// bound of a power-of-two histogram bucket, so they read high by at most 2×.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KmsStatsSnapshot {
+    /// `GenerateDataKey` calls started.
+    pub generate_data_key_calls: u64,
+    /// `Encrypt` calls started.
+    pub encrypt_calls: u64,
+    /// `Decrypt` calls started.
+    pub decrypt_calls: u64,
+    /// HTTP attempts, first tries and retries.
+    pub attempts: u64,
+    /// Attempts after the first of their call.
+    pub retries: u64,
+    /// Calls that returned a result.
+    pub successes: u64,
+    /// Calls that ended in an error.
+    pub failures: u64,
+    /// Attempts KMS throttled.
+    pub throttles: u64,
+    /// Attempts that timed out, plus calls the deadline stopped.
+    pub timeouts: u64,
+    /// Mean call latency.
+    pub latency_mean: Option<Duration>,
+    /// Longest call.
+    pub latency_max: Option<Duration>,
+    /// Median call latency (bucket bound).
+    pub latency_p50: Option<Duration>,
+    /// 90th percentile call latency (bucket bound).
+    pub latency_p90: Option<Duration>,
+    /// 99th percentile call latency (bucket bound).
+    pub latency_p99: Option<Duration>,
+}
+
+impl KmsStatsSnapshot {
+    /// All calls started, every operation.
+    pub fn calls(&self) -> u64 {
+        self.generate_data_key_calls + self.encrypt_calls + self.decrypt_calls
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_percentiles() {
+        let s = KmsStats::new();
+        assert_eq!(s.snapshot(), KmsStatsSnapshot::default());
+        for i in 0..100u64 {
+            s.call_started(KmsOperation::Decrypt);
+            s.attempt_started(1);
+            // 90 fast calls (~100 µs), 10 slow ones (~10 ms)
+            let lat = if i < 90 {
+                Duration::from_micros(100)
+            } else {
+                Duration::from_millis(10)
+            };
+            s.call_finished(i % 10 != 0, lat);
+        }
+        s.attempt_started(2);
+        s.attempt_failed(&KmsErrorKind::Throttled);
+        s.attempt_failed(&KmsErrorKind::Timeout(super::super::TimeoutKind::Read));
+        let snap = s.snapshot();
+        assert_eq!(snap.decrypt_calls, 100);
+        assert_eq!(snap.calls(), 100);
+        assert_eq!(snap.attempts, 101);
+        assert_eq!(snap.retries, 1);
+        assert_eq!((snap.successes, snap.failures), (90, 10));
+        assert_eq!((snap.throttles, snap.timeouts), (1, 1));
+        assert_eq!(snap.latency_p50, Some(Duration::from_micros(128)));
+        assert_eq!(snap.latency_p90, Some(Duration::from_micros(128)));
+        assert_eq!(snap.latency_p99, Some(Duration::from_micros(16384)));
+        assert_eq!(snap.latency_max, Some(Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn buckets_cover_extremes() {
+        assert_eq!(bucket_of(0), 0);
+        assert_eq!(bucket_of(64), 0);
+        assert_eq!(bucket_of(65), 1);
+        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
+    }
+}

@@ -1,0 +1,382 @@
+//! AWS KMS keyrings. Spec: `framework/aws-kms/aws-kms-mrk-keyring.md`,
+//! `aws-kms-mrk-discovery-keyring.md`, `aws-kms-mrk-multi-keyrings.md`.
+//!
+//! Both keyrings are multi-Region-key aware: an encrypted data key wrapped
+//! under `mrk-…` in one region is unwrapped by its replica in another.
+//! Every keyring operation (one encrypt or one decrypt) has one deadline,
+//! [`KmsBounds::deadline`](crate::kms::KmsBounds), across all its KMS calls.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use zeroize::Zeroizing;
+
+use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
+use crate::crypto::DataKey;
+use crate::error::{Error, Result};
+use crate::format::EncryptedDataKey;
+use crate::kms::{
+    check_identifier, duplicate_multi_region_keys, mrk_match, CallArgs, KmsArn, KmsClient, KmsError,
+    KmsErrorKind, KmsOperation,
+};
+
+/// Provider id of every KMS encrypted data key.
+const PROVIDER_ID: &str = "aws-kms";
+
+/// A KMS response must name a key by full ARN (spec: the response `KeyId`
+/// MUST be a valid AWS KMS key ARN).
+fn response_arn(key_id: Option<String>, op: KmsOperation, asked: &str) -> Result<String, KmsError> {
+    match key_id {
+        Some(id) if id.parse::<KmsArn>().is_ok_and(|a| a.resource_type() == "key") => Ok(id),
+        _ => Err(KmsError::new(KmsErrorKind::InvalidResponse, op, asked)
+            .with_message("the response KeyId is not a KMS key ARN")),
+    }
+}
+
+/// Checks a returned data key's length against the suite.
+fn check_key_len(len: usize, want: usize, op: KmsOperation, key_id: &str) -> Result<(), KmsError> {
+    if len == want {
+        Ok(())
+    } else {
+        Err(KmsError::new(KmsErrorKind::InvalidResponse, op, key_id)
+            .with_message(format!("data key of {len} bytes, the suite needs {want}")))
+    }
+}
+
+/// The ARN in a KMS encrypted data key; the spec requires decrypt to fail
+/// when an `aws-kms` key does not carry a key ARN.
+fn edk_arn(edk: &EncryptedDataKey) -> Result<KmsArn> {
+    std::str::from_utf8(&edk.provider_info)
+        .ok()
+        .and_then(|s| s.parse::<KmsArn>().ok())
+        .filter(|a| a.resource_type() == "key")
+        .ok_or_else(|| Error::Keyring {
+            keyring: "aws-kms".into(),
+            reason: "an aws-kms encrypted data key does not name a KMS key ARN".into(),
+        })
+}
+
+/// Unwraps one encrypted data key with `Decrypt` under `key_id` and checks
+/// the response (key id, key length).
+async fn decrypt_one(
+    client: &KmsClient,
+    key_id: &str,
+    edk: &EncryptedDataKey,
+    materials: &DecryptionMaterials,
+    grant_tokens: &[String],
+    deadline: crate::kms::Deadline,
+) -> Result<DataKey, KmsError> {
+    let args = CallArgs {
+        key_id,
+        context: materials.context(),
+        grant_tokens,
+        deadline,
+    };
+    let out = client.decrypt(args, &edk.ciphertext).await?;
+    if out.key_id.as_deref() != Some(key_id) {
+        return Err(
+            KmsError::new(KmsErrorKind::InvalidResponse, KmsOperation::Decrypt, key_id)
+                .with_message("the response KeyId is not the key that was asked for"),
+        );
+    }
+    check_key_len(
+        out.plaintext.len(),
+        materials.suite().data_key_len(),
+        KmsOperation::Decrypt,
+        key_id,
+    )?;
+    Ok(DataKey::new(out.plaintext))
+}
+
+/// Tries each candidate `(key id to call with, edk)` in order, stopping at
+/// the first success; returns the first error if none succeeds.
+async fn decrypt_candidates(
+    client: &KmsClient,
+    candidates: Vec<(String, &EncryptedDataKey)>,
+    materials: &DecryptionMaterials,
+    grant_tokens: &[String],
+) -> Result<Option<DataKey>> {
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let deadline = client.deadline();
+    let mut first_error = None;
+    for (key_id, edk) in candidates {
+        match decrypt_one(client, &key_id, edk, materials, grant_tokens, deadline).await {
+            Ok(key) => return Ok(Some(key)),
+            Err(e) => {
+                let out_of_time = e.kind == KmsErrorKind::Timeout(crate::kms::TimeoutKind::Deadline);
+                first_error.get_or_insert(e);
+                if out_of_time {
+                    break;
+                }
+            }
+        }
+    }
+    Err(first_error
+        .map(Error::from)
+        .unwrap_or(Error::NoMatchingKey { edks: 0 }))
+}
+
+/// The AWS KMS keyring: wraps the data key under one or more KMS keys.
+///
+/// Encrypt: the first key generates the data key (`GenerateDataKey`) unless
+/// one is already present; every other key wraps it (`Encrypt`). Decrypt:
+/// only `aws-kms` encrypted data keys whose ARN matches a configured key
+/// (exactly, or as a replica of a configured multi-Region key) are tried,
+/// one `Decrypt` each, in message order, stopping at the first success.
+/// Keys are best given as ARNs: decrypt matches the ARN stored in the
+/// message, so a bare key id or alias can encrypt but never decrypt.
+#[derive(Clone, Debug)]
+pub struct KmsKeyring {
+    client: KmsClient,
+    key_ids: Vec<String>,
+    grant_tokens: Vec<String>,
+}
+
+impl KmsKeyring {
+    /// A keyring over `key_ids` (the first generates).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when there is no key, an identifier is invalid, or
+    /// two identifiers are replicas of the same multi-Region key (ambiguous:
+    /// the spec requires the caller to pick one region).
+    pub fn new<I, S>(client: KmsClient, key_ids: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let key_ids: Vec<String> = key_ids.into_iter().map(Into::into).collect();
+        if key_ids.is_empty() {
+            return Err(Error::Config("a KMS keyring needs at least one key".into()));
+        }
+        for id in &key_ids {
+            check_identifier(id).map_err(|e| Error::Config(format!("KMS key {id:?}: {e}")))?;
+        }
+        let dups = duplicate_multi_region_keys(&key_ids);
+        if !dups.is_empty() {
+            return Err(Error::Config(format!(
+                "these KMS keys are replicas of one multi-Region key; configure one of them: {}",
+                dups.join(", ")
+            )));
+        }
+        Ok(KmsKeyring {
+            client,
+            key_ids,
+            grant_tokens: Vec::new(),
+        })
+    }
+
+    /// Grant tokens sent with every call.
+    pub fn with_grant_tokens<I, S>(mut self, tokens: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.grant_tokens = tokens.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The configured key identifiers, generator first.
+    pub fn key_ids(&self) -> &[String] {
+        &self.key_ids
+    }
+
+    /// The client (for its counters).
+    pub fn client(&self) -> &KmsClient {
+        &self.client
+    }
+}
+
+#[async_trait]
+impl Keyring for KmsKeyring {
+    async fn on_encrypt(&self, materials: &mut EncryptionMaterials) -> Result<()> {
+        let deadline = self.client.deadline();
+        let mut wrap_with = self.key_ids.as_slice();
+        if materials.data_key().is_none() {
+            let generator = &self.key_ids[0];
+            let args = CallArgs {
+                key_id: generator,
+                context: materials.context(),
+                grant_tokens: &self.grant_tokens,
+                deadline,
+            };
+            let op = KmsOperation::GenerateDataKey;
+            let out = self
+                .client
+                .generate_data_key(args, materials.suite().data_key_len())
+                .await?;
+            check_key_len(
+                out.plaintext.len(),
+                materials.suite().data_key_len(),
+                op,
+                generator,
+            )?;
+            let arn = response_arn(out.key_id, op, generator)?;
+            materials.set_data_key(DataKey::new(out.plaintext))?;
+            materials.add_encrypted_data_key(EncryptedDataKey {
+                provider_id: PROVIDER_ID.into(),
+                provider_info: arn.into_bytes(),
+                ciphertext: out.ciphertext,
+            });
+            wrap_with = &self.key_ids[1..];
+        }
+        for key_id in wrap_with {
+            let data_key: Zeroizing<Vec<u8>> = match materials.data_key() {
+                Some(k) => Zeroizing::new(k.expose_secret().to_vec()),
+                None => return Err(Error::Config("no data key to wrap".into())),
+            };
+            let args = CallArgs {
+                key_id,
+                context: materials.context(),
+                grant_tokens: &self.grant_tokens,
+                deadline,
+            };
+            let out = self.client.encrypt(args, &data_key).await?;
+            let arn = response_arn(out.key_id, KmsOperation::Encrypt, key_id)?;
+            materials.add_encrypted_data_key(EncryptedDataKey {
+                provider_id: PROVIDER_ID.into(),
+                provider_info: arn.into_bytes(),
+                ciphertext: out.ciphertext,
+            });
+        }
+        Ok(())
+    }
+
+    async fn on_decrypt(
+        &self,
+        materials: &DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> Result<Option<DataKey>> {
+        let mut candidates = Vec::new();
+        for edk in edks.iter().filter(|e| e.provider_id == PROVIDER_ID) {
+            let arn = edk_arn(edk)?.to_string();
+            if let Some(key_id) = self.key_ids.iter().find(|k| mrk_match(k, &arn)) {
+                candidates.push((key_id.clone(), edk));
+            }
+        }
+        decrypt_candidates(&self.client, candidates, materials, &self.grant_tokens).await
+    }
+}
+
+/// Which KMS keys a discovery keyring may use: one partition and a set of
+/// account ids. Checked before any KMS call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscoveryFilter {
+    partition: String,
+    accounts: BTreeSet<String>,
+}
+
+impl DiscoveryFilter {
+    /// A filter for `partition` (e.g. `aws`) and the given accounts.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an empty partition, no accounts, or an empty account id.
+    pub fn new<I, S>(partition: impl Into<String>, accounts: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let partition = partition.into();
+        let accounts: BTreeSet<String> = accounts.into_iter().map(Into::into).collect();
+        if partition.is_empty() || accounts.is_empty() || accounts.iter().any(String::is_empty) {
+            return Err(Error::Config(
+                "a discovery filter needs a partition and at least one account id".into(),
+            ));
+        }
+        Ok(DiscoveryFilter { partition, accounts })
+    }
+
+    fn allows(&self, arn: &KmsArn) -> bool {
+        arn.partition() == self.partition && self.accounts.contains(arn.account())
+    }
+}
+
+/// The AWS KMS discovery keyring: decrypts with whatever KMS key the message
+/// names, in the client's region, if the (optional) discovery filter allows
+/// its partition and account. It cannot encrypt.
+///
+/// Multi-Region keys are called in the client's region (the ARN's region
+/// replaced); a single-Region key in another region is skipped without a
+/// call. To discover across regions, put one discovery keyring per region
+/// (`KmsClient::with_region`) in a [`MultiKeyring`](crate::MultiKeyring).
+#[derive(Clone, Debug)]
+pub struct KmsDiscoveryKeyring {
+    client: KmsClient,
+    region: String,
+    filter: Option<DiscoveryFilter>,
+    grant_tokens: Vec<String>,
+}
+
+impl KmsDiscoveryKeyring {
+    /// A discovery keyring in the client's region.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the client has no region.
+    pub fn new(client: KmsClient) -> Result<Self> {
+        let region = client
+            .region()
+            .ok_or_else(|| Error::Config("a KMS discovery keyring needs a client region".into()))?
+            .to_owned();
+        Ok(KmsDiscoveryKeyring {
+            client,
+            region,
+            filter: None,
+            grant_tokens: Vec::new(),
+        })
+    }
+
+    /// Only keys in this partition and these accounts (strongly advised).
+    pub fn with_filter(mut self, filter: DiscoveryFilter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Grant tokens sent with every call.
+    pub fn with_grant_tokens<I, S>(mut self, tokens: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.grant_tokens = tokens.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The client (for its counters).
+    pub fn client(&self) -> &KmsClient {
+        &self.client
+    }
+}
+
+#[async_trait]
+impl Keyring for KmsDiscoveryKeyring {
+    async fn on_encrypt(&self, _materials: &mut EncryptionMaterials) -> Result<()> {
+        Err(Error::Keyring {
+            keyring: "aws-kms discovery".into(),
+            reason: "a discovery keyring cannot encrypt".into(),
+        })
+    }
+
+    async fn on_decrypt(
+        &self,
+        materials: &DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> Result<Option<DataKey>> {
+        let mut candidates = Vec::new();
+        for edk in edks.iter().filter(|e| e.provider_id == PROVIDER_ID) {
+            let arn = edk_arn(edk)?;
+            if self.filter.as_ref().is_some_and(|f| !f.allows(&arn)) {
+                continue;
+            }
+            let key_id = if arn.is_multi_region() {
+                arn.with_region(&self.region).to_string()
+            } else if arn.region() == self.region {
+                arn.to_string()
+            } else {
+                continue;
+            };
+            candidates.push((key_id, edk));
+        }
+        decrypt_candidates(&self.client, candidates, materials, &self.grant_tokens).await
+    }
+}
