@@ -1,5 +1,5 @@
 //! `envseal`: encrypt and decrypt files in the AWS Encryption SDK message
-//! format with raw AES and raw RSA wrapping keys.
+//! format with AWS KMS keys and raw AES and raw RSA wrapping keys.
 //!
 //! Output files are written to a temporary file next to the destination and
 //! renamed into place only on success, so a failed run never leaves a
@@ -13,13 +13,16 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use envseal::blocking::Blocking;
+use envseal::kms::{KmsBounds, KmsClient, RetryMode};
 use envseal::zeroize::Zeroizing;
 use envseal::{
-    AlgorithmSuite, CommitmentPolicy, Config, Decryptor, EncryptionContext, Error, Keyring, MultiKeyring,
-    PolicyError, RawAesKeyring, RawRsaKeyring, RsaPadding, RsaPrivateKey, RsaPublicKey, WrappingKey,
+    AlgorithmSuite, CommitmentPolicy, Config, Decryptor, DiscoveryFilter, EncryptionContext, Error, Keyring,
+    KmsDiscoveryKeyring, KmsKeyring, MultiKeyring, PolicyError, RawAesKeyring, RawRsaKeyring, RsaPadding,
+    RsaPrivateKey, RsaPublicKey, WrappingKey,
 };
 use tempfile::NamedTempFile;
 
@@ -77,6 +80,9 @@ struct CommonArgs {
     #[arg(long = "raw-rsa-key", value_name = "NAMESPACE:NAME:PADDING:PEMFILE", value_parser = parse_rsa_spec)]
     raw_rsa_key: Vec<RsaKeySpec>,
 
+    #[command(flatten)]
+    kms: KmsArgs,
+
     /// Encryption context pair (repeatable; split at the first '='). On
     /// decrypt, each pair must be stored in the message with this value, or
     /// have been supplied (and not stored) when encrypting.
@@ -92,6 +98,177 @@ struct CommonArgs {
     #[arg(long = "max-encrypted-data-keys", value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     max_encrypted_data_keys: Option<u64>,
+}
+
+/// AWS KMS options. Credentials and region come from the usual AWS chain
+/// (environment, profile, web identity, ECS, IMDS) unless given here.
+#[derive(Args, Debug)]
+struct KmsArgs {
+    /// AWS KMS key (ARN, key id or alias; repeatable; decrypting needs key
+    /// ARNs). Combined with raw keys in command-line order: the first key
+    /// given generates the data key.
+    #[arg(long = "kms-key", value_name = "KEY_ID")]
+    kms_key: Vec<String>,
+
+    /// Decrypt with whichever KMS key the message names (in --region),
+    /// limited by --discovery-partition/--discovery-account when given.
+    #[arg(long = "kms-discovery")]
+    kms_discovery: bool,
+
+    /// Discovery filter: the partition KMS keys must be in (default aws when
+    /// --discovery-account is given).
+    #[arg(
+        long = "discovery-partition",
+        value_name = "PARTITION",
+        requires = "discovery_account"
+    )]
+    discovery_partition: Option<String>,
+
+    /// Discovery filter: an account KMS keys may belong to (repeatable).
+    #[arg(
+        long = "discovery-account",
+        value_name = "ACCOUNT_ID",
+        requires = "kms_discovery"
+    )]
+    discovery_account: Vec<String>,
+
+    /// KMS endpoint URL (overrides AWS_ENDPOINT_URL_KMS / AWS_ENDPOINT_URL).
+    #[arg(long = "kms-endpoint", value_name = "URL")]
+    kms_endpoint: Option<String>,
+
+    /// AWS region (overrides AWS_REGION and the profile).
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
+
+    /// KMS connect timeout per attempt [default: 2000].
+    #[arg(long = "kms-connect-timeout-ms", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    kms_connect_timeout_ms: Option<u64>,
+
+    /// KMS read timeout (request sent to response headers) per attempt [default: 5000].
+    #[arg(long = "kms-read-timeout-ms", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    kms_read_timeout_ms: Option<u64>,
+
+    /// KMS timeout for one whole attempt [default: 5000].
+    #[arg(long = "kms-attempt-timeout-ms", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    kms_attempt_timeout_ms: Option<u64>,
+
+    /// Deadline for each keyring's KMS work, retries and backoff included [default: 10000].
+    #[arg(long = "kms-deadline-ms", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    kms_deadline_ms: Option<u64>,
+
+    /// KMS attempts per call, the first included [default: 3].
+    #[arg(long = "kms-max-attempts", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    kms_max_attempts: Option<u32>,
+
+    /// KMS retry mode: adaptive (rate-limits itself after throttling) or standard.
+    #[arg(long = "kms-retry-mode", value_name = "MODE", value_parser = parse_retry_mode)]
+    kms_retry_mode: Option<RetryMode>,
+
+    /// KMS grant token sent with every call (repeatable).
+    #[arg(long = "grant-token", value_name = "TOKEN")]
+    grant_token: Vec<String>,
+
+    /// Print the KMS call counters (calls, attempts, throttles, timeouts,
+    /// latency) to stderr when done.
+    #[arg(long = "kms-stats")]
+    kms_stats: bool,
+}
+
+impl KmsArgs {
+    fn used(&self) -> bool {
+        !self.kms_key.is_empty() || self.kms_discovery
+    }
+
+    fn bounds(&self) -> KmsBounds {
+        let ms = Duration::from_millis;
+        let mut b = KmsBounds::default();
+        if let Some(v) = self.kms_connect_timeout_ms {
+            b = b.with_connect_timeout(ms(v));
+        }
+        if let Some(v) = self.kms_read_timeout_ms {
+            b = b.with_read_timeout(ms(v));
+        }
+        if let Some(v) = self.kms_attempt_timeout_ms {
+            b = b.with_attempt_timeout(ms(v));
+        }
+        if let Some(v) = self.kms_deadline_ms {
+            b = b.with_deadline(ms(v));
+        }
+        if let Some(v) = self.kms_max_attempts {
+            b = b.with_max_attempts(v);
+        }
+        if let Some(m) = self.kms_retry_mode {
+            b = b.with_retry_mode(m);
+        }
+        b
+    }
+
+    /// The KMS client, if any KMS option asks for one.
+    fn client(&self, runtime: &Blocking) -> Result<Option<KmsClient>, Failure> {
+        if !self.used() {
+            return Ok(None);
+        }
+        let mut builder = KmsClient::builder().bounds(self.bounds());
+        if let Some(r) = &self.region {
+            builder = builder.region(r.clone());
+        }
+        if let Some(u) = &self.kms_endpoint {
+            builder = builder.endpoint_url(u.clone());
+        }
+        let client = runtime
+            .block_on(builder.build())
+            .map_err(|e| Failure::usage(bare(&e)))?;
+        Ok(Some(client))
+    }
+}
+
+fn parse_retry_mode(s: &str) -> Result<RetryMode, String> {
+    match s {
+        "adaptive" => Ok(RetryMode::Adaptive),
+        "standard" => Ok(RetryMode::Standard),
+        _ => Err("expected adaptive or standard".into()),
+    }
+}
+
+/// Prints the counters when dropped (success or failure) if `--kms-stats`.
+struct StatsOnExit(Option<KmsClient>);
+
+impl StatsOnExit {
+    fn new(args: &KmsArgs, client: Option<&KmsClient>) -> Self {
+        StatsOnExit(client.filter(|_| args.kms_stats).cloned())
+    }
+}
+
+impl Drop for StatsOnExit {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            print_kms_stats(c);
+        }
+    }
+}
+
+/// One line of KMS counters for `--kms-stats`.
+fn print_kms_stats(client: &KmsClient) {
+    let s = client.stats();
+    let ms =
+        |d: Option<Duration>| d.map_or_else(|| "-".to_owned(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
+    let _ = writeln!(
+        io::stderr(),
+        "envseal: kms: calls={} (GenerateDataKey={} Encrypt={} Decrypt={}) attempts={} retries={} \
+         throttles={} timeouts={} failures={} latency_ms p50<={} p99<={} max={}",
+        s.calls(),
+        s.generate_data_key_calls,
+        s.encrypt_calls,
+        s.decrypt_calls,
+        s.attempts,
+        s.retries,
+        s.throttles,
+        s.timeouts,
+        s.failures,
+        ms(s.latency_p50),
+        ms(s.latency_p99),
+        ms(s.latency_max),
+    );
 }
 
 #[derive(Args, Debug)]
@@ -146,6 +323,7 @@ struct RsaKeySpec {
 enum KeySpec {
     Aes(AesKeySpec),
     Rsa(RsaKeySpec),
+    Kms(String),
 }
 
 fn parse_aes_spec(s: &str) -> Result<AesKeySpec, String> {
@@ -340,6 +518,13 @@ fn ordered_keys(common: &CommonArgs, m: &ArgMatches) -> Vec<KeySpec> {
             KeySpec::Rsa(spec.clone()),
         ));
     }
+    let kms_idx: Vec<usize> = m.indices_of("kms_key").map(Iterator::collect).unwrap_or_default();
+    for (i, key) in common.kms.kms_key.iter().enumerate() {
+        all.push((
+            kms_idx.get(i).copied().unwrap_or(usize::MAX),
+            KeySpec::Kms(key.clone()),
+        ));
+    }
     all.sort_by_key(|(i, _)| *i);
     all.into_iter().map(|(_, s)| s).collect()
 }
@@ -375,15 +560,32 @@ fn pem_label(pem: &str) -> Option<&str> {
     Some(rest[..end].trim())
 }
 
-fn build_keyring(specs: Vec<KeySpec>, mode: Mode) -> Result<MultiKeyring, Failure> {
-    if specs.is_empty() {
+fn build_keyring(
+    specs: Vec<KeySpec>,
+    mode: Mode,
+    kms: &KmsArgs,
+    client: Option<&KmsClient>,
+) -> Result<MultiKeyring, Failure> {
+    if specs.is_empty() && !kms.kms_discovery {
         return Err(Failure::usage(
-            "at least one key is required (--raw-aes-key or --raw-rsa-key)",
+            "at least one key is required (--kms-key, --kms-discovery, --raw-aes-key or --raw-rsa-key)",
         ));
     }
-    let mut keyrings: Vec<Arc<dyn Keyring>> = Vec::with_capacity(specs.len());
+    if kms.kms_discovery && mode == Mode::Encrypt {
+        return Err(Failure::usage(
+            "--kms-discovery only decrypts; name the keys to encrypt with --kms-key",
+        ));
+    }
+    let mut keyrings: Vec<Arc<dyn Keyring>> = Vec::with_capacity(specs.len() + 1);
     for spec in specs {
         match spec {
+            KeySpec::Kms(key_id) => {
+                let client = client.ok_or_else(|| Failure::runtime("no KMS client"))?;
+                let keyring = KmsKeyring::new(client.clone(), [key_id.as_str()])
+                    .map_err(|e| Failure::usage(format!("--kms-key {key_id}: {}", bare(&e))))?
+                    .with_grant_tokens(kms.grant_token.iter().cloned());
+                keyrings.push(Arc::new(keyring));
+            }
             KeySpec::Aes(s) => {
                 let bytes = read_key_file(&s.file)?;
                 let what = format!("--raw-aes-key {}:{}", s.namespace, s.name);
@@ -439,6 +641,22 @@ fn build_keyring(specs: Vec<KeySpec>, mode: Mode) -> Result<MultiKeyring, Failur
                 keyrings.push(Arc::new(keyring));
             }
         }
+    }
+    if kms.kms_discovery {
+        let client = client.ok_or_else(|| Failure::runtime("no KMS client"))?;
+        let mut keyring = KmsDiscoveryKeyring::new(client.clone())
+            .map_err(|e| Failure::usage(format!("--kms-discovery: {}", bare(&e))))?
+            .with_grant_tokens(kms.grant_token.iter().cloned());
+        if !kms.discovery_account.is_empty() {
+            let partition = kms
+                .discovery_partition
+                .clone()
+                .unwrap_or_else(|| "aws".to_owned());
+            let filter = DiscoveryFilter::new(partition, kms.discovery_account.iter().cloned())
+                .map_err(|e| Failure::usage(bare(&e)))?;
+            keyring = keyring.with_filter(filter);
+        }
+        keyrings.push(Arc::new(keyring));
     }
     MultiKeyring::from_keyrings(keyrings).map_err(|e| Failure::usage(bare(&e)))
 }
@@ -788,10 +1006,12 @@ fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Failure> {
     }
     let config = builder.build().map_err(config_error)?;
     let context = build_context(&common.context)?;
-    let keyring = build_keyring(specs, Mode::Encrypt)?;
-    let target = check_paths(common)?;
-
     let runtime = Blocking::new()?;
+    let client = common.kms.client(&runtime)?;
+    let keyring = build_keyring(specs, Mode::Encrypt, &common.kms, client.as_ref())?;
+    let target = check_paths(common)?;
+    let _stats = StatsOnExit::new(&common.kms, client.as_ref());
+
     let encryptor = runtime
         .encryptor(&config, &keyring, &context)
         .map_err(|e| match e {
@@ -863,10 +1083,12 @@ fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Failure> {
     }
     let config = builder.build().map_err(config_error)?;
     let context = build_context(&common.context)?;
-    let keyring = build_keyring(specs, Mode::Decrypt)?;
-    let target = check_paths(common)?;
-
     let runtime = Blocking::new()?;
+    let client = common.kms.client(&runtime)?;
+    let keyring = build_keyring(specs, Mode::Decrypt, &common.kms, client.as_ref())?;
+    let target = check_paths(common)?;
+    let _stats = StatsOnExit::new(&common.kms, client.as_ref());
+
     let input = open_input(&common.input)?;
     // Created before reading: an unwritable destination fails early. Dropped
     // (and deleted) on any failure.

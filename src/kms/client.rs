@@ -541,9 +541,9 @@ impl KmsClient {
             .instrument(span.clone())
             .await;
         let elapsed = started.elapsed();
-        let (attempts, last_status) = {
-            let s = state.lock().unwrap_or_else(|p| p.into_inner());
-            (s.attempts, s.last_status)
+        let (attempts, last_status, last_failure) = {
+            let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+            (s.attempts, s.last_status, s.last_failure.take())
         };
         let result = match outcome {
             Ok(Ok(out)) => Ok(out),
@@ -554,6 +554,23 @@ impl KmsClient {
                 args.key_id,
             )),
         };
+        // The deadline passed between attempts (backoff, or the adaptive
+        // rate limiter's wait after throttling): the cause worth reporting
+        // is the last attempt's failure, e.g. throttling with its status.
+        let result = result.map_err(|err| match last_failure {
+            Some((kind, code, request_id))
+                if err.kind == KmsErrorKind::Timeout(TimeoutKind::Deadline)
+                    && !matches!(kind, KmsErrorKind::Timeout(_)) =>
+            {
+                let mut e = KmsError::new(kind, op, args.key_id)
+                    .with_message("the deadline passed while waiting to retry");
+                e.code = code;
+                e.request_id = request_id;
+                e.status = last_status;
+                e
+            }
+            _ => err,
+        });
         stats.call_finished(result.is_ok(), elapsed);
         let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         match result {
@@ -742,6 +759,12 @@ struct AttemptState {
     attempts: u32,
     started: Option<Instant>,
     last_status: Option<u16>,
+    /// Attempts whose outcome was recorded. An SDK attempt that sent
+    /// nothing (cancelled in the rate limiter, or finalized a second time at
+    /// the deadline) records nothing.
+    finished: u32,
+    /// The last failed attempt: kind, error code, request id.
+    last_failure: Option<(KmsErrorKind, Option<String>, Option<String>)>,
 }
 
 /// Per-call interceptor: counts attempts and logs each one's outcome.
@@ -763,8 +786,20 @@ impl Intercept for AttemptRecorder {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.attempts += 1;
         s.started = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Counted here, not per SDK attempt: an attempt that the deadline
+    /// cancels while it waits for the adaptive rate limiter never sends.
+    fn read_before_transmit(
+        &self,
+        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.attempts += 1;
         self.stats.attempt_started(s.attempts);
         Ok(())
     }
@@ -775,7 +810,11 @@ impl Intercept for AttemptRecorder {
         _rc: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let status = ctx.response().map(|r| r.status().as_u16());
+        let response = ctx.response();
+        let status = response.map(|r| r.status().as_u16());
+        let request_id = response
+            .and_then(|r| r.headers().get("x-amzn-requestid"))
+            .map(str::to_owned);
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if status.is_some() {
             s.last_status = status;
@@ -785,11 +824,22 @@ impl Intercept for AttemptRecorder {
             .started
             .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0);
-        drop(s);
-        match ctx.output_or_error() {
-            Some(Ok(_)) => tracing::debug!(attempt, latency_ms, status, "kms attempt ok"),
+        let repeated = s.finished == s.attempts;
+        s.finished = s.attempts;
+        let failure = match ctx.output_or_error() {
+            Some(Err(_)) if repeated => None,
             Some(Err(err)) => {
                 let kind = classify_attempt(err, status);
+                let code = err.as_operation_error().and_then(error_code).map(str::to_owned);
+                s.last_failure = Some((kind.clone(), code, request_id));
+                Some(kind)
+            }
+            _ => None,
+        };
+        drop(s);
+        match (ctx.output_or_error(), failure) {
+            (Some(Ok(_)), _) => tracing::debug!(attempt, latency_ms, status, "kms attempt ok"),
+            (Some(Err(_)), Some(kind)) => {
                 self.stats.attempt_failed(&kind);
                 if kind == KmsErrorKind::Throttled {
                     tracing::warn!(attempt, latency_ms, status, "kms attempt throttled");
@@ -797,7 +847,7 @@ impl Intercept for AttemptRecorder {
                     tracing::info!(attempt, latency_ms, status, kind = ?kind, "kms attempt failed");
                 }
             }
-            None => tracing::info!(attempt, latency_ms, "kms attempt cancelled"),
+            _ => tracing::info!(attempt, latency_ms, "kms attempt cancelled"),
         }
         Ok(())
     }

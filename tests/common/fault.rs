@@ -222,15 +222,21 @@ pub struct FullBacklog {
 }
 
 pub fn full_backlog() -> FullBacklog {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind((Ipv4Addr::LOCALHOST, 0).into()).unwrap();
-        socket.listen(0).unwrap().into_std().unwrap()
-    });
+    // tokio's TcpSocket is the std-only way to choose the backlog; it needs
+    // a runtime of its own, on a thread of its own (callers may be async).
+    let listener = std::thread::spawn(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind((Ipv4Addr::LOCALHOST, 0).into()).unwrap();
+            socket.listen(0).unwrap().into_std().unwrap()
+        })
+    })
+    .join()
+    .unwrap();
     let addr = listener.local_addr().unwrap();
     let mut fillers = Vec::new();
     for _ in 0..8 {

@@ -1,0 +1,266 @@
+//! Faults from a loopback HTTP server in front of moto (tests/common/fault.rs):
+//! every KMS call ends within its deadline with a typed error, retries only
+//! what is transient, never makes more than `max_attempts` requests, and
+//! exactly one for errors that must not retry.
+#![cfg(feature = "kms")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fault::{full_backlog, Action, FaultServer};
+use common::moto::{self, create_key, moto};
+use envseal::kms::{KmsBounds, KmsError, KmsErrorKind, RetryMode, TimeoutKind};
+use envseal::{Config, EncryptionContext, Error, KmsKeyring};
+
+const MAX_ATTEMPTS: u32 = 3;
+/// Slack for scheduling on a loaded 2-core machine.
+const MARGIN: Duration = Duration::from_millis(300);
+
+fn bounds() -> KmsBounds {
+    KmsBounds::default()
+        .with_connect_timeout(Duration::from_millis(200))
+        .with_read_timeout(Duration::from_millis(300))
+        .with_attempt_timeout(Duration::from_millis(500))
+        .with_deadline(Duration::from_millis(1500))
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_backoff(Duration::from_millis(10), Duration::from_millis(50))
+        // Exact attempt counts need standard retries: adaptive mode's rate
+        // limiter may hold a retry after throttling (tested on its own below).
+        .with_retry_mode(RetryMode::Standard)
+}
+
+fn context() -> EncryptionContext {
+    [("fault", "test")].into_iter().collect()
+}
+
+/// Encrypts once through `endpoint` with a fresh client; returns the
+/// outcome, the time it took and the client's counters.
+async fn encrypt_via(
+    endpoint: &str,
+    key: &str,
+    bounds: KmsBounds,
+) -> (Result<Vec<u8>, Error>, Duration, envseal::kms::KmsStatsSnapshot) {
+    let client = moto::client("us-east-1", endpoint, bounds).await;
+    let keyring = KmsKeyring::new(client.clone(), [key]).unwrap();
+    let start = Instant::now();
+    let result = envseal::encrypt(&Config::default(), &keyring, &context(), b"payload").await;
+    (result, start.elapsed(), client.stats())
+}
+
+fn kms_error(result: Result<Vec<u8>, Error>) -> KmsError {
+    match result {
+        Err(Error::Kms(e)) => *e,
+        other => panic!("expected a KMS error, got {other:?}"),
+    }
+}
+
+fn within_deadline(elapsed: Duration, bounds: &KmsBounds) {
+    assert!(
+        elapsed <= bounds.deadline + MARGIN,
+        "took {elapsed:?}, deadline {:?}",
+        bounds.deadline
+    );
+}
+
+const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000";
+
+#[tokio::test]
+async fn server_that_never_answers_is_a_read_timeout() {
+    let server = FaultServer::start(None, vec![Action::Hang]);
+    let (result, elapsed, stats) = encrypt_via(&server.url, KEY, bounds()).await;
+    let err = kms_error(result);
+    assert_eq!(err.kind, KmsErrorKind::Timeout(TimeoutKind::Read), "{err}");
+    assert_eq!(err.attempts, MAX_ATTEMPTS, "{err}");
+    assert_eq!(server.requests(), MAX_ATTEMPTS as usize);
+    assert_eq!(stats.timeouts, u64::from(MAX_ATTEMPTS));
+    // Three read timeouts of 300 ms plus short backoffs.
+    assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+    within_deadline(elapsed, &bounds());
+}
+
+#[tokio::test]
+async fn dripping_body_is_stopped_by_attempt_timeout_and_deadline() {
+    let server = FaultServer::start(None, vec![Action::Drip(Duration::from_millis(100))]);
+    let b = bounds().with_deadline(Duration::from_millis(1200));
+    let (result, elapsed, _) = encrypt_via(&server.url, KEY, b.clone()).await;
+    let err = kms_error(result);
+    // Headers arrive at once, so the read timeout never fires: attempts of
+    // 500 ms each until the 1.2 s deadline cuts the third one short.
+    assert!(
+        matches!(
+            err.kind,
+            KmsErrorKind::Timeout(TimeoutKind::Attempt) | KmsErrorKind::Timeout(TimeoutKind::Deadline)
+        ),
+        "{err}"
+    );
+    assert!(err.attempts >= 2 && err.attempts <= MAX_ATTEMPTS, "{err}");
+    assert!(server.requests() <= MAX_ATTEMPTS as usize);
+    assert!(elapsed >= Duration::from_millis(1000), "{elapsed:?}");
+    within_deadline(elapsed, &b);
+}
+
+#[tokio::test]
+async fn full_accept_queue_is_a_connect_timeout() {
+    let backlog = full_backlog();
+    let (result, elapsed, _) = encrypt_via(&backlog.url, KEY, bounds()).await;
+    let err = kms_error(result);
+    assert_eq!(err.kind, KmsErrorKind::Timeout(TimeoutKind::Connect), "{err}");
+    assert_eq!(err.attempts, MAX_ATTEMPTS, "{err}");
+    assert_eq!(err.status, None);
+    within_deadline(elapsed, &bounds());
+}
+
+#[tokio::test]
+async fn always_throttled_400_and_429_keep_their_status() {
+    for status in [400u16, 429] {
+        let server = FaultServer::start(None, vec![Action::Error(status, "ThrottlingException")]);
+        let (result, elapsed, stats) = encrypt_via(&server.url, KEY, bounds()).await;
+        let err = kms_error(result);
+        assert_eq!(err.kind, KmsErrorKind::Throttled, "{err}");
+        assert!(err.is_throttling() && err.is_retryable());
+        assert_eq!(err.status, Some(status), "{err}");
+        assert_eq!(err.code.as_deref(), Some("ThrottlingException"));
+        assert_eq!(err.attempts, MAX_ATTEMPTS);
+        assert_eq!(server.requests(), MAX_ATTEMPTS as usize);
+        assert_eq!(stats.throttles, u64::from(MAX_ATTEMPTS));
+        assert!(err.request_id.is_some(), "{err}");
+        let line = err.to_string();
+        assert!(
+            line.contains(&format!(
+                "throttled (HTTP {status}, ThrottlingException) after 3 attempts"
+            )),
+            "{line}"
+        );
+        within_deadline(elapsed, &bounds());
+    }
+}
+
+#[tokio::test]
+async fn adaptive_mode_stays_within_the_deadline_and_reports_throttling() {
+    let server = FaultServer::start(None, vec![Action::Error(429, "ThrottlingException")]);
+    let b = bounds().with_retry_mode(RetryMode::Adaptive);
+    let (result, elapsed, stats) = encrypt_via(&server.url, KEY, b.clone()).await;
+    let err = kms_error(result);
+    // Whether the limiter let all three attempts out before the deadline or
+    // not, the error is the throttling, with its status and the real count.
+    assert_eq!(err.kind, KmsErrorKind::Throttled, "{err}");
+    assert_eq!(err.status, Some(429), "{err}");
+    assert_eq!(err.attempts as usize, server.requests(), "{err}");
+    assert!((1..=MAX_ATTEMPTS).contains(&err.attempts), "{err}");
+    assert_eq!(stats.throttles, u64::from(err.attempts));
+    within_deadline(elapsed, &b);
+}
+
+#[tokio::test]
+async fn plain_429_without_a_code_is_throttling_too() {
+    let server = FaultServer::start(None, vec![Action::Error(429, "TooManyRequests")]);
+    let (result, _, _) = encrypt_via(&server.url, KEY, bounds()).await;
+    let err = kms_error(result);
+    assert_eq!(err.kind, KmsErrorKind::Throttled, "{err}");
+    assert_eq!(server.requests(), MAX_ATTEMPTS as usize);
+}
+
+/// Transient faults followed by moto's real answer: the call succeeds.
+async fn recovers_after(first: Vec<Action>, adaptive: bool) -> (usize, envseal::kms::KmsStatsSnapshot) {
+    let key = create_key("us-east-1").await;
+    let faults = first.len();
+    let mut plan = first;
+    plan.push(Action::Proxy);
+    let server = FaultServer::start(Some(moto().url.clone()), plan);
+    let b = if adaptive {
+        // The adaptive limiter may wait ~2 s per retry after a throttle.
+        bounds()
+            .with_retry_mode(RetryMode::Adaptive)
+            .with_deadline(Duration::from_secs(8))
+    } else {
+        bounds()
+    };
+    let (result, elapsed, stats) = encrypt_via(&server.url, &key, b.clone()).await;
+    let message = result.unwrap_or_else(|e| panic!("should recover: {e}"));
+    assert!(!message.is_empty());
+    assert_eq!(server.requests(), faults + 1);
+    within_deadline(elapsed, &b);
+    (server.requests(), stats)
+}
+
+#[tokio::test]
+async fn throttled_twice_then_succeeds() {
+    for adaptive in [false, true] {
+        let throttle = Action::Error(400, "ThrottlingException");
+        let (requests, stats) = recovers_after(vec![throttle.clone(), throttle], adaptive).await;
+        assert_eq!(requests, 3);
+        assert_eq!((stats.attempts, stats.retries, stats.throttles), (3, 2, 2));
+        assert_eq!((stats.successes, stats.failures), (1, 0));
+    }
+}
+
+#[tokio::test]
+async fn server_error_then_succeeds() {
+    let (_, stats) = recovers_after(vec![Action::Error(500, "KMSInternalException")], false).await;
+    assert_eq!((stats.attempts, stats.retries), (2, 1));
+}
+
+#[tokio::test]
+async fn connection_reset_then_succeeds() {
+    let (_, stats) = recovers_after(vec![Action::Reset], false).await;
+    assert_eq!((stats.attempts, stats.retries), (2, 1));
+}
+
+#[tokio::test]
+async fn errors_that_must_not_retry_make_one_request() {
+    let cases = [
+        (400, "NotFoundException", KmsErrorKind::NotFound),
+        (400, "AccessDeniedException", KmsErrorKind::AccessDenied),
+        (400, "DisabledException", KmsErrorKind::Disabled),
+        (400, "InvalidKeyUsageException", KmsErrorKind::InvalidKeyUsage),
+        (400, "KMSInvalidStateException", KmsErrorKind::InvalidState),
+        // The SDK would retry this one as throttling; it is a quota.
+        (400, "LimitExceededException", KmsErrorKind::LimitExceeded),
+        (400, "ExpiredTokenException", KmsErrorKind::CredentialsExpired),
+    ];
+    for (status, code, kind) in cases {
+        let server = FaultServer::start(None, vec![Action::Error(status, code)]);
+        let (result, elapsed, stats) = encrypt_via(&server.url, KEY, bounds()).await;
+        let err = kms_error(result);
+        assert_eq!(err.kind, kind, "{code}: {err}");
+        assert!(!err.is_retryable(), "{code}");
+        assert_eq!(err.attempts, 1, "{code}: {err}");
+        assert_eq!(server.requests(), 1, "{code}");
+        assert_eq!(err.status, Some(status));
+        assert_eq!((stats.attempts, stats.retries), (1, 0), "{code}");
+        assert!(elapsed < Duration::from_millis(500), "{code}: {elapsed:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_spent_deadline_makes_no_further_call() {
+    // Two keys; the first call eats the whole deadline, so the second
+    // (Encrypt) is never sent.
+    let server = FaultServer::start(None, vec![Action::Hang]);
+    let client = moto::client(
+        "us-east-1",
+        &server.url,
+        bounds()
+            .with_max_attempts(1)
+            .with_read_timeout(Duration::from_secs(5))
+            .with_attempt_timeout(Duration::from_secs(5))
+            .with_deadline(Duration::from_millis(400)),
+    )
+    .await;
+    let keyring = KmsKeyring::new(
+        client.clone(),
+        [KEY, &KEY.replace("0000-0000-0000", "1111-1111-1111")],
+    )
+    .unwrap();
+    let start = Instant::now();
+    let err = envseal::encrypt(&Config::default(), &keyring, &context(), b"x")
+        .await
+        .unwrap_err();
+    let elapsed = start.elapsed();
+    let Error::Kms(err) = err else { panic!("{err:?}") };
+    assert_eq!(err.kind, KmsErrorKind::Timeout(TimeoutKind::Deadline), "{err}");
+    assert_eq!(server.requests(), 1);
+    assert!(elapsed < Duration::from_millis(400) + MARGIN, "{elapsed:?}");
+    assert!(elapsed >= Duration::from_millis(390), "{elapsed:?}");
+}
