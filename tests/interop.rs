@@ -181,7 +181,7 @@ fn cases() -> Vec<Case> {
                     6 => vec![Key::Rsa(RsaPadding::OaepSha512)],
                     _ => vec![Key::Aes { bits: 256 }],
                 };
-                let context = if n % 2 == 0 {
+                let context = if n.is_multiple_of(2) {
                     unicode.clone()
                 } else {
                     EncryptionContext::new()

@@ -13,18 +13,26 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+#[cfg(feature = "kms")]
 use std::time::Duration;
 
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use envseal::blocking::Blocking;
+#[cfg(feature = "kms")]
 use envseal::kms::{KmsBounds, KmsClient, RetryMode};
 use envseal::zeroize::Zeroizing;
 use envseal::{
-    AlgorithmSuite, CommitmentPolicy, Config, Decryptor, DiscoveryFilter, EncryptionContext, Error, Keyring,
-    KmsDiscoveryKeyring, KmsKeyring, MultiKeyring, PolicyError, RawAesKeyring, RawRsaKeyring, RsaPadding,
-    RsaPrivateKey, RsaPublicKey, WrappingKey,
+    AlgorithmSuite, CommitmentPolicy, Config, Decryptor, EncryptionContext, Error, Keyring, MultiKeyring,
+    PolicyError, RawAesKeyring, RawRsaKeyring, RsaPadding, RsaPrivateKey, RsaPublicKey, WrappingKey,
 };
+#[cfg(feature = "kms")]
+use envseal::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
 use tempfile::NamedTempFile;
+
+/// Built without the `kms` feature: KMS options are refused, never ignored.
+#[cfg(not(feature = "kms"))]
+#[derive(Clone, Debug)]
+enum KmsClient {}
 
 /// Buffer size for reading the input and writing the output.
 const IO_BUFFER: usize = 256 * 1024;
@@ -161,8 +169,8 @@ struct KmsArgs {
     kms_max_attempts: Option<u32>,
 
     /// KMS retry mode: adaptive (rate-limits itself after throttling) or standard.
-    #[arg(long = "kms-retry-mode", value_name = "MODE", value_parser = parse_retry_mode)]
-    kms_retry_mode: Option<RetryMode>,
+    #[arg(long = "kms-retry-mode", value_name = "MODE", value_parser = ["adaptive", "standard"])]
+    kms_retry_mode: Option<String>,
 
     /// KMS grant token sent with every call (repeatable).
     #[arg(long = "grant-token", value_name = "TOKEN")]
@@ -179,6 +187,17 @@ impl KmsArgs {
         !self.kms_key.is_empty() || self.kms_discovery
     }
 
+    #[cfg(not(feature = "kms"))]
+    fn client(&self, _runtime: &Blocking) -> Result<Option<KmsClient>, Failure> {
+        if self.used() {
+            return Err(Failure::usage(
+                "this envseal was built without AWS KMS support (feature kms)",
+            ));
+        }
+        Ok(None)
+    }
+
+    #[cfg(feature = "kms")]
     fn bounds(&self) -> KmsBounds {
         let ms = Duration::from_millis;
         let mut b = KmsBounds::default();
@@ -197,13 +216,16 @@ impl KmsArgs {
         if let Some(v) = self.kms_max_attempts {
             b = b.with_max_attempts(v);
         }
-        if let Some(m) = self.kms_retry_mode {
-            b = b.with_retry_mode(m);
+        match self.kms_retry_mode.as_deref() {
+            Some("standard") => b = b.with_retry_mode(RetryMode::Standard),
+            Some(_) => b = b.with_retry_mode(RetryMode::Adaptive),
+            None => {}
         }
         b
     }
 
     /// The KMS client, if any KMS option asks for one.
+    #[cfg(feature = "kms")]
     fn client(&self, runtime: &Blocking) -> Result<Option<KmsClient>, Failure> {
         if !self.used() {
             return Ok(None);
@@ -222,14 +244,6 @@ impl KmsArgs {
     }
 }
 
-fn parse_retry_mode(s: &str) -> Result<RetryMode, String> {
-    match s {
-        "adaptive" => Ok(RetryMode::Adaptive),
-        "standard" => Ok(RetryMode::Standard),
-        _ => Err("expected adaptive or standard".into()),
-    }
-}
-
 /// Prints the counters when dropped (success or failure) if `--kms-stats`.
 struct StatsOnExit(Option<KmsClient>);
 
@@ -241,6 +255,7 @@ impl StatsOnExit {
 
 impl Drop for StatsOnExit {
     fn drop(&mut self) {
+        #[cfg(feature = "kms")]
         if let Some(c) = &self.0 {
             print_kms_stats(c);
         }
@@ -248,6 +263,7 @@ impl Drop for StatsOnExit {
 }
 
 /// One line of KMS counters for `--kms-stats`.
+#[cfg(feature = "kms")]
 fn print_kms_stats(client: &KmsClient) {
     let s = client.stats();
     let ms =
@@ -323,6 +339,7 @@ struct RsaKeySpec {
 enum KeySpec {
     Aes(AesKeySpec),
     Rsa(RsaKeySpec),
+    #[cfg_attr(not(feature = "kms"), allow(dead_code))]
     Kms(String),
 }
 
@@ -579,6 +596,14 @@ fn build_keyring(
     let mut keyrings: Vec<Arc<dyn Keyring>> = Vec::with_capacity(specs.len() + 1);
     for spec in specs {
         match spec {
+            #[cfg(not(feature = "kms"))]
+            KeySpec::Kms(_) => {
+                let _ = client;
+                return Err(Failure::usage(
+                    "this envseal was built without AWS KMS support (feature kms)",
+                ));
+            }
+            #[cfg(feature = "kms")]
             KeySpec::Kms(key_id) => {
                 let client = client.ok_or_else(|| Failure::runtime("no KMS client"))?;
                 let keyring = KmsKeyring::new(client.clone(), [key_id.as_str()])
@@ -642,6 +667,7 @@ fn build_keyring(
             }
         }
     }
+    #[cfg(feature = "kms")]
     if kms.kms_discovery {
         let client = client.ok_or_else(|| Failure::runtime("no KMS client"))?;
         let mut keyring = KmsDiscoveryKeyring::new(client.clone())

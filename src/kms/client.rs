@@ -678,12 +678,11 @@ where
             let kind = code
                 .as_deref()
                 .and_then(KmsErrorKind::from_code)
-                .or_else(|| match status {
-                    Some(429) => Some(KmsErrorKind::Throttled),
-                    Some(s) if s >= 500 => Some(KmsErrorKind::ServerError),
-                    _ => None,
-                })
-                .unwrap_or(KmsErrorKind::Other);
+                .unwrap_or(match status {
+                    Some(429) => KmsErrorKind::Throttled,
+                    Some(s) if s >= 500 => KmsErrorKind::ServerError,
+                    _ => KmsErrorKind::Other,
+                });
             (kind, code, e.message().map(str::to_owned))
         }
         SdkError::TimeoutError(_) => (

@@ -13,12 +13,18 @@
 //! exist without the `kms` feature so that [`Error`](crate::Error) is the
 //! same type either way.
 
+// Without the `kms` feature the SDK-free types stay (they are part of
+// `Error`), but nothing calls their crate-internal helpers.
+#[cfg_attr(not(feature = "kms"), allow(dead_code))]
 mod arn;
 #[cfg(feature = "kms")]
 mod client;
+#[cfg_attr(not(feature = "kms"), allow(dead_code))]
 mod error;
+#[cfg_attr(not(feature = "kms"), allow(dead_code))]
 mod stats;
 
+#[cfg(feature = "kms")]
 pub(crate) use arn::{check_identifier, duplicate_multi_region_keys, mrk_match};
 pub use arn::{InvalidArn, KmsArn};
 #[cfg(feature = "kms")]

@@ -25,21 +25,23 @@ const PROVIDER_ID: &str = "aws-kms";
 
 /// A KMS response must name a key by full ARN (spec: the response `KeyId`
 /// MUST be a valid AWS KMS key ARN).
-fn response_arn(key_id: Option<String>, op: KmsOperation, asked: &str) -> Result<String, KmsError> {
+fn response_arn(key_id: Option<String>, op: KmsOperation, asked: &str) -> Result<String> {
     match key_id {
         Some(id) if id.parse::<KmsArn>().is_ok_and(|a| a.resource_type() == "key") => Ok(id),
         _ => Err(KmsError::new(KmsErrorKind::InvalidResponse, op, asked)
-            .with_message("the response KeyId is not a KMS key ARN")),
+            .with_message("the response KeyId is not a KMS key ARN")
+            .into()),
     }
 }
 
 /// Checks a returned data key's length against the suite.
-fn check_key_len(len: usize, want: usize, op: KmsOperation, key_id: &str) -> Result<(), KmsError> {
+fn check_key_len(len: usize, want: usize, op: KmsOperation, key_id: &str) -> Result<()> {
     if len == want {
         Ok(())
     } else {
         Err(KmsError::new(KmsErrorKind::InvalidResponse, op, key_id)
-            .with_message(format!("data key of {len} bytes, the suite needs {want}")))
+            .with_message(format!("data key of {len} bytes, the suite needs {want}"))
+            .into())
     }
 }
 
@@ -65,7 +67,7 @@ async fn decrypt_one(
     materials: &DecryptionMaterials,
     grant_tokens: &[String],
     deadline: crate::kms::Deadline,
-) -> Result<DataKey, KmsError> {
+) -> Result<DataKey> {
     let args = CallArgs {
         key_id,
         context: materials.context(),
@@ -76,7 +78,8 @@ async fn decrypt_one(
     if out.key_id.as_deref() != Some(key_id) {
         return Err(
             KmsError::new(KmsErrorKind::InvalidResponse, KmsOperation::Decrypt, key_id)
-                .with_message("the response KeyId is not the key that was asked for"),
+                .with_message("the response KeyId is not the key that was asked for")
+                .into(),
         );
     }
     check_key_len(
@@ -105,7 +108,8 @@ async fn decrypt_candidates(
         match decrypt_one(client, &key_id, edk, materials, grant_tokens, deadline).await {
             Ok(key) => return Ok(Some(key)),
             Err(e) => {
-                let out_of_time = e.kind == KmsErrorKind::Timeout(crate::kms::TimeoutKind::Deadline);
+                let out_of_time = matches!(&e, Error::Kms(k)
+                    if k.kind == KmsErrorKind::Timeout(crate::kms::TimeoutKind::Deadline));
                 first_error.get_or_insert(e);
                 if out_of_time {
                     break;
@@ -113,9 +117,7 @@ async fn decrypt_candidates(
             }
         }
     }
-    Err(first_error
-        .map(Error::from)
-        .unwrap_or(Error::NoMatchingKey { edks: 0 }))
+    Err(first_error.unwrap_or(Error::NoMatchingKey { edks: 0 }))
 }
 
 /// The AWS KMS keyring: wraps the data key under one or more KMS keys.

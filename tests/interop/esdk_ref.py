@@ -8,6 +8,9 @@ master-key-provider API (raw AES / raw RSA master keys), so no MPL is needed.
     esdk_ref.py encrypt|decrypt --input FILE --output FILE
         [--raw-aes-key NAMESPACE:NAME:KEYFILE]...
         [--raw-rsa-key NAMESPACE:NAME:PADDING:PEMFILE]...
+        [--kms-key KEY_ARN]...   (StrictAwsKmsMasterKeyProvider; endpoint,
+                                  region and credentials from the usual AWS
+                                  environment, e.g. AWS_ENDPOINT_URL_KMS)
         [--suite HEXID] [--frame-length N]
         [--commitment-policy require-encrypt-require-decrypt|
                              require-encrypt-allow-decrypt|
@@ -153,7 +156,17 @@ def rsa_key(spec):
     return ("rsa", parts)
 
 
+def kms_key(spec):
+    if not spec.startswith("arn:"):
+        raise argparse.ArgumentTypeError("--kms-key needs a key ARN, got {!r}".format(spec))
+    return ("kms", spec)
+
+
 def build_master_key(kind, parts):
+    if kind == "kms":
+        # The KMS master key itself (like the raw keys), so the ordered
+        # multi-provider below offers it the aws-kms EDKs directly.
+        return aws_encryption_sdk.StrictAwsKmsMasterKeyProvider(key_ids=[parts]).master_key(parts)
     if kind == "aes":
         namespace, name, path = parts
         material = _read_bytes(path)
@@ -258,6 +271,7 @@ def run(argv):
     p.add_argument("--output", required=True)
     p.add_argument("--raw-aes-key", dest="keys", action="append", type=aes_key, default=[])
     p.add_argument("--raw-rsa-key", dest="keys", action="append", type=rsa_key, default=[])
+    p.add_argument("--kms-key", dest="keys", action="append", type=kms_key, default=[])
     p.add_argument("--suite")
     p.add_argument("--frame-length", type=int)
     p.add_argument("--commitment-policy", choices=sorted(POLICIES), default="require-encrypt-require-decrypt")
@@ -265,7 +279,7 @@ def run(argv):
     args = p.parse_args(argv)
 
     if not args.keys:
-        raise UsageError("at least one --raw-aes-key or --raw-rsa-key is required")
+        raise UsageError("at least one --raw-aes-key, --raw-rsa-key or --kms-key is required")
     provider = MultiKeyProvider()
     for kind, parts in args.keys:
         provider.add_master_key_provider(build_master_key(kind, parts))
