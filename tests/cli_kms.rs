@@ -17,6 +17,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_envseal");
 
 /// Runs envseal with static test credentials and no other AWS configuration.
 fn envseal(dir: &Path, args: &[&str]) -> Output {
+    envseal_env(dir, args, &[])
+}
+
+fn envseal_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(BIN)
         .args(args)
         .env_clear()
@@ -27,6 +31,7 @@ fn envseal(dir: &Path, args: &[&str]) -> Output {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
         .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-aws-credentials"))
+        .envs(env.iter().copied())
         .output()
         .expect("run envseal")
 }
@@ -113,6 +118,19 @@ async fn encrypt_and_decrypt_with_kms_keys_discovery_and_raw_aes() {
         ok(&envseal(f.path(), &args));
         assert_eq!(std::fs::read(&out_path).unwrap(), b"kms via the command line");
     }
+
+    // Region and endpoint from the standard environment variables instead.
+    let from_env = f.p("from-env");
+    let env = [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL_KMS", endpoint.as_str()),
+    ];
+    ok(&envseal_env(
+        f.path(),
+        &["decrypt", "-i", &msg, "-o", &from_env, "--kms-key", &k1],
+        &env,
+    ));
+    assert_eq!(std::fs::read(&from_env).unwrap(), b"kms via the command line");
 
     // Discovery with a filter that allows moto's account.
     let disc = f.p("disc");

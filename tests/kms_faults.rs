@@ -264,3 +264,95 @@ async fn a_spent_deadline_makes_no_further_call() {
     assert!(elapsed < Duration::from_millis(400) + MARGIN, "{elapsed:?}");
     assert!(elapsed >= Duration::from_millis(390), "{elapsed:?}");
 }
+
+#[tokio::test]
+async fn bounds_apply_to_a_caller_built_sdk_client() {
+    use envseal::kms::aws_sdk_kms;
+    use envseal::kms::KmsClient;
+    // A client built by the caller with no timeouts and the SDK's defaults:
+    // envseal's bounds and retry rules are applied to each call anyway.
+    for (action, kind, requests) in [
+        (
+            Action::Error(400, "LimitExceededException"),
+            KmsErrorKind::LimitExceeded,
+            1,
+        ),
+        (
+            Action::Error(429, "ThrottlingException"),
+            KmsErrorKind::Throttled,
+            2,
+        ),
+        (Action::Hang, KmsErrorKind::Timeout(TimeoutKind::Read), 2),
+    ] {
+        let server = FaultServer::start(None, vec![action]);
+        let sdk = aws_sdk_kms::Client::new(&moto::sdk_config("us-east-1", &server.url));
+        let b = bounds().with_max_attempts(2);
+        let client = KmsClient::from_sdk_client(sdk, b.clone()).unwrap();
+        let keyring = KmsKeyring::new(client, [KEY]).unwrap();
+        let start = Instant::now();
+        let result = envseal::encrypt(&Config::default(), &keyring, &context(), b"x").await;
+        let err = kms_error(result);
+        assert_eq!(err.kind, kind, "{err}");
+        assert_eq!(server.requests(), requests, "{err}");
+        assert_eq!(err.attempts as usize, requests, "{err}");
+        within_deadline(start.elapsed(), &b);
+    }
+}
+
+#[test]
+fn attempts_are_traced_with_status_and_outcome() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("envseal=debug")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let server = FaultServer::start(None, vec![Action::Error(429, "ThrottlingException")]);
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (result, _, _) = encrypt_via(&server.url, KEY, bounds()).await;
+            assert_eq!(kms_error(result).kind, KmsErrorKind::Throttled);
+        });
+    });
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let throttled: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("kms attempt throttled"))
+        .collect();
+    assert_eq!(throttled.len(), MAX_ATTEMPTS as usize, "{log}");
+    for (i, line) in throttled.iter().enumerate() {
+        assert!(line.contains("WARN") && line.contains("status=429"), "{line}");
+        assert!(line.contains(&format!("attempt={}", i + 1)), "{line}");
+        assert!(
+            line.contains("operation=\"GenerateDataKey\"") || line.contains("operation=GenerateDataKey"),
+            "{line}"
+        );
+        assert!(line.contains("latency_ms="), "{line}");
+    }
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains("kms call failed")).collect();
+    assert_eq!(failed.len(), 1, "{log}");
+    assert!(
+        failed[0].contains("Throttled") && failed[0].contains("attempts=3"),
+        "{}",
+        failed[0]
+    );
+    // Secrets never reach the log: no plaintext data key field at all.
+    assert!(!log.contains("Plaintext"), "{log}");
+}

@@ -129,7 +129,7 @@ async fn decrypt_candidates(
 /// one `Decrypt` each, in message order, stopping at the first success.
 /// Keys are best given as ARNs: decrypt matches the ARN stored in the
 /// message, so a bare key id or alias can encrypt but never decrypt.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KmsKeyring {
     client: KmsClient,
     key_ids: Vec<String>,
@@ -187,6 +187,27 @@ impl KmsKeyring {
     /// The client (for its counters).
     pub fn client(&self) -> &KmsClient {
         &self.client
+    }
+}
+
+// Grant tokens are bearer credentials for a grant: counted, never shown.
+impl std::fmt::Debug for KmsKeyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsKeyring")
+            .field("key_ids", &self.key_ids)
+            .field("grant_tokens", &self.grant_tokens.len())
+            .field("client", &self.client)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for KmsDiscoveryKeyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsDiscoveryKeyring")
+            .field("region", &self.region)
+            .field("filter", &self.filter)
+            .field("grant_tokens", &self.grant_tokens.len())
+            .finish()
     }
 }
 
@@ -302,7 +323,7 @@ impl DiscoveryFilter {
 /// replaced); a single-Region key in another region is skipped without a
 /// call. To discover across regions, put one discovery keyring per region
 /// (`KmsClient::with_region`) in a [`MultiKeyring`](crate::MultiKeyring).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KmsDiscoveryKeyring {
     client: KmsClient,
     region: String,

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 #[cfg(feature = "kms")]
+pub mod fake_kms;
+#[cfg(feature = "kms")]
 pub mod fault;
 #[cfg(feature = "kms")]
 pub mod moto;

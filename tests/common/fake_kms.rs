@@ -1,0 +1,201 @@
+//! A small fake of KMS's JSON API (GenerateDataKey, Encrypt, Decrypt) for
+//! what moto 5.2.5 cannot do: multi-Region keys (moto's blobs hold 36-byte
+//! key ids, so `mrk-` keys never decrypt). Replicas share key material: a
+//! blob made under `…:us-east-1:…:key/mrk-x` decrypts under the same key
+//! in any region. The fake also checks that each request is signed for the
+//! region of the key ARN it names, which is what a regional KMS enforces.
+//! Not cryptography: blobs are plain JSON, good only for tests.
+
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub struct FakeKms {
+    pub url: String,
+    /// (operation, KeyId, signing region) of every request.
+    pub calls: Arc<Mutex<Vec<(String, String, String)>>>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl FakeKms {
+    pub fn start() -> FakeKms {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&calls);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let serve = async {
+                    loop {
+                        let Ok((sock, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let seen = Arc::clone(&seen);
+                        tokio::spawn(async move {
+                            let _ = serve(sock, seen).await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    _ = serve => {}
+                    _ = rx => {}
+                }
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        FakeKms {
+            url: format!("http://{addr}"),
+            calls,
+            _shutdown: tx,
+        }
+    }
+
+    pub fn calls(&self) -> Vec<(String, String, String)> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+/// The key material's identity: the ARN without its region for a
+/// multi-Region key, the whole ARN otherwise.
+fn key_identity(key_id: &str) -> Option<String> {
+    let parts: Vec<&str> = key_id.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[0] != "arn" || !parts[5].starts_with("key/") {
+        return None;
+    }
+    if parts[5].starts_with("key/mrk-") {
+        Some(format!(
+            "{}:{}:{}::{}:{}",
+            parts[0], parts[1], parts[2], parts[4], parts[5]
+        ))
+    } else {
+        Some(key_id.to_owned())
+    }
+}
+
+fn arn_region(key_id: &str) -> &str {
+    key_id.split(':').nth(3).unwrap_or("")
+}
+
+fn error(code: &str) -> (u16, Value) {
+    (
+        400,
+        json!({"__type": code, "message": format!("fake kms: {code}")}),
+    )
+}
+
+fn handle(op: &str, req: &Value, signing_region: &str) -> (u16, Value) {
+    let key_id = req["KeyId"].as_str().unwrap_or("");
+    let Some(identity) = key_identity(key_id) else {
+        return error("NotFoundException");
+    };
+    if arn_region(key_id) != signing_region {
+        return error("IncorrectRegionForKey");
+    }
+    let context = req.get("EncryptionContext").cloned().unwrap_or(json!({}));
+    let seal = |plaintext: &[u8]| -> String {
+        let blob = json!({"k": identity, "ec": context, "p": B64.encode(plaintext)});
+        B64.encode(blob.to_string())
+    };
+    match op {
+        "GenerateDataKey" => {
+            let n = req["NumberOfBytes"].as_u64().unwrap_or(32) as usize;
+            let plaintext: Vec<u8> = (0..n).map(|i| (i * 7 + 3) as u8).collect();
+            (
+                200,
+                json!({"CiphertextBlob": seal(&plaintext), "Plaintext": B64.encode(&plaintext), "KeyId": key_id}),
+            )
+        }
+        "Encrypt" => {
+            let plaintext = B64
+                .decode(req["Plaintext"].as_str().unwrap_or(""))
+                .unwrap_or_default();
+            (200, json!({"CiphertextBlob": seal(&plaintext), "KeyId": key_id}))
+        }
+        "Decrypt" => {
+            let blob = B64
+                .decode(req["CiphertextBlob"].as_str().unwrap_or(""))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+            let Some(blob) = blob else {
+                return error("InvalidCiphertextException");
+            };
+            if blob["k"].as_str() != Some(identity.as_str()) {
+                return error("IncorrectKeyException");
+            }
+            if blob["ec"] != context {
+                return error("InvalidCiphertextException");
+            }
+            (200, json!({"Plaintext": blob["p"], "KeyId": key_id}))
+        }
+        _ => error("UnsupportedOperationException"),
+    }
+}
+
+async fn serve(mut sock: TcpStream, seen: Arc<Mutex<Vec<(String, String, String)>>>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            let mut chunk = [0u8; 8192];
+            let n = sock.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let header = |name: &str| -> String {
+            head.lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                })
+                .unwrap_or_default()
+        };
+        let len: usize = header("content-length").parse().unwrap_or(0);
+        while buf.len() < head_end + 4 + len {
+            let mut chunk = [0u8; 8192];
+            let n = sock.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body: Vec<u8> = buf.drain(..head_end + 4 + len).skip(head_end + 4).collect();
+        let op = header("x-amz-target").rsplit('.').next().unwrap_or("").to_owned();
+        // Credential=AKID/DATE/REGION/kms/aws4_request
+        let auth = header("authorization");
+        let region = auth
+            .split("Credential=")
+            .nth(1)
+            .and_then(|c| c.split('/').nth(2))
+            .unwrap_or("")
+            .to_owned();
+        let req: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+        seen.lock().unwrap().push((
+            op.clone(),
+            req["KeyId"].as_str().unwrap_or("").to_owned(),
+            region.clone(),
+        ));
+        let (status, value) = handle(&op, &req, &region);
+        let body = value.to_string();
+        let response = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        sock.write_all(response.as_bytes()).await?;
+    }
+}

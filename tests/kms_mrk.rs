@@ -1,0 +1,103 @@
+//! Multi-Region keys end to end, against a small fake KMS
+//! (tests/common/fake_kms.rs; moto 5.2.5 cannot decrypt under `mrk-` keys):
+//! a message wrapped under a multi-Region key in one region decrypts with
+//! its replica in another, by the strict keyring and by discovery; a
+//! single-Region key never matches across regions, and no call is made.
+#![cfg(feature = "kms")]
+
+mod common;
+
+use common::fake_kms::FakeKms;
+use envseal::kms::{KmsBounds, KmsClient};
+use envseal::{Config, EncryptionContext, Error, KmsDiscoveryKeyring, KmsKeyring};
+
+const MRK_EAST: &str = "arn:aws:kms:us-east-1:111122223333:key/mrk-80bd8ecdcd4342aebd84b7dc9da498a7";
+const MRK_WEST: &str = "arn:aws:kms:eu-west-1:111122223333:key/mrk-80bd8ecdcd4342aebd84b7dc9da498a7";
+const SRK_EAST: &str = "arn:aws:kms:us-east-1:111122223333:key/b3537ef1-d8dc-4780-9f5a-55776cbb2f7f";
+const SRK_WEST: &str = "arn:aws:kms:eu-west-1:111122223333:key/b3537ef1-d8dc-4780-9f5a-55776cbb2f7f";
+
+async fn client(fake: &FakeKms, region: &str) -> KmsClient {
+    common::moto::client(region, &fake.url, KmsBounds::default()).await
+}
+
+fn context() -> EncryptionContext {
+    [("record", "42")].into_iter().collect()
+}
+
+#[tokio::test]
+async fn mrk_replica_decrypts_in_another_region() {
+    let fake = FakeKms::start();
+    let config = Config::default();
+    let east = KmsKeyring::new(client(&fake, "us-east-1").await, [MRK_EAST]).unwrap();
+    let message = envseal::encrypt(&config, &east, &context(), b"replicated")
+        .await
+        .unwrap();
+
+    // Strict keyring configured with the replica's ARN: it matches the
+    // stored us-east-1 ARN and calls Decrypt with its own, in eu-west-1.
+    let west_client = client(&fake, "eu-west-1").await;
+    let west = KmsKeyring::new(west_client.clone(), [MRK_WEST]).unwrap();
+    let out = envseal::decrypt(&config, &west, &context(), &message)
+        .await
+        .unwrap();
+    assert_eq!(out.plaintext, b"replicated");
+    assert_eq!(west_client.stats().decrypt_calls, 1);
+
+    // Discovery in eu-west-1 rewrites the stored ARN's region to its own.
+    let discovery = KmsDiscoveryKeyring::new(client(&fake, "eu-west-1").await).unwrap();
+    let out = envseal::decrypt(&config, &discovery, &context(), &message)
+        .await
+        .unwrap();
+    assert_eq!(out.plaintext, b"replicated");
+
+    let calls = fake.calls();
+    let expected = [
+        ("GenerateDataKey", MRK_EAST, "us-east-1"),
+        ("Decrypt", MRK_WEST, "eu-west-1"),
+        ("Decrypt", MRK_WEST, "eu-west-1"),
+    ];
+    assert_eq!(calls.len(), expected.len(), "{calls:?}");
+    for (got, want) in calls.iter().zip(expected) {
+        assert_eq!((got.0.as_str(), got.1.as_str(), got.2.as_str()), want);
+    }
+}
+
+#[tokio::test]
+async fn single_region_key_never_matches_across_regions() {
+    let fake = FakeKms::start();
+    let config = Config::default();
+    let east = KmsKeyring::new(client(&fake, "us-east-1").await, [SRK_EAST]).unwrap();
+    let message = envseal::encrypt(&config, &east, &context(), b"local")
+        .await
+        .unwrap();
+
+    let c = client(&fake, "eu-west-1").await;
+    let strict = KmsKeyring::new(c.clone(), [SRK_WEST]).unwrap();
+    let err = envseal::decrypt(&config, &strict, &context(), &message)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NoMatchingKey { edks: 1 }), "{err:?}");
+    let discovery = KmsDiscoveryKeyring::new(c.clone()).unwrap();
+    let err = envseal::decrypt(&config, &discovery, &context(), &message)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NoMatchingKey { edks: 1 }), "{err:?}");
+    assert_eq!(c.stats().calls(), 0);
+    assert_eq!(fake.calls().len(), 1, "only the GenerateDataKey");
+
+    // The same key in its own region decrypts.
+    let out = envseal::decrypt(&config, &east, &context(), &message)
+        .await
+        .unwrap();
+    assert_eq!(out.plaintext, b"local");
+}
+
+#[tokio::test]
+async fn two_replicas_of_one_mrk_in_one_keyring_are_refused() {
+    let fake = FakeKms::start();
+    let err = KmsKeyring::new(client(&fake, "us-east-1").await, [MRK_EAST, MRK_WEST]).unwrap_err();
+    assert!(
+        err.to_string().contains(MRK_EAST) && err.to_string().contains(MRK_WEST),
+        "{err}"
+    );
+}
