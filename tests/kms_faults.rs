@@ -234,25 +234,24 @@ async fn errors_that_must_not_retry_make_one_request() {
 }
 
 #[tokio::test]
-async fn a_spent_deadline_makes_no_further_call() {
-    // Two keys; the first call eats the whole deadline, so the second
-    // (Encrypt) is never sent.
-    let server = FaultServer::start(None, vec![Action::Hang]);
-    let client = moto::client(
-        "us-east-1",
-        &server.url,
-        bounds()
-            .with_max_attempts(1)
-            .with_read_timeout(Duration::from_secs(5))
-            .with_attempt_timeout(Duration::from_secs(5))
-            .with_deadline(Duration::from_millis(400)),
-    )
-    .await;
-    let keyring = KmsKeyring::new(
-        client.clone(),
-        [KEY, &KEY.replace("0000-0000-0000", "1111-1111-1111")],
-    )
-    .unwrap();
+async fn one_deadline_covers_all_calls_of_a_keyring_operation() {
+    // Two keys: GenerateDataKey succeeds after 600 ms, then Encrypt for the
+    // second key hangs. With one 800 ms deadline for the whole operation the
+    // Encrypt gets only the ~200 ms left (a per-call deadline would let it
+    // run to 1.4 s).
+    let k1 = create_key("us-east-1").await;
+    let k2 = create_key("us-east-1").await;
+    let server = FaultServer::start(
+        Some(moto().url.clone()),
+        vec![Action::DelayProxy(Duration::from_millis(600)), Action::Hang],
+    );
+    let b = bounds()
+        .with_max_attempts(1)
+        .with_read_timeout(Duration::from_secs(5))
+        .with_attempt_timeout(Duration::from_secs(5))
+        .with_deadline(Duration::from_millis(800));
+    let client = moto::client("us-east-1", &server.url, b.clone()).await;
+    let keyring = KmsKeyring::new(client.clone(), [&k1, &k2]).unwrap();
     let start = Instant::now();
     let err = envseal::encrypt(&Config::default(), &keyring, &context(), b"x")
         .await
@@ -260,9 +259,65 @@ async fn a_spent_deadline_makes_no_further_call() {
     let elapsed = start.elapsed();
     let Error::Kms(err) = err else { panic!("{err:?}") };
     assert_eq!(err.kind, KmsErrorKind::Timeout(TimeoutKind::Deadline), "{err}");
-    assert_eq!(server.requests(), 1);
-    assert!(elapsed < Duration::from_millis(400) + MARGIN, "{elapsed:?}");
-    assert!(elapsed >= Duration::from_millis(390), "{elapsed:?}");
+    assert_eq!(err.operation, envseal::kms::KmsOperation::Encrypt, "{err}");
+    assert_eq!(server.requests(), 2);
+    assert!(elapsed >= Duration::from_millis(790), "{elapsed:?}");
+    within_deadline(elapsed, &b);
+    assert_eq!(client.stats().successes, 1);
+
+    // Once the deadline is spent, no further call is even started.
+    let server = FaultServer::start(None, vec![Action::Hang]);
+    let b = b.with_deadline(Duration::from_millis(300));
+    let client = moto::client("us-east-1", &server.url, b.clone()).await;
+    let keyring = KmsKeyring::new(client.clone(), [KEY]).unwrap();
+    // Decrypt tries matching EDKs in turn; a deadline error stops the loop.
+    let aes = common::aes("app", "k", &[1u8; 32]);
+    let fake_kms_edk = FakeKmsEdk(KEY.to_owned());
+    let both = envseal::MultiKeyring::from_keyrings(vec![
+        aes.clone(),
+        std::sync::Arc::new(fake_kms_edk.clone()),
+        std::sync::Arc::new(fake_kms_edk),
+    ])
+    .unwrap();
+    let message = envseal::encrypt(&Config::default(), &both, &context(), b"y")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let err = envseal::decrypt(&Config::default(), &keyring, &context(), &message)
+        .await
+        .unwrap_err();
+    let Error::Kms(err) = err else { panic!("{err:?}") };
+    assert_eq!(err.kind, KmsErrorKind::Timeout(TimeoutKind::Deadline), "{err}");
+    assert_eq!(
+        server.requests(),
+        1,
+        "the second EDK must not be tried after the deadline"
+    );
+    within_deadline(start.elapsed(), &b);
+}
+
+/// Adds an `aws-kms` EDK naming `arn` with junk ciphertext (a hostile or
+/// foreign message), without calling KMS.
+#[derive(Clone)]
+struct FakeKmsEdk(String);
+
+#[envseal::async_trait]
+impl envseal::Keyring for FakeKmsEdk {
+    async fn on_encrypt(&self, m: &mut envseal::EncryptionMaterials) -> envseal::Result<()> {
+        m.add_encrypted_data_key(envseal::EncryptedDataKey {
+            provider_id: "aws-kms".into(),
+            provider_info: self.0.clone().into_bytes(),
+            ciphertext: vec![7; 64],
+        });
+        Ok(())
+    }
+    async fn on_decrypt(
+        &self,
+        _: &envseal::DecryptionMaterials,
+        _: &[envseal::EncryptedDataKey],
+    ) -> envseal::Result<Option<envseal::DataKey>> {
+        Ok(None)
+    }
 }
 
 #[tokio::test]
@@ -297,62 +352,4 @@ async fn bounds_apply_to_a_caller_built_sdk_client() {
         assert_eq!(err.attempts as usize, requests, "{err}");
         within_deadline(start.elapsed(), &b);
     }
-}
-
-#[test]
-fn attempts_are_traced_with_status_and_outcome() {
-    use std::sync::{Arc, Mutex};
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("envseal=debug")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let server = FaultServer::start(None, vec![Action::Error(429, "ThrottlingException")]);
-    tracing::subscriber::with_default(subscriber, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (result, _, _) = encrypt_via(&server.url, KEY, bounds()).await;
-            assert_eq!(kms_error(result).kind, KmsErrorKind::Throttled);
-        });
-    });
-    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    let throttled: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("kms attempt throttled"))
-        .collect();
-    assert_eq!(throttled.len(), MAX_ATTEMPTS as usize, "{log}");
-    for (i, line) in throttled.iter().enumerate() {
-        assert!(line.contains("WARN") && line.contains("status=429"), "{line}");
-        assert!(line.contains(&format!("attempt={}", i + 1)), "{line}");
-        assert!(
-            line.contains("operation=\"GenerateDataKey\"") || line.contains("operation=GenerateDataKey"),
-            "{line}"
-        );
-        assert!(line.contains("latency_ms="), "{line}");
-    }
-    let failed: Vec<&str> = log.lines().filter(|l| l.contains("kms call failed")).collect();
-    assert_eq!(failed.len(), 1, "{log}");
-    assert!(
-        failed[0].contains("Throttled") && failed[0].contains("attempts=3"),
-        "{}",
-        failed[0]
-    );
-    // Secrets never reach the log: no plaintext data key field at all.
-    assert!(!log.contains("Plaintext"), "{log}");
 }

@@ -3,12 +3,14 @@
 //! a message wrapped under a multi-Region key in one region decrypts with
 //! its replica in another, by the strict keyring and by discovery; a
 //! single-Region key never matches across regions, and no call is made.
+//! Also the keyrings' checks of KMS responses (wrong key id, wrong data key
+//! length, missing blob) and of `aws-kms` EDKs that name no key ARN.
 #![cfg(feature = "kms")]
 
 mod common;
 
-use common::fake_kms::FakeKms;
-use envseal::kms::{KmsBounds, KmsClient};
+use common::fake_kms::{FakeKms, Quirk};
+use envseal::kms::{KmsBounds, KmsClient, KmsErrorKind, KmsOperation};
 use envseal::{Config, EncryptionContext, Error, KmsDiscoveryKeyring, KmsKeyring};
 
 const MRK_EAST: &str = "arn:aws:kms:us-east-1:111122223333:key/mrk-80bd8ecdcd4342aebd84b7dc9da498a7";
@@ -100,4 +102,120 @@ async fn two_replicas_of_one_mrk_in_one_keyring_are_refused() {
         err.to_string().contains(MRK_EAST) && err.to_string().contains(MRK_WEST),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn bad_kms_responses_are_refused() {
+    let fake = FakeKms::start();
+    let config = Config::default();
+    let c = client(&fake, "us-east-1").await;
+    let keyring = KmsKeyring::new(c.clone(), [SRK_EAST]).unwrap();
+    let good = envseal::encrypt(&config, &keyring, &context(), b"ok")
+        .await
+        .unwrap();
+    let two = KmsKeyring::new(c.clone(), [SRK_EAST, MRK_EAST]).unwrap();
+
+    let cases = [
+        (Quirk::ShortKey, KmsOperation::GenerateDataKey, "bytes"),
+        (
+            Quirk::NotAnArn,
+            KmsOperation::GenerateDataKey,
+            "not a KMS key ARN",
+        ),
+        (
+            Quirk::NoCiphertext,
+            KmsOperation::GenerateDataKey,
+            "CiphertextBlob",
+        ),
+    ];
+    for (quirk, op, text) in cases {
+        *fake.quirk.lock().unwrap() = quirk;
+        let err = envseal::encrypt(&config, &two, &context(), b"x")
+            .await
+            .unwrap_err();
+        let Error::Kms(err) = err else {
+            panic!("{quirk:?}: {err:?}")
+        };
+        assert_eq!(err.kind, KmsErrorKind::InvalidResponse, "{quirk:?}: {err}");
+        assert_eq!(err.operation, op, "{quirk:?}: {err}");
+        assert!(err.to_string().contains(text), "{quirk:?}: {err}");
+    }
+
+    for (quirk, text) in [(Quirk::WrongKeyId, "not the key"), (Quirk::ShortKey, "bytes")] {
+        *fake.quirk.lock().unwrap() = quirk;
+        let err = envseal::decrypt(&config, &keyring, &context(), &good)
+            .await
+            .unwrap_err();
+        let Error::Kms(err) = err else {
+            panic!("{quirk:?}: {err:?}")
+        };
+        assert_eq!(err.kind, KmsErrorKind::InvalidResponse, "{quirk:?}: {err}");
+        assert_eq!(err.operation, KmsOperation::Decrypt);
+        assert!(err.to_string().contains(text), "{quirk:?}: {err}");
+    }
+    *fake.quirk.lock().unwrap() = Quirk::None;
+    envseal::decrypt(&config, &keyring, &context(), &good)
+        .await
+        .unwrap();
+}
+
+/// Adds an `aws-kms` EDK with the given provider info and junk ciphertext.
+struct RawKmsEdk(Vec<u8>);
+
+#[envseal::async_trait]
+impl envseal::Keyring for RawKmsEdk {
+    async fn on_encrypt(&self, m: &mut envseal::EncryptionMaterials) -> envseal::Result<()> {
+        m.add_encrypted_data_key(envseal::EncryptedDataKey {
+            provider_id: "aws-kms".into(),
+            provider_info: self.0.clone(),
+            ciphertext: vec![1; 40],
+        });
+        Ok(())
+    }
+    async fn on_decrypt(
+        &self,
+        _: &envseal::DecryptionMaterials,
+        _: &[envseal::EncryptedDataKey],
+    ) -> envseal::Result<Option<envseal::DataKey>> {
+        Ok(None)
+    }
+}
+
+#[tokio::test]
+async fn aws_kms_edks_without_a_key_arn_fail_before_any_call() {
+    let fake = FakeKms::start();
+    let config = Config::default();
+    let aes = common::aes("app", "k", &[2u8; 32]);
+    for info in [
+        &b"not-an-arn"[..],
+        b"arn:aws:kms:us-east-1:1:alias/x",
+        b"\xff\xfe",
+        b"arn:aws:kms:r:1:key/\x1b[2Jevil",
+    ] {
+        let multi = envseal::MultiKeyring::from_keyrings(vec![
+            aes.clone(),
+            std::sync::Arc::new(RawKmsEdk(info.to_vec())),
+        ])
+        .unwrap();
+        let message = envseal::encrypt(&config, &multi, &context(), b"m").await.unwrap();
+        let c = client(&fake, "us-east-1").await;
+        for keyring in [
+            Box::new(KmsKeyring::new(c.clone(), [SRK_EAST]).unwrap()) as Box<dyn envseal::Keyring>,
+            Box::new(KmsDiscoveryKeyring::new(c.clone()).unwrap()),
+        ] {
+            let result = envseal::decrypt(&config, keyring.as_ref(), &context(), &message).await;
+            match (info.starts_with(b"arn:aws:kms:r:1:key/"), result) {
+                // A well-formed key ARN (with junk bytes): tried, or skipped
+                // as another region's; never a panic, never success.
+                (true, r) => assert!(r.is_err()),
+                (false, Err(Error::Keyring { reason, .. })) => assert!(reason.contains("ARN"), "{reason}"),
+                (false, other) => panic!("{info:?}: {other:?}"),
+            }
+        }
+        assert_eq!(c.stats().calls(), 0, "{info:?}");
+        // The raw AES key still opens the message.
+        envseal::decrypt(&config, aes.as_ref(), &context(), &message)
+            .await
+            .unwrap();
+    }
 }

@@ -339,8 +339,8 @@ struct RsaKeySpec {
 enum KeySpec {
     Aes(AesKeySpec),
     Rsa(RsaKeySpec),
-    #[cfg_attr(not(feature = "kms"), allow(dead_code))]
-    Kms(String),
+    /// A `--kms-key`; all of them form one keyring (see `build_keyring`).
+    Kms,
 }
 
 fn parse_aes_spec(s: &str) -> Result<AesKeySpec, String> {
@@ -536,11 +536,8 @@ fn ordered_keys(common: &CommonArgs, m: &ArgMatches) -> Vec<KeySpec> {
         ));
     }
     let kms_idx: Vec<usize> = m.indices_of("kms_key").map(Iterator::collect).unwrap_or_default();
-    for (i, key) in common.kms.kms_key.iter().enumerate() {
-        all.push((
-            kms_idx.get(i).copied().unwrap_or(usize::MAX),
-            KeySpec::Kms(key.clone()),
-        ));
+    for i in 0..common.kms.kms_key.len() {
+        all.push((kms_idx.get(i).copied().unwrap_or(usize::MAX), KeySpec::Kms));
     }
     all.sort_by_key(|(i, _)| *i);
     all.into_iter().map(|(_, s)| s).collect()
@@ -594,20 +591,28 @@ fn build_keyring(
         ));
     }
     let mut keyrings: Vec<Arc<dyn Keyring>> = Vec::with_capacity(specs.len() + 1);
+    #[cfg(feature = "kms")]
+    let mut kms_placed = false;
     for spec in specs {
         match spec {
             #[cfg(not(feature = "kms"))]
-            KeySpec::Kms(_) => {
+            KeySpec::Kms => {
                 let _ = client;
                 return Err(Failure::usage(
                     "this envseal was built without AWS KMS support (feature kms)",
                 ));
             }
             #[cfg(feature = "kms")]
-            KeySpec::Kms(key_id) => {
+            // All --kms-key values form one keyring, at the first one's
+            // place: one deadline for all the KMS work of an operation, and
+            // the spec's check that no two are replicas of one MRK.
+            KeySpec::Kms if kms_placed => {}
+            #[cfg(feature = "kms")]
+            KeySpec::Kms => {
+                kms_placed = true;
                 let client = client.ok_or_else(|| Failure::runtime("no KMS client"))?;
-                let keyring = KmsKeyring::new(client.clone(), [key_id.as_str()])
-                    .map_err(|e| Failure::usage(format!("--kms-key {key_id}: {}", bare(&e))))?
+                let keyring = KmsKeyring::new(client.clone(), kms.kms_key.iter().cloned())
+                    .map_err(|e| Failure::usage(format!("--kms-key: {}", bare(&e))))?
                     .with_grant_tokens(kms.grant_token.iter().cloned());
                 keyrings.push(Arc::new(keyring));
             }

@@ -134,8 +134,8 @@ impl KmsBounds {
     /// Checks that every bound is usable.
     ///
     /// # Errors
-    /// [`Error::Config`] for a zero timeout or deadline, zero attempts, or
-    /// a maximum backoff below the initial one.
+    /// [`Error::Config`] for a zero timeout or deadline, one over 24 hours,
+    /// zero attempts, or a maximum backoff below the initial one.
     pub fn validate(&self) -> Result<(), Error> {
         let named = [
             ("connect timeout", self.connect_timeout),
@@ -145,6 +145,11 @@ impl KmsBounds {
         ];
         if let Some((name, _)) = named.iter().find(|(_, d)| d.is_zero()) {
             return Err(Error::Config(format!("KMS {name} must be greater than zero")));
+        }
+        // A bound is a bound: "forever" is not one (and would overflow Instant).
+        const MAX_BOUND: Duration = Duration::from_secs(24 * 60 * 60);
+        if let Some((name, _)) = named.iter().find(|(_, d)| *d > MAX_BOUND) {
+            return Err(Error::Config(format!("KMS {name} must be at most 24 hours")));
         }
         if self.max_attempts == 0 {
             return Err(Error::Config("KMS max attempts must be at least 1".into()));
@@ -240,7 +245,9 @@ struct ClientInner {
 /// A KMS client whose every call is bounded, classified, counted and traced.
 ///
 /// Cheap to clone; clones share the SDK client, the retry partition (its
-/// retry quota and adaptive rate limiter) and the counters.
+/// retry quota and adaptive rate limiter) and the counters. Build one per
+/// application and clone it: the SDK keeps every retry partition for the
+/// life of the process.
 #[derive(Clone)]
 pub struct KmsClient {
     inner: Arc<ClientInner>,
@@ -411,7 +418,9 @@ impl KmsClient {
 
     /// Starts the clock for one keyring operation.
     pub(crate) fn deadline(&self) -> Deadline {
-        Deadline(Instant::now() + self.inner.bounds.deadline)
+        // validate() caps the deadline at 24 h, so this cannot overflow.
+        let now = Instant::now();
+        Deadline(now.checked_add(self.inner.bounds.deadline).unwrap_or(now))
     }
 
     /// The region a call naming `key_id` goes to: the ARN's, else the client's.
@@ -443,7 +452,7 @@ impl KmsClient {
             .await?;
         Ok(GeneratedKey {
             plaintext: Zeroizing::new(out.plaintext.map(Blob::into_inner).unwrap_or_default()),
-            ciphertext: out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default(),
+            ciphertext: required_blob(out.ciphertext_blob).ok_or_else(|| missing_blob(op, args.key_id))?,
             key_id: out.key_id,
         })
     }
@@ -463,7 +472,8 @@ impl KmsClient {
             })
             .await?;
         Ok(WrappedKey {
-            ciphertext: out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default(),
+            ciphertext: required_blob(out.ciphertext_blob)
+                .ok_or_else(|| missing_blob(KmsOperation::Encrypt, args.key_id))?,
             key_id: out.key_id,
         })
     }
@@ -541,9 +551,14 @@ impl KmsClient {
             .instrument(span.clone())
             .await;
         let elapsed = started.elapsed();
-        let (attempts, last_status, last_failure) = {
+        let (attempts, last_status, last_failure, last_throttle) = {
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-            (s.attempts, s.last_status, s.last_failure.take())
+            (
+                s.attempts,
+                s.last_status,
+                s.last_failure.take(),
+                s.last_throttle.take(),
+            )
         };
         let result = match outcome {
             Ok(Ok(out)) => Ok(out),
@@ -554,22 +569,29 @@ impl KmsClient {
                 args.key_id,
             )),
         };
-        // The deadline passed between attempts (backoff, or the adaptive
-        // rate limiter's wait after throttling): the cause worth reporting
-        // is the last attempt's failure, e.g. throttling with its status.
-        let result = result.map_err(|err| match last_failure {
-            Some((kind, code, request_id))
-                if err.kind == KmsErrorKind::Timeout(TimeoutKind::Deadline)
-                    && !matches!(kind, KmsErrorKind::Timeout(_)) =>
-            {
-                let mut e = KmsError::new(kind, op, args.key_id)
-                    .with_message("the deadline passed while waiting to retry");
-                e.code = code;
-                e.request_id = request_id;
-                e.status = last_status;
-                e
+        // When the deadline ends a call that was failing for another reason,
+        // report that reason: the last attempt's failure if the deadline
+        // passed between attempts (backoff, or the adaptive limiter's wait),
+        // else any throttling, which must stay visible with its status.
+        let result = result.map_err(|err| {
+            if err.kind != KmsErrorKind::Timeout(TimeoutKind::Deadline) {
+                return err;
             }
-            _ => err,
+            let cause = match last_failure {
+                Some(f) if !matches!(f.kind, KmsErrorKind::Timeout(_)) => Some(f),
+                _ => last_throttle,
+            };
+            match cause {
+                Some(f) => {
+                    let mut e = KmsError::new(f.kind, op, args.key_id)
+                        .with_message("the deadline passed while retrying");
+                    e.code = f.code;
+                    e.request_id = f.request_id;
+                    e.status = f.status.or(last_status);
+                    e
+                }
+                None => err,
+            }
         });
         stats.call_finished(result.is_ok(), elapsed);
         let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
@@ -599,6 +621,17 @@ impl KmsClient {
             }
         }
     }
+}
+
+/// A wrapped key KMS must return: missing or empty is an invalid response
+/// (an empty EDK would make a message no one can decrypt).
+fn required_blob(blob: Option<Blob>) -> Option<Vec<u8>> {
+    blob.map(Blob::into_inner).filter(|b| !b.is_empty())
+}
+
+fn missing_blob(op: KmsOperation, key_id: &str) -> KmsError {
+    KmsError::new(KmsErrorKind::InvalidResponse, op, key_id)
+        .with_message("the response has no CiphertextBlob")
 }
 
 /// The AWS error code of an operation error, whichever operation it is.
@@ -693,18 +726,19 @@ where
         SdkError::DispatchFailure(d) if d.is_timeout() => {
             (KmsErrorKind::Timeout(transport_timeout_kind(&text)), None, None)
         }
-        SdkError::DispatchFailure(_) => (KmsErrorKind::Connection, None, Some(text)),
-        SdkError::ResponseError(_) => {
-            let kind = if text.contains("connection") || text.contains("Connection") {
-                KmsErrorKind::Connection
-            } else {
-                KmsErrorKind::InvalidResponse
-            };
-            (kind, None, Some(text))
+        // I/O and transient transport errors (reset, closed early) retry;
+        // a credentials provider failure surfaces here too, before sending.
+        SdkError::DispatchFailure(d)
+            if d.is_io() || d.as_other() == Some(aws_smithy_types::retry::ErrorKind::TransientError) =>
+        {
+            (KmsErrorKind::Connection, None, Some(text))
         }
-        SdkError::ConstructionFailure(_) if text.contains("credentials") => {
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) if mentions_credentials(&text) => {
             (KmsErrorKind::Credentials, None, Some(text))
         }
+        // The SDK retries a response it could not read (body cut off), so
+        // it is a transient connection failure, not a bad answer.
+        SdkError::ResponseError(_) => (KmsErrorKind::Connection, None, Some(text)),
         _ => (KmsErrorKind::Other, None, Some(text)),
     };
     let mut e = KmsError::new(kind, op, key_id);
@@ -713,6 +747,11 @@ where
     e.request_id = request_id;
     e.message = message;
     e
+}
+
+fn mentions_credentials(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("credential") || t.contains("identity")
 }
 
 /// Envseal's retry rules on top of the SDK's: plain HTTP 429 is throttling;
@@ -724,6 +763,14 @@ where
 #[derive(Debug)]
 struct EnvsealRetryClassifier;
 
+/// Codes the SDK's clock-skew classifier may retry (once skew is detected).
+const CLOCK_SKEW_CODES: [&str; 4] = [
+    "AccessDeniedException",
+    "InvalidSignatureException",
+    "RequestExpired",
+    "SignatureDoesNotMatch",
+];
+
 impl ClassifyRetry for EnvsealRetryClassifier {
     fn classify_retry(&self, ctx: &sdk::config::interceptors::InterceptorContext) -> RetryAction {
         let Some(Err(err)) = ctx.output_or_error() else {
@@ -732,6 +779,12 @@ impl ClassifyRetry for EnvsealRetryClassifier {
         if let Some(code) = err.as_operation_error().and_then(error_code) {
             if is_throttling_code(code) {
                 return RetryAction::throttling_error();
+            }
+            // The SDK retries these only on evidence of clock skew (the
+            // response Date more than 4 minutes off), re-signed with the
+            // corrected time: let it, or a skewed host never recovers.
+            if CLOCK_SKEW_CODES.contains(&code) {
+                return RetryAction::NoActionIndicated;
             }
             if KmsErrorKind::from_code(code).is_some_and(|k| k.forbids_retry()) {
                 return RetryAction::RetryForbidden;
@@ -753,6 +806,14 @@ impl ClassifyRetry for EnvsealRetryClassifier {
     }
 }
 
+#[derive(Clone, Debug)]
+struct AttemptFailure {
+    kind: KmsErrorKind,
+    code: Option<String>,
+    request_id: Option<String>,
+    status: Option<u16>,
+}
+
 #[derive(Debug, Default)]
 struct AttemptState {
     attempts: u32,
@@ -762,8 +823,10 @@ struct AttemptState {
     /// nothing (cancelled in the rate limiter, or finalized a second time at
     /// the deadline) records nothing.
     finished: u32,
-    /// The last failed attempt: kind, error code, request id.
-    last_failure: Option<(KmsErrorKind, Option<String>, Option<String>)>,
+    /// The last failed attempt: kind, error code, request id, status.
+    last_failure: Option<AttemptFailure>,
+    /// The last throttled attempt, kept even if a later one timed out.
+    last_throttle: Option<AttemptFailure>,
 }
 
 /// Per-call interceptor: counts attempts and logs each one's outcome.
@@ -830,7 +893,16 @@ impl Intercept for AttemptRecorder {
             Some(Err(err)) => {
                 let kind = classify_attempt(err, status);
                 let code = err.as_operation_error().and_then(error_code).map(str::to_owned);
-                s.last_failure = Some((kind.clone(), code, request_id));
+                let failure = AttemptFailure {
+                    kind: kind.clone(),
+                    code,
+                    request_id,
+                    status,
+                };
+                if kind == KmsErrorKind::Throttled {
+                    s.last_throttle = Some(failure.clone());
+                }
+                s.last_failure = Some(failure);
                 Some(kind)
             }
             _ => None,

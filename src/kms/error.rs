@@ -207,6 +207,9 @@ pub struct KmsError {
     pub elapsed: Duration,
     /// The service's or transport's message (never key material).
     pub message: Option<String>,
+    /// On decrypt, the failures of the other encrypted data keys tried
+    /// (this error is the first one's).
+    pub other_failures: Vec<KmsError>,
 }
 
 impl KmsError {
@@ -221,6 +224,7 @@ impl KmsError {
             attempts: 0,
             elapsed: Duration::ZERO,
             message: None,
+            other_failures: Vec::new(),
         }
     }
 
@@ -247,13 +251,15 @@ impl KmsError {
 
 impl fmt::Display for KmsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "KMS {} {}: {}",
-            self.operation,
-            self.key_id,
-            self.kind.describe()
-        )?;
+        // The key id can come from a hostile message (discovery): no control
+        // characters, bounded length, so the error stays one honest line.
+        let key_id: String = self
+            .key_id
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(300)
+            .collect();
+        write!(f, "KMS {} {}: {}", self.operation, key_id, self.kind.describe())?;
         match (self.status, &self.code) {
             (Some(s), Some(c)) => write!(f, " (HTTP {s}, {c})")?,
             (Some(s), None) => write!(f, " (HTTP {s})")?,
@@ -273,6 +279,19 @@ impl fmt::Display for KmsError {
         if let Some(m) = &self.message {
             let m: String = m.chars().filter(|c| !c.is_control()).take(300).collect();
             write!(f, ": {m}")?;
+        }
+        if !self.other_failures.is_empty() {
+            write!(f, "; {} more failed:", self.other_failures.len())?;
+            for (i, other) in self.other_failures.iter().take(8).enumerate() {
+                let key: String = other
+                    .key_id
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(120)
+                    .collect();
+                let sep = if i == 0 { " " } else { ", " };
+                write!(f, "{sep}{} {key} ({})", other.operation, other.kind.describe())?;
+            }
         }
         Ok(())
     }
@@ -300,6 +319,18 @@ mod tests {
              request id req-9: Rate exceededsecond line"
         );
         assert!(e.is_throttling() && e.is_retryable() && !e.is_timeout());
+    }
+
+    #[test]
+    fn display_strips_control_characters_from_hostile_key_ids() {
+        let e = KmsError::new(
+            KmsErrorKind::AccessDenied,
+            KmsOperation::Decrypt,
+            "arn:aws:kms:r:1:key/x\n\u{1b}[2Jforged line",
+        );
+        let s = e.to_string();
+        assert!(!s.chars().any(char::is_control), "{s:?}");
+        assert!(s.contains("key/x[2Jforged line"), "{s}");
     }
 
     #[test]

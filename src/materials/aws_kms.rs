@@ -103,21 +103,35 @@ async fn decrypt_candidates(
         return Ok(None);
     }
     let deadline = client.deadline();
-    let mut first_error = None;
+    let mut errors: Vec<Error> = Vec::new();
     for (key_id, edk) in candidates {
         match decrypt_one(client, &key_id, edk, materials, grant_tokens, deadline).await {
             Ok(key) => return Ok(Some(key)),
             Err(e) => {
                 let out_of_time = matches!(&e, Error::Kms(k)
                     if k.kind == KmsErrorKind::Timeout(crate::kms::TimeoutKind::Deadline));
-                first_error.get_or_insert(e);
+                errors.push(e);
                 if out_of_time {
                     break;
                 }
             }
         }
     }
-    Err(first_error.unwrap_or(Error::NoMatchingKey { edks: 0 }))
+    // The spec asks for all collected errors: the first, carrying the rest.
+    let mut errors = errors.into_iter();
+    match errors.next() {
+        Some(Error::Kms(mut first)) => {
+            first.other_failures = errors
+                .filter_map(|e| match e {
+                    Error::Kms(k) => Some(*k),
+                    _ => None,
+                })
+                .collect();
+            Err(Error::Kms(first))
+        }
+        Some(other) => Err(other),
+        None => Ok(None),
+    }
 }
 
 /// The AWS KMS keyring: wraps the data key under one or more KMS keys.

@@ -15,8 +15,23 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// A way for the fake to misbehave, for the keyrings' response checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quirk {
+    None,
+    /// Answer with another key's ARN.
+    WrongKeyId,
+    /// Answer with a KeyId that is not a key ARN.
+    NotAnArn,
+    /// Return a 16-byte data key whatever was asked.
+    ShortKey,
+    /// Omit the CiphertextBlob.
+    NoCiphertext,
+}
+
 pub struct FakeKms {
     pub url: String,
+    pub quirk: Arc<Mutex<Quirk>>,
     /// (operation, KeyId, signing region) of every request.
     pub calls: Arc<Mutex<Vec<(String, String, String)>>>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
@@ -26,6 +41,8 @@ impl FakeKms {
     pub fn start() -> FakeKms {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&calls);
+        let quirk = Arc::new(Mutex::new(Quirk::None));
+        let q = Arc::clone(&quirk);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -41,9 +58,9 @@ impl FakeKms {
                         let Ok((sock, _)) = listener.accept().await else {
                             continue;
                         };
-                        let seen = Arc::clone(&seen);
+                        let (seen, q) = (Arc::clone(&seen), Arc::clone(&q));
                         tokio::spawn(async move {
-                            let _ = serve(sock, seen).await;
+                            let _ = serve(sock, seen, q).await;
                         });
                     }
                 };
@@ -56,6 +73,7 @@ impl FakeKms {
         let addr = addr_rx.recv().unwrap();
         FakeKms {
             url: format!("http://{addr}"),
+            quirk,
             calls,
             _shutdown: tx,
         }
@@ -64,6 +82,11 @@ impl FakeKms {
     pub fn calls(&self) -> Vec<(String, String, String)> {
         self.calls.lock().unwrap().clone()
     }
+}
+
+/// The data key every GenerateDataKey returns (tests look for it in logs).
+pub fn data_key(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 + 3) as u8).collect()
 }
 
 /// The key material's identity: the ARN without its region for a
@@ -110,7 +133,7 @@ fn handle(op: &str, req: &Value, signing_region: &str) -> (u16, Value) {
     match op {
         "GenerateDataKey" => {
             let n = req["NumberOfBytes"].as_u64().unwrap_or(32) as usize;
-            let plaintext: Vec<u8> = (0..n).map(|i| (i * 7 + 3) as u8).collect();
+            let plaintext = data_key(n);
             (
                 200,
                 json!({"CiphertextBlob": seal(&plaintext), "Plaintext": B64.encode(&plaintext), "KeyId": key_id}),
@@ -142,7 +165,11 @@ fn handle(op: &str, req: &Value, signing_region: &str) -> (u16, Value) {
     }
 }
 
-async fn serve(mut sock: TcpStream, seen: Arc<Mutex<Vec<(String, String, String)>>>) -> std::io::Result<()> {
+async fn serve(
+    mut sock: TcpStream,
+    seen: Arc<Mutex<Vec<(String, String, String)>>>,
+    quirk: Arc<Mutex<Quirk>>,
+) -> std::io::Result<()> {
     let mut buf = Vec::new();
     loop {
         let head_end = loop {
@@ -190,7 +217,25 @@ async fn serve(mut sock: TcpStream, seen: Arc<Mutex<Vec<(String, String, String)
             req["KeyId"].as_str().unwrap_or("").to_owned(),
             region.clone(),
         ));
-        let (status, value) = handle(&op, &req, &region);
+        let (status, mut value) = handle(&op, &req, &region);
+        if status == 200 {
+            match *quirk.lock().unwrap() {
+                Quirk::None => {}
+                Quirk::WrongKeyId => {
+                    value["KeyId"] = json!("arn:aws:kms:us-east-1:999999999999:key/someone-else");
+                }
+                Quirk::NotAnArn => value["KeyId"] = json!("alias/not-a-key-arn"),
+                Quirk::ShortKey if value.get("Plaintext").is_some() => {
+                    value["Plaintext"] = json!(B64.encode([1u8; 16]));
+                }
+                Quirk::ShortKey => {}
+                Quirk::NoCiphertext => {
+                    if let Some(o) = value.as_object_mut() {
+                        o.remove("CiphertextBlob");
+                    }
+                }
+            }
+        }
         let body = value.to_string();
         let response = format!(
             "HTTP/1.1 {status} X\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{body}",

@@ -18,6 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub enum Action {
     /// Forward to the upstream (moto) and relay its answer.
     Proxy,
+    /// Wait, then proxy (a slow but successful KMS).
+    DelayProxy(Duration),
     /// Answer `status` with `{"__type": code, "message": ...}`.
     Error(u16, &'static str),
     /// Read the request, then say nothing, holding the connection open.
@@ -161,7 +163,15 @@ async fn serve_connection(
         seen.lock().unwrap().push(request.clone());
         let n = counter.fetch_add(1, Ordering::SeqCst);
         let action = plan.get(n).unwrap_or_else(|| plan.last().unwrap()).clone();
+        let action = match action {
+            Action::DelayProxy(d) => {
+                tokio::time::sleep(d).await;
+                Action::Proxy
+            }
+            other => other,
+        };
         match action {
+            Action::DelayProxy(_) => unreachable!("resolved above"),
             Action::Proxy => {
                 let upstream = upstream.as_deref().expect("a proxy plan needs an upstream");
                 let mut up = TcpStream::connect(upstream).await?;
