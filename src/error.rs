@@ -96,7 +96,7 @@ pub enum FormatError {
 #[non_exhaustive]
 pub enum LimitError {
     /// More encrypted data keys than `max_encrypted_data_keys`.
-    #[error("{found} encrypted data keys, more than the maximum of {max}")]
+    #[error("{found} encrypted data keys, more than max_encrypted_data_keys ({max})")]
     TooManyEncryptedDataKeys {
         /// Count in the message.
         found: usize,
@@ -104,21 +104,22 @@ pub enum LimitError {
         max: usize,
     },
     /// The header is larger than `max_header_size`.
-    #[error("header larger than the maximum of {max} bytes")]
+    #[error("header larger than max_header_size ({max} bytes)")]
     HeaderTooLarge {
         /// Configured maximum.
         max: usize,
     },
     /// The frame length is larger than `max_frame_length`.
-    #[error("frame length {found} exceeds the maximum of {max} bytes")]
+    #[error("frame length {found} exceeds max_frame_length ({max} bytes)")]
     FrameTooLarge {
         /// Frame length in the header.
         found: u64,
         /// Configured maximum.
         max: u64,
     },
-    /// A body that must be held whole (non-framed) is larger than `max_body_size`.
-    #[error("body of {found} bytes exceeds the maximum of {max} bytes")]
+    /// A body held whole (non-framed, or any one-shot decrypt's plaintext)
+    /// is larger than `max_body_size`.
+    #[error("body of {found} bytes exceeds max_body_size ({max} bytes)")]
     BodyTooLarge {
         /// Claimed or seen body size.
         found: u64,
@@ -126,7 +127,7 @@ pub enum LimitError {
         max: u64,
     },
     /// The message has more frames than the format allows.
-    #[error("more than {max} frames")]
+    #[error("more than {max} frames (the format's limit)")]
     TooManyFrames {
         /// Maximum frame count.
         max: u64,

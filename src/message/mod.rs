@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use zeroize::Zeroizing;
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, LimitError, Result};
 use crate::format::EncryptionContext;
 use crate::materials::Keyring;
 use crate::suite::AlgorithmSuite;
@@ -74,8 +74,25 @@ pub async fn decrypt(
 ) -> Result<Decrypted> {
     let decryptor = Decryptor::new(message, config)?.allow_signed_streaming();
     let mut reader = decryptor.decrypt(keyring, context).await?;
-    let mut plaintext = Zeroizing::new(Vec::with_capacity(message.len()));
-    reader.read_to_end(&mut plaintext).map_err(Error::from_io)?;
+    // The plaintext is held whole: `max_body_size` bounds it, framed or not.
+    let max = config.max_body_size;
+    // Capacity for everything that can arrive, so the buffer never
+    // reallocates (which would leave unwiped plaintext behind).
+    let cap = message
+        .len()
+        .min(usize::try_from(max.saturating_add(1)).unwrap_or(usize::MAX));
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(cap));
+    (&mut reader)
+        .take(max.saturating_add(1))
+        .read_to_end(&mut plaintext)
+        .map_err(Error::from_io)?;
+    if plaintext.len() as u64 > max {
+        return Err(LimitError::BodyTooLarge {
+            found: plaintext.len() as u64,
+            max,
+        }
+        .into());
+    }
     Ok(Decrypted {
         plaintext: std::mem::take(&mut *plaintext),
         encryption_context: reader.encryption_context().clone(),
