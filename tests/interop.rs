@@ -23,18 +23,6 @@ use envseal::{
 };
 use serde_json::{json, Value};
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("ENVSEAL_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "the Python reference ESDK is needed: run scripts/test (it installs it) or set ENVSEAL_PYTHON"
-    );
-    venv
-}
-
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/esdk_ref.py")
 }
@@ -43,7 +31,7 @@ fn script() -> PathBuf {
 fn reference_batch(dir: &Path, jobs: &[Vec<String>]) -> Vec<Result<(), String>> {
     let job_file = dir.join(format!("jobs-{}.json", jobs.len()));
     std::fs::write(&job_file, serde_json::to_vec(&jobs).unwrap()).unwrap();
-    let out = Command::new(python())
+    let out = Command::new(common::python())
         .arg(script())
         .arg("batch")
         .arg(&job_file)

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -18,23 +18,11 @@ use envseal::{
 };
 use serde_json::Value;
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("ENVSEAL_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "the Python reference ESDK is needed: run scripts/test (it installs it) or set ENVSEAL_PYTHON"
-    );
-    venv
-}
-
 /// Runs reference jobs in one Python process with moto as its KMS.
 fn reference(dir: &Path, jobs: &[Vec<String>]) -> Vec<Result<(), String>> {
     let job_file = dir.join("jobs.json");
     std::fs::write(&job_file, serde_json::to_vec(jobs).unwrap()).unwrap();
-    let out = Command::new(python())
+    let out = Command::new(common::python())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/esdk_ref.py"))
         .arg("batch")
         .arg(&job_file)

@@ -8,6 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::fake_kms::KmsEdk;
 use common::fault::{full_backlog, Action, FaultServer};
 use common::moto::{self, create_key, moto};
 use envseal::kms::{KmsBounds, KmsError, KmsErrorKind, RetryMode, TimeoutKind};
@@ -272,11 +273,10 @@ async fn one_deadline_covers_all_calls_of_a_keyring_operation() {
     let keyring = KmsKeyring::new(client.clone(), [KEY]).unwrap();
     // Decrypt tries matching EDKs in turn; a deadline error stops the loop.
     let aes = common::aes("app", "k", &[1u8; 32]);
-    let fake_kms_edk = FakeKmsEdk(KEY.to_owned());
     let both = envseal::MultiKeyring::from_keyrings(vec![
         aes.clone(),
-        std::sync::Arc::new(fake_kms_edk.clone()),
-        std::sync::Arc::new(fake_kms_edk),
+        std::sync::Arc::new(KmsEdk(KEY.into())),
+        std::sync::Arc::new(KmsEdk(KEY.into())),
     ])
     .unwrap();
     let message = envseal::encrypt(&Config::default(), &both, &context(), b"y")
@@ -294,30 +294,6 @@ async fn one_deadline_covers_all_calls_of_a_keyring_operation() {
         "the second EDK must not be tried after the deadline"
     );
     within_deadline(start.elapsed(), &b);
-}
-
-/// Adds an `aws-kms` EDK naming `arn` with junk ciphertext (a hostile or
-/// foreign message), without calling KMS.
-#[derive(Clone)]
-struct FakeKmsEdk(String);
-
-#[envseal::async_trait]
-impl envseal::Keyring for FakeKmsEdk {
-    async fn on_encrypt(&self, m: &mut envseal::EncryptionMaterials) -> envseal::Result<()> {
-        m.add_encrypted_data_key(envseal::EncryptedDataKey {
-            provider_id: "aws-kms".into(),
-            provider_info: self.0.clone().into_bytes(),
-            ciphertext: vec![7; 64],
-        });
-        Ok(())
-    }
-    async fn on_decrypt(
-        &self,
-        _: &envseal::DecryptionMaterials,
-        _: &[envseal::EncryptedDataKey],
-    ) -> envseal::Result<Option<envseal::DataKey>> {
-        Ok(None)
-    }
 }
 
 #[tokio::test]

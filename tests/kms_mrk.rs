@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::fake_kms::{FakeKms, Quirk};
+use common::fake_kms::{FakeKms, KmsEdk, Quirk};
 use envseal::kms::{KmsBounds, KmsClient, KmsErrorKind, KmsOperation};
 use envseal::{Config, EncryptionContext, Error, KmsDiscoveryKeyring, KmsKeyring};
 
@@ -159,28 +159,6 @@ async fn bad_kms_responses_are_refused() {
         .unwrap();
 }
 
-/// Adds an `aws-kms` EDK with the given provider info and junk ciphertext.
-struct RawKmsEdk(Vec<u8>);
-
-#[envseal::async_trait]
-impl envseal::Keyring for RawKmsEdk {
-    async fn on_encrypt(&self, m: &mut envseal::EncryptionMaterials) -> envseal::Result<()> {
-        m.add_encrypted_data_key(envseal::EncryptedDataKey {
-            provider_id: "aws-kms".into(),
-            provider_info: self.0.clone(),
-            ciphertext: vec![1; 40],
-        });
-        Ok(())
-    }
-    async fn on_decrypt(
-        &self,
-        _: &envseal::DecryptionMaterials,
-        _: &[envseal::EncryptedDataKey],
-    ) -> envseal::Result<Option<envseal::DataKey>> {
-        Ok(None)
-    }
-}
-
 #[tokio::test]
 async fn aws_kms_edks_without_a_key_arn_fail_before_any_call() {
     let fake = FakeKms::start();
@@ -194,7 +172,7 @@ async fn aws_kms_edks_without_a_key_arn_fail_before_any_call() {
     ] {
         let multi = envseal::MultiKeyring::from_keyrings(vec![
             aes.clone(),
-            std::sync::Arc::new(RawKmsEdk(info.to_vec())),
+            std::sync::Arc::new(KmsEdk(info.to_vec())),
         ])
         .unwrap();
         let message = envseal::encrypt(&config, &multi, &context(), b"m").await.unwrap();

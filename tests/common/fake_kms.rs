@@ -6,14 +6,13 @@
 //! region of the key ARN it names, which is what a regional KMS enforces.
 //! Not cryptography: blobs are plain JSON, good only for tests.
 
-use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// A way for the fake to misbehave, for the keyrings' response checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,48 +33,25 @@ pub struct FakeKms {
     pub quirk: Arc<Mutex<Quirk>>,
     /// (operation, KeyId, signing region) of every request.
     pub calls: Arc<Mutex<Vec<(String, String, String)>>>,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _server: super::loopback::Loopback,
 }
 
 impl FakeKms {
     pub fn start() -> FakeKms {
         let calls = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&calls);
         let quirk = Arc::new(Mutex::new(Quirk::None));
-        let q = Arc::clone(&quirk);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let serve = async {
-                    loop {
-                        let Ok((sock, _)) = listener.accept().await else {
-                            continue;
-                        };
-                        let (seen, q) = (Arc::clone(&seen), Arc::clone(&q));
-                        tokio::spawn(async move {
-                            let _ = serve(sock, seen, q).await;
-                        });
-                    }
-                };
-                tokio::select! {
-                    _ = serve => {}
-                    _ = rx => {}
-                }
-            });
+        let (seen, q) = (Arc::clone(&calls), Arc::clone(&quirk));
+        let server = super::loopback::serve(move |sock| {
+            let (seen, q) = (Arc::clone(&seen), Arc::clone(&q));
+            async move {
+                let _ = serve(sock, seen, q).await;
+            }
         });
-        let addr = addr_rx.recv().unwrap();
         FakeKms {
-            url: format!("http://{addr}"),
+            url: format!("http://{}", server.addr),
             quirk,
             calls,
-            _shutdown: tx,
+            _server: server,
         }
     }
 
@@ -242,5 +218,29 @@ async fn serve(
             body.len()
         );
         sock.write_all(response.as_bytes()).await?;
+    }
+}
+
+/// A keyring that only adds an `aws-kms` EDK with the given provider info
+/// and junk ciphertext (a hostile or foreign message), calling nothing.
+pub struct KmsEdk(pub Vec<u8>);
+
+#[envseal::async_trait]
+impl envseal::Keyring for KmsEdk {
+    async fn on_encrypt(&self, m: &mut envseal::EncryptionMaterials) -> envseal::Result<()> {
+        m.add_encrypted_data_key(envseal::EncryptedDataKey {
+            provider_id: "aws-kms".into(),
+            provider_info: self.0.clone(),
+            ciphertext: vec![7; 64],
+        });
+        Ok(())
+    }
+
+    async fn on_decrypt(
+        &self,
+        _: &envseal::DecryptionMaterials,
+        _: &[envseal::EncryptedDataKey],
+    ) -> envseal::Result<Option<envseal::DataKey>> {
+        Ok(None)
     }
 }

@@ -6,13 +6,13 @@
 //! It counts the requests it saw. It runs on its own thread and runtime, so
 //! any test (blocking or async) can use it.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 #[derive(Clone, Debug)]
 pub enum Action {
@@ -34,7 +34,7 @@ pub struct FaultServer {
     pub url: String,
     requests: Arc<AtomicUsize>,
     bodies: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _server: super::loopback::Loopback,
 }
 
 impl FaultServer {
@@ -43,50 +43,26 @@ impl FaultServer {
     pub fn start(upstream: Option<String>, plan: Vec<Action>) -> FaultServer {
         assert!(!plan.is_empty());
         let requests = Arc::new(AtomicUsize::new(0));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let counter = Arc::clone(&requests);
         let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = Arc::clone(&bodies);
+        let (counter, seen) = (Arc::clone(&requests), Arc::clone(&bodies));
         let plan = Arc::new(plan);
         let upstream = upstream.map(|u| u.trim_start_matches("http://").to_owned());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let serve = async {
-                    loop {
-                        let Ok((sock, _)) = listener.accept().await else {
-                            continue;
-                        };
-                        let (counter, plan, upstream, seen) = (
-                            Arc::clone(&counter),
-                            Arc::clone(&plan),
-                            upstream.clone(),
-                            Arc::clone(&seen),
-                        );
-                        tokio::spawn(async move {
-                            let _ = serve_connection(sock, counter, plan, upstream, seen).await;
-                        });
-                    }
-                };
-                tokio::select! {
-                    _ = serve => {}
-                    _ = rx => {}
-                }
-            });
+        let server = super::loopback::serve(move |sock| {
+            let (counter, plan, upstream, seen) = (
+                Arc::clone(&counter),
+                Arc::clone(&plan),
+                upstream.clone(),
+                Arc::clone(&seen),
+            );
+            async move {
+                let _ = serve_connection(sock, counter, plan, upstream, seen).await;
+            }
         });
-        let addr: SocketAddr = addr_rx.recv().unwrap();
         FaultServer {
-            url: format!("http://{addr}"),
+            url: format!("http://{}", server.addr),
             requests,
             bodies,
-            _shutdown: tx,
+            _server: server,
         }
     }
 

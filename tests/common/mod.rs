@@ -8,6 +8,8 @@ pub mod fake_kms;
 #[cfg(feature = "kms")]
 pub mod fault;
 #[cfg(feature = "kms")]
+pub mod loopback;
+#[cfg(feature = "kms")]
 pub mod moto;
 
 use envseal::{
@@ -62,4 +64,19 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// The Python reference ESDK's interpreter: `ENVSEAL_PYTHON` (set by
+/// scripts/test) or `.venv/bin/python`. Without it a test fails; it never
+/// skips silently.
+pub fn python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("ENVSEAL_PYTHON") {
+        return std::path::PathBuf::from(p);
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "the Python reference ESDK is needed: run scripts/test (it installs it) or set ENVSEAL_PYTHON"
+    );
+    venv
 }
