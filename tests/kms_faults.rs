@@ -147,9 +147,20 @@ async fn adaptive_mode_stays_within_the_deadline_and_reports_throttling() {
     // not, the error is the throttling, with its status and the real count.
     assert_eq!(err.kind, KmsErrorKind::Throttled, "{err}");
     assert_eq!(err.status, Some(429), "{err}");
-    assert_eq!(err.attempts as usize, server.requests(), "{err}");
+    // An attempt the deadline cuts may be counted as sent before its bytes
+    // reach the server.
+    let requests = server.requests();
+    let attempts = err.attempts as usize;
+    assert!(
+        attempts == requests || attempts == requests + 1,
+        "{requests} requests: {err}"
+    );
     assert!((1..=MAX_ATTEMPTS).contains(&err.attempts), "{err}");
-    assert_eq!(stats.throttles, u64::from(err.attempts));
+    let throttles = stats.throttles;
+    assert!(
+        throttles == u64::from(err.attempts) || throttles + 1 == u64::from(err.attempts),
+        "{throttles} throttles: {err}"
+    );
     within_deadline(elapsed, &b);
 }
 
