@@ -164,6 +164,12 @@ impl From<crate::kms::KmsError> for Error {
     }
 }
 
+impl From<Box<crate::kms::KmsError>> for Error {
+    fn from(e: Box<crate::kms::KmsError>) -> Self {
+        Error::Kms(e)
+    }
+}
+
 impl From<Error> for io::Error {
     fn from(e: Error) -> Self {
         match e {

@@ -26,6 +26,17 @@ fn context() -> EncryptionContext {
         .collect()
 }
 
+/// Changes the stored context value "acme1" to "acme2", so KMS gets a
+/// context other than the one the data key was wrapped under; returns the
+/// changed context (to pass as the reproduced one).
+fn retarget_context(message: &mut [u8]) -> EncryptionContext {
+    let at = message.windows(5).position(|w| w == b"acme1").unwrap();
+    message[at + 4] = b'2';
+    [("purpose", "kms-test"), ("tenant", "acme2")]
+        .into_iter()
+        .collect()
+}
+
 fn kms_error(e: Error) -> envseal::kms::KmsError {
     match e {
         Error::Kms(k) => *k,
@@ -167,13 +178,7 @@ async fn wrong_encryption_context_fails_at_kms() {
     let mut message = envseal::encrypt(&config, &keyring, &context(), b"bound")
         .await
         .unwrap();
-    // Change the stored context value "acme1" to "acme2": KMS gets a context
-    // other than the one the data key was wrapped under.
-    let at = message.windows(5).position(|w| w == b"acme1").unwrap();
-    message[at + 4] = b'2';
-    let tampered: EncryptionContext = [("purpose", "kms-test"), ("tenant", "acme2")]
-        .into_iter()
-        .collect();
+    let tampered = retarget_context(&mut message);
     let err = envseal::decrypt(&config, &keyring, &tampered, &message)
         .await
         .unwrap_err();
@@ -252,11 +257,7 @@ async fn hostile_message_causes_at_most_max_edk_calls() {
     let mut message = envseal::encrypt(&Config::default(), &keyring, &context(), b"x")
         .await
         .unwrap();
-    let at = message.windows(5).position(|w| w == b"acme1").unwrap();
-    message[at + 4] = b'2';
-    let tampered: EncryptionContext = [("purpose", "kms-test"), ("tenant", "acme2")]
-        .into_iter()
-        .collect();
+    let tampered = retarget_context(&mut message);
 
     // Every matching EDK is tried once: two EDKs, two failing calls.
     let c = client("us-east-1").await;

@@ -690,10 +690,7 @@ fn classify_attempt(err: &OrchestratorError<OpError>, status: Option<u16>) -> Km
             KmsErrorKind::Connection
         };
     }
-    match status {
-        Some(s) if s >= 500 => KmsErrorKind::ServerError,
-        _ => KmsErrorKind::Other,
-    }
+    KmsErrorKind::from_status(status)
 }
 
 /// Maps the SDK's final error to a [`KmsError`] (attempts filled in later).
@@ -711,11 +708,7 @@ where
             let kind = code
                 .as_deref()
                 .and_then(KmsErrorKind::from_code)
-                .unwrap_or(match status {
-                    Some(429) => KmsErrorKind::Throttled,
-                    Some(s) if s >= 500 => KmsErrorKind::ServerError,
-                    _ => KmsErrorKind::Other,
-                });
+                .unwrap_or_else(|| KmsErrorKind::from_status(status));
             (kind, code, e.message().map(str::to_owned))
         }
         SdkError::TimeoutError(_) => (

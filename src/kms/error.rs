@@ -124,6 +124,15 @@ impl KmsErrorKind {
         })
     }
 
+    /// The kind an HTTP status alone says, when no error code does.
+    pub(crate) fn from_status(status: Option<u16>) -> Self {
+        match status {
+            Some(429) => KmsErrorKind::Throttled,
+            Some(s) if s >= 500 => KmsErrorKind::ServerError,
+            _ => KmsErrorKind::Other,
+        }
+    }
+
     /// Kinds that must never be retried, whatever the SDK's classifiers say.
     pub(crate) fn forbids_retry(&self) -> bool {
         matches!(

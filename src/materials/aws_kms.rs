@@ -9,7 +9,6 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use zeroize::Zeroizing;
 
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
 use crate::crypto::DataKey;
@@ -25,23 +24,34 @@ const PROVIDER_ID: &str = "aws-kms";
 
 /// A KMS response must name a key by full ARN (spec: the response `KeyId`
 /// MUST be a valid AWS KMS key ARN).
-fn response_arn(key_id: Option<String>, op: KmsOperation, asked: &str) -> Result<String> {
+fn response_arn(key_id: Option<String>, op: KmsOperation, asked: &str) -> Result<String, Box<KmsError>> {
     match key_id {
         Some(id) if id.parse::<KmsArn>().is_ok_and(|a| a.resource_type() == "key") => Ok(id),
-        _ => Err(KmsError::new(KmsErrorKind::InvalidResponse, op, asked)
-            .with_message("the response KeyId is not a KMS key ARN")
-            .into()),
+        _ => Err(Box::new(
+            KmsError::new(KmsErrorKind::InvalidResponse, op, asked)
+                .with_message("the response KeyId is not a KMS key ARN"),
+        )),
+    }
+}
+
+/// The encrypted data key KMS wrapped under `arn`.
+fn kms_edk(arn: String, ciphertext: Vec<u8>) -> EncryptedDataKey {
+    EncryptedDataKey {
+        provider_id: PROVIDER_ID.into(),
+        provider_info: arn.into_bytes(),
+        ciphertext,
     }
 }
 
 /// Checks a returned data key's length against the suite.
-fn check_key_len(len: usize, want: usize, op: KmsOperation, key_id: &str) -> Result<()> {
+fn check_key_len(len: usize, want: usize, op: KmsOperation, key_id: &str) -> Result<(), Box<KmsError>> {
     if len == want {
         Ok(())
     } else {
-        Err(KmsError::new(KmsErrorKind::InvalidResponse, op, key_id)
-            .with_message(format!("data key of {len} bytes, the suite needs {want}"))
-            .into())
+        Err(Box::new(
+            KmsError::new(KmsErrorKind::InvalidResponse, op, key_id)
+                .with_message(format!("data key of {len} bytes, the suite needs {want}")),
+        ))
     }
 }
 
@@ -67,20 +77,19 @@ async fn decrypt_one(
     materials: &DecryptionMaterials,
     grant_tokens: &[String],
     deadline: crate::kms::Deadline,
-) -> Result<DataKey> {
+) -> Result<DataKey, Box<KmsError>> {
     let args = CallArgs {
         key_id,
         context: materials.context(),
         grant_tokens,
         deadline,
     };
-    let out = client.decrypt(args, &edk.ciphertext).await?;
+    let out = client.decrypt(args, &edk.ciphertext).await.map_err(Box::new)?;
     if out.key_id.as_deref() != Some(key_id) {
-        return Err(
+        return Err(Box::new(
             KmsError::new(KmsErrorKind::InvalidResponse, KmsOperation::Decrypt, key_id)
-                .with_message("the response KeyId is not the key that was asked for")
-                .into(),
-        );
+                .with_message("the response KeyId is not the key that was asked for"),
+        ));
     }
     check_key_len(
         out.plaintext.len(),
@@ -103,14 +112,13 @@ async fn decrypt_candidates(
         return Ok(None);
     }
     let deadline = client.deadline();
-    let mut errors: Vec<Error> = Vec::new();
+    let mut errors: Vec<KmsError> = Vec::new();
     for (key_id, edk) in candidates {
         match decrypt_one(client, &key_id, edk, materials, grant_tokens, deadline).await {
             Ok(key) => return Ok(Some(key)),
             Err(e) => {
-                let out_of_time = matches!(&e, Error::Kms(k)
-                    if k.kind == KmsErrorKind::Timeout(crate::kms::TimeoutKind::Deadline));
-                errors.push(e);
+                let out_of_time = e.kind == KmsErrorKind::Timeout(crate::kms::TimeoutKind::Deadline);
+                errors.push(*e);
                 if out_of_time {
                     break;
                 }
@@ -120,16 +128,10 @@ async fn decrypt_candidates(
     // The spec asks for all collected errors: the first, carrying the rest.
     let mut errors = errors.into_iter();
     match errors.next() {
-        Some(Error::Kms(mut first)) => {
-            first.other_failures = errors
-                .filter_map(|e| match e {
-                    Error::Kms(k) => Some(*k),
-                    _ => None,
-                })
-                .collect();
-            Err(Error::Kms(first))
+        Some(mut first) => {
+            first.other_failures = errors.collect();
+            Err(first.into())
         }
-        Some(other) => Err(other),
         None => Ok(None),
     }
 }
@@ -251,31 +253,22 @@ impl Keyring for KmsKeyring {
             )?;
             let arn = response_arn(out.key_id, op, generator)?;
             materials.set_data_key(DataKey::new(out.plaintext))?;
-            materials.add_encrypted_data_key(EncryptedDataKey {
-                provider_id: PROVIDER_ID.into(),
-                provider_info: arn.into_bytes(),
-                ciphertext: out.ciphertext,
-            });
+            materials.add_encrypted_data_key(kms_edk(arn, out.ciphertext));
             wrap_with = &self.key_ids[1..];
         }
         for key_id in wrap_with {
-            let data_key: Zeroizing<Vec<u8>> = match materials.data_key() {
-                Some(k) => Zeroizing::new(k.expose_secret().to_vec()),
-                None => return Err(Error::Config("no data key to wrap".into())),
-            };
+            let data_key = materials
+                .data_key()
+                .ok_or_else(|| Error::Config("no data key to wrap".into()))?;
             let args = CallArgs {
                 key_id,
                 context: materials.context(),
                 grant_tokens: &self.grant_tokens,
                 deadline,
             };
-            let out = self.client.encrypt(args, &data_key).await?;
+            let out = self.client.encrypt(args, data_key.expose_secret()).await?;
             let arn = response_arn(out.key_id, KmsOperation::Encrypt, key_id)?;
-            materials.add_encrypted_data_key(EncryptedDataKey {
-                provider_id: PROVIDER_ID.into(),
-                provider_info: arn.into_bytes(),
-                ciphertext: out.ciphertext,
-            });
+            materials.add_encrypted_data_key(kms_edk(arn, out.ciphertext));
         }
         Ok(())
     }
