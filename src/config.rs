@@ -116,6 +116,7 @@ pub struct Config {
     pub(crate) max_frame_length: u32,
     pub(crate) max_body_size: u64,
     pub(crate) backend: Backend,
+    pub(crate) threads: usize,
 }
 
 impl Default for Config {
@@ -129,6 +130,7 @@ impl Default for Config {
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             backend: Backend::default(),
+            threads: 0,
         }
     }
 }
@@ -162,6 +164,21 @@ impl Config {
     /// The crypto backend.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Threads that seal or open the frames of one message: 0 (the default)
+    /// means every core (rayon's global pool), 1 keeps a message on the
+    /// calling thread.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The thread count to use: `threads`, or every core for 0.
+    pub(crate) fn effective_threads(&self) -> usize {
+        match self.threads {
+            0 => rayon::current_num_threads(),
+            n => n,
+        }
     }
 }
 
@@ -211,6 +228,16 @@ impl ConfigBuilder {
     /// and the plaintext of a non-framed message on encrypt (default 256 MiB).
     pub fn max_body_size(mut self, bytes: u64) -> Self {
         self.0.max_body_size = bytes;
+        self
+    }
+
+    /// Threads per message for its frames (default 0: every core). Frames
+    /// are independent AES-GCM operations, so a message splits across
+    /// threads once it has at least 1 MiB of frames per thread; the output is
+    /// the same bytes as on one thread. 1 keeps every message on the calling
+    /// thread (no thread pool is started).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.0.threads = threads;
         self
     }
 

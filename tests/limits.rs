@@ -181,7 +181,7 @@ fn hostile_inputs_fail_clearly_with_bounded_memory() {
         matches!(
             err,
             Error::Limit(LimitError::BodyTooLarge {
-                found: 10_001,
+                found: 102_400,
                 max: 10_000
             })
         ),

@@ -129,25 +129,32 @@ fn every_single_bit_flip_fails() {
 
 #[test]
 fn failed_open_leaves_no_plaintext_in_the_released_output() {
-    // A tampered second frame: the first frame's plaintext is released (it
-    // verified), nothing of the second frame is.
+    // A tampered second frame. On one thread frames are opened one at a
+    // time: the first frame's plaintext is released (it verified), nothing
+    // of the second frame is. On several threads frames are opened in
+    // batches: a batch with a bad frame releases nothing.
     let rt = Blocking::new().unwrap();
     let ring = aes("ns", "k", &[9u8; 32]);
-    let config = config_for(
-        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
-        64,
-        Backend::default(),
-    );
-    let pt = bytes(200, 5);
-    let mut msg = rt
-        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt)
-        .unwrap();
-    let header_len = msg.len() - (3 * (4 + 12 + 64 + 16) + (4 + 4 + 12 + 4 + 8 + 16));
-    let second_frame_ct = header_len + (4 + 12 + 64 + 16) + 16 + 10;
-    msg[second_frame_ct] ^= 0x80;
-    match stream(&rt, &config, ring.as_ref(), &msg) {
-        Err((Error::Decrypt, released)) => assert_eq!(released, 64),
-        other => panic!("{other:?}"),
+    for (threads, released_before_error) in [(1, 64), (2, 0)] {
+        let config = Config::builder()
+            .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
+            .frame_length(64)
+            .threads(threads)
+            .build()
+            .unwrap();
+        let pt = bytes(200, 5);
+        let mut msg = rt
+            .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt)
+            .unwrap();
+        let header_len = msg.len() - (3 * (4 + 12 + 64 + 16) + (4 + 4 + 12 + 4 + 8 + 16));
+        let second_frame_ct = header_len + (4 + 12 + 64 + 16) + 16 + 10;
+        msg[second_frame_ct] ^= 0x80;
+        match stream(&rt, &config, ring.as_ref(), &msg) {
+            Err((Error::Decrypt, released)) => {
+                assert_eq!(released, released_before_error, "threads {threads}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
 

@@ -142,6 +142,45 @@ impl Aead for GcmKey {
             }
         }
     }
+
+    fn open_to(
+        &self,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8; TAG_LEN],
+        out: &mut [u8],
+    ) -> CResult<()> {
+        let result = self.open_to_inner(iv, aad, ciphertext, tag, out);
+        if result.is_err() {
+            out.zeroize();
+        }
+        result
+    }
+}
+
+impl GcmKey {
+    fn open_to_inner(
+        &self,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8; TAG_LEN],
+        out: &mut [u8],
+    ) -> CResult<()> {
+        if out.len() != ciphertext.len() {
+            return Err(CryptoError);
+        }
+        self.0
+            .open_separate_gather(
+                Nonce::assume_unique_for_key(*iv),
+                Aad::from(aad),
+                ciphertext,
+                tag,
+                out,
+            )
+            .map_err(|_| CryptoError)
+    }
 }
 
 fn signing_alg(

@@ -98,6 +98,17 @@ pub(crate) trait Aead: Send + Sync {
     /// length. On failure the whole buffer is zeroized, so no unverified
     /// plaintext is ever left behind.
     fn open_in_place(&self, iv: &[u8; IV_LEN], aad: &[u8], buf: &mut [u8]) -> CResult<usize>;
+
+    /// Decrypts `ciphertext` with `tag` into `out` (same length as the
+    /// ciphertext). On failure `out` is zeroized.
+    fn open_to(
+        &self,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8; TAG_LEN],
+        out: &mut [u8],
+    ) -> CResult<()>;
 }
 
 /// Incremental ECDSA signer over a freshly generated key pair.

@@ -259,6 +259,32 @@ impl Aead for GcmCipher {
             }
         }
     }
+
+    fn open_to(
+        &self,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8; TAG_LEN],
+        out: &mut [u8],
+    ) -> CResult<()> {
+        if out.len() != ciphertext.len() {
+            out.zeroize();
+            return Err(CryptoError);
+        }
+        out.copy_from_slice(ciphertext);
+        let nonce = Nonce::from(*iv);
+        let tag = Tag::from(*tag);
+        let result = match self {
+            GcmCipher::Aes128(c) => c.decrypt_in_place_detached(&nonce, aad, out, &tag),
+            GcmCipher::Aes192(c) => c.decrypt_in_place_detached(&nonce, aad, out, &tag),
+            GcmCipher::Aes256(c) => c.decrypt_in_place_detached(&nonce, aad, out, &tag),
+        };
+        result.map_err(|_| {
+            out.zeroize();
+            CryptoError
+        })
+    }
 }
 
 enum EcdsaSigner {

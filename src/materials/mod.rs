@@ -21,7 +21,7 @@ mod raw_rsa;
 
 #[cfg(feature = "kms")]
 pub use aws_kms::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
-pub(crate) use cmm::{decryption_materials, encryption_materials};
+pub(crate) use cmm::{decryption_materials, encryption_materials, EncryptMaterialsOut};
 pub use multi::MultiKeyring;
 pub use raw_aes::RawAesKeyring;
 pub use raw_rsa::{RawRsaKeyring, RsaPrivateKey, RsaPublicKey};

@@ -15,6 +15,8 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::buffer;
+use super::frames::{Frames, MIN_TASK_BYTES};
+use super::Decrypted;
 use crate::config::Config;
 use crate::crypto::{derive_keys, Aead, DerivedKeys, Verifier, TAG_LEN};
 use crate::error::{Error, FormatError, LimitError, PolicyError, Result};
@@ -113,6 +115,23 @@ impl<R: Read> Input<R> {
         while buf.len() < n {
             let want = (n - buf.len()).min(STEP.max(buf.len()));
             buffer::reserve(buf, want);
+            let start = buf.len();
+            buf.resize(start + want, 0);
+            let got = self.exact(&mut buf[start..], field);
+            if got.is_err() {
+                buf.truncate(start);
+                return got;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends exactly `n` bytes to `buf`, growing with the bytes received.
+    fn read_append(&mut self, buf: &mut Vec<u8>, n: usize, field: &'static str) -> Result<()> {
+        const STEP: usize = 1 << 20;
+        let end = buf.len() + n;
+        while buf.len() < end {
+            let want = (end - buf.len()).min(STEP.max(buf.len()));
             let start = buf.len();
             buf.resize(start + want, 0);
             let got = self.exact(&mut buf[start..], field);
@@ -251,33 +270,9 @@ impl<R: Read> Decryptor<R> {
         if suite.is_signed() && !self.allow_signed_streaming {
             return Err(PolicyError::SignedStreaming(suite).into());
         }
-        let backend = self.config.backend;
-        let materials = decryption_materials(
-            keyring,
-            suite,
-            &self.header.body.context,
-            reproduced,
-            &self.header.body.edks,
-            backend,
-        )
-        .await?;
-        let keys = derive_keys(
-            backend,
-            suite,
-            materials.data_key.expose_secret(),
-            &self.header.body.message_id,
-        )
-        .map_err(|_| Error::Decrypt)?;
-        let commitment = verify_commitment(&keys, &self.header)?;
-        let authenticated_only: EncryptionContext = materials
-            .context
-            .iter()
-            .filter(|(k, _)| materials.required_keys.contains(*k))
-            .collect();
-        let authenticated =
-            verify_header(&commitment, keys.aead.as_ref(), &self.header, &authenticated_only)?;
-        let mut verifier = materials.verifier;
-        if let Some(v) = verifier.as_mut() {
+        let (authenticated, mut opened) =
+            open_header(&self.header, &self.config, keyring, reproduced).await?;
+        if let Some(v) = opened.verifier.as_mut() {
             v.update(&self.header.body_bytes);
             let mut auth = Vec::with_capacity(28);
             self.header.auth.serialize(suite.message_version(), &mut auth);
@@ -285,14 +280,280 @@ impl<R: Read> Decryptor<R> {
         }
         Ok(DecryptReader::new(
             authenticated,
+            opened,
             self.input,
             self.header,
-            keys.aead,
-            verifier,
-            materials.context,
-            self.config.max_body_size,
+            &self.config,
         ))
     }
+}
+
+/// A message whose header has been authenticated: the keys for its body.
+struct Opened {
+    aead: Box<dyn Aead>,
+    verifier: Option<Box<dyn Verifier>>,
+    context: EncryptionContext,
+}
+
+/// Gets the data key, derives the message keys, and verifies the key
+/// commitment and the header tag.
+async fn open_header(
+    header: &ParsedHeader,
+    config: &Config,
+    keyring: &dyn Keyring,
+    reproduced: &EncryptionContext,
+) -> Result<(HeaderAuthenticated, Opened)> {
+    let suite = header.body.suite;
+    let backend = config.backend;
+    let materials = decryption_materials(
+        keyring,
+        suite,
+        &header.body.context,
+        reproduced,
+        &header.body.edks,
+        backend,
+    )
+    .await?;
+    let keys = derive_keys(
+        backend,
+        suite,
+        materials.data_key.expose_secret(),
+        &header.body.message_id,
+    )
+    .map_err(|_| Error::Decrypt)?;
+    let commitment = verify_commitment(&keys, header)?;
+    let authenticated_only: EncryptionContext = materials
+        .context
+        .iter()
+        .filter(|(k, _)| materials.required_keys.contains(*k))
+        .collect();
+    let authenticated = verify_header(&commitment, keys.aead.as_ref(), header, &authenticated_only)?;
+    Ok((
+        authenticated,
+        Opened {
+            aead: keys.aead,
+            verifier: materials.verifier,
+            context: materials.context,
+        },
+    ))
+}
+
+/// One-shot decrypt of a message held in memory. The body is checked
+/// whole (structure, signature, every tag) before any plaintext is
+/// returned; frames open straight into the plaintext buffer, on several
+/// threads for large messages.
+pub(crate) async fn decrypt_slice(
+    config: &Config,
+    keyring: &dyn Keyring,
+    reproduced: &EncryptionContext,
+    message: &[u8],
+) -> Result<Decrypted> {
+    let limits = HeaderLimits {
+        max_edks: config.max_encrypted_data_keys,
+        max_header_size: config.max_header_size,
+        max_frame_length: config.max_frame_length,
+    };
+    let header = parse_header(message, &limits)?;
+    config.commitment_policy.check_decrypt(header.body.suite)?;
+    let (authenticated, opened) = open_header(&header, config, keyring, reproduced).await?;
+    let body = Cursor {
+        bytes: message,
+        pos: header.len,
+    };
+    let plaintext = open_body(
+        &authenticated,
+        &header,
+        opened.aead.as_ref(),
+        opened.verifier,
+        body,
+        config,
+    )?;
+    Ok(Decrypted {
+        plaintext,
+        encryption_context: opened.context,
+        suite: header.body.suite,
+    })
+}
+
+/// Reads fields off a message in memory, with the streaming reader's errors.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8]> {
+        let rest = &self.bytes[self.pos..];
+        if rest.len() < n {
+            return Err(FormatError::Truncated(field).into());
+        }
+        self.pos += n;
+        Ok(&rest[..n])
+    }
+
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N, field)?);
+        Ok(a)
+    }
+
+    fn u32(&mut self, field: &'static str) -> Result<u32> {
+        Ok(u32::from_be_bytes(self.array(field)?))
+    }
+}
+
+/// Where the parts of a framed body lie in the message.
+struct FramedLayout<'a> {
+    /// The regular frames, back to back.
+    regular: &'a [u8],
+    final_iv: [u8; 12],
+    final_seq: u32,
+    /// Ciphertext and tag of the final frame.
+    final_sealed: &'a [u8],
+}
+
+fn framed_layout<'a>(body: &mut Cursor<'a>, frame_length: u32) -> Result<FramedLayout<'a>> {
+    let f = frame_length as usize;
+    let start = body.pos;
+    let mut seq = 1u32;
+    loop {
+        let first = body.u32("frame sequence number")?;
+        if first == FINAL_FRAME_MARKER {
+            break;
+        }
+        if first != seq {
+            return Err(FormatError::Invalid {
+                field: "frame sequence number",
+                reason: "out of order",
+            }
+            .into());
+        }
+        body.take(12, "frame IV")?;
+        body.take(f + TAG_LEN, "frame")?;
+        // seq < FINAL_FRAME_MARKER here, so this cannot overflow.
+        seq += 1;
+    }
+    let regular = &body.bytes[start..body.pos - 4];
+    let final_seq = body.u32("final frame sequence number")?;
+    let final_iv = body.array::<12>("final frame IV")?;
+    let len = body.u32("final frame length")?;
+    if final_seq != seq {
+        return Err(FormatError::Invalid {
+            field: "final frame sequence number",
+            reason: "out of order",
+        }
+        .into());
+    }
+    if len > frame_length {
+        return Err(FormatError::Invalid {
+            field: "final frame length",
+            reason: "longer than the frame length",
+        }
+        .into());
+    }
+    let final_sealed = body.take(len as usize + TAG_LEN, "final frame")?;
+    Ok(FramedLayout {
+        regular,
+        final_iv,
+        final_seq,
+        final_sealed,
+    })
+}
+
+/// The footer (signature, if signed) and the end of the message.
+fn check_footer(body: &mut Cursor<'_>, verifier: Option<Box<dyn Verifier>>) -> Result<()> {
+    let signed_end = body.pos;
+    if let Some(mut v) = verifier {
+        let len = usize::from(u16::from_be_bytes(body.array::<2>("signature length")?));
+        if len > MAX_SIGNATURE_LEN {
+            return Err(FormatError::Invalid {
+                field: "signature length",
+                reason: "longer than any ECDSA signature",
+            }
+            .into());
+        }
+        let sig = body.take(len, "signature")?;
+        if body.pos != body.bytes.len() {
+            return Err(FormatError::TrailingData.into());
+        }
+        // The signature covers the header and the body.
+        v.update(&body.bytes[..signed_end]);
+        return v.verify(sig).map_err(|_| Error::Decrypt);
+    }
+    if body.pos != body.bytes.len() {
+        return Err(FormatError::TrailingData.into());
+    }
+    Ok(())
+}
+
+fn open_body(
+    _authenticated: &HeaderAuthenticated,
+    header: &ParsedHeader,
+    aead: &dyn Aead,
+    verifier: Option<Box<dyn Verifier>>,
+    mut body: Cursor<'_>,
+    config: &Config,
+) -> Result<Vec<u8>> {
+    let message_id = &header.body.message_id;
+    let max = config.max_body_size;
+    match header.body.content_type {
+        ContentType::Framed => {
+            let layout = framed_layout(&mut body, header.body.frame_length)?;
+            check_footer(&mut body, verifier)?;
+            let frames = Frames {
+                aead,
+                message_id,
+                frame_length: header.body.frame_length as usize,
+                threads: config.effective_threads(),
+            };
+            let regular_len = layout.regular.len() / frames.regular_len() * frames.frame_length;
+            let (final_ct, final_tag) = layout.final_sealed.split_at(layout.final_sealed.len() - TAG_LEN);
+            let total = (regular_len + final_ct.len()) as u64;
+            if total > max {
+                return Err(LimitError::BodyTooLarge { found: total, max }.into());
+            }
+            let mut plaintext = Zeroizing::new(vec![0u8; regular_len + final_ct.len()]);
+            let (regular_out, final_out) = plaintext.split_at_mut(regular_len);
+            frames.open(1, layout.regular, regular_out)?;
+            let mut aad = Vec::with_capacity(96);
+            body_aad(
+                &mut aad,
+                message_id,
+                BodyPart::FinalFrame,
+                layout.final_seq,
+                final_ct.len() as u64,
+            );
+            open_to(aead, &layout.final_iv, &aad, final_ct, final_tag, final_out)?;
+            Ok(std::mem::take(&mut *plaintext))
+        }
+        ContentType::NonFramed => {
+            let iv = body.array::<12>("body IV")?;
+            let len = u64::from_be_bytes(body.array::<8>("body length")?);
+            if len > MAX_NON_FRAMED_LEN {
+                return Err(FormatError::Invalid {
+                    field: "body length",
+                    reason: "longer than 2^36 - 32 bytes",
+                }
+                .into());
+            }
+            if len + TAG_LEN as u64 > max {
+                return Err(LimitError::BodyTooLarge { found: len, max }.into());
+            }
+            let sealed = body.take(len as usize + TAG_LEN, "body")?;
+            check_footer(&mut body, verifier)?;
+            let (ct, tag) = sealed.split_at(len as usize);
+            let mut plaintext = Zeroizing::new(vec![0u8; ct.len()]);
+            let mut aad = Vec::with_capacity(96);
+            body_aad(&mut aad, message_id, BodyPart::NonFramed, 1, len);
+            open_to(aead, &iv, &aad, ct, tag, &mut plaintext)?;
+            Ok(std::mem::take(&mut *plaintext))
+        }
+    }
+}
+
+fn open_to(aead: &dyn Aead, iv: &[u8; 12], aad: &[u8], ct: &[u8], tag: &[u8], out: &mut [u8]) -> Result<()> {
+    let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| Error::Decrypt)?;
+    aead.open_to(iv, aad, ct, tag, out).map_err(|_| Error::Decrypt)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,11 +579,19 @@ pub struct DecryptReader<R> {
     verifier: Option<Box<dyn Verifier>>,
     context: EncryptionContext,
     max_body_size: u64,
-    /// Current frame: ciphertext || tag, then plaintext after opening.
+    threads: usize,
+    /// Regular frames read per batch (opened together, on several threads).
+    batch_frames: usize,
+    /// Regular frames as read (sequence number, IV, ciphertext, tag).
+    sealed: Vec<u8>,
+    /// Plaintext of the current batch (or the final frame / body: its
+    /// ciphertext and tag, then its plaintext after opening).
     buf: Zeroizing<Vec<u8>>,
     out_pos: usize,
     out_end: usize,
     seq: u32,
+    /// The final frame's marker was read while filling a batch.
+    final_marker_read: bool,
     aad: Vec<u8>,
     state: State,
 }
@@ -340,27 +609,40 @@ impl<R> std::fmt::Debug for DecryptReader<R> {
 impl<R: Read> DecryptReader<R> {
     fn new(
         _authenticated: HeaderAuthenticated,
+        opened: Opened,
         input: Input<R>,
         header: ParsedHeader,
-        aead: Box<dyn Aead>,
-        verifier: Option<Box<dyn Verifier>>,
-        context: EncryptionContext,
-        max_body_size: u64,
+        config: &Config,
     ) -> Self {
+        let Opened {
+            aead,
+            verifier,
+            context,
+        } = opened;
+        let threads = config.effective_threads();
+        let frame_length = header.body.frame_length;
+        let batch_frames = match (frame_length as usize, threads) {
+            (0, _) | (_, 0..=1) => 1,
+            (f, threads) => (threads * MIN_TASK_BYTES / f).max(1),
+        };
         DecryptReader {
             input,
             suite: header.body.suite,
             message_id: header.body.message_id,
             content_type: header.body.content_type,
-            frame_length: header.body.frame_length,
+            frame_length,
             aead,
             verifier,
             context,
-            max_body_size,
+            max_body_size: config.max_body_size,
+            threads,
+            batch_frames,
+            sealed: Vec::new(),
             buf: Zeroizing::new(Vec::new()),
             out_pos: 0,
             out_end: 0,
             seq: 1,
+            final_marker_read: false,
             aad: Vec::with_capacity(96),
             state: State::Body,
         }
@@ -416,10 +698,63 @@ impl<R: Read> DecryptReader<R> {
         Ok(())
     }
 
-    fn next_frame(&mut self) -> Result<()> {
-        let first = self.input.array::<4>("frame sequence number")?;
-        self.absorb(&first);
-        if u32::from_be_bytes(first) == FINAL_FRAME_MARKER {
+    /// Reads up to a batch of regular frames and opens them together; or,
+    /// after the final frame's marker, the final frame and the footer.
+    fn next_frames(&mut self) -> Result<()> {
+        if self.final_marker_read {
+            return self.final_frame();
+        }
+        let f = self.frame_length as usize;
+        self.sealed.clear();
+        let mut count = 0usize;
+        while count < self.batch_frames {
+            let first = self.input.array::<4>("frame sequence number")?;
+            self.absorb(&first);
+            if u32::from_be_bytes(first) == FINAL_FRAME_MARKER {
+                self.final_marker_read = true;
+                break;
+            }
+            // `seq` stays below FINAL_FRAME_MARKER: it is a sequence number read.
+            let seq = self.seq + count as u32;
+            if u32::from_be_bytes(first) != seq {
+                return Err(FormatError::Invalid {
+                    field: "frame sequence number",
+                    reason: "out of order",
+                }
+                .into());
+            }
+            let iv = self.input.array::<12>("frame IV")?;
+            self.absorb(&iv);
+            let start = self.sealed.len();
+            self.sealed.extend_from_slice(&first);
+            self.sealed.extend_from_slice(&iv);
+            self.input.read_append(&mut self.sealed, f + TAG_LEN, "frame")?;
+            if let Some(v) = self.verifier.as_mut() {
+                v.update(&self.sealed[start + 16..]);
+            }
+            count += 1;
+        }
+        if count == 0 {
+            return self.final_frame();
+        }
+        let frames = Frames {
+            aead: self.aead.as_ref(),
+            message_id: &self.message_id,
+            frame_length: f,
+            threads: self.threads,
+        };
+        self.buf.clear();
+        buffer::reserve(&mut self.buf, count * f);
+        self.buf.resize(count * f, 0);
+        frames.open(self.seq, &self.sealed, &mut self.buf)?;
+        self.release(count * f);
+        self.seq += count as u32;
+        Ok(())
+    }
+
+    /// The final frame (its marker already read) and the footer.
+    fn final_frame(&mut self) -> Result<()> {
+        {
             let seq_bytes = self.input.array::<4>("final frame sequence number")?;
             let iv = self.input.array::<12>("final frame IV")?;
             let len_bytes = self.input.array::<4>("final frame length")?;
@@ -447,22 +782,6 @@ impl<R: Read> DecryptReader<R> {
             self.finish_message()?;
             self.release(n);
             self.state = State::Done;
-        } else {
-            let seq = u32::from_be_bytes(first);
-            if seq != self.seq {
-                return Err(FormatError::Invalid {
-                    field: "frame sequence number",
-                    reason: "out of order",
-                }
-                .into());
-            }
-            let iv = self.input.array::<12>("frame IV")?;
-            self.absorb(&iv);
-            self.read_sealed(self.frame_length as usize, "frame")?;
-            let n = self.open(&iv, BodyPart::Frame, seq, u64::from(self.frame_length))?;
-            self.release(n);
-            // seq < FINAL_FRAME_MARKER here, so this cannot overflow.
-            self.seq = seq + 1;
         }
         Ok(())
     }
@@ -512,7 +831,7 @@ impl<R: Read> DecryptReader<R> {
 
     fn advance(&mut self) -> Result<()> {
         match self.content_type {
-            ContentType::Framed => self.next_frame(),
+            ContentType::Framed => self.next_frames(),
             ContentType::NonFramed => self.non_framed(),
         }
     }

@@ -5,23 +5,20 @@
 
 use std::io::{self, Write};
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::buffer;
+use super::frames::{Frames, MIN_TASK_BYTES};
 use crate::config::Config;
 use crate::crypto::{derive_keys, Aead, Signer, TAG_LEN};
 use crate::error::{Error, LimitError, Result};
 use crate::format::body::{
-    body_aad, final_frame_header, non_framed_header, regular_frame_header, BodyPart, MAX_NON_FRAMED_LEN,
+    body_aad, final_frame_header, non_framed_header, sequence_iv, BodyPart, MAX_NON_FRAMED_LEN,
 };
 use crate::format::header::{ContentType, HeaderAuth, HeaderBody};
 use crate::format::EncryptionContext;
-use crate::materials::{encryption_materials, Keyring};
+use crate::materials::{encryption_materials, EncryptMaterialsOut, Keyring};
 use crate::suite::AlgorithmSuite;
-
-/// Room in front of the plaintext for the largest frame header
-/// (final frame: marker, seq, IV, length), so a frame leaves in one write.
-const HEADROOM: usize = 4 + 4 + 12 + 4;
 
 /// A message whose materials are ready and whose header is built. Turn it
 /// into an [`EncryptWriter`] with [`Encryptor::wrap_output`].
@@ -34,6 +31,7 @@ pub struct Encryptor {
     header: Vec<u8>,
     context: EncryptionContext,
     max_body_size: u64,
+    threads: usize,
 }
 
 impl std::fmt::Debug for Encryptor {
@@ -61,8 +59,24 @@ impl Encryptor {
             encryption_materials(keyring, suite, context, backend, config.max_encrypted_data_keys).await?;
         let mut message_id = vec![0u8; suite.message_id_len()];
         backend.fill_random(&mut message_id)?;
-        let keys = derive_keys(backend, suite, materials.data_key.expose_secret(), &message_id)
-            .map_err(|_| Error::Config("key derivation failed".into()))?;
+        Self::with_materials(config, materials, message_id)
+    }
+
+    /// Derives the message keys and builds the header: everything after the
+    /// materials, deterministic given them and the message id.
+    pub(crate) fn with_materials(
+        config: &Config,
+        materials: EncryptMaterialsOut,
+        message_id: Vec<u8>,
+    ) -> Result<Self> {
+        let suite = config.suite();
+        let keys = derive_keys(
+            config.backend,
+            suite,
+            materials.data_key.expose_secret(),
+            &message_id,
+        )
+        .map_err(|_| Error::Config("key derivation failed".into()))?;
         let body = HeaderBody {
             suite,
             message_id: message_id.clone(),
@@ -97,6 +111,7 @@ impl Encryptor {
             header,
             context: materials.context,
             max_body_size: config.max_body_size,
+            threads: config.effective_threads(),
         })
     }
 
@@ -118,22 +133,158 @@ impl Encryptor {
     /// I/O errors writing the header.
     pub fn wrap_output<W: Write>(self, mut output: W) -> io::Result<EncryptWriter<W>> {
         output.write_all(&self.header)?;
-        let mut buf = Zeroizing::new(Vec::new());
-        buf.resize(HEADROOM, 0);
+        let frame_length = self.frame_length as usize;
+        let batch_frames = match (frame_length, self.threads) {
+            (0, _) | (_, 0..=1) => 1,
+            (f, threads) => (threads * MIN_TASK_BYTES / f).max(1),
+        };
         Ok(EncryptWriter {
             output,
             suite: self.suite,
-            frame_length: self.frame_length as usize,
+            frame_length,
+            batch_bytes: batch_frames * frame_length,
+            threads: self.threads,
             message_id: self.message_id,
             aead: self.aead,
             signer: self.signer,
-            buf,
+            pending: Zeroizing::new(Vec::new()),
+            sealed: Zeroizing::new(Vec::new()),
             seq: 1,
-            aad: Vec::with_capacity(96),
             max_body_size: self.max_body_size,
             poisoned: false,
         })
     }
+
+    /// Encrypts a whole plaintext held in memory: the message is built in
+    /// one allocation of its exact size, each frame's plaintext copied into
+    /// place and sealed there, on several threads for large inputs.
+    pub(crate) fn seal_all(self, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let f = self.frame_length as usize;
+        if f == 0 {
+            let mut writer = self.wrap_output(Vec::new()).map_err(Error::from_io)?;
+            writer.write_all(plaintext).map_err(Error::from_io)?;
+            return writer.finish().map_err(Error::from_io);
+        }
+        let frames = Frames {
+            aead: self.aead.as_ref(),
+            message_id: &self.message_id,
+            frame_length: f,
+            threads: self.threads,
+        };
+        let regular = if plaintext.is_empty() {
+            0
+        } else {
+            (plaintext.len() - 1) / f
+        };
+        let (regular_pt, final_pt) = plaintext.split_at(regular * f);
+        let final_seq = u32::try_from(regular + 1).map_err(|_| LimitError::TooManyFrames {
+            max: u64::from(u32::MAX),
+        })?;
+        let header_len = self.header.len();
+        let body_start = header_len;
+        let final_start = body_start + regular * frames.regular_len();
+        let end = final_start + FINAL_HEADER_LEN + final_pt.len() + TAG_LEN;
+        let footer = if self.signer.is_some() { FOOTER_ROOM } else { 0 };
+        // Zeroed allocation: fresh pages from the OS, touched first by the
+        // thread that seals them.
+        let mut out = vec![0u8; end + footer];
+        out[..header_len].copy_from_slice(&self.header);
+        let sealed = frames
+            .seal(1, regular_pt, &mut out[body_start..final_start])
+            .and_then(|()| {
+                seal_single(
+                    self.aead.as_ref(),
+                    &self.message_id,
+                    BodyPart::FinalFrame,
+                    final_seq,
+                    final_pt,
+                    &mut out[final_start..end],
+                )
+            });
+        if let Err(e) = sealed {
+            // Plaintext may sit in frames that were not sealed.
+            out.zeroize();
+            return Err(e);
+        }
+        let mut len = end;
+        if let Some(mut signer) = self.signer {
+            signer.update(&out[header_len..end]);
+            let footer = footer_bytes(signer)?;
+            out[end..end + footer.len()].copy_from_slice(&footer);
+            len += footer.len();
+        }
+        out.truncate(len);
+        Ok(out)
+    }
+}
+
+/// Bytes before a final frame's ciphertext: marker, sequence number, IV, length.
+const FINAL_HEADER_LEN: usize = 4 + 4 + 12 + 4;
+/// Bytes before a non-framed body's ciphertext: IV, length.
+const NON_FRAMED_HEADER_LEN: usize = 12 + 8;
+/// Room for the footer: length and a DER ECDSA signature (at most 104 bytes).
+const FOOTER_ROOM: usize = 2 + 128;
+
+/// Seals a final frame or a non-framed body into `out` (its header, the
+/// ciphertext of `plaintext`, the tag).
+fn seal_single(
+    aead: &dyn Aead,
+    message_id: &[u8],
+    part: BodyPart,
+    seq: u32,
+    plaintext: &[u8],
+    out: &mut [u8],
+) -> Result<()> {
+    let (head_len, iv) = match part {
+        BodyPart::FinalFrame => {
+            let len = u32::try_from(plaintext.len()).map_err(|_| Error::Config("frame too long".into()))?;
+            out[..FINAL_HEADER_LEN].copy_from_slice(&final_frame_header(seq, len));
+            (FINAL_HEADER_LEN, sequence_iv(seq))
+        }
+        BodyPart::NonFramed => {
+            out[..NON_FRAMED_HEADER_LEN].copy_from_slice(&non_framed_header(plaintext.len() as u64));
+            (NON_FRAMED_HEADER_LEN, sequence_iv(1))
+        }
+        BodyPart::Frame => return Err(Error::Config("a regular frame is sealed in a run".into())),
+    };
+    let (body, tag_out) = out[head_len..].split_at_mut(plaintext.len());
+    if tag_out.len() != TAG_LEN {
+        return Err(Error::Config("frame of the wrong length".into()));
+    }
+    body.copy_from_slice(plaintext);
+    let mut aad = Vec::with_capacity(96);
+    body_aad(&mut aad, message_id, part, seq, plaintext.len() as u64);
+    let tag = aead
+        .seal_in_place(&iv, &aad, body)
+        .map_err(|_| Error::Config("encryption failed".into()))?;
+    tag_out.copy_from_slice(&tag);
+    Ok(())
+}
+
+/// Sets the staging buffer's length (every byte is overwritten next); it
+/// only grows, without leaving copies behind.
+fn set_len(buf: &mut Zeroizing<Vec<u8>>, len: usize) {
+    if buf.len() < len {
+        buffer::reserve(buf, len - buf.len());
+        buf.resize(len, 0);
+    } else {
+        buf.truncate(len);
+    }
+}
+
+/// The footer: signature length and DER signature.
+fn footer_bytes(signer: Box<dyn Signer>) -> Result<Vec<u8>> {
+    let sig = signer
+        .sign()
+        .map_err(|_| Error::Config("signing the message failed".into()))?;
+    let len = u16::try_from(sig.len()).map_err(|_| Error::Config("signature too long".into()))?;
+    if sig.len() + 2 > FOOTER_ROOM {
+        return Err(Error::Config("signature too long".into()));
+    }
+    let mut out = Vec::with_capacity(2 + sig.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&sig);
+    Ok(out)
 }
 
 /// Writes plaintext as an ESDK message body.
@@ -141,18 +292,26 @@ impl Encryptor {
 /// You **MUST** call [`EncryptWriter::finish`] when done: it writes the final
 /// frame and, for signed suites, the footer. Without it the message is
 /// truncated and will not decrypt.
+///
+/// Plaintext is buffered one frame at a time, or, with several threads (see
+/// [`crate::ConfigBuilder::threads`]), about 1 MiB per thread, sealed as a
+/// batch across them: memory stays bounded whatever the message size.
 pub struct EncryptWriter<W: Write> {
     output: W,
     suite: AlgorithmSuite,
     /// 0 = non-framed.
     frame_length: usize,
+    /// Plaintext held before a batch of regular frames is sealed.
+    batch_bytes: usize,
+    threads: usize,
     message_id: Vec<u8>,
     aead: Box<dyn Aead>,
     signer: Option<Box<dyn Signer>>,
-    /// `HEADROOM` bytes, then buffered plaintext, then room for the tag.
-    buf: Zeroizing<Vec<u8>>,
+    /// Buffered plaintext (a non-framed body is held whole).
+    pending: Zeroizing<Vec<u8>>,
+    /// Sealed frames on their way out (plaintext while being sealed).
+    sealed: Zeroizing<Vec<u8>>,
     seq: u32,
-    aad: Vec<u8>,
     max_body_size: u64,
     poisoned: bool,
 }
@@ -168,47 +327,61 @@ impl<W: Write> std::fmt::Debug for EncryptWriter<W> {
 }
 
 impl<W: Write> EncryptWriter<W> {
-    fn buffered(&self) -> usize {
-        self.buf.len() - HEADROOM
+    fn frames(&self) -> Frames<'_> {
+        Frames {
+            aead: self.aead.as_ref(),
+            message_id: &self.message_id,
+            frame_length: self.frame_length,
+            threads: self.threads,
+        }
     }
 
-    /// Seals the buffered plaintext as one frame (or the non-framed body)
-    /// and writes it out.
-    fn seal_and_write(&mut self, part: BodyPart) -> Result<()> {
-        let len = self.buffered();
-        let (start, iv) = match part {
-            BodyPart::Frame => {
-                let h = regular_frame_header(self.seq);
-                let start = HEADROOM - h.len();
-                self.buf[start..HEADROOM].copy_from_slice(&h);
-                (start, crate::format::body::sequence_iv(self.seq))
-            }
-            BodyPart::FinalFrame => {
-                let len32 = u32::try_from(len).map_err(|_| Error::Config("frame too long".into()))?;
-                let h = final_frame_header(self.seq, len32);
-                self.buf[..HEADROOM].copy_from_slice(&h);
-                (0, crate::format::body::sequence_iv(self.seq))
-            }
-            BodyPart::NonFramed => {
-                let h = non_framed_header(len as u64);
-                let start = HEADROOM - h.len();
-                self.buf[start..HEADROOM].copy_from_slice(&h);
-                (start, crate::format::body::sequence_iv(1))
-            }
-        };
-        let seq = if part == BodyPart::NonFramed { 1 } else { self.seq };
-        body_aad(&mut self.aad, &self.message_id, part, seq, len as u64);
-        let tag = self
-            .aead
-            .seal_in_place(&iv, &self.aad, &mut self.buf[HEADROOM..])
-            .map_err(|_| Error::Config("encryption failed".into()))?;
-        buffer::extend(&mut self.buf, &tag);
-        let frame = &self.buf[start..];
-        if let Some(s) = self.signer.as_mut() {
-            s.update(frame);
+    /// Seals `plaintext` (whole frames) as regular frames and writes them.
+    fn emit_regular(&mut self, plaintext: &[u8]) -> Result<()> {
+        if plaintext.is_empty() {
+            return Ok(());
         }
-        self.output.write_all(frame)?;
-        self.buf.truncate(HEADROOM);
+        let count = plaintext.len() / self.frame_length;
+        let mut sealed = std::mem::take(&mut self.sealed);
+        let len = count * self.frames().regular_len();
+        set_len(&mut sealed, len);
+        let result = self.frames().seal(self.seq, plaintext, &mut sealed);
+        if result.is_ok() {
+            self.seq += count as u32;
+        }
+        let result = result.and_then(|()| self.emit(&sealed));
+        self.sealed = sealed;
+        result
+    }
+
+    /// Seals the final frame or the non-framed body and writes it.
+    fn emit_single(&mut self, part: BodyPart, plaintext: &[u8]) -> Result<()> {
+        let head = if part == BodyPart::FinalFrame {
+            FINAL_HEADER_LEN
+        } else {
+            NON_FRAMED_HEADER_LEN
+        };
+        let mut sealed = std::mem::take(&mut self.sealed);
+        let len = head + plaintext.len() + TAG_LEN;
+        set_len(&mut sealed, len);
+        let result = seal_single(
+            self.aead.as_ref(),
+            &self.message_id,
+            part,
+            self.seq,
+            plaintext,
+            &mut sealed,
+        )
+        .and_then(|()| self.emit(&sealed));
+        self.sealed = sealed;
+        result
+    }
+
+    fn emit(&mut self, sealed: &[u8]) -> Result<()> {
+        if let Some(s) = self.signer.as_mut() {
+            s.update(sealed);
+        }
+        self.output.write_all(sealed)?;
         Ok(())
     }
 
@@ -216,30 +389,33 @@ impl<W: Write> EncryptWriter<W> {
         if self.frame_length == 0 {
             // A non-framed body is held whole until `finish` (its length
             // precedes it): bounded by the configured body size.
-            let total = (self.buffered() + data.len()) as u64;
+            let total = (self.pending.len() + data.len()) as u64;
             let max = self.max_body_size.min(MAX_NON_FRAMED_LEN);
             if total > max {
                 return Err(LimitError::BodyTooLarge { found: total, max }.into());
             }
-            buffer::extend(&mut self.buf, data);
+            buffer::extend(&mut self.pending, data);
             return Ok(());
         }
         while !data.is_empty() {
-            if self.buffered() == self.frame_length {
-                // More plaintext follows, so the full buffer is a regular frame.
-                if self.seq == u32::MAX {
-                    return Err(LimitError::TooManyFrames {
-                        max: u64::from(u32::MAX),
-                    }
-                    .into());
-                }
-                self.seal_and_write(BodyPart::Frame)?;
-                self.seq += 1;
+            if self.pending.len() == self.batch_bytes {
+                // More plaintext follows, so the whole batch is regular frames.
+                let pending = std::mem::take(&mut self.pending);
+                let result = self.emit_regular(&pending);
+                self.pending = pending;
+                self.pending.clear();
+                result?;
             }
-            let take = (self.frame_length - self.buffered()).min(data.len());
-            // Room for the tag too, so sealing never reallocates.
-            buffer::reserve(&mut self.buf, take + TAG_LEN);
-            self.buf.extend_from_slice(&data[..take]);
+            if self.pending.is_empty() && data.len() > self.batch_bytes {
+                // A whole batch straight from the caller's buffer, with at
+                // least one byte left over for the final frame.
+                let (batch, rest) = data.split_at(self.batch_bytes);
+                self.emit_regular(batch)?;
+                data = rest;
+                continue;
+            }
+            let take = (self.batch_bytes - self.pending.len()).min(data.len());
+            buffer::extend(&mut self.pending, &data[..take]);
             data = &data[take..];
         }
         Ok(())
@@ -254,19 +430,24 @@ impl<W: Write> EncryptWriter<W> {
         if self.poisoned {
             return Err(Error::Config("an earlier write failed; the message is incomplete".into()).into());
         }
-        let part = if self.frame_length == 0 {
-            BodyPart::NonFramed
+        let pending = std::mem::take(&mut self.pending);
+        if self.frame_length == 0 {
+            self.emit_single(BodyPart::NonFramed, &pending)?;
         } else {
-            BodyPart::FinalFrame
-        };
-        self.seal_and_write(part)?;
+            let f = self.frame_length;
+            let regular = if pending.is_empty() {
+                0
+            } else {
+                (pending.len() - 1) / f
+            };
+            let (regular_pt, final_pt) = pending.split_at(regular * f);
+            self.emit_regular(regular_pt)?;
+            self.emit_single(BodyPart::FinalFrame, final_pt)?;
+        }
+        drop(pending);
         if let Some(signer) = self.signer.take() {
-            let sig = signer
-                .sign()
-                .map_err(|_| Error::Config("signing the message failed".into()))?;
-            let len = u16::try_from(sig.len()).map_err(|_| Error::Config("signature too long".into()))?;
-            self.output.write_all(&len.to_be_bytes())?;
-            self.output.write_all(&sig)?;
+            let footer = footer_bytes(signer)?;
+            self.output.write_all(&footer)?;
         }
         self.output.flush()?;
         Ok(self.output)

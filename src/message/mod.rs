@@ -1,11 +1,7 @@
 //! The encrypt and decrypt engines, streaming and one-shot.
 
-use std::io::{Read, Write};
-
-use zeroize::Zeroizing;
-
 use crate::config::Config;
-use crate::error::{Error, LimitError, Result};
+use crate::error::Result;
 use crate::format::EncryptionContext;
 use crate::materials::Keyring;
 use crate::suite::AlgorithmSuite;
@@ -13,6 +9,7 @@ use crate::suite::AlgorithmSuite;
 mod buffer;
 mod decrypt;
 mod encrypt;
+mod frames;
 
 pub use decrypt::{DecryptReader, Decryptor};
 pub use encrypt::{EncryptWriter, Encryptor};
@@ -49,12 +46,9 @@ pub async fn encrypt(
     context: &EncryptionContext,
     plaintext: &[u8],
 ) -> Result<Vec<u8>> {
-    let encryptor = Encryptor::new(config, keyring, context).await?;
-    let overhead = 1024 + plaintext.len() / 64;
-    let out = Vec::with_capacity(plaintext.len() + overhead);
-    let mut writer = encryptor.wrap_output(out).map_err(Error::from_io)?;
-    writer.write_all(plaintext).map_err(Error::from_io)?;
-    writer.finish().map_err(Error::from_io)
+    Encryptor::new(config, keyring, context)
+        .await?
+        .seal_all(plaintext)
 }
 
 /// Decrypts one whole ESDK message. Nothing is returned unless every check,
@@ -72,30 +66,8 @@ pub async fn decrypt(
     context: &EncryptionContext,
     message: &[u8],
 ) -> Result<Decrypted> {
-    let decryptor = Decryptor::new(message, config)?.allow_signed_streaming();
-    let mut reader = decryptor.decrypt(keyring, context).await?;
-    // The plaintext is held whole: `max_body_size` bounds it, framed or not.
-    let max = config.max_body_size;
-    // Capacity for everything that can arrive, so the buffer never
-    // reallocates (which would leave unwiped plaintext behind).
-    let cap = message
-        .len()
-        .min(usize::try_from(max.saturating_add(1)).unwrap_or(usize::MAX));
-    let mut plaintext = Zeroizing::new(Vec::with_capacity(cap));
-    (&mut reader)
-        .take(max.saturating_add(1))
-        .read_to_end(&mut plaintext)
-        .map_err(Error::from_io)?;
-    if plaintext.len() as u64 > max {
-        return Err(LimitError::BodyTooLarge {
-            found: plaintext.len() as u64,
-            max,
-        }
-        .into());
-    }
-    Ok(Decrypted {
-        plaintext: std::mem::take(&mut *plaintext),
-        encryption_context: reader.encryption_context().clone(),
-        suite: reader.suite(),
-    })
+    decrypt::decrypt_slice(config, keyring, context, message).await
 }
+
+#[cfg(test)]
+mod tests;

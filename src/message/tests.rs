@@ -1,0 +1,120 @@
+//! The parallel paths write and read the same bytes as one thread.
+
+use std::io::{Read, Write};
+
+use super::*;
+use crate::crypto::DataKey;
+use crate::format::EncryptedDataKey;
+use crate::materials::{EncryptMaterialsOut, RawAesKeyring};
+use crate::{AlgorithmSuite, Error, WrappingKey};
+
+const SUITE: AlgorithmSuite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
+
+fn config(frame_length: u32, threads: usize) -> Config {
+    Config::builder()
+        .suite(SUITE)
+        .frame_length(frame_length)
+        .threads(threads)
+        .build()
+        .unwrap()
+}
+
+/// An encryptor with fixed materials and message id: its output is a
+/// function of the plaintext alone.
+fn encryptor(config: &Config) -> Encryptor {
+    let materials = EncryptMaterialsOut {
+        data_key: DataKey::from_slice(&[0x42; 32]),
+        edks: vec![EncryptedDataKey {
+            provider_id: "test".into(),
+            provider_info: b"key".to_vec(),
+            ciphertext: vec![1, 2, 3],
+        }],
+        context: [("purpose", "parallel test")].into_iter().collect(),
+        signer: None,
+    };
+    Encryptor::with_materials(config, materials, vec![7; 32]).unwrap()
+}
+
+fn plaintext(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+/// Streams `pt` in uneven writes.
+fn streamed(config: &Config, pt: &[u8]) -> Vec<u8> {
+    let mut w = encryptor(config).wrap_output(Vec::new()).unwrap();
+    let mut rest = pt;
+    let mut step = 1usize;
+    while !rest.is_empty() {
+        let n = step.min(rest.len());
+        w.write_all(&rest[..n]).unwrap();
+        rest = &rest[n..];
+        step = step * 7 % 1_000_003 + 13;
+    }
+    w.finish().unwrap()
+}
+
+#[test]
+fn parallel_output_is_byte_for_byte_the_sequential_output() {
+    let mut cases = 0;
+    for frame_length in [4096u32, 65536, 1000] {
+        let f = frame_length as usize;
+        let sizes = [0, 1, f - 1, f, f + 1, 3 * f, (5 << 20) + 17, 8 << 20];
+        for len in sizes {
+            let pt = plaintext(len);
+            let reference = encryptor(&config(frame_length, 1)).seal_all(&pt).unwrap();
+            for threads in [1, 2, 3, 8] {
+                let c = config(frame_length, threads);
+                assert_eq!(
+                    encryptor(&c).seal_all(&pt).unwrap(),
+                    reference,
+                    "one-shot, frame {frame_length}, {len} bytes, {threads} threads"
+                );
+                assert_eq!(
+                    streamed(&c, &pt),
+                    reference,
+                    "streaming, frame {frame_length}, {len} bytes, {threads} threads"
+                );
+                cases += 2;
+            }
+        }
+    }
+    assert_eq!(cases, 3 * 8 * 4 * 2);
+}
+
+#[test]
+fn parallel_decrypt_reads_what_was_written() {
+    let keyring = RawAesKeyring::new("ns", "k", WrappingKey::from_slice(&[3; 32]).unwrap()).unwrap();
+    let context = EncryptionContext::new();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let pt = plaintext((6 << 20) + 5);
+    let message = rt
+        .block_on(encrypt(&config(4096, 2), &keyring, &context, &pt))
+        .unwrap();
+    for threads in [1, 2, 4] {
+        let c = config(4096, threads);
+        let one_shot = rt.block_on(decrypt(&c, &keyring, &context, &message)).unwrap();
+        assert!(one_shot.plaintext == pt, "one-shot, {threads} threads");
+        let mut reader = rt
+            .block_on(
+                Decryptor::new(&message[..], &c)
+                    .unwrap()
+                    .decrypt(&keyring, &context),
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert!(out == pt, "streaming, {threads} threads");
+        assert!(reader.is_complete());
+    }
+    // A flipped bit in the last regular frame fails every path.
+    let mut bad = message.clone();
+    let at = bad.len() - 4096;
+    bad[at] ^= 1;
+    for threads in [1, 2] {
+        let c = config(4096, threads);
+        assert!(matches!(
+            rt.block_on(decrypt(&c, &keyring, &context, &bad)),
+            Err(Error::Decrypt)
+        ));
+    }
+}
