@@ -65,6 +65,27 @@ pub enum Error {
     Io(#[from] io::Error),
 }
 
+impl Error {
+    /// A copy for every caller that waited on one shared operation (the
+    /// cache's single keyring call). I/O errors keep their kind and text.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Decrypt => Error::Decrypt,
+            Error::Format(e) => Error::Format(e.clone()),
+            Error::Limit(e) => Error::Limit(e.clone()),
+            Error::Policy(e) => Error::Policy(e.clone()),
+            Error::NoMatchingKey { edks } => Error::NoMatchingKey { edks: *edks },
+            Error::Keyring { keyring, reason } => Error::Keyring {
+                keyring: keyring.clone(),
+                reason: reason.clone(),
+            },
+            Error::Kms(e) => Error::Kms(e.clone()),
+            Error::Config(m) => Error::Config(m.clone()),
+            Error::Io(e) => Error::Io(io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+}
+
 /// A malformed field in a message. Names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

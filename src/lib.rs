@@ -10,6 +10,8 @@
 //! - [`Encryptor`] → [`EncryptWriter`] and [`Decryptor`] → [`DecryptReader`]:
 //!   streaming over `std::io::Write` / `Read` in memory bounded by the frame
 //!   length.
+//! - [`Client`]: a shared handle (keyring, config, data-key cache) for
+//!   many records: `client.encrypt(&context, record)`.
 //! - [`blocking::Blocking`]: the same without an async runtime of your own.
 //! - [`Config`]: commitment policy, suite, frame length and decrypt limits.
 //!
@@ -28,6 +30,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod blocking;
+mod client;
 mod config;
 mod crypto;
 mod error;
@@ -37,6 +40,7 @@ mod materials;
 mod message;
 mod suite;
 
+pub use client::{Client, ClientBuilder};
 pub use config::{
     CommitmentPolicy, Config, ConfigBuilder, DEFAULT_FRAME_LENGTH, DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_HEADER_SIZE,
@@ -45,8 +49,8 @@ pub use crypto::{Backend, DataKey, RsaPadding, WrappingKey};
 pub use error::{Error, FormatError, LimitError, PolicyError, Result};
 pub use format::{ContentType, EncryptedDataKey, EncryptionContext, PUBLIC_KEY_FIELD, RESERVED_PREFIX};
 pub use materials::{
-    DecryptionMaterials, EncryptionMaterials, Keyring, MultiKeyring, RawAesKeyring, RawRsaKeyring,
-    RsaPrivateKey, RsaPublicKey,
+    CacheLimits, CacheStats, DecryptionMaterials, EncryptionMaterials, Keyring, MaterialsCache, MultiKeyring,
+    RawAesKeyring, RawRsaKeyring, RsaPrivateKey, RsaPublicKey, MAX_MESSAGES_LIMIT,
 };
 #[cfg(feature = "kms")]
 pub use materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};

@@ -12,6 +12,8 @@ use aws_lc_rs::{
     },
     signature::{self, EcdsaKeyPair, KeyPair, ParsedPublicKey, UnparsedPublicKey},
 };
+use std::sync::Arc;
+
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{
@@ -73,7 +75,7 @@ impl Provider for AwsLc {
         let public = public.as_ref().to_vec();
         Ok((
             Box::new(EcdsaSigner {
-                key,
+                key: Arc::new(key),
                 hash: digest::Context::new(hash),
                 canonical_len: curve.canonical_signature_len(),
             }),
@@ -196,12 +198,20 @@ fn signing_alg(
 }
 
 struct EcdsaSigner {
-    key: EcdsaKeyPair,
+    key: Arc<EcdsaKeyPair>,
     hash: digest::Context,
     canonical_len: usize,
 }
 
 impl Signer for EcdsaSigner {
+    fn fresh(&self) -> Box<dyn Signer> {
+        Box::new(EcdsaSigner {
+            key: Arc::clone(&self.key),
+            hash: digest::Context::new(self.hash.algorithm()),
+            canonical_len: self.canonical_len,
+        })
+    }
+
     fn update(&mut self, data: &[u8]) {
         self.hash.update(data);
     }

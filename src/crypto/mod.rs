@@ -112,7 +112,10 @@ pub(crate) trait Aead: Send + Sync {
 }
 
 /// Incremental ECDSA signer over a freshly generated key pair.
-pub(crate) trait Signer: Send {
+pub(crate) trait Signer: Send + Sync {
+    /// A signer with the same key and nothing absorbed: a cached signing
+    /// key signs each message that reuses it from the start.
+    fn fresh(&self) -> Box<dyn Signer>;
     /// Absorbs message bytes.
     fn update(&mut self, data: &[u8]);
     /// DER signature over everything absorbed. Re-signs until the DER has the

@@ -320,6 +320,25 @@ macro_rules! sign_canonical {
 }
 
 impl Signer for EcdsaSigner {
+    fn fresh(&self) -> Box<dyn Signer> {
+        Box::new(match self {
+            EcdsaSigner::P256 {
+                key, canonical_len, ..
+            } => EcdsaSigner::P256 {
+                key: key.clone(),
+                hash: Sha256::new(),
+                canonical_len: *canonical_len,
+            },
+            EcdsaSigner::P384 {
+                key, canonical_len, ..
+            } => EcdsaSigner::P384 {
+                key: key.clone(),
+                hash: Sha384::new(),
+                canonical_len: *canonical_len,
+            },
+        })
+    }
+
     fn update(&mut self, data: &[u8]) {
         match self {
             EcdsaSigner::P256 { hash, .. } => hash.update(data),

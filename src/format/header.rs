@@ -103,54 +103,86 @@ impl HeaderBody {
     ///
     /// # Errors
     /// A field too long for the format.
+    #[cfg(test)]
     pub(crate) fn serialize(&self) -> Result<Vec<u8>, Error> {
-        let version = self.suite.message_version();
-        if self.message_id.len() != self.suite.message_id_len() {
-            return Err(Error::Config("message id length does not match the suite".into()));
-        }
-        let mut out = Vec::with_capacity(256);
-        match version {
-            MessageVersion::V1 => {
-                out.extend_from_slice(&[0x01, V1_TYPE_CUSTOMER_AED]);
-            }
-            MessageVersion::V2 => out.push(0x02),
-        }
-        out.extend_from_slice(&self.suite.id().to_be_bytes());
-        out.extend_from_slice(&self.message_id);
-        let ec = self.context.serialize()?;
-        put_u16_prefixed(&mut out, &ec);
-        let count = u16::try_from(self.edks.len())
-            .ok()
-            .filter(|&c| c > 0)
-            .ok_or_else(|| Error::Config("a message needs 1 to 65535 encrypted data keys".into()))?;
-        out.extend_from_slice(&count.to_be_bytes());
-        for edk in &self.edks {
-            for field in [edk.provider_id.as_bytes(), &edk.provider_info, &edk.ciphertext] {
-                if field.len() > usize::from(u16::MAX) {
-                    return Err(Error::Config(
-                        "encrypted data key field longer than 65535 bytes".into(),
-                    ));
-                }
-                put_u16_prefixed(&mut out, field);
-            }
-        }
-        out.push(self.content_type.byte());
-        match version {
-            MessageVersion::V1 => {
-                out.extend_from_slice(&[0, 0, 0, 0]);
-                out.push(IV_LEN as u8);
-                out.extend_from_slice(&self.frame_length.to_be_bytes());
-            }
-            MessageVersion::V2 => {
-                out.extend_from_slice(&self.frame_length.to_be_bytes());
-                let data = self
-                    .suite_data
-                    .ok_or_else(|| Error::Config("v2 header needs suite data".into()))?;
-                out.extend_from_slice(&data);
-            }
-        }
-        Ok(out)
+        let section = materials_section(&self.context, &self.edks)?;
+        serialize_header_body(
+            self.suite,
+            &self.message_id,
+            &section,
+            self.content_type,
+            self.frame_length,
+            self.suite_data.as_ref(),
+        )
     }
+}
+
+/// The part of a header body the encryption materials fix: the encryption
+/// context (u16 length prefix) and the encrypted data keys (count, then
+/// each key). Cached with the materials, it is copied into each header.
+pub(crate) fn materials_section(
+    context: &EncryptionContext,
+    edks: &[EncryptedDataKey],
+) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(256);
+    let ec = context.serialize()?;
+    put_u16_prefixed(&mut out, &ec);
+    let count = u16::try_from(edks.len())
+        .ok()
+        .filter(|&c| c > 0)
+        .ok_or_else(|| Error::Config("a message needs 1 to 65535 encrypted data keys".into()))?;
+    out.extend_from_slice(&count.to_be_bytes());
+    for edk in edks {
+        for field in [edk.provider_id.as_bytes(), &edk.provider_info, &edk.ciphertext] {
+            if field.len() > usize::from(u16::MAX) {
+                return Err(Error::Config(
+                    "encrypted data key field longer than 65535 bytes".into(),
+                ));
+            }
+            put_u16_prefixed(&mut out, field);
+        }
+    }
+    Ok(out)
+}
+
+/// Serializes a header body around a [`materials_section`].
+pub(crate) fn serialize_header_body(
+    suite: AlgorithmSuite,
+    message_id: &[u8],
+    materials_section: &[u8],
+    content_type: ContentType,
+    frame_length: u32,
+    suite_data: Option<&[u8; 32]>,
+) -> Result<Vec<u8>, Error> {
+    let version = suite.message_version();
+    if message_id.len() != suite.message_id_len() {
+        return Err(Error::Config("message id length does not match the suite".into()));
+    }
+    // Room for the header tag too (and the v1 IV), appended by the caller.
+    let mut out = Vec::with_capacity(4 + message_id.len() + materials_section.len() + 10 + 32 + 28);
+    match version {
+        MessageVersion::V1 => {
+            out.extend_from_slice(&[0x01, V1_TYPE_CUSTOMER_AED]);
+        }
+        MessageVersion::V2 => out.push(0x02),
+    }
+    out.extend_from_slice(&suite.id().to_be_bytes());
+    out.extend_from_slice(message_id);
+    out.extend_from_slice(materials_section);
+    out.push(content_type.byte());
+    match version {
+        MessageVersion::V1 => {
+            out.extend_from_slice(&[0, 0, 0, 0]);
+            out.push(IV_LEN as u8);
+            out.extend_from_slice(&frame_length.to_be_bytes());
+        }
+        MessageVersion::V2 => {
+            out.extend_from_slice(&frame_length.to_be_bytes());
+            let data = suite_data.ok_or_else(|| Error::Config("v2 header needs suite data".into()))?;
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(out)
 }
 
 impl HeaderAuth {

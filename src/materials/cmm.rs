@@ -8,18 +8,42 @@ use base64::Engine as _;
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
 use crate::crypto::{Backend, DataKey, Signer, Verifier};
 use crate::error::{Error, FormatError, LimitError, PolicyError, Result};
+use crate::format::header::materials_section;
 use crate::format::{EncryptedDataKey, EncryptionContext, PUBLIC_KEY_FIELD, RESERVED_PREFIX};
 use crate::suite::AlgorithmSuite;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// Encryption materials ready for the message engine.
+/// Encryption materials ready for the message engine. Immutable, so a
+/// cache shares one value among the messages that reuse it.
 pub(crate) struct EncryptMaterialsOut {
     pub data_key: DataKey,
-    pub edks: Vec<EncryptedDataKey>,
     /// The full context (stored pairs, public key, authenticated-only pairs).
     pub context: EncryptionContext,
+    /// The context and encrypted data keys as serialized in the header.
+    pub header_section: Vec<u8>,
+    /// Number of encrypted data keys.
+    pub edk_count: usize,
+    /// For signed suites: the signing key, nothing absorbed. Each message
+    /// signs with [`Signer::fresh`].
     pub signer: Option<Box<dyn Signer>>,
+}
+
+impl EncryptMaterialsOut {
+    pub(crate) fn new(
+        data_key: DataKey,
+        edks: &[EncryptedDataKey],
+        context: EncryptionContext,
+        signer: Option<Box<dyn Signer>>,
+    ) -> Result<Self> {
+        Ok(EncryptMaterialsOut {
+            header_section: materials_section(&context, edks)?,
+            edk_count: edks.len(),
+            data_key,
+            context,
+            signer,
+        })
+    }
 }
 
 /// Gets encryption materials: validates the caller's context, creates the
@@ -70,12 +94,7 @@ pub(crate) async fn encryption_materials(
             .into());
         }
     }
-    Ok(EncryptMaterialsOut {
-        data_key,
-        edks,
-        context,
-        signer,
-    })
+    EncryptMaterialsOut::new(data_key, &edks, context, signer)
 }
 
 /// Decryption materials ready for the message engine.
@@ -93,7 +112,7 @@ pub(crate) struct DecryptMaterialsOut {
 /// stored one, checks the public key against the suite, and asks the
 /// keyring for the data key.
 pub(crate) async fn decryption_materials(
-    keyring: &dyn Keyring,
+    source: super::Source<'_>,
     suite: AlgorithmSuite,
     stored: &EncryptionContext,
     reproduced: &EncryptionContext,
@@ -132,7 +151,7 @@ pub(crate) async fn decryption_materials(
         _ => return Err(PolicyError::PublicKeyMismatch.into()),
     };
     let materials = DecryptionMaterials::new(suite, full, backend);
-    let data_key = match keyring.on_decrypt(&materials, edks).await? {
+    let data_key = match source.on_decrypt(&materials, edks).await? {
         Some(k) if k.len() == suite.data_key_len() => k,
         Some(_) => return Err(Error::Decrypt),
         None => return Err(Error::NoMatchingKey { edks: edks.len() }),

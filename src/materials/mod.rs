@@ -14,6 +14,7 @@ use crate::suite::AlgorithmSuite;
 
 #[cfg(feature = "kms")]
 mod aws_kms;
+mod caching;
 mod cmm;
 mod multi;
 mod raw_aes;
@@ -21,7 +22,51 @@ mod raw_rsa;
 
 #[cfg(feature = "kms")]
 pub use aws_kms::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
+pub(crate) use caching::CachingCmm;
+pub use caching::{CacheLimits, CacheStats, MaterialsCache, MAX_MESSAGES_LIMIT};
 pub(crate) use cmm::{decryption_materials, encryption_materials, EncryptMaterialsOut};
+
+/// Where a message's data key comes from: a keyring every time, or a
+/// caching manager in front of one.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    Keyring(&'a dyn Keyring),
+    Cached(&'a CachingCmm),
+}
+
+impl Source<'_> {
+    /// Encryption materials for a message of `plaintext_len` bytes.
+    pub(crate) async fn encryption_materials(
+        self,
+        suite: AlgorithmSuite,
+        context: &EncryptionContext,
+        backend: Backend,
+        max_edks: Option<usize>,
+        plaintext_len: Option<u64>,
+    ) -> Result<std::sync::Arc<EncryptMaterialsOut>> {
+        match self {
+            Source::Keyring(k) => Ok(std::sync::Arc::new(
+                encryption_materials(k, suite, context, backend, max_edks).await?,
+            )),
+            Source::Cached(c) => {
+                c.encryption_materials(suite, context, backend, max_edks, plaintext_len)
+                    .await
+            }
+        }
+    }
+
+    /// The data key for a message's encrypted data keys.
+    pub(crate) async fn on_decrypt(
+        self,
+        materials: &DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> Result<Option<DataKey>> {
+        match self {
+            Source::Keyring(k) => k.on_decrypt(materials, edks).await,
+            Source::Cached(c) => c.decrypt_data_key(materials, edks).await,
+        }
+    }
+}
 pub use multi::MultiKeyring;
 pub use raw_aes::RawAesKeyring;
 pub use raw_rsa::{RawRsaKeyring, RsaPrivateKey, RsaPublicKey};

@@ -23,7 +23,7 @@ use crate::error::{Error, FormatError, LimitError, PolicyError, Result};
 use crate::format::body::{body_aad, BodyPart, FINAL_FRAME_MARKER, MAX_NON_FRAMED_LEN};
 use crate::format::header::{parse_header, ContentType, HeaderLimits, ParsedHeader};
 use crate::format::{EncryptedDataKey, EncryptionContext};
-use crate::materials::{decryption_materials, Keyring};
+use crate::materials::{decryption_materials, Keyring, Source};
 use crate::suite::AlgorithmSuite;
 
 /// Largest footer signature accepted (DER ECDSA P-384 is at most 104 bytes).
@@ -266,12 +266,19 @@ impl<R: Read> Decryptor<R> {
         keyring: &dyn Keyring,
         reproduced: &EncryptionContext,
     ) -> Result<DecryptReader<R>> {
+        self.decrypt_source(Source::Keyring(keyring), reproduced).await
+    }
+
+    pub(crate) async fn decrypt_source(
+        self,
+        source: Source<'_>,
+        reproduced: &EncryptionContext,
+    ) -> Result<DecryptReader<R>> {
         let suite = self.header.body.suite;
         if suite.is_signed() && !self.allow_signed_streaming {
             return Err(PolicyError::SignedStreaming(suite).into());
         }
-        let (authenticated, mut opened) =
-            open_header(&self.header, &self.config, keyring, reproduced).await?;
+        let (authenticated, mut opened) = open_header(&self.header, &self.config, source, reproduced).await?;
         if let Some(v) = opened.verifier.as_mut() {
             v.update(&self.header.body_bytes);
             let mut auth = Vec::with_capacity(28);
@@ -300,13 +307,13 @@ struct Opened {
 async fn open_header(
     header: &ParsedHeader,
     config: &Config,
-    keyring: &dyn Keyring,
+    source: Source<'_>,
     reproduced: &EncryptionContext,
 ) -> Result<(HeaderAuthenticated, Opened)> {
     let suite = header.body.suite;
     let backend = config.backend;
     let materials = decryption_materials(
-        keyring,
+        source,
         suite,
         &header.body.context,
         reproduced,
@@ -344,7 +351,7 @@ async fn open_header(
 /// threads for large messages.
 pub(crate) async fn decrypt_slice(
     config: &Config,
-    keyring: &dyn Keyring,
+    source: Source<'_>,
     reproduced: &EncryptionContext,
     message: &[u8],
 ) -> Result<Decrypted> {
@@ -355,7 +362,7 @@ pub(crate) async fn decrypt_slice(
     };
     let header = parse_header(message, &limits)?;
     config.commitment_policy.check_decrypt(header.body.suite)?;
-    let (authenticated, opened) = open_header(&header, config, keyring, reproduced).await?;
+    let (authenticated, opened) = open_header(&header, config, source, reproduced).await?;
     let body = Cursor {
         bytes: message,
         pos: header.len,

@@ -4,6 +4,7 @@
 //! only once complete; the signer absorbs every byte before the footer.
 
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use zeroize::{Zeroize, Zeroizing};
 
@@ -15,9 +16,9 @@ use crate::error::{Error, LimitError, Result};
 use crate::format::body::{
     body_aad, final_frame_header, non_framed_header, sequence_iv, BodyPart, MAX_NON_FRAMED_LEN,
 };
-use crate::format::header::{ContentType, HeaderAuth, HeaderBody};
+use crate::format::header::{serialize_header_body, ContentType, HeaderAuth};
 use crate::format::EncryptionContext;
-use crate::materials::{encryption_materials, EncryptMaterialsOut, Keyring};
+use crate::materials::{EncryptMaterialsOut, Keyring, Source};
 use crate::suite::AlgorithmSuite;
 
 /// A message whose materials are ready and whose header is built. Turn it
@@ -29,7 +30,7 @@ pub struct Encryptor {
     aead: Box<dyn Aead>,
     signer: Option<Box<dyn Signer>>,
     header: Vec<u8>,
-    context: EncryptionContext,
+    materials: Arc<EncryptMaterialsOut>,
     max_body_size: u64,
     threads: usize,
 }
@@ -52,11 +53,27 @@ impl Encryptor {
     /// forbids; keyring errors; [`Error::Limit`] when the keyrings produce
     /// more encrypted data keys than allowed.
     pub async fn new(config: &Config, keyring: &dyn Keyring, context: &EncryptionContext) -> Result<Self> {
+        Self::from_source(config, Source::Keyring(keyring), context, None).await
+    }
+
+    pub(crate) async fn from_source(
+        config: &Config,
+        source: Source<'_>,
+        context: &EncryptionContext,
+        plaintext_len: Option<u64>,
+    ) -> Result<Self> {
         let suite = config.suite();
         config.commitment_policy.check_encrypt(suite)?;
         let backend = config.backend;
-        let materials =
-            encryption_materials(keyring, suite, context, backend, config.max_encrypted_data_keys).await?;
+        let materials = source
+            .encryption_materials(
+                suite,
+                context,
+                backend,
+                config.max_encrypted_data_keys,
+                plaintext_len,
+            )
+            .await?;
         let mut message_id = vec![0u8; suite.message_id_len()];
         backend.fill_random(&mut message_id)?;
         Self::with_materials(config, materials, message_id)
@@ -66,10 +83,19 @@ impl Encryptor {
     /// materials, deterministic given them and the message id.
     pub(crate) fn with_materials(
         config: &Config,
-        materials: EncryptMaterialsOut,
+        materials: Arc<EncryptMaterialsOut>,
         message_id: Vec<u8>,
     ) -> Result<Self> {
         let suite = config.suite();
+        if let Some(max) = config.max_encrypted_data_keys {
+            if materials.edk_count > max {
+                return Err(LimitError::TooManyEncryptedDataKeys {
+                    found: materials.edk_count,
+                    max,
+                }
+                .into());
+            }
+        }
         let keys = derive_keys(
             config.backend,
             suite,
@@ -77,20 +103,19 @@ impl Encryptor {
             &message_id,
         )
         .map_err(|_| Error::Config("key derivation failed".into()))?;
-        let body = HeaderBody {
-            suite,
-            message_id: message_id.clone(),
-            context: materials.context.clone(),
-            edks: materials.edks,
-            content_type: if config.frame_length == 0 {
-                ContentType::NonFramed
-            } else {
-                ContentType::Framed
-            },
-            frame_length: config.frame_length,
-            suite_data: keys.commitment.as_deref().copied(),
+        let content_type = if config.frame_length == 0 {
+            ContentType::NonFramed
+        } else {
+            ContentType::Framed
         };
-        let mut header = body.serialize()?;
+        let mut header = serialize_header_body(
+            suite,
+            &message_id,
+            &materials.header_section,
+            content_type,
+            config.frame_length,
+            keys.commitment.as_deref(),
+        )?;
         // Header authentication: AES-GCM over no plaintext, AAD = header body.
         let iv = [0u8; 12];
         let tag = keys
@@ -98,7 +123,7 @@ impl Encryptor {
             .seal_in_place(&iv, &header, &mut [])
             .map_err(|_| Error::Config("header authentication failed".into()))?;
         HeaderAuth { iv, tag }.serialize(suite.message_version(), &mut header);
-        let mut signer = materials.signer;
+        let mut signer = materials.signer.as_ref().map(|s| s.fresh());
         if let Some(s) = signer.as_mut() {
             s.update(&header);
         }
@@ -109,7 +134,7 @@ impl Encryptor {
             aead: keys.aead,
             signer,
             header,
-            context: materials.context,
+            materials,
             max_body_size: config.max_body_size,
             threads: config.effective_threads(),
         })
@@ -123,7 +148,7 @@ impl Encryptor {
     /// The full encryption context written to the header (including
     /// `aws-crypto-public-key` for signed suites).
     pub fn encryption_context(&self) -> &EncryptionContext {
-        &self.context
+        &self.materials.context
     }
 
     /// Writes the header to `output` and returns the writer for the
@@ -159,11 +184,21 @@ impl Encryptor {
     /// one allocation of its exact size, each frame's plaintext copied into
     /// place and sealed there, on several threads for large inputs.
     pub(crate) fn seal_all(self, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.seal_into(plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Encryptor::seal_all`] into `out`, replacing its contents and
+    /// reusing its allocation when it is large enough.
+    pub(crate) fn seal_into(self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let f = self.frame_length as usize;
         if f == 0 {
-            let mut writer = self.wrap_output(Vec::new()).map_err(Error::from_io)?;
+            out.clear();
+            let mut writer = self.wrap_output(out).map_err(Error::from_io)?;
             writer.write_all(plaintext).map_err(Error::from_io)?;
-            return writer.finish().map_err(Error::from_io);
+            writer.finish().map_err(Error::from_io)?;
+            return Ok(());
         }
         let frames = Frames {
             aead: self.aead.as_ref(),
@@ -185,9 +220,14 @@ impl Encryptor {
         let final_start = body_start + regular * frames.regular_len();
         let end = final_start + FINAL_HEADER_LEN + final_pt.len() + TAG_LEN;
         let footer = if self.signer.is_some() { FOOTER_ROOM } else { 0 };
-        // Zeroed allocation: fresh pages from the OS, touched first by the
-        // thread that seals them.
-        let mut out = vec![0u8; end + footer];
+        if out.capacity() < end + footer {
+            // Zeroed allocation: fresh pages from the OS, touched first by
+            // the thread that seals them.
+            *out = vec![0u8; end + footer];
+        } else {
+            // Every byte up to `end` is overwritten; only a grown tail is zeroed.
+            out.resize(end + footer, 0);
+        }
         out[..header_len].copy_from_slice(&self.header);
         let sealed = frames
             .seal(1, regular_pt, &mut out[body_start..final_start])
@@ -214,7 +254,7 @@ impl Encryptor {
             len += footer.len();
         }
         out.truncate(len);
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -52,7 +52,7 @@ impl Frames<'_> {
         let f = self.frame_length;
         let slot = self.regular_len();
         let frames = plaintext.len() / f;
-        if plaintext.len() % f != 0 || out.len() != frames * slot {
+        if !plaintext.len().is_multiple_of(f) || out.len() != frames * slot {
             return Err(Error::Config("frame run of the wrong length".into()));
         }
         check_seq(first_seq, frames)?;
@@ -98,7 +98,7 @@ impl Frames<'_> {
         let f = self.frame_length;
         let slot = self.regular_len();
         let frames = input.len() / slot;
-        if input.len() % slot != 0 || out.len() != frames * f {
+        if !input.len().is_multiple_of(slot) || out.len() != frames * f {
             return Err(Error::Config("frame run of the wrong length".into()));
         }
         check_seq(first_seq, frames)?;

@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::error::Result;
 use crate::format::EncryptionContext;
-use crate::materials::Keyring;
+use crate::materials::{Keyring, Source};
 use crate::suite::AlgorithmSuite;
 
 mod buffer;
@@ -66,7 +66,16 @@ pub async fn decrypt(
     context: &EncryptionContext,
     message: &[u8],
 ) -> Result<Decrypted> {
-    decrypt::decrypt_slice(config, keyring, context, message).await
+    decrypt_source(config, Source::Keyring(keyring), context, message).await
+}
+
+pub(crate) async fn decrypt_source(
+    config: &Config,
+    source: Source<'_>,
+    context: &EncryptionContext,
+    message: &[u8],
+) -> Result<Decrypted> {
+    decrypt::decrypt_slice(config, source, context, message).await
 }
 
 #[cfg(test)]

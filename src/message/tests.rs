@@ -22,17 +22,18 @@ fn config(frame_length: u32, threads: usize) -> Config {
 /// An encryptor with fixed materials and message id: its output is a
 /// function of the plaintext alone.
 fn encryptor(config: &Config) -> Encryptor {
-    let materials = EncryptMaterialsOut {
-        data_key: DataKey::from_slice(&[0x42; 32]),
-        edks: vec![EncryptedDataKey {
+    let materials = EncryptMaterialsOut::new(
+        DataKey::from_slice(&[0x42; 32]),
+        &[EncryptedDataKey {
             provider_id: "test".into(),
             provider_info: b"key".to_vec(),
             ciphertext: vec![1, 2, 3],
         }],
-        context: [("purpose", "parallel test")].into_iter().collect(),
-        signer: None,
-    };
-    Encryptor::with_materials(config, materials, vec![7; 32]).unwrap()
+        [("purpose", "parallel test")].into_iter().collect(),
+        None,
+    )
+    .unwrap();
+    Encryptor::with_materials(config, std::sync::Arc::new(materials), vec![7; 32]).unwrap()
 }
 
 fn plaintext(len: usize) -> Vec<u8> {

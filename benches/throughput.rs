@@ -1,0 +1,213 @@
+//! Throughput of envseal against raw AES-256-GCM from the same backend
+//! (aws-lc-rs), in the same run: one-shot and streaming, suites 0x0478 and
+//! 0x0578, frame lengths 4096 and 65536, one thread and every core.
+//!
+//! Run: `cargo bench --bench throughput` (or `scripts/bench` for the table).
+//! Set `ENVSEAL_BENCH_SIZES=1k,64k` to run fewer sizes.
+
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use envseal::blocking::Blocking;
+use envseal::{AlgorithmSuite, Config, Decryptor, EncryptionContext, RawAesKeyring, WrappingKey};
+
+const SIZES: [(&str, usize); 4] = [
+    ("1k", 1 << 10),
+    ("64k", 64 << 10),
+    ("1m", 1 << 20),
+    ("64m", 64 << 20),
+];
+
+struct Case {
+    name: &'static str,
+    suite: AlgorithmSuite,
+    frame_length: u32,
+    threads: usize,
+    streaming: bool,
+}
+
+const CASES: [Case; 8] = [
+    case(
+        "0478-f4096-1t",
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        4096,
+        1,
+        false,
+    ),
+    case(
+        "0478-f65536-1t",
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        65536,
+        1,
+        false,
+    ),
+    case(
+        "0478-f4096-all",
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        4096,
+        0,
+        false,
+    ),
+    case(
+        "0478-f65536-all",
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        65536,
+        0,
+        false,
+    ),
+    case(
+        "0578-f4096-1t",
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
+        4096,
+        1,
+        false,
+    ),
+    case(
+        "0578-f4096-all",
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
+        4096,
+        0,
+        false,
+    ),
+    case(
+        "stream-0478-f4096-1t",
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        4096,
+        1,
+        true,
+    ),
+    case(
+        "stream-0478-f4096-all",
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        4096,
+        0,
+        true,
+    ),
+];
+
+const fn case(
+    name: &'static str,
+    suite: AlgorithmSuite,
+    frame_length: u32,
+    threads: usize,
+    streaming: bool,
+) -> Case {
+    Case {
+        name,
+        suite,
+        frame_length,
+        threads,
+        streaming,
+    }
+}
+
+fn sizes() -> Vec<(&'static str, usize)> {
+    match std::env::var("ENVSEAL_BENCH_SIZES") {
+        Ok(list) => SIZES
+            .into_iter()
+            .filter(|(name, _)| list.split(',').any(|s| s.trim() == *name))
+            .collect(),
+        Err(_) => SIZES.to_vec(),
+    }
+}
+
+fn configure(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, size: usize) {
+    group.throughput(Throughput::Bytes(size as u64));
+    group.warm_up_time(Duration::from_millis(500));
+    if size >= 16 << 20 {
+        group.sample_size(10).measurement_time(Duration::from_secs(3));
+    } else {
+        group.sample_size(30).measurement_time(Duration::from_secs(2));
+    }
+}
+
+fn raw_key() -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[0x11; 32]).unwrap())
+}
+
+fn throughput(c: &mut Criterion) {
+    let rt = Blocking::new().unwrap();
+    let keyring = RawAesKeyring::new("bench", "key-1", WrappingKey::from_slice(&[7; 32]).unwrap()).unwrap();
+    let context: EncryptionContext = [("purpose", "bench"), ("tenant", "acme")].into_iter().collect();
+    for (label, size) in sizes() {
+        let plaintext: Vec<u8> = (0..size).map(|i| (i * 131 % 251) as u8).collect();
+
+        let mut group = c.benchmark_group(format!("encrypt/{label}"));
+        configure(&mut group, size);
+        // The baseline: one AES-256-GCM seal over the whole buffer.
+        let key = raw_key();
+        let mut buf = plaintext.clone();
+        group.bench_function("raw-aes-256-gcm", |b| {
+            b.iter(|| {
+                key.seal_in_place_separate_tag(Nonce::assume_unique_for_key([0; 12]), Aad::empty(), &mut buf)
+                    .unwrap()
+            })
+        });
+        for case in &CASES {
+            let config = case_config(case);
+            group.bench_function(BenchmarkId::from_parameter(case.name), |b| {
+                if case.streaming {
+                    b.iter(|| {
+                        let enc = rt.encryptor(&config, &keyring, &context).unwrap();
+                        let mut w = enc.wrap_output(std::io::sink()).unwrap();
+                        w.write_all(&plaintext).unwrap();
+                        w.finish().unwrap();
+                    })
+                } else {
+                    b.iter(|| black_box(rt.encrypt(&config, &keyring, &context, &plaintext).unwrap()))
+                }
+            });
+        }
+        group.finish();
+
+        let mut group = c.benchmark_group(format!("decrypt/{label}"));
+        configure(&mut group, size);
+        let mut sealed = plaintext.clone();
+        let tag = key
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key([0; 12]), Aad::empty(), &mut sealed)
+            .unwrap();
+        sealed.extend_from_slice(tag.as_ref());
+        let mut work = sealed.clone();
+        group.bench_function("raw-aes-256-gcm", |b| {
+            b.iter(|| {
+                work.copy_from_slice(&sealed);
+                key.open_in_place(Nonce::assume_unique_for_key([0; 12]), Aad::empty(), &mut work)
+                    .unwrap()
+                    .len()
+            })
+        });
+        for case in &CASES {
+            let config = case_config(case);
+            let message = rt.encrypt(&config, &keyring, &context, &plaintext).unwrap();
+            group.bench_function(BenchmarkId::from_parameter(case.name), |b| {
+                if case.streaming {
+                    let mut out = vec![0u8; 1 << 16];
+                    b.iter(|| {
+                        let d = Decryptor::new(&message[..], &config).unwrap();
+                        let mut r = rt.decrypt_stream(d, &keyring, &context).unwrap();
+                        while r.read(&mut out).unwrap() > 0 {}
+                        assert!(r.is_complete());
+                    })
+                } else {
+                    b.iter(|| black_box(rt.decrypt(&config, &keyring, &context, &message).unwrap()))
+                }
+            });
+        }
+        group.finish();
+    }
+}
+
+fn case_config(case: &Case) -> Config {
+    Config::builder()
+        .suite(case.suite)
+        .frame_length(case.frame_length)
+        .threads(case.threads)
+        .build()
+        .unwrap()
+}
+
+criterion_group!(benches, throughput);
+criterion_main!(benches);

@@ -1,0 +1,221 @@
+//! The record API: one shared handle holding the keyring, the policy and
+//! the data-key cache.
+
+use std::fmt;
+use std::io::Read;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::format::EncryptionContext;
+use crate::materials::{CacheLimits, CacheStats, CachingCmm, Keyring, MaterialsCache, Source};
+use crate::message::{decrypt_source, DecryptReader, Decrypted, Decryptor, Encryptor};
+
+/// Encrypts and decrypts records (and streams) with one keyring, one
+/// [`Config`] and, optionally, a [`MaterialsCache`] of data keys.
+///
+/// Cheap to clone: clones share the keyring, the cache and its counters.
+/// `Send + Sync`, so one client serves every task of a service.
+///
+/// ```
+/// # async fn demo() -> envseal::Result<()> {
+/// use std::time::Duration;
+/// use envseal::{CacheLimits, Client, EncryptionContext, MaterialsCache, RawAesKeyring, WrappingKey};
+///
+/// let keyring = RawAesKeyring::new("my-app", "key-1", WrappingKey::from_slice(&[7u8; 32])?)?;
+/// let client = Client::builder(keyring)
+///     .cache(
+///         MaterialsCache::new(1000)?,
+///         CacheLimits::new(Duration::from_secs(300))?.max_messages(10_000)?,
+///     )
+///     .build()?;
+/// let context: EncryptionContext = [("table", "customers")].into_iter().collect();
+/// let message = client.encrypt(&context, b"a record").await?;
+/// assert_eq!(client.decrypt(&context, &message).await?.plaintext, b"a record");
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    keyring: Arc<dyn Keyring>,
+    cmm: Option<CachingCmm>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.inner.config)
+            .field("cache", &self.inner.cmm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Client`].
+pub struct ClientBuilder {
+    config: Config,
+    keyring: Arc<dyn Keyring>,
+    cache: Option<(MaterialsCache, CacheLimits)>,
+    partition: Option<String>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// The policy, suite, frame length and limits (default: `Config::default()`).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Reuses data keys from `cache` under `limits`. Without it every
+    /// message asks the keyring.
+    pub fn cache(mut self, cache: MaterialsCache, limits: CacheLimits) -> Self {
+        self.cache = Some((cache, limits));
+        self
+    }
+
+    /// Names this client's partition of the cache: clients that share a
+    /// cache and a partition name share data keys, so give the same name
+    /// only to clients with the same keyring. Default: a random partition
+    /// of this client's own.
+    pub fn partition(mut self, name: impl Into<String>) -> Self {
+        self.partition = Some(name.into());
+        self
+    }
+
+    /// The client.
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] if the random source fails.
+    pub fn build(self) -> Result<Client> {
+        let cmm = match self.cache {
+            Some((cache, limits)) => Some(CachingCmm::new(
+                Arc::clone(&self.keyring),
+                cache,
+                limits,
+                self.partition.as_deref(),
+                self.config.backend,
+            )?),
+            None => None,
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                config: self.config,
+                keyring: self.keyring,
+                cmm,
+            }),
+        })
+    }
+}
+
+impl Client {
+    /// A builder around `keyring`.
+    pub fn builder(keyring: impl Keyring + 'static) -> ClientBuilder {
+        Self::builder_shared(Arc::new(keyring))
+    }
+
+    /// A builder around a keyring shared with other code.
+    pub fn builder_shared(keyring: Arc<dyn Keyring>) -> ClientBuilder {
+        ClientBuilder {
+            config: Config::default(),
+            keyring,
+            cache: None,
+            partition: None,
+        }
+    }
+
+    /// The client's config.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The cache's counters (`None` without a cache).
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.inner.cmm.as_ref().map(|c| c.cache().stats())
+    }
+
+    fn source(&self) -> Source<'_> {
+        match &self.inner.cmm {
+            Some(c) => Source::Cached(c),
+            None => Source::Keyring(self.inner.keyring.as_ref()),
+        }
+    }
+
+    /// Encrypts one record into one ESDK message.
+    ///
+    /// # Errors
+    /// As [`crate::encrypt`].
+    pub async fn encrypt(&self, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.encrypt_into(context, plaintext, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Encrypts one record into `out` (its contents are replaced), reusing
+    /// `out`'s allocation: a loop over records allocates no output buffers.
+    ///
+    /// # Errors
+    /// As [`crate::encrypt`]; on error `out` is empty.
+    pub async fn encrypt_into(
+        &self,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let config = &self.inner.config;
+        let encryptor =
+            Encryptor::from_source(config, self.source(), context, Some(plaintext.len() as u64)).await;
+        let result = encryptor.and_then(|e| e.seal_into(plaintext, out));
+        if result.is_err() {
+            out.clear();
+        }
+        result
+    }
+
+    /// Decrypts one message; `context` is the reproduced encryption context
+    /// (see [`crate::decrypt`]).
+    ///
+    /// # Errors
+    /// As [`crate::decrypt`].
+    pub async fn decrypt(&self, context: &EncryptionContext, message: &[u8]) -> Result<Decrypted> {
+        decrypt_source(&self.inner.config, self.source(), context, message).await
+    }
+
+    /// Starts a streaming encryption. With `plaintext_len` known (and within
+    /// the cache's byte limit) the data key may come from the cache; with
+    /// `None` the keyring is asked.
+    ///
+    /// # Errors
+    /// As [`Encryptor::new`].
+    pub async fn encryptor(
+        &self,
+        context: &EncryptionContext,
+        plaintext_len: Option<u64>,
+    ) -> Result<Encryptor> {
+        Encryptor::from_source(&self.inner.config, self.source(), context, plaintext_len).await
+    }
+
+    /// Opens a streaming decryption whose header `decryptor` has parsed
+    /// (with this client's config: [`Decryptor::new`]).
+    ///
+    /// # Errors
+    /// As [`Decryptor::decrypt`].
+    pub async fn decrypt_stream<R: Read>(
+        &self,
+        decryptor: Decryptor<R>,
+        context: &EncryptionContext,
+    ) -> Result<DecryptReader<R>> {
+        decryptor.decrypt_source(self.source(), context).await
+    }
+}

@@ -1,0 +1,566 @@
+//! The caching materials manager: data keys reused under limits.
+//!
+//! Spec: `framework/caching-cmm.md`. An encrypt entry holds everything a
+//! message needs from its materials (data key, encrypted data keys, full
+//! context, signing key) and may serve at most `max_messages` messages and
+//! `max_bytes` of plaintext within `max_age`; a decrypt entry holds an
+//! unwrapped data key for `max_age`. Entries are keyed by the exact bytes
+//! of (kind, partition, suite, context[, encrypted data keys]), so
+//! different contexts, suites or keyrings (each manager has its own
+//! partition) never share a key. A bounded number of entries is kept, least
+//! recently used evicted first. Concurrent misses for one entry make one
+//! keyring call (single flight); the others wait for it and share its
+//! result or its error. Data keys are zeroized when the last message using
+//! an evicted or expired entry drops it.
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+use super::cmm::{encryption_materials, EncryptMaterialsOut};
+use super::{DecryptionMaterials, Keyring};
+use crate::crypto::{Backend, DataKey};
+use crate::error::{Error, Result};
+use crate::format::{EncryptedDataKey, EncryptionContext};
+use crate::suite::{AlgorithmSuite, Kdf};
+
+/// Most messages one data key may encrypt (the ESDK's bound, 2^32).
+pub const MAX_MESSAGES_LIMIT: u64 = 1 << 32;
+
+/// How long and how much one cached data key may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheLimits {
+    max_age: Duration,
+    max_messages: u64,
+    max_bytes: u64,
+}
+
+impl CacheLimits {
+    /// Entries live at most `max_age`; by default a data key encrypts up to
+    /// 2^32 messages and any number of bytes.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zero age.
+    pub fn new(max_age: Duration) -> Result<Self> {
+        if max_age.is_zero() {
+            return Err(Error::Config("cache max age must be above zero".into()));
+        }
+        Ok(CacheLimits {
+            max_age,
+            max_messages: MAX_MESSAGES_LIMIT,
+            max_bytes: u64::MAX,
+        })
+    }
+
+    /// Most messages one data key encrypts (1 to 2^32).
+    ///
+    /// # Errors
+    /// [`Error::Config`] outside that range.
+    pub fn max_messages(mut self, messages: u64) -> Result<Self> {
+        if messages == 0 || messages > MAX_MESSAGES_LIMIT {
+            return Err(Error::Config(format!(
+                "cache max messages must be 1 to 2^32, not {messages}"
+            )));
+        }
+        self.max_messages = messages;
+        Ok(self)
+    }
+
+    /// Most plaintext bytes one data key encrypts. A message larger than
+    /// this, or of unknown length (streaming), bypasses the cache.
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// The age limit.
+    pub fn age(&self) -> Duration {
+        self.max_age
+    }
+
+    /// The message limit.
+    pub fn messages(&self) -> u64 {
+        self.max_messages
+    }
+
+    /// The byte limit.
+    pub fn bytes(&self) -> u64 {
+        self.max_bytes
+    }
+}
+
+/// What a cache has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Lookups served from an entry.
+    pub hits: u64,
+    /// Lookups that found no usable entry and called the keyring.
+    pub misses: u64,
+    /// Lookups that waited for another caller's keyring call.
+    pub waits: u64,
+    /// Requests that skipped the cache (unknown or too-large plaintext,
+    /// a suite without key derivation).
+    pub bypasses: u64,
+    /// Entries dropped for age, messages or bytes.
+    pub expired: u64,
+    /// Entries dropped to make room (least recently used).
+    pub evicted: u64,
+    /// Entries held now.
+    pub entries: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    waits: AtomicU64,
+    bypasses: AtomicU64,
+    expired: AtomicU64,
+    evicted: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A bounded, thread-safe store of data keys. Cheap to clone (a shared
+/// handle); managers that share one keep apart by partition.
+#[derive(Clone)]
+pub struct MaterialsCache {
+    inner: Arc<CacheInner>,
+}
+
+struct CacheInner {
+    entries: Mutex<LruCache<Vec<u8>, Slot>>,
+    counters: Counters,
+}
+
+impl fmt::Debug for MaterialsCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MaterialsCache")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+enum Slot {
+    Encrypt(EncryptEntry),
+    Decrypt(DecryptEntry),
+    /// A keyring call is under way for this entry.
+    Loading(Arc<Flight>),
+}
+
+struct EncryptEntry {
+    materials: Arc<EncryptMaterialsOut>,
+    created: Instant,
+    messages: u64,
+    bytes: u64,
+}
+
+struct DecryptEntry {
+    data_key: Arc<DataKey>,
+    created: Instant,
+}
+
+/// One keyring call that other callers wait on.
+struct Flight {
+    /// Closed when the call ends (never given permits).
+    done: tokio::sync::Semaphore,
+    /// The error, if the call failed.
+    failure: OnceLock<Error>,
+}
+
+impl MaterialsCache {
+    /// A cache holding at most `capacity` entries.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zero capacity.
+    pub fn new(capacity: usize) -> Result<Self> {
+        let capacity = NonZeroUsize::new(capacity)
+            .ok_or_else(|| Error::Config("cache capacity must be above zero".into()))?;
+        Ok(MaterialsCache {
+            inner: Arc::new(CacheInner {
+                entries: Mutex::new(LruCache::new(capacity)),
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// Counters and the number of entries.
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.inner.counters;
+        CacheStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            waits: c.waits.load(Ordering::Relaxed),
+            bypasses: c.bypasses.load(Ordering::Relaxed),
+            expired: c.expired.load(Ordering::Relaxed),
+            evicted: c.evicted.load(Ordering::Relaxed),
+            entries: self.lock().len() as u64,
+        }
+    }
+
+    /// Drops every entry (their data keys are zeroized once no message
+    /// uses them).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<Vec<u8>, Slot>> {
+        // A panic while holding the lock cannot leave an entry half-written
+        // (every update is a single assignment), so a poisoned lock is used.
+        self.inner.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Inserts, counting a least-recently-used eviction.
+    fn insert(&self, key: Vec<u8>, slot: Slot) {
+        let mut entries = self.lock();
+        let replaced_key = key.clone();
+        if let Some((old_key, _old)) = entries.push(key, slot) {
+            if old_key != replaced_key {
+                bump(&self.inner.counters.evicted);
+            }
+        }
+    }
+
+    /// Ends a flight: replaces its slot with `slot` (or removes it) and
+    /// wakes the waiters.
+    fn land(&self, key: &[u8], flight: &Arc<Flight>, slot: Option<Slot>, failure: Option<Error>) {
+        if let Some(e) = failure {
+            let _ = flight.failure.set(e);
+        }
+        {
+            let mut entries = self.lock();
+            let ours = matches!(entries.peek(key), Some(Slot::Loading(f)) if Arc::ptr_eq(f, flight));
+            if ours {
+                entries.pop(key);
+            }
+        }
+        if let Some(slot) = slot {
+            self.insert(key.to_vec(), slot);
+        }
+        flight.done.close();
+    }
+}
+
+/// Ends a flight if its leader is dropped mid-call (a cancelled future):
+/// the waiters retry instead of waiting forever.
+struct FlightGuard<'a> {
+    cache: &'a MaterialsCache,
+    key: &'a [u8],
+    flight: Arc<Flight>,
+    landed: bool,
+}
+
+impl FlightGuard<'_> {
+    fn land(mut self, slot: Option<Slot>, failure: Option<Error>) {
+        self.landed = true;
+        self.cache.land(self.key, &self.flight, slot, failure);
+    }
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        if !self.landed {
+            self.cache.land(self.key, &self.flight, None, None);
+        }
+    }
+}
+
+/// What a lookup found.
+enum Lookup<T> {
+    Hit(T),
+    Wait(Arc<Flight>),
+    Lead(Arc<Flight>),
+}
+
+/// A materials manager that caches the data keys of one keyring.
+pub(crate) struct CachingCmm {
+    keyring: Arc<dyn Keyring>,
+    cache: MaterialsCache,
+    limits: CacheLimits,
+    partition: Vec<u8>,
+}
+
+impl fmt::Debug for CachingCmm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachingCmm")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachingCmm {
+    /// `partition`: entries of managers with different partitions never
+    /// mix; `None` makes a random one (this manager's own).
+    pub(crate) fn new(
+        keyring: Arc<dyn Keyring>,
+        cache: MaterialsCache,
+        limits: CacheLimits,
+        partition: Option<&str>,
+        backend: Backend,
+    ) -> Result<Self> {
+        let partition = match partition {
+            Some(name) => name.as_bytes().to_vec(),
+            None => {
+                let mut id = vec![0u8; 16];
+                backend.fill_random(&mut id)?;
+                id
+            }
+        };
+        Ok(CachingCmm {
+            keyring,
+            cache,
+            limits,
+            partition,
+        })
+    }
+
+    pub(crate) fn keyring(&self) -> &dyn Keyring {
+        self.keyring.as_ref()
+    }
+
+    pub(crate) fn cache(&self) -> &MaterialsCache {
+        &self.cache
+    }
+
+    fn key(&self, kind: u8, suite: AlgorithmSuite, context: &EncryptionContext) -> Result<Vec<u8>> {
+        // kind | partition length and bytes | suite | context: unambiguous.
+        let mut key = Vec::with_capacity(1 + 2 + self.partition.len() + 2 + 128);
+        key.push(kind);
+        key.extend_from_slice(&(self.partition.len() as u64).to_be_bytes());
+        key.extend_from_slice(&self.partition);
+        key.extend_from_slice(&suite.id().to_be_bytes());
+        context.serialize_into(&mut key)?;
+        Ok(key)
+    }
+
+    /// Encryption materials for a message of `plaintext_len` bytes (`None`:
+    /// unknown), from the cache when an entry has room for it.
+    pub(crate) async fn encryption_materials(
+        &self,
+        suite: AlgorithmSuite,
+        context: &EncryptionContext,
+        backend: Backend,
+        max_edks: Option<usize>,
+        plaintext_len: Option<u64>,
+    ) -> Result<Arc<EncryptMaterialsOut>> {
+        let counters = &self.cache.inner.counters;
+        let len = match plaintext_len {
+            Some(len) if len <= self.limits.max_bytes && suite.kdf() != Kdf::Identity => len,
+            _ => {
+                bump(&counters.bypasses);
+                let m = encryption_materials(self.keyring(), suite, context, backend, max_edks).await?;
+                return Ok(Arc::new(m));
+            }
+        };
+        let key = self.key(b'E', suite, context)?;
+        loop {
+            let found = {
+                let mut entries = self.cache.lock();
+                match entries.get_mut(&key) {
+                    Some(Slot::Encrypt(e)) => {
+                        let fresh = e.created.elapsed() < self.limits.max_age
+                            && e.messages < self.limits.max_messages
+                            && e.bytes.saturating_add(len) <= self.limits.max_bytes;
+                        if fresh {
+                            e.messages += 1;
+                            e.bytes += len;
+                            Lookup::Hit(Arc::clone(&e.materials))
+                        } else {
+                            bump(&counters.expired);
+                            lead(&mut entries, &key, counters)
+                        }
+                    }
+                    Some(Slot::Loading(f)) => Lookup::Wait(Arc::clone(f)),
+                    Some(Slot::Decrypt(_)) | None => lead(&mut entries, &key, counters),
+                }
+            };
+            match found {
+                Lookup::Hit(m) => {
+                    bump(&counters.hits);
+                    return Ok(m);
+                }
+                Lookup::Wait(flight) => {
+                    bump(&counters.waits);
+                    wait(&flight).await?;
+                }
+                Lookup::Lead(flight) => {
+                    bump(&counters.misses);
+                    let guard = FlightGuard {
+                        cache: &self.cache,
+                        key: &key,
+                        flight,
+                        landed: false,
+                    };
+                    return match encryption_materials(self.keyring(), suite, context, backend, max_edks).await
+                    {
+                        Ok(m) => {
+                            let m = Arc::new(m);
+                            let entry = EncryptEntry {
+                                materials: Arc::clone(&m),
+                                created: Instant::now(),
+                                messages: 1,
+                                bytes: len,
+                            };
+                            guard.land(Some(Slot::Encrypt(entry)), None);
+                            Ok(m)
+                        }
+                        Err(e) => {
+                            guard.land(None, Some(e.duplicate()));
+                            Err(e)
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    /// The data key for a message's encrypted data keys, from the cache
+    /// when it is there and young enough.
+    pub(crate) async fn decrypt_data_key(
+        &self,
+        materials: &DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> Result<Option<DataKey>> {
+        let counters = &self.cache.inner.counters;
+        let suite = materials.suite();
+        if suite.kdf() == Kdf::Identity {
+            bump(&counters.bypasses);
+            return self.keyring.on_decrypt(materials, edks).await;
+        }
+        let mut key = self.key(b'D', suite, materials.context())?;
+        for edk in edks {
+            for field in [edk.provider_id.as_bytes(), &edk.provider_info, &edk.ciphertext] {
+                key.extend_from_slice(&(field.len() as u64).to_be_bytes());
+                key.extend_from_slice(field);
+            }
+        }
+        loop {
+            let found = {
+                let mut entries = self.cache.lock();
+                match entries.get(&key) {
+                    Some(Slot::Decrypt(e)) if e.created.elapsed() < self.limits.max_age => {
+                        Lookup::Hit(Arc::clone(&e.data_key))
+                    }
+                    Some(Slot::Loading(f)) => Lookup::Wait(Arc::clone(f)),
+                    Some(Slot::Decrypt(_)) => {
+                        bump(&counters.expired);
+                        lead(&mut entries, &key, counters)
+                    }
+                    Some(Slot::Encrypt(_)) | None => lead(&mut entries, &key, counters),
+                }
+            };
+            match found {
+                Lookup::Hit(k) => {
+                    bump(&counters.hits);
+                    return Ok(Some(DataKey::from_slice(k.expose_secret())));
+                }
+                Lookup::Wait(flight) => {
+                    bump(&counters.waits);
+                    wait(&flight).await?;
+                }
+                Lookup::Lead(flight) => {
+                    bump(&counters.misses);
+                    let guard = FlightGuard {
+                        cache: &self.cache,
+                        key: &key,
+                        flight,
+                        landed: false,
+                    };
+                    return match self.keyring.on_decrypt(materials, edks).await {
+                        Ok(Some(k)) => {
+                            let entry = DecryptEntry {
+                                data_key: Arc::new(k.clone()),
+                                created: Instant::now(),
+                            };
+                            guard.land(Some(Slot::Decrypt(entry)), None);
+                            Ok(Some(k))
+                        }
+                        Ok(None) => {
+                            guard.land(None, Some(Error::NoMatchingKey { edks: edks.len() }));
+                            Ok(None)
+                        }
+                        Err(e) => {
+                            guard.land(None, Some(e.duplicate()));
+                            Err(e)
+                        }
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Marks `key` as loading (replacing any stale entry) and returns the new
+/// flight for the caller to lead.
+fn lead<T>(entries: &mut LruCache<Vec<u8>, Slot>, key: &[u8], counters: &Counters) -> Lookup<T> {
+    let flight = Arc::new(Flight {
+        done: tokio::sync::Semaphore::new(0),
+        failure: OnceLock::new(),
+    });
+    // A stale entry dropped here is zeroized once no message holds it.
+    if let Some((old_key, _)) = entries.push(key.to_vec(), Slot::Loading(Arc::clone(&flight))) {
+        if old_key != key {
+            bump(&counters.evicted);
+        }
+    }
+    Lookup::Lead(flight)
+}
+
+/// Waits for a flight to land; its error if it failed.
+async fn wait(flight: &Flight) -> Result<()> {
+    // The semaphore never has permits: `acquire` returns once it is closed.
+    let _ = flight.done.acquire().await;
+    match flight.failure.get() {
+        Some(e) => Err(e.duplicate()),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::materials::RawAesKeyring;
+    use crate::WrappingKey;
+
+    /// Evicted and expired materials are freed (their `DataKey`, a
+    /// `Zeroizing` buffer, is wiped on drop) once no message holds them.
+    #[test]
+    fn evicted_and_expired_materials_are_dropped() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let keyring =
+            Arc::new(RawAesKeyring::new("ns", "k", WrappingKey::from_slice(&[1; 32]).unwrap()).unwrap());
+        let cache = MaterialsCache::new(1).unwrap();
+        let limits = CacheLimits::new(Duration::from_secs(60))
+            .unwrap()
+            .max_messages(2)
+            .unwrap();
+        let cmm = CachingCmm::new(keyring, cache.clone(), limits, None, Backend::default()).unwrap();
+        let suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
+        let get = |table: &str| {
+            let context: EncryptionContext = [("t", table)].into_iter().collect();
+            rt.block_on(cmm.encryption_materials(suite, &context, Backend::default(), None, Some(1)))
+                .unwrap()
+        };
+        let a = Arc::downgrade(&get("a"));
+        assert!(a.upgrade().is_some(), "held by the cache");
+        drop(get("b"));
+        assert!(a.upgrade().is_none(), "evicted (capacity 1) and dropped");
+        assert_eq!(cache.stats().evicted, 1);
+
+        let b = Arc::downgrade(&get("b"));
+        assert!(b.upgrade().is_some());
+        drop(get("b")); // third use: over max_messages, a new entry
+        assert!(b.upgrade().is_none(), "expired and dropped");
+        assert_eq!(cache.stats().expired, 1);
+    }
+}

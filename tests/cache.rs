@@ -1,0 +1,396 @@
+//! The caching materials manager and the record API (`Client`): limits,
+//! LRU, partitions, single flight, shared failures, KMS call counts.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use envseal::{
+    async_trait, AlgorithmSuite, CacheLimits, Client, Config, DataKey, DecryptionMaterials, EncryptedDataKey,
+    EncryptionContext, EncryptionMaterials, Error, Keyring, MaterialsCache, RawAesKeyring, WrappingKey,
+};
+
+/// A raw AES keyring that counts calls, optionally slow or failing.
+struct Counting {
+    inner: RawAesKeyring,
+    encrypts: AtomicU64,
+    decrypts: AtomicU64,
+    delay: Duration,
+    fail: bool,
+}
+
+impl Counting {
+    fn new(name: &str) -> Arc<Self> {
+        Self::with(name, Duration::ZERO, false)
+    }
+
+    fn with(name: &str, delay: Duration, fail: bool) -> Arc<Self> {
+        Arc::new(Counting {
+            inner: RawAesKeyring::new("cache-test", name, WrappingKey::from_slice(&[5; 32]).unwrap())
+                .unwrap(),
+            encrypts: AtomicU64::new(0),
+            decrypts: AtomicU64::new(0),
+            delay,
+            fail,
+        })
+    }
+
+    fn encrypts(&self) -> u64 {
+        self.encrypts.load(Ordering::SeqCst)
+    }
+
+    fn decrypts(&self) -> u64 {
+        self.decrypts.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Keyring for Counting {
+    async fn on_encrypt(&self, materials: &mut EncryptionMaterials) -> envseal::Result<()> {
+        self.encrypts.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        if self.fail {
+            return Err(Error::Keyring {
+                keyring: "counting".into(),
+                reason: "refused".into(),
+            });
+        }
+        self.inner.on_encrypt(materials).await
+    }
+
+    async fn on_decrypt(
+        &self,
+        materials: &DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> envseal::Result<Option<DataKey>> {
+        self.decrypts.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        self.inner.on_decrypt(materials, edks).await
+    }
+}
+
+fn records_config() -> Config {
+    Config::builder()
+        .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
+        .build()
+        .unwrap()
+}
+
+fn client(keyring: &Arc<Counting>, cache: &MaterialsCache, limits: CacheLimits) -> Client {
+    Client::builder_shared(keyring.clone())
+        .config(records_config())
+        .cache(cache.clone(), limits)
+        .build()
+        .unwrap()
+}
+
+fn context(table: &str) -> EncryptionContext {
+    [("table", table)].into_iter().collect()
+}
+
+fn limits() -> CacheLimits {
+    CacheLimits::new(Duration::from_secs(600)).unwrap()
+}
+
+#[tokio::test]
+async fn max_messages_bounds_keyring_calls_and_every_record_decrypts() {
+    let keyring = Counting::new("k");
+    let cache = MaterialsCache::new(10).unwrap();
+    let c = client(&keyring, &cache, limits().max_messages(1000).unwrap());
+    let ctx = context("t");
+    let mut messages = Vec::new();
+    for i in 0..20_000u32 {
+        let m = c.encrypt(&ctx, &i.to_be_bytes()).await.unwrap();
+        if i % 997 == 0 {
+            messages.push((i, m));
+        }
+    }
+    assert_eq!(keyring.encrypts(), 20, "20,000 records / 1,000 messages per key");
+    let stats = c.cache_stats().unwrap();
+    assert_eq!((stats.misses, stats.hits, stats.expired), (20, 19_980, 19));
+    // Cached messages are ordinary ESDK messages: the plain API reads them.
+    for (i, m) in &messages {
+        let d = envseal::decrypt(&records_config(), &keyring.inner, &ctx, m)
+            .await
+            .unwrap();
+        assert_eq!(d.plaintext, i.to_be_bytes());
+    }
+    // Two messages under one cached key still differ (fresh message id).
+    let a = c.encrypt(&ctx, b"same").await.unwrap();
+    let b = c.encrypt(&ctx, b"same").await.unwrap();
+    assert_ne!(a, b);
+}
+
+#[tokio::test]
+async fn max_bytes_and_oversized_records() {
+    let keyring = Counting::new("k");
+    let cache = MaterialsCache::new(10).unwrap();
+    let c = client(&keyring, &cache, limits().max_bytes(10 * 1024));
+    let ctx = context("t");
+    for _ in 0..25 {
+        c.encrypt(&ctx, &[1u8; 1024]).await.unwrap();
+    }
+    assert_eq!(keyring.encrypts(), 3, "ten 1 KiB records per key");
+    // A record larger than the byte limit never uses the cache.
+    c.encrypt(&ctx, &[1u8; 20 * 1024]).await.unwrap();
+    assert_eq!(keyring.encrypts(), 4);
+    assert_eq!(c.cache_stats().unwrap().bypasses, 1);
+    // Streaming with an unknown length bypasses too.
+    let enc = c.encryptor(&ctx, None).await.unwrap();
+    drop(enc);
+    assert_eq!(keyring.encrypts(), 5);
+}
+
+#[tokio::test]
+async fn max_age_expires_entries() {
+    let keyring = Counting::new("k");
+    let cache = MaterialsCache::new(10).unwrap();
+    let c = client(
+        &keyring,
+        &cache,
+        CacheLimits::new(Duration::from_millis(100)).unwrap(),
+    );
+    let ctx = context("t");
+    c.encrypt(&ctx, b"a").await.unwrap();
+    c.encrypt(&ctx, b"b").await.unwrap();
+    assert_eq!(keyring.encrypts(), 1);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let m = c.encrypt(&ctx, b"c").await.unwrap();
+    assert_eq!(keyring.encrypts(), 2);
+    assert_eq!(c.cache_stats().unwrap().expired, 1);
+    // Decrypt entries age out the same way.
+    c.decrypt(&ctx, &m).await.unwrap();
+    c.decrypt(&ctx, &m).await.unwrap();
+    assert_eq!(keyring.decrypts(), 1);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    c.decrypt(&ctx, &m).await.unwrap();
+    assert_eq!(keyring.decrypts(), 2);
+}
+
+#[tokio::test]
+async fn contexts_suites_and_keyrings_never_share_a_key() {
+    let keyring = Counting::new("k");
+    let cache = MaterialsCache::new(100).unwrap();
+    let c = client(&keyring, &cache, limits());
+    for table in ["a", "b", "a", "b", "c"] {
+        c.encrypt(&context(table), b"x").await.unwrap();
+    }
+    assert_eq!(keyring.encrypts(), 3, "one key per context");
+
+    // Another suite on the same cache and keyring partition name: its own key.
+    let signed = Client::builder_shared(keyring.clone())
+        .config(Config::default())
+        .cache(cache.clone(), limits())
+        .build()
+        .unwrap();
+    signed.encrypt(&context("a"), b"x").await.unwrap();
+    assert_eq!(keyring.encrypts(), 4);
+
+    // Another client (another keyring) sharing the cache: its own partition.
+    let other_ring = Counting::new("other");
+    let other = client(&other_ring, &cache, limits());
+    let m = other.encrypt(&context("a"), b"x").await.unwrap();
+    assert_eq!(other_ring.encrypts(), 1);
+    assert_eq!(keyring.encrypts(), 4);
+    // ...and the first client's keyring cannot read it (different key name).
+    assert!(matches!(
+        c.decrypt(&context("a"), &m).await,
+        Err(Error::NoMatchingKey { .. })
+    ));
+
+    // Clients that name the same partition (same keyring) do share.
+    let shared = Counting::new("shared");
+    let named = |ring: &Arc<Counting>| {
+        Client::builder_shared(ring.clone())
+            .config(records_config())
+            .cache(cache.clone(), limits())
+            .partition("orders")
+            .build()
+            .unwrap()
+    };
+    named(&shared).encrypt(&context("a"), b"x").await.unwrap();
+    named(&shared).encrypt(&context("a"), b"y").await.unwrap();
+    assert_eq!(shared.encrypts(), 1);
+}
+
+#[tokio::test]
+async fn signed_suite_reuses_data_key_and_signing_key() {
+    let keyring = Counting::new("k");
+    let cache = MaterialsCache::new(10).unwrap();
+    let c = Client::builder_shared(keyring.clone())
+        .config(Config::default())
+        .cache(cache, limits())
+        .build()
+        .unwrap();
+    let ctx = context("t");
+    let mut messages = Vec::new();
+    for i in 0..10u8 {
+        messages.push(c.encrypt(&ctx, &[i; 100]).await.unwrap());
+    }
+    assert_eq!(keyring.encrypts(), 1);
+    for (i, m) in messages.iter().enumerate() {
+        let d = envseal::decrypt(&Config::default(), &keyring.inner, &ctx, m)
+            .await
+            .unwrap();
+        assert_eq!(d.plaintext, vec![i as u8; 100]);
+        assert_eq!(
+            d.encryption_context.get("aws-crypto-public-key"),
+            envseal::decrypt(&Config::default(), &keyring.inner, &ctx, &messages[0])
+                .await
+                .unwrap()
+                .encryption_context
+                .get("aws-crypto-public-key"),
+        );
+    }
+}
+
+#[tokio::test]
+async fn least_recently_used_entry_is_evicted() {
+    let keyring = Counting::new("k");
+    let cache = MaterialsCache::new(2).unwrap();
+    let c = client(&keyring, &cache, limits());
+    for table in ["a", "b", "a", "c"] {
+        c.encrypt(&context(table), b"x").await.unwrap();
+    }
+    // "b" was least recently used when "c" arrived.
+    assert_eq!(keyring.encrypts(), 3);
+    assert_eq!(cache.stats().evicted, 1);
+    assert_eq!(cache.stats().entries, 2);
+    c.encrypt(&context("a"), b"x").await.unwrap();
+    assert_eq!(keyring.encrypts(), 3, "a is still cached");
+    c.encrypt(&context("b"), b"x").await.unwrap();
+    assert_eq!(keyring.encrypts(), 4, "b was evicted");
+    cache.clear();
+    assert_eq!(cache.stats().entries, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_misses_make_one_keyring_call() {
+    let keyring = Counting::with("k", Duration::from_millis(200), false);
+    let cache = MaterialsCache::new(10).unwrap();
+    let c = client(&keyring, &cache, limits());
+    let tasks: Vec<_> = (0..64)
+        .map(|i: u32| {
+            let c = c.clone();
+            tokio::spawn(async move { c.encrypt(&context("t"), &i.to_be_bytes()).await })
+        })
+        .collect();
+    let mut messages = Vec::new();
+    for t in tasks {
+        messages.push(t.await.unwrap().unwrap());
+    }
+    assert_eq!(keyring.encrypts(), 1, "64 concurrent misses, one keyring call");
+    let stats = c.cache_stats().unwrap();
+    assert_eq!(stats.misses, 1);
+    assert_eq!(stats.hits, 63);
+    assert!(stats.waits >= 1, "{stats:?}");
+
+    // Decrypt: 64 concurrent decrypts of one message, one unwrap.
+    let message = Arc::new(messages.pop().unwrap());
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let c = c.clone();
+            let m = Arc::clone(&message);
+            tokio::spawn(async move { c.decrypt(&context("t"), &m).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(keyring.decrypts(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_call_fails_its_waiters_without_more_calls() {
+    let keyring = Counting::with("k", Duration::from_millis(200), true);
+    let cache = MaterialsCache::new(10).unwrap();
+    let c = client(&keyring, &cache, limits());
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.encrypt(&context("t"), b"x").await })
+        })
+        .collect();
+    for t in tasks {
+        match t.await.unwrap() {
+            Err(Error::Keyring { reason, .. }) => assert_eq!(reason, "refused"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(keyring.encrypts(), 1);
+    assert_eq!(cache.stats().entries, 0, "a failure is not cached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_call_lets_the_next_caller_lead() {
+    let keyring = Counting::with("k", Duration::from_millis(300), false);
+    let cache = MaterialsCache::new(10).unwrap();
+    let c = client(&keyring, &cache, limits());
+    let cancelled = tokio::time::timeout(Duration::from_millis(50), c.encrypt(&context("t"), b"x")).await;
+    assert!(cancelled.is_err());
+    c.encrypt(&context("t"), b"x").await.unwrap();
+    assert_eq!(keyring.encrypts(), 2);
+}
+
+#[test]
+fn limits_are_checked() {
+    assert!(CacheLimits::new(Duration::ZERO).is_err());
+    assert!(limits().max_messages(0).is_err());
+    assert!(limits().max_messages((1 << 32) + 1).is_err());
+    assert!(MaterialsCache::new(0).is_err());
+    let l = limits().max_messages(7).unwrap().max_bytes(9);
+    assert_eq!(
+        (l.messages(), l.bytes(), l.age()),
+        (7, 9, Duration::from_secs(600))
+    );
+}
+
+#[cfg(feature = "kms")]
+mod kms {
+    use super::*;
+    use common::moto::{self, create_key, moto};
+    use envseal::kms::KmsBounds;
+    use envseal::KmsKeyring;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn kms_calls_per_record_with_a_cache() {
+        let key = create_key("us-east-1").await;
+        let kms = moto::client("us-east-1", &moto().url, KmsBounds::default()).await;
+        let keyring = KmsKeyring::new(kms.clone(), [&key]).unwrap();
+        let c = Client::builder(keyring)
+            .config(records_config())
+            .cache(
+                MaterialsCache::new(100).unwrap(),
+                limits().max_messages(10_000).unwrap(),
+            )
+            .build()
+            .unwrap();
+        // 64 concurrent first records: one GenerateDataKey.
+        let tasks: Vec<_> = (0..64)
+            .map(|i: u32| {
+                let c = c.clone();
+                tokio::spawn(async move { c.encrypt(&context("t"), &i.to_be_bytes()).await })
+            })
+            .collect();
+        let mut last = Vec::new();
+        for t in tasks {
+            last = t.await.unwrap().unwrap();
+        }
+        assert_eq!(kms.stats().generate_data_key_calls, 1);
+        // 100,000 records with max messages 10,000: 10 calls in all.
+        let mut out = Vec::new();
+        for i in 64..100_000u32 {
+            c.encrypt_into(&context("t"), &i.to_be_bytes(), &mut out)
+                .await
+                .unwrap();
+        }
+        assert_eq!(kms.stats().generate_data_key_calls, 10);
+        // Decrypts: one KMS Decrypt per data key.
+        for _ in 0..100 {
+            c.decrypt(&context("t"), &last).await.unwrap();
+        }
+        assert_eq!(kms.stats().decrypt_calls, 1);
+    }
+}
