@@ -3,7 +3,10 @@
 //! 0x0578, frame lengths 4096 and 65536, one thread and every core.
 //!
 //! Run: `cargo bench --bench throughput` (or `scripts/bench` for the table).
-//! Set `ENVSEAL_BENCH_SIZES=1k,64k` to run fewer sizes.
+//! Set `ENVSEAL_BENCH_SIZES=1k,64k` to run fewer sizes. One-shot encrypts
+//! write into a reused output buffer (`Client::encrypt_into`), as the raw
+//! baseline seals a reused buffer; `*-fresh-vec` allocates a new `Vec` per
+//! message (`envseal::encrypt`), paying the page faults of fresh memory.
 
 use std::hint::black_box;
 use std::io::{Read, Write};
@@ -12,7 +15,9 @@ use std::time::Duration;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use envseal::blocking::Blocking;
-use envseal::{AlgorithmSuite, Config, Decryptor, EncryptionContext, RawAesKeyring, WrappingKey};
+use envseal::{
+    AlgorithmSuite, Client, Config, Decryptor, EncryptionContext, Keyring, RawAesKeyring, WrappingKey,
+};
 
 const SIZES: [(&str, usize); 4] = [
     ("1k", 1 << 10),
@@ -29,7 +34,7 @@ struct Case {
     streaming: bool,
 }
 
-const CASES: [Case; 8] = [
+const CASES: [Case; 9] = [
     case(
         "0478-f4096-1t",
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
@@ -70,6 +75,13 @@ const CASES: [Case; 8] = [
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
         4096,
         0,
+        false,
+    ),
+    case(
+        "0478-f4096-1t-fresh-vec",
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        4096,
+        1,
         false,
     ),
     case(
@@ -130,7 +142,9 @@ fn raw_key() -> LessSafeKey {
 
 fn throughput(c: &mut Criterion) {
     let rt = Blocking::new().unwrap();
-    let keyring = RawAesKeyring::new("bench", "key-1", WrappingKey::from_slice(&[7; 32]).unwrap()).unwrap();
+    let keyring: std::sync::Arc<dyn Keyring> = std::sync::Arc::new(
+        RawAesKeyring::new("bench", "key-1", WrappingKey::from_slice(&[7; 32]).unwrap()).unwrap(),
+    );
     let context: EncryptionContext = [("purpose", "bench"), ("tenant", "acme")].into_iter().collect();
     for (label, size) in sizes() {
         let plaintext: Vec<u8> = (0..size).map(|i| (i * 131 % 251) as u8).collect();
@@ -151,13 +165,30 @@ fn throughput(c: &mut Criterion) {
             group.bench_function(BenchmarkId::from_parameter(case.name), |b| {
                 if case.streaming {
                     b.iter(|| {
-                        let enc = rt.encryptor(&config, &keyring, &context).unwrap();
+                        let enc = rt.encryptor(&config, keyring.as_ref(), &context).unwrap();
                         let mut w = enc.wrap_output(std::io::sink()).unwrap();
                         w.write_all(&plaintext).unwrap();
                         w.finish().unwrap();
                     })
+                } else if case.name.ends_with("fresh-vec") {
+                    // A new output Vec per message (fresh pages from the OS).
+                    b.iter(|| {
+                        black_box(
+                            rt.encrypt(&config, keyring.as_ref(), &context, &plaintext)
+                                .unwrap(),
+                        )
+                    })
                 } else {
-                    b.iter(|| black_box(rt.encrypt(&config, &keyring, &context, &plaintext).unwrap()))
+                    // The output buffer is reused, as a service loop would.
+                    let client = Client::builder_shared(keyring.clone())
+                        .config(config.clone())
+                        .build()
+                        .unwrap();
+                    let mut out = Vec::new();
+                    b.iter(|| {
+                        rt.block_on(client.encrypt_into(&context, &plaintext, &mut out))
+                            .unwrap()
+                    })
                 }
             });
         }
@@ -181,18 +212,20 @@ fn throughput(c: &mut Criterion) {
         });
         for case in &CASES {
             let config = case_config(case);
-            let message = rt.encrypt(&config, &keyring, &context, &plaintext).unwrap();
+            let message = rt
+                .encrypt(&config, keyring.as_ref(), &context, &plaintext)
+                .unwrap();
             group.bench_function(BenchmarkId::from_parameter(case.name), |b| {
                 if case.streaming {
                     let mut out = vec![0u8; 1 << 16];
                     b.iter(|| {
                         let d = Decryptor::new(&message[..], &config).unwrap();
-                        let mut r = rt.decrypt_stream(d, &keyring, &context).unwrap();
+                        let mut r = rt.decrypt_stream(d, keyring.as_ref(), &context).unwrap();
                         while r.read(&mut out).unwrap() > 0 {}
                         assert!(r.is_complete());
                     })
                 } else {
-                    b.iter(|| black_box(rt.decrypt(&config, &keyring, &context, &message).unwrap()))
+                    b.iter(|| black_box(rt.decrypt(&config, keyring.as_ref(), &context, &message).unwrap()))
                 }
             });
         }

@@ -119,6 +119,27 @@ impl hkdf::KeyType for OutLen {
 struct GcmKey(LessSafeKey);
 
 impl Aead for GcmKey {
+    fn seal_to(
+        &self,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut [u8],
+    ) -> CResult<[u8; TAG_LEN]> {
+        let mut tag = [0u8; TAG_LEN];
+        self.0
+            .seal_out_of_place_scatter(
+                Nonce::assume_unique_for_key(*iv),
+                Aad::from(aad),
+                plaintext,
+                out,
+                &[],
+                &mut tag,
+            )
+            .map_err(|_| CryptoError)?;
+        Ok(tag)
+    }
+
     fn seal_in_place(&self, iv: &[u8; IV_LEN], aad: &[u8], buf: &mut [u8]) -> CResult<[u8; TAG_LEN]> {
         let tag = self
             .0

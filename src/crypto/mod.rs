@@ -94,6 +94,16 @@ pub(crate) trait Aead: Send + Sync {
     /// Encrypts `buf` in place and returns the tag.
     fn seal_in_place(&self, iv: &[u8; IV_LEN], aad: &[u8], buf: &mut [u8]) -> CResult<[u8; TAG_LEN]>;
 
+    /// Encrypts `plaintext` into `out` (same length) and returns the tag:
+    /// one pass, no copy of the plaintext first.
+    fn seal_to(
+        &self,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut [u8],
+    ) -> CResult<[u8; TAG_LEN]>;
+
     /// Decrypts `buf` = ciphertext || tag in place; returns the plaintext
     /// length. On failure the whole buffer is zeroized, so no unverified
     /// plaintext is ever left behind.

@@ -224,6 +224,20 @@ enum GcmCipher {
 }
 
 impl Aead for GcmCipher {
+    fn seal_to(
+        &self,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut [u8],
+    ) -> CResult<[u8; TAG_LEN]> {
+        if out.len() != plaintext.len() {
+            return Err(CryptoError);
+        }
+        out.copy_from_slice(plaintext);
+        self.seal_in_place(iv, aad, out)
+    }
+
     fn seal_in_place(&self, iv: &[u8; IV_LEN], aad: &[u8], buf: &mut [u8]) -> CResult<[u8; TAG_LEN]> {
         let nonce = Nonce::from(*iv);
         let tag = match self {

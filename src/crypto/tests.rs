@@ -108,6 +108,35 @@ fn gcm_known_answers() {
 }
 
 #[test]
+fn gcm_out_of_place_matches_in_place() {
+    for b in Backend::all() {
+        for key_len in [16, 24, 32] {
+            let key = b.provider().aead(&vec![3u8; key_len]).unwrap();
+            for len in [0usize, 1, 15, 16, 17, 4096, 65_537] {
+                let pt: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
+                let mut in_place = pt.clone();
+                let tag = key.seal_in_place(&[5; IV_LEN], b"aad", &mut in_place).unwrap();
+                let mut out = vec![0u8; len];
+                let tag2 = key.seal_to(&[5; IV_LEN], b"aad", &pt, &mut out).unwrap();
+                assert_eq!((out.clone(), tag2), (in_place, tag), "{b:?} {key_len} {len}");
+                let mut back = vec![0u8; len];
+                key.open_to(&[5; IV_LEN], b"aad", &out, &tag, &mut back).unwrap();
+                assert_eq!(back, pt);
+                if len > 0 {
+                    let mut bad_tag = tag;
+                    bad_tag[0] ^= 1;
+                    assert!(key
+                        .open_to(&[5; IV_LEN], b"aad", &out, &bad_tag, &mut back)
+                        .is_err());
+                    assert!(back.iter().all(|&x| x == 0), "failed open_to wipes its output");
+                }
+            }
+            assert!(key.seal_to(&[5; IV_LEN], b"", &[1, 2], &mut [0u8; 3]).is_err());
+        }
+    }
+}
+
+#[test]
 fn gcm_open_failure_wipes_buffer() {
     for b in Backend::all() {
         for v in &GCM_VECTORS {

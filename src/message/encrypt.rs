@@ -291,11 +291,10 @@ fn seal_single(
     if tag_out.len() != TAG_LEN {
         return Err(Error::Config("frame of the wrong length".into()));
     }
-    body.copy_from_slice(plaintext);
     let mut aad = Vec::with_capacity(96);
     body_aad(&mut aad, message_id, part, seq, plaintext.len() as u64);
     let tag = aead
-        .seal_in_place(&iv, &aad, body)
+        .seal_to(&iv, &aad, plaintext, body)
         .map_err(|_| Error::Config("encryption failed".into()))?;
     tag_out.copy_from_slice(&tag);
     Ok(())

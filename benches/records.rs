@@ -1,0 +1,205 @@
+//! 1 KiB records, suite 0x0478, with a cached data key, against the
+//! per-message limit measured in the same run: the primitives every ESDK
+//! message needs (32 random bytes for the message id, HKDF-SHA512 extract
+//! and the two expands for key and commitment, the AES-256-GCM key
+//! schedule, the header tag, the body seal of 1 KiB), all from aws-lc-rs.
+//!
+//! After the criterion groups, a KMS run against moto (when
+//! `ENVSEAL_MOTO_SERVER` or `.venv/bin/moto_server` exists): 1,000,000
+//! records through a KMS keyring with max messages 10,000, printing
+//! records per second and GenerateDataKey calls per million records.
+//!
+//! Run: `cargo bench --bench records`.
+
+#[path = "../tests/common/moto.rs"]
+#[allow(dead_code)]
+mod moto;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use aws_lc_rs::hkdf::{Salt, HKDF_SHA512};
+use criterion::{criterion_group, Criterion, Throughput};
+use envseal::kms::KmsBounds;
+use envseal::{
+    AlgorithmSuite, CacheLimits, Client, Config, EncryptionContext, KmsKeyring, MaterialsCache,
+    RawAesKeyring, WrappingKey,
+};
+
+const RECORD: usize = 1024;
+
+fn config() -> Config {
+    Config::builder()
+        .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
+        .threads(1)
+        .build()
+        .unwrap()
+}
+
+fn context() -> EncryptionContext {
+    [("table", "customers"), ("tenant", "acme")].into_iter().collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+struct Len(usize);
+impl aws_lc_rs::hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+fn records(c: &mut Criterion) {
+    let rt = runtime();
+    let keyring = RawAesKeyring::new("bench", "key-1", WrappingKey::from_slice(&[7; 32]).unwrap()).unwrap();
+    let client = Client::builder(keyring)
+        .config(config())
+        .cache(
+            MaterialsCache::new(100).unwrap(),
+            CacheLimits::new(Duration::from_secs(3600)).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let context = context();
+    let record: Vec<u8> = (0..RECORD).map(|i| (i * 7) as u8).collect();
+    // The real header of such a message, for the limit's header tag.
+    let sample = rt.block_on(client.encrypt(&context, &record)).unwrap();
+    let header_len = sample.len() - (4 + 4 + 12 + 4 + RECORD + 16) - 16;
+
+    let mut group = c.benchmark_group("record-1k");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(3));
+
+    let data_key = [9u8; 32];
+    let mut body = record.clone();
+    let header_aad = vec![1u8; header_len];
+    let body_aad = [2u8; 32 + 34 + 12];
+    group.bench_function("limit", |b| {
+        b.iter(|| {
+            let mut message_id = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut message_id).unwrap();
+            let prk = Salt::new(HKDF_SHA512, &message_id).extract(&data_key);
+            let mut key = [0u8; 32];
+            let mut commit = [0u8; 32];
+            prk.expand(&[&[0x04, 0x78], b"DERIVEKEY"], Len(32))
+                .unwrap()
+                .fill(&mut key)
+                .unwrap();
+            prk.expand(&[b"COMMITKEY"], Len(32))
+                .unwrap()
+                .fill(&mut commit)
+                .unwrap();
+            let gcm = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).unwrap());
+            let header_tag = gcm
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key([0; 12]),
+                    Aad::from(&header_aad),
+                    &mut [],
+                )
+                .unwrap();
+            let body_tag = gcm
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key([1; 12]),
+                    Aad::from(&body_aad),
+                    &mut body,
+                )
+                .unwrap();
+            black_box((header_tag, body_tag, commit))
+        })
+    });
+
+    let mut out = Vec::new();
+    group.bench_function("envseal-cached-encrypt", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    client.encrypt_into(&context, &record, &mut out).await.unwrap();
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("envseal-cached-decrypt", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(client.decrypt(&context, &sample).await.unwrap());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+/// 1,000,000 records through KMS (moto) with max messages 10,000.
+fn kms_records() {
+    let available = std::env::var_os("ENVSEAL_MOTO_SERVER").is_some()
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".venv/bin/moto_server")
+            .exists();
+    if !available {
+        println!("records-kms: skipped (no moto_server; scripts/test installs it)");
+        return;
+    }
+    let n: u64 = std::env::var("ENVSEAL_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let rt = runtime();
+    rt.block_on(async {
+        let key = moto::create_key("us-east-1").await;
+        let kms = moto::client("us-east-1", &moto::moto().url, KmsBounds::default()).await;
+        let client = Client::builder(KmsKeyring::new(kms.clone(), [&key]).unwrap())
+            .config(config())
+            .cache(
+                MaterialsCache::new(100).unwrap(),
+                CacheLimits::new(Duration::from_secs(3600))
+                    .unwrap()
+                    .max_messages(10_000)
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let context = context();
+        let record = vec![5u8; RECORD];
+        let mut out = Vec::new();
+        let start = Instant::now();
+        for _ in 0..n {
+            client.encrypt_into(&context, &record, &mut out).await.unwrap();
+        }
+        let elapsed = start.elapsed();
+        let stats = kms.stats();
+        let cache = client.cache_stats().unwrap();
+        println!(
+            "records-kms: {n} records of 1 KiB in {:.2} s = {:.0} records/s; \
+             GenerateDataKey calls {} ({:.0} per million records); cache hits {} misses {}; \
+             KMS latency p50 {:?} max {:?}",
+            elapsed.as_secs_f64(),
+            n as f64 / elapsed.as_secs_f64(),
+            stats.generate_data_key_calls,
+            stats.generate_data_key_calls as f64 * 1e6 / n as f64,
+            cache.hits,
+            cache.misses,
+            stats.latency_p50,
+            stats.latency_max,
+        );
+        assert!(stats.generate_data_key_calls <= n.div_ceil(10_000));
+    });
+}
+
+criterion_group!(benches, records);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    kms_records();
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Prints the latest criterion figures (target/criterion) as markdown tables:
+throughput per case with its ratio to raw AES-256-GCM from the same run, and
+the 1 KiB record figures against the per-message limit."""
+import json
+import os
+import platform
+import sys
+
+root = sys.argv[1] if len(sys.argv) > 1 else "target/criterion"
+rows = {}
+for dirpath, _dirs, files in os.walk(root):
+    if dirpath.endswith(os.sep + "new") and "benchmark.json" in files:
+        bench = json.load(open(os.path.join(dirpath, "benchmark.json")))
+        est = json.load(open(os.path.join(dirpath, "estimates.json")))
+        ns = est["mean"]["point_estimate"]
+        rows[(bench["group_id"], bench["function_id"] or bench.get("value_str") or "")] = (ns, bench.get("throughput") or {})
+
+
+def cpu():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+print(f"Machine: {cpu()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}\n")
+groups = sorted({g for g, _ in rows if "/" in g and g.split("/")[0] in ("encrypt", "decrypt")},
+                key=lambda g: (g.split("/")[0], ["1k", "64k", "1m", "64m"].index(g.split("/")[1])
+                               if g.split("/")[1] in ["1k", "64k", "1m", "64m"] else 9))
+if groups:
+    print("| op | size | case | MB/s | messages/s | of raw AES-GCM |")
+    print("|---|---|---|---:|---:|---:|")
+for g in groups:
+    op, size = g.split("/")
+    raw = rows.get((g, "raw-aes-256-gcm"))
+    for (gg, f), (ns, tp) in sorted(rows.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        if gg != g:
+            continue
+        nbytes = tp.get("Bytes", 0)
+        mbs = nbytes / ns * 1e3 if nbytes else 0
+        ratio = f"{raw[0] / ns:.0%}" if raw and f != "raw-aes-256-gcm" else "baseline" if f == "raw-aes-256-gcm" else ""
+        print(f"| {op} | {size} | {f} | {mbs:,.0f} | {1e9 / ns:,.0f} | {ratio} |")
+
+rec = {f: ns for (g, f), (ns, _) in rows.items() if g == "record-1k"}
+if rec:
+    print("\n| 1 KiB record (0x0478, cached key) | µs | records/s | of the per-message limit |")
+    print("|---|---:|---:|---:|")
+    limit = rec.get("limit")
+    for f in ["limit", "envseal-cached-encrypt", "envseal-cached-decrypt"]:
+        if f in rec:
+            share = "baseline" if f == "limit" else (f"{limit / rec[f]:.0%}" if limit else "")
+            print(f"| {f} | {rec[f] / 1e3:.2f} | {1e9 / rec[f]:,.0f} | {share} |")
