@@ -229,7 +229,6 @@ async fn errors_that_must_not_retry_make_one_request() {
         (400, "KMSInvalidStateException", KmsErrorKind::InvalidState),
         // The SDK would retry this one as throttling; it is a quota.
         (400, "LimitExceededException", KmsErrorKind::LimitExceeded),
-        (400, "ExpiredTokenException", KmsErrorKind::CredentialsExpired),
     ];
     for (status, code, kind) in cases {
         let server = FaultServer::start(None, vec![Action::Error(status, code)]);
@@ -243,6 +242,53 @@ async fn errors_that_must_not_retry_make_one_request() {
         assert_eq!((stats.attempts, stats.retries), (1, 0), "{code}");
         assert!(elapsed < Duration::from_millis(500), "{code}: {elapsed:?}");
     }
+}
+
+/// `ExpiredTokenException` is not retried as a transient error: the cached
+/// credentials are dropped and the call is made once more with fresh ones.
+/// If KMS still rejects them, the error says so and names the provider.
+#[tokio::test]
+async fn expired_token_is_retried_once_with_fresh_credentials() {
+    let server = FaultServer::start(None, vec![Action::Error(400, "ExpiredTokenException")]);
+    let (result, elapsed, stats) = encrypt_via(&server.url, KEY, bounds()).await;
+    let err = kms_error(result);
+    assert_eq!(err.kind, KmsErrorKind::CredentialsExpired, "{err}");
+    assert!(!err.is_retryable());
+    assert_eq!(server.requests(), 2, "{err}");
+    assert_eq!(err.attempts, 2, "{err}");
+    assert_eq!(err.status, Some(400));
+    // moto::sdk_config supplies static credentials: a caller's provider.
+    assert_eq!(
+        err.credentials_provider.as_deref(),
+        Some(envseal::kms::PROVIDER_CONFIGURED)
+    );
+    assert!(
+        err.to_string()
+            .contains("credentials expired (credentials from configured provider)"),
+        "{err}"
+    );
+    assert_eq!(
+        (stats.expired_token_retries, stats.expired_token_retry_successes),
+        (1, 0)
+    );
+    // First load, then the reload after the rejection.
+    assert_eq!(stats.credential_refreshes, 2);
+    assert!(elapsed < Duration::from_millis(500), "{elapsed:?}");
+
+    // Rejected once, then accepted: the call succeeds.
+    let key = create_key("us-east-1").await;
+    let server = FaultServer::start(
+        Some(moto().url.clone()),
+        vec![Action::Error(400, "ExpiredTokenException"), Action::Proxy],
+    );
+    let (result, _, stats) = encrypt_via(&server.url, &key, bounds()).await;
+    result.unwrap_or_else(|e| panic!("should succeed after the retry: {e}"));
+    assert_eq!(server.requests(), 2);
+    assert_eq!(
+        (stats.expired_token_retries, stats.expired_token_retry_successes),
+        (1, 1)
+    );
+    assert_eq!((stats.successes, stats.failures), (1, 0));
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ use sdk::config::timeout::TimeoutConfig;
 use sdk::config::{BehaviorVersion, ConfigBag, Intercept, Region, RuntimeComponents};
 use sdk::error::{BoxError, ProvideErrorMetadata};
 use sdk::operation::decrypt::DecryptError;
+use sdk::operation::describe_key::DescribeKeyError;
 use sdk::operation::encrypt::EncryptError;
 use sdk::operation::generate_data_key::GenerateDataKeyError;
 use sdk::operation::RequestId;
@@ -26,6 +27,9 @@ use sdk::primitives::Blob;
 use tracing::Instrument;
 use zeroize::Zeroizing;
 
+use super::credentials::{
+    default_chain, warn_if_shadowed, CachedProvider, CredentialCache, CredentialOptions, CredentialSources,
+};
 use super::error::{is_throttling_code, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
 use super::stats::{KmsStats, KmsStatsSnapshot};
 use super::KmsArn;
@@ -240,6 +244,9 @@ struct ClientInner {
     bounds: KmsBounds,
     stats: Arc<KmsStats>,
     partition: RetryPartition,
+    /// envseal's credential cache, when the client's credentials go through
+    /// it (always, unless the configuration had no credentials provider).
+    credentials: Option<Arc<CredentialCache>>,
 }
 
 /// A KMS client whose every call is bounded, classified, counted and traced.
@@ -279,6 +286,7 @@ pub struct KmsClientBuilder {
     endpoint_url: Option<String>,
     sdk_config: Option<aws_config::SdkConfig>,
     stats: Option<Arc<KmsStats>>,
+    credentials: CredentialOptions,
 }
 
 impl KmsClientBuilder {
@@ -308,6 +316,14 @@ impl KmsClientBuilder {
         self
     }
 
+    /// How credentials are loaded and refreshed (default:
+    /// [`CredentialOptions::default`]: refresh 5 minutes before expiry,
+    /// IMDS retrying connect timeouts).
+    pub fn credentials(mut self, options: CredentialOptions) -> Self {
+        self.credentials = options;
+        self
+    }
+
     /// Count into this handle (to share counters between clients).
     pub fn stats(mut self, stats: Arc<KmsStats>) -> Self {
         self.stats = Some(stats);
@@ -321,14 +337,37 @@ impl KmsClientBuilder {
     /// [`Error::Config`] for invalid bounds or when no region is configured.
     pub async fn build(mut self) -> Result<KmsClient, Error> {
         self.bounds.validate()?;
-        let sdk_config = match self.sdk_config.take() {
-            Some(c) => c,
+        self.credentials.validate()?;
+        let stats = self.stats.take().unwrap_or_default();
+        let (sdk_config, cache) = match self.sdk_config.take() {
+            Some(c) => {
+                let cache = c.credentials_provider().map(|p| {
+                    Arc::new(CredentialCache::new(
+                        p,
+                        None,
+                        &self.credentials,
+                        Arc::clone(&stats),
+                    ))
+                });
+                (c, cache)
+            }
             None => {
-                let mut loader = aws_config::defaults(BehaviorVersion::latest());
-                if let Some(r) = &self.region {
-                    loader = loader.region(Region::new(r.clone()));
+                let sources = CredentialSources::from_env();
+                warn_if_shadowed(&sources);
+                let region = self.region.clone().map(Region::new);
+                let (chain, slot) = default_chain(&self.credentials, region.clone()).await;
+                let cache = Arc::new(CredentialCache::new(
+                    chain,
+                    Some(slot),
+                    &self.credentials,
+                    Arc::clone(&stats),
+                ));
+                let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                    .credentials_provider(CachedProvider(Arc::clone(&cache)));
+                if let Some(r) = region {
+                    loader = loader.region(r);
                 }
-                loader.load().await
+                (loader.load().await, Some(cache))
             }
         };
         let partition = new_partition();
@@ -343,6 +382,11 @@ impl KmsClientBuilder {
         if let Some(url) = &self.endpoint_url {
             conf = conf.endpoint_url(url.clone());
         }
+        if let Some(cache) = &cache {
+            conf = conf
+                .credentials_provider(CachedProvider(Arc::clone(cache)))
+                .identity_cache(sdk::config::IdentityCache::no_cache());
+        }
         let conf = conf.build();
         let region = conf.region().map(|r| r.as_ref().to_owned());
         if region.is_none() {
@@ -354,8 +398,9 @@ impl KmsClientBuilder {
             inner: Arc::new(ClientInner {
                 client: sdk::Client::from_conf(conf),
                 bounds: self.bounds,
-                stats: self.stats.unwrap_or_default(),
+                stats,
                 partition,
+                credentials: cache,
             }),
             region,
         })
@@ -369,7 +414,10 @@ impl KmsClient {
     }
 
     /// Wraps a client the caller built. envseal's bounds, retry rules and
-    /// counters still apply: they are set on every call.
+    /// counters still apply: they are set on every call. The client keeps
+    /// its own credentials provider and identity cache (the SDK does not
+    /// hand them out), so envseal's refresh ahead of expiry and retry after
+    /// `ExpiredTokenException` need [`KmsClientBuilder::sdk_config`] instead.
     ///
     /// # Errors
     /// [`Error::Config`] for invalid bounds.
@@ -382,9 +430,39 @@ impl KmsClient {
                 bounds,
                 stats: Arc::default(),
                 partition: new_partition(),
+                credentials: None,
             }),
             region,
         })
+    }
+
+    /// The provider that supplied the credentials in use (e.g.
+    /// `EcsContainer`), or that failed last; `None` before the first load.
+    pub fn credentials_provider(&self) -> Option<&'static str> {
+        self.inner.credentials.as_ref().and_then(|c| c.provider())
+    }
+
+    /// Resolves credentials through the client's cache (loading them if
+    /// needed): the provider's name, the access key id and the expiry.
+    /// Never returns the secret.
+    ///
+    /// # Errors
+    /// The provider's failure, as text naming it.
+    pub async fn resolve_credentials(&self) -> Result<CredentialInfo, String> {
+        let Some(cache) = &self.inner.credentials else {
+            return Err("the KMS client has no credentials provider".into());
+        };
+        match cache.credentials().await {
+            Ok(c) => Ok(CredentialInfo {
+                provider: cache
+                    .provider()
+                    .unwrap_or(super::credentials::PROVIDER_CONFIGURED),
+                access_key_id: c.access_key_id().to_owned(),
+                expiry: c.expiry(),
+                account_id: c.account_id().map(|a| a.as_str().to_owned()),
+            }),
+            Err(e) => Err(DisplayErrorContext(&e).to_string()),
+        }
     }
 
     /// The client's region (calls naming a key ARN go to the ARN's region).
@@ -448,7 +526,9 @@ impl KmsClient {
             .set_encryption_context(Some(args.context_map()))
             .set_grant_tokens(args.grant_tokens());
         let out = self
-            .run(op, &args, |cfg| request.customize().config_override(cfg).send())
+            .run(op, &args, |cfg| {
+                request.clone().customize().config_override(cfg).send()
+            })
             .await?;
         Ok(GeneratedKey {
             plaintext: Zeroizing::new(out.plaintext.map(Blob::into_inner).unwrap_or_default()),
@@ -468,7 +548,7 @@ impl KmsClient {
             .set_grant_tokens(args.grant_tokens());
         let out = self
             .run(KmsOperation::Encrypt, &args, |cfg| {
-                request.customize().config_override(cfg).send()
+                request.clone().customize().config_override(cfg).send()
             })
             .await?;
         Ok(WrappedKey {
@@ -493,7 +573,7 @@ impl KmsClient {
             .set_grant_tokens(args.grant_tokens());
         let out = self
             .run(KmsOperation::Decrypt, &args, |cfg| {
-                request.customize().config_override(cfg).send()
+                request.clone().customize().config_override(cfg).send()
             })
             .await?;
         Ok(UnwrappedKey {
@@ -507,7 +587,7 @@ impl KmsClient {
     /// attempt is counted and traced; the result is classified.
     async fn run<T, E, F, Fut>(&self, op: KmsOperation, args: &CallArgs<'_>, send: F) -> Result<T, KmsError>
     where
-        F: FnOnce(sdk::config::Builder) -> Fut,
+        F: Fn(sdk::config::Builder) -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -529,30 +609,37 @@ impl KmsClient {
             span.in_scope(|| tracing::warn!(error = %err, "kms call not started"));
             return Err(err);
         };
-        let recorder = AttemptRecorder {
-            stats: Arc::clone(stats),
-            state: Arc::default(),
-        };
-        let state = Arc::clone(&recorder.state);
-        let bounds = &self.inner.bounds;
-        let mut cfg = sdk::config::Builder::default()
-            .timeout_config(bounds.timeout_config(remaining))
-            .retry_config(bounds.retry_config())
-            .retry_partition(self.inner.partition.clone())
-            .retry_classifier(EnvsealRetryClassifier)
-            .interceptor(recorder);
-        if let Some(r) = region {
-            cfg = cfg.region(Region::new(r));
-        }
-        // The SDK's operation timeout is the real bound; the backstop only
-        // catches a future that ignores it.
-        let backstop = remaining + Duration::from_millis(100);
-        let outcome = tokio::time::timeout(backstop, send(cfg))
+        let state: Arc<Mutex<AttemptState>> = Arc::default();
+        let mut outcome = self
+            .send_once(&send, remaining, &state, region.as_deref())
             .instrument(span.clone())
             .await;
+        // KMS rejected the credentials as expired: drop them from the cache
+        // and retry once with fresh ones, inside the same deadline.
+        let cache = self.inner.credentials.as_deref();
+        if let (Some(cache), Some(remaining)) = (cache, args.deadline.remaining()) {
+            if let Ok(Err(e)) = &outcome {
+                if e.code().and_then(KmsErrorKind::from_code) == Some(KmsErrorKind::CredentialsExpired) {
+                    let sent = lock_state(&state).sent.unwrap_or(started);
+                    cache.invalidate_loaded_before(sent);
+                    span.in_scope(|| {
+                        tracing::warn!(
+                            provider = cache.provider(),
+                            "kms rejected the credentials as expired; retrying once with fresh ones"
+                        )
+                    });
+                    let retry_started = Instant::now();
+                    outcome = self
+                        .send_once(&send, remaining, &state, region.as_deref())
+                        .instrument(span.clone())
+                        .await;
+                    stats.expired_token_retry(matches!(outcome, Ok(Ok(_))), retry_started.elapsed());
+                }
+            }
+        }
         let elapsed = started.elapsed();
         let (attempts, last_status, last_failure, last_throttle) = {
-            let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut s = lock_state(&state);
             (
                 s.attempts,
                 s.last_status,
@@ -593,6 +680,33 @@ impl KmsClient {
                 None => err,
             }
         });
+        // A deadline that passed while credentials were being loaded is a
+        // credentials failure: the provider did not answer in time.
+        let result = result.map_err(|err| match cache.and_then(|c| c.cancelled_since(started)) {
+            Some(provider) if err.is_timeout() => {
+                let mut e = KmsError::new(KmsErrorKind::Credentials, op, args.key_id).with_message(format!(
+                    "credentials from {provider} were not loaded {}",
+                    match err.kind {
+                        KmsErrorKind::Timeout(TimeoutKind::Attempt) => "within the attempt timeout",
+                        _ => "before the deadline",
+                    }
+                ));
+                e.credentials_provider = Some(provider.to_owned());
+                e
+            }
+            _ => err,
+        });
+        // A credentials failure names the provider behind it.
+        let result = result.map_err(|mut err| {
+            let credentials = matches!(
+                err.kind,
+                KmsErrorKind::Credentials | KmsErrorKind::CredentialsExpired
+            );
+            if credentials && err.credentials_provider.is_none() {
+                err.credentials_provider = cache.and_then(CredentialCache::provider).map(str::to_owned);
+            }
+            err
+        });
         stats.call_finished(result.is_ok(), elapsed);
         let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         match result {
@@ -623,6 +737,58 @@ impl KmsClient {
     }
 }
 
+impl KmsClient {
+    /// One SDK call (the SDK's attempts and retries) under `remaining`.
+    async fn send_once<T, E, F, Fut>(
+        &self,
+        send: &F,
+        remaining: Duration,
+        state: &Arc<Mutex<AttemptState>>,
+        region: Option<&str>,
+    ) -> Result<Result<T, SdkError<E, HttpResponse>>, tokio::time::error::Elapsed>
+    where
+        F: Fn(sdk::config::Builder) -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
+        let recorder = AttemptRecorder {
+            stats: Arc::clone(&self.inner.stats),
+            state: Arc::clone(state),
+        };
+        let bounds = &self.inner.bounds;
+        let mut cfg = sdk::config::Builder::default()
+            .timeout_config(bounds.timeout_config(remaining))
+            .retry_config(bounds.retry_config())
+            .retry_partition(self.inner.partition.clone())
+            .retry_classifier(EnvsealRetryClassifier)
+            .interceptor(recorder);
+        if let Some(r) = region {
+            cfg = cfg.region(Region::new(r.to_owned()));
+        }
+        // The SDK's operation timeout is the real bound; the backstop only
+        // catches a future that ignores it.
+        let backstop = remaining + Duration::from_millis(100);
+        tokio::time::timeout(backstop, send(cfg)).await
+    }
+}
+
+fn lock_state(state: &Mutex<AttemptState>) -> std::sync::MutexGuard<'_, AttemptState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What [`KmsClient::resolve_credentials`] reports: never the secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CredentialInfo {
+    /// The provider that supplied them (e.g. `EcsContainer`).
+    pub provider: &'static str,
+    /// The access key id (not secret; identifies the key or session).
+    pub access_key_id: String,
+    /// When they expire, if they do.
+    pub expiry: Option<std::time::SystemTime>,
+    /// The account, when the provider says.
+    pub account_id: Option<String>,
+}
+
 /// A wrapped key KMS must return: missing or empty is an invalid response
 /// (an empty EDK would make a message no one can decrypt).
 fn required_blob(blob: Option<Blob>) -> Option<Vec<u8>> {
@@ -640,6 +806,9 @@ fn error_code(err: &OpError) -> Option<&str> {
         return e.code();
     }
     if let Some(e) = err.downcast_ref::<EncryptError>() {
+        return e.code();
+    }
+    if let Some(e) = err.downcast_ref::<DescribeKeyError>() {
         return e.code();
     }
     err.downcast_ref::<DecryptError>()
@@ -811,6 +980,8 @@ struct AttemptFailure {
 struct AttemptState {
     attempts: u32,
     started: Option<Instant>,
+    /// When the last attempt was signed and sent (its credentials resolved).
+    sent: Option<Instant>,
     last_status: Option<u16>,
     /// Attempts whose outcome was recorded. An SDK attempt that sent
     /// nothing (cancelled in the rate limiter, or finalized a second time at
@@ -854,6 +1025,7 @@ impl Intercept for AttemptRecorder {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.sent = Some(Instant::now());
         s.attempts += 1;
         self.stats.attempt_started(s.attempts);
         Ok(())

@@ -13,6 +13,8 @@ pub enum KmsOperation {
     Encrypt,
     /// `Decrypt` (unwrapping an encrypted data key).
     Decrypt,
+    /// `DescribeKey` (checking a key, `envseal doctor`).
+    DescribeKey,
 }
 
 impl KmsOperation {
@@ -22,6 +24,7 @@ impl KmsOperation {
             KmsOperation::GenerateDataKey => "GenerateDataKey",
             KmsOperation::Encrypt => "Encrypt",
             KmsOperation::Decrypt => "Decrypt",
+            KmsOperation::DescribeKey => "DescribeKey",
         }
     }
 }
@@ -219,6 +222,9 @@ pub struct KmsError {
     /// On decrypt, the failures of the other encrypted data keys tried
     /// (this error is the first one's).
     pub other_failures: Vec<KmsError>,
+    /// For a credentials failure: the provider that supplied (or failed to
+    /// supply) the credentials, e.g. `EcsContainer`.
+    pub credentials_provider: Option<String>,
 }
 
 impl KmsError {
@@ -234,6 +240,7 @@ impl KmsError {
             elapsed: Duration::ZERO,
             message: None,
             other_failures: Vec::new(),
+            credentials_provider: None,
         }
     }
 
@@ -269,6 +276,9 @@ impl fmt::Display for KmsError {
             .take(300)
             .collect();
         write!(f, "KMS {} {}: {}", self.operation, key_id, self.kind.describe())?;
+        if let Some(p) = &self.credentials_provider {
+            write!(f, " (credentials from {p})")?;
+        }
         match (self.status, &self.code) {
             (Some(s), Some(c)) => write!(f, " (HTTP {s}, {c})")?,
             (Some(s), None) => write!(f, " (HTTP {s})")?,

@@ -19,6 +19,8 @@
 mod arn;
 #[cfg(feature = "kms")]
 mod client;
+#[cfg(feature = "kms")]
+mod credentials;
 #[cfg_attr(not(feature = "kms"), allow(dead_code))]
 mod error;
 #[cfg_attr(not(feature = "kms"), allow(dead_code))]
@@ -30,7 +32,12 @@ pub use arn::{InvalidArn, KmsArn};
 #[cfg(feature = "kms")]
 pub(crate) use client::{CallArgs, Deadline};
 #[cfg(feature = "kms")]
-pub use client::{KmsBounds, KmsClient, KmsClientBuilder, RetryMode};
+pub use client::{CredentialInfo, KmsBounds, KmsClient, KmsClientBuilder, RetryMode};
+#[cfg(feature = "kms")]
+pub use credentials::{
+    CredentialOptions, CredentialSources, PROVIDER_CONFIGURED, PROVIDER_CONTAINER, PROVIDER_ENVIRONMENT,
+    PROVIDER_IMDS, PROVIDER_PROFILE, PROVIDER_WEB_IDENTITY,
+};
 pub use error::{KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
 pub use stats::{KmsStats, KmsStatsSnapshot};
 

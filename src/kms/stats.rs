@@ -14,7 +14,7 @@ const FIRST_BUCKET_US: u64 = 64;
 /// (and by clients built with the same stats handle).
 #[derive(Debug, Default)]
 pub struct KmsStats {
-    calls: [AtomicU64; 3],
+    calls: [AtomicU64; 4],
     attempts: AtomicU64,
     retries: AtomicU64,
     successes: AtomicU64,
@@ -24,6 +24,13 @@ pub struct KmsStats {
     latency_sum_us: AtomicU64,
     latency_max_us: AtomicU64,
     latency: [AtomicU64; BUCKETS],
+    credential_refreshes: AtomicU64,
+    credential_refresh_failures: AtomicU64,
+    credential_load_sum_us: AtomicU64,
+    credential_load_max_us: AtomicU64,
+    expired_token_retries: AtomicU64,
+    expired_token_retry_successes: AtomicU64,
+    expired_token_retry_sum_us: AtomicU64,
 }
 
 fn op_index(op: KmsOperation) -> usize {
@@ -31,6 +38,7 @@ fn op_index(op: KmsOperation) -> usize {
         KmsOperation::GenerateDataKey => 0,
         KmsOperation::Encrypt => 1,
         KmsOperation::Decrypt => 2,
+        KmsOperation::DescribeKey => 3,
     }
 }
 
@@ -92,6 +100,30 @@ impl KmsStats {
         self.latency[bucket_of(us)].fetch_add(1, Relaxed);
     }
 
+    /// Credentials loaded from the chain (first load and every refresh).
+    pub(crate) fn credentials_refreshed(&self, latency: Duration) {
+        self.credential_refreshes.fetch_add(1, Relaxed);
+        let us = micros(latency);
+        self.credential_load_sum_us.fetch_add(us, Relaxed);
+        self.credential_load_max_us.fetch_max(us, Relaxed);
+    }
+
+    /// A load from the chain that failed or timed out.
+    pub(crate) fn credentials_refresh_failed(&self) {
+        self.credential_refresh_failures.fetch_add(1, Relaxed);
+    }
+
+    /// A call retried with fresh credentials after `ExpiredTokenException`;
+    /// `latency` is the retry's (reload included).
+    pub(crate) fn expired_token_retry(&self, ok: bool, latency: Duration) {
+        self.expired_token_retries.fetch_add(1, Relaxed);
+        if ok {
+            self.expired_token_retry_successes.fetch_add(1, Relaxed);
+        }
+        self.expired_token_retry_sum_us
+            .fetch_add(micros(latency), Relaxed);
+    }
+
     /// A deadline that passed before a call could start still counts as a
     /// timed-out call.
     pub(crate) fn deadline_before_call(&self) {
@@ -102,6 +134,8 @@ impl KmsStats {
     pub fn snapshot(&self) -> KmsStatsSnapshot {
         let latency: Vec<u64> = self.latency.iter().map(|b| b.load(Relaxed)).collect();
         let finished: u64 = latency.iter().sum();
+        let max = Duration::from_micros(self.latency_max_us.load(Relaxed));
+        // A bucket's bound can exceed the slowest call: report at most that.
         let percentile = |p: u64| -> Option<Duration> {
             if finished == 0 {
                 return None;
@@ -110,13 +144,16 @@ impl KmsStats {
             let mut seen = 0;
             latency.iter().enumerate().find_map(|(i, n)| {
                 seen += n;
-                (seen >= rank).then(|| bucket_bound(i))
+                (seen >= rank).then(|| bucket_bound(i).min(max))
             })
         };
+        let credential_refreshes = self.credential_refreshes.load(Relaxed);
+        let expired_token_retries = self.expired_token_retries.load(Relaxed);
         KmsStatsSnapshot {
             generate_data_key_calls: self.calls[0].load(Relaxed),
             encrypt_calls: self.calls[1].load(Relaxed),
             decrypt_calls: self.calls[2].load(Relaxed),
+            describe_key_calls: self.calls[3].load(Relaxed),
             attempts: self.attempts.load(Relaxed),
             retries: self.retries.load(Relaxed),
             successes: self.successes.load(Relaxed),
@@ -129,6 +166,18 @@ impl KmsStats {
             latency_p50: percentile(50),
             latency_p90: percentile(90),
             latency_p99: percentile(99),
+            credential_refreshes,
+            credential_refresh_failures: self.credential_refresh_failures.load(Relaxed),
+            credential_load_mean: (credential_refreshes > 0).then(|| {
+                Duration::from_micros(self.credential_load_sum_us.load(Relaxed) / credential_refreshes)
+            }),
+            credential_load_max: (credential_refreshes > 0)
+                .then(|| Duration::from_micros(self.credential_load_max_us.load(Relaxed))),
+            expired_token_retries,
+            expired_token_retry_successes: self.expired_token_retry_successes.load(Relaxed),
+            expired_token_retry_mean: (expired_token_retries > 0).then(|| {
+                Duration::from_micros(self.expired_token_retry_sum_us.load(Relaxed) / expired_token_retries)
+            }),
         }
     }
 }
@@ -146,6 +195,8 @@ pub struct KmsStatsSnapshot {
     pub encrypt_calls: u64,
     /// `Decrypt` calls started.
     pub decrypt_calls: u64,
+    /// `DescribeKey` calls started (`envseal doctor`).
+    pub describe_key_calls: u64,
     /// HTTP attempts, first tries and retries.
     pub attempts: u64,
     /// Attempts after the first of their call.
@@ -168,12 +219,27 @@ pub struct KmsStatsSnapshot {
     pub latency_p90: Option<Duration>,
     /// 99th percentile call latency (bucket bound).
     pub latency_p99: Option<Duration>,
+    /// Credentials loaded from the chain: the first load and every refresh.
+    pub credential_refreshes: u64,
+    /// Loads from the chain that failed or timed out.
+    pub credential_refresh_failures: u64,
+    /// Mean time of a successful load.
+    pub credential_load_mean: Option<Duration>,
+    /// Longest successful load.
+    pub credential_load_max: Option<Duration>,
+    /// Calls retried with fresh credentials after KMS answered
+    /// `ExpiredTokenException` (at most one per call).
+    pub expired_token_retries: u64,
+    /// Of those, the retries that succeeded.
+    pub expired_token_retry_successes: u64,
+    /// Mean time of such a retry, reload included.
+    pub expired_token_retry_mean: Option<Duration>,
 }
 
 impl KmsStatsSnapshot {
     /// All calls started, every operation.
     pub fn calls(&self) -> u64 {
-        self.generate_data_key_calls + self.encrypt_calls + self.decrypt_calls
+        self.generate_data_key_calls + self.encrypt_calls + self.decrypt_calls + self.describe_key_calls
     }
 }
 
@@ -208,7 +274,8 @@ mod tests {
         assert_eq!((snap.throttles, snap.timeouts), (1, 1));
         assert_eq!(snap.latency_p50, Some(Duration::from_micros(128)));
         assert_eq!(snap.latency_p90, Some(Duration::from_micros(128)));
-        assert_eq!(snap.latency_p99, Some(Duration::from_micros(16384)));
+        // The 16,384 µs bucket holds the 10 ms calls: clamped to the maximum.
+        assert_eq!(snap.latency_p99, Some(Duration::from_millis(10)));
         assert_eq!(snap.latency_max, Some(Duration::from_millis(10)));
     }
 

@@ -28,6 +28,11 @@ pub enum Quirk {
     NoCiphertext,
 }
 
+/// Decides whether a request's credentials are accepted: gets the access
+/// key id and the session token (empty if none); `Some(code)` rejects the
+/// request with that error code (e.g. `ExpiredTokenException`).
+pub type CredentialCheck = Arc<dyn Fn(&str, &str) -> Option<&'static str> + Send + Sync>;
+
 pub struct FakeKms {
     pub url: String,
     pub quirk: Arc<Mutex<Quirk>>,
@@ -38,13 +43,18 @@ pub struct FakeKms {
 
 impl FakeKms {
     pub fn start() -> FakeKms {
+        Self::start_checking(Arc::new(|_: &str, _: &str| None))
+    }
+
+    /// A fake that asks `check` about every request's credentials.
+    pub fn start_checking(check: CredentialCheck) -> FakeKms {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let quirk = Arc::new(Mutex::new(Quirk::None));
         let (seen, q) = (Arc::clone(&calls), Arc::clone(&quirk));
         let server = super::loopback::serve(move |sock| {
-            let (seen, q) = (Arc::clone(&seen), Arc::clone(&q));
+            let (seen, q, check) = (Arc::clone(&seen), Arc::clone(&q), Arc::clone(&check));
             async move {
-                let _ = serve(sock, seen, q).await;
+                let _ = serve(sock, seen, q, check).await;
             }
         });
         FakeKms {
@@ -107,6 +117,11 @@ fn handle(op: &str, req: &Value, signing_region: &str) -> (u16, Value) {
         B64.encode(blob.to_string())
     };
     match op {
+        "DescribeKey" => (
+            200,
+            json!({"KeyMetadata": {"KeyId": key_id, "Arn": key_id, "KeyState": "Enabled", "Enabled": true,
+                "KeyUsage": "ENCRYPT_DECRYPT", "KeySpec": "SYMMETRIC_DEFAULT"}}),
+        ),
         "GenerateDataKey" => {
             let n = req["NumberOfBytes"].as_u64().unwrap_or(32) as usize;
             let plaintext = data_key(n);
@@ -145,6 +160,7 @@ async fn serve(
     mut sock: TcpStream,
     seen: Arc<Mutex<Vec<(String, String, String)>>>,
     quirk: Arc<Mutex<Quirk>>,
+    check: CredentialCheck,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     loop {
@@ -187,13 +203,22 @@ async fn serve(
             .and_then(|c| c.split('/').nth(2))
             .unwrap_or("")
             .to_owned();
+        let access_key = auth
+            .split("Credential=")
+            .nth(1)
+            .and_then(|c| c.split('/').next())
+            .unwrap_or("")
+            .to_owned();
         let req: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
         seen.lock().unwrap().push((
             op.clone(),
             req["KeyId"].as_str().unwrap_or("").to_owned(),
             region.clone(),
         ));
-        let (status, mut value) = handle(&op, &req, &region);
+        let (status, mut value) = match check(&access_key, &header("x-amz-security-token")) {
+            Some(code) => error(code),
+            None => handle(&op, &req, &region),
+        };
         if status == 200 {
             match *quirk.lock().unwrap() {
                 Quirk::None => {}

@@ -11,6 +11,8 @@ pub mod fault;
 pub mod loopback;
 #[cfg(feature = "kms")]
 pub mod moto;
+#[cfg(feature = "kms")]
+pub mod stand_in;
 
 use envseal::{
     Backend, CommitmentPolicy, Config, Keyring, RawAesKeyring, RawRsaKeyring, RsaPadding, RsaPrivateKey,

@@ -1,0 +1,433 @@
+//! Credentials that stay valid, against stand-ins on loopback: a container
+//! credentials endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`) handing out
+//! short-lived session credentials, a KMS stand-in that rejects expired
+//! tokens with `ExpiredTokenException`, and an IMDSv2 stand-in whose first
+//! connects time out.
+//!
+//! The credential chain reads the process environment, so each scenario runs
+//! in a child process of this test binary with an environment of its own:
+//! a parent test starts the stand-ins and runs `child_*` (ignored when run
+//! directly) with `--exact --ignored`, then checks the child's exit status
+//! and the `RESULT key=value` lines it printed.
+#![cfg(feature = "kms")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::fake_kms::FakeKms;
+use common::stand_in::{CredentialEndpoint, Imds, Mode};
+use envseal::kms::{CredentialOptions, KmsBounds, KmsClient, RetryMode};
+use envseal::{Config, EncryptionContext, Error, KmsKeyring};
+
+const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555";
+const STATIC_KEY: &str = "AKIASTATICENVKEY0001";
+
+/// Runs `child` in a child process with exactly `vars` (plus PATH and a
+/// HOME without AWS files) as its environment.
+fn run_child(child: &str, vars: &[(&str, String)]) -> (Output, HashMap<String, String>) {
+    let home = std::env::temp_dir().join(format!("envseal-credentials-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([child, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("AWS_CONFIG_FILE", home.join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"))
+        .env("AWS_REGION", "us-east-1")
+        .env("ENVSEAL_CHILD", "1");
+    if let Some(filter) = std::env::var_os("ENVSEAL_LOG") {
+        cmd.env("ENVSEAL_LOG", filter);
+    }
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let results = stdout
+        .lines()
+        // libtest prints "test name ... " before the first line of output.
+        .filter_map(|l| l.split_once("RESULT ").map(|(_, r)| r))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    (out, results)
+}
+
+fn child_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "child failed: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn num(results: &HashMap<String, String>, key: &str) -> u64 {
+    results
+        .get(key)
+        .unwrap_or_else(|| panic!("no RESULT {key} in {results:?}"))
+        .parse()
+        .unwrap()
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set: run through the parent test"))
+}
+
+fn in_child() -> bool {
+    std::env::var_os("ENVSEAL_CHILD").is_some()
+}
+
+fn context() -> EncryptionContext {
+    [("purpose", "credentials-test")].into_iter().collect()
+}
+
+fn bounds(deadline: Duration) -> KmsBounds {
+    KmsBounds::default()
+        .with_connect_timeout(Duration::from_millis(300))
+        .with_read_timeout(Duration::from_secs(1))
+        .with_attempt_timeout(Duration::from_secs(2))
+        .with_deadline(deadline)
+        .with_retry_mode(RetryMode::Standard)
+        .with_backoff(Duration::from_millis(10), Duration::from_millis(100))
+}
+
+/// A client from the environment (the default chain), KMS at `ENVSEAL_KMS_URL`.
+async fn client_from_env(deadline: Duration, options: CredentialOptions) -> KmsClient {
+    KmsClient::builder()
+        .endpoint_url(env("ENVSEAL_KMS_URL"))
+        .bounds(bounds(deadline))
+        .credentials(options)
+        .build()
+        .await
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Refresh ahead of expiry, and one retry after ExpiredTokenException.
+
+#[test]
+fn long_run_with_expiring_credentials_has_no_failures() {
+    // Credentials live 3 s; every 4th token KMS stops accepting after 1 s
+    // (revoked early), so some calls do meet ExpiredTokenException.
+    let endpoint = CredentialEndpoint::start("/creds", Duration::from_secs(3), Some(4));
+    let kms = FakeKms::start_checking(endpoint.kms_check(STATIC_KEY));
+    let seconds = std::env::var("ENVSEAL_CREDENTIALS_RUN_SECS").unwrap_or_else(|_| "30".into());
+    let (out, r) = run_child(
+        "child_encrypt_decrypt_loop",
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", endpoint.url.clone()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("ENVSEAL_KMS_URL", kms.url.clone()),
+            ("ENVSEAL_RUN_SECS", seconds.clone()),
+        ],
+    );
+    child_ok(&out);
+    eprintln!("run results: {r:?}; endpoint requests {}", endpoint.requests());
+    let secs: u64 = seconds.parse().unwrap();
+    let (ops, failures) = (num(&r, "ops"), num(&r, "failures"));
+    assert_eq!(failures, 0, "{r:?}");
+    assert!(ops >= secs * 10, "only {ops} encrypt+decrypt in {secs} s: {r:?}");
+    // A 3 s lifetime, refreshed at half of it: one load about every 1.5 s
+    // (plus reloads after early revocations).
+    let refreshes = num(&r, "credential_refreshes");
+    assert!(refreshes >= secs / 2, "{refreshes} refreshes in {secs} s: {r:?}");
+    assert!(endpoint.requests() as u64 >= refreshes);
+    assert!(num(&r, "expired_token_retries") >= 1, "{r:?}");
+    assert_eq!(
+        num(&r, "expired_token_retries"),
+        num(&r, "expired_token_retry_successes")
+    );
+    assert_eq!(r.get("provider").map(String::as_str), Some("EcsContainer"));
+    // Every KMS request was signed with container credentials.
+    let seen = kms.calls();
+    assert!(
+        seen.len() as u64 >= ops * 2,
+        "{} KMS requests for {ops} round trips",
+        seen.len()
+    );
+}
+
+#[tokio::test]
+#[ignore = "a child process of long_run_with_expiring_credentials_has_no_failures"]
+async fn child_encrypt_decrypt_loop() {
+    assert!(in_child());
+    let secs: u64 = env("ENVSEAL_RUN_SECS").parse().unwrap();
+    let client = client_from_env(Duration::from_secs(5), CredentialOptions::default()).await;
+    let keyring = KmsKeyring::new(client.clone(), [KEY]).unwrap();
+    let config = Config::default();
+    let (mut ops, mut failures) = (0u64, 0u64);
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        let payload = format!("record {ops}");
+        let result = async {
+            let message = envseal::encrypt(&config, &keyring, &context(), payload.as_bytes()).await?;
+            envseal::decrypt(&config, &keyring, &context(), &message).await
+        }
+        .await;
+        match result {
+            Ok(d) if d.plaintext.as_slice() == payload.as_bytes() => ops += 1,
+            Ok(_) => panic!("wrong plaintext"),
+            Err(e) => {
+                failures += 1;
+                eprintln!("failure: {e}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = client.stats();
+    println!("RESULT ops={ops}");
+    println!("RESULT failures={failures}");
+    println!("RESULT credential_refreshes={}", s.credential_refreshes);
+    println!(
+        "RESULT credential_refresh_failures={}",
+        s.credential_refresh_failures
+    );
+    println!("RESULT expired_token_retries={}", s.expired_token_retries);
+    println!(
+        "RESULT expired_token_retry_successes={}",
+        s.expired_token_retry_successes
+    );
+    println!(
+        "RESULT provider={}",
+        client.credentials_provider().unwrap_or("none")
+    );
+    eprintln!("{s:?}");
+}
+
+// ---------------------------------------------------------------------------
+// A container endpoint that fails or hangs: bounded by the deadline, named.
+
+#[test]
+fn failing_container_endpoint_is_bounded_and_named() {
+    for mode in [Mode::Error500, Mode::Hang] {
+        let endpoint = CredentialEndpoint::start("/creds", Duration::from_secs(3600), None);
+        *endpoint.mode.lock().unwrap() = mode;
+        let kms = FakeKms::start_checking(endpoint.kms_check(STATIC_KEY));
+        let (out, r) = run_child(
+            "child_encrypt_once",
+            &[
+                ("AWS_CONTAINER_CREDENTIALS_FULL_URI", endpoint.url.clone()),
+                ("AWS_EC2_METADATA_DISABLED", "true".into()),
+                ("ENVSEAL_KMS_URL", kms.url.clone()),
+                ("ENVSEAL_DEADLINE_MS", "1500".into()),
+            ],
+        );
+        child_ok(&out);
+        let error = r
+            .get("error")
+            .unwrap_or_else(|| panic!("{mode:?}: expected an error: {r:?}"));
+        assert_eq!(
+            r.get("kind").map(String::as_str),
+            Some("Credentials"),
+            "{mode:?}: {error}"
+        );
+        assert!(
+            error.contains("credentials from EcsContainer"),
+            "{mode:?}: {error}"
+        );
+        let elapsed = num(&r, "elapsed_ms");
+        assert!(elapsed <= 1500 + 400, "{mode:?}: took {elapsed} ms: {error}");
+        assert!(endpoint.requests() >= 1);
+        assert!(
+            kms.calls().is_empty(),
+            "{mode:?}: KMS was called without credentials"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "a child process of other tests"]
+async fn child_encrypt_once() {
+    assert!(in_child());
+    let deadline = Duration::from_millis(env("ENVSEAL_DEADLINE_MS").parse().unwrap());
+    // The SDK's container provider has its own 5 s read timeout; the load
+    // timeout and the deadline bound it here.
+    let client = client_from_env(deadline, CredentialOptions::default()).await;
+    let keyring = KmsKeyring::new(client.clone(), [KEY]).unwrap();
+    let start = Instant::now();
+    let result = envseal::encrypt(&Config::default(), &keyring, &context(), b"one record").await;
+    println!("RESULT elapsed_ms={}", start.elapsed().as_millis());
+    println!(
+        "RESULT provider={}",
+        client.credentials_provider().unwrap_or("none")
+    );
+    match result {
+        Ok(message) => {
+            let back = envseal::decrypt(&Config::default(), &keyring, &context(), &message)
+                .await
+                .unwrap();
+            assert_eq!(back.plaintext.as_slice(), b"one record");
+            println!("RESULT ok=1");
+        }
+        Err(Error::Kms(e)) => {
+            println!("RESULT kind={:?}", e.kind);
+            println!("RESULT error={e}");
+        }
+        Err(e) => panic!("not a KMS error: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shadowing: static keys in the environment hide the container role.
+
+#[test]
+fn environment_keys_shadowing_the_container_role_are_reported() {
+    let endpoint = CredentialEndpoint::start("/creds", Duration::from_secs(3600), None);
+    let kms = FakeKms::start_checking(endpoint.kms_check(STATIC_KEY));
+    let (out, r) = run_child(
+        "child_shadowing",
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", endpoint.url.clone()),
+            ("AWS_ACCESS_KEY_ID", STATIC_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", "static-secret".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("ENVSEAL_KMS_URL", kms.url.clone()),
+        ],
+    );
+    child_ok(&out);
+    // The static keys won: the endpoint was never asked.
+    assert_eq!(r.get("provider").map(String::as_str), Some("Environment"));
+    assert_eq!(endpoint.requests(), 0);
+    assert_eq!(r.get("shadowed").map(String::as_str), Some("EcsContainer"));
+    // Warned once through tracing, though two clients were built.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warnings = stderr.matches("shadows EcsContainer").count();
+    assert_eq!(warnings, 1, "stderr:\n{stderr}");
+    assert!(stderr.contains("AWS_CONTAINER_CREDENTIALS_FULL_URI"), "{stderr}");
+
+    // With only the container endpoint set, its credentials are used.
+    let (out, r) = run_child(
+        "child_shadowing",
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", endpoint.url.clone()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("ENVSEAL_KMS_URL", kms.url.clone()),
+        ],
+    );
+    child_ok(&out);
+    assert_eq!(r.get("provider").map(String::as_str), Some("EcsContainer"));
+    assert_eq!(r.get("shadowed").map(String::as_str), Some(""));
+    assert_eq!(endpoint.requests(), 2, "one load per client, then cached");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("shadows"));
+}
+
+#[tokio::test]
+#[ignore = "a child process of environment_keys_shadowing_the_container_role_are_reported"]
+async fn child_shadowing() {
+    assert!(in_child());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter("envseal=warn")
+        .init();
+    let sources = envseal::kms::CredentialSources::from_env();
+    let shadowed: Vec<&str> = sources.shadowed().into_iter().map(|(p, _)| p).collect();
+    println!("RESULT shadowed={}", shadowed.join(","));
+    for _ in 0..2 {
+        let client = client_from_env(Duration::from_secs(3), CredentialOptions::default()).await;
+        let keyring = KmsKeyring::new(client.clone(), [KEY]).unwrap();
+        let message = envseal::encrypt(&Config::default(), &keyring, &context(), b"x")
+            .await
+            .unwrap();
+        envseal::decrypt(&Config::default(), &keyring, &context(), &message)
+            .await
+            .unwrap();
+        println!(
+            "RESULT provider={}",
+            client.credentials_provider().unwrap_or("none")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// IMDS: connect timeouts are retried within a deadline.
+
+#[test]
+fn imds_connect_timeouts_are_retried() {
+    // Connects hang for 1 s; the IMDS connect timeout is 300 ms.
+    let imds = Imds::start(Duration::from_millis(1000));
+    let (out, r) = run_child(
+        "child_resolve",
+        &[
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url.clone()),
+            ("ENVSEAL_KMS_URL", "http://127.0.0.1:9".into()),
+            ("ENVSEAL_IMDS_ATTEMPTS", "8".into()),
+        ],
+    );
+    child_ok(&out);
+    assert_eq!(
+        r.get("provider").map(String::as_str),
+        Some("Ec2InstanceMetadata"),
+        "{r:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        r.get("access_key_id").map(String::as_str),
+        Some("ASIAINSTANCEROLE0001")
+    );
+    let elapsed = num(&r, "elapsed_ms");
+    assert!((1000..=6000).contains(&elapsed), "{elapsed} ms");
+    assert!(imds.requests() >= 3, "token, role, credentials");
+
+    // One attempt (the SDK's default behaviour on a connect timeout): fails.
+    let imds = Imds::start(Duration::from_millis(1000));
+    let (out, r) = run_child(
+        "child_resolve",
+        &[
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url.clone()),
+            ("ENVSEAL_KMS_URL", "http://127.0.0.1:9".into()),
+            ("ENVSEAL_IMDS_ATTEMPTS", "1".into()),
+        ],
+    );
+    child_ok(&out);
+    assert!(r.contains_key("error"), "{r:?}");
+
+    // AWS_EC2_METADATA_DISABLED: IMDS is never asked.
+    let imds = Imds::start(Duration::ZERO);
+    let (out, r) = run_child(
+        "child_resolve",
+        &[
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url.clone()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("ENVSEAL_KMS_URL", "http://127.0.0.1:9".into()),
+            ("ENVSEAL_IMDS_ATTEMPTS", "4".into()),
+        ],
+    );
+    child_ok(&out);
+    assert!(r.contains_key("error"), "{r:?}");
+    assert_eq!(imds.requests(), 0);
+}
+
+#[tokio::test]
+#[ignore = "a child process of imds_connect_timeouts_are_retried"]
+async fn child_resolve() {
+    assert!(in_child());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(std::env::var("ENVSEAL_LOG").unwrap_or_else(|_| "warn".into()))
+        .init();
+    let attempts: u32 = env("ENVSEAL_IMDS_ATTEMPTS").parse().unwrap();
+    let options = CredentialOptions::default()
+        .with_imds(
+            attempts,
+            Duration::from_millis(300),
+            Duration::from_millis(500),
+            Duration::from_secs(6),
+        )
+        .with_load_timeout(Duration::from_secs(7));
+    let client = client_from_env(Duration::from_secs(8), options).await;
+    let start = Instant::now();
+    match client.resolve_credentials().await {
+        Ok(info) => {
+            println!("RESULT provider={}", info.provider);
+            println!("RESULT access_key_id={}", info.access_key_id);
+        }
+        Err(e) => println!("RESULT error={e}"),
+    }
+    println!("RESULT elapsed_ms={}", start.elapsed().as_millis());
+}
