@@ -431,3 +431,154 @@ async fn child_resolve() {
     }
     println!("RESULT elapsed_ms={}", start.elapsed().as_millis());
 }
+
+// ---------------------------------------------------------------------------
+// `envseal doctor`: bounded validation against an STS stand-in.
+
+/// Runs `envseal doctor` with `vars` as the environment (plus a HOME
+/// without AWS files, IMDS off, region us-east-1); returns the output and
+/// the wall time.
+fn doctor(args: &[&str], vars: &[(&str, String)]) -> (Output, Duration) {
+    let home = std::env::temp_dir().join(format!("envseal-doctor-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_envseal"));
+    cmd.arg("doctor")
+        .args(args)
+        .env_clear()
+        .env("HOME", &home)
+        .env("AWS_CONFIG_FILE", home.join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"))
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let start = Instant::now();
+    let out = cmd.output().unwrap();
+    (out, start.elapsed())
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn doctor_retries_only_propagation_errors_within_its_deadline() {
+    use common::stand_in::{Sts, StsAnswer, ACCOUNT, CALLER_ARN};
+    let endpoint = CredentialEndpoint::start("/creds", Duration::from_secs(3600), None);
+    let kms = FakeKms::start_checking(endpoint.kms_check(STATIC_KEY));
+    let container = ("AWS_CONTAINER_CREDENTIALS_FULL_URI", endpoint.url.clone());
+
+    // InvalidClientTokenId twice (a new key not yet visible), then accepted.
+    let sts = Sts::start(vec![
+        StsAnswer::InvalidClientTokenId,
+        StsAnswer::InvalidClientTokenId,
+        StsAnswer::Ok,
+    ]);
+    let args = [
+        "--kms-key",
+        KEY,
+        "--kms-endpoint",
+        &kms.url,
+        "--sts-endpoint",
+        &sts.url,
+    ];
+    let (out, _) = doctor(&args, std::slice::from_ref(&container));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(sts.requests(), 3);
+    assert!(
+        stdout.contains("credentials: ok: from EcsContainer, access key ASIA…0001, expires "),
+        "{stdout}"
+    );
+    let identity = stdout.lines().find(|l| l.starts_with("identity: ")).unwrap();
+    assert!(
+        identity.contains(&format!("account {ACCOUNT}, arn {CALLER_ARN}")),
+        "{identity}"
+    );
+    assert!(identity.contains("[3 attempts, "), "{identity}");
+    let key = stdout.lines().find(|l| l.starts_with("key ")).unwrap();
+    assert!(
+        key.starts_with(&format!(
+            "key {KEY}: ok: Enabled, ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT [1 attempt"
+        )),
+        "{key}"
+    );
+    assert!(stdout.contains("environment: ok: container (AWS_CONTAINER_CREDENTIALS_FULL_URI), IMDS disabled"));
+    assert!(stdout.trim_end().ends_with("doctor: ok"), "{stdout}");
+    assert!(stderr.is_empty(), "{stderr}");
+
+    // Never accepted: fails at the default 3 s deadline after several
+    // attempts (backoff 100, 200, 400, 800, 1600 ms), exit 1, one line.
+    let sts = Sts::start(vec![StsAnswer::InvalidClientTokenId]);
+    let args = ["--sts-endpoint", &sts.url];
+    let (out, elapsed) = doctor(&args, std::slice::from_ref(&container));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(elapsed >= Duration::from_millis(3000), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(3000 + 1000), "{elapsed:?}");
+    assert!((5..=6).contains(&sts.requests()), "{} requests", sts.requests());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "envseal: doctor: identity: STS GetCallerIdentity failed (HTTP 403, InvalidClientTokenId)"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("still not accepted at the deadline"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("(after {} attempts in ", sts.requests())),
+        "{stderr}"
+    );
+
+    // AccessDenied: no retry.
+    let sts = Sts::start(vec![StsAnswer::AccessDenied]);
+    let args = ["--sts-endpoint", &sts.url];
+    let (out, elapsed) = doctor(&args, std::slice::from_ref(&container));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(sts.requests(), 1);
+    assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    assert!(
+        stderr.contains("(HTTP 403, AccessDenied)") && stderr.contains("(after 1 attempt in "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn doctor_reports_shadowing_and_credential_failures() {
+    use common::stand_in::{Sts, StsAnswer};
+    let endpoint = CredentialEndpoint::start("/creds", Duration::from_secs(3600), None);
+    let sts = Sts::start(vec![StsAnswer::Ok]);
+    let vars = [
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", endpoint.url.clone()),
+        ("AWS_ACCESS_KEY_ID", STATIC_KEY.to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "static-secret".to_owned()),
+    ];
+    let (out, _) = doctor(&["--sts-endpoint", &sts.url], &vars);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("WARNING: AWS_ACCESS_KEY_ID in the environment shadows EcsContainer (AWS_CONTAINER_CREDENTIALS_FULL_URI)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("credentials: ok: from Environment, access key AKIA…0001, no expiry"),
+        "{stdout}"
+    );
+    assert_eq!(endpoint.requests(), 0);
+    assert!(!stdout.contains("static-secret") && !stderr.contains("static-secret"));
+
+    // The container endpoint failing: the credentials step fails, named,
+    // within the deadline.
+    *endpoint.mode.lock().unwrap() = Mode::Hang;
+    let vars = [("AWS_CONTAINER_CREDENTIALS_FULL_URI", endpoint.url.clone())];
+    let (out, elapsed) = doctor(&["--sts-endpoint", &sts.url, "--deadline-ms", "1000"], &vars);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(elapsed < Duration::from_millis(2500), "{elapsed:?}");
+    assert!(stderr.starts_with("envseal: doctor: credentials: credentials from EcsContainer not resolved within the 1000 ms deadline"), "{stderr}");
+}

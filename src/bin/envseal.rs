@@ -58,6 +58,12 @@ enum Command {
     Encrypt(EncryptArgs),
     /// Decrypt and verify an ESDK message.
     Decrypt(DecryptArgs),
+    /// Check the AWS setup within a deadline: credential sources and
+    /// shadowing, the provider and expiry of the credentials, the caller's
+    /// identity (STS), and each --kms-key (DescribeKey). Prints each step
+    /// with its attempts and latency; exits 1 with a one-line reason when a
+    /// step fails.
+    Doctor(DoctorArgs),
 }
 
 #[derive(Args, Debug)]
@@ -230,17 +236,24 @@ impl KmsArgs {
         if !self.used() {
             return Ok(None);
         }
+        self.build_client(runtime, None).map(Some)
+    }
+
+    #[cfg(feature = "kms")]
+    fn build_client(&self, runtime: &Blocking, sts_endpoint: Option<&str>) -> Result<KmsClient, Failure> {
         let mut builder = KmsClient::builder().bounds(self.bounds());
+        if let Some(u) = sts_endpoint {
+            builder = builder.sts_endpoint_url(u);
+        }
         if let Some(r) = &self.region {
             builder = builder.region(r.clone());
         }
         if let Some(u) = &self.kms_endpoint {
             builder = builder.endpoint_url(u.clone());
         }
-        let client = runtime
+        runtime
             .block_on(builder.build())
-            .map_err(|e| Failure::usage(bare(&e)))?;
-        Ok(Some(client))
+            .map_err(|e| Failure::usage(bare(&e)))
     }
 }
 
@@ -271,7 +284,8 @@ fn print_kms_stats(client: &KmsClient) {
     let _ = writeln!(
         io::stderr(),
         "envseal: kms: calls={} (GenerateDataKey={} Encrypt={} Decrypt={}) attempts={} retries={} \
-         throttles={} timeouts={} failures={} latency_ms p50<={} p99<={} max={}",
+         throttles={} timeouts={} failures={} latency_ms p50<={} p99<={} max={} \
+         credential_loads={} credential_load_failures={} expired_token_retries={} (ok={}) expired_retry_ms_mean={}",
         s.calls(),
         s.generate_data_key_calls,
         s.encrypt_calls,
@@ -284,7 +298,68 @@ fn print_kms_stats(client: &KmsClient) {
         ms(s.latency_p50),
         ms(s.latency_p99),
         ms(s.latency_max),
+        s.credential_refreshes,
+        s.credential_refresh_failures,
+        s.expired_token_retries,
+        s.expired_token_retry_successes,
+        ms(s.expired_token_retry_mean),
     );
+}
+
+#[derive(Args, Debug)]
+struct DoctorArgs {
+    #[command(flatten)]
+    kms: KmsArgs,
+
+    /// Deadline for resolving the credentials and validating them with STS,
+    /// retries included; DescribeKey is bounded by the KMS options.
+    #[arg(long = "deadline-ms", value_name = "MS", default_value_t = 3000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    deadline_ms: u64,
+
+    /// STS endpoint URL (overrides AWS_ENDPOINT_URL_STS).
+    #[arg(long = "sts-endpoint", value_name = "URL")]
+    sts_endpoint: Option<String>,
+}
+
+#[cfg(not(feature = "kms"))]
+fn doctor(_args: &DoctorArgs) -> Result<(), Failure> {
+    Err(Failure::usage(
+        "this envseal was built without AWS KMS support (feature kms)",
+    ))
+}
+
+#[cfg(feature = "kms")]
+fn doctor(args: &DoctorArgs) -> Result<(), Failure> {
+    use envseal::kms::DoctorOptions;
+    let runtime = Blocking::new().map_err(|e| Failure::runtime(bare(&e)))?;
+    let client = args.kms.build_client(&runtime, args.sts_endpoint.as_deref())?;
+    let options = DoctorOptions::default()
+        .with_deadline(Duration::from_millis(args.deadline_ms))
+        .with_keys(args.kms.kms_key.iter().cloned());
+    let report = runtime.block_on(client.doctor(&options));
+    let mut out = io::stdout().lock();
+    for step in &report.steps {
+        let _ = writeln!(out, "{}", one_line(&step.to_string()));
+    }
+    let s = client.stats();
+    let _ = writeln!(
+        out,
+        "counters: credential loads={} load failures={} expired-token retries={} kms calls={} attempts={}",
+        s.credential_refreshes,
+        s.credential_refresh_failures,
+        s.expired_token_retries,
+        s.calls(),
+        s.attempts
+    );
+    let _ = out.flush();
+    match report.failure() {
+        None => {
+            let _ = writeln!(out, "doctor: ok");
+            Ok(())
+        }
+        Some(reason) => Err(Failure::runtime(format!("doctor: {reason}"))),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -484,7 +559,7 @@ fn parse_args() -> Result<(Cli, ArgMatches), Failure> {
             }
             ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
                 return Err(Failure::usage(
-                    "a subcommand is required: encrypt or decrypt (see envseal --help)",
+                    "a subcommand is required: encrypt, decrypt or doctor (see envseal --help)",
                 ));
             }
             _ => return Err(Failure::usage(clap_one_line(&e))),
@@ -499,7 +574,7 @@ fn run() -> Result<(), Failure> {
     let sub = matches
         .subcommand()
         .map(|(_, m)| m)
-        .ok_or_else(|| Failure::usage("a subcommand is required: encrypt or decrypt"))?;
+        .ok_or_else(|| Failure::usage("a subcommand is required: encrypt, decrypt or doctor"))?;
     match cli.command {
         Command::Encrypt(args) => {
             let specs = ordered_keys(&args.common, sub);
@@ -509,6 +584,7 @@ fn run() -> Result<(), Failure> {
             let specs = ordered_keys(&args.common, sub);
             decrypt(&args, specs)
         }
+        Command::Doctor(args) => doctor(&args),
     }
 }
 

@@ -247,6 +247,8 @@ struct ClientInner {
     /// envseal's credential cache, when the client's credentials go through
     /// it (always, unless the configuration had no credentials provider).
     credentials: Option<Arc<CredentialCache>>,
+    /// STS with the same credentials, for [`KmsClient::doctor`].
+    sts: Option<aws_sdk_sts::Client>,
 }
 
 /// A KMS client whose every call is bounded, classified, counted and traced.
@@ -287,6 +289,7 @@ pub struct KmsClientBuilder {
     sdk_config: Option<aws_config::SdkConfig>,
     stats: Option<Arc<KmsStats>>,
     credentials: CredentialOptions,
+    sts_endpoint_url: Option<String>,
 }
 
 impl KmsClientBuilder {
@@ -306,6 +309,13 @@ impl KmsClientBuilder {
     /// `AWS_ENDPOINT_URL_KMS` and `AWS_ENDPOINT_URL`.
     pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
         self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// An explicit STS endpoint for [`KmsClient::doctor`], overriding
+    /// `AWS_ENDPOINT_URL_STS`.
+    pub fn sts_endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.sts_endpoint_url = Some(url.into());
         self
     }
 
@@ -389,6 +399,21 @@ impl KmsClientBuilder {
         }
         let conf = conf.build();
         let region = conf.region().map(|r| r.as_ref().to_owned());
+        let mut sts = aws_sdk_sts::config::Builder::from(&sdk_config)
+            .behavior_version(BehaviorVersion::latest())
+            .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled());
+        if let Some(r) = &region {
+            sts = sts.region(aws_sdk_sts::config::Region::new(r.clone()));
+        }
+        if let Some(url) = &self.sts_endpoint_url {
+            sts = sts.endpoint_url(url.clone());
+        }
+        if let Some(cache) = &cache {
+            sts = sts
+                .credentials_provider(CachedProvider(Arc::clone(cache)))
+                .identity_cache(aws_sdk_sts::config::IdentityCache::no_cache());
+        }
+        let sts = aws_sdk_sts::Client::from_conf(sts.build());
         if region.is_none() {
             return Err(Error::Config(
                 "no AWS region for KMS: set AWS_REGION or pass a region".into(),
@@ -401,6 +426,7 @@ impl KmsClientBuilder {
                 stats,
                 partition,
                 credentials: cache,
+                sts: Some(sts),
             }),
             region,
         })
@@ -431,6 +457,7 @@ impl KmsClient {
                 stats: Arc::default(),
                 partition: new_partition(),
                 credentials: None,
+                sts: None,
             }),
             region,
         })
@@ -582,10 +609,64 @@ impl KmsClient {
         })
     }
 
+    pub(crate) fn sts_client(&self) -> Option<&aws_sdk_sts::Client> {
+        self.inner.sts.as_ref()
+    }
+
+    /// `DescribeKey`, bounded like every call (for `envseal doctor`).
+    pub(crate) async fn describe_key(
+        &self,
+        args: CallArgs<'_>,
+    ) -> Result<super::doctor::KeyDescription, KmsError> {
+        let request = self.inner.client.describe_key().key_id(args.key_id);
+        let (out, attempts) = self
+            .run_counted(KmsOperation::DescribeKey, &args, |cfg| {
+                request.clone().customize().config_override(cfg).send()
+            })
+            .await;
+        let out = out?;
+        let meta = out.key_metadata.ok_or_else(|| {
+            KmsError::new(
+                KmsErrorKind::InvalidResponse,
+                KmsOperation::DescribeKey,
+                args.key_id,
+            )
+            .with_message("the response has no KeyMetadata")
+        })?;
+        Ok(super::doctor::KeyDescription {
+            enabled: meta.enabled,
+            state: meta
+                .key_state
+                .map_or_else(|| "?".into(), |s| s.as_str().to_owned()),
+            usage: meta
+                .key_usage
+                .map_or_else(|| "?".into(), |s| s.as_str().to_owned()),
+            spec: meta
+                .key_spec
+                .map_or_else(|| "?".into(), |s| s.as_str().to_owned()),
+            attempts,
+        })
+    }
+
     /// Runs one call under the bounds: the deadline's remaining time is the
     /// SDK's operation timeout (and a tokio timeout as a backstop); every
     /// attempt is counted and traced; the result is classified.
     async fn run<T, E, F, Fut>(&self, op: KmsOperation, args: &CallArgs<'_>, send: F) -> Result<T, KmsError>
+    where
+        F: Fn(sdk::config::Builder) -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.run_counted(op, args, send).await.0
+    }
+
+    /// [`Self::run`], also returning the attempts made.
+    async fn run_counted<T, E, F, Fut>(
+        &self,
+        op: KmsOperation,
+        args: &CallArgs<'_>,
+        send: F,
+    ) -> (Result<T, KmsError>, u32)
     where
         F: Fn(sdk::config::Builder) -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
@@ -607,7 +688,7 @@ impl KmsClient {
             let err = KmsError::new(KmsErrorKind::Timeout(TimeoutKind::Deadline), op, args.key_id)
                 .with_message("the deadline passed before the call could start");
             span.in_scope(|| tracing::warn!(error = %err, "kms call not started"));
-            return Err(err);
+            return (Err(err), 0);
         };
         let state: Arc<Mutex<AttemptState>> = Arc::default();
         let mut outcome = self
@@ -709,7 +790,7 @@ impl KmsClient {
         });
         stats.call_finished(result.is_ok(), elapsed);
         let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        match result {
+        let result = match result {
             Ok(out) => {
                 span.in_scope(|| tracing::debug!(attempts, elapsed_ms, "kms call succeeded"));
                 Ok(out)
@@ -733,7 +814,8 @@ impl KmsClient {
                 });
                 Err(err)
             }
-        }
+        };
+        (result, attempts)
     }
 }
 

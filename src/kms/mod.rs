@@ -21,6 +21,8 @@ mod arn;
 mod client;
 #[cfg(feature = "kms")]
 mod credentials;
+#[cfg(feature = "kms")]
+mod doctor;
 #[cfg_attr(not(feature = "kms"), allow(dead_code))]
 mod error;
 #[cfg_attr(not(feature = "kms"), allow(dead_code))]
@@ -38,6 +40,8 @@ pub use credentials::{
     CredentialOptions, CredentialSources, PROVIDER_CONFIGURED, PROVIDER_CONTAINER, PROVIDER_ENVIRONMENT,
     PROVIDER_IMDS, PROVIDER_PROFILE, PROVIDER_WEB_IDENTITY,
 };
+#[cfg(feature = "kms")]
+pub use doctor::{DoctorOptions, DoctorReport, DoctorStep};
 pub use error::{KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
 pub use stats::{KmsStats, KmsStatsSnapshot};
 

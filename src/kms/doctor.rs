@@ -1,0 +1,442 @@
+//! Bounded validation of the AWS setup (`envseal doctor`): which credential
+//! sources the environment configures and whether keys shadow a role; which
+//! provider supplies the credentials and when they expire; whom STS says
+//! they belong to (`GetCallerIdentity`, retrying only the errors of a key
+//! that is not yet visible everywhere, inside a deadline); and whether each
+//! configured KMS key can be described. Every step reports its attempts and
+//! latency; the first failure ends the report with a one-line reason.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_sts as sts;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use sts::error::ProvideErrorMetadata;
+
+use super::client::{CallArgs, KmsClient};
+use super::credentials::CredentialSources;
+
+/// STS error codes of credentials that exist but are not yet accepted
+/// everywhere (IAM eventual consistency): retried until the deadline.
+const PROPAGATION_CODES: [&str; 2] = ["InvalidClientTokenId", "InvalidAccessKeyId"];
+
+/// What [`KmsClient::doctor`] checks and within what time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DoctorOptions {
+    /// Bound on resolving the credentials and validating them with STS,
+    /// retries included (default 3 s).
+    pub deadline: Duration,
+    /// First backoff between STS attempts, doubled each time (default 100 ms).
+    pub initial_backoff: Duration,
+    /// KMS keys to check with `DescribeKey` (each bounded by the client's
+    /// [`KmsBounds`](super::KmsBounds)).
+    pub keys: Vec<String>,
+}
+
+impl Default for DoctorOptions {
+    fn default() -> Self {
+        DoctorOptions {
+            deadline: Duration::from_secs(3),
+            initial_backoff: Duration::from_millis(100),
+            keys: Vec::new(),
+        }
+    }
+}
+
+impl DoctorOptions {
+    /// Sets the validation deadline.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+    /// Sets the keys to describe.
+    pub fn with_keys(mut self, keys: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// One step of a [`DoctorReport`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DoctorStep {
+    /// `environment`, `credentials`, `identity` or `key <id>`.
+    pub name: String,
+    /// Whether the step passed (a shadowing warning passes).
+    pub ok: bool,
+    /// Requests made (0 for the environment step).
+    pub attempts: u32,
+    /// Time the step took.
+    pub elapsed: Duration,
+    /// What was found, or why it failed (one line, no secrets).
+    pub detail: String,
+}
+
+impl std::fmt::Display for DoctorStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = if self.ok { "ok" } else { "FAILED" };
+        write!(f, "{}: {status}: {}", self.name, self.detail)?;
+        if self.attempts > 0 {
+            let plural = if self.attempts == 1 { "" } else { "s" };
+            write!(
+                f,
+                " [{} attempt{plural}, {} ms]",
+                self.attempts,
+                self.elapsed.as_millis()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// What [`KmsClient::doctor`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DoctorReport {
+    /// The steps run, in order; the last failed if any did.
+    pub steps: Vec<DoctorStep>,
+    /// The shadowing warning, if environment keys hide a role source.
+    pub shadowing: Option<String>,
+}
+
+impl DoctorReport {
+    /// Whether every step passed.
+    pub fn ok(&self) -> bool {
+        self.steps.iter().all(|s| s.ok)
+    }
+
+    /// The one-line reason of the failed step, if any.
+    pub fn failure(&self) -> Option<String> {
+        self.steps.iter().find(|s| !s.ok).map(|s| {
+            let plural = if s.attempts == 1 { "" } else { "s" };
+            format!(
+                "{}: {} (after {} attempt{plural} in {} ms)",
+                s.name,
+                s.detail,
+                s.attempts,
+                s.elapsed.as_millis()
+            )
+        })
+    }
+}
+
+/// Shortens an access key id for display: `ASIA…0001`.
+fn mask(key_id: &str) -> String {
+    if key_id.len() <= 8 || !key_id.is_ascii() {
+        return "…".into();
+    }
+    format!("{}…{}", &key_id[..4], &key_id[key_id.len() - 4..])
+}
+
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(400)
+        .collect()
+}
+
+impl KmsClient {
+    /// Validates the setup within `options.deadline`; see the module docs.
+    /// Stops at the first failed step.
+    pub async fn doctor(&self, options: &DoctorOptions) -> DoctorReport {
+        let mut report = DoctorReport::default();
+        let started = Instant::now();
+        let deadline = started + options.deadline;
+
+        // 1. The environment's credential sources.
+        let sources = CredentialSources::from_env();
+        report.shadowing = sources.shadowing_warning();
+        let mut configured = Vec::new();
+        if sources.env_keys {
+            configured.push("environment keys".to_owned());
+        }
+        if let Some(p) = &sources.profile {
+            configured.push(format!("profile {p}"));
+        }
+        if sources.web_identity {
+            configured.push("web identity".to_owned());
+        }
+        if let Some(var) = sources.container {
+            configured.push(format!("container ({var})"));
+        }
+        configured.push(if sources.imds_disabled {
+            "IMDS disabled".to_owned()
+        } else {
+            "IMDS".to_owned()
+        });
+        let detail = match &report.shadowing {
+            Some(w) => format!("{}; WARNING: {w}", configured.join(", ")),
+            None => configured.join(", "),
+        };
+        report.steps.push(DoctorStep {
+            name: "environment".into(),
+            ok: true,
+            attempts: 0,
+            elapsed: Duration::ZERO,
+            detail,
+        });
+
+        // 2. Credentials: provider, key, expiry.
+        let t = Instant::now();
+        let remaining = deadline.saturating_duration_since(t);
+        let resolved = tokio::time::timeout(remaining, self.resolve_credentials()).await;
+        let step = match resolved {
+            Ok(Ok(info)) => {
+                let mut detail = format!("from {}, access key {}", info.provider, mask(&info.access_key_id));
+                if let Some(account) = &info.account_id {
+                    detail.push_str(&format!(", account {account}"));
+                }
+                match info.expiry {
+                    Some(at) => {
+                        let when = aws_smithy_types::DateTime::from(at)
+                            .fmt(aws_smithy_types::date_time::Format::DateTime)
+                            .unwrap_or_else(|_| "?".into());
+                        let left = at
+                            .duration_since(std::time::SystemTime::now())
+                            .map_or(0, |d| d.as_secs());
+                        detail.push_str(&format!(", expires {when} (in {left} s)"));
+                    }
+                    None => detail.push_str(", no expiry"),
+                }
+                DoctorStep {
+                    name: "credentials".into(),
+                    ok: true,
+                    attempts: 1,
+                    elapsed: t.elapsed(),
+                    detail,
+                }
+            }
+            Ok(Err(e)) => DoctorStep {
+                name: "credentials".into(),
+                ok: false,
+                attempts: 1,
+                elapsed: t.elapsed(),
+                detail: one_line(&e),
+            },
+            Err(_) => DoctorStep {
+                name: "credentials".into(),
+                ok: false,
+                attempts: 1,
+                elapsed: t.elapsed(),
+                detail: format!(
+                    "credentials from {} not resolved within the {} ms deadline",
+                    self.credentials_provider().unwrap_or("the credential chain"),
+                    options.deadline.as_millis()
+                ),
+            },
+        };
+        let ok = step.ok;
+        report.steps.push(step);
+        if !ok {
+            return report;
+        }
+
+        // 3. STS GetCallerIdentity, retrying only propagation errors.
+        let step = self.caller_identity(deadline, options.initial_backoff).await;
+        let ok = step.ok;
+        report.steps.push(step);
+        if !ok {
+            return report;
+        }
+
+        // 4. Each key, with a bounded DescribeKey.
+        for key in &options.keys {
+            let step = self.describe(key).await;
+            let ok = step.ok;
+            report.steps.push(step);
+            if !ok {
+                break;
+            }
+        }
+        report
+    }
+
+    async fn caller_identity(&self, deadline: Instant, initial_backoff: Duration) -> DoctorStep {
+        let started = Instant::now();
+        let name = "identity".to_owned();
+        let Some(sts) = self.sts_client() else {
+            return DoctorStep {
+                name,
+                ok: false,
+                attempts: 0,
+                elapsed: Duration::ZERO,
+                detail: "no STS client (the KMS client was built from an SDK client)".into(),
+            };
+        };
+        let bounds = self.bounds();
+        let mut attempts = 0u32;
+        let mut backoff = initial_backoff;
+        // The last propagation error, reported if the deadline ends the wait.
+        let mut last: Option<String> = None;
+        loop {
+            let Some(remaining) = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            else {
+                let detail = match last {
+                    Some(d) => format!("{d}; the credentials were still not accepted at the deadline"),
+                    None => "the deadline passed before STS answered".into(),
+                };
+                return DoctorStep {
+                    name,
+                    ok: false,
+                    attempts,
+                    elapsed: started.elapsed(),
+                    detail,
+                };
+            };
+            attempts += 1;
+            let timeouts = sts::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(bounds.connect_timeout)
+                .read_timeout(bounds.read_timeout)
+                .operation_attempt_timeout(remaining)
+                .operation_timeout(remaining)
+                .build();
+            let result = sts
+                .get_caller_identity()
+                .customize()
+                .config_override(
+                    sts::Config::builder()
+                        .timeout_config(timeouts)
+                        .retry_config(sts::config::retry::RetryConfig::disabled()),
+                )
+                .send()
+                .await;
+            let err = match result {
+                Ok(out) => {
+                    return DoctorStep {
+                        name,
+                        ok: true,
+                        attempts,
+                        elapsed: started.elapsed(),
+                        detail: format!(
+                            "account {}, arn {}",
+                            out.account().unwrap_or("?"),
+                            out.arn().unwrap_or("?")
+                        ),
+                    }
+                }
+                Err(e) => e,
+            };
+            let code = err.code().map(str::to_owned);
+            let propagating = code.as_deref().is_some_and(|c| PROPAGATION_CODES.contains(&c));
+            let status = err.raw_response().map(|r| r.status().as_u16());
+            let describe = || {
+                let mut d = String::from("STS GetCallerIdentity failed");
+                match (status, &code) {
+                    (Some(s), Some(c)) => d.push_str(&format!(" (HTTP {s}, {c})")),
+                    (None, Some(c)) => d.push_str(&format!(" ({c})")),
+                    (Some(s), None) => d.push_str(&format!(" (HTTP {s})")),
+                    (None, None) => {}
+                }
+                let message = err
+                    .message()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+                d.push_str(": ");
+                d.push_str(&one_line(&message));
+                d
+            };
+            let wait = backoff.min(deadline.saturating_duration_since(Instant::now()));
+            if !propagating || wait.is_zero() {
+                let mut detail = describe();
+                if propagating {
+                    detail.push_str("; the credentials were still not accepted at the deadline");
+                }
+                return DoctorStep {
+                    name,
+                    ok: false,
+                    attempts,
+                    elapsed: started.elapsed(),
+                    detail,
+                };
+            }
+            tracing::info!(
+                target: "envseal::doctor",
+                attempts,
+                code = code.as_deref(),
+                backoff_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                "STS does not accept the credentials yet; retrying"
+            );
+            last = Some(describe());
+            tokio::time::sleep(wait).await;
+            backoff = backoff.saturating_mul(2);
+        }
+    }
+
+    async fn describe(&self, key: &str) -> DoctorStep {
+        let started = Instant::now();
+        let name = format!("key {key}");
+        let context = crate::EncryptionContext::default();
+        let args = CallArgs {
+            key_id: key,
+            context: &context,
+            grant_tokens: &[],
+            deadline: self.deadline(),
+        };
+        match self.describe_key(args).await {
+            Ok(d) => DoctorStep {
+                name,
+                ok: d.enabled,
+                attempts: d.attempts,
+                elapsed: started.elapsed(),
+                detail: format!("{}, {}, {}", d.state, d.usage, d.spec),
+            },
+            Err(e) => DoctorStep {
+                name,
+                ok: false,
+                attempts: e.attempts,
+                elapsed: started.elapsed(),
+                detail: one_line(&e.to_string()),
+            },
+        }
+    }
+}
+
+/// What `DescribeKey` said about a key.
+pub(crate) struct KeyDescription {
+    pub(crate) enabled: bool,
+    pub(crate) state: String,
+    pub(crate) usage: String,
+    pub(crate) spec: String,
+    pub(crate) attempts: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_and_reports() {
+        assert_eq!(mask("ASIACONTAINER000001"), "ASIA…0001");
+        assert_eq!(mask("short"), "…");
+        let report = DoctorReport {
+            steps: vec![
+                DoctorStep {
+                    name: "credentials".into(),
+                    ok: true,
+                    attempts: 1,
+                    elapsed: Duration::from_millis(3),
+                    detail: "from EcsContainer".into(),
+                },
+                DoctorStep {
+                    name: "identity".into(),
+                    ok: false,
+                    attempts: 5,
+                    elapsed: Duration::from_millis(3012),
+                    detail: "STS GetCallerIdentity failed (HTTP 403, InvalidClientTokenId): invalid".into(),
+                },
+            ],
+            shadowing: None,
+        };
+        assert!(!report.ok());
+        assert_eq!(
+            report.failure().unwrap(),
+            "identity: STS GetCallerIdentity failed (HTTP 403, InvalidClientTokenId): invalid (after 5 attempts in 3012 ms)"
+        );
+        assert_eq!(
+            report.steps[0].to_string(),
+            "credentials: ok: from EcsContainer [1 attempt, 3 ms]"
+        );
+    }
+}
