@@ -9,7 +9,9 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::format::EncryptionContext;
 use crate::materials::{CacheLimits, CacheStats, CachingCmm, Keyring, MaterialsCache, Source};
-use crate::message::{decrypt_source, DecryptReader, Decrypted, Decryptor, Encryptor};
+use crate::message::{
+    decrypt_source, decrypt_source_into, DecryptReader, Decrypted, Decryptor, Encryptor, Verified,
+};
 
 /// Encrypts and decrypts records (and streams) with one keyring, one
 /// [`Config`] and, optionally, a [`MaterialsCache`] of data keys.
@@ -190,6 +192,20 @@ impl Client {
     /// As [`crate::decrypt`].
     pub async fn decrypt(&self, context: &EncryptionContext, message: &[u8]) -> Result<Decrypted> {
         decrypt_source(&self.inner.config, self.source(), context, message).await
+    }
+
+    /// Decrypts one message into `out`, reusing its allocation (see
+    /// [`crate::decrypt_into`]). On error `out` is zeroized and left empty.
+    ///
+    /// # Errors
+    /// As [`crate::decrypt`].
+    pub async fn decrypt_into(
+        &self,
+        context: &EncryptionContext,
+        message: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Verified> {
+        decrypt_source_into(&self.inner.config, self.source(), context, message, out).await
     }
 
     /// Starts a streaming encryption. With `plaintext_len` known (and within

@@ -54,7 +54,9 @@ pub use materials::{
 };
 #[cfg(feature = "kms")]
 pub use materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
-pub use message::{decrypt, encrypt, DecryptReader, Decrypted, Decryptor, EncryptWriter, Encryptor};
+pub use message::{
+    decrypt, decrypt_into, encrypt, DecryptReader, Decrypted, Decryptor, EncryptWriter, Encryptor, Verified,
+};
 pub use suite::{AlgorithmSuite, Curve, Kdf, MessageVersion};
 
 /// Re-exported: the [`Keyring`] trait is declared with it.

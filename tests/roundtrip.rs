@@ -562,3 +562,82 @@ fn header_is_read_through_a_one_byte_reader() {
     r.read_to_end(&mut out).unwrap();
     assert_eq!(out, b"many keys");
 }
+
+/// `decrypt_into` writes exactly the plaintext into a reused buffer (its
+/// allocation kept when large enough), framed and non-framed, one thread
+/// and two; on a tampered message the buffer ends empty.
+#[test]
+fn decrypt_into_reuses_the_buffer_and_empties_it_on_failure() {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let ring = aes("ns", "k", &[3u8; 32]);
+    let context = ctx(&[("purpose", "into")]);
+    let mut out = vec![0xAAu8; 3 << 20];
+    let capacity = out.capacity();
+    let pointer = out.as_ptr();
+    for threads in [1usize, 2] {
+        for frame in [0u32, 4096] {
+            for len in [0usize, 1, 4096, 100_000, 2 << 20] {
+                let config = Config::builder()
+                    .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
+                    .frame_length(frame)
+                    .threads(threads)
+                    .build()
+                    .unwrap();
+                let pt = bytes(len, len as u64 + u64::from(frame));
+                let msg = rt
+                    .block_on(envseal::encrypt(&config, ring.as_ref(), &context, &pt))
+                    .unwrap();
+                let v = rt
+                    .block_on(envseal::decrypt_into(
+                        &config,
+                        ring.as_ref(),
+                        &context,
+                        &msg,
+                        &mut out,
+                    ))
+                    .unwrap();
+                assert!(out == pt, "threads {threads} frame {frame} len {len}");
+                assert_eq!(v.suite, AlgorithmSuite::Aes256GcmHkdfSha512CommitKey);
+                assert_eq!(v.encryption_context.get("purpose"), Some("into"));
+                assert_eq!((out.capacity(), out.as_ptr()), (capacity, pointer), "reallocated");
+
+                // The final tag's last byte flipped: nothing is left in `out`.
+                if len > 0 {
+                    let mut bad = msg.clone();
+                    let i = bad.len() - 1;
+                    bad[i] ^= 1;
+                    let err = rt
+                        .block_on(envseal::decrypt_into(
+                            &config,
+                            ring.as_ref(),
+                            &context,
+                            &bad,
+                            &mut out,
+                        ))
+                        .unwrap_err();
+                    assert!(matches!(err, Error::Decrypt), "{err:?}");
+                    assert!(out.is_empty());
+                }
+            }
+        }
+    }
+    // A buffer too small grows to fit.
+    let config = Config::builder()
+        .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
+        .build()
+        .unwrap();
+    let pt = bytes(10_000, 9);
+    let msg = rt
+        .block_on(envseal::encrypt(&config, ring.as_ref(), &context, &pt))
+        .unwrap();
+    let mut small = Vec::with_capacity(10);
+    rt.block_on(envseal::decrypt_into(
+        &config,
+        ring.as_ref(),
+        &context,
+        &msg,
+        &mut small,
+    ))
+    .unwrap();
+    assert_eq!(small, pt);
+}

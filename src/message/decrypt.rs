@@ -16,7 +16,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::buffer;
 use super::frames::{Frames, MIN_TASK_BYTES};
-use super::Decrypted;
+use super::{Decrypted, Verified};
 use crate::config::Config;
 use crate::crypto::{derive_keys, Aead, DerivedKeys, Verifier, TAG_LEN};
 use crate::error::{Error, FormatError, LimitError, PolicyError, Result};
@@ -355,6 +355,39 @@ pub(crate) async fn decrypt_slice(
     reproduced: &EncryptionContext,
     message: &[u8],
 ) -> Result<Decrypted> {
+    let mut plaintext = Vec::new();
+    let verified = decrypt_slice_into(config, source, reproduced, message, &mut plaintext).await?;
+    Ok(Decrypted {
+        plaintext,
+        encryption_context: verified.encryption_context,
+        suite: verified.suite,
+    })
+}
+
+/// One-shot decrypt into `out` (its allocation reused when large enough).
+/// On error `out` is zeroized and left empty: no unauthenticated byte stays.
+pub(crate) async fn decrypt_slice_into(
+    config: &Config,
+    source: Source<'_>,
+    reproduced: &EncryptionContext,
+    message: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Verified> {
+    let result = decrypt_slice_inner(config, source, reproduced, message, out).await;
+    if result.is_err() {
+        out.zeroize();
+        out.clear();
+    }
+    result
+}
+
+async fn decrypt_slice_inner(
+    config: &Config,
+    source: Source<'_>,
+    reproduced: &EncryptionContext,
+    message: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Verified> {
     let limits = HeaderLimits {
         max_edks: config.max_encrypted_data_keys,
         max_header_size: config.max_header_size,
@@ -367,19 +400,30 @@ pub(crate) async fn decrypt_slice(
         bytes: message,
         pos: header.len,
     };
-    let plaintext = open_body(
+    open_body(
         &authenticated,
         &header,
         opened.aead.as_ref(),
         opened.verifier,
         body,
         config,
+        out,
     )?;
-    Ok(Decrypted {
-        plaintext,
+    Ok(Verified {
         encryption_context: opened.context,
         suite: header.body.suite,
     })
+}
+
+/// `out` set to `len` zero bytes: a fresh zeroed allocation (pages straight
+/// from the OS, no memset) unless its capacity already suffices.
+fn zeroed(out: &mut Vec<u8>, len: usize) {
+    if out.capacity() < len {
+        *out = vec![0u8; len];
+    } else {
+        out.clear();
+        out.resize(len, 0);
+    }
 }
 
 /// Reads fields off a message in memory, with the streaming reader's errors.
@@ -500,7 +544,8 @@ fn open_body(
     verifier: Option<Box<dyn Verifier>>,
     mut body: Cursor<'_>,
     config: &Config,
-) -> Result<Vec<u8>> {
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let message_id = &header.body.message_id;
     let max = config.max_body_size;
     match header.body.content_type {
@@ -519,8 +564,8 @@ fn open_body(
             if total > max {
                 return Err(LimitError::BodyTooLarge { found: total, max }.into());
             }
-            let mut plaintext = Zeroizing::new(vec![0u8; regular_len + final_ct.len()]);
-            let (regular_out, final_out) = plaintext.split_at_mut(regular_len);
+            zeroed(out, regular_len + final_ct.len());
+            let (regular_out, final_out) = out.split_at_mut(regular_len);
             frames.open(1, layout.regular, regular_out)?;
             let mut aad = Vec::with_capacity(96);
             body_aad(
@@ -530,8 +575,7 @@ fn open_body(
                 layout.final_seq,
                 final_ct.len() as u64,
             );
-            open_to(aead, &layout.final_iv, &aad, final_ct, final_tag, final_out)?;
-            Ok(std::mem::take(&mut *plaintext))
+            open_to(aead, &layout.final_iv, &aad, final_ct, final_tag, final_out)
         }
         ContentType::NonFramed => {
             let iv = body.array::<12>("body IV")?;
@@ -549,11 +593,10 @@ fn open_body(
             let sealed = body.take(len as usize + TAG_LEN, "body")?;
             check_footer(&mut body, verifier)?;
             let (ct, tag) = sealed.split_at(len as usize);
-            let mut plaintext = Zeroizing::new(vec![0u8; ct.len()]);
+            zeroed(out, ct.len());
             let mut aad = Vec::with_capacity(96);
             body_aad(&mut aad, message_id, BodyPart::NonFramed, 1, len);
-            open_to(aead, &iv, &aad, ct, tag, &mut plaintext)?;
-            Ok(std::mem::take(&mut *plaintext))
+            open_to(aead, &iv, &aad, ct, tag, out)
         }
     }
 }

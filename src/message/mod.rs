@@ -26,6 +26,16 @@ pub struct Decrypted {
     pub suite: AlgorithmSuite,
 }
 
+/// What [`decrypt_into`] authenticated besides the plaintext.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Verified {
+    /// The authenticated encryption context (stored plus reproduced pairs).
+    pub encryption_context: EncryptionContext,
+    /// The message's algorithm suite.
+    pub suite: AlgorithmSuite,
+}
+
 impl std::fmt::Debug for Decrypted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Decrypted")
@@ -67,6 +77,33 @@ pub async fn decrypt(
     message: &[u8],
 ) -> Result<Decrypted> {
     decrypt_source(config, Source::Keyring(keyring), context, message).await
+}
+
+/// Like [`decrypt`], writing the plaintext into `out` (replacing its
+/// contents, reusing its allocation when large enough: a service that
+/// decrypts large messages in a loop saves the page faults of a fresh
+/// buffer each time). On error `out` is zeroized and left empty.
+///
+/// # Errors
+/// As [`decrypt`].
+pub async fn decrypt_into(
+    config: &Config,
+    keyring: &dyn Keyring,
+    context: &EncryptionContext,
+    message: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Verified> {
+    decrypt::decrypt_slice_into(config, Source::Keyring(keyring), context, message, out).await
+}
+
+pub(crate) async fn decrypt_source_into(
+    config: &Config,
+    source: Source<'_>,
+    context: &EncryptionContext,
+    message: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Verified> {
+    decrypt::decrypt_slice_into(config, source, context, message, out).await
 }
 
 pub(crate) async fn decrypt_source(
