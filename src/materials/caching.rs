@@ -279,6 +279,18 @@ enum Lookup<T> {
     Lead(Arc<Flight>),
 }
 
+/// What a probe of the cache found for a key.
+enum Probe<T> {
+    /// Usable: the value.
+    Hit(T),
+    /// Another caller is loading it.
+    Wait(Arc<Flight>),
+    /// An entry too old or used up: replaced (counted as expired).
+    Stale,
+    /// Nothing usable (absent, or an entry of the other kind).
+    Miss,
+}
+
 /// A materials manager that caches the data keys of one keyring.
 pub(crate) struct CachingCmm {
     keyring: Arc<dyn Keyring>,
@@ -360,65 +372,34 @@ impl CachingCmm {
             }
         };
         let key = self.key(b'E', suite, context)?;
-        loop {
-            let found = {
-                let mut entries = self.cache.lock();
-                match entries.get_mut(&key) {
-                    Some(Slot::Encrypt(e)) => {
-                        let fresh = e.created.elapsed() < self.limits.max_age
-                            && e.messages < self.limits.max_messages
-                            && e.bytes.saturating_add(len) <= self.limits.max_bytes;
-                        if fresh {
-                            e.messages += 1;
-                            e.bytes += len;
-                            Lookup::Hit(Arc::clone(&e.materials))
-                        } else {
-                            bump(&counters.expired);
-                            lead(&mut entries, &key, counters)
-                        }
-                    }
-                    Some(Slot::Loading(f)) => Lookup::Wait(Arc::clone(f)),
-                    Some(Slot::Decrypt(_)) | None => lead(&mut entries, &key, counters),
-                }
-            };
-            match found {
-                Lookup::Hit(m) => {
-                    bump(&counters.hits);
-                    return Ok(m);
-                }
-                Lookup::Wait(flight) => {
-                    bump(&counters.waits);
-                    wait(&flight).await?;
-                }
-                Lookup::Lead(flight) => {
-                    bump(&counters.misses);
-                    let guard = FlightGuard {
-                        cache: &self.cache,
-                        key: &key,
-                        flight,
-                        landed: false,
-                    };
-                    return match encryption_materials(self.keyring(), suite, context, backend, max_edks).await
-                    {
-                        Ok(m) => {
-                            let m = Arc::new(m);
-                            let entry = EncryptEntry {
-                                materials: Arc::clone(&m),
-                                created: Instant::now(),
-                                messages: 1,
-                                bytes: len,
-                            };
-                            guard.land(Some(Slot::Encrypt(entry)), None);
-                            Ok(m)
-                        }
-                        Err(e) => {
-                            guard.land(None, Some(e.duplicate()));
-                            Err(e)
-                        }
-                    };
+        let limits = &self.limits;
+        let probe = |slot: Option<&mut Slot>| match slot {
+            Some(Slot::Encrypt(e)) => {
+                let fresh = e.created.elapsed() < limits.max_age
+                    && e.messages < limits.max_messages
+                    && e.bytes.saturating_add(len) <= limits.max_bytes;
+                if fresh {
+                    e.messages += 1;
+                    e.bytes += len;
+                    Probe::Hit(Arc::clone(&e.materials))
+                } else {
+                    Probe::Stale
                 }
             }
-        }
+            Some(Slot::Loading(f)) => Probe::Wait(Arc::clone(f)),
+            Some(Slot::Decrypt(_)) | None => Probe::Miss,
+        };
+        let load = || async {
+            let m = Arc::new(encryption_materials(self.keyring(), suite, context, backend, max_edks).await?);
+            let entry = EncryptEntry {
+                materials: Arc::clone(&m),
+                created: Instant::now(),
+                messages: 1,
+                bytes: len,
+            };
+            Ok((m, Some(Slot::Encrypt(entry))))
+        };
+        self.single_flight(&key, probe, load).await
     }
 
     /// The data key for a message's encrypted data keys, from the cache
@@ -441,57 +422,86 @@ impl CachingCmm {
                 key.extend_from_slice(field);
             }
         }
-        loop {
+        let max_age = self.limits.max_age;
+        let probe = |slot: Option<&mut Slot>| match slot {
+            Some(Slot::Decrypt(e)) if e.created.elapsed() < max_age => Probe::Hit(Arc::clone(&e.data_key)),
+            Some(Slot::Loading(f)) => Probe::Wait(Arc::clone(f)),
+            Some(Slot::Decrypt(_)) => Probe::Stale,
+            Some(Slot::Encrypt(_)) | None => Probe::Miss,
+        };
+        let load = || async {
+            match self.keyring.on_decrypt(materials, edks).await? {
+                Some(k) => {
+                    let k = Arc::new(k);
+                    let entry = DecryptEntry {
+                        data_key: Arc::clone(&k),
+                        created: Instant::now(),
+                    };
+                    Ok((k, Some(Slot::Decrypt(entry))))
+                }
+                // No keyring could unwrap: the waiters fail the same way.
+                None => Err(Error::NoMatchingKey { edks: edks.len() }),
+            }
+        };
+        match self.single_flight(&key, probe, load).await {
+            Ok(k) => Ok(Some(DataKey::from_slice(k.expose_secret()))),
+            Err(Error::NoMatchingKey { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One lookup under single flight: a hit returns at once; while another
+    /// caller loads the entry this one waits for it (and shares its error);
+    /// otherwise this caller leads: it loads, stores what `load` returns and
+    /// wakes the waiters. `probe` sees the entry under the lock (and may
+    /// update it on a hit).
+    async fn single_flight<T, P, L, Fut>(&self, key: &[u8], mut probe: P, load: L) -> Result<T>
+    where
+        P: FnMut(Option<&mut Slot>) -> Probe<T>,
+        L: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(T, Option<Slot>)>>,
+    {
+        let counters = &self.cache.inner.counters;
+        let flight = loop {
             let found = {
                 let mut entries = self.cache.lock();
-                match entries.get(&key) {
-                    Some(Slot::Decrypt(e)) if e.created.elapsed() < self.limits.max_age => {
-                        Lookup::Hit(Arc::clone(&e.data_key))
-                    }
-                    Some(Slot::Loading(f)) => Lookup::Wait(Arc::clone(f)),
-                    Some(Slot::Decrypt(_)) => {
+                match probe(entries.get_mut(key)) {
+                    Probe::Hit(v) => Lookup::Hit(v),
+                    Probe::Wait(f) => Lookup::Wait(f),
+                    Probe::Stale => {
                         bump(&counters.expired);
-                        lead(&mut entries, &key, counters)
+                        lead(&mut entries, key, counters)
                     }
-                    Some(Slot::Encrypt(_)) | None => lead(&mut entries, &key, counters),
+                    Probe::Miss => lead(&mut entries, key, counters),
                 }
             };
             match found {
-                Lookup::Hit(k) => {
+                Lookup::Hit(v) => {
                     bump(&counters.hits);
-                    return Ok(Some(DataKey::from_slice(k.expose_secret())));
+                    return Ok(v);
                 }
                 Lookup::Wait(flight) => {
                     bump(&counters.waits);
                     wait(&flight).await?;
                 }
-                Lookup::Lead(flight) => {
-                    bump(&counters.misses);
-                    let guard = FlightGuard {
-                        cache: &self.cache,
-                        key: &key,
-                        flight,
-                        landed: false,
-                    };
-                    return match self.keyring.on_decrypt(materials, edks).await {
-                        Ok(Some(k)) => {
-                            let entry = DecryptEntry {
-                                data_key: Arc::new(k.clone()),
-                                created: Instant::now(),
-                            };
-                            guard.land(Some(Slot::Decrypt(entry)), None);
-                            Ok(Some(k))
-                        }
-                        Ok(None) => {
-                            guard.land(None, Some(Error::NoMatchingKey { edks: edks.len() }));
-                            Ok(None)
-                        }
-                        Err(e) => {
-                            guard.land(None, Some(e.duplicate()));
-                            Err(e)
-                        }
-                    };
-                }
+                Lookup::Lead(flight) => break flight,
+            }
+        };
+        bump(&counters.misses);
+        let guard = FlightGuard {
+            cache: &self.cache,
+            key,
+            flight,
+            landed: false,
+        };
+        match load().await {
+            Ok((v, slot)) => {
+                guard.land(slot, None);
+                Ok(v)
+            }
+            Err(e) => {
+                guard.land(None, Some(e.duplicate()));
+                Err(e)
             }
         }
     }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// A way for the fake to misbehave, for the keyrings' response checks.
@@ -163,37 +163,9 @@ async fn serve(
     check: CredentialCheck,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
-    loop {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            let mut chunk = [0u8; 8192];
-            let n = sock.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let header = |name: &str| -> String {
-            head.lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-                })
-                .unwrap_or_default()
-        };
-        let len: usize = header("content-length").parse().unwrap_or(0);
-        while buf.len() < head_end + 4 + len {
-            let mut chunk = [0u8; 8192];
-            let n = sock.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let body: Vec<u8> = buf.drain(..head_end + 4 + len).skip(head_end + 4).collect();
+    while let Some(req_http) = super::stand_in::read_request(&mut sock, &mut buf).await? {
+        let header = |name: &str| req_http.header(name).to_owned();
+        let body = &req_http.body;
         let op = header("x-amz-target").rsplit('.').next().unwrap_or("").to_owned();
         // Credential=AKID/DATE/REGION/kms/aws4_request
         let auth = header("authorization");
@@ -209,7 +181,7 @@ async fn serve(
             .and_then(|c| c.split('/').next())
             .unwrap_or("")
             .to_owned();
-        let req: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+        let req: Value = serde_json::from_slice(body).unwrap_or(json!({}));
         seen.lock().unwrap().push((
             op.clone(),
             req["KeyId"].as_str().unwrap_or("").to_owned(),
@@ -244,6 +216,7 @@ async fn serve(
         );
         sock.write_all(response.as_bytes()).await?;
     }
+    Ok(())
 }
 
 /// A keyring that only adds an `aws-kms` EDK with the given provider info
