@@ -12,6 +12,7 @@
 
 use std::hint::black_box;
 use std::io::{Read, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
@@ -144,9 +145,8 @@ fn raw_key() -> LessSafeKey {
 
 fn throughput(c: &mut Criterion) {
     let rt = Blocking::new().unwrap();
-    let keyring: std::sync::Arc<dyn Keyring> = std::sync::Arc::new(
-        RawAesKeyring::new("bench", "key-1", WrappingKey::from_slice(&[7; 32]).unwrap()).unwrap(),
-    );
+    let keyring: Arc<dyn Keyring> =
+        Arc::new(RawAesKeyring::new("bench", "key-1", WrappingKey::from_slice(&[7; 32]).unwrap()).unwrap());
     let context: EncryptionContext = [("purpose", "bench"), ("tenant", "acme")].into_iter().collect();
     for (label, size) in sizes() {
         let plaintext: Vec<u8> = (0..size).map(|i| (i * 131 % 251) as u8).collect();
@@ -182,10 +182,7 @@ fn throughput(c: &mut Criterion) {
                     })
                 } else {
                     // The output buffer is reused, as a service loop would.
-                    let client = Client::builder_shared(keyring.clone())
-                        .config(config.clone())
-                        .build()
-                        .unwrap();
+                    let client = client_for(&keyring, &config);
                     let mut out = Vec::new();
                     b.iter(|| {
                         rt.block_on(client.encrypt_into(&context, &plaintext, &mut out))
@@ -237,10 +234,7 @@ fn throughput(c: &mut Criterion) {
                     b.iter(|| black_box(rt.decrypt(&config, keyring.as_ref(), &context, &message).unwrap()))
                 } else {
                     // The plaintext buffer is reused, as a service loop would.
-                    let client = Client::builder_shared(keyring.clone())
-                        .config(config.clone())
-                        .build()
-                        .unwrap();
+                    let client = client_for(&keyring, &config);
                     let mut out = Vec::new();
                     b.iter(|| {
                         rt.block_on(client.decrypt_into(&context, &message, &mut out))
@@ -251,6 +245,13 @@ fn throughput(c: &mut Criterion) {
         }
         group.finish();
     }
+}
+
+fn client_for(keyring: &Arc<dyn Keyring>, config: &Config) -> Client {
+    Client::builder_shared(Arc::clone(keyring))
+        .config(config.clone())
+        .build()
+        .unwrap()
 }
 
 fn case_config(case: &Case) -> Config {

@@ -72,6 +72,21 @@ pub struct DoctorStep {
     pub detail: String,
 }
 
+/// Said of a propagation error that outlasted the deadline.
+const NOT_YET: &str = "; the credentials were still not accepted at the deadline";
+
+impl DoctorStep {
+    fn failed(name: String, attempts: u32, started: Instant, detail: String) -> Self {
+        DoctorStep {
+            name,
+            ok: false,
+            attempts,
+            elapsed: started.elapsed(),
+            detail,
+        }
+    }
+}
+
 impl std::fmt::Display for DoctorStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let status = if self.ok { "ok" } else { "FAILED" };
@@ -274,16 +289,10 @@ impl KmsClient {
                 .filter(|d| !d.is_zero())
             else {
                 let detail = match last {
-                    Some(d) => format!("{d}; the credentials were still not accepted at the deadline"),
+                    Some(d) => format!("{d}{NOT_YET}"),
                     None => "the deadline passed before STS answered".into(),
                 };
-                return DoctorStep {
-                    name,
-                    ok: false,
-                    attempts,
-                    elapsed: started.elapsed(),
-                    detail,
-                };
+                return DoctorStep::failed(name, attempts, started, detail);
             };
             attempts += 1;
             let timeouts = sts::config::timeout::TimeoutConfig::builder()
@@ -341,15 +350,9 @@ impl KmsClient {
             if !propagating || wait.is_zero() {
                 let mut detail = describe();
                 if propagating {
-                    detail.push_str("; the credentials were still not accepted at the deadline");
+                    detail.push_str(NOT_YET);
                 }
-                return DoctorStep {
-                    name,
-                    ok: false,
-                    attempts,
-                    elapsed: started.elapsed(),
-                    detail,
-                };
+                return DoctorStep::failed(name, attempts, started, detail);
             }
             tracing::info!(
                 target: "envseal::doctor",
