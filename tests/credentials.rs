@@ -572,6 +572,25 @@ fn doctor_reports_shadowing_and_credential_failures() {
     assert_eq!(endpoint.requests(), 0);
     assert!(!stdout.contains("static-secret") && !stderr.contains("static-secret"));
 
+    // Keys in the environment on a host with an instance role (IMDS).
+    let imds = Imds::start(Duration::ZERO);
+    let (out, _) = doctor(
+        &["--sts-endpoint", &sts.url],
+        &[
+            ("AWS_ACCESS_KEY_ID", STATIC_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "static-secret".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "false".to_owned()),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url.clone()),
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("WARNING: AWS_ACCESS_KEY_ID in the environment shadows Ec2InstanceMetadata (instance role envseal-test-role)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("credentials: ok: from Environment"), "{stdout}");
+
     // The container endpoint failing: the credentials step fails, named,
     // within the deadline.
     *endpoint.mode.lock().unwrap() = Mode::Hang;

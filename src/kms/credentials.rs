@@ -242,6 +242,28 @@ impl CredentialSources {
     }
 }
 
+/// Asks IMDS, once and within `bound`, which instance role the host has
+/// (`None`: no role, IMDS disabled or not reachable). Used by `envseal
+/// doctor` to tell whether environment keys hide an instance role; never
+/// called on the encrypt path.
+pub(crate) async fn probe_instance_role(bound: Duration) -> Option<String> {
+    let conf = ProviderConfig::default();
+    let client = imds::Client::builder()
+        .configure(&conf)
+        .max_attempts(1)
+        .connect_timeout(bound)
+        .read_timeout(bound)
+        .operation_attempt_timeout(bound)
+        .operation_timeout(bound)
+        .build();
+    let listing = tokio::time::timeout(bound, client.get("/latest/meta-data/iam/security-credentials/"))
+        .await
+        .ok()?
+        .ok()?;
+    let role = listing.as_ref().lines().next()?.trim().to_owned();
+    (!role.is_empty()).then_some(role)
+}
+
 /// Warns once per process, through `tracing`, when environment keys shadow
 /// a role source.
 pub(crate) fn warn_if_shadowed(sources: &CredentialSources) {

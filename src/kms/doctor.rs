@@ -13,7 +13,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use sts::error::ProvideErrorMetadata;
 
 use super::client::{CallArgs, KmsClient};
-use super::credentials::CredentialSources;
+use super::credentials::{probe_instance_role, CredentialSources, PROVIDER_IMDS};
 
 /// STS error codes of credentials that exist but are not yet accepted
 /// everywhere (IAM eventual consistency): retried until the deadline.
@@ -179,6 +179,22 @@ impl KmsClient {
         } else {
             "IMDS".to_owned()
         });
+        // An instance role is known only by asking IMDS (bounded: 1 s at
+        // most, and only when environment keys could be hiding it).
+        if sources.env_keys && !sources.imds_disabled {
+            let bound = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(1));
+            if let Some(role) = probe_instance_role(bound).await {
+                let line = format!("{PROVIDER_IMDS} (instance role {role})");
+                report.shadowing = Some(match report.shadowing.take() {
+                    Some(w) => format!("{w}; it also shadows {line}"),
+                    None => format!(
+                        "AWS_ACCESS_KEY_ID in the environment shadows {line}: the static keys are used and the role is ignored"
+                    ),
+                });
+            }
+        }
         let detail = match &report.shadowing {
             Some(w) => format!("{}; WARNING: {w}", configured.join(", ")),
             None => configured.join(", "),
