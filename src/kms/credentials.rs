@@ -388,6 +388,20 @@ const NO_EXPIRY_REFRESH: Duration = Duration::from_secs(15 * 60);
 /// before asking the provider again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
+/// When credentials loaded at `now` are next refreshed: `before` ahead of
+/// their expiry, or at half their remaining life when that is shorter
+/// (credentials that live 4 minutes are refreshed after 2, not at once);
+/// without an expiry, after [`NO_EXPIRY_REFRESH`].
+fn refresh_at(now: Instant, expires_at: Option<Instant>, before: Duration) -> Instant {
+    match expires_at {
+        None => now + NO_EXPIRY_REFRESH,
+        Some(at) => {
+            let left = at.saturating_duration_since(now);
+            at - before.min(left / 2)
+        }
+    }
+}
+
 /// A failure to load credentials, naming the provider.
 #[derive(Debug)]
 struct LoadFailure {
@@ -547,14 +561,7 @@ impl CredentialCache {
                         Ok(left) => now + left,
                         Err(_) => now,
                     });
-                let refresh_at = match expires_at {
-                    None => now + NO_EXPIRY_REFRESH,
-                    Some(at) => {
-                        let left = at.saturating_duration_since(now);
-                        let ahead = self.refresh_before.min(left / 2);
-                        (at - ahead).max(now + Duration::from_millis(10).min(left))
-                    }
-                };
+                let refresh_at = refresh_at(now, expires_at, self.refresh_before);
                 tracing::info!(
                     target: "envseal::credentials",
                     provider,
@@ -656,6 +663,25 @@ mod tests {
         assert!(s.shadowed().is_empty());
         assert!(sources(&[("AWS_EC2_METADATA_DISABLED", "TRUE")]).imds_disabled);
         assert!(!sources(&[("AWS_EC2_METADATA_DISABLED", "false")]).imds_disabled);
+    }
+
+    #[test]
+    fn refresh_schedule() {
+        let now = Instant::now();
+        let five = CredentialOptions::default().refresh_before_expiry;
+        assert_eq!(five, Duration::from_secs(300));
+        let min = |m: u64| Duration::from_secs(60 * m);
+        // An hour of life: refreshed 5 minutes before expiry, not seconds.
+        assert_eq!(refresh_at(now, Some(now + min(60)), five), now + min(55));
+        // Six hours (IMDS): still 5 minutes before.
+        assert_eq!(refresh_at(now, Some(now + min(360)), five), now + min(355));
+        // Eight minutes: at half the life.
+        assert_eq!(refresh_at(now, Some(now + min(8)), five), now + min(4));
+        // Configurable.
+        assert_eq!(refresh_at(now, Some(now + min(60)), min(15)), now + min(45));
+        // Already expired: at once; no expiry: after 15 minutes.
+        assert_eq!(refresh_at(now, Some(now), five), now);
+        assert_eq!(refresh_at(now, None, five), now + NO_EXPIRY_REFRESH);
     }
 
     #[test]
