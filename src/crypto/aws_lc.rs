@@ -4,7 +4,6 @@ use aws_lc_rs::{
     aead::{self, Aad, LessSafeKey, Nonce, UnboundKey},
     digest,
     encoding::{AsBigEndian, EcPublicKeyCompressedBin},
-    hkdf,
     rsa::{
         OaepPrivateDecryptingKey, OaepPublicEncryptingKey, Pkcs1PrivateDecryptingKey,
         Pkcs1PublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey, OAEP_SHA1_MGF1SHA1,
@@ -17,8 +16,8 @@ use std::sync::Arc;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{
-    Aead, CResult, CryptoError, Expand, HashAlg, Provider, RsaPadding, RsaPrivate, RsaPublic, Signer,
-    Verifier, IV_LEN, TAG_LEN,
+    Aead, CResult, CryptoError, Provider, RsaPadding, RsaPrivate, RsaPublic, Signer, Verifier, IV_LEN,
+    TAG_LEN,
 };
 use crate::suite::Curve;
 
@@ -44,23 +43,6 @@ impl Provider for AwsLc {
         };
         let key = UnboundKey::new(alg, key).map_err(|_| CryptoError)?;
         Ok(Box::new(GcmKey(LessSafeKey::new(key))))
-    }
-
-    fn hkdf(&self, hash: HashAlg, salt: &[u8], ikm: &[u8], outputs: &mut [Expand<'_>]) -> CResult<()> {
-        let alg = match hash {
-            HashAlg::Sha256 => hkdf::HKDF_SHA256,
-            HashAlg::Sha384 => hkdf::HKDF_SHA384,
-            HashAlg::Sha512 => hkdf::HKDF_SHA512,
-        };
-        // An empty HMAC key is zero-padded to the block size, which is the
-        // same as RFC 5869's default of hash-length zero bytes.
-        let prk = hkdf::Salt::new(alg, salt).extract(ikm);
-        for o in outputs.iter_mut() {
-            prk.expand(o.info, OutLen(o.out.len()))
-                .and_then(|okm| okm.fill(o.out))
-                .map_err(|_| CryptoError)?;
-        }
-        Ok(())
     }
 
     fn fill_random(&self, buf: &mut [u8]) -> CResult<()> {
@@ -105,14 +87,6 @@ impl Provider for AwsLc {
     fn rsa_private_from_der(&self, pkcs8_der: &[u8]) -> CResult<Box<dyn RsaPrivate>> {
         let key = PrivateDecryptingKey::from_pkcs8(pkcs8_der).map_err(|_| CryptoError)?;
         Ok(Box::new(RsaPrivateKey(key)))
-    }
-}
-
-struct OutLen(usize);
-
-impl hkdf::KeyType for OutLen {
-    fn len(&self) -> usize {
-        self.0
     }
 }
 

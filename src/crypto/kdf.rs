@@ -3,7 +3,9 @@
 //! Spec: `framework/algorithm-suites.md` (key derivation settings) and
 //! `framework/transitive-requirements.md`; digest in notes section 7.
 
-use zeroize::Zeroizing;
+use hkdf::Hkdf;
+use sha2::{Sha256, Sha384, Sha512};
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{Aead, Backend, CResult, CryptoError, Expand, HashAlg};
 use crate::suite::{AlgorithmSuite, Kdf};
@@ -12,6 +14,34 @@ use crate::suite::{AlgorithmSuite, Kdf};
 const DERIVE_KEY_LABEL: &[u8] = b"DERIVEKEY";
 /// `COMMITKEY` label for the commitment key (no suite id).
 const COMMIT_KEY_LABEL: &[u8] = b"COMMITKEY";
+
+/// One HKDF-Extract, then one Expand per output (RFC 5869). An empty salt
+/// means hash-length zero bytes.
+///
+/// Both backends use RustCrypto's `hkdf` here: it keys HMAC with the PRK
+/// once for all expands (a committing message hashes 10 SHA-512 blocks,
+/// where aws-lc's HKDF hashes 12 and sets up each call anew), which halves
+/// the largest cost of a small message. The PRK is wiped here, the HMAC
+/// and hash states derived from it on drop (`zeroize` features).
+pub(crate) fn hkdf(hash: HashAlg, salt: &[u8], ikm: &[u8], outputs: &mut [Expand<'_>]) -> CResult<()> {
+    // `None`: RFC 5869's default salt, which HMAC pads exactly like an empty key.
+    let salt = if salt.is_empty() { None } else { Some(salt) };
+    macro_rules! run {
+        ($h:ty) => {{
+            let (mut prk, hk) = Hkdf::<$h>::extract(salt, ikm);
+            prk.as_mut_slice().zeroize();
+            for o in outputs.iter_mut() {
+                hk.expand_multi_info(o.info, o.out).map_err(|_| CryptoError)?;
+            }
+            Ok(())
+        }};
+    }
+    match hash {
+        HashAlg::Sha256 => run!(Sha256),
+        HashAlg::Sha384 => run!(Sha384),
+        HashAlg::Sha512 => run!(Sha512),
+    }
+}
 
 /// The keys one message uses.
 pub(crate) struct DerivedKeys {
@@ -50,7 +80,7 @@ pub(crate) fn derive_keys(
                 HashAlg::Sha384
             };
             let mut key = Zeroizing::new([0u8; 32]);
-            p.hkdf(
+            hkdf(
                 hash,
                 &[],
                 data_key,
@@ -67,7 +97,7 @@ pub(crate) fn derive_keys(
         Kdf::HkdfSha512Commit => {
             let mut key = Zeroizing::new([0u8; 32]);
             let mut commit = Zeroizing::new([0u8; 32]);
-            p.hkdf(
+            hkdf(
                 HashAlg::Sha512,
                 message_id,
                 data_key,

@@ -13,7 +13,6 @@ use aes_gcm::{
     Aes128Gcm, Aes256Gcm, AesGcm, Nonce, Tag,
 };
 use ecdsa::signature::{hazmat::RandomizedPrehashSigner, DigestVerifier};
-use hkdf::Hkdf;
 use rand_core::OsRng;
 use rsa::{
     pkcs1::der::Decode as _,
@@ -21,12 +20,13 @@ use rsa::{
     traits::PublicKeyParts,
     BigUint, Oaep, Pkcs1v15Encrypt,
 };
-use sha2::{Digest, Sha256, Sha384, Sha512};
+// sha2 0.10, as re-exported by rsa: the version the ECDSA and RSA crates use.
+use rsa::sha2::{Digest, Sha256, Sha384, Sha512};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{
-    Aead, CResult, CryptoError, Expand, HashAlg, Provider, RsaPadding, RsaPrivate, RsaPublic, Signer,
-    Verifier, IV_LEN, TAG_LEN,
+    Aead, CResult, CryptoError, Provider, RsaPadding, RsaPrivate, RsaPublic, Signer, Verifier, IV_LEN,
+    TAG_LEN,
 };
 use crate::suite::Curve;
 
@@ -61,28 +61,6 @@ impl Provider for RustCrypto {
             _ => return Err(CryptoError),
         };
         Ok(Box::new(cipher))
-    }
-
-    fn hkdf(&self, hash: HashAlg, salt: &[u8], ikm: &[u8], outputs: &mut [Expand<'_>]) -> CResult<()> {
-        // An empty salt is passed as `None`: RFC 5869's default of hash-length
-        // zero bytes, which HMAC treats the same as an empty key.
-        let salt = if salt.is_empty() { None } else { Some(salt) };
-        macro_rules! run {
-            ($h:ty) => {{
-                let (mut prk, hk) = Hkdf::<$h>::extract(salt, ikm);
-                prk[..].zeroize();
-                for o in outputs.iter_mut() {
-                    hk.expand_multi_info(o.info, o.out)
-                        .map_err(|_| CryptoError)?;
-                }
-                Ok(())
-            }};
-        }
-        match hash {
-            HashAlg::Sha256 => run!(Sha256),
-            HashAlg::Sha384 => run!(Sha384),
-            HashAlg::Sha512 => run!(Sha512),
-        }
     }
 
     fn fill_random(&self, buf: &mut [u8]) -> CResult<()> {

@@ -227,11 +227,9 @@ fn gcm_cross_backend() {
 
 // ------------------------------------------------------------------- HKDF
 
-fn hkdf_one(b: Backend, hash: HashAlg, salt: &[u8], ikm: &[u8], info: &[&[u8]], len: usize) -> Vec<u8> {
+fn hkdf_one(hash: HashAlg, salt: &[u8], ikm: &[u8], info: &[&[u8]], len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len];
-    b.provider()
-        .hkdf(hash, salt, ikm, &mut [Expand { info, out: &mut out }])
-        .unwrap();
+    kdf::hkdf(hash, salt, ikm, &mut [Expand { info, out: &mut out }]).unwrap();
     out
 }
 
@@ -240,132 +238,141 @@ fn hkdf_sha256_rfc5869() {
     let ikm = [0x0bu8; 22];
     let salt: Vec<u8> = (0x00..=0x0c).collect();
     let info: Vec<u8> = (0xf0..=0xf9).collect();
-    for b in Backend::all() {
-        // Test case 1.
-        let okm = hkdf_one(b, HashAlg::Sha256, &salt, &ikm, &[&info[..4], &info[4..]], 42);
-        assert_eq!(
-            hex::encode(okm),
-            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
-            "{}",
-            b.name()
-        );
-        // Test case 3: empty salt and info.
-        let okm = hkdf_one(b, HashAlg::Sha256, &[], &ikm, &[], 42);
-        assert_eq!(
-            hex::encode(&okm),
-            "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8",
-            "{}",
-            b.name()
-        );
-        // An explicit all-zero hash-length salt is the same as an empty one.
-        assert_eq!(hkdf_one(b, HashAlg::Sha256, &[0u8; 32], &ikm, &[], 42), okm);
-    }
+    // Test case 1.
+    let okm = hkdf_one(HashAlg::Sha256, &salt, &ikm, &[&info[..4], &info[4..]], 42);
+    assert_eq!(
+        hex::encode(okm),
+        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
+    );
+    // Test case 3: empty salt and info.
+    let okm = hkdf_one(HashAlg::Sha256, &[], &ikm, &[], 42);
+    assert_eq!(
+        hex::encode(&okm),
+        "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8"
+    );
+    // An explicit all-zero hash-length salt is the same as an empty one.
+    assert_eq!(hkdf_one(HashAlg::Sha256, &[0u8; 32], &ikm, &[], 42), okm);
 }
 
+/// Known answers (computed with aws-lc and RustCrypto when each backend
+/// had its own HKDF, and equal in both).
 #[test]
 fn hkdf_sha384_sha512_known_answers() {
     let ikm: Vec<u8> = (0..32).collect();
     let salt: Vec<u8> = (100..132).collect();
     let info: &[&[u8]] = &[b"envseal-", b"info"];
-    for b in Backend::all() {
-        let p = b.provider();
-        assert_eq!(
-            hex::encode(hkdf_one(b, HashAlg::Sha384, &salt, &ikm, info, 64)),
-            "dcacd5ff9dd0728e3f26304c11ea6f93d9c7f6f98c534e2d7d57f801974ec32d\
-             70f6daa5e5ae88689ad6d27cbf1567ec4bca047c907564094538a04292cefac8",
-            "{}",
-            b.name()
-        );
-        assert_eq!(
-            hex::encode(hkdf_one(b, HashAlg::Sha384, &[], &ikm, info, 48)),
-            "5f9bd249655fba9501fa203c8dbe4d4e8803509999e3c81a32ac557b5cc65848\
-             1bb4fa4d903fea4107514dd4b202a34d",
-            "{}",
-            b.name()
-        );
-        assert_eq!(
-            hex::encode(hkdf_one(b, HashAlg::Sha512, &[], &ikm, info, 32)),
-            "41aabe1f78a9c70d553424345799431cfce65eaba9a3c3eac3f292e78c97340c",
-            "{}",
-            b.name()
-        );
+    assert_eq!(
+        hex::encode(hkdf_one(HashAlg::Sha384, &salt, &ikm, info, 64)),
+        "dcacd5ff9dd0728e3f26304c11ea6f93d9c7f6f98c534e2d7d57f801974ec32d\
+         70f6daa5e5ae88689ad6d27cbf1567ec4bca047c907564094538a04292cefac8"
+    );
+    assert_eq!(
+        hex::encode(hkdf_one(HashAlg::Sha384, &[], &ikm, info, 48)),
+        "5f9bd249655fba9501fa203c8dbe4d4e8803509999e3c81a32ac557b5cc65848\
+         1bb4fa4d903fea4107514dd4b202a34d"
+    );
+    assert_eq!(
+        hex::encode(hkdf_one(HashAlg::Sha512, &[], &ikm, info, 32)),
+        "41aabe1f78a9c70d553424345799431cfce65eaba9a3c3eac3f292e78c97340c"
+    );
 
-        // Several expands from one extract.
-        let mut a = [0u8; 80];
-        let mut c = [0u8; 64];
-        p.hkdf(
-            HashAlg::Sha512,
-            &salt,
-            &ikm,
-            &mut [
-                Expand { info, out: &mut a },
-                Expand {
-                    info: &[],
-                    out: &mut c,
-                },
-            ],
-        )
-        .unwrap();
+    // Several expands from one extract.
+    let mut a = [0u8; 80];
+    let mut c = [0u8; 64];
+    kdf::hkdf(
+        HashAlg::Sha512,
+        &salt,
+        &ikm,
+        &mut [
+            Expand { info, out: &mut a },
+            Expand {
+                info: &[],
+                out: &mut c,
+            },
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        hex::encode(a),
+        "0158939d210b835462a828a01c9069b7225161f63fe6d8f74ca2a37d85cc09fc\
+         e81f46352b55ce19d8a01631a4643c492f0de2a161fcfe636b838e22654ab532\
+         425cc9e4a01884cb9aa333cba099a0e0"
+    );
+    assert_eq!(
+        hex::encode(c),
+        "990b96d42596f768c5cbe7ed68e7e6ebb1983002d7f16f13923002fd6c32dbe2\
+         9f1a0cdcacaa299274ce08562b5e33814858702abf9dfdd619b7595aba6cd432"
+    );
+    assert_eq!(
+        hex::encode(hkdf_one(HashAlg::Sha384, &salt, &ikm, &[b"second"], 48)),
+        "f53a2d5230ed90a394abc7111620a7bcfd19bfa8d2cf373274c870b6d1b494fb\
+         4927dbbdd4706affc24dade752b93a77"
+    );
+}
+
+/// The longest output RFC 5869 allows is 255 hash lengths; one more fails.
+#[test]
+fn hkdf_output_limit() {
+    let info: &[&[u8]] = &[b"a", b"", b"bc"];
+    for (hash, max) in [
+        (HashAlg::Sha256, 255 * 32),
+        (HashAlg::Sha384, 255 * 48),
+        (HashAlg::Sha512, 255 * 64),
+    ] {
+        assert_eq!(hkdf_one(hash, b"salt", b"ikm", info, max).len(), max);
+        let mut too_long = vec![0u8; max + 1];
         assert_eq!(
-            hex::encode(a),
-            "0158939d210b835462a828a01c9069b7225161f63fe6d8f74ca2a37d85cc09fc\
-             e81f46352b55ce19d8a01631a4643c492f0de2a161fcfe636b838e22654ab532\
-             425cc9e4a01884cb9aa333cba099a0e0",
-            "{}",
-            b.name()
-        );
-        assert_eq!(
-            hex::encode(c),
-            "990b96d42596f768c5cbe7ed68e7e6ebb1983002d7f16f13923002fd6c32dbe2\
-             9f1a0cdcacaa299274ce08562b5e33814858702abf9dfdd619b7595aba6cd432",
-            "{}",
-            b.name()
-        );
-        assert_eq!(
-            hex::encode(hkdf_one(b, HashAlg::Sha384, &salt, &ikm, &[b"second"], 48)),
-            "f53a2d5230ed90a394abc7111620a7bcfd19bfa8d2cf373274c870b6d1b494fb\
-             4927dbbdd4706affc24dade752b93a77",
-            "{}",
-            b.name()
+            kdf::hkdf(
+                hash,
+                b"salt",
+                b"ikm",
+                &mut [Expand {
+                    info,
+                    out: &mut too_long
+                }]
+            ),
+            Err(CryptoError),
+            "{hash:?}"
         );
     }
 }
 
+/// Against aws-lc's own HKDF, an independent implementation, over salts
+/// (empty, short, block-sized, longer than a block), info splits and
+/// output lengths up to the maximum.
+#[cfg(feature = "aws-lc")]
 #[test]
-fn hkdf_cross_backend_and_limits() {
+fn hkdf_matches_aws_lc() {
+    use aws_lc_rs::hkdf as lc;
+    struct Len(usize);
+    impl lc::KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
     let ikm = [0x5au8; 48];
-    let salt = [0xa5u8; 17];
     let info: &[&[u8]] = &[b"a", b"", b"bc"];
-    for (a, b) in pairs() {
-        for (hash, max) in [
-            (HashAlg::Sha256, 255 * 32),
-            (HashAlg::Sha384, 255 * 48),
-            (HashAlg::Sha512, 255 * 64),
-        ] {
-            for len in [1, 16, 33, 100, max] {
+    for (hash, alg, max) in [
+        (HashAlg::Sha256, lc::HKDF_SHA256, 255 * 32),
+        (HashAlg::Sha384, lc::HKDF_SHA384, 255 * 48),
+        (HashAlg::Sha512, lc::HKDF_SHA512, 255 * 64),
+    ] {
+        for salt in [&[][..], &[0xa5; 17], &[0x3c; 128], &[0x77; 200]] {
+            for len in [1, 16, 32, 33, 100, max] {
+                let mut want = vec![0u8; len];
+                lc::Salt::new(alg, salt)
+                    .extract(&ikm)
+                    .expand(info, Len(len))
+                    .unwrap()
+                    .fill(&mut want)
+                    .unwrap();
                 assert_eq!(
-                    hkdf_one(a, hash, &salt, &ikm, info, len),
-                    hkdf_one(b, hash, &salt, &ikm, info, len),
-                    "{hash:?} len {len}: {} vs {}",
-                    a.name(),
-                    b.name()
+                    hkdf_one(hash, salt, &ikm, info, len),
+                    want,
+                    "{hash:?} salt {} len {len}",
+                    salt.len()
                 );
             }
-            let mut too_long = vec![0u8; max + 1];
-            assert_eq!(
-                a.provider().hkdf(
-                    hash,
-                    &salt,
-                    &ikm,
-                    &mut [Expand {
-                        info,
-                        out: &mut too_long
-                    }]
-                ),
-                Err(CryptoError),
-                "{} {hash:?}",
-                a.name()
-            );
         }
     }
 }
@@ -713,5 +720,34 @@ fn rsa_key_sizes_match_aws_lc() {
         }
         let e3 = p.rsa_public_from_der(&e3_public).unwrap();
         assert_eq!(e3.encrypt(RsaPadding::OaepSha256, &[1u8; 32]).unwrap().len(), 256);
+    }
+}
+
+// ------------------------------------------------------------- RandomPool
+
+#[test]
+fn random_pool_hands_out_each_byte_once_and_wipes_it() {
+    for b in Backend::all() {
+        let mut pool = RandomPool::draw(b, 40).unwrap();
+        let (mut first, mut second, mut beyond) = ([0u8; 32], [0u8; 8], [0u8; 12]);
+        pool.fill(&mut first).unwrap();
+        pool.fill(&mut second).unwrap();
+        // Every drawn byte has been handed out once and wiped from the pool.
+        assert!(pool.bytes.iter().all(|&x| x == 0), "{}", b.name());
+        assert_eq!(format!("{pool:?}"), "RandomPool { left: 0, .. }");
+        // Exhausted: straight from the CSPRNG.
+        pool.fill(&mut beyond).unwrap();
+        assert_ne!(beyond, [0u8; 12]);
+        assert_ne!(first, [0u8; 32]);
+        assert_ne!(second, [0u8; 8]);
+        assert_ne!(first[..8], second);
+        // Two pools never hand out the same bytes.
+        let mut other = [0u8; 32];
+        RandomPool::draw(b, 32).unwrap().fill(&mut other).unwrap();
+        assert_ne!(first, other);
+        // A request larger than what is left skips the pool and keeps it.
+        let mut pool = RandomPool::draw(b, 16).unwrap();
+        pool.fill(&mut [0u8; 32]).unwrap();
+        assert_eq!(format!("{pool:?}"), "RandomPool { left: 16, .. }");
     }
 }

@@ -367,7 +367,7 @@ impl CachingCmm {
             Some(len) if len <= self.limits.max_bytes && suite.kdf() != Kdf::Identity => len,
             _ => {
                 bump(&counters.bypasses);
-                let m = encryption_materials(self.keyring(), suite, context, backend, max_edks).await?;
+                let m = encryption_materials(self.keyring(), suite, context, backend, max_edks, None).await?;
                 return Ok(Arc::new(m));
             }
         };
@@ -390,7 +390,9 @@ impl CachingCmm {
             Some(Slot::Decrypt(_)) | None => Probe::Miss,
         };
         let load = || async {
-            let m = Arc::new(encryption_materials(self.keyring(), suite, context, backend, max_edks).await?);
+            let m = Arc::new(
+                encryption_materials(self.keyring(), suite, context, backend, max_edks, None).await?,
+            );
             let entry = EncryptEntry {
                 materials: Arc::clone(&m),
                 created: Instant::now(),

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use base64::Engine as _;
 
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
-use crate::crypto::{Backend, DataKey, Signer, Verifier};
+use crate::crypto::{Backend, DataKey, RandomPool, Signer, Verifier};
 use crate::error::{Error, FormatError, LimitError, PolicyError, Result};
 use crate::format::header::materials_section;
 use crate::format::{EncryptedDataKey, EncryptionContext, PUBLIC_KEY_FIELD, RESERVED_PREFIX};
@@ -54,6 +54,7 @@ pub(crate) async fn encryption_materials(
     context: &EncryptionContext,
     backend: Backend,
     max_edks: Option<usize>,
+    random: Option<RandomPool>,
 ) -> Result<EncryptMaterialsOut> {
     if let Some((k, _)) = context.iter().find(|(k, _)| k.starts_with(RESERVED_PREFIX)) {
         return Err(Error::Config(format!(
@@ -72,7 +73,7 @@ pub(crate) async fn encryption_materials(
         }
         None => None,
     };
-    let mut materials = EncryptionMaterials::new(suite, full, backend);
+    let mut materials = EncryptionMaterials::new(suite, full, backend, random);
     keyring.on_encrypt(&mut materials).await?;
     let (data_key, edks, context) = materials.into_parts();
     let data_key = data_key.ok_or_else(|| Error::Keyring {

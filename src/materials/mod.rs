@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 
-use crate::crypto::{Backend, DataKey};
+use crate::crypto::{Backend, DataKey, RandomPool};
 use crate::error::{Error, Result};
 use crate::format::{EncryptedDataKey, EncryptionContext};
 use crate::suite::AlgorithmSuite;
@@ -36,6 +36,8 @@ pub(crate) enum Source<'a> {
 
 impl Source<'_> {
     /// Encryption materials for a message of `plaintext_len` bytes.
+    /// `random`: bytes drawn ahead for a keyring's data key and IVs (unused
+    /// when the materials come from a cache).
     pub(crate) async fn encryption_materials(
         self,
         suite: AlgorithmSuite,
@@ -43,10 +45,11 @@ impl Source<'_> {
         backend: Backend,
         max_edks: Option<usize>,
         plaintext_len: Option<u64>,
+        random: Option<RandomPool>,
     ) -> Result<std::sync::Arc<EncryptMaterialsOut>> {
         match self {
             Source::Keyring(k) => Ok(std::sync::Arc::new(
-                encryption_materials(k, suite, context, backend, max_edks).await?,
+                encryption_materials(k, suite, context, backend, max_edks, random).await?,
             )),
             Source::Cached(c) => {
                 c.encryption_materials(suite, context, backend, max_edks, plaintext_len)
@@ -94,16 +97,25 @@ pub struct EncryptionMaterials {
     data_key: Option<DataKey>,
     edks: Vec<EncryptedDataKey>,
     backend: Backend,
+    /// Random bytes drawn with the message id, for the data key and IVs.
+    random: Option<RandomPool>,
 }
 
 impl EncryptionMaterials {
-    pub(crate) fn new(suite: AlgorithmSuite, context: EncryptionContext, backend: Backend) -> Self {
+    /// `random`: bytes drawn ahead for this message (see [`RandomPool`]).
+    pub(crate) fn new(
+        suite: AlgorithmSuite,
+        context: EncryptionContext,
+        backend: Backend,
+        random: Option<RandomPool>,
+    ) -> Self {
         EncryptionMaterials {
             suite,
             context,
             data_key: None,
             edks: Vec::new(),
             backend,
+            random,
         }
     }
 
@@ -160,11 +172,24 @@ impl EncryptionMaterials {
     /// As [`EncryptionMaterials::set_data_key`], or if the random source fails.
     pub fn generate_data_key(&mut self) -> Result<&DataKey> {
         let mut key = zeroize::Zeroizing::new(vec![0u8; self.suite.data_key_len()]);
-        self.backend.fill_random(&mut key)?;
+        self.fill_random(&mut key)?;
         self.set_data_key(DataKey::new(key))?;
         self.data_key
             .as_ref()
             .ok_or_else(|| Error::Config("data key missing after generation".into()))
+    }
+
+    /// Fills `buf` with random bytes from the backend's CSPRNG, for a
+    /// keyring's IVs or nonces (taken from bytes drawn ahead with the
+    /// message id when there are any left).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the random source fails.
+    pub fn fill_random(&mut self, buf: &mut [u8]) -> Result<()> {
+        match self.random.as_mut() {
+            Some(pool) => pool.fill(buf),
+            None => self.backend.fill_random(buf),
+        }
     }
 
     /// Adds an encrypted data key.

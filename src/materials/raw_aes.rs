@@ -79,7 +79,7 @@ impl Keyring for RawAesKeyring {
         let backend = materials.backend();
         let aad = materials.context().serialize()?;
         let mut iv = [0u8; IV_LEN];
-        backend.fill_random(&mut iv)?;
+        materials.fill_random(&mut iv)?;
         let wrap_err = || Error::Keyring {
             keyring: format!("raw AES {}/{}", self.namespace, self.name),
             reason: "wrapping the data key failed".into(),

@@ -11,7 +11,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::buffer;
 use super::frames::{Frames, MIN_TASK_BYTES};
 use crate::config::Config;
-use crate::crypto::{derive_keys, Aead, Signer, TAG_LEN};
+use crate::crypto::{derive_keys, Aead, RandomPool, Signer, IV_LEN, TAG_LEN};
 use crate::error::{Error, LimitError, Result};
 use crate::format::body::{
     body_aad, final_frame_header, non_framed_header, sequence_iv, BodyPart, MAX_NON_FRAMED_LEN,
@@ -65,6 +65,15 @@ impl Encryptor {
         let suite = config.suite();
         config.commitment_policy.check_encrypt(suite)?;
         let backend = config.backend;
+        // One CSPRNG call for the message id and, when a keyring makes the
+        // data key, for the key and a wrapping IV too.
+        let mut message_id = vec![0u8; suite.message_id_len()];
+        let spare = match source {
+            Source::Keyring(_) => suite.data_key_len() + IV_LEN,
+            Source::Cached(_) => 0,
+        };
+        let mut random = RandomPool::draw(backend, message_id.len() + spare)?;
+        random.fill(&mut message_id)?;
         let materials = source
             .encryption_materials(
                 suite,
@@ -72,10 +81,9 @@ impl Encryptor {
                 backend,
                 config.max_encrypted_data_keys,
                 plaintext_len,
+                (spare > 0).then_some(random),
             )
             .await?;
-        let mut message_id = vec![0u8; suite.message_id_len()];
-        backend.fill_random(&mut message_id)?;
         Self::with_materials(config, materials, message_id)
     }
 
