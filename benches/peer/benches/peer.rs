@@ -19,7 +19,9 @@ use aws_esdk::material_providers::types::{AesWrappingAlg, EsdkAlgorithmSuiteId, 
 use aws_esdk::types::aws_encryption_sdk_config::AwsEncryptionSdkConfig;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
-use envseal::{AlgorithmSuite, CommitmentPolicy, Config, EncryptionContext, RawAesKeyring, WrappingKey};
+use envseal::{
+    AlgorithmSuite, Client, CommitmentPolicy, Config, EncryptionContext, RawAesKeyring, WrappingKey,
+};
 use rand::{rngs::SmallRng, RngCore, SeedableRng};
 use tokio::runtime::Runtime;
 
@@ -166,6 +168,17 @@ impl Envseal {
             .map(|d| d.plaintext)
             .map_err(|e| format!("{e} ({e:?})"))
     }
+
+    /// A client for the `*-into` cases: one-shot calls into a reused buffer
+    /// (`encrypt_into`/`decrypt_into`), as a service loop would call them.
+    fn client(config: &Config) -> Client {
+        let keyring = RawAesKeyring::new(NAMESPACE, KEY_NAME, WrappingKey::from_slice(&KEY).expect("key"))
+            .expect("envseal raw AES keyring");
+        Client::builder(keyring)
+            .config(config.clone())
+            .build()
+            .expect("envseal client")
+    }
 }
 
 /// Raw AES-256-GCM, one seal over the whole buffer (the baseline).
@@ -296,6 +309,14 @@ fn peer(c: &mut Criterion) {
                 g.bench_function("envseal-1t", |b| {
                     b.iter(|| black_box(seal.encrypt(&rt, &config_1t, black_box(&pt))))
                 });
+                let client = Envseal::client(&config);
+                let mut out = Vec::new();
+                g.bench_function("envseal-into", |b| {
+                    b.iter(|| {
+                        rt.block_on(client.encrypt_into(&seal.context, black_box(&pt), &mut out))
+                            .expect("envseal encrypt_into")
+                    })
+                });
                 g.bench_function("aws-esdk", |b| {
                     b.iter(|| black_box(esdk.encrypt(&rt, suite.esdk, black_box(&pt))))
                 });
@@ -335,6 +356,16 @@ fn peer(c: &mut Criterion) {
                         black_box(
                             seal.decrypt(&rt, &config_1t, black_box(&msg))
                                 .expect("envseal decrypt"),
+                        )
+                    })
+                });
+                let client = Envseal::client(&config);
+                let mut out = Vec::new();
+                g.bench_function("envseal-into", |b| {
+                    b.iter(|| {
+                        black_box(
+                            rt.block_on(client.decrypt_into(&seal.context, black_box(&msg), &mut out))
+                                .expect("envseal decrypt_into"),
                         )
                     })
                 });
