@@ -21,8 +21,10 @@ const COMMIT_KEY_LABEL: &[u8] = b"COMMITKEY";
 /// Both backends use RustCrypto's `hkdf` here: it keys HMAC with the PRK
 /// once for all expands (a committing message hashes 10 SHA-512 blocks,
 /// where aws-lc's HKDF hashes 12 and sets up each call anew), which halves
-/// the largest cost of a small message. The PRK is wiped here, the HMAC
-/// and hash states derived from it on drop (`zeroize` features).
+/// the largest cost of a small message. The PRK is wiped here and the
+/// keyed HMAC and SHA-2 states on drop (`zeroize` features); the crates'
+/// short-lived stack temporaries (the padded key block, each T(i) before it
+/// is copied out) are overwritten afterwards by [`scrub_stack`].
 pub(crate) fn hkdf(hash: HashAlg, salt: &[u8], ikm: &[u8], outputs: &mut [Expand<'_>]) -> CResult<()> {
     // `None`: RFC 5869's default salt, which HMAC pads exactly like an empty key.
     let salt = if salt.is_empty() { None } else { Some(salt) };
@@ -30,17 +32,28 @@ pub(crate) fn hkdf(hash: HashAlg, salt: &[u8], ikm: &[u8], outputs: &mut [Expand
         ($h:ty) => {{
             let (mut prk, hk) = Hkdf::<$h>::extract(salt, ikm);
             prk.as_mut_slice().zeroize();
-            for o in outputs.iter_mut() {
-                hk.expand_multi_info(o.info, o.out).map_err(|_| CryptoError)?;
-            }
-            Ok(())
+            outputs
+                .iter_mut()
+                .try_for_each(|o| hk.expand_multi_info(o.info, o.out).map_err(|_| CryptoError))
         }};
     }
-    match hash {
+    let result = match hash {
         HashAlg::Sha256 => run!(Sha256),
         HashAlg::Sha384 => run!(Sha384),
         HashAlg::Sha512 => run!(Sha512),
-    }
+    };
+    scrub_stack();
+    result
+}
+
+/// Overwrites the stack the hkdf and hmac crates just used below this
+/// frame (their padded key blocks and T(i) outputs are plain locals that
+/// nothing wipes): a 4 KiB zeroed local in a frame of its own, kept by
+/// `black_box`. Best effort, as any stack wiping in Rust; about 50 ns.
+#[inline(never)]
+fn scrub_stack() {
+    let area = [0u8; 4096];
+    std::hint::black_box(&area);
 }
 
 /// The keys one message uses.

@@ -234,9 +234,10 @@ impl Backend {
 /// message needs three draws (message id, data key, wrapping IV). Once the
 /// pool runs short, requests go to the CSPRNG directly.
 pub(crate) struct RandomPool {
-    bytes: Zeroizing<[u8; RandomPool::CAPACITY]>,
+    /// On the heap, so that moving the pool (into the materials) copies a
+    /// pointer, never the bytes that become the data key.
+    bytes: Zeroizing<Vec<u8>>,
     next: usize,
-    end: usize,
     backend: Backend,
 }
 
@@ -246,13 +247,11 @@ impl RandomPool {
 
     /// Draws `len` bytes (at most [`Self::CAPACITY`]) in one call.
     pub(crate) fn draw(backend: Backend, len: usize) -> crate::Result<Self> {
-        let end = len.min(Self::CAPACITY);
-        let mut bytes = Zeroizing::new([0u8; Self::CAPACITY]);
-        backend.fill_random(&mut bytes[..end])?;
+        let mut bytes = Zeroizing::new(vec![0u8; len.min(Self::CAPACITY)]);
+        backend.fill_random(&mut bytes)?;
         Ok(RandomPool {
             bytes,
             next: 0,
-            end,
             backend,
         })
     }
@@ -261,7 +260,7 @@ impl RandomPool {
     pub(crate) fn fill(&mut self, buf: &mut [u8]) -> crate::Result<()> {
         let Some(taken) = self
             .bytes
-            .get_mut(self.next..self.end)
+            .get_mut(self.next..)
             .and_then(|rest| rest.get_mut(..buf.len()))
         else {
             return self.backend.fill_random(buf);
@@ -276,7 +275,7 @@ impl RandomPool {
 impl fmt::Debug for RandomPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RandomPool")
-            .field("left", &(self.end - self.next))
+            .field("left", &(self.bytes.len() - self.next))
             .finish_non_exhaustive()
     }
 }

@@ -20,9 +20,9 @@ pub struct RawAesKeyring {
     namespace: String,
     name: String,
     key: WrappingKey,
-    /// The wrapping key ready for AES-GCM (key schedule, GHASH table) on the
-    /// first backend it is used with, built once instead of per message
-    /// (about 0.15 µs). Wiped on drop like the key.
+    /// The wrapping key ready for AES-GCM (key schedule; on aws-lc also the
+    /// GHASH table) on the first backend it is used with, built once instead
+    /// of per message (about 0.15 µs). Wiped on drop like the key.
     aead: OnceLock<(Backend, Box<dyn Aead>)>,
 }
 

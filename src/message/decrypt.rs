@@ -419,11 +419,17 @@ async fn decrypt_slice_inner(
 /// a fresh zeroed allocation (pages straight from the OS, no memset) unless
 /// its capacity already suffices; a reused buffer is not cleared first (a
 /// 64 MiB memset costs a third of the AES-GCM), only a grown tail is
-/// zero-filled. A failed decrypt wipes the whole buffer.
+/// zero-filled. The caller's earlier bytes (an earlier plaintext, say) are
+/// wiped where they would outlive this call: in a buffer being replaced and
+/// past the new length. A failed decrypt wipes the whole buffer.
 fn sized(out: &mut Vec<u8>, len: usize) {
     if out.capacity() < len {
+        out.zeroize();
         *out = vec![0u8; len];
     } else {
+        if let Some(tail) = out.get_mut(len..) {
+            tail.zeroize();
+        }
         out.resize(len, 0);
     }
 }
