@@ -191,14 +191,12 @@ fn throughput(c: &mut Criterion) {
             if size < 2 * frame {
                 continue;
             }
-            let frames = size / frame;
             group.bench_function(format!("raw-aes-256-gcm-frames-{frame}"), |b| {
                 b.iter(|| {
                     for (i, (pt, ct)) in plaintext
                         .chunks_exact(frame)
                         .zip(sealed.chunks_exact_mut(frame))
                         .enumerate()
-                        .take(frames)
                     {
                         let mut tag = [0u8; 16];
                         let mut nonce = [0u8; 12];

@@ -415,25 +415,6 @@ async fn decrypt_slice_inner(
     })
 }
 
-/// `out` set to `len` bytes, every one of which the caller then overwrites:
-/// a fresh zeroed allocation (pages straight from the OS, no memset) unless
-/// its capacity already suffices; a reused buffer is not cleared first (a
-/// 64 MiB memset costs a third of the AES-GCM), only a grown tail is
-/// zero-filled. The caller's earlier bytes (an earlier plaintext, say) are
-/// wiped where they would outlive this call: in a buffer being replaced and
-/// past the new length. A failed decrypt wipes the whole buffer.
-fn sized(out: &mut Vec<u8>, len: usize) {
-    if out.capacity() < len {
-        out.zeroize();
-        *out = vec![0u8; len];
-    } else {
-        if let Some(tail) = out.get_mut(len..) {
-            tail.zeroize();
-        }
-        out.resize(len, 0);
-    }
-}
-
 /// Reads fields off a message in memory, with the streaming reader's errors.
 struct Cursor<'a> {
     bytes: &'a [u8],
@@ -572,7 +553,7 @@ fn open_body(
             if total > max {
                 return Err(LimitError::BodyTooLarge { found: total, max }.into());
             }
-            sized(out, regular_len + final_ct.len());
+            buffer::sized(out, regular_len + final_ct.len());
             let (regular_out, final_out) = out.split_at_mut(regular_len);
             frames.open(1, layout.regular, regular_out)?;
             let mut aad = Vec::with_capacity(96);
@@ -601,7 +582,7 @@ fn open_body(
             let sealed = body.take(len as usize + TAG_LEN, "body")?;
             check_footer(&mut body, verifier)?;
             let (ct, tag) = sealed.split_at(len as usize);
-            sized(out, ct.len());
+            buffer::sized(out, ct.len());
             let mut aad = Vec::with_capacity(96);
             body_aad(&mut aad, message_id, BodyPart::NonFramed, 1, len);
             open_to(aead, &iv, &aad, ct, tag, out)

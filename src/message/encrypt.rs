@@ -68,12 +68,17 @@ impl Encryptor {
         // One CSPRNG call for the message id and, when a keyring makes the
         // data key, for the key and a wrapping IV too.
         let mut message_id = vec![0u8; suite.message_id_len()];
-        let spare = match source {
-            Source::Keyring(_) => suite.data_key_len() + IV_LEN,
-            Source::Cached(_) => 0,
+        let random = match source {
+            Source::Keyring(_) => {
+                let mut pool = RandomPool::draw(backend, message_id.len() + suite.data_key_len() + IV_LEN)?;
+                pool.fill(&mut message_id)?;
+                Some(pool)
+            }
+            Source::Cached(_) => {
+                backend.fill_random(&mut message_id)?;
+                None
+            }
         };
-        let mut random = RandomPool::draw(backend, message_id.len() + spare)?;
-        random.fill(&mut message_id)?;
         let materials = source
             .encryption_materials(
                 suite,
@@ -81,7 +86,7 @@ impl Encryptor {
                 backend,
                 config.max_encrypted_data_keys,
                 plaintext_len,
-                (spare > 0).then_some(random),
+                random,
             )
             .await?;
         Self::with_materials(config, materials, message_id)
@@ -228,14 +233,9 @@ impl Encryptor {
         let final_start = body_start + regular * frames.regular_len();
         let end = final_start + FINAL_HEADER_LEN + final_pt.len() + TAG_LEN;
         let footer = if self.signer.is_some() { FOOTER_ROOM } else { 0 };
-        if out.capacity() < end + footer {
-            // Zeroed allocation: fresh pages from the OS, touched first by
-            // the thread that seals them.
-            *out = vec![0u8; end + footer];
-        } else {
-            // Every byte up to `end` is overwritten; only a grown tail is zeroed.
-            out.resize(end + footer, 0);
-        }
+        // Fresh pages (touched first by the thread that seals them) or the
+        // reused buffer, not cleared: every byte up to `end` is overwritten.
+        buffer::sized(out, end + footer);
         out[..header_len].copy_from_slice(&self.header);
         let sealed = frames
             .seal(1, regular_pt, &mut out[body_start..final_start])
