@@ -54,7 +54,7 @@ fn main() -> Result<(), envseal::Error> {
         for ((context, message), record) in sealed.iter().zip(&records) {
             // The caller's context must match what the message carries.
             let decrypted = envseal.decrypt(config, &keyring, context, message)?;
-            assert_eq!(decrypted.plaintext, record.as_bytes());
+            assert_eq!(*decrypted.plaintext, record.as_bytes());
         }
         let decrypt_time = start.elapsed();
 

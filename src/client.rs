@@ -33,7 +33,7 @@ use crate::message::{
 ///     .build()?;
 /// let context: EncryptionContext = [("table", "customers")].into_iter().collect();
 /// let message = client.encrypt(&context, b"a record").await?;
-/// assert_eq!(client.decrypt(&context, &message).await?.plaintext, b"a record");
+/// assert_eq!(*client.decrypt(&context, &message).await?.plaintext, b"a record");
 /// # Ok(()) }
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
 /// ```
@@ -211,6 +211,13 @@ impl Client {
     /// Starts a streaming encryption. With `plaintext_len` known (and within
     /// the cache's byte limit) the data key may come from the cache; with
     /// `None` the keyring is asked.
+    ///
+    /// `plaintext_len` is a bound the writer enforces: the write that would
+    /// take the plaintext past it fails with
+    /// [`LimitError::PlaintextLengthBound`](crate::LimitError::PlaintextLengthBound)
+    /// and the writer is poisoned (no further output, `finish` fails), so a
+    /// cached data key never encrypts more than its byte limit. Writing less
+    /// is fine.
     ///
     /// # Errors
     /// As [`Encryptor::new`].

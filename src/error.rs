@@ -50,6 +50,13 @@ pub enum Error {
         reason: String,
     },
 
+    /// Every keyring tried failed (a multi-keyring's children, in order):
+    /// each failure, as the spec's multi-keyring collects them. A lone
+    /// failure, or failures that are all [`Error::Decrypt`], are reported
+    /// as themselves instead.
+    #[error("every keyring failed: {}", list_failures(.0))]
+    Keyrings(Vec<Error>),
+
     /// A KMS call failed: kind, operation, key, HTTP status, request id and
     /// attempts are in the [`KmsError`](crate::kms::KmsError).
     #[error("{0}")]
@@ -79,11 +86,24 @@ impl Error {
                 keyring: keyring.clone(),
                 reason: reason.clone(),
             },
+            Error::Keyrings(all) => Error::Keyrings(all.iter().map(Error::duplicate).collect()),
             Error::Kms(e) => Error::Kms(e.clone()),
             Error::Config(m) => Error::Config(m.clone()),
             Error::Io(e) => Error::Io(io::Error::new(e.kind(), e.to_string())),
         }
     }
+}
+
+/// `1) first; 2) second; ...`
+fn list_failures(failures: &[Error]) -> String {
+    let mut out = String::new();
+    for (i, e) in failures.iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        out.push_str(&format!("{}) {e}", i + 1));
+    }
+    out
 }
 
 /// A malformed field in a message. Names the field.
@@ -146,6 +166,13 @@ pub enum LimitError {
         found: u64,
         /// Configured maximum.
         max: u64,
+    },
+    /// A stream was given more plaintext than the length declared for it
+    /// (spec `client-apis/encrypt.md`, "Plaintext Length Bound").
+    #[error("plaintext longer than its declared length of {declared} bytes")]
+    PlaintextLengthBound {
+        /// The declared length.
+        declared: u64,
     },
     /// The message has more frames than the format allows.
     #[error("more than {max} frames (the format's limit)")]

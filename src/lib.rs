@@ -23,7 +23,7 @@
 //! let envseal = Blocking::new()?;
 //! let message = envseal.encrypt(&Config::default(), &keyring, &context, b"hello")?;
 //! let decrypted = envseal.decrypt(&Config::default(), &keyring, &context, &message)?;
-//! assert_eq!(decrypted.plaintext, b"hello");
+//! assert_eq!(*decrypted.plaintext, b"hello");
 //! # Ok::<(), envseal::Error>(())
 //! ```
 #![forbid(unsafe_code)]
@@ -50,7 +50,7 @@ pub use error::{Error, FormatError, LimitError, PolicyError, Result};
 pub use format::{ContentType, EncryptedDataKey, EncryptionContext, PUBLIC_KEY_FIELD, RESERVED_PREFIX};
 pub use materials::{
     CacheLimits, CacheStats, DecryptionMaterials, EncryptionMaterials, Keyring, MaterialsCache, MultiKeyring,
-    RawAesKeyring, RawRsaKeyring, RsaPrivateKey, RsaPublicKey, MAX_MESSAGES_LIMIT,
+    RawAesKeyring, RawRsaKeyring, RsaPrivateKey, RsaPublicKey, MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT,
 };
 #[cfg(feature = "kms")]
 pub use materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};

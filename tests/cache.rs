@@ -115,7 +115,7 @@ async fn max_messages_bounds_keyring_calls_and_every_record_decrypts() {
         let d = envseal::decrypt(&records_config(), &keyring.inner, &ctx, m)
             .await
             .unwrap();
-        assert_eq!(d.plaintext, i.to_be_bytes());
+        assert_eq!(*d.plaintext, i.to_be_bytes());
     }
     // Two messages under one cached key still differ (fresh message id).
     let a = c.encrypt(&ctx, b"same").await.unwrap();
@@ -127,7 +127,7 @@ async fn max_messages_bounds_keyring_calls_and_every_record_decrypts() {
 async fn max_bytes_and_oversized_records() {
     let keyring = Counting::new("k");
     let cache = MaterialsCache::new(10).unwrap();
-    let c = client(&keyring, &cache, limits().max_bytes(10 * 1024));
+    let c = client(&keyring, &cache, limits().max_bytes(10 * 1024).unwrap());
     let ctx = context("t");
     for _ in 0..25 {
         c.encrypt(&ctx, &[1u8; 1024]).await.unwrap();
@@ -141,6 +141,93 @@ async fn max_bytes_and_oversized_records() {
     let enc = c.encryptor(&ctx, None).await.unwrap();
     drop(enc);
     assert_eq!(keyring.encrypts(), 5);
+}
+
+/// The EDK section of a message: messages under one cached data key share it.
+fn edks_of(message: &[u8]) -> Vec<EncryptedDataKey> {
+    envseal::Decryptor::new(message, &records_config())
+        .unwrap()
+        .encrypted_data_keys()
+        .to_vec()
+}
+
+/// Spec `client-apis/encrypt.md`, "Plaintext Length Bound": a stream MUST
+/// NOT encrypt more than the length it declared, and fails at once.
+#[tokio::test]
+async fn declared_length_bounds_what_a_stream_writes() {
+    use std::io::Write;
+    let keyring = Counting::new("k");
+    let cache = MaterialsCache::new(10).unwrap();
+    let c = client(&keyring, &cache, limits().max_bytes(1024).unwrap());
+    let ctx = context("t");
+    // Five streams declared at 10 bytes under one 1 KiB key: each fails on
+    // the write that crosses 10 bytes, and nothing of it is written.
+    for _ in 0..5 {
+        let mut out = Vec::new();
+        let mut w = c
+            .encryptor(&ctx, Some(10))
+            .await
+            .unwrap()
+            .wrap_output(&mut out)
+            .unwrap();
+        w.write_all(&[7u8; 4]).unwrap();
+        let crossing = w.write_all(&vec![7u8; 1 << 20]);
+        assert!(crossing.is_err(), "a write past the declared length must fail");
+        let err = envseal::Error::from_io(crossing.unwrap_err());
+        assert!(err.to_string().contains("declared"), "{err}");
+        // Poisoned: later writes and finish fail too.
+        assert!(w.write_all(b"x").is_err());
+        assert!(w.finish().is_err());
+        assert!(
+            out.len() < 1024,
+            "no frame of the oversized write reached the output ({} bytes)",
+            out.len()
+        );
+    }
+    assert_eq!(
+        keyring.encrypts(),
+        1,
+        "five 10-byte declarations fit one 1 KiB key"
+    );
+    // Exactly the declared length is fine, and decrypts.
+    let mut out = Vec::new();
+    let mut w = c
+        .encryptor(&ctx, Some(10))
+        .await
+        .unwrap()
+        .wrap_output(&mut out)
+        .unwrap();
+    w.write_all(b"0123456789").unwrap();
+    w.finish().unwrap();
+    let d = envseal::decrypt(&records_config(), &keyring.inner, &ctx, &out)
+        .await
+        .unwrap();
+    assert_eq!(&d.plaintext[..], b"0123456789");
+    // A cached key covers at most its byte limit: 300-byte streams under a
+    // 1,000-byte limit share a key three at a time.
+    let keyring = Counting::new("k2");
+    let c = client(
+        &keyring,
+        &MaterialsCache::new(10).unwrap(),
+        limits().max_bytes(1000).unwrap(),
+    );
+    let mut edks = Vec::new();
+    for _ in 0..7 {
+        let mut out = Vec::new();
+        let mut w = c
+            .encryptor(&ctx, Some(300))
+            .await
+            .unwrap()
+            .wrap_output(&mut out)
+            .unwrap();
+        w.write_all(&[1u8; 300]).unwrap();
+        assert!(w.write_all(&[1u8]).is_err(), "byte 301 of a 300-byte stream");
+        drop(w);
+        edks.push(edks_of(&out));
+    }
+    assert_eq!(keyring.encrypts(), 3, "keys for messages 1-3, 4-6 and 7");
+    assert!(edks[0] == edks[1] && edks[1] == edks[2] && edks[2] != edks[3]);
+    assert!(edks[3] == edks[4] && edks[4] == edks[5] && edks[5] != edks[6]);
 }
 
 #[tokio::test]
@@ -234,7 +321,7 @@ async fn signed_suite_reuses_data_key_and_signing_key() {
         let d = envseal::decrypt(&Config::default(), &keyring.inner, &ctx, m)
             .await
             .unwrap();
-        assert_eq!(d.plaintext, vec![i as u8; 100]);
+        assert_eq!(*d.plaintext, vec![i as u8; 100]);
         assert_eq!(
             d.encryption_context.get("aws-crypto-public-key"),
             envseal::decrypt(&Config::default(), &keyring.inner, &ctx, &messages[0])
@@ -340,7 +427,11 @@ fn limits_are_checked() {
     assert!(limits().max_messages(0).is_err());
     assert!(limits().max_messages((1 << 32) + 1).is_err());
     assert!(MaterialsCache::new(0).is_err());
-    let l = limits().max_messages(7).unwrap().max_bytes(9);
+    // Spec caching-cmm.md, Limit Bytes: unset means at most 2^63 - 1.
+    assert_eq!(limits().bytes(), (1 << 63) - 1);
+    assert!(limits().max_bytes(1 << 63).is_err());
+    assert!(limits().max_bytes(envseal::MAX_BYTES_LIMIT).is_ok());
+    let l = limits().max_messages(7).unwrap().max_bytes(9).unwrap();
     assert_eq!(
         (l.messages(), l.bytes(), l.age()),
         (7, 9, Duration::from_secs(600))

@@ -48,7 +48,10 @@ fn every_failed_check_reads_the_same() {
             &plaintext,
         ))
         .unwrap();
-    assert_eq!(run(unsigned, &keyring(1), &message).unwrap().plaintext, plaintext);
+    assert_eq!(
+        *run(unsigned, &keyring(1), &message).unwrap().plaintext,
+        plaintext
+    );
 
     // Content type 2 + frame length 100 end the header body; the 32-byte
     // commitment, the 16-byte header tag and the first frame follow.

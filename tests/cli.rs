@@ -949,3 +949,113 @@ fn output_symlink_is_followed() {
     assert_ok(&out);
     assert_eq!(out.stdout, b"through a link");
 }
+
+/// A message for `[RSA key A, AES]` decrypts with `[RSA key B (same
+/// namespace and name), AES]`: B's failure lets the AES key try, for every
+/// padding. B alone fails with the opaque "authentication failed" and
+/// leaves no output.
+#[test]
+fn rsa_wrong_key_falls_through_to_the_next_key() {
+    let fx = Fixture::new();
+    let plain = pattern(10_000, 9);
+    let input = fx.write("plain", &plain);
+    let aes = fx.aes_key("aes-ns", "aes-key", 32, 4);
+    let b_private = data("rsa-4096-b-private.pem").display().to_string();
+    for padding in ["pkcs1", "oaep-sha1", "oaep-sha256", "oaep-sha384", "oaep-sha512"] {
+        let ct = fx.p(&format!("ct-{padding}"));
+        let mut flags = rsa_flag("rsa-ns", "rsa-key", padding, &rsa_public());
+        flags.extend(aes_flag(&aes));
+        encrypt_file(&input, &ct, &flags);
+        let mut flags = rsa_flag("rsa-ns", "rsa-key", padding, &b_private);
+        flags.extend(aes_flag(&aes));
+        let back = format!("back-{padding}");
+        assert_ok(&decrypt_cmd(&ct, &fx.p(&back), &flags));
+        assert_eq!(fx.read(&back), plain, "{padding}");
+        let alone = format!("alone-{padding}");
+        let out = decrypt_cmd(
+            &ct,
+            &fx.p(&alone),
+            &rsa_flag("rsa-ns", "rsa-key", padding, &b_private),
+        );
+        let msg = assert_fail(&out);
+        assert!(msg.contains("authentication failed"), "{padding}: {msg}");
+        assert!(!fx.path(&alone).exists(), "{padding}: output left behind");
+    }
+}
+
+/// SIGINT and SIGTERM in the middle of a decrypt into a file, on signed and
+/// unsigned messages: the process exits non-zero and leaves nothing in the
+/// output directory (no temporary file holding unverified plaintext).
+#[cfg(unix)]
+#[test]
+fn a_signal_mid_decrypt_leaves_no_file() {
+    let fx = Fixture::new();
+    let plain = pattern(8 << 20, 3);
+    let input = fx.write("plain", &plain);
+    let aes = fx.aes_key("aes-ns", "aes-key", 32, 5);
+    for (suite, policy) in [
+        ("0x0578", "require-encrypt-require-decrypt"),
+        ("0x0478", "require-encrypt-require-decrypt"),
+    ] {
+        let ct = fx.p(&format!("ct-{suite}"));
+        let mut flags = aes_flag(&aes);
+        flags.extend(args(&["--suite", suite, "--commitment-policy", policy]));
+        encrypt_file(&input, &ct, &flags);
+        let message = fx.read(&format!("ct-{suite}"));
+        for signal in ["INT", "TERM"] {
+            let out_dir = fx.path(&format!("out-{suite}-{signal}"));
+            fs::create_dir(&out_dir).unwrap();
+            let mut child = Command::new(BIN)
+                .args(["decrypt", "--input", "-", "--output"])
+                .arg(out_dir.join("plain"))
+                .args(aes_flag(&aes))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn envseal");
+            let mut stdin = child.stdin.take().unwrap();
+            // Feed the message, all but its last 64 KiB, until verified
+            // plaintext has reached a file in the output directory.
+            let mut sent = 0;
+            let written = |dir: &Path| {
+                fs::read_dir(dir)
+                    .unwrap()
+                    .any(|e| e.unwrap().metadata().map(|m| m.len() > 0).unwrap_or(false))
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !written(&out_dir) {
+                assert!(std::time::Instant::now() < deadline, "no output appeared");
+                let end = (sent + (256 << 10)).min(message.len() - (64 << 10));
+                if end > sent {
+                    stdin.write_all(&message[sent..end]).unwrap();
+                    sent = end;
+                } else {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+            assert!(!listing(&out_dir).is_empty());
+            let status = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let out = child.wait_with_output().unwrap();
+            drop(stdin);
+            // Exits through envseal's handler, with 128 + the signal number.
+            let code = if signal == "INT" { 130 } else { 143 };
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{suite} SIG{signal}: {:?}",
+                out.status
+            );
+            assert_eq!(
+                listing(&out_dir),
+                Vec::<String>::new(),
+                "{suite} SIG{signal}: files left in the output directory"
+            );
+        }
+    }
+}

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use common::{bytes, config_for, RSA_PRIVATE_PEM, RSA_PUBLIC_PEM};
+use common::{bytes, config_for, RSA_B_PRIVATE_PEM, RSA_B_PUBLIC_PEM, RSA_PRIVATE_PEM, RSA_PUBLIC_PEM};
 use envseal::blocking::Blocking;
 use envseal::{
     AlgorithmSuite, Backend, CommitmentPolicy, Config, Decryptor, EncryptionContext, Keyring, MultiKeyring,
@@ -332,7 +332,7 @@ fn reference_writes_envseal_reads() {
                 let ring = envseal_keyring(&keys, backend);
                 checked += 1;
                 match rt.decrypt(&config, &ring, &c.context, &msg) {
-                    Ok(d) if d.plaintext == c.plaintext && d.suite == c.suite => {}
+                    Ok(d) if *d.plaintext == c.plaintext && d.suite == c.suite => {}
                     Ok(_) => failures.push(format!(
                         "{} ({}): plaintext or suite differs",
                         c.name,
@@ -357,6 +357,203 @@ fn reference_writes_envseal_reads() {
         "envseal decrypted {} reference messages ({} decrypt runs)",
         cases.len(),
         checked
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A raw RSA keyring under the name the RSA fallback test uses, with the
+/// first test key (`b = false`) or the second.
+fn fallback_rsa(padding: RsaPadding, b: bool, backend: Backend) -> Arc<dyn Keyring> {
+    let (public, private) = if b {
+        (RSA_B_PUBLIC_PEM, RSA_B_PRIVATE_PEM)
+    } else {
+        (RSA_PUBLIC_PEM, RSA_PRIVATE_PEM)
+    };
+    Arc::new(
+        RawRsaKeyring::new(
+            "interop-ns",
+            "rsa-fallback",
+            padding,
+            Some(RsaPublicKey::from_pem_with(backend, public).unwrap()),
+            Some(RsaPrivateKey::from_pem_with(backend, private).unwrap()),
+        )
+        .unwrap(),
+    )
+}
+
+/// A message for `[RSA key A, AES]` decrypts with `[RSA key B under the same
+/// namespace and name, AES]`: B's failed unwrap (a PKCS#1 padding failure
+/// included) lets the AES keyring try, as in the reference ESDKs. Messages
+/// written by envseal and by the reference, every padding, committing,
+/// signed, non-committing and no-KDF suites, one-shot and streaming, both
+/// backends. Key B alone fails with the opaque "authentication failed".
+#[test]
+fn rsa_failure_falls_through_to_the_next_keyring() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Blocking::new().unwrap();
+    let aes = Key::Aes { bits: 256 };
+    let paddings = [
+        RsaPadding::Pkcs1,
+        RsaPadding::OaepSha1,
+        RsaPadding::OaepSha256,
+        RsaPadding::OaepSha384,
+        RsaPadding::OaepSha512,
+    ];
+    let suites = [
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
+        AlgorithmSuite::Aes256GcmIv12Tag16HkdfSha256,
+        AlgorithmSuite::Aes128GcmIv12Tag16NoKdf,
+    ];
+    let pem = |name: &str, text: &str| {
+        let f = dir.path().join(name);
+        std::fs::write(&f, text).unwrap();
+        f.display().to_string()
+    };
+    let (a_public, b_private) = (
+        pem("a-public.pem", RSA_PUBLIC_PEM),
+        pem("b-private.pem", RSA_B_PRIVATE_PEM),
+    );
+    let pt = bytes(9000, 77);
+    // Messages: (label, suite, padding, bytes).
+    let mut messages = Vec::new();
+    let mut enc_jobs = Vec::new();
+    let mut dec_jobs = Vec::new();
+    for (i, (&padding, &suite)) in paddings
+        .iter()
+        .flat_map(|p| suites.iter().map(move |s| (p, s)))
+        .enumerate()
+    {
+        let backend = Backend::all()[i % Backend::all().len()];
+        let config = config_for(suite, 4096, backend);
+        let ring =
+            MultiKeyring::from_keyrings(vec![fallback_rsa(padding, false, backend), aes.keyring(backend)])
+                .unwrap();
+        let msg = rt
+            .encrypt(&config, &ring, &EncryptionContext::new(), &pt)
+            .unwrap();
+        let ct = dir.path().join(format!("fallback-envseal-{i}.esdk"));
+        std::fs::write(&ct, &msg).unwrap();
+        messages.push((
+            format!("envseal {suite:?} {}", padding.name()),
+            suite,
+            padding,
+            msg,
+        ));
+        // The reference decrypts envseal's message with [B, AES] too.
+        let mut job = vec![
+            "decrypt".to_owned(),
+            "--input".into(),
+            ct.display().to_string(),
+            "--output".into(),
+            dir.path()
+                .join(format!("fallback-ref-pt-{i}"))
+                .display()
+                .to_string(),
+            "--commitment-policy".into(),
+            policy(suite).name().into(),
+            "--raw-rsa-key".into(),
+            format!("interop-ns:rsa-fallback:{}:{b_private}", padding.name()),
+        ];
+        job.extend(aes.args(dir.path(), false));
+        dec_jobs.push(job);
+        let input = dir.path().join("fallback-pt");
+        std::fs::write(&input, &pt).unwrap();
+        let mut job = vec![
+            "encrypt".to_owned(),
+            "--input".into(),
+            input.display().to_string(),
+            "--output".into(),
+            dir.path()
+                .join(format!("fallback-ref-{i}.esdk"))
+                .display()
+                .to_string(),
+            "--commitment-policy".into(),
+            policy(suite).name().into(),
+            "--suite".into(),
+            format!("0x{:04X}", suite.id()),
+            "--frame-length".into(),
+            "4096".into(),
+            "--raw-rsa-key".into(),
+            format!("interop-ns:rsa-fallback:{}:{a_public}", padding.name()),
+        ];
+        job.extend(aes.args(dir.path(), true));
+        enc_jobs.push((suite, padding, i, job));
+    }
+    let mut failures = Vec::new();
+    for (r, job) in reference_batch(dir.path(), &dec_jobs).into_iter().zip(&dec_jobs) {
+        if let Err(e) = r {
+            failures.push(format!("reference decrypt with [B, AES] of {}: {e}", job[2]));
+        }
+    }
+    let jobs: Vec<Vec<String>> = enc_jobs.iter().map(|(_, _, _, j)| j.clone()).collect();
+    for (r, (suite, padding, i, _)) in reference_batch(dir.path(), &jobs).into_iter().zip(&enc_jobs) {
+        r.unwrap_or_else(|e| panic!("reference encrypt {suite:?} {}: {e}", padding.name()));
+        let msg = std::fs::read(dir.path().join(format!("fallback-ref-{i}.esdk"))).unwrap();
+        messages.push((
+            format!("reference {suite:?} {}", padding.name()),
+            *suite,
+            *padding,
+            msg,
+        ));
+    }
+    let mut checked = 0;
+    for (label, suite, padding, msg) in &messages {
+        for backend in Backend::all() {
+            let config = Config::builder()
+                .commitment_policy(policy(*suite))
+                .backend(backend)
+                .build()
+                .unwrap();
+            let ring = MultiKeyring::from_keyrings(vec![
+                fallback_rsa(*padding, true, backend),
+                aes.keyring(backend),
+            ])
+            .unwrap();
+            let ctx = EncryptionContext::new();
+            match rt.decrypt(&config, &ring, &ctx, msg) {
+                Ok(d) if d.plaintext[..] == pt[..] => {}
+                Ok(_) => failures.push(format!("{label} ({}): plaintext differs", backend.name())),
+                Err(e) => failures.push(format!("{label} ({}): one-shot: {e}", backend.name())),
+            }
+            let d = Decryptor::new(&msg[..], &config)
+                .unwrap()
+                .allow_signed_streaming();
+            match rt.decrypt_stream(d, &ring, &ctx) {
+                Ok(mut r) => {
+                    let mut out = Vec::new();
+                    if r.read_to_end(&mut out).is_err() || out != pt || !r.is_complete() {
+                        failures.push(format!("{label} ({}): streaming differs", backend.name()));
+                    }
+                }
+                Err(e) => failures.push(format!("{label} ({}): streaming: {e}", backend.name())),
+            }
+            // Key B alone: the opaque failure, one-shot and streaming.
+            let alone = fallback_rsa(*padding, true, backend);
+            match rt.decrypt(&config, alone.as_ref(), &ctx, msg) {
+                Err(e @ envseal::Error::Decrypt) if e.to_string() == "authentication failed" => {}
+                other => failures.push(format!(
+                    "{label} ({}): key B alone gave {other:?}",
+                    backend.name()
+                )),
+            }
+            let d = Decryptor::new(&msg[..], &config)
+                .unwrap()
+                .allow_signed_streaming();
+            match rt.decrypt_stream(d, alone.as_ref(), &ctx) {
+                Err(envseal::Error::Decrypt) => {}
+                other => failures.push(format!(
+                    "{label} ({}): key B alone, streaming, gave {:?}",
+                    backend.name(),
+                    other.map(|_| "a reader")
+                )),
+            }
+            checked += 1;
+        }
+    }
+    println!(
+        "RSA fallback: {checked} message/backend pairs, {} failures",
+        failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -188,7 +188,7 @@ async fn envseal_decrypts_reference_kms_messages() {
             let out = envseal::decrypt(&config(*suite), keyring.as_ref(), &context(), &message)
                 .await
                 .unwrap_or_else(|e| panic!("suite {suite} {label}: {e}"));
-            assert_eq!(out.plaintext, want, "suite {suite} {label}");
+            assert_eq!(*out.plaintext, want, "suite {suite} {label}");
             assert_eq!(out.suite, *suite);
         }
     }

@@ -58,7 +58,7 @@ async fn round_trip_with_one_key() {
     let out = envseal::decrypt(&config, &keyring, &context(), &message)
         .await
         .unwrap();
-    assert_eq!(out.plaintext, b"one key");
+    assert_eq!(*out.plaintext, b"one key");
     let stats = c.stats();
     assert_eq!(stats.generate_data_key_calls, 1);
     assert_eq!(stats.encrypt_calls, 0);
@@ -85,7 +85,7 @@ async fn two_keys_and_decrypt_with_either_alone() {
         let out = envseal::decrypt(&config, &alone, &context(), &message)
             .await
             .unwrap();
-        assert_eq!(out.plaintext, b"two keys", "{label}");
+        assert_eq!(*out.plaintext, b"two keys", "{label}");
         // The other key's EDK is filtered out before any call.
         assert_eq!(alone_client.stats().decrypt_calls, 1, "{label}");
     }
@@ -124,7 +124,7 @@ async fn discovery_decrypts_and_filters_before_any_call() {
     let out = envseal::decrypt(&config, &open, &context(), &message)
         .await
         .unwrap();
-    assert_eq!(out.plaintext, b"discover me");
+    assert_eq!(*out.plaintext, b"discover me");
 
     let mine = DiscoveryFilter::new("aws", [ACCOUNT]).unwrap();
     let filtered = KmsDiscoveryKeyring::new(client("us-east-1").await)
@@ -133,7 +133,7 @@ async fn discovery_decrypts_and_filters_before_any_call() {
     let out = envseal::decrypt(&config, &filtered, &context(), &message)
         .await
         .unwrap();
-    assert_eq!(out.plaintext, b"discover me");
+    assert_eq!(*out.plaintext, b"discover me");
     assert_eq!(filtered.client().stats().decrypt_calls, 1);
 
     let excluded = [
@@ -206,11 +206,11 @@ async fn kms_and_raw_aes_in_one_message() {
     let out = envseal::decrypt(&config, aes.as_ref(), &context(), &message)
         .await
         .unwrap();
-    assert_eq!(out.plaintext, b"mixed");
+    assert_eq!(*out.plaintext, b"mixed");
     let out = envseal::decrypt(&config, kms.as_ref(), &context(), &message)
         .await
         .unwrap();
-    assert_eq!(out.plaintext, b"mixed");
+    assert_eq!(*out.plaintext, b"mixed");
 
     // Raw AES generates, KMS wraps the existing data key with Encrypt.
     let c2 = client("us-east-1").await;
@@ -224,7 +224,7 @@ async fn kms_and_raw_aes_in_one_message() {
     let out = envseal::decrypt(&config, kms2.as_ref(), &context(), &message)
         .await
         .unwrap();
-    assert_eq!(out.plaintext, b"mixed 2");
+    assert_eq!(*out.plaintext, b"mixed 2");
 }
 
 #[tokio::test]

@@ -42,7 +42,7 @@ async fn mrk_replica_decrypts_in_another_region() {
     let out = envseal::decrypt(&config, &west, &context(), &message)
         .await
         .unwrap();
-    assert_eq!(out.plaintext, b"replicated");
+    assert_eq!(*out.plaintext, b"replicated");
     assert_eq!(west_client.stats().decrypt_calls, 1);
 
     // Discovery in eu-west-1 rewrites the stored ARN's region to its own.
@@ -50,7 +50,7 @@ async fn mrk_replica_decrypts_in_another_region() {
     let out = envseal::decrypt(&config, &discovery, &context(), &message)
         .await
         .unwrap();
-    assert_eq!(out.plaintext, b"replicated");
+    assert_eq!(*out.plaintext, b"replicated");
 
     let calls = fake.calls();
     let expected = [
@@ -91,7 +91,7 @@ async fn single_region_key_never_matches_across_regions() {
     let out = envseal::decrypt(&config, &east, &context(), &message)
         .await
         .unwrap();
-    assert_eq!(out.plaintext, b"local");
+    assert_eq!(*out.plaintext, b"local");
 }
 
 #[tokio::test]

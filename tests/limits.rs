@@ -61,7 +61,7 @@ fn hostile_inputs_fail_clearly_with_bounded_memory() {
     let context = EncryptionContext::new();
     let decrypt = |config: &Config, message: &[u8]| -> Result<Vec<u8>, Error> {
         rt.block_on(envseal::decrypt(config, &keyring, &context, message))
-            .map(|d| d.plaintext)
+            .map(|d| d.plaintext.to_vec())
     };
     let plaintext: Vec<u8> = (0..250u32).map(|i| i as u8).collect();
     let message = rt

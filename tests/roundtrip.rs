@@ -34,7 +34,7 @@ fn every_suite_frame_length_and_size_round_trips() {
                     let msg = rt.encrypt(&config, ring.as_ref(), &context, &pt).unwrap();
                     assert_eq!(msg[0], if suite.is_committing() { 2 } else { 1 });
                     let d = rt.decrypt(&config, ring.as_ref(), &context, &msg).unwrap();
-                    assert_eq!(d.plaintext, pt, "{suite:?} frame {frame} len {len}");
+                    assert_eq!(*d.plaintext, pt, "{suite:?} frame {frame} len {len}");
                     assert_eq!(d.suite, suite);
                     assert_eq!(d.encryption_context.get("ключ"), Some("значение 🔑"));
                     assert_eq!(
@@ -74,7 +74,7 @@ fn default_config_uses_the_signed_committing_suite() {
     let d = rt
         .decrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), &msg)
         .unwrap();
-    assert_eq!(d.plaintext, b"x");
+    assert_eq!(*d.plaintext, b"x");
 }
 
 #[test]
@@ -99,7 +99,7 @@ fn rsa_every_padding_and_multi_keyring() {
                 let d = rt
                     .decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &msg)
                     .unwrap();
-                assert_eq!(d.plaintext, b"secret");
+                assert_eq!(*d.plaintext, b"secret");
             }
             // The same RSA key with another padding cannot unwrap it.
             let other = if padding == RsaPadding::Pkcs1 {
@@ -165,7 +165,7 @@ fn commitment_policy_is_enforced_both_ways() {
     ] {
         let c = Config::builder().commitment_policy(policy).build().unwrap();
         assert_eq!(
-            rt.decrypt(&c, ring.as_ref(), &EncryptionContext::new(), &v1)
+            *rt.decrypt(&c, ring.as_ref(), &EncryptionContext::new(), &v1)
                 .unwrap()
                 .plaintext,
             b"old"
@@ -420,7 +420,7 @@ fn every_backend_reads_what_every_other_wrote() {
                         .decrypt(&r, ring.as_ref(), &EncryptionContext::new(), &msg)
                         .unwrap();
                     assert_eq!(
-                        d.plaintext,
+                        *d.plaintext,
                         pt,
                         "{} -> {} {suite:?}",
                         writer.name(),
@@ -452,7 +452,7 @@ fn one_raw_aes_keyring_serves_every_backend() {
                     .unwrap();
                 let r = config_for(suite, 256, reader);
                 let d = rt.decrypt(&r, ring.as_ref(), &context, &msg).unwrap();
-                assert_eq!(d.plaintext, pt, "{} -> {}", writer.name(), reader.name());
+                assert_eq!(*d.plaintext, pt, "{} -> {}", writer.name(), reader.name());
                 assert!(matches!(
                     rt.decrypt(&r, other.as_ref(), &context, &msg),
                     Err(Error::Decrypt)
@@ -670,4 +670,78 @@ fn decrypt_into_reuses_the_buffer_and_empties_it_on_failure() {
     ))
     .unwrap();
     assert_eq!(small, pt);
+}
+
+/// A keyring whose decrypt always fails with its own error.
+struct Down(&'static str);
+
+#[envseal::async_trait]
+impl Keyring for Down {
+    async fn on_encrypt(&self, _: &mut envseal::EncryptionMaterials) -> envseal::Result<()> {
+        unreachable!("decrypt only")
+    }
+
+    async fn on_decrypt(
+        &self,
+        _: &envseal::DecryptionMaterials,
+        _: &[envseal::EncryptedDataKey],
+    ) -> envseal::Result<Option<envseal::DataKey>> {
+        Err(Error::Keyring {
+            keyring: self.0.into(),
+            reason: format!("{} is down", self.0),
+        })
+    }
+}
+
+/// Spec `framework/multi-keyring.md`: when every child fails, the error
+/// carries every child's failure, not only the first.
+#[test]
+fn multi_keyring_reports_every_childs_failure() {
+    let rt = Blocking::new().unwrap();
+    let config = Config::default();
+    let msg = rt
+        .encrypt(
+            &config,
+            aes("ns", "k", &[1u8; 32]).as_ref(),
+            &EncryptionContext::new(),
+            b"x",
+        )
+        .unwrap();
+    let ring = MultiKeyring::from_keyrings(vec![
+        Arc::new(Down("first")),
+        aes("ns", "k", &[2u8; 32]),
+        Arc::new(Down("second")),
+    ])
+    .unwrap();
+    let err = rt
+        .decrypt(&config, &ring, &EncryptionContext::new(), &msg)
+        .unwrap_err();
+    let text = err.to_string();
+    for part in ["first is down", "second is down", "authentication failed"] {
+        assert!(text.contains(part), "{part:?} missing from {text:?}");
+    }
+    // A child that succeeds after failures still wins.
+    let ring =
+        MultiKeyring::from_keyrings(vec![Arc::new(Down("first")), aes("ns", "k", &[1u8; 32])]).unwrap();
+    assert_eq!(
+        &rt.decrypt(&config, &ring, &EncryptionContext::new(), &msg)
+            .unwrap()
+            .plaintext[..],
+        b"x"
+    );
+}
+
+/// Plaintext results wipe themselves on drop.
+#[test]
+fn decrypted_plaintext_is_zeroizing() {
+    let rt = Blocking::new().unwrap();
+    let ring = aes("ns", "k", &[1u8; 32]);
+    let msg = rt
+        .encrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), b"x")
+        .unwrap();
+    let d = rt
+        .decrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), &msg)
+        .unwrap();
+    let plaintext: &envseal::zeroize::Zeroizing<Vec<u8>> = &d.plaintext;
+    assert_eq!(&plaintext[..], b"x");
 }

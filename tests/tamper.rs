@@ -178,7 +178,7 @@ proptest! {
         let context: EncryptionContext = context.into_iter().collect();
         let msg = rt.encrypt(&config, ring.as_ref(), &context, &pt).unwrap();
         let d = rt.decrypt(&config, ring.as_ref(), &context, &msg).unwrap();
-        prop_assert_eq!(d.plaintext, pt.clone());
+        prop_assert_eq!(&d.plaintext[..], &pt[..]);
         let streamed = stream(&rt, &config, ring.as_ref(), &msg).map_err(|(e, _)| e.to_string());
         prop_assert_eq!(streamed, Ok(pt));
     }

@@ -126,7 +126,7 @@ fn run(
     match mode {
         Mode::OneShot => rt
             .decrypt(config, keyring, &EncryptionContext::new(), message)
-            .map(|d| d.plaintext)
+            .map(|d| d.plaintext.to_vec())
             .map_err(|e| (e, 0, 0)),
         Mode::Streaming | Mode::StreamingUnsignedOnly => {
             let mut d = Decryptor::new(message, config).map_err(|e| (e, 0, 0))?;

@@ -122,7 +122,7 @@ fuzz_target!(|case: Case| {
     )) {
         Ok(out) => {
             assert_eq!(
-                out.plaintext, plaintext,
+                *out.plaintext, plaintext,
                 "a mutated message decrypted to other plaintext"
             );
             // Changes that authenticate must not exist, except bytes the

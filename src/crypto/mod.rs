@@ -19,9 +19,11 @@ mod aws_lc;
 #[cfg(feature = "rustcrypto")]
 mod rustcrypto;
 
+mod check;
 mod kdf;
 mod keys;
 
+pub(crate) use check::{HeaderAuthenticated, KeyCheck};
 pub(crate) use kdf::{derive_keys, DerivedKeys};
 pub use keys::{DataKey, WrappingKey};
 

@@ -31,6 +31,10 @@ use crate::suite::{AlgorithmSuite, Kdf};
 /// Most messages one data key may encrypt (the ESDK's bound, 2^32).
 pub const MAX_MESSAGES_LIMIT: u64 = 1 << 32;
 
+/// Most plaintext bytes one data key may encrypt, and the default
+/// (spec `framework/caching-cmm.md`, "Limit Bytes": 2^63 - 1).
+pub const MAX_BYTES_LIMIT: u64 = (1 << 63) - 1;
+
 /// How long and how much one cached data key may be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheLimits {
@@ -41,7 +45,7 @@ pub struct CacheLimits {
 
 impl CacheLimits {
     /// Entries live at most `max_age`; by default a data key encrypts up to
-    /// 2^32 messages and any number of bytes.
+    /// 2^32 messages and 2^63 - 1 bytes.
     ///
     /// # Errors
     /// [`Error::Config`] for a zero age.
@@ -52,7 +56,7 @@ impl CacheLimits {
         Ok(CacheLimits {
             max_age,
             max_messages: MAX_MESSAGES_LIMIT,
-            max_bytes: u64::MAX,
+            max_bytes: MAX_BYTES_LIMIT,
         })
     }
 
@@ -70,11 +74,20 @@ impl CacheLimits {
         Ok(self)
     }
 
-    /// Most plaintext bytes one data key encrypts. A message larger than
-    /// this, or of unknown length (streaming), bypasses the cache.
-    pub fn max_bytes(mut self, bytes: u64) -> Self {
+    /// Most plaintext bytes one data key encrypts (at most 2^63 - 1). A
+    /// message larger than this, or of unknown length (streaming without a
+    /// declared length), bypasses the cache.
+    ///
+    /// # Errors
+    /// [`Error::Config`] above 2^63 - 1.
+    pub fn max_bytes(mut self, bytes: u64) -> Result<Self> {
+        if bytes > MAX_BYTES_LIMIT {
+            return Err(Error::Config(format!(
+                "cache max bytes must be at most 2^63 - 1, not {bytes}"
+            )));
+        }
         self.max_bytes = bytes;
-        self
+        Ok(self)
     }
 
     /// The age limit.

@@ -1,14 +1,14 @@
 //! The default materials manager. Spec: `framework/default-cmm.md`,
 //! `framework/required-encryption-context-cmm.md` (reproduced context).
 
-use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use base64::Engine as _;
 
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
-use crate::crypto::{Backend, DataKey, RandomPool, Signer, Verifier};
+use crate::crypto::{Backend, DataKey, KeyCheck, RandomPool, Signer, Verifier};
 use crate::error::{Error, FormatError, LimitError, PolicyError, Result};
-use crate::format::header::materials_section;
+use crate::format::header::{materials_section, ParsedHeader};
 use crate::format::{EncryptedDataKey, EncryptionContext, PUBLIC_KEY_FIELD, RESERVED_PREFIX};
 use crate::suite::AlgorithmSuite;
 
@@ -103,9 +103,8 @@ pub(crate) struct DecryptMaterialsOut {
     pub data_key: DataKey,
     /// Stored pairs plus reproduced pairs.
     pub context: EncryptionContext,
-    /// Keys of the reproduced pairs the header does not store; they are
-    /// authenticated through the header tag.
-    pub required_keys: BTreeSet<String>,
+    /// Opens the header with the data key (commitment, header tag).
+    pub check: Arc<KeyCheck>,
     pub verifier: Option<Box<dyn Verifier>>,
 }
 
@@ -114,24 +113,38 @@ pub(crate) struct DecryptMaterialsOut {
 /// keyring for the data key.
 pub(crate) async fn decryption_materials(
     source: super::Source<'_>,
-    suite: AlgorithmSuite,
-    stored: &EncryptionContext,
+    header: &ParsedHeader,
     reproduced: &EncryptionContext,
-    edks: &[EncryptedDataKey],
     backend: Backend,
 ) -> Result<DecryptMaterialsOut> {
+    let suite = header.body.suite;
+    let stored = &header.body.context;
+    let edks = &header.body.edks;
     let mut full = stored.clone();
-    let mut required_keys = BTreeSet::new();
+    // Reproduced pairs the header does not store: authenticated through
+    // the header tag's AAD, after the header body.
+    let mut authenticated_only = EncryptionContext::new();
     for (k, v) in reproduced.iter() {
         match stored.get(k) {
             Some(stored_v) if stored_v == v => {}
             Some(_) => return Err(PolicyError::ContextMismatch(k.to_owned()).into()),
             None => {
                 full.insert(k, v);
-                required_keys.insert(k.to_owned());
+                authenticated_only.insert(k, v);
             }
         }
     }
+    let mut aad = header.body_bytes.clone();
+    authenticated_only.serialize_into(&mut aad)?;
+    let check = Arc::new(KeyCheck::new(
+        backend,
+        suite,
+        header.body.message_id.clone(),
+        header.body.suite_data,
+        aad,
+        header.auth.iv,
+        header.auth.tag,
+    ));
     let verifier = match (suite.signature(), stored.get(PUBLIC_KEY_FIELD)) {
         (Some(curve), Some(encoded)) => {
             let point = B64.decode(encoded).map_err(|_| FormatError::Invalid {
@@ -151,7 +164,7 @@ pub(crate) async fn decryption_materials(
         (None, None) => None,
         _ => return Err(PolicyError::PublicKeyMismatch.into()),
     };
-    let materials = DecryptionMaterials::new(suite, full, backend);
+    let materials = DecryptionMaterials::new(suite, full, backend, check);
     let data_key = match source.on_decrypt(&materials, edks).await? {
         Some(k) if k.len() == suite.data_key_len() => k,
         Some(_) => return Err(Error::Decrypt),
@@ -159,8 +172,8 @@ pub(crate) async fn decryption_materials(
     };
     Ok(DecryptMaterialsOut {
         data_key,
+        check: Arc::clone(materials.key_check()),
         context: materials.context().clone(),
-        required_keys,
         verifier,
     })
 }

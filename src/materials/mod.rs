@@ -7,7 +7,9 @@
 
 use async_trait::async_trait;
 
-use crate::crypto::{Backend, DataKey, RandomPool};
+use std::sync::Arc;
+
+use crate::crypto::{Backend, DataKey, KeyCheck, RandomPool};
 use crate::error::{Error, Result};
 use crate::format::{EncryptedDataKey, EncryptionContext};
 use crate::suite::AlgorithmSuite;
@@ -23,7 +25,7 @@ mod raw_rsa;
 #[cfg(feature = "kms")]
 pub use aws_kms::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
 pub(crate) use caching::CachingCmm;
-pub use caching::{CacheLimits, CacheStats, MaterialsCache, MAX_MESSAGES_LIMIT};
+pub use caching::{CacheLimits, CacheStats, MaterialsCache, MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT};
 pub(crate) use cmm::{decryption_materials, encryption_materials, EncryptMaterialsOut};
 
 /// Where a message's data key comes from: a keyring every time, or a
@@ -203,20 +205,48 @@ impl EncryptionMaterials {
 }
 
 /// What a keyring sees on decrypt.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DecryptionMaterials {
     suite: AlgorithmSuite,
     context: EncryptionContext,
     backend: Backend,
+    check: Arc<KeyCheck>,
+}
+
+impl std::fmt::Debug for DecryptionMaterials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecryptionMaterials")
+            .field("suite", &self.suite)
+            .field("context", &self.context)
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DecryptionMaterials {
-    pub(crate) fn new(suite: AlgorithmSuite, context: EncryptionContext, backend: Backend) -> Self {
+    pub(crate) fn new(
+        suite: AlgorithmSuite,
+        context: EncryptionContext,
+        backend: Backend,
+        check: Arc<KeyCheck>,
+    ) -> Self {
         DecryptionMaterials {
             suite,
             context,
             backend,
+            check,
         }
+    }
+
+    /// Whether `key` is the message's data key (it opens the header: key
+    /// commitment and header tag). For keyrings whose unwrap cannot tell a
+    /// wrong key by itself; the same work for any wrong key.
+    pub(crate) fn is_data_key(&self, key: &[u8]) -> bool {
+        self.check.matches(key)
+    }
+
+    pub(crate) fn key_check(&self) -> &Arc<KeyCheck> {
+        &self.check
     }
 
     /// The message's algorithm suite.

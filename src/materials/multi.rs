@@ -11,7 +11,10 @@ use crate::format::EncryptedDataKey;
 
 /// A generator keyring plus children. Encrypt: the generator makes the data
 /// key, then every child wraps it too. Decrypt: the generator, then each
-/// child, until one unwraps the data key.
+/// child, until one unwraps the data key; a child's failure lets the next
+/// one try, and when every one fails the error carries each failure
+/// ([`Error::Keyrings`]; a single failure, or only failed cryptographic
+/// checks, come back as themselves).
 #[derive(Clone)]
 pub struct MultiKeyring {
     generator: Option<Arc<dyn Keyring>>,
@@ -89,19 +92,23 @@ impl Keyring for MultiKeyring {
         materials: &DecryptionMaterials,
         edks: &[EncryptedDataKey],
     ) -> Result<Option<DataKey>> {
-        let mut first_error = None;
+        // Spec: a child's failure is collected and the next child tried.
+        let mut failures = Vec::new();
         for keyring in self.generator.iter().chain(self.children.iter()) {
             match keyring.on_decrypt(materials, edks).await {
                 Ok(Some(key)) => return Ok(Some(key)),
                 Ok(None) => {}
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+                // A nested multi-keyring's failures join the list.
+                Err(Error::Keyrings(inner)) => failures.extend(inner),
+                Err(e) => failures.push(e),
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(None),
+        match failures.len() {
+            0 => Ok(None),
+            1 => Err(failures.remove(0)),
+            // Nothing to tell apart: stay as opaque as one failed check.
+            _ if failures.iter().all(|e| matches!(e, Error::Decrypt)) => Err(Error::Decrypt),
+            _ => Err(Error::Keyrings(failures)),
         }
     }
 }

@@ -183,24 +183,41 @@ impl Keyring for RawRsaKeyring {
             .filter(|e| e.provider_id == self.namespace && e.provider_info == self.name.as_bytes());
         let mut failed = false;
         for edk in mine {
-            match private.0.decrypt(self.padding, &edk.ciphertext) {
-                Ok(key) if key.len() == want_len => return Ok(Some(DataKey::new(key))),
-                _ => failed = true,
+            let unwrapped = private
+                .0
+                .decrypt(self.padding, &edk.ciphertext)
+                .ok()
+                .filter(|key| key.len() == want_len);
+            let candidate = match unwrapped {
+                Some(key) => key,
+                // Implicit rejection (RFC 3218 section 2.3.2): a PKCS#1 v1.5
+                // padding failure must not be told apart from a wrong key,
+                // or the keyring is a Bleichenbacher oracle. It goes on with
+                // a random key, which fails the check below exactly as a
+                // wrong key that passed the padding check does.
+                None if self.padding == RsaPadding::Pkcs1 => {
+                    let mut random = Zeroizing::new(vec![0u8; want_len]);
+                    materials.backend().fill_random(&mut random)?;
+                    random
+                }
+                None => {
+                    failed = true;
+                    continue;
+                }
+            };
+            // RSA decryption does not prove the key is the message's (a
+            // wrong private key can pass PKCS#1 padding): a key that does
+            // not open the header is a failure of this EDK, so the next EDK
+            // and the next keyring still get their turn.
+            if materials.is_data_key(&candidate) {
+                return Ok(Some(DataKey::new(candidate)));
             }
+            failed = true;
         }
-        if !failed {
-            return Ok(None);
+        if failed {
+            Err(Error::Decrypt)
+        } else {
+            Ok(None)
         }
-        if self.padding == RsaPadding::Pkcs1 {
-            // Implicit rejection (RFC 3218 section 2.3.2): a PKCS#1 v1.5
-            // padding failure must not be told apart from a good unwrap, or
-            // the keyring is a Bleichenbacher oracle. Carry on with a random
-            // key, which fails at the key commitment / header tag exactly as
-            // a wrong key would.
-            let mut fake = Zeroizing::new(vec![0u8; want_len]);
-            materials.backend().fill_random(&mut fake)?;
-            return Ok(Some(DataKey::new(fake)));
-        }
-        Err(Error::Decrypt)
     }
 }

@@ -11,14 +11,13 @@
 
 use std::io::{self, Read};
 
-use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::buffer;
 use super::frames::{Frames, MIN_TASK_BYTES};
 use super::{Decrypted, Verified};
 use crate::config::Config;
-use crate::crypto::{derive_keys, Aead, DerivedKeys, Verifier, TAG_LEN};
+use crate::crypto::{Aead, HeaderAuthenticated, Verifier, TAG_LEN};
 use crate::error::{Error, FormatError, LimitError, PolicyError, Result};
 use crate::format::body::{body_aad, BodyPart, FINAL_FRAME_MARKER, MAX_NON_FRAMED_LEN};
 use crate::format::header::{parse_header, ContentType, HeaderLimits, ParsedHeader};
@@ -28,40 +27,6 @@ use crate::suite::AlgorithmSuite;
 
 /// Largest footer signature accepted (DER ECDSA P-384 is at most 104 bytes).
 const MAX_SIGNATURE_LEN: usize = 512;
-
-/// Proof that the key commitment matched. Only [`verify_commitment`] makes one.
-struct CommitmentVerified(());
-
-/// Proof that the header tag verified. Only [`verify_header`] makes one.
-struct HeaderAuthenticated(());
-
-fn verify_commitment(keys: &DerivedKeys, header: &ParsedHeader) -> Result<CommitmentVerified> {
-    match (&keys.commitment, &header.body.suite_data) {
-        (None, None) => Ok(CommitmentVerified(())),
-        (Some(expected), Some(found)) => {
-            if bool::from(expected[..].ct_eq(&found[..])) {
-                Ok(CommitmentVerified(()))
-            } else {
-                Err(Error::Decrypt)
-            }
-        }
-        _ => Err(Error::Decrypt),
-    }
-}
-
-fn verify_header(
-    _commitment: &CommitmentVerified,
-    aead: &dyn Aead,
-    header: &ParsedHeader,
-    authenticated_only: &EncryptionContext,
-) -> Result<HeaderAuthenticated> {
-    let mut aad = header.body_bytes.clone();
-    authenticated_only.serialize_into(&mut aad)?;
-    let mut tag = header.auth.tag;
-    aead.open_in_place(&header.auth.iv, &aad, &mut tag)
-        .map(|_| HeaderAuthenticated(()))
-        .map_err(|_| Error::Decrypt)
-}
 
 /// Input: bytes already read past the header, then the reader.
 struct Input<R> {
@@ -310,31 +275,11 @@ async fn open_header(
     source: Source<'_>,
     reproduced: &EncryptionContext,
 ) -> Result<(HeaderAuthenticated, Opened)> {
-    let suite = header.body.suite;
-    let backend = config.backend;
-    let materials = decryption_materials(
-        source,
-        suite,
-        &header.body.context,
-        reproduced,
-        &header.body.edks,
-        backend,
-    )
-    .await?;
-    let keys = derive_keys(
-        backend,
-        suite,
-        materials.data_key.expose_secret(),
-        &header.body.message_id,
-    )
-    .map_err(|_| Error::Decrypt)?;
-    let commitment = verify_commitment(&keys, header)?;
-    let authenticated_only: EncryptionContext = materials
-        .context
-        .iter()
-        .filter(|(k, _)| materials.required_keys.contains(*k))
-        .collect();
-    let authenticated = verify_header(&commitment, keys.aead.as_ref(), header, &authenticated_only)?;
+    let materials = decryption_materials(source, header, reproduced, config.backend).await?;
+    let (keys, authenticated) = materials
+        .check
+        .open(materials.data_key.expose_secret())
+        .map_err(|_| Error::Decrypt)?;
     Ok((
         authenticated,
         Opened {
@@ -358,7 +303,7 @@ pub(crate) async fn decrypt_slice(
     let mut plaintext = Vec::new();
     let verified = decrypt_slice_into(config, source, reproduced, message, &mut plaintext).await?;
     Ok(Decrypted {
-        plaintext,
+        plaintext: Zeroizing::new(plaintext),
         encryption_context: verified.encryption_context,
         suite: verified.suite,
     })

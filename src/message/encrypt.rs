@@ -33,6 +33,8 @@ pub struct Encryptor {
     materials: Arc<EncryptMaterialsOut>,
     max_body_size: u64,
     threads: usize,
+    /// The plaintext length declared up front: a bound the writer enforces.
+    plaintext_bound: Option<u64>,
 }
 
 impl std::fmt::Debug for Encryptor {
@@ -89,7 +91,9 @@ impl Encryptor {
                 random,
             )
             .await?;
-        Self::with_materials(config, materials, message_id)
+        let mut encryptor = Self::with_materials(config, materials, message_id)?;
+        encryptor.plaintext_bound = plaintext_len;
+        Ok(encryptor)
     }
 
     /// Derives the message keys and builds the header: everything after the
@@ -150,6 +154,7 @@ impl Encryptor {
             materials,
             max_body_size: config.max_body_size,
             threads: config.effective_threads(),
+            plaintext_bound: None,
         })
     }
 
@@ -189,6 +194,8 @@ impl Encryptor {
             sealed: Zeroizing::new(Vec::new()),
             seq: 1,
             max_body_size: self.max_body_size,
+            declared: self.plaintext_bound,
+            written: 0,
             poisoned: false,
         })
     }
@@ -205,6 +212,11 @@ impl Encryptor {
     /// [`Encryptor::seal_all`] into `out`, replacing its contents and
     /// reusing its allocation when it is large enough.
     pub(crate) fn seal_into(self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        if let Some(declared) = self.plaintext_bound {
+            if plaintext.len() as u64 > declared {
+                return Err(LimitError::PlaintextLengthBound { declared }.into());
+            }
+        }
         let f = self.frame_length as usize;
         if f == 0 {
             out.clear();
@@ -360,6 +372,10 @@ pub struct EncryptWriter<W: Write> {
     sealed: Zeroizing<Vec<u8>>,
     seq: u32,
     max_body_size: u64,
+    /// The plaintext length declared up front, if any: a bound.
+    declared: Option<u64>,
+    /// Plaintext bytes accepted so far.
+    written: u64,
     poisoned: bool,
 }
 
@@ -433,6 +449,14 @@ impl<W: Write> EncryptWriter<W> {
     }
 
     fn write_inner(&mut self, mut data: &[u8]) -> Result<()> {
+        // Spec `client-apis/encrypt.md`, "Plaintext Length Bound": never
+        // encrypt more than was declared (a cached data key counted only
+        // that much); the write that would cross it fails whole.
+        let written = self.written.saturating_add(data.len() as u64);
+        if let Some(declared) = self.declared.filter(|&d| written > d) {
+            return Err(LimitError::PlaintextLengthBound { declared }.into());
+        }
+        self.written = written;
         if self.frame_length == 0 {
             // A non-framed body is held whole until `finish` (its length
             // precedes it): bounded by the configured body size.

@@ -1,5 +1,7 @@
 //! The encrypt and decrypt engines, streaming and one-shot.
 
+use zeroize::Zeroizing;
+
 use crate::config::Config;
 use crate::error::Result;
 use crate::format::EncryptionContext;
@@ -18,8 +20,8 @@ pub use encrypt::{EncryptWriter, Encryptor};
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct Decrypted {
-    /// The plaintext.
-    pub plaintext: Vec<u8>,
+    /// The plaintext, wiped when dropped.
+    pub plaintext: Zeroizing<Vec<u8>>,
     /// The authenticated encryption context (stored plus reproduced pairs).
     pub encryption_context: EncryptionContext,
     /// The message's algorithm suite.

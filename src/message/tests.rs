@@ -94,7 +94,7 @@ fn parallel_decrypt_reads_what_was_written() {
     for threads in [1, 2, 4] {
         let c = config(4096, threads);
         let one_shot = rt.block_on(decrypt(&c, &keyring, &context, &message)).unwrap();
-        assert!(one_shot.plaintext == pt, "one-shot, {threads} threads");
+        assert!(*one_shot.plaintext == pt, "one-shot, {threads} threads");
         let mut reader = rt
             .block_on(
                 Decryptor::new(&message[..], &c)

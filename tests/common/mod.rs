@@ -21,6 +21,10 @@ use envseal::{
 
 pub const RSA_PRIVATE_PEM: &str = include_str!("../data/rsa-4096-private.pem");
 pub const RSA_PUBLIC_PEM: &str = include_str!("../data/rsa-4096-public.pem");
+/// A second 4096-bit key: same size as the first, so a message for one
+/// fails the other's RSA padding check, not a length check.
+pub const RSA_B_PRIVATE_PEM: &str = include_str!("../data/rsa-4096-b-private.pem");
+pub const RSA_B_PUBLIC_PEM: &str = include_str!("../data/rsa-4096-b-public.pem");
 
 pub fn aes(ns: &str, name: &str, key: &[u8]) -> Arc<dyn Keyring> {
     Arc::new(RawAesKeyring::new(ns, name, WrappingKey::from_slice(key).unwrap()).unwrap())

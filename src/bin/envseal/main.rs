@@ -5,7 +5,8 @@
 //! renamed into place only on success, so a failed run never leaves a
 //! partial (or unverified) output behind. Decrypted plaintext sent to stdout
 //! is spooled to a temporary file first and released only once the whole
-//! message has verified.
+//! message has verified. SIGINT, SIGTERM and SIGHUP delete the temporary
+//! file before the process exits (see `cleanup`).
 #![forbid(unsafe_code)]
 
 use std::fs::{self, File};
@@ -27,7 +28,10 @@ use envseal::{
 };
 #[cfg(feature = "kms")]
 use envseal::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
-use tempfile::NamedTempFile;
+
+mod cleanup;
+
+use cleanup::TempOutput;
 
 /// Built without the `kms` feature: KMS options are refused, never ignored.
 #[cfg(not(feature = "kms"))]
@@ -506,6 +510,14 @@ fn one_line(msg: &str) -> String {
 }
 
 fn main() -> ExitCode {
+    if let Err(e) = cleanup::install() {
+        let _ = writeln!(
+            io::stderr(),
+            "envseal: cannot handle signals: {}",
+            one_line(&e.to_string())
+        );
+        return ExitCode::from(1);
+    }
     std::panic::set_hook(Box::new(|info| {
         let msg = info
             .payload()
@@ -626,19 +638,37 @@ enum Mode {
 }
 
 fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
-    let file = File::open(path)
+    let mut file = File::open(path)
         .map_err(|e| Failure::runtime(format!("cannot open key file {}: {e}", path.display())))?;
-    // Room up front so the key bytes are not left behind by reallocations.
-    let mut buf = Zeroizing::new(Vec::with_capacity(8192));
-    file.take(MAX_KEY_FILE + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| Failure::runtime(format!("cannot read key file {}: {e}", path.display())))?;
-    if buf.len() as u64 > MAX_KEY_FILE {
-        return Err(Failure::runtime(format!(
-            "key file {} is too large",
-            path.display()
-        )));
+    let too_large = || Failure::runtime(format!("key file {} is too large", path.display()));
+    // Sized up front and never grown: growing reallocates, leaving a copy
+    // of the key bytes in freed memory. A regular file gets its size plus
+    // one byte (to see that it ended); a pipe or device the largest size.
+    let room = match file.metadata() {
+        Ok(m) if m.is_file() && m.len() > MAX_KEY_FILE => return Err(too_large()),
+        Ok(m) if m.is_file() => m.len(),
+        _ => MAX_KEY_FILE,
+    };
+    let mut buf = Zeroizing::new(vec![0u8; room as usize + 1]);
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            // Larger than its size said (it grew), or than the limit.
+            return Err(too_large());
+        }
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Failure::runtime(format!(
+                    "cannot read key file {}: {e}",
+                    path.display()
+                )))
+            }
+        }
     }
+    buf.truncate(filled);
     Ok(buf)
 }
 
@@ -931,7 +961,7 @@ enum Sink {
     },
     /// A temporary file next to `dest`, renamed onto it on success.
     Temp {
-        writer: BufWriter<NamedTempFile>,
+        writer: BufWriter<TempOutput>,
         dest: PathBuf,
         force: bool,
     },
@@ -972,16 +1002,12 @@ impl Sink {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".envseal-")
-            .suffix(".tmp")
-            .tempfile_in(parent)
-            .map_err(|e| {
-                Failure::runtime(format!(
-                    "cannot create a temporary file in {}: {e}",
-                    parent.display()
-                ))
-            })?;
+        let tmp = TempOutput::create_in(parent).map_err(|e| {
+            Failure::runtime(format!(
+                "cannot create a temporary file in {}: {e}",
+                parent.display()
+            ))
+        })?;
         Ok(Sink::Temp {
             writer: BufWriter::with_capacity(IO_BUFFER, tmp),
             dest,
@@ -1009,20 +1035,14 @@ impl Sink {
             }
             Sink::Temp { writer, dest, force } => {
                 let tmp = writer.into_inner().map_err(|e| werr(e.into_error()))?;
-                tmp.as_file().sync_all().map_err(werr)?;
-                let result = if force {
-                    tmp.persist(&dest)
-                } else {
-                    tmp.persist_noclobber(&dest)
-                };
-                result.map(drop).map_err(|e| {
-                    if e.error.kind() == io::ErrorKind::AlreadyExists {
+                tmp.persist(&dest, force).map_err(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
                         Failure::runtime(format!(
                             "output file {} already exists (use --force to overwrite)",
                             dest.display()
                         ))
                     } else {
-                        Failure::runtime(format!("cannot write output {}: {}", dest.display(), e.error))
+                        Failure::runtime(format!("cannot write output {}: {e}", dest.display()))
                     }
                 })
             }
@@ -1229,4 +1249,30 @@ fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Failure> {
         return Err(Failure::runtime("the message ended before it verified"));
     }
     sink.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn key_files_are_read_into_a_buffer_sized_up_front() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0usize, 100, 8191, 8192, 20_000, 1 << 20] {
+            let path = dir.path().join(format!("key-{len}"));
+            std::fs::write(&path, vec![b'k'; len]).unwrap();
+            let Ok(buf) = super::read_key_file(&path) else {
+                panic!("reading a {len}-byte key file failed");
+            };
+            assert_eq!(buf.len(), len);
+            // Sized from the file, never grown: a buffer that grows is
+            // reallocated and leaves a copy of the key in freed memory.
+            assert!(
+                buf.capacity() <= len + 1,
+                "{len} bytes read into a buffer of capacity {}: not sized from the file",
+                buf.capacity()
+            );
+        }
+        let path = dir.path().join("too-large");
+        std::fs::write(&path, vec![b'k'; (1 << 20) + 1]).unwrap();
+        assert!(super::read_key_file(&path).is_err());
+    }
 }

@@ -1,0 +1,128 @@
+//! No plaintext left on disk when a signal ends the process.
+//!
+//! Output files are written to a temporary file beside the destination and
+//! renamed onto it on success; a failed run drops (deletes) it. A signal
+//! would skip that drop, so every such file is registered here while it
+//! exists, and SIGINT, SIGTERM and SIGHUP are handled on a thread of their
+//! own (signal-hook; the handler itself only wakes that thread): it deletes
+//! the registered files and exits with 128 + the signal number. The
+//! registry's lock is held across creating, renaming and deleting a file,
+//! so a signal never races a rename, and never leaves a file that was
+//! created but not yet registered. Only SIGKILL (or a power cut) can leave
+//! a temporary file behind.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tempfile::NamedTempFile;
+
+/// Temporary output files that exist now.
+static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn live() -> MutexGuard<'static, Vec<PathBuf>> {
+    // Every update is one push or retain: a panic cannot leave it torn.
+    LIVE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Starts the thread that cleans up on SIGINT, SIGTERM and SIGHUP.
+pub fn install() -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+        std::thread::Builder::new()
+            .name("envseal-signals".into())
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    let files = live();
+                    for path in files.iter() {
+                        let _ = fs::remove_file(path);
+                    }
+                    // Exits with the lock held: nothing is renamed into
+                    // place after the files are gone.
+                    std::process::exit(128 + signal);
+                }
+            })?;
+    }
+    Ok(())
+}
+
+/// A temporary file beside an output, registered for cleanup while it
+/// exists; deleted on drop.
+pub struct TempOutput {
+    file: Option<NamedTempFile>,
+}
+
+impl TempOutput {
+    /// Creates `.envseal-XXXXXX.tmp` in `dir`.
+    pub fn create_in(dir: &Path) -> io::Result<Self> {
+        let mut files = live();
+        let file = tempfile::Builder::new()
+            .prefix(".envseal-")
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        files.push(file.path().to_owned());
+        Ok(TempOutput { file: Some(file) })
+    }
+
+    fn file(&mut self) -> io::Result<&mut NamedTempFile> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("temporary output already closed"))
+    }
+
+    /// Flushes the file to disk and renames it onto `dest` (refusing an
+    /// existing `dest` unless `overwrite`). On failure the file is deleted
+    /// when `self` drops.
+    pub fn persist(mut self, dest: &Path, overwrite: bool) -> io::Result<()> {
+        self.file()?.as_file().sync_all()?;
+        let mut files = live();
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("temporary output already closed"))?;
+        let path = file.path().to_owned();
+        let result = if overwrite {
+            file.persist(dest)
+        } else {
+            file.persist_noclobber(dest)
+        };
+        match result {
+            Ok(_) => {
+                files.retain(|p| *p != path);
+                Ok(())
+            }
+            Err(e) => {
+                self.file = Some(e.file);
+                Err(e.error)
+            }
+        }
+    }
+}
+
+impl Drop for TempOutput {
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take() {
+            let mut files = live();
+            let path = file.path().to_owned();
+            drop(file);
+            files.retain(|p| *p != path);
+        }
+    }
+}
+
+impl Write for TempOutput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file()?.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file()?.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file()?.flush()
+    }
+}
