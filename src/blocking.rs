@@ -50,7 +50,7 @@ impl Blocking {
     ///
     /// # Panics
     /// When called from inside an async runtime (tokio forbids nesting).
-    /// The other methods check for that and return [`Error::Config`].
+    /// The other methods check for that and return [`Error::Misuse`].
     pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
         match &self.runtime {
             Runtime::Owned(rt) => rt.block_on(fut),
@@ -62,7 +62,7 @@ impl Blocking {
     /// async runtime.
     fn run<T, F: std::future::Future<Output = Result<T>>>(&self, fut: F) -> Result<T> {
         if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(Error::Config(
+            return Err(Error::Misuse(
                 "the blocking facade cannot run inside an async runtime; use the async API".into(),
             ));
         }

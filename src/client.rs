@@ -99,7 +99,7 @@ impl ClientBuilder {
     /// The client.
     ///
     /// # Errors
-    /// [`crate::Error::Config`] if the random source fails.
+    /// [`crate::Error::Backend`] if the random source fails.
     pub fn build(self) -> Result<Client> {
         let cmm = match self.cache {
             Some((cache, limits)) => Some(CachingCmm::new(

@@ -250,20 +250,21 @@ impl ConfigBuilder {
     /// Checks the combination and returns the config.
     ///
     /// # Errors
-    /// [`Error::Config`] if the chosen suite is not allowed by the policy, or
-    /// `max_encrypted_data_keys` is 0.
+    /// [`Error::Policy`] if the chosen suite is not allowed by the policy;
+    /// [`Error::Config`] if `max_encrypted_data_keys` is 0.
     pub fn build(self) -> Result<Config> {
         let c = self.0;
         if let Some(suite) = c.suite {
             if !c.commitment_policy.allows_encrypt(suite) {
-                return Err(Error::Config(format!(
-                    "suite {suite} cannot be used to encrypt under commitment policy {}",
-                    c.commitment_policy.name()
-                )));
+                return Err(PolicyError::CommitmentPolicy {
+                    suite,
+                    policy: c.commitment_policy.name(),
+                }
+                .into());
             }
         }
         if c.max_encrypted_data_keys == Some(0) {
-            return Err(Error::Config("max encrypted data keys must be at least 1".into()));
+            return Err(Error::config("max encrypted data keys", "must be at least 1"));
         }
         Ok(c)
     }

@@ -2,8 +2,12 @@
 //!
 //! Failed cryptographic checks (data-key unwrap, key commitment, header tag,
 //! frame tag, signature) all become [`Error::Decrypt`], whose message says
-//! nothing about which check failed. Malformed input, limits, policy and caller
-//! mistakes each have their own variant.
+//! nothing about which check failed. Malformed input, limits and policy each
+//! have their own variant; so do the caller's mistakes, kept apart from what
+//! untrusted bytes can cause: an invalid setting ([`Error::Config`], naming
+//! it), API misuse ([`Error::Misuse`]), a stream used after it failed
+//! ([`Error::Poisoned`]). A failing crypto backend ([`Error::Backend`]) and
+//! a broken internal invariant ([`Error::Internal`]) are the last two.
 
 use std::io;
 
@@ -41,13 +45,18 @@ pub enum Error {
     },
 
     /// A keyring failed for a reason other than a cryptographic check
-    /// (for example it cannot encrypt, or a remote service failed).
+    /// (for example it cannot encrypt, or a remote service failed). Build
+    /// one with [`Error::keyring`].
     #[error("keyring {keyring}: {reason}")]
     Keyring {
         /// Which keyring (namespace/name or kind).
         keyring: String,
         /// What went wrong.
         reason: String,
+        /// The underlying error, for custom keyrings that have one
+        /// ([`Error::with_source`]).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
     /// Every keyring tried failed (a multi-keyring's children, in order):
@@ -62,10 +71,35 @@ pub enum Error {
     #[error("{0}")]
     Kms(Box<crate::kms::KmsError>),
 
-    /// The caller asked for something invalid (configuration or API misuse).
-    /// Never produced from untrusted message bytes.
-    #[error("invalid request: {0}")]
-    Config(String),
+    /// A setting or argument the caller gave is invalid. Never produced
+    /// from message bytes.
+    #[error("invalid {setting}: {reason}")]
+    Config {
+        /// The setting, e.g. `cache max age` or `wrapping key`.
+        setting: &'static str,
+        /// Why it is invalid.
+        reason: String,
+    },
+
+    /// The API was used in a way it does not allow (the blocking client
+    /// inside an async runtime, a keyring setting the data key twice).
+    /// Never produced from message bytes.
+    #[error("API misuse: {0}")]
+    Misuse(String),
+
+    /// A stream writer or reader was used after an earlier error: the
+    /// message it wrote or read is incomplete.
+    #[error("the stream failed earlier; the message is incomplete")]
+    Poisoned,
+
+    /// The crypto backend failed (random source, signing key, key
+    /// derivation, encryption). Names only the operation.
+    #[error("crypto backend failure: {0}")]
+    Backend(&'static str),
+
+    /// An internal invariant broke: a bug in envseal.
+    #[error("internal error (a bug in envseal): {0}")]
+    Internal(&'static str),
 
     /// An I/O error from the underlying reader or writer.
     #[error("I/O error: {0}")]
@@ -73,6 +107,36 @@ pub enum Error {
 }
 
 impl Error {
+    /// A keyring's failure, without a source.
+    pub fn keyring(keyring: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Keyring {
+            keyring: keyring.into(),
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches `source` to an [`Error::Keyring`] (other variants are
+    /// returned unchanged).
+    pub fn with_source(self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        match self {
+            Error::Keyring { keyring, reason, .. } => Error::Keyring {
+                keyring,
+                reason,
+                source: Some(source.into()),
+            },
+            other => other,
+        }
+    }
+
+    /// An invalid setting.
+    pub(crate) fn config(setting: &'static str, reason: impl Into<String>) -> Self {
+        Error::Config {
+            setting,
+            reason: reason.into(),
+        }
+    }
+
     /// A copy for every caller that waited on one shared operation (the
     /// cache's single keyring call). I/O errors keep their kind and text.
     pub(crate) fn duplicate(&self) -> Error {
@@ -82,13 +146,26 @@ impl Error {
             Error::Limit(e) => Error::Limit(e.clone()),
             Error::Policy(e) => Error::Policy(e.clone()),
             Error::NoMatchingKey { edks } => Error::NoMatchingKey { edks: *edks },
-            Error::Keyring { keyring, reason } => Error::Keyring {
+            Error::Keyring {
+                keyring,
+                reason,
+                source,
+            } => Error::Keyring {
                 keyring: keyring.clone(),
                 reason: reason.clone(),
+                // A source is not cloneable: its text stands in for it.
+                source: source.as_ref().map(|e| e.to_string().into()),
             },
             Error::Keyrings(all) => Error::Keyrings(all.iter().map(Error::duplicate).collect()),
             Error::Kms(e) => Error::Kms(e.clone()),
-            Error::Config(m) => Error::Config(m.clone()),
+            Error::Config { setting, reason } => Error::Config {
+                setting,
+                reason: reason.clone(),
+            },
+            Error::Misuse(m) => Error::Misuse(m.clone()),
+            Error::Poisoned => Error::Poisoned,
+            Error::Backend(op) => Error::Backend(op),
+            Error::Internal(what) => Error::Internal(what),
             Error::Io(e) => Error::Io(io::Error::new(e.kind(), e.to_string())),
         }
     }

@@ -52,10 +52,7 @@ impl Keyring for Counting {
         self.encrypts.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
         if self.fail {
-            return Err(Error::Keyring {
-                keyring: "counting".into(),
-                reason: "refused".into(),
-            });
+            return Err(Error::keyring("counting", "refused"));
         }
         self.inner.on_encrypt(materials).await
     }

@@ -197,7 +197,10 @@ fn reserved_context_keys_are_rejected_on_encrypt() {
     let ring = aes("ns", "k", &[1u8; 32]);
     for key in ["aws-crypto-public-key", "aws-crypto-anything"] {
         match rt.encrypt(&Config::default(), ring.as_ref(), &ctx(&[(key, "v")]), b"x") {
-            Err(Error::Config(msg)) => assert!(msg.contains("reserved"), "{msg}"),
+            Err(Error::Config { setting, reason }) => {
+                assert_eq!(setting, "encryption context");
+                assert!(reason.contains("reserved"), "{reason}");
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -548,7 +551,7 @@ fn blocking_facade_refuses_to_nest_inside_a_runtime() {
     let result = rt.block_on(async {
         inner.encrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), b"x")
     });
-    assert!(matches!(result, Err(Error::Config(_))), "{result:?}");
+    assert!(matches!(result, Err(Error::Misuse(_))), "{result:?}");
 }
 
 #[test]
@@ -686,10 +689,7 @@ impl Keyring for Down {
         _: &envseal::DecryptionMaterials,
         _: &[envseal::EncryptedDataKey],
     ) -> envseal::Result<Option<envseal::DataKey>> {
-        Err(Error::Keyring {
-            keyring: self.0.into(),
-            reason: format!("{} is down", self.0),
-        })
+        Err(Error::keyring(self.0, format!("{} is down", self.0)))
     }
 }
 

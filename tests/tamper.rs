@@ -23,7 +23,7 @@ fn stream(rt: &Blocking, config: &Config, ring: &dyn Keyring, msg: &[u8]) -> Res
     let mut out = Vec::new();
     match r.read_to_end(&mut out) {
         Ok(_) if r.is_complete() => Ok(out),
-        Ok(_) => Err((Error::Config("incomplete".into()), out.len())),
+        Ok(_) => Err((Error::Poisoned, out.len())),
         Err(e) => Err((Error::from_io(e), out.len())),
     }
 }

@@ -147,11 +147,7 @@ fn run(
                 }
             }
             if !r.is_complete() {
-                return Err((
-                    Error::Config("reader ended before completion".into()),
-                    out.len(),
-                    frame,
-                ));
+                return Err((Error::Poisoned, out.len(), frame));
             }
             Ok(out)
         }

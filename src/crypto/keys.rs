@@ -57,9 +57,10 @@ impl WrappingKey {
     pub fn new(bytes: Zeroizing<Vec<u8>>) -> crate::Result<Self> {
         match bytes.len() {
             16 | 24 | 32 => Ok(WrappingKey(bytes)),
-            n => Err(crate::Error::Config(format!(
-                "an AES wrapping key must be 16, 24 or 32 bytes, not {n}"
-            ))),
+            n => Err(crate::Error::config(
+                "wrapping key",
+                format!("an AES wrapping key must be 16, 24 or 32 bytes, not {n}"),
+            )),
         }
     }
 

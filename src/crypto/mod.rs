@@ -225,7 +225,7 @@ impl Backend {
     pub(crate) fn fill_random(&self, buf: &mut [u8]) -> crate::Result<()> {
         self.0
             .fill_random(buf)
-            .map_err(|_| crate::Error::Config("system random source failed".into()))
+            .map_err(|_| crate::Error::Backend("random source"))
     }
 }
 

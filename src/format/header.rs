@@ -130,13 +130,14 @@ pub(crate) fn materials_section(
     let count = u16::try_from(edks.len())
         .ok()
         .filter(|&c| c > 0)
-        .ok_or_else(|| Error::Config("a message needs 1 to 65535 encrypted data keys".into()))?;
+        .ok_or_else(|| Error::config("keyrings", "a message holds 1 to 65535 encrypted data keys"))?;
     out.extend_from_slice(&count.to_be_bytes());
     for edk in edks {
         for field in [edk.provider_id.as_bytes(), &edk.provider_info, &edk.ciphertext] {
             if field.len() > usize::from(u16::MAX) {
-                return Err(Error::Config(
-                    "encrypted data key field longer than 65535 bytes".into(),
+                return Err(Error::config(
+                    "encrypted data key",
+                    "a field is longer than 65535 bytes",
                 ));
             }
             put_u16_prefixed(&mut out, field);
@@ -156,7 +157,7 @@ pub(crate) fn serialize_header_body(
 ) -> Result<Vec<u8>, Error> {
     let version = suite.message_version();
     if message_id.len() != suite.message_id_len() {
-        return Err(Error::Config("message id length does not match the suite".into()));
+        return Err(Error::Internal("message id length does not match the suite"));
     }
     // Room for the header tag too (and the v1 IV), appended by the caller.
     let mut out = Vec::with_capacity(4 + message_id.len() + materials_section.len() + 10 + 32 + 28);
@@ -178,7 +179,7 @@ pub(crate) fn serialize_header_body(
         }
         MessageVersion::V2 => {
             out.extend_from_slice(&frame_length.to_be_bytes());
-            let data = suite_data.ok_or_else(|| Error::Config("v2 header needs suite data".into()))?;
+            let data = suite_data.ok_or_else(|| Error::Internal("v2 header needs suite data"))?;
             out.extend_from_slice(data);
         }
     }

@@ -148,19 +148,26 @@ impl KmsBounds {
             ("deadline", self.deadline),
         ];
         if let Some((name, _)) = named.iter().find(|(_, d)| d.is_zero()) {
-            return Err(Error::Config(format!("KMS {name} must be greater than zero")));
+            return Err(Error::config(
+                "KMS bounds",
+                format!("KMS {name} must be greater than zero"),
+            ));
         }
         // A bound is a bound: "forever" is not one (and would overflow Instant).
         const MAX_BOUND: Duration = Duration::from_secs(24 * 60 * 60);
         if let Some((name, _)) = named.iter().find(|(_, d)| *d > MAX_BOUND) {
-            return Err(Error::Config(format!("KMS {name} must be at most 24 hours")));
+            return Err(Error::config(
+                "KMS bounds",
+                format!("KMS {name} must be at most 24 hours"),
+            ));
         }
         if self.max_attempts == 0 {
-            return Err(Error::Config("KMS max attempts must be at least 1".into()));
+            return Err(Error::config("KMS bounds", "KMS max attempts must be at least 1"));
         }
         if self.max_backoff < self.initial_backoff {
-            return Err(Error::Config(
-                "KMS max backoff must not be below the initial backoff".into(),
+            return Err(Error::config(
+                "KMS bounds",
+                "KMS max backoff must not be below the initial backoff",
             ));
         }
         Ok(())
@@ -415,8 +422,9 @@ impl KmsClientBuilder {
         }
         let sts = aws_sdk_sts::Client::from_conf(sts.build());
         if region.is_none() {
-            return Err(Error::Config(
-                "no AWS region for KMS: set AWS_REGION or pass a region".into(),
+            return Err(Error::config(
+                "region",
+                "no AWS region for KMS: set AWS_REGION or pass a region",
             ));
         }
         Ok(KmsClient {

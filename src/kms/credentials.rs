@@ -127,18 +127,28 @@ impl CredentialOptions {
             ("IMDS deadline", self.imds_deadline),
         ];
         if let Some((name, _)) = timeouts.iter().find(|(_, d)| d.is_zero()) {
-            return Err(Error::Config(format!("{name} must be greater than zero")));
+            return Err(Error::config(
+                "credential bounds",
+                format!("{name} must be greater than zero"),
+            ));
         }
         if let Some((name, _)) = timeouts.iter().find(|(_, d)| *d > MAX) {
-            return Err(Error::Config(format!("{name} must be at most 24 hours")));
+            return Err(Error::config(
+                "credential bounds",
+                format!("{name} must be at most 24 hours"),
+            ));
         }
         if self.refresh_before_expiry > MAX {
-            return Err(Error::Config(
-                "credentials refresh time must be at most 24 hours".into(),
+            return Err(Error::config(
+                "credential bounds",
+                "credentials refresh time must be at most 24 hours",
             ));
         }
         if self.imds_max_attempts == 0 {
-            return Err(Error::Config("IMDS max attempts must be at least 1".into()));
+            return Err(Error::config(
+                "credential bounds",
+                "IMDS max attempts must be at least 1",
+            ));
         }
         Ok(())
     }

@@ -62,9 +62,11 @@ fn edk_arn(edk: &EncryptedDataKey) -> Result<KmsArn> {
         .ok()
         .and_then(|s| s.parse::<KmsArn>().ok())
         .filter(|a| a.resource_type() == "key")
-        .ok_or_else(|| Error::Keyring {
-            keyring: "aws-kms".into(),
-            reason: "an aws-kms encrypted data key does not name a KMS key ARN".into(),
+        .ok_or_else(|| {
+            Error::keyring(
+                "aws-kms",
+                "an aws-kms encrypted data key does not name a KMS key ARN",
+            )
         })
 }
 
@@ -166,17 +168,23 @@ impl KmsKeyring {
     {
         let key_ids: Vec<String> = key_ids.into_iter().map(Into::into).collect();
         if key_ids.is_empty() {
-            return Err(Error::Config("a KMS keyring needs at least one key".into()));
+            return Err(Error::config(
+                "KMS key ids",
+                "a KMS keyring needs at least one key",
+            ));
         }
         for id in &key_ids {
-            check_identifier(id).map_err(|e| Error::Config(format!("KMS key {id:?}: {e}")))?;
+            check_identifier(id).map_err(|e| Error::config("KMS key id", format!("{id:?}: {e}")))?;
         }
         let dups = duplicate_multi_region_keys(&key_ids);
         if !dups.is_empty() {
-            return Err(Error::Config(format!(
-                "these KMS keys are replicas of one multi-Region key; configure one of them: {}",
-                dups.join(", ")
-            )));
+            return Err(Error::config(
+                "KMS key ids",
+                format!(
+                    "these KMS keys are replicas of one multi-Region key; configure one of them: {}",
+                    dups.join(", ")
+                ),
+            ));
         }
         Ok(KmsKeyring {
             client,
@@ -259,7 +267,7 @@ impl Keyring for KmsKeyring {
         for key_id in wrap_with {
             let data_key = materials
                 .data_key()
-                .ok_or_else(|| Error::Config("no data key to wrap".into()))?;
+                .ok_or_else(|| Error::Internal("no data key to wrap"))?;
             let args = CallArgs {
                 key_id,
                 context: materials.context(),
@@ -310,8 +318,9 @@ impl DiscoveryFilter {
         let partition = partition.into();
         let accounts: BTreeSet<String> = accounts.into_iter().map(Into::into).collect();
         if partition.is_empty() || accounts.is_empty() || accounts.iter().any(String::is_empty) {
-            return Err(Error::Config(
-                "a discovery filter needs a partition and at least one account id".into(),
+            return Err(Error::config(
+                "discovery filter",
+                "a discovery filter needs a partition and at least one account id",
             ));
         }
         Ok(DiscoveryFilter { partition, accounts })
@@ -346,7 +355,7 @@ impl KmsDiscoveryKeyring {
     pub fn new(client: KmsClient) -> Result<Self> {
         let region = client
             .region()
-            .ok_or_else(|| Error::Config("a KMS discovery keyring needs a client region".into()))?
+            .ok_or_else(|| Error::config("region", "a KMS discovery keyring needs a client region"))?
             .to_owned();
         Ok(KmsDiscoveryKeyring {
             client,
@@ -381,10 +390,10 @@ impl KmsDiscoveryKeyring {
 #[async_trait]
 impl Keyring for KmsDiscoveryKeyring {
     async fn on_encrypt(&self, _materials: &mut EncryptionMaterials) -> Result<()> {
-        Err(Error::Keyring {
-            keyring: "aws-kms discovery".into(),
-            reason: "a discovery keyring cannot encrypt".into(),
-        })
+        Err(Error::keyring(
+            "aws-kms discovery",
+            "a discovery keyring cannot encrypt",
+        ))
     }
 
     async fn on_decrypt(

@@ -51,7 +51,7 @@ impl CacheLimits {
     /// [`Error::Config`] for a zero age.
     pub fn new(max_age: Duration) -> Result<Self> {
         if max_age.is_zero() {
-            return Err(Error::Config("cache max age must be above zero".into()));
+            return Err(Error::config("cache max age", "must be above zero"));
         }
         Ok(CacheLimits {
             max_age,
@@ -66,9 +66,10 @@ impl CacheLimits {
     /// [`Error::Config`] outside that range.
     pub fn max_messages(mut self, messages: u64) -> Result<Self> {
         if messages == 0 || messages > MAX_MESSAGES_LIMIT {
-            return Err(Error::Config(format!(
-                "cache max messages must be 1 to 2^32, not {messages}"
-            )));
+            return Err(Error::config(
+                "cache max messages",
+                format!("must be 1 to 2^32, not {messages}"),
+            ));
         }
         self.max_messages = messages;
         Ok(self)
@@ -82,9 +83,10 @@ impl CacheLimits {
     /// [`Error::Config`] above 2^63 - 1.
     pub fn max_bytes(mut self, bytes: u64) -> Result<Self> {
         if bytes > MAX_BYTES_LIMIT {
-            return Err(Error::Config(format!(
-                "cache max bytes must be at most 2^63 - 1, not {bytes}"
-            )));
+            return Err(Error::config(
+                "cache max bytes",
+                format!("must be at most 2^63 - 1, not {bytes}"),
+            ));
         }
         self.max_bytes = bytes;
         Ok(self)
@@ -195,7 +197,7 @@ impl MaterialsCache {
     /// [`Error::Config`] for a zero capacity.
     pub fn new(capacity: usize) -> Result<Self> {
         let capacity = NonZeroUsize::new(capacity)
-            .ok_or_else(|| Error::Config("cache capacity must be above zero".into()))?;
+            .ok_or_else(|| Error::config("cache capacity", "must be above zero"))?;
         Ok(MaterialsCache {
             inner: Arc::new(CacheInner {
                 entries: Mutex::new(LruCache::new(capacity)),

@@ -57,9 +57,10 @@ pub(crate) async fn encryption_materials(
     random: Option<RandomPool>,
 ) -> Result<EncryptMaterialsOut> {
     if let Some((k, _)) = context.iter().find(|(k, _)| k.starts_with(RESERVED_PREFIX)) {
-        return Err(Error::Config(format!(
-            "encryption context key {k:?} uses the reserved prefix \"{RESERVED_PREFIX}\""
-        )));
+        return Err(Error::config(
+            "encryption context",
+            format!("key {k:?} uses the reserved prefix \"{RESERVED_PREFIX}\""),
+        ));
     }
     let mut full = context.clone();
     let signer = match suite.signature() {
@@ -67,7 +68,7 @@ pub(crate) async fn encryption_materials(
             let (signer, public) = backend
                 .provider()
                 .signer(curve)
-                .map_err(|_| Error::Config("generating the signing key failed".into()))?;
+                .map_err(|_| Error::Backend("signing key generation"))?;
             full.insert(PUBLIC_KEY_FIELD, B64.encode(public));
             Some(signer)
         }
@@ -76,15 +77,12 @@ pub(crate) async fn encryption_materials(
     let mut materials = EncryptionMaterials::new(suite, full, backend, random);
     keyring.on_encrypt(&mut materials).await?;
     let (data_key, edks, context) = materials.into_parts();
-    let data_key = data_key.ok_or_else(|| Error::Keyring {
-        keyring: "encrypt".into(),
-        reason: "no keyring generated a data key".into(),
-    })?;
+    let data_key = data_key.ok_or_else(|| Error::keyring("encrypt", "no keyring generated a data key"))?;
     if edks.is_empty() {
-        return Err(Error::Keyring {
-            keyring: "encrypt".into(),
-            reason: "no keyring produced an encrypted data key".into(),
-        });
+        return Err(Error::keyring(
+            "encrypt",
+            "no keyring produced an encrypted data key",
+        ));
     }
     if let Some(max) = max_edks {
         if edks.len() > max {

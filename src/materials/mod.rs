@@ -81,12 +81,16 @@ pub use raw_rsa::{RawRsaKeyring, RsaPrivateKey, RsaPublicKey};
 /// fields (`name_overhead`: bytes the provider info adds after the name).
 pub(crate) fn check_raw_names(namespace: &str, name: &str, name_overhead: usize) -> Result<()> {
     if namespace.starts_with("aws-kms") {
-        return Err(Error::Config(
-            "a raw keyring namespace must not start with \"aws-kms\"".into(),
+        return Err(Error::config(
+            "keyring namespace",
+            "a raw keyring namespace must not start with \"aws-kms\"",
         ));
     }
     if namespace.len() > usize::from(u16::MAX) || name.len() + name_overhead > usize::from(u16::MAX) {
-        return Err(Error::Config("keyring namespace or name too long".into()));
+        return Err(Error::config(
+            "keyring name",
+            "namespace or name longer than 65535 bytes",
+        ));
     }
     Ok(())
 }
@@ -150,14 +154,14 @@ impl EncryptionMaterials {
     /// Sets the data key (a generator does this once).
     ///
     /// # Errors
-    /// [`Error::Config`] if a data key is already set or the length is not
+    /// [`Error::Misuse`] if a data key is already set or the length is not
     /// the suite's data key length.
     pub fn set_data_key(&mut self, key: DataKey) -> Result<()> {
         if self.data_key.is_some() {
-            return Err(Error::Config("the data key was already generated".into()));
+            return Err(Error::Misuse("the data key was already generated".into()));
         }
         if key.len() != self.suite.data_key_len() {
-            return Err(Error::Config(format!(
+            return Err(Error::Misuse(format!(
                 "data key of {} bytes, suite {} needs {}",
                 key.len(),
                 self.suite,
@@ -178,7 +182,7 @@ impl EncryptionMaterials {
         self.set_data_key(DataKey::new(key))?;
         self.data_key
             .as_ref()
-            .ok_or_else(|| Error::Config("data key missing after generation".into()))
+            .ok_or_else(|| Error::Internal("data key missing after generation"))
     }
 
     /// Fills `buf` with random bytes from the backend's CSPRNG, for a
@@ -186,7 +190,7 @@ impl EncryptionMaterials {
     /// message id when there are any left).
     ///
     /// # Errors
-    /// [`Error::Config`] if the random source fails.
+    /// [`Error::Backend`] if the random source fails.
     pub fn fill_random(&mut self, buf: &mut [u8]) -> Result<()> {
         match self.random.as_mut() {
             Some(pool) => pool.fill(buf),

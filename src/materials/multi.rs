@@ -37,8 +37,9 @@ impl MultiKeyring {
     /// [`Error::Config`] when there is neither a generator nor a child.
     pub fn new(generator: Option<Arc<dyn Keyring>>, children: Vec<Arc<dyn Keyring>>) -> Result<Self> {
         if generator.is_none() && children.is_empty() {
-            return Err(Error::Config(
-                "a multi-keyring needs a generator or a child".into(),
+            return Err(Error::config(
+                "keyrings",
+                "a multi-keyring needs a generator or a child",
             ));
         }
         Ok(MultiKeyring { generator, children })
@@ -61,23 +62,20 @@ impl Keyring for MultiKeyring {
         match &self.generator {
             Some(generator) => {
                 if materials.data_key().is_some() {
-                    return Err(Error::Config(
+                    return Err(Error::Misuse(
                         "multi-keyring generator called with a data key already present".into(),
                     ));
                 }
                 generator.on_encrypt(materials).await?;
                 if materials.data_key().is_none() {
-                    return Err(Error::Keyring {
-                        keyring: "multi".into(),
-                        reason: "the generator did not produce a data key".into(),
-                    });
+                    return Err(Error::keyring(
+                        "multi",
+                        "the generator did not produce a data key",
+                    ));
                 }
             }
             None if materials.data_key().is_none() => {
-                return Err(Error::Keyring {
-                    keyring: "multi".into(),
-                    reason: "no generator and no data key".into(),
-                });
+                return Err(Error::keyring("multi", "no generator and no data key"));
             }
             None => {}
         }

@@ -109,9 +109,11 @@ impl Keyring for RawAesKeyring {
         let aad = materials.context().serialize()?;
         let mut iv = [0u8; IV_LEN];
         materials.fill_random(&mut iv)?;
-        let wrap_err = || Error::Keyring {
-            keyring: format!("raw AES {}/{}", self.namespace, self.name),
-            reason: "wrapping the data key failed".into(),
+        let wrap_err = || {
+            Error::keyring(
+                format!("raw AES {}/{}", self.namespace, self.name),
+                "wrapping the data key failed",
+            )
         };
         let data_key = materials.data_key().ok_or_else(wrap_err)?;
         // The buffer holds the plaintext data key until sealed: keep it zeroizing.

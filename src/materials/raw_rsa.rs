@@ -17,12 +17,13 @@ use crate::format::EncryptedDataKey;
 
 fn decode_pem(pem: &str, want_label: &str) -> Result<Zeroizing<Vec<u8>>> {
     let (label, der) = pem_rfc7468::decode_vec(pem.trim().as_bytes())
-        .map_err(|e| Error::Config(format!("not a PEM document: {e}")))?;
+        .map_err(|e| Error::config("RSA key", format!("not a PEM document: {e}")))?;
     let der = Zeroizing::new(der);
     if label != want_label {
-        return Err(Error::Config(format!(
-            "expected a PEM \"{want_label}\" block, found \"{label}\""
-        )));
+        return Err(Error::config(
+            "RSA key",
+            format!("expected a PEM \"{want_label}\" block, found \"{label}\""),
+        ));
     }
     Ok(der)
 }
@@ -49,7 +50,7 @@ impl RsaPublicKey {
         let key = backend
             .provider()
             .rsa_public_from_der(&der)
-            .map_err(|_| Error::Config("invalid RSA public key".into()))?;
+            .map_err(|_| Error::config("RSA public key", "not a valid RSA public key"))?;
         Ok(RsaPublicKey(Arc::from(key)))
     }
 }
@@ -82,7 +83,7 @@ impl RsaPrivateKey {
         let key = backend
             .provider()
             .rsa_private_from_der(&der)
-            .map_err(|_| Error::Config("invalid RSA private key".into()))?;
+            .map_err(|_| Error::config("RSA private key", "not a valid RSA private key"))?;
         Ok(RsaPrivateKey(Arc::from(key)))
     }
 }
@@ -121,8 +122,9 @@ impl RawRsaKeyring {
         let name = name.into();
         super::check_raw_names(&namespace, &name, 0)?;
         if public.is_none() && private.is_none() {
-            return Err(Error::Config(
-                "a raw RSA keyring needs a public or a private key".into(),
+            return Err(Error::config(
+                "RSA keys",
+                "a raw RSA keyring needs a public or a private key",
             ));
         }
         Ok(RawRsaKeyring {
@@ -142,23 +144,20 @@ impl RawRsaKeyring {
 #[async_trait]
 impl Keyring for RawRsaKeyring {
     async fn on_encrypt(&self, materials: &mut EncryptionMaterials) -> Result<()> {
-        let public = self.public.as_ref().ok_or_else(|| Error::Keyring {
-            keyring: self.label(),
-            reason: "encrypting needs an RSA public key".into(),
-        })?;
+        let public = self
+            .public
+            .as_ref()
+            .ok_or_else(|| Error::keyring(self.label(), "encrypting needs an RSA public key"))?;
         if materials.data_key().is_none() {
             materials.generate_data_key()?;
         }
         let key = materials
             .data_key()
-            .ok_or_else(|| Error::Config("no data key".into()))?;
+            .ok_or_else(|| Error::Internal("no data key after generation"))?;
         let ciphertext = public
             .0
             .encrypt(self.padding, key.expose_secret())
-            .map_err(|_| Error::Keyring {
-                keyring: self.label(),
-                reason: "RSA encryption of the data key failed".into(),
-            })?;
+            .map_err(|_| Error::keyring(self.label(), "RSA encryption of the data key failed"))?;
         materials.add_encrypted_data_key(EncryptedDataKey {
             provider_id: self.namespace.clone(),
             provider_info: self.name.as_bytes().to_vec(),
@@ -173,10 +172,10 @@ impl Keyring for RawRsaKeyring {
         edks: &[EncryptedDataKey],
     ) -> Result<Option<DataKey>> {
         // Spec: OnDecrypt fails when the keyring has no private key.
-        let private = self.private.as_ref().ok_or_else(|| Error::Keyring {
-            keyring: self.label(),
-            reason: "decrypting needs an RSA private key".into(),
-        })?;
+        let private = self
+            .private
+            .as_ref()
+            .ok_or_else(|| Error::keyring(self.label(), "decrypting needs an RSA private key"))?;
         let want_len = materials.suite().data_key_len();
         let mine = edks
             .iter()

@@ -833,7 +833,7 @@ impl<R: Read> Read for DecryptReader<R> {
             match self.state {
                 State::Done => return Ok(0),
                 State::Failed => {
-                    return Err(Error::Config("the message failed to decrypt earlier".into()).into());
+                    return Err(Error::Poisoned.into());
                 }
                 State::Body if out.is_empty() => return Ok(0),
                 State::Body => {}

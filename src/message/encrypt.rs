@@ -51,7 +51,7 @@ impl Encryptor {
     /// the header for a message under `context`.
     ///
     /// # Errors
-    /// [`Error::Config`] for a reserved context key or a suite the policy
+    /// [`Error::Config`] for a reserved context key, [`Error::Policy`] for a suite the policy
     /// forbids; keyring errors; [`Error::Limit`] when the keyrings produce
     /// more encrypted data keys than allowed.
     pub async fn new(config: &Config, keyring: &dyn Keyring, context: &EncryptionContext) -> Result<Self> {
@@ -119,7 +119,7 @@ impl Encryptor {
             materials.data_key.expose_secret(),
             &message_id,
         )
-        .map_err(|_| Error::Config("key derivation failed".into()))?;
+        .map_err(|_| Error::Backend("key derivation"))?;
         let content_type = if config.frame_length == 0 {
             ContentType::NonFramed
         } else {
@@ -138,7 +138,7 @@ impl Encryptor {
         let tag = keys
             .aead
             .seal_in_place(&iv, &header, &mut [])
-            .map_err(|_| Error::Config("header authentication failed".into()))?;
+            .map_err(|_| Error::Backend("header authentication"))?;
         HeaderAuth { iv, tag }.serialize(suite.message_version(), &mut header);
         let mut signer = materials.signer.as_ref().map(|s| s.fresh());
         if let Some(s) = signer.as_mut() {
@@ -297,7 +297,8 @@ fn seal_single(
 ) -> Result<()> {
     let (head_len, iv) = match part {
         BodyPart::FinalFrame => {
-            let len = u32::try_from(plaintext.len()).map_err(|_| Error::Config("frame too long".into()))?;
+            let len = u32::try_from(plaintext.len())
+                .map_err(|_| Error::Internal("final frame longer than the frame length"))?;
             out[..FINAL_HEADER_LEN].copy_from_slice(&final_frame_header(seq, len));
             (FINAL_HEADER_LEN, sequence_iv(seq))
         }
@@ -305,17 +306,17 @@ fn seal_single(
             out[..NON_FRAMED_HEADER_LEN].copy_from_slice(&non_framed_header(plaintext.len() as u64));
             (NON_FRAMED_HEADER_LEN, sequence_iv(1))
         }
-        BodyPart::Frame => return Err(Error::Config("a regular frame is sealed in a run".into())),
+        BodyPart::Frame => return Err(Error::Internal("a regular frame is sealed in a run")),
     };
     let (body, tag_out) = out[head_len..].split_at_mut(plaintext.len());
     if tag_out.len() != TAG_LEN {
-        return Err(Error::Config("frame of the wrong length".into()));
+        return Err(Error::Internal("frame of the wrong length"));
     }
     let mut aad = Vec::with_capacity(96);
     body_aad(&mut aad, message_id, part, seq, plaintext.len() as u64);
     let tag = aead
         .seal_to(&iv, &aad, plaintext, body)
-        .map_err(|_| Error::Config("encryption failed".into()))?;
+        .map_err(|_| Error::Backend("encryption"))?;
     tag_out.copy_from_slice(&tag);
     Ok(())
 }
@@ -333,12 +334,10 @@ fn set_len(buf: &mut Zeroizing<Vec<u8>>, len: usize) {
 
 /// The footer: signature length and DER signature.
 fn footer_bytes(signer: Box<dyn Signer>) -> Result<Vec<u8>> {
-    let sig = signer
-        .sign()
-        .map_err(|_| Error::Config("signing the message failed".into()))?;
-    let len = u16::try_from(sig.len()).map_err(|_| Error::Config("signature too long".into()))?;
+    let sig = signer.sign().map_err(|_| Error::Backend("signing"))?;
+    let len = u16::try_from(sig.len()).map_err(|_| Error::Internal("signature too long"))?;
     if sig.len() + 2 > FOOTER_ROOM {
-        return Err(Error::Config("signature too long".into()));
+        return Err(Error::Internal("signature too long"));
     }
     let mut out = Vec::with_capacity(2 + sig.len());
     out.extend_from_slice(&len.to_be_bytes());
@@ -499,7 +498,7 @@ impl<W: Write> EncryptWriter<W> {
     /// I/O errors, or an earlier write failed.
     pub fn finish(mut self) -> io::Result<W> {
         if self.poisoned {
-            return Err(Error::Config("an earlier write failed; the message is incomplete".into()).into());
+            return Err(Error::Poisoned.into());
         }
         let pending = std::mem::take(&mut self.pending);
         if self.frame_length == 0 {
@@ -528,7 +527,7 @@ impl<W: Write> EncryptWriter<W> {
 impl<W: Write> Write for EncryptWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.poisoned {
-            return Err(Error::Config("an earlier write failed; the message is incomplete".into()).into());
+            return Err(Error::Poisoned.into());
         }
         match self.write_inner(data) {
             Ok(()) => Ok(data.len()),

@@ -53,7 +53,7 @@ impl Frames<'_> {
         let slot = self.regular_len();
         let frames = plaintext.len() / f;
         if !plaintext.len().is_multiple_of(f) || out.len() != frames * slot {
-            return Err(Error::Config("frame run of the wrong length".into()));
+            return Err(Error::Internal("frame run of the wrong length"));
         }
         check_seq(first_seq, frames)?;
         match self.group(frames) {
@@ -84,7 +84,7 @@ impl Frames<'_> {
             let tag = self
                 .aead
                 .seal_to(&iv, &aad, chunk, body)
-                .map_err(|_| Error::Config("encryption failed".into()))?;
+                .map_err(|_| Error::Backend("encryption"))?;
             tag_out.copy_from_slice(&tag);
         }
         Ok(())
@@ -98,7 +98,7 @@ impl Frames<'_> {
         let slot = self.regular_len();
         let frames = input.len() / slot;
         if !input.len().is_multiple_of(slot) || out.len() != frames * f {
-            return Err(Error::Config("frame run of the wrong length".into()));
+            return Err(Error::Internal("frame run of the wrong length"));
         }
         check_seq(first_seq, frames)?;
         let result = match self.group(frames) {

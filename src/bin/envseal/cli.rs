@@ -1,0 +1,270 @@
+//! The command line: clap's structs and value parsers.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use envseal::{AlgorithmSuite, CommitmentPolicy, RsaPadding};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "envseal",
+    version,
+    about = "Envelope encryption compatible with the AWS Encryption SDK message format"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Encrypt a file (or stdin) into an ESDK message.
+    Encrypt(EncryptArgs),
+    /// Decrypt and verify an ESDK message.
+    Decrypt(DecryptArgs),
+    /// Check the AWS setup within a deadline: credential sources and
+    /// shadowing, the provider and expiry of the credentials, the caller's
+    /// identity (STS), and each --kms-key (DescribeKey). Prints each step
+    /// with its attempts and latency; exits 1 with a one-line reason when a
+    /// step fails.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct CommonArgs {
+    /// Input file, or - for stdin. Never modified.
+    #[arg(long, short = 'i', value_name = "PATH")]
+    pub(crate) input: PathBuf,
+
+    /// Output file, or - for stdout. Written atomically: a temporary file
+    /// renamed into place on success.
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub(crate) output: PathBuf,
+
+    /// Overwrite the output file if it exists.
+    #[arg(long, short = 'f')]
+    pub(crate) force: bool,
+
+    /// Raw AES wrapping key: FILE holds the raw 16, 24 or 32 key bytes
+    /// (repeatable; split at the first two colons).
+    #[arg(long = "raw-aes-key", value_name = "NAMESPACE:NAME:FILE", value_parser = parse_aes_spec)]
+    pub(crate) raw_aes_key: Vec<AesKeySpec>,
+
+    /// Raw RSA wrapping key: PADDING is oaep-sha1, oaep-sha256, oaep-sha384,
+    /// oaep-sha512 or pkcs1; PEMFILE is a PEM "PUBLIC KEY" to encrypt, a
+    /// PKCS#8 "PRIVATE KEY" to decrypt (repeatable; split at the first three
+    /// colons). Keys are combined in command-line order; the first one given
+    /// generates the data key.
+    #[arg(long = "raw-rsa-key", value_name = "NAMESPACE:NAME:PADDING:PEMFILE", value_parser = parse_rsa_spec)]
+    pub(crate) raw_rsa_key: Vec<RsaKeySpec>,
+
+    #[command(flatten)]
+    pub(crate) kms: KmsArgs,
+
+    /// Encryption context pair (repeatable; split at the first '='). On
+    /// decrypt, each pair must be stored in the message with this value, or
+    /// have been supplied (and not stored) when encrypting.
+    #[arg(long = "context", short = 'c', value_name = "KEY=VALUE", value_parser = parse_context_pair)]
+    pub(crate) context: Vec<(String, String)>,
+
+    /// Commitment policy.
+    #[arg(long = "commitment-policy", value_name = "POLICY", value_parser = parse_policy,
+          default_value = "require-encrypt-require-decrypt")]
+    pub(crate) commitment_policy: CommitmentPolicy,
+
+    /// Most encrypted data keys a message may carry.
+    #[arg(long = "max-encrypted-data-keys", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_encrypted_data_keys: Option<u64>,
+}
+
+/// AWS KMS options. Credentials and region come from the usual AWS chain
+/// (environment, profile, web identity, ECS, IMDS) unless given here.
+#[derive(Args, Debug)]
+pub(crate) struct KmsArgs {
+    /// AWS KMS key (ARN, key id or alias; repeatable; decrypting needs key
+    /// ARNs). Combined with raw keys in command-line order: the first key
+    /// given generates the data key.
+    #[arg(long = "kms-key", value_name = "KEY_ID")]
+    pub(crate) kms_key: Vec<String>,
+
+    /// Decrypt with whichever KMS key the message names (in --region),
+    /// limited by --discovery-partition/--discovery-account when given.
+    #[arg(long = "kms-discovery")]
+    pub(crate) kms_discovery: bool,
+
+    /// Discovery filter: the partition KMS keys must be in (default aws when
+    /// --discovery-account is given).
+    #[arg(
+        long = "discovery-partition",
+        value_name = "PARTITION",
+        requires = "discovery_account"
+    )]
+    pub(crate) discovery_partition: Option<String>,
+
+    /// Discovery filter: an account KMS keys may belong to (repeatable).
+    #[arg(
+        long = "discovery-account",
+        value_name = "ACCOUNT_ID",
+        requires = "kms_discovery"
+    )]
+    pub(crate) discovery_account: Vec<String>,
+
+    /// KMS endpoint URL (overrides AWS_ENDPOINT_URL_KMS / AWS_ENDPOINT_URL).
+    #[arg(long = "kms-endpoint", value_name = "URL")]
+    pub(crate) kms_endpoint: Option<String>,
+
+    /// AWS region (overrides AWS_REGION and the profile).
+    #[arg(long, value_name = "REGION")]
+    pub(crate) region: Option<String>,
+
+    /// KMS connect timeout per attempt [default: 2000].
+    #[arg(long = "kms-connect-timeout-ms", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) kms_connect_timeout_ms: Option<u64>,
+
+    /// KMS read timeout (request sent to response headers) per attempt [default: 5000].
+    #[arg(long = "kms-read-timeout-ms", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) kms_read_timeout_ms: Option<u64>,
+
+    /// KMS timeout for one whole attempt [default: 5000].
+    #[arg(long = "kms-attempt-timeout-ms", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) kms_attempt_timeout_ms: Option<u64>,
+
+    /// Deadline for each keyring's KMS work, retries and backoff included [default: 10000].
+    #[arg(long = "kms-deadline-ms", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) kms_deadline_ms: Option<u64>,
+
+    /// KMS attempts per call, the first included [default: 3].
+    #[arg(long = "kms-max-attempts", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub(crate) kms_max_attempts: Option<u32>,
+
+    /// KMS retry mode: adaptive (rate-limits itself after throttling) or standard.
+    #[arg(long = "kms-retry-mode", value_name = "MODE", value_parser = ["adaptive", "standard"])]
+    pub(crate) kms_retry_mode: Option<String>,
+
+    /// KMS grant token sent with every call (repeatable).
+    #[arg(long = "grant-token", value_name = "TOKEN")]
+    pub(crate) grant_token: Vec<String>,
+
+    /// Print the KMS call counters (calls, attempts, throttles, timeouts,
+    /// latency) to stderr when done.
+    #[arg(long = "kms-stats")]
+    pub(crate) kms_stats: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DoctorArgs {
+    #[command(flatten)]
+    pub(crate) kms: KmsArgs,
+
+    /// Deadline for resolving the credentials and validating them with STS,
+    /// retries included; DescribeKey is bounded by the KMS options.
+    #[arg(long = "deadline-ms", value_name = "MS", default_value_t = 3000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub(crate) deadline_ms: u64,
+
+    /// STS endpoint URL (overrides AWS_ENDPOINT_URL_STS).
+    #[arg(long = "sts-endpoint", value_name = "URL")]
+    pub(crate) sts_endpoint: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct EncryptArgs {
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+
+    /// Algorithm suite: an ESDK name such as AES_256_GCM_HKDF_SHA512_COMMIT_KEY
+    /// or a hex ID such as 0x0478 (default: the policy's default suite).
+    #[arg(long, value_name = "ID", value_parser = parse_suite)]
+    pub(crate) suite: Option<AlgorithmSuite>,
+
+    /// Plaintext bytes per frame; 0 writes a non-framed body (held in memory).
+    #[arg(long = "frame-length", value_name = "BYTES", default_value_t = envseal::DEFAULT_FRAME_LENGTH)]
+    pub(crate) frame_length: u32,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DecryptArgs {
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+
+    /// Largest message header accepted, in bytes.
+    #[arg(long = "max-header-size", value_name = "BYTES")]
+    pub(crate) max_header_size: Option<usize>,
+
+    /// Largest frame length accepted, in bytes.
+    #[arg(long = "max-frame-length", value_name = "BYTES")]
+    pub(crate) max_frame_length: Option<u32>,
+
+    /// Largest non-framed body accepted (it is held in memory), in bytes.
+    #[arg(long = "max-body-size", value_name = "BYTES")]
+    pub(crate) max_body_size: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct AesKeySpec {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pub(crate) file: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct RsaKeySpec {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pub(crate) padding: RsaPadding,
+    pub(crate) file: PathBuf,
+}
+
+pub(crate) fn parse_aes_spec(s: &str) -> Result<AesKeySpec, String> {
+    let mut parts = s.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(namespace), Some(name), Some(file)) if !file.is_empty() => Ok(AesKeySpec {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            file: PathBuf::from(file),
+        }),
+        _ => Err("expected NAMESPACE:NAME:FILE".into()),
+    }
+}
+
+pub(crate) fn parse_rsa_spec(s: &str) -> Result<RsaKeySpec, String> {
+    let mut parts = s.splitn(4, ':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(namespace), Some(name), Some(padding), Some(file)) if !file.is_empty() => {
+            let padding = RsaPadding::parse(padding).ok_or_else(|| {
+                format!(
+                    "unknown RSA padding {padding:?} (expected oaep-sha1, oaep-sha256, oaep-sha384, oaep-sha512 or pkcs1)"
+                )
+            })?;
+            Ok(RsaKeySpec {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                padding,
+                file: PathBuf::from(file),
+            })
+        }
+        _ => Err("expected NAMESPACE:NAME:PADDING:PEMFILE".into()),
+    }
+}
+
+pub(crate) fn parse_context_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+        None => Err("expected KEY=VALUE".into()),
+    }
+}
+
+pub(crate) fn parse_policy(s: &str) -> Result<CommitmentPolicy, String> {
+    CommitmentPolicy::parse(s).ok_or_else(|| {
+        "expected require-encrypt-require-decrypt, require-encrypt-allow-decrypt or forbid-encrypt-allow-decrypt"
+            .into()
+    })
+}
+
+pub(crate) fn parse_suite(s: &str) -> Result<AlgorithmSuite, String> {
+    AlgorithmSuite::parse(s).ok_or_else(|| {
+        "unknown algorithm suite (expected an ESDK name such as AES_256_GCM_HKDF_SHA512_COMMIT_KEY or a hex ID such as 0x0478)"
+            .into()
+    })
+}

@@ -1,0 +1,122 @@
+//! `envseal encrypt` and `envseal decrypt`.
+
+use envseal::blocking::Blocking;
+use envseal::{Config, Decryptor, EncryptionContext, Error};
+
+use crate::cli::{CommonArgs, DecryptArgs, EncryptArgs};
+use crate::error::{bare, config_error, decrypt_error, stream_error, unstored_keys, Failure};
+use crate::keys::{build_keyring, KeySpec, Mode};
+use crate::kms::StatsOnExit;
+use crate::output::{check_paths, open_input, pump, Sink};
+
+pub(crate) fn base_config(common: &CommonArgs) -> Result<envseal::ConfigBuilder, Failure> {
+    let mut builder = Config::builder().commitment_policy(common.commitment_policy);
+    if let Some(max) = common.max_encrypted_data_keys {
+        let max =
+            usize::try_from(max).map_err(|_| Failure::usage("--max-encrypted-data-keys is too large"))?;
+        builder = builder.max_encrypted_data_keys(max);
+    }
+    Ok(builder)
+}
+
+pub(crate) fn build_context(pairs: &[(String, String)]) -> Result<EncryptionContext, Failure> {
+    let mut ctx = EncryptionContext::new();
+    for (k, v) in pairs {
+        if ctx.insert(k.clone(), v.clone()).is_some() {
+            return Err(Failure::usage(format!(
+                "--context key {k:?} given more than once"
+            )));
+        }
+    }
+    Ok(ctx)
+}
+
+pub(crate) fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Failure> {
+    let common = &args.common;
+    let mut builder = base_config(common)?.frame_length(args.frame_length);
+    if let Some(suite) = args.suite {
+        builder = builder.suite(suite);
+    }
+    let config = builder.build().map_err(config_error)?;
+    let context = build_context(&common.context)?;
+    let runtime = Blocking::new()?;
+    let client = common.kms.client(&runtime)?;
+    let keyring = build_keyring(specs, Mode::Encrypt, &common.kms, client.as_ref())?;
+    let target = check_paths(common)?;
+    let _stats = StatsOnExit::new(&common.kms, client.as_ref());
+
+    let encryptor = runtime
+        .encryptor(&config, &keyring, &context)
+        .map_err(|e| match e {
+            Error::Config { .. } => Failure::usage(bare(&e)),
+            other => Failure::from(other),
+        })?;
+    let mut input = open_input(&common.input)?;
+    let sink = Sink::open(target, common.force, false)?;
+    let mut writer = encryptor
+        .wrap_output(sink)
+        .map_err(|e| stream_error(e, "writing output"))?;
+    pump(
+        &mut input,
+        &mut writer,
+        |e| Failure::runtime(format!("reading input: {e}")),
+        |e| stream_error(e, "writing output"),
+    )?;
+    let sink = writer.finish().map_err(|e| stream_error(e, "writing output"))?;
+    sink.commit()
+}
+
+pub(crate) fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Failure> {
+    let common = &args.common;
+    let mut builder = base_config(common)?;
+    if let Some(n) = args.max_header_size {
+        builder = builder.max_header_size(n);
+    }
+    if let Some(n) = args.max_frame_length {
+        builder = builder.max_frame_length(n);
+    }
+    if let Some(n) = args.max_body_size {
+        builder = builder.max_body_size(n);
+    }
+    let config = builder.build().map_err(config_error)?;
+    let context = build_context(&common.context)?;
+    let runtime = Blocking::new()?;
+    let client = common.kms.client(&runtime)?;
+    let keyring = build_keyring(specs, Mode::Decrypt, &common.kms, client.as_ref())?;
+    let target = check_paths(common)?;
+    let _stats = StatsOnExit::new(&common.kms, client.as_ref());
+
+    let input = open_input(&common.input)?;
+    // Created before reading: an unwritable destination fails early. Dropped
+    // (and deleted) on any failure.
+    let mut sink = Sink::open(target, common.force, true)?;
+    let decryptor = Decryptor::new(input, &config).map_err(|e| decrypt_error(e, &[], &[]))?;
+    let unstored = unstored_keys(&context, decryptor.encryption_context());
+    let mut namespaces: Vec<String> = Vec::new();
+    for edk in decryptor.encrypted_data_keys() {
+        let mut ns: String = format!("{:?}", edk.provider_id).chars().take(80).collect();
+        if edk.provider_id.len() > 78 {
+            ns.push('…');
+        }
+        if !namespaces.contains(&ns) && namespaces.len() < 8 {
+            namespaces.push(ns);
+        }
+    }
+    // Safe: the output is a temporary file (or spool) discarded on failure.
+    let decryptor = decryptor.allow_signed_streaming();
+    let mut reader = runtime
+        .decrypt_stream(decryptor, &keyring, &context)
+        .map_err(|e| decrypt_error(e, &unstored, &namespaces))?;
+    pump(
+        &mut reader,
+        &mut sink,
+        // The header (and any extra context pair) verified already, so a
+        // failure here is not about --context.
+        |e| decrypt_error(Error::from_io(e), &[], &[]),
+        |e| Failure::runtime(format!("writing output: {e}")),
+    )?;
+    if !reader.is_complete() {
+        return Err(Failure::runtime("the message ended before it verified"));
+    }
+    sink.commit()
+}

@@ -1,0 +1,253 @@
+//! Key specs from the command line and the keyring built from them.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+use clap::ArgMatches;
+use envseal::zeroize::Zeroizing;
+#[cfg(feature = "kms")]
+use envseal::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
+use envseal::{
+    Keyring, MultiKeyring, RawAesKeyring, RawRsaKeyring, RsaPrivateKey, RsaPublicKey, WrappingKey,
+};
+
+use crate::cli::{AesKeySpec, CommonArgs, KmsArgs, RsaKeySpec};
+use crate::error::{bare, Failure};
+use crate::kms::KmsClient;
+
+/// Largest key file read (AES keys are at most 32 bytes; PEM files are small).
+pub(crate) const MAX_KEY_FILE: u64 = 1 << 20;
+
+/// A keyring spec with its position on the command line.
+pub(crate) enum KeySpec {
+    Aes(AesKeySpec),
+    Rsa(RsaKeySpec),
+    /// A `--kms-key`; all of them form one keyring (see `build_keyring`).
+    Kms,
+}
+
+/// The key specs in command-line order (clap collects each flag separately).
+pub(crate) fn ordered_keys(common: &CommonArgs, m: &ArgMatches) -> Vec<KeySpec> {
+    let aes_idx: Vec<usize> = m
+        .indices_of("raw_aes_key")
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    let rsa_idx: Vec<usize> = m
+        .indices_of("raw_rsa_key")
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    let mut all: Vec<(usize, KeySpec)> = Vec::new();
+    for (i, spec) in common.raw_aes_key.iter().enumerate() {
+        all.push((
+            aes_idx.get(i).copied().unwrap_or(usize::MAX),
+            KeySpec::Aes(spec.clone()),
+        ));
+    }
+    for (i, spec) in common.raw_rsa_key.iter().enumerate() {
+        all.push((
+            rsa_idx.get(i).copied().unwrap_or(usize::MAX),
+            KeySpec::Rsa(spec.clone()),
+        ));
+    }
+    let kms_idx: Vec<usize> = m.indices_of("kms_key").map(Iterator::collect).unwrap_or_default();
+    for i in 0..common.kms.kms_key.len() {
+        all.push((kms_idx.get(i).copied().unwrap_or(usize::MAX), KeySpec::Kms));
+    }
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, s)| s).collect()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Encrypt,
+    Decrypt,
+}
+
+pub(crate) fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    let mut file = File::open(path)
+        .map_err(|e| Failure::runtime(format!("cannot open key file {}: {e}", path.display())))?;
+    let too_large = || Failure::runtime(format!("key file {} is too large", path.display()));
+    // Sized up front and never grown: growing reallocates, leaving a copy
+    // of the key bytes in freed memory. A regular file gets its size plus
+    // one byte (to see that it ended); a pipe or device the largest size.
+    let room = match file.metadata() {
+        Ok(m) if m.is_file() && m.len() > MAX_KEY_FILE => return Err(too_large()),
+        Ok(m) if m.is_file() => m.len(),
+        _ => MAX_KEY_FILE,
+    };
+    let mut buf = Zeroizing::new(vec![0u8; room as usize + 1]);
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            // Larger than its size said (it grew), or than the limit.
+            return Err(too_large());
+        }
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Failure::runtime(format!(
+                    "cannot read key file {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+/// The label of the first PEM block, e.g. `PUBLIC KEY`.
+pub(crate) fn pem_label(pem: &str) -> Option<&str> {
+    let start = pem.find("-----BEGIN ")? + "-----BEGIN ".len();
+    let rest = &pem[start..];
+    let end = rest.find("-----")?;
+    Some(rest[..end].trim())
+}
+
+pub(crate) fn build_keyring(
+    specs: Vec<KeySpec>,
+    mode: Mode,
+    kms: &KmsArgs,
+    client: Option<&KmsClient>,
+) -> Result<MultiKeyring, Failure> {
+    if specs.is_empty() && !kms.kms_discovery {
+        return Err(Failure::usage(
+            "at least one key is required (--kms-key, --kms-discovery, --raw-aes-key or --raw-rsa-key)",
+        ));
+    }
+    if kms.kms_discovery && mode == Mode::Encrypt {
+        return Err(Failure::usage(
+            "--kms-discovery only decrypts; name the keys to encrypt with --kms-key",
+        ));
+    }
+    let mut keyrings: Vec<Arc<dyn Keyring>> = Vec::with_capacity(specs.len() + 1);
+    #[cfg(feature = "kms")]
+    let mut kms_placed = false;
+    for spec in specs {
+        match spec {
+            #[cfg(not(feature = "kms"))]
+            KeySpec::Kms => {
+                let _ = client;
+                return Err(Failure::usage(
+                    "this envseal was built without AWS KMS support (feature kms)",
+                ));
+            }
+            #[cfg(feature = "kms")]
+            // All --kms-key values form one keyring, at the first one's
+            // place: one deadline for all the KMS work of an operation, and
+            // the spec's check that no two are replicas of one MRK.
+            KeySpec::Kms if kms_placed => {}
+            #[cfg(feature = "kms")]
+            KeySpec::Kms => {
+                kms_placed = true;
+                let client = client.ok_or_else(|| Failure::runtime("no KMS client"))?;
+                let keyring = KmsKeyring::new(client.clone(), kms.kms_key.iter().cloned())
+                    .map_err(|e| Failure::usage(format!("--kms-key: {}", bare(&e))))?
+                    .with_grant_tokens(kms.grant_token.iter().cloned());
+                keyrings.push(Arc::new(keyring));
+            }
+            KeySpec::Aes(s) => {
+                let bytes = read_key_file(&s.file)?;
+                let what = format!("--raw-aes-key {}:{}", s.namespace, s.name);
+                let key = WrappingKey::new(bytes).map_err(|e| {
+                    Failure::runtime(format!("{what}: key file {}: {}", s.file.display(), bare(&e)))
+                })?;
+                let keyring = RawAesKeyring::new(s.namespace.clone(), s.name.clone(), key)
+                    .map_err(|e| Failure::usage(format!("{what}: {}", bare(&e))))?;
+                keyrings.push(Arc::new(keyring));
+            }
+            KeySpec::Rsa(s) => {
+                let bytes = read_key_file(&s.file)?;
+                let what = format!("--raw-rsa-key {}:{}", s.namespace, s.name);
+                let file = s.file.display();
+                let pem = std::str::from_utf8(&bytes)
+                    .map_err(|_| Failure::runtime(format!("{what}: key file {file} is not a PEM file")))?;
+                let label = pem_label(pem).unwrap_or("");
+                let (public, private) = match mode {
+                    Mode::Encrypt => {
+                        if label.contains("PRIVATE KEY") {
+                            return Err(Failure::runtime(format!(
+                                "{what}: key file {file} holds a private key; encrypting needs the RSA public key \
+                                 (PEM \"PUBLIC KEY\"), which is never derived from the private key"
+                            )));
+                        }
+                        let key = RsaPublicKey::from_pem(pem).map_err(|e| {
+                            Failure::runtime(format!("{what}: key file {file}: {}", bare(&e)))
+                        })?;
+                        (Some(key), None)
+                    }
+                    Mode::Decrypt => {
+                        if label == "PUBLIC KEY" || label == "RSA PUBLIC KEY" {
+                            return Err(Failure::runtime(format!(
+                                "{what}: key file {file} holds a public key; decrypting needs the RSA private key \
+                                 (PKCS#8 PEM \"PRIVATE KEY\")"
+                            )));
+                        }
+                        if label == "RSA PRIVATE KEY" {
+                            return Err(Failure::runtime(format!(
+                                "{what}: key file {file} is a PKCS#1 \"RSA PRIVATE KEY\"; convert it to PKCS#8 \
+                                 (openssl pkcs8 -topk8 -nocrypt)"
+                            )));
+                        }
+                        let key = RsaPrivateKey::from_pem(pem).map_err(|e| {
+                            Failure::runtime(format!("{what}: key file {file}: {}", bare(&e)))
+                        })?;
+                        (None, Some(key))
+                    }
+                };
+                let keyring =
+                    RawRsaKeyring::new(s.namespace.clone(), s.name.clone(), s.padding, public, private)
+                        .map_err(|e| Failure::usage(format!("{what}: {}", bare(&e))))?;
+                keyrings.push(Arc::new(keyring));
+            }
+        }
+    }
+    #[cfg(feature = "kms")]
+    if kms.kms_discovery {
+        let client = client.ok_or_else(|| Failure::runtime("no KMS client"))?;
+        let mut keyring = KmsDiscoveryKeyring::new(client.clone())
+            .map_err(|e| Failure::usage(format!("--kms-discovery: {}", bare(&e))))?
+            .with_grant_tokens(kms.grant_token.iter().cloned());
+        if !kms.discovery_account.is_empty() {
+            let partition = kms
+                .discovery_partition
+                .clone()
+                .unwrap_or_else(|| "aws".to_owned());
+            let filter = DiscoveryFilter::new(partition, kms.discovery_account.iter().cloned())
+                .map_err(|e| Failure::usage(bare(&e)))?;
+            keyring = keyring.with_filter(filter);
+        }
+        keyrings.push(Arc::new(keyring));
+    }
+    MultiKeyring::from_keyrings(keyrings).map_err(|e| Failure::usage(bare(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn key_files_are_read_into_a_buffer_sized_up_front() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0usize, 100, 8191, 8192, 20_000, 1 << 20] {
+            let path = dir.path().join(format!("key-{len}"));
+            std::fs::write(&path, vec![b'k'; len]).unwrap();
+            let Ok(buf) = super::read_key_file(&path) else {
+                panic!("reading a {len}-byte key file failed");
+            };
+            assert_eq!(buf.len(), len);
+            // Sized from the file, never grown: a buffer that grows is
+            // reallocated and leaves a copy of the key in freed memory.
+            assert!(
+                buf.capacity() <= len + 1,
+                "{len} bytes read into a buffer of capacity {}: not sized from the file",
+                buf.capacity()
+            );
+        }
+        let path = dir.path().join("too-large");
+        std::fs::write(&path, vec![b'k'; (1 << 20) + 1]).unwrap();
+        assert!(super::read_key_file(&path).is_err());
+    }
+}

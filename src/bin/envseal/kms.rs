@@ -1,0 +1,185 @@
+//! KMS glue: the client from the command line's bounds, `--kms-stats`,
+//! and `envseal doctor`.
+
+#[cfg(feature = "kms")]
+use std::io::{self, Write};
+#[cfg(feature = "kms")]
+use std::time::Duration;
+
+use envseal::blocking::Blocking;
+#[cfg(feature = "kms")]
+pub(crate) use envseal::kms::KmsClient;
+#[cfg(feature = "kms")]
+use envseal::kms::{KmsBounds, RetryMode};
+
+use crate::cli::{DoctorArgs, KmsArgs};
+use crate::error::Failure;
+#[cfg(feature = "kms")]
+use crate::error::{bare, one_line};
+
+/// Built without the `kms` feature: KMS options are refused, never ignored.
+#[cfg(not(feature = "kms"))]
+#[derive(Clone, Debug)]
+pub(crate) enum KmsClient {}
+
+impl KmsArgs {
+    pub(crate) fn used(&self) -> bool {
+        !self.kms_key.is_empty() || self.kms_discovery
+    }
+
+    #[cfg(not(feature = "kms"))]
+    pub(crate) fn client(&self, _runtime: &Blocking) -> Result<Option<KmsClient>, Failure> {
+        if self.used() {
+            return Err(Failure::usage(
+                "this envseal was built without AWS KMS support (feature kms)",
+            ));
+        }
+        Ok(None)
+    }
+
+    #[cfg(feature = "kms")]
+    pub(crate) fn bounds(&self) -> KmsBounds {
+        let ms = Duration::from_millis;
+        let mut b = KmsBounds::default();
+        if let Some(v) = self.kms_connect_timeout_ms {
+            b = b.with_connect_timeout(ms(v));
+        }
+        if let Some(v) = self.kms_read_timeout_ms {
+            b = b.with_read_timeout(ms(v));
+        }
+        if let Some(v) = self.kms_attempt_timeout_ms {
+            b = b.with_attempt_timeout(ms(v));
+        }
+        if let Some(v) = self.kms_deadline_ms {
+            b = b.with_deadline(ms(v));
+        }
+        if let Some(v) = self.kms_max_attempts {
+            b = b.with_max_attempts(v);
+        }
+        match self.kms_retry_mode.as_deref() {
+            Some("standard") => b = b.with_retry_mode(RetryMode::Standard),
+            Some(_) => b = b.with_retry_mode(RetryMode::Adaptive),
+            None => {}
+        }
+        b
+    }
+
+    /// The KMS client, if any KMS option asks for one.
+    #[cfg(feature = "kms")]
+    pub(crate) fn client(&self, runtime: &Blocking) -> Result<Option<KmsClient>, Failure> {
+        if !self.used() {
+            return Ok(None);
+        }
+        self.build_client(runtime, None).map(Some)
+    }
+
+    #[cfg(feature = "kms")]
+    pub(crate) fn build_client(
+        &self,
+        runtime: &Blocking,
+        sts_endpoint: Option<&str>,
+    ) -> Result<KmsClient, Failure> {
+        let mut builder = KmsClient::builder().bounds(self.bounds());
+        if let Some(u) = sts_endpoint {
+            builder = builder.sts_endpoint_url(u);
+        }
+        if let Some(r) = &self.region {
+            builder = builder.region(r.clone());
+        }
+        if let Some(u) = &self.kms_endpoint {
+            builder = builder.endpoint_url(u.clone());
+        }
+        runtime
+            .block_on(builder.build())
+            .map_err(|e| Failure::usage(bare(&e)))
+    }
+}
+
+/// Prints the counters when dropped (success or failure) if `--kms-stats`.
+pub(crate) struct StatsOnExit(Option<KmsClient>);
+
+impl StatsOnExit {
+    pub(crate) fn new(args: &KmsArgs, client: Option<&KmsClient>) -> Self {
+        StatsOnExit(client.filter(|_| args.kms_stats).cloned())
+    }
+}
+
+impl Drop for StatsOnExit {
+    fn drop(&mut self) {
+        #[cfg(feature = "kms")]
+        if let Some(c) = &self.0 {
+            print_kms_stats(c);
+        }
+    }
+}
+
+/// One line of KMS counters for `--kms-stats`.
+#[cfg(feature = "kms")]
+pub(crate) fn print_kms_stats(client: &KmsClient) {
+    let s = client.stats();
+    let ms =
+        |d: Option<Duration>| d.map_or_else(|| "-".to_owned(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
+    let _ = writeln!(
+        io::stderr(),
+        "envseal: kms: calls={} (GenerateDataKey={} Encrypt={} Decrypt={}) attempts={} retries={} \
+         throttles={} timeouts={} failures={} latency_ms p50<={} p99<={} max={} \
+         credential_loads={} credential_load_failures={} expired_token_retries={} (ok={}) expired_retry_ms_mean={}",
+        s.calls(),
+        s.generate_data_key_calls,
+        s.encrypt_calls,
+        s.decrypt_calls,
+        s.attempts,
+        s.retries,
+        s.throttles,
+        s.timeouts,
+        s.failures,
+        ms(s.latency_p50),
+        ms(s.latency_p99),
+        ms(s.latency_max),
+        s.credential_refreshes,
+        s.credential_refresh_failures,
+        s.expired_token_retries,
+        s.expired_token_retry_successes,
+        ms(s.expired_token_retry_mean),
+    );
+}
+
+#[cfg(not(feature = "kms"))]
+pub(crate) fn doctor(_args: &DoctorArgs) -> Result<(), Failure> {
+    Err(Failure::usage(
+        "this envseal was built without AWS KMS support (feature kms)",
+    ))
+}
+
+#[cfg(feature = "kms")]
+pub(crate) fn doctor(args: &DoctorArgs) -> Result<(), Failure> {
+    use envseal::kms::DoctorOptions;
+    let runtime = Blocking::new().map_err(|e| Failure::runtime(bare(&e)))?;
+    let client = args.kms.build_client(&runtime, args.sts_endpoint.as_deref())?;
+    let options = DoctorOptions::default()
+        .with_deadline(Duration::from_millis(args.deadline_ms))
+        .with_keys(args.kms.kms_key.iter().cloned());
+    let report = runtime.block_on(client.doctor(&options));
+    let mut out = io::stdout().lock();
+    for step in &report.steps {
+        let _ = writeln!(out, "{}", one_line(&step.to_string()));
+    }
+    let s = client.stats();
+    let _ = writeln!(
+        out,
+        "counters: credential loads={} load failures={} expired-token retries={} kms calls={} attempts={}",
+        s.credential_refreshes,
+        s.credential_refresh_failures,
+        s.expired_token_retries,
+        s.calls(),
+        s.attempts
+    );
+    let _ = out.flush();
+    match report.failure() {
+        None => {
+            let _ = writeln!(out, "doctor: ok");
+            Ok(())
+        }
+        Some(reason) => Err(Failure::runtime(format!("doctor: {reason}"))),
+    }
+}

@@ -1,0 +1,296 @@
+//! Input and output: path checks, the output sink (temporary file
+//! renamed on success, spool for unverified plaintext on a stream), the
+//! copy loop.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use envseal::zeroize::Zeroizing;
+
+use crate::cleanup::TempOutput;
+use crate::cli::CommonArgs;
+use crate::error::Failure;
+
+/// Buffer size for reading the input and writing the output.
+pub(crate) const IO_BUFFER: usize = 256 * 1024;
+
+/// Chunk size of the copy loops.
+pub(crate) const COPY_CHUNK: usize = 64 * 1024;
+
+pub(crate) fn is_stdio(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+/// Whether `a` and `b` name the same existing file.
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    if let (Ok(ca), Ok(cb)) = (a.canonicalize(), b.canonicalize()) {
+        if ca == cb {
+            return true;
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(ma), Ok(mb)) = (fs::metadata(a), fs::metadata(b)) {
+            return ma.dev() == mb.dev() && ma.ino() == mb.ino();
+        }
+    }
+    false
+}
+
+/// Where the output goes.
+pub(crate) enum Target {
+    /// `-`.
+    Stdout,
+    /// An existing character device or FIFO (e.g. `/dev/null`): written in
+    /// place, never replaced.
+    Stream(PathBuf),
+    /// A regular file, written through a temporary file and a rename.
+    File(PathBuf),
+}
+
+/// Whether an existing output is a stream written in place (character
+/// device or FIFO) rather than a file replaced on success.
+pub(crate) fn is_stream(meta: &fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        t.is_char_device() || t.is_fifo()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        false
+    }
+}
+
+/// Checks the input/output pair before anything is read or written, and
+/// resolves where the output goes.
+pub(crate) fn check_paths(common: &CommonArgs) -> Result<Target, Failure> {
+    let (input, output) = (&common.input, &common.output);
+    if !is_stdio(input) {
+        match fs::metadata(input) {
+            Ok(m) if m.is_dir() => {
+                return Err(Failure::runtime(format!(
+                    "input {} is a directory",
+                    input.display()
+                )));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Failure::runtime(format!(
+                    "cannot open input {}: {e}",
+                    input.display()
+                )));
+            }
+        }
+    }
+    if is_stdio(output) {
+        return Ok(Target::Stdout);
+    }
+    let meta = fs::metadata(output);
+    if let Ok(m) = &meta {
+        if m.is_dir() {
+            return Err(Failure::runtime(format!(
+                "output {} is a directory",
+                output.display()
+            )));
+        }
+        if is_stream(m) {
+            return Ok(Target::Stream(output.clone()));
+        }
+        if !m.is_file() {
+            return Err(Failure::runtime(format!(
+                "output {} is not a regular file",
+                output.display()
+            )));
+        }
+    }
+    if !is_stdio(input) && same_file(input, output) {
+        return Err(Failure::usage(format!(
+            "input and output are the same file ({}); the input is never modified",
+            input.display()
+        )));
+    }
+    if !common.force && fs::symlink_metadata(output).is_ok() {
+        return Err(Failure::runtime(format!(
+            "output file {} already exists (use --force to overwrite)",
+            output.display()
+        )));
+    }
+    // An existing symlink is followed: the file it names is replaced.
+    let dest = match meta {
+        Ok(_) => output.canonicalize().unwrap_or_else(|_| output.clone()),
+        Err(_) => output.clone(),
+    };
+    Ok(Target::File(dest))
+}
+
+pub(crate) fn open_input(path: &Path) -> Result<BufReader<Box<dyn Read>>, Failure> {
+    let inner: Box<dyn Read> = if is_stdio(path) {
+        Box::new(io::stdin())
+    } else {
+        Box::new(
+            File::open(path)
+                .map_err(|e| Failure::runtime(format!("cannot open input {}: {e}", path.display())))?,
+        )
+    };
+    Ok(BufReader::with_capacity(IO_BUFFER, inner))
+}
+
+pub(crate) fn open_stream(path: &Path) -> Result<File, Failure> {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Failure::runtime(format!("cannot open output {}: {e}", path.display())))
+}
+
+/// Where the output goes until it is committed.
+pub(crate) enum Sink {
+    /// Encrypted output streamed straight to stdout.
+    Stdout(BufWriter<io::StdoutLock<'static>>),
+    /// Encrypted output streamed straight to a device or FIFO.
+    Stream(BufWriter<File>),
+    /// Decrypted output spooled until verified, then copied to stdout
+    /// (`dest` = `None`) or to a device or FIFO.
+    Spool {
+        writer: BufWriter<File>,
+        dest: Option<PathBuf>,
+    },
+    /// A temporary file next to `dest`, renamed onto it on success.
+    Temp {
+        writer: BufWriter<TempOutput>,
+        dest: PathBuf,
+        force: bool,
+    },
+}
+
+impl Sink {
+    /// `spool`: hold everything back until [`Sink::commit`] unless the
+    /// output is a file (a temporary file is deleted on failure anyway).
+    pub(crate) fn open(target: Target, force: bool, spool: bool) -> Result<Self, Failure> {
+        let dest = match target {
+            Target::Stdout | Target::Stream(_) if spool => {
+                let dest = match target {
+                    Target::Stream(p) => Some(p),
+                    _ => None,
+                };
+                let file = tempfile::tempfile()
+                    .map_err(|e| Failure::runtime(format!("cannot create a temporary file: {e}")))?;
+                return Ok(Sink::Spool {
+                    writer: BufWriter::with_capacity(IO_BUFFER, file),
+                    dest,
+                });
+            }
+            Target::Stdout => {
+                return Ok(Sink::Stdout(BufWriter::with_capacity(
+                    IO_BUFFER,
+                    io::stdout().lock(),
+                )));
+            }
+            Target::Stream(p) => {
+                return Ok(Sink::Stream(BufWriter::with_capacity(
+                    IO_BUFFER,
+                    open_stream(&p)?,
+                )));
+            }
+            Target::File(dest) => dest,
+        };
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let tmp = TempOutput::create_in(parent).map_err(|e| {
+            Failure::runtime(format!(
+                "cannot create a temporary file in {}: {e}",
+                parent.display()
+            ))
+        })?;
+        Ok(Sink::Temp {
+            writer: BufWriter::with_capacity(IO_BUFFER, tmp),
+            dest,
+            force,
+        })
+    }
+
+    /// Flushes and puts the output in place.
+    pub(crate) fn commit(self) -> Result<(), Failure> {
+        let werr = |e: io::Error| Failure::runtime(format!("writing output: {e}"));
+        match self {
+            Sink::Stdout(mut w) => w.flush().map_err(werr),
+            Sink::Stream(mut w) => w.flush().map_err(werr),
+            Sink::Spool { writer, dest } => {
+                let mut file = writer.into_inner().map_err(|e| werr(e.into_error()))?;
+                file.rewind().map_err(werr)?;
+                let mut reader = BufReader::with_capacity(IO_BUFFER, file);
+                let mut out: Box<dyn Write> = match dest {
+                    None => Box::new(io::stdout().lock()),
+                    Some(p) => Box::new(open_stream(&p)?),
+                };
+                let mut out = BufWriter::with_capacity(IO_BUFFER, &mut out);
+                io::copy(&mut reader, &mut out).map_err(werr)?;
+                out.flush().map_err(werr)
+            }
+            Sink::Temp { writer, dest, force } => {
+                let tmp = writer.into_inner().map_err(|e| werr(e.into_error()))?;
+                tmp.persist(&dest, force).map_err(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        Failure::runtime(format!(
+                            "output file {} already exists (use --force to overwrite)",
+                            dest.display()
+                        ))
+                    } else {
+                        Failure::runtime(format!("cannot write output {}: {e}", dest.display()))
+                    }
+                })
+            }
+        }
+    }
+}
+
+impl Sink {
+    pub(crate) fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Sink::Stdout(w) => w,
+            Sink::Stream(w) => w,
+            Sink::Spool { writer, .. } => writer,
+            Sink::Temp { writer, .. } => writer,
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writer().write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.writer().write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer().flush()
+    }
+}
+
+/// Copies `reader` to `writer` in bounded chunks, telling read errors from
+/// write errors.
+pub(crate) fn pump<R: Read, W: Write>(
+    reader: &mut R,
+    writer: &mut W,
+    read_err: impl Fn(io::Error) -> Failure,
+    write_err: impl Fn(io::Error) -> Failure,
+) -> Result<(), Failure> {
+    let mut buf = Zeroizing::new(vec![0u8; COPY_CHUNK]);
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        writer.write_all(&buf[..n]).map_err(&write_err)?;
+    }
+}
