@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use envseal::blocking::Blocking;
 use envseal::{
-    AlgorithmSuite, Client, Config, Decryptor, EncryptionContext, Keyring, RawAesKeyring, WrappingKey,
+    AlgorithmSuite, Client, Config, Decryptor, EncryptionContext, Encryptor, Keyring, RawAesKeyring,
+    WrappingKey,
 };
 
 const SIZES: [(&str, usize); 4] = [
@@ -148,7 +148,10 @@ fn raw_key() -> LessSafeKey {
 }
 
 fn throughput(c: &mut Criterion) {
-    let rt = Blocking::new().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let keyring: Arc<dyn Keyring> =
         Arc::new(RawAesKeyring::new("bench", "key-1", WrappingKey::from_slice(&[7; 32]).unwrap()).unwrap());
     let context: EncryptionContext = [("purpose", "bench"), ("tenant", "acme")].into_iter().collect();
@@ -221,7 +224,9 @@ fn throughput(c: &mut Criterion) {
             group.bench_function(BenchmarkId::from_parameter(case.name), |b| {
                 if case.streaming {
                     b.iter(|| {
-                        let enc = rt.encryptor(&config, keyring.as_ref(), &context).unwrap();
+                        let enc = rt
+                            .block_on(Encryptor::new(&config, keyring.as_ref(), &context))
+                            .unwrap();
                         let mut w = enc.wrap_output(std::io::sink()).unwrap();
                         w.write_all(&plaintext).unwrap();
                         w.finish().unwrap();
@@ -230,7 +235,7 @@ fn throughput(c: &mut Criterion) {
                     // A new output Vec per message (fresh pages from the OS).
                     b.iter(|| {
                         black_box(
-                            rt.encrypt(&config, keyring.as_ref(), &context, &plaintext)
+                            rt.block_on(envseal::encrypt(&config, keyring.as_ref(), &context, &plaintext))
                                 .unwrap(),
                         )
                     })
@@ -273,19 +278,24 @@ fn throughput(c: &mut Criterion) {
         for case in &CASES {
             let config = case_config(case);
             let message = rt
-                .encrypt(&config, keyring.as_ref(), &context, &plaintext)
+                .block_on(envseal::encrypt(&config, keyring.as_ref(), &context, &plaintext))
                 .unwrap();
             group.bench_function(BenchmarkId::from_parameter(case.name), |b| {
                 if case.streaming {
                     let mut out = vec![0u8; 1 << 16];
                     b.iter(|| {
                         let d = Decryptor::new(&message[..], &config).unwrap();
-                        let mut r = rt.decrypt_stream(d, keyring.as_ref(), &context).unwrap();
+                        let mut r = rt.block_on(d.decrypt(keyring.as_ref(), &context)).unwrap();
                         while r.read(&mut out).unwrap() > 0 {}
                         assert!(r.is_complete());
                     })
                 } else if case.name.ends_with("fresh-vec") {
-                    b.iter(|| black_box(rt.decrypt(&config, keyring.as_ref(), &context, &message).unwrap()))
+                    b.iter(|| {
+                        black_box(
+                            rt.block_on(envseal::decrypt(&config, keyring.as_ref(), &context, &message))
+                                .unwrap(),
+                        )
+                    })
                 } else {
                     // The plaintext buffer is reused, as a service loop would.
                     let client = client_for(&keyring, &config);

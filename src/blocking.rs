@@ -1,125 +1,221 @@
-//! Blocking facade for callers without an async runtime.
+//! The [`Client`](crate::Client) for callers without an async runtime.
 //!
-//! Keyrings are async (KMS is). [`Blocking`] owns (or borrows) a tokio
-//! runtime and drives the async calls on it. Do not call it from inside an
-//! async task: use the async API there.
+//! [`Client`] wraps an async [`crate::Client`] with a single-threaded tokio
+//! runtime of its own, like reqwest's `blocking::Client`: the same methods,
+//! the same config and data-key cache. Do not call it from inside an async
+//! task; use the async client there.
 
-use std::io::Read;
+use std::fmt;
+use std::io::{Read, Write};
+use std::sync::Arc;
 
+use crate::client::ClientBuilder as AsyncBuilder;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::EncryptionContext;
-use crate::materials::Keyring;
-use crate::message::{self, DecryptReader, Decrypted, Decryptor, Encryptor};
+use crate::materials::{CacheLimits, CacheStats, Keyring, MaterialsCache};
+use crate::message::{DecryptReader, Decrypted, Decryptor, EncryptWriter, Verified};
 
-/// Runs envseal's async operations to completion on a runtime.
-#[derive(Debug)]
-pub struct Blocking {
-    runtime: Runtime,
+/// Encrypts and decrypts records and streams without an async runtime of
+/// your own. Cheap to clone: clones share the keyring, the cache and the
+/// runtime (threads calling one client take turns driving it).
+///
+/// ```
+/// use envseal::{blocking, EncryptionContext, RawAesKeyring, WrappingKey};
+///
+/// let keyring = RawAesKeyring::new("my-app", "key-1", WrappingKey::from_slice(&[7u8; 32])?)?;
+/// let client = blocking::Client::new(keyring)?;
+/// let context = EncryptionContext::from([("tenant", "acme")]);
+/// let message = client.encrypt(&context, b"hello")?;
+/// assert_eq!(&client.decrypt(&context, &message)?.plaintext[..], b"hello");
+/// # Ok::<(), envseal::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: crate::Client,
+    runtime: Arc<tokio::runtime::Runtime>,
 }
 
-#[derive(Debug)]
-enum Runtime {
-    Owned(tokio::runtime::Runtime),
-    Handle(tokio::runtime::Handle),
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("blocking::Client")
+            .field("client", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
-impl Blocking {
-    /// A facade with its own single-threaded runtime.
+/// Builds a [`blocking::Client`](Client): the async builder's settings, then
+/// a runtime.
+pub struct ClientBuilder {
+    inner: AsyncBuilder,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("blocking::ClientBuilder")
+            .field("client", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// As [`crate::ClientBuilder::config`].
+    pub fn config(mut self, config: Config) -> Self {
+        self.inner = self.inner.config(config);
+        self
+    }
+
+    /// As [`crate::ClientBuilder::cache`].
+    pub fn cache(mut self, cache: MaterialsCache, limits: CacheLimits) -> Self {
+        self.inner = self.inner.cache(cache, limits);
+        self
+    }
+
+    /// As [`crate::ClientBuilder::partition`].
+    pub fn partition(mut self, name: impl Into<String>) -> Self {
+        self.inner = self.inner.partition(name);
+        self
+    }
+
+    /// The client.
     ///
     /// # Errors
-    /// [`Error::Io`] if the runtime cannot be created.
-    pub fn new() -> Result<Self> {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    /// As [`crate::ClientBuilder::build`]; [`Error::Io`] if the runtime
+    /// cannot be created.
+    pub fn build(self) -> Result<Client> {
+        let inner = self.inner.build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(Error::Io)?;
-        Ok(Blocking {
-            runtime: Runtime::Owned(rt),
+        Ok(Client {
+            inner,
+            runtime: Arc::new(runtime),
         })
     }
+}
 
-    /// A facade over a runtime the caller owns.
-    pub fn with_handle(handle: tokio::runtime::Handle) -> Self {
-        Blocking {
-            runtime: Runtime::Handle(handle),
-        }
-    }
-
-    /// Runs a future to completion.
+impl Client {
+    /// A client around `keyring` with the default [`Config`] and no cache.
     ///
-    /// # Panics
-    /// When called from inside an async runtime (tokio forbids nesting).
-    /// The other methods check for that and return [`Error::Misuse`].
-    pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
-        match &self.runtime {
-            Runtime::Owned(rt) => rt.block_on(fut),
-            Runtime::Handle(h) => h.block_on(fut),
-        }
+    /// # Errors
+    /// [`Error::Io`] if the runtime cannot be created.
+    pub fn new(keyring: impl Keyring + 'static) -> Result<Self> {
+        Self::builder(keyring).build()
     }
 
-    /// Runs a fallible future, refusing (instead of panicking) inside an
-    /// async runtime.
-    fn run<T, F: std::future::Future<Output = Result<T>>>(&self, fut: F) -> Result<T> {
+    /// A builder around `keyring`.
+    pub fn builder(keyring: impl Keyring + 'static) -> ClientBuilder {
+        Self::wrap(crate::Client::builder(keyring))
+    }
+
+    /// A builder around a keyring shared with other code.
+    pub fn builder_shared(keyring: Arc<dyn Keyring>) -> ClientBuilder {
+        Self::wrap(crate::Client::builder_shared(keyring))
+    }
+
+    fn wrap(inner: AsyncBuilder) -> ClientBuilder {
+        ClientBuilder { inner }
+    }
+
+    /// The async client this one drives.
+    pub fn as_async(&self) -> &crate::Client {
+        &self.inner
+    }
+
+    /// The client's config.
+    pub fn config(&self) -> &Config {
+        self.inner.config()
+    }
+
+    /// The cache's counters (`None` without a cache).
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.inner.cache_stats()
+    }
+
+    /// Runs a future to completion, refusing (instead of panicking) inside
+    /// an async runtime.
+    fn run<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(Error::Misuse(
-                "the blocking facade cannot run inside an async runtime; use the async API".into(),
+                "the blocking client cannot run inside an async runtime; use the async client".into(),
             ));
         }
-        self.block_on(fut)
+        self.runtime.block_on(fut)
     }
 
-    /// Blocking [`crate::encrypt`].
+    /// As [`crate::Client::encrypt`].
     ///
     /// # Errors
-    /// As [`crate::encrypt`].
-    pub fn encrypt(
+    /// As [`crate::Client::encrypt`]; [`Error::Misuse`] inside an async runtime.
+    pub fn encrypt(&self, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>> {
+        self.run(self.inner.encrypt(context, plaintext))
+    }
+
+    /// As [`crate::Client::encrypt_into`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::encrypt_into`].
+    pub fn encrypt_into(
         &self,
-        config: &Config,
-        keyring: &dyn Keyring,
         context: &EncryptionContext,
         plaintext: &[u8],
-    ) -> Result<Vec<u8>> {
-        self.run(message::encrypt(config, keyring, context, plaintext))
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        self.run(self.inner.encrypt_into(context, plaintext, out))
     }
 
-    /// Blocking [`crate::decrypt`].
+    /// As [`crate::Client::decrypt`].
     ///
     /// # Errors
-    /// As [`crate::decrypt`].
-    pub fn decrypt(
+    /// As [`crate::Client::decrypt`].
+    pub fn decrypt(&self, context: &EncryptionContext, message: &[u8]) -> Result<Decrypted> {
+        self.run(self.inner.decrypt(context, message))
+    }
+
+    /// As [`crate::Client::decrypt_into`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::decrypt_into`].
+    pub fn decrypt_into(
         &self,
-        config: &Config,
-        keyring: &dyn Keyring,
         context: &EncryptionContext,
         message: &[u8],
-    ) -> Result<Decrypted> {
-        self.run(message::decrypt(config, keyring, context, message))
+        out: &mut Vec<u8>,
+    ) -> Result<Verified> {
+        self.run(self.inner.decrypt_into(context, message, out))
     }
 
-    /// Blocking [`Encryptor::new`].
+    /// As [`crate::Client::encrypt_stream`].
     ///
     /// # Errors
-    /// As [`Encryptor::new`].
-    pub fn encryptor(
+    /// As [`crate::Client::encrypt_stream`].
+    pub fn encrypt_stream<W: Write>(
         &self,
-        config: &Config,
-        keyring: &dyn Keyring,
         context: &EncryptionContext,
-    ) -> Result<Encryptor> {
-        self.run(Encryptor::new(config, keyring, context))
+        plaintext_len: Option<u64>,
+        output: W,
+    ) -> Result<EncryptWriter<W>> {
+        self.run(self.inner.encrypt_stream(context, plaintext_len, output))
     }
 
-    /// Blocking [`Decryptor::decrypt`].
+    /// As [`crate::Client::decrypt_stream`].
     ///
     /// # Errors
-    /// As [`Decryptor::decrypt`].
-    pub fn decrypt_stream<R: Read>(
+    /// As [`crate::Client::decrypt_stream`].
+    pub fn decrypt_stream<R: Read>(&self, input: R, context: &EncryptionContext) -> Result<DecryptReader<R>> {
+        self.run(self.inner.decrypt_stream(input, context))
+    }
+
+    /// As [`crate::Client::open_stream`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::open_stream`].
+    pub fn open_stream<R: Read>(
         &self,
         decryptor: Decryptor<R>,
-        keyring: &dyn Keyring,
         context: &EncryptionContext,
     ) -> Result<DecryptReader<R>> {
-        self.run(decryptor.decrypt(keyring, context))
+        self.run(self.inner.open_stream(decryptor, context))
     }
 }

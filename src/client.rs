@@ -2,15 +2,16 @@
 //! the data-key cache.
 
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::EncryptionContext;
 use crate::materials::{CacheLimits, CacheStats, CachingCmm, Keyring, MaterialsCache, Source};
 use crate::message::{
-    decrypt_source, decrypt_source_into, DecryptReader, Decrypted, Decryptor, Encryptor, Verified,
+    decrypt_source, decrypt_source_into, DecryptReader, Decrypted, Decryptor, EncryptWriter, Encryptor,
+    Verified,
 };
 
 /// Encrypts and decrypts records (and streams) with one keyring, one
@@ -122,6 +123,17 @@ impl ClientBuilder {
 }
 
 impl Client {
+    /// A client around `keyring` with the default [`Config`] and no cache.
+    pub fn new(keyring: impl Keyring + 'static) -> Self {
+        Client {
+            inner: Arc::new(Inner {
+                config: Config::default(),
+                keyring: Arc::new(keyring),
+                cmm: None,
+            }),
+        }
+    }
+
     /// A builder around `keyring`.
     pub fn builder(keyring: impl Keyring + 'static) -> ClientBuilder {
         Self::builder_shared(Arc::new(keyring))
@@ -208,33 +220,57 @@ impl Client {
         decrypt_source_into(&self.inner.config, self.source(), context, message, out).await
     }
 
-    /// Starts a streaming encryption. With `plaintext_len` known (and within
-    /// the cache's byte limit) the data key may come from the cache; with
-    /// `None` the keyring is asked.
+    /// Starts a streaming encryption into `output` (the header is written
+    /// at once). With `plaintext_len` known (and within the cache's byte
+    /// limit) the data key may come from the cache; with `None` the keyring
+    /// is asked.
     ///
     /// `plaintext_len` is a bound the writer enforces: the write that would
     /// take the plaintext past it fails with
     /// [`LimitError::PlaintextLengthBound`](crate::LimitError::PlaintextLengthBound)
     /// and the writer is poisoned (no further output, `finish` fails), so a
     /// cached data key never encrypts more than its byte limit. Writing less
-    /// is fine.
+    /// is fine. You **must** call [`EncryptWriter::finish`].
     ///
     /// # Errors
-    /// As [`Encryptor::new`].
-    pub async fn encryptor(
+    /// As [`Encryptor::new`]; [`Error::Io`](crate::Error::Io) writing the header.
+    pub async fn encrypt_stream<W: Write>(
         &self,
         context: &EncryptionContext,
         plaintext_len: Option<u64>,
-    ) -> Result<Encryptor> {
-        Encryptor::from_source(&self.inner.config, self.source(), context, plaintext_len).await
+        output: W,
+    ) -> Result<EncryptWriter<W>> {
+        Encryptor::from_source(&self.inner.config, self.source(), context, plaintext_len)
+            .await?
+            .wrap_output(output)
+            .map_err(Error::from_io)
     }
 
-    /// Opens a streaming decryption whose header `decryptor` has parsed
-    /// (with this client's config: [`Decryptor::new`]).
+    /// Starts a streaming decryption of `input`: parses the header under
+    /// this client's config, gets the data key (through the cache, if any)
+    /// and verifies the header; the reader then releases each frame once
+    /// its tag verifies. Signed messages need
+    /// [`ConfigBuilder::allow_signed_streaming`](crate::ConfigBuilder::allow_signed_streaming).
+    ///
+    /// # Errors
+    /// As [`Decryptor::new`] and [`Decryptor::decrypt`].
+    pub async fn decrypt_stream<R: Read>(
+        &self,
+        input: R,
+        context: &EncryptionContext,
+    ) -> Result<DecryptReader<R>> {
+        let decryptor = Decryptor::new(input, &self.inner.config)?;
+        self.open_stream(decryptor, context).await
+    }
+
+    /// The second half of [`Client::decrypt_stream`], for a caller that
+    /// first looked at the header: `decryptor` is
+    /// `Decryptor::new(input, client.config())`, perhaps with
+    /// [`Decryptor::allow_signed_streaming`].
     ///
     /// # Errors
     /// As [`Decryptor::decrypt`].
-    pub async fn decrypt_stream<R: Read>(
+    pub async fn open_stream<R: Read>(
         &self,
         decryptor: Decryptor<R>,
         context: &EncryptionContext,

@@ -117,6 +117,7 @@ pub struct Config {
     pub(crate) max_body_size: u64,
     pub(crate) backend: Backend,
     pub(crate) threads: usize,
+    pub(crate) allow_signed_streaming: bool,
 }
 
 impl Default for Config {
@@ -131,6 +132,7 @@ impl Default for Config {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             backend: Backend::default(),
             threads: 0,
+            allow_signed_streaming: false,
         }
     }
 }
@@ -159,6 +161,11 @@ impl Config {
     /// Largest number of encrypted data keys accepted (`None`: no limit).
     pub fn max_encrypted_data_keys(&self) -> Option<usize> {
         self.max_encrypted_data_keys
+    }
+
+    /// Whether streaming decryption releases signed messages.
+    pub fn signed_streaming_allowed(&self) -> bool {
+        self.allow_signed_streaming
     }
 
     /// The crypto backend.
@@ -238,6 +245,16 @@ impl ConfigBuilder {
     /// thread (no thread pool is started).
     pub fn threads(mut self, threads: usize) -> Self {
         self.0.threads = threads;
+        self
+    }
+
+    /// Lets streaming decryption release signed messages (default: off;
+    /// see [`crate::Decryptor::allow_signed_streaming`] for what it means:
+    /// regular frames come out before the signature is checked, so output
+    /// must be discarded when a read fails). One-shot decrypt always checks
+    /// the signature first.
+    pub fn allow_signed_streaming(mut self, allow: bool) -> Self {
+        self.0.allow_signed_streaming = allow;
         self
     }
 

@@ -6,24 +6,28 @@
 //! formats, all 11 algorithm suites, framed and non-framed bodies.
 //!
 //! Which API for which job:
-//! - [`encrypt`] / [`decrypt`]: one message in memory (async).
-//! - [`Encryptor`] → [`EncryptWriter`] and [`Decryptor`] → [`DecryptReader`]:
-//!   streaming over `std::io::Write` / `Read` in memory bounded by the frame
-//!   length.
-//! - [`Client`]: a shared handle (keyring, config, data-key cache) for
-//!   many records: `client.encrypt(&context, record)`.
-//! - [`blocking::Blocking`]: the same without an async runtime of your own.
-//! - [`Config`]: commitment policy, suite, frame length and decrypt limits.
+//! - Records and streams in a service: [`Client`] (async), or
+//!   [`blocking::Client`] without a runtime of your own. One handle holds
+//!   the keyring, the [`Config`] and an optional [`MaterialsCache`] of data
+//!   keys: `encrypt`/`decrypt` for one record, `encrypt_into`/`decrypt_into`
+//!   to reuse buffers, `encrypt_stream`/`decrypt_stream` for
+//!   `std::io::Write`/`Read` in memory bounded by the frame length.
+//! - One message, no handle: [`encrypt`] / [`decrypt`] (async).
+//! - Reading a header before any key is used (which keys, which suite):
+//!   [`Decryptor::new`], then [`Client::open_stream`] or
+//!   [`Decryptor::decrypt`].
+//! - Policy and limits: [`Config::builder`]; keyrings: [`RawAesKeyring`],
+//!   [`RawRsaKeyring`], [`MultiKeyring`] and, with the `kms` feature, the
+//!   KMS keyrings in [`kms`].
 //!
 //! ```
-//! use envseal::{blocking::Blocking, Config, EncryptionContext, RawAesKeyring, WrappingKey};
+//! use envseal::{blocking, EncryptionContext, RawAesKeyring, WrappingKey};
 //!
 //! let keyring = RawAesKeyring::new("my-app", "key-1", WrappingKey::from_slice(&[7u8; 32])?)?;
-//! let context: EncryptionContext = [("tenant", "acme")].into_iter().collect();
-//! let envseal = Blocking::new()?;
-//! let message = envseal.encrypt(&Config::default(), &keyring, &context, b"hello")?;
-//! let decrypted = envseal.decrypt(&Config::default(), &keyring, &context, &message)?;
-//! assert_eq!(*decrypted.plaintext, b"hello");
+//! let client = blocking::Client::new(keyring)?;
+//! let context = EncryptionContext::from([("tenant", "acme")]);
+//! let message = client.encrypt(&context, b"hello")?;
+//! assert_eq!(&client.decrypt(&context, &message)?.plaintext[..], b"hello");
 //! # Ok::<(), envseal::Error>(())
 //! ```
 #![forbid(unsafe_code)]
@@ -55,7 +59,7 @@ pub use materials::{
 #[cfg(feature = "kms")]
 pub use materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
 pub use message::{
-    decrypt, decrypt_into, encrypt, DecryptReader, Decrypted, Decryptor, EncryptWriter, Encryptor, Verified,
+    decrypt, encrypt, DecryptReader, Decrypted, Decryptor, EncryptWriter, Encryptor, Verified,
 };
 pub use suite::{AlgorithmSuite, Curve, Kdf, MessageVersion};
 

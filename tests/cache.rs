@@ -135,7 +135,7 @@ async fn max_bytes_and_oversized_records() {
     assert_eq!(keyring.encrypts(), 4);
     assert_eq!(c.cache_stats().unwrap().bypasses, 1);
     // Streaming with an unknown length bypasses too.
-    let enc = c.encryptor(&ctx, None).await.unwrap();
+    let enc = c.encrypt_stream(&ctx, None, Vec::new()).await.unwrap();
     drop(enc);
     assert_eq!(keyring.encrypts(), 5);
 }
@@ -161,12 +161,7 @@ async fn declared_length_bounds_what_a_stream_writes() {
     // the write that crosses 10 bytes, and nothing of it is written.
     for _ in 0..5 {
         let mut out = Vec::new();
-        let mut w = c
-            .encryptor(&ctx, Some(10))
-            .await
-            .unwrap()
-            .wrap_output(&mut out)
-            .unwrap();
+        let mut w = c.encrypt_stream(&ctx, Some(10), &mut out).await.unwrap();
         w.write_all(&[7u8; 4]).unwrap();
         let crossing = w.write_all(&vec![7u8; 1 << 20]);
         assert!(crossing.is_err(), "a write past the declared length must fail");
@@ -188,12 +183,7 @@ async fn declared_length_bounds_what_a_stream_writes() {
     );
     // Exactly the declared length is fine, and decrypts.
     let mut out = Vec::new();
-    let mut w = c
-        .encryptor(&ctx, Some(10))
-        .await
-        .unwrap()
-        .wrap_output(&mut out)
-        .unwrap();
+    let mut w = c.encrypt_stream(&ctx, Some(10), &mut out).await.unwrap();
     w.write_all(b"0123456789").unwrap();
     w.finish().unwrap();
     let d = envseal::decrypt(&records_config(), &keyring.inner, &ctx, &out)
@@ -211,12 +201,7 @@ async fn declared_length_bounds_what_a_stream_writes() {
     let mut edks = Vec::new();
     for _ in 0..7 {
         let mut out = Vec::new();
-        let mut w = c
-            .encryptor(&ctx, Some(300))
-            .await
-            .unwrap()
-            .wrap_output(&mut out)
-            .unwrap();
+        let mut w = c.encrypt_stream(&ctx, Some(300), &mut out).await.unwrap();
         w.write_all(&[1u8; 300]).unwrap();
         assert!(w.write_all(&[1u8]).is_err(), "byte 301 of a 300-byte stream");
         drop(w);

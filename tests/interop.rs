@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use common::Runtime;
 use common::{bytes, config_for, RSA_B_PRIVATE_PEM, RSA_B_PUBLIC_PEM, RSA_PRIVATE_PEM, RSA_PUBLIC_PEM};
-use envseal::blocking::Blocking;
 use envseal::{
     AlgorithmSuite, Backend, CommitmentPolicy, Config, Decryptor, EncryptionContext, Keyring, MultiKeyring,
     RawAesKeyring, RawRsaKeyring, RsaPadding, RsaPrivateKey, RsaPublicKey, WrappingKey,
@@ -214,7 +214,7 @@ fn envseal_keyring(keys: &[Key], backend: Backend) -> MultiKeyring {
 #[test]
 fn envseal_writes_reference_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let cases = cases();
     let mut jobs = Vec::new();
     for (i, c) in cases.iter().enumerate() {
@@ -284,7 +284,7 @@ fn envseal_writes_reference_reads() {
 #[test]
 fn reference_writes_envseal_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let cases = cases();
     let mut jobs = Vec::new();
     for (i, c) in cases.iter().enumerate() {
@@ -390,7 +390,7 @@ fn fallback_rsa(padding: RsaPadding, b: bool, backend: Backend) -> Arc<dyn Keyri
 #[test]
 fn rsa_failure_falls_through_to_the_next_keyring() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let aes = Key::Aes { bits: 256 };
     let paddings = [
         RsaPadding::Pkcs1,

@@ -6,8 +6,8 @@ mod common;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
+use common::Runtime;
 use common::{aes, bytes, config_for, rsa};
-use envseal::blocking::Blocking;
 use envseal::{
     AlgorithmSuite, Backend, CommitmentPolicy, Config, Decryptor, EncryptionContext, Error, Keyring,
     LimitError, MultiKeyring, PolicyError, RsaPadding, PUBLIC_KEY_FIELD,
@@ -19,7 +19,7 @@ fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
 
 #[test]
 fn every_suite_frame_length_and_size_round_trips() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[3u8; 32]);
     let context = ctx(&[("purpose", "test"), ("ключ", "значение 🔑")]);
     for backend in Backend::all() {
@@ -49,7 +49,7 @@ fn every_suite_frame_length_and_size_round_trips() {
 
 #[test]
 fn exact_frame_multiple_ends_with_a_full_final_frame() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[3u8; 16]);
     let suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
     let config = config_for(suite, 100, Backend::default());
@@ -65,7 +65,7 @@ fn exact_frame_multiple_ends_with_a_full_final_frame() {
 
 #[test]
 fn default_config_uses_the_signed_committing_suite() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[1u8; 32]);
     let msg = rt
         .encrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), b"x")
@@ -79,7 +79,7 @@ fn default_config_uses_the_signed_committing_suite() {
 
 #[test]
 fn rsa_every_padding_and_multi_keyring() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     for backend in Backend::all() {
         for padding in [
             RsaPadding::Pkcs1,
@@ -117,7 +117,7 @@ fn rsa_every_padding_and_multi_keyring() {
 
 #[test]
 fn wrong_key_and_unknown_key_fail_clearly() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let config = Config::default();
     let msg = rt
         .encrypt(
@@ -145,7 +145,7 @@ fn wrong_key_and_unknown_key_fail_clearly() {
 
 #[test]
 fn commitment_policy_is_enforced_both_ways() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[1u8; 32]);
     let v1_config = config_for(
         AlgorithmSuite::Aes256GcmIv12Tag16HkdfSha256,
@@ -193,7 +193,7 @@ fn commitment_policy_is_enforced_both_ways() {
 
 #[test]
 fn reserved_context_keys_are_rejected_on_encrypt() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[1u8; 32]);
     for key in ["aws-crypto-public-key", "aws-crypto-anything"] {
         match rt.encrypt(&Config::default(), ring.as_ref(), &ctx(&[(key, "v")]), b"x") {
@@ -208,7 +208,7 @@ fn reserved_context_keys_are_rejected_on_encrypt() {
 
 #[test]
 fn reproduced_context_must_match() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[1u8; 32]);
     let config = config_for(
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
@@ -243,7 +243,7 @@ fn reproduced_context_must_match() {
 
 #[test]
 fn max_encrypted_data_keys_on_encrypt_and_decrypt() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let rings: Vec<Arc<dyn Keyring>> = (0..3)
         .map(|i| aes("ns", &format!("k{i}"), &[i as u8; 16]))
         .collect();
@@ -283,7 +283,7 @@ fn max_encrypted_data_keys_on_encrypt_and_decrypt() {
 
 #[test]
 fn streaming_small_writes_and_reads_match_one_shot() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[4u8; 32]);
     for suite in [
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
@@ -322,7 +322,7 @@ fn streaming_small_writes_and_reads_match_one_shot() {
 
 #[test]
 fn signed_streaming_requires_opt_in() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[4u8; 32]);
     let msg = rt
         .encrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), b"x")
@@ -336,7 +336,7 @@ fn signed_streaming_requires_opt_in() {
 
 #[test]
 fn signed_final_frame_is_held_until_the_signature_verifies() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[4u8; 32]);
     let config = Config::builder().frame_length(100).build().unwrap();
     let pt = bytes(250, 1);
@@ -361,7 +361,7 @@ fn signed_final_frame_is_held_until_the_signature_verifies() {
 
 #[test]
 fn truncated_stream_is_an_error_not_eof() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[4u8; 32]);
     let config = config_for(
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
@@ -387,7 +387,7 @@ fn truncated_stream_is_an_error_not_eof() {
 
 #[test]
 fn trailing_bytes_are_rejected() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[4u8; 32]);
     let config = config_for(
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
@@ -406,7 +406,7 @@ fn trailing_bytes_are_rejected() {
 
 #[test]
 fn every_backend_reads_what_every_other_wrote() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     for writer in Backend::all() {
         for reader in Backend::all() {
             for suite in AlgorithmSuite::ALL {
@@ -441,7 +441,7 @@ fn every_backend_reads_what_every_other_wrote() {
 /// bytes still fails.
 #[test]
 fn one_raw_aes_keyring_serves_every_backend() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "shared", &[5u8; 32]);
     let other = aes("ns", "shared", &[6u8; 32]);
     let context = ctx(&[("tenant", "a")]);
@@ -483,7 +483,7 @@ fn debug_output_never_shows_key_bytes() {
 fn rsa_pkcs1_failure_is_indistinguishable_from_a_wrong_key() {
     // Implicit rejection: a PKCS#1 v1.5 unwrap failure goes on with a random
     // key and fails at the commitment / header tag like any wrong key.
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     for backend in Backend::all() {
         for padding in [RsaPadding::Pkcs1, RsaPadding::OaepSha256] {
             let ring = rsa(backend, "ns", "r", padding);
@@ -510,7 +510,7 @@ fn rsa_pkcs1_failure_is_indistinguishable_from_a_wrong_key() {
 
 #[test]
 fn rsa_keyring_without_private_key_cannot_decrypt() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let public = envseal::RsaPublicKey::from_pem(common::RSA_PUBLIC_PEM).unwrap();
     let ring = envseal::RawRsaKeyring::new("ns", "r", RsaPadding::OaepSha1, Some(public), None).unwrap();
     let msg = rt
@@ -524,7 +524,7 @@ fn rsa_keyring_without_private_key_cannot_decrypt() {
 
 #[test]
 fn non_framed_encrypt_is_bounded_by_max_body_size() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[1u8; 32]);
     let config = Config::builder()
         .frame_length(0)
@@ -544,13 +544,20 @@ fn non_framed_encrypt_is_bounded_by_max_body_size() {
 }
 
 #[test]
-fn blocking_facade_refuses_to_nest_inside_a_runtime() {
-    let rt = Blocking::new().unwrap();
-    let ring = aes("ns", "k", &[1u8; 32]);
-    let inner = Blocking::new().unwrap();
-    let result = rt.block_on(async {
-        inner.encrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), b"x")
-    });
+fn blocking_client_runs_outside_a_runtime_and_refuses_inside_one() {
+    let rt = Runtime::new().unwrap();
+    let client = envseal::blocking::Client::builder_shared(aes("ns", "k", &[1u8; 32]))
+        .config(config_for(
+            AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+            4096,
+            Backend::default(),
+        ))
+        .build()
+        .unwrap();
+    let context = ctx(&[("purpose", "blocking")]);
+    let message = client.encrypt(&context, b"x").unwrap();
+    assert_eq!(&client.decrypt(&context, &message).unwrap().plaintext[..], b"x");
+    let result = rt.block_on(async { client.encrypt(&context, b"x") });
     assert!(matches!(result, Err(Error::Misuse(_))), "{result:?}");
 }
 
@@ -569,7 +576,7 @@ fn header_is_read_through_a_one_byte_reader() {
             Ok(1)
         }
     }
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let rings: Vec<Arc<dyn Keyring>> = (0..200)
         .map(|i| aes("ns", &format!("key-{i}"), &[7u8; 16]))
         .collect();
@@ -621,13 +628,7 @@ fn decrypt_into_reuses_the_buffer_and_empties_it_on_failure() {
                     .block_on(envseal::encrypt(&config, ring.as_ref(), &context, &pt))
                     .unwrap();
                 let v = rt
-                    .block_on(envseal::decrypt_into(
-                        &config,
-                        ring.as_ref(),
-                        &context,
-                        &msg,
-                        &mut out,
-                    ))
+                    .block_on(client(&config, &ring).decrypt_into(&context, &msg, &mut out))
                     .unwrap();
                 assert!(out == pt, "threads {threads} frame {frame} len {len}");
                 assert_eq!(v.suite, AlgorithmSuite::Aes256GcmHkdfSha512CommitKey);
@@ -640,13 +641,7 @@ fn decrypt_into_reuses_the_buffer_and_empties_it_on_failure() {
                     let i = bad.len() - 1;
                     bad[i] ^= 1;
                     let err = rt
-                        .block_on(envseal::decrypt_into(
-                            &config,
-                            ring.as_ref(),
-                            &context,
-                            &bad,
-                            &mut out,
-                        ))
+                        .block_on(client(&config, &ring).decrypt_into(&context, &bad, &mut out))
                         .unwrap_err();
                     assert!(matches!(err, Error::Decrypt), "{err:?}");
                     assert!(out.is_empty());
@@ -664,15 +659,17 @@ fn decrypt_into_reuses_the_buffer_and_empties_it_on_failure() {
         .block_on(envseal::encrypt(&config, ring.as_ref(), &context, &pt))
         .unwrap();
     let mut small = Vec::with_capacity(10);
-    rt.block_on(envseal::decrypt_into(
-        &config,
-        ring.as_ref(),
-        &context,
-        &msg,
-        &mut small,
-    ))
-    .unwrap();
+    rt.block_on(client(&config, &ring).decrypt_into(&context, &msg, &mut small))
+        .unwrap();
     assert_eq!(small, pt);
+}
+
+/// A client with `config` around `ring`.
+fn client(config: &Config, ring: &Arc<dyn Keyring>) -> envseal::Client {
+    envseal::Client::builder_shared(Arc::clone(ring))
+        .config(config.clone())
+        .build()
+        .unwrap()
 }
 
 /// A keyring whose decrypt always fails with its own error.
@@ -697,7 +694,7 @@ impl Keyring for Down {
 /// carries every child's failure, not only the first.
 #[test]
 fn multi_keyring_reports_every_childs_failure() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let config = Config::default();
     let msg = rt
         .encrypt(
@@ -734,7 +731,7 @@ fn multi_keyring_reports_every_childs_failure() {
 /// Plaintext results wipe themselves on drop.
 #[test]
 fn decrypted_plaintext_is_zeroizing() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[1u8; 32]);
     let msg = rt
         .encrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), b"x")

@@ -7,13 +7,13 @@ mod common;
 
 use std::io::Read;
 
+use common::Runtime;
 use common::{aes, bytes, config_for, rsa};
-use envseal::blocking::Blocking;
 use envseal::{AlgorithmSuite, Backend, Config, Decryptor, EncryptionContext, Error, Keyring, RsaPadding};
 use proptest::prelude::*;
 
 /// Streaming decrypt; returns the plaintext or (error, bytes released).
-fn stream(rt: &Blocking, config: &Config, ring: &dyn Keyring, msg: &[u8]) -> Result<Vec<u8>, (Error, usize)> {
+fn stream(rt: &Runtime, config: &Config, ring: &dyn Keyring, msg: &[u8]) -> Result<Vec<u8>, (Error, usize)> {
     let d = Decryptor::new(msg, config)
         .map_err(|e| (e, 0))?
         .allow_signed_streaming();
@@ -36,7 +36,7 @@ struct Sample {
     frame: usize,
 }
 
-fn samples(rt: &Blocking) -> Vec<Sample> {
+fn samples(rt: &Runtime) -> Vec<Sample> {
     let mut out = Vec::new();
     let cases: [(AlgorithmSuite, u32, usize); 6] = [
         (AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 64, 150),
@@ -68,7 +68,7 @@ fn samples(rt: &Blocking) -> Vec<Sample> {
     out
 }
 
-fn assert_fails(rt: &Blocking, s: &Sample, bad: &[u8], what: &str) {
+fn assert_fails(rt: &Runtime, s: &Sample, bad: &[u8], what: &str) {
     if let Ok(d) = rt.decrypt(&s.config, s.ring.as_ref(), &EncryptionContext::new(), bad) {
         panic!(
             "{}: {what}: one-shot decrypt succeeded ({} bytes)",
@@ -90,7 +90,7 @@ fn assert_fails(rt: &Blocking, s: &Sample, bad: &[u8], what: &str) {
 
 #[test]
 fn every_truncation_fails() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let mut count = 0;
     for s in samples(&rt) {
         assert!(rt
@@ -106,7 +106,7 @@ fn every_truncation_fails() {
 
 #[test]
 fn every_single_bit_flip_fails() {
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let mut count = 0;
     for s in samples(&rt) {
         for pos in 0..s.msg.len() {
@@ -133,7 +133,7 @@ fn failed_open_leaves_no_plaintext_in_the_released_output() {
     // time: the first frame's plaintext is released (it verified), nothing
     // of the second frame is. On several threads frames are opened in
     // batches: a batch with a bad frame releases nothing.
-    let rt = Blocking::new().unwrap();
+    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[9u8; 32]);
     for (threads, released_before_error) in [(1, 64), (2, 0)] {
         let config = Config::builder()
@@ -172,7 +172,7 @@ proptest! {
         suite in any_suite(),
         context in prop::collection::btree_map("[a-z\u{e9}\u{4e2d}]{1,8}", ".{0,12}", 0..4),
     ) {
-        let rt = Blocking::new().unwrap();
+        let rt = Runtime::new().unwrap();
         let ring = aes("ns", "k", &[1u8; 16]);
         let config = config_for(suite, frame, Backend::default());
         let context: EncryptionContext = context.into_iter().collect();
@@ -185,7 +185,7 @@ proptest! {
 
     #[test]
     fn parse_never_panics_on_garbage(data in prop::collection::vec(any::<u8>(), 0..2000)) {
-        let rt = Blocking::new().unwrap();
+        let rt = Runtime::new().unwrap();
         let ring = aes("ns", "k", &[1u8; 32]);
         let config = config_for(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 64, Backend::default());
         prop_assert!(rt.decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &data).is_err());
@@ -198,7 +198,7 @@ proptest! {
         cut in any::<prop::sample::Index>(),
         truncate in any::<bool>(),
     ) {
-        let rt = Blocking::new().unwrap();
+        let rt = Runtime::new().unwrap();
         let ring = aes("ns", "k", &[1u8; 32]);
         let config = Config::builder().frame_length(32).build().unwrap();
         let original = rt.encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &bytes(100, 1)).unwrap();

@@ -8,13 +8,15 @@
 //! failed streaming decrypt may have released only whole verified regular
 //! frames (never the final frame).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine as _;
-use envseal::blocking::Blocking;
+use common::Runtime;
 use envseal::{
     Backend, CommitmentPolicy, Config, Decryptor, EncryptionContext, Error, Keyring, MultiKeyring,
     PolicyError, RawAesKeyring, RawRsaKeyring, RsaPadding, RsaPrivateKey, WrappingKey,
@@ -117,7 +119,7 @@ enum Mode {
 /// Decrypts; returns the plaintext or the error and how many bytes were
 /// released before it, plus the frame length.
 fn run(
-    rt: &Blocking,
+    rt: &Runtime,
     config: &Config,
     keyring: &dyn Keyring,
     message: &[u8],
@@ -162,7 +164,7 @@ struct Vector {
 }
 
 fn check(v: &Vector) -> Result<(), Failed> {
-    let rt = Blocking::new().map_err(|e| e.to_string())?;
+    let rt = Runtime::new().map_err(|e| e.to_string())?;
     let signed = {
         // Suite id sits at bytes 2..4 (v1) or 1..3 (v2).
         let id = match v.message.first() {

@@ -163,6 +163,13 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for EncryptionContex
     }
 }
 
+/// `EncryptionContext::from([("tenant", "acme")])`.
+impl<K: Into<String>, V: Into<String>, const N: usize> From<[(K, V); N]> for EncryptionContext {
+    fn from(pairs: [(K, V); N]) -> Self {
+        pairs.into_iter().collect()
+    }
+}
+
 impl<'a> IntoIterator for &'a EncryptionContext {
     type Item = (&'a String, &'a String);
     type IntoIter = std::collections::btree_map::Iter<'a, String, String>;

@@ -159,7 +159,7 @@ impl<R: Read> Decryptor<R> {
                         },
                         header,
                         config: config.clone(),
-                        allow_signed_streaming: false,
+                        allow_signed_streaming: config.allow_signed_streaming,
                     });
                 }
                 Err(Error::Format(FormatError::Truncated(field))) => {

@@ -81,23 +81,6 @@ pub async fn decrypt(
     decrypt_source(config, Source::Keyring(keyring), context, message).await
 }
 
-/// Like [`decrypt`], writing the plaintext into `out` (replacing its
-/// contents, reusing its allocation when large enough: a service that
-/// decrypts large messages in a loop saves the page faults of a fresh
-/// buffer each time). On error `out` is zeroized and left empty.
-///
-/// # Errors
-/// As [`decrypt`].
-pub async fn decrypt_into(
-    config: &Config,
-    keyring: &dyn Keyring,
-    context: &EncryptionContext,
-    message: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<Verified> {
-    decrypt::decrypt_slice_into(config, Source::Keyring(keyring), context, message, out).await
-}
-
 pub(crate) async fn decrypt_source_into(
     config: &Config,
     source: Source<'_>,

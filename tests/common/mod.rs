@@ -86,3 +86,59 @@ pub fn python() -> std::path::PathBuf {
     );
     venv
 }
+
+/// Drives the async one-shot and streaming API (free functions, `Encryptor`,
+/// `Decryptor`) to completion with a given config and keyring per call.
+pub struct Runtime(tokio::runtime::Runtime);
+
+impl Runtime {
+    pub fn new() -> envseal::Result<Self> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(Runtime)
+            .map_err(envseal::Error::Io)
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
+        self.0.block_on(fut)
+    }
+
+    pub fn encrypt(
+        &self,
+        config: &Config,
+        keyring: &dyn Keyring,
+        context: &envseal::EncryptionContext,
+        plaintext: &[u8],
+    ) -> envseal::Result<Vec<u8>> {
+        self.block_on(envseal::encrypt(config, keyring, context, plaintext))
+    }
+
+    pub fn decrypt(
+        &self,
+        config: &Config,
+        keyring: &dyn Keyring,
+        context: &envseal::EncryptionContext,
+        message: &[u8],
+    ) -> envseal::Result<envseal::Decrypted> {
+        self.block_on(envseal::decrypt(config, keyring, context, message))
+    }
+
+    pub fn encryptor(
+        &self,
+        config: &Config,
+        keyring: &dyn Keyring,
+        context: &envseal::EncryptionContext,
+    ) -> envseal::Result<envseal::Encryptor> {
+        self.block_on(envseal::Encryptor::new(config, keyring, context))
+    }
+
+    pub fn decrypt_stream<R: std::io::Read>(
+        &self,
+        decryptor: envseal::Decryptor<R>,
+        keyring: &dyn Keyring,
+        context: &envseal::EncryptionContext,
+    ) -> envseal::Result<envseal::DecryptReader<R>> {
+        self.block_on(decryptor.decrypt(keyring, context))
+    }
+}

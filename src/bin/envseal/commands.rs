@@ -1,12 +1,11 @@
 //! `envseal encrypt` and `envseal decrypt`.
 
-use envseal::blocking::Blocking;
-use envseal::{Config, Decryptor, EncryptionContext, Error};
+use envseal::{Client, Config, Decryptor, EncryptionContext, Error};
 
 use crate::cli::{CommonArgs, DecryptArgs, EncryptArgs};
 use crate::error::{bare, config_error, decrypt_error, stream_error, unstored_keys, Failure};
 use crate::keys::{build_keyring, KeySpec, Mode};
-use crate::kms::StatsOnExit;
+use crate::kms::{runtime, StatsOnExit};
 use crate::output::{check_paths, open_input, pump, Sink};
 
 pub(crate) fn base_config(common: &CommonArgs) -> Result<envseal::ConfigBuilder, Failure> {
@@ -39,23 +38,22 @@ pub(crate) fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
     }
     let config = builder.build().map_err(config_error)?;
     let context = build_context(&common.context)?;
-    let runtime = Blocking::new()?;
-    let client = common.kms.client(&runtime)?;
-    let keyring = build_keyring(specs, Mode::Encrypt, &common.kms, client.as_ref())?;
+    let runtime = runtime()?;
+    let kms = common.kms.client(&runtime)?;
+    let keyring = build_keyring(specs, Mode::Encrypt, &common.kms, kms.as_ref())?;
+    let client = Client::builder(keyring).config(config).build()?;
     let target = check_paths(common)?;
-    let _stats = StatsOnExit::new(&common.kms, client.as_ref());
+    let _stats = StatsOnExit::new(&common.kms, kms.as_ref());
 
-    let encryptor = runtime
-        .encryptor(&config, &keyring, &context)
-        .map_err(|e| match e {
-            Error::Config { .. } => Failure::usage(bare(&e)),
-            other => Failure::from(other),
-        })?;
     let mut input = open_input(&common.input)?;
     let sink = Sink::open(target, common.force, false)?;
-    let mut writer = encryptor
-        .wrap_output(sink)
-        .map_err(|e| stream_error(e, "writing output"))?;
+    let mut writer = runtime
+        .block_on(client.encrypt_stream(&context, None, sink))
+        .map_err(|e| match e {
+            Error::Config { .. } => Failure::usage(bare(&e)),
+            Error::Io(io) => Failure::runtime(format!("writing output: {io}")),
+            other => Failure::from(other),
+        })?;
     pump(
         &mut input,
         &mut writer,
@@ -78,19 +76,24 @@ pub(crate) fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
     if let Some(n) = args.max_body_size {
         builder = builder.max_body_size(n);
     }
-    let config = builder.build().map_err(config_error)?;
+    // Safe: the output is a temporary file (or spool) discarded on failure.
+    let config = builder
+        .allow_signed_streaming(true)
+        .build()
+        .map_err(config_error)?;
     let context = build_context(&common.context)?;
-    let runtime = Blocking::new()?;
-    let client = common.kms.client(&runtime)?;
-    let keyring = build_keyring(specs, Mode::Decrypt, &common.kms, client.as_ref())?;
+    let runtime = runtime()?;
+    let kms = common.kms.client(&runtime)?;
+    let keyring = build_keyring(specs, Mode::Decrypt, &common.kms, kms.as_ref())?;
+    let client = Client::builder(keyring).config(config).build()?;
     let target = check_paths(common)?;
-    let _stats = StatsOnExit::new(&common.kms, client.as_ref());
+    let _stats = StatsOnExit::new(&common.kms, kms.as_ref());
 
     let input = open_input(&common.input)?;
     // Created before reading: an unwritable destination fails early. Dropped
     // (and deleted) on any failure.
     let mut sink = Sink::open(target, common.force, true)?;
-    let decryptor = Decryptor::new(input, &config).map_err(|e| decrypt_error(e, &[], &[]))?;
+    let decryptor = Decryptor::new(input, client.config()).map_err(|e| decrypt_error(e, &[], &[]))?;
     let unstored = unstored_keys(&context, decryptor.encryption_context());
     let mut namespaces: Vec<String> = Vec::new();
     for edk in decryptor.encrypted_data_keys() {
@@ -102,10 +105,8 @@ pub(crate) fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
             namespaces.push(ns);
         }
     }
-    // Safe: the output is a temporary file (or spool) discarded on failure.
-    let decryptor = decryptor.allow_signed_streaming();
     let mut reader = runtime
-        .decrypt_stream(decryptor, &keyring, &context)
+        .block_on(client.open_stream(decryptor, &context))
         .map_err(|e| decrypt_error(e, &unstored, &namespaces))?;
     pump(
         &mut reader,

@@ -6,11 +6,11 @@ use std::io::{self, Write};
 #[cfg(feature = "kms")]
 use std::time::Duration;
 
-use envseal::blocking::Blocking;
 #[cfg(feature = "kms")]
 pub(crate) use envseal::kms::KmsClient;
 #[cfg(feature = "kms")]
 use envseal::kms::{KmsBounds, RetryMode};
+use tokio::runtime::Runtime;
 
 use crate::cli::{DoctorArgs, KmsArgs};
 use crate::error::Failure;
@@ -28,7 +28,7 @@ impl KmsArgs {
     }
 
     #[cfg(not(feature = "kms"))]
-    pub(crate) fn client(&self, _runtime: &Blocking) -> Result<Option<KmsClient>, Failure> {
+    pub(crate) fn client(&self, _runtime: &Runtime) -> Result<Option<KmsClient>, Failure> {
         if self.used() {
             return Err(Failure::usage(
                 "this envseal was built without AWS KMS support (feature kms)",
@@ -66,7 +66,7 @@ impl KmsArgs {
 
     /// The KMS client, if any KMS option asks for one.
     #[cfg(feature = "kms")]
-    pub(crate) fn client(&self, runtime: &Blocking) -> Result<Option<KmsClient>, Failure> {
+    pub(crate) fn client(&self, runtime: &Runtime) -> Result<Option<KmsClient>, Failure> {
         if !self.used() {
             return Ok(None);
         }
@@ -76,7 +76,7 @@ impl KmsArgs {
     #[cfg(feature = "kms")]
     pub(crate) fn build_client(
         &self,
-        runtime: &Blocking,
+        runtime: &Runtime,
         sts_endpoint: Option<&str>,
     ) -> Result<KmsClient, Failure> {
         let mut builder = KmsClient::builder().bounds(self.bounds());
@@ -93,6 +93,15 @@ impl KmsArgs {
             .block_on(builder.build())
             .map_err(|e| Failure::usage(bare(&e)))
     }
+}
+
+/// The CLI's async runtime, on the calling thread: the KMS client is built
+/// and every keyring call runs on it.
+pub(crate) fn runtime() -> Result<Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
 }
 
 /// Prints the counters when dropped (success or failure) if `--kms-stats`.
@@ -154,7 +163,7 @@ pub(crate) fn doctor(_args: &DoctorArgs) -> Result<(), Failure> {
 #[cfg(feature = "kms")]
 pub(crate) fn doctor(args: &DoctorArgs) -> Result<(), Failure> {
     use envseal::kms::DoctorOptions;
-    let runtime = Blocking::new().map_err(|e| Failure::runtime(bare(&e)))?;
+    let runtime = runtime()?;
     let client = args.kms.build_client(&runtime, args.sts_endpoint.as_deref())?;
     let options = DoctorOptions::default()
         .with_deadline(Duration::from_millis(args.deadline_ms))
