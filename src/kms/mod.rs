@@ -28,6 +28,8 @@ mod error;
 #[cfg_attr(not(feature = "kms"), allow(dead_code))]
 mod stats;
 
+/// The KMS keyrings, also at the crate root.
+pub use crate::materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
 #[cfg(feature = "kms")]
 pub(crate) use arn::{check_identifier, duplicate_multi_region_keys, mrk_match};
 pub use arn::{InvalidArn, KmsArn};
