@@ -12,8 +12,11 @@ use envseal::kms::{KmsBounds, KmsClient, KmsKeyring};
 use envseal::{Client, EncryptionContext};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let key_id = std::env::var("ENVSEAL_KMS_KEY_ID").map_err(|_| "set ENVSEAL_KMS_KEY_ID to a KMS key ARN")?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let key_id =
+        std::env::var("ENVSEAL_KMS_KEY_ID").map_err(|_| "set ENVSEAL_KMS_KEY_ID to a KMS key ARN")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         // 1. One KMS client for the process: timeouts, a 3 s deadline per
         //    keyring operation and capped retries. AWS_ENDPOINT_URL_KMS,

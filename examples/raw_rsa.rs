@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use envseal::{
-    blocking, EncryptionContext, Keyring, MultiKeyring, RawAesKeyring, RawRsaKeyring, RsaPadding, RsaPrivateKey,
-    RsaPublicKey, WrappingKey,
+    blocking, EncryptionContext, Keyring, MultiKeyring, RawAesKeyring, RawRsaKeyring, RsaPadding,
+    RsaPrivateKey, RsaPublicKey, WrappingKey,
 };
 
 // Demo keys; in production load your own PEM files.
@@ -39,7 +39,11 @@ fn main() -> Result<(), envseal::Error> {
     let recipient = Arc::new(recipient);
     let client = blocking::Client::builder_shared(recipient.clone()).build()?;
     let plaintext = client.decrypt(&context, &message)?.plaintext;
-    println!("RSA: {} byte message -> {:?}", message.len(), String::from_utf8_lossy(&plaintext));
+    println!(
+        "RSA: {} byte message -> {:?}",
+        message.len(),
+        String::from_utf8_lossy(&plaintext)
+    );
 
     // 3. Two recipients: the AES key generates the data key, RSA wraps it
     //    too; each key alone decrypts the message.
@@ -58,8 +62,14 @@ fn main() -> Result<(), envseal::Error> {
     let both = MultiKeyring::from_keyrings(vec![aes.clone(), Arc::new(both_public)])?;
     let message = blocking::Client::new(both)?.encrypt(&context, b"for either key")?;
     for (name, keyring) in [("AES", aes), ("RSA", recipient as Arc<dyn Keyring>)] {
-        let plaintext = blocking::Client::builder_shared(keyring).build()?.decrypt(&context, &message)?.plaintext;
-        println!("two recipients, opened with {name}: {:?}", String::from_utf8_lossy(&plaintext));
+        let plaintext = blocking::Client::builder_shared(keyring)
+            .build()?
+            .decrypt(&context, &message)?
+            .plaintext;
+        println!(
+            "two recipients, opened with {name}: {:?}",
+            String::from_utf8_lossy(&plaintext)
+        );
     }
     Ok(())
 }

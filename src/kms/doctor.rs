@@ -12,7 +12,7 @@ use aws_sdk_sts as sts;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use sts::error::ProvideErrorMetadata;
 
-use super::client::{CallArgs, KmsClient};
+use super::client::{CallArgs, CredentialInfo, KmsClient};
 use super::credentials::{probe_instance_role, CredentialSources, PROVIDER_IMDS};
 
 /// STS error codes of credentials that exist but are not yet accepted
@@ -150,126 +150,102 @@ fn one_line(text: &str) -> String {
         .collect()
 }
 
+/// The environment step: which credential sources are configured, and
+/// whether environment keys shadow another source (an instance role is
+/// known only by asking IMDS: at most 1 s, and only when keys could be
+/// hiding one).
+async fn environment(deadline: Instant) -> (DoctorStep, Option<String>) {
+    let sources = CredentialSources::from_env();
+    let mut shadowing = sources.shadowing_warning();
+    let mut configured = Vec::new();
+    if sources.env_keys {
+        configured.push("environment keys".to_owned());
+    }
+    if let Some(p) = &sources.profile {
+        configured.push(format!("profile {p}"));
+    }
+    if sources.web_identity {
+        configured.push("web identity".to_owned());
+    }
+    if let Some(var) = sources.container {
+        configured.push(format!("container ({var})"));
+    }
+    configured.push(if sources.imds_disabled {
+        "IMDS disabled".to_owned()
+    } else {
+        "IMDS".to_owned()
+    });
+    if sources.env_keys && !sources.imds_disabled {
+        let bound = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(1));
+        if let Some(role) = probe_instance_role(bound).await {
+            let line = format!("{PROVIDER_IMDS} (instance role {role})");
+            shadowing = Some(match shadowing.take() {
+                Some(w) => format!("{w}; it also shadows {line}"),
+                None => format!(
+                    "AWS_ACCESS_KEY_ID in the environment shadows {line}: the static keys are used and the role is ignored"
+                ),
+            });
+        }
+    }
+    let detail = match &shadowing {
+        Some(w) => format!("{}; WARNING: {w}", configured.join(", ")),
+        None => configured.join(", "),
+    };
+    let step = DoctorStep {
+        name: "environment".into(),
+        ok: true,
+        attempts: 0,
+        elapsed: Duration::ZERO,
+        detail,
+    };
+    (step, shadowing)
+}
+
+/// `from P, access key AKIA…1234[, account A], expires T (in N s)`.
+fn describe_credentials(info: &CredentialInfo) -> String {
+    let mut detail = format!("from {}, access key {}", info.provider, mask(&info.access_key_id));
+    if let Some(account) = &info.account_id {
+        detail.push_str(&format!(", account {account}"));
+    }
+    match info.expiry {
+        Some(at) => {
+            let when = aws_smithy_types::DateTime::from(at)
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .unwrap_or_else(|_| "?".into());
+            let left = at
+                .duration_since(std::time::SystemTime::now())
+                .map_or(0, |d| d.as_secs());
+            detail.push_str(&format!(", expires {when} (in {left} s)"));
+        }
+        None => detail.push_str(", no expiry"),
+    }
+    detail
+}
+
 impl KmsClient {
     /// Validates the setup within `options.deadline`; see the module docs.
     /// Stops at the first failed step.
     pub async fn doctor(&self, options: &DoctorOptions) -> DoctorReport {
         let mut report = DoctorReport::default();
-        let started = Instant::now();
-        let deadline = started + options.deadline;
-
-        // 1. The environment's credential sources.
-        let sources = CredentialSources::from_env();
-        report.shadowing = sources.shadowing_warning();
-        let mut configured = Vec::new();
-        if sources.env_keys {
-            configured.push("environment keys".to_owned());
-        }
-        if let Some(p) = &sources.profile {
-            configured.push(format!("profile {p}"));
-        }
-        if sources.web_identity {
-            configured.push("web identity".to_owned());
-        }
-        if let Some(var) = sources.container {
-            configured.push(format!("container ({var})"));
-        }
-        configured.push(if sources.imds_disabled {
-            "IMDS disabled".to_owned()
-        } else {
-            "IMDS".to_owned()
-        });
-        // An instance role is known only by asking IMDS (bounded: 1 s at
-        // most, and only when environment keys could be hiding it).
-        if sources.env_keys && !sources.imds_disabled {
-            let bound = deadline
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_secs(1));
-            if let Some(role) = probe_instance_role(bound).await {
-                let line = format!("{PROVIDER_IMDS} (instance role {role})");
-                report.shadowing = Some(match report.shadowing.take() {
-                    Some(w) => format!("{w}; it also shadows {line}"),
-                    None => format!(
-                        "AWS_ACCESS_KEY_ID in the environment shadows {line}: the static keys are used and the role is ignored"
-                    ),
-                });
+        let deadline = Instant::now() + options.deadline;
+        // 1. The environment's credential sources (and what they shadow).
+        let (step, shadowing) = environment(deadline).await;
+        report.shadowing = shadowing;
+        report.steps.push(step);
+        // 2. Credentials: provider, key, expiry. 3. STS GetCallerIdentity,
+        // retrying only propagation errors.
+        for step in [
+            self.credentials_step(deadline, options.deadline).await,
+            self.caller_identity(deadline, options.initial_backoff).await,
+        ] {
+            let ok = step.ok;
+            report.steps.push(step);
+            if !ok {
+                return report;
             }
         }
-        let detail = match &report.shadowing {
-            Some(w) => format!("{}; WARNING: {w}", configured.join(", ")),
-            None => configured.join(", "),
-        };
-        report.steps.push(DoctorStep {
-            name: "environment".into(),
-            ok: true,
-            attempts: 0,
-            elapsed: Duration::ZERO,
-            detail,
-        });
-
-        // 2. Credentials: provider, key, expiry.
-        let t = Instant::now();
-        let remaining = deadline.saturating_duration_since(t);
-        let resolved = tokio::time::timeout(remaining, self.resolve_credentials()).await;
-        let step = match resolved {
-            Ok(Ok(info)) => {
-                let mut detail = format!("from {}, access key {}", info.provider, mask(&info.access_key_id));
-                if let Some(account) = &info.account_id {
-                    detail.push_str(&format!(", account {account}"));
-                }
-                match info.expiry {
-                    Some(at) => {
-                        let when = aws_smithy_types::DateTime::from(at)
-                            .fmt(aws_smithy_types::date_time::Format::DateTime)
-                            .unwrap_or_else(|_| "?".into());
-                        let left = at
-                            .duration_since(std::time::SystemTime::now())
-                            .map_or(0, |d| d.as_secs());
-                        detail.push_str(&format!(", expires {when} (in {left} s)"));
-                    }
-                    None => detail.push_str(", no expiry"),
-                }
-                DoctorStep {
-                    name: "credentials".into(),
-                    ok: true,
-                    attempts: 1,
-                    elapsed: t.elapsed(),
-                    detail,
-                }
-            }
-            Ok(Err(e)) => DoctorStep {
-                name: "credentials".into(),
-                ok: false,
-                attempts: 1,
-                elapsed: t.elapsed(),
-                detail: one_line(&e),
-            },
-            Err(_) => DoctorStep {
-                name: "credentials".into(),
-                ok: false,
-                attempts: 1,
-                elapsed: t.elapsed(),
-                detail: format!(
-                    "credentials from {} not resolved within the {} ms deadline",
-                    self.credentials_provider().unwrap_or("the credential chain"),
-                    options.deadline.as_millis()
-                ),
-            },
-        };
-        let ok = step.ok;
-        report.steps.push(step);
-        if !ok {
-            return report;
-        }
-
-        // 3. STS GetCallerIdentity, retrying only propagation errors.
-        let step = self.caller_identity(deadline, options.initial_backoff).await;
-        let ok = step.ok;
-        report.steps.push(step);
-        if !ok {
-            return report;
-        }
-
         // 4. Each key, with a bounded DescribeKey.
         for key in &options.keys {
             let step = self.describe(key).await;
@@ -280,6 +256,32 @@ impl KmsClient {
             }
         }
         report
+    }
+
+    /// Resolves the credentials within the deadline: provider, masked key,
+    /// expiry.
+    async fn credentials_step(&self, deadline: Instant, budget: Duration) -> DoctorStep {
+        let t = Instant::now();
+        let remaining = deadline.saturating_duration_since(t);
+        let step = |ok: bool, detail: String| DoctorStep {
+            name: "credentials".into(),
+            ok,
+            attempts: 1,
+            elapsed: t.elapsed(),
+            detail,
+        };
+        match tokio::time::timeout(remaining, self.resolve_credentials()).await {
+            Ok(Ok(info)) => step(true, describe_credentials(&info)),
+            Ok(Err(e)) => step(false, one_line(&e)),
+            Err(_) => step(
+                false,
+                format!(
+                    "credentials from {} not resolved within the {} ms deadline",
+                    self.credentials_provider().unwrap_or("the credential chain"),
+                    budget.as_millis()
+                ),
+            ),
+        }
     }
 
     async fn caller_identity(&self, deadline: Instant, initial_backoff: Duration) -> DoctorStep {

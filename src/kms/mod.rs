@@ -18,17 +18,26 @@
 #[cfg_attr(not(feature = "kms"), allow(dead_code))]
 mod arn;
 #[cfg(feature = "kms")]
+mod bounds;
+#[cfg(feature = "kms")]
+mod classify;
+#[cfg(feature = "kms")]
 mod client;
 #[cfg(feature = "kms")]
 mod credentials;
 #[cfg(feature = "kms")]
 mod doctor;
+#[cfg(feature = "kms")]
+mod engine;
 #[cfg_attr(not(feature = "kms"), allow(dead_code))]
 mod error;
+#[cfg(feature = "kms")]
+mod interceptor;
 #[cfg_attr(not(feature = "kms"), allow(dead_code))]
 mod stats;
 
 /// The KMS keyrings, also at the crate root.
+#[cfg(feature = "kms")]
 pub use crate::materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
 #[cfg(feature = "kms")]
 pub(crate) use arn::{check_identifier, duplicate_multi_region_keys, mrk_match};

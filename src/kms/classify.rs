@@ -1,0 +1,214 @@
+//! SDK errors to envseal's kinds, and the retry rules on top of the SDK's.
+
+use aws_sdk_kms as sdk;
+use aws_smithy_runtime_api::client::interceptors::context::Error as OpError;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, OrchestratorError};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::retries::classifiers::RetryClassifierPriority;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use sdk::config::retry::{ClassifyRetry, RetryAction};
+use sdk::error::ProvideErrorMetadata;
+use sdk::operation::decrypt::DecryptError;
+use sdk::operation::describe_key::DescribeKeyError;
+use sdk::operation::encrypt::EncryptError;
+use sdk::operation::generate_data_key::GenerateDataKeyError;
+use sdk::operation::RequestId;
+
+use super::error::{is_throttling_code, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
+
+/// The AWS error code of an operation error, whichever operation it is.
+pub(super) fn error_code(err: &OpError) -> Option<&str> {
+    if let Some(e) = err.downcast_ref::<GenerateDataKeyError>() {
+        return e.code();
+    }
+    if let Some(e) = err.downcast_ref::<EncryptError>() {
+        return e.code();
+    }
+    if let Some(e) = err.downcast_ref::<DescribeKeyError>() {
+        return e.code();
+    }
+    err.downcast_ref::<DecryptError>()
+        .and_then(ProvideErrorMetadata::code)
+}
+
+/// Timeout kind from a transport error's text (the SDK's connector errors
+/// say "HTTP connect timeout" or "HTTP read timeout").
+pub(super) fn transport_timeout_kind(text: &str) -> TimeoutKind {
+    if text.contains("connect timeout") {
+        TimeoutKind::Connect
+    } else if text.contains("read timeout") {
+        TimeoutKind::Read
+    } else {
+        TimeoutKind::Attempt
+    }
+}
+
+/// SDK timeout errors say which of the two orchestrator timeouts fired;
+/// the operation timeout is envseal's deadline.
+pub(super) fn orchestrator_timeout_kind(text: &str) -> TimeoutKind {
+    if text.contains("attempt timeout") {
+        TimeoutKind::Attempt
+    } else {
+        TimeoutKind::Deadline
+    }
+}
+
+/// Classifies one attempt's failure (for counters and tracing).
+pub(super) fn classify_attempt(err: &OrchestratorError<OpError>, status: Option<u16>) -> KmsErrorKind {
+    if let Some(kind) = err
+        .as_operation_error()
+        .and_then(error_code)
+        .and_then(KmsErrorKind::from_code)
+    {
+        return kind;
+    }
+    if status == Some(429) {
+        return KmsErrorKind::Throttled;
+    }
+    if err.is_timeout_error() {
+        return KmsErrorKind::Timeout(orchestrator_timeout_kind(&err.to_string()));
+    }
+    if let Some(conn) = err.as_connector_error() {
+        return if conn.is_timeout() {
+            KmsErrorKind::Timeout(transport_timeout_kind(&DisplayErrorContext(conn).to_string()))
+        } else {
+            KmsErrorKind::Connection
+        };
+    }
+    KmsErrorKind::from_status(status)
+}
+
+/// Maps the SDK's final error to a [`KmsError`] (attempts filled in later).
+pub(super) fn classify_sdk_error<E>(
+    err: SdkError<E, HttpResponse>,
+    op: KmsOperation,
+    key_id: &str,
+) -> KmsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let request_id = err.request_id().map(str::to_owned);
+    let text = DisplayErrorContext(&err).to_string();
+    let (kind, code, message) = match &err {
+        SdkError::ServiceError(ctx) => {
+            let e = ctx.err();
+            let code = e.code().map(str::to_owned);
+            let kind = code
+                .as_deref()
+                .and_then(KmsErrorKind::from_code)
+                .unwrap_or_else(|| KmsErrorKind::from_status(status));
+            (kind, code, e.message().map(str::to_owned))
+        }
+        SdkError::TimeoutError(_) => (
+            KmsErrorKind::Timeout(orchestrator_timeout_kind(&text)),
+            None,
+            None,
+        ),
+        SdkError::DispatchFailure(d) if d.is_timeout() => {
+            (KmsErrorKind::Timeout(transport_timeout_kind(&text)), None, None)
+        }
+        // I/O and transient transport errors (reset, closed early) retry;
+        // a credentials provider failure surfaces here too, before sending.
+        SdkError::DispatchFailure(d)
+            if d.is_io() || d.as_other() == Some(aws_smithy_types::retry::ErrorKind::TransientError) =>
+        {
+            (KmsErrorKind::Connection, None, Some(text))
+        }
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) if mentions_credentials(&text) => {
+            (KmsErrorKind::Credentials, None, Some(text))
+        }
+        // The SDK retries a response it could not read (body cut off), so
+        // it is a transient connection failure, not a bad answer.
+        SdkError::ResponseError(_) => (KmsErrorKind::Connection, None, Some(text)),
+        _ => (KmsErrorKind::Other, None, Some(text)),
+    };
+    let mut e = KmsError::new(kind, op, key_id);
+    e.status = status;
+    e.code = code;
+    e.request_id = request_id;
+    e.message = message;
+    e
+}
+
+pub(super) fn mentions_credentials(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("credential") || t.contains("identity")
+}
+
+/// Envseal's retry rules on top of the SDK's: plain HTTP 429 is throttling;
+/// the codes that must never retry (access denied, not found, disabled,
+/// invalid ciphertext, `LimitExceededException`, expired credentials ...)
+/// are forbidden even when an SDK classifier would retry them (the SDK
+/// treats `LimitExceededException` as throttling, and retries access denied
+/// on suspected clock skew).
+#[derive(Debug)]
+pub(super) struct EnvsealRetryClassifier;
+
+/// Codes the SDK's clock-skew classifier may retry (once skew is detected).
+pub(super) const CLOCK_SKEW_CODES: [&str; 4] = [
+    "AccessDeniedException",
+    "InvalidSignatureException",
+    "RequestExpired",
+    "SignatureDoesNotMatch",
+];
+
+impl ClassifyRetry for EnvsealRetryClassifier {
+    fn classify_retry(&self, ctx: &sdk::config::interceptors::InterceptorContext) -> RetryAction {
+        let Some(Err(err)) = ctx.output_or_error() else {
+            return RetryAction::NoActionIndicated;
+        };
+        if let Some(code) = err.as_operation_error().and_then(error_code) {
+            if is_throttling_code(code) {
+                return RetryAction::throttling_error();
+            }
+            // The SDK retries these only on evidence of clock skew (the
+            // response Date more than 4 minutes off), re-signed with the
+            // corrected time: let it, or a skewed host never recovers.
+            if CLOCK_SKEW_CODES.contains(&code) {
+                return RetryAction::NoActionIndicated;
+            }
+            if KmsErrorKind::from_code(code).is_some_and(|k| k.forbids_retry()) {
+                return RetryAction::RetryForbidden;
+            }
+        }
+        if ctx.response().map(|r| r.status().as_u16()) == Some(429) {
+            return RetryAction::throttling_error();
+        }
+        RetryAction::NoActionIndicated
+    }
+
+    fn name(&self) -> &'static str {
+        "envseal-kms"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        use RetryClassifierPriority as P;
+        P::run_after(P::transient_error_classifier())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_texts() {
+        assert_eq!(
+            transport_timeout_kind("timeout: client error (Connect): HTTP connect timeout occurred after 1s"),
+            TimeoutKind::Connect
+        );
+        assert_eq!(
+            transport_timeout_kind("timeout: HTTP read timeout occurred after 2s"),
+            TimeoutKind::Read
+        );
+        assert_eq!(
+            orchestrator_timeout_kind("operation attempt timeout (single attempt) occurred after 1s"),
+            TimeoutKind::Attempt
+        );
+        assert_eq!(
+            orchestrator_timeout_kind("operation timeout (all attempts including retries) occurred after 1s"),
+            TimeoutKind::Deadline
+        );
+    }
+}

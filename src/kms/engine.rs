@@ -1,0 +1,300 @@
+//! The call engine: runs one AWS call under the bounds, retries expired
+//! credentials once, classifies the outcome, counts and traces it. Every
+//! call envseal makes to KMS (and STS for `doctor`) goes through
+//! [`KmsClient::run`].
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_kms as sdk;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use sdk::config::Region;
+use sdk::error::ProvideErrorMetadata;
+use tracing::Instrument;
+
+use super::classify::{classify_sdk_error, EnvsealRetryClassifier};
+use super::client::{CallArgs, KmsClient};
+use super::credentials::CredentialCache;
+use super::error::{KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
+use super::interceptor::{AttemptFailure, AttemptRecorder, AttemptState};
+
+impl KmsClient {
+    /// Runs one call under the bounds: the deadline's remaining time is the
+    /// SDK's operation timeout (and a tokio timeout as a backstop); every
+    /// attempt is counted and traced; the result is classified.
+    pub(super) async fn run<T, E, F, Fut>(
+        &self,
+        op: KmsOperation,
+        args: &CallArgs<'_>,
+        send: F,
+    ) -> Result<T, KmsError>
+    where
+        F: Fn(sdk::config::Builder) -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.run_counted(op, args, send).await.0
+    }
+
+    /// [`Self::run`], also returning the attempts made. The steps: start
+    /// (or refuse, past the deadline), send, retry once on expired
+    /// credentials, classify, name the real cause of a deadline or a
+    /// credentials failure, then count and trace the result.
+    pub(super) async fn run_counted<T, E, F, Fut>(
+        &self,
+        op: KmsOperation,
+        args: &CallArgs<'_>,
+        send: F,
+    ) -> (Result<T, KmsError>, u32)
+    where
+        F: Fn(sdk::config::Builder) -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let region = self.region_for(args.key_id);
+        let span = tracing::info_span!(
+            "kms_call",
+            operation = op.name(),
+            key_id = args.key_id,
+            region = region.as_deref().unwrap_or(""),
+        );
+        let stats = &self.inner.stats;
+        stats.call_started(op);
+        let started = Instant::now();
+        let Some(remaining) = args.deadline.remaining() else {
+            return (Err(self.not_started(op, args.key_id, &span)), 0);
+        };
+        let state: Arc<Mutex<AttemptState>> = Arc::default();
+        let region = region.as_deref();
+        let mut outcome = self
+            .send_once(&send, remaining, &state, region)
+            .instrument(span.clone())
+            .await;
+        if let Some(remaining) = self.expired_credentials_retry(&outcome, args, &state, started, &span) {
+            let retry_started = Instant::now();
+            outcome = self
+                .send_once(&send, remaining, &state, region)
+                .instrument(span.clone())
+                .await;
+            stats.expired_token_retry(matches!(outcome, Ok(Ok(_))), retry_started.elapsed());
+        }
+        let elapsed = started.elapsed();
+        let summary = Summary::take(&state);
+        let result = classify_outcome(outcome, op, args.key_id)
+            .map_err(|err| deadline_cause(err, &summary, op, args.key_id))
+            .map_err(|err| self.credentials_cause(err, started, op, args.key_id));
+        let attempts = summary.attempts;
+        (self.finish(result, summary, elapsed, &span), attempts)
+    }
+
+    /// The deadline passed before the call could start.
+    fn not_started(&self, op: KmsOperation, key_id: &str, span: &tracing::Span) -> KmsError {
+        self.inner.stats.deadline_before_call();
+        self.inner.stats.call_finished(false, Duration::ZERO);
+        let err = KmsError::new(KmsErrorKind::Timeout(TimeoutKind::Deadline), op, key_id)
+            .with_message("the deadline passed before the call could start");
+        span.in_scope(|| tracing::warn!(error = %err, "kms call not started"));
+        err
+    }
+
+    /// When KMS rejected the credentials as expired: drops them from the
+    /// cache and returns the time left for one more try with fresh ones.
+    fn expired_credentials_retry<T, E: ProvideErrorMetadata>(
+        &self,
+        outcome: &Outcome<T, E>,
+        args: &CallArgs<'_>,
+        state: &Mutex<AttemptState>,
+        started: Instant,
+        span: &tracing::Span,
+    ) -> Option<Duration> {
+        let cache = self.inner.credentials.as_deref()?;
+        let remaining = args.deadline.remaining()?;
+        let Ok(Err(e)) = outcome else { return None };
+        if e.code().and_then(KmsErrorKind::from_code) != Some(KmsErrorKind::CredentialsExpired) {
+            return None;
+        }
+        cache.invalidate_loaded_before(lock_state(state).sent.unwrap_or(started));
+        span.in_scope(|| {
+            tracing::warn!(
+                provider = cache.provider(),
+                "kms rejected the credentials as expired; retrying once with fresh ones"
+            )
+        });
+        Some(remaining)
+    }
+
+    /// A deadline that passed while credentials were being loaded is a
+    /// credentials failure (the provider did not answer in time), and a
+    /// credentials failure names the provider behind it.
+    fn credentials_cause(&self, err: KmsError, started: Instant, op: KmsOperation, key_id: &str) -> KmsError {
+        let cache = self.inner.credentials.as_deref();
+        let mut err = match cache.and_then(|c| c.cancelled_since(started)) {
+            Some(provider) if err.is_timeout() => {
+                let mut e = KmsError::new(KmsErrorKind::Credentials, op, key_id).with_message(format!(
+                    "credentials from {provider} were not loaded {}",
+                    match err.kind {
+                        KmsErrorKind::Timeout(TimeoutKind::Attempt) => "within the attempt timeout",
+                        _ => "before the deadline",
+                    }
+                ));
+                e.credentials_provider = Some(provider.to_owned());
+                e
+            }
+            _ => err,
+        };
+        let credentials = matches!(
+            err.kind,
+            KmsErrorKind::Credentials | KmsErrorKind::CredentialsExpired
+        );
+        if credentials && err.credentials_provider.is_none() {
+            err.credentials_provider = cache.and_then(CredentialCache::provider).map(str::to_owned);
+        }
+        err
+    }
+
+    /// Counts and traces the call; a failure gets the attempts, the time
+    /// spent and the last status seen.
+    // KmsError is large by design (status, code, request id, the other
+    // failures); it is made once per failed call, never per attempt.
+    #[allow(clippy::result_large_err)]
+    fn finish<T>(
+        &self,
+        result: Result<T, KmsError>,
+        summary: Summary,
+        elapsed: Duration,
+        span: &tracing::Span,
+    ) -> Result<T, KmsError> {
+        self.inner.stats.call_finished(result.is_ok(), elapsed);
+        let attempts = summary.attempts;
+        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        match result {
+            Ok(out) => {
+                span.in_scope(|| tracing::debug!(attempts, elapsed_ms, "kms call succeeded"));
+                Ok(out)
+            }
+            Err(mut err) => {
+                err.attempts = attempts;
+                err.elapsed = elapsed;
+                if err.status.is_none() {
+                    err.status = summary.last_status;
+                }
+                span.in_scope(|| {
+                    tracing::warn!(
+                        kind = ?err.kind,
+                        status = err.status,
+                        code = err.code.as_deref(),
+                        request_id = err.request_id.as_deref(),
+                        attempts,
+                        elapsed_ms,
+                        "kms call failed"
+                    )
+                });
+                Err(err)
+            }
+        }
+    }
+
+    /// One SDK call (the SDK's attempts and retries) under `remaining`.
+    async fn send_once<T, E, F, Fut>(
+        &self,
+        send: &F,
+        remaining: Duration,
+        state: &Arc<Mutex<AttemptState>>,
+        region: Option<&str>,
+    ) -> Outcome<T, E>
+    where
+        F: Fn(sdk::config::Builder) -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
+        let recorder = AttemptRecorder {
+            stats: Arc::clone(&self.inner.stats),
+            state: Arc::clone(state),
+        };
+        let bounds = &self.inner.bounds;
+        let mut cfg = sdk::config::Builder::default()
+            .timeout_config(bounds.timeout_config(remaining))
+            .retry_config(bounds.retry_config())
+            .retry_partition(self.inner.partition.clone())
+            .retry_classifier(EnvsealRetryClassifier)
+            .interceptor(recorder);
+        if let Some(r) = region {
+            cfg = cfg.region(Region::new(r.to_owned()));
+        }
+        // The SDK's operation timeout is the real bound; the backstop only
+        // catches a future that ignores it.
+        let backstop = remaining + Duration::from_millis(100);
+        tokio::time::timeout(backstop, send(cfg)).await
+    }
+}
+
+/// What one SDK call ended with: its result, or the backstop timeout.
+type Outcome<T, E> = Result<Result<T, SdkError<E, HttpResponse>>, tokio::time::error::Elapsed>;
+
+/// What the attempts of one call left behind.
+struct Summary {
+    attempts: u32,
+    last_status: Option<u16>,
+    last_failure: Option<AttemptFailure>,
+    last_throttle: Option<AttemptFailure>,
+}
+
+impl Summary {
+    fn take(state: &Mutex<AttemptState>) -> Self {
+        let mut s = lock_state(state);
+        Summary {
+            attempts: s.attempts,
+            last_status: s.last_status,
+            last_failure: s.last_failure.take(),
+            last_throttle: s.last_throttle.take(),
+        }
+    }
+}
+
+/// The SDK's result as envseal's: success, a classified error, or the
+/// deadline when the backstop fired.
+#[allow(clippy::result_large_err)] // as `KmsClient::finish`
+fn classify_outcome<T, E>(outcome: Outcome<T, E>, op: KmsOperation, key_id: &str) -> Result<T, KmsError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match outcome {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(e)) => Err(classify_sdk_error(e, op, key_id)),
+        Err(_) => Err(KmsError::new(
+            KmsErrorKind::Timeout(TimeoutKind::Deadline),
+            op,
+            key_id,
+        )),
+    }
+}
+
+/// When the deadline ends a call that was failing for another reason,
+/// reports that reason: the last attempt's failure if the deadline passed
+/// between attempts (backoff, or the adaptive limiter's wait), else any
+/// throttling, which must stay visible with its status.
+fn deadline_cause(err: KmsError, summary: &Summary, op: KmsOperation, key_id: &str) -> KmsError {
+    if err.kind != KmsErrorKind::Timeout(TimeoutKind::Deadline) {
+        return err;
+    }
+    let cause = match &summary.last_failure {
+        Some(f) if !matches!(f.kind, KmsErrorKind::Timeout(_)) => Some(f),
+        _ => summary.last_throttle.as_ref(),
+    };
+    match cause {
+        Some(f) => {
+            let mut e =
+                KmsError::new(f.kind.clone(), op, key_id).with_message("the deadline passed while retrying");
+            e.code = f.code.clone();
+            e.request_id = f.request_id.clone();
+            e.status = f.status.or(summary.last_status);
+            e
+        }
+        None => err,
+    }
+}
+
+pub(super) fn lock_state(state: &Mutex<AttemptState>) -> std::sync::MutexGuard<'_, AttemptState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
