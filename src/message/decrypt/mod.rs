@@ -1,0 +1,208 @@
+//! Decrypt in two phases: [`Decryptor::new`] parses and bounds the header;
+//! [`Decryptor::decrypt`] gets the data key and verifies commitment and
+//! header tag, returning a [`DecryptReader`] over the plaintext.
+//!
+//! Spec: `client-apis/decrypt.md`, `client-apis/streaming.md`. Order of
+//! checks: header parse and limits, commitment policy, materials (keyring),
+//! key commitment (constant time), header tag, then each frame's tag, then
+//! the signature. A frame's plaintext is released only after its tag
+//! verifies; the final frame only after the signature (if any) verifies and
+//! no bytes follow the message.
+
+use std::io::Read;
+
+
+use crate::config::Config;
+use crate::crypto::{Aead, HeaderAuthenticated, Verifier};
+use crate::error::{Error, FormatError, PolicyError, Result};
+use crate::format::header::{parse_header, HeaderLimits, ParsedHeader};
+use crate::format::{EncryptedDataKey, EncryptionContext};
+use crate::materials::{decryption_materials, Keyring, Source};
+use crate::suite::AlgorithmSuite;
+
+mod input;
+mod oneshot;
+mod reader;
+
+use input::Input;
+pub(crate) use oneshot::{decrypt_slice, decrypt_slice_into};
+pub use reader::DecryptReader;
+
+/// Largest footer signature accepted (DER ECDSA P-384 is at most 104 bytes).
+const MAX_SIGNATURE_LEN: usize = 512;
+
+/// First phase of decryption: the header is parsed and bounded; no key has
+/// been used yet, so nothing it shows is authenticated.
+pub struct Decryptor<R> {
+    input: Input<R>,
+    header: ParsedHeader,
+    config: Config,
+    allow_signed_streaming: bool,
+}
+
+impl<R> std::fmt::Debug for Decryptor<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decryptor")
+            .field("suite", &self.header.body.suite)
+            .field("encrypted_data_keys", &self.header.body.edks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> Decryptor<R> {
+    /// Reads and parses the header from `input`, enforcing the header size,
+    /// encrypted-data-key count and frame-length limits and the commitment
+    /// policy before any keyring is asked.
+    ///
+    /// # Errors
+    /// [`Error::Format`], [`Error::Limit`], [`Error::Policy`], [`Error::Io`].
+    pub fn new(mut input: R, config: &Config) -> Result<Self> {
+        let limits = HeaderLimits {
+            max_edks: config.max_encrypted_data_keys,
+            max_header_size: config.max_header_size,
+            max_frame_length: config.max_frame_length,
+        };
+        let mut buf = Vec::new();
+        loop {
+            match parse_header(&buf, &limits) {
+                Ok(header) => {
+                    config.commitment_policy.check_decrypt(header.body.suite)?;
+                    let pending = buf.split_off(header.len);
+                    return Ok(Decryptor {
+                        input: Input {
+                            pending,
+                            pos: 0,
+                            inner: input,
+                        },
+                        header,
+                        config: config.clone(),
+                        allow_signed_streaming: config.allow_signed_streaming,
+                    });
+                }
+                Err(Error::Format(FormatError::Truncated(field))) => {
+                    // Read ahead, doubling each time, so a large header is
+                    // parsed O(log n) times, never past the size limit.
+                    let target = (buf.len() * 2)
+                        .max(4096)
+                        .min(limits.max_header_size)
+                        .max(buf.len() + 1);
+                    let before = buf.len();
+                    (&mut input)
+                        .take((target - before) as u64)
+                        .read_to_end(&mut buf)?;
+                    if buf.len() == before {
+                        return Err(FormatError::Truncated(field).into());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The message's algorithm suite (not yet authenticated).
+    pub fn suite(&self) -> AlgorithmSuite {
+        self.header.body.suite
+    }
+
+    /// The stored encryption context (not yet authenticated).
+    pub fn encryption_context(&self) -> &EncryptionContext {
+        &self.header.body.context
+    }
+
+    /// The encrypted data keys (not yet authenticated).
+    pub fn encrypted_data_keys(&self) -> &[EncryptedDataKey] {
+        &self.header.body.edks
+    }
+
+    /// The frame length (0 for a non-framed body).
+    pub fn frame_length(&self) -> u32 {
+        self.header.body.frame_length
+    }
+
+    /// Allows streaming decryption of signed messages.
+    ///
+    /// **Warning:** regular frames of a signed message are then released as
+    /// soon as their tag verifies, *before* the signature is checked at the
+    /// end. The final frame is still held back until the signature verifies,
+    /// so a read error at any point means the output must be discarded. Use
+    /// it when the output goes somewhere you can roll back (a temporary file
+    /// renamed on success, a transaction). Without it, [`Decryptor::decrypt`]
+    /// refuses signed messages.
+    pub fn allow_signed_streaming(mut self) -> Self {
+        self.allow_signed_streaming = true;
+        self
+    }
+
+    /// Gets the data key from `keyring` and verifies the key commitment and
+    /// the header. `reproduced` is the caller's encryption context: pairs
+    /// the header stores must match, and pairs it does not store are
+    /// authenticated through the header tag (the ESDK's reproduced context).
+    ///
+    /// # Errors
+    /// [`Error::NoMatchingKey`] when no keyring could unwrap a data key;
+    /// [`Error::Decrypt`] when a cryptographic check fails;
+    /// [`Error::Policy`] for a context mismatch or a signed message without
+    /// [`Decryptor::allow_signed_streaming`].
+    pub async fn decrypt(
+        self,
+        keyring: &dyn Keyring,
+        reproduced: &EncryptionContext,
+    ) -> Result<DecryptReader<R>> {
+        self.decrypt_source(Source::Keyring(keyring), reproduced).await
+    }
+
+    pub(crate) async fn decrypt_source(
+        self,
+        source: Source<'_>,
+        reproduced: &EncryptionContext,
+    ) -> Result<DecryptReader<R>> {
+        let suite = self.header.body.suite;
+        if suite.is_signed() && !self.allow_signed_streaming {
+            return Err(PolicyError::SignedStreaming(suite).into());
+        }
+        let (authenticated, mut opened) = open_header(&self.header, &self.config, source, reproduced).await?;
+        if let Some(v) = opened.verifier.as_mut() {
+            v.update(&self.header.body_bytes);
+            let mut auth = Vec::with_capacity(28);
+            self.header.auth.serialize(suite.message_version(), &mut auth);
+            v.update(&auth);
+        }
+        Ok(DecryptReader::new(
+            authenticated,
+            opened,
+            self.input,
+            self.header,
+            &self.config,
+        ))
+    }
+}
+
+/// A message whose header has been authenticated: the keys for its body.
+struct Opened {
+    aead: Box<dyn Aead>,
+    verifier: Option<Box<dyn Verifier>>,
+    context: EncryptionContext,
+}
+
+/// Gets the data key, derives the message keys, and verifies the key
+/// commitment and the header tag.
+async fn open_header(
+    header: &ParsedHeader,
+    config: &Config,
+    source: Source<'_>,
+    reproduced: &EncryptionContext,
+) -> Result<(HeaderAuthenticated, Opened)> {
+    let materials = decryption_materials(source, header, reproduced, config.backend).await?;
+    let (keys, authenticated) = materials
+        .check
+        .open(materials.data_key.expose_secret())
+        .map_err(|_| Error::Decrypt)?;
+    Ok((
+        authenticated,
+        Opened {
+            aead: keys.aead,
+            verifier: materials.verifier,
+            context: materials.context,
+        },
+    ))
+}
