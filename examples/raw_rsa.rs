@@ -15,18 +15,22 @@ use envseal::{
 const PUBLIC_PEM: &str = include_str!("../tests/data/rsa-4096-public.pem");
 const PRIVATE_PEM: &str = include_str!("../tests/data/rsa-4096-private.pem");
 
-fn main() -> Result<(), envseal::Error> {
-    let context = EncryptionContext::from([("purpose", "rsa-demo")]);
-
-    // 1. The sender holds only the public key.
-    let sender = RawRsaKeyring::new(
+/// The sender's keyring: the public key only, so it can encrypt but never decrypt.
+fn sender() -> Result<RawRsaKeyring, envseal::Error> {
+    RawRsaKeyring::new(
         "envseal-demo",
         "rsa-key-1",
         RsaPadding::OaepSha256,
         Some(RsaPublicKey::from_pem(PUBLIC_PEM)?),
         None,
-    )?;
-    let message = blocking::Client::new(sender)?.encrypt(&context, b"for the key holder")?;
+    )
+}
+
+fn main() -> Result<(), envseal::Error> {
+    let context = EncryptionContext::from([("purpose", "rsa-demo")]);
+
+    // 1. The sender holds only the public key.
+    let message = blocking::Client::new(sender()?)?.encrypt(&context, b"for the key holder")?;
 
     // 2. The recipient decrypts with the private key.
     let recipient = RawRsaKeyring::new(
@@ -52,14 +56,7 @@ fn main() -> Result<(), envseal::Error> {
         "aes-key-1",
         WrappingKey::from_slice(&[3u8; 32])?,
     )?);
-    let both_public = RawRsaKeyring::new(
-        "envseal-demo",
-        "rsa-key-1",
-        RsaPadding::OaepSha256,
-        Some(RsaPublicKey::from_pem(PUBLIC_PEM)?),
-        None,
-    )?;
-    let both = MultiKeyring::from_keyrings(vec![aes.clone(), Arc::new(both_public)])?;
+    let both = MultiKeyring::from_keyrings(vec![aes.clone(), Arc::new(sender()?)])?;
     let message = blocking::Client::new(both)?.encrypt(&context, b"for either key")?;
     for (name, keyring) in [("AES", aes), ("RSA", recipient as Arc<dyn Keyring>)] {
         let plaintext = blocking::Client::builder_shared(keyring)

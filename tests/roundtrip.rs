@@ -115,18 +115,22 @@ fn rsa_every_padding_and_multi_keyring() {
     }
 }
 
+/// A default-config message under the AES key `ns`/`k` of bytes `[1; 32]`.
+fn sealed_under_key_1(rt: &Runtime, plaintext: &[u8]) -> Vec<u8> {
+    rt.encrypt(
+        &Config::default(),
+        aes("ns", "k", &[1u8; 32]).as_ref(),
+        &EncryptionContext::new(),
+        plaintext,
+    )
+    .unwrap()
+}
+
 #[test]
 fn wrong_key_and_unknown_key_fail_clearly() {
     let rt = Runtime::new().unwrap();
     let config = Config::default();
-    let msg = rt
-        .encrypt(
-            &config,
-            aes("ns", "k", &[1u8; 32]).as_ref(),
-            &EncryptionContext::new(),
-            b"data",
-        )
-        .unwrap();
+    let msg = sealed_under_key_1(&rt, b"data");
     // An EDK for this namespace and name that does not unwrap: a failed
     // cryptographic check, detail-free like the others.
     let wrong_bytes = aes("ns", "k", &[2u8; 32]);
@@ -696,14 +700,7 @@ impl Keyring for Down {
 fn multi_keyring_reports_every_childs_failure() {
     let rt = Runtime::new().unwrap();
     let config = Config::default();
-    let msg = rt
-        .encrypt(
-            &config,
-            aes("ns", "k", &[1u8; 32]).as_ref(),
-            &EncryptionContext::new(),
-            b"x",
-        )
-        .unwrap();
+    let msg = sealed_under_key_1(&rt, b"x");
     let ring = MultiKeyring::from_keyrings(vec![
         Arc::new(Down("first")),
         aes("ns", "k", &[2u8; 32]),

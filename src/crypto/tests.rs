@@ -3,6 +3,9 @@
 //! Expected values: AES-GCM from the NIST/McGrew-Viega GCM test cases 4, 10
 //! and 16; HKDF-SHA256 from RFC 5869 test cases 1 and 3; the HKDF-SHA384/512
 //! and commit-key values were computed once with Python `cryptography` 48.
+//!
+//! One file on purpose: every test here runs against each compiled-in
+//! backend, and the cross-backend checks need them side by side.
 
 use super::*;
 use crate::suite::AlgorithmSuite;

@@ -11,7 +11,6 @@
 
 use std::io::Read;
 
-
 use crate::config::Config;
 use crate::crypto::{Aead, HeaderAuthenticated, Verifier};
 use crate::error::{Error, FormatError, PolicyError, Result};

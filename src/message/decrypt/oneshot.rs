@@ -2,7 +2,6 @@
 //! tag checked before any plaintext is returned; frames opened straight
 //! into the output, on several threads for large messages.
 
-
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::Config;
