@@ -67,7 +67,7 @@ fn records(c: &mut Criterion) {
         .config(config())
         .cache(
             MaterialsCache::new(100).unwrap(),
-            CacheLimits::new(Duration::from_secs(3600)).unwrap(),
+            CacheLimits::new(Duration::from_secs(3600)),
         )
         .build()
         .unwrap();
@@ -184,10 +184,7 @@ fn kms_records() {
             .config(config())
             .cache(
                 MaterialsCache::new(100).unwrap(),
-                CacheLimits::new(Duration::from_secs(3600))
-                    .unwrap()
-                    .max_messages(10_000)
-                    .unwrap(),
+                CacheLimits::new(Duration::from_secs(3600)).with_max_messages(10_000),
             )
             .build()
             .unwrap();

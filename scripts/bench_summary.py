@@ -8,7 +8,24 @@ import os
 import platform
 import sys
 
-root = sys.argv[1] if len(sys.argv) > 1 else "target/criterion"
+# bench_summary.py [CRITERION_DIR] [--write BENCHMARKS.md]: with --write the
+# tables also replace those between the markers in that file.
+args = [a for a in sys.argv[1:] if a != "--write"]
+write_to = None
+if "--write" in sys.argv:
+    i = sys.argv.index("--write")
+    write_to = sys.argv[i + 1] if i + 1 < len(sys.argv) else "BENCHMARKS.md"
+    args = [a for a in args if a != write_to]
+root = args[0] if args else "target/criterion"
+lines = []
+_print = print
+
+
+def print(*parts, **kw):  # noqa: A001 - collects the tables while printing them
+    text = " ".join(str(p) for p in parts) + kw.get("end", "\n")
+    lines.append(text)
+    _print(*parts, **kw)
+
 rows = {}
 for dirpath, _dirs, files in os.walk(root):
     if dirpath.endswith(os.sep + "new") and "benchmark.json" in files:
@@ -60,3 +77,14 @@ if rec:
             share = ("baseline" if rec[f] == limit else "") if f.startswith("limit") else (
                 f"{limit / rec[f]:.0%}" if limit else "")
             print(f"| {f} | {rec[f] / 1e3:.2f} | {1e9 / rec[f]:,.0f} | {share} |")
+
+
+BEGIN = "<!-- scripts/bench writes the tables from here to the end marker -->"
+END = "<!-- end of the tables scripts/bench writes -->"
+if write_to:
+    doc = open(write_to).read()
+    head, rest = doc.split(BEGIN, 1)
+    _old, tail = rest.split(END, 1)
+    tables = "".join(l for l in lines if not l.startswith("Machine:"))
+    open(write_to, "w").write(head + BEGIN + "\n" + tables.strip("\n") + "\n" + END + tail)
+    _print(f"wrote the tables into {write_to}")

@@ -14,11 +14,16 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::EncryptionContext;
 use crate::materials::{CacheLimits, CacheStats, Keyring, MaterialsCache};
-use crate::message::{DecryptReader, Decrypted, Decryptor, EncryptWriter, Verified};
+use crate::message::{DecryptInfo, DecryptReader, Decrypted, Decryptor, EncryptWriter};
 
 /// Encrypts and decrypts records and streams without an async runtime of
 /// your own. Cheap to clone: clones share the keyring, the cache and the
 /// runtime (threads calling one client take turns driving it).
+///
+/// Inside a tokio runtime (a task, a `spawn_blocking` closure, under
+/// `Handle::enter`) every method returns [`Error::Misuse`]: use the async
+/// client there, [`Client::as_async`] (from `spawn_blocking`:
+/// `handle.block_on(client.as_async().encrypt(..))`).
 ///
 /// ```
 /// use envseal::{blocking, EncryptionContext, RawAesKeyring, WrappingKey};
@@ -33,7 +38,19 @@ use crate::message::{DecryptReader, Decrypted, Decryptor, EncryptWriter, Verifie
 #[derive(Clone)]
 pub struct Client {
     inner: crate::Client,
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<OwnedRuntime>,
+}
+
+/// The client's runtime; shut down without blocking when the last clone
+/// drops, so dropping a client inside an async context does not panic.
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl fmt::Debug for Client {
@@ -90,7 +107,7 @@ impl ClientBuilder {
             .map_err(Error::Io)?;
         Ok(Client {
             inner,
-            runtime: Arc::new(runtime),
+            runtime: Arc::new(OwnedRuntime(Some(runtime))),
         })
     }
 }
@@ -141,7 +158,10 @@ impl Client {
                 "the blocking client cannot run inside an async runtime; use the async client".into(),
             ));
         }
-        self.runtime.block_on(fut)
+        match &self.runtime.0 {
+            Some(rt) => rt.block_on(fut),
+            None => Err(Error::Internal("the blocking client's runtime is gone")),
+        }
     }
 
     /// As [`crate::Client::encrypt`].
@@ -182,7 +202,7 @@ impl Client {
         context: &EncryptionContext,
         message: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<Verified> {
+    ) -> Result<DecryptInfo> {
         self.run(self.inner.decrypt_into(context, message, out))
     }
 

@@ -5,13 +5,15 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
+use zeroize::Zeroize;
+
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::EncryptionContext;
 use crate::materials::{CacheLimits, CacheStats, CachingCmm, Keyring, MaterialsCache, Source};
 use crate::message::{
-    decrypt_source, decrypt_source_into, DecryptReader, Decrypted, Decryptor, EncryptWriter, Encryptor,
-    Verified,
+    decrypt_source, decrypt_source_into, DecryptInfo, DecryptReader, Decrypted, Decryptor, EncryptWriter,
+    Encryptor,
 };
 
 /// Encrypts and decrypts records (and streams) with one keyring, one
@@ -29,7 +31,7 @@ use crate::message::{
 /// let client = Client::builder(keyring)
 ///     .cache(
 ///         MaterialsCache::new(1000)?,
-///         CacheLimits::new(Duration::from_secs(300))?.max_messages(10_000)?,
+///         CacheLimits::new(Duration::from_secs(300)).with_max_messages(10_000),
 ///     )
 ///     .build()?;
 /// let context: EncryptionContext = [("table", "customers")].into_iter().collect();
@@ -180,7 +182,7 @@ impl Client {
     /// `out`'s allocation: a loop over records allocates no output buffers.
     ///
     /// # Errors
-    /// As [`crate::encrypt`]; on error `out` is empty.
+    /// As [`crate::encrypt`]; on error `out` is zeroized and left empty.
     pub async fn encrypt_into(
         &self,
         context: &EncryptionContext,
@@ -192,6 +194,8 @@ impl Client {
             Encryptor::from_source(config, self.source(), context, Some(plaintext.len() as u64)).await;
         let result = encryptor.and_then(|e| e.seal_into(plaintext, out));
         if result.is_err() {
+            // The caller's buffer may hold plaintext of frames not sealed.
+            out.zeroize();
             out.clear();
         }
         result
@@ -206,8 +210,10 @@ impl Client {
         decrypt_source(&self.inner.config, self.source(), context, message).await
     }
 
-    /// Decrypts one message into `out`, reusing its allocation (see
-    /// [`crate::decrypt_into`]). On error `out` is zeroized and left empty.
+    /// Decrypts one message into `out` (its contents are replaced), reusing
+    /// its allocation when large enough: a loop over large messages saves
+    /// the page faults of a fresh buffer each time. On error `out` is
+    /// zeroized and left empty.
     ///
     /// # Errors
     /// As [`crate::decrypt`].
@@ -216,7 +222,7 @@ impl Client {
         context: &EncryptionContext,
         message: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<Verified> {
+    ) -> Result<DecryptInfo> {
         decrypt_source_into(&self.inner.config, self.source(), context, message, out).await
     }
 

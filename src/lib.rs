@@ -28,7 +28,7 @@ pub use materials::{
 #[cfg(feature = "kms")]
 pub use materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
 pub use message::{
-    decrypt, encrypt, DecryptReader, Decrypted, Decryptor, EncryptWriter, Encryptor, Verified,
+    decrypt, encrypt, DecryptInfo, DecryptReader, Decrypted, Decryptor, EncryptWriter, Encryptor,
 };
 pub use suite::{AlgorithmSuite, Curve, Kdf, MessageVersion};
 

@@ -88,14 +88,14 @@ fn context(table: &str) -> EncryptionContext {
 }
 
 fn limits() -> CacheLimits {
-    CacheLimits::new(Duration::from_secs(600)).unwrap()
+    CacheLimits::new(Duration::from_secs(600))
 }
 
 #[tokio::test]
 async fn max_messages_bounds_keyring_calls_and_every_record_decrypts() {
     let keyring = Counting::new("k");
     let cache = MaterialsCache::new(10).unwrap();
-    let c = client(&keyring, &cache, limits().max_messages(1000).unwrap());
+    let c = client(&keyring, &cache, limits().with_max_messages(1000));
     let ctx = context("t");
     let mut messages = Vec::new();
     for i in 0..20_000u32 {
@@ -124,7 +124,7 @@ async fn max_messages_bounds_keyring_calls_and_every_record_decrypts() {
 async fn max_bytes_and_oversized_records() {
     let keyring = Counting::new("k");
     let cache = MaterialsCache::new(10).unwrap();
-    let c = client(&keyring, &cache, limits().max_bytes(10 * 1024).unwrap());
+    let c = client(&keyring, &cache, limits().with_max_bytes(10 * 1024));
     let ctx = context("t");
     for _ in 0..25 {
         c.encrypt(&ctx, &[1u8; 1024]).await.unwrap();
@@ -155,7 +155,7 @@ async fn declared_length_bounds_what_a_stream_writes() {
     use std::io::Write;
     let keyring = Counting::new("k");
     let cache = MaterialsCache::new(10).unwrap();
-    let c = client(&keyring, &cache, limits().max_bytes(1024).unwrap());
+    let c = client(&keyring, &cache, limits().with_max_bytes(1024));
     let ctx = context("t");
     // Five streams declared at 10 bytes under one 1 KiB key: each fails on
     // the write that crosses 10 bytes, and nothing of it is written.
@@ -196,7 +196,7 @@ async fn declared_length_bounds_what_a_stream_writes() {
     let c = client(
         &keyring,
         &MaterialsCache::new(10).unwrap(),
-        limits().max_bytes(1000).unwrap(),
+        limits().with_max_bytes(1000),
     );
     let mut edks = Vec::new();
     for _ in 0..7 {
@@ -212,15 +212,62 @@ async fn declared_length_bounds_what_a_stream_writes() {
     assert!(edks[3] == edks[4] && edks[4] == edks[5] && edks[5] != edks[6]);
 }
 
+/// A keyring that waits before it decrypts.
+struct Slow(Arc<dyn Keyring>, Duration);
+
+#[async_trait]
+impl Keyring for Slow {
+    async fn on_encrypt(&self, materials: &mut EncryptionMaterials) -> envseal::Result<()> {
+        self.0.on_encrypt(materials).await
+    }
+
+    async fn on_decrypt(
+        &self,
+        materials: &DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> envseal::Result<Option<DataKey>> {
+        tokio::time::sleep(self.1).await;
+        self.0.on_decrypt(materials, edks).await
+    }
+}
+
+/// An RSA keyring checks the key it unwraps against the message's header,
+/// so its failure belongs to one message: a tampered message leading a
+/// decrypt flight must not fail the good messages that wait on it (they
+/// share its encrypted data keys through the cached encrypt entry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_check_is_not_shared_with_waiters() {
+    let rsa = common::rsa(envseal::Backend::default(), "ns", "r", envseal::RsaPadding::Pkcs1);
+    let keyring: Arc<dyn Keyring> = Arc::new(Slow(rsa, Duration::from_millis(300)));
+    let c = Client::builder_shared(keyring)
+        .config(records_config())
+        .cache(MaterialsCache::new(10).unwrap(), limits())
+        .build()
+        .unwrap();
+    let ctx = context("t");
+    let good = c.encrypt(&ctx, b"good").await.unwrap();
+    let mut bad = c.encrypt(&ctx, b"bad").await.unwrap();
+    assert_eq!(edks_of(&good), edks_of(&bad), "one cached data key");
+    // The message id (bytes 2..34 of a v2 header) is bound by the key
+    // commitment: a changed id fails the RSA keyring's header check.
+    bad[5] ^= 1;
+    let (c1, c2, ctx1, ctx2) = (c.clone(), c.clone(), ctx.clone(), ctx.clone());
+    let leader = tokio::spawn(async move { c1.decrypt(&ctx1, &bad).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waiter = tokio::spawn(async move { c2.decrypt(&ctx2, &good).await });
+    assert!(matches!(leader.await.unwrap(), Err(Error::Decrypt)));
+    assert_eq!(&waiter.await.unwrap().unwrap().plaintext[..], b"good");
+    assert!(
+        c.cache_stats().unwrap().waits >= 1,
+        "the good message waited on the bad one's flight"
+    );
+}
+
 #[tokio::test]
 async fn max_age_expires_entries() {
     let keyring = Counting::new("k");
     let cache = MaterialsCache::new(10).unwrap();
-    let c = client(
-        &keyring,
-        &cache,
-        CacheLimits::new(Duration::from_millis(100)).unwrap(),
-    );
+    let c = client(&keyring, &cache, CacheLimits::new(Duration::from_millis(100)));
     let ctx = context("t");
     c.encrypt(&ctx, b"a").await.unwrap();
     c.encrypt(&ctx, b"b").await.unwrap();
@@ -405,15 +452,34 @@ async fn a_cancelled_call_lets_the_next_caller_lead() {
 
 #[test]
 fn limits_are_checked() {
-    assert!(CacheLimits::new(Duration::ZERO).is_err());
-    assert!(limits().max_messages(0).is_err());
-    assert!(limits().max_messages((1 << 32) + 1).is_err());
+    assert!(CacheLimits::new(Duration::ZERO).validate().is_err());
+    assert!(limits().with_max_messages(0).validate().is_err());
+    assert!(limits().with_max_messages((1 << 32) + 1).validate().is_err());
+    assert!(limits().with_max_messages(1 << 32).validate().is_ok());
     assert!(MaterialsCache::new(0).is_err());
     // Spec caching-cmm.md, Limit Bytes: unset means at most 2^63 - 1.
     assert_eq!(limits().bytes(), (1 << 63) - 1);
-    assert!(limits().max_bytes(1 << 63).is_err());
-    assert!(limits().max_bytes(envseal::MAX_BYTES_LIMIT).is_ok());
-    let l = limits().max_messages(7).unwrap().max_bytes(9).unwrap();
+    assert!(limits().with_max_bytes(1 << 63).validate().is_err());
+    assert!(limits()
+        .with_max_bytes(envseal::MAX_BYTES_LIMIT)
+        .validate()
+        .is_ok());
+    // The client checks them when it is built, naming the limit.
+    let built =
+        Client::builder(RawAesKeyring::new("ns", "k", WrappingKey::from_slice(&[1; 32]).unwrap()).unwrap())
+            .cache(MaterialsCache::new(1).unwrap(), limits().with_max_messages(0))
+            .build();
+    assert!(
+        matches!(
+            built,
+            Err(Error::Config {
+                setting: "cache max messages",
+                ..
+            })
+        ),
+        "{built:?}"
+    );
+    let l = limits().with_max_messages(7).with_max_bytes(9);
     assert_eq!(
         (l.messages(), l.bytes(), l.age()),
         (7, 9, Duration::from_secs(600))
@@ -436,7 +502,7 @@ mod kms {
             .config(records_config())
             .cache(
                 MaterialsCache::new(100).unwrap(),
-                limits().max_messages(10_000).unwrap(),
+                limits().with_max_messages(10_000),
             )
             .build()
             .unwrap();

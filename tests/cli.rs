@@ -983,7 +983,7 @@ fn rsa_wrong_key_falls_through_to_the_next_key() {
     }
 }
 
-/// SIGINT and SIGTERM in the middle of a decrypt into a file, on signed and
+/// SIGINT, SIGTERM and SIGQUIT in the middle of a decrypt into a file, on signed and
 /// unsigned messages: the process exits non-zero and leaves nothing in the
 /// output directory (no temporary file holding unverified plaintext).
 #[cfg(unix)]
@@ -1002,7 +1002,7 @@ fn a_signal_mid_decrypt_leaves_no_file() {
         flags.extend(args(&["--suite", suite, "--commitment-policy", policy]));
         encrypt_file(&input, &ct, &flags);
         let message = fx.read(&format!("ct-{suite}"));
-        for signal in ["INT", "TERM"] {
+        for signal in ["INT", "TERM", "QUIT"] {
             let out_dir = fx.path(&format!("out-{suite}-{signal}"));
             fs::create_dir(&out_dir).unwrap();
             let mut child = Command::new(BIN)
@@ -1044,7 +1044,11 @@ fn a_signal_mid_decrypt_leaves_no_file() {
             let out = child.wait_with_output().unwrap();
             drop(stdin);
             // Exits through envseal's handler, with 128 + the signal number.
-            let code = if signal == "INT" { 130 } else { 143 };
+            let code = match signal {
+                "INT" => 130,
+                "QUIT" => 131,
+                _ => 143,
+            };
             assert_eq!(
                 out.status.code(),
                 Some(code),

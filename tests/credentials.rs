@@ -600,4 +600,15 @@ fn doctor_reports_shadowing_and_credential_failures() {
     assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(elapsed < Duration::from_millis(2500), "{elapsed:?}");
     assert!(stderr.starts_with("envseal: doctor: credentials: credentials from EcsContainer not resolved within the 1000 ms deadline"), "{stderr}");
+    assert!(!stdout.contains("identity:"), "{stdout}");
+
+    // Failing fast (HTTP 500): doctor stops at the credentials step, with
+    // one failed load and no identity step (which would load them again).
+    *endpoint.mode.lock().unwrap() = Mode::Error500;
+    let (out, _) = doctor(&["--sts-endpoint", &sts.url, "--deadline-ms", "3000"], &vars);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.starts_with("envseal: doctor: credentials: "), "{stderr}");
+    assert!(!stdout.contains("identity:"), "{stdout}");
+    assert!(stdout.contains("credential loads=0 load failures=1 "), "{stdout}");
 }

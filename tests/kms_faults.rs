@@ -41,7 +41,7 @@ async fn encrypt_via(
     endpoint: &str,
     key: &str,
     bounds: KmsBounds,
-) -> (Result<Vec<u8>, Error>, Duration, envseal::kms::KmsStatsSnapshot) {
+) -> (Result<Vec<u8>, Error>, Duration, envseal::kms::KmsStats) {
     let client = moto::client("us-east-1", endpoint, bounds).await;
     let keyring = KmsKeyring::new(client.clone(), [key]).unwrap();
     let start = Instant::now();
@@ -174,7 +174,7 @@ async fn plain_429_without_a_code_is_throttling_too() {
 }
 
 /// Transient faults followed by moto's real answer: the call succeeds.
-async fn recovers_after(first: Vec<Action>, adaptive: bool) -> (usize, envseal::kms::KmsStatsSnapshot) {
+async fn recovers_after(first: Vec<Action>, adaptive: bool) -> (usize, envseal::kms::KmsStats) {
     let key = create_key("us-east-1").await;
     let faults = first.len();
     let mut plan = first;

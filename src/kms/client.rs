@@ -18,7 +18,7 @@ use super::credentials::{
     default_chain, warn_if_shadowed, CachedProvider, CredentialCache, CredentialOptions, CredentialSources,
 };
 use super::error::{KmsError, KmsErrorKind, KmsOperation};
-use super::stats::{KmsStats, KmsStatsSnapshot};
+use super::stats::{KmsCounters, KmsStats};
 use super::KmsArn;
 use crate::error::Error;
 
@@ -68,7 +68,7 @@ impl CallArgs<'_> {
 pub(super) struct ClientInner {
     pub(super) client: sdk::Client,
     pub(super) bounds: KmsBounds,
-    pub(super) stats: Arc<KmsStats>,
+    pub(super) stats: Arc<KmsCounters>,
     pub(super) partition: RetryPartition,
     /// envseal's credential cache, when the client's credentials go through
     /// it (always, unless the configuration had no credentials provider).
@@ -113,7 +113,7 @@ pub struct KmsClientBuilder {
     region: Option<String>,
     endpoint_url: Option<String>,
     sdk_config: Option<aws_config::SdkConfig>,
-    stats: Option<Arc<KmsStats>>,
+    stats: Option<Arc<KmsCounters>>,
     credentials: CredentialOptions,
     sts_endpoint_url: Option<String>,
 }
@@ -160,9 +160,9 @@ impl KmsClientBuilder {
         self
     }
 
-    /// Count into this handle (to share counters between clients).
-    pub fn stats(mut self, stats: Arc<KmsStats>) -> Self {
-        self.stats = Some(stats);
+    /// Count into these counters (to share them between clients).
+    pub fn counters(mut self, counters: Arc<KmsCounters>) -> Self {
+        self.stats = Some(counters);
         self
     }
 
@@ -339,12 +339,12 @@ impl KmsClient {
     }
 
     /// A snapshot of the counters.
-    pub fn stats(&self) -> KmsStatsSnapshot {
+    pub fn stats(&self) -> KmsStats {
         self.inner.stats.snapshot()
     }
 
     /// The live counters (shared with clones).
-    pub fn stats_handle(&self) -> Arc<KmsStats> {
+    pub fn counters(&self) -> Arc<KmsCounters> {
         Arc::clone(&self.inner.stats)
     }
 

@@ -115,6 +115,13 @@ pub struct DoctorReport {
 }
 
 impl DoctorReport {
+    /// Adds a step; whether it passed.
+    fn push(&mut self, step: DoctorStep) -> bool {
+        let ok = step.ok;
+        self.steps.push(step);
+        ok
+    }
+
     /// Whether every step passed.
     pub fn ok(&self) -> bool {
         self.steps.iter().all(|s| s.ok)
@@ -234,24 +241,17 @@ impl KmsClient {
         let (step, shadowing) = environment(deadline).await;
         report.shadowing = shadowing;
         report.steps.push(step);
-        // 2. Credentials: provider, key, expiry. 3. STS GetCallerIdentity,
-        // retrying only propagation errors.
-        for step in [
-            self.credentials_step(deadline, options.deadline).await,
-            self.caller_identity(deadline, options.initial_backoff).await,
-        ] {
-            let ok = step.ok;
-            report.steps.push(step);
-            if !ok {
-                return report;
-            }
+        // 2. Credentials: provider, key, expiry.
+        if !report.push(self.credentials_step(deadline, options.deadline).await) {
+            return report;
+        }
+        // 3. STS GetCallerIdentity, retrying only propagation errors.
+        if !report.push(self.caller_identity(deadline, options.initial_backoff).await) {
+            return report;
         }
         // 4. Each key, with a bounded DescribeKey.
         for key in &options.keys {
-            let step = self.describe(key).await;
-            let ok = step.ok;
-            report.steps.push(step);
-            if !ok {
+            if !report.push(self.describe(key).await) {
                 break;
             }
         }

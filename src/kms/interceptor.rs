@@ -11,7 +11,7 @@ use sdk::error::BoxError;
 
 use super::classify::{classify_attempt, error_code};
 use super::error::KmsErrorKind;
-use super::stats::KmsStats;
+use super::stats::KmsCounters;
 
 #[derive(Clone, Debug)]
 pub(super) struct AttemptFailure {
@@ -41,7 +41,7 @@ pub(super) struct AttemptState {
 /// Per-call interceptor: counts attempts and logs each one's outcome.
 #[derive(Debug)]
 pub(super) struct AttemptRecorder {
-    pub(super) stats: Arc<KmsStats>,
+    pub(super) stats: Arc<KmsCounters>,
     pub(super) state: Arc<Mutex<AttemptState>>,
 }
 

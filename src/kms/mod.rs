@@ -3,11 +3,11 @@
 //! [`KmsClient`] wraps an `aws-sdk-kms` client so that every call is
 //! bounded by [`KmsBounds`] (connect, read and attempt timeouts, a deadline
 //! per keyring operation, capped adaptive retries), classified into a typed
-//! [`KmsError`], counted in [`KmsStats`] and traced with `tracing` (span
+//! [`KmsError`], counted in [`KmsCounters`] and traced with `tracing` (span
 //! `kms_call` with operation, key id and region; an event per attempt with
 //! its latency and outcome). The keyrings that use it are
-//! [`KmsKeyring`](crate::KmsKeyring) and
-//! [`KmsDiscoveryKeyring`](crate::KmsDiscoveryKeyring).
+//! [`KmsKeyring`] and
+//! [`KmsDiscoveryKeyring`].
 //!
 //! Only this module names the AWS SDK. The error, ARN and counter types
 //! exist without the `kms` feature so that [`Error`](crate::Error) is the
@@ -54,7 +54,7 @@ pub use credentials::{
 #[cfg(feature = "kms")]
 pub use doctor::{DoctorOptions, DoctorReport, DoctorStep};
 pub use error::{KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
-pub use stats::{KmsStats, KmsStatsSnapshot};
+pub use stats::{KmsCounters, KmsStats};
 
 /// Re-exported so callers can build a [`KmsClient`] from their own
 /// configuration without a direct dependency.

@@ -13,7 +13,7 @@ const FIRST_BUCKET_US: u64 = 64;
 /// Live counters, shared by every keyring that uses one [`KmsClient`](super::KmsClient)
 /// (and by clients built with the same stats handle).
 #[derive(Debug, Default)]
-pub struct KmsStats {
+pub struct KmsCounters {
     calls: [AtomicU64; 4],
     attempts: AtomicU64,
     retries: AtomicU64,
@@ -60,7 +60,7 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-impl KmsStats {
+impl KmsCounters {
     /// New, zeroed counters.
     pub fn new() -> Self {
         Self::default()
@@ -131,7 +131,7 @@ impl KmsStats {
     }
 
     /// A consistent-enough copy of the counters (each read atomically).
-    pub fn snapshot(&self) -> KmsStatsSnapshot {
+    pub fn snapshot(&self) -> KmsStats {
         let latency: Vec<u64> = self.latency.iter().map(|b| b.load(Relaxed)).collect();
         let finished: u64 = latency.iter().sum();
         let max = Duration::from_micros(self.latency_max_us.load(Relaxed));
@@ -149,7 +149,7 @@ impl KmsStats {
         };
         let credential_refreshes = self.credential_refreshes.load(Relaxed);
         let expired_token_retries = self.expired_token_retries.load(Relaxed);
-        KmsStatsSnapshot {
+        KmsStats {
             generate_data_key_calls: self.calls[0].load(Relaxed),
             encrypt_calls: self.calls[1].load(Relaxed),
             decrypt_calls: self.calls[2].load(Relaxed),
@@ -182,13 +182,13 @@ impl KmsStats {
     }
 }
 
-/// A copy of [`KmsStats`] at one moment.
+/// A copy of [`KmsCounters`] at one moment.
 ///
 /// Latency is per call (all attempts and backoff); percentiles are the upper
 /// bound of a power-of-two histogram bucket, so they read high by at most 2×.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct KmsStatsSnapshot {
+pub struct KmsStats {
     /// `GenerateDataKey` calls started.
     pub generate_data_key_calls: u64,
     /// `Encrypt` calls started.
@@ -236,7 +236,7 @@ pub struct KmsStatsSnapshot {
     pub expired_token_retry_mean: Option<Duration>,
 }
 
-impl KmsStatsSnapshot {
+impl KmsStats {
     /// All calls started, every operation.
     pub fn calls(&self) -> u64 {
         self.generate_data_key_calls + self.encrypt_calls + self.decrypt_calls + self.describe_key_calls
@@ -249,8 +249,8 @@ mod tests {
 
     #[test]
     fn counts_and_percentiles() {
-        let s = KmsStats::new();
-        assert_eq!(s.snapshot(), KmsStatsSnapshot::default());
+        let s = KmsCounters::new();
+        assert_eq!(s.snapshot(), KmsStats::default());
         for i in 0..100u64 {
             s.call_started(KmsOperation::Decrypt);
             s.attempt_started(1);

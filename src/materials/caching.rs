@@ -45,51 +45,52 @@ pub struct CacheLimits {
 
 impl CacheLimits {
     /// Entries live at most `max_age`; by default a data key encrypts up to
-    /// 2^32 messages and 2^63 - 1 bytes.
-    ///
-    /// # Errors
-    /// [`Error::Config`] for a zero age.
-    pub fn new(max_age: Duration) -> Result<Self> {
-        if max_age.is_zero() {
-            return Err(Error::config("cache max age", "must be above zero"));
-        }
-        Ok(CacheLimits {
+    /// 2^32 messages and 2^63 - 1 bytes. Checked, with the other limits,
+    /// where they are used ([`crate::ClientBuilder::build`]).
+    pub fn new(max_age: Duration) -> Self {
+        CacheLimits {
             max_age,
             max_messages: MAX_MESSAGES_LIMIT,
             max_bytes: MAX_BYTES_LIMIT,
-        })
+        }
     }
 
     /// Most messages one data key encrypts (1 to 2^32).
-    ///
-    /// # Errors
-    /// [`Error::Config`] outside that range.
-    pub fn max_messages(mut self, messages: u64) -> Result<Self> {
-        if messages == 0 || messages > MAX_MESSAGES_LIMIT {
-            return Err(Error::config(
-                "cache max messages",
-                format!("must be 1 to 2^32, not {messages}"),
-            ));
-        }
+    pub fn with_max_messages(mut self, messages: u64) -> Self {
         self.max_messages = messages;
-        Ok(self)
+        self
     }
 
     /// Most plaintext bytes one data key encrypts (at most 2^63 - 1). A
     /// message larger than this, or of unknown length (streaming without a
     /// declared length), bypasses the cache.
+    pub fn with_max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Checks the limits.
     ///
     /// # Errors
-    /// [`Error::Config`] above 2^63 - 1.
-    pub fn max_bytes(mut self, bytes: u64) -> Result<Self> {
-        if bytes > MAX_BYTES_LIMIT {
+    /// [`Error::Config`] naming the limit: a zero age, messages outside 1 to
+    /// 2^32, bytes above 2^63 - 1.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_age.is_zero() {
+            return Err(Error::config("cache max age", "must be above zero"));
+        }
+        if self.max_messages == 0 || self.max_messages > MAX_MESSAGES_LIMIT {
             return Err(Error::config(
-                "cache max bytes",
-                format!("must be at most 2^63 - 1, not {bytes}"),
+                "cache max messages",
+                format!("must be 1 to 2^32, not {}", self.max_messages),
             ));
         }
-        self.max_bytes = bytes;
-        Ok(self)
+        if self.max_bytes > MAX_BYTES_LIMIT {
+            return Err(Error::config(
+                "cache max bytes",
+                format!("must be at most 2^63 - 1, not {}", self.max_bytes),
+            ));
+        }
+        Ok(())
     }
 
     /// The age limit.
@@ -332,6 +333,7 @@ impl CachingCmm {
         partition: Option<&str>,
         backend: Backend,
     ) -> Result<Self> {
+        limits.validate()?;
         let partition = match partition {
             Some(name) => name.as_bytes().to_vec(),
             None => {
@@ -468,7 +470,8 @@ impl CachingCmm {
     }
 
     /// One lookup under single flight: a hit returns at once; while another
-    /// caller loads the entry this one waits for it (and shares its error);
+    /// caller loads the entry this one waits for it (and shares its error,
+    /// except a failed cryptographic check: then it tries itself);
     /// otherwise this caller leads: it loads, stores what `load` returns and
     /// wakes the waiters. `probe` sees the entry under the lock (and may
     /// update it on a hit).
@@ -517,7 +520,11 @@ impl CachingCmm {
                 Ok(v)
             }
             Err(e) => {
-                guard.land(None, Some(e.duplicate()));
+                // A failed cryptographic check can depend on the leader's own
+                // message (an RSA key is checked against its header), not on
+                // the entry: waiters are not failed by it but try themselves.
+                let shared = (!matches!(e, Error::Decrypt)).then(|| e.duplicate());
+                guard.land(None, shared);
                 Err(e)
             }
         }
@@ -567,10 +574,7 @@ mod tests {
         let keyring =
             Arc::new(RawAesKeyring::new("ns", "k", WrappingKey::from_slice(&[1; 32]).unwrap()).unwrap());
         let cache = MaterialsCache::new(1).unwrap();
-        let limits = CacheLimits::new(Duration::from_secs(60))
-            .unwrap()
-            .max_messages(2)
-            .unwrap();
+        let limits = CacheLimits::new(Duration::from_secs(60)).with_max_messages(2);
         let cmm = CachingCmm::new(keyring, cache.clone(), limits, None, Backend::default()).unwrap();
         let suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
         let get = |table: &str| {

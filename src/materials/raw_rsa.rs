@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use subtle::{Choice, ConditionallySelectable};
 use zeroize::Zeroizing;
 
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
@@ -182,26 +183,30 @@ impl Keyring for RawRsaKeyring {
             .filter(|e| e.provider_id == self.namespace && e.provider_info == self.name.as_bytes());
         let mut failed = false;
         for edk in mine {
-            let unwrapped = private
-                .0
-                .decrypt(self.padding, &edk.ciphertext)
-                .ok()
-                .filter(|key| key.len() == want_len);
-            let candidate = match unwrapped {
-                Some(key) => key,
+            let candidate = if self.padding == RsaPadding::Pkcs1 {
                 // Implicit rejection (RFC 3218 section 2.3.2): a PKCS#1 v1.5
                 // padding failure must not be told apart from a wrong key,
-                // or the keyring is a Bleichenbacher oracle. It goes on with
-                // a random key, which fails the check below exactly as a
-                // wrong key that passed the padding check does.
-                None if self.padding == RsaPadding::Pkcs1 => {
-                    let mut random = Zeroizing::new(vec![0u8; want_len]);
-                    materials.backend().fill_random(&mut random)?;
-                    random
+                // or the keyring is a Bleichenbacher oracle. A random key is
+                // drawn for every EDK before decrypting and kept, chosen in
+                // constant time, when the unwrap fails: it then fails the
+                // check below with the same work as a wrong key that passed
+                // the padding check.
+                let mut candidate = Zeroizing::new(vec![0u8; want_len]);
+                materials.backend().fill_random(&mut candidate)?;
+                let unwrapped = private.0.decrypt(self.padding, &edk.ciphertext);
+                let unwrapped: &[u8] = unwrapped.as_deref().map_or(&[], |k| &k[..]);
+                let good = Choice::from(u8::from(unwrapped.len() == want_len));
+                for (i, byte) in candidate.iter_mut().enumerate() {
+                    byte.conditional_assign(&unwrapped.get(i).copied().unwrap_or(0), good);
                 }
-                None => {
-                    failed = true;
-                    continue;
+                candidate
+            } else {
+                match private.0.decrypt(self.padding, &edk.ciphertext) {
+                    Ok(key) if key.len() == want_len => key,
+                    _ => {
+                        failed = true;
+                        continue;
+                    }
                 }
             };
             // RSA decryption does not prove the key is the message's (a

@@ -28,10 +28,11 @@ pub struct Decrypted {
     pub suite: AlgorithmSuite,
 }
 
-/// What [`decrypt_into`] authenticated besides the plaintext.
+/// What [`Client::decrypt_into`](crate::Client::decrypt_into) authenticated
+/// besides the plaintext.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
-pub struct Verified {
+pub struct DecryptInfo {
     /// The authenticated encryption context (stored plus reproduced pairs).
     pub encryption_context: EncryptionContext,
     /// The message's algorithm suite.
@@ -87,7 +88,7 @@ pub(crate) async fn decrypt_source_into(
     context: &EncryptionContext,
     message: &[u8],
     out: &mut Vec<u8>,
-) -> Result<Verified> {
+) -> Result<DecryptInfo> {
     decrypt::decrypt_slice_into(config, source, context, message, out).await
 }
 

@@ -5,7 +5,9 @@
 //! would skip that drop, so every such file is registered here while it
 //! exists, and SIGINT, SIGTERM and SIGHUP are handled on a thread of their
 //! own (signal-hook; the handler itself only wakes that thread): it deletes
-//! the registered files and exits with 128 + the signal number. The
+//! the registered files and exits with 128 + the signal number (also for
+//! SIGQUIT, SIGALRM, SIGUSR1/2, SIGXCPU, SIGXFSZ, SIGVTALRM and SIGPROF,
+//! which end a process by default too). The
 //! registry's lock is held across creating, renaming and deleting a file,
 //! so a signal never races a rename, and never leaves a file that was
 //! created but not yet registered. Only SIGKILL (or a power cut) can leave
@@ -26,12 +28,20 @@ fn live() -> MutexGuard<'static, Vec<PathBuf>> {
     LIVE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Starts the thread that cleans up on SIGINT, SIGTERM and SIGHUP.
+/// Starts the thread that cleans up on SIGINT, SIGTERM, SIGHUP and the
+/// other terminating signals.
 pub fn install() -> io::Result<()> {
     #[cfg(unix)]
     {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+        use signal_hook::consts::{
+            SIGALRM, SIGHUP, SIGINT, SIGPROF, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGVTALRM, SIGXCPU, SIGXFSZ,
+        };
+        // Every signal whose default action ends the process and that a
+        // process may catch (SIGPIPE is ignored by Rust's runtime: writes
+        // fail and the normal cleanup runs).
+        let mut signals = signal_hook::iterator::Signals::new([
+            SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGALRM, SIGUSR1, SIGUSR2, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF,
+        ])?;
         std::thread::Builder::new()
             .name("envseal-signals".into())
             .spawn(move || {

@@ -111,6 +111,9 @@ pub(crate) fn decrypt_error(e: Error, unstored: &[String], namespaces: &[String]
     };
     match e {
         Error::Decrypt => Failure::runtime(context_hint(e.to_string())),
+        Error::Keyrings(ref all) if all.iter().any(|f| matches!(f, Error::Decrypt)) => {
+            Failure::runtime(context_hint(e.to_string()))
+        }
         Error::NoMatchingKey { .. } => {
             let mut msg = e.to_string();
             if !namespaces.is_empty() && unstored.is_empty() {

@@ -5,7 +5,7 @@
 //! renamed into place only on success, so a failed run never leaves a
 //! partial (or unverified) output behind. Decrypted plaintext sent to stdout
 //! is spooled to a temporary file first and released only once the whole
-//! message has verified. SIGINT, SIGTERM and SIGHUP delete the temporary
+//! message has verified. SIGINT, SIGTERM, SIGHUP (and the other terminating signals) delete the temporary
 //! file before the process exits (see `cleanup`).
 #![forbid(unsafe_code)]
 

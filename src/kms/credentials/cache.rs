@@ -8,7 +8,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 
-use crate::kms::stats::KmsStats;
+use crate::kms::stats::KmsCounters;
 
 use super::*;
 
@@ -78,7 +78,7 @@ pub(crate) struct CredentialCache {
     last_provider: Mutex<Option<&'static str>>,
     /// The last load a timeout cancelled: when, and the provider it was asking.
     cancelled: Mutex<Option<(Instant, &'static str)>>,
-    stats: Arc<KmsStats>,
+    stats: Arc<KmsCounters>,
 }
 
 impl std::fmt::Debug for CredentialCache {
@@ -97,7 +97,7 @@ impl CredentialCache {
         source: SharedCredentialsProvider,
         slot: Option<Slot>,
         options: &CredentialOptions,
-        stats: Arc<KmsStats>,
+        stats: Arc<KmsCounters>,
     ) -> Self {
         CredentialCache {
             source,
@@ -320,8 +320,8 @@ mod tests {
         life: Option<Duration>,
         before: Duration,
         fail_after: u64,
-    ) -> (Arc<CredentialCache>, Arc<KmsStats>) {
-        let stats = Arc::new(KmsStats::new());
+    ) -> (Arc<CredentialCache>, Arc<KmsCounters>) {
+        let stats = Arc::new(KmsCounters::new());
         let provider = SharedCredentialsProvider::new(Counter {
             life,
             calls: AtomicU64::new(0),

@@ -13,7 +13,7 @@ use crate::format::EncryptionContext;
 use crate::materials::Source;
 use crate::message::buffer;
 use crate::message::frames::Frames;
-use crate::message::{Decrypted, Verified};
+use crate::message::{DecryptInfo, Decrypted};
 
 use super::*;
 
@@ -44,7 +44,7 @@ pub(crate) async fn decrypt_slice_into(
     reproduced: &EncryptionContext,
     message: &[u8],
     out: &mut Vec<u8>,
-) -> Result<Verified> {
+) -> Result<DecryptInfo> {
     let result = decrypt_slice_inner(config, source, reproduced, message, out).await;
     if result.is_err() {
         out.zeroize();
@@ -59,7 +59,7 @@ pub(super) async fn decrypt_slice_inner(
     reproduced: &EncryptionContext,
     message: &[u8],
     out: &mut Vec<u8>,
-) -> Result<Verified> {
+) -> Result<DecryptInfo> {
     let limits = HeaderLimits {
         max_edks: config.max_encrypted_data_keys,
         max_header_size: config.max_header_size,
@@ -81,7 +81,7 @@ pub(super) async fn decrypt_slice_inner(
         config,
         out,
     )?;
-    Ok(Verified {
+    Ok(DecryptInfo {
         encryption_context: opened.context,
         suite: header.body.suite,
     })
