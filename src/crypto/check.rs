@@ -15,16 +15,16 @@ use crate::suite::AlgorithmSuite;
 
 /// What one message's header binds a data key to.
 pub(crate) struct KeyCheck {
-    backend: Backend,
-    suite: AlgorithmSuite,
-    message_id: Vec<u8>,
+    pub(crate) backend: Backend,
+    pub(crate) suite: AlgorithmSuite,
+    pub(crate) message_id: Vec<u8>,
     /// The header's key commitment (committing suites).
-    commitment: Option<[u8; 32]>,
-    /// The header body, then the authenticated-only context pairs: the
-    /// header tag's AAD.
-    aad: Vec<u8>,
-    iv: [u8; IV_LEN],
-    tag: [u8; TAG_LEN],
+    pub(crate) commitment: Option<[u8; 32]>,
+    /// The header body, then the serialized pairs the caller reproduced
+    /// that the header does not store: the header tag's AAD.
+    pub(crate) aad: Vec<u8>,
+    pub(crate) iv: [u8; IV_LEN],
+    pub(crate) tag: [u8; TAG_LEN],
 }
 
 /// Proof that a data key matched the header's commitment and tag. Only
@@ -32,28 +32,6 @@ pub(crate) struct KeyCheck {
 pub(crate) struct HeaderAuthenticated(());
 
 impl KeyCheck {
-    /// `aad`: the header body followed by the serialized pairs the caller
-    /// reproduced that the header does not store.
-    pub(crate) fn new(
-        backend: Backend,
-        suite: AlgorithmSuite,
-        message_id: Vec<u8>,
-        commitment: Option<[u8; 32]>,
-        aad: Vec<u8>,
-        iv: [u8; IV_LEN],
-        tag: [u8; TAG_LEN],
-    ) -> Self {
-        KeyCheck {
-            backend,
-            suite,
-            message_id,
-            commitment,
-            aad,
-            iv,
-            tag,
-        }
-    }
-
     /// Derives the message keys from `data_key` and verifies the key
     /// commitment (constant time) and then the header tag.
     pub(crate) fn open(&self, data_key: &[u8]) -> CResult<(DerivedKeys, HeaderAuthenticated)> {

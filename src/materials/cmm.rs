@@ -134,15 +134,15 @@ pub(crate) async fn decryption_materials(
     }
     let mut aad = header.body_bytes.clone();
     authenticated_only.serialize_into(&mut aad)?;
-    let check = Arc::new(KeyCheck::new(
+    let check = Arc::new(KeyCheck {
         backend,
         suite,
-        header.body.message_id.clone(),
-        header.body.suite_data,
+        message_id: header.body.message_id.clone(),
+        commitment: header.body.suite_data,
         aad,
-        header.auth.iv,
-        header.auth.tag,
-    ));
+        iv: header.auth.iv,
+        tag: header.auth.tag,
+    });
     let verifier = match (suite.signature(), stored.get(PUBLIC_KEY_FIELD)) {
         (Some(curve), Some(encoded)) => {
             let point = B64.decode(encoded).map_err(|_| FormatError::Invalid {
