@@ -8,6 +8,8 @@ mod config;
 mod crypto;
 mod error;
 mod format;
+#[cfg(feature = "hierarchy")]
+pub mod keystore;
 pub mod kms;
 mod materials;
 mod message;
@@ -27,6 +29,8 @@ pub use materials::{
 };
 #[cfg(feature = "kms")]
 pub use materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
+#[cfg(feature = "hierarchy")]
+pub use materials::{BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring};
 pub use message::{
     decrypt, encrypt, DecryptInfo, DecryptReader, Decrypted, Decryptor, EncryptWriter, Encryptor,
 };

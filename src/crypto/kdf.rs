@@ -56,6 +56,33 @@ fn scrub_stack() {
     std::hint::black_box(&area);
 }
 
+/// The output size of [`kdf_counter_hmac_sha256`]: one AES-256 key.
+#[cfg(feature = "hierarchy")]
+struct Key256;
+
+#[cfg(feature = "hierarchy")]
+impl hmac::digest::common::KeySizeUser for Key256 {
+    type KeySize = hmac::digest::consts::U32;
+}
+
+/// SP 800-108 KDF in counter mode with HMAC-SHA256, 32 bytes out (one
+/// block): HMAC(key, 00000001 || label || 00 || context || 00000100).
+/// The hierarchical keyring's wrapping key (label `aws-kms-hierarchy`,
+/// context = the EDK's 16-byte salt).
+#[cfg(feature = "hierarchy")]
+pub(crate) fn kdf_counter_hmac_sha256(key: &[u8], label: &[u8], context: &[u8]) -> CResult<Zeroizing<[u8; 32]>> {
+    use kbkdf::{Counter, Kbkdf, Params};
+    let params = Params::builder(key).with_label(label).with_context(context).build();
+    let mut block = Counter::<hmac::Hmac<Sha256>, Key256>::default()
+        .derive(params)
+        .map_err(|_| CryptoError)?;
+    let mut out = Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(block.as_slice());
+    block.as_mut_slice().zeroize();
+    scrub_stack();
+    Ok(out)
+}
+
 /// The keys one message uses.
 pub(crate) struct DerivedKeys {
     /// Content-encryption key, ready for AES-GCM.

@@ -146,7 +146,7 @@ impl KmsBounds {
         Ok(())
     }
 
-    pub(super) fn retry_config(&self) -> RetryConfig {
+    pub(crate) fn retry_config(&self) -> RetryConfig {
         let base = match self.retry_mode {
             RetryMode::Standard => RetryConfig::standard(),
             RetryMode::Adaptive => RetryConfig::adaptive(),
@@ -157,7 +157,7 @@ impl KmsBounds {
     }
 
     /// Timeouts for one call that has `remaining` of its operation's deadline.
-    pub(super) fn timeout_config(&self, remaining: Duration) -> TimeoutConfig {
+    pub(crate) fn timeout_config(&self, remaining: Duration) -> TimeoutConfig {
         TimeoutConfig::builder()
             .connect_timeout(self.connect_timeout)
             .read_timeout(self.read_timeout)

@@ -16,8 +16,13 @@ use sdk::operation::RequestId;
 
 use super::error::{is_throttling_code, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
 
-/// The AWS error code of an operation error, whichever operation it is.
+/// The AWS error code of an operation error, whichever operation (and
+/// service) it is.
 pub(super) fn error_code(err: &OpError) -> Option<&str> {
+    #[cfg(feature = "hierarchy")]
+    if let Some(code) = crate::keystore::error_code(err) {
+        return Some(code);
+    }
     if let Some(e) = err.downcast_ref::<GenerateDataKeyError>() {
         return e.code();
     }
@@ -143,7 +148,7 @@ pub(super) fn mentions_credentials(text: &str) -> bool {
 /// treats `LimitExceededException` as throttling, and retries access denied
 /// on suspected clock skew).
 #[derive(Debug)]
-pub(super) struct EnvsealRetryClassifier;
+pub(crate) struct EnvsealRetryClassifier;
 
 /// Codes the SDK's clock-skew classifier may retry (once skew is detected).
 pub(super) const CLOCK_SKEW_CODES: [&str; 4] = [

@@ -3,13 +3,14 @@
 //! makes (each request is built here and run by the engine, `engine.rs`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use aws_sdk_kms as sdk;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
-use sdk::config::retry::RetryPartition;
+use sdk::error::ProvideErrorMetadata;
 use sdk::config::{BehaviorVersion, Region};
 use sdk::primitives::Blob;
 use zeroize::Zeroizing;
@@ -17,7 +18,8 @@ use zeroize::Zeroizing;
 use super::credentials::{
     default_chain, warn_if_shadowed, CachedProvider, CredentialCache, CredentialOptions, CredentialSources,
 };
-use super::error::{KmsError, KmsErrorKind, KmsOperation};
+use super::engine::{Call, Engine};
+use super::error::{AwsService, KmsError, KmsErrorKind, KmsOperation};
 use super::stats::{KmsCounters, KmsStats};
 use super::KmsArn;
 use crate::error::Error;
@@ -67,14 +69,13 @@ impl CallArgs<'_> {
 
 pub(super) struct ClientInner {
     pub(super) client: sdk::Client,
-    pub(super) bounds: KmsBounds,
-    pub(super) stats: Arc<KmsCounters>,
-    pub(super) partition: RetryPartition,
-    /// envseal's credential cache, when the client's credentials go through
-    /// it (always, unless the configuration had no credentials provider).
-    pub(super) credentials: Option<Arc<CredentialCache>>,
+    /// Bounds, counters, retry partition and credential cache of the calls.
+    pub(super) engine: Engine,
     /// STS with the same credentials, for [`KmsClient::doctor`].
     pub(super) sts: Option<aws_sdk_sts::Client>,
+    /// The shared AWS configuration the client was built from, for the
+    /// clients of other services (DynamoDB) that share its credentials.
+    pub(super) sdk_config: Option<aws_config::SdkConfig>,
 }
 
 /// A KMS client whose every call is bounded, classified, counted and traced.
@@ -93,17 +94,9 @@ impl std::fmt::Debug for KmsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KmsClient")
             .field("region", &self.region)
-            .field("bounds", &self.inner.bounds)
+            .field("bounds", &self.inner.engine.bounds)
             .finish_non_exhaustive()
     }
-}
-
-/// Each client gets its own retry partition, so one client's throttling
-/// does not slow another's calls through the SDK's process-wide limiter.
-fn new_partition() -> RetryPartition {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    RetryPartition::custom(format!("envseal-kms-{n}")).build()
 }
 
 /// Builds a [`KmsClient`]; see [`KmsClient::builder`].
@@ -206,12 +199,12 @@ impl KmsClientBuilder {
                 (loader.load().await, Some(cache))
             }
         };
-        let partition = new_partition();
+        let engine = Engine::new(AwsService::Kms, self.bounds, stats, cache.clone());
         let mut conf = sdk::config::Builder::from(&sdk_config)
             .behavior_version(BehaviorVersion::latest())
-            .timeout_config(self.bounds.timeout_config(self.bounds.deadline))
-            .retry_config(self.bounds.retry_config())
-            .retry_partition(partition.clone());
+            .timeout_config(engine.bounds.timeout_config(engine.bounds.deadline))
+            .retry_config(engine.bounds.retry_config())
+            .retry_partition(engine.partition());
         if let Some(r) = &self.region {
             conf = conf.region(Region::new(r.clone()));
         }
@@ -249,11 +242,9 @@ impl KmsClientBuilder {
         Ok(KmsClient {
             inner: Arc::new(ClientInner {
                 client: sdk::Client::from_conf(conf),
-                bounds: self.bounds,
-                stats,
-                partition,
-                credentials: cache,
+                engine,
                 sts: Some(sts),
+                sdk_config: Some(sdk_config),
             }),
             region,
         })
@@ -280,11 +271,9 @@ impl KmsClient {
         Ok(KmsClient {
             inner: Arc::new(ClientInner {
                 client,
-                bounds,
-                stats: Arc::default(),
-                partition: new_partition(),
-                credentials: None,
+                engine: Engine::new(AwsService::Kms, bounds, Arc::default(), None),
                 sts: None,
+                sdk_config: None,
             }),
             region,
         })
@@ -293,7 +282,7 @@ impl KmsClient {
     /// The provider that supplied the credentials in use (e.g.
     /// `EcsContainer`), or that failed last; `None` before the first load.
     pub fn credentials_provider(&self) -> Option<&'static str> {
-        self.inner.credentials.as_ref().and_then(|c| c.provider())
+        self.inner.engine.credentials.as_ref().and_then(|c| c.provider())
     }
 
     /// Resolves credentials through the client's cache (loading them if
@@ -303,7 +292,7 @@ impl KmsClient {
     /// # Errors
     /// The provider's failure, as text naming it.
     pub async fn resolve_credentials(&self) -> Result<CredentialInfo, String> {
-        let Some(cache) = &self.inner.credentials else {
+        let Some(cache) = &self.inner.engine.credentials else {
             return Err("the KMS client has no credentials provider".into());
         };
         match cache.credentials().await {
@@ -335,24 +324,68 @@ impl KmsClient {
 
     /// The bounds applied to every call.
     pub fn bounds(&self) -> &KmsBounds {
-        &self.inner.bounds
+        &self.inner.engine.bounds
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> KmsStats {
-        self.inner.stats.snapshot()
+        self.inner.engine.stats.snapshot()
     }
 
     /// The live counters (shared with clones).
     pub fn counters(&self) -> Arc<KmsCounters> {
-        Arc::clone(&self.inner.stats)
+        Arc::clone(&self.inner.engine.stats)
     }
 
     /// Starts the clock for one keyring operation.
     pub(crate) fn deadline(&self) -> Deadline {
         // validate() caps the deadline at 24 h, so this cannot overflow.
         let now = Instant::now();
-        Deadline(now.checked_add(self.inner.bounds.deadline).unwrap_or(now))
+        Deadline(now.checked_add(self.inner.engine.bounds.deadline).unwrap_or(now))
+    }
+
+    /// The engine the client's calls run on (the key store's DynamoDB
+    /// client takes its bounds, counters and credentials from it).
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The shared AWS configuration the client was built from (`None` for
+    /// [`KmsClient::from_sdk_client`]).
+    pub(crate) fn sdk_config(&self) -> Option<&aws_config::SdkConfig> {
+        self.inner.sdk_config.as_ref()
+    }
+
+    /// Runs one KMS call on the engine, to the region of `args.key_id`.
+    async fn run<T, E, F, Fut>(&self, op: KmsOperation, args: &CallArgs<'_>, send: F) -> Result<T, KmsError>
+    where
+        F: Fn(sdk::config::Builder) -> Fut,
+        Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.run_counted(op, args, send).await.0
+    }
+
+    /// [`Self::run`], also returning the attempts made.
+    async fn run_counted<T, E, F, Fut>(
+        &self,
+        op: KmsOperation,
+        args: &CallArgs<'_>,
+        send: F,
+    ) -> (Result<T, KmsError>, u32)
+    where
+        F: Fn(sdk::config::Builder) -> Fut,
+        Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let region = self.region_for(args.key_id);
+        let call = Call {
+            op,
+            target: args.key_id,
+            region: region.as_deref(),
+            deadline: args.deadline,
+        };
+        self.inner.engine.run_counted(&call, send).await
     }
 
     /// The region a call naming `key_id` goes to: the ARN's, else the client's.
@@ -434,6 +467,62 @@ impl KmsClient {
             plaintext: Zeroizing::new(out.plaintext.map(Blob::into_inner).unwrap_or_default()),
             key_id: out.key_id,
         })
+    }
+
+    /// `GenerateDataKeyWithoutPlaintext`: a new key that only KMS can
+    /// unwrap (a branch key).
+    pub(crate) async fn generate_data_key_without_plaintext(
+        &self,
+        args: CallArgs<'_>,
+        number_of_bytes: i32,
+    ) -> Result<Vec<u8>, KmsError> {
+        let op = KmsOperation::GenerateDataKeyWithoutPlaintext;
+        let request = self
+            .inner
+            .client
+            .generate_data_key_without_plaintext()
+            .key_id(args.key_id)
+            .number_of_bytes(number_of_bytes)
+            .set_encryption_context(Some(args.context_map()))
+            .set_grant_tokens(args.grant_tokens());
+        let out = self
+            .run(op, &args, |cfg| {
+                request.clone().customize().config_override(cfg).send()
+            })
+            .await?;
+        required_blob(out.ciphertext_blob).ok_or_else(|| missing_blob(op, args.key_id))
+    }
+
+    /// `ReEncrypt` from `args.key_id` under `args.context` to the same key
+    /// under `destination` (the ACTIVE copy of a branch key; with the same
+    /// context, authenticating an item).
+    pub(crate) async fn re_encrypt(
+        &self,
+        args: CallArgs<'_>,
+        destination: &crate::EncryptionContext,
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        let op = KmsOperation::ReEncrypt;
+        let destination: HashMap<String, String> = destination
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let request = self
+            .inner
+            .client
+            .re_encrypt()
+            .source_key_id(args.key_id)
+            .destination_key_id(args.key_id)
+            .ciphertext_blob(Blob::new(ciphertext))
+            .set_source_encryption_context(Some(args.context_map()))
+            .set_destination_encryption_context(Some(destination))
+            .set_grant_tokens(args.grant_tokens());
+        let out = self
+            .run(op, &args, |cfg| {
+                request.clone().customize().config_override(cfg).send()
+            })
+            .await?;
+        required_blob(out.ciphertext_blob).ok_or_else(|| missing_blob(op, args.key_id))
     }
 
     pub(crate) fn sts_client(&self) -> Option<&aws_sdk_sts::Client> {

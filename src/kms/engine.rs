@@ -1,78 +1,181 @@
 //! The call engine: runs one AWS call under the bounds, retries expired
 //! credentials once, classifies the outcome, counts and traces it. Every
-//! call envseal makes to KMS (and STS for `doctor`) goes through
-//! [`KmsClient::run`].
+//! call envseal makes to KMS, and to DynamoDB for the branch key store,
+//! goes through [`Engine::run`]; each service's client owns an engine with
+//! its own retry partition.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_kms as sdk;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
-use sdk::config::Region;
+use sdk::config::retry::{RetryConfig, RetryPartition};
+use sdk::config::timeout::TimeoutConfig;
 use sdk::error::ProvideErrorMetadata;
 use tracing::Instrument;
 
+use super::bounds::{Deadline, KmsBounds};
 use super::classify::{classify_sdk_error, EnvsealRetryClassifier};
-use super::client::{CallArgs, KmsClient};
 use super::credentials::CredentialCache;
-use super::error::{KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
+use super::error::{AwsService, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
 use super::interceptor::{AttemptFailure, AttemptRecorder, AttemptState};
+use super::stats::KmsCounters;
 
-impl KmsClient {
+/// What the engine sets on every call's configuration override: the
+/// bounds, envseal's retry classifier, the attempt recorder, the region.
+pub(crate) struct CallConfig {
+    pub(crate) timeouts: TimeoutConfig,
+    pub(crate) retry: RetryConfig,
+    pub(crate) partition: RetryPartition,
+    pub(crate) classifier: EnvsealRetryClassifier,
+    pub(crate) recorder: AttemptRecorder,
+    pub(crate) region: Option<String>,
+}
+
+/// A service's configuration builder, as a per-call override carrying
+/// [`CallConfig`]. Implemented (by [`bounded_config!`]) for the config
+/// builder of every AWS SDK crate envseal calls.
+pub(crate) trait BoundedConfig: Sized {
+    fn bounded(call: CallConfig) -> Self;
+}
+
+/// Implements [`BoundedConfig`] for an AWS SDK crate's `config::Builder`.
+macro_rules! bounded_config {
+    ($sdk:ident) => {
+        impl $crate::kms::BoundedConfig for $sdk::config::Builder {
+            fn bounded(call: $crate::kms::CallConfig) -> Self {
+                let cfg = $sdk::config::Builder::default()
+                    .timeout_config(call.timeouts)
+                    .retry_config(call.retry)
+                    .retry_partition(call.partition)
+                    .retry_classifier(call.classifier)
+                    .interceptor(call.recorder);
+                match call.region {
+                    Some(r) => cfg.region($sdk::config::Region::new(r)),
+                    None => cfg,
+                }
+            }
+        }
+    };
+}
+pub(crate) use bounded_config;
+
+bounded_config!(aws_sdk_kms);
+
+/// One call to run: which operation, on what (a key id, a branch key id,
+/// a table), in which region, until when.
+pub(crate) struct Call<'a> {
+    pub(crate) op: KmsOperation,
+    pub(crate) target: &'a str,
+    pub(crate) region: Option<&'a str>,
+    pub(crate) deadline: Deadline,
+}
+
+/// The bounds, counters, retry partition and credential cache one service
+/// client's calls run under.
+pub(crate) struct Engine {
+    pub(crate) bounds: KmsBounds,
+    pub(crate) stats: Arc<KmsCounters>,
+    partition: RetryPartition,
+    /// envseal's credential cache, when the client's credentials go through
+    /// it (always, unless the configuration had no credentials provider).
+    pub(crate) credentials: Option<Arc<CredentialCache>>,
+}
+
+/// Each engine gets its own retry partition, so one client's throttling
+/// does not slow another's calls through the SDK's process-wide limiter.
+fn new_partition(service: AwsService) -> RetryPartition {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = match service {
+        AwsService::Kms => "kms",
+        AwsService::DynamoDb => "dynamodb",
+    };
+    RetryPartition::custom(format!("envseal-{name}-{n}")).build()
+}
+
+impl Engine {
+    pub(crate) fn new(
+        service: AwsService,
+        bounds: KmsBounds,
+        stats: Arc<KmsCounters>,
+        credentials: Option<Arc<CredentialCache>>,
+    ) -> Self {
+        Engine {
+            bounds,
+            stats,
+            partition: new_partition(service),
+            credentials,
+        }
+    }
+
+    /// The retry partition (the client's own configuration carries it too).
+    pub(crate) fn partition(&self) -> RetryPartition {
+        self.partition.clone()
+    }
+
+    /// An engine for another service's client: the same bounds, counters
+    /// and credentials, its own retry partition.
+    pub(crate) fn for_service(&self, service: AwsService, bounds: KmsBounds) -> Self {
+        Engine::new(service, bounds, Arc::clone(&self.stats), self.credentials.clone())
+    }
+
     /// Runs one call under the bounds: the deadline's remaining time is the
     /// SDK's operation timeout (and a tokio timeout as a backstop); every
     /// attempt is counted and traced; the result is classified.
-    pub(super) async fn run<T, E, F, Fut>(
-        &self,
-        op: KmsOperation,
-        args: &CallArgs<'_>,
-        send: F,
-    ) -> Result<T, KmsError>
+    pub(crate) async fn run<C, T, E, F, Fut>(&self, call: &Call<'_>, send: F) -> Result<T, KmsError>
     where
-        F: Fn(sdk::config::Builder) -> Fut,
+        C: BoundedConfig,
+        F: Fn(C) -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        self.run_counted(op, args, send).await.0
+        self.run_counted(call, send).await.0
     }
 
     /// [`Self::run`], also returning the attempts made. The steps: start
     /// (or refuse, past the deadline), send, retry once on expired
     /// credentials, classify, name the real cause of a deadline or a
     /// credentials failure, then count and trace the result.
-    pub(super) async fn run_counted<T, E, F, Fut>(
+    pub(crate) async fn run_counted<C, T, E, F, Fut>(
         &self,
-        op: KmsOperation,
-        args: &CallArgs<'_>,
+        call: &Call<'_>,
         send: F,
     ) -> (Result<T, KmsError>, u32)
     where
-        F: Fn(sdk::config::Builder) -> Fut,
+        C: BoundedConfig,
+        F: Fn(C) -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let region = self.region_for(args.key_id);
-        let span = tracing::info_span!(
-            "kms_call",
-            operation = op.name(),
-            key_id = args.key_id,
-            region = region.as_deref().unwrap_or(""),
-        );
-        let stats = &self.inner.stats;
+        let Call { op, target, region, deadline } = *call;
+        let region_field = region.unwrap_or("");
+        let span = match op.service() {
+            AwsService::Kms => {
+                tracing::info_span!("kms_call", operation = op.name(), key_id = target, region = region_field)
+            }
+            AwsService::DynamoDb => tracing::info_span!(
+                "dynamodb_call",
+                operation = op.name(),
+                branch_key_id = target,
+                region = region_field
+            ),
+        };
+        let stats = &self.stats;
         stats.call_started(op);
         let started = Instant::now();
-        let Some(remaining) = args.deadline.remaining() else {
-            return (Err(self.not_started(op, args.key_id, &span)), 0);
+        let Some(remaining) = deadline.remaining() else {
+            return (Err(self.not_started(op, target, &span)), 0);
         };
         let state: Arc<Mutex<AttemptState>> = Arc::default();
-        let region = region.as_deref();
         let mut outcome = self
             .send_once(&send, remaining, &state, region)
             .instrument(span.clone())
             .await;
-        if let Some(remaining) = self.expired_credentials_retry(&outcome, args, &state, started, &span) {
+        if let Some(remaining) = self.expired_credentials_retry(&outcome, deadline, &state, started, &span) {
             let retry_started = Instant::now();
             outcome = self
                 .send_once(&send, remaining, &state, region)
@@ -82,35 +185,36 @@ impl KmsClient {
         }
         let elapsed = started.elapsed();
         let summary = Summary::take(&state);
-        let result = classify_outcome(outcome, op, args.key_id)
-            .map_err(|err| deadline_cause(err, &summary, op, args.key_id))
-            .map_err(|err| self.credentials_cause(err, started, op, args.key_id));
+        let result = classify_outcome(outcome, op, target)
+            .map_err(|err| deadline_cause(err, &summary, op, target))
+            .map_err(|err| self.credentials_cause(err, started, op, target));
         let attempts = summary.attempts;
         (self.finish(result, summary, elapsed, &span), attempts)
     }
 
     /// The deadline passed before the call could start.
     fn not_started(&self, op: KmsOperation, key_id: &str, span: &tracing::Span) -> KmsError {
-        self.inner.stats.deadline_before_call();
-        self.inner.stats.call_finished(false, Duration::ZERO);
+        self.stats.deadline_before_call();
+        self.stats.call_finished(false, Duration::ZERO);
         let err = KmsError::new(KmsErrorKind::Timeout(TimeoutKind::Deadline), op, key_id)
             .with_message("the deadline passed before the call could start");
-        span.in_scope(|| tracing::warn!(error = %err, "kms call not started"));
+        span.in_scope(|| tracing::warn!(error = %err, "call not started"));
         err
     }
 
-    /// When KMS rejected the credentials as expired: drops them from the
-    /// cache and returns the time left for one more try with fresh ones.
+    /// When the service rejected the credentials as expired: drops them
+    /// from the cache and returns the time left for one more try with
+    /// fresh ones.
     fn expired_credentials_retry<T, E: ProvideErrorMetadata>(
         &self,
         outcome: &Outcome<T, E>,
-        args: &CallArgs<'_>,
+        deadline: Deadline,
         state: &Mutex<AttemptState>,
         started: Instant,
         span: &tracing::Span,
     ) -> Option<Duration> {
-        let cache = self.inner.credentials.as_deref()?;
-        let remaining = args.deadline.remaining()?;
+        let cache = self.credentials.as_deref()?;
+        let remaining = deadline.remaining()?;
         let Ok(Err(e)) = outcome else { return None };
         if e.code().and_then(KmsErrorKind::from_code) != Some(KmsErrorKind::CredentialsExpired) {
             return None;
@@ -119,7 +223,7 @@ impl KmsClient {
         span.in_scope(|| {
             tracing::warn!(
                 provider = cache.provider(),
-                "kms rejected the credentials as expired; retrying once with fresh ones"
+                "the service rejected the credentials as expired; retrying once with fresh ones"
             )
         });
         Some(remaining)
@@ -129,7 +233,7 @@ impl KmsClient {
     /// credentials failure (the provider did not answer in time), and a
     /// credentials failure names the provider behind it.
     fn credentials_cause(&self, err: KmsError, started: Instant, op: KmsOperation, key_id: &str) -> KmsError {
-        let cache = self.inner.credentials.as_deref();
+        let cache = self.credentials.as_deref();
         let mut err = match cache.and_then(|c| c.cancelled_since(started)) {
             Some(provider) if err.is_timeout() => {
                 let mut e = KmsError::new(KmsErrorKind::Credentials, op, key_id).with_message(format!(
@@ -166,12 +270,12 @@ impl KmsClient {
         elapsed: Duration,
         span: &tracing::Span,
     ) -> Result<T, KmsError> {
-        self.inner.stats.call_finished(result.is_ok(), elapsed);
+        self.stats.call_finished(result.is_ok(), elapsed);
         let attempts = summary.attempts;
         let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         match result {
             Ok(out) => {
-                span.in_scope(|| tracing::debug!(attempts, elapsed_ms, "kms call succeeded"));
+                span.in_scope(|| tracing::debug!(attempts, elapsed_ms, "call succeeded"));
                 Ok(out)
             }
             Err(mut err) => {
@@ -188,7 +292,7 @@ impl KmsClient {
                         request_id = err.request_id.as_deref(),
                         attempts,
                         elapsed_ms,
-                        "kms call failed"
+                        "call failed"
                     )
                 });
                 Err(err)
@@ -197,7 +301,7 @@ impl KmsClient {
     }
 
     /// One SDK call (the SDK's attempts and retries) under `remaining`.
-    async fn send_once<T, E, F, Fut>(
+    async fn send_once<C, T, E, F, Fut>(
         &self,
         send: &F,
         remaining: Duration,
@@ -205,23 +309,22 @@ impl KmsClient {
         region: Option<&str>,
     ) -> Outcome<T, E>
     where
-        F: Fn(sdk::config::Builder) -> Fut,
+        C: BoundedConfig,
+        F: Fn(C) -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     {
         let recorder = AttemptRecorder {
-            stats: Arc::clone(&self.inner.stats),
+            stats: Arc::clone(&self.stats),
             state: Arc::clone(state),
         };
-        let bounds = &self.inner.bounds;
-        let mut cfg = sdk::config::Builder::default()
-            .timeout_config(bounds.timeout_config(remaining))
-            .retry_config(bounds.retry_config())
-            .retry_partition(self.inner.partition.clone())
-            .retry_classifier(EnvsealRetryClassifier)
-            .interceptor(recorder);
-        if let Some(r) = region {
-            cfg = cfg.region(Region::new(r.to_owned()));
-        }
+        let cfg = C::bounded(CallConfig {
+            timeouts: self.bounds.timeout_config(remaining),
+            retry: self.bounds.retry_config(),
+            partition: self.partition.clone(),
+            classifier: EnvsealRetryClassifier,
+            recorder,
+            region: region.map(str::to_owned),
+        });
         // The SDK's operation timeout is the real bound; the backstop only
         // catches a future that ignores it.
         let backstop = remaining + Duration::from_millis(100);

@@ -1,9 +1,11 @@
-//! Typed KMS errors: what failed, how, and what the caller can do about it.
+//! Typed errors of the AWS calls envseal makes (KMS, and DynamoDB for the
+//! branch key store): what failed, how, and what the caller can do about it.
 
 use std::fmt;
 use std::time::Duration;
 
-/// The KMS operation a call made.
+/// The operation a call made: a KMS operation, or a DynamoDB one of the
+/// branch key store (see [`KmsOperation::service`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum KmsOperation {
@@ -11,13 +13,59 @@ pub enum KmsOperation {
     GenerateDataKey,
     /// `Encrypt` (every further key on encrypt).
     Encrypt,
-    /// `Decrypt` (unwrapping an encrypted data key).
+    /// `Decrypt` (unwrapping an encrypted data key or a branch key).
     Decrypt,
     /// `DescribeKey` (checking a key, `envseal doctor`).
     DescribeKey,
+    /// `GenerateDataKeyWithoutPlaintext` (a new branch key).
+    GenerateDataKeyWithoutPlaintext,
+    /// `ReEncrypt` (the ACTIVE copy of a branch key; authenticating it).
+    ReEncrypt,
+    /// DynamoDB `GetItem` (reading a branch key).
+    GetItem,
+    /// DynamoDB `TransactWriteItems` (writing a new branch key version).
+    TransactWriteItems,
+    /// DynamoDB `DescribeTable` (checking the key store table).
+    DescribeTable,
+    /// DynamoDB `CreateTable` (creating the key store table).
+    CreateTable,
+}
+
+/// The AWS service an operation belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AwsService {
+    /// AWS KMS.
+    Kms,
+    /// Amazon DynamoDB (the branch key store).
+    DynamoDb,
+}
+
+impl AwsService {
+    /// The service's short name, as in error messages: `KMS`, `DynamoDB`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AwsService::Kms => "KMS",
+            AwsService::DynamoDb => "DynamoDB",
+        }
+    }
 }
 
 impl KmsOperation {
+    /// Every operation, in the order of the call counters.
+    pub(crate) const ALL: [KmsOperation; 10] = [
+        KmsOperation::GenerateDataKey,
+        KmsOperation::Encrypt,
+        KmsOperation::Decrypt,
+        KmsOperation::DescribeKey,
+        KmsOperation::GenerateDataKeyWithoutPlaintext,
+        KmsOperation::ReEncrypt,
+        KmsOperation::GetItem,
+        KmsOperation::TransactWriteItems,
+        KmsOperation::DescribeTable,
+        KmsOperation::CreateTable,
+    ];
+
     /// The API name, as in AWS's documentation and CloudTrail.
     pub fn name(self) -> &'static str {
         match self {
@@ -25,7 +73,29 @@ impl KmsOperation {
             KmsOperation::Encrypt => "Encrypt",
             KmsOperation::Decrypt => "Decrypt",
             KmsOperation::DescribeKey => "DescribeKey",
+            KmsOperation::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+            KmsOperation::ReEncrypt => "ReEncrypt",
+            KmsOperation::GetItem => "GetItem",
+            KmsOperation::TransactWriteItems => "TransactWriteItems",
+            KmsOperation::DescribeTable => "DescribeTable",
+            KmsOperation::CreateTable => "CreateTable",
         }
+    }
+
+    /// The service the operation belongs to.
+    pub fn service(self) -> AwsService {
+        match self {
+            KmsOperation::GetItem
+            | KmsOperation::TransactWriteItems
+            | KmsOperation::DescribeTable
+            | KmsOperation::CreateTable => AwsService::DynamoDb,
+            _ => AwsService::Kms,
+        }
+    }
+
+    /// The index of the operation's call counter.
+    pub(crate) fn index(self) -> usize {
+        Self::ALL.iter().position(|o| *o == self).unwrap_or(0)
     }
 }
 
@@ -49,22 +119,30 @@ pub enum TimeoutKind {
     Deadline,
 }
 
-/// What kind of failure a KMS call ended in.
+/// What kind of failure a call ended in.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum KmsErrorKind {
-    /// KMS throttled the request (`ThrottlingException`, HTTP 400 or 429).
+    /// The service throttled the request (`ThrottlingException`, HTTP 400
+    /// or 429; DynamoDB's `ProvisionedThroughputExceededException` and
+    /// `RequestLimitExceeded`).
     Throttled,
     /// A timeout; says which one.
     Timeout(TimeoutKind),
     /// The connection failed or was reset.
     Connection,
-    /// KMS failed on its side (HTTP 5xx, `KMSInternalException`, ...).
+    /// The service failed on its side (HTTP 5xx, `KMSInternalException`, ...).
     ServerError,
     /// `AccessDeniedException`.
     AccessDenied,
-    /// `NotFoundException`: the key does not exist (in that region/account).
+    /// `NotFoundException`: the key does not exist (in that region/account);
+    /// for DynamoDB, `ResourceNotFoundException` (no such table) or no item
+    /// for the branch key (version) asked for.
     NotFound,
+    /// DynamoDB refused a conditional write (`ConditionalCheckFailedException`,
+    /// or `TransactionCanceledException`): the branch key already exists,
+    /// or its ACTIVE item changed since it was read.
+    ConditionFailed,
     /// `DisabledException`: the key is disabled.
     Disabled,
     /// `KMSInvalidStateException`: e.g. pending deletion.
@@ -105,7 +183,8 @@ impl KmsErrorKind {
         Some(match code {
             c if is_throttling_code(c) => KmsErrorKind::Throttled,
             "AccessDeniedException" | "AccessDenied" => KmsErrorKind::AccessDenied,
-            "NotFoundException" => KmsErrorKind::NotFound,
+            "NotFoundException" | "ResourceNotFoundException" => KmsErrorKind::NotFound,
+            "ConditionalCheckFailedException" | "TransactionCanceledException" => KmsErrorKind::ConditionFailed,
             "DisabledException" => KmsErrorKind::Disabled,
             "KMSInvalidStateException" => KmsErrorKind::InvalidState,
             "InvalidKeyUsageException" => KmsErrorKind::InvalidKeyUsage,
@@ -142,6 +221,7 @@ impl KmsErrorKind {
             self,
             KmsErrorKind::AccessDenied
                 | KmsErrorKind::NotFound
+                | KmsErrorKind::ConditionFailed
                 | KmsErrorKind::Disabled
                 | KmsErrorKind::InvalidState
                 | KmsErrorKind::InvalidKeyUsage
@@ -161,9 +241,10 @@ impl KmsErrorKind {
             KmsErrorKind::Timeout(TimeoutKind::Attempt) => "attempt timeout",
             KmsErrorKind::Timeout(TimeoutKind::Deadline) => "deadline exceeded",
             KmsErrorKind::Connection => "connection failed",
-            KmsErrorKind::ServerError => "KMS server error",
+            KmsErrorKind::ServerError => "server error",
             KmsErrorKind::AccessDenied => "access denied",
-            KmsErrorKind::NotFound => "key not found",
+            KmsErrorKind::NotFound => "not found",
+            KmsErrorKind::ConditionFailed => "conditional write refused",
             KmsErrorKind::Disabled => "key disabled",
             KmsErrorKind::InvalidState => "key in an invalid state",
             KmsErrorKind::InvalidKeyUsage => "invalid key usage",
@@ -171,7 +252,7 @@ impl KmsErrorKind {
                 "invalid ciphertext (wrong encryption context or corrupted key blob)"
             }
             KmsErrorKind::IncorrectKey => "incorrect key",
-            KmsErrorKind::LimitExceeded => "KMS quota exceeded",
+            KmsErrorKind::LimitExceeded => "quota exceeded",
             KmsErrorKind::CredentialsExpired => "credentials expired",
             KmsErrorKind::Credentials => "credentials rejected or unavailable",
             KmsErrorKind::InvalidResponse => "invalid response",
@@ -191,13 +272,17 @@ pub(crate) fn is_throttling_code(code: &str) -> bool {
             | "RequestThrottledException"
             | "TooManyRequestsException"
             | "RequestLimitExceeded"
+            | "ProvisionedThroughputExceededException"
     )
 }
 
-/// A failed KMS call, with everything an operator needs to act on it.
+/// A failed AWS call (KMS, or DynamoDB for the branch key store), with
+/// everything an operator needs to act on it.
 ///
-/// Display gives one line, e.g. `KMS GenerateDataKey arn:aws:kms:…: throttled
-/// (HTTP 429, ThrottlingException) after 3 attempts in 412 ms`.
+/// Display gives one line naming the service, operation, key and cause,
+/// e.g. `KMS GenerateDataKey arn:aws:kms:…: throttled (HTTP 429,
+/// ThrottlingException) after 3 attempts in 412 ms`, or `DynamoDB GetItem
+/// branch key tenant-7: not found …`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KmsError {
@@ -205,7 +290,8 @@ pub struct KmsError {
     pub kind: KmsErrorKind,
     /// Which operation.
     pub operation: KmsOperation,
-    /// The key id the call named.
+    /// The key id the call named; for DynamoDB calls, the branch key id
+    /// (or the table, for table operations).
     pub key_id: String,
     /// The HTTP status of the last response, if one arrived.
     pub status: Option<u16>,
@@ -254,7 +340,7 @@ impl KmsError {
         self.kind.is_retryable()
     }
 
-    /// Whether KMS throttled the call.
+    /// Whether the service throttled the call.
     pub fn is_throttling(&self) -> bool {
         self.kind == KmsErrorKind::Throttled
     }
@@ -275,7 +361,20 @@ impl fmt::Display for KmsError {
             .filter(|c| !c.is_control())
             .take(300)
             .collect();
-        write!(f, "KMS {} {}: {}", self.operation, key_id, self.kind.describe())?;
+        let service = self.operation.service();
+        let subject = match (service, self.operation) {
+            (_, KmsOperation::DescribeTable | KmsOperation::CreateTable) => "table ",
+            (AwsService::DynamoDb, _) => "branch key ",
+            (AwsService::Kms, _) => "",
+        };
+        write!(
+            f,
+            "{} {} {subject}{}: {}",
+            service.name(),
+            self.operation,
+            key_id,
+            self.kind.describe()
+        )?;
         if let Some(p) = &self.credentials_provider {
             write!(f, " (credentials from {p})")?;
         }

@@ -40,7 +40,7 @@ pub(super) struct AttemptState {
 
 /// Per-call interceptor: counts attempts and logs each one's outcome.
 #[derive(Debug)]
-pub(super) struct AttemptRecorder {
+pub(crate) struct AttemptRecorder {
     pub(super) stats: Arc<KmsCounters>,
     pub(super) state: Arc<Mutex<AttemptState>>,
 }

@@ -45,6 +45,10 @@ pub use arn::{InvalidArn, KmsArn};
 #[cfg(feature = "kms")]
 pub(crate) use client::{CallArgs, Deadline};
 #[cfg(feature = "kms")]
+pub(crate) use credentials::CachedProvider;
+#[cfg(feature = "kms")]
+pub(crate) use engine::{bounded_config, BoundedConfig, Call, CallConfig, Engine};
+#[cfg(feature = "kms")]
 pub use client::{CredentialInfo, KmsBounds, KmsClient, KmsClientBuilder, RetryMode};
 #[cfg(feature = "kms")]
 pub use credentials::{
@@ -53,7 +57,7 @@ pub use credentials::{
 };
 #[cfg(feature = "kms")]
 pub use doctor::{DoctorOptions, DoctorReport, DoctorStep};
-pub use error::{KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
+pub use error::{AwsService, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
 pub use stats::{KmsCounters, KmsStats};
 
 /// Re-exported so callers can build a [`KmsClient`] from their own

@@ -11,10 +11,14 @@ const BUCKETS: usize = 22;
 const FIRST_BUCKET_US: u64 = 64;
 
 /// Live counters, shared by every keyring that uses one [`KmsClient`](super::KmsClient)
-/// (and by clients built with the same stats handle).
+/// (and by clients built with the same stats handle). A branch key store
+/// counts its DynamoDB calls and the hierarchical keyrings their branch-key
+/// cache hits here too, so one snapshot shows every AWS call.
 #[derive(Debug, Default)]
 pub struct KmsCounters {
-    calls: [AtomicU64; 4],
+    calls: [AtomicU64; KmsOperation::ALL.len()],
+    branch_key_cache_hits: AtomicU64,
+    branch_key_cache_misses: AtomicU64,
     attempts: AtomicU64,
     retries: AtomicU64,
     successes: AtomicU64,
@@ -31,15 +35,6 @@ pub struct KmsCounters {
     expired_token_retries: AtomicU64,
     expired_token_retry_successes: AtomicU64,
     expired_token_retry_sum_us: AtomicU64,
-}
-
-fn op_index(op: KmsOperation) -> usize {
-    match op {
-        KmsOperation::GenerateDataKey => 0,
-        KmsOperation::Encrypt => 1,
-        KmsOperation::Decrypt => 2,
-        KmsOperation::DescribeKey => 3,
-    }
 }
 
 fn bucket_of(us: u64) -> usize {
@@ -67,7 +62,19 @@ impl KmsCounters {
     }
 
     pub(crate) fn call_started(&self, op: KmsOperation) {
-        self.calls[op_index(op)].fetch_add(1, Relaxed);
+        self.calls[op.index()].fetch_add(1, Relaxed);
+    }
+
+    /// A branch key found in the hierarchical keyring's cache.
+    pub(crate) fn branch_key_cache_hit(&self) {
+        self.branch_key_cache_hits.fetch_add(1, Relaxed);
+    }
+
+    /// A branch key not in the cache (or expired there): the caller that
+    /// loads it from the key store counts one miss; callers waiting on that
+    /// load count hits.
+    pub(crate) fn branch_key_cache_miss(&self) {
+        self.branch_key_cache_misses.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn attempt_started(&self, attempt: u32) {
@@ -149,11 +156,20 @@ impl KmsCounters {
         };
         let credential_refreshes = self.credential_refreshes.load(Relaxed);
         let expired_token_retries = self.expired_token_retries.load(Relaxed);
+        let calls = |op: KmsOperation| self.calls[op.index()].load(Relaxed);
         KmsStats {
-            generate_data_key_calls: self.calls[0].load(Relaxed),
-            encrypt_calls: self.calls[1].load(Relaxed),
-            decrypt_calls: self.calls[2].load(Relaxed),
-            describe_key_calls: self.calls[3].load(Relaxed),
+            generate_data_key_calls: calls(KmsOperation::GenerateDataKey),
+            encrypt_calls: calls(KmsOperation::Encrypt),
+            decrypt_calls: calls(KmsOperation::Decrypt),
+            describe_key_calls: calls(KmsOperation::DescribeKey),
+            generate_data_key_without_plaintext_calls: calls(KmsOperation::GenerateDataKeyWithoutPlaintext),
+            re_encrypt_calls: calls(KmsOperation::ReEncrypt),
+            get_item_calls: calls(KmsOperation::GetItem),
+            transact_write_items_calls: calls(KmsOperation::TransactWriteItems),
+            describe_table_calls: calls(KmsOperation::DescribeTable),
+            create_table_calls: calls(KmsOperation::CreateTable),
+            branch_key_cache_hits: self.branch_key_cache_hits.load(Relaxed),
+            branch_key_cache_misses: self.branch_key_cache_misses.load(Relaxed),
             attempts: self.attempts.load(Relaxed),
             retries: self.retries.load(Relaxed),
             successes: self.successes.load(Relaxed),
@@ -197,6 +213,23 @@ pub struct KmsStats {
     pub decrypt_calls: u64,
     /// `DescribeKey` calls started (`envseal doctor`).
     pub describe_key_calls: u64,
+    /// `GenerateDataKeyWithoutPlaintext` calls started (new branch keys).
+    pub generate_data_key_without_plaintext_calls: u64,
+    /// `ReEncrypt` calls started (new and versioned branch keys).
+    pub re_encrypt_calls: u64,
+    /// DynamoDB `GetItem` calls started (branch keys read).
+    pub get_item_calls: u64,
+    /// DynamoDB `TransactWriteItems` calls started (branch keys written).
+    pub transact_write_items_calls: u64,
+    /// DynamoDB `DescribeTable` calls started.
+    pub describe_table_calls: u64,
+    /// DynamoDB `CreateTable` calls started.
+    pub create_table_calls: u64,
+    /// Branch keys the hierarchical keyrings found in their cache (waiting
+    /// on another caller's load counts as a hit).
+    pub branch_key_cache_hits: u64,
+    /// Branch keys the hierarchical keyrings had to load from the key store.
+    pub branch_key_cache_misses: u64,
     /// HTTP attempts, first tries and retries.
     pub attempts: u64,
     /// Attempts after the first of their call.
@@ -237,9 +270,19 @@ pub struct KmsStats {
 }
 
 impl KmsStats {
-    /// All calls started, every operation.
+    /// All KMS calls started, every operation.
     pub fn calls(&self) -> u64 {
-        self.generate_data_key_calls + self.encrypt_calls + self.decrypt_calls + self.describe_key_calls
+        self.generate_data_key_calls
+            + self.encrypt_calls
+            + self.decrypt_calls
+            + self.describe_key_calls
+            + self.generate_data_key_without_plaintext_calls
+            + self.re_encrypt_calls
+    }
+
+    /// All DynamoDB calls started (the branch key store's).
+    pub fn dynamodb_calls(&self) -> u64 {
+        self.get_item_calls + self.transact_write_items_calls + self.describe_table_calls + self.create_table_calls
     }
 }
 

@@ -18,12 +18,19 @@ use crate::suite::AlgorithmSuite;
 mod aws_kms;
 mod caching;
 mod cmm;
+#[cfg(feature = "hierarchy")]
+mod hierarchy;
 mod multi;
 mod raw_aes;
 mod raw_rsa;
 
 #[cfg(feature = "kms")]
 pub use aws_kms::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
+#[cfg(feature = "hierarchy")]
+pub use hierarchy::{
+    BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring, HierarchyKeyringBuilder,
+    DEFAULT_BRANCH_KEY_CACHE_CAPACITY, HIERARCHY_PROVIDER_ID,
+};
 pub(crate) use caching::CachingCmm;
 pub use caching::{CacheLimits, CacheStats, MaterialsCache, MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT};
 pub(crate) use cmm::{decryption_materials, encryption_materials, EncryptMaterialsOut};

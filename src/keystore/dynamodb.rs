@@ -1,0 +1,243 @@
+//! The key store's DynamoDB calls, each run by the call engine under the
+//! same bounds as KMS calls, and the conversion between the SDK's item
+//! maps and [`Item`].
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb as ddb;
+use aws_smithy_runtime_api::client::interceptors::context::Error as OpError;
+use ddb::error::ProvideErrorMetadata;
+use ddb::operation::create_table::CreateTableError;
+use ddb::operation::describe_table::DescribeTableError;
+use ddb::operation::get_item::GetItemError;
+use ddb::operation::transact_write_items::TransactWriteItemsError;
+use ddb::primitives::Blob;
+use ddb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
+    TransactWriteItem,
+};
+
+use super::items::{Attr, Item, BRANCH_KEY_ID, ENC, TYPE};
+use crate::kms::{bounded_config, Call, Deadline, Engine, KmsError, KmsErrorKind, KmsOperation};
+
+bounded_config!(aws_sdk_dynamodb);
+
+/// The AWS error code of a DynamoDB operation error (for the engine's
+/// attempt classification and retry rules).
+pub(crate) fn error_code(err: &OpError) -> Option<&str> {
+    if let Some(e) = err.downcast_ref::<GetItemError>() {
+        return e.code();
+    }
+    if let Some(e) = err.downcast_ref::<TransactWriteItemsError>() {
+        return e.code();
+    }
+    if let Some(e) = err.downcast_ref::<DescribeTableError>() {
+        return e.code();
+    }
+    err.downcast_ref::<CreateTableError>()
+        .and_then(ProvideErrorMetadata::code)
+}
+
+/// A conditional put of one item in a transaction.
+pub(super) struct ConditionalPut {
+    pub(super) item: Item,
+    pub(super) condition: &'static str,
+    /// `:encOld`, for a condition on the item's current `enc`.
+    pub(super) old_enc: Option<Vec<u8>>,
+}
+
+/// The DynamoDB client of one key store and the engine its calls run on.
+pub(super) struct Table {
+    pub(super) client: ddb::Client,
+    pub(super) engine: Engine,
+    pub(super) name: String,
+    pub(super) region: Option<String>,
+}
+
+fn to_sdk(item: Item) -> HashMap<String, AttributeValue> {
+    item.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Attr::S(s) => AttributeValue::S(s),
+                Attr::N(n) => AttributeValue::N(n),
+                Attr::B(b) => AttributeValue::B(Blob::new(b)),
+            };
+            (k, v)
+        })
+        .collect()
+}
+
+/// The SDK's item as [`Item`]; attributes of other types are refused (the
+/// record format has none, and each one would be authenticated).
+fn from_sdk(item: HashMap<String, AttributeValue>) -> Result<Item, String> {
+    item.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                AttributeValue::S(s) => Attr::S(s),
+                AttributeValue::N(n) => Attr::N(n),
+                AttributeValue::B(b) => Attr::B(b.into_inner()),
+                _ => return Err(format!("attribute `{k}` has a type the record format does not use")),
+            };
+            Ok((k, v))
+        })
+        .collect()
+}
+
+impl Table {
+    fn call<'a>(&'a self, op: KmsOperation, target: &'a str, deadline: Deadline) -> Call<'a> {
+        Call {
+            op,
+            target,
+            region: self.region.as_deref(),
+            deadline,
+        }
+    }
+
+    /// `GetItem(branch-key-id, type)`; `None` when there is no such item.
+    pub(super) async fn get_item(
+        &self,
+        branch_key_id: &str,
+        sort_key: String,
+        deadline: Deadline,
+    ) -> Result<Option<Item>, KmsError> {
+        let request = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key(BRANCH_KEY_ID, AttributeValue::S(branch_key_id.to_owned()))
+            .key(TYPE, AttributeValue::S(sort_key));
+        let call = self.call(KmsOperation::GetItem, branch_key_id, deadline);
+        let out = self
+            .engine
+            .run(&call, |cfg: ddb::config::Builder| {
+                request.clone().customize().config_override(cfg).send()
+            })
+            .await?;
+        match out.item {
+            None => Ok(None),
+            Some(item) => from_sdk(item).map(Some).map_err(|m| {
+                KmsError::new(KmsErrorKind::InvalidResponse, KmsOperation::GetItem, branch_key_id).with_message(m)
+            }),
+        }
+    }
+
+    /// `TransactWriteItems` of conditional puts, all or none.
+    pub(super) async fn put_all(
+        &self,
+        branch_key_id: &str,
+        puts: Vec<ConditionalPut>,
+        deadline: Deadline,
+    ) -> Result<(), KmsError> {
+        let op = KmsOperation::TransactWriteItems;
+        let invalid = |m: String| KmsError::new(KmsErrorKind::Other, op, branch_key_id).with_message(m);
+        let mut request = self.client.transact_write_items();
+        for put in puts {
+            let mut builder = Put::builder()
+                .table_name(&self.name)
+                .set_item(Some(to_sdk(put.item)))
+                .condition_expression(put.condition);
+            if let Some(old) = put.old_enc {
+                builder = builder.expression_attribute_values(":encOld", AttributeValue::B(Blob::new(old)));
+            }
+            let put = builder.build().map_err(|e| invalid(e.to_string()))?;
+            request = request.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        let call = self.call(op, branch_key_id, deadline);
+        self.engine
+            .run(&call, |cfg: ddb::config::Builder| {
+                request.clone().customize().config_override(cfg).send()
+            })
+            .await
+            .map_err(|mut e| {
+                if e.kind == KmsErrorKind::ConditionFailed && e.message.is_none() {
+                    e.message = Some(
+                        "a conditional check failed: the branch key exists already, or its ACTIVE item \
+                         changed since it was read"
+                            .into(),
+                    );
+                }
+                e
+            })?;
+        Ok(())
+    }
+
+    /// `DescribeTable`: the table's ARN and whether its key schema is the
+    /// key store's; `None` when there is no such table.
+    pub(super) async fn describe(&self, deadline: Deadline) -> Result<Option<(String, bool)>, KmsError> {
+        let request = self.client.describe_table().table_name(&self.name);
+        let call = self.call(KmsOperation::DescribeTable, &self.name, deadline);
+        let out = self
+            .engine
+            .run(&call, |cfg: ddb::config::Builder| {
+                request.clone().customize().config_override(cfg).send()
+            })
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if e.kind == KmsErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(table) = out.table else {
+            return Ok(None);
+        };
+        let schema: Vec<(&str, &KeyType)> = table
+            .key_schema()
+            .iter()
+            .map(|k| (k.attribute_name(), k.key_type()))
+            .collect();
+        let matches = schema.len() == 2
+            && schema.contains(&(BRANCH_KEY_ID, &KeyType::Hash))
+            && schema.contains(&(TYPE, &KeyType::Range));
+        Ok(Some((table.table_arn.unwrap_or_default(), matches)))
+    }
+
+    /// `CreateTable` with the key store's key schema (on-demand capacity);
+    /// returns the table's ARN.
+    #[allow(clippy::result_large_err)] // as `Engine::finish`: made once per failed call
+    pub(super) async fn create(&self, deadline: Deadline) -> Result<String, KmsError> {
+        let op = KmsOperation::CreateTable;
+        let invalid = |m: String| KmsError::new(KmsErrorKind::Other, op, &self.name).with_message(m);
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(|e| invalid(e.to_string()))
+        };
+        let def = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| invalid(e.to_string()))
+        };
+        let request = self
+            .client
+            .create_table()
+            .table_name(&self.name)
+            .key_schema(key(BRANCH_KEY_ID, KeyType::Hash)?)
+            .key_schema(key(TYPE, KeyType::Range)?)
+            .attribute_definitions(def(BRANCH_KEY_ID)?)
+            .attribute_definitions(def(TYPE)?)
+            .billing_mode(BillingMode::PayPerRequest);
+        let call = self.call(op, &self.name, deadline);
+        let out = self
+            .engine
+            .run(&call, |cfg: ddb::config::Builder| {
+                request.clone().customize().config_override(cfg).send()
+            })
+            .await?;
+        Ok(out
+            .table_description
+            .and_then(|t| t.table_arn)
+            .unwrap_or_default())
+    }
+}
+
+/// `enc` of an item, for the VersionKey condition.
+pub(super) fn enc_of(item: &Item) -> Option<Vec<u8>> {
+    match item.get(ENC) {
+        Some(Attr::B(b)) => Some(b.clone()),
+        _ => None,
+    }
+}

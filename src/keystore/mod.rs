@@ -1,0 +1,555 @@
+//! The branch key store: branch keys in a DynamoDB table, each protected by
+//! one KMS key, as the AWS Cryptographic Material Providers Library keeps
+//! them (spec: `framework/branch-key-store.md`). Tables and keys written by
+//! either side are read by the other.
+//!
+//! Every DynamoDB call runs on envseal's call engine under the same
+//! [`KmsBounds`] as the KMS calls (connect, read and attempt timeouts,
+//! capped adaptive retries in its own retry partition), and one deadline
+//! covers each key store operation, KMS and DynamoDB calls together. The
+//! calls are counted in the KMS client's [`KmsCounters`](crate::kms::KmsCounters)
+//! and traced (span `dynamodb_call`).
+//!
+//! Only this module and [`crate::kms`] name the AWS SDK.
+
+mod dynamodb;
+mod items;
+
+use std::fmt;
+use std::sync::Arc;
+
+use aws_sdk_dynamodb as ddb;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::format::EncryptionContext;
+use crate::kms::{
+    AwsService, CachedProvider, CallArgs, Deadline, KmsArn, KmsBounds, KmsClient, KmsError, KmsErrorKind,
+    KmsOperation, KmsStats,
+};
+use dynamodb::{enc_of, ConditionalPut, Table};
+pub(crate) use dynamodb::error_code;
+pub(crate) use items::format_version;
+/// The hierarchical keyring and its branch key cache, also at the crate root.
+pub use crate::materials::{
+    BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring, HierarchyKeyringBuilder,
+    DEFAULT_BRANCH_KEY_CACHE_CAPACITY, HIERARCHY_PROVIDER_ID,
+};
+use items::{check_item, create_time, kms_context, uuid_v4, Attr, ItemType, NewItem, ENC};
+
+/// Length of a branch key.
+pub const BRANCH_KEY_LEN: usize = 32;
+
+/// A branch key, unwrapped: what the hierarchical keyring derives its
+/// per-message wrapping keys from. The key is wiped on drop and never
+/// printed.
+pub struct BranchKeyMaterials {
+    branch_key_id: String,
+    version: String,
+    version_bytes: [u8; 16],
+    encryption_context: EncryptionContext,
+    key: Zeroizing<[u8; BRANCH_KEY_LEN]>,
+}
+
+impl fmt::Debug for BranchKeyMaterials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BranchKeyMaterials")
+            .field("branch_key_id", &self.branch_key_id)
+            .field("version", &self.version)
+            .field("encryption_context", &self.encryption_context)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl BranchKeyMaterials {
+    /// The branch key id.
+    pub fn branch_key_id(&self) -> &str {
+        &self.branch_key_id
+    }
+
+    /// The version: a UUID in its 36-character form.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The version's 16 bytes (as in every hierarchical EDK).
+    pub fn version_bytes(&self) -> [u8; 16] {
+        self.version_bytes
+    }
+
+    /// The custom encryption context the branch key was created with.
+    pub fn encryption_context(&self) -> &EncryptionContext {
+        &self.encryption_context
+    }
+
+    /// The branch key itself.
+    pub fn expose_secret(&self) -> &[u8; BRANCH_KEY_LEN] {
+        &self.key
+    }
+}
+
+/// A branch key store over one DynamoDB table and one KMS key.
+///
+/// Cheap to clone; clones share the clients, counters and retry state.
+#[derive(Clone)]
+pub struct KeyStore {
+    inner: Arc<StoreInner>,
+}
+
+struct StoreInner {
+    table: Table,
+    logical_name: String,
+    kms_key: String,
+    kms: KmsClient,
+    grant_tokens: Vec<String>,
+}
+
+impl fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("table", &self.inner.table.name)
+            .field("logical_name", &self.inner.logical_name)
+            .field("kms_key", &self.inner.kms_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`KeyStore`]; see [`KeyStore::builder`].
+#[derive(Debug)]
+pub struct KeyStoreBuilder {
+    table: String,
+    kms_key: String,
+    logical_name: Option<String>,
+    kms: Option<KmsClient>,
+    endpoint_url: Option<String>,
+    bounds: Option<KmsBounds>,
+    grant_tokens: Vec<String>,
+}
+
+impl KeyStoreBuilder {
+    /// The logical key store name, bound into every branch key's KMS
+    /// encryption context (default: the table name). Every client of one
+    /// table must use the same name; it lets a table restored under
+    /// another name keep working.
+    pub fn logical_name(mut self, name: impl Into<String>) -> Self {
+        self.logical_name = Some(name.into());
+        self
+    }
+
+    /// The KMS client for the branch keys (default: one built for the
+    /// key's region from the environment). The DynamoDB client shares its
+    /// credentials, counters and (unless [`Self::bounds`]) bounds.
+    pub fn kms_client(mut self, client: KmsClient) -> Self {
+        self.kms = Some(client);
+        self
+    }
+
+    /// An explicit DynamoDB endpoint, overriding `AWS_ENDPOINT_URL_DYNAMODB`.
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Bounds for the DynamoDB calls (default: the KMS client's).
+    pub fn bounds(mut self, bounds: KmsBounds) -> Self {
+        self.bounds = Some(bounds);
+        self
+    }
+
+    /// KMS grant tokens for the branch key calls.
+    pub fn grant_tokens(mut self, tokens: Vec<String>) -> Self {
+        self.grant_tokens = tokens;
+        self
+    }
+
+    /// Builds the store.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the KMS key is not a key ARN (an alias or a
+    /// bare key id cannot be checked against the items' `kms-arn`), the
+    /// table or logical name is empty, or the bounds are invalid.
+    pub async fn build(self) -> Result<KeyStore> {
+        let arn: KmsArn = self
+            .kms_key
+            .parse()
+            .map_err(|e| Error::config("key store KMS key", format!("not a KMS key ARN: {e}")))?;
+        if arn.resource_type() != "key" {
+            return Err(Error::config(
+                "key store KMS key",
+                "must be a key ARN, not an alias",
+            ));
+        }
+        if self.table.is_empty() {
+            return Err(Error::config("key store table", "the table name is empty"));
+        }
+        let logical_name = self.logical_name.unwrap_or_else(|| self.table.clone());
+        if logical_name.is_empty() {
+            return Err(Error::config("key store name", "the logical name is empty"));
+        }
+        let kms = match self.kms {
+            Some(k) => k,
+            None => KmsClient::builder().region(arn.region()).build().await?,
+        };
+        let bounds = self.bounds.unwrap_or_else(|| kms.bounds().clone());
+        bounds.validate()?;
+        let engine = kms.engine().for_service(AwsService::DynamoDb, bounds);
+        let sdk_config = match kms.sdk_config() {
+            Some(c) => c.clone(),
+            None => {
+                aws_config::defaults(ddb::config::BehaviorVersion::latest())
+                    .region(ddb::config::Region::new(arn.region().to_owned()))
+                    .load()
+                    .await
+            }
+        };
+        let region = arn.region().to_owned();
+        let mut conf = ddb::config::Builder::from(&sdk_config)
+            .behavior_version(ddb::config::BehaviorVersion::latest())
+            .timeout_config(engine.bounds.timeout_config(engine.bounds.deadline))
+            .retry_config(engine.bounds.retry_config())
+            .retry_partition(engine.partition())
+            .region(ddb::config::Region::new(region.clone()));
+        if let Some(url) = &self.endpoint_url {
+            conf = conf.endpoint_url(url.clone());
+        }
+        if let Some(cache) = &engine.credentials {
+            conf = conf
+                .credentials_provider(CachedProvider(Arc::clone(cache)))
+                .identity_cache(ddb::config::IdentityCache::no_cache());
+        }
+        let table = Table {
+            client: ddb::Client::from_conf(conf.build()),
+            engine,
+            name: self.table,
+            region: Some(region),
+        };
+        Ok(KeyStore {
+            inner: Arc::new(StoreInner {
+                table,
+                logical_name,
+                kms_key: self.kms_key,
+                kms,
+                grant_tokens: self.grant_tokens,
+            }),
+        })
+    }
+}
+
+impl KeyStore {
+    /// A builder for the store over `table`, protecting branch keys with
+    /// the KMS key `kms_key_arn`.
+    pub fn builder(table: impl Into<String>, kms_key_arn: impl Into<String>) -> KeyStoreBuilder {
+        KeyStoreBuilder {
+            table: table.into(),
+            kms_key: kms_key_arn.into(),
+            logical_name: None,
+            kms: None,
+            endpoint_url: None,
+            bounds: None,
+            grant_tokens: Vec::new(),
+        }
+    }
+
+    /// The DynamoDB table.
+    pub fn table_name(&self) -> &str {
+        &self.inner.table.name
+    }
+
+    /// The logical key store name.
+    pub fn logical_name(&self) -> &str {
+        &self.inner.logical_name
+    }
+
+    /// The KMS key ARN that protects the branch keys.
+    pub fn kms_key(&self) -> &str {
+        &self.inner.kms_key
+    }
+
+    /// The KMS client (its counters count the DynamoDB calls too).
+    pub fn kms_client(&self) -> &KmsClient {
+        &self.inner.kms
+    }
+
+    /// A snapshot of the counters: KMS and DynamoDB calls, branch key
+    /// cache hits and misses.
+    pub fn stats(&self) -> KmsStats {
+        self.inner.kms.stats()
+    }
+
+    /// Starts the clock for one key store or keyring operation.
+    pub(crate) fn deadline(&self) -> Deadline {
+        self.inner.kms.deadline()
+    }
+
+    fn kms_args<'a>(&'a self, context: &'a EncryptionContext, deadline: Deadline) -> CallArgs<'a> {
+        CallArgs {
+            key_id: &self.inner.kms_key,
+            context,
+            grant_tokens: &self.inner.grant_tokens,
+            deadline,
+        }
+    }
+
+    /// Creates the table with the key store's key schema (`branch-key-id`
+    /// hash key, `type` range key, both strings), unless it exists; returns
+    /// its ARN.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the table exists with another key schema;
+    /// [`Error::Kms`] for a failed call.
+    pub async fn create_table(&self) -> Result<String> {
+        let deadline = self.deadline();
+        match self.inner.table.describe(deadline).await? {
+            Some((arn, true)) => Ok(arn),
+            Some((_, false)) => Err(Error::config(
+                "key store table",
+                format!(
+                    "table {} exists with another key schema (want branch-key-id HASH, type RANGE)",
+                    self.table_name()
+                ),
+            )),
+            None => Ok(self.inner.table.create(deadline).await?),
+        }
+    }
+
+    /// Creates a branch key and returns its id: a new UUID, or
+    /// `branch_key_id`, which needs a custom encryption context (stored as
+    /// `aws-crypto-ec:` attributes and bound into every version). Writes
+    /// the version, ACTIVE and beacon items in one conditional transaction.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a chosen id without an encryption context;
+    /// [`Error::Kms`] for a failed call (kind `ConditionFailed` when the
+    /// branch key exists already).
+    pub async fn create_key(&self, branch_key_id: Option<&str>, context: &EncryptionContext) -> Result<String> {
+        let id = match branch_key_id {
+            Some("") => return Err(Error::config("branch key id", "the branch key id is empty")),
+            Some(_) if context.is_empty() => {
+                return Err(Error::config(
+                    "branch key id",
+                    "a branch key id of your own needs an encryption context",
+                ))
+            }
+            Some(id) => id.to_owned(),
+            None => uuid_v4(random16()?),
+        };
+        let deadline = self.deadline();
+        let version = uuid_v4(random16()?);
+        let now = create_time(std::time::SystemTime::now());
+        let new_item = |item_type| NewItem {
+            branch_key_id: &id,
+            item_type,
+            version: &version,
+            create_time: &now,
+            kms_arn: &self.inner.kms_key,
+            custom: context,
+        };
+        let (version_item, active_item) = self
+            .wrapped_version(new_item(ItemType::Version(&version)), new_item(ItemType::Active), deadline)
+            .await?;
+        let mut beacon = new_item(ItemType::Beacon).attributes();
+        let beacon_ctx = self.context_of(&beacon, &id)?;
+        let beacon_enc = self
+            .inner
+            .kms
+            .generate_data_key_without_plaintext(self.kms_args(&beacon_ctx, deadline), BRANCH_KEY_LEN as i32)
+            .await?;
+        beacon.insert(ENC.into(), Attr::B(beacon_enc));
+        let not_exists = "attribute_not_exists(branch-key-id)";
+        let puts = [version_item, active_item, beacon].map(|item| ConditionalPut {
+            item,
+            condition: not_exists,
+            old_enc: None,
+        });
+        self.inner.table.put_all(&id, puts.into(), deadline).await?;
+        tracing::info!(branch_key_id = %id, version = %version, "branch key created");
+        Ok(id)
+    }
+
+    /// Makes a new version of a branch key ACTIVE (older versions stay
+    /// readable). The ACTIVE item is authenticated with KMS first, and the
+    /// write fails if it changed since it was read.
+    ///
+    /// # Errors
+    /// [`Error::Kms`]: no such branch key (`NotFound`), an item that fails
+    /// its checks or authentication, a refused write (`ConditionFailed`).
+    pub async fn version_key(&self, branch_key_id: &str) -> Result<String> {
+        let deadline = self.deadline();
+        let (checked, item) = self.read_item(branch_key_id, ItemType::Active, deadline).await?;
+        // Authenticate the ACTIVE item: KMS re-encrypts it under its own
+        // context only if every attribute is what it was written with.
+        self.inner
+            .kms
+            .re_encrypt(
+                self.kms_args(&checked.kms_context, deadline),
+                &checked.kms_context,
+                &checked.enc,
+            )
+            .await?;
+        let version = uuid_v4(random16()?);
+        let now = create_time(std::time::SystemTime::now());
+        let new_item = |item_type| NewItem {
+            branch_key_id,
+            item_type,
+            version: &version,
+            create_time: &now,
+            kms_arn: &self.inner.kms_key,
+            custom: &checked.custom,
+        };
+        let (version_item, active_item) = self
+            .wrapped_version(new_item(ItemType::Version(&version)), new_item(ItemType::Active), deadline)
+            .await?;
+        let puts = vec![
+            ConditionalPut {
+                item: version_item,
+                condition: "attribute_not_exists(branch-key-id)",
+                old_enc: None,
+            },
+            ConditionalPut {
+                item: active_item,
+                condition: "attribute_exists(branch-key-id) AND enc = :encOld",
+                old_enc: enc_of(&item),
+            },
+        ];
+        self.inner.table.put_all(branch_key_id, puts, deadline).await?;
+        tracing::info!(branch_key_id, version = %version, "branch key versioned");
+        Ok(version)
+    }
+
+    /// The ACTIVE version of a branch key, unwrapped by KMS.
+    ///
+    /// # Errors
+    /// [`Error::Kms`]: no such branch key (`NotFound`), an item that fails
+    /// its checks, or a failed call.
+    pub async fn get_active_branch_key(&self, branch_key_id: &str) -> Result<BranchKeyMaterials> {
+        self.get_branch_key(branch_key_id, None, self.deadline()).await
+    }
+
+    /// One version of a branch key, unwrapped by KMS.
+    ///
+    /// # Errors
+    /// As [`Self::get_active_branch_key`].
+    pub async fn get_branch_key_version(&self, branch_key_id: &str, version: &str) -> Result<BranchKeyMaterials> {
+        self.get_branch_key(branch_key_id, Some(version), self.deadline())
+            .await
+    }
+
+    /// GetItem, the item's checks, then KMS Decrypt under its context.
+    pub(crate) async fn get_branch_key(
+        &self,
+        branch_key_id: &str,
+        version: Option<&str>,
+        deadline: Deadline,
+    ) -> Result<BranchKeyMaterials> {
+        let want = version.map_or(ItemType::Active, ItemType::Version);
+        let (checked, _) = self.read_item(branch_key_id, want, deadline).await?;
+        let unwrapped = self
+            .inner
+            .kms
+            .decrypt(self.kms_args(&checked.kms_context, deadline), &checked.enc)
+            .await?;
+        let invalid = |m: &str| {
+            KmsError::new(
+                KmsErrorKind::InvalidResponse,
+                KmsOperation::Decrypt,
+                &self.inner.kms_key,
+            )
+            .with_message(format!("branch key {branch_key_id}: {m}"))
+        };
+        if unwrapped.key_id.as_deref().is_some_and(|k| k != self.inner.kms_key) {
+            return Err(invalid("KMS answered for another key").into());
+        }
+        let key: [u8; BRANCH_KEY_LEN] = unwrapped
+            .plaintext
+            .as_slice()
+            .try_into()
+            .map_err(|_| invalid("the branch key is not 32 bytes"))?;
+        let version_bytes = items::parse_version(&checked.version)
+            .ok_or_else(|| invalid("the version is not a UUID"))?;
+        Ok(BranchKeyMaterials {
+            branch_key_id: checked.branch_key_id,
+            version: format_version(version_bytes),
+            version_bytes,
+            encryption_context: checked.custom,
+            key: Zeroizing::new(key),
+        })
+    }
+
+    /// Reads one item and checks it against the record format and the
+    /// store's KMS key.
+    async fn read_item(
+        &self,
+        branch_key_id: &str,
+        want: ItemType<'_>,
+        deadline: Deadline,
+    ) -> Result<(items::CheckedItem, items::Item)> {
+        let sort_key = want.sort_key();
+        let item = self
+            .inner
+            .table
+            .get_item(branch_key_id, sort_key.clone(), deadline)
+            .await?;
+        let bad_item = |m: String| -> Error {
+            KmsError::new(KmsErrorKind::InvalidResponse, KmsOperation::GetItem, branch_key_id)
+                .with_message(format!("item {sort_key}: {m}"))
+                .into()
+        };
+        let Some(item) = item else {
+            return Err(KmsError::new(KmsErrorKind::NotFound, KmsOperation::GetItem, branch_key_id)
+                .with_message(format!(
+                    "no item {sort_key} in table {} (no such branch key{})",
+                    self.table_name(),
+                    if want == ItemType::Active { "" } else { " version" }
+                ))
+                .into());
+        };
+        let checked = check_item(&item, branch_key_id, want, &self.inner.logical_name).map_err(bad_item)?;
+        if checked.kms_arn != self.inner.kms_key {
+            return Err(bad_item(format!(
+                "its kms-arn {} is not the key store's KMS key {}",
+                checked.kms_arn, self.inner.kms_key
+            )));
+        }
+        Ok((checked, item))
+    }
+
+    /// The KMS context of new attributes, as an error naming the branch key.
+    fn context_of(&self, item: &items::Item, branch_key_id: &str) -> Result<EncryptionContext> {
+        kms_context(item, &self.inner.logical_name).map_err(|m| {
+            Error::config("branch key encryption context", format!("branch key {branch_key_id}: {m}"))
+        })
+    }
+
+    /// A new version's two items: the decrypt-only copy from
+    /// GenerateDataKeyWithoutPlaintext, and the ACTIVE copy re-encrypted
+    /// from it under the ACTIVE context.
+    async fn wrapped_version(
+        &self,
+        version: NewItem<'_>,
+        active: NewItem<'_>,
+        deadline: Deadline,
+    ) -> Result<(items::Item, items::Item)> {
+        let mut version_item = version.attributes();
+        let mut active_item = active.attributes();
+        let version_ctx = self.context_of(&version_item, version.branch_key_id)?;
+        let active_ctx = self.context_of(&active_item, version.branch_key_id)?;
+        let kms = &self.inner.kms;
+        let version_enc = kms
+            .generate_data_key_without_plaintext(self.kms_args(&version_ctx, deadline), BRANCH_KEY_LEN as i32)
+            .await?;
+        let active_enc = kms
+            .re_encrypt(self.kms_args(&version_ctx, deadline), &active_ctx, &version_enc)
+            .await?;
+        version_item.insert(ENC.into(), Attr::B(version_enc));
+        active_item.insert(ENC.into(), Attr::B(active_enc));
+        Ok((version_item, active_item))
+    }
+}
+
+/// 16 random bytes for a UUID v4.
+fn random16() -> Result<[u8; 16]> {
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b).map_err(|_| Error::Backend("the system random number generator failed"))?;
+    Ok(b)
+}

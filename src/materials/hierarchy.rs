@@ -1,0 +1,527 @@
+//! The AWS KMS Hierarchical keyring. Spec:
+//! `framework/aws-kms/aws-kms-hierarchical-keyring.md`.
+//!
+//! A branch key from the [`KeyStore`] (one DynamoDB GetItem and one KMS
+//! Decrypt, then cached for a TTL) wraps each data key under a key derived
+//! for that message alone: SP 800-108 counter mode with HMAC-SHA256 over
+//! the branch key, label `aws-kms-hierarchy` and a random 16-byte salt,
+//! then AES-256-GCM with a random IV and the AAD `aws-kms-hierarchy` ||
+//! branch key id || version (16 bytes) || serialized encryption context.
+//!
+//! EDK: provider id `aws-kms-hierarchy`; provider info = the branch key id;
+//! ciphertext = salt (16) || IV (12) || version (16) || encrypted key || tag (16).
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use lru::LruCache;
+use sha2::{Digest, Sha384};
+
+use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
+use crate::crypto::{kdf_counter_hmac_sha256, Backend, DataKey, IV_LEN, TAG_LEN};
+use crate::error::{Error, Result};
+use crate::format::{EncryptedDataKey, EncryptionContext};
+use crate::keystore::{BranchKeyMaterials, KeyStore};
+use crate::kms::Deadline;
+
+/// The hierarchical keyring's provider id, also its KDF label and AAD prefix.
+pub const HIERARCHY_PROVIDER_ID: &str = "aws-kms-hierarchy";
+const SALT_LEN: usize = 16;
+const VERSION_LEN: usize = 16;
+/// Salt, IV and version before the encrypted key.
+const PREFIX_LEN: usize = SALT_LEN + IV_LEN + VERSION_LEN;
+/// The spec's default cache capacity (entries).
+pub const DEFAULT_BRANCH_KEY_CACHE_CAPACITY: usize = 1000;
+
+/// Chooses the branch key for a request from its encryption context: the
+/// tenant's key in a multi-tenant service. Gets the request's context on
+/// encrypt and the message's on decrypt.
+pub trait BranchKeyIdSupplier: Send + Sync {
+    /// The branch key id for `context`.
+    ///
+    /// # Errors
+    /// When no branch key fits the context; the encrypt or decrypt fails
+    /// with this error.
+    fn branch_key_id(&self, context: &EncryptionContext) -> Result<String>;
+}
+
+impl<F> BranchKeyIdSupplier for F
+where
+    F: Fn(&EncryptionContext) -> Result<String> + Send + Sync,
+{
+    fn branch_key_id(&self, context: &EncryptionContext) -> Result<String> {
+        self(context)
+    }
+}
+
+/// A cache of unwrapped branch keys, shared by every hierarchical keyring
+/// given a clone of it (entries are apart by partition id, logical key
+/// store name, branch key id and, on decrypt, version: spec Appendix A).
+/// Least recently used entries go first when it is full; an evicted or
+/// expired branch key is wiped once no call holds it. Concurrent misses on
+/// one entry make one key store read (single flight).
+#[derive(Clone)]
+pub struct BranchKeyCache {
+    inner: Arc<Mutex<LruCache<[u8; 48], Slot>>>,
+}
+
+impl fmt::Debug for BranchKeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BranchKeyCache")
+            .field("entries", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cached branch key and when it was loaded.
+struct Cached {
+    materials: BranchKeyMaterials,
+    loaded: Instant,
+}
+
+/// The outcome of one load, shared by the callers that waited on it.
+type Loaded = std::result::Result<Arc<Cached>, Arc<Error>>;
+
+enum Slot {
+    Ready(Arc<Cached>),
+    /// A load under way (or just ended): callers wait on the cell; a
+    /// cancelled leader's successor runs the load instead.
+    Loading(Arc<tokio::sync::OnceCell<Loaded>>),
+}
+
+impl Default for BranchKeyCache {
+    fn default() -> Self {
+        Self::with_capacity(NonZeroUsize::new(DEFAULT_BRANCH_KEY_CACHE_CAPACITY).unwrap_or(NonZeroUsize::MIN))
+    }
+}
+
+impl BranchKeyCache {
+    /// A cache of at most `capacity` branch keys.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zero capacity.
+    pub fn new(capacity: usize) -> Result<Self> {
+        let capacity = NonZeroUsize::new(capacity)
+            .ok_or_else(|| Error::config("branch key cache capacity", "must be above zero"))?;
+        Ok(Self::with_capacity(capacity))
+    }
+
+    fn with_capacity(capacity: NonZeroUsize) -> Self {
+        BranchKeyCache {
+            inner: Arc::new(Mutex::new(LruCache::new(capacity))),
+        }
+    }
+
+    /// Branch keys (and loads under way) in the cache.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every entry (the keys are wiped once no call holds them).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<[u8; 48], Slot>> {
+        // Every update is one assignment: a poisoned lock holds no half-made entry.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The entry for `id` if loaded no longer than `ttl` ago; else waits for
+    /// (or leads) one load. `hit` is told whether this caller was served
+    /// without loading.
+    async fn get<F, Fut>(&self, id: [u8; 48], ttl: Duration, mut hit: impl FnMut(bool), load: F) -> Result<Arc<Cached>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<BranchKeyMaterials>>,
+    {
+        loop {
+            let cell = {
+                let mut entries = self.lock();
+                match entries.get(&id) {
+                    Some(Slot::Ready(c)) if c.loaded.elapsed() <= ttl => {
+                        hit(true);
+                        return Ok(Arc::clone(c));
+                    }
+                    Some(Slot::Loading(cell)) => Arc::clone(cell),
+                    // Absent or expired: this caller starts a load.
+                    _ => {
+                        let cell = Arc::new(tokio::sync::OnceCell::new());
+                        entries.push(id, Slot::Loading(Arc::clone(&cell)));
+                        cell
+                    }
+                }
+            };
+            let mut led = false;
+            let loaded = cell
+                .get_or_init(|| {
+                    led = true;
+                    let load = load();
+                    async move {
+                        load.await
+                            .map(|materials| {
+                                Arc::new(Cached {
+                                    materials,
+                                    loaded: Instant::now(),
+                                })
+                            })
+                            .map_err(Arc::new)
+                    }
+                })
+                .await
+                .clone();
+            hit(!led);
+            // The first caller back replaces the flight with its outcome.
+            {
+                let mut entries = self.lock();
+                let ours = matches!(entries.peek(&id), Some(Slot::Loading(c)) if Arc::ptr_eq(c, &cell));
+                if ours {
+                    match &loaded {
+                        Ok(c) => {
+                            entries.push(id, Slot::Ready(Arc::clone(c)));
+                        }
+                        Err(_) => {
+                            entries.pop(&id);
+                        }
+                    }
+                }
+            }
+            match loaded {
+                Ok(c) if c.loaded.elapsed() <= ttl || led => return Ok(c),
+                // Loaded by a keyring with a longer TTL, too long ago for
+                // this one: load again.
+                Ok(_) => continue,
+                Err(e) => return Err(e.duplicate()),
+            }
+        }
+    }
+}
+
+/// Where a keyring's branch key id comes from.
+#[derive(Clone)]
+enum BranchKeySource {
+    Id(String),
+    Supplier(Arc<dyn BranchKeyIdSupplier>),
+}
+
+impl BranchKeySource {
+    fn resolve(&self, context: &EncryptionContext) -> Result<String> {
+        match self {
+            BranchKeySource::Id(id) => Ok(id.clone()),
+            BranchKeySource::Supplier(s) => s.branch_key_id(context),
+        }
+    }
+}
+
+/// The AWS KMS Hierarchical keyring: data keys wrapped under per-message
+/// keys derived from a cached branch key. See the module docs of
+/// [`crate::keystore`] for the store.
+pub struct HierarchyKeyring {
+    store: KeyStore,
+    source: BranchKeySource,
+    ttl: Duration,
+    cache: BranchKeyCache,
+    partition: Vec<u8>,
+}
+
+impl fmt::Debug for HierarchyKeyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = match &self.source {
+            BranchKeySource::Id(id) => id.as_str(),
+            BranchKeySource::Supplier(_) => "<supplier>",
+        };
+        f.debug_struct("HierarchyKeyring")
+            .field("store", &self.store)
+            .field("branch_key", &source)
+            .field("ttl", &self.ttl)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`HierarchyKeyring`]; see [`HierarchyKeyring::builder`].
+pub struct HierarchyKeyringBuilder {
+    store: KeyStore,
+    ttl: Duration,
+    source: Option<BranchKeySource>,
+    cache: Option<BranchKeyCache>,
+    partition: Option<String>,
+}
+
+impl fmt::Debug for HierarchyKeyringBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HierarchyKeyringBuilder")
+            .field("store", &self.store)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HierarchyKeyringBuilder {
+    /// Use this branch key for every message.
+    pub fn branch_key_id(mut self, id: impl Into<String>) -> Self {
+        self.source = Some(BranchKeySource::Id(id.into()));
+        self
+    }
+
+    /// Choose the branch key per request from its encryption context.
+    pub fn branch_key_id_supplier(mut self, supplier: impl BranchKeyIdSupplier + 'static) -> Self {
+        self.source = Some(BranchKeySource::Supplier(Arc::new(supplier)));
+        self
+    }
+
+    /// Share this cache (default: a cache of its own with room for
+    /// [`DEFAULT_BRANCH_KEY_CACHE_CAPACITY`] branch keys).
+    pub fn cache(mut self, cache: BranchKeyCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The partition id: keyrings that share a cache share its entries
+    /// only when their partition ids (and logical key store names) are the
+    /// same. Default: a random UUID, so no other keyring shares them.
+    pub fn partition_id(mut self, id: impl Into<String>) -> Self {
+        self.partition = Some(id.into());
+        self
+    }
+
+    /// Builds the keyring.
+    ///
+    /// # Errors
+    /// [`Error::Config`] without a branch key id or supplier, or for a zero TTL.
+    pub fn build(self) -> Result<HierarchyKeyring> {
+        if self.ttl.is_zero() {
+            return Err(Error::config("branch key TTL", "must be above zero"));
+        }
+        let source = self.source.ok_or_else(|| {
+            Error::config("branch key id", "give a branch key id or a branch key id supplier")
+        })?;
+        if matches!(&source, BranchKeySource::Id(id) if id.is_empty()) {
+            return Err(Error::config("branch key id", "the branch key id is empty"));
+        }
+        let partition = match self.partition {
+            Some(p) => p.into_bytes(),
+            None => {
+                let mut p = vec![0u8; 16];
+                Backend::default().fill_random(&mut p)?;
+                p
+            }
+        };
+        Ok(HierarchyKeyring {
+            store: self.store,
+            source,
+            ttl: self.ttl,
+            cache: self.cache.unwrap_or_default(),
+            partition,
+        })
+    }
+}
+
+/// Cache entry id (spec Appendix A): SHA-384 of resource id 0x02, scope,
+/// partition id, logical key store name, branch key id and, on decrypt,
+/// the version, each separated by a zero byte.
+fn entry_id(partition: &[u8], logical_name: &str, branch_key_id: &str, version: Option<&str>) -> [u8; 48] {
+    let scope: u8 = if version.is_some() { 0x02 } else { 0x01 };
+    let mut h = Sha384::new();
+    h.update([0x02, 0x00, scope, 0x00]);
+    h.update(partition);
+    h.update([0x00]);
+    h.update(logical_name.as_bytes());
+    h.update([0x00]);
+    h.update(branch_key_id.as_bytes());
+    if let Some(v) = version {
+        h.update([0x00]);
+        h.update(v.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// The wrapping AAD: provider id || branch key id || version || context.
+fn wrap_aad(branch_key_id: &str, version: &[u8; VERSION_LEN], context: &EncryptionContext) -> Result<Vec<u8>> {
+    let mut aad = Vec::with_capacity(HIERARCHY_PROVIDER_ID.len() + branch_key_id.len() + VERSION_LEN + 64);
+    aad.extend_from_slice(HIERARCHY_PROVIDER_ID.as_bytes());
+    aad.extend_from_slice(branch_key_id.as_bytes());
+    aad.extend_from_slice(version);
+    context.serialize_into(&mut aad)?;
+    Ok(aad)
+}
+
+impl HierarchyKeyring {
+    /// A builder over `store`; branch keys stay cached for `ttl`.
+    pub fn builder(store: KeyStore, ttl: Duration) -> HierarchyKeyringBuilder {
+        HierarchyKeyringBuilder {
+            store,
+            ttl,
+            source: None,
+            cache: None,
+            partition: None,
+        }
+    }
+
+    /// The key store.
+    pub fn store(&self) -> &KeyStore {
+        &self.store
+    }
+
+    /// The branch key cache (a clone shares it).
+    pub fn cache(&self) -> &BranchKeyCache {
+        &self.cache
+    }
+
+    /// The branch key `version` (or the active one), from the cache or
+    /// the store.
+    async fn branch_key(&self, id: &str, version: Option<&str>, deadline: Deadline) -> Result<Arc<Cached>> {
+        let entry = entry_id(&self.partition, self.store.logical_name(), id, version);
+        let counters = self.store.kms_client().counters();
+        let note = |hit: bool| {
+            if hit {
+                counters.branch_key_cache_hit();
+            } else {
+                counters.branch_key_cache_miss();
+            }
+        };
+        self.cache
+            .get(entry, self.ttl, note, || self.store.get_branch_key(id, version, deadline))
+            .await
+    }
+
+    fn keyring_error(&self, id: &str, reason: impl Into<String>) -> Error {
+        Error::keyring(format!("hierarchical, branch key {id}"), reason)
+    }
+}
+
+#[async_trait]
+impl Keyring for HierarchyKeyring {
+    async fn on_encrypt(&self, materials: &mut EncryptionMaterials) -> Result<()> {
+        let id = self.source.resolve(materials.context())?;
+        let deadline = self.store.deadline();
+        let branch = self.branch_key(&id, None, deadline).await?;
+        let branch = &branch.materials;
+        if materials.data_key().is_none() {
+            materials.generate_data_key()?;
+        }
+        let mut salt_iv = [0u8; SALT_LEN + IV_LEN];
+        materials.fill_random(&mut salt_iv)?;
+        let (salt, iv) = salt_iv.split_at(SALT_LEN);
+        let iv: &[u8; IV_LEN] = iv.try_into().map_err(|_| Error::Internal("IV length"))?;
+        let version = branch.version_bytes();
+        let aad = wrap_aad(&id, &version, materials.context())?;
+        let wrap_err = || self.keyring_error(&id, "wrapping the data key failed");
+        let key = kdf_counter_hmac_sha256(branch.expose_secret(), HIERARCHY_PROVIDER_ID.as_bytes(), salt)
+            .map_err(|_| wrap_err())?;
+        let aead = materials.backend().provider().aead(key.as_slice()).map_err(|_| wrap_err())?;
+        let data_key = materials.data_key().ok_or_else(wrap_err)?;
+        let mut ciphertext = zeroize::Zeroizing::new(Vec::with_capacity(PREFIX_LEN + data_key.len() + TAG_LEN));
+        ciphertext.extend_from_slice(salt);
+        ciphertext.extend_from_slice(iv);
+        ciphertext.extend_from_slice(&version);
+        // The plaintext key is sealed in place after the prefix; the buffer
+        // is wiped if sealing fails.
+        ciphertext.extend_from_slice(data_key.expose_secret());
+        let tag = aead
+            .seal_in_place(iv, &aad, &mut ciphertext[PREFIX_LEN..])
+            .map_err(|_| wrap_err())?;
+        ciphertext.extend_from_slice(&tag);
+        materials.add_encrypted_data_key(EncryptedDataKey {
+            provider_id: HIERARCHY_PROVIDER_ID.to_owned(),
+            provider_info: id.into_bytes(),
+            ciphertext: std::mem::take(&mut *ciphertext),
+        });
+        Ok(())
+    }
+
+    async fn on_decrypt(
+        &self,
+        materials: &DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> Result<Option<DataKey>> {
+        let id = self.source.resolve(materials.context())?;
+        let key_len = materials.suite().data_key_len();
+        // Only this keyring's EDKs, for its branch key: others cost no call.
+        let ours = edks
+            .iter()
+            .filter(|e| e.provider_id == HIERARCHY_PROVIDER_ID && e.provider_info == id.as_bytes());
+        let deadline = self.store.deadline();
+        let mut first_error = None;
+        let mut matched = false;
+        let mut aad = None;
+        for edk in ours {
+            matched = true;
+            let ct = edk.ciphertext.as_slice();
+            if ct.len() != PREFIX_LEN + key_len + TAG_LEN {
+                continue;
+            }
+            let (salt, rest) = ct.split_at(SALT_LEN);
+            let (iv, rest) = rest.split_at(IV_LEN);
+            let (version, sealed) = rest.split_at(VERSION_LEN);
+            let (Ok(iv), Ok(version)) = (<&[u8; IV_LEN]>::try_from(iv), <[u8; VERSION_LEN]>::try_from(version))
+            else {
+                continue;
+            };
+            let version_text = crate::keystore::format_version(version);
+            let branch = match self.branch_key(&id, Some(&version_text), deadline).await {
+                Ok(b) => b,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            let aad = match &aad {
+                Some(a) => a,
+                None => aad.insert(wrap_aad(&id, &version, materials.context())?),
+            };
+            let key = kdf_counter_hmac_sha256(branch.materials.expose_secret(), HIERARCHY_PROVIDER_ID.as_bytes(), salt)
+                .map_err(|_| Error::Decrypt)?;
+            let aead = materials.backend().provider().aead(key.as_slice()).map_err(|_| Error::Decrypt)?;
+            let mut buf = zeroize::Zeroizing::new(sealed.to_vec());
+            if let Ok(n) = aead.open_in_place(iv, aad, &mut buf) {
+                buf.truncate(n);
+                return Ok(Some(DataKey::new(buf)));
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None if matched => Err(Error::Decrypt),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_entry_ids_follow_appendix_a() {
+        let mut pre = vec![0x02, 0x00, 0x01, 0x00];
+        pre.extend_from_slice(b"p\x00store\x00bk");
+        assert_eq!(entry_id(b"p", "store", "bk", None), <[u8; 48]>::from(Sha384::digest(&pre)));
+        let mut dec = vec![0x02, 0x00, 0x02, 0x00];
+        dec.extend_from_slice(b"p\x00store\x00bk\x00v");
+        assert_eq!(entry_id(b"p", "store", "bk", Some("v")), <[u8; 48]>::from(Sha384::digest(&dec)));
+    }
+
+    #[test]
+    fn wrapping_key_is_one_counter_mode_hmac_block() {
+        use hmac::{KeyInit, Mac};
+        let branch = [7u8; 32];
+        let salt = [9u8; 16];
+        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&branch).unwrap();
+        mac.update(&[0, 0, 0, 1]);
+        mac.update(b"aws-kms-hierarchy");
+        mac.update(&[0]);
+        mac.update(&salt);
+        mac.update(&[0, 0, 1, 0]);
+        let want = mac.finalize().into_bytes();
+        let got = kdf_counter_hmac_sha256(&branch, HIERARCHY_PROVIDER_ID.as_bytes(), &salt).unwrap();
+        assert_eq!(got.as_slice(), want.as_slice());
+    }
+}
