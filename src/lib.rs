@@ -23,14 +23,14 @@ pub use config::{
 pub use crypto::{Backend, DataKey, RsaPadding, WrappingKey};
 pub use error::{Error, FormatError, LimitError, PolicyError, Result};
 pub use format::{ContentType, EncryptedDataKey, EncryptionContext, PUBLIC_KEY_FIELD, RESERVED_PREFIX};
+#[cfg(feature = "hierarchy")]
+pub use materials::{BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring};
 pub use materials::{
     CacheLimits, CacheStats, DecryptionMaterials, EncryptionMaterials, Keyring, MaterialsCache, MultiKeyring,
     RawAesKeyring, RawRsaKeyring, RsaPrivateKey, RsaPublicKey, MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT,
 };
 #[cfg(feature = "kms")]
 pub use materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
-#[cfg(feature = "hierarchy")]
-pub use materials::{BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring};
 pub use message::{
     decrypt, encrypt, DecryptInfo, DecryptReader, Decrypted, Decryptor, EncryptWriter, Encryptor,
 };

@@ -70,9 +70,16 @@ impl hmac::digest::common::KeySizeUser for Key256 {
 /// The hierarchical keyring's wrapping key (label `aws-kms-hierarchy`,
 /// context = the EDK's 16-byte salt).
 #[cfg(feature = "hierarchy")]
-pub(crate) fn kdf_counter_hmac_sha256(key: &[u8], label: &[u8], context: &[u8]) -> CResult<Zeroizing<[u8; 32]>> {
+pub(crate) fn kdf_counter_hmac_sha256(
+    key: &[u8],
+    label: &[u8],
+    context: &[u8],
+) -> CResult<Zeroizing<[u8; 32]>> {
     use kbkdf::{Counter, Kbkdf, Params};
-    let params = Params::builder(key).with_label(label).with_context(context).build();
+    let params = Params::builder(key)
+        .with_label(label)
+        .with_context(context)
+        .build();
     let mut block = Counter::<hmac::Hmac<Sha256>, Key256>::default()
         .derive(params)
         .map_err(|_| CryptoError)?;

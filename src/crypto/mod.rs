@@ -24,9 +24,9 @@ mod kdf;
 mod keys;
 
 pub(crate) use check::{HeaderAuthenticated, KeyCheck};
-pub(crate) use kdf::{derive_keys, DerivedKeys};
 #[cfg(feature = "hierarchy")]
 pub(crate) use kdf::kdf_counter_hmac_sha256;
+pub(crate) use kdf::{derive_keys, DerivedKeys};
 pub use keys::{DataKey, WrappingKey};
 
 #[cfg(not(any(feature = "aws-lc", feature = "rustcrypto")))]

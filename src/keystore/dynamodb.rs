@@ -76,7 +76,11 @@ fn from_sdk(item: HashMap<String, AttributeValue>) -> Result<Item, String> {
                 AttributeValue::S(s) => Attr::S(s),
                 AttributeValue::N(n) => Attr::N(n),
                 AttributeValue::B(b) => Attr::B(b.into_inner()),
-                _ => return Err(format!("attribute `{k}` has a type the record format does not use")),
+                _ => {
+                    return Err(format!(
+                        "attribute `{k}` has a type the record format does not use"
+                    ))
+                }
             };
             Ok((k, v))
         })
@@ -116,7 +120,12 @@ impl Table {
         match out.item {
             None => Ok(None),
             Some(item) => from_sdk(item).map(Some).map_err(|m| {
-                KmsError::new(KmsErrorKind::InvalidResponse, KmsOperation::GetItem, branch_key_id).with_message(m)
+                KmsError::new(
+                    KmsErrorKind::InvalidResponse,
+                    KmsOperation::GetItem,
+                    branch_key_id,
+                )
+                .with_message(m)
             }),
         }
     }

@@ -79,7 +79,10 @@ impl NewItem<'_> {
         item.insert(BRANCH_KEY_ID.into(), Attr::S(self.branch_key_id.into()));
         item.insert(TYPE.into(), Attr::S(self.item_type.sort_key()));
         if self.item_type == ItemType::Active {
-            item.insert(VERSION.into(), Attr::S(format!("{VERSION_PREFIX}{}", self.version)));
+            item.insert(
+                VERSION.into(),
+                Attr::S(format!("{VERSION_PREFIX}{}", self.version)),
+            );
         }
         item.insert(CREATE_TIME.into(), Attr::S(self.create_time.into()));
         item.insert(KMS_ARN.into(), Attr::S(self.kms_arn.into()));

@@ -27,14 +27,14 @@ use crate::kms::{
     AwsService, CachedProvider, CallArgs, Deadline, KmsArn, KmsBounds, KmsClient, KmsError, KmsErrorKind,
     KmsOperation, KmsStats,
 };
-use dynamodb::{enc_of, ConditionalPut, Table};
-pub(crate) use dynamodb::error_code;
-pub(crate) use items::format_version;
 /// The hierarchical keyring and its branch key cache, also at the crate root.
 pub use crate::materials::{
     BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring, HierarchyKeyringBuilder,
     DEFAULT_BRANCH_KEY_CACHE_CAPACITY, HIERARCHY_PROVIDER_ID,
 };
+pub(crate) use dynamodb::error_code;
+use dynamodb::{enc_of, ConditionalPut, Table};
+pub(crate) use items::format_version;
 use items::{check_item, create_time, kms_context, uuid_v4, Attr, ItemType, NewItem, ENC};
 
 /// Length of a branch key.
@@ -322,7 +322,11 @@ impl KeyStore {
     /// [`Error::Config`] for a chosen id without an encryption context;
     /// [`Error::Kms`] for a failed call (kind `ConditionFailed` when the
     /// branch key exists already).
-    pub async fn create_key(&self, branch_key_id: Option<&str>, context: &EncryptionContext) -> Result<String> {
+    pub async fn create_key(
+        &self,
+        branch_key_id: Option<&str>,
+        context: &EncryptionContext,
+    ) -> Result<String> {
         let id = match branch_key_id {
             Some("") => return Err(Error::config("branch key id", "the branch key id is empty")),
             Some(_) if context.is_empty() => {
@@ -346,7 +350,11 @@ impl KeyStore {
             custom: context,
         };
         let (version_item, active_item) = self
-            .wrapped_version(new_item(ItemType::Version(&version)), new_item(ItemType::Active), deadline)
+            .wrapped_version(
+                new_item(ItemType::Version(&version)),
+                new_item(ItemType::Active),
+                deadline,
+            )
             .await?;
         let mut beacon = new_item(ItemType::Beacon).attributes();
         let beacon_ctx = self.context_of(&beacon, &id)?;
@@ -398,7 +406,11 @@ impl KeyStore {
             custom: &checked.custom,
         };
         let (version_item, active_item) = self
-            .wrapped_version(new_item(ItemType::Version(&version)), new_item(ItemType::Active), deadline)
+            .wrapped_version(
+                new_item(ItemType::Version(&version)),
+                new_item(ItemType::Active),
+                deadline,
+            )
             .await?;
         let puts = vec![
             ConditionalPut {
@@ -430,7 +442,11 @@ impl KeyStore {
     ///
     /// # Errors
     /// As [`Self::get_active_branch_key`].
-    pub async fn get_branch_key_version(&self, branch_key_id: &str, version: &str) -> Result<BranchKeyMaterials> {
+    pub async fn get_branch_key_version(
+        &self,
+        branch_key_id: &str,
+        version: &str,
+    ) -> Result<BranchKeyMaterials> {
         self.get_branch_key(branch_key_id, Some(version), self.deadline())
             .await
     }
@@ -457,7 +473,11 @@ impl KeyStore {
             )
             .with_message(format!("branch key {branch_key_id}: {m}"))
         };
-        if unwrapped.key_id.as_deref().is_some_and(|k| k != self.inner.kms_key) {
+        if unwrapped
+            .key_id
+            .as_deref()
+            .is_some_and(|k| k != self.inner.kms_key)
+        {
             return Err(invalid("KMS answered for another key").into());
         }
         let key: [u8; BRANCH_KEY_LEN] = unwrapped
@@ -465,8 +485,8 @@ impl KeyStore {
             .as_slice()
             .try_into()
             .map_err(|_| invalid("the branch key is not 32 bytes"))?;
-        let version_bytes = items::parse_version(&checked.version)
-            .ok_or_else(|| invalid("the version is not a UUID"))?;
+        let version_bytes =
+            items::parse_version(&checked.version).ok_or_else(|| invalid("the version is not a UUID"))?;
         Ok(BranchKeyMaterials {
             branch_key_id: checked.branch_key_id,
             version: format_version(version_bytes),
@@ -491,18 +511,24 @@ impl KeyStore {
             .get_item(branch_key_id, sort_key.clone(), deadline)
             .await?;
         let bad_item = |m: String| -> Error {
-            KmsError::new(KmsErrorKind::InvalidResponse, KmsOperation::GetItem, branch_key_id)
-                .with_message(format!("item {sort_key}: {m}"))
-                .into()
+            KmsError::new(
+                KmsErrorKind::InvalidResponse,
+                KmsOperation::GetItem,
+                branch_key_id,
+            )
+            .with_message(format!("item {sort_key}: {m}"))
+            .into()
         };
         let Some(item) = item else {
-            return Err(KmsError::new(KmsErrorKind::NotFound, KmsOperation::GetItem, branch_key_id)
-                .with_message(format!(
-                    "no item {sort_key} in table {} (no such branch key{})",
-                    self.table_name(),
-                    if want == ItemType::Active { "" } else { " version" }
-                ))
-                .into());
+            return Err(
+                KmsError::new(KmsErrorKind::NotFound, KmsOperation::GetItem, branch_key_id)
+                    .with_message(format!(
+                        "no item {sort_key} in table {} (no such branch key{})",
+                        self.table_name(),
+                        if want == ItemType::Active { "" } else { " version" }
+                    ))
+                    .into(),
+            );
         };
         let checked = check_item(&item, branch_key_id, want, &self.inner.logical_name).map_err(bad_item)?;
         if checked.kms_arn != self.inner.kms_key {
@@ -517,7 +543,10 @@ impl KeyStore {
     /// The KMS context of new attributes, as an error naming the branch key.
     fn context_of(&self, item: &items::Item, branch_key_id: &str) -> Result<EncryptionContext> {
         kms_context(item, &self.inner.logical_name).map_err(|m| {
-            Error::config("branch key encryption context", format!("branch key {branch_key_id}: {m}"))
+            Error::config(
+                "branch key encryption context",
+                format!("branch key {branch_key_id}: {m}"),
+            )
         })
     }
 

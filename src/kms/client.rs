@@ -10,8 +10,8 @@ use aws_sdk_kms as sdk;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
-use sdk::error::ProvideErrorMetadata;
 use sdk::config::{BehaviorVersion, Region};
+use sdk::error::ProvideErrorMetadata;
 use sdk::primitives::Blob;
 use zeroize::Zeroizing;
 

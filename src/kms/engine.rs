@@ -151,11 +151,21 @@ impl Engine {
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let Call { op, target, region, deadline } = *call;
+        let Call {
+            op,
+            target,
+            region,
+            deadline,
+        } = *call;
         let region_field = region.unwrap_or("");
         let span = match op.service() {
             AwsService::Kms => {
-                tracing::info_span!("kms_call", operation = op.name(), key_id = target, region = region_field)
+                tracing::info_span!(
+                    "kms_call",
+                    operation = op.name(),
+                    key_id = target,
+                    region = region_field
+                )
             }
             AwsService::DynamoDb => tracing::info_span!(
                 "dynamodb_call",

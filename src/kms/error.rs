@@ -184,7 +184,9 @@ impl KmsErrorKind {
             c if is_throttling_code(c) => KmsErrorKind::Throttled,
             "AccessDeniedException" | "AccessDenied" => KmsErrorKind::AccessDenied,
             "NotFoundException" | "ResourceNotFoundException" => KmsErrorKind::NotFound,
-            "ConditionalCheckFailedException" | "TransactionCanceledException" => KmsErrorKind::ConditionFailed,
+            "ConditionalCheckFailedException" | "TransactionCanceledException" => {
+                KmsErrorKind::ConditionFailed
+            }
             "DisabledException" => KmsErrorKind::Disabled,
             "KMSInvalidStateException" => KmsErrorKind::InvalidState,
             "InvalidKeyUsageException" => KmsErrorKind::InvalidKeyUsage,

@@ -45,11 +45,9 @@ pub use arn::{InvalidArn, KmsArn};
 #[cfg(feature = "kms")]
 pub(crate) use client::{CallArgs, Deadline};
 #[cfg(feature = "kms")]
-pub(crate) use credentials::CachedProvider;
-#[cfg(feature = "kms")]
-pub(crate) use engine::{bounded_config, BoundedConfig, Call, CallConfig, Engine};
-#[cfg(feature = "kms")]
 pub use client::{CredentialInfo, KmsBounds, KmsClient, KmsClientBuilder, RetryMode};
+#[cfg(feature = "kms")]
+pub(crate) use credentials::CachedProvider;
 #[cfg(feature = "kms")]
 pub use credentials::{
     CredentialOptions, CredentialSources, PROVIDER_CONFIGURED, PROVIDER_CONTAINER, PROVIDER_ENVIRONMENT,
@@ -57,6 +55,8 @@ pub use credentials::{
 };
 #[cfg(feature = "kms")]
 pub use doctor::{DoctorOptions, DoctorReport, DoctorStep};
+#[cfg(feature = "kms")]
+pub(crate) use engine::{bounded_config, BoundedConfig, Call, CallConfig, Engine};
 pub use error::{AwsService, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
 pub use stats::{KmsCounters, KmsStats};
 

@@ -282,7 +282,10 @@ impl KmsStats {
 
     /// All DynamoDB calls started (the branch key store's).
     pub fn dynamodb_calls(&self) -> u64 {
-        self.get_item_calls + self.transact_write_items_calls + self.describe_table_calls + self.create_table_calls
+        self.get_item_calls
+            + self.transact_write_items_calls
+            + self.describe_table_calls
+            + self.create_table_calls
     }
 }
 

@@ -138,7 +138,13 @@ impl BranchKeyCache {
     /// The entry for `id` if loaded no longer than `ttl` ago; else waits for
     /// (or leads) one load. `hit` is told whether this caller was served
     /// without loading.
-    async fn get<F, Fut>(&self, id: [u8; 48], ttl: Duration, mut hit: impl FnMut(bool), load: F) -> Result<Arc<Cached>>
+    async fn get<F, Fut>(
+        &self,
+        id: [u8; 48],
+        ttl: Duration,
+        mut hit: impl FnMut(bool),
+        load: F,
+    ) -> Result<Arc<Cached>>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<BranchKeyMaterials>>,
@@ -302,7 +308,10 @@ impl HierarchyKeyringBuilder {
             return Err(Error::config("branch key TTL", "must be above zero"));
         }
         let source = self.source.ok_or_else(|| {
-            Error::config("branch key id", "give a branch key id or a branch key id supplier")
+            Error::config(
+                "branch key id",
+                "give a branch key id or a branch key id supplier",
+            )
         })?;
         if matches!(&source, BranchKeySource::Id(id) if id.is_empty()) {
             return Err(Error::config("branch key id", "the branch key id is empty"));
@@ -345,7 +354,11 @@ fn entry_id(partition: &[u8], logical_name: &str, branch_key_id: &str, version: 
 }
 
 /// The wrapping AAD: provider id || branch key id || version || context.
-fn wrap_aad(branch_key_id: &str, version: &[u8; VERSION_LEN], context: &EncryptionContext) -> Result<Vec<u8>> {
+fn wrap_aad(
+    branch_key_id: &str,
+    version: &[u8; VERSION_LEN],
+    context: &EncryptionContext,
+) -> Result<Vec<u8>> {
     let mut aad = Vec::with_capacity(HIERARCHY_PROVIDER_ID.len() + branch_key_id.len() + VERSION_LEN + 64);
     aad.extend_from_slice(HIERARCHY_PROVIDER_ID.as_bytes());
     aad.extend_from_slice(branch_key_id.as_bytes());
@@ -389,7 +402,9 @@ impl HierarchyKeyring {
             }
         };
         self.cache
-            .get(entry, self.ttl, note, || self.store.get_branch_key(id, version, deadline))
+            .get(entry, self.ttl, note, || {
+                self.store.get_branch_key(id, version, deadline)
+            })
             .await
     }
 
@@ -417,9 +432,14 @@ impl Keyring for HierarchyKeyring {
         let wrap_err = || self.keyring_error(&id, "wrapping the data key failed");
         let key = kdf_counter_hmac_sha256(branch.expose_secret(), HIERARCHY_PROVIDER_ID.as_bytes(), salt)
             .map_err(|_| wrap_err())?;
-        let aead = materials.backend().provider().aead(key.as_slice()).map_err(|_| wrap_err())?;
+        let aead = materials
+            .backend()
+            .provider()
+            .aead(key.as_slice())
+            .map_err(|_| wrap_err())?;
         let data_key = materials.data_key().ok_or_else(wrap_err)?;
-        let mut ciphertext = zeroize::Zeroizing::new(Vec::with_capacity(PREFIX_LEN + data_key.len() + TAG_LEN));
+        let mut ciphertext =
+            zeroize::Zeroizing::new(Vec::with_capacity(PREFIX_LEN + data_key.len() + TAG_LEN));
         ciphertext.extend_from_slice(salt);
         ciphertext.extend_from_slice(iv);
         ciphertext.extend_from_slice(&version);
@@ -462,8 +482,10 @@ impl Keyring for HierarchyKeyring {
             let (salt, rest) = ct.split_at(SALT_LEN);
             let (iv, rest) = rest.split_at(IV_LEN);
             let (version, sealed) = rest.split_at(VERSION_LEN);
-            let (Ok(iv), Ok(version)) = (<&[u8; IV_LEN]>::try_from(iv), <[u8; VERSION_LEN]>::try_from(version))
-            else {
+            let (Ok(iv), Ok(version)) = (
+                <&[u8; IV_LEN]>::try_from(iv),
+                <[u8; VERSION_LEN]>::try_from(version),
+            ) else {
                 continue;
             };
             let version_text = crate::keystore::format_version(version);
@@ -478,9 +500,17 @@ impl Keyring for HierarchyKeyring {
                 Some(a) => a,
                 None => aad.insert(wrap_aad(&id, &version, materials.context())?),
             };
-            let key = kdf_counter_hmac_sha256(branch.materials.expose_secret(), HIERARCHY_PROVIDER_ID.as_bytes(), salt)
+            let key = kdf_counter_hmac_sha256(
+                branch.materials.expose_secret(),
+                HIERARCHY_PROVIDER_ID.as_bytes(),
+                salt,
+            )
+            .map_err(|_| Error::Decrypt)?;
+            let aead = materials
+                .backend()
+                .provider()
+                .aead(key.as_slice())
                 .map_err(|_| Error::Decrypt)?;
-            let aead = materials.backend().provider().aead(key.as_slice()).map_err(|_| Error::Decrypt)?;
             let mut buf = zeroize::Zeroizing::new(sealed.to_vec());
             if let Ok(n) = aead.open_in_place(iv, aad, &mut buf) {
                 buf.truncate(n);
@@ -503,10 +533,16 @@ mod tests {
     fn cache_entry_ids_follow_appendix_a() {
         let mut pre = vec![0x02, 0x00, 0x01, 0x00];
         pre.extend_from_slice(b"p\x00store\x00bk");
-        assert_eq!(entry_id(b"p", "store", "bk", None), <[u8; 48]>::from(Sha384::digest(&pre)));
+        assert_eq!(
+            entry_id(b"p", "store", "bk", None),
+            <[u8; 48]>::from(Sha384::digest(&pre))
+        );
         let mut dec = vec![0x02, 0x00, 0x02, 0x00];
         dec.extend_from_slice(b"p\x00store\x00bk\x00v");
-        assert_eq!(entry_id(b"p", "store", "bk", Some("v")), <[u8; 48]>::from(Sha384::digest(&dec)));
+        assert_eq!(
+            entry_id(b"p", "store", "bk", Some("v")),
+            <[u8; 48]>::from(Sha384::digest(&dec))
+        );
     }
 
     #[test]

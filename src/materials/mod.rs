@@ -26,14 +26,14 @@ mod raw_rsa;
 
 #[cfg(feature = "kms")]
 pub use aws_kms::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
+pub(crate) use caching::CachingCmm;
+pub use caching::{CacheLimits, CacheStats, MaterialsCache, MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT};
+pub(crate) use cmm::{decryption_materials, encryption_materials, EncryptMaterialsOut};
 #[cfg(feature = "hierarchy")]
 pub use hierarchy::{
     BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring, HierarchyKeyringBuilder,
     DEFAULT_BRANCH_KEY_CACHE_CAPACITY, HIERARCHY_PROVIDER_ID,
 };
-pub(crate) use caching::CachingCmm;
-pub use caching::{CacheLimits, CacheStats, MaterialsCache, MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT};
-pub(crate) use cmm::{decryption_materials, encryption_materials, EncryptMaterialsOut};
 
 /// Where a message's data key comes from: a keyring every time, or a
 /// caching manager in front of one.

@@ -1,0 +1,894 @@
+//! The hierarchical keyring and its branch key store against moto's server
+//! (one process serves KMS and DynamoDB): round trips, branch key reads and
+//! versions, counters and single flight, errors, faults in front of
+//! DynamoDB, and interop both ways with the Python Material Providers
+//! Library (tests/interop/hierarchy_ref.py) on the same tables.
+#![cfg(feature = "hierarchy")]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::fault::{Action, FaultServer};
+use common::moto::{self, create_key, moto};
+use envseal::keystore::{BranchKeyCache, HierarchyKeyring, KeyStore, HIERARCHY_PROVIDER_ID};
+use envseal::kms::{KmsBounds, KmsClient, KmsErrorKind, KmsOperation};
+use envseal::{AlgorithmSuite, CommitmentPolicy, Config, EncryptionContext, Error};
+use serde_json::Value;
+
+const REGION: &str = "us-east-1";
+
+/// A table name no other test uses.
+fn table(name: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "bk-{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn kms_client(bounds: KmsBounds) -> KmsClient {
+    moto::client(REGION, &moto().url, bounds).await
+}
+
+/// A key store on `table` (created) with its own KMS client and counters.
+async fn store(table: &str, kms_key: &str) -> KeyStore {
+    let store = KeyStore::builder(table, kms_key)
+        .kms_client(kms_client(KmsBounds::default()).await)
+        .build()
+        .await
+        .unwrap();
+    store.create_table().await.unwrap();
+    store
+}
+
+fn keyring(store: &KeyStore, branch_key_id: &str, ttl: Duration) -> HierarchyKeyring {
+    HierarchyKeyring::builder(store.clone(), ttl)
+        .branch_key_id(branch_key_id)
+        .build()
+        .unwrap()
+}
+
+fn config(suite: AlgorithmSuite) -> Config {
+    let policy = if suite.is_committing() {
+        CommitmentPolicy::RequireEncryptRequireDecrypt
+    } else {
+        CommitmentPolicy::ForbidEncryptAllowDecrypt
+    };
+    Config::builder()
+        .commitment_policy(policy)
+        .suite(suite)
+        .build()
+        .unwrap()
+}
+
+fn context() -> EncryptionContext {
+    EncryptionContext::from([("purpose", "hierarchy-test"), ("tenant", "acme")])
+}
+
+/// The branch key versions (16 bytes each) named by a message's
+/// hierarchical EDKs, and their provider infos.
+fn edk_versions(message: &[u8]) -> Vec<(String, [u8; 16])> {
+    let any = Config::builder()
+        .commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt)
+        .build()
+        .unwrap();
+    let d = envseal::Decryptor::new(message, &any).unwrap();
+    d.encrypted_data_keys()
+        .iter()
+        .filter(|e| e.provider_id == HIERARCHY_PROVIDER_ID)
+        .map(|e| {
+            assert_eq!(
+                e.ciphertext.len(),
+                16 + 12 + 16 + 32 + 16,
+                "salt, IV, version, key, tag"
+            );
+            let version: [u8; 16] = e.ciphertext[28..44].try_into().unwrap();
+            (String::from_utf8(e.provider_info.clone()).unwrap(), version)
+        })
+        .collect()
+}
+
+fn version_bytes(version: &str) -> [u8; 16] {
+    let hex: String = version.chars().filter(|c| *c != '-').collect();
+    hex::decode(hex).unwrap().try_into().unwrap()
+}
+
+#[tokio::test]
+async fn round_trip_signed_and_unsigned_and_branch_key_reads() {
+    let kms_key = create_key(REGION).await;
+    let t = table("roundtrip");
+    let store = store(&t, &kms_key).await;
+    let id = store.create_key(None, &EncryptionContext::new()).await.unwrap();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let active = store.get_active_branch_key(&id).await.unwrap();
+    assert_eq!(active.branch_key_id(), id);
+    let again = store.get_branch_key_version(&id, active.version()).await.unwrap();
+    assert_eq!(again.expose_secret(), active.expose_secret());
+    assert!(!format!("{active:?}").contains(&hex::encode(active.expose_secret())));
+    let keyring = keyring(&store, &id, Duration::from_secs(60));
+    for suite in [
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
+        AlgorithmSuite::Aes256GcmIv12Tag16HkdfSha256,
+    ] {
+        let plaintext = common::bytes(3000, 7);
+        let message = envseal::encrypt(&config(suite), &keyring, &context(), &plaintext)
+            .await
+            .unwrap();
+        assert_eq!(edk_versions(&message), [(id.clone(), active.version_bytes())]);
+        let out = envseal::decrypt(&config(suite), &keyring, &EncryptionContext::new(), &message)
+            .await
+            .unwrap();
+        assert_eq!(*out.plaintext, plaintext, "{suite:?}");
+    }
+    // A tampered version field names no branch key version: a clear error.
+    let mut message = envseal::encrypt(
+        &config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey),
+        &keyring,
+        &context(),
+        b"x",
+    )
+    .await
+    .unwrap();
+    let pos = message
+        .windows(16)
+        .position(|w| w == active.version_bytes())
+        .unwrap();
+    message[pos] ^= 1;
+    let err = envseal::decrypt(
+        &config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey),
+        &keyring,
+        &EncryptionContext::new(),
+        &message,
+    )
+    .await
+    .unwrap_err();
+    let Error::Kms(e) = &err else { panic!("{err}") };
+    assert_eq!(
+        (e.kind.clone(), e.operation),
+        (KmsErrorKind::NotFound, KmsOperation::GetItem),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn one_get_item_and_one_decrypt_per_ttl_and_per_concurrent_miss() {
+    let kms_key = create_key(REGION).await;
+    let t = table("counters");
+    let store = store(&t, &kms_key).await;
+    let id = store.create_key(None, &EncryptionContext::new()).await.unwrap();
+    let base = store.stats();
+    let ttl = Duration::from_millis(1500);
+    let keyring = keyring(&store, &id, ttl);
+    let cfg = config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey);
+    let started = Instant::now();
+    let mut messages = Vec::new();
+    for i in 0..50u8 {
+        messages.push(
+            envseal::encrypt(&cfg, &keyring, &context(), &[i; 100])
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(
+        started.elapsed() < ttl,
+        "the test needs the 50 encrypts within the TTL"
+    );
+    let s = store.stats();
+    assert_eq!(s.get_item_calls - base.get_item_calls, 1);
+    assert_eq!(s.decrypt_calls - base.decrypt_calls, 1);
+    assert_eq!(s.branch_key_cache_misses - base.branch_key_cache_misses, 1);
+    assert_eq!(s.branch_key_cache_hits - base.branch_key_cache_hits, 49);
+    // Decrypt reads the version item once, then serves all from the cache.
+    for m in &messages {
+        envseal::decrypt(&cfg, &keyring, &EncryptionContext::new(), m)
+            .await
+            .unwrap();
+    }
+    let s = store.stats();
+    assert_eq!(s.get_item_calls - base.get_item_calls, 2);
+    assert_eq!(s.decrypt_calls - base.decrypt_calls, 2);
+    // After the TTL: one more of each.
+    tokio::time::sleep(ttl.saturating_sub(started.elapsed()) + Duration::from_millis(100)).await;
+    envseal::encrypt(&cfg, &keyring, &context(), b"after ttl")
+        .await
+        .unwrap();
+    let s = store.stats();
+    assert_eq!(s.get_item_calls - base.get_item_calls, 3);
+    assert_eq!(s.decrypt_calls - base.decrypt_calls, 3);
+    assert_eq!(s.dynamodb_calls() - base.dynamodb_calls(), 3);
+
+    // 64 concurrent misses on a fresh cache: one GetItem, one Decrypt.
+    let keyring = Arc::new(keyring_for_cache(&store, &id, BranchKeyCache::default()));
+    let base = store.stats();
+    let tasks: Vec<_> = (0..64u8)
+        .map(|i| {
+            let keyring = Arc::clone(&keyring);
+            let cfg = cfg.clone();
+            tokio::spawn(async move { envseal::encrypt(&cfg, &*keyring, &context(), &[i; 10]).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let s = store.stats();
+    assert_eq!(s.get_item_calls - base.get_item_calls, 1);
+    assert_eq!(s.decrypt_calls - base.decrypt_calls, 1);
+    assert_eq!(s.branch_key_cache_misses - base.branch_key_cache_misses, 1);
+    assert_eq!(s.branch_key_cache_hits - base.branch_key_cache_hits, 63);
+}
+
+fn keyring_for_cache(store: &KeyStore, id: &str, cache: BranchKeyCache) -> HierarchyKeyring {
+    HierarchyKeyring::builder(store.clone(), Duration::from_secs(60))
+        .branch_key_id(id)
+        .cache(cache)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shared_cache_entries_are_apart_by_partition() {
+    let kms_key = create_key(REGION).await;
+    let t = table("partition");
+    let store = store(&t, &kms_key).await;
+    let id = store.create_key(None, &EncryptionContext::new()).await.unwrap();
+    let cache = BranchKeyCache::new(10).unwrap();
+    let with_partition = |p: &str| {
+        HierarchyKeyring::builder(store.clone(), Duration::from_secs(60))
+            .branch_key_id(&id)
+            .cache(cache.clone())
+            .partition_id(p)
+            .build()
+            .unwrap()
+    };
+    let cfg = config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey);
+    let base = store.stats();
+    for keyring in [with_partition("a"), with_partition("a"), with_partition("b")] {
+        envseal::encrypt(&cfg, &keyring, &context(), b"x").await.unwrap();
+    }
+    assert_eq!(
+        store.stats().get_item_calls - base.get_item_calls,
+        2,
+        "a shares, b does not"
+    );
+    assert_eq!(cache.len(), 2);
+    // Default partitions are random: nothing shared.
+    for _ in 0..2 {
+        let k = keyring_for_cache(&store, &id, cache.clone());
+        envseal::encrypt(&cfg, &k, &context(), b"x").await.unwrap();
+    }
+    assert_eq!(store.stats().get_item_calls - base.get_item_calls, 4);
+}
+
+#[tokio::test]
+async fn version_key_keeps_old_messages_and_moves_new_ones() {
+    let kms_key = create_key(REGION).await;
+    let t = table("version");
+    let store = store(&t, &kms_key).await;
+    let ctx = EncryptionContext::from([("tenant", "t-7"), ("department", "finance")]);
+    let id = store.create_key(Some("tenant-7"), &ctx).await.unwrap();
+    assert_eq!(id, "tenant-7");
+    let v1 = store.get_active_branch_key(&id).await.unwrap();
+    assert_eq!(v1.encryption_context(), &ctx);
+    let cfg = config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey);
+    let old = envseal::encrypt(
+        &cfg,
+        &keyring(&store, &id, Duration::from_secs(60)),
+        &context(),
+        b"old",
+    )
+    .await
+    .unwrap();
+    let v2 = store.version_key(&id).await.unwrap();
+    assert_ne!(v2, v1.version());
+    let active = store.get_active_branch_key(&id).await.unwrap();
+    assert_eq!(active.version(), v2);
+    assert_eq!(active.encryption_context(), &ctx, "kept across versions");
+    let fresh = keyring(&store, &id, Duration::from_secs(60));
+    let new = envseal::encrypt(&cfg, &fresh, &context(), b"new").await.unwrap();
+    assert_eq!(edk_versions(&new), [(id.clone(), version_bytes(&v2))]);
+    assert_eq!(edk_versions(&old), [(id.clone(), v1.version_bytes())]);
+    for (m, want) in [(&old, &b"old"[..]), (&new, &b"new"[..])] {
+        let out = envseal::decrypt(&cfg, &fresh, &EncryptionContext::new(), m)
+            .await
+            .unwrap();
+        assert_eq!(&*out.plaintext, want);
+    }
+    // The same id again: the conditional write refuses it.
+    let err = store.create_key(Some("tenant-7"), &ctx).await.unwrap_err();
+    let Error::Kms(e) = &err else { panic!("{err}") };
+    assert_eq!(e.kind, KmsErrorKind::ConditionFailed, "{err}");
+    assert_eq!(e.operation, KmsOperation::TransactWriteItems);
+    // An id of one's own needs a context.
+    let err = store
+        .create_key(Some("bare"), &EncryptionContext::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn unknown_and_foreign_branch_keys_fail_clearly_and_others_cost_no_call() {
+    let kms_key = create_key(REGION).await;
+    let t = table("errors");
+    let store = store(&t, &kms_key).await;
+    let a = store.create_key(None, &EncryptionContext::new()).await.unwrap();
+    let b = store.create_key(None, &EncryptionContext::new()).await.unwrap();
+    let cfg = config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey);
+
+    let err = envseal::encrypt(
+        &cfg,
+        &keyring(&store, "no-such-key", Duration::from_secs(60)),
+        &context(),
+        b"x",
+    )
+    .await
+    .unwrap_err();
+    let line = err.to_string();
+    assert!(!line.contains('\n'), "{line}");
+    assert!(
+        line.contains("DynamoDB GetItem branch key no-such-key: not found") && line.contains(&t),
+        "{line}"
+    );
+
+    // A message for branch key A, read by a keyring for B: skipped, no call.
+    let message = envseal::encrypt(
+        &cfg,
+        &keyring(&store, &a, Duration::from_secs(60)),
+        &context(),
+        b"x",
+    )
+    .await
+    .unwrap();
+    let before = store.stats();
+    let err = envseal::decrypt(
+        &cfg,
+        &keyring(&store, &b, Duration::from_secs(60)),
+        &EncryptionContext::new(),
+        &message,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::NoMatchingKey { .. }), "{err}");
+    let after = store.stats();
+    assert_eq!(
+        (after.dynamodb_calls(), after.calls()),
+        (before.dynamodb_calls(), before.calls())
+    );
+
+    // A store configured with another KMS key refuses the items.
+    let other = KeyStore::builder(&t, create_key(REGION).await)
+        .kms_client(kms_client(KmsBounds::default()).await)
+        .build()
+        .await
+        .unwrap();
+    let err = other.get_active_branch_key(&a).await.unwrap_err();
+    assert!(err.to_string().contains("kms-arn"), "{err}");
+    // A wrong logical name changes the KMS context: KMS refuses to unwrap.
+    let renamed = KeyStore::builder(&t, &kms_key)
+        .logical_name("another-name")
+        .kms_client(kms_client(KmsBounds::default()).await)
+        .build()
+        .await
+        .unwrap();
+    let err = renamed.get_active_branch_key(&a).await.unwrap_err();
+    let Error::Kms(e) = &err else { panic!("{err}") };
+    assert_eq!(
+        (e.kind.clone(), e.operation),
+        (KmsErrorKind::InvalidCiphertext, KmsOperation::Decrypt)
+    );
+}
+
+#[tokio::test]
+async fn a_supplier_picks_each_tenants_branch_key() {
+    let kms_key = create_key(REGION).await;
+    let t = table("supplier");
+    let store = store(&t, &kms_key).await;
+    for tenant in ["red", "blue"] {
+        let ctx = EncryptionContext::from([("tenant", tenant)]);
+        store
+            .create_key(Some(&format!("key-{tenant}")), &ctx)
+            .await
+            .unwrap();
+    }
+    let keyring = HierarchyKeyring::builder(store.clone(), Duration::from_secs(60))
+        .branch_key_id_supplier(|ctx: &EncryptionContext| match ctx.get("tenant") {
+            Some(t) => Ok(format!("key-{t}")),
+            None => Err(Error::Misuse("no tenant in the encryption context".into())),
+        })
+        .build()
+        .unwrap();
+    let cfg = config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey);
+    for tenant in ["red", "blue"] {
+        let ctx = EncryptionContext::from([("tenant", tenant)]);
+        let m = envseal::encrypt(&cfg, &keyring, &ctx, tenant.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(edk_versions(&m)[0].0, format!("key-{tenant}"));
+        let out = envseal::decrypt(&cfg, &keyring, &EncryptionContext::new(), &m)
+            .await
+            .unwrap();
+        assert_eq!(&*out.plaintext, tenant.as_bytes());
+    }
+    let err = envseal::encrypt(&cfg, &keyring, &EncryptionContext::new(), b"x")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no tenant"), "{err}");
+}
+
+// ---- faults in front of DynamoDB ----
+
+fn fault_bounds() -> KmsBounds {
+    KmsBounds::default()
+        .with_attempt_timeout(Duration::from_millis(400))
+        .with_read_timeout(Duration::from_millis(300))
+        .with_deadline(Duration::from_millis(1500))
+        .with_max_attempts(3)
+        .with_backoff(Duration::from_millis(20), Duration::from_millis(100))
+}
+
+/// A branch key in moto, and a keyring whose DynamoDB calls go through a
+/// fault server with `plan` (KMS calls go to moto directly).
+async fn faulty(plan: Vec<Action>) -> (FaultServer, HierarchyKeyring, KeyStore, String) {
+    let kms_key = create_key(REGION).await;
+    let t = table("faults");
+    let good = store(&t, &kms_key).await;
+    let id = good.create_key(None, &EncryptionContext::new()).await.unwrap();
+    let fault = FaultServer::start(Some(moto().url.clone()), plan);
+    let store = KeyStore::builder(&t, &kms_key)
+        .kms_client(kms_client(fault_bounds()).await)
+        .endpoint_url(&fault.url)
+        .build()
+        .await
+        .unwrap();
+    let keyring = keyring(&store, &id, Duration::from_secs(60));
+    (fault, keyring, store, id)
+}
+
+async fn encrypt_err(keyring: &HierarchyKeyring) -> (envseal::kms::KmsError, Duration) {
+    let started = Instant::now();
+    let err = envseal::encrypt(
+        &config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey),
+        keyring,
+        &context(),
+        b"x",
+    )
+    .await
+    .unwrap_err();
+    let elapsed = started.elapsed();
+    match err {
+        Error::Kms(e) => (*e, elapsed),
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn dynamodb_faults_end_within_the_deadline_with_typed_errors() {
+    let deadline = fault_bounds().deadline;
+    let margin = Duration::from_millis(500);
+
+    let (fault, keyring, _, _) = faulty(vec![Action::Hang]).await;
+    let (e, elapsed) = encrypt_err(&keyring).await;
+    assert!(e.is_timeout() && e.operation == KmsOperation::GetItem, "{e}");
+    assert!(elapsed <= deadline + margin, "{elapsed:?}: {e}");
+    assert!(e.attempts <= 3 && fault.requests() <= 3, "{e}");
+
+    let throttle = Action::Error(400, "ProvisionedThroughputExceededException");
+    let (fault, keyring, _, _) = faulty(vec![throttle]).await;
+    let (e, elapsed) = encrypt_err(&keyring).await;
+    assert!(e.is_throttling() && e.is_retryable(), "{e}");
+    assert_eq!(e.status, Some(400), "{e}");
+    assert!(e.to_string().starts_with("DynamoDB GetItem branch key "), "{e}");
+    assert!(
+        e.to_string().contains("ProvisionedThroughputExceededException"),
+        "{e}"
+    );
+    assert!(elapsed <= deadline + margin, "{elapsed:?}");
+    assert!((1..=3).contains(&fault.requests()), "{}", fault.requests());
+
+    let (fault, keyring, store, _) =
+        faulty(vec![Action::Error(500, "InternalServerError"), Action::Proxy]).await;
+    envseal::encrypt(
+        &config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey),
+        &keyring,
+        &context(),
+        b"x",
+    )
+    .await
+    .unwrap();
+    assert_eq!(fault.requests(), 2, "one 500, one retry");
+    assert_eq!(store.stats().retries, 1);
+
+    let (fault, keyring, _, _) = faulty(vec![Action::Reset]).await;
+    let (e, elapsed) = encrypt_err(&keyring).await;
+    assert_eq!(e.kind, KmsErrorKind::Connection, "{e}");
+    assert!(
+        elapsed <= deadline + margin && fault.requests() <= 3,
+        "{elapsed:?}"
+    );
+
+    for code in [
+        "ResourceNotFoundException",
+        "AccessDeniedException",
+        "ValidationException",
+    ] {
+        let (fault, keyring, _, _) = faulty(vec![Action::Error(400, code)]).await;
+        let (e, _) = encrypt_err(&keyring).await;
+        assert_eq!(fault.requests(), 1, "{code} must not retry: {e}");
+        assert!(!e.is_retryable(), "{e}");
+        assert_eq!(e.code.as_deref(), Some(code));
+    }
+}
+
+#[tokio::test]
+async fn a_refused_conditional_write_is_sent_once() {
+    let (fault, _, store, id) = faulty(vec![Action::Error(400, "TransactionCanceledException")]).await;
+    let err = store.version_key(&id).await.unwrap_err();
+    let Error::Kms(e) = &err else { panic!("{err}") };
+    // The GetItem of the ACTIVE item also goes through the fault server.
+    assert_eq!(e.operation, KmsOperation::GetItem, "{err}");
+    assert_eq!(fault.requests(), 1);
+    let (fault, _, store, _) = faulty(vec![Action::Proxy]).await;
+    let ctx = EncryptionContext::from([("a", "b")]);
+    store.create_key(Some("dup"), &ctx).await.unwrap();
+    let before = fault.requests();
+    let err = store.create_key(Some("dup"), &ctx).await.unwrap_err();
+    let Error::Kms(e) = &err else { panic!("{err}") };
+    assert_eq!(e.kind, KmsErrorKind::ConditionFailed, "{err}");
+    assert_eq!(fault.requests() - before, 1, "never retried");
+}
+
+// ---- interop with the Python Material Providers Library ----
+
+/// Runs hierarchy_ref.py jobs in one process against moto; each job's
+/// stdout, or its error.
+fn reference(dir: &Path, jobs: &[Vec<String>]) -> Vec<Result<String, String>> {
+    let job_file = dir.join("jobs.json");
+    std::fs::write(&job_file, serde_json::to_vec(jobs).unwrap()).unwrap();
+    let out = Command::new(common::python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/hierarchy_ref.py"))
+        .arg("batch")
+        .arg(&job_file)
+        .env("AWS_ENDPOINT_URL_KMS", &moto().url)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", &moto().url)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.join("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("run the Python reference");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    results
+        .into_iter()
+        .map(|r| match r["ok"].as_bool() {
+            Some(true) => Ok(r["stdout"].as_str().unwrap_or("").trim().to_owned()),
+            _ => Err(r["error"].as_str().unwrap_or("?").to_owned()),
+        })
+        .collect()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn store_args(cmd: &str, t: &str, kms_key: &str, id: &str) -> Vec<String> {
+    args(&[cmd, "--table", t, "--kms-key", kms_key, "--branch-key-id", id])
+}
+
+fn crypt_job(
+    mode: &str,
+    t: &str,
+    kms_key: &str,
+    id: &str,
+    input: &Path,
+    output: &Path,
+    suite: Option<&str>,
+) -> Vec<String> {
+    let mut v = store_args(mode, t, kms_key, id);
+    v.extend(args(&[
+        "--input",
+        &input.display().to_string(),
+        "--output",
+        &output.display().to_string(),
+    ]));
+    v.extend(args(&[
+        "--context-json",
+        &input.with_extension("ctx").display().to_string(),
+    ]));
+    if let Some(s) = suite {
+        v.extend(args(&["--suite", s]));
+    }
+    v
+}
+
+fn write_with_context(path: &Path, data: &[u8]) {
+    std::fs::write(path, data).unwrap();
+    let map: serde_json::Map<String, Value> = context()
+        .iter()
+        .map(|(k, v)| (k.to_owned(), Value::from(v)))
+        .collect();
+    std::fs::write(path.with_extension("ctx"), serde_json::to_vec(&map).unwrap()).unwrap();
+}
+
+const INTEROP_SUITES: [(AlgorithmSuite, &str); 2] = [
+    (AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, "0478"),
+    (AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384, "0578"),
+];
+
+/// Python writes branch keys (random id, and one of its own with a
+/// context); envseal reads them, decrypts Python's messages and writes
+/// messages Python decrypts; then Python versions a key and envseal
+/// follows. The same in the other direction for keys envseal creates.
+#[tokio::test]
+async fn interop_with_the_python_material_providers_library() {
+    let kms_key = create_key(REGION).await;
+    let t = table("interop");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    // Python: the table and two branch keys, then messages under them.
+    let created = reference(
+        d,
+        &[
+            args(&["create-table", "--table", &t]),
+            args(&["create-key", "--table", &t, "--kms-key", &kms_key]),
+            args(&[
+                "create-key",
+                "--table",
+                &t,
+                "--kms-key",
+                &kms_key,
+                "--branch-key-id",
+                "py-custom",
+                "--context",
+                "tenant=py",
+                "--context",
+                "tier=gold",
+            ]),
+        ],
+    );
+    let py_random = created[1].clone().unwrap();
+    assert_eq!(created[2].as_deref(), Ok("py-custom"));
+    // envseal: a random-id key and one of its own, in the same table.
+    let store = store(&t, &kms_key).await;
+    let rs_random = store.create_key(None, &EncryptionContext::new()).await.unwrap();
+    let rs_custom = store
+        .create_key(Some("rs-custom"), &EncryptionContext::from([("tenant", "rs")]))
+        .await
+        .unwrap();
+    let ids = [
+        py_random.clone(),
+        "py-custom".to_owned(),
+        rs_random.clone(),
+        rs_custom.clone(),
+    ];
+
+    // Both sides read every branch key alike.
+    let reads: Vec<Vec<String>> = ids
+        .iter()
+        .map(|id| store_args("get-active", &t, &kms_key, id))
+        .collect();
+    let mut py_active = Vec::new();
+    for (id, r) in ids.iter().zip(reference(d, &reads)) {
+        let json: Value = serde_json::from_str(&r.unwrap()).unwrap();
+        let ours = store.get_active_branch_key(id).await.unwrap();
+        assert_eq!(json["branch_key_hex"], hex::encode(ours.expose_secret()), "{id}");
+        assert_eq!(json["version"], ours.version(), "{id}");
+        let ctx: EncryptionContext = json["encryption_context"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        assert_eq!(&ctx, ours.encryption_context(), "{id}");
+        py_active.push(json["version"].as_str().unwrap().to_owned());
+    }
+
+    // Messages both ways, every key, signed and unsigned.
+    let mut jobs = Vec::new();
+    for (k, id) in ids.iter().enumerate() {
+        let keyring = keyring(&store, id, Duration::from_secs(60));
+        for (s, (suite, hex_id)) in INTEROP_SUITES.iter().enumerate() {
+            let plain = common::bytes(2000 + 100 * k + s, (k * 10 + s) as u64);
+            let rs_msg = d.join(format!("rs-{k}-{s}.msg"));
+            let m = envseal::encrypt(&config(*suite), &keyring, &context(), &plain)
+                .await
+                .unwrap();
+            write_with_context(&rs_msg, &m);
+            std::fs::write(d.join(format!("plain-{k}-{s}")), &plain).unwrap();
+            jobs.push(crypt_job(
+                "decrypt",
+                &t,
+                &kms_key,
+                id,
+                &rs_msg,
+                &d.join(format!("rs-{k}-{s}.out")),
+                None,
+            ));
+            let py_plain = d.join(format!("py-{k}-{s}.plain"));
+            write_with_context(&py_plain, &plain);
+            jobs.push(crypt_job(
+                "encrypt",
+                &t,
+                &kms_key,
+                id,
+                &py_plain,
+                &d.join(format!("py-{k}-{s}.msg")),
+                Some(hex_id),
+            ));
+        }
+    }
+    for (n, r) in reference(d, &jobs).into_iter().enumerate() {
+        r.unwrap_or_else(|e| panic!("reference job {n}: {e}"));
+    }
+    for (k, id) in ids.iter().enumerate() {
+        let keyring = keyring(&store, id, Duration::from_secs(60));
+        for (s, (suite, _)) in INTEROP_SUITES.iter().enumerate() {
+            let want = std::fs::read(d.join(format!("plain-{k}-{s}"))).unwrap();
+            assert_eq!(
+                std::fs::read(d.join(format!("rs-{k}-{s}.out"))).unwrap(),
+                want,
+                "Python read envseal's, key {k}"
+            );
+            let py_msg = std::fs::read(d.join(format!("py-{k}-{s}.msg"))).unwrap();
+            assert_eq!(
+                edk_versions(&py_msg),
+                [(id.clone(), version_bytes(&py_active[k]))]
+            );
+            let out = envseal::decrypt(&config(*suite), &keyring, &context(), &py_msg)
+                .await
+                .unwrap();
+            assert_eq!(*out.plaintext, want, "envseal read Python's, key {k}");
+        }
+    }
+
+    // Versions: Python versions an envseal key and a Python key; envseal
+    // versions the other two. Old messages still decrypt on both sides;
+    // new ones use the new version.
+    let versioned = reference(
+        d,
+        &[
+            store_args("version-key", &t, &kms_key, &rs_random),
+            store_args("version-key", &t, &kms_key, "py-custom"),
+        ],
+    );
+    assert!(versioned.iter().all(Result::is_ok), "{versioned:?}");
+    store.version_key(&py_random).await.unwrap();
+    store.version_key(&rs_custom).await.unwrap();
+    let mut jobs = Vec::new();
+    let mut new_versions = Vec::new();
+    for (k, id) in ids.iter().enumerate() {
+        let active = store.get_active_branch_key(id).await.unwrap();
+        assert_ne!(active.version(), py_active[k], "{id} has a new version");
+        new_versions.push(active.version().to_owned());
+        let keyring = keyring(&store, id, Duration::from_secs(60));
+        let plain = format!("after version {k}");
+        let msg = d.join(format!("v2-{k}.msg"));
+        let m = envseal::encrypt(
+            &config(INTEROP_SUITES[0].0),
+            &keyring,
+            &context(),
+            plain.as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(edk_versions(&m), [(id.clone(), active.version_bytes())]);
+        write_with_context(&msg, &m);
+        jobs.push(crypt_job(
+            "decrypt",
+            &t,
+            &kms_key,
+            id,
+            &msg,
+            &d.join(format!("v2-{k}.out")),
+            None,
+        ));
+        // Python's old message from before the version, read by Python again.
+        jobs.push(crypt_job(
+            "decrypt",
+            &t,
+            &kms_key,
+            id,
+            &d.join(format!("py-{k}-0.msg")),
+            &d.join(format!("old-{k}.out")),
+            None,
+        ));
+        let py_plain = d.join(format!("v2py-{k}.plain"));
+        write_with_context(&py_plain, plain.as_bytes());
+        jobs.push(crypt_job(
+            "encrypt",
+            &t,
+            &kms_key,
+            id,
+            &py_plain,
+            &d.join(format!("v2py-{k}.msg")),
+            Some("0478"),
+        ));
+        jobs.push(store_args("get-active", &t, &kms_key, id));
+        // envseal's old message, read by envseal after the version.
+        let old = std::fs::read(d.join(format!("rs-{k}-1.msg"))).unwrap();
+        let out = envseal::decrypt(&config(INTEROP_SUITES[1].0), &keyring, &context(), &old)
+            .await
+            .unwrap();
+        assert_eq!(
+            *out.plaintext,
+            std::fs::read(d.join(format!("plain-{k}-1"))).unwrap()
+        );
+    }
+    let results = reference(d, &jobs);
+    for (k, id) in ids.iter().enumerate() {
+        let r = &results[k * 4..k * 4 + 4];
+        assert!(r[..3].iter().all(Result::is_ok), "{id}: {r:?}");
+        assert_eq!(
+            std::fs::read(d.join(format!("v2-{k}.out"))).unwrap(),
+            format!("after version {k}").as_bytes()
+        );
+        assert_eq!(
+            std::fs::read(d.join(format!("old-{k}.out"))).unwrap(),
+            std::fs::read(d.join(format!("plain-{k}-0"))).unwrap()
+        );
+        let json: Value = serde_json::from_str(r[3].as_ref().unwrap()).unwrap();
+        assert_eq!(
+            json["version"], new_versions[k],
+            "both sides see the same ACTIVE version"
+        );
+        let py_new = std::fs::read(d.join(format!("v2py-{k}.msg"))).unwrap();
+        assert_eq!(
+            edk_versions(&py_new),
+            [(id.clone(), version_bytes(&new_versions[k]))]
+        );
+        let keyring = keyring(&store, id, Duration::from_secs(60));
+        let out = envseal::decrypt(&config(INTEROP_SUITES[0].0), &keyring, &context(), &py_new)
+            .await
+            .unwrap();
+        assert_eq!(*out.plaintext, format!("after version {k}").as_bytes());
+    }
+}
+
+/// VersionKey writes the new ACTIVE item only if it is still the one it
+/// read and authenticated: a version made by someone else in between wins,
+/// and the late write is refused.
+#[tokio::test]
+async fn a_concurrent_version_makes_the_late_version_key_fail() {
+    let kms_key = create_key(REGION).await;
+    let t = table("race");
+    let good = store(&t, &kms_key).await;
+    let id = good.create_key(None, &EncryptionContext::new()).await.unwrap();
+    // The slow store's GetItem goes through at once, its write a second later.
+    let fault = FaultServer::start(
+        Some(moto().url.clone()),
+        vec![Action::Proxy, Action::DelayProxy(Duration::from_millis(1000))],
+    );
+    let slow = KeyStore::builder(&t, &kms_key)
+        .kms_client(kms_client(KmsBounds::default()).await)
+        .endpoint_url(&fault.url)
+        .build()
+        .await
+        .unwrap();
+    let late = tokio::spawn({
+        let (slow, id) = (slow.clone(), id.clone());
+        async move { slow.version_key(&id).await }
+    });
+    while fault.requests() < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let winner = good.version_key(&id).await.unwrap();
+    let err = late.await.unwrap().unwrap_err();
+    let Error::Kms(e) = &err else { panic!("{err}") };
+    assert_eq!(
+        (e.kind.clone(), e.operation),
+        (KmsErrorKind::ConditionFailed, KmsOperation::TransactWriteItems),
+        "{err}"
+    );
+    assert_eq!(good.get_active_branch_key(&id).await.unwrap().version(), winner);
+}
