@@ -277,3 +277,258 @@ fn kms_usage_errors() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+// ---- the hierarchical keyring and `envseal key-store` ----
+
+/// Runs envseal with moto as KMS and DynamoDB (from the environment).
+#[cfg(feature = "hierarchy")]
+fn envseal_ddb(dir: &Path, args: &[&str]) -> Output {
+    let url = moto().url.clone();
+    envseal_env(
+        dir,
+        args,
+        &[
+            ("AWS_ENDPOINT_URL_KMS", url.as_str()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", url.as_str()),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    )
+}
+
+#[cfg(feature = "hierarchy")]
+#[tokio::test]
+async fn key_store_commands_and_branch_keys_mixed_with_other_keys() {
+    let kms_key = create_key("us-east-1").await;
+    let f = Files::new();
+    let table = format!("cli-bk-{}", std::process::id());
+    let t = table.as_str();
+    ok(&envseal_ddb(
+        f.path(),
+        &["key-store", "create-table", "--key-store-table", t],
+    ));
+    // Again: the table exists with the right schema, which is fine.
+    ok(&envseal_ddb(
+        f.path(),
+        &["key-store", "create-table", "--key-store-table", t],
+    ));
+    let out = envseal_ddb(
+        f.path(),
+        &[
+            "key-store",
+            "create-key",
+            "--key-store-table",
+            t,
+            "--key-store-kms-key",
+            &kms_key,
+        ],
+    );
+    ok(&out);
+    let random_id = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(random_id.trim().len(), 36, "the id alone: {random_id:?}");
+    assert_eq!(random_id.lines().count(), 1);
+    let random_id = random_id.trim().to_owned();
+    let out = envseal_ddb(
+        f.path(),
+        &[
+            "key-store",
+            "create-key",
+            "--key-store-table",
+            t,
+            "--key-store-kms-key",
+            &kms_key,
+            "--branch-key-id",
+            "cli-tenant",
+            "--context",
+            "tenant=cli",
+        ],
+    );
+    ok(&out);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "cli-tenant\n");
+
+    // A branch key, a raw AES key and the other branch key in one message.
+    let store = ["--key-store-table", t, "--key-store-kms-key", &kms_key];
+    let mut enc = vec!["encrypt", "-i", "plain_"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    enc[2] = f.p("plain");
+    enc.extend([
+        "-o".into(),
+        f.p("msg"),
+        "--branch-key-id".into(),
+        random_id.clone(),
+    ]);
+    enc.extend(["--raw-aes-key".into(), format!("app:aes:{}", f.p("aes.key"))]);
+    enc.extend([
+        "--branch-key-id".into(),
+        "cli-tenant".into(),
+        "--kms-stats".into(),
+    ]);
+    enc.extend(store.iter().map(|s| (*s).to_owned()));
+    let args: Vec<&str> = enc.iter().map(String::as_str).collect();
+    let err = ok(&envseal_ddb(f.path(), &args));
+    assert!(err.contains("dynamodb: calls=2 (GetItem=2"), "{err}");
+    for (n, id) in [random_id.as_str(), "cli-tenant"].iter().enumerate() {
+        let out = f.p(&format!("out-{n}"));
+        let mut args = vec![
+            "decrypt",
+            "-i",
+            "",
+            "-o",
+            &out,
+            "--branch-key-id",
+            id,
+            "--branch-key-ttl-s",
+            "5",
+        ];
+        let msg = f.p("msg");
+        args[2] = &msg;
+        args.extend(store);
+        ok(&envseal_ddb(f.path(), &args));
+        assert_eq!(std::fs::read(&out).unwrap(), b"kms via the command line");
+    }
+
+    // version-key prints the new version; old messages still decrypt.
+    let out = envseal_ddb(
+        f.path(),
+        &[
+            "key-store",
+            "version-key",
+            "--key-store-table",
+            t,
+            "--key-store-kms-key",
+            &kms_key,
+            "--branch-key-id",
+            "cli-tenant",
+        ],
+    );
+    ok(&out);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim().len(), 36);
+    let out = f.p("after-version");
+    let msg = f.p("msg");
+    let mut args = vec!["decrypt", "-i", &msg, "-o", &out, "--branch-key-id", "cli-tenant"];
+    args.extend(store);
+    ok(&envseal_ddb(f.path(), &args));
+
+    // An unknown branch key: one line naming service, operation, branch
+    // key and cause, and no output file.
+    let out = f.p("nope-out");
+    let plain = f.p("plain");
+    let mut args = vec!["encrypt", "-i", &plain, "-o", &out, "--branch-key-id", "nope"];
+    args.extend(store);
+    let err = fails(&envseal_ddb(f.path(), &args));
+    assert!(
+        err.contains("DynamoDB GetItem branch key nope: not found"),
+        "{err}"
+    );
+    assert!(!Path::new(&out).exists());
+    // The same key id twice: refused by the conditional write.
+    let err = fails(&envseal_ddb(
+        f.path(),
+        &[
+            "key-store",
+            "create-key",
+            "--key-store-table",
+            t,
+            "--key-store-kms-key",
+            &kms_key,
+            "--branch-key-id",
+            "cli-tenant",
+            "--context",
+            "tenant=cli",
+        ],
+    ));
+    assert!(
+        err.contains("DynamoDB TransactWriteItems branch key cli-tenant: conditional write refused"),
+        "{err}"
+    );
+}
+
+#[cfg(feature = "hierarchy")]
+#[tokio::test]
+async fn branch_key_usage_errors_and_dynamodb_bounds() {
+    let kms_key = create_key("us-east-1").await;
+    let f = Files::new();
+    let (plain, out) = (f.p("plain"), f.p("out"));
+    for (args, want) in [
+        (
+            vec!["--branch-key-id", "x"],
+            "--branch-key-id needs --key-store-table and --key-store-kms-key",
+        ),
+        (
+            vec!["--key-store-table", "t", "--key-store-kms-key", &kms_key],
+            "need --branch-key-id",
+        ),
+        (
+            vec![
+                "--branch-key-id",
+                "x",
+                "--key-store-table",
+                "t",
+                "--key-store-kms-key",
+                "alias/k",
+            ],
+            "not a KMS key ARN",
+        ),
+    ] {
+        let mut all = vec!["encrypt", "-i", &plain, "-o", &out];
+        all.extend(args);
+        let o = envseal_ddb(f.path(), &all);
+        let err = fails(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(want), "{err}");
+    }
+    // create-key with an id of one's own but no context: a usage error.
+    let o = envseal_ddb(
+        f.path(),
+        &[
+            "key-store",
+            "create-key",
+            "--key-store-table",
+            "t",
+            "--key-store-kms-key",
+            &kms_key,
+            "--branch-key-id",
+            "x",
+        ],
+    );
+    fails(&o);
+    assert_eq!(o.status.code(), Some(2));
+
+    // DynamoDB that never answers, through --dynamodb-endpoint: bounded by
+    // the --kms-* flags.
+    let hang = FaultServer::start(None, vec![Action::Hang]);
+    let started = std::time::Instant::now();
+    let err = fails(&envseal_ddb(
+        f.path(),
+        &[
+            "encrypt",
+            "-i",
+            &plain,
+            "-o",
+            &out,
+            "--branch-key-id",
+            "x",
+            "--key-store-table",
+            "t",
+            "--key-store-kms-key",
+            &kms_key,
+            "--dynamodb-endpoint",
+            &hang.url,
+            "--kms-attempt-timeout-ms",
+            "300",
+            "--kms-deadline-ms",
+            "800",
+            "--kms-max-attempts",
+            "2",
+        ],
+    ));
+    let elapsed = started.elapsed();
+    assert!(err.contains("DynamoDB GetItem branch key x: "), "{err}");
+    assert!(
+        elapsed < std::time::Duration::from_millis(3000),
+        "{elapsed:?}: {err}"
+    );
+    assert!(hang.requests() <= 2, "{}", hang.requests());
+    assert!(!Path::new(&out).exists());
+}

@@ -3,6 +3,7 @@
 //! maps and [`Item`].
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb as ddb;
 use aws_smithy_runtime_api::client::interceptors::context::Error as OpError;
@@ -36,6 +37,24 @@ pub(crate) fn error_code(err: &OpError) -> Option<&str> {
     }
     err.downcast_ref::<CreateTableError>()
         .and_then(ProvideErrorMetadata::code)
+}
+
+/// An item read by `GetItem`, with the call's attempts and time (for the
+/// errors of checks made on it).
+pub(super) struct Fetched {
+    pub(super) item: Item,
+    attempts: u32,
+    elapsed: Duration,
+}
+
+impl Fetched {
+    /// An error about the item read, as a failure of that `GetItem`.
+    pub(super) fn error(&self, kind: KmsErrorKind, branch_key_id: &str, message: String) -> KmsError {
+        let mut e = KmsError::new(kind, KmsOperation::GetItem, branch_key_id).with_message(message);
+        e.attempts = self.attempts;
+        e.elapsed = self.elapsed;
+        e
+    }
 }
 
 /// A conditional put of one item in a transaction.
@@ -97,36 +116,49 @@ impl Table {
         }
     }
 
-    /// `GetItem(branch-key-id, type)`; `None` when there is no such item.
+    /// `GetItem(branch-key-id, type)`: the item, or a `NotFound` error
+    /// (with the call's attempts and time) when there is none.
     pub(super) async fn get_item(
         &self,
         branch_key_id: &str,
-        sort_key: String,
+        sort_key: &str,
         deadline: Deadline,
-    ) -> Result<Option<Item>, KmsError> {
+    ) -> Result<Fetched, KmsError> {
+        let op = KmsOperation::GetItem;
         let request = self
             .client
             .get_item()
             .table_name(&self.name)
             .key(BRANCH_KEY_ID, AttributeValue::S(branch_key_id.to_owned()))
-            .key(TYPE, AttributeValue::S(sort_key));
-        let call = self.call(KmsOperation::GetItem, branch_key_id, deadline);
-        let out = self
+            .key(TYPE, AttributeValue::S(sort_key.to_owned()));
+        let call = self.call(op, branch_key_id, deadline);
+        let started = Instant::now();
+        let (out, attempts) = self
             .engine
-            .run(&call, |cfg: ddb::config::Builder| {
+            .run_counted(&call, |cfg: ddb::config::Builder| {
                 request.clone().customize().config_override(cfg).send()
             })
-            .await?;
-        match out.item {
-            None => Ok(None),
-            Some(item) => from_sdk(item).map(Some).map_err(|m| {
-                KmsError::new(
-                    KmsErrorKind::InvalidResponse,
-                    KmsOperation::GetItem,
-                    branch_key_id,
-                )
-                .with_message(m)
-            }),
+            .await;
+        let fetched = Fetched {
+            item: Item::new(),
+            attempts,
+            elapsed: started.elapsed(),
+        };
+        let what = if sort_key == super::items::TYPE_ACTIVE {
+            "no such branch key"
+        } else {
+            "no such branch key version"
+        };
+        match out?.item {
+            None => Err(fetched.error(
+                KmsErrorKind::NotFound,
+                branch_key_id,
+                format!("no item {sort_key} in table {} ({what})", self.name),
+            )),
+            Some(item) => match from_sdk(item) {
+                Ok(item) => Ok(Fetched { item, ..fetched }),
+                Err(m) => Err(fetched.error(KmsErrorKind::InvalidResponse, branch_key_id, m)),
+            },
         }
     }
 

@@ -7,8 +7,9 @@
 //! [`KmsBounds`] as the KMS calls (connect, read and attempt timeouts,
 //! capped adaptive retries in its own retry partition), and one deadline
 //! covers each key store operation, KMS and DynamoDB calls together. The
-//! calls are counted in the KMS client's [`KmsCounters`](crate::kms::KmsCounters)
-//! and traced (span `dynamodb_call`).
+//! DynamoDB calls, and the hierarchical keyrings' branch key cache hits and
+//! misses, are counted in the store's own [`KmsCounters`] (its KMS calls in
+//! the KMS client's) and traced (span `dynamodb_call`).
 //!
 //! Only this module and [`crate::kms`] name the AWS SDK.
 
@@ -24,8 +25,8 @@ use zeroize::Zeroizing;
 use crate::error::{Error, Result};
 use crate::format::EncryptionContext;
 use crate::kms::{
-    AwsService, CachedProvider, CallArgs, Deadline, KmsArn, KmsBounds, KmsClient, KmsError, KmsErrorKind,
-    KmsOperation, KmsStats,
+    AwsService, CachedProvider, CallArgs, Deadline, KmsArn, KmsBounds, KmsClient, KmsCounters, KmsError,
+    KmsErrorKind, KmsOperation, KmsStats,
 };
 /// The hierarchical keyring and its branch key cache, also at the crate root.
 pub use crate::materials::{
@@ -100,7 +101,8 @@ pub struct KeyStore {
 struct StoreInner {
     table: Table,
     logical_name: String,
-    kms_key: String,
+    /// `None` for a store built by [`KeyStore::table_builder`].
+    kms_key: Option<String>,
     kms: KmsClient,
     grant_tokens: Vec<String>,
 }
@@ -119,15 +121,23 @@ impl fmt::Debug for KeyStore {
 #[derive(Debug)]
 pub struct KeyStoreBuilder {
     table: String,
-    kms_key: String,
+    kms_key: Option<String>,
     logical_name: Option<String>,
     kms: Option<KmsClient>,
     endpoint_url: Option<String>,
     bounds: Option<KmsBounds>,
     grant_tokens: Vec<String>,
+    counters: Option<Arc<KmsCounters>>,
 }
 
 impl KeyStoreBuilder {
+    /// Count the DynamoDB calls and branch key cache hits into these
+    /// counters (to share them between stores; default: the store's own).
+    pub fn counters(mut self, counters: Arc<KmsCounters>) -> Self {
+        self.counters = Some(counters);
+        self
+    }
+
     /// The logical key store name, bound into every branch key's KMS
     /// encryption context (default: the table name). Every client of one
     /// table must use the same name; it lets a table restored under
@@ -139,7 +149,7 @@ impl KeyStoreBuilder {
 
     /// The KMS client for the branch keys (default: one built for the
     /// key's region from the environment). The DynamoDB client shares its
-    /// credentials, counters and (unless [`Self::bounds`]) bounds.
+    /// credentials and (unless [`Self::bounds`]) bounds.
     pub fn kms_client(mut self, client: KmsClient) -> Self {
         self.kms = Some(client);
         self
@@ -170,16 +180,21 @@ impl KeyStoreBuilder {
     /// bare key id cannot be checked against the items' `kms-arn`), the
     /// table or logical name is empty, or the bounds are invalid.
     pub async fn build(self) -> Result<KeyStore> {
-        let arn: KmsArn = self
-            .kms_key
-            .parse()
-            .map_err(|e| Error::config("key store KMS key", format!("not a KMS key ARN: {e}")))?;
-        if arn.resource_type() != "key" {
-            return Err(Error::config(
-                "key store KMS key",
-                "must be a key ARN, not an alias",
-            ));
-        }
+        let arn: Option<KmsArn> = match &self.kms_key {
+            None => None,
+            Some(k) => {
+                let arn: KmsArn = k
+                    .parse()
+                    .map_err(|e| Error::config("key store KMS key", format!("not a KMS key ARN: {e}")))?;
+                if arn.resource_type() != "key" {
+                    return Err(Error::config(
+                        "key store KMS key",
+                        "must be a key ARN, not an alias",
+                    ));
+                }
+                Some(arn)
+            }
+        };
         if self.table.is_empty() {
             return Err(Error::config("key store table", "the table name is empty"));
         }
@@ -187,23 +202,32 @@ impl KeyStoreBuilder {
         if logical_name.is_empty() {
             return Err(Error::config("key store name", "the logical name is empty"));
         }
-        let kms = match self.kms {
-            Some(k) => k,
-            None => KmsClient::builder().region(arn.region()).build().await?,
+        let kms = match (self.kms, &arn) {
+            (Some(k), _) => k,
+            (None, Some(arn)) => KmsClient::builder().region(arn.region()).build().await?,
+            (None, None) => KmsClient::builder().build().await?,
+        };
+        // The key's region (spec: the clients are for the KMS ARN's region).
+        let region = match &arn {
+            Some(arn) => arn.region().to_owned(),
+            None => kms
+                .region()
+                .ok_or_else(|| Error::config("region", "no AWS region for DynamoDB"))?
+                .to_owned(),
         };
         let bounds = self.bounds.unwrap_or_else(|| kms.bounds().clone());
         bounds.validate()?;
-        let engine = kms.engine().for_service(AwsService::DynamoDb, bounds);
+        let counters = self.counters.unwrap_or_default();
+        let engine = kms.engine().for_service(AwsService::DynamoDb, bounds, counters);
         let sdk_config = match kms.sdk_config() {
             Some(c) => c.clone(),
             None => {
                 aws_config::defaults(ddb::config::BehaviorVersion::latest())
-                    .region(ddb::config::Region::new(arn.region().to_owned()))
+                    .region(ddb::config::Region::new(region.clone()))
                     .load()
                     .await
             }
         };
-        let region = arn.region().to_owned();
         let mut conf = ddb::config::Builder::from(&sdk_config)
             .behavior_version(ddb::config::BehaviorVersion::latest())
             .timeout_config(engine.bounds.timeout_config(engine.bounds.deadline))
@@ -242,12 +266,23 @@ impl KeyStore {
     pub fn builder(table: impl Into<String>, kms_key_arn: impl Into<String>) -> KeyStoreBuilder {
         KeyStoreBuilder {
             table: table.into(),
-            kms_key: kms_key_arn.into(),
+            kms_key: Some(kms_key_arn.into()),
             logical_name: None,
             kms: None,
             endpoint_url: None,
             bounds: None,
             grant_tokens: Vec::new(),
+            counters: None,
+        }
+    }
+
+    /// A builder for a store without a KMS key, enough to create the
+    /// table (region: the KMS client's); the other operations fail with
+    /// [`Error::Config`].
+    pub fn table_builder(table: impl Into<String>) -> KeyStoreBuilder {
+        KeyStoreBuilder {
+            kms_key: None,
+            ..Self::builder(table, String::new())
         }
     }
 
@@ -261,20 +296,38 @@ impl KeyStore {
         &self.inner.logical_name
     }
 
-    /// The KMS key ARN that protects the branch keys.
-    pub fn kms_key(&self) -> &str {
-        &self.inner.kms_key
+    /// The KMS key ARN that protects the branch keys (`None` for a store
+    /// from [`KeyStore::table_builder`]).
+    pub fn kms_key(&self) -> Option<&str> {
+        self.inner.kms_key.as_deref()
     }
 
-    /// The KMS client (its counters count the DynamoDB calls too).
+    /// The KMS key, which every operation but [`Self::create_table`] needs.
+    fn key(&self) -> Result<&str> {
+        self.kms_key().ok_or_else(|| {
+            Error::config(
+                "key store KMS key",
+                "this key store has no KMS key: only create_table works",
+            )
+        })
+    }
+
+    /// The KMS client (its counters count the branch keys' KMS calls).
     pub fn kms_client(&self) -> &KmsClient {
         &self.inner.kms
     }
 
-    /// A snapshot of the counters: KMS and DynamoDB calls, branch key
-    /// cache hits and misses.
+    /// A snapshot of the store's counters: its DynamoDB calls (attempts,
+    /// retries, throttles, timeouts, latency) and the hierarchical
+    /// keyrings' branch key cache hits and misses. Its KMS calls are in
+    /// [`KmsClient::stats`] of [`Self::kms_client`].
     pub fn stats(&self) -> KmsStats {
-        self.inner.kms.stats()
+        self.inner.table.engine.stats.snapshot()
+    }
+
+    /// The store's live counters (see [`Self::stats`]).
+    pub fn counters(&self) -> Arc<KmsCounters> {
+        Arc::clone(&self.inner.table.engine.stats)
     }
 
     /// Starts the clock for one key store or keyring operation.
@@ -282,13 +335,13 @@ impl KeyStore {
         self.inner.kms.deadline()
     }
 
-    fn kms_args<'a>(&'a self, context: &'a EncryptionContext, deadline: Deadline) -> CallArgs<'a> {
-        CallArgs {
-            key_id: &self.inner.kms_key,
+    fn kms_args<'a>(&'a self, context: &'a EncryptionContext, deadline: Deadline) -> Result<CallArgs<'a>> {
+        Ok(CallArgs {
+            key_id: self.key()?,
             context,
             grant_tokens: &self.inner.grant_tokens,
             deadline,
-        }
+        })
     }
 
     /// Creates the table with the key store's key schema (`branch-key-id`
@@ -341,12 +394,13 @@ impl KeyStore {
         let deadline = self.deadline();
         let version = uuid_v4(random16()?);
         let now = create_time(std::time::SystemTime::now());
+        let kms_arn = self.key()?;
         let new_item = |item_type| NewItem {
             branch_key_id: &id,
             item_type,
             version: &version,
             create_time: &now,
-            kms_arn: &self.inner.kms_key,
+            kms_arn,
             custom: context,
         };
         let (version_item, active_item) = self
@@ -361,7 +415,7 @@ impl KeyStore {
         let beacon_enc = self
             .inner
             .kms
-            .generate_data_key_without_plaintext(self.kms_args(&beacon_ctx, deadline), BRANCH_KEY_LEN as i32)
+            .generate_data_key_without_plaintext(self.kms_args(&beacon_ctx, deadline)?, BRANCH_KEY_LEN as i32)
             .await?;
         beacon.insert(ENC.into(), Attr::B(beacon_enc));
         let not_exists = "attribute_not_exists(branch-key-id)";
@@ -390,19 +444,20 @@ impl KeyStore {
         self.inner
             .kms
             .re_encrypt(
-                self.kms_args(&checked.kms_context, deadline),
+                self.kms_args(&checked.kms_context, deadline)?,
                 &checked.kms_context,
                 &checked.enc,
             )
             .await?;
         let version = uuid_v4(random16()?);
         let now = create_time(std::time::SystemTime::now());
+        let kms_arn = self.key()?;
         let new_item = |item_type| NewItem {
             branch_key_id,
             item_type,
             version: &version,
             create_time: &now,
-            kms_arn: &self.inner.kms_key,
+            kms_arn,
             custom: &checked.custom,
         };
         let (version_item, active_item) = self
@@ -463,21 +518,14 @@ impl KeyStore {
         let unwrapped = self
             .inner
             .kms
-            .decrypt(self.kms_args(&checked.kms_context, deadline), &checked.enc)
+            .decrypt(self.kms_args(&checked.kms_context, deadline)?, &checked.enc)
             .await?;
+        let kms_key = self.key()?;
         let invalid = |m: &str| {
-            KmsError::new(
-                KmsErrorKind::InvalidResponse,
-                KmsOperation::Decrypt,
-                &self.inner.kms_key,
-            )
-            .with_message(format!("branch key {branch_key_id}: {m}"))
+            KmsError::new(KmsErrorKind::InvalidResponse, KmsOperation::Decrypt, kms_key)
+                .with_message(format!("branch key {branch_key_id}: {m}"))
         };
-        if unwrapped
-            .key_id
-            .as_deref()
-            .is_some_and(|k| k != self.inner.kms_key)
-        {
+        if unwrapped.key_id.as_deref().is_some_and(|k| k != kms_key) {
             return Err(invalid("KMS answered for another key").into());
         }
         let key: [u8; BRANCH_KEY_LEN] = unwrapped
@@ -505,39 +553,30 @@ impl KeyStore {
         deadline: Deadline,
     ) -> Result<(items::CheckedItem, items::Item)> {
         let sort_key = want.sort_key();
-        let item = self
+        let fetched = self
             .inner
             .table
-            .get_item(branch_key_id, sort_key.clone(), deadline)
+            .get_item(branch_key_id, &sort_key, deadline)
             .await?;
         let bad_item = |m: String| -> Error {
-            KmsError::new(
-                KmsErrorKind::InvalidResponse,
-                KmsOperation::GetItem,
-                branch_key_id,
-            )
-            .with_message(format!("item {sort_key}: {m}"))
-            .into()
+            fetched
+                .error(
+                    KmsErrorKind::InvalidResponse,
+                    branch_key_id,
+                    format!("item {sort_key}: {m}"),
+                )
+                .into()
         };
-        let Some(item) = item else {
-            return Err(
-                KmsError::new(KmsErrorKind::NotFound, KmsOperation::GetItem, branch_key_id)
-                    .with_message(format!(
-                        "no item {sort_key} in table {} (no such branch key{})",
-                        self.table_name(),
-                        if want == ItemType::Active { "" } else { " version" }
-                    ))
-                    .into(),
-            );
-        };
-        let checked = check_item(&item, branch_key_id, want, &self.inner.logical_name).map_err(bad_item)?;
-        if checked.kms_arn != self.inner.kms_key {
+        let item = &fetched.item;
+        let checked = check_item(item, branch_key_id, want, &self.inner.logical_name).map_err(bad_item)?;
+        let kms_key = self.key()?;
+        if checked.kms_arn != kms_key {
             return Err(bad_item(format!(
-                "its kms-arn {} is not the key store's KMS key {}",
-                checked.kms_arn, self.inner.kms_key
+                "its kms-arn {} is not the key store's KMS key {kms_key}",
+                checked.kms_arn
             )));
         }
-        Ok((checked, item))
+        Ok((checked, fetched.item))
     }
 
     /// The KMS context of new attributes, as an error naming the branch key.
@@ -565,10 +604,13 @@ impl KeyStore {
         let active_ctx = self.context_of(&active_item, version.branch_key_id)?;
         let kms = &self.inner.kms;
         let version_enc = kms
-            .generate_data_key_without_plaintext(self.kms_args(&version_ctx, deadline), BRANCH_KEY_LEN as i32)
+            .generate_data_key_without_plaintext(
+                self.kms_args(&version_ctx, deadline)?,
+                BRANCH_KEY_LEN as i32,
+            )
             .await?;
         let active_enc = kms
-            .re_encrypt(self.kms_args(&version_ctx, deadline), &active_ctx, &version_enc)
+            .re_encrypt(self.kms_args(&version_ctx, deadline)?, &active_ctx, &version_enc)
             .await?;
         version_item.insert(ENC.into(), Attr::B(version_enc));
         active_item.insert(ENC.into(), Attr::B(active_enc));

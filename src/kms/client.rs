@@ -75,6 +75,7 @@ pub(super) struct ClientInner {
     pub(super) sts: Option<aws_sdk_sts::Client>,
     /// The shared AWS configuration the client was built from, for the
     /// clients of other services (DynamoDB) that share its credentials.
+    #[cfg_attr(not(feature = "hierarchy"), allow(dead_code))] // read by the key store
     pub(super) sdk_config: Option<aws_config::SdkConfig>,
 }
 
@@ -346,12 +347,14 @@ impl KmsClient {
 
     /// The engine the client's calls run on (the key store's DynamoDB
     /// client takes its bounds, counters and credentials from it).
+    #[cfg_attr(not(feature = "hierarchy"), allow(dead_code))] // used by the key store
     pub(crate) fn engine(&self) -> &Engine {
         &self.inner.engine
     }
 
     /// The shared AWS configuration the client was built from (`None` for
     /// [`KmsClient::from_sdk_client`]).
+    #[cfg_attr(not(feature = "hierarchy"), allow(dead_code))] // used by the key store
     pub(crate) fn sdk_config(&self) -> Option<&aws_config::SdkConfig> {
         self.inner.sdk_config.as_ref()
     }
@@ -471,6 +474,7 @@ impl KmsClient {
 
     /// `GenerateDataKeyWithoutPlaintext`: a new key that only KMS can
     /// unwrap (a branch key).
+    #[cfg_attr(not(feature = "hierarchy"), allow(dead_code))] // used by the key store
     pub(crate) async fn generate_data_key_without_plaintext(
         &self,
         args: CallArgs<'_>,
@@ -496,6 +500,7 @@ impl KmsClient {
     /// `ReEncrypt` from `args.key_id` under `args.context` to the same key
     /// under `destination` (the ACTIVE copy of a branch key; with the same
     /// context, authenticating an item).
+    #[cfg_attr(not(feature = "hierarchy"), allow(dead_code))] // used by the key store
     pub(crate) async fn re_encrypt(
         &self,
         args: CallArgs<'_>,

@@ -61,6 +61,7 @@ macro_rules! bounded_config {
         }
     };
 }
+#[cfg(feature = "hierarchy")]
 pub(crate) use bounded_config;
 
 bounded_config!(aws_sdk_kms);
@@ -117,15 +118,22 @@ impl Engine {
         self.partition.clone()
     }
 
-    /// An engine for another service's client: the same bounds, counters
-    /// and credentials, its own retry partition.
-    pub(crate) fn for_service(&self, service: AwsService, bounds: KmsBounds) -> Self {
-        Engine::new(service, bounds, Arc::clone(&self.stats), self.credentials.clone())
+    /// An engine for another service's client: the same credentials, its
+    /// own bounds, counters and retry partition.
+    #[cfg_attr(not(feature = "hierarchy"), allow(dead_code))] // used by the key store
+    pub(crate) fn for_service(
+        &self,
+        service: AwsService,
+        bounds: KmsBounds,
+        stats: Arc<KmsCounters>,
+    ) -> Self {
+        Engine::new(service, bounds, stats, self.credentials.clone())
     }
 
     /// Runs one call under the bounds: the deadline's remaining time is the
     /// SDK's operation timeout (and a tokio timeout as a backstop); every
     /// attempt is counted and traced; the result is classified.
+    #[cfg_attr(not(feature = "hierarchy"), allow(dead_code))] // used by the key store
     pub(crate) async fn run<C, T, E, F, Fut>(&self, call: &Call<'_>, send: F) -> Result<T, KmsError>
     where
         C: BoundedConfig,

@@ -46,7 +46,7 @@ pub use arn::{InvalidArn, KmsArn};
 pub(crate) use client::{CallArgs, Deadline};
 #[cfg(feature = "kms")]
 pub use client::{CredentialInfo, KmsBounds, KmsClient, KmsClientBuilder, RetryMode};
-#[cfg(feature = "kms")]
+#[cfg(feature = "hierarchy")]
 pub(crate) use credentials::CachedProvider;
 #[cfg(feature = "kms")]
 pub use credentials::{
@@ -55,8 +55,10 @@ pub use credentials::{
 };
 #[cfg(feature = "kms")]
 pub use doctor::{DoctorOptions, DoctorReport, DoctorStep};
+#[cfg(feature = "hierarchy")]
+pub(crate) use engine::{bounded_config, Call, Engine};
 #[cfg(feature = "kms")]
-pub(crate) use engine::{bounded_config, BoundedConfig, Call, CallConfig, Engine};
+pub(crate) use engine::{BoundedConfig, CallConfig};
 pub use error::{AwsService, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
 pub use stats::{KmsCounters, KmsStats};
 

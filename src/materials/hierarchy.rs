@@ -393,7 +393,7 @@ impl HierarchyKeyring {
     /// the store.
     async fn branch_key(&self, id: &str, version: Option<&str>, deadline: Deadline) -> Result<Arc<Cached>> {
         let entry = entry_id(&self.partition, self.store.logical_name(), id, version);
-        let counters = self.store.kms_client().counters();
+        let counters = self.store.counters();
         let note = |hit: bool| {
             if hit {
                 counters.branch_key_cache_hit();

@@ -28,6 +28,104 @@ pub(crate) enum Command {
     /// with its attempts and latency; exits 1 with a one-line reason when a
     /// step fails.
     Doctor(DoctorArgs),
+    /// Manage a branch key store (a DynamoDB table of branch keys for the
+    /// AWS KMS Hierarchical keyring): create-table, create-key, version-key.
+    #[command(name = "key-store", subcommand)]
+    KeyStore(KeyStoreCommand),
+}
+
+/// `envseal key-store ...`.
+#[derive(Subcommand, Debug)]
+pub(crate) enum KeyStoreCommand {
+    /// Create the key store table (branch-key-id hash key, type range key),
+    /// unless it exists with that key schema.
+    CreateTable(KeyStoreTableArgs),
+    /// Create a branch key; prints its id alone on stdout.
+    CreateKey(KeyStoreCreateArgs),
+    /// Make a new version of a branch key active (older versions still
+    /// decrypt); prints the new version on stdout.
+    VersionKey(KeyStoreVersionArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct KeyStoreTableArgs {
+    /// The DynamoDB table of the key store.
+    #[arg(long = "key-store-table", value_name = "TABLE")]
+    pub(crate) key_store_table: String,
+
+    #[command(flatten)]
+    pub(crate) aws: AwsArgs,
+}
+
+/// The key store a branch key command works on.
+#[derive(Args, Debug)]
+pub(crate) struct KeyStoreKeyArgs {
+    /// The DynamoDB table of the key store.
+    #[arg(long = "key-store-table", value_name = "TABLE")]
+    pub(crate) key_store_table: String,
+
+    /// The KMS key (ARN) that protects the branch keys.
+    #[arg(long = "key-store-kms-key", value_name = "ARN")]
+    pub(crate) key_store_kms_key: String,
+
+    /// The logical key store name bound into every branch key (default:
+    /// the table name).
+    #[arg(long = "key-store-name", value_name = "LOGICAL")]
+    pub(crate) key_store_name: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) aws: AwsArgs,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct KeyStoreCreateArgs {
+    #[command(flatten)]
+    pub(crate) store: KeyStoreKeyArgs,
+
+    /// A branch key id of your own (needs --context; default: a new UUID).
+    #[arg(long = "branch-key-id", value_name = "ID", requires = "context")]
+    pub(crate) branch_key_id: Option<String>,
+
+    /// Encryption context pair bound into the branch key (repeatable).
+    #[arg(long = "context", short = 'c', value_name = "KEY=VALUE", value_parser = parse_context_pair)]
+    pub(crate) context: Vec<(String, String)>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct KeyStoreVersionArgs {
+    #[command(flatten)]
+    pub(crate) store: KeyStoreKeyArgs,
+
+    /// The branch key to version.
+    #[arg(long = "branch-key-id", value_name = "ID")]
+    pub(crate) branch_key_id: String,
+}
+
+/// The AWS KMS Hierarchical keyring: branch keys from a key store.
+#[derive(Args, Debug)]
+pub(crate) struct HierarchyArgs {
+    /// Branch key for an AWS KMS Hierarchical keyring (repeatable; needs
+    /// --key-store-table and --key-store-kms-key). Combined with the other
+    /// keys in command-line order.
+    #[arg(long = "branch-key-id", value_name = "ID")]
+    pub(crate) branch_key_id: Vec<String>,
+
+    /// The DynamoDB table of the key store.
+    #[arg(long = "key-store-table", value_name = "TABLE")]
+    pub(crate) key_store_table: Option<String>,
+
+    /// The KMS key (ARN) that protects the branch keys.
+    #[arg(long = "key-store-kms-key", value_name = "ARN")]
+    pub(crate) key_store_kms_key: Option<String>,
+
+    /// The logical key store name (default: the table name).
+    #[arg(long = "key-store-name", value_name = "LOGICAL")]
+    pub(crate) key_store_name: Option<String>,
+
+    /// How long an unwrapped branch key stays cached, in seconds.
+    #[arg(long = "branch-key-ttl-s", value_name = "N", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub(crate) branch_key_ttl_s: u64,
 }
 
 #[derive(Args, Debug)]
@@ -60,6 +158,9 @@ pub(crate) struct CommonArgs {
 
     #[command(flatten)]
     pub(crate) kms: KmsArgs,
+
+    #[command(flatten)]
+    pub(crate) hierarchy: HierarchyArgs,
 
     /// Encryption context pair (repeatable; split at the first '='). On
     /// decrypt, each pair must be stored in the message with this value, or
@@ -110,6 +211,14 @@ pub(crate) struct KmsArgs {
     )]
     pub(crate) discovery_account: Vec<String>,
 
+    #[command(flatten)]
+    pub(crate) aws: AwsArgs,
+}
+
+/// The AWS clients' options: endpoints, region and the bounds of every
+/// call (KMS, and DynamoDB for a key store).
+#[derive(Args, Debug)]
+pub(crate) struct AwsArgs {
     /// KMS endpoint URL (overrides AWS_ENDPOINT_URL_KMS / AWS_ENDPOINT_URL).
     #[arg(long = "kms-endpoint", value_name = "URL")]
     pub(crate) kms_endpoint: Option<String>,
@@ -118,23 +227,28 @@ pub(crate) struct KmsArgs {
     #[arg(long, value_name = "REGION")]
     pub(crate) region: Option<String>,
 
-    /// KMS connect timeout per attempt [default: 2000].
+    /// DynamoDB endpoint URL for the key store (overrides
+    /// AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL).
+    #[arg(long = "dynamodb-endpoint", value_name = "URL")]
+    pub(crate) dynamodb_endpoint: Option<String>,
+
+    /// KMS (and DynamoDB) connect timeout per attempt [default: 2000].
     #[arg(long = "kms-connect-timeout-ms", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) kms_connect_timeout_ms: Option<u64>,
 
-    /// KMS read timeout (request sent to response headers) per attempt [default: 5000].
+    /// KMS (and DynamoDB) read timeout (request sent to response headers) per attempt [default: 5000].
     #[arg(long = "kms-read-timeout-ms", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) kms_read_timeout_ms: Option<u64>,
 
-    /// KMS timeout for one whole attempt [default: 5000].
+    /// KMS (and DynamoDB) timeout for one whole attempt [default: 5000].
     #[arg(long = "kms-attempt-timeout-ms", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) kms_attempt_timeout_ms: Option<u64>,
 
-    /// Deadline for each keyring's KMS work, retries and backoff included [default: 10000].
+    /// Deadline for each keyring's KMS (and DynamoDB) work, retries and backoff included [default: 10000].
     #[arg(long = "kms-deadline-ms", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) kms_deadline_ms: Option<u64>,
 
-    /// KMS attempts per call, the first included [default: 3].
+    /// KMS (and DynamoDB) attempts per call, the first included [default: 3].
     #[arg(long = "kms-max-attempts", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
     pub(crate) kms_max_attempts: Option<u32>,
 
@@ -147,7 +261,7 @@ pub(crate) struct KmsArgs {
     pub(crate) grant_token: Vec<String>,
 
     /// Print the KMS call counters (calls, attempts, throttles, timeouts,
-    /// latency) to stderr when done.
+    /// latency; DynamoDB calls and branch key cache hits) to stderr when done.
     #[arg(long = "kms-stats")]
     pub(crate) kms_stats: bool,
 }

@@ -4,7 +4,7 @@ use envseal::{Client, Config, Decryptor, EncryptionContext, Error};
 
 use crate::cli::{CommonArgs, DecryptArgs, EncryptArgs};
 use crate::error::{bare, config_error, decrypt_error, stream_error, unstored_keys, Failure};
-use crate::keys::{build_keyring, KeySpec, Mode};
+use crate::keys::{build_keyring, KeySpec, Mode, Remote};
 use crate::kms::{runtime, StatsOnExit};
 use crate::output::{check_paths, open_input, pump, Sink};
 
@@ -30,6 +30,28 @@ pub(crate) fn build_context(pairs: &[(String, String)]) -> Result<EncryptionCont
     Ok(ctx)
 }
 
+/// The keyring from the command line's keys, with the KMS client and key
+/// store they need, and the `--kms-stats` printer.
+fn keyring_for(
+    common: &CommonArgs,
+    specs: Vec<KeySpec>,
+    mode: Mode,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(envseal::MultiKeyring, StatsOnExit), Failure> {
+    let kms = common.kms.client(runtime, common.hierarchy.used())?;
+    let store = common.hierarchy.store(runtime, kms.as_ref(), &common.kms.aws)?;
+    let remote = Remote {
+        kms: &common.kms,
+        client: kms.as_ref(),
+        hierarchy: &common.hierarchy,
+        store: store.as_ref(),
+    };
+    let keyring = build_keyring(specs, mode, &remote)?;
+    let stats =
+        StatsOnExit::new(&common.kms.aws, kms.as_ref()).with_dynamodb(store.as_ref().map(|s| s.counters()));
+    Ok((keyring, stats))
+}
+
 pub(crate) fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Failure> {
     let common = &args.common;
     let mut builder = base_config(common)?.frame_length(args.frame_length);
@@ -39,11 +61,9 @@ pub(crate) fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
     let config = builder.build().map_err(config_error)?;
     let context = build_context(&common.context)?;
     let runtime = runtime()?;
-    let kms = common.kms.client(&runtime)?;
-    let keyring = build_keyring(specs, Mode::Encrypt, &common.kms, kms.as_ref())?;
+    let (keyring, _stats) = keyring_for(common, specs, Mode::Encrypt, &runtime)?;
     let client = Client::builder(keyring).config(config).build()?;
     let target = check_paths(common)?;
-    let _stats = StatsOnExit::new(&common.kms, kms.as_ref());
 
     let mut input = open_input(&common.input)?;
     let sink = Sink::open(target, common.force, false)?;
@@ -83,11 +103,9 @@ pub(crate) fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
         .map_err(config_error)?;
     let context = build_context(&common.context)?;
     let runtime = runtime()?;
-    let kms = common.kms.client(&runtime)?;
-    let keyring = build_keyring(specs, Mode::Decrypt, &common.kms, kms.as_ref())?;
+    let (keyring, _stats) = keyring_for(common, specs, Mode::Decrypt, &runtime)?;
     let client = Client::builder(keyring).config(config).build()?;
     let target = check_paths(common)?;
-    let _stats = StatsOnExit::new(&common.kms, kms.as_ref());
 
     let input = open_input(&common.input)?;
     // Created before reading: an unwritable destination fails early. Dropped

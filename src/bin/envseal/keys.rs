@@ -13,8 +13,9 @@ use envseal::{
     Keyring, MultiKeyring, RawAesKeyring, RawRsaKeyring, RsaPrivateKey, RsaPublicKey, WrappingKey,
 };
 
-use crate::cli::{AesKeySpec, CommonArgs, KmsArgs, RsaKeySpec};
+use crate::cli::{AesKeySpec, CommonArgs, HierarchyArgs, KmsArgs, RsaKeySpec};
 use crate::error::{bare, Failure};
+use crate::keystore::KeyStore;
 use crate::kms::KmsClient;
 
 /// Largest key file read (AES keys are at most 32 bytes; PEM files are small).
@@ -26,6 +27,8 @@ pub(crate) enum KeySpec {
     Rsa(RsaKeySpec),
     /// A `--kms-key`; all of them form one keyring (see `build_keyring`).
     Kms,
+    /// A `--branch-key-id`: a hierarchical keyring on the key store.
+    Hierarchy(String),
 }
 
 /// The key specs in command-line order (clap collects each flag separately).
@@ -54,6 +57,16 @@ pub(crate) fn ordered_keys(common: &CommonArgs, m: &ArgMatches) -> Vec<KeySpec> 
     let kms_idx: Vec<usize> = m.indices_of("kms_key").map(Iterator::collect).unwrap_or_default();
     for i in 0..common.kms.kms_key.len() {
         all.push((kms_idx.get(i).copied().unwrap_or(usize::MAX), KeySpec::Kms));
+    }
+    let branch_idx: Vec<usize> = m
+        .indices_of("branch_key_id")
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    for (i, id) in common.hierarchy.branch_key_id.iter().enumerate() {
+        all.push((
+            branch_idx.get(i).copied().unwrap_or(usize::MAX),
+            KeySpec::Hierarchy(id.clone()),
+        ));
     }
     all.sort_by_key(|(i, _)| *i);
     all.into_iter().map(|(_, s)| s).collect()
@@ -108,17 +121,28 @@ pub(crate) fn pem_label(pem: &str) -> Option<&str> {
     Some(rest[..end].trim())
 }
 
+/// Where the keyrings' remote parts come from: the KMS client and the
+/// branch key store, when the command line asks for them.
+pub(crate) struct Remote<'a> {
+    pub(crate) kms: &'a KmsArgs,
+    pub(crate) client: Option<&'a KmsClient>,
+    pub(crate) hierarchy: &'a HierarchyArgs,
+    pub(crate) store: Option<&'a KeyStore>,
+}
+
 pub(crate) fn build_keyring(
     specs: Vec<KeySpec>,
     mode: Mode,
-    kms: &KmsArgs,
-    client: Option<&KmsClient>,
+    remote: &Remote<'_>,
 ) -> Result<MultiKeyring, Failure> {
+    let (kms, client) = (remote.kms, remote.client);
     if specs.is_empty() && !kms.kms_discovery {
         return Err(Failure::usage(
-            "at least one key is required (--kms-key, --kms-discovery, --raw-aes-key or --raw-rsa-key)",
+            "at least one key is required (--kms-key, --kms-discovery, --branch-key-id, --raw-aes-key or --raw-rsa-key)",
         ));
     }
+    #[cfg(feature = "hierarchy")]
+    let branch_key_cache = envseal::BranchKeyCache::default();
     if kms.kms_discovery && mode == Mode::Encrypt {
         return Err(Failure::usage(
             "--kms-discovery only decrypts; name the keys to encrypt with --kms-key",
@@ -147,7 +171,25 @@ pub(crate) fn build_keyring(
                 let client = client.ok_or_else(|| Failure::runtime("no KMS client"))?;
                 let keyring = KmsKeyring::new(client.clone(), kms.kms_key.iter().cloned())
                     .map_err(|e| Failure::usage(format!("--kms-key: {}", bare(&e))))?
-                    .with_grant_tokens(kms.grant_token.iter().cloned());
+                    .with_grant_tokens(kms.aws.grant_token.iter().cloned());
+                keyrings.push(Arc::new(keyring));
+            }
+            #[cfg(not(feature = "hierarchy"))]
+            KeySpec::Hierarchy(id) => {
+                let _ = (id, remote.hierarchy, remote.store);
+                return Err(Failure::usage(
+                    "this envseal was built without the AWS KMS Hierarchical keyring (feature hierarchy)",
+                ));
+            }
+            #[cfg(feature = "hierarchy")]
+            KeySpec::Hierarchy(id) => {
+                let store = remote.store.ok_or_else(|| Failure::runtime("no key store"))?;
+                let ttl = std::time::Duration::from_secs(remote.hierarchy.branch_key_ttl_s);
+                let keyring = envseal::HierarchyKeyring::builder(store.clone(), ttl)
+                    .branch_key_id(id.clone())
+                    .cache(branch_key_cache.clone())
+                    .build()
+                    .map_err(|e| Failure::usage(format!("--branch-key-id {id}: {}", bare(&e))))?;
                 keyrings.push(Arc::new(keyring));
             }
             KeySpec::Aes(s) => {
@@ -211,7 +253,7 @@ pub(crate) fn build_keyring(
         let client = client.ok_or_else(|| Failure::runtime("no KMS client"))?;
         let mut keyring = KmsDiscoveryKeyring::new(client.clone())
             .map_err(|e| Failure::usage(format!("--kms-discovery: {}", bare(&e))))?
-            .with_grant_tokens(kms.grant_token.iter().cloned());
+            .with_grant_tokens(kms.aws.grant_token.iter().cloned());
         if !kms.discovery_account.is_empty() {
             let partition = kms
                 .discovery_partition

@@ -12,7 +12,7 @@ pub(crate) use envseal::kms::KmsClient;
 use envseal::kms::{KmsBounds, RetryMode};
 use tokio::runtime::Runtime;
 
-use crate::cli::{DoctorArgs, KmsArgs};
+use crate::cli::{AwsArgs, DoctorArgs, KmsArgs};
 use crate::error::Failure;
 #[cfg(feature = "kms")]
 use crate::error::{bare, one_line};
@@ -27,9 +27,11 @@ impl KmsArgs {
         !self.kms_key.is_empty() || self.kms_discovery
     }
 
+    /// The KMS client, if a KMS option (or `also`: another keyring that
+    /// calls KMS) asks for one.
     #[cfg(not(feature = "kms"))]
-    pub(crate) fn client(&self, _runtime: &Runtime) -> Result<Option<KmsClient>, Failure> {
-        if self.used() {
+    pub(crate) fn client(&self, _runtime: &Runtime, also: bool) -> Result<Option<KmsClient>, Failure> {
+        if self.used() || also {
             return Err(Failure::usage(
                 "this envseal was built without AWS KMS support (feature kms)",
             ));
@@ -37,6 +39,18 @@ impl KmsArgs {
         Ok(None)
     }
 
+    /// The KMS client, if a KMS option (or `also`: another keyring that
+    /// calls KMS) asks for one.
+    #[cfg(feature = "kms")]
+    pub(crate) fn client(&self, runtime: &Runtime, also: bool) -> Result<Option<KmsClient>, Failure> {
+        if !self.used() && !also {
+            return Ok(None);
+        }
+        self.aws.build_client(runtime, None).map(Some)
+    }
+}
+
+impl AwsArgs {
     #[cfg(feature = "kms")]
     pub(crate) fn bounds(&self) -> KmsBounds {
         let ms = Duration::from_millis;
@@ -62,15 +76,6 @@ impl KmsArgs {
             None => {}
         }
         b
-    }
-
-    /// The KMS client, if any KMS option asks for one.
-    #[cfg(feature = "kms")]
-    pub(crate) fn client(&self, runtime: &Runtime) -> Result<Option<KmsClient>, Failure> {
-        if !self.used() {
-            return Ok(None);
-        }
-        self.build_client(runtime, None).map(Some)
     }
 
     #[cfg(feature = "kms")]
@@ -104,30 +109,54 @@ pub(crate) fn runtime() -> Result<Runtime, Failure> {
         .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
 }
 
-/// Prints the counters when dropped (success or failure) if `--kms-stats`.
-pub(crate) struct StatsOnExit(Option<KmsClient>);
+/// Prints the counters when dropped (success or failure) if `--kms-stats`:
+/// the KMS client's, and the key store's DynamoDB calls and branch key
+/// cache, if there is a key store.
+pub(crate) struct StatsOnExit {
+    kms: Option<KmsClient>,
+    dynamodb: Option<std::sync::Arc<envseal::kms::KmsCounters>>,
+}
 
 impl StatsOnExit {
-    pub(crate) fn new(args: &KmsArgs, client: Option<&KmsClient>) -> Self {
-        StatsOnExit(client.filter(|_| args.kms_stats).cloned())
+    pub(crate) fn new(args: &AwsArgs, client: Option<&KmsClient>) -> Self {
+        StatsOnExit {
+            kms: client.filter(|_| args.kms_stats).cloned(),
+            dynamodb: None,
+        }
+    }
+
+    /// Also prints these DynamoDB counters (the key store's).
+    pub(crate) fn with_dynamodb(
+        mut self,
+        counters: Option<std::sync::Arc<envseal::kms::KmsCounters>>,
+    ) -> Self {
+        if self.kms.is_some() {
+            self.dynamodb = counters;
+        }
+        self
     }
 }
 
 impl Drop for StatsOnExit {
     fn drop(&mut self) {
         #[cfg(feature = "kms")]
-        if let Some(c) = &self.0 {
+        if let Some(c) = &self.kms {
             print_kms_stats(c);
         }
+        if let Some(c) = &self.dynamodb {
+            print_dynamodb_stats(&c.snapshot());
+        }
     }
+}
+
+fn ms(d: Option<std::time::Duration>) -> String {
+    d.map_or_else(|| "-".to_owned(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
 }
 
 /// One line of KMS counters for `--kms-stats`.
 #[cfg(feature = "kms")]
 pub(crate) fn print_kms_stats(client: &KmsClient) {
     let s = client.stats();
-    let ms =
-        |d: Option<Duration>| d.map_or_else(|| "-".to_owned(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
     let _ = writeln!(
         io::stderr(),
         "envseal: kms: calls={} (GenerateDataKey={} Encrypt={} Decrypt={}) attempts={} retries={} \
@@ -153,6 +182,32 @@ pub(crate) fn print_kms_stats(client: &KmsClient) {
     );
 }
 
+/// One line of the key store's counters for `--kms-stats`.
+fn print_dynamodb_stats(s: &envseal::kms::KmsStats) {
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "envseal: dynamodb: calls={} (GetItem={} TransactWriteItems={} DescribeTable={} CreateTable={}) \
+         attempts={} retries={} throttles={} timeouts={} failures={} latency_ms p50<={} p99<={} max={} \
+         branch_key_cache_hits={} branch_key_cache_misses={}",
+        s.dynamodb_calls(),
+        s.get_item_calls,
+        s.transact_write_items_calls,
+        s.describe_table_calls,
+        s.create_table_calls,
+        s.attempts,
+        s.retries,
+        s.throttles,
+        s.timeouts,
+        s.failures,
+        ms(s.latency_p50),
+        ms(s.latency_p99),
+        ms(s.latency_max),
+        s.branch_key_cache_hits,
+        s.branch_key_cache_misses,
+    );
+}
+
 #[cfg(not(feature = "kms"))]
 pub(crate) fn doctor(_args: &DoctorArgs) -> Result<(), Failure> {
     Err(Failure::usage(
@@ -164,7 +219,10 @@ pub(crate) fn doctor(_args: &DoctorArgs) -> Result<(), Failure> {
 pub(crate) fn doctor(args: &DoctorArgs) -> Result<(), Failure> {
     use envseal::kms::DoctorOptions;
     let runtime = runtime()?;
-    let client = args.kms.build_client(&runtime, args.sts_endpoint.as_deref())?;
+    let client = args
+        .kms
+        .aws
+        .build_client(&runtime, args.sts_endpoint.as_deref())?;
     let options = DoctorOptions::default()
         .with_deadline(Duration::from_millis(args.deadline_ms))
         .with_keys(args.kms.kms_key.iter().cloned());

@@ -1,5 +1,6 @@
 //! `envseal`: encrypt and decrypt files in the AWS Encryption SDK message
-//! format with AWS KMS keys and raw AES and raw RSA wrapping keys.
+//! format with AWS KMS keys, branch keys of the AWS KMS Hierarchical
+//! keyring, and raw AES and raw RSA wrapping keys.
 //!
 //! Output files are written to a temporary file next to the destination and
 //! renamed into place only on success, so a failed run never leaves a
@@ -19,6 +20,7 @@ mod cli;
 mod commands;
 mod error;
 mod keys;
+mod keystore;
 mod kms;
 mod output;
 
@@ -68,9 +70,16 @@ fn parse_args() -> Result<(Cli, ArgMatches), Failure> {
                 let _ = e.print();
                 std::process::exit(0);
             }
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand
+                if std::env::args().nth(1).as_deref() == Some("key-store") =>
+            {
+                return Err(Failure::usage(
+                    "key-store needs a subcommand: create-table, create-key or version-key (see envseal key-store --help)",
+                ));
+            }
             ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
                 return Err(Failure::usage(
-                    "a subcommand is required: encrypt, decrypt or doctor (see envseal --help)",
+                    "a subcommand is required: encrypt, decrypt, doctor or key-store (see envseal --help)",
                 ));
             }
             _ => return Err(Failure::usage(clap_one_line(&e))),
@@ -85,7 +94,7 @@ fn run() -> Result<(), Failure> {
     let sub = matches
         .subcommand()
         .map(|(_, m)| m)
-        .ok_or_else(|| Failure::usage("a subcommand is required: encrypt, decrypt or doctor"))?;
+        .ok_or_else(|| Failure::usage("a subcommand is required: encrypt, decrypt, doctor or key-store"))?;
     match cli.command {
         Command::Encrypt(args) => {
             let specs = ordered_keys(&args.common, sub);
@@ -96,5 +105,6 @@ fn run() -> Result<(), Failure> {
             decrypt(&args, specs)
         }
         Command::Doctor(args) => doctor(&args),
+        Command::KeyStore(cmd) => keystore::run(&cmd),
     }
 }
