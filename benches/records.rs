@@ -7,6 +7,11 @@
 //! `limit-aws-lc-hkdf` takes HKDF from aws-lc-rs too. The summary divides
 //! by the faster of the two.
 //!
+//! `record-1k-per-message-key`: a new data key for every message (no
+//! data-key cache), wrapped by the raw AES keyring, and by the hierarchical
+//! keyring with its branch key cached (moto is its key store; one HMAC-SHA256
+//! and one AES-GCM wrap more than raw AES, by design).
+//!
 //! After the criterion groups, a KMS run against moto (when
 //! `ENVSEAL_MOTO_SERVER` or `.venv/bin/moto_server` exists): 1,000,000
 //! records through a KMS keyring with max messages 10,000, printing
@@ -24,6 +29,7 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::hkdf::{Salt, HKDF_SHA512};
 use criterion::{criterion_group, Criterion, Throughput};
+use envseal::keystore::{HierarchyKeyring, KeyStore};
 use envseal::kms::KmsBounds;
 use envseal::{
     AlgorithmSuite, CacheLimits, Client, Config, EncryptionContext, KmsKeyring, MaterialsCache,
@@ -160,15 +166,92 @@ fn records(c: &mut Criterion) {
         })
     });
     group.finish();
+    per_message_key(c, &rt, &context, &record);
+}
+
+/// Whether moto's server is there (scripts/test installs it).
+fn moto_available() -> bool {
+    std::env::var_os("ENVSEAL_MOTO_SERVER").is_some()
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".venv/bin/moto_server")
+            .exists()
+}
+
+/// A client whose keyring is the hierarchical keyring over a fresh branch
+/// key in moto, its branch key already cached.
+fn hierarchy_client(rt: &tokio::runtime::Runtime) -> Client {
+    rt.block_on(async {
+        let key = moto::create_key("us-east-1").await;
+        let kms = moto::client("us-east-1", &moto::moto().url, KmsBounds::default()).await;
+        let store = KeyStore::builder(format!("records-{}", std::process::id()), key)
+            .kms_client(kms)
+            .build()
+            .await
+            .unwrap();
+        store.create_table().await.unwrap();
+        let id = store.create_key(None, &EncryptionContext::new()).await.unwrap();
+        let keyring = HierarchyKeyring::builder(store, Duration::from_secs(3600))
+            .branch_key_id(id)
+            .build()
+            .unwrap();
+        Client::builder(keyring).config(config()).build().unwrap()
+    })
+}
+
+/// A new data key per message: raw AES against the hierarchical keyring
+/// with a cached branch key.
+fn per_message_key(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    context: &EncryptionContext,
+    record: &[u8],
+) {
+    let raw = RawAesKeyring::new("bench", "key-1", WrappingKey::from_slice(&[7; 32]).unwrap()).unwrap();
+    let mut clients = vec![(
+        "raw-aes-keyring",
+        Client::builder(raw).config(config()).build().unwrap(),
+    )];
+    if moto_available() {
+        clients.push(("hierarchy-cached-branch-key", hierarchy_client(rt)));
+    } else {
+        assert!(std::env::var("CI").is_err(), "records: no moto_server in CI");
+        println!("record-1k-per-message-key: hierarchy skipped (no moto_server; scripts/test installs it)");
+    }
+    let mut group = c.benchmark_group("record-1k-per-message-key");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(3));
+    for (name, client) in &clients {
+        let sample = rt.block_on(client.encrypt(context, record)).unwrap();
+        let mut out = Vec::new();
+        group.bench_function(format!("{name}-encrypt"), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        client.encrypt_into(context, record, &mut out).await.unwrap();
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+        group.bench_function(format!("{name}-decrypt"), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        black_box(client.decrypt(context, &sample).await.unwrap());
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
 }
 
 /// 1,000,000 records through KMS (moto) with max messages 10,000.
 fn kms_records() {
-    let available = std::env::var_os("ENVSEAL_MOTO_SERVER").is_some()
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(".venv/bin/moto_server")
-            .exists();
-    if !available {
+    if !moto_available() {
         println!("records-kms: skipped (no moto_server; scripts/test installs it)");
         return;
     }

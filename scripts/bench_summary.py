@@ -78,6 +78,30 @@ if rec:
                 f"{limit / rec[f]:.0%}" if limit else "")
             print(f"| {f} | {rec[f] / 1e3:.2f} | {1e9 / rec[f]:,.0f} | {share} |")
 
+per_key = {f: ns for (g, f), (ns, _) in rows.items() if g == "record-1k-per-message-key"}
+if per_key:
+    print("\n| 1 KiB record, a new data key per message | µs | records/s | µs more than the raw AES keyring |")
+    print("|---|---:|---:|---:|")
+    for op in ["encrypt", "decrypt"]:
+        base = per_key.get(f"raw-aes-keyring-{op}")
+        for f in [f"raw-aes-keyring-{op}", f"hierarchy-cached-branch-key-{op}"]:
+            if f in per_key:
+                more = "baseline" if f.startswith("raw") else (f"{(per_key[f] - base) / 1e3:+.2f}" if base else "")
+                print(f"| {f} | {per_key[f] / 1e3:.2f} | {1e9 / per_key[f]:,.0f} | {more} |")
+
+fleet_path = os.path.join(os.path.dirname(os.path.abspath(root)), "fleet.json")
+if os.path.exists(fleet_path):
+    fleet = json.load(open(fleet_path))
+    if fleet:
+        f0 = fleet[0]
+        print(f"\nFleet (`benches/fleet.rs`): {f0['processes']} processes × {f0['tenants']} tenants against one moto, 1 KiB records:\n")
+        print("| design | records | KMS calls | per million records | DynamoDB calls | per million records | records/s |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for r in fleet:
+            per_m = lambda n: n * 1e6 / r["records"]
+            print(f"| {r['design']} | {r['records']:,} | {r['kms_calls']:,} | {per_m(r['kms_calls']):,.0f} | "
+                  f"{r['dynamodb_calls']:,} | {per_m(r['dynamodb_calls']):,.0f} | {r['records_per_s']:,} |")
+
 
 BEGIN = "<!-- scripts/bench writes the tables from here to the end marker -->"
 END = "<!-- end of the tables scripts/bench writes -->"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs a command against a fresh moto KMS server with one key.
+"""Runs a command against a fresh moto server (KMS and DynamoDB) with one KMS key.
 
     with_moto_key.py MOTO_SERVER COMMAND...
 
@@ -47,6 +47,7 @@ def main():
         env = dict(
             os.environ,
             AWS_ENDPOINT_URL_KMS=url,
+            AWS_ENDPOINT_URL_DYNAMODB=url,
             AWS_REGION="us-east-1",
             AWS_ACCESS_KEY_ID="testing",
             AWS_SECRET_ACCESS_KEY="testing",

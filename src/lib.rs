@@ -48,3 +48,6 @@ struct DesignDoc;
 #[cfg(all(doctest, feature = "kms"))]
 #[doc = include_str!("../docs/kms.md")]
 struct KmsDoc;
+#[cfg(all(doctest, feature = "hierarchy"))]
+#[doc = include_str!("../docs/hierarchy.md")]
+struct HierarchyDoc;
