@@ -43,7 +43,7 @@ fn log() -> (&'static Buf, std::sync::MutexGuard<'static, ()>) {
         // production).
         tracing_subscriber::fmt()
             .with_env_filter(
-                "envseal=trace,aws_smithy_runtime=debug,aws_sdk_kms=debug,aws_smithy_http_client=debug",
+                "envseal=trace,aws_smithy_runtime=debug,aws_sdk_kms=debug,aws_sdk_dynamodb=debug,aws_smithy_http_client=debug",
             )
             .with_ansi(false)
             .with_writer(move || writer.clone())
@@ -143,4 +143,81 @@ fn data_keys_never_reach_the_logs() {
         !log.contains(&format!("{:?}", &key[..8])),
         "the data key (bytes) is in the log"
     );
+}
+
+/// The key store's DynamoDB calls are traced like KMS calls: a
+/// `dynamodb_call` span with the operation and branch key, an event per
+/// attempt (throttles at WARN with their status) and one per failed call.
+#[cfg(feature = "hierarchy")]
+#[test]
+fn dynamodb_attempts_are_traced_and_branch_keys_never_logged() {
+    use envseal::keystore::KeyStore;
+    let (buf, _serial) = log();
+    let server = FaultServer::start(
+        None,
+        vec![Action::Error(400, "ProvisionedThroughputExceededException")],
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let branch_key = rt.block_on(async {
+        let client = moto::client("us-east-1", &server.url, bounds()).await;
+        let store = KeyStore::builder("traced", KEY)
+            .kms_client(client)
+            .build()
+            .await
+            .unwrap();
+        let err = store.get_active_branch_key("bk-traced").await.unwrap_err();
+        let Error::Kms(err) = err else { panic!("{err:?}") };
+        assert_eq!(err.kind, KmsErrorKind::Throttled);
+        // A real read through moto: the branch key must not reach the log.
+        let key = moto::create_key("us-east-1").await;
+        let client = moto::client("us-east-1", &moto::moto().url, bounds()).await;
+        let store = KeyStore::builder("traced-ok", &key)
+            .kms_client(client)
+            .build()
+            .await
+            .unwrap();
+        store.create_table().await.unwrap();
+        let id = store.create_key(None, &EncryptionContext::new()).await.unwrap();
+        *store.get_active_branch_key(&id).await.unwrap().expose_secret()
+    });
+    let log = text(buf);
+    let throttled: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("dynamodb attempt throttled"))
+        .collect();
+    assert_eq!(throttled.len(), 3, "{log}");
+    for line in &throttled {
+        assert!(line.contains("WARN") && line.contains("status=400"), "{line}");
+        assert!(line.contains("dynamodb_call"), "{line}");
+        assert!(line.contains("GetItem") && line.contains("bk-traced"), "{line}");
+    }
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("dynamodb call failed") && l.contains("GetItem"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{log}");
+    assert!(
+        failed[0].contains("Throttled") && failed[0].contains("attempts=3"),
+        "{}",
+        failed[0]
+    );
+    // Table operations name the table, not a branch key.
+    assert!(
+        log.contains("dynamodb_call{operation=\"DescribeTable\" table=\"traced-ok\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("dynamodb attempt ok") && log.contains("kms attempt ok"),
+        "{log}"
+    );
+    use base64::Engine;
+    assert!(
+        !log.contains(&hex::encode(branch_key)),
+        "the branch key (hex) is in the log"
+    );
+    let b64 = base64::engine::general_purpose::STANDARD.encode(branch_key);
+    assert!(!log.contains(&b64), "the branch key (base64) is in the log");
 }

@@ -90,6 +90,18 @@ pub(crate) fn kdf_counter_hmac_sha256(
     Ok(out)
 }
 
+/// SHA-384 of the concatenated parts (the hierarchical keyring's cache
+/// entry ids).
+#[cfg(feature = "hierarchy")]
+pub(crate) fn sha384_concat(parts: &[&[u8]]) -> [u8; 48] {
+    use sha2::Digest;
+    let mut h = Sha384::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
 /// The keys one message uses.
 pub(crate) struct DerivedKeys {
     /// Content-encryption key, ready for AES-GCM.

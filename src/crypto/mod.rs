@@ -24,9 +24,9 @@ mod kdf;
 mod keys;
 
 pub(crate) use check::{HeaderAuthenticated, KeyCheck};
-#[cfg(feature = "hierarchy")]
-pub(crate) use kdf::kdf_counter_hmac_sha256;
 pub(crate) use kdf::{derive_keys, DerivedKeys};
+#[cfg(feature = "hierarchy")]
+pub(crate) use kdf::{kdf_counter_hmac_sha256, sha384_concat};
 pub use keys::{DataKey, WrappingKey};
 
 #[cfg(not(any(feature = "aws-lc", feature = "rustcrypto")))]

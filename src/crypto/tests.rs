@@ -754,3 +754,23 @@ fn random_pool_hands_out_each_byte_once_and_wipes_it() {
         assert_eq!(format!("{pool:?}"), "RandomPool { left: 16, .. }");
     }
 }
+
+/// The hierarchical keyring's wrapping key is one SP 800-108 counter-mode
+/// block: HMAC-SHA256(branch key, 00000001 || label || 00 || salt ||
+/// 00000100), computed here with the hmac crate directly.
+#[cfg(feature = "hierarchy")]
+#[test]
+fn counter_mode_kdf_is_one_hmac_block() {
+    use hmac::{KeyInit, Mac};
+    let branch = [7u8; 32];
+    let salt = [9u8; 16];
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&branch).unwrap();
+    mac.update(&[0, 0, 0, 1]);
+    mac.update(b"aws-kms-hierarchy");
+    mac.update(&[0]);
+    mac.update(&salt);
+    mac.update(&[0, 0, 1, 0]);
+    let want = mac.finalize().into_bytes();
+    let got = super::kdf_counter_hmac_sha256(&branch, b"aws-kms-hierarchy", &salt).unwrap();
+    assert_eq!(got.as_slice(), want.as_slice());
+}

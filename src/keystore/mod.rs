@@ -64,6 +64,18 @@ impl fmt::Debug for BranchKeyMaterials {
 }
 
 impl BranchKeyMaterials {
+    /// Materials made up in unit tests (no store).
+    #[cfg(test)]
+    pub(crate) fn for_tests(branch_key_id: &str, version_bytes: [u8; 16], key: [u8; BRANCH_KEY_LEN]) -> Self {
+        BranchKeyMaterials {
+            branch_key_id: branch_key_id.to_owned(),
+            version: format_version(version_bytes),
+            version_bytes,
+            encryption_context: EncryptionContext::new(),
+            key: Zeroizing::new(key),
+        }
+    }
+
     /// The branch key id.
     pub fn branch_key_id(&self) -> &str {
         &self.branch_key_id

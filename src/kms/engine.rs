@@ -78,6 +78,7 @@ pub(crate) struct Call<'a> {
 /// The bounds, counters, retry partition and credential cache one service
 /// client's calls run under.
 pub(crate) struct Engine {
+    service: AwsService,
     pub(crate) bounds: KmsBounds,
     pub(crate) stats: Arc<KmsCounters>,
     partition: RetryPartition,
@@ -106,6 +107,7 @@ impl Engine {
         credentials: Option<Arc<CredentialCache>>,
     ) -> Self {
         Engine {
+            service,
             bounds,
             stats,
             partition: new_partition(service),
@@ -175,6 +177,14 @@ impl Engine {
                     region = region_field
                 )
             }
+            AwsService::DynamoDb if matches!(op, KmsOperation::DescribeTable | KmsOperation::CreateTable) => {
+                tracing::info_span!(
+                    "dynamodb_call",
+                    operation = op.name(),
+                    table = target,
+                    region = region_field
+                )
+            }
             AwsService::DynamoDb => tracing::info_span!(
                 "dynamodb_call",
                 operation = op.name(),
@@ -216,7 +226,8 @@ impl Engine {
         self.stats.call_finished(false, Duration::ZERO);
         let err = KmsError::new(KmsErrorKind::Timeout(TimeoutKind::Deadline), op, key_id)
             .with_message("the deadline passed before the call could start");
-        span.in_scope(|| tracing::warn!(error = %err, "call not started"));
+        let svc = self.service.log_name();
+        span.in_scope(|| tracing::warn!(error = %err, "{svc} call not started"));
         err
     }
 
@@ -241,7 +252,8 @@ impl Engine {
         span.in_scope(|| {
             tracing::warn!(
                 provider = cache.provider(),
-                "the service rejected the credentials as expired; retrying once with fresh ones"
+                "{} rejected the credentials as expired; retrying once with fresh ones",
+                self.service.log_name()
             )
         });
         Some(remaining)
@@ -291,9 +303,10 @@ impl Engine {
         self.stats.call_finished(result.is_ok(), elapsed);
         let attempts = summary.attempts;
         let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        let svc = self.service.log_name();
         match result {
             Ok(out) => {
-                span.in_scope(|| tracing::debug!(attempts, elapsed_ms, "call succeeded"));
+                span.in_scope(|| tracing::debug!(attempts, elapsed_ms, "{svc} call succeeded"));
                 Ok(out)
             }
             Err(mut err) => {
@@ -310,7 +323,7 @@ impl Engine {
                         request_id = err.request_id.as_deref(),
                         attempts,
                         elapsed_ms,
-                        "call failed"
+                        "{svc} call failed"
                     )
                 });
                 Err(err)
@@ -332,6 +345,7 @@ impl Engine {
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     {
         let recorder = AttemptRecorder {
+            service: self.service,
             stats: Arc::clone(&self.stats),
             state: Arc::clone(state),
         };

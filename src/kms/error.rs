@@ -49,6 +49,14 @@ impl AwsService {
             AwsService::DynamoDb => "DynamoDB",
         }
     }
+
+    /// The lower-case name that starts log messages (`kms call failed`).
+    pub(crate) fn log_name(self) -> &'static str {
+        match self {
+            AwsService::Kms => "kms",
+            AwsService::DynamoDb => "dynamodb",
+        }
+    }
 }
 
 impl KmsOperation {

@@ -10,7 +10,7 @@ use sdk::config::{ConfigBag, Intercept, RuntimeComponents};
 use sdk::error::BoxError;
 
 use super::classify::{classify_attempt, error_code};
-use super::error::KmsErrorKind;
+use super::error::{AwsService, KmsErrorKind};
 use super::stats::KmsCounters;
 
 #[derive(Clone, Debug)]
@@ -41,6 +41,7 @@ pub(super) struct AttemptState {
 /// Per-call interceptor: counts attempts and logs each one's outcome.
 #[derive(Debug)]
 pub(crate) struct AttemptRecorder {
+    pub(super) service: AwsService,
     pub(super) stats: Arc<KmsCounters>,
     pub(super) state: Arc<Mutex<AttemptState>>,
 }
@@ -118,17 +119,18 @@ impl Intercept for AttemptRecorder {
             _ => None,
         };
         drop(s);
+        let svc = self.service.log_name();
         match (ctx.output_or_error(), failure) {
-            (Some(Ok(_)), _) => tracing::debug!(attempt, latency_ms, status, "kms attempt ok"),
+            (Some(Ok(_)), _) => tracing::debug!(attempt, latency_ms, status, "{svc} attempt ok"),
             (Some(Err(_)), Some(kind)) => {
                 self.stats.attempt_failed(&kind);
                 if kind == KmsErrorKind::Throttled {
-                    tracing::warn!(attempt, latency_ms, status, "kms attempt throttled");
+                    tracing::warn!(attempt, latency_ms, status, "{svc} attempt throttled");
                 } else {
-                    tracing::info!(attempt, latency_ms, status, kind = ?kind, "kms attempt failed");
+                    tracing::info!(attempt, latency_ms, status, kind = ?kind, "{svc} attempt failed");
                 }
             }
-            _ => tracing::info!(attempt, latency_ms, "kms attempt cancelled"),
+            _ => tracing::info!(attempt, latency_ms, "{svc} attempt cancelled"),
         }
         Ok(())
     }

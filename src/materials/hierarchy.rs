@@ -18,10 +18,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use lru::LruCache;
-use sha2::{Digest, Sha384};
 
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
-use crate::crypto::{kdf_counter_hmac_sha256, Backend, DataKey, IV_LEN, TAG_LEN};
+use crate::crypto::{kdf_counter_hmac_sha256, sha384_concat, Backend, DataKey, IV_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::format::{EncryptedDataKey, EncryptionContext};
 use crate::keystore::{BranchKeyMaterials, KeyStore};
@@ -339,18 +338,21 @@ impl HierarchyKeyringBuilder {
 /// the version, each separated by a zero byte.
 fn entry_id(partition: &[u8], logical_name: &str, branch_key_id: &str, version: Option<&str>) -> [u8; 48] {
     let scope: u8 = if version.is_some() { 0x02 } else { 0x01 };
-    let mut h = Sha384::new();
-    h.update([0x02, 0x00, scope, 0x00]);
-    h.update(partition);
-    h.update([0x00]);
-    h.update(logical_name.as_bytes());
-    h.update([0x00]);
-    h.update(branch_key_id.as_bytes());
-    if let Some(v) = version {
-        h.update([0x00]);
-        h.update(v.as_bytes());
-    }
-    h.finalize().into()
+    let head = [0x02, 0x00, scope, 0x00];
+    let (sep, version) = match version {
+        Some(v) => (&[0x00][..], v.as_bytes()),
+        None => (&[][..], &[][..]),
+    };
+    sha384_concat(&[
+        &head,
+        partition,
+        &[0x00],
+        logical_name.as_bytes(),
+        &[0x00],
+        branch_key_id.as_bytes(),
+        sep,
+        version,
+    ])
 }
 
 /// The wrapping AAD: provider id || branch key id || version || context.
@@ -527,37 +529,170 @@ impl Keyring for HierarchyKeyring {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    fn materials(id: &str) -> BranchKeyMaterials {
+        BranchKeyMaterials::for_tests(id, [1; 16], [2; 32])
+    }
+
+    /// A load that counts its calls, takes `delay` and then gives `id`'s
+    /// materials (or fails while `fail` is set).
+    struct Loader {
+        calls: AtomicUsize,
+        delay: Duration,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl Loader {
+        fn new(delay: Duration) -> Arc<Self> {
+            Arc::new(Loader {
+                calls: AtomicUsize::new(0),
+                delay,
+                fail: false.into(),
+            })
+        }
+
+        async fn load(&self, id: &str) -> Result<BranchKeyMaterials> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            if self.fail.load(Ordering::SeqCst) {
+                Err(Error::keyring("test", "the key store is down"))
+            } else {
+                Ok(materials(id))
+            }
+        }
+    }
+
+    async fn get(
+        cache: &BranchKeyCache,
+        loader: &Arc<Loader>,
+        ttl: Duration,
+        hits: &AtomicUsize,
+    ) -> Result<Arc<Cached>> {
+        let id = entry_id(b"p", "store", "bk", None);
+        let note = |hit: bool| {
+            if hit {
+                hits.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        cache.get(id, ttl, note, || loader.load("bk")).await
+    }
+
+    #[test]
+    fn concurrent_misses_make_one_load_and_share_its_failure() {
+        let rt = rt();
+        let cache = BranchKeyCache::default();
+        let loader = Loader::new(Duration::from_millis(50));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let ttl = Duration::from_secs(60);
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..64)
+                .map(|_| {
+                    let (cache, loader, hits) = (cache.clone(), Arc::clone(&loader), Arc::clone(&hits));
+                    tokio::spawn(async move { get(&cache, &loader, ttl, &hits).await.map(|_| ()) })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap().unwrap();
+            }
+        });
+        assert_eq!(loader.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(hits.load(Ordering::SeqCst), 63);
+
+        // A failing load: its waiters get its error, and the next call loads again.
+        let cache = BranchKeyCache::default();
+        let loader = Loader::new(Duration::from_millis(50));
+        loader.fail.store(true, Ordering::SeqCst);
+        let failed = rt.block_on(async {
+            let tasks: Vec<_> = (0..16)
+                .map(|_| {
+                    let (cache, loader, hits) = (cache.clone(), Arc::clone(&loader), Arc::clone(&hits));
+                    tokio::spawn(async move { get(&cache, &loader, ttl, &hits).await.is_err() })
+                })
+                .collect();
+            let mut failed = 0;
+            for t in tasks {
+                failed += usize::from(t.await.unwrap());
+            }
+            failed
+        });
+        assert_eq!((failed, loader.calls.load(Ordering::SeqCst)), (16, 1));
+        assert!(cache.is_empty(), "a failure is not cached");
+        loader.fail.store(false, Ordering::SeqCst);
+        rt.block_on(get(&cache, &loader, ttl, &hits)).unwrap();
+        assert_eq!(loader.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_cancelled_load_hands_over_and_expired_keys_reload() {
+        let rt = rt();
+        let cache = BranchKeyCache::default();
+        let loader = Loader::new(Duration::from_millis(300));
+        let hits = AtomicUsize::new(0);
+        let ttl = Duration::from_millis(200);
+        rt.block_on(async {
+            // The first caller gives up mid-load; the next one must not wait forever.
+            let first =
+                tokio::time::timeout(Duration::from_millis(50), get(&cache, &loader, ttl, &hits)).await;
+            assert!(first.is_err(), "timed out");
+            let second = tokio::time::timeout(Duration::from_secs(5), get(&cache, &loader, ttl, &hits)).await;
+            assert!(second.unwrap().is_ok());
+            assert_eq!(loader.calls.load(Ordering::SeqCst), 2);
+            get(&cache, &loader, ttl, &hits).await.unwrap();
+            assert_eq!(loader.calls.load(Ordering::SeqCst), 2, "a hit within the TTL");
+            tokio::time::sleep(ttl + Duration::from_millis(20)).await;
+            get(&cache, &loader, ttl, &hits).await.unwrap();
+            assert_eq!(loader.calls.load(Ordering::SeqCst), 3, "expired: loaded again");
+        });
+    }
+
+    #[test]
+    fn evicted_branch_keys_are_dropped() {
+        let rt = rt();
+        let cache = BranchKeyCache::new(1).unwrap();
+        let loader = Loader::new(Duration::ZERO);
+        let ttl = Duration::from_secs(60);
+        rt.block_on(async {
+            let held = cache
+                .get(entry_id(b"p", "s", "a", None), ttl, |_| {}, || loader.load("a"))
+                .await
+                .unwrap();
+            let a = Arc::downgrade(&held);
+            drop(held);
+            assert!(a.upgrade().is_some(), "held by the cache");
+            cache
+                .get(entry_id(b"p", "s", "b", None), ttl, |_| {}, || loader.load("b"))
+                .await
+                .unwrap();
+            // Evicted (capacity 1) and no caller holds it: dropped, so its
+            // Zeroizing key was wiped.
+            assert!(a.upgrade().is_none());
+            assert_eq!(cache.len(), 1);
+        });
+    }
 
     #[test]
     fn cache_entry_ids_follow_appendix_a() {
         let mut pre = vec![0x02, 0x00, 0x01, 0x00];
         pre.extend_from_slice(b"p\x00store\x00bk");
-        assert_eq!(
-            entry_id(b"p", "store", "bk", None),
-            <[u8; 48]>::from(Sha384::digest(&pre))
-        );
+        assert_eq!(entry_id(b"p", "store", "bk", None), sha384_concat(&[&pre]));
         let mut dec = vec![0x02, 0x00, 0x02, 0x00];
         dec.extend_from_slice(b"p\x00store\x00bk\x00v");
-        assert_eq!(
-            entry_id(b"p", "store", "bk", Some("v")),
-            <[u8; 48]>::from(Sha384::digest(&dec))
+        assert_eq!(entry_id(b"p", "store", "bk", Some("v")), sha384_concat(&[&dec]));
+        // The scopes keep encrypt and decrypt entries apart.
+        assert_ne!(
+            entry_id(b"p", "store", "bk", None),
+            entry_id(b"p", "store", "bk", Some(""))
         );
-    }
-
-    #[test]
-    fn wrapping_key_is_one_counter_mode_hmac_block() {
-        use hmac::{KeyInit, Mac};
-        let branch = [7u8; 32];
-        let salt = [9u8; 16];
-        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&branch).unwrap();
-        mac.update(&[0, 0, 0, 1]);
-        mac.update(b"aws-kms-hierarchy");
-        mac.update(&[0]);
-        mac.update(&salt);
-        mac.update(&[0, 0, 1, 0]);
-        let want = mac.finalize().into_bytes();
-        let got = kdf_counter_hmac_sha256(&branch, HIERARCHY_PROVIDER_ID.as_bytes(), &salt).unwrap();
-        assert_eq!(got.as_slice(), want.as_slice());
     }
 }

@@ -41,6 +41,10 @@ import warnings
 warnings.simplefilter("ignore")
 # The SDK logs tracebacks (e.g. "Error on closing") on failure; errors are reported as one line instead.
 logging.disable(logging.CRITICAL)
+# The legacy master-key API needs no Material Providers Library. The venv
+# has it (for hierarchy_ref.py), and ESDK 4 imports it when present, which
+# costs about 0.5 s per process: keep it out.
+sys.modules["aws_cryptographic_material_providers"] = None
 
 import aws_encryption_sdk  # noqa: E402
 from aws_encryption_sdk.exceptions import InvalidKeyIdError, SerializationError  # noqa: E402
