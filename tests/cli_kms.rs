@@ -295,6 +295,21 @@ fn envseal_ddb(dir: &Path, args: &[&str]) -> Output {
     )
 }
 
+/// `envseal key-store CMD --key-store-table T --key-store-kms-key K ...`.
+#[cfg(feature = "hierarchy")]
+fn key_store_args(cmd: &str, table: &str, kms_key: &str, more: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        "key-store",
+        cmd,
+        "--key-store-table",
+        table,
+        "--key-store-kms-key",
+        kms_key,
+    ];
+    v.extend(more);
+    v.into_iter().map(str::to_owned).collect()
+}
+
 #[cfg(feature = "hierarchy")]
 #[tokio::test]
 async fn key_store_commands_and_branch_keys_mixed_with_other_keys() {
@@ -327,20 +342,15 @@ async fn key_store_commands_and_branch_keys_mixed_with_other_keys() {
     assert_eq!(random_id.trim().len(), 36, "the id alone: {random_id:?}");
     assert_eq!(random_id.lines().count(), 1);
     let random_id = random_id.trim().to_owned();
+    let tenant_key = key_store_args(
+        "create-key",
+        t,
+        &kms_key,
+        &["--branch-key-id", "cli-tenant", "--context", "tenant=cli"],
+    );
     let out = envseal_ddb(
         f.path(),
-        &[
-            "key-store",
-            "create-key",
-            "--key-store-table",
-            t,
-            "--key-store-kms-key",
-            &kms_key,
-            "--branch-key-id",
-            "cli-tenant",
-            "--context",
-            "tenant=cli",
-        ],
+        &tenant_key.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     ok(&out);
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "cli-tenant\n");
@@ -425,18 +435,7 @@ async fn key_store_commands_and_branch_keys_mixed_with_other_keys() {
     // The same key id twice: refused by the conditional write.
     let err = fails(&envseal_ddb(
         f.path(),
-        &[
-            "key-store",
-            "create-key",
-            "--key-store-table",
-            t,
-            "--key-store-kms-key",
-            &kms_key,
-            "--branch-key-id",
-            "cli-tenant",
-            "--context",
-            "tenant=cli",
-        ],
+        &tenant_key.iter().map(String::as_str).collect::<Vec<_>>(),
     ));
     assert!(
         err.contains("DynamoDB TransactWriteItems branch key cli-tenant: conditional write refused"),

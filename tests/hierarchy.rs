@@ -47,6 +47,27 @@ async fn store(table: &str, kms_key: &str) -> KeyStore {
     store
 }
 
+/// A KMS key, a key store table (created) and a branch key with a random id.
+struct Fixture {
+    kms_key: String,
+    table: String,
+    store: KeyStore,
+    id: String,
+}
+
+async fn fixture(name: &str) -> Fixture {
+    let kms_key = create_key(REGION).await;
+    let table = table(name);
+    let store = store(&table, &kms_key).await;
+    let id = store.create_key(None, &EncryptionContext::new()).await.unwrap();
+    Fixture {
+        kms_key,
+        table,
+        store,
+        id,
+    }
+}
+
 fn keyring(store: &KeyStore, branch_key_id: &str, ttl: Duration) -> HierarchyKeyring {
     HierarchyKeyring::builder(store.clone(), ttl)
         .branch_key_id(branch_key_id)
@@ -55,20 +76,23 @@ fn keyring(store: &KeyStore, branch_key_id: &str, ttl: Duration) -> HierarchyKey
 }
 
 fn config(suite: AlgorithmSuite) -> Config {
-    let policy = if suite.is_committing() {
-        CommitmentPolicy::RequireEncryptRequireDecrypt
-    } else {
-        CommitmentPolicy::ForbidEncryptAllowDecrypt
-    };
-    Config::builder()
-        .commitment_policy(policy)
-        .suite(suite)
-        .build()
-        .unwrap()
+    common::strict_config(suite)
 }
 
 fn context() -> EncryptionContext {
     EncryptionContext::from([("purpose", "hierarchy-test"), ("tenant", "acme")])
+}
+
+const SUITE: AlgorithmSuite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
+
+/// Encrypts under suite 0x0478 with the test context.
+async fn seal(keyring: &dyn envseal::Keyring, plaintext: &[u8]) -> envseal::Result<Vec<u8>> {
+    envseal::encrypt(&config(SUITE), keyring, &context(), plaintext).await
+}
+
+/// Decrypts a 0x0478 message (no reproduced context).
+async fn open(keyring: &dyn envseal::Keyring, message: &[u8]) -> envseal::Result<envseal::Decrypted> {
+    envseal::decrypt(&config(SUITE), keyring, &EncryptionContext::new(), message).await
 }
 
 /// The branch key versions (16 bytes each) named by a message's
@@ -101,10 +125,7 @@ fn version_bytes(version: &str) -> [u8; 16] {
 
 #[tokio::test]
 async fn round_trip_signed_and_unsigned_and_branch_key_reads() {
-    let kms_key = create_key(REGION).await;
-    let t = table("roundtrip");
-    let store = store(&t, &kms_key).await;
-    let id = store.create_key(None, &EncryptionContext::new()).await.unwrap();
+    let Fixture { store, id, .. } = fixture("roundtrip").await;
     assert_eq!(id.len(), 36, "a UUID: {id}");
     let active = store.get_active_branch_key(&id).await.unwrap();
     assert_eq!(active.branch_key_id(), id);
@@ -128,27 +149,13 @@ async fn round_trip_signed_and_unsigned_and_branch_key_reads() {
         assert_eq!(*out.plaintext, plaintext, "{suite:?}");
     }
     // A tampered version field names no branch key version: a clear error.
-    let mut message = envseal::encrypt(
-        &config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey),
-        &keyring,
-        &context(),
-        b"x",
-    )
-    .await
-    .unwrap();
+    let mut message = seal(&keyring, b"x").await.unwrap();
     let pos = message
         .windows(16)
         .position(|w| w == active.version_bytes())
         .unwrap();
     message[pos] ^= 1;
-    let err = envseal::decrypt(
-        &config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey),
-        &keyring,
-        &EncryptionContext::new(),
-        &message,
-    )
-    .await
-    .unwrap_err();
+    let err = open(&keyring, &message).await.unwrap_err();
     let Error::Kms(e) = &err else { panic!("{err}") };
     assert_eq!(
         (e.kind.clone(), e.operation),
@@ -159,22 +166,14 @@ async fn round_trip_signed_and_unsigned_and_branch_key_reads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_get_item_and_one_decrypt_per_ttl_and_per_concurrent_miss() {
-    let kms_key = create_key(REGION).await;
-    let t = table("counters");
-    let store = store(&t, &kms_key).await;
-    let id = store.create_key(None, &EncryptionContext::new()).await.unwrap();
+    let Fixture { store, id, .. } = fixture("counters").await;
     let (base, kms_base) = (store.stats(), store.kms_client().stats());
     let ttl = Duration::from_millis(1500);
     let keyring = keyring(&store, &id, ttl);
-    let cfg = config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey);
     let started = Instant::now();
     let mut messages = Vec::new();
     for i in 0..50u8 {
-        messages.push(
-            envseal::encrypt(&cfg, &keyring, &context(), &[i; 100])
-                .await
-                .unwrap(),
-        );
+        messages.push(seal(&keyring, &[i; 100]).await.unwrap());
     }
     assert!(
         started.elapsed() < ttl,
@@ -187,18 +186,14 @@ async fn one_get_item_and_one_decrypt_per_ttl_and_per_concurrent_miss() {
     assert_eq!(s.branch_key_cache_hits - base.branch_key_cache_hits, 49);
     // Decrypt reads the version item once, then serves all from the cache.
     for m in &messages {
-        envseal::decrypt(&cfg, &keyring, &EncryptionContext::new(), m)
-            .await
-            .unwrap();
+        open(&keyring, m).await.unwrap();
     }
     let (s, k) = (store.stats(), store.kms_client().stats());
     assert_eq!(s.get_item_calls - base.get_item_calls, 2);
     assert_eq!(k.decrypt_calls - kms_base.decrypt_calls, 2);
     // After the TTL: one more of each.
     tokio::time::sleep(ttl.saturating_sub(started.elapsed()) + Duration::from_millis(100)).await;
-    envseal::encrypt(&cfg, &keyring, &context(), b"after ttl")
-        .await
-        .unwrap();
+    seal(&keyring, b"after ttl").await.unwrap();
     let (s, k) = (store.stats(), store.kms_client().stats());
     assert_eq!(s.get_item_calls - base.get_item_calls, 3);
     assert_eq!(k.decrypt_calls - kms_base.decrypt_calls, 3);
@@ -211,8 +206,7 @@ async fn one_get_item_and_one_decrypt_per_ttl_and_per_concurrent_miss() {
     let tasks: Vec<_> = (0..64u8)
         .map(|i| {
             let keyring = Arc::clone(&keyring);
-            let cfg = cfg.clone();
-            tokio::spawn(async move { envseal::encrypt(&cfg, &*keyring, &context(), &[i; 10]).await })
+            tokio::spawn(async move { seal(&*keyring, &[i; 10]).await })
         })
         .collect();
     for t in tasks {
@@ -235,10 +229,7 @@ fn keyring_for_cache(store: &KeyStore, id: &str, cache: BranchKeyCache) -> Hiera
 
 #[tokio::test]
 async fn shared_cache_entries_are_apart_by_partition() {
-    let kms_key = create_key(REGION).await;
-    let t = table("partition");
-    let store = store(&t, &kms_key).await;
-    let id = store.create_key(None, &EncryptionContext::new()).await.unwrap();
+    let Fixture { store, id, .. } = fixture("partition").await;
     let cache = BranchKeyCache::new(10).unwrap();
     let with_partition = |p: &str| {
         HierarchyKeyring::builder(store.clone(), Duration::from_secs(60))
@@ -248,10 +239,9 @@ async fn shared_cache_entries_are_apart_by_partition() {
             .build()
             .unwrap()
     };
-    let cfg = config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey);
     let base = store.stats();
     for keyring in [with_partition("a"), with_partition("a"), with_partition("b")] {
-        envseal::encrypt(&cfg, &keyring, &context(), b"x").await.unwrap();
+        seal(&keyring, b"x").await.unwrap();
     }
     assert_eq!(
         store.stats().get_item_calls - base.get_item_calls,
@@ -262,7 +252,7 @@ async fn shared_cache_entries_are_apart_by_partition() {
     // Default partitions are random: nothing shared.
     for _ in 0..2 {
         let k = keyring_for_cache(&store, &id, cache.clone());
-        envseal::encrypt(&cfg, &k, &context(), b"x").await.unwrap();
+        seal(&k, b"x").await.unwrap();
     }
     assert_eq!(store.stats().get_item_calls - base.get_item_calls, 4);
 }
@@ -277,28 +267,20 @@ async fn version_key_keeps_old_messages_and_moves_new_ones() {
     assert_eq!(id, "tenant-7");
     let v1 = store.get_active_branch_key(&id).await.unwrap();
     assert_eq!(v1.encryption_context(), &ctx);
-    let cfg = config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey);
-    let old = envseal::encrypt(
-        &cfg,
-        &keyring(&store, &id, Duration::from_secs(60)),
-        &context(),
-        b"old",
-    )
-    .await
-    .unwrap();
+    let old = seal(&keyring(&store, &id, Duration::from_secs(60)), b"old")
+        .await
+        .unwrap();
     let v2 = store.version_key(&id).await.unwrap();
     assert_ne!(v2, v1.version());
     let active = store.get_active_branch_key(&id).await.unwrap();
     assert_eq!(active.version(), v2);
     assert_eq!(active.encryption_context(), &ctx, "kept across versions");
     let fresh = keyring(&store, &id, Duration::from_secs(60));
-    let new = envseal::encrypt(&cfg, &fresh, &context(), b"new").await.unwrap();
+    let new = seal(&fresh, b"new").await.unwrap();
     assert_eq!(edk_versions(&new), [(id.clone(), version_bytes(&v2))]);
     assert_eq!(edk_versions(&old), [(id.clone(), v1.version_bytes())]);
     for (m, want) in [(&old, &b"old"[..]), (&new, &b"new"[..])] {
-        let out = envseal::decrypt(&cfg, &fresh, &EncryptionContext::new(), m)
-            .await
-            .unwrap();
+        let out = open(&fresh, m).await.unwrap();
         assert_eq!(&*out.plaintext, want);
     }
     // The same id again: the conditional write refuses it.
@@ -321,16 +303,10 @@ async fn unknown_and_foreign_branch_keys_fail_clearly_and_others_cost_no_call() 
     let store = store(&t, &kms_key).await;
     let a = store.create_key(None, &EncryptionContext::new()).await.unwrap();
     let b = store.create_key(None, &EncryptionContext::new()).await.unwrap();
-    let cfg = config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey);
 
-    let err = envseal::encrypt(
-        &cfg,
-        &keyring(&store, "no-such-key", Duration::from_secs(60)),
-        &context(),
-        b"x",
-    )
-    .await
-    .unwrap_err();
+    let err = seal(&keyring(&store, "no-such-key", Duration::from_secs(60)), b"x")
+        .await
+        .unwrap_err();
     let line = err.to_string();
     assert!(!line.contains('\n'), "{line}");
     assert!(
@@ -340,23 +316,13 @@ async fn unknown_and_foreign_branch_keys_fail_clearly_and_others_cost_no_call() 
     );
 
     // A message for branch key A, read by a keyring for B: skipped, no call.
-    let message = envseal::encrypt(
-        &cfg,
-        &keyring(&store, &a, Duration::from_secs(60)),
-        &context(),
-        b"x",
-    )
-    .await
-    .unwrap();
+    let message = seal(&keyring(&store, &a, Duration::from_secs(60)), b"x")
+        .await
+        .unwrap();
     let (before, kms_before) = (store.stats(), store.kms_client().stats());
-    let err = envseal::decrypt(
-        &cfg,
-        &keyring(&store, &b, Duration::from_secs(60)),
-        &EncryptionContext::new(),
-        &message,
-    )
-    .await
-    .unwrap_err();
+    let err = open(&keyring(&store, &b, Duration::from_secs(60)), &message)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NoMatchingKey { .. }), "{err}");
     let (after, kms_after) = (store.stats(), store.kms_client().stats());
     assert_eq!(
@@ -413,9 +379,7 @@ async fn a_supplier_picks_each_tenants_branch_key() {
             .await
             .unwrap();
         assert_eq!(edk_versions(&m)[0].0, format!("key-{tenant}"));
-        let out = envseal::decrypt(&cfg, &keyring, &EncryptionContext::new(), &m)
-            .await
-            .unwrap();
+        let out = open(&keyring, &m).await.unwrap();
         assert_eq!(&*out.plaintext, tenant.as_bytes());
     }
     let err = envseal::encrypt(&cfg, &keyring, &EncryptionContext::new(), b"x")
@@ -438,10 +402,12 @@ fn fault_bounds() -> KmsBounds {
 /// A branch key in moto, and a keyring whose DynamoDB calls go through a
 /// fault server with `plan` (KMS calls go to moto directly).
 async fn faulty(plan: Vec<Action>) -> (FaultServer, HierarchyKeyring, KeyStore, String) {
-    let kms_key = create_key(REGION).await;
-    let t = table("faults");
-    let good = store(&t, &kms_key).await;
-    let id = good.create_key(None, &EncryptionContext::new()).await.unwrap();
+    let Fixture {
+        kms_key,
+        table: t,
+        id,
+        ..
+    } = fixture("faults").await;
     let fault = FaultServer::start(Some(moto().url.clone()), plan);
     let store = KeyStore::builder(&t, &kms_key)
         .kms_client(kms_client(fault_bounds()).await)
@@ -455,14 +421,7 @@ async fn faulty(plan: Vec<Action>) -> (FaultServer, HierarchyKeyring, KeyStore, 
 
 async fn encrypt_err(keyring: &HierarchyKeyring) -> (envseal::kms::KmsError, Duration) {
     let started = Instant::now();
-    let err = envseal::encrypt(
-        &config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey),
-        keyring,
-        &context(),
-        b"x",
-    )
-    .await
-    .unwrap_err();
+    let err = seal(keyring, b"x").await.unwrap_err();
     let elapsed = started.elapsed();
     match err {
         Error::Kms(e) => (*e, elapsed),
@@ -496,14 +455,7 @@ async fn dynamodb_faults_end_within_the_deadline_with_typed_errors() {
 
     let (fault, keyring, store, _) =
         faulty(vec![Action::Error(500, "InternalServerError"), Action::Proxy]).await;
-    envseal::encrypt(
-        &config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey),
-        &keyring,
-        &context(),
-        b"x",
-    )
-    .await
-    .unwrap();
+    seal(&keyring, b"x").await.unwrap();
     assert_eq!(fault.requests(), 2, "one 500, one retry");
     assert_eq!(store.stats().retries, 1);
 
@@ -862,10 +814,13 @@ async fn interop_with_the_python_material_providers_library() {
 /// and the late write is refused.
 #[tokio::test]
 async fn a_concurrent_version_makes_the_late_version_key_fail() {
-    let kms_key = create_key(REGION).await;
-    let t = table("race");
-    let good = store(&t, &kms_key).await;
-    let id = good.create_key(None, &EncryptionContext::new()).await.unwrap();
+    let Fixture {
+        kms_key,
+        table: t,
+        store: good,
+        id,
+        ..
+    } = fixture("race").await;
     // The slow store's GetItem goes through at once, its write a second later.
     let fault = FaultServer::start(
         Some(moto().url.clone()),

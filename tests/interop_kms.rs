@@ -13,8 +13,7 @@ use std::sync::Arc;
 use common::moto::{create_key, moto};
 use envseal::kms::KmsBounds;
 use envseal::{
-    AlgorithmSuite, CommitmentPolicy, Config, EncryptionContext, Keyring, KmsDiscoveryKeyring, KmsKeyring,
-    MultiKeyring,
+    AlgorithmSuite, Config, EncryptionContext, Keyring, KmsDiscoveryKeyring, KmsKeyring, MultiKeyring,
 };
 use serde_json::Value;
 
@@ -94,16 +93,7 @@ const SUITES: [(AlgorithmSuite, &str); 3] = [
 ];
 
 fn config(suite: AlgorithmSuite) -> Config {
-    let policy = if suite.is_committing() {
-        CommitmentPolicy::RequireEncryptRequireDecrypt
-    } else {
-        CommitmentPolicy::ForbidEncryptAllowDecrypt
-    };
-    Config::builder()
-        .commitment_policy(policy)
-        .suite(suite)
-        .build()
-        .unwrap()
+    common::strict_config(suite)
 }
 
 #[tokio::test]

@@ -59,6 +59,21 @@ pub fn config_for(suite: envseal::AlgorithmSuite, frame_length: u32, backend: Ba
         .unwrap()
 }
 
+/// `suite` under the strictest policy that allows it: require-require for
+/// committing suites, forbid-allow for the others.
+pub fn strict_config(suite: envseal::AlgorithmSuite) -> Config {
+    let policy = if suite.is_committing() {
+        CommitmentPolicy::RequireEncryptRequireDecrypt
+    } else {
+        CommitmentPolicy::ForbidEncryptAllowDecrypt
+    };
+    Config::builder()
+        .commitment_policy(policy)
+        .suite(suite)
+        .build()
+        .unwrap()
+}
+
 /// Deterministic pseudo-random bytes.
 pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -30,12 +30,9 @@ stderr and exit 1 (the output file is only created on success).
 """
 
 import argparse
-import io
 import json
 import logging
-import os
 import sys
-import tempfile
 import warnings
 
 warnings.simplefilter("ignore")
@@ -46,6 +43,7 @@ logging.disable(logging.CRITICAL)
 # costs about 0.5 s per process: keep it out.
 sys.modules["aws_cryptographic_material_providers"] = None
 
+from ref_io import Output, Parser, UsageError, load_context, open_input, parse_suite, read_bytes  # noqa: E402
 import aws_encryption_sdk  # noqa: E402
 from aws_encryption_sdk.exceptions import InvalidKeyIdError, SerializationError  # noqa: E402
 from aws_encryption_sdk.identifiers import (  # noqa: E402
@@ -86,15 +84,6 @@ RSA_WRAPPING = {
 }
 
 
-class UsageError(Exception):
-    """Bad command line or bad input file."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 class MultiKeyProvider(MasterKeyProvider):
     """Holds an ordered list of raw master keys; the first one generates the data key.
 
@@ -123,14 +112,6 @@ def _validate_frame_length(frame_length, algorithm):  # pylint: disable=unused-a
 
 
 aws_encryption_sdk.internal.utils.validate_frame_length = _validate_frame_length
-
-
-def _read_bytes(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise UsageError("cannot read {}: {}".format(path, e.strerror))
 
 
 def _master_key(namespace, name, wrapping_algorithm, material, key_type):
@@ -173,7 +154,7 @@ def build_master_key(kind, parts):
         return aws_encryption_sdk.StrictAwsKmsMasterKeyProvider(key_ids=[parts]).master_key(parts)
     if kind == "aes":
         namespace, name, path = parts
-        material = _read_bytes(path)
+        material = read_bytes(path)
         if len(material) not in AES_WRAPPING:
             raise UsageError(
                 "raw AES key {} must be 16, 24 or 32 bytes, got {}".format(path, len(material))
@@ -182,7 +163,7 @@ def build_master_key(kind, parts):
     namespace, name, padding, path = parts
     if padding not in RSA_WRAPPING:
         raise UsageError("unknown RSA padding {!r} (want one of {})".format(padding, ", ".join(RSA_WRAPPING)))
-    pem = _read_bytes(path)
+    pem = read_bytes(path)
     if b"PRIVATE KEY-----" in pem:
         key_type = EncryptionKeyType.PRIVATE
     elif b"PUBLIC KEY-----" in pem:
@@ -192,84 +173,8 @@ def build_master_key(kind, parts):
     return _master_key(namespace, name, RSA_WRAPPING[padding], pem, key_type)
 
 
-def parse_suite(text):
-    try:
-        suite_id = int(text, 16)
-    except ValueError:
-        raise UsageError("bad suite id {!r} (want hex, e.g. 0x0478)".format(text))
-    for suite in AlgorithmSuite:
-        if suite.algorithm_id == suite_id:
-            return suite
-    raise UsageError("unknown algorithm suite 0x{:04X}".format(suite_id))
-
-
-def load_context(path):
-    try:
-        ctx = json.loads(_read_bytes(path).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UsageError("bad --context-json {}: {}".format(path, e))
-    if not isinstance(ctx, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ctx.items()):
-        raise UsageError("--context-json must hold a JSON object of string to string")
-    return ctx
-
-
-def open_input(path):
-    if path == "-":
-        return sys.stdin.buffer, None
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise UsageError("cannot open input {}: {}".format(path, e.strerror))
-    length = None
-    try:
-        st = os.fstat(f.fileno())
-        if os.path.isfile(path):
-            length = st.st_size
-    except OSError:
-        pass
-    return f, length
-
-
-class Output(object):
-    """Writes to a temporary file next to the target; renamed into place only on success."""
-
-    def __init__(self, path):
-        self.path = path
-        if path == "-":
-            self.buf = io.BytesIO()
-            self.file = self.buf
-            self.tmp = None
-        else:
-            directory = os.path.dirname(os.path.abspath(path))
-            try:
-                fd, self.tmp = tempfile.mkstemp(prefix=".esdk_ref.", dir=directory)
-            except OSError as e:
-                raise UsageError("cannot write output in {}: {}".format(directory, e.strerror))
-            self.file = os.fdopen(fd, "wb")
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o666 & ~umask)
-
-    def commit(self):
-        if self.tmp is None:
-            sys.stdout.buffer.write(self.buf.getvalue())
-            sys.stdout.buffer.flush()
-            return
-        self.file.close()
-        os.replace(self.tmp, self.path)
-        self.tmp = None
-
-    def abort(self):
-        if self.tmp is not None:
-            try:
-                self.file.close()
-            finally:
-                os.unlink(self.tmp)
-            self.tmp = None
-
-
 def run(argv):
-    p = _Parser(prog="esdk_ref.py", description=__doc__.splitlines()[0])
+    p = Parser(prog="esdk_ref.py", description=__doc__.splitlines()[0])
     p.add_argument("mode", choices=["encrypt", "decrypt"])
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
@@ -293,7 +198,7 @@ def run(argv):
     kwargs = {"key_provider": provider}
     if args.mode == "encrypt":
         if args.suite is not None:
-            kwargs["algorithm"] = parse_suite(args.suite)
+            kwargs["algorithm"] = parse_suite(args.suite, AlgorithmSuite)
         if args.frame_length is not None:
             if args.frame_length < 0:
                 raise UsageError("--frame-length must be >= 0")
@@ -305,7 +210,7 @@ def run(argv):
     source, length = open_input(args.input)
     if length is not None:
         kwargs["source_length"] = length
-    out = Output(args.output)
+    out = Output(args.output, prefix=".esdk_ref.")
     try:
         with client.stream(mode="e" if args.mode == "encrypt" else "d", source=source, **kwargs) as stream:
             while True:

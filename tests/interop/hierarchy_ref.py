@@ -85,7 +85,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import warnings
 
 warnings.simplefilter("ignore")
@@ -93,6 +92,7 @@ warnings.simplefilter("ignore")
 logging.disable(logging.CRITICAL)
 
 import boto3  # noqa: E402
+from ref_io import Output, Parser, UsageError, load_context, open_input, parse_suite, read_bytes  # noqa: E402
 import aws_encryption_sdk  # noqa: E402
 from aws_encryption_sdk.identifiers import AlgorithmSuite, CommitmentPolicy  # noqa: E402
 from aws_cryptographic_material_providers.keystore import KeyStore  # noqa: E402
@@ -121,15 +121,6 @@ POLICIES = {
     "require-encrypt-allow-decrypt": CommitmentPolicy.REQUIRE_ENCRYPT_ALLOW_DECRYPT,
     "forbid-encrypt-allow-decrypt": CommitmentPolicy.FORBID_ENCRYPT_ALLOW_DECRYPT,
 }
-
-
-class UsageError(Exception):
-    """Bad command line or bad input file."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 class Clients(object):
@@ -177,16 +168,6 @@ class Clients(object):
         return cls._mpl
 
 
-def _read_bytes(path):
-    try:
-        if path == "-":
-            return sys.stdin.buffer.read()
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise UsageError("cannot read {}: {}".format(path, e.strerror))
-
-
 def kms_arn(text):
     if not text.startswith("arn:"):
         raise argparse.ArgumentTypeError("--kms-key needs a key ARN, got {!r}".format(text))
@@ -212,81 +193,6 @@ def key_store(args):
     )
 
 
-def parse_suite(text):
-    try:
-        suite_id = int(text, 16)
-    except ValueError:
-        raise UsageError("bad suite id {!r} (want hex, e.g. 0478)".format(text))
-    for suite in AlgorithmSuite:
-        if suite.algorithm_id == suite_id:
-            return suite
-    raise UsageError("unknown algorithm suite 0x{:04X}".format(suite_id))
-
-
-def load_context(path):
-    try:
-        ctx = json.loads(_read_bytes(path).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UsageError("bad --context-json {}: {}".format(path, e))
-    if not isinstance(ctx, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ctx.items()):
-        raise UsageError("--context-json must hold a JSON object of string to string")
-    return ctx
-
-
-def open_input(path):
-    if path == "-":
-        return sys.stdin.buffer, None
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise UsageError("cannot open input {}: {}".format(path, e.strerror))
-    length = None
-    try:
-        if os.path.isfile(path):
-            length = os.fstat(f.fileno()).st_size
-    except OSError:
-        pass
-    return f, length
-
-
-class Output(object):
-    """Writes to a temporary file next to the target; renamed into place only on success."""
-
-    def __init__(self, path, stdout):
-        self.path = path
-        self.stdout = stdout
-        if path == "-":
-            self.buf = io.BytesIO()
-            self.file = self.buf
-            self.tmp = None
-        else:
-            directory = os.path.dirname(os.path.abspath(path))
-            try:
-                fd, self.tmp = tempfile.mkstemp(prefix=".hierarchy_ref.", dir=directory)
-            except OSError as e:
-                raise UsageError("cannot write output in {}: {}".format(directory, e.strerror))
-            self.file = os.fdopen(fd, "wb")
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o666 & ~umask)
-
-    def commit(self):
-        if self.tmp is None:
-            self.stdout.write(self.buf.getvalue())
-            return
-        self.file.close()
-        os.replace(self.tmp, self.path)
-        self.tmp = None
-
-    def abort(self):
-        if self.tmp is not None:
-            try:
-                self.file.close()
-            finally:
-                os.unlink(self.tmp)
-            self.tmp = None
-
-
 def _store_args(p, branch_key_id=True):
     p.add_argument("--table", required=True)
     p.add_argument("--kms-key", required=True, type=kms_arn)
@@ -308,7 +214,7 @@ def _materials_json(m):
 
 
 def cmd_create_table(argv, out):
-    p = _Parser(prog="hierarchy_ref.py create-table")
+    p = Parser(prog="hierarchy_ref.py create-table")
     p.add_argument("--table", required=True)
     # The key store needs a KMS configuration; creating the table uses none.
     p.add_argument("--kms-key", type=kms_arn, default="arn:aws:kms:us-east-1:000000000000:key/unused")
@@ -319,7 +225,7 @@ def cmd_create_table(argv, out):
 
 
 def cmd_create_key(argv, out):
-    p = _Parser(prog="hierarchy_ref.py create-key")
+    p = Parser(prog="hierarchy_ref.py create-key")
     _store_args(p, branch_key_id=False)
     p.add_argument("--branch-key-id")
     p.add_argument("--context", action="append", type=context_pair, default=[])
@@ -338,14 +244,14 @@ def cmd_create_key(argv, out):
 
 
 def cmd_version_key(argv, out):
-    p = _Parser(prog="hierarchy_ref.py version-key")
+    p = Parser(prog="hierarchy_ref.py version-key")
     _store_args(p)
     args = p.parse_args(argv)
     key_store(args).version_key(VersionKeyInput(branch_key_identifier=args.branch_key_id))
 
 
 def cmd_get_active(argv, out):
-    p = _Parser(prog="hierarchy_ref.py get-active")
+    p = Parser(prog="hierarchy_ref.py get-active")
     _store_args(p)
     args = p.parse_args(argv)
     res = key_store(args).get_active_branch_key(GetActiveBranchKeyInput(branch_key_identifier=args.branch_key_id))
@@ -353,7 +259,7 @@ def cmd_get_active(argv, out):
 
 
 def cmd_get_version(argv, out):
-    p = _Parser(prog="hierarchy_ref.py get-version")
+    p = Parser(prog="hierarchy_ref.py get-version")
     _store_args(p)
     p.add_argument("--version", required=True)
     args = p.parse_args(argv)
@@ -364,7 +270,7 @@ def cmd_get_version(argv, out):
 
 
 def cmd_crypt(mode, argv, out):
-    p = _Parser(prog="hierarchy_ref.py " + mode)
+    p = Parser(prog="hierarchy_ref.py " + mode)
     _store_args(p)
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
@@ -389,7 +295,7 @@ def cmd_crypt(mode, argv, out):
     kwargs = {"keyring": keyring}
     if mode == "encrypt":
         if args.suite is not None:
-            kwargs["algorithm"] = parse_suite(args.suite)
+            kwargs["algorithm"] = parse_suite(args.suite, AlgorithmSuite)
         kwargs["encryption_context"] = context or {}
     else:
         if args.suite is not None:
@@ -400,7 +306,7 @@ def cmd_crypt(mode, argv, out):
     source, length = open_input(args.input)
     if length is not None:
         kwargs["source_length"] = length
-    output = Output(args.output, out)
+    output = Output(args.output, out, prefix=".hierarchy_ref.")
     try:
         with client.stream(mode="e" if mode == "encrypt" else "d", source=source, **kwargs) as stream:
             while True:
