@@ -118,6 +118,9 @@ pub struct Config {
     pub(crate) backend: Backend,
     pub(crate) threads: usize,
     pub(crate) allow_signed_streaming: bool,
+    /// Encryption context keys that must be given and are authenticated
+    /// but not stored (sorted, no duplicates).
+    pub(crate) required_context_keys: Vec<String>,
 }
 
 impl Default for Config {
@@ -133,6 +136,7 @@ impl Default for Config {
             backend: Backend::default(),
             threads: 0,
             allow_signed_streaming: false,
+            required_context_keys: Vec::new(),
         }
     }
 }
@@ -161,6 +165,12 @@ impl Config {
     /// Largest number of encrypted data keys accepted (`None`: no limit).
     pub fn max_encrypted_data_keys(&self) -> Option<usize> {
         self.max_encrypted_data_keys
+    }
+
+    /// The required encryption context keys (see
+    /// [`ConfigBuilder::required_encryption_context_keys`]).
+    pub fn required_encryption_context_keys(&self) -> &[String] {
+        &self.required_context_keys
     }
 
     /// Whether streaming decryption releases signed messages.
@@ -258,6 +268,25 @@ impl ConfigBuilder {
         self
     }
 
+    /// Encryption context keys every message must have (default: none), as
+    /// the ESDK's required encryption context CMM has them. On encrypt each
+    /// must be in the context; its pair is authenticated (the keyrings and
+    /// the header tag see it) but not stored in the header, so whoever
+    /// decrypts must supply it again. On decrypt each must be in the
+    /// reproduced context. A data-key cache keeps messages with different
+    /// required keys apart.
+    pub fn required_encryption_context_keys<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        let mut keys: Vec<String> = keys.into_iter().map(Into::into).collect();
+        keys.sort();
+        keys.dedup();
+        self.0.required_context_keys = keys;
+        self
+    }
+
     /// Crypto backend (default aws-lc when compiled in).
     pub fn backend(mut self, backend: Backend) -> Self {
         self.0.backend = backend;
@@ -268,7 +297,8 @@ impl ConfigBuilder {
     ///
     /// # Errors
     /// [`Error::Policy`] if the chosen suite is not allowed by the policy;
-    /// [`Error::Config`] if `max_encrypted_data_keys` is 0.
+    /// [`Error::Config`] if `max_encrypted_data_keys` is 0 or a required
+    /// context key uses the reserved `aws-crypto-` prefix.
     pub fn build(self) -> Result<Config> {
         let c = self.0;
         if let Some(suite) = c.suite {
@@ -282,6 +312,19 @@ impl ConfigBuilder {
         }
         if c.max_encrypted_data_keys == Some(0) {
             return Err(Error::config("max encrypted data keys", "must be at least 1"));
+        }
+        if let Some(k) = c
+            .required_context_keys
+            .iter()
+            .find(|k| k.starts_with(crate::format::RESERVED_PREFIX))
+        {
+            return Err(Error::config(
+                "required encryption context keys",
+                format!(
+                    "key {k:?} uses the reserved prefix \"{}\"",
+                    crate::format::RESERVED_PREFIX
+                ),
+            ));
         }
         Ok(c)
     }

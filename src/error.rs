@@ -281,6 +281,10 @@ pub enum PolicyError {
     /// Signed suite without a public key in the context, or the reverse.
     #[error("encryption context public key does not match the suite")]
     PublicKeyMismatch,
+    /// A required encryption context key (`Config::required_encryption_context_keys`)
+    /// is not in the context given to decrypt.
+    #[error("the required encryption context key {0:?} was not given")]
+    RequiredContextKey(String),
 }
 
 impl From<crate::kms::KmsError> for Error {

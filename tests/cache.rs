@@ -533,3 +533,40 @@ mod kms {
         assert_eq!(kms.stats().decrypt_calls, 1);
     }
 }
+
+/// The data-key cache keeps messages with different required context keys
+/// apart, even for clients sharing a cache and a partition.
+#[test]
+fn the_cache_is_partitioned_by_required_context_keys() {
+    use envseal::{blocking, CacheLimits, Config, EncryptionContext, MaterialsCache};
+    let cache = MaterialsCache::new(10).unwrap();
+    let limits = CacheLimits::new(std::time::Duration::from_secs(60));
+    let client = |required: &[&str]| {
+        let config = Config::builder()
+            .required_encryption_context_keys(required.iter().copied())
+            .build()
+            .unwrap();
+        blocking::Client::builder_shared(common::aes("ns", "k", &[9; 32]))
+            .config(config)
+            .cache(cache.clone(), limits)
+            .partition("shared")
+            .build()
+            .unwrap()
+    };
+    let context = EncryptionContext::from([("tenant", "acme"), ("table", "t")]);
+    let (plain, required) = (client(&[]), client(&["tenant"]));
+    plain.encrypt(&context, b"a").unwrap();
+    plain.encrypt(&context, b"b").unwrap();
+    assert_eq!(cache.stats().misses, 1, "one data key for the plain client");
+    let m = required.encrypt(&context, b"c").unwrap();
+    assert_eq!(cache.stats().misses, 2, "not the plain client's data key");
+    required.encrypt(&context, b"d").unwrap();
+    assert_eq!(cache.stats().misses, 2);
+    // And its messages need the required pair.
+    let reader = client(&[]);
+    assert!(reader.decrypt(&EncryptionContext::new(), &m).is_err());
+    let out = reader
+        .decrypt(&EncryptionContext::from([("tenant", "acme")]), &m)
+        .unwrap();
+    assert_eq!(&*out.plaintext, b"c");
+}

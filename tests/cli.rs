@@ -1063,3 +1063,47 @@ fn a_signal_mid_decrypt_leaves_no_file() {
         }
     }
 }
+
+#[test]
+fn required_context_keys_are_needed_again_to_decrypt() {
+    let fx = Fixture::new();
+    let input = fx.write("plain", b"required pairs");
+    let key = aes_flag(&fx.aes_key("ns", "k", 32, 5));
+    let ct = fx.p("ct");
+    let mut enc = key.clone();
+    enc.extend(args(&[
+        "--suite",
+        "0x0478",
+        "--context",
+        "tenant=acme",
+        "--context",
+        "purpose=test",
+        "--required-context-key",
+        "tenant",
+    ]));
+    encrypt_file(&input, &ct, &enc);
+    let msg = fx.read("ct");
+    assert!(
+        !msg.windows(4).any(|w| w == b"acme"),
+        "the required pair is not stored"
+    );
+    // Without the pair: the header does not authenticate, and no output.
+    let back = fx.p("back");
+    let err = assert_fail(&decrypt_cmd(&ct, &back, &key));
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(!Path::new(&back).exists());
+    let mut dec = key.clone();
+    dec.extend(args(&["--context", "tenant=acme"]));
+    assert_ok(&decrypt_cmd(&ct, &back, &dec));
+    assert_eq!(fx.read("back"), b"required pairs");
+    // A required key without its --context pair is a usage error.
+    let mut bad = key.clone();
+    bad.extend(args(&["--required-context-key", "tenant"]));
+    let mut a = args(&["encrypt", "--input", &input, "--output", &fx.p("ct2")]);
+    a.extend(bad);
+    let err = assert_fail_code(&run(&a, None), 2);
+    assert!(
+        err.contains("--required-context-key \"tenant\" needs its pair in --context"),
+        "{err}"
+    );
+}

@@ -739,3 +739,76 @@ fn decrypted_plaintext_is_zeroizing() {
     let plaintext: &envseal::zeroize::Zeroizing<Vec<u8>> = &d.plaintext;
     assert_eq!(&plaintext[..], b"x");
 }
+
+/// Required encryption context keys (the ESDK's required-EC CMM): their
+/// pairs reach the keyrings and the header tag but not the header, so
+/// decrypt needs exactly those pairs again.
+#[test]
+fn required_context_keys_are_authenticated_but_not_stored() {
+    let rt = Runtime::new().unwrap();
+    let ring = aes("ns", "k", &[3u8; 32]);
+    let full = ctx(&[("tenant", "acme"), ("secret", "s3"), ("purpose", "billing")]);
+    for backend in Backend::all() {
+        for suite in [
+            AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+            AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
+        ] {
+            let config = Config::builder()
+                .suite(suite)
+                .backend(backend)
+                .required_encryption_context_keys(["tenant", "secret"])
+                .build()
+                .unwrap();
+            let message = rt.encrypt(&config, &*ring, &full, b"required").unwrap();
+            let header = Decryptor::new(&message[..], &config).unwrap();
+            let stored: Vec<&str> = header
+                .encryption_context()
+                .iter()
+                .map(|(k, _)| k)
+                .filter(|k| *k != PUBLIC_KEY_FIELD)
+                .collect();
+            assert_eq!(stored, ["purpose"], "required pairs are not stored");
+            // The reader needs the required pairs (and may repeat stored ones).
+            let plain = Config::builder().backend(backend).build().unwrap();
+            for reproduced in [ctx(&[("tenant", "acme"), ("secret", "s3")]), full.clone()] {
+                let out = rt.decrypt(&plain, &*ring, &reproduced, &message).unwrap();
+                assert_eq!(&*out.plaintext, b"required");
+                assert_eq!(out.encryption_context.get("secret"), Some("s3"));
+            }
+            for reproduced in [
+                ctx(&[]),
+                ctx(&[("tenant", "acme")]),
+                ctx(&[("tenant", "acme"), ("secret", "wrong")]),
+                ctx(&[("tenant", "acme"), ("secret", "s3"), ("extra", "x")]),
+            ] {
+                let err = rt.decrypt(&plain, &*ring, &reproduced, &message).unwrap_err();
+                assert!(matches!(err, Error::Decrypt), "{reproduced:?}: {err}");
+            }
+            // A config with required keys also insists on them on decrypt.
+            let err = rt
+                .decrypt(&config, &*ring, &ctx(&[("tenant", "acme")]), &message)
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::Policy(PolicyError::RequiredContextKey(k)) if k == "secret"),
+                "{err}"
+            );
+        }
+    }
+    // Encrypt refuses a context without a required key.
+    let config = Config::builder()
+        .required_encryption_context_keys(["tenant"])
+        .build()
+        .unwrap();
+    let err = rt
+        .encrypt(&config, &*ring, &ctx(&[("purpose", "x")]), b"x")
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Config { .. }) && err.to_string().contains("tenant"),
+        "{err}"
+    );
+    let err = Config::builder()
+        .required_encryption_context_keys(["aws-crypto-x"])
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err}");
+}

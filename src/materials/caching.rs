@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-use super::cmm::{encryption_materials, EncryptMaterialsOut};
+use super::cmm::{encryption_materials, EncryptMaterialsOut, EncryptRequest};
 use super::{DecryptionMaterials, Keyring};
 use crate::crypto::{Backend, DataKey};
 use crate::error::{Error, Result};
@@ -358,6 +358,19 @@ impl CachingCmm {
         &self.cache
     }
 
+    /// An encrypt entry's key: as [`Self::key`], then the required
+    /// context keys (count and each length-prefixed), so messages with
+    /// different required keys never share a data key.
+    fn encrypt_key(&self, request: &EncryptRequest<'_>) -> Result<Vec<u8>> {
+        let mut key = self.key(b'E', request.suite, request.context)?;
+        key.extend_from_slice(&(request.required.len() as u64).to_be_bytes());
+        for k in request.required {
+            key.extend_from_slice(&(k.len() as u64).to_be_bytes());
+            key.extend_from_slice(k.as_bytes());
+        }
+        Ok(key)
+    }
+
     fn key(&self, kind: u8, suite: AlgorithmSuite, context: &EncryptionContext) -> Result<Vec<u8>> {
         // kind | partition length and bytes | suite | context: unambiguous.
         let mut key = Vec::with_capacity(1 + 2 + self.partition.len() + 2 + 128);
@@ -373,22 +386,20 @@ impl CachingCmm {
     /// unknown), from the cache when an entry has room for it.
     pub(crate) async fn encryption_materials(
         &self,
-        suite: AlgorithmSuite,
-        context: &EncryptionContext,
-        backend: Backend,
-        max_edks: Option<usize>,
+        request: EncryptRequest<'_>,
         plaintext_len: Option<u64>,
     ) -> Result<Arc<EncryptMaterialsOut>> {
+        let suite = request.suite;
         let counters = &self.cache.inner.counters;
         let len = match plaintext_len {
             Some(len) if len <= self.limits.max_bytes && suite.kdf() != Kdf::Identity => len,
             _ => {
                 bump(&counters.bypasses);
-                let m = encryption_materials(self.keyring(), suite, context, backend, max_edks, None).await?;
+                let m = encryption_materials(self.keyring(), request, None).await?;
                 return Ok(Arc::new(m));
             }
         };
-        let key = self.key(b'E', suite, context)?;
+        let key = self.encrypt_key(&request)?;
         let limits = &self.limits;
         let probe = |slot: Option<&mut Slot>| match slot {
             Some(Slot::Encrypt(e)) => {
@@ -407,9 +418,7 @@ impl CachingCmm {
             Some(Slot::Decrypt(_)) | None => Probe::Miss,
         };
         let load = || async {
-            let m = Arc::new(
-                encryption_materials(self.keyring(), suite, context, backend, max_edks, None).await?,
-            );
+            let m = Arc::new(encryption_materials(self.keyring(), request, None).await?);
             let entry = EncryptEntry {
                 materials: Arc::clone(&m),
                 created: Instant::now(),
@@ -579,8 +588,14 @@ mod tests {
         let suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
         let get = |table: &str| {
             let context: EncryptionContext = [("t", table)].into_iter().collect();
-            rt.block_on(cmm.encryption_materials(suite, &context, Backend::default(), None, Some(1)))
-                .unwrap()
+            let request = EncryptRequest {
+                suite,
+                context: &context,
+                backend: Backend::default(),
+                max_edks: None,
+                required: &[],
+            };
+            rt.block_on(cmm.encryption_materials(request, Some(1))).unwrap()
         };
         let a = Arc::downgrade(&get("a"));
         assert!(a.upgrade().is_some(), "held by the cache");

@@ -14,14 +14,28 @@ use crate::suite::AlgorithmSuite;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
+/// What an encrypt asks the materials for.
+#[derive(Clone, Copy)]
+pub(crate) struct EncryptRequest<'a> {
+    pub suite: AlgorithmSuite,
+    pub context: &'a EncryptionContext,
+    pub backend: Backend,
+    pub max_edks: Option<usize>,
+    /// Required encryption context keys: authenticated, not stored.
+    pub required: &'a [String],
+}
+
 /// Encryption materials ready for the message engine. Immutable, so a
 /// cache shares one value among the messages that reuse it.
 pub(crate) struct EncryptMaterialsOut {
     pub data_key: DataKey,
     /// The full context (stored pairs, public key, authenticated-only pairs).
     pub context: EncryptionContext,
-    /// The context and encrypted data keys as serialized in the header.
+    /// The stored context and encrypted data keys as serialized in the header.
     pub header_section: Vec<u8>,
+    /// The required (authenticated-only) pairs, serialized: appended to the
+    /// header body in the header tag's AAD (empty when there are none).
+    pub auth_only: Vec<u8>,
     /// Number of encrypted data keys.
     pub edk_count: usize,
     /// For signed suites: the signing key, nothing absorbed. Each message
@@ -30,14 +44,25 @@ pub(crate) struct EncryptMaterialsOut {
 }
 
 impl EncryptMaterialsOut {
+    /// The header stores `context` minus the `required` keys; those pairs
+    /// are authenticated only.
     pub(crate) fn new(
         data_key: DataKey,
         edks: &[EncryptedDataKey],
         context: EncryptionContext,
+        required: &[String],
         signer: Option<Box<dyn Signer>>,
     ) -> Result<Self> {
+        let mut stored = context.clone();
+        let mut auth_only = EncryptionContext::new();
+        for k in required {
+            if let Some(v) = stored.remove(k) {
+                auth_only.insert(k.clone(), v);
+            }
+        }
         Ok(EncryptMaterialsOut {
-            header_section: materials_section(&context, edks)?,
+            header_section: materials_section(&stored, edks)?,
+            auth_only: auth_only.serialize()?,
             edk_count: edks.len(),
             data_key,
             context,
@@ -50,16 +75,26 @@ impl EncryptMaterialsOut {
 /// signing key for signed suites, and asks the keyring for the data key.
 pub(crate) async fn encryption_materials(
     keyring: &dyn Keyring,
-    suite: AlgorithmSuite,
-    context: &EncryptionContext,
-    backend: Backend,
-    max_edks: Option<usize>,
+    request: EncryptRequest<'_>,
     random: Option<RandomPool>,
 ) -> Result<EncryptMaterialsOut> {
+    let EncryptRequest {
+        suite,
+        context,
+        backend,
+        max_edks,
+        required,
+    } = request;
     if let Some((k, _)) = context.iter().find(|(k, _)| k.starts_with(RESERVED_PREFIX)) {
         return Err(Error::config(
             "encryption context",
             format!("key {k:?} uses the reserved prefix \"{RESERVED_PREFIX}\""),
+        ));
+    }
+    if let Some(k) = required.iter().find(|k| !context.contains_key(k)) {
+        return Err(Error::config(
+            "encryption context",
+            format!("the required key {k:?} is not in the encryption context"),
         ));
     }
     let mut full = context.clone();
@@ -93,7 +128,7 @@ pub(crate) async fn encryption_materials(
             .into());
         }
     }
-    EncryptMaterialsOut::new(data_key, &edks, context, signer)
+    EncryptMaterialsOut::new(data_key, &edks, context, required, signer)
 }
 
 /// Decryption materials ready for the message engine.

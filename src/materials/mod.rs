@@ -28,7 +28,7 @@ mod raw_rsa;
 pub use aws_kms::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
 pub(crate) use caching::CachingCmm;
 pub use caching::{CacheLimits, CacheStats, MaterialsCache, MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT};
-pub(crate) use cmm::{decryption_materials, encryption_materials, EncryptMaterialsOut};
+pub(crate) use cmm::{decryption_materials, encryption_materials, EncryptMaterialsOut, EncryptRequest};
 #[cfg(feature = "hierarchy")]
 pub use hierarchy::{
     BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring, HierarchyKeyringBuilder,
@@ -49,21 +49,15 @@ impl Source<'_> {
     /// when the materials come from a cache).
     pub(crate) async fn encryption_materials(
         self,
-        suite: AlgorithmSuite,
-        context: &EncryptionContext,
-        backend: Backend,
-        max_edks: Option<usize>,
+        request: EncryptRequest<'_>,
         plaintext_len: Option<u64>,
         random: Option<RandomPool>,
     ) -> Result<std::sync::Arc<EncryptMaterialsOut>> {
         match self {
             Source::Keyring(k) => Ok(std::sync::Arc::new(
-                encryption_materials(k, suite, context, backend, max_edks, random).await?,
+                encryption_materials(k, request, random).await?,
             )),
-            Source::Cached(c) => {
-                c.encryption_materials(suite, context, backend, max_edks, plaintext_len)
-                    .await
-            }
+            Source::Cached(c) => c.encryption_materials(request, plaintext_len).await,
         }
     }
 

@@ -18,7 +18,7 @@ use crate::format::body::{
 };
 use crate::format::header::{serialize_header_body, ContentType, HeaderAuth};
 use crate::format::EncryptionContext;
-use crate::materials::{EncryptMaterialsOut, Keyring, Source};
+use crate::materials::{EncryptMaterialsOut, EncryptRequest, Keyring, Source};
 use crate::suite::AlgorithmSuite;
 
 /// A message whose materials are ready and whose header is built. Turn it
@@ -81,15 +81,15 @@ impl Encryptor {
                 None
             }
         };
+        let request = EncryptRequest {
+            suite,
+            context,
+            backend,
+            max_edks: config.max_encrypted_data_keys,
+            required: &config.required_context_keys,
+        };
         let materials = source
-            .encryption_materials(
-                suite,
-                context,
-                backend,
-                config.max_encrypted_data_keys,
-                plaintext_len,
-                random,
-            )
+            .encryption_materials(request, plaintext_len, random)
             .await?;
         let mut encryptor = Self::with_materials(config, materials, message_id)?;
         encryptor.plaintext_bound = plaintext_len;
@@ -133,11 +133,19 @@ impl Encryptor {
             config.frame_length,
             keys.commitment.as_deref(),
         )?;
-        // Header authentication: AES-GCM over no plaintext, AAD = header body.
+        // Header authentication: AES-GCM over no plaintext, AAD = header
+        // body || the required pairs (authenticated, not stored).
         let iv = [0u8; 12];
+        let with_required;
+        let aad = if materials.auth_only.is_empty() {
+            &header
+        } else {
+            with_required = [header.as_slice(), &materials.auth_only].concat();
+            &with_required
+        };
         let tag = keys
             .aead
-            .seal_in_place(&iv, &header, &mut [])
+            .seal_in_place(&iv, aad, &mut [])
             .map_err(|_| Error::Backend("header authentication"))?;
         HeaderAuth { iv, tag }.serialize(suite.message_version(), &mut header);
         let mut signer = materials.signer.as_ref().map(|s| s.fresh());

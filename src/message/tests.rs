@@ -30,6 +30,7 @@ fn encryptor(config: &Config) -> Encryptor {
             ciphertext: vec![1, 2, 3],
         }],
         [("purpose", "parallel test")].into_iter().collect(),
+        &[],
         None,
     )
     .unwrap();

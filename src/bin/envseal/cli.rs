@@ -295,6 +295,12 @@ pub(crate) struct EncryptArgs {
     /// Plaintext bytes per frame; 0 writes a non-framed body (held in memory).
     #[arg(long = "frame-length", value_name = "BYTES", default_value_t = envseal::DEFAULT_FRAME_LENGTH)]
     pub(crate) frame_length: u32,
+
+    /// An encryption context key whose pair (also given with --context) is
+    /// authenticated but not stored in the message: decrypting needs it
+    /// again as --context (repeatable).
+    #[arg(long = "required-context-key", value_name = "KEY")]
+    pub(crate) required_context_key: Vec<String>,
 }
 
 #[derive(Args, Debug)]

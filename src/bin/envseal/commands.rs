@@ -58,8 +58,20 @@ pub(crate) fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
     if let Some(suite) = args.suite {
         builder = builder.suite(suite);
     }
-    let config = builder.build().map_err(config_error)?;
     let context = build_context(&common.context)?;
+    if let Some(k) = args
+        .required_context_key
+        .iter()
+        .find(|k| !context.contains_key(k))
+    {
+        return Err(Failure::usage(format!(
+            "--required-context-key {k:?} needs its pair in --context {k}=VALUE"
+        )));
+    }
+    let config = builder
+        .required_encryption_context_keys(args.required_context_key.iter().cloned())
+        .build()
+        .map_err(config_error)?;
     let runtime = runtime()?;
     let (keyring, _stats) = keyring_for(common, specs, Mode::Encrypt, &runtime)?;
     let client = Client::builder(keyring).config(config).build()?;

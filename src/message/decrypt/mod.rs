@@ -191,6 +191,13 @@ async fn open_header(
     source: Source<'_>,
     reproduced: &EncryptionContext,
 ) -> Result<(HeaderAuthenticated, Opened)> {
+    if let Some(k) = config
+        .required_context_keys
+        .iter()
+        .find(|k| !reproduced.contains_key(k))
+    {
+        return Err(PolicyError::RequiredContextKey(k.clone()).into());
+    }
     let materials = decryption_materials(source, header, reproduced, config.backend).await?;
     let (keys, authenticated) = materials
         .check
