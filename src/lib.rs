@@ -20,14 +20,17 @@ pub use config::{
     CommitmentPolicy, Config, ConfigBuilder, DEFAULT_FRAME_LENGTH, DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_HEADER_SIZE,
 };
-pub use crypto::{Backend, DataKey, RsaPadding, WrappingKey};
+pub use crypto::{
+    Backend, DataKey, EcdhCurve, EcdhKeyError, EcdhPrivateKey, EcdhPublicKey, RsaPadding, WrappingKey,
+};
 pub use error::{Error, FormatError, LimitError, PolicyError, Result};
 pub use format::{ContentType, EncryptedDataKey, EncryptionContext, PUBLIC_KEY_FIELD, RESERVED_PREFIX};
 #[cfg(feature = "hierarchy")]
 pub use materials::{BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring};
 pub use materials::{
     CacheLimits, CacheStats, DecryptionMaterials, EncryptionMaterials, Keyring, MaterialsCache, MultiKeyring,
-    RawAesKeyring, RawRsaKeyring, RsaPrivateKey, RsaPublicKey, MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT,
+    RawAesKeyring, RawEcdhKeyring, RawRsaKeyring, RsaPrivateKey, RsaPublicKey, KMS_ECDH_PROVIDER_ID,
+    MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT, RAW_ECDH_PROVIDER_ID,
 };
 #[cfg(feature = "kms")]
 pub use materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{
-    Aead, CResult, CryptoError, Provider, RsaPadding, RsaPrivate, RsaPublic, Signer, Verifier, IV_LEN,
-    TAG_LEN,
+    Aead, CResult, CryptoError, EcdhCurve, Provider, RsaPadding, RsaPrivate, RsaPublic, Signer, Verifier,
+    IV_LEN, TAG_LEN,
 };
 use crate::suite::Curve;
 
@@ -87,6 +87,23 @@ impl Provider for AwsLc {
     fn rsa_private_from_der(&self, pkcs8_der: &[u8]) -> CResult<Box<dyn RsaPrivate>> {
         let key = PrivateDecryptingKey::from_pkcs8(pkcs8_der).map_err(|_| CryptoError)?;
         Ok(Box::new(RsaPrivateKey(key)))
+    }
+
+    fn ecdh(&self, curve: EcdhCurve, private_pkcs8: &[u8], peer: &[u8]) -> CResult<Zeroizing<Vec<u8>>> {
+        use aws_lc_rs::agreement;
+        let alg = match curve {
+            EcdhCurve::P256 => &agreement::ECDH_P256,
+            EcdhCurve::P384 => &agreement::ECDH_P384,
+            EcdhCurve::P521 => &agreement::ECDH_P521,
+        };
+        let private =
+            agreement::PrivateKey::from_private_key_der(alg, private_pkcs8).map_err(|_| CryptoError)?;
+        agreement::agree(
+            &private,
+            agreement::UnparsedPublicKey::new(alg, peer),
+            CryptoError,
+            |x| Ok(Zeroizing::new(x.to_vec())),
+        )
     }
 }
 

@@ -102,6 +102,37 @@ pub(crate) fn sha384_concat(parts: &[&[u8]]) -> [u8; 48] {
     h.finalize().into()
 }
 
+/// The output size of [`kdf_counter_hmac_sha384_64`].
+struct Key512;
+
+impl hmac::digest::common::KeySizeUser for Key512 {
+    type KeySize = hmac::digest::consts::U64;
+}
+
+/// SP 800-108 KDF in counter mode with HMAC-SHA384, 64 bytes out (two
+/// blocks, the second cut to 16 bytes): block i = HMAC(key, i (u32) ||
+/// label || 00 || context || 00000200). The ECDH keyrings' commitment and
+/// wrapping keys (label = fixed info, context = the 32-byte salt).
+pub(crate) fn kdf_counter_hmac_sha384_64(
+    key: &[u8],
+    label: &[u8],
+    context: &[u8],
+) -> CResult<Zeroizing<[u8; 64]>> {
+    use kbkdf::{Counter, Kbkdf, Params};
+    let params = Params::builder(key)
+        .with_label(label)
+        .with_context(context)
+        .build();
+    let mut block = Counter::<hmac::Hmac<Sha384>, Key512>::default()
+        .derive(params)
+        .map_err(|_| CryptoError)?;
+    let mut out = Zeroizing::new([0u8; 64]);
+    out.copy_from_slice(block.as_slice());
+    block.as_mut_slice().zeroize();
+    scrub_stack();
+    Ok(out)
+}
+
 /// The keys one message uses.
 pub(crate) struct DerivedKeys {
     /// Content-encryption key, ready for AES-GCM.

@@ -20,10 +20,15 @@ mod aws_lc;
 mod rustcrypto;
 
 mod check;
+mod ecdh;
 mod kdf;
 mod keys;
 
 pub(crate) use check::{HeaderAuthenticated, KeyCheck};
+pub(crate) use ecdh::ecdh_keying_material;
+#[cfg(feature = "rustcrypto")]
+pub(crate) use ecdh::with_curve;
+pub use ecdh::{EcdhCurve, EcdhKeyError, EcdhPrivateKey, EcdhPublicKey};
 pub(crate) use kdf::{derive_keys, DerivedKeys};
 #[cfg(feature = "hierarchy")]
 pub(crate) use kdf::{kdf_counter_hmac_sha256, sha384_concat};
@@ -177,6 +182,9 @@ pub(crate) trait Provider: Send + Sync + 'static {
     fn rsa_public_from_der(&self, spki_der: &[u8]) -> CResult<Box<dyn RsaPublic>>;
     /// Parses a DER PKCS#8 RSA private key.
     fn rsa_private_from_der(&self, pkcs8_der: &[u8]) -> CResult<Box<dyn RsaPrivate>>;
+    /// ECDH: the x-coordinate of `private` (PKCS#8 DER) times `peer` (a
+    /// SEC1 point on the same curve).
+    fn ecdh(&self, curve: EcdhCurve, private_pkcs8: &[u8], peer: &[u8]) -> CResult<Zeroizing<Vec<u8>>>;
 }
 
 /// Which implementation of the primitives to use. Cheap to copy.

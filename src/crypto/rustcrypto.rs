@@ -25,8 +25,8 @@ use rsa::sha2::{Digest, Sha256, Sha384, Sha512};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{
-    Aead, CResult, CryptoError, Provider, RsaPadding, RsaPrivate, RsaPublic, Signer, Verifier, IV_LEN,
-    TAG_LEN,
+    Aead, CResult, CryptoError, EcdhCurve, Provider, RsaPadding, RsaPrivate, RsaPublic, Signer, Verifier,
+    IV_LEN, TAG_LEN,
 };
 use crate::suite::Curve;
 
@@ -150,6 +150,16 @@ impl Provider for RustCrypto {
         let key = rsa::RsaPrivateKey::from_pkcs8_der(pkcs8_der).map_err(|_| CryptoError)?;
         check_rsa_size(key.n().bits())?;
         Ok(Box::new(RsaPrivateKey(key)))
+    }
+
+    fn ecdh(&self, curve: EcdhCurve, private_pkcs8: &[u8], peer: &[u8]) -> CResult<Zeroizing<Vec<u8>>> {
+        super::with_curve!(curve, |c| {
+            let private = <c::SecretKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_der(private_pkcs8)
+                .map_err(|_| CryptoError)?;
+            let peer = c::PublicKey::from_sec1_bytes(peer).map_err(|_| CryptoError)?;
+            let shared = c::ecdh::diffie_hellman(private.to_nonzero_scalar(), peer.as_affine());
+            Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
+        })
     }
 }
 

@@ -22,6 +22,7 @@ mod cmm;
 mod hierarchy;
 mod multi;
 mod raw_aes;
+mod raw_ecdh;
 mod raw_rsa;
 
 #[cfg(feature = "kms")]
@@ -34,6 +35,7 @@ pub use hierarchy::{
     BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring, HierarchyKeyringBuilder,
     DEFAULT_BRANCH_KEY_CACHE_CAPACITY, HIERARCHY_PROVIDER_ID,
 };
+pub use raw_ecdh::{RawEcdhKeyring, KMS_ECDH_PROVIDER_ID, RAW_ECDH_PROVIDER_ID};
 
 /// Where a message's data key comes from: a keyring every time, or a
 /// caching manager in front of one.

@@ -71,6 +71,9 @@ for a KEY_AGREEMENT key, KeyAgreementAlgorithms ["ECDH"] and no
 EncryptionAlgorithms / SigningAlgorithms (stock moto lists RSAES_OAEP_* and
 ECDSA algorithms for such a key).
 
+A key created without KeyUsage counts as ENCRYPT_DECRYPT here, as in KMS
+(moto stores None and reports KeyUsage null in CreateKey/DescribeKey).
+
 Keys are found the way moto finds them: KeyId may be a key id, key ARN, alias
 name or alias ARN, looked up in the backend of the request's account (from
 MOTO_ACCOUNT_ID, else 123456789012) and region (from the SigV4 credential
@@ -163,10 +166,15 @@ def _check_state(key):
         raise _error("KMSInvalidStateException", f"{key.arn} is {key.key_state}.")
 
 
+def _usage(key):
+    # moto stores KeyUsage None when CreateKey omits it; KMS's default is ENCRYPT_DECRYPT.
+    return key.key_usage or "ENCRYPT_DECRYPT"
+
+
 def _wrong_usage(key, operation):
     return _error(
         "InvalidKeyUsageException",
-        f"{key.arn} key usage is {key.key_usage} which is not valid for {operation}.",
+        f"{key.arn} key usage is {_usage(key)} which is not valid for {operation}.",
     )
 
 
@@ -194,7 +202,7 @@ def _asymmetric_target(response, params, operation):
     if symmetric and algorithm in (None, "SYMMETRIC_DEFAULT"):
         return None
     _check_state(key)
-    if key.key_usage != "ENCRYPT_DECRYPT":
+    if _usage(key) != "ENCRYPT_DECRYPT":
         raise _wrong_usage(key, operation)
     if not key.key_spec.startswith("RSA_") or algorithm not in OAEP_HASHES:
         raise _error(
@@ -273,7 +281,7 @@ def derive_shared_secret(self):
             f"1 validation error detected: Value '{algorithm}' at 'keyAgreementAlgorithm' "
             "failed to satisfy constraint: Member must satisfy enum value set: [ECDH]",
         )
-    if key.key_usage != "KEY_AGREEMENT":
+    if _usage(key) != "KEY_AGREEMENT":
         raise _wrong_usage(key, "DeriveSharedSecret")
     _check_state(key)
     own = key.private_key.private_key
@@ -325,14 +333,15 @@ def get_public_key(self):
         "CustomerMasterKeySpec": key.key_spec,
         "KeyId": key.arn,
         "KeySpec": key.key_spec,
-        "KeyUsage": key.key_usage,
+        "KeyUsage": _usage(key),
         "PublicKey": base64.b64encode(public_der).decode("ascii"),
     }
-    if key.key_usage == "KEY_AGREEMENT":
+    usage = _usage(key)
+    if usage == "KEY_AGREEMENT":
         answer["KeyAgreementAlgorithms"] = ["ECDH"]
-    elif key.encryption_algorithms:
+    elif usage == "ENCRYPT_DECRYPT" and key.encryption_algorithms:
         answer["EncryptionAlgorithms"] = key.encryption_algorithms
-    if key.key_usage != "KEY_AGREEMENT" and key.signing_algorithms:
+    elif usage == "SIGN_VERIFY" and key.signing_algorithms:
         answer["SigningAlgorithms"] = key.signing_algorithms
     return json.dumps(answer)
 
