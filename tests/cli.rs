@@ -1107,3 +1107,73 @@ fn required_context_keys_are_needed_again_to_decrypt() {
         "{err}"
     );
 }
+
+#[test]
+fn raw_ecdh_keys_on_the_command_line() {
+    let fx = Fixture::new();
+    let input = fx.write("plain", &pattern(5000, 9));
+    let key = |curve: &str, who: &str, part: &str| {
+        data(&format!("ecdh-{curve}-{who}-{part}")).display().to_string()
+    };
+    for curve in ["p256", "p384", "p521"] {
+        let stat = |me: &str, them: &str, format: &str| {
+            vec![
+                "--raw-ecdh-static".to_owned(),
+                format!(
+                    "{curve}:{}:{}",
+                    key(curve, me, "private.pem"),
+                    key(curve, them, &format!("public.{format}"))
+                ),
+            ]
+        };
+        let disc = |me: &str| {
+            vec![
+                "--raw-ecdh-discovery".to_owned(),
+                format!("{curve}:{}", key(curve, me, "private.pem")),
+            ]
+        };
+        let ct = fx.p(&format!("{curve}.ct"));
+        // A raw AES key first (it generates), then ECDH static A -> B.
+        let mut enc = aes_flag(&fx.aes_key("ns", "k", 32, 1));
+        enc.extend(stat("a", "b", "der"));
+        encrypt_file(&input, &ct, &enc);
+        let (_, _, ids) = header_info(&fx.read(&format!("{curve}.ct")));
+        assert_eq!(ids, ["ns", "raw-ecdh"]);
+        for reader in [stat("b", "a", "pem"), disc("b"), stat("a", "b", "pem")] {
+            let back = fx.p(&format!("{curve}.back"));
+            let mut dec = args(&["--force"]);
+            dec.extend(reader);
+            assert_ok(&decrypt_cmd(&ct, &back, &dec));
+            assert_eq!(fx.read(&format!("{curve}.back")), pattern(5000, 9));
+        }
+        let eph = vec![
+            "--raw-ecdh-ephemeral".to_owned(),
+            format!("{curve}:{}", key(curve, "b", "public.pem")),
+        ];
+        let ct2 = fx.p(&format!("{curve}-eph.ct"));
+        encrypt_file(&input, &ct2, &eph);
+        assert_ok(&decrypt_cmd(
+            &ct2,
+            &fx.p(&format!("{curve}-eph.back")),
+            &disc("b"),
+        ));
+        // The sender's own discovery key is not the recipient's.
+        let err = assert_fail(&decrypt_cmd(&ct2, &fx.p("none"), &disc("a")));
+        assert!(err.contains("raw-ecdh"), "{err}");
+        // Each scheme only where it works.
+        assert_fail_code(&decrypt_cmd(&ct2, &fx.p("none"), &eph), 2);
+        let mut a = args(&["encrypt", "--input", &input, "--output", &fx.p("none")]);
+        a.extend(disc("b"));
+        assert_fail_code(&run(&a, None), 2);
+    }
+    // A key of another curve: one line naming the file, no output.
+    let wrong = key("p256", "b", "public.der");
+    let mut a = args(&["encrypt", "--input", &input, "--output", &fx.p("wrong")]);
+    a.extend(["--raw-ecdh-ephemeral".to_owned(), format!("p384:{wrong}")]);
+    let err = assert_fail(&run(&a, None));
+    assert!(err.contains(&wrong) && err.contains("p384"), "{err}");
+    assert!(!Path::new(&fx.p("wrong")).exists());
+    let mut a = args(&["encrypt", "--input", &input, "--output", &fx.p("wrong")]);
+    a.extend(["--raw-ecdh-ephemeral".to_owned(), "p999:x".to_owned()]);
+    assert_fail_code(&run(&a, None), 2);
+}

@@ -2,7 +2,170 @@
 """Reference CLI for the MPL's raw AES, raw ECDH, KMS RSA and KMS ECDH keyrings
 and its required encryption context CMM (Python MPL 1.11.3, ESDK 4.0.7).
 
-DOCSTRING-PLACEHOLDER
+Used by envseal's interop tests: messages are encrypted/decrypted by the ESDK
+with MPL keyrings, so envseal's raw ECDH / KMS RSA / KMS ECDH messages and
+required encryption context handling can be checked against the reference in
+both directions.
+
+    mpl_ref.py encrypt|decrypt --input FILE --output FILE KEYS...
+        [--required-context-key K]... [--context-json FILE]
+        [--suite HEXID] [--frame-length N]          (encrypt only)
+        [--commitment-policy require-encrypt-require-decrypt|
+                             require-encrypt-allow-decrypt|
+                             forbid-encrypt-allow-decrypt]
+    mpl_ref.py ec-keygen --curve p256|p384|p521 --private-out PEM
+        --public-out DER   (PKCS#8 PEM private key, DER SubjectPublicKeyInfo
+                            public key, uncompressed point; by `cryptography`)
+    mpl_ref.py header --input FILE   (prints {"suite", "encryption_context",
+        "frame_length", "encrypted_data_keys": [{"provider_id",
+        "provider_info_hex", "ciphertext_hex"}]} of a message as JSON; the
+        header's stored context, EDKs sorted)
+    mpl_ref.py batch JOBS.json   (a JSON list of argument lists, run in one
+        process with one boto3 KMS client; prints a JSON list of
+        {"ok", "error", "stdout"} results)
+
+KEYS, at least one, combined in command-line order into an MPL multi-keyring
+(the first is the generator, the others children; a single key is used as is):
+  --raw-aes-key NAMESPACE:NAME:KEYFILE        raw AES keyring; KEYFILE holds
+        16, 24 or 32 raw bytes (AES-128/192/256-GCM)
+  --raw-ecdh-static CURVE:SENDER_PRIVATE_PEM:RECIPIENT_PUBLIC_FILE
+        raw ECDH, RawPrivateKeyToStaticPublicKey (encrypt and decrypt)
+  --raw-ecdh-ephemeral CURVE:RECIPIENT_PUBLIC_FILE
+        raw ECDH, EphemeralPrivateKeyToStaticPublicKey (encrypt only)
+  --raw-ecdh-discovery CURVE:RECIPIENT_PRIVATE_PEM
+        raw ECDH, PublicKeyDiscovery (decrypt only)
+  --kms-rsa-key ARN --kms-rsa-padding oaep-sha1|oaep-sha256
+        [--kms-rsa-public-key FILE]
+        AWS KMS RSA keyring (RSAES_OAEP_SHA_1 / RSAES_OAEP_SHA_256). The
+        public key (PEM or DER SubjectPublicKeyInfo) is needed to encrypt.
+        --kms-rsa-padding/--kms-rsa-public-key belong to the last
+        --kms-rsa-key before them (or, before any, to the next one).
+  --kms-ecdh-static CURVE:RECIPIENT_PUBLIC_FILE:SENDER_KMS_ARN
+        AWS KMS ECDH, KmsPrivateKeyToStaticPublicKey (the ARN is last as it
+        holds colons: the spec is split at most twice)
+  --kms-ecdh-discovery CURVE:RECIPIENT_KMS_ARN
+        AWS KMS ECDH, KmsPublicKeyDiscovery (decrypt only)
+CURVE is p256|p384|p521 (ECC_NIST_P256/P384/P521). Public key files may be PEM
+"PUBLIC KEY" (converted to DER) or DER SubjectPublicKeyInfo (passed on
+unchanged). Private keys are unencrypted PEM files, passed on unchanged.
+The encrypt-only / decrypt-only schemes are not refused here: the MPL's own
+error is the reference behaviour (see below).
+
+--required-context-key K (repeatable) wraps the default CMM of the keyring in
+the MPL's required encryption context CMM, on encrypt and on decrypt.
+--context-json FILE (a JSON object of strings) is the encryption context on
+encrypt and the reproduced encryption context on decrypt (passed to the ESDK
+as encryption_context; given even when it is {}, which the required-EC CMM
+tells apart from none). The MPL checks it on decrypt: a pair whose key is in
+the header must match, a pair whose key is not becomes a required
+(authenticated-only) pair, so the reproduced context of a message with
+required keys must hold them all. FILE may be "-" for stdin/stdout.
+--frame-length 0 writes a non-framed message; any 1..2^31-1 is allowed (the
+SDK's multiple-of-128 check is lifted as in esdk_ref.py). Default suite:
+the ESDK's 0x0578 (committing, signed). Exit 0 on success; on any error one
+line on stderr ("mpl_ref: Type: message") and exit 1; the output file is only
+created on success. In batch, a job whose output is "-" has it in "stdout"
+(decoded as UTF-8 with replacement). An error ends with the last failed AWS
+call, e.g. "(last AWS error: Decrypt: InvalidCiphertextException)", since the
+MPL keeps only an AWS error's message, often empty.
+
+KMS endpoint, region and credentials come from the usual AWS environment
+(AWS_ENDPOINT_URL_KMS, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY),
+read by boto3 (AWS_REGION is passed on: botocore reads AWS_DEFAULT_REGION
+only). A KMS RSA keyring gets the client on decrypt, or when it has no public
+key; encrypting with a public key is local and needs no AWS environment.
+
+What the MPL (1.11.3) takes and does, checked with this script (raw keyrings
+and RSA encrypt with no server; KMS paths against a throwaway loopback fake
+KMS doing real RSA-OAEP and ECDH; EDKs unwrapped with independent code):
+  Key inputs: raw ECDH private keys are PEM bytes read by cryptography's
+    load_pem_private_key(pem, None): PKCS#8 "PRIVATE KEY" and SEC1 "EC
+    PRIVATE KEY" both work, an encrypted one fails ("Password was not given
+    but private key is encrypted"). Public keys (raw and KMS ECDH) are DER
+    SubjectPublicKeyInfo with an uncompressed point, exactly 91/120/158
+    bytes: a compressed-point SPKI fails "Invalid recipient public key
+    length". The KMS RSA public key is PEM SubjectPublicKeyInfo of >= 2048
+    bits ("Invalid public key length"). The raw AES namespace must not be
+    "aws-kms". Keys on the wrong curve fail when the keyring is made:
+    "Provided public key is not on configured curve." / "Private Key NOT on
+    configured curve spec.".
+  Refusals: PublicKeyDiscovery on encrypt: "PublicKeyDiscovery Key Agreement
+    Scheme is forbidden on encrypt." (as a multi-keyring child only "Child
+    keyring failed to encrypt plaintext data key"); KmsPublicKeyDiscovery
+    likewise ("KmsPublicKeyDiscovery Key Agreement Scheme is forbidden on
+    encrypt."); EphemeralPrivateKeyToStaticPublicKey on decrypt:
+    "EphemeralPrivateKeyToStaticPublicKey Key Agreement Scheme is forbidden
+    on decrypt." (in a multi-keyring the other keyrings still decrypt). The
+    raw ECDH keyrings refuse no suite: all 11 ESDK suites (0x0014 ... 0x0578)
+    round-trip in every scheme. The KMS RSA keyring refuses signing suites
+    on encrypt and on decrypt (before looking at the EDKs), including the
+    default 0x0578: "AwsKmsRsaKeyring cannot be used with an
+    Algorithm Suite with asymmetric signing. Please specify an algorithm
+    suite without asymmetric signing."; without a public key it fails on
+    encrypt: "A AwsKmsRsaKeyring without a public key cannot provide
+    OnEncrypt". Key ids must be ARNs (an alias ARN passes construction).
+  No matching ECDH EDK on decrypt fails with "Could not decode input from
+    Dafny Bytes.": the MPL's "no EDK found to match" message decodes every
+    EDK's provider info as UTF-8, which the binary ECDH provider info is not.
+    A failed unwrap says "Commitment keys do not match" (ECDH) or
+    "AwsCryptographicPrimitives: OpaqueError" (raw AES).
+  Raw / KMS ECDH EDK: provider id "raw-ecdh" / "aws-kms-ecdh"; provider info
+    = 01 || u32be(len R) || R || u32be(len S) || S with R the recipient's, S
+    the sender's compressed SEC1 point (33/49/67 bytes: 75/107/143 bytes in
+    all), S = the static sender key, the ephemeral key, or the KMS sender
+    key's public key; ciphertext = salt(32) || commitment key(32) ||
+    AES-256-GCM(data key) || tag(16): 96/104/112 bytes for 16/24/32-byte
+    data keys (any suite). fixedInfo = "ecdh-key-derivation" 00 "p256"|
+    "p384"|"p521" 00 "HMAC_SHA384" 00 S || R (sender FIRST, the reverse of
+    the provider info) 00 01 00 serialized context; key material = HMAC-
+    SHA384(Z = shared x-coordinate, u32be(i) || fixedInfo || 00 || salt ||
+    00000200) for i = 1, 2, first 32 bytes commitment key, next 32 wrapping
+    key; AES-GCM IV = 12 zero bytes, AAD = fixedInfo. Both provider ids have
+    the same format and fixedInfo (version byte 01), and both keyrings take
+    either provider id on decrypt (raw discovery decrypts KMS ECDH messages
+    and the reverse). Static scheme: an EDK matches if {S, R} = {own public
+    key, configured peer key} in either order (either party decrypts);
+    discovery: if R = own public key, whatever S is.
+  The context the keyrings bind (ECDH fixedInfo, RSA digest) is the full
+    materials context: header pairs, "aws-crypto-public-key" of signing
+    suites and the required pairs; an empty one serializes to no bytes.
+  KMS RSA EDK: provider id "aws-kms-rsa", provider info = the key ARN,
+    ciphertext = RSA-OAEP (MGF1 with the same hash) of SHA-384(serialized
+    context) || data key, done locally. Decrypt calls KMS Decrypt
+    {CiphertextBlob, KeyId: ARN, EncryptionAlgorithm, GrantTokens: []} with
+    no EncryptionContext; the response KeyId must equal the ARN ("Invalid
+    response from KMS Decrypt").
+  KMS ECDH calls: making the keyring calls GetPublicKey {KeyId: ARN} (static:
+    the sender key, discovery: the recipient key); the response must have
+    KeyId equal to the ARN (moto's bare key id fails), KeyUsage
+    KEY_AGREEMENT and PublicKey ("Invalid response from KMS GetPublicKey",
+    also for an RSA key). Encrypt and static decrypt call DeriveSharedSecret
+    {KeyId: sender ARN, KeyAgreementAlgorithm: ECDH, PublicKey: the DER
+    recipient key as configured, GrantTokens: []}; static decrypt with the
+    EDK's keys reversed and discovery send the EDK's sender key as DER
+    instead. The response must have KeyId equal to the ARN,
+    KeyAgreementAlgorithm ECDH and SharedSecret (from the code: "Invalid
+    response from KMS DeriveSharedSecret").
+  Required encryption context CMM (keys {tenant, secret}, context {tenant,
+    secret, other}; raw AES and raw ECDH static/ephemeral with 0x0478 and
+    0x0578, KMS RSA and KMS ECDH spot-checked): the header keeps {other} (+ aws-crypto-public-key); decrypt
+    with reproduced = required pairs only: OK; all pairs: OK; none: "No
+    reproduced encryption context on decrypt."; {} or one of the two or
+    {other} only: "Reproduced encryption context missing required keys.";
+    a wrong required value or an extra key: the unwrap fails (context in
+    the keyring AAD/digest); a wrong stored value: "Encryption context does
+    not match reproduced encryption context.". Decrypt without
+    --required-context-key also works when the required pairs are
+    reproduced (the default CMM authenticates pairs missing from the
+    header). Encrypt without a required key in the context: "Encryption
+    context does not contain required keys.". The MPL only accepts the
+    CMM form (underlying_cmm), not keyring= (its code: "currently only
+    supports cmm").
+  Errors: KMS unreachable (connection refused) fails at once with
+    "ServiceError: EndpointConnectionError: Could not connect to the
+    endpoint URL: ..." (ECDH, when the keyring is made) or
+    "EndpointConnectionError: ..." (RSA decrypt); failures inside the ESDK
+    are wrapped as "AWSEncryptionSDKClientError: ...".
 """
 
 import argparse
@@ -321,7 +484,9 @@ def build_keyring(kind, f, mode):
     # Creating either KMS ECDH keyring calls KMS GetPublicKey (sender key /
     # recipient key).
     return mpl.create_aws_kms_ecdh_keyring(
-        CreateAwsKmsEcdhKeyringInput(key_agreement_scheme=scheme, curve_spec=CURVES[f["curve"]][0], kms_client=Clients.kms())
+        CreateAwsKmsEcdhKeyringInput(
+            key_agreement_scheme=scheme, curve_spec=CURVES[f["curve"]][0], kms_client=Clients.kms()
+        )
     )
 
 
@@ -335,7 +500,9 @@ def build_materials(args, mode):
         keyring = mpl.create_multi_keyring(CreateMultiKeyringInput(generator=keyrings[0], child_keyrings=keyrings[1:]))
     if not args.required_context_keys:
         return {"keyring": keyring}
-    cmm = mpl.create_default_cryptographic_materials_manager(CreateDefaultCryptographicMaterialsManagerInput(keyring=keyring))
+    cmm = mpl.create_default_cryptographic_materials_manager(
+        CreateDefaultCryptographicMaterialsManagerInput(keyring=keyring)
+    )
     # The MPL refuses `keyring=` here ("currently only supports cmm").
     return {
         "materials_manager": mpl.create_required_encryption_context_cmm(
@@ -369,7 +536,9 @@ def cmd_crypt(mode, argv, out):
     p.set_defaults(keys=None, rsa_pending=None, padding=None, public=None)
     args = p.parse_args(argv)
     if not args.keys:
-        raise UsageError("at least one key option (--raw-aes-key, --raw-ecdh-*, --kms-rsa-key, --kms-ecdh-*) is required")
+        raise UsageError(
+            "at least one key option (--raw-aes-key, --raw-ecdh-*, --kms-rsa-key, --kms-ecdh-*) is required"
+        )
     if args.rsa_pending:
         raise UsageError("--kms-rsa-padding/--kms-rsa-public-key without a --kms-rsa-key")
     if len(set(args.required_context_keys)) != len(args.required_context_keys):

@@ -156,6 +156,26 @@ pub(crate) struct CommonArgs {
     #[arg(long = "raw-rsa-key", value_name = "NAMESPACE:NAME:PADDING:PEMFILE", value_parser = parse_rsa_spec)]
     pub(crate) raw_rsa_key: Vec<RsaKeySpec>,
 
+    /// Raw ECDH, static keys: this side's PKCS#8 private key (PEM) and the
+    /// other side's public key (PEM "PUBLIC KEY" or DER); encrypts, and
+    /// decrypts messages between the two keys either way (repeatable).
+    /// CURVE is p256, p384 or p521.
+    #[arg(long = "raw-ecdh-static", value_name = "CURVE:SENDER_PRIVATE_PEM:RECIPIENT_PUBLIC_FILE",
+          value_parser = parse_ecdh_static)]
+    pub(crate) raw_ecdh_static: Vec<EcdhSpec>,
+
+    /// Raw ECDH, a fresh key per message to the recipient's public key
+    /// (encrypt only; repeatable).
+    #[arg(long = "raw-ecdh-ephemeral", value_name = "CURVE:RECIPIENT_PUBLIC_FILE",
+          value_parser = parse_ecdh_one)]
+    pub(crate) raw_ecdh_ephemeral: Vec<EcdhSpec>,
+
+    /// Raw ECDH, the recipient's private key: decrypts what any sender
+    /// sent to it, raw or AWS KMS ECDH (decrypt only; repeatable).
+    #[arg(long = "raw-ecdh-discovery", value_name = "CURVE:RECIPIENT_PRIVATE_PEM",
+          value_parser = parse_ecdh_one)]
+    pub(crate) raw_ecdh_discovery: Vec<EcdhSpec>,
+
     #[command(flatten)]
     pub(crate) kms: KmsArgs,
 
@@ -334,6 +354,34 @@ pub(crate) struct RsaKeySpec {
     pub(crate) name: String,
     pub(crate) padding: RsaPadding,
     pub(crate) file: PathBuf,
+}
+
+/// A raw ECDH key option: the curve and one or two files.
+#[derive(Clone, Debug)]
+pub(crate) struct EcdhSpec {
+    pub(crate) curve: envseal::EcdhCurve,
+    pub(crate) files: Vec<PathBuf>,
+}
+
+fn parse_ecdh(s: &str, files: usize, want: &str) -> Result<EcdhSpec, String> {
+    let parts: Vec<&str> = s.splitn(files + 1, ':').collect();
+    if parts.len() != files + 1 || parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("expected {want}"));
+    }
+    let curve = envseal::EcdhCurve::parse(parts[0])
+        .ok_or_else(|| format!("unknown curve {:?} (expected p256, p384 or p521)", parts[0]))?;
+    Ok(EcdhSpec {
+        curve,
+        files: parts[1..].iter().map(PathBuf::from).collect(),
+    })
+}
+
+pub(crate) fn parse_ecdh_static(s: &str) -> Result<EcdhSpec, String> {
+    parse_ecdh(s, 2, "CURVE:SENDER_PRIVATE_PEM:RECIPIENT_PUBLIC_FILE")
+}
+
+pub(crate) fn parse_ecdh_one(s: &str) -> Result<EcdhSpec, String> {
+    parse_ecdh(s, 1, "CURVE:KEY_FILE")
 }
 
 pub(crate) fn parse_aes_spec(s: &str) -> Result<AesKeySpec, String> {

@@ -13,7 +13,7 @@ use envseal::{
     Keyring, MultiKeyring, RawAesKeyring, RawRsaKeyring, RsaPrivateKey, RsaPublicKey, WrappingKey,
 };
 
-use crate::cli::{AesKeySpec, CommonArgs, HierarchyArgs, KmsArgs, RsaKeySpec};
+use crate::cli::{AesKeySpec, CommonArgs, EcdhSpec, HierarchyArgs, KmsArgs, RsaKeySpec};
 use crate::error::{bare, Failure};
 use crate::keystore::KeyStore;
 use crate::kms::KmsClient;
@@ -29,6 +29,26 @@ pub(crate) enum KeySpec {
     Kms,
     /// A `--branch-key-id`: a hierarchical keyring on the key store.
     Hierarchy(String),
+    /// A `--raw-ecdh-*` key.
+    Ecdh(EcdhScheme, EcdhSpec),
+}
+
+/// Which `--raw-ecdh-*` option.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EcdhScheme {
+    Static,
+    Ephemeral,
+    Discovery,
+}
+
+impl EcdhScheme {
+    fn flag(self) -> &'static str {
+        match self {
+            EcdhScheme::Static => "--raw-ecdh-static",
+            EcdhScheme::Ephemeral => "--raw-ecdh-ephemeral",
+            EcdhScheme::Discovery => "--raw-ecdh-discovery",
+        }
+    }
 }
 
 /// The key specs in command-line order (clap collects each flag separately).
@@ -57,6 +77,27 @@ pub(crate) fn ordered_keys(common: &CommonArgs, m: &ArgMatches) -> Vec<KeySpec> 
     let kms_idx: Vec<usize> = m.indices_of("kms_key").map(Iterator::collect).unwrap_or_default();
     for i in 0..common.kms.kms_key.len() {
         all.push((kms_idx.get(i).copied().unwrap_or(usize::MAX), KeySpec::Kms));
+    }
+    for (id, scheme, specs) in [
+        ("raw_ecdh_static", EcdhScheme::Static, &common.raw_ecdh_static),
+        (
+            "raw_ecdh_ephemeral",
+            EcdhScheme::Ephemeral,
+            &common.raw_ecdh_ephemeral,
+        ),
+        (
+            "raw_ecdh_discovery",
+            EcdhScheme::Discovery,
+            &common.raw_ecdh_discovery,
+        ),
+    ] {
+        let idx: Vec<usize> = m.indices_of(id).map(Iterator::collect).unwrap_or_default();
+        for (i, spec) in specs.iter().enumerate() {
+            all.push((
+                idx.get(i).copied().unwrap_or(usize::MAX),
+                KeySpec::Ecdh(scheme, spec.clone()),
+            ));
+        }
     }
     let branch_idx: Vec<usize> = m
         .indices_of("branch_key_id")
@@ -138,7 +179,7 @@ pub(crate) fn build_keyring(
     let (kms, client) = (remote.kms, remote.client);
     if specs.is_empty() && !kms.kms_discovery {
         return Err(Failure::usage(
-            "at least one key is required (--kms-key, --kms-discovery, --branch-key-id, --raw-aes-key or --raw-rsa-key)",
+            "at least one key is required (--kms-key, --kms-discovery, --branch-key-id, --raw-aes-key, --raw-rsa-key or --raw-ecdh-*)",
         ));
     }
     #[cfg(feature = "hierarchy")]
@@ -192,6 +233,7 @@ pub(crate) fn build_keyring(
                     .map_err(|e| Failure::usage(format!("--branch-key-id {id}: {}", bare(&e))))?;
                 keyrings.push(Arc::new(keyring));
             }
+            KeySpec::Ecdh(scheme, spec) => keyrings.push(Arc::new(ecdh_keyring(scheme, &spec, mode)?)),
             KeySpec::Aes(s) => {
                 let bytes = read_key_file(&s.file)?;
                 let what = format!("--raw-aes-key {}:{}", s.namespace, s.name);
@@ -266,6 +308,44 @@ pub(crate) fn build_keyring(
         keyrings.push(Arc::new(keyring));
     }
     MultiKeyring::from_keyrings(keyrings).map_err(|e| Failure::usage(bare(&e)))
+}
+
+/// A raw ECDH keyring from its option; a key of the wrong curve or kind
+/// is one line naming the file.
+fn ecdh_keyring(scheme: EcdhScheme, spec: &EcdhSpec, mode: Mode) -> Result<envseal::RawEcdhKeyring, Failure> {
+    let flag = scheme.flag();
+    match (scheme, mode) {
+        (EcdhScheme::Ephemeral, Mode::Decrypt) => {
+            return Err(Failure::usage(format!(
+                "{flag} only encrypts; decrypt with --raw-ecdh-discovery and the recipient's private key"
+            )))
+        }
+        (EcdhScheme::Discovery, Mode::Encrypt) => {
+            return Err(Failure::usage(format!(
+                "{flag} only decrypts; encrypt with --raw-ecdh-static or --raw-ecdh-ephemeral"
+            )))
+        }
+        _ => {}
+    }
+    let curve = spec.curve;
+    let file_error = |path: &Path, e: envseal::EcdhKeyError| {
+        Failure::runtime(format!("{flag}: key file {}: {e}", path.display()))
+    };
+    let private = |path: &Path| {
+        envseal::EcdhPrivateKey::from_pkcs8(curve, &read_key_file(path)?).map_err(|e| file_error(path, e))
+    };
+    let public = |path: &Path| {
+        envseal::EcdhPublicKey::from_bytes(curve, &read_key_file(path)?).map_err(|e| file_error(path, e))
+    };
+    Ok(match scheme {
+        EcdhScheme::Static => {
+            let keyring =
+                envseal::RawEcdhKeyring::static_keys(private(&spec.files[0])?, public(&spec.files[1])?);
+            keyring.map_err(|e| Failure::usage(format!("{flag}: {}", bare(&e))))?
+        }
+        EcdhScheme::Ephemeral => envseal::RawEcdhKeyring::ephemeral(public(&spec.files[0])?),
+        EcdhScheme::Discovery => envseal::RawEcdhKeyring::discovery(private(&spec.files[0])?),
+    })
 }
 
 #[cfg(test)]
