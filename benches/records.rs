@@ -217,7 +217,38 @@ fn per_message_key(
         assert!(std::env::var("CI").is_err(), "records: no moto_server in CI");
         println!("record-1k-per-message-key: hierarchy skipped (no moto_server; scripts/test installs it)");
     }
+    let ecdh_key = |who: &str, part: &str| {
+        std::fs::read(format!(
+            "{}/tests/data/ecdh-p256-{who}-{part}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let curve = envseal::EcdhCurve::P256;
+    let a = || envseal::EcdhPrivateKey::from_pkcs8(curve, &ecdh_key("a", "private.pem")).unwrap();
+    let b_public = || envseal::EcdhPublicKey::from_bytes(curve, &ecdh_key("b", "public.der")).unwrap();
+    let ecdh_static = envseal::RawEcdhKeyring::static_keys(a(), b_public()).unwrap();
+    clients.push((
+        "raw-ecdh-static-p256",
+        Client::builder(ecdh_static).config(config()).build().unwrap(),
+    ));
     let mut group = c.benchmark_group("record-1k-per-message-key");
+    // The raw primitive under each ECDH message: one P-256 agreement (aws-lc).
+    {
+        use aws_lc_rs::agreement::{agree, PrivateKey, UnparsedPublicKey, ECDH_P256};
+        let pem = String::from_utf8(ecdh_key("a", "private.pem")).unwrap();
+        let der = pem_to_der(&pem);
+        let private = PrivateKey::from_private_key_der(&ECDH_P256, &der).unwrap();
+        let peer = b_public().compressed().to_vec();
+        group.bench_function("ecdh-p256-agreement", |bch| {
+            bch.iter(|| {
+                agree(&private, UnparsedPublicKey::new(&ECDH_P256, &peer), (), |z| {
+                    Ok::<_, ()>(black_box(z[0]))
+                })
+                .unwrap()
+            })
+        });
+    }
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(3));
     for (name, client) in &clients {
@@ -247,6 +278,13 @@ fn per_message_key(
         });
     }
     group.finish();
+}
+
+/// The DER inside a PEM block (for the aws-lc baseline's key).
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD.decode(body).unwrap()
 }
 
 /// 1,000,000 records through KMS (moto) with max messages 10,000.

@@ -1,5 +1,7 @@
 //! Integration tests of the `envseal` command-line tool.
 
+mod common;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -1176,4 +1178,40 @@ fn raw_ecdh_keys_on_the_command_line() {
     let mut a = args(&["encrypt", "--input", &input, "--output", &fx.p("wrong")]);
     a.extend(["--raw-ecdh-ephemeral".to_owned(), "p999:x".to_owned()]);
     assert_fail_code(&run(&a, None), 2);
+}
+
+/// A message the Python MPL's required encryption context CMM wrote
+/// decrypts with the required pairs as --context, and fails without them.
+#[test]
+fn python_required_context_messages_need_the_pairs_as_context() {
+    let fx = Fixture::new();
+    let key = fx.aes_key("ns", "k", 32, 6);
+    let plain = fx.write("plain", b"from python");
+    let ctx = fx.write("ctx.json", br#"{"tenant": "acme", "purpose": "cli"}"#);
+    let msg = fx.p("py.msg");
+    let job = args(&[
+        "encrypt",
+        "--input",
+        &plain,
+        "--output",
+        &msg,
+        "--raw-aes-key",
+        &key,
+        "--suite",
+        "0478",
+        "--required-context-key",
+        "tenant",
+        "--context-json",
+        &ctx,
+    ]);
+    let results = common::reference("mpl_ref.py", fx.dir.path(), &[job], &[]);
+    results[0].as_ref().expect("Python encrypt");
+    let back = fx.p("back");
+    let err = assert_fail(&decrypt_cmd(&msg, &back, &aes_flag(&key)));
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(!Path::new(&back).exists());
+    let mut with = aes_flag(&key);
+    with.extend(args(&["--context", "tenant=acme"]));
+    assert_ok(&decrypt_cmd(&msg, &back, &with));
+    assert_eq!(fx.read("back"), b"from python");
 }

@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -503,32 +502,23 @@ async fn a_refused_conditional_write_is_sent_once() {
 /// Runs hierarchy_ref.py jobs in one process against moto; each job's
 /// stdout, or its error.
 fn reference(dir: &Path, jobs: &[Vec<String>]) -> Vec<Result<String, String>> {
-    let job_file = dir.join("jobs.json");
-    std::fs::write(&job_file, serde_json::to_vec(jobs).unwrap()).unwrap();
-    let out = Command::new(common::python())
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/hierarchy_ref.py"))
-        .arg("batch")
-        .arg(&job_file)
-        .env("AWS_ENDPOINT_URL_KMS", &moto().url)
-        .env("AWS_ENDPOINT_URL_DYNAMODB", &moto().url)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", REGION)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", dir.join("none"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .expect("run the Python reference");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    results
-        .into_iter()
-        .map(|r| match r["ok"].as_bool() {
-            Some(true) => Ok(r["stdout"].as_str().unwrap_or("").trim().to_owned()),
-            _ => Err(r["error"].as_str().unwrap_or("?").to_owned()),
-        })
-        .collect()
+    let url = moto().url.clone();
+    let none = dir.join("none").display().to_string();
+    common::reference(
+        "hierarchy_ref.py",
+        dir,
+        jobs,
+        &[
+            ("AWS_ENDPOINT_URL_KMS", &url),
+            ("AWS_ENDPOINT_URL_DYNAMODB", &url),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", REGION),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", &none),
+            ("AWS_SHARED_CREDENTIALS_FILE", &none),
+        ],
+    )
 }
 
 fn args(list: &[&str]) -> Vec<String> {

@@ -557,3 +557,289 @@ fn rsa_failure_falls_through_to_the_next_keyring() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+// ---- raw ECDH and required encryption context keys, against the Python
+// Material Providers Library (tests/interop/mpl_ref.py) ----
+
+fn mpl(dir: &Path, jobs: &[Vec<String>]) -> Vec<Result<String, String>> {
+    common::reference("mpl_ref.py", dir, jobs, &[])
+}
+
+fn strs(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn ecdh_file(curve: &str, who: &str, part: &str) -> String {
+    common::data_path(&format!("ecdh-{curve}-{who}-{part}"))
+}
+
+fn write_json_context(path: &Path, ctx: &EncryptionContext) {
+    let map: serde_json::Map<String, Value> =
+        ctx.iter().map(|(k, v)| (k.to_owned(), Value::from(v))).collect();
+    std::fs::write(path, serde_json::to_vec(&map).unwrap()).unwrap();
+}
+
+/// Every curve and scheme both ways: Python's static and ephemeral
+/// messages read by envseal's static and discovery keyrings, envseal's read
+/// by Python's; signed and unsigned suites.
+#[test]
+fn raw_ecdh_interop_with_the_python_mpl() {
+    use envseal::{EcdhCurve, EcdhPrivateKey, EcdhPublicKey, RawEcdhKeyring};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ctx: EncryptionContext = [("purpose", "ecdh interop"), ("tenant", "ünï")]
+        .into_iter()
+        .collect();
+    let ctx_file = d.join("ctx.json");
+    write_json_context(&ctx_file, &ctx);
+    let ctx_arg = ctx_file.display().to_string();
+    let suites = [
+        ("0478", AlgorithmSuite::Aes256GcmHkdfSha512CommitKey),
+        ("0578", AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384),
+    ];
+    let curves = [
+        ("p256", EcdhCurve::P256),
+        ("p384", EcdhCurve::P384),
+        ("p521", EcdhCurve::P521),
+    ];
+    let private = |curve: EcdhCurve, who: &str| {
+        EcdhPrivateKey::from_pkcs8(
+            curve,
+            &std::fs::read(ecdh_file(curve.name(), who, "private.pem")).unwrap(),
+        )
+        .unwrap()
+    };
+    let public = |curve: EcdhCurve, who: &str| {
+        EcdhPublicKey::from_bytes(
+            curve,
+            &std::fs::read(ecdh_file(curve.name(), who, "public.der")).unwrap(),
+        )
+        .unwrap()
+    };
+    let config = |suite: AlgorithmSuite| Config::builder().suite(suite).build().unwrap();
+    let rt = common::Runtime::new().unwrap();
+    let mut jobs = Vec::new();
+    let mut expect = Vec::new();
+    for (cname, curve) in curves {
+        let stat_ab = format!(
+            "{cname}:{}:{}",
+            ecdh_file(cname, "a", "private.pem"),
+            ecdh_file(cname, "b", "public.der")
+        );
+        let stat_ba = format!(
+            "{cname}:{}:{}",
+            ecdh_file(cname, "b", "private.pem"),
+            ecdh_file(cname, "a", "public.pem")
+        );
+        let eph_b = format!("{cname}:{}", ecdh_file(cname, "b", "public.pem"));
+        let disc_b = format!("{cname}:{}", ecdh_file(cname, "b", "private.pem"));
+        for (hex, suite) in suites {
+            let plain = d.join(format!("{cname}-{hex}.plain"));
+            std::fs::write(&plain, common::bytes(3000, 7)).unwrap();
+            // Python writes: static A -> B and ephemeral -> B.
+            for (scheme, spec) in [("--raw-ecdh-static", &stat_ab), ("--raw-ecdh-ephemeral", &eph_b)] {
+                let out = d.join(format!("py-{cname}-{hex}{scheme}.msg"));
+                jobs.push(strs(&[
+                    "encrypt",
+                    "--input",
+                    &plain.display().to_string(),
+                    "--output",
+                    &out.display().to_string(),
+                    scheme,
+                    spec,
+                    "--suite",
+                    hex,
+                    "--context-json",
+                    &ctx_arg,
+                ]));
+                expect.push((out, curve, suite, scheme == "--raw-ecdh-static"));
+            }
+            // envseal writes: static A -> B and ephemeral -> B; Python reads
+            // with discovery B (both) and static B -> A (the static one).
+            for (scheme, keyring) in [
+                (
+                    "static",
+                    RawEcdhKeyring::static_keys(private(curve, "a"), public(curve, "b")).unwrap(),
+                ),
+                ("ephemeral", RawEcdhKeyring::ephemeral(public(curve, "b"))),
+            ] {
+                let msg = d.join(format!("rs-{cname}-{hex}-{scheme}.msg"));
+                let m = rt
+                    .encrypt(&config(suite), &keyring, &ctx, &common::bytes(3000, 7))
+                    .unwrap();
+                std::fs::write(&msg, m).unwrap();
+                let mut readers = vec![("--raw-ecdh-discovery", disc_b.clone())];
+                if scheme == "static" {
+                    readers.push(("--raw-ecdh-static", stat_ba.clone()));
+                }
+                for (flag, spec) in readers {
+                    let out = d.join(format!("rs-{cname}-{hex}-{scheme}{flag}.out"));
+                    jobs.push(strs(&[
+                        "decrypt",
+                        "--input",
+                        &msg.display().to_string(),
+                        "--output",
+                        &out.display().to_string(),
+                        flag,
+                        &spec,
+                        "--context-json",
+                        &ctx_arg,
+                    ]));
+                }
+            }
+        }
+    }
+    let results = mpl(d, &jobs);
+    for (n, r) in results.iter().enumerate() {
+        assert!(r.is_ok(), "job {n} {:?}: {r:?}", jobs[n]);
+    }
+    let want = common::bytes(3000, 7);
+    let mut outs = 0;
+    for entry in std::fs::read_dir(d).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "out") {
+            assert_eq!(std::fs::read(&p).unwrap(), want, "{}", p.display());
+            outs += 1;
+        }
+    }
+    assert_eq!(
+        outs,
+        3 * 2 * 3,
+        "Python read every envseal message (3 curves, 2 suites, 3 readers)"
+    );
+    assert_eq!(expect.len(), 3 * 2 * 2);
+    for (msg, curve, suite, is_static) in expect {
+        let m = std::fs::read(&msg).unwrap();
+        let mut readers = vec![RawEcdhKeyring::discovery(private(curve, "b"))];
+        if is_static {
+            readers.push(RawEcdhKeyring::static_keys(private(curve, "b"), public(curve, "a")).unwrap());
+            readers.push(RawEcdhKeyring::static_keys(private(curve, "a"), public(curve, "b")).unwrap());
+        }
+        for reader in &readers {
+            for backend in Backend::all() {
+                let cfg = Config::builder().backend(backend).build().unwrap();
+                let out = rt
+                    .decrypt(&cfg, reader, &ctx, &m)
+                    .unwrap_or_else(|e| panic!("{}: {e}", msg.display()));
+                assert_eq!(*out.plaintext, want);
+                assert_eq!(out.suite, suite);
+            }
+        }
+    }
+}
+
+/// Required encryption context keys both ways: envseal's message reads in
+/// Python only with the required pairs reproduced; Python's required-EC
+/// CMM message reads in envseal with them and fails without.
+#[test]
+fn required_context_keys_interop_with_the_python_mpl() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key_file = d.join("aes.key");
+    std::fs::write(&key_file, [4u8; 32]).unwrap();
+    let aes = format!("ns:k:{}", key_file.display());
+    let full: EncryptionContext = [("tenant", "acme"), ("secret", "s3"), ("purpose", "billing")]
+        .into_iter()
+        .collect();
+    let contexts: Vec<(&str, EncryptionContext, bool)> = vec![
+        (
+            "required",
+            [("tenant", "acme"), ("secret", "s3")].into_iter().collect(),
+            true,
+        ),
+        ("all", full.clone(), true),
+        ("none", EncryptionContext::new(), false),
+        (
+            "wrong",
+            [("tenant", "acme"), ("secret", "nope")].into_iter().collect(),
+            false,
+        ),
+        ("one", [("tenant", "acme")].into_iter().collect(), false),
+    ];
+    for (name, ctx, _) in &contexts {
+        write_json_context(&d.join(format!("{name}.json")), ctx);
+    }
+    write_json_context(&d.join("full.json"), &full);
+    // envseal writes with required keys {tenant, secret}.
+    let ring = common::aes("ns", "k", &[4u8; 32]);
+    let config = Config::builder()
+        .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
+        .required_encryption_context_keys(["tenant", "secret"])
+        .build()
+        .unwrap();
+    let rt = common::Runtime::new().unwrap();
+    let m = rt.encrypt(&config, &*ring, &full, b"required interop").unwrap();
+    let msg = d.join("rs.msg");
+    std::fs::write(&msg, m).unwrap();
+    let mut jobs = Vec::new();
+    for (name, _, _) in &contexts {
+        let out = d.join(format!("rs-{name}.out"));
+        jobs.push(strs(&[
+            "decrypt",
+            "--input",
+            &msg.display().to_string(),
+            "--output",
+            &out.display().to_string(),
+            "--raw-aes-key",
+            &aes,
+            "--context-json",
+            &d.join(format!("{name}.json")).display().to_string(),
+        ]));
+    }
+    // Python's required-EC CMM writes.
+    let plain = d.join("py.plain");
+    std::fs::write(&plain, b"python required").unwrap();
+    let py_msg = d.join("py.msg");
+    jobs.push(strs(&[
+        "encrypt",
+        "--input",
+        &plain.display().to_string(),
+        "--output",
+        &py_msg.display().to_string(),
+        "--raw-aes-key",
+        &aes,
+        "--suite",
+        "0478",
+        "--required-context-key",
+        "tenant",
+        "--required-context-key",
+        "secret",
+        "--context-json",
+        &d.join("full.json").display().to_string(),
+    ]));
+    let results = mpl(d, &jobs);
+    for ((name, _, ok), r) in contexts.iter().zip(&results) {
+        assert_eq!(
+            r.is_ok(),
+            *ok,
+            "Python decrypting envseal's message with {name}: {r:?}"
+        );
+        if *ok {
+            assert_eq!(
+                std::fs::read(d.join(format!("rs-{name}.out"))).unwrap(),
+                b"required interop"
+            );
+        }
+    }
+    results.last().unwrap().as_ref().expect("Python encrypt");
+    let py = std::fs::read(&py_msg).unwrap();
+    let plain_config = Config::default();
+    for (name, ctx, ok) in &contexts {
+        let r = rt.decrypt(&plain_config, &*ring, ctx, &py);
+        assert_eq!(
+            r.is_ok(),
+            *ok,
+            "envseal decrypting Python's message with {name}: {:?}",
+            r.as_ref().err()
+        );
+    }
+    let header = envseal::Decryptor::new(&py[..], &plain_config).unwrap();
+    assert_eq!(
+        header
+            .encryption_context()
+            .iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>(),
+        ["purpose"]
+    );
+}

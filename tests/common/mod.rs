@@ -102,6 +102,50 @@ pub fn python() -> std::path::PathBuf {
     venv
 }
 
+/// Runs jobs (argument lists) of a reference CLI in tests/interop/ (batch
+/// mode: one Python process) with `env` set; each job's stdout, or its
+/// one-line error.
+pub fn reference(
+    script: &str,
+    dir: &std::path::Path,
+    jobs: &[Vec<String>],
+    env: &[(&str, &str)],
+) -> Vec<Result<String, String>> {
+    let job_file = dir.join(format!("jobs-{script}-{}.json", jobs.len()));
+    std::fs::write(&job_file, serde_json::to_vec(jobs).unwrap()).unwrap();
+    let out = std::process::Command::new(python())
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/interop")
+                .join(script),
+        )
+        .arg("batch")
+        .arg(&job_file)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the Python reference");
+    assert!(
+        out.status.success(),
+        "{script} batch failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("batch output is JSON");
+    assert_eq!(results.len(), jobs.len());
+    results
+        .into_iter()
+        .map(|r| match r["ok"].as_bool() {
+            Some(true) => Ok(r["stdout"].as_str().unwrap_or("").trim().to_owned()),
+            _ => Err(r["error"].as_str().unwrap_or("?").to_owned()),
+        })
+        .collect()
+}
+
+/// A path in tests/data.
+pub fn data_path(name: &str) -> String {
+    format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
 /// Drives the async one-shot and streaming API (free functions, `Encryptor`,
 /// `Decryptor`) to completion with a given config and keyring per call.
 pub struct Runtime(tokio::runtime::Runtime);
