@@ -24,6 +24,7 @@
 mod moto;
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
@@ -177,9 +178,8 @@ fn moto_available() -> bool {
             .exists()
 }
 
-/// A client whose keyring is the hierarchical keyring over a fresh branch
-/// key in moto, its branch key already cached.
-fn hierarchy_client(rt: &tokio::runtime::Runtime) -> Client {
+/// The hierarchical keyring over a fresh branch key in moto.
+fn hierarchy_keyring(rt: &tokio::runtime::Runtime) -> HierarchyKeyring {
     rt.block_on(async {
         let key = moto::create_key("us-east-1").await;
         let kms = moto::client("us-east-1", &moto::moto().url, KmsBounds::default()).await;
@@ -190,11 +190,10 @@ fn hierarchy_client(rt: &tokio::runtime::Runtime) -> Client {
             .unwrap();
         store.create_table().await.unwrap();
         let id = store.create_key(None, &EncryptionContext::new()).await.unwrap();
-        let keyring = HierarchyKeyring::builder(store, Duration::from_secs(3600))
+        HierarchyKeyring::builder(store, Duration::from_secs(3600))
             .branch_key_id(id)
             .build()
-            .unwrap();
-        Client::builder(keyring).config(config()).build().unwrap()
+            .unwrap()
     })
 }
 
@@ -207,12 +206,14 @@ fn per_message_key(
     record: &[u8],
 ) {
     let raw = RawAesKeyring::new("bench", "key-1", WrappingKey::from_slice(&[7; 32]).unwrap()).unwrap();
-    let mut clients = vec![(
-        "raw-aes-keyring",
-        Client::builder(raw).config(config()).build().unwrap(),
-    )];
+    let client = |k: Arc<dyn envseal::Keyring>| Client::builder_shared(k).config(config()).build().unwrap();
+    // (name, the encrypting client, the decrypting client)
+    let mut clients: Vec<(&str, Client, Client)> = Vec::new();
+    let raw: Arc<dyn envseal::Keyring> = Arc::new(raw);
+    clients.push(("raw-aes-keyring", client(raw.clone()), client(raw)));
     if moto_available() {
-        clients.push(("hierarchy-cached-branch-key", hierarchy_client(rt)));
+        let h: Arc<dyn envseal::Keyring> = Arc::new(hierarchy_keyring(rt));
+        clients.push(("hierarchy-cached-branch-key", client(h.clone()), client(h)));
     } else {
         assert!(std::env::var("CI").is_err(), "records: no moto_server in CI");
         println!("record-1k-per-message-key: hierarchy skipped (no moto_server; scripts/test installs it)");
@@ -227,10 +228,19 @@ fn per_message_key(
     let curve = envseal::EcdhCurve::P256;
     let a = || envseal::EcdhPrivateKey::from_pkcs8(curve, &ecdh_key("a", "private.pem")).unwrap();
     let b_public = || envseal::EcdhPublicKey::from_bytes(curve, &ecdh_key("b", "public.der")).unwrap();
-    let ecdh_static = envseal::RawEcdhKeyring::static_keys(a(), b_public()).unwrap();
+    let b = || envseal::EcdhPrivateKey::from_pkcs8(curve, &ecdh_key("b", "private.pem")).unwrap();
+    let ecdh_static: Arc<dyn envseal::Keyring> =
+        Arc::new(envseal::RawEcdhKeyring::static_keys(a(), b_public()).unwrap());
     clients.push((
         "raw-ecdh-static-p256",
-        Client::builder(ecdh_static).config(config()).build().unwrap(),
+        client(ecdh_static.clone()),
+        client(ecdh_static),
+    ));
+    // Ephemeral to B, read by B's discovery keyring: one agreement each way.
+    clients.push((
+        "raw-ecdh-ephemeral-discovery-p256",
+        client(Arc::new(envseal::RawEcdhKeyring::ephemeral(b_public()))),
+        client(Arc::new(envseal::RawEcdhKeyring::discovery(b()))),
     ));
     let mut group = c.benchmark_group("record-1k-per-message-key");
     // The raw primitive under each ECDH message: one P-256 agreement (aws-lc).
@@ -251,7 +261,7 @@ fn per_message_key(
     }
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(3));
-    for (name, client) in &clients {
+    for (name, client, reader) in &clients {
         let sample = rt.block_on(client.encrypt(context, record)).unwrap();
         let mut out = Vec::new();
         group.bench_function(format!("{name}-encrypt"), |b| {
@@ -270,7 +280,7 @@ fn per_message_key(
                 rt.block_on(async {
                     let start = Instant::now();
                     for _ in 0..iters {
-                        black_box(client.decrypt(context, &sample).await.unwrap());
+                        black_box(reader.decrypt(context, &sample).await.unwrap());
                     }
                     start.elapsed()
                 })

@@ -183,3 +183,183 @@ async fn envseal_decrypts_reference_kms_messages() {
         }
     }
 }
+
+// ---- the AWS KMS RSA keyring, against tests/interop/kms_server.py (moto
+// with real RSA-OAEP decryption) and the Python MPL (mpl_ref.py) ----
+
+/// A KMS RSA key (ENCRYPT_DECRYPT) and its public key as PEM.
+async fn rsa_kms_key(spec: &str) -> (String, String) {
+    use base64::Engine as _;
+    let admin = common::moto::admin("us-east-1");
+    let key = admin
+        .create_key()
+        .key_spec(envseal::kms::aws_sdk_kms::types::KeySpec::from(spec))
+        .key_usage(envseal::kms::aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
+        .send()
+        .await
+        .unwrap();
+    let arn = key.key_metadata().unwrap().arn().unwrap().to_owned();
+    let public = admin.get_public_key().key_id(&arn).send().await.unwrap();
+    let der = public.public_key().unwrap().as_ref().to_vec();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    );
+    (arn, pem)
+}
+
+fn kms_env(dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL_KMS", moto().url.clone()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_CONFIG_FILE", dir.join("none").display().to_string()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("none").display().to_string(),
+        ),
+    ]
+}
+
+fn mpl(dir: &Path, jobs: &[Vec<String>]) -> Vec<Result<String, String>> {
+    let env = kms_env(dir);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    common::reference("mpl_ref.py", dir, jobs, &env)
+}
+
+/// Both paddings, both backends: envseal's messages read by Python and
+/// by envseal (KMS decrypts), Python's read by envseal; signing suites
+/// refused; a changed context fails the digest check.
+#[tokio::test]
+async fn kms_rsa_keyring_round_trips_and_interop() {
+    use envseal::{KmsRsaKeyring, RsaPadding, RsaPublicKey};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (arn, pem) = rsa_kms_key("RSA_2048").await;
+    let pem_file = d.join("rsa.pem");
+    std::fs::write(&pem_file, &pem).unwrap();
+    let client = common::moto::client("us-east-1", &moto().url, KmsBounds::default()).await;
+    let ctx = context();
+    write_context(&d.join("x.msg"));
+    let ctx_file = d.join("x.ctx").display().to_string();
+    let unsigned = config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey);
+    let mut jobs = Vec::new();
+    let mut ours = Vec::new();
+    for (padding, name) in [
+        (RsaPadding::OaepSha1, "oaep-sha1"),
+        (RsaPadding::OaepSha256, "oaep-sha256"),
+    ] {
+        for backend in envseal::Backend::all() {
+            let public = RsaPublicKey::from_pem_with(backend, &pem).unwrap();
+            let keyring = KmsRsaKeyring::new(client.clone(), &arn, padding, Some(public)).unwrap();
+            let cfg = Config::builder()
+                .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
+                .backend(backend)
+                .build()
+                .unwrap();
+            let m = envseal::encrypt(&cfg, &keyring, &ctx, b"kms rsa").await.unwrap();
+            // KMS (the server) unwraps it for envseal too.
+            let reader = KmsRsaKeyring::new(client.clone(), &arn, padding, None).unwrap();
+            let out = envseal::decrypt(&cfg, &reader, &EncryptionContext::new(), &m)
+                .await
+                .unwrap();
+            assert_eq!(&*out.plaintext, b"kms rsa");
+            // An extra reproduced pair changes the digest: refused.
+            let extra: EncryptionContext = [("extra", "x")].into_iter().collect();
+            let err = envseal::decrypt(&cfg, &reader, &extra, &m).await.unwrap_err();
+            assert!(matches!(err, envseal::Error::Decrypt), "{err}");
+            let signed = envseal::encrypt(&Config::default(), &keyring, &ctx, b"x")
+                .await
+                .unwrap_err();
+            assert!(signed.to_string().contains("signing suites"), "{signed}");
+            let msg = d.join(format!("rs-{name}-{}.msg", backend.name()));
+            std::fs::write(&msg, &m).unwrap();
+            let out = d.join(format!("rs-{name}-{}.out", backend.name()));
+            ours.push(out.clone());
+            jobs.push(
+                [
+                    "decrypt",
+                    "--input",
+                    &msg.display().to_string(),
+                    "--output",
+                    &out.display().to_string(),
+                    "--kms-rsa-key",
+                    &arn,
+                    "--kms-rsa-padding",
+                    name,
+                    "--context-json",
+                    &ctx_file,
+                ]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            );
+        }
+        let plain = d.join(format!("py-{name}.plain"));
+        std::fs::write(&plain, b"python kms rsa").unwrap();
+        let py_msg = d.join(format!("py-{name}.msg"));
+        jobs.push(
+            [
+                "encrypt",
+                "--input",
+                &plain.display().to_string(),
+                "--output",
+                &py_msg.display().to_string(),
+                "--kms-rsa-key",
+                &arn,
+                "--kms-rsa-padding",
+                name,
+                "--kms-rsa-public-key",
+                &pem_file.display().to_string(),
+                "--suite",
+                "0478",
+                "--context-json",
+                &ctx_file,
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        );
+    }
+    for (n, r) in mpl(d, &jobs).into_iter().enumerate() {
+        r.unwrap_or_else(|e| panic!("reference job {n}: {e}"));
+    }
+    for out in ours {
+        assert_eq!(std::fs::read(out).unwrap(), b"kms rsa");
+    }
+    for (padding, name) in [
+        (RsaPadding::OaepSha1, "oaep-sha1"),
+        (RsaPadding::OaepSha256, "oaep-sha256"),
+    ] {
+        let m = std::fs::read(d.join(format!("py-{name}.msg"))).unwrap();
+        let reader = KmsRsaKeyring::new(client.clone(), &arn, padding, None).unwrap();
+        let out = envseal::decrypt(&unsigned, &reader, &EncryptionContext::new(), &m)
+            .await
+            .unwrap();
+        assert_eq!(&*out.plaintext, b"python kms rsa");
+        // The other padding does not decrypt it (KMS refuses).
+        let other = if padding == RsaPadding::OaepSha1 {
+            RsaPadding::OaepSha256
+        } else {
+            RsaPadding::OaepSha1
+        };
+        let wrong = KmsRsaKeyring::new(client.clone(), &arn, other, None).unwrap();
+        let err = envseal::decrypt(&unsigned, &wrong, &EncryptionContext::new(), &m)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, envseal::Error::Kms(e) if e.kind == envseal::kms::KmsErrorKind::InvalidCiphertext),
+            "{err}"
+        );
+    }
+    assert!(KmsRsaKeyring::new(client.clone(), "alias/x", RsaPadding::OaepSha1, None).is_err());
+    assert!(KmsRsaKeyring::new(client, &arn, RsaPadding::Pkcs1, None).is_err());
+}

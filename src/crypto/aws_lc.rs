@@ -105,6 +105,28 @@ impl Provider for AwsLc {
             |x| Ok(Zeroizing::new(x.to_vec())),
         )
     }
+
+    fn ecdh_ephemeral(&self, curve: EcdhCurve, peer: &[u8]) -> CResult<(Zeroizing<Vec<u8>>, Vec<u8>)> {
+        use aws_lc_rs::agreement;
+        let alg = match curve {
+            EcdhCurve::P256 => &agreement::ECDH_P256,
+            EcdhCurve::P384 => &agreement::ECDH_P384,
+            EcdhCurve::P521 => &agreement::ECDH_P521,
+        };
+        let private = agreement::PrivateKey::generate(alg).map_err(|_| CryptoError)?;
+        let public: EcPublicKeyCompressedBin<'_> = private
+            .compute_public_key()
+            .and_then(|p| p.as_be_bytes())
+            .map_err(|_| CryptoError)?;
+        let public = public.as_ref().to_vec();
+        let secret = agreement::agree(
+            &private,
+            agreement::UnparsedPublicKey::new(alg, peer),
+            CryptoError,
+            |x| Ok(Zeroizing::new(x.to_vec())),
+        )?;
+        Ok((secret, public))
+    }
 }
 
 struct GcmKey(LessSafeKey);

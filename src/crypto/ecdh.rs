@@ -224,21 +224,6 @@ impl EcdhPrivateKey {
         })
     }
 
-    /// A new random key (the ephemeral scheme draws one per message).
-    pub(crate) fn generate(curve: EcdhCurve) -> CResult<Self> {
-        let (pkcs8, compressed) = with_curve!(curve, |c| {
-            let key = c::SecretKey::random(&mut rand_core::OsRng);
-            let der = key.to_pkcs8_der().map_err(|_| CryptoError)?;
-            let public = key.public_key().to_encoded_point(true).as_bytes().to_vec();
-            (Zeroizing::new(der.as_bytes().to_vec()), public)
-        });
-        Ok(EcdhPrivateKey {
-            curve,
-            pkcs8,
-            public: EcdhPublicKey { curve, compressed },
-        })
-    }
-
     /// The curve.
     pub fn curve(&self) -> EcdhCurve {
         self.curve
@@ -247,6 +232,25 @@ impl EcdhPrivateKey {
     /// The matching public key.
     pub fn public_key(&self) -> &EcdhPublicKey {
         &self.public
+    }
+
+    /// ECDH of a fresh key pair with `peer`, on `backend` (the ephemeral
+    /// scheme): the shared secret and the fresh public key.
+    pub(crate) fn agree_ephemeral(
+        backend: Backend,
+        peer: &EcdhPublicKey,
+    ) -> CResult<(Zeroizing<Vec<u8>>, EcdhPublicKey)> {
+        let (secret, compressed) = backend.provider().ecdh_ephemeral(peer.curve, &peer.compressed)?;
+        if secret.len() != peer.curve.field_len() || compressed.len() != peer.curve.compressed_len() {
+            return Err(CryptoError);
+        }
+        Ok((
+            secret,
+            EcdhPublicKey {
+                curve: peer.curve,
+                compressed,
+            },
+        ))
     }
 
     /// The shared secret with `peer` (the x-coordinate), on `backend`.

@@ -91,8 +91,8 @@ pub(crate) fn kdf_counter_hmac_sha256(
 }
 
 /// SHA-384 of the concatenated parts (the hierarchical keyring's cache
-/// entry ids).
-#[cfg(feature = "hierarchy")]
+/// entry ids, the KMS RSA keyring's context digest).
+#[cfg_attr(not(any(feature = "hierarchy", feature = "kms")), allow(dead_code))]
 pub(crate) fn sha384_concat(parts: &[&[u8]]) -> [u8; 48] {
     use sha2::Digest;
     let mut h = Sha384::new();

@@ -29,9 +29,11 @@ pub(crate) use ecdh::ecdh_keying_material;
 #[cfg(feature = "rustcrypto")]
 pub(crate) use ecdh::with_curve;
 pub use ecdh::{EcdhCurve, EcdhKeyError, EcdhPrivateKey, EcdhPublicKey};
-pub(crate) use kdf::{derive_keys, DerivedKeys};
 #[cfg(feature = "hierarchy")]
-pub(crate) use kdf::{kdf_counter_hmac_sha256, sha384_concat};
+pub(crate) use kdf::kdf_counter_hmac_sha256;
+#[cfg(feature = "kms")]
+pub(crate) use kdf::sha384_concat;
+pub(crate) use kdf::{derive_keys, DerivedKeys};
 pub use keys::{DataKey, WrappingKey};
 
 #[cfg(not(any(feature = "aws-lc", feature = "rustcrypto")))]
@@ -185,6 +187,9 @@ pub(crate) trait Provider: Send + Sync + 'static {
     /// ECDH: the x-coordinate of `private` (PKCS#8 DER) times `peer` (a
     /// SEC1 point on the same curve).
     fn ecdh(&self, curve: EcdhCurve, private_pkcs8: &[u8], peer: &[u8]) -> CResult<Zeroizing<Vec<u8>>>;
+    /// ECDH with a fresh key pair: the shared secret and the fresh public
+    /// key (SEC1 compressed).
+    fn ecdh_ephemeral(&self, curve: EcdhCurve, peer: &[u8]) -> CResult<(Zeroizing<Vec<u8>>, Vec<u8>)>;
 }
 
 /// Which implementation of the primitives to use. Cheap to copy.

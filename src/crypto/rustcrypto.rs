@@ -161,6 +161,17 @@ impl Provider for RustCrypto {
             Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
         })
     }
+
+    fn ecdh_ephemeral(&self, curve: EcdhCurve, peer: &[u8]) -> CResult<(Zeroizing<Vec<u8>>, Vec<u8>)> {
+        use p256::elliptic_curve::sec1::ToEncodedPoint;
+        super::with_curve!(curve, |c| {
+            let peer = c::PublicKey::from_sec1_bytes(peer).map_err(|_| CryptoError)?;
+            let private = c::ecdh::EphemeralSecret::random(&mut OsRng);
+            let public = private.public_key().to_encoded_point(true).as_bytes().to_vec();
+            let shared = private.diffie_hellman(&peer);
+            Ok((Zeroizing::new(shared.raw_secret_bytes().to_vec()), public))
+        })
+    }
 }
 
 fn check_rsa_size(bits: usize) -> CResult<()> {

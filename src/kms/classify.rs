@@ -9,9 +9,13 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use sdk::config::retry::{ClassifyRetry, RetryAction};
 use sdk::error::ProvideErrorMetadata;
 use sdk::operation::decrypt::DecryptError;
+use sdk::operation::derive_shared_secret::DeriveSharedSecretError;
 use sdk::operation::describe_key::DescribeKeyError;
 use sdk::operation::encrypt::EncryptError;
 use sdk::operation::generate_data_key::GenerateDataKeyError;
+use sdk::operation::generate_data_key_without_plaintext::GenerateDataKeyWithoutPlaintextError;
+use sdk::operation::get_public_key::GetPublicKeyError;
+use sdk::operation::re_encrypt::ReEncryptError;
 use sdk::operation::RequestId;
 
 use super::error::{is_throttling_code, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
@@ -30,6 +34,18 @@ pub(super) fn error_code(err: &OpError) -> Option<&str> {
         return e.code();
     }
     if let Some(e) = err.downcast_ref::<DescribeKeyError>() {
+        return e.code();
+    }
+    if let Some(e) = err.downcast_ref::<GenerateDataKeyWithoutPlaintextError>() {
+        return e.code();
+    }
+    if let Some(e) = err.downcast_ref::<ReEncryptError>() {
+        return e.code();
+    }
+    if let Some(e) = err.downcast_ref::<GetPublicKeyError>() {
+        return e.code();
+    }
+    if let Some(e) = err.downcast_ref::<DeriveSharedSecretError>() {
         return e.code();
     }
     err.downcast_ref::<DecryptError>()

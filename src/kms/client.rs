@@ -46,6 +46,13 @@ pub(crate) struct UnwrappedKey {
     pub(crate) key_id: Option<String>,
 }
 
+/// What `GetPublicKey` answered.
+pub(crate) struct PublicKeyOut {
+    pub(crate) der: Vec<u8>,
+    pub(crate) key_id: Option<String>,
+    pub(crate) key_usage: Option<String>,
+}
+
 /// The parameters every keyring call shares.
 pub(crate) struct CallArgs<'a> {
     pub(crate) key_id: &'a str,
@@ -528,6 +535,84 @@ impl KmsClient {
             })
             .await?;
         required_blob(out.ciphertext_blob).ok_or_else(|| missing_blob(op, args.key_id))
+    }
+
+    /// `Decrypt` of an RSA ciphertext (the KMS RSA keyring): the
+    /// encryption algorithm, no encryption context.
+    pub(crate) async fn decrypt_rsa(
+        &self,
+        args: CallArgs<'_>,
+        ciphertext: &[u8],
+        algorithm: &str,
+    ) -> Result<UnwrappedKey, KmsError> {
+        let request = self
+            .inner
+            .client
+            .decrypt()
+            .key_id(args.key_id)
+            .ciphertext_blob(Blob::new(ciphertext))
+            .encryption_algorithm(sdk::types::EncryptionAlgorithmSpec::from(algorithm))
+            .set_grant_tokens(args.grant_tokens());
+        let out = self
+            .run(KmsOperation::Decrypt, &args, |cfg| {
+                request.clone().customize().config_override(cfg).send()
+            })
+            .await?;
+        Ok(UnwrappedKey {
+            plaintext: Zeroizing::new(out.plaintext.map(Blob::into_inner).unwrap_or_default()),
+            key_id: out.key_id,
+        })
+    }
+
+    /// `GetPublicKey`: the DER SubjectPublicKeyInfo, the key id KMS names,
+    /// and the key usage.
+    pub(crate) async fn get_public_key(&self, args: CallArgs<'_>) -> Result<PublicKeyOut, KmsError> {
+        let op = KmsOperation::GetPublicKey;
+        let request = self
+            .inner
+            .client
+            .get_public_key()
+            .key_id(args.key_id)
+            .set_grant_tokens(args.grant_tokens());
+        let out = self
+            .run(op, &args, |cfg| {
+                request.clone().customize().config_override(cfg).send()
+            })
+            .await?;
+        Ok(PublicKeyOut {
+            der: required_blob(out.public_key).ok_or_else(|| {
+                KmsError::new(KmsErrorKind::InvalidResponse, op, args.key_id)
+                    .with_message("the response has no PublicKey")
+            })?,
+            key_id: out.key_id,
+            key_usage: out.key_usage.map(|u| u.as_str().to_owned()),
+        })
+    }
+
+    /// `DeriveSharedSecret` (ECDH) of the KMS key with `peer_der` (a DER
+    /// SubjectPublicKeyInfo): the shared secret and the key id KMS names.
+    pub(crate) async fn derive_shared_secret(
+        &self,
+        args: CallArgs<'_>,
+        peer_der: &[u8],
+    ) -> Result<UnwrappedKey, KmsError> {
+        let request = self
+            .inner
+            .client
+            .derive_shared_secret()
+            .key_id(args.key_id)
+            .key_agreement_algorithm(sdk::types::KeyAgreementAlgorithmSpec::Ecdh)
+            .public_key(Blob::new(peer_der))
+            .set_grant_tokens(args.grant_tokens());
+        let out = self
+            .run(KmsOperation::DeriveSharedSecret, &args, |cfg| {
+                request.clone().customize().config_override(cfg).send()
+            })
+            .await?;
+        Ok(UnwrappedKey {
+            plaintext: Zeroizing::new(out.shared_secret.map(Blob::into_inner).unwrap_or_default()),
+            key_id: out.key_id,
+        })
     }
 
     pub(crate) fn sts_client(&self) -> Option<&aws_sdk_sts::Client> {

@@ -21,6 +21,10 @@ pub enum KmsOperation {
     GenerateDataKeyWithoutPlaintext,
     /// `ReEncrypt` (the ACTIVE copy of a branch key; authenticating it).
     ReEncrypt,
+    /// `GetPublicKey` (the public key of a KMS ECDH key).
+    GetPublicKey,
+    /// `DeriveSharedSecret` (ECDH with a KMS key agreement key).
+    DeriveSharedSecret,
     /// DynamoDB `GetItem` (reading a branch key).
     GetItem,
     /// DynamoDB `TransactWriteItems` (writing a new branch key version).
@@ -61,13 +65,15 @@ impl AwsService {
 
 impl KmsOperation {
     /// Every operation, in the order of the call counters.
-    pub(crate) const ALL: [KmsOperation; 10] = [
+    pub(crate) const ALL: [KmsOperation; 12] = [
         KmsOperation::GenerateDataKey,
         KmsOperation::Encrypt,
         KmsOperation::Decrypt,
         KmsOperation::DescribeKey,
         KmsOperation::GenerateDataKeyWithoutPlaintext,
         KmsOperation::ReEncrypt,
+        KmsOperation::GetPublicKey,
+        KmsOperation::DeriveSharedSecret,
         KmsOperation::GetItem,
         KmsOperation::TransactWriteItems,
         KmsOperation::DescribeTable,
@@ -83,6 +89,8 @@ impl KmsOperation {
             KmsOperation::DescribeKey => "DescribeKey",
             KmsOperation::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
             KmsOperation::ReEncrypt => "ReEncrypt",
+            KmsOperation::GetPublicKey => "GetPublicKey",
+            KmsOperation::DeriveSharedSecret => "DeriveSharedSecret",
             KmsOperation::GetItem => "GetItem",
             KmsOperation::TransactWriteItems => "TransactWriteItems",
             KmsOperation::DescribeTable => "DescribeTable",

@@ -166,6 +166,8 @@ impl KmsCounters {
             describe_key_calls: calls(KmsOperation::DescribeKey),
             generate_data_key_without_plaintext_calls: calls(KmsOperation::GenerateDataKeyWithoutPlaintext),
             re_encrypt_calls: calls(KmsOperation::ReEncrypt),
+            get_public_key_calls: calls(KmsOperation::GetPublicKey),
+            derive_shared_secret_calls: calls(KmsOperation::DeriveSharedSecret),
             get_item_calls: calls(KmsOperation::GetItem),
             transact_write_items_calls: calls(KmsOperation::TransactWriteItems),
             describe_table_calls: calls(KmsOperation::DescribeTable),
@@ -219,6 +221,10 @@ pub struct KmsStats {
     pub generate_data_key_without_plaintext_calls: u64,
     /// `ReEncrypt` calls started (new and versioned branch keys).
     pub re_encrypt_calls: u64,
+    /// `GetPublicKey` calls started (KMS ECDH keyrings).
+    pub get_public_key_calls: u64,
+    /// `DeriveSharedSecret` calls started (KMS ECDH keyrings).
+    pub derive_shared_secret_calls: u64,
     /// DynamoDB `GetItem` calls started (branch keys read).
     pub get_item_calls: u64,
     /// DynamoDB `TransactWriteItems` calls started (branch keys written).
@@ -280,6 +286,8 @@ impl KmsStats {
             + self.describe_key_calls
             + self.generate_data_key_without_plaintext_calls
             + self.re_encrypt_calls
+            + self.get_public_key_calls
+            + self.derive_shared_secret_calls
     }
 
     /// All DynamoDB calls started (the branch key store's).

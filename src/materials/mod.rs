@@ -16,6 +16,8 @@ use crate::suite::AlgorithmSuite;
 
 #[cfg(feature = "kms")]
 mod aws_kms;
+#[cfg(feature = "kms")]
+mod aws_kms_rsa;
 mod caching;
 mod cmm;
 #[cfg(feature = "hierarchy")]
@@ -27,6 +29,8 @@ mod raw_rsa;
 
 #[cfg(feature = "kms")]
 pub use aws_kms::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
+#[cfg(feature = "kms")]
+pub use aws_kms_rsa::{KmsRsaKeyring, KMS_RSA_PROVIDER_ID};
 pub(crate) use caching::CachingCmm;
 pub use caching::{CacheLimits, CacheStats, MaterialsCache, MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT};
 pub(crate) use cmm::{decryption_materials, encryption_materials, EncryptMaterialsOut, EncryptRequest};

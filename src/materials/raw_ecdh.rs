@@ -13,8 +13,11 @@
 //!   u32 ‖ sender; ciphertext = salt (32) ‖ commitment key (32) ‖
 //!   encrypted data key ‖ tag (16).
 
+use std::sync::OnceLock;
+
 use async_trait::async_trait;
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
 use crate::crypto::{
@@ -33,12 +36,15 @@ const SALT_LEN: usize = 32;
 const COMMITMENT_LEN: usize = 32;
 
 /// How a raw ECDH keyring agrees on keys.
-#[derive(Debug)]
 enum Scheme {
     /// A static private key to a static public key, both ways.
     Static {
         sender: EcdhPrivateKey,
         recipient: EcdhPublicKey,
+        /// The shared secret of the two static keys, the same for every
+        /// message (the salt makes each message's keys its own): agreed
+        /// once, wiped with the keyring.
+        shared: OnceLock<Zeroizing<Vec<u8>>>,
     },
     /// A fresh private key per message to a static public key (encrypt only).
     Ephemeral { recipient: EcdhPublicKey },
@@ -47,10 +53,30 @@ enum Scheme {
 }
 
 /// Wraps data keys under keys agreed by ECDH (P-256, P-384, P-521).
-#[derive(Debug)]
 pub struct RawEcdhKeyring {
     curve: EcdhCurve,
     scheme: Scheme,
+}
+
+/// Public keys only: no private key and no shared secret.
+impl std::fmt::Debug for RawEcdhKeyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("RawEcdhKeyring");
+        d.field("curve", &self.curve);
+        match &self.scheme {
+            Scheme::Static {
+                sender, recipient, ..
+            } => d
+                .field("scheme", &"static")
+                .field("sender", sender.public_key())
+                .field("recipient", recipient),
+            Scheme::Ephemeral { recipient } => d.field("scheme", &"ephemeral").field("recipient", recipient),
+            Scheme::Discovery { recipient } => d
+                .field("scheme", &"discovery")
+                .field("recipient", recipient.public_key()),
+        };
+        d.finish()
+    }
 }
 
 /// The fixed info of the key derivation (also the wrap's AAD).
@@ -169,6 +195,20 @@ pub(crate) fn unwrap(
     }
 }
 
+/// The static scheme's shared secret, agreed on first use.
+fn static_secret<'a>(
+    cell: &'a OnceLock<Zeroizing<Vec<u8>>>,
+    backend: Backend,
+    sender: &EcdhPrivateKey,
+    recipient: &EcdhPublicKey,
+) -> crate::crypto::CResult<&'a [u8]> {
+    if let Some(z) = cell.get() {
+        return Ok(z);
+    }
+    let z = sender.agree(backend, recipient)?;
+    Ok(cell.get_or_init(|| z))
+}
+
 impl RawEcdhKeyring {
     /// Static keys: `sender` (this side's private key) to `recipient` (the
     /// other side's public key). Encrypts, and decrypts messages between
@@ -189,7 +229,11 @@ impl RawEcdhKeyring {
         }
         Ok(RawEcdhKeyring {
             curve: sender.curve(),
-            scheme: Scheme::Static { sender, recipient },
+            scheme: Scheme::Static {
+                sender,
+                recipient,
+                shared: OnceLock::new(),
+            },
         })
     }
 
@@ -233,14 +277,19 @@ impl Keyring for RawEcdhKeyring {
         let agree_err = || Error::keyring(self.name(), "the key agreement failed");
         let ephemeral;
         let (shared, sender, recipient) = match &self.scheme {
-            Scheme::Static { sender, recipient } => {
-                let shared = sender.agree(backend, recipient).map_err(|_| agree_err())?;
-                (shared, sender.public_key(), recipient)
+            Scheme::Static {
+                sender,
+                recipient,
+                shared,
+            } => {
+                let z = static_secret(shared, backend, sender, recipient).map_err(|_| agree_err())?;
+                (Zeroizing::new(z.to_vec()), sender.public_key(), recipient)
             }
             Scheme::Ephemeral { recipient } => {
-                ephemeral = EcdhPrivateKey::generate(self.curve).map_err(|_| agree_err())?;
-                let shared = ephemeral.agree(backend, recipient).map_err(|_| agree_err())?;
-                (shared, ephemeral.public_key(), recipient)
+                let (z, public) =
+                    EcdhPrivateKey::agree_ephemeral(backend, recipient).map_err(|_| agree_err())?;
+                ephemeral = public;
+                (z, &ephemeral, recipient)
             }
             Scheme::Discovery { .. } => {
                 return Err(Error::keyring(
@@ -289,6 +338,7 @@ impl Keyring for RawEcdhKeyring {
                 Scheme::Static {
                     sender: own,
                     recipient: peer,
+                    shared,
                 } => {
                     let (mine, theirs) = (own.public_key().compressed(), peer.compressed());
                     let ours =
@@ -296,7 +346,7 @@ impl Keyring for RawEcdhKeyring {
                     if !ours {
                         continue;
                     }
-                    own.agree(backend, peer)
+                    static_secret(shared, backend, own, peer).map(|z| Zeroizing::new(z.to_vec()))
                 }
                 Scheme::Ephemeral { .. } => continue,
             };
@@ -349,6 +399,40 @@ mod tests {
             };
             assert_eq!(parse_provider_info(other, &info), None, "another curve");
         }
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let pem = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/ecdh-p256-a-private.pem"
+        ))
+        .unwrap();
+        let der = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/ecdh-p256-b-public.der"
+        ))
+        .unwrap();
+        let private = EcdhPrivateKey::from_pkcs8(EcdhCurve::P256, &pem).unwrap();
+        let public = EcdhPublicKey::from_bytes(EcdhCurve::P256, &der).unwrap();
+        let keyring = RawEcdhKeyring::static_keys(private, public).unwrap();
+        let Scheme::Static {
+            sender,
+            recipient,
+            shared,
+        } = &keyring.scheme
+        else {
+            unreachable!()
+        };
+        let z = static_secret(shared, Backend::default(), sender, recipient)
+            .unwrap()
+            .to_vec();
+        let hex: String = z.iter().map(|b| format!("{b:02x}")).collect();
+        let shown = format!("{keyring:?}");
+        assert!(
+            shown.contains("static") && !shown.contains(&hex) && !shown.contains(&format!("{:?}", &z[..4])),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -56,6 +56,16 @@ impl RsaPublicKey {
     }
 }
 
+impl RsaPublicKey {
+    /// RSA encryption with `padding` (the KMS RSA keyring encrypts locally).
+    #[cfg_attr(not(feature = "kms"), allow(dead_code))]
+    pub(crate) fn encrypt(&self, padding: crate::RsaPadding, plaintext: &[u8]) -> Result<Vec<u8>> {
+        self.0
+            .encrypt(padding, plaintext)
+            .map_err(|_| Error::Backend("RSA encryption"))
+    }
+}
+
 impl std::fmt::Debug for RsaPublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RsaPublicKey")

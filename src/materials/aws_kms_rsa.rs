@@ -1,0 +1,209 @@
+//! The AWS KMS RSA keyring. Spec: `framework/aws-kms/aws-kms-rsa-keyring.md`.
+//!
+//! Encrypt is local: RSA-OAEP (SHA-1 or SHA-256, MGF1 with the same hash)
+//! with the KMS key's public key over SHA-384(serialized context) ‖ data
+//! key. Decrypt asks KMS (`Decrypt` with the encryption algorithm, no
+//! context), then checks the response key id and the context digest.
+//! Signing suites are refused both ways, as the official libraries do.
+//!
+//! EDK: provider id `aws-kms-rsa`; provider info = the key ARN; ciphertext
+//! = the RSA output.
+
+use async_trait::async_trait;
+use subtle::ConstantTimeEq;
+
+use super::{DecryptionMaterials, EncryptionMaterials, Keyring, RsaPublicKey};
+use crate::crypto::{sha384_concat, DataKey, RsaPadding};
+use crate::error::{Error, Result};
+use crate::format::EncryptedDataKey;
+use crate::kms::{CallArgs, KmsArn, KmsClient, KmsError, KmsErrorKind, KmsOperation};
+use crate::suite::AlgorithmSuite;
+
+/// The AWS KMS RSA keyring's provider id.
+pub const KMS_RSA_PROVIDER_ID: &str = "aws-kms-rsa";
+const DIGEST_LEN: usize = 48;
+
+/// Wraps data keys with a KMS RSA key (`RSA_2048` … `RSA_4096`,
+/// `ENCRYPT_DECRYPT`): locally with its public key, unwrapped by KMS.
+#[derive(Clone)]
+pub struct KmsRsaKeyring {
+    client: KmsClient,
+    key_arn: String,
+    padding: RsaPadding,
+    public_key: Option<RsaPublicKey>,
+    grant_tokens: Vec<String>,
+}
+
+impl std::fmt::Debug for KmsRsaKeyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsRsaKeyring")
+            .field("key_arn", &self.key_arn)
+            .field("padding", &self.padding)
+            .field("public_key", &self.public_key.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KmsRsaKeyring {
+    /// A keyring for the KMS RSA key `key_arn` with `padding`
+    /// ([`RsaPadding::OaepSha1`] or [`RsaPadding::OaepSha256`]). Encrypting
+    /// needs the key's `public_key` (from KMS `GetPublicKey`, as PEM);
+    /// without it the keyring only decrypts.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `key_arn` is not a key ARN or the padding is
+    /// not one KMS offers.
+    pub fn new(
+        client: KmsClient,
+        key_arn: impl Into<String>,
+        padding: RsaPadding,
+        public_key: Option<RsaPublicKey>,
+    ) -> Result<Self> {
+        let key_arn = key_arn.into();
+        match key_arn.parse::<KmsArn>() {
+            Ok(arn) if arn.resource_type() == "key" => {}
+            _ => {
+                return Err(Error::config(
+                    "KMS RSA key",
+                    format!("{key_arn:?} is not a KMS key ARN"),
+                ))
+            }
+        }
+        if !matches!(padding, RsaPadding::OaepSha1 | RsaPadding::OaepSha256) {
+            return Err(Error::config(
+                "KMS RSA padding",
+                "KMS decrypts RSAES_OAEP_SHA_1 and RSAES_OAEP_SHA_256 only (oaep-sha1, oaep-sha256)",
+            ));
+        }
+        Ok(KmsRsaKeyring {
+            client,
+            key_arn,
+            padding,
+            public_key,
+            grant_tokens: Vec::new(),
+        })
+    }
+
+    /// Grant tokens for the `Decrypt` calls.
+    pub fn with_grant_tokens(mut self, tokens: impl IntoIterator<Item = String>) -> Self {
+        self.grant_tokens = tokens.into_iter().collect();
+        self
+    }
+
+    fn algorithm(&self) -> &'static str {
+        match self.padding {
+            RsaPadding::OaepSha1 => "RSAES_OAEP_SHA_1",
+            _ => "RSAES_OAEP_SHA_256",
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("AWS KMS RSA {}", self.key_arn)
+    }
+
+    fn refuse_signing(&self, suite: AlgorithmSuite) -> Result<()> {
+        if suite.signature().is_some() {
+            return Err(Error::keyring(
+                self.name(),
+                format!(
+                    "the AWS KMS RSA keyring does not work with signing suites ({suite}); use an unsigned \
+                     suite such as 0x0478"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// SHA-384 of the serialized encryption context.
+fn context_digest(materials_context: &crate::EncryptionContext) -> Result<[u8; DIGEST_LEN]> {
+    Ok(sha384_concat(&[&materials_context.serialize()?]))
+}
+
+#[async_trait]
+impl Keyring for KmsRsaKeyring {
+    async fn on_encrypt(&self, materials: &mut EncryptionMaterials) -> Result<()> {
+        self.refuse_signing(materials.suite())?;
+        let public = self
+            .public_key
+            .as_ref()
+            .ok_or_else(|| Error::keyring(self.name(), "encrypting needs the KMS key's public key"))?;
+        if materials.data_key().is_none() {
+            materials.generate_data_key()?;
+        }
+        let digest = context_digest(materials.context())?;
+        let data_key = materials
+            .data_key()
+            .ok_or_else(|| Error::keyring(self.name(), "no data key"))?;
+        let mut plaintext = zeroize::Zeroizing::new(Vec::with_capacity(DIGEST_LEN + data_key.len()));
+        plaintext.extend_from_slice(&digest);
+        plaintext.extend_from_slice(data_key.expose_secret());
+        let ciphertext = public.encrypt(self.padding, &plaintext)?;
+        materials.add_encrypted_data_key(EncryptedDataKey {
+            provider_id: KMS_RSA_PROVIDER_ID.to_owned(),
+            provider_info: self.key_arn.clone().into_bytes(),
+            ciphertext,
+        });
+        Ok(())
+    }
+
+    async fn on_decrypt(
+        &self,
+        materials: &DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> Result<Option<DataKey>> {
+        let ours: Vec<&EncryptedDataKey> = edks
+            .iter()
+            .filter(|e| e.provider_id == KMS_RSA_PROVIDER_ID && e.provider_info == self.key_arn.as_bytes())
+            .collect();
+        if ours.is_empty() {
+            return Ok(None);
+        }
+        self.refuse_signing(materials.suite())?;
+        let digest = context_digest(materials.context())?;
+        let key_len = materials.suite().data_key_len();
+        let deadline = self.client.deadline();
+        let empty = crate::EncryptionContext::new();
+        let mut first_error: Option<Error> = None;
+        for edk in ours {
+            let args = CallArgs {
+                key_id: &self.key_arn,
+                context: &empty,
+                grant_tokens: &self.grant_tokens,
+                deadline,
+            };
+            let invalid = |m: &str| -> Error {
+                KmsError::new(
+                    KmsErrorKind::InvalidResponse,
+                    KmsOperation::Decrypt,
+                    &self.key_arn,
+                )
+                .with_message(m)
+                .into()
+            };
+            let result: Result<()> = match self
+                .client
+                .decrypt_rsa(args, &edk.ciphertext, self.algorithm())
+                .await
+            {
+                Err(e) => Err(Error::from(e)),
+                Ok(out) if out.key_id.as_deref() != Some(self.key_arn.as_str()) => {
+                    Err(invalid("KMS answered for another key"))
+                }
+                Ok(out) if out.plaintext.len() != DIGEST_LEN + key_len => Err(invalid(
+                    "the RSA plaintext is not a context digest and a data key",
+                )),
+                Ok(out) => {
+                    if bool::from(out.plaintext[..DIGEST_LEN].ct_eq(&digest)) {
+                        return Ok(Some(DataKey::from_slice(&out.plaintext[DIGEST_LEN..])));
+                    }
+                    Err(Error::Decrypt)
+                }
+            };
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        Err(first_error.unwrap_or(Error::Decrypt))
+    }
+}
