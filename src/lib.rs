@@ -33,7 +33,9 @@ pub use materials::{
     MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT, RAW_ECDH_PROVIDER_ID,
 };
 #[cfg(feature = "kms")]
-pub use materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring, KmsRsaKeyring, KMS_RSA_PROVIDER_ID};
+pub use materials::{
+    DiscoveryFilter, KmsDiscoveryKeyring, KmsEcdhKeyring, KmsKeyring, KmsRsaKeyring, KMS_RSA_PROVIDER_ID,
+};
 pub use message::{
     decrypt, encrypt, DecryptInfo, DecryptReader, Decrypted, Decryptor, EncryptWriter, Encryptor,
 };

@@ -363,3 +363,175 @@ async fn kms_rsa_keyring_round_trips_and_interop() {
     assert!(KmsRsaKeyring::new(client.clone(), "alias/x", RsaPadding::OaepSha1, None).is_err());
     assert!(KmsRsaKeyring::new(client, &arn, RsaPadding::Pkcs1, None).is_err());
 }
+
+// ---- the AWS KMS ECDH keyring (KMS DeriveSharedSecret on kms_server.py) ----
+
+async fn ecdh_kms_key(spec: &str) -> String {
+    let admin = common::moto::admin("us-east-1");
+    let key = admin
+        .create_key()
+        .key_spec(envseal::kms::aws_sdk_kms::types::KeySpec::from(spec))
+        .key_usage(envseal::kms::aws_sdk_kms::types::KeyUsageType::KeyAgreement)
+        .send()
+        .await
+        .unwrap();
+    key.key_metadata().unwrap().arn().unwrap().to_owned()
+}
+
+fn strs(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Every curve: KMS static messages read by envseal's KMS and raw
+/// discovery keyrings and by Python's; raw ephemeral messages to the KMS
+/// key's public key read by KMS discovery on both sides; Python's KMS
+/// static messages read by envseal.
+#[tokio::test]
+async fn kms_ecdh_keyring_interop_with_raw_ecdh_and_python() {
+    use envseal::{EcdhCurve, EcdhPrivateKey, EcdhPublicKey, KmsEcdhKeyring, RawEcdhKeyring};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let client = common::moto::client("us-east-1", &moto().url, KmsBounds::default()).await;
+    let ctx = context();
+    write_context(&d.join("x.msg"));
+    let ctx_file = d.join("x.ctx").display().to_string();
+    let mut jobs = Vec::new();
+    let mut checks = Vec::new();
+    for (cname, curve, spec) in [
+        ("p256", EcdhCurve::P256, "ECC_NIST_P256"),
+        ("p384", EcdhCurve::P384, "ECC_NIST_P384"),
+        ("p521", EcdhCurve::P521, "ECC_NIST_P521"),
+    ] {
+        let k = ecdh_kms_key(spec).await;
+        let b_priv = common::data_path(&format!("ecdh-{cname}-b-private.pem"));
+        let b_pub = common::data_path(&format!("ecdh-{cname}-b-public.der"));
+        let b_private = EcdhPrivateKey::from_pkcs8(curve, &std::fs::read(&b_priv).unwrap()).unwrap();
+        let b_public = EcdhPublicKey::from_bytes(curve, &std::fs::read(&b_pub).unwrap()).unwrap();
+        let kms_static = KmsEcdhKeyring::static_keys(client.clone(), &k, b_public.clone())
+            .await
+            .unwrap();
+        let kms_discovery = KmsEcdhKeyring::discovery(client.clone(), curve, &k)
+            .await
+            .unwrap();
+        assert_eq!(kms_static.kms_public_key(), kms_discovery.kms_public_key());
+        let k_pub = d.join(format!("{cname}-kms.der"));
+        std::fs::write(&k_pub, kms_static.kms_public_key().to_der()).unwrap();
+        let raw_discovery = RawEcdhKeyring::discovery(b_private);
+        for (hex, suite) in [
+            ("0478", AlgorithmSuite::Aes256GcmHkdfSha512CommitKey),
+            ("0578", AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384),
+        ] {
+            let cfg = config(suite);
+            // KMS static K -> B.
+            let m = envseal::encrypt(&cfg, &kms_static, &ctx, b"kms ecdh")
+                .await
+                .unwrap();
+            let header = envseal::Decryptor::new(&m[..], &cfg).unwrap();
+            assert_eq!(header.encrypted_data_keys()[0].provider_id, "aws-kms-ecdh");
+            for reader in [&kms_static as &dyn Keyring, &raw_discovery] {
+                let out = envseal::decrypt(&cfg, reader, &EncryptionContext::new(), &m)
+                    .await
+                    .unwrap();
+                assert_eq!(&*out.plaintext, b"kms ecdh");
+            }
+            let msg = d.join(format!("rs-{cname}-{hex}.msg"));
+            std::fs::write(&msg, &m).unwrap();
+            for (flag, spec) in [
+                ("--raw-ecdh-discovery", format!("{cname}:{b_priv}")),
+                ("--kms-ecdh-static", format!("{cname}:{b_pub}:{k}")),
+            ] {
+                let out = d.join(format!("rs-{cname}-{hex}{flag}.out"));
+                jobs.push(strs(&[
+                    "decrypt",
+                    "--input",
+                    &msg.display().to_string(),
+                    "--output",
+                    &out.display().to_string(),
+                    flag,
+                    &spec,
+                    "--context-json",
+                    &ctx_file,
+                ]));
+                checks.push((out, b"kms ecdh".to_vec()));
+            }
+            // Raw ephemeral -> the KMS key's public key; KMS discovery reads it.
+            let to_k = RawEcdhKeyring::ephemeral(kms_static.kms_public_key().clone());
+            let m = envseal::encrypt(&cfg, &to_k, &ctx, b"to kms").await.unwrap();
+            let out = envseal::decrypt(&cfg, &kms_discovery, &EncryptionContext::new(), &m)
+                .await
+                .unwrap();
+            assert_eq!(&*out.plaintext, b"to kms");
+            let msg = d.join(format!("eph-{cname}-{hex}.msg"));
+            std::fs::write(&msg, &m).unwrap();
+            let out = d.join(format!("eph-{cname}-{hex}.out"));
+            jobs.push(strs(&[
+                "decrypt",
+                "--input",
+                &msg.display().to_string(),
+                "--output",
+                &out.display().to_string(),
+                "--kms-ecdh-discovery",
+                &format!("{cname}:{k}"),
+                "--context-json",
+                &ctx_file,
+            ]));
+            checks.push((out, b"to kms".to_vec()));
+            // Python writes KMS static K -> B.
+            let plain = d.join(format!("py-{cname}-{hex}.plain"));
+            std::fs::write(&plain, b"python kms ecdh").unwrap();
+            let py = d.join(format!("py-{cname}-{hex}.msg"));
+            jobs.push(strs(&[
+                "encrypt",
+                "--input",
+                &plain.display().to_string(),
+                "--output",
+                &py.display().to_string(),
+                "--kms-ecdh-static",
+                &format!("{cname}:{b_pub}:{k}"),
+                "--suite",
+                hex,
+                "--context-json",
+                &ctx_file,
+            ]));
+        }
+        // A discovery keyring does not encrypt.
+        assert!(envseal::encrypt(
+            &config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey),
+            &kms_discovery,
+            &ctx,
+            b"x"
+        )
+        .await
+        .is_err());
+    }
+    for (n, r) in mpl(d, &jobs).into_iter().enumerate() {
+        r.unwrap_or_else(|e| panic!("reference job {n} {:?}: {e}", jobs[n]));
+    }
+    for (out, want) in &checks {
+        assert_eq!(&std::fs::read(out).unwrap(), want, "{}", out.display());
+    }
+    assert_eq!(checks.len(), 3 * 2 * 3);
+    for (cname, curve) in [
+        ("p256", EcdhCurve::P256),
+        ("p384", EcdhCurve::P384),
+        ("p521", EcdhCurve::P521),
+    ] {
+        let b_priv = common::data_path(&format!("ecdh-{cname}-b-private.pem"));
+        let raw_discovery = RawEcdhKeyring::discovery(
+            EcdhPrivateKey::from_pkcs8(curve, &std::fs::read(&b_priv).unwrap()).unwrap(),
+        );
+        for hex in ["0478", "0578"] {
+            let m = std::fs::read(d.join(format!("py-{cname}-{hex}.msg"))).unwrap();
+            let out = envseal::decrypt(&Config::default(), &raw_discovery, &EncryptionContext::new(), &m)
+                .await
+                .unwrap();
+            assert_eq!(&*out.plaintext, b"python kms ecdh");
+        }
+    }
+    // A KMS key that is not for key agreement is refused when the keyring is made.
+    let symmetric = create_key("us-east-1").await;
+    let err = KmsEcdhKeyring::discovery(client, EcdhCurve::P256, &symmetric)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, envseal::Error::Kms(_)), "{err}");
+}

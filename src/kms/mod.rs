@@ -38,7 +38,7 @@ mod stats;
 
 /// The KMS keyrings, also at the crate root.
 #[cfg(feature = "kms")]
-pub use crate::materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring, KmsRsaKeyring};
+pub use crate::materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsEcdhKeyring, KmsKeyring, KmsRsaKeyring};
 #[cfg(feature = "kms")]
 pub(crate) use arn::{check_identifier, duplicate_multi_region_keys, mrk_match};
 pub use arn::{InvalidArn, KmsArn};

@@ -17,6 +17,8 @@ use crate::suite::AlgorithmSuite;
 #[cfg(feature = "kms")]
 mod aws_kms;
 #[cfg(feature = "kms")]
+mod aws_kms_ecdh;
+#[cfg(feature = "kms")]
 mod aws_kms_rsa;
 mod caching;
 mod cmm;
@@ -29,6 +31,8 @@ mod raw_rsa;
 
 #[cfg(feature = "kms")]
 pub use aws_kms::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
+#[cfg(feature = "kms")]
+pub use aws_kms_ecdh::KmsEcdhKeyring;
 #[cfg(feature = "kms")]
 pub use aws_kms_rsa::{KmsRsaKeyring, KMS_RSA_PROVIDER_ID};
 pub(crate) use caching::CachingCmm;
