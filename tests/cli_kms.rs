@@ -531,3 +531,171 @@ async fn branch_key_usage_errors_and_dynamodb_bounds() {
     assert!(hang.requests() <= 2, "{}", hang.requests());
     assert!(!Path::new(&out).exists());
 }
+
+/// `--kms-rsa-key` and `--kms-ecdh-*` against kms_server.py (real RSA-OAEP
+/// and ECDH), mixed with raw ECDH keys.
+#[tokio::test]
+async fn kms_rsa_and_kms_ecdh_keys_on_the_command_line() {
+    use envseal::kms::aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    let f = Files::new();
+    let admin = common::moto::admin("us-east-1");
+    let new_key = |spec: &str, usage: KeyUsageType| {
+        let admin = admin.clone();
+        let spec = KeySpec::from(spec);
+        async move {
+            let out = admin
+                .create_key()
+                .key_spec(spec)
+                .key_usage(usage)
+                .send()
+                .await
+                .unwrap();
+            let arn = out.key_metadata().unwrap().arn().unwrap().to_owned();
+            let public = admin.get_public_key().key_id(&arn).send().await.unwrap();
+            (arn, public.public_key().unwrap().as_ref().to_vec())
+        }
+    };
+    let url = moto().url.clone();
+    let env = [
+        ("AWS_ENDPOINT_URL_KMS", url.as_str()),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let run = |args: &[&str]| envseal_env(f.path(), args, &env);
+    let (plain, msg, out) = (f.p("plain"), f.p("msg"), f.p("out"));
+    let none = f.p("none");
+
+    // KMS RSA: the public key (PEM) encrypts, KMS decrypts.
+    let (rsa, der) = new_key("RSA_2048", KeyUsageType::EncryptDecrypt).await;
+    let pem_path = f.path().join("rsa.pem");
+    let b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(der)
+    };
+    let body: Vec<String> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
+    std::fs::write(
+        &pem_path,
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            body.join("\n")
+        ),
+    )
+    .unwrap();
+    let pem = pem_path.display().to_string();
+    let rsa_flags = ["--kms-rsa-key", rsa.as_str(), "--kms-rsa-padding", "oaep-sha256"];
+    let mut enc = vec![
+        "encrypt",
+        "-i",
+        &plain,
+        "-o",
+        &msg,
+        "--suite",
+        "0x0478",
+        "--kms-rsa-public-key",
+        &pem,
+    ];
+    enc.extend(rsa_flags);
+    ok(&run(&enc));
+    let mut dec = vec!["decrypt", "-i", &msg, "-o", &out];
+    dec.extend(rsa_flags);
+    ok(&run(&dec));
+    assert_eq!(std::fs::read(&out).unwrap(), b"kms via the command line");
+    // Without the public key it cannot encrypt; a signing suite is refused.
+    let mut no_pub = vec!["encrypt", "-i", &plain, "-o", &none, "--suite", "0x0478"];
+    no_pub.extend(rsa_flags);
+    let o = run(&no_pub);
+    fails(&o);
+    assert_eq!(o.status.code(), Some(2));
+    let mut signed = vec!["encrypt", "-i", &plain, "-o", &none, "--kms-rsa-public-key", &pem];
+    signed.extend(rsa_flags);
+    let err = fails(&run(&signed));
+    assert!(err.contains("signing suites"), "{err}");
+    assert!(!f.path().join("none").exists());
+
+    // KMS ECDH static K -> B, read by B's raw discovery key; raw ephemeral
+    // -> K's public key, read by KMS discovery.
+    let (k, k_der) = new_key("ECC_NIST_P256", KeyUsageType::KeyAgreement).await;
+    let k_pub = f.path().join("k.der");
+    std::fs::write(&k_pub, k_der).unwrap();
+    let data = |n: &str| format!("{}/tests/data/{n}", env!("CARGO_MANIFEST_DIR"));
+    let stat = format!("p256:{}:{k}", data("ecdh-p256-b-public.der"));
+    ok(&run(&[
+        "encrypt",
+        "-i",
+        &plain,
+        "-o",
+        &f.p("ecdh.msg"),
+        "--kms-ecdh-static",
+        &stat,
+    ]));
+    let disc = format!("p256:{}", data("ecdh-p256-b-private.pem"));
+    ok(&run(&[
+        "decrypt",
+        "-i",
+        &f.p("ecdh.msg"),
+        "-o",
+        &f.p("ecdh.out"),
+        "--raw-ecdh-discovery",
+        &disc,
+    ]));
+    ok(&run(&[
+        "decrypt",
+        "-i",
+        &f.p("ecdh.msg"),
+        "-o",
+        &f.p("ecdh2.out"),
+        "--kms-ecdh-static",
+        &stat,
+    ]));
+    let eph = format!("p256:{}", k_pub.display());
+    ok(&run(&[
+        "encrypt",
+        "-i",
+        &plain,
+        "-o",
+        &f.p("eph.msg"),
+        "--raw-ecdh-ephemeral",
+        &eph,
+    ]));
+    let kdisc = format!("p256:{k}");
+    ok(&run(&[
+        "decrypt",
+        "-i",
+        &f.p("eph.msg"),
+        "-o",
+        &f.p("eph.out"),
+        "--kms-ecdh-discovery",
+        &kdisc,
+    ]));
+    for o in ["ecdh.out", "ecdh2.out", "eph.out"] {
+        assert_eq!(
+            std::fs::read(f.path().join(o)).unwrap(),
+            b"kms via the command line"
+        );
+    }
+    // Discovery does not encrypt; an RSA key is not a key agreement key.
+    let o = run(&[
+        "encrypt",
+        "-i",
+        &plain,
+        "-o",
+        &none,
+        "--kms-ecdh-discovery",
+        &kdisc,
+    ]);
+    fails(&o);
+    assert_eq!(o.status.code(), Some(2));
+    let err = fails(&run(&[
+        "decrypt",
+        "-i",
+        &f.p("eph.msg"),
+        "-o",
+        &none,
+        "--kms-ecdh-discovery",
+        &format!("p256:{rsa}"),
+    ]));
+    assert!(err.contains("GetPublicKey"), "{err}");
+}

@@ -209,6 +209,34 @@ pub(crate) struct KmsArgs {
     #[arg(long = "kms-key", value_name = "KEY_ID")]
     pub(crate) kms_key: Vec<String>,
 
+    /// AWS KMS RSA key (ARN of an RSA ENCRYPT_DECRYPT key): encrypts
+    /// locally with --kms-rsa-public-key, decrypts through KMS. Unsigned
+    /// suites only (e.g. --suite 0x0478).
+    #[arg(long = "kms-rsa-key", value_name = "ARN", requires = "kms_rsa_padding")]
+    pub(crate) kms_rsa_key: Option<String>,
+
+    /// The KMS RSA key's padding: oaep-sha1 or oaep-sha256.
+    #[arg(long = "kms-rsa-padding", value_name = "PADDING", value_parser = ["oaep-sha1", "oaep-sha256"],
+          requires = "kms_rsa_key")]
+    pub(crate) kms_rsa_padding: Option<String>,
+
+    /// The KMS RSA key's public key (PEM "PUBLIC KEY", from KMS
+    /// GetPublicKey); needed to encrypt.
+    #[arg(long = "kms-rsa-public-key", value_name = "PEMFILE", requires = "kms_rsa_key")]
+    pub(crate) kms_rsa_public_key: Option<PathBuf>,
+
+    /// AWS KMS ECDH, a KMS key agreement key (the sender, last since the
+    /// ARN holds colons) to the recipient's public key; encrypts, and
+    /// decrypts between the two either way (repeatable).
+    #[arg(long = "kms-ecdh-static", value_name = "CURVE:RECIPIENT_PUBLIC_FILE:SENDER_KMS_ARN",
+          value_parser = parse_kms_ecdh_static)]
+    pub(crate) kms_ecdh_static: Vec<KmsEcdhSpec>,
+
+    /// AWS KMS ECDH discovery: decrypts what any sender sent to the KMS key
+    /// agreement key's public key (decrypt only; repeatable).
+    #[arg(long = "kms-ecdh-discovery", value_name = "CURVE:RECIPIENT_KMS_ARN", value_parser = parse_kms_ecdh_discovery)]
+    pub(crate) kms_ecdh_discovery: Vec<KmsEcdhSpec>,
+
     /// Decrypt with whichever KMS key the message names (in --region),
     /// limited by --discovery-partition/--discovery-account when given.
     #[arg(long = "kms-discovery")]
@@ -382,6 +410,42 @@ pub(crate) fn parse_ecdh_static(s: &str) -> Result<EcdhSpec, String> {
 
 pub(crate) fn parse_ecdh_one(s: &str) -> Result<EcdhSpec, String> {
     parse_ecdh(s, 1, "CURVE:KEY_FILE")
+}
+
+/// A `--kms-ecdh-*` option: the curve, a public key file (static) and the
+/// KMS key ARN.
+#[derive(Clone, Debug)]
+pub(crate) struct KmsEcdhSpec {
+    pub(crate) curve: envseal::EcdhCurve,
+    pub(crate) public_file: Option<PathBuf>,
+    pub(crate) arn: String,
+}
+
+fn ecdh_curve(text: &str) -> Result<envseal::EcdhCurve, String> {
+    envseal::EcdhCurve::parse(text)
+        .ok_or_else(|| format!("unknown curve {text:?} (expected p256, p384 or p521)"))
+}
+
+pub(crate) fn parse_kms_ecdh_static(s: &str) -> Result<KmsEcdhSpec, String> {
+    match s.splitn(3, ':').collect::<Vec<_>>()[..] {
+        [curve, file, arn] if !file.is_empty() && arn.starts_with("arn:") => Ok(KmsEcdhSpec {
+            curve: ecdh_curve(curve)?,
+            public_file: Some(PathBuf::from(file)),
+            arn: arn.to_owned(),
+        }),
+        _ => Err("expected CURVE:RECIPIENT_PUBLIC_FILE:SENDER_KMS_ARN".into()),
+    }
+}
+
+pub(crate) fn parse_kms_ecdh_discovery(s: &str) -> Result<KmsEcdhSpec, String> {
+    match s.split_once(':') {
+        Some((curve, arn)) if arn.starts_with("arn:") => Ok(KmsEcdhSpec {
+            curve: ecdh_curve(curve)?,
+            public_file: None,
+            arn: arn.to_owned(),
+        }),
+        _ => Err("expected CURVE:RECIPIENT_KMS_ARN".into()),
+    }
 }
 
 pub(crate) fn parse_aes_spec(s: &str) -> Result<AesKeySpec, String> {

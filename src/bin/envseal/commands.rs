@@ -41,6 +41,7 @@ fn keyring_for(
     let kms = common.kms.client(runtime, common.hierarchy.used())?;
     let store = common.hierarchy.store(runtime, kms.as_ref(), &common.kms.aws)?;
     let remote = Remote {
+        runtime,
         kms: &common.kms,
         client: kms.as_ref(),
         hierarchy: &common.hierarchy,

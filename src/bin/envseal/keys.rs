@@ -13,7 +13,7 @@ use envseal::{
     Keyring, MultiKeyring, RawAesKeyring, RawRsaKeyring, RsaPrivateKey, RsaPublicKey, WrappingKey,
 };
 
-use crate::cli::{AesKeySpec, CommonArgs, EcdhSpec, HierarchyArgs, KmsArgs, RsaKeySpec};
+use crate::cli::{AesKeySpec, CommonArgs, EcdhSpec, HierarchyArgs, KmsArgs, KmsEcdhSpec, RsaKeySpec};
 use crate::error::{bare, Failure};
 use crate::keystore::KeyStore;
 use crate::kms::KmsClient;
@@ -31,6 +31,10 @@ pub(crate) enum KeySpec {
     Hierarchy(String),
     /// A `--raw-ecdh-*` key.
     Ecdh(EcdhScheme, EcdhSpec),
+    /// The `--kms-rsa-key`.
+    KmsRsa,
+    /// A `--kms-ecdh-static` (true) or `--kms-ecdh-discovery` key.
+    KmsEcdh(bool, KmsEcdhSpec),
 }
 
 /// Which `--raw-ecdh-*` option.
@@ -96,6 +100,22 @@ pub(crate) fn ordered_keys(common: &CommonArgs, m: &ArgMatches) -> Vec<KeySpec> 
             all.push((
                 idx.get(i).copied().unwrap_or(usize::MAX),
                 KeySpec::Ecdh(scheme, spec.clone()),
+            ));
+        }
+    }
+    if common.kms.kms_rsa_key.is_some() {
+        let idx = m.index_of("kms_rsa_key").unwrap_or(usize::MAX);
+        all.push((idx, KeySpec::KmsRsa));
+    }
+    for (id, is_static, specs) in [
+        ("kms_ecdh_static", true, &common.kms.kms_ecdh_static),
+        ("kms_ecdh_discovery", false, &common.kms.kms_ecdh_discovery),
+    ] {
+        let idx: Vec<usize> = m.indices_of(id).map(Iterator::collect).unwrap_or_default();
+        for (i, spec) in specs.iter().enumerate() {
+            all.push((
+                idx.get(i).copied().unwrap_or(usize::MAX),
+                KeySpec::KmsEcdh(is_static, spec.clone()),
             ));
         }
     }
@@ -165,6 +185,9 @@ pub(crate) fn pem_label(pem: &str) -> Option<&str> {
 /// Where the keyrings' remote parts come from: the KMS client and the
 /// branch key store, when the command line asks for them.
 pub(crate) struct Remote<'a> {
+    /// For keyrings that call KMS while they are made (KMS ECDH).
+    #[cfg_attr(not(feature = "kms"), allow(dead_code))]
+    pub(crate) runtime: &'a tokio::runtime::Runtime,
     pub(crate) kms: &'a KmsArgs,
     pub(crate) client: Option<&'a KmsClient>,
     pub(crate) hierarchy: &'a HierarchyArgs,
@@ -179,7 +202,7 @@ pub(crate) fn build_keyring(
     let (kms, client) = (remote.kms, remote.client);
     if specs.is_empty() && !kms.kms_discovery {
         return Err(Failure::usage(
-            "at least one key is required (--kms-key, --kms-discovery, --branch-key-id, --raw-aes-key, --raw-rsa-key or --raw-ecdh-*)",
+            "at least one key is required (--kms-key, --kms-discovery, --kms-rsa-key, --kms-ecdh-*, --branch-key-id, --raw-aes-key, --raw-rsa-key or --raw-ecdh-*)",
         ));
     }
     #[cfg(feature = "hierarchy")]
@@ -234,6 +257,21 @@ pub(crate) fn build_keyring(
                 keyrings.push(Arc::new(keyring));
             }
             KeySpec::Ecdh(scheme, spec) => keyrings.push(Arc::new(ecdh_keyring(scheme, &spec, mode)?)),
+            #[cfg(not(feature = "kms"))]
+            KeySpec::KmsRsa | KeySpec::KmsEcdh(..) => {
+                if let KeySpec::KmsEcdh(is_static, spec) = &spec {
+                    let _ = (is_static, &spec.curve, &spec.public_file, &spec.arn);
+                }
+                return Err(Failure::usage(
+                    "this envseal was built without AWS KMS support (feature kms)",
+                ));
+            }
+            #[cfg(feature = "kms")]
+            KeySpec::KmsRsa => keyrings.push(Arc::new(kms_rsa_keyring(kms, client, mode)?)),
+            #[cfg(feature = "kms")]
+            KeySpec::KmsEcdh(is_static, spec) => {
+                keyrings.push(Arc::new(kms_ecdh_keyring(is_static, &spec, mode, remote)?))
+            }
             KeySpec::Aes(s) => {
                 let bytes = read_key_file(&s.file)?;
                 let what = format!("--raw-aes-key {}:{}", s.namespace, s.name);
@@ -308,6 +346,80 @@ pub(crate) fn build_keyring(
         keyrings.push(Arc::new(keyring));
     }
     MultiKeyring::from_keyrings(keyrings).map_err(|e| Failure::usage(bare(&e)))
+}
+
+/// The `--kms-rsa-key` keyring.
+#[cfg(feature = "kms")]
+fn kms_rsa_keyring(
+    kms: &KmsArgs,
+    client: Option<&KmsClient>,
+    mode: Mode,
+) -> Result<envseal::KmsRsaKeyring, Failure> {
+    let client = client.ok_or_else(|| Failure::runtime("no KMS client"))?;
+    let arn = kms.kms_rsa_key.as_deref().unwrap_or_default();
+    let padding = match kms.kms_rsa_padding.as_deref() {
+        Some("oaep-sha1") => envseal::RsaPadding::OaepSha1,
+        _ => envseal::RsaPadding::OaepSha256,
+    };
+    let public = match (&kms.kms_rsa_public_key, mode) {
+        (Some(path), _) => {
+            let bytes = read_key_file(path)?;
+            let what = format!("--kms-rsa-public-key: key file {}", path.display());
+            let pem = std::str::from_utf8(&bytes).map_err(|_| Failure::runtime(format!("{what} is not a PEM file")))?;
+            Some(envseal::RsaPublicKey::from_pem(pem).map_err(|e| Failure::runtime(format!("{what}: {}", bare(&e))))?)
+        }
+        (None, Mode::Encrypt) => {
+            return Err(Failure::usage(
+                "--kms-rsa-key needs --kms-rsa-public-key to encrypt (the key's PEM public key, from KMS GetPublicKey)",
+            ))
+        }
+        (None, Mode::Decrypt) => None,
+    };
+    envseal::KmsRsaKeyring::new(client.clone(), arn, padding, public)
+        .map(|k| k.with_grant_tokens(kms.aws.grant_token.iter().cloned()))
+        .map_err(|e| Failure::usage(format!("--kms-rsa-key: {}", bare(&e))))
+}
+
+/// A `--kms-ecdh-*` keyring (its GetPublicKey call runs here).
+#[cfg(feature = "kms")]
+fn kms_ecdh_keyring(
+    is_static: bool,
+    spec: &KmsEcdhSpec,
+    mode: Mode,
+    remote: &Remote<'_>,
+) -> Result<envseal::KmsEcdhKeyring, Failure> {
+    let client = remote.client.ok_or_else(|| Failure::runtime("no KMS client"))?;
+    let flag = if is_static {
+        "--kms-ecdh-static"
+    } else {
+        "--kms-ecdh-discovery"
+    };
+    if !is_static && mode == Mode::Encrypt {
+        return Err(Failure::usage(format!(
+            "{flag} only decrypts; encrypt with --kms-ecdh-static"
+        )));
+    }
+    let keyring = match &spec.public_file {
+        Some(path) if is_static => {
+            let public = envseal::EcdhPublicKey::from_bytes(spec.curve, &read_key_file(path)?)
+                .map_err(|e| Failure::runtime(format!("{flag}: key file {}: {e}", path.display())))?;
+            remote.runtime.block_on(envseal::KmsEcdhKeyring::static_keys(
+                client.clone(),
+                &spec.arn,
+                public,
+            ))
+        }
+        _ => remote.runtime.block_on(envseal::KmsEcdhKeyring::discovery(
+            client.clone(),
+            spec.curve,
+            &spec.arn,
+        )),
+    };
+    let keyring = keyring.map_err(|e| match e {
+        envseal::Error::Config { .. } => Failure::usage(format!("{flag}: {}", bare(&e))),
+        other => Failure::runtime(format!("{flag}: {other}")),
+    })?;
+    Ok(keyring.with_grant_tokens(remote.kms.aws.grant_token.iter().cloned()))
 }
 
 /// A raw ECDH keyring from its option; a key of the wrong curve or kind

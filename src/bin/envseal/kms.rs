@@ -24,7 +24,11 @@ pub(crate) enum KmsClient {}
 
 impl KmsArgs {
     pub(crate) fn used(&self) -> bool {
-        !self.kms_key.is_empty() || self.kms_discovery
+        !self.kms_key.is_empty()
+            || self.kms_discovery
+            || self.kms_rsa_key.is_some()
+            || !self.kms_ecdh_static.is_empty()
+            || !self.kms_ecdh_discovery.is_empty()
     }
 
     /// The KMS client, if a KMS option (or `also`: another keyring that
