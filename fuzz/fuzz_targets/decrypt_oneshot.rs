@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let rt = envseal_fuzz::runtime();
     let _ = rt.block_on(envseal::decrypt(
         envseal_fuzz::config(),
-        envseal_fuzz::keyring(),
+        envseal_fuzz::decrypt_keyring(),
         &context,
         data,
     ));

@@ -42,7 +42,7 @@ fuzz_target!(|input: &[u8]| {
     let decryptor = decryptor.allow_signed_streaming();
     let context = envseal::EncryptionContext::new();
     let rt = envseal_fuzz::runtime();
-    let Ok(mut out) = rt.block_on(decryptor.decrypt(envseal_fuzz::keyring(), &context)) else {
+    let Ok(mut out) = rt.block_on(decryptor.decrypt(envseal_fuzz::decrypt_keyring(), &context)) else {
         return;
     };
     let mut buf = vec![0u8; 1 + sizes.first().map_or(100, |s| usize::from(*s) * 37)];

@@ -116,7 +116,7 @@ fuzz_target!(|case: Case| {
     let decrypt_config = envseal_fuzz::config();
     match rt.block_on(envseal::decrypt(
         decrypt_config,
-        keyring,
+        envseal_fuzz::decrypt_keyring(),
         &EncryptionContext::new(),
         &message,
     )) {

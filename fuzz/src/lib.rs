@@ -4,7 +4,11 @@
 
 use std::sync::OnceLock;
 
-use envseal::{Config, RawAesKeyring, WrappingKey};
+use std::sync::Arc;
+
+use envseal::{
+    Config, EcdhCurve, EcdhPrivateKey, Keyring, MultiKeyring, RawAesKeyring, RawEcdhKeyring, WrappingKey,
+};
 
 /// `aes-256` from tests/vectors/keys.json.
 pub const VECTOR_AES_256: [u8; 32] = [
@@ -21,6 +25,45 @@ pub fn keyring() -> &'static RawAesKeyring {
             "aes-256",
             WrappingKey::from_slice(&VECTOR_AES_256).expect("valid key"),
         )
+        .expect("valid keyring")
+    })
+}
+
+/// The decrypting keyring: the vectors' raw AES key, then raw ECDH
+/// discovery for the `b` key of each curve in tests/data (the seeds in
+/// fuzz/seeds hold raw ECDH messages to them), so the fuzzer reaches the
+/// ECDH unwrap too.
+pub fn decrypt_keyring() -> &'static MultiKeyring {
+    static K: OnceLock<MultiKeyring> = OnceLock::new();
+    K.get_or_init(|| {
+        let ecdh = |curve, pem: &[u8]| -> Arc<dyn Keyring> {
+            Arc::new(RawEcdhKeyring::discovery(
+                EcdhPrivateKey::from_pkcs8(curve, pem).expect("valid key"),
+            ))
+        };
+        let aes: Arc<dyn Keyring> = Arc::new(
+            RawAesKeyring::new(
+                "aws-raw-vectors-persistant",
+                "aes-256",
+                WrappingKey::from_slice(&VECTOR_AES_256).expect("valid key"),
+            )
+            .expect("valid keyring"),
+        );
+        MultiKeyring::from_keyrings(vec![
+            aes,
+            ecdh(
+                EcdhCurve::P256,
+                include_bytes!("../../tests/data/ecdh-p256-b-private.pem"),
+            ),
+            ecdh(
+                EcdhCurve::P384,
+                include_bytes!("../../tests/data/ecdh-p384-b-private.pem"),
+            ),
+            ecdh(
+                EcdhCurve::P521,
+                include_bytes!("../../tests/data/ecdh-p521-b-private.pem"),
+            ),
+        ])
         .expect("valid keyring")
     })
 }
