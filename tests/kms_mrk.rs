@@ -197,3 +197,53 @@ async fn aws_kms_edks_without_a_key_arn_fail_before_any_call() {
             .unwrap();
     }
 }
+
+/// The KMS RSA keyring's checks of a Decrypt answer: another key's id, a
+/// plaintext of the wrong length, a digest that does not match. Each is a
+/// clean typed error; the message is wrapped locally, so no call on encrypt.
+#[tokio::test]
+async fn kms_rsa_keyring_checks_the_decrypt_response() {
+    use envseal::{AlgorithmSuite, KmsRsaKeyring, RsaPadding, RsaPublicKey};
+    let fake = FakeKms::start();
+    let client = client(&fake, "us-east-1").await;
+    let pem = std::fs::read_to_string(common::data_path("rsa-4096-public.pem")).unwrap();
+    let public = RsaPublicKey::from_pem(&pem).unwrap();
+    let keyring = KmsRsaKeyring::new(client, SRK_EAST, RsaPadding::OaepSha256, Some(public)).unwrap();
+    let config = Config::builder()
+        .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
+        .build()
+        .unwrap();
+    let message = envseal::encrypt(&config, &keyring, &context(), b"x")
+        .await
+        .unwrap();
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    for (quirk, text) in [
+        (Quirk::WrongKeyId, Some("another key")),
+        (Quirk::ShortKey, Some("not a context digest")),
+        (Quirk::None, None),
+    ] {
+        *fake.quirk.lock().unwrap() = quirk;
+        let err = envseal::decrypt(&config, &keyring, &context(), &message)
+            .await
+            .unwrap_err();
+        match text {
+            Some(text) => {
+                let Error::Kms(err) = err else {
+                    panic!("{quirk:?}: {err:?}")
+                };
+                assert_eq!(err.kind, KmsErrorKind::InvalidResponse, "{quirk:?}: {err}");
+                assert_eq!(err.operation, KmsOperation::Decrypt);
+                assert!(err.to_string().contains(text), "{quirk:?}: {err}");
+            }
+            None => assert!(matches!(err, Error::Decrypt), "{quirk:?}: {err:?}"),
+        }
+    }
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|(op, key, _)| op == "Decrypt" && key == SRK_EAST),
+        "{calls:?}"
+    );
+}

@@ -136,6 +136,14 @@ fn handle(op: &str, req: &Value, signing_region: &str) -> (u16, Value) {
                 .unwrap_or_default();
             (200, json!({"CiphertextBlob": seal(&plaintext), "KeyId": key_id}))
         }
+        // An RSA key's Decrypt (the KMS RSA keyring): the fake holds no RSA
+        // key, so it answers 80 zero bytes (a digest and a data key that
+        // never match), for the keyring's response checks.
+        "Decrypt" if req.get("EncryptionAlgorithm").is_some() => (
+            200,
+            json!({"Plaintext": B64.encode([0u8; 80]), "KeyId": key_id,
+                "EncryptionAlgorithm": req["EncryptionAlgorithm"]}),
+        ),
         "Decrypt" => {
             let blob = B64
                 .decode(req["CiphertextBlob"].as_str().unwrap_or(""))
