@@ -15,7 +15,7 @@
 //! place), the floor for a framed message on this backend.
 
 use std::hint::black_box;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +41,7 @@ struct Case {
     streaming: bool,
 }
 
-const CASES: [Case; 9] = [
+const CASES: [Case; 14] = [
     case(
         "0478-f4096-1t",
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
@@ -101,6 +101,41 @@ const CASES: [Case; 9] = [
     case(
         "stream-0478-f4096-all",
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        4096,
+        0,
+        true,
+    ),
+    case(
+        "stream-0478-f65536-1t",
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        65536,
+        1,
+        true,
+    ),
+    case(
+        "stream-0478-f65536-all",
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        65536,
+        0,
+        true,
+    ),
+    case(
+        "stream-copy-0478-f4096-all",
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        4096,
+        0,
+        true,
+    ),
+    case(
+        "stream-0578-f4096-1t",
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
+        4096,
+        1,
+        true,
+    ),
+    case(
+        "stream-0578-f4096-all",
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
         4096,
         0,
         true,
@@ -219,16 +254,26 @@ fn throughput(c: &mut Criterion) {
             });
         }
         drop(sealed);
+        sha384_floor(&mut group, &plaintext);
         for case in &CASES {
             let config = case_config(case);
             group.bench_function(BenchmarkId::from_parameter(case.name), |b| {
                 if case.streaming {
+                    // `stream-copy-*` reads the plaintext through
+                    // `EncryptWriter::copy_from` (batches sealed in the
+                    // background while the next is read); `stream-*`
+                    // hands it over in one `write_all`.
+                    let copy = case.name.starts_with("stream-copy");
                     b.iter(|| {
                         let enc = rt
                             .block_on(Encryptor::new(&config, keyring.as_ref(), &context))
                             .unwrap();
                         let mut w = enc.wrap_output(std::io::sink()).unwrap();
-                        w.write_all(&plaintext).unwrap();
+                        if copy {
+                            w.copy_from(&mut &plaintext[..]).unwrap();
+                        } else {
+                            w.write_all(&plaintext).unwrap();
+                        }
                         w.finish().unwrap();
                     })
                 } else if case.name.ends_with("fresh-vec") {
@@ -275,6 +320,43 @@ fn throughput(c: &mut Criterion) {
                 .unwrap()
             })
         });
+        // The floor for opening a framed message: frame-sized opens out of
+        // place, without the format.
+        let framed: Vec<(usize, Vec<u8>, Vec<[u8; 16]>)> = [4096usize, 65536]
+            .into_iter()
+            .filter(|&f| size >= 2 * f)
+            .map(|frame| {
+                let mut ct = plaintext.clone();
+                let tags = ct
+                    .chunks_exact_mut(frame)
+                    .enumerate()
+                    .map(|(i, chunk)| {
+                        let tag = key
+                            .seal_in_place_separate_tag(frame_nonce(i), Aad::from(&[0u8; 76]), chunk)
+                            .unwrap();
+                        tag.as_ref().try_into().unwrap()
+                    })
+                    .collect();
+                (frame, ct, tags)
+            })
+            .collect();
+        for (frame, ct, tags) in &framed {
+            group.bench_function(format!("raw-aes-256-gcm-frames-{frame}"), |b| {
+                b.iter(|| {
+                    for (i, ((c, t), out)) in ct
+                        .chunks_exact(*frame)
+                        .zip(tags)
+                        .zip(work.chunks_exact_mut(*frame))
+                        .enumerate()
+                    {
+                        key.open_separate_gather(frame_nonce(i), Aad::from(&[0u8; 76]), c, t, out)
+                            .unwrap();
+                    }
+                })
+            });
+        }
+        drop(framed);
+        sha384_floor(&mut group, &plaintext);
         for case in &CASES {
             let config = case_config(case);
             let message = rt
@@ -282,11 +364,27 @@ fn throughput(c: &mut Criterion) {
                 .unwrap();
             group.bench_function(BenchmarkId::from_parameter(case.name), |b| {
                 if case.streaming {
+                    // `stream-*` takes the verified plaintext where the
+                    // reader holds it (`BufRead`); `stream-copy-*` copies
+                    // it out in 64 KiB reads, as `io::copy` would.
+                    let copy = case.name.starts_with("stream-copy");
                     let mut out = vec![0u8; 1 << 16];
                     b.iter(|| {
-                        let d = Decryptor::new(&message[..], &config).unwrap();
+                        let d = Decryptor::new(&message[..], &config)
+                            .unwrap()
+                            .allow_signed_streaming();
                         let mut r = rt.block_on(d.decrypt(keyring.as_ref(), &context)).unwrap();
-                        while r.read(&mut out).unwrap() > 0 {}
+                        if copy {
+                            while r.read(&mut out).unwrap() > 0 {}
+                        } else {
+                            loop {
+                                let n = black_box(r.fill_buf().unwrap()).len();
+                                if n == 0 {
+                                    break;
+                                }
+                                r.consume(n);
+                            }
+                        }
                         assert!(r.is_complete());
                     })
                 } else if case.name.ends_with("fresh-vec") {
@@ -309,6 +407,20 @@ fn throughput(c: &mut Criterion) {
         }
         group.finish();
     }
+}
+
+/// The floor of a signed stream: one SHA-384 pass over the bytes (the
+/// signature hashes the whole message, in order, on one core).
+fn sha384_floor(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, data: &[u8]) {
+    group.bench_function("sha384", |b| {
+        b.iter(|| black_box(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, data)))
+    });
+}
+
+fn frame_nonce(i: usize) -> Nonce {
+    let mut nonce = [0u8; 12];
+    nonce[8..].copy_from_slice(&(i as u32).to_be_bytes());
+    Nonce::assume_unique_for_key(nonce)
 }
 
 fn client_for(keyring: &Arc<dyn Keyring>, config: &Config) -> Client {

@@ -106,6 +106,18 @@ if os.path.exists(fleet_path):
             print(f"| {r['design']} | {r['records']:,} | {r['kms_calls']:,} | {per_m(r['kms_calls']):,.0f} | "
                   f"{r['dynamodb_calls']:,} | {per_m(r['dynamodb_calls']):,.0f} | {r['records_per_s']:,} |")
 
+cli_path = os.path.join(os.path.dirname(os.path.abspath(root)), "cli-io.json")
+if os.path.exists(cli_path):
+    cli = json.load(open(cli_path))
+    print(f"\nCLI (`benches/cli_io.rs`): one {cli['mib']} MiB file on tmpfs, raw AES key, fastest of {cli['runs']} runs; "
+          f"floors in the same run: `cp` {cli['cp_mib_s']:,.0f} MiB/s (user {cli['cp_user_s']:.2f} s, sys {cli['cp_sys_s']:.2f} s), "
+          f"`cp` + one AES-256-GCM seal {cli['floor_mib_s']:,.0f} MiB/s, one SHA-384 pass {cli['sha384_mib_s']:,.0f} MiB/s.\n")
+    print("| case | MiB/s | of the floor | user s | sys s |")
+    print("|---|---:|---:|---:|---:|")
+    for r in cli["rows"]:
+        floor = "SHA-384" if "-0578-" in r["case"] else "cp + seal"
+        print(f"| {r['case']} | {r['mib_s']:,.0f} | {r['ratio']:.0%} of {floor} | {r['user_s']:.2f} | {r['sys_s']:.2f} |")
+
 
 BEGIN = "<!-- scripts/bench writes the tables from here to the end marker -->"
 END = "<!-- end of the tables scripts/bench writes -->"

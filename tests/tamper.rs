@@ -129,29 +129,32 @@ fn every_single_bit_flip_fails() {
 
 #[test]
 fn failed_open_leaves_no_plaintext_in_the_released_output() {
-    // A tampered second frame. On one thread frames are opened one at a
-    // time: the first frame's plaintext is released (it verified), nothing
-    // of the second frame is. On several threads frames are opened in
-    // batches: a batch with a bad frame releases nothing.
+    // Frames are read and opened in batches (256 KiB on one thread, 1 MiB
+    // per thread on several): a tampered frame in the second batch leaves
+    // the first batch released (it verified) and nothing of the second.
     let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[9u8; 32]);
-    for (threads, released_before_error) in [(1, 64), (2, 0)] {
+    let frame = 64usize;
+    for (threads, batch_bytes) in [(1, 256 << 10), (2, 2 << 20)] {
         let config = Config::builder()
             .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
-            .frame_length(64)
+            .frame_length(frame as u32)
             .threads(threads)
             .build()
             .unwrap();
-        let pt = bytes(200, 5);
+        let batch = batch_bytes / frame;
+        let pt = bytes((batch + 3) * frame + 10, 5);
         let mut msg = rt
             .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt)
             .unwrap();
-        let header_len = msg.len() - (3 * (4 + 12 + 64 + 16) + (4 + 4 + 12 + 4 + 8 + 16));
-        let second_frame_ct = header_len + (4 + 12 + 64 + 16) + 16 + 10;
-        msg[second_frame_ct] ^= 0x80;
+        let slot = 4 + 12 + frame + 16;
+        let body = msg.len() - ((batch + 3) * slot + (4 + 4 + 12 + 4 + 10 + 16));
+        // The second frame of the second batch.
+        msg[body + (batch + 1) * slot + 16 + 10] ^= 0x80;
         match stream(&rt, &config, ring.as_ref(), &msg) {
             Err((Error::Decrypt, released)) => {
-                assert_eq!(released, released_before_error, "threads {threads}")
+                assert_eq!(released, batch * frame, "threads {threads}");
+                assert_eq!(released, batch_bytes);
             }
             other => panic!("{other:?}"),
         }

@@ -17,12 +17,6 @@ pub(crate) fn reserve(buf: &mut Zeroizing<Vec<u8>>, additional: usize) {
     *buf = fresh;
 }
 
-/// Appends bytes, growing without leaving copies behind.
-pub(crate) fn extend(buf: &mut Zeroizing<Vec<u8>>, data: &[u8]) {
-    reserve(buf, data.len());
-    buf.extend_from_slice(data);
-}
-
 /// `out` set to `len` bytes, every one of which the caller then overwrites:
 /// a fresh zeroed allocation (pages straight from the OS, no memset) unless
 /// its capacity already suffices; a reused buffer is not cleared first (a
@@ -43,6 +37,87 @@ pub(crate) fn sized(out: &mut Vec<u8>, len: usize) {
     }
 }
 
+/// A reusable staging buffer: its allocation keeps its length (zero-filled
+/// once, when it grows; grown without leaving copies behind) and `len` bytes
+/// of it are in use, so refilling it costs no memset. Wiped when dropped.
+#[derive(Default)]
+pub(crate) struct Staging {
+    buf: Zeroizing<Vec<u8>>,
+    len: usize,
+}
+
+impl Staging {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes addressable without growing.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len]
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Makes at least `len` bytes addressable.
+    fn ensure(&mut self, len: usize) {
+        let have = self.buf.len();
+        if have < len {
+            reserve(&mut self.buf, len - have);
+            self.buf.resize(len, 0);
+        }
+    }
+
+    pub(crate) fn extend(&mut self, data: &[u8]) {
+        let end = self.len + data.len();
+        self.ensure(end);
+        self.buf[self.len..end].copy_from_slice(data);
+        self.len = end;
+    }
+
+    /// `n` bytes past the used ones, to fill; then [`Staging::advance`].
+    pub(crate) fn spare_mut(&mut self, n: usize) -> &mut [u8] {
+        let end = self.len + n;
+        self.ensure(end);
+        &mut self.buf[self.len..end]
+    }
+
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.len += n;
+        debug_assert!(self.len <= self.buf.len());
+    }
+
+    /// The first `len` bytes, in use from now on, for the caller to overwrite.
+    pub(crate) fn sized_mut(&mut self, len: usize) -> &mut [u8] {
+        self.ensure(len);
+        self.len = len;
+        &mut self.buf[..len]
+    }
+
+    /// Wipes the whole allocation (a failure may leave plaintext in it).
+    pub(crate) fn wipe(&mut self) {
+        self.buf.zeroize();
+        self.len = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,7 +126,8 @@ mod tests {
     fn grows_and_keeps_contents() {
         let mut b = Zeroizing::new(Vec::new());
         for i in 0..1000u32 {
-            extend(&mut b, &i.to_be_bytes());
+            reserve(&mut b, 4);
+            b.extend_from_slice(&i.to_be_bytes());
         }
         assert_eq!(b.len(), 4000);
         assert_eq!(&b[3996..], &999u32.to_be_bytes());
@@ -69,5 +145,23 @@ mod tests {
         assert!(out[40..].iter().all(|&b| b == 0));
         sized(&mut out, 1000);
         assert_eq!(out, vec![0u8; 1000]);
+    }
+
+    #[test]
+    fn staging_keeps_its_allocation_and_tracks_what_is_used() {
+        let mut s = Staging::default();
+        s.extend(b"abc");
+        s.spare_mut(5).copy_from_slice(b"defgh");
+        s.advance(5);
+        assert_eq!(s.as_slice(), b"abcdefgh");
+        let ptr = s.as_slice().as_ptr();
+        s.clear();
+        assert!(s.is_empty());
+        s.sized_mut(4).copy_from_slice(b"wxyz");
+        assert_eq!((s.as_slice(), s.as_slice().as_ptr()), (&b"wxyz"[..], ptr));
+        s.truncate(2);
+        assert_eq!(s.as_slice(), b"wx");
+        s.wipe();
+        assert_eq!((s.len(), s.buf.iter().all(|&b| b == 0)), (0, true));
     }
 }

@@ -3,13 +3,14 @@
 //! Spec: `client-apis/encrypt.md`. Header bytes and each frame are written
 //! only once complete; the signer absorbs every byte before the footer.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use zeroize::{Zeroize, Zeroizing};
 
-use super::buffer;
-use super::frames::{Frames, MIN_TASK_BYTES};
+use super::buffer::{self, Staging};
+use super::frames::{batch_frames, FrameKeys, Frames};
+use super::job::{self, Job};
 use crate::config::Config;
 use crate::crypto::{derive_keys, Aead, RandomPool, Signer, IV_LEN, TAG_LEN};
 use crate::error::{Error, LimitError, Result};
@@ -185,21 +186,22 @@ impl Encryptor {
     pub fn wrap_output<W: Write>(self, mut output: W) -> io::Result<EncryptWriter<W>> {
         output.write_all(&self.header)?;
         let frame_length = self.frame_length as usize;
-        let batch_frames = match (frame_length, self.threads) {
-            (0, _) | (_, 0..=1) => 1,
-            (f, threads) => (threads * MIN_TASK_BYTES / f).max(1),
-        };
         Ok(EncryptWriter {
             output,
             suite: self.suite,
             frame_length,
-            batch_bytes: batch_frames * frame_length,
-            threads: self.threads,
-            message_id: self.message_id,
-            aead: self.aead,
+            batch_bytes: batch_frames(frame_length, self.threads) * frame_length,
+            keys: Arc::new(FrameKeys {
+                aead: self.aead,
+                message_id: self.message_id,
+                frame_length,
+                threads: self.threads,
+            }),
             signer: self.signer,
-            pending: Zeroizing::new(Vec::new()),
+            pending: Staging::default(),
+            spare: Staging::default(),
             sealed: Zeroizing::new(Vec::new()),
+            inflight: None,
             seq: 1,
             max_body_size: self.max_body_size,
             declared: self.plaintext_bound,
@@ -329,8 +331,8 @@ fn seal_single(
     Ok(())
 }
 
-/// Sets the staging buffer's length (every byte is overwritten next); it
-/// only grows, without leaving copies behind.
+/// Sets a sealed buffer's length (every byte is overwritten next); it only
+/// grows, without leaving copies behind.
 fn set_len(buf: &mut Zeroizing<Vec<u8>>, len: usize) {
     if buf.len() < len {
         buffer::reserve(buf, len - buf.len());
@@ -353,15 +355,45 @@ fn footer_bytes(signer: Box<dyn Signer>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Seals a batch of whole frames into `sealed` and lets the signer absorb
+/// the sealed bytes: what a batch costs, on whichever thread runs it.
+fn seal_batch(
+    keys: &FrameKeys,
+    seq: u32,
+    plaintext: &[u8],
+    sealed: &mut Zeroizing<Vec<u8>>,
+    signer: Option<&mut Box<dyn Signer>>,
+) -> Result<()> {
+    let frames = keys.frames();
+    set_len(sealed, plaintext.len() / keys.frame_length * frames.regular_len());
+    frames.seal(seq, plaintext, sealed)?;
+    if let Some(s) = signer {
+        s.update(sealed);
+    }
+    Ok(())
+}
+
+/// A batch sealed in the background, with the buffers and signer it held.
+struct Sealed {
+    plaintext: Staging,
+    sealed: Zeroizing<Vec<u8>>,
+    signer: Option<Box<dyn Signer>>,
+    result: Result<()>,
+}
+
 /// Writes plaintext as an ESDK message body.
 ///
 /// You **MUST** call [`EncryptWriter::finish`] when done: it writes the final
 /// frame and, for signed suites, the footer. Without it the message is
 /// truncated and will not decrypt.
 ///
-/// Plaintext is buffered one frame at a time, or, with several threads (see
-/// [`crate::ConfigBuilder::threads`]), about 1 MiB per thread, sealed as a
-/// batch across them: memory stays bounded whatever the message size.
+/// Plaintext is buffered in batches of whole frames: at least 256 KiB on one
+/// thread, and with several threads (see [`crate::ConfigBuilder::threads`])
+/// about 1 MiB per thread, sealed across them. With several threads a full
+/// batch is sealed in the background while the next one is written and the
+/// one before goes to the output, so memory stays bounded (two batches of
+/// plaintext, two of ciphertext) whatever the message size.
+/// [`EncryptWriter::copy_from`] reads straight into the batch buffer.
 pub struct EncryptWriter<W: Write> {
     output: W,
     suite: AlgorithmSuite,
@@ -369,14 +401,17 @@ pub struct EncryptWriter<W: Write> {
     frame_length: usize,
     /// Plaintext held before a batch of regular frames is sealed.
     batch_bytes: usize,
-    threads: usize,
-    message_id: Vec<u8>,
-    aead: Box<dyn Aead>,
+    keys: Arc<FrameKeys>,
+    /// With the writer, or with the batch sealing in the background.
     signer: Option<Box<dyn Signer>>,
     /// Buffered plaintext (a non-framed body is held whole).
-    pending: Zeroizing<Vec<u8>>,
-    /// Sealed frames on their way out (plaintext while being sealed).
+    pending: Staging,
+    /// The other plaintext buffer, while `pending` fills.
+    spare: Staging,
+    /// Sealed frames on their way out.
     sealed: Zeroizing<Vec<u8>>,
+    /// The batch sealing in the background.
+    inflight: Option<Job<Sealed>>,
     seq: u32,
     max_body_size: u64,
     /// The plaintext length declared up front, if any: a bound.
@@ -397,73 +432,136 @@ impl<W: Write> std::fmt::Debug for EncryptWriter<W> {
 }
 
 impl<W: Write> EncryptWriter<W> {
-    fn frames(&self) -> Frames<'_> {
-        Frames {
-            aead: self.aead.as_ref(),
-            message_id: &self.message_id,
-            frame_length: self.frame_length,
-            threads: self.threads,
-        }
-    }
-
-    /// Seals `plaintext` (whole frames) as regular frames and writes them.
+    /// Seals `plaintext` (whole frames) as regular frames on this thread
+    /// (and the pool) and writes them.
     fn emit_regular(&mut self, plaintext: &[u8]) -> Result<()> {
         if plaintext.is_empty() {
             return Ok(());
         }
+        self.drain()?;
         let count = plaintext.len() / self.frame_length;
         let mut sealed = std::mem::take(&mut self.sealed);
-        let len = count * self.frames().regular_len();
-        set_len(&mut sealed, len);
-        let result = self.frames().seal(self.seq, plaintext, &mut sealed);
-        if result.is_ok() {
-            self.seq += count as u32;
-        }
-        let result = result.and_then(|()| self.emit(&sealed));
+        let result = seal_batch(&self.keys, self.seq, plaintext, &mut sealed, self.signer.as_mut())
+            .and_then(|()| Ok(self.output.write_all(&sealed)?));
         self.sealed = sealed;
+        self.seq += count as u32;
         result
     }
 
     /// Seals the final frame or the non-framed body and writes it.
     fn emit_single(&mut self, part: BodyPart, plaintext: &[u8]) -> Result<()> {
+        self.drain()?;
         let head = if part == BodyPart::FinalFrame {
             FINAL_HEADER_LEN
         } else {
             NON_FRAMED_HEADER_LEN
         };
         let mut sealed = std::mem::take(&mut self.sealed);
-        let len = head + plaintext.len() + TAG_LEN;
-        set_len(&mut sealed, len);
+        set_len(&mut sealed, head + plaintext.len() + TAG_LEN);
         let result = seal_single(
-            self.aead.as_ref(),
-            &self.message_id,
+            self.keys.aead.as_ref(),
+            &self.keys.message_id,
             part,
             self.seq,
             plaintext,
             &mut sealed,
         )
-        .and_then(|()| self.emit(&sealed));
+        .and_then(|()| {
+            if let Some(s) = self.signer.as_mut() {
+                s.update(&sealed);
+            }
+            Ok(self.output.write_all(&sealed)?)
+        });
         self.sealed = sealed;
         result
     }
 
-    fn emit(&mut self, sealed: &[u8]) -> Result<()> {
-        if let Some(s) = self.signer.as_mut() {
-            s.update(sealed);
+    /// Waits for the batch sealing in the background, if any: its
+    /// ciphertext, with the signer and plaintext buffer it held back.
+    fn collect(&mut self) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let Some(job) = self.inflight.take() else {
+            return Ok(None);
+        };
+        let done = job.wait()?;
+        self.signer = done.signer;
+        self.spare = done.plaintext;
+        done.result?;
+        Ok(Some(done.sealed))
+    }
+
+    /// Waits for the background batch and writes it out.
+    fn drain(&mut self) -> Result<()> {
+        if let Some(sealed) = self.collect()? {
+            let result = self.output.write_all(&sealed);
+            self.sealed = sealed;
+            result?;
         }
-        self.output.write_all(sealed)?;
         Ok(())
     }
 
-    fn write_inner(&mut self, mut data: &[u8]) -> Result<()> {
+    /// The first `batch_bytes` of `pending` are a batch of regular frames
+    /// (more plaintext follows): seals them, in the background when there
+    /// are several threads, keeping the rest in `pending`.
+    fn flush_batch(&mut self) -> Result<()> {
+        if !job::background(self.keys.threads) {
+            let mut pending = std::mem::take(&mut self.pending);
+            let result = self.emit_regular(&pending.as_slice()[..self.batch_bytes]);
+            let rest = pending.len() - self.batch_bytes;
+            if rest > 0 {
+                pending.as_mut_slice().copy_within(self.batch_bytes.., 0);
+            }
+            pending.truncate(rest);
+            self.pending = pending;
+            return result;
+        }
+        // The batch before this one is done by now (it had a whole batch's
+        // filling time): its ciphertext goes out while this one seals.
+        let previous = self.collect()?;
+        let mut next = std::mem::take(&mut self.spare);
+        next.clear();
+        next.extend(&self.pending.as_slice()[self.batch_bytes..]);
+        let mut plaintext = std::mem::replace(&mut self.pending, next);
+        plaintext.truncate(self.batch_bytes);
+        let count = self.batch_bytes / self.frame_length;
+        let seq = self.seq;
+        self.seq = seq.checked_add(count as u32).ok_or(LimitError::TooManyFrames {
+            max: u64::from(u32::MAX),
+        })?;
+        let keys = Arc::clone(&self.keys);
+        let mut sealed = std::mem::take(&mut self.sealed);
+        let mut signer = self.signer.take();
+        self.inflight = Some(Job::spawn(move || {
+            let result = seal_batch(&keys, seq, plaintext.as_slice(), &mut sealed, signer.as_mut());
+            Sealed {
+                plaintext,
+                sealed,
+                signer,
+                result,
+            }
+        }));
+        if let Some(previous) = previous {
+            let result = self.output.write_all(&previous);
+            self.sealed = previous;
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Counts `n` more plaintext bytes against the declared length.
+    fn accept(&mut self, n: usize) -> Result<()> {
         // Spec `client-apis/encrypt.md`, "Plaintext Length Bound": never
         // encrypt more than was declared (a cached data key counted only
         // that much); the write that would cross it fails whole.
-        let written = self.written.saturating_add(data.len() as u64);
+        let written = self.written.saturating_add(n as u64);
         if let Some(declared) = self.declared.filter(|&d| written > d) {
             return Err(LimitError::PlaintextLengthBound { declared }.into());
         }
         self.written = written;
+        Ok(())
+    }
+
+    fn write_inner(&mut self, mut data: &[u8]) -> Result<()> {
+        self.accept(data.len())?;
         if self.frame_length == 0 {
             // A non-framed body is held whole until `finish` (its length
             // precedes it): bounded by the configured body size.
@@ -472,31 +570,83 @@ impl<W: Write> EncryptWriter<W> {
             if total > max {
                 return Err(LimitError::BodyTooLarge { found: total, max }.into());
             }
-            buffer::extend(&mut self.pending, data);
+            self.pending.extend(data);
             return Ok(());
         }
         while !data.is_empty() {
             if self.pending.len() == self.batch_bytes {
                 // More plaintext follows, so the whole batch is regular frames.
-                let pending = std::mem::take(&mut self.pending);
-                let result = self.emit_regular(&pending);
-                self.pending = pending;
-                self.pending.clear();
-                result?;
+                self.flush_batch()?;
             }
             if self.pending.is_empty() && data.len() > self.batch_bytes {
-                // A whole batch straight from the caller's buffer, with at
-                // least one byte left over for the final frame.
+                // A whole batch straight from the caller's buffer (sealed
+                // across the threads), with at least one byte left over for
+                // the final frame.
                 let (batch, rest) = data.split_at(self.batch_bytes);
                 self.emit_regular(batch)?;
                 data = rest;
                 continue;
             }
             let take = (self.batch_bytes - self.pending.len()).min(data.len());
-            buffer::extend(&mut self.pending, &data[..take]);
+            self.pending.extend(&data[..take]);
             data = &data[take..];
         }
         Ok(())
+    }
+
+    fn copy_inner<R: Read + ?Sized>(&mut self, reader: &mut R) -> Result<u64> {
+        let start = self.written;
+        if self.frame_length == 0 {
+            let mut chunk = Zeroizing::new(vec![0u8; 64 << 10]);
+            loop {
+                match reader.read(&mut chunk) {
+                    Ok(0) => return Ok(self.written - start),
+                    Ok(n) => self.write_inner(&chunk[..n])?,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Error::Io(e)),
+                }
+            }
+        }
+        // Room for a batch and one frame more: a full batch is sealed only
+        // once a byte past it shows that the final frame comes later.
+        let room = self.batch_bytes + self.frame_length;
+        loop {
+            if self.pending.len() > self.batch_bytes {
+                self.flush_batch()?;
+            }
+            let want = room - self.pending.len();
+            let n = match reader.read(self.pending.spare_mut(want)) {
+                Ok(0) => return Ok(self.written - start),
+                Ok(n) => n.min(want),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::Io(e)),
+            };
+            self.accept(n)?;
+            self.pending.advance(n);
+        }
+    }
+
+    /// Encrypts everything `reader` yields, until it ends, and returns how
+    /// many bytes it read. It reads straight into the batch buffer, in
+    /// reads of a batch; with several threads each batch is sealed in the
+    /// background while the next is read and the previous one is written,
+    /// so reading, sealing and writing overlap. Call
+    /// [`EncryptWriter::finish`] after it.
+    ///
+    /// # Errors
+    /// Read errors (as they are), write errors, the declared plaintext
+    /// length exceeded; the writer is then failed.
+    pub fn copy_from<R: Read + ?Sized>(&mut self, reader: &mut R) -> io::Result<u64> {
+        if self.poisoned {
+            return Err(Error::Poisoned.into());
+        }
+        self.copy_inner(reader).map_err(|e| {
+            self.poisoned = true;
+            match e {
+                Error::Io(e) => e,
+                other => other.into(),
+            }
+        })
     }
 
     /// Writes the final frame (or the non-framed body) and the footer,
@@ -509,16 +659,17 @@ impl<W: Write> EncryptWriter<W> {
             return Err(Error::Poisoned.into());
         }
         let pending = std::mem::take(&mut self.pending);
+        let plaintext = pending.as_slice();
         if self.frame_length == 0 {
-            self.emit_single(BodyPart::NonFramed, &pending)?;
+            self.emit_single(BodyPart::NonFramed, plaintext)?;
         } else {
             let f = self.frame_length;
-            let regular = if pending.is_empty() {
+            let regular = if plaintext.is_empty() {
                 0
             } else {
-                (pending.len() - 1) / f
+                (plaintext.len() - 1) / f
             };
-            let (regular_pt, final_pt) = pending.split_at(regular * f);
+            let (regular_pt, final_pt) = plaintext.split_at(regular * f);
             self.emit_regular(regular_pt)?;
             self.emit_single(BodyPart::FinalFrame, final_pt)?;
         }
@@ -546,7 +697,7 @@ impl<W: Write> Write for EncryptWriter<W> {
         }
     }
 
-    /// Flushes the output. Buffered plaintext stays buffered until a frame
+    /// Flushes the output. Buffered plaintext stays buffered until a batch
     /// is full or [`EncryptWriter::finish`] is called.
     fn flush(&mut self) -> io::Result<()> {
         self.output.flush()

@@ -30,6 +30,41 @@ pub(crate) struct Frames<'a> {
     pub threads: usize,
 }
 
+/// What a stream's batches share, on whichever thread seals or opens them:
+/// the body key, the message id, the frame length and the thread count.
+pub(crate) struct FrameKeys {
+    pub aead: Box<dyn Aead>,
+    pub message_id: Vec<u8>,
+    pub frame_length: usize,
+    pub threads: usize,
+}
+
+impl FrameKeys {
+    pub(crate) fn frames(&self) -> Frames<'_> {
+        Frames {
+            aead: self.aead.as_ref(),
+            message_id: &self.message_id,
+            frame_length: self.frame_length,
+            threads: self.threads,
+        }
+    }
+}
+
+/// Plaintext bytes a stream handles per batch: about 1 MiB per thread, and
+/// at least 256 KiB on one thread (large reads and writes), in whole
+/// frames.
+pub(crate) fn batch_frames(frame_length: usize, threads: usize) -> usize {
+    if frame_length == 0 {
+        return 1;
+    }
+    let bytes = if threads <= 1 {
+        MIN_TASK_BYTES / 4
+    } else {
+        threads * MIN_TASK_BYTES
+    };
+    (bytes / frame_length).max(1)
+}
+
 impl Frames<'_> {
     /// Bytes one regular frame takes in the message.
     pub(crate) fn regular_len(&self) -> usize {

@@ -12,6 +12,7 @@ mod buffer;
 mod decrypt;
 mod encrypt;
 mod frames;
+mod job;
 
 pub use decrypt::{DecryptReader, Decryptor};
 pub use encrypt::{EncryptWriter, Encryptor};

@@ -55,6 +55,32 @@ fn streamed(config: &Config, pt: &[u8]) -> Vec<u8> {
     w.finish().unwrap()
 }
 
+/// A reader that hands out its bytes in uneven pieces (1 byte up to about
+/// 1.5 MiB), as pipes and sockets do.
+struct Uneven<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl Read for Uneven<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        self.step = self.step * 7 % 1_500_007 + 1;
+        let n = self.step.min(out.len()).min(self.data.len());
+        out[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+/// Streams `pt` through [`EncryptWriter::copy_from`], from a reader that
+/// yields uneven pieces.
+fn copied(config: &Config, pt: &[u8]) -> Vec<u8> {
+    let mut w = encryptor(config).wrap_output(Vec::new()).unwrap();
+    let n = w.copy_from(&mut Uneven { data: pt, step: 1 }).unwrap();
+    assert_eq!(n, pt.len() as u64);
+    w.finish().unwrap()
+}
+
 #[test]
 fn parallel_output_is_byte_for_byte_the_sequential_output() {
     let mut cases = 0;
@@ -76,11 +102,16 @@ fn parallel_output_is_byte_for_byte_the_sequential_output() {
                     reference,
                     "streaming, frame {frame_length}, {len} bytes, {threads} threads"
                 );
-                cases += 2;
+                assert_eq!(
+                    copied(&c, &pt),
+                    reference,
+                    "copy_from, frame {frame_length}, {len} bytes, {threads} threads"
+                );
+                cases += 3;
             }
         }
     }
-    assert_eq!(cases, 3 * 8 * 4 * 2);
+    assert_eq!(cases, 3 * 8 * 4 * 3);
 }
 
 #[test]
@@ -107,6 +138,28 @@ fn parallel_decrypt_reads_what_was_written() {
         reader.read_to_end(&mut out).unwrap();
         assert!(out == pt, "streaming, {threads} threads");
         assert!(reader.is_complete());
+        // From an uneven input, taken through BufRead in uneven pieces.
+        let input = Uneven {
+            data: &message,
+            step: 3,
+        };
+        let mut reader = rt
+            .block_on(Decryptor::new(input, &c).unwrap().decrypt(&keyring, &context))
+            .unwrap();
+        let mut out = Vec::new();
+        let mut step = 1usize;
+        loop {
+            let chunk = std::io::BufRead::fill_buf(&mut reader).unwrap();
+            if chunk.is_empty() {
+                break;
+            }
+            step = step * 5 % 300_007 + 1;
+            let n = step.min(chunk.len());
+            out.extend_from_slice(&chunk[..n]);
+            std::io::BufRead::consume(&mut reader, n);
+        }
+        assert!(out == pt, "BufRead, uneven input, {threads} threads");
+        assert!(reader.is_complete());
     }
     // A flipped bit in the last regular frame fails every path.
     let mut bad = message.clone();
@@ -118,5 +171,54 @@ fn parallel_decrypt_reads_what_was_written() {
             rt.block_on(decrypt(&c, &keyring, &context, &bad)),
             Err(Error::Decrypt)
         ));
+    }
+}
+
+#[test]
+fn signed_streams_round_trip_on_every_thread_count() {
+    let keyring = RawAesKeyring::new("ns", "k", WrappingKey::from_slice(&[3; 32]).unwrap()).unwrap();
+    let context = EncryptionContext::new();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let pt = plaintext((5 << 20) + 3);
+    for threads in [1, 2, 4] {
+        let c = Config::builder()
+            .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384)
+            .frame_length(4096)
+            .threads(threads)
+            .build()
+            .unwrap();
+        let enc = rt.block_on(Encryptor::new(&c, &keyring, &context)).unwrap();
+        let mut w = enc.wrap_output(Vec::new()).unwrap();
+        w.copy_from(&mut Uneven { data: &pt, step: 5 }).unwrap();
+        let message = w.finish().unwrap();
+        let one_shot = rt.block_on(decrypt(&c, &keyring, &context, &message)).unwrap();
+        assert!(*one_shot.plaintext == pt, "{threads} threads");
+        let mut reader = rt
+            .block_on(
+                Decryptor::new(&message[..], &c)
+                    .unwrap()
+                    .allow_signed_streaming()
+                    .decrypt(&keyring, &context),
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert!(out == pt && reader.is_complete(), "streaming, {threads} threads");
+        // A flipped bit in the signature: everything but the final frame
+        // may be released, the final frame never.
+        let mut bad = message.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let mut reader = rt
+            .block_on(
+                Decryptor::new(&bad[..], &c)
+                    .unwrap()
+                    .allow_signed_streaming()
+                    .decrypt(&keyring, &context),
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        assert!(reader.read_to_end(&mut out).is_err(), "{threads} threads");
+        assert!(out.len() < pt.len() && pt.starts_with(&out), "{threads} threads");
     }
 }

@@ -6,7 +6,7 @@ use crate::cli::{CommonArgs, DecryptArgs, EncryptArgs};
 use crate::error::{bare, config_error, decrypt_error, stream_error, unstored_keys, Failure};
 use crate::keys::{build_keyring, KeySpec, Mode, Remote};
 use crate::kms::{runtime, StatsOnExit};
-use crate::output::{check_paths, open_input, pump, Sink};
+use crate::output::{check_paths, open_input, pump, Sink, Tracked};
 
 pub(crate) fn base_config(common: &CommonArgs) -> Result<envseal::ConfigBuilder, Failure> {
     let mut builder = Config::builder().commitment_policy(common.commitment_policy);
@@ -78,7 +78,7 @@ pub(crate) fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
     let client = Client::builder(keyring).config(config).build()?;
     let target = check_paths(common)?;
 
-    let mut input = open_input(&common.input)?;
+    let input = open_input(&common.input)?;
     let sink = Sink::open(target, common.force, false)?;
     let mut writer = runtime
         .block_on(client.encrypt_stream(&context, None, sink))
@@ -87,12 +87,19 @@ pub(crate) fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
             Error::Io(io) => Failure::runtime(format!("writing output: {io}")),
             other => Failure::from(other),
         })?;
-    pump(
-        &mut input,
-        &mut writer,
-        |e| Failure::runtime(format!("reading input: {e}")),
-        |e| stream_error(e, "writing output"),
-    )?;
+    // Reads straight into the writer's batches: reading, sealing (in the
+    // background) and writing overlap.
+    let mut input = Tracked {
+        inner: input,
+        failed: false,
+    };
+    if let Err(e) = writer.copy_from(&mut input) {
+        return Err(if input.failed {
+            Failure::runtime(format!("reading input: {e}"))
+        } else {
+            stream_error(e, "writing output")
+        });
+    }
     let sink = writer.finish().map_err(|e| stream_error(e, "writing output"))?;
     sink.commit()
 }

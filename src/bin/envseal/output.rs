@@ -3,10 +3,8 @@
 //! copy loop.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-
-use envseal::zeroize::Zeroizing;
 
 use crate::cleanup::TempOutput;
 use crate::cli::CommonArgs;
@@ -14,9 +12,6 @@ use crate::error::Failure;
 
 /// Buffer size for reading the input and writing the output.
 pub(crate) const IO_BUFFER: usize = 256 * 1024;
-
-/// Chunk size of the copy loops.
-pub(crate) const COPY_CHUNK: usize = 64 * 1024;
 
 pub(crate) fn is_stdio(p: &Path) -> bool {
     p.as_os_str() == "-"
@@ -224,14 +219,21 @@ impl Sink {
             Sink::Spool { writer, dest } => {
                 let mut file = writer.into_inner().map_err(|e| werr(e.into_error()))?;
                 file.rewind().map_err(werr)?;
-                let mut reader = BufReader::with_capacity(IO_BUFFER, file);
-                let mut out: Box<dyn Write> = match dest {
-                    None => Box::new(io::stdout().lock()),
-                    Some(p) => Box::new(open_stream(&p)?),
-                };
-                let mut out = BufWriter::with_capacity(IO_BUFFER, &mut out);
-                io::copy(&mut reader, &mut out).map_err(werr)?;
-                out.flush().map_err(werr)
+                // File to stdout or to a device: `io::copy` moves the bytes
+                // in the kernel (copy_file_range, sendfile or splice) where
+                // it can.
+                match dest {
+                    None => {
+                        let mut out = io::stdout().lock();
+                        io::copy(&mut file, &mut out).map_err(werr)?;
+                        out.flush().map_err(werr)
+                    }
+                    Some(p) => {
+                        let mut out = open_stream(&p)?;
+                        io::copy(&mut file, &mut out).map_err(werr)?;
+                        out.flush().map_err(werr)
+                    }
+                }
             }
             Sink::Temp { writer, dest, force } => {
                 let tmp = writer.into_inner().map_err(|e| werr(e.into_error()))?;
@@ -275,22 +277,41 @@ impl Write for Sink {
     }
 }
 
-/// Copies `reader` to `writer` in bounded chunks, telling read errors from
-/// write errors.
-pub(crate) fn pump<R: Read, W: Write>(
+/// A reader that remembers whether a read failed, so an error coming back
+/// through the encrypting writer is told apart from a write error.
+pub(crate) struct Tracked<R> {
+    pub(crate) inner: R,
+    pub(crate) failed: bool,
+}
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            if e.kind() != io::ErrorKind::Interrupted {
+                self.failed = true;
+            }
+        })
+    }
+}
+
+/// Copies verified plaintext from `reader` to `writer` straight from the
+/// reader's buffer (a batch at a time, no copy in between), telling read
+/// errors from write errors.
+pub(crate) fn pump<R: BufRead, W: Write>(
     reader: &mut R,
     writer: &mut W,
     read_err: impl Fn(io::Error) -> Failure,
     write_err: impl Fn(io::Error) -> Failure,
 ) -> Result<(), Failure> {
-    let mut buf = Zeroizing::new(vec![0u8; COPY_CHUNK]);
     loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
+        let chunk = match reader.fill_buf() {
+            Ok([]) => return Ok(()),
+            Ok(chunk) => chunk,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(read_err(e)),
         };
-        writer.write_all(&buf[..n]).map_err(&write_err)?;
+        let n = chunk.len();
+        writer.write_all(chunk).map_err(&write_err)?;
+        reader.consume(n);
     }
 }

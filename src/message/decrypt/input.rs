@@ -4,10 +4,8 @@
 
 use std::io::{self, Read};
 
-use zeroize::Zeroizing;
-
 use crate::error::{FormatError, Result};
-use crate::message::buffer;
+use crate::message::buffer::Staging;
 
 /// Input: bytes already read past the header, then the reader.
 pub(super) struct Input<R> {
@@ -53,45 +51,44 @@ impl<R: Read> Input<R> {
         Ok(a)
     }
 
-    /// Reads exactly `n` bytes into `buf` (cleared first). Memory grows with
-    /// the bytes actually received, not with what a length field claims.
-    pub(super) fn read_vec(
-        &mut self,
-        buf: &mut Zeroizing<Vec<u8>>,
-        n: usize,
-        field: &'static str,
-    ) -> Result<()> {
-        const STEP: usize = 1 << 20;
-        buf.clear();
-        while buf.len() < n {
-            let want = (n - buf.len()).min(STEP.max(buf.len()));
-            buffer::reserve(buf, want);
-            let start = buf.len();
-            buf.resize(start + want, 0);
-            let got = self.exact(&mut buf[start..], field);
-            if got.is_err() {
-                buf.truncate(start);
-                return got;
+    /// Reads until `buf` holds `want` bytes or the input ends, into the
+    /// room it has in as few reads as the input allows. Past that room the
+    /// buffer grows with the bytes actually received (doubling, from 64
+    /// KiB), never with what a length field claims.
+    pub(super) fn fill(&mut self, buf: &mut Staging, want: usize) -> io::Result<()> {
+        const FIRST: usize = 64 << 10;
+        while buf.len() < want {
+            let room = buf.capacity() - buf.len();
+            let n = (want - buf.len()).min(room.max(buf.len()).max(FIRST));
+            let got = self.read_some(buf.spare_mut(n))?;
+            if got == 0 {
+                break;
             }
+            buf.advance(got);
         }
         Ok(())
     }
 
-    /// Appends exactly `n` bytes to `buf`, growing with the bytes received.
-    pub(super) fn read_append(&mut self, buf: &mut Vec<u8>, n: usize, field: &'static str) -> Result<()> {
-        const STEP: usize = 1 << 20;
-        let end = buf.len() + n;
-        while buf.len() < end {
-            let want = (end - buf.len()).min(STEP.max(buf.len()));
-            let start = buf.len();
-            buf.resize(start + want, 0);
-            let got = self.exact(&mut buf[start..], field);
-            if got.is_err() {
-                buf.truncate(start);
-                return got;
-            }
+    /// Reads exactly `n` bytes into `buf` (cleared first).
+    pub(super) fn read_exact_into(&mut self, buf: &mut Staging, n: usize, field: &'static str) -> Result<()> {
+        buf.clear();
+        self.fill(buf, n)?;
+        if buf.len() < n {
+            return Err(FormatError::Truncated(field).into());
         }
         Ok(())
+    }
+
+    /// Puts `bytes` back in front of what is still to be read.
+    pub(super) fn unread(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut pending = Vec::with_capacity(bytes.len() + self.pending.len() - self.pos);
+        pending.extend_from_slice(bytes);
+        pending.extend_from_slice(&self.pending[self.pos..]);
+        self.pending = pending;
+        self.pos = 0;
     }
 
     pub(super) fn at_end(&mut self) -> Result<bool> {

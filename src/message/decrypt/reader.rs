@@ -1,18 +1,24 @@
-//! [`DecryptReader`]: the plaintext of a streaming decrypt, released frame
-//! by frame once each tag verifies.
+//! [`DecryptReader`]: the plaintext of a streaming decrypt, released batch
+//! by batch once every tag in it verifies.
+//!
+//! Regular frames are read a batch at a time in large reads. With several
+//! threads a batch is opened in the background (its tags checked across
+//! the pool, the signature's hash absorbing it beside them) while the next
+//! batch is read and the caller takes the one before: three batches at
+//! most, whatever the message size.
 
-use std::io::{self, Read};
-
-use zeroize::{Zeroize, Zeroizing};
+use std::io::{self, BufRead, Read};
+use std::sync::Arc;
 
 use crate::config::Config;
-use crate::crypto::{Aead, HeaderAuthenticated, Verifier, TAG_LEN};
+use crate::crypto::{HeaderAuthenticated, Verifier, TAG_LEN};
 use crate::error::{Error, FormatError, LimitError, Result};
 use crate::format::body::{body_aad, BodyPart, FINAL_FRAME_MARKER, MAX_NON_FRAMED_LEN};
 use crate::format::header::{ContentType, ParsedHeader};
 use crate::format::EncryptionContext;
-use crate::message::buffer;
-use crate::message::frames::{Frames, MIN_TASK_BYTES};
+use crate::message::buffer::Staging;
+use crate::message::frames::{batch_frames, FrameKeys, REGULAR_HEADER_LEN};
+use crate::message::job::{self, Job};
 use crate::suite::AlgorithmSuite;
 
 use super::*;
@@ -24,34 +30,84 @@ pub(super) enum State {
     Failed,
 }
 
+/// Regular frames as read: `count` frames from sequence number `seq`.
+struct Batch {
+    sealed: Staging,
+    count: usize,
+    seq: u32,
+}
+
+/// A batch opened in the background, with the buffers and verifier it held.
+struct Opened {
+    sealed: Staging,
+    plain: Staging,
+    count: usize,
+    verifier: Option<Box<dyn Verifier>>,
+    result: Result<()>,
+}
+
+/// Checks a batch's tags into `plain` and lets the verifier absorb it (on
+/// several threads side by side); on failure `plain` holds no plaintext.
+fn open_batch(
+    keys: &FrameKeys,
+    batch: &Batch,
+    plain: &mut Staging,
+    verifier: Option<&mut Box<dyn Verifier>>,
+) -> Result<()> {
+    let frames = keys.frames();
+    let sealed = batch.sealed.as_slice();
+    let out = plain.sized_mut(batch.count * keys.frame_length);
+    match verifier {
+        Some(v) if keys.threads > 1 => {
+            rayon::join(|| v.update(sealed), || frames.open(batch.seq, sealed, out)).1
+        }
+        Some(v) => {
+            v.update(sealed);
+            frames.open(batch.seq, sealed, out)
+        }
+        None => frames.open(batch.seq, sealed, out),
+    }
+}
+
 /// Reads the plaintext of a message whose header has been authenticated.
 /// Every byte it returns has passed its frame's tag (and, for the final
 /// frame or a non-framed body, the signature if the suite signs).
+///
+/// It is also a [`BufRead`]: [`BufRead::fill_buf`] lends the verified
+/// plaintext of the current batch without a copy.
 ///
 /// Errors surface as `io::Error`s wrapping [`Error`]; recover it with
 /// [`Error::from_io`]. After an error the reader stays failed.
 pub struct DecryptReader<R> {
     pub(super) input: Input<R>,
     pub(super) suite: AlgorithmSuite,
-    pub(super) message_id: Vec<u8>,
     pub(super) content_type: ContentType,
     pub(super) frame_length: u32,
-    pub(super) aead: Box<dyn Aead>,
+    keys: Arc<FrameKeys>,
+    /// With the reader, or with the batch opening in the background.
     pub(super) verifier: Option<Box<dyn Verifier>>,
     pub(super) context: EncryptionContext,
     pub(super) max_body_size: u64,
-    pub(super) threads: usize,
-    /// Regular frames read per batch (opened together, on several threads).
-    pub(super) batch_frames: usize,
-    /// Regular frames as read (sequence number, IV, ciphertext, tag).
-    pub(super) sealed: Vec<u8>,
-    /// Plaintext of the current batch (or the final frame / body: its
-    /// ciphertext and tag, then its plaintext after opening).
-    pub(super) buf: Zeroizing<Vec<u8>>,
+    /// Regular frames read per batch.
+    batch_frames: usize,
+    /// The buffer the next batch is read into.
+    sealed: Staging,
+    /// Released plaintext (or the final frame / body: its ciphertext and
+    /// tag, then its plaintext after opening).
+    pub(super) buf: Staging,
+    /// The other plaintext buffer, for the batch in the background.
+    spare: Staging,
+    /// The batch read ahead (or the error reading it, reported in turn).
+    next: Option<Result<Batch>>,
+    /// The batch opening in the background.
+    inflight: Option<Job<Opened>>,
     pub(super) out_pos: usize,
     pub(super) out_end: usize,
+    /// Sequence number of the next frame to release.
     pub(super) seq: u32,
-    /// The final frame's marker was read while filling a batch.
+    /// Sequence number of the next frame to read.
+    read_seq: u32,
+    /// The final frame's marker was seen (and put back) while reading.
     pub(super) final_marker_read: bool,
     pub(super) aad: Vec<u8>,
     pub(super) state: State,
@@ -70,39 +126,42 @@ impl<R> std::fmt::Debug for DecryptReader<R> {
 impl<R: Read> DecryptReader<R> {
     pub(super) fn new(
         _authenticated: HeaderAuthenticated,
-        opened: Opened,
+        opened: super::Opened,
         input: Input<R>,
         header: ParsedHeader,
         config: &Config,
     ) -> Self {
-        let Opened {
+        let super::Opened {
             aead,
             verifier,
             context,
         } = opened;
         let threads = config.effective_threads();
         let frame_length = header.body.frame_length;
-        let batch_frames = match (frame_length as usize, threads) {
-            (0, _) | (_, 0..=1) => 1,
-            (f, threads) => (threads * MIN_TASK_BYTES / f).max(1),
-        };
         DecryptReader {
             input,
             suite: header.body.suite,
-            message_id: header.body.message_id,
             content_type: header.body.content_type,
             frame_length,
-            aead,
+            keys: Arc::new(FrameKeys {
+                aead,
+                message_id: header.body.message_id,
+                frame_length: frame_length as usize,
+                threads,
+            }),
             verifier,
             context,
             max_body_size: config.max_body_size,
-            threads,
-            batch_frames,
-            sealed: Vec::new(),
-            buf: Zeroizing::new(Vec::new()),
+            batch_frames: batch_frames(frame_length as usize, threads),
+            sealed: Staging::default(),
+            buf: Staging::default(),
+            spare: Staging::default(),
+            next: None,
+            inflight: None,
             out_pos: 0,
             out_end: 0,
             seq: 1,
+            read_seq: 1,
             final_marker_read: false,
             aad: Vec::with_capacity(96),
             state: State::Body,
@@ -132,9 +191,10 @@ impl<R: Read> DecryptReader<R> {
     }
 
     pub(super) fn open(&mut self, iv: &[u8; 12], part: BodyPart, seq: u32, len: u64) -> Result<usize> {
-        body_aad(&mut self.aad, &self.message_id, part, seq, len);
-        self.aead
-            .open_in_place(iv, &self.aad, &mut self.buf)
+        body_aad(&mut self.aad, &self.keys.message_id, part, seq, len);
+        self.keys
+            .aead
+            .open_in_place(iv, &self.aad, self.buf.as_mut_slice())
             .map_err(|_| Error::Decrypt)
     }
 
@@ -159,91 +219,170 @@ impl<R: Read> DecryptReader<R> {
         Ok(())
     }
 
-    /// Reads up to a batch of regular frames and opens them together; or,
-    /// after the final frame's marker, the final frame and the footer.
-    pub(super) fn next_frames(&mut self) -> Result<()> {
-        if self.final_marker_read {
-            return self.final_frame();
+    /// Reads up to a batch of regular frames in one large read; what lies
+    /// past them (part of a frame, the final frame) goes back to the input.
+    /// `None` once the final frame's marker is next.
+    fn read_batch(&mut self) -> Result<Option<Batch>> {
+        let slot = REGULAR_HEADER_LEN + self.frame_length as usize + TAG_LEN;
+        let mut sealed = std::mem::take(&mut self.sealed);
+        sealed.clear();
+        if let Err(e) = self.input.fill(&mut sealed, self.batch_frames * slot) {
+            self.sealed = sealed;
+            return Err(e.into());
         }
-        let f = self.frame_length as usize;
-        self.sealed.clear();
-        let mut count = 0usize;
-        while count < self.batch_frames {
-            let first = self.input.array::<4>("frame sequence number")?;
-            self.absorb(&first);
-            if u32::from_be_bytes(first) == FINAL_FRAME_MARKER {
+        let data = sealed.as_slice();
+        let (mut pos, mut count) = (0usize, 0usize);
+        let mut failure = None;
+        while count < self.batch_frames && data.len() - pos >= 4 {
+            let seq = u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]);
+            if seq == FINAL_FRAME_MARKER {
                 self.final_marker_read = true;
                 break;
             }
-            // `seq` stays below FINAL_FRAME_MARKER: it is a sequence number read.
-            let seq = self.seq + count as u32;
-            if u32::from_be_bytes(first) != seq {
-                return Err(FormatError::Invalid {
+            if u64::from(seq) != u64::from(self.read_seq) + count as u64 {
+                failure = Some(FormatError::Invalid {
                     field: "frame sequence number",
                     reason: "out of order",
-                }
-                .into());
+                });
+                break;
             }
-            let iv = self.input.array::<12>("frame IV")?;
-            self.absorb(&iv);
-            let start = self.sealed.len();
-            self.sealed.extend_from_slice(&first);
-            self.sealed.extend_from_slice(&iv);
-            self.input.read_append(&mut self.sealed, f + TAG_LEN, "frame")?;
-            if let Some(v) = self.verifier.as_mut() {
-                v.update(&self.sealed[start + 16..]);
+            if data.len() - pos < slot {
+                break;
             }
+            pos += slot;
             count += 1;
         }
-        if count == 0 {
-            return self.final_frame();
+        let short = data.len() - pos;
+        self.input.unread(&data[pos..]);
+        sealed.truncate(pos);
+        if let Some(e) = failure {
+            self.sealed = sealed;
+            return Err(e.into());
         }
-        let frames = Frames {
-            aead: self.aead.as_ref(),
-            message_id: &self.message_id,
-            frame_length: f,
-            threads: self.threads,
+        if count == 0 {
+            self.sealed = sealed;
+            if self.final_marker_read {
+                return Ok(None);
+            }
+            // Less than a frame and no final frame: the input ended.
+            let field = match short {
+                0..=3 => "frame sequence number",
+                4..=15 => "frame IV",
+                _ => "frame",
+            };
+            return Err(FormatError::Truncated(field).into());
+        }
+        let batch = Batch {
+            sealed,
+            count,
+            seq: self.read_seq,
         };
-        self.buf.clear();
-        buffer::reserve(&mut self.buf, count * f);
-        self.buf.resize(count * f, 0);
-        frames.open(self.seq, &self.sealed, &mut self.buf)?;
-        self.release(count * f);
-        self.seq += count as u32;
-        Ok(())
+        self.read_seq += count as u32;
+        Ok(Some(batch))
     }
 
-    /// The final frame (its marker already read) and the footer.
-    pub(super) fn final_frame(&mut self) -> Result<()> {
-        {
-            let seq_bytes = self.input.array::<4>("final frame sequence number")?;
-            let iv = self.input.array::<12>("final frame IV")?;
-            let len_bytes = self.input.array::<4>("final frame length")?;
-            for part in [&seq_bytes[..], &iv, &len_bytes] {
-                self.absorb(part);
-            }
-            let seq = u32::from_be_bytes(seq_bytes);
-            let len = u32::from_be_bytes(len_bytes);
-            if seq != self.seq {
-                return Err(FormatError::Invalid {
-                    field: "final frame sequence number",
-                    reason: "out of order",
-                }
-                .into());
-            }
-            if len > self.frame_length {
-                return Err(FormatError::Invalid {
-                    field: "final frame length",
-                    reason: "longer than the frame length",
-                }
-                .into());
-            }
-            self.read_sealed(len as usize, "final frame")?;
-            let n = self.open(&iv, BodyPart::FinalFrame, seq, u64::from(len))?;
-            self.finish_message()?;
-            self.release(n);
-            self.state = State::Done;
+    /// Reads the next batch, unless one is read already or the final frame
+    /// is next; an error waits its turn behind the batches before it.
+    fn read_ahead(&mut self) {
+        if self.next.is_none() && !self.final_marker_read {
+            self.next = self.read_batch().transpose();
         }
+    }
+
+    /// Hands `batch` to the pool.
+    fn start(&mut self, batch: Batch) {
+        let keys = Arc::clone(&self.keys);
+        let mut plain = std::mem::take(&mut self.spare);
+        let mut verifier = self.verifier.take();
+        self.inflight = Some(Job::spawn(move || {
+            let result = open_batch(&keys, &batch, &mut plain, verifier.as_mut());
+            Opened {
+                sealed: batch.sealed,
+                plain,
+                count: batch.count,
+                verifier,
+                result,
+            }
+        }));
+    }
+
+    /// Releases the next batch of regular frames once its tags verify; or,
+    /// after the last one, the final frame and the footer.
+    pub(super) fn next_frames(&mut self) -> Result<()> {
+        loop {
+            if let Some(job) = self.inflight.take() {
+                let done = job.wait()?;
+                self.verifier = done.verifier;
+                self.sealed = done.sealed;
+                self.spare = std::mem::replace(&mut self.buf, done.plain);
+                done.result?;
+                self.seq += done.count as u32;
+                self.release(done.count * self.frame_length as usize);
+                // The pool opens the next batch and this thread reads the
+                // one after while the caller takes this one.
+                if matches!(self.next, Some(Ok(_))) {
+                    if let Some(Ok(batch)) = self.next.take() {
+                        self.start(batch);
+                    }
+                }
+                self.read_ahead();
+                return Ok(());
+            }
+            self.read_ahead();
+            match self.next.take() {
+                None => return self.final_frame(),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(batch)) if job::background(self.keys.threads) => {
+                    self.start(batch);
+                    self.read_ahead();
+                }
+                Some(Ok(batch)) => {
+                    let mut plain = std::mem::take(&mut self.buf);
+                    let result = open_batch(&self.keys, &batch, &mut plain, self.verifier.as_mut());
+                    self.sealed = batch.sealed;
+                    self.buf = plain;
+                    result?;
+                    self.seq += batch.count as u32;
+                    self.release(batch.count * self.frame_length as usize);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// The final frame (its marker next in the input) and the footer.
+    pub(super) fn final_frame(&mut self) -> Result<()> {
+        let marker = self.input.array::<4>("frame sequence number")?;
+        if u32::from_be_bytes(marker) != FINAL_FRAME_MARKER {
+            return Err(Error::Internal("final frame expected"));
+        }
+        let seq_bytes = self.input.array::<4>("final frame sequence number")?;
+        let iv = self.input.array::<12>("final frame IV")?;
+        let len_bytes = self.input.array::<4>("final frame length")?;
+        for part in [&marker[..], &seq_bytes, &iv, &len_bytes] {
+            self.absorb(part);
+        }
+        let seq = u32::from_be_bytes(seq_bytes);
+        let len = u32::from_be_bytes(len_bytes);
+        if seq != self.seq {
+            return Err(FormatError::Invalid {
+                field: "final frame sequence number",
+                reason: "out of order",
+            }
+            .into());
+        }
+        if len > self.frame_length {
+            return Err(FormatError::Invalid {
+                field: "final frame length",
+                reason: "longer than the frame length",
+            }
+            .into());
+        }
+        self.read_sealed(len as usize, "final frame")?;
+        let n = self.open(&iv, BodyPart::FinalFrame, seq, u64::from(len))?;
+        self.finish_message()?;
+        self.release(n);
+        self.state = State::Done;
         Ok(())
     }
 
@@ -278,9 +417,9 @@ impl<R: Read> DecryptReader<R> {
     /// Reads `len` bytes of ciphertext plus the tag into the frame buffer
     /// and feeds them to the signature verifier.
     pub(super) fn read_sealed(&mut self, len: usize, field: &'static str) -> Result<()> {
-        self.input.read_vec(&mut self.buf, len + TAG_LEN, field)?;
+        self.input.read_exact_into(&mut self.buf, len + TAG_LEN, field)?;
         if let Some(v) = self.verifier.as_mut() {
-            v.update(&self.buf);
+            v.update(self.buf.as_slice());
         }
         Ok(())
     }
@@ -296,32 +435,53 @@ impl<R: Read> DecryptReader<R> {
             ContentType::NonFramed => self.non_framed(),
         }
     }
-}
 
-impl<R: Read> Read for DecryptReader<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if self.out_pos < self.out_end {
-                let n = out.len().min(self.out_end - self.out_pos);
-                out[..n].copy_from_slice(&self.buf[self.out_pos..self.out_pos + n]);
-                self.out_pos += n;
-                return Ok(n);
-            }
+    /// Makes verified plaintext available unless the message is done;
+    /// a failure fails the reader for good and wipes what it held.
+    fn refill(&mut self) -> io::Result<()> {
+        while self.out_pos == self.out_end {
             match self.state {
-                State::Done => return Ok(0),
-                State::Failed => {
-                    return Err(Error::Poisoned.into());
-                }
-                State::Body if out.is_empty() => return Ok(0),
+                State::Done => return Ok(()),
+                State::Failed => return Err(Error::Poisoned.into()),
                 State::Body => {}
             }
             if let Err(e) = self.advance() {
                 self.state = State::Failed;
-                self.buf.zeroize();
+                self.buf.wipe();
+                self.spare.wipe();
+                self.next = None;
                 self.out_pos = 0;
                 self.out_end = 0;
                 return Err(e.into());
             }
         }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for DecryptReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() && self.state != State::Failed {
+            return Ok(0);
+        }
+        self.refill()?;
+        let n = out.len().min(self.out_end - self.out_pos);
+        out[..n].copy_from_slice(&self.buf.as_slice()[self.out_pos..self.out_pos + n]);
+        self.out_pos += n;
+        Ok(n)
+    }
+}
+
+impl<R: Read> BufRead for DecryptReader<R> {
+    /// The verified plaintext not yet consumed, refilled (a batch, or the
+    /// final frame once the signature verifies) when it runs out; empty at
+    /// the end of the message.
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.refill()?;
+        Ok(&self.buf.as_slice()[self.out_pos..self.out_end])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.out_pos = (self.out_pos + n).min(self.out_end);
     }
 }
