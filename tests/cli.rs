@@ -291,6 +291,53 @@ fn every_suite_with_frame_lengths_0_1_4096() {
     }
 }
 
+/// Decrypting to stdout redirected to a regular file (`> file`) writes
+/// straight into it; a failure cuts the file back to what it held before
+/// the run, so nothing of an unverified message stays, and what was there
+/// does.
+#[test]
+fn stdout_redirected_to_a_file_is_cut_back_on_failure() {
+    use std::io::{Seek, SeekFrom};
+    let fx = Fixture::new();
+    let key = aes_flag(&fx.aes_key("ns", "k", 32, 3));
+    let plain = pattern(3 << 20, 9);
+    let input = fx.write("plain", &plain);
+    let ct = fx.p("ct");
+    for suite in ["0x0478", "0x0578"] {
+        let mut flags = key.clone();
+        flags.extend(args(&["--suite", suite]));
+        let _ = std::fs::remove_file(&ct);
+        encrypt_file(&input, &ct, &flags);
+        let good = std::fs::read(&ct).unwrap();
+        let mut bad = good.clone();
+        let at = bad.len() - 200;
+        bad[at] ^= 1;
+        let bad = fx.write("bad", &bad);
+        for (msg, ok) in [(&ct, true), (&bad, false)] {
+            let out = fx.write("out", b"kept line\n");
+            let mut file = std::fs::OpenOptions::new().write(true).open(&out).unwrap();
+            file.seek(SeekFrom::End(0)).unwrap();
+            let mut cmd = Command::new(BIN);
+            cmd.args(["decrypt", "--input", msg.as_str(), "--output", "-"])
+                .args(&key)
+                .stdout(Stdio::from(file))
+                .stderr(Stdio::piped());
+            let res = cmd.output().unwrap();
+            let got = fx.read("out");
+            if ok {
+                assert_ok(&res);
+                assert!(
+                    got.starts_with(b"kept line\n") && got[10..] == plain[..],
+                    "{suite}"
+                );
+            } else {
+                assert_fail(&res);
+                assert_eq!(got, b"kept line\n", "{suite}: output left behind");
+            }
+        }
+    }
+}
+
 #[test]
 fn stdin_stdout_piping() {
     let fx = Fixture::new();

@@ -198,8 +198,8 @@ impl Encryptor {
                 threads: self.threads,
             }),
             signer: self.signer,
-            pending: Staging::default(),
-            spare: Staging::default(),
+            pending: Staging::pooled(),
+            spare: Staging::pooled(),
             sealed: Zeroizing::new(Vec::new()),
             inflight: None,
             seq: 1,
@@ -240,6 +240,7 @@ impl Encryptor {
             message_id: &self.message_id,
             frame_length: f,
             threads: self.threads,
+            pieces: 1,
         };
         let regular = if plaintext.is_empty() {
             0
@@ -358,14 +359,16 @@ fn footer_bytes(signer: Box<dyn Signer>) -> Result<Vec<u8>> {
 /// Seals a batch of whole frames into `sealed` and lets the signer absorb
 /// the sealed bytes: what a batch costs, on whichever thread runs it.
 fn seal_batch(
-    keys: &FrameKeys,
+    frames: Frames<'_>,
     seq: u32,
     plaintext: &[u8],
     sealed: &mut Zeroizing<Vec<u8>>,
     signer: Option<&mut Box<dyn Signer>>,
 ) -> Result<()> {
-    let frames = keys.frames();
-    set_len(sealed, plaintext.len() / keys.frame_length * frames.regular_len());
+    set_len(
+        sealed,
+        plaintext.len() / frames.frame_length * frames.regular_len(),
+    );
     frames.seal(seq, plaintext, sealed)?;
     if let Some(s) = signer {
         s.update(sealed);
@@ -441,8 +444,14 @@ impl<W: Write> EncryptWriter<W> {
         self.drain()?;
         let count = plaintext.len() / self.frame_length;
         let mut sealed = std::mem::take(&mut self.sealed);
-        let result = seal_batch(&self.keys, self.seq, plaintext, &mut sealed, self.signer.as_mut())
-            .and_then(|()| Ok(self.output.write_all(&sealed)?));
+        let result = seal_batch(
+            self.keys.frames(),
+            self.seq,
+            plaintext,
+            &mut sealed,
+            self.signer.as_mut(),
+        )
+        .and_then(|()| Ok(self.output.write_all(&sealed)?));
         self.sealed = sealed;
         self.seq += count as u32;
         result
@@ -531,7 +540,13 @@ impl<W: Write> EncryptWriter<W> {
         let mut sealed = std::mem::take(&mut self.sealed);
         let mut signer = self.signer.take();
         self.inflight = Some(Job::spawn(move || {
-            let result = seal_batch(&keys, seq, plaintext.as_slice(), &mut sealed, signer.as_mut());
+            let result = seal_batch(
+                keys.background_frames(),
+                seq,
+                plaintext.as_slice(),
+                &mut sealed,
+                signer.as_mut(),
+            );
             Sealed {
                 plaintext,
                 sealed,

@@ -28,6 +28,11 @@ pub(crate) struct Frames<'a> {
     pub frame_length: usize,
     /// Threads to spread a run over (1: the calling thread only).
     pub threads: usize,
+    /// Tasks per thread: 1 for a one-shot message (the fewest hand-offs);
+    /// more for a stream's batches in the background, which share the cores
+    /// with the caller's I/O: smaller tasks keep every core busy when one
+    /// thread is descheduled, instead of the whole batch waiting for it.
+    pub pieces: usize,
 }
 
 /// What a stream's batches share, on whichever thread seals or opens them:
@@ -40,15 +45,28 @@ pub(crate) struct FrameKeys {
 }
 
 impl FrameKeys {
+    /// For a batch on the caller's thread (and the pool).
     pub(crate) fn frames(&self) -> Frames<'_> {
         Frames {
             aead: self.aead.as_ref(),
             message_id: &self.message_id,
             frame_length: self.frame_length,
             threads: self.threads,
+            pieces: 1,
+        }
+    }
+
+    /// For a batch handed to the pool while the caller does I/O.
+    pub(crate) fn background_frames(&self) -> Frames<'_> {
+        Frames {
+            pieces: BACKGROUND_PIECES,
+            ..self.frames()
         }
     }
 }
+
+/// Tasks per thread for a stream's batch in the background.
+const BACKGROUND_PIECES: usize = 4;
 
 /// Plaintext bytes a stream handles per batch: about 1 MiB per thread, and
 /// at least 256 KiB on one thread (large reads and writes), in whole
@@ -73,11 +91,12 @@ impl Frames<'_> {
 
     /// Frames per task, or `None` to stay on the calling thread.
     fn group(&self, frames: usize) -> Option<usize> {
-        let min = (MIN_TASK_BYTES / self.frame_length).max(1);
+        let pieces = self.pieces.max(1);
+        let min = (MIN_TASK_BYTES / pieces / self.frame_length).max(1);
         if self.threads <= 1 || frames < 2 * min {
             return None;
         }
-        Some(frames.div_ceil(self.threads).max(min))
+        Some(frames.div_ceil(self.threads * pieces).max(min))
     }
 
     /// Seals `plaintext` (a whole number of frames) as regular frames
@@ -228,6 +247,7 @@ mod tests {
             message_id: &[0; 32],
             frame_length,
             threads,
+            pieces: 1,
         };
         assert_eq!(frames(4096, 1).group(100_000), None);
         assert_eq!(frames(4096, 2).group(511), None);
@@ -236,6 +256,15 @@ mod tests {
         assert_eq!(frames(4096, 8).group(1280), Some(256));
         assert_eq!(frames(65536, 2).group(80), Some(40));
         assert_eq!(frames(64 << 20, 2).group(2), Some(1));
+        // In the background: four tasks per thread, of at least 256 KiB.
+        let background = |frame_length, threads| Frames {
+            pieces: BACKGROUND_PIECES,
+            ..frames(frame_length, threads)
+        };
+        assert_eq!(background(4096, 2).group(127), None);
+        assert_eq!(background(4096, 2).group(128), Some(64));
+        assert_eq!(background(4096, 2).group(1024), Some(128));
+        assert_eq!(background(65536, 2).group(32), Some(4));
     }
 
     #[test]

@@ -23,6 +23,14 @@ use tempfile::NamedTempFile;
 /// Temporary output files that exist now.
 static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// Outputs written in place (stdout redirected to a regular file), with
+/// the length each had before this run: cut back to it on failure.
+static IN_PLACE: Mutex<Vec<(u64, fs::File, u64)>> = Mutex::new(Vec::new());
+
+fn in_place() -> MutexGuard<'static, Vec<(u64, fs::File, u64)>> {
+    IN_PLACE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn live() -> MutexGuard<'static, Vec<PathBuf>> {
     // Every update is one push or retain: a panic cannot leave it torn.
     LIVE.lock().unwrap_or_else(PoisonError::into_inner)
@@ -49,6 +57,10 @@ pub fn install() -> io::Result<()> {
                     let files = live();
                     for path in files.iter() {
                         let _ = fs::remove_file(path);
+                    }
+                    let cuts = in_place();
+                    for (_, file, len) in cuts.iter() {
+                        let _ = file.set_len(*len);
                     }
                     // Exits with the lock held: nothing is renamed into
                     // place after the files are gone.
@@ -134,5 +146,38 @@ impl Write for TempOutput {
 
     fn flush(&mut self) -> io::Result<()> {
         self.file()?.flush()
+    }
+}
+
+/// A regular file written in place (stdout redirected to it), registered
+/// so that a failure or a signal cuts it back to its length before this
+/// run: what was there stays, nothing of this run's output does.
+pub struct InPlace {
+    id: u64,
+}
+
+impl InPlace {
+    /// Registers `file`, now `len` bytes long and about to be appended to.
+    pub fn register(file: &fs::File, len: u64) -> io::Result<Self> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        in_place().push((id, file.try_clone()?, len));
+        Ok(InPlace { id })
+    }
+
+    /// The output is complete: it stays.
+    pub fn keep(self) {
+        in_place().retain(|(id, _, _)| *id != self.id);
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for InPlace {
+    fn drop(&mut self) {
+        let mut cuts = in_place();
+        if let Some(i) = cuts.iter().position(|(id, _, _)| *id == self.id) {
+            let (_, file, len) = cuts.remove(i);
+            let _ = file.set_len(len);
+        }
     }
 }

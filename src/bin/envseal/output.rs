@@ -6,7 +6,7 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use crate::cleanup::TempOutput;
+use crate::cleanup::{InPlace, TempOutput};
 use crate::cli::CommonArgs;
 use crate::error::Failure;
 
@@ -135,6 +135,29 @@ pub(crate) fn open_input(path: &Path) -> Result<BufReader<Box<dyn Read>>, Failur
     Ok(BufReader::with_capacity(IO_BUFFER, inner))
 }
 
+/// Stdout as a file, when it is a regular file positioned at its end (a
+/// `>` redirect), with its length: decrypted output can go straight into
+/// it and be cut back on failure. `None` for a terminal, a pipe, or a file
+/// opened elsewhere than at its end (or with `>>`, whose offset is 0).
+fn stdout_file() -> Option<(File, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        let fd = io::stdout().as_fd().try_clone_to_owned().ok()?;
+        let mut file = File::from(fd);
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        let pos = file.stream_position().ok()?;
+        (pos == meta.len()).then_some((file, pos))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
 pub(crate) fn open_stream(path: &Path) -> Result<File, Failure> {
     fs::OpenOptions::new()
         .write(true)
@@ -154,6 +177,10 @@ pub(crate) enum Sink {
         writer: BufWriter<File>,
         dest: Option<PathBuf>,
     },
+    /// Decrypted output written straight into stdout, a regular file
+    /// (redirected), which is cut back to its length before the run unless
+    /// the run succeeds.
+    InPlace { writer: BufWriter<File>, guard: InPlace },
     /// A temporary file next to `dest`, renamed onto it on success.
     Temp {
         writer: BufWriter<TempOutput>,
@@ -167,6 +194,17 @@ impl Sink {
     /// output is a file (a temporary file is deleted on failure anyway).
     pub(crate) fn open(target: Target, force: bool, spool: bool) -> Result<Self, Failure> {
         let dest = match target {
+            Target::Stdout if spool && stdout_file().is_some() => {
+                let Some((file, len)) = stdout_file() else {
+                    unreachable!("checked in the guard")
+                };
+                let guard = InPlace::register(&file, len)
+                    .map_err(|e| Failure::runtime(format!("cannot write output: {e}")))?;
+                return Ok(Sink::InPlace {
+                    writer: BufWriter::with_capacity(IO_BUFFER, file),
+                    guard,
+                });
+            }
             Target::Stdout | Target::Stream(_) if spool => {
                 let dest = match target {
                     Target::Stream(p) => Some(p),
@@ -215,6 +253,12 @@ impl Sink {
         let werr = |e: io::Error| Failure::runtime(format!("writing output: {e}"));
         match self {
             Sink::Stdout(mut w) => w.flush().map_err(werr),
+            Sink::InPlace { writer, guard } => {
+                let file = writer.into_inner().map_err(|e| werr(e.into_error()))?;
+                drop(file);
+                guard.keep();
+                Ok(())
+            }
             Sink::Stream(mut w) => w.flush().map_err(werr),
             Sink::Spool { writer, dest } => {
                 let mut file = writer.into_inner().map_err(|e| werr(e.into_error()))?;
@@ -258,6 +302,7 @@ impl Sink {
             Sink::Stdout(w) => w,
             Sink::Stream(w) => w,
             Sink::Spool { writer, .. } => writer,
+            Sink::InPlace { writer, .. } => writer,
             Sink::Temp { writer, .. } => writer,
         }
     }

@@ -52,14 +52,14 @@ impl<R: Read> Input<R> {
     }
 
     /// Reads until `buf` holds `want` bytes or the input ends, into the
-    /// room it has in as few reads as the input allows. Past that room the
-    /// buffer grows with the bytes actually received (doubling, from 64
-    /// KiB), never with what a length field claims.
-    pub(super) fn fill(&mut self, buf: &mut Staging, want: usize) -> io::Result<()> {
-        const FIRST: usize = 64 << 10;
+    /// room it has in as few reads as the input allows. Past that room and
+    /// `first` bytes the buffer grows with the bytes actually received
+    /// (doubling), never with what a length field claims.
+    pub(super) fn fill(&mut self, buf: &mut Staging, want: usize, first: usize) -> io::Result<()> {
+        let first = first.max(64 << 10);
         while buf.len() < want {
             let room = buf.capacity() - buf.len();
-            let n = (want - buf.len()).min(room.max(buf.len()).max(FIRST));
+            let n = (want - buf.len()).min(room.max(buf.len()).max(first));
             let got = self.read_some(buf.spare_mut(n))?;
             if got == 0 {
                 break;
@@ -72,7 +72,7 @@ impl<R: Read> Input<R> {
     /// Reads exactly `n` bytes into `buf` (cleared first).
     pub(super) fn read_exact_into(&mut self, buf: &mut Staging, n: usize, field: &'static str) -> Result<()> {
         buf.clear();
-        self.fill(buf, n)?;
+        self.fill(buf, n, 0)?;
         if buf.len() < n {
             return Err(FormatError::Truncated(field).into());
         }

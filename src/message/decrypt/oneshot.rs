@@ -218,6 +218,7 @@ pub(super) fn open_body(
                 message_id,
                 frame_length: header.body.frame_length as usize,
                 threads: config.effective_threads(),
+                pieces: 1,
             };
             let regular_len = layout.regular.len() / frames.regular_len() * frames.frame_length;
             let (final_ct, final_tag) = layout.final_sealed.split_at(layout.final_sealed.len() - TAG_LEN);

@@ -17,7 +17,7 @@ use crate::format::body::{body_aad, BodyPart, FINAL_FRAME_MARKER, MAX_NON_FRAMED
 use crate::format::header::{ContentType, ParsedHeader};
 use crate::format::EncryptionContext;
 use crate::message::buffer::Staging;
-use crate::message::frames::{batch_frames, FrameKeys, REGULAR_HEADER_LEN};
+use crate::message::frames::{batch_frames, FrameKeys, Frames, MIN_TASK_BYTES, REGULAR_HEADER_LEN};
 use crate::message::job::{self, Job};
 use crate::suite::AlgorithmSuite;
 
@@ -49,16 +49,15 @@ struct Opened {
 /// Checks a batch's tags into `plain` and lets the verifier absorb it (on
 /// several threads side by side); on failure `plain` holds no plaintext.
 fn open_batch(
-    keys: &FrameKeys,
+    frames: Frames<'_>,
     batch: &Batch,
     plain: &mut Staging,
     verifier: Option<&mut Box<dyn Verifier>>,
 ) -> Result<()> {
-    let frames = keys.frames();
     let sealed = batch.sealed.as_slice();
-    let out = plain.sized_mut(batch.count * keys.frame_length);
+    let out = plain.sized_mut(batch.count * frames.frame_length);
     match verifier {
-        Some(v) if keys.threads > 1 => {
+        Some(v) if frames.threads > 1 => {
             rayon::join(|| v.update(sealed), || frames.open(batch.seq, sealed, out)).1
         }
         Some(v) => {
@@ -153,9 +152,9 @@ impl<R: Read> DecryptReader<R> {
             context,
             max_body_size: config.max_body_size,
             batch_frames: batch_frames(frame_length as usize, threads),
-            sealed: Staging::default(),
-            buf: Staging::default(),
-            spare: Staging::default(),
+            sealed: Staging::pooled(),
+            buf: Staging::pooled(),
+            spare: Staging::pooled(),
             next: None,
             inflight: None,
             out_pos: 0,
@@ -226,7 +225,12 @@ impl<R: Read> DecryptReader<R> {
         let slot = REGULAR_HEADER_LEN + self.frame_length as usize + TAG_LEN;
         let mut sealed = std::mem::take(&mut self.sealed);
         sealed.clear();
-        if let Err(e) = self.input.fill(&mut sealed, self.batch_frames * slot) {
+        // A batch of the configured size is read in one go; only a frame
+        // length beyond it (a header's claim) makes the buffer grow with
+        // the bytes received.
+        let want = self.batch_frames * slot;
+        let first = want.min(4 * MIN_TASK_BYTES * self.keys.threads.max(1));
+        if let Err(e) = self.input.fill(&mut sealed, want, first) {
             self.sealed = sealed;
             return Err(e.into());
         }
@@ -295,7 +299,7 @@ impl<R: Read> DecryptReader<R> {
         let mut plain = std::mem::take(&mut self.spare);
         let mut verifier = self.verifier.take();
         self.inflight = Some(Job::spawn(move || {
-            let result = open_batch(&keys, &batch, &mut plain, verifier.as_mut());
+            let result = open_batch(keys.background_frames(), &batch, &mut plain, verifier.as_mut());
             Opened {
                 sealed: batch.sealed,
                 plain,
@@ -338,7 +342,7 @@ impl<R: Read> DecryptReader<R> {
                 }
                 Some(Ok(batch)) => {
                     let mut plain = std::mem::take(&mut self.buf);
-                    let result = open_batch(&self.keys, &batch, &mut plain, self.verifier.as_mut());
+                    let result = open_batch(self.keys.frames(), &batch, &mut plain, self.verifier.as_mut());
                     self.sealed = batch.sealed;
                     self.buf = plain;
                     result?;
