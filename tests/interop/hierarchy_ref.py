@@ -80,7 +80,6 @@ botocore needs a region: AWS_REGION is passed on (see above).
 """
 
 import argparse
-import io
 import json
 import logging
 import os
@@ -92,7 +91,7 @@ warnings.simplefilter("ignore")
 logging.disable(logging.CRITICAL)
 
 import boto3  # noqa: E402
-from ref_io import Output, Parser, UsageError, load_context, open_input, parse_suite, read_bytes  # noqa: E402
+from ref_io import Output, Parser, UsageError, cli_main, load_context, open_input, parse_suite, read_bytes  # noqa: E402
 import aws_encryption_sdk  # noqa: E402
 from aws_encryption_sdk.identifiers import AlgorithmSuite, CommitmentPolicy  # noqa: E402
 from aws_cryptographic_material_providers.keystore import KeyStore  # noqa: E402
@@ -346,71 +345,8 @@ def run(argv, out):
     COMMANDS[argv[0]](list(argv[1:]), out)
 
 
-def _describe(e):
-    """Type and message of an exception, following the MPL's wrapped errors
-    (`message` may itself be an exception, `list` holds the collected ones)."""
-    msg = getattr(e, "message", None)
-    if isinstance(msg, BaseException):
-        text = _describe(msg)
-    elif isinstance(msg, str):
-        text = msg
-    elif len(e.args) == 1 and isinstance(e.args[0], BaseException):
-        text = _describe(e.args[0])
-    else:
-        text = str(e)
-    inner = getattr(e, "list", None)
-    if isinstance(inner, list) and inner:
-        text += " [" + "; ".join(_describe(x) for x in inner) + "]"
-    text = text.replace("\r", " ").replace("\n", " ").strip()
-    return type(e).__name__ + (": " + text if text else "")
-
-
-def _one_line(e):
-    line = _describe(e)
-    if Clients.last_error:
-        line += " (last AWS error: {})".format(Clients.last_error)
-    return line
-
-
-def batch(job_file):
-    """Runs many jobs (a JSON list of argument lists) in one process and
-    prints a JSON list of {"ok", "error", "stdout"} in the same order."""
-    try:
-        with open(job_file, encoding="utf-8") as f:
-            jobs = json.load(f)
-    except (OSError, ValueError) as e:
-        raise UsageError("cannot read jobs {}: {}".format(job_file, e))
-    if not isinstance(jobs, list) or not all(
-        isinstance(j, list) and all(isinstance(a, str) for a in j) for j in jobs
-    ):
-        raise UsageError("jobs file must hold a JSON list of lists of strings")
-    results = []
-    for argv in jobs:
-        buf = io.BytesIO()
-        try:
-            run(argv, buf)
-            results.append({"ok": True, "error": None, "stdout": buf.getvalue().decode("utf-8", "replace")})
-        except Exception as e:  # noqa: BLE001 - each job's failure is reported, not raised
-            results.append({"ok": False, "error": _one_line(e), "stdout": buf.getvalue().decode("utf-8", "replace")})
-    sys.stdout.write(json.dumps(results) + "\n")
-
-
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        if argv and argv[0] == "batch":
-            if len(argv) != 2:
-                raise UsageError("usage: batch JOBS.json")
-            batch(argv[1])
-        else:
-            buf = io.BytesIO()
-            run(argv, buf)
-            sys.stdout.buffer.write(buf.getvalue())
-            sys.stdout.buffer.flush()
-    except Exception as e:  # noqa: BLE001 - every failure is a one-line exit 1
-        sys.stderr.write("hierarchy_ref: " + _one_line(e) + "\n")
-        return 1
-    return 0
+    return cli_main("hierarchy_ref", run, lambda: Clients.last_error, argv)
 
 
 if __name__ == "__main__":
