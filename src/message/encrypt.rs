@@ -377,11 +377,23 @@ fn seal_batch(
 }
 
 /// A batch sealed in the background, with the buffers and signer it held.
+/// For a signed suite the batch comes back not yet hashed: the next batch's
+/// task hashes it while sealing its own frames, so the serial SHA-384 never
+/// waits for the sealing.
 struct Sealed {
     plaintext: Staging,
     sealed: Zeroizing<Vec<u8>>,
+    /// The batch before (signed suites), hashed by this task: written next.
+    hashed: Option<Zeroizing<Vec<u8>>>,
     signer: Option<Box<dyn Signer>>,
     result: Result<()>,
+}
+
+/// What [`EncryptWriter::collect`] hands back: the batch just sealed, and
+/// for a signed suite the one before it, now hashed, to write first.
+struct Collected {
+    sealed: Zeroizing<Vec<u8>>,
+    earlier: Option<Zeroizing<Vec<u8>>>,
 }
 
 /// Writes plaintext as an ESDK message body.
@@ -394,8 +406,9 @@ struct Sealed {
 /// thread, and with several threads (see [`crate::ConfigBuilder::threads`])
 /// about 1 MiB per thread, sealed across them. With several threads a full
 /// batch is sealed in the background while the next one is written and the
-/// one before goes to the output, so memory stays bounded (two batches of
-/// plaintext, two of ciphertext) whatever the message size.
+/// one before goes to the output (for a signed suite: is hashed, beside the
+/// sealing of the next), so memory stays bounded (two batches of plaintext,
+/// three of ciphertext) whatever the message size.
 /// [`EncryptWriter::copy_from`] reads straight into the batch buffer.
 pub struct EncryptWriter<W: Write> {
     output: W,
@@ -487,7 +500,7 @@ impl<W: Write> EncryptWriter<W> {
 
     /// Waits for the batch sealing in the background, if any: its
     /// ciphertext, with the signer and plaintext buffer it held back.
-    fn collect(&mut self) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    fn collect(&mut self) -> Result<Option<Collected>> {
         let Some(job) = self.inflight.take() else {
             return Ok(None);
         };
@@ -495,14 +508,24 @@ impl<W: Write> EncryptWriter<W> {
         self.signer = done.signer;
         self.spare = done.plaintext;
         done.result?;
-        Ok(Some(done.sealed))
+        Ok(Some(Collected {
+            sealed: done.sealed,
+            earlier: done.hashed,
+        }))
     }
 
-    /// Waits for the background batch and writes it out.
+    /// Waits for the background batch and writes it out (hashing it first
+    /// for a signed suite), after the one before it.
     fn drain(&mut self) -> Result<()> {
-        if let Some(sealed) = self.collect()? {
-            let result = self.output.write_all(&sealed);
-            self.sealed = sealed;
+        if let Some(done) = self.collect()? {
+            if let Some(earlier) = done.earlier {
+                self.output.write_all(&earlier)?;
+            }
+            if let Some(s) = self.signer.as_mut() {
+                s.update(&done.sealed);
+            }
+            let result = self.output.write_all(&done.sealed);
+            self.sealed = done.sealed;
             result?;
         }
         Ok(())
@@ -524,8 +547,14 @@ impl<W: Write> EncryptWriter<W> {
             return result;
         }
         // The batch before this one is done by now (it had a whole batch's
-        // filling time): its ciphertext goes out while this one seals.
-        let previous = self.collect()?;
+        // filling time): its ciphertext goes out while this one seals. For
+        // a signed suite it is hashed beside this one's sealing first, and
+        // the one before it goes out.
+        let (to_hash, to_write) = match self.collect()? {
+            None => (None, None),
+            Some(done) if self.signer.is_some() => (Some(done.sealed), done.earlier),
+            Some(done) => (None, Some(done.sealed)),
+        };
         let mut next = std::mem::take(&mut self.spare);
         next.clear();
         next.extend(&self.pending.as_slice()[self.batch_bytes..]);
@@ -540,23 +569,28 @@ impl<W: Write> EncryptWriter<W> {
         let mut sealed = std::mem::take(&mut self.sealed);
         let mut signer = self.signer.take();
         self.inflight = Some(Job::spawn(move || {
-            let result = seal_batch(
-                keys.background_frames(),
-                seq,
-                plaintext.as_slice(),
-                &mut sealed,
-                signer.as_mut(),
-            );
+            let frames = keys.background_frames();
+            let result = match (to_hash.as_deref(), signer.as_mut()) {
+                (Some(earlier), Some(s)) => {
+                    rayon::join(
+                        || s.update(earlier),
+                        || seal_batch(frames, seq, plaintext.as_slice(), &mut sealed, None),
+                    )
+                    .1
+                }
+                _ => seal_batch(frames, seq, plaintext.as_slice(), &mut sealed, None),
+            };
             Sealed {
                 plaintext,
                 sealed,
+                hashed: to_hash,
                 signer,
                 result,
             }
         }));
-        if let Some(previous) = previous {
-            let result = self.output.write_all(&previous);
-            self.sealed = previous;
+        if let Some(earlier) = to_write {
+            let result = self.output.write_all(&earlier);
+            self.sealed = earlier;
             result?;
         }
         Ok(())
