@@ -419,6 +419,7 @@ fn rsa_failure_falls_through_to_the_next_keyring() {
     let mut messages = Vec::new();
     let mut enc_jobs = Vec::new();
     let mut dec_jobs = Vec::new();
+    let mut dec_paddings = Vec::new();
     for (i, (&padding, &suite)) in paddings
         .iter()
         .flat_map(|p| suites.iter().map(move |s| (p, s)))
@@ -457,6 +458,7 @@ fn rsa_failure_falls_through_to_the_next_keyring() {
         ];
         job.extend(aes.args(dir.path(), false));
         dec_jobs.push(job);
+        dec_paddings.push(padding);
         let input = dir.path().join("fallback-pt");
         std::fs::write(&input, &pt).unwrap();
         let mut job = vec![
@@ -481,8 +483,21 @@ fn rsa_failure_falls_through_to_the_next_keyring() {
         enc_jobs.push((suite, padding, i, job));
     }
     let mut failures = Vec::new();
-    for (r, job) in reference_batch(dir.path(), &dec_jobs).into_iter().zip(&dec_jobs) {
+    for ((r, job), padding) in reference_batch(dir.path(), &dec_jobs)
+        .into_iter()
+        .zip(&dec_jobs)
+        .zip(&dec_paddings)
+    {
         if let Err(e) = r {
+            // PKCS#1 v1.5 under the wrong key: OpenSSL's implicit rejection
+            // returns a pseudo-random plaintext instead of an error, which
+            // now and then has a data key's length; Python's keyring then
+            // hands back a wrong key and its multi-keyring stops at the
+            // header tag instead of falling through. Not envseal's bytes.
+            if *padding == RsaPadding::Pkcs1 && e.contains("Header authorization failed") {
+                println!("reference: PKCS#1 v1.5 implicit rejection on {}", job[2]);
+                continue;
+            }
             failures.push(format!("reference decrypt with [B, AES] of {}: {e}", job[2]));
         }
     }
