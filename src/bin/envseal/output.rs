@@ -193,11 +193,8 @@ impl Sink {
     /// `spool`: hold everything back until [`Sink::commit`] unless the
     /// output is a file (a temporary file is deleted on failure anyway).
     pub(crate) fn open(target: Target, force: bool, spool: bool) -> Result<Self, Failure> {
-        let dest = match target {
-            Target::Stdout if spool && stdout_file().is_some() => {
-                let Some((file, len)) = stdout_file() else {
-                    unreachable!("checked in the guard")
-                };
+        if spool && matches!(target, Target::Stdout) {
+            if let Some((file, len)) = stdout_file() {
                 let guard = InPlace::register(&file, len)
                     .map_err(|e| Failure::runtime(format!("cannot write output: {e}")))?;
                 return Ok(Sink::InPlace {
@@ -205,6 +202,8 @@ impl Sink {
                     guard,
                 });
             }
+        }
+        let dest = match target {
             Target::Stdout | Target::Stream(_) if spool => {
                 let dest = match target {
                     Target::Stream(p) => Some(p),
