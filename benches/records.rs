@@ -10,7 +10,12 @@
 //! `record-1k-per-message-key`: a new data key for every message (no
 //! data-key cache), wrapped by the raw AES keyring, and by the hierarchical
 //! keyring with its branch key cached (moto is its key store; one HMAC-SHA256
-//! and one AES-GCM wrap more than raw AES, by design).
+//! and one AES-GCM wrap more than raw AES, by design); by the raw ECDH
+//! keyring (static and ephemeral-to-discovery, P-256, beside one P-256
+//! agreement from aws-lc); and with moto, by the KMS RSA keyring (local
+//! RSA-OAEP encrypt, a KMS Decrypt per message) and the KMS ECDH static
+//! keyring (a KMS DeriveSharedSecret per message both ways, as the MPL's;
+//! a data-key cache amortizes it like any KMS call).
 //!
 //! After the criterion groups, a KMS run against moto (when
 //! `ENVSEAL_MOTO_SERVER` or `.venv/bin/moto_server` exists): 1,000,000
@@ -242,6 +247,9 @@ fn per_message_key(
         client(Arc::new(envseal::RawEcdhKeyring::ephemeral(b_public()))),
         client(Arc::new(envseal::RawEcdhKeyring::discovery(b()))),
     ));
+    if moto_available() {
+        clients.extend(kms_asymmetric_clients(rt, &client, b_public()));
+    }
     let mut group = c.benchmark_group("record-1k-per-message-key");
     // The raw primitive under each ECDH message: one P-256 agreement (aws-lc).
     {
@@ -288,6 +296,42 @@ fn per_message_key(
         });
     }
     group.finish();
+}
+
+/// The KMS RSA keyring (encrypt: RSA-OAEP-SHA256 locally with the KMS
+/// key's public key, no KMS call; decrypt: one KMS Decrypt per message) and
+/// the KMS ECDH static keyring (one KMS DeriveSharedSecret per message
+/// either way), against tests/interop/kms_server.py.
+fn kms_asymmetric_clients(
+    rt: &tokio::runtime::Runtime,
+    client: &dyn Fn(Arc<dyn envseal::Keyring>) -> Client,
+    b_public: envseal::EcdhPublicKey,
+) -> Vec<(&'static str, Client, Client)> {
+    use envseal::{KmsEcdhKeyring, KmsRsaKeyring, RsaPadding, RsaPublicKey};
+    rt.block_on(async {
+        let kms = moto::client("us-east-1", &moto::moto().url, KmsBounds::default()).await;
+        let (rsa_arn, rsa_pem) = moto::create_rsa_key("us-east-1", "RSA_2048").await;
+        let public = RsaPublicKey::from_pem(&rsa_pem).unwrap();
+        let padding = RsaPadding::OaepSha256;
+        let rsa_encrypt: Arc<dyn envseal::Keyring> =
+            Arc::new(KmsRsaKeyring::new(kms.clone(), &rsa_arn, padding, Some(public)).unwrap());
+        let rsa_decrypt: Arc<dyn envseal::Keyring> =
+            Arc::new(KmsRsaKeyring::new(kms.clone(), &rsa_arn, padding, None).unwrap());
+        let ecdh_arn = moto::create_ecdh_key("us-east-1", "ECC_NIST_P256").await;
+        let ecdh: Arc<dyn envseal::Keyring> = Arc::new(
+            KmsEcdhKeyring::static_keys(kms, &ecdh_arn, b_public)
+                .await
+                .unwrap(),
+        );
+        vec![
+            (
+                "kms-rsa-2048-oaep-sha256",
+                client(rsa_encrypt),
+                client(rsa_decrypt),
+            ),
+            ("kms-ecdh-static-p256", client(ecdh.clone()), client(ecdh)),
+        ]
+    })
 }
 
 /// The DER inside a PEM block (for the aws-lc baseline's key).

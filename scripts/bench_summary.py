@@ -85,9 +85,10 @@ if per_key:
     for op in ["encrypt", "decrypt"]:
         base = per_key.get(f"raw-aes-keyring-{op}")
         for f in [f"raw-aes-keyring-{op}", f"hierarchy-cached-branch-key-{op}",
-                  f"raw-ecdh-static-p256-{op}", f"raw-ecdh-ephemeral-discovery-p256-{op}"]:
+                  f"raw-ecdh-static-p256-{op}", f"raw-ecdh-ephemeral-discovery-p256-{op}",
+                  f"kms-rsa-2048-oaep-sha256-{op}", f"kms-ecdh-static-p256-{op}"]:
             if f in per_key:
-                more = "baseline" if f.startswith("raw") else (f"{(per_key[f] - base) / 1e3:+.2f}" if base else "")
+                more = "baseline" if f.startswith("raw-aes") else (f"{(per_key[f] - base) / 1e3:+.2f}" if base else "")
                 print(f"| {f} | {per_key[f] / 1e3:.2f} | {1e9 / per_key[f]:,.0f} | {more} |")
     if "ecdh-p256-agreement" in per_key:
         a = per_key["ecdh-p256-agreement"]

@@ -187,33 +187,6 @@ async fn envseal_decrypts_reference_kms_messages() {
 // ---- the AWS KMS RSA keyring, against tests/interop/kms_server.py (moto
 // with real RSA-OAEP decryption) and the Python MPL (mpl_ref.py) ----
 
-/// A KMS RSA key (ENCRYPT_DECRYPT) and its public key as PEM.
-async fn rsa_kms_key(spec: &str) -> (String, String) {
-    use base64::Engine as _;
-    let admin = common::moto::admin("us-east-1");
-    let key = admin
-        .create_key()
-        .key_spec(envseal::kms::aws_sdk_kms::types::KeySpec::from(spec))
-        .key_usage(envseal::kms::aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
-        .send()
-        .await
-        .unwrap();
-    let arn = key.key_metadata().unwrap().arn().unwrap().to_owned();
-    let public = admin.get_public_key().key_id(&arn).send().await.unwrap();
-    let der = public.public_key().unwrap().as_ref().to_vec();
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    let pem = format!(
-        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-        lines.join("\n")
-    );
-    (arn, pem)
-}
-
 fn kms_env(dir: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ENDPOINT_URL_KMS", moto().url.clone()),
@@ -243,7 +216,7 @@ async fn kms_rsa_keyring_round_trips_and_interop() {
     use envseal::{KmsRsaKeyring, RsaPadding, RsaPublicKey};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (arn, pem) = rsa_kms_key("RSA_2048").await;
+    let (arn, pem) = common::moto::create_rsa_key("us-east-1", "RSA_2048").await;
     let pem_file = d.join("rsa.pem");
     std::fs::write(&pem_file, &pem).unwrap();
     let client = common::moto::client("us-east-1", &moto().url, KmsBounds::default()).await;
@@ -366,18 +339,6 @@ async fn kms_rsa_keyring_round_trips_and_interop() {
 
 // ---- the AWS KMS ECDH keyring (KMS DeriveSharedSecret on kms_server.py) ----
 
-async fn ecdh_kms_key(spec: &str) -> String {
-    let admin = common::moto::admin("us-east-1");
-    let key = admin
-        .create_key()
-        .key_spec(envseal::kms::aws_sdk_kms::types::KeySpec::from(spec))
-        .key_usage(envseal::kms::aws_sdk_kms::types::KeyUsageType::KeyAgreement)
-        .send()
-        .await
-        .unwrap();
-    key.key_metadata().unwrap().arn().unwrap().to_owned()
-}
-
 fn strs(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -402,7 +363,7 @@ async fn kms_ecdh_keyring_interop_with_raw_ecdh_and_python() {
         ("p384", EcdhCurve::P384, "ECC_NIST_P384"),
         ("p521", EcdhCurve::P521, "ECC_NIST_P521"),
     ] {
-        let k = ecdh_kms_key(spec).await;
+        let k = common::moto::create_ecdh_key("us-east-1", spec).await;
         let b_priv = common::data_path(&format!("ecdh-{cname}-b-private.pem"));
         let b_pub = common::data_path(&format!("ecdh-{cname}-b-public.der"));
         let b_private = EcdhPrivateKey::from_pkcs8(curve, &std::fs::read(&b_priv).unwrap()).unwrap();

@@ -117,6 +117,46 @@ pub async fn create_key(region: &str) -> String {
     out.key_metadata().unwrap().arn().unwrap().to_owned()
 }
 
+/// A KMS RSA key (ENCRYPT_DECRYPT) and its public key as PEM.
+pub async fn create_rsa_key(region: &str, spec: &str) -> (String, String) {
+    use base64::Engine as _;
+    let admin = admin(region);
+    let key = admin
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::from(spec))
+        .key_usage(aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
+        .send()
+        .await
+        .unwrap();
+    let arn = key.key_metadata().unwrap().arn().unwrap().to_owned();
+    let public = admin.get_public_key().key_id(&arn).send().await.unwrap();
+    let der = public.public_key().unwrap().as_ref().to_vec();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    );
+    (arn, pem)
+}
+
+/// A KMS key agreement key (KEY_AGREEMENT, an ECC_NIST_* spec); returns its ARN.
+pub async fn create_ecdh_key(region: &str, spec: &str) -> String {
+    let admin = admin(region);
+    let key = admin
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::from(spec))
+        .key_usage(aws_sdk_kms::types::KeyUsageType::KeyAgreement)
+        .send()
+        .await
+        .unwrap();
+    key.key_metadata().unwrap().arn().unwrap().to_owned()
+}
+
 /// Reads the moto log (for failure messages).
 pub fn moto_log() -> String {
     let mut s = String::new();
