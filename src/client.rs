@@ -269,6 +269,41 @@ impl Client {
         self.open_stream(decryptor, context).await
     }
 
+    /// As [`Client::encrypt_stream`], to an [`AsyncWrite`](tokio::io::AsyncWrite)
+    /// (feature `tokio`). Call
+    /// [`shutdown`](tokio::io::AsyncWriteExt::shutdown) when done: it
+    /// writes the final frame and the footer.
+    ///
+    /// # Errors
+    /// As [`Encryptor::new`].
+    #[cfg(feature = "tokio")]
+    pub async fn encrypt_stream_async<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        context: &EncryptionContext,
+        plaintext_len: Option<u64>,
+        output: W,
+    ) -> Result<crate::AsyncEncryptWriter<W>> {
+        let encryptor =
+            Encryptor::from_source(&self.inner.config, self.source(), context, plaintext_len).await?;
+        Ok(crate::AsyncEncryptWriter::new(encryptor, output))
+    }
+
+    /// As [`Client::decrypt_stream`], from an [`AsyncRead`](tokio::io::AsyncRead)
+    /// (feature `tokio`): reads and parses the header, gets the data key
+    /// and verifies the header; the reader then releases each batch of
+    /// frames once its tags verify.
+    ///
+    /// # Errors
+    /// As [`Decryptor::new`] and [`Decryptor::decrypt`].
+    #[cfg(feature = "tokio")]
+    pub async fn decrypt_stream_async<R: tokio::io::AsyncRead + Unpin>(
+        &self,
+        input: R,
+        context: &EncryptionContext,
+    ) -> Result<crate::AsyncDecryptReader<R>> {
+        crate::AsyncDecryptReader::open(input, &self.inner.config, self.source(), context).await
+    }
+
     /// The second half of [`Client::decrypt_stream`], for a caller that
     /// first looked at the header: `decryptor` is
     /// `Decryptor::new(input, client.config())`, perhaps with

@@ -39,6 +39,8 @@ pub use materials::{
 pub use message::{
     decrypt, encrypt, DecryptInfo, DecryptReader, Decrypted, Decryptor, EncryptWriter, Encryptor,
 };
+#[cfg(feature = "tokio")]
+pub use message::{AsyncDecryptReader, AsyncEncryptWriter};
 pub use suite::{AlgorithmSuite, Curve, Kdf, MessageVersion};
 
 /// Re-exported: the [`Keyring`] trait is declared with it.

@@ -908,3 +908,268 @@ fn raw_ecdh_schemes_round_trip_across_backends() {
     )
     .is_err());
 }
+
+/// The tokio streams (feature `tokio`): the same messages as the sync
+/// streams, through `tokio::io::duplex` in tiny and random pieces; the
+/// same refusals; the runtime never blocked for long.
+#[cfg(feature = "tokio")]
+mod async_streams {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use envseal::{AsyncDecryptReader, Client};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Piece sizes: a small xorshift over `seed`, in `1..=max`.
+    struct Pieces(u64, usize);
+    impl Pieces {
+        fn next(&mut self) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            1 + (self.0 % self.1 as u64) as usize
+        }
+    }
+
+    fn client(suite: AlgorithmSuite, frame: u32, threads: usize) -> Client {
+        let policy = if suite.is_committing() {
+            CommitmentPolicy::RequireEncryptAllowDecrypt
+        } else {
+            CommitmentPolicy::ForbidEncryptAllowDecrypt
+        };
+        let config = Config::builder()
+            .commitment_policy(policy)
+            .suite(suite)
+            .frame_length(frame)
+            .threads(threads)
+            .allow_signed_streaming(true)
+            .build()
+            .unwrap();
+        Client::builder_shared(aes("ns", "k", &[6u8; 32]))
+            .config(config)
+            .build()
+            .unwrap()
+    }
+
+    /// Encrypts `pt` through a duplex pipe of `capacity` bytes, writing in
+    /// pieces of at most `max_piece`; returns the message.
+    async fn seal_async(c: &Client, pt: &[u8], capacity: usize, max_piece: usize, seed: u64) -> Vec<u8> {
+        let (tx, mut rx) = tokio::io::duplex(capacity);
+        let collector = tokio::spawn(async move {
+            let mut msg = Vec::new();
+            rx.read_to_end(&mut msg).await.unwrap();
+            msg
+        });
+        let mut w = c
+            .encrypt_stream_async(&ctx(&[("a", "b")]), None, tx)
+            .await
+            .unwrap();
+        let mut pieces = Pieces(seed | 1, max_piece);
+        let mut rest = pt;
+        while !rest.is_empty() {
+            let n = pieces.next().min(rest.len());
+            w.write_all(&rest[..n]).await.unwrap();
+            rest = &rest[n..];
+        }
+        w.shutdown().await.unwrap();
+        drop(w);
+        collector.await.unwrap()
+    }
+
+    /// Decrypts `msg` fed through a duplex pipe in pieces of at most
+    /// `max_piece`, reading into buffers of random sizes up to `max_piece`.
+    async fn open_async(
+        c: &Client,
+        msg: &[u8],
+        capacity: usize,
+        max_piece: usize,
+        seed: u64,
+    ) -> envseal::Result<Vec<u8>> {
+        let (mut tx, rx) = tokio::io::duplex(capacity);
+        let msg = msg.to_vec();
+        let feeder = tokio::spawn(async move {
+            let mut pieces = Pieces(seed ^ 0x9e37_79b9, max_piece);
+            let mut rest = &msg[..];
+            while !rest.is_empty() {
+                let n = pieces.next().min(rest.len());
+                if tx.write_all(&rest[..n]).await.is_err() {
+                    return; // the reader gave up
+                }
+                rest = &rest[n..];
+            }
+        });
+        let result = async {
+            let mut r = c.decrypt_stream_async(rx, &ctx(&[("a", "b")])).await?;
+            let mut out = Vec::new();
+            let mut pieces = Pieces(seed ^ 0x85eb_ca6b, max_piece);
+            let mut buf = vec![0u8; max_piece];
+            loop {
+                let n = r.read(&mut buf[..pieces.next()]).await.map_err(Error::from_io)?;
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            assert!(r.is_complete());
+            Ok(out)
+        }
+        .await;
+        feeder.abort();
+        result
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_streams_match_the_sync_ones_in_any_pieces() {
+        let suites = [
+            AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+            AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
+            AlgorithmSuite::Aes128GcmIv12Tag16HkdfSha256,
+            AlgorithmSuite::Aes256GcmIv12Tag16HkdfSha384EcdsaP384,
+        ];
+        let mut cases = 0;
+        for (i, suite) in suites.into_iter().enumerate() {
+            for frame in [0u32, 1, 100, 4096] {
+                for len in [0usize, 1, 99, 100, 101, 4097, 70_000, (3 << 20) + 5] {
+                    if (frame == 1 && len > 101) || (frame == 0 && len > 70_000) {
+                        continue;
+                    }
+                    for threads in [1, 2] {
+                        let c = client(suite, frame, threads);
+                        let pt = bytes(len, (i * 1000 + len) as u64);
+                        let seed = (len as u64) << 8 | u64::from(frame);
+                        // Tiny pieces through a tiny pipe for small messages,
+                        // random ones up to 70 KB otherwise.
+                        let (cap, piece) = if len <= 4097 { (7, 5) } else { (8192, 70_000) };
+                        let msg = seal_async(&c, &pt, cap, piece, seed).await;
+                        let one_shot = c.decrypt(&ctx(&[("a", "b")]), &msg).await.unwrap();
+                        assert!(*one_shot.plaintext == pt, "{suite:?} frame {frame} len {len}");
+                        let sync_msg = c.encrypt(&ctx(&[("a", "b")]), &pt).await.unwrap();
+                        for m in [&msg, &sync_msg] {
+                            let out = open_async(&c, m, cap, piece, seed).await.unwrap();
+                            assert!(out == pt, "{suite:?} frame {frame} len {len} threads {threads}");
+                        }
+                        cases += 1;
+                    }
+                }
+            }
+        }
+        assert!(cases > 150, "{cases}");
+    }
+
+    /// A tampered frame: the batches before it are released, nothing of
+    /// its batch or after; the reader stays failed. Truncated input and
+    /// trailing bytes are errors, never a clean end.
+    #[tokio::test]
+    async fn async_decrypt_releases_nothing_of_a_tampered_batch() {
+        let frame = 4096usize;
+        for threads in [1usize, 2] {
+            let c = client(
+                AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+                frame as u32,
+                threads,
+            );
+            let batch = if threads == 1 { 256 << 10 } else { 2 << 20 };
+            let pt = bytes(3 * batch + 10, 7);
+            let mut msg = c.encrypt(&ctx(&[("a", "b")]), &pt).await.unwrap();
+            let header_len = envseal::Decryptor::new(&msg[..], c.config())
+                .unwrap()
+                .header_len();
+            // A byte of the first frame of the second batch.
+            let slot = 4 + 12 + frame + 16;
+            let target = header_len + (batch / frame) * slot + 40;
+            msg[target] ^= 1;
+            let mut r: AsyncDecryptReader<&[u8]> = c
+                .decrypt_stream_async(&msg[..], &ctx(&[("a", "b")]))
+                .await
+                .unwrap();
+            let mut out = Vec::new();
+            let err = loop {
+                let mut buf = vec![0u8; 100_000];
+                match r.read(&mut buf).await {
+                    Ok(0) => panic!("a tampered message read to its end"),
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                    Err(e) => break e,
+                }
+            };
+            assert!(matches!(Error::from_io(err), Error::Decrypt));
+            assert_eq!(out.len(), batch, "threads {threads}: exactly the first batch");
+            assert!(out == pt[..batch]);
+            let mut buf = [0u8; 16];
+            assert!(r.read(&mut buf).await.is_err(), "stays failed");
+        }
+        let c = client(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 100, 1);
+        let msg = c.encrypt(&ctx(&[("a", "b")]), &bytes(1000, 3)).await.unwrap();
+        for cut in [msg.len() - 1, msg.len() - 20, msg.len() / 2] {
+            let r = open_async(&c, &msg[..cut], 64, 50, cut as u64).await;
+            assert!(r.is_err(), "cut at {cut}");
+        }
+        let mut longer = msg.clone();
+        longer.push(0);
+        assert!(open_async(&c, &longer, 64, 50, 1).await.is_err(), "trailing byte");
+    }
+
+    /// 256 MiB sealed through the async writer on a current-thread runtime:
+    /// another task on the same thread keeps ticking, never held up for
+    /// more than a few milliseconds (the batches seal on the pool).
+    #[test]
+    fn async_encrypt_leaves_the_runtime_free() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let c = client(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 65536, 2);
+            let chunk = bytes(1 << 20, 11);
+            // A first stream takes the batch buffers from the allocator (its
+            // page faults land on whichever thread first writes them); a
+            // service's later streams reuse them.
+            let mut w = c
+                .encrypt_stream_async(&ctx(&[("a", "b")]), None, tokio::io::sink())
+                .await
+                .unwrap();
+            for _ in 0..8 {
+                w.write_all(&chunk).await.unwrap();
+            }
+            w.shutdown().await.unwrap();
+            drop(w);
+            // Its buffers go back to the pool from the rayon pool.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let ticker = tokio::spawn(async {
+                let mut worst = Duration::ZERO;
+                let mut ticks = 0u32;
+                let mut last = Instant::now();
+                loop {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    let now = Instant::now();
+                    worst = worst.max(now - last);
+                    last = now;
+                    ticks += 1;
+                    if STOP.load(std::sync::atomic::Ordering::Relaxed) {
+                        return (worst, ticks);
+                    }
+                }
+            });
+            static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            let start = Instant::now();
+            let mut w = c
+                .encrypt_stream_async(&ctx(&[("a", "b")]), None, tokio::io::sink())
+                .await
+                .unwrap();
+            for _ in 0..256 {
+                w.write_all(&chunk).await.unwrap();
+                // Room for the other task, as an upload's reads would give.
+                tokio::task::yield_now().await;
+            }
+            w.shutdown().await.unwrap();
+            let elapsed = start.elapsed();
+            STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+            let (worst, ticks) = ticker.await.unwrap();
+            println!("256 MiB in {elapsed:?}; ticker: {ticks} ticks, longest gap {worst:?}");
+            assert!(
+                worst < Duration::from_millis(25),
+                "the runtime was held for {worst:?}"
+            );
+            assert!(ticks > 0);
+        });
+    }
+}

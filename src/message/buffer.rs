@@ -139,6 +139,14 @@ impl Staging {
         }
     }
 
+    /// Makes `len` bytes addressable now (one allocation, none while the
+    /// buffer fills), without marking them written.
+    pub(crate) fn reserve(&mut self, len: usize) {
+        let dirty = self.dirty;
+        self.ensure(len);
+        self.dirty = dirty;
+    }
+
     pub(crate) fn extend(&mut self, data: &[u8]) {
         let end = self.len + data.len();
         self.ensure(end);

@@ -185,12 +185,23 @@ impl Encryptor {
     /// I/O errors writing the header.
     pub fn wrap_output<W: Write>(self, mut output: W) -> io::Result<EncryptWriter<W>> {
         output.write_all(&self.header)?;
+        Ok(self.writer(Out::Write(output)))
+    }
+
+    fn writer<W: Write>(self, output: Out<W>) -> EncryptWriter<W> {
         let frame_length = self.frame_length as usize;
-        Ok(EncryptWriter {
+        let batch_bytes = batch_frames(frame_length, self.threads) * frame_length;
+        // A batch and a frame more (see `copy_from`), allocated once.
+        let (mut pending, mut spare) = (Staging::pooled(), Staging::pooled());
+        if frame_length > 0 {
+            pending.reserve(batch_bytes + frame_length);
+            spare.reserve(batch_bytes + frame_length);
+        }
+        EncryptWriter {
             output,
             suite: self.suite,
             frame_length,
-            batch_bytes: batch_frames(frame_length, self.threads) * frame_length,
+            batch_bytes,
             keys: Arc::new(FrameKeys {
                 aead: self.aead,
                 message_id: self.message_id,
@@ -198,8 +209,8 @@ impl Encryptor {
                 threads: self.threads,
             }),
             signer: self.signer,
-            pending: Staging::pooled(),
-            spare: Staging::pooled(),
+            pending,
+            spare,
             sealed: Zeroizing::new(Vec::new()),
             inflight: None,
             seq: 1,
@@ -207,7 +218,7 @@ impl Encryptor {
             declared: self.plaintext_bound,
             written: 0,
             poisoned: false,
-        })
+        }
     }
 
     /// Encrypts a whole plaintext held in memory: the message is built in
@@ -411,7 +422,7 @@ struct Collected {
 /// three of ciphertext) whatever the message size.
 /// [`EncryptWriter::copy_from`] reads straight into the batch buffer.
 pub struct EncryptWriter<W: Write> {
-    output: W,
+    output: Out<W>,
     suite: AlgorithmSuite,
     /// 0 = non-framed.
     frame_length: usize,
@@ -448,6 +459,11 @@ impl<W: Write> std::fmt::Debug for EncryptWriter<W> {
 }
 
 impl<W: Write> EncryptWriter<W> {
+    /// The suite the message is written with.
+    pub fn suite(&self) -> AlgorithmSuite {
+        self.suite
+    }
+
     /// Seals `plaintext` (whole frames) as regular frames on this thread
     /// (and the pool) and writes them.
     fn emit_regular(&mut self, plaintext: &[u8]) -> Result<()> {
@@ -464,7 +480,7 @@ impl<W: Write> EncryptWriter<W> {
             &mut sealed,
             self.signer.as_mut(),
         )
-        .and_then(|()| Ok(self.output.write_all(&sealed)?));
+        .and_then(|()| Ok(self.output.put(&mut sealed)?));
         self.sealed = sealed;
         self.seq += count as u32;
         result
@@ -492,7 +508,7 @@ impl<W: Write> EncryptWriter<W> {
             if let Some(s) = self.signer.as_mut() {
                 s.update(&sealed);
             }
-            Ok(self.output.write_all(&sealed)?)
+            Ok(self.output.put(&mut sealed)?)
         });
         self.sealed = sealed;
         result
@@ -518,14 +534,17 @@ impl<W: Write> EncryptWriter<W> {
     /// for a signed suite), after the one before it.
     fn drain(&mut self) -> Result<()> {
         if let Some(done) = self.collect()? {
-            if let Some(earlier) = done.earlier {
-                self.output.write_all(&earlier)?;
+            if let Some(mut earlier) = done.earlier {
+                self.output.put(&mut earlier)?;
+                self.output.recycle(earlier);
             }
+            let mut sealed = done.sealed;
             if let Some(s) = self.signer.as_mut() {
-                s.update(&done.sealed);
+                s.update(&sealed);
             }
-            let result = self.output.write_all(&done.sealed);
-            self.sealed = done.sealed;
+            let result = self.output.put(&mut sealed);
+            let old = std::mem::replace(&mut self.sealed, sealed);
+            self.output.recycle(old);
             result?;
         }
         Ok(())
@@ -535,12 +554,34 @@ impl<W: Write> EncryptWriter<W> {
     /// (more plaintext follows): seals them, in the background when there
     /// are several threads, keeping the rest in `pending`.
     fn flush_batch(&mut self) -> Result<()> {
+        self.flush_cut(self.batch_bytes)
+    }
+
+    /// The regular frames still pending (all but the final frame's
+    /// plaintext) handed to the pool as a batch of their own, when batches
+    /// seal in the background: the async writer's shutdown, so that only
+    /// the final frame seals on the runtime's thread.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn flush_tail(&mut self) -> Result<()> {
+        if self.frame_length == 0 || !job::background(self.keys.threads) || self.pending.is_empty() {
+            return Ok(());
+        }
+        let regular = (self.pending.len() - 1) / self.frame_length * self.frame_length;
+        if regular == 0 {
+            return Ok(());
+        }
+        self.flush_cut(regular)
+    }
+
+    /// As [`EncryptWriter::flush_batch`], with the first `cut` bytes of
+    /// `pending` (whole frames) as the batch.
+    fn flush_cut(&mut self, cut: usize) -> Result<()> {
         if !job::background(self.keys.threads) {
             let mut pending = std::mem::take(&mut self.pending);
-            let result = self.emit_regular(&pending.as_slice()[..self.batch_bytes]);
-            let rest = pending.len() - self.batch_bytes;
+            let result = self.emit_regular(&pending.as_slice()[..cut]);
+            let rest = pending.len() - cut;
             if rest > 0 {
-                pending.as_mut_slice().copy_within(self.batch_bytes.., 0);
+                pending.as_mut_slice().copy_within(cut.., 0);
             }
             pending.truncate(rest);
             self.pending = pending;
@@ -557,10 +598,10 @@ impl<W: Write> EncryptWriter<W> {
         };
         let mut next = std::mem::take(&mut self.spare);
         next.clear();
-        next.extend(&self.pending.as_slice()[self.batch_bytes..]);
+        next.extend(&self.pending.as_slice()[cut..]);
         let mut plaintext = std::mem::replace(&mut self.pending, next);
-        plaintext.truncate(self.batch_bytes);
-        let count = self.batch_bytes / self.frame_length;
+        plaintext.truncate(cut);
+        let count = cut / self.frame_length;
         let seq = self.seq;
         self.seq = seq.checked_add(count as u32).ok_or(LimitError::TooManyFrames {
             max: u64::from(u32::MAX),
@@ -588,8 +629,8 @@ impl<W: Write> EncryptWriter<W> {
                 result,
             }
         }));
-        if let Some(earlier) = to_write {
-            let result = self.output.write_all(&earlier);
+        if let Some(mut earlier) = to_write {
+            let result = self.output.put(&mut earlier);
             self.sealed = earlier;
             result?;
         }
@@ -704,9 +745,21 @@ impl<W: Write> EncryptWriter<W> {
     /// # Errors
     /// I/O errors, or an earlier write failed.
     pub fn finish(mut self) -> io::Result<W> {
+        self.finish_body()?;
+        match self.output {
+            Out::Write(w) => Ok(w),
+            Out::Queue(_) => Err(Error::Internal("a queued writer finished as a sync one").into()),
+        }
+    }
+
+    /// The final frame (or the non-framed body), the footer and a flush;
+    /// the writer takes no more plaintext after it.
+    pub(crate) fn finish_body(&mut self) -> io::Result<()> {
         if self.poisoned {
             return Err(Error::Poisoned.into());
         }
+        // Whatever happens next, nothing more is written.
+        self.poisoned = true;
         let pending = std::mem::take(&mut self.pending);
         let plaintext = pending.as_slice();
         if self.frame_length == 0 {
@@ -722,13 +775,15 @@ impl<W: Write> EncryptWriter<W> {
             self.emit_regular(regular_pt)?;
             self.emit_single(BodyPart::FinalFrame, final_pt)?;
         }
-        drop(pending);
+        // Wiped when the writer is dropped (not here, on an async runtime's
+        // thread in the middle of a shutdown).
+        self.pending = pending;
+        self.pending.clear();
         if let Some(signer) = self.signer.take() {
             let footer = footer_bytes(signer)?;
-            self.output.write_all(&footer)?;
+            self.output.put_slice(&footer)?;
         }
-        self.output.flush()?;
-        Ok(self.output)
+        self.output.flush()
     }
 }
 
@@ -750,5 +805,162 @@ impl<W: Write> Write for EncryptWriter<W> {
     /// is full or [`EncryptWriter::finish`] is called.
     fn flush(&mut self) -> io::Result<()> {
         self.output.flush()
+    }
+}
+
+/// Where a writer's bytes go: the caller's writer, or (the async streams)
+/// a queue of whole buffers that the async side writes out, taken over
+/// without a copy.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) enum Out<W> {
+    Write(W),
+    Queue(Outbox),
+}
+
+impl<W: Write> Out<W> {
+    /// Writes `buf`, or queues it (leaving a recycled buffer in its place).
+    fn put(&mut self, buf: &mut Zeroizing<Vec<u8>>) -> io::Result<()> {
+        match self {
+            Out::Write(w) => w.write_all(buf),
+            Out::Queue(q) => {
+                q.push(buf);
+                Ok(())
+            }
+        }
+    }
+
+    fn put_slice(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Out::Write(w) => w.write_all(bytes),
+            Out::Queue(q) => {
+                q.push_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Out::Write(w) => w.flush(),
+            Out::Queue(_) => Ok(()),
+        }
+    }
+
+    /// A buffer the writer is done with: kept by a queue for reuse (no
+    /// wipe on an async runtime's thread), else dropped.
+    fn recycle(&mut self, buf: Zeroizing<Vec<u8>>) {
+        if let Out::Queue(q) = self {
+            if buf.capacity() > 0 && q.free.len() < OUTBOX_FREE {
+                q.free.push(buf);
+            }
+        }
+    }
+}
+
+/// The bytes of an async stream not yet written, in the buffers they were
+/// sealed into, and a few emptied buffers for the writer to seal into next.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+#[derive(Default)]
+pub(crate) struct Outbox {
+    queue: std::collections::VecDeque<Zeroizing<Vec<u8>>>,
+    /// Bytes of the front buffer already written.
+    written: usize,
+    free: Vec<Zeroizing<Vec<u8>>>,
+}
+
+/// Emptied buffers an outbox keeps for reuse.
+const OUTBOX_FREE: usize = 3;
+
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+impl Outbox {
+    fn push(&mut self, buf: &mut Zeroizing<Vec<u8>>) {
+        if !buf.is_empty() {
+            let spare = self.free.pop().unwrap_or_default();
+            self.queue.push_back(std::mem::replace(buf, spare));
+        }
+    }
+
+    fn push_slice(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            let mut buf = self.free.pop().unwrap_or_default();
+            buf.clear();
+            buf.extend_from_slice(bytes);
+            self.queue.push_back(buf);
+        }
+    }
+
+    /// The next bytes to write, if any.
+    pub(crate) fn front(&self) -> Option<&[u8]> {
+        self.queue.front().map(|b| &b[self.written..])
+    }
+
+    /// `n` bytes of [`Outbox::front`] were written.
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.written += n;
+        if let Some(front) = self.queue.front() {
+            if self.written >= front.len() {
+                self.written = 0;
+                if let Some(buf) = self.queue.pop_front() {
+                    if self.free.len() < OUTBOX_FREE {
+                        self.free.push(buf);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Encryptor {
+    /// As [`Encryptor::wrap_output`], for an async stream: the header and
+    /// every sealed batch go to the writer's [`Outbox`].
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn wrap_queue(self) -> EncryptWriter<io::Sink> {
+        let mut queue = Outbox::default();
+        queue.push_slice(&self.header);
+        self.writer(Out::Queue(queue))
+    }
+}
+
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+impl EncryptWriter<io::Sink> {
+    /// The queued output of an async stream.
+    pub(crate) fn outbox(&mut self) -> &mut Outbox {
+        match &mut self.output {
+            Out::Queue(q) => q,
+            Out::Write(_) => unreachable!("an async stream's writer queues its output"),
+        }
+    }
+}
+
+impl<W: Write> EncryptWriter<W> {
+    /// Ready when no batch is sealing in the background, so that the next
+    /// write or [`EncryptWriter::finish_body`] does not wait on the pool.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn poll_idle(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match &self.inflight {
+            Some(job) => job.poll_ready(cx),
+            None => std::task::Poll::Ready(()),
+        }
+    }
+
+    /// Whether the next write seals a batch (and so may wait for the one
+    /// before). The async writer passes on at most [`EncryptWriter::write_room`]
+    /// bytes per call, so a write seals at most one batch and never waits
+    /// on one it started itself.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn batch_full(&self) -> bool {
+        self.frame_length != 0 && self.pending.len() >= self.batch_bytes
+    }
+
+    /// The most plaintext one write takes (see [`EncryptWriter::batch_full`]).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn write_room(&self) -> usize {
+        if self.frame_length == 0 {
+            usize::MAX
+        } else if self.pending.len() < self.batch_bytes {
+            self.batch_bytes - self.pending.len()
+        } else {
+            self.batch_bytes
+        }
     }
 }

@@ -1,32 +1,104 @@
 //! Work handed to the rayon pool while the calling thread does the I/O: a
 //! stream seals or opens one batch of frames in the background while the
 //! caller reads the next batch and writes the previous one.
+//!
+//! A job is waited for by blocking ([`Job::wait`], the sync streams) or
+//! polled ([`Job::poll_ready`], the async streams, whose task is woken when
+//! the job is done instead of blocking a runtime thread).
 
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
 
-/// A task on the rayon pool whose result comes back to the thread that
-/// waits for it.
-pub(crate) struct Job<T>(mpsc::Receiver<T>);
+struct Slot<T> {
+    value: Option<T>,
+    finished: bool,
+    waker: Option<Waker>,
+}
+
+struct Shared<T> {
+    slot: Mutex<Slot<T>>,
+    done: Condvar,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, Slot<T>> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Marks the job finished (with or without a value) when the task ends,
+/// even by unwinding, and wakes whoever waits.
+struct Finish<T>(Arc<Shared<T>>, Option<T>);
+
+impl<T> Finish<T> {
+    /// The task's result: stored, then the waiters are told (on drop).
+    fn complete(mut self, value: T) {
+        self.1 = Some(value);
+    }
+}
+
+impl<T> Drop for Finish<T> {
+    fn drop(&mut self) {
+        let waker = {
+            let mut slot = self.0.lock();
+            slot.value = self.1.take();
+            slot.finished = true;
+            slot.waker.take()
+        };
+        self.0.done.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// A task on the rayon pool whose result comes back to the thread (or the
+/// async task) that waits for it. Dropped before it is done, the result,
+/// buffers included, is dropped (and wiped) on the pool.
+pub(crate) struct Job<T>(Arc<Shared<T>>);
 
 impl<T: Send + 'static> Job<T> {
     /// Starts `task` on the pool.
     pub(crate) fn spawn(task: impl FnOnce() -> T + Send + 'static) -> Self {
-        let (tx, rx) = mpsc::sync_channel(1);
-        rayon::spawn(move || {
-            // The receiver may be gone (the stream was dropped): the
-            // result, buffers included, is dropped (and wiped) here.
-            let _ = tx.send(task());
+        let shared = Arc::new(Shared {
+            slot: Mutex::new(Slot {
+                value: None,
+                finished: false,
+                waker: None,
+            }),
+            done: Condvar::new(),
         });
-        Job(rx)
+        let finish = Finish(Arc::clone(&shared), None);
+        rayon::spawn(move || finish.complete(task()));
+        Job(shared)
     }
 
     /// Blocks until the task is done.
     pub(crate) fn wait(self) -> Result<T> {
-        self.0
-            .recv()
-            .map_err(|_| Error::Internal("a background task ended without a result"))
+        let mut slot = self.0.lock();
+        while !slot.finished {
+            slot = self.0.done.wait(slot).unwrap_or_else(PoisonError::into_inner);
+        }
+        slot.value
+            .take()
+            .ok_or(Error::Internal("a background task ended without a result"))
+    }
+
+    /// Ready once the task is done (then [`Job::wait`] does not block);
+    /// until then the task of `cx` is woken when it is.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut slot = self.0.lock();
+        if slot.finished {
+            return Poll::Ready(());
+        }
+        match &mut slot.waker {
+            Some(w) => w.clone_from(cx.waker()),
+            None => slot.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 }
 
@@ -49,5 +121,38 @@ mod tests {
         assert!(!background(1));
         let inside = rayon::scope(|_| background(2));
         assert!(!inside);
+    }
+
+    #[test]
+    fn a_polled_job_wakes_its_task_when_done() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::task::Wake;
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let wakes = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        let (go, gate) = std::sync::mpsc::channel::<()>();
+        let job = Job::spawn(move || {
+            gate.recv().unwrap();
+            7
+        });
+        assert!(job.poll_ready(&mut cx).is_pending());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        go.send(()).unwrap();
+        let start = std::time::Instant::now();
+        while wakes.0.load(Ordering::SeqCst) == 0 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "never woken"
+            );
+            std::thread::yield_now();
+        }
+        assert!(job.poll_ready(&mut cx).is_ready());
+        assert_eq!(job.wait().unwrap(), 7);
     }
 }

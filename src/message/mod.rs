@@ -16,6 +16,10 @@ mod job;
 
 pub use decrypt::{DecryptReader, Decryptor};
 pub use encrypt::{EncryptWriter, Encryptor};
+#[cfg(feature = "tokio")]
+mod tokio_io;
+#[cfg(feature = "tokio")]
+pub use tokio_io::{AsyncDecryptReader, AsyncEncryptWriter};
 
 /// The result of a one-shot decrypt. Everything in it has been authenticated.
 #[derive(Clone)]

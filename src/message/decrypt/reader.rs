@@ -444,22 +444,84 @@ impl<R: Read> DecryptReader<R> {
     /// a failure fails the reader for good and wipes what it held.
     fn refill(&mut self) -> io::Result<()> {
         while self.out_pos == self.out_end {
-            match self.state {
-                State::Done => return Ok(()),
-                State::Failed => return Err(Error::Poisoned.into()),
-                State::Body => {}
+            if self.state == State::Done {
+                return Ok(());
             }
-            if let Err(e) = self.advance() {
-                self.state = State::Failed;
-                self.buf.wipe();
-                self.spare.wipe();
-                self.next = None;
-                self.out_pos = 0;
-                self.out_end = 0;
-                return Err(e.into());
-            }
+            self.step()?;
         }
         Ok(())
+    }
+
+    /// One step: the next batch, or the final frame and footer (or the
+    /// non-framed body). A failure fails the reader for good and wipes
+    /// what it held.
+    pub(crate) fn step(&mut self) -> io::Result<()> {
+        match self.state {
+            State::Done => return Ok(()),
+            State::Failed => return Err(Error::Poisoned.into()),
+            State::Body => {}
+        }
+        if let Err(e) = self.advance() {
+            self.state = State::Failed;
+            self.buf.wipe();
+            self.spare.wipe();
+            self.next = None;
+            self.out_pos = 0;
+            self.out_end = 0;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Verified plaintext not yet taken.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn released(&self) -> &[u8] {
+        &self.buf.as_slice()[self.out_pos..self.out_end]
+    }
+
+    /// Whether the message is over: verified and fully taken, or failed.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn is_over(&self) -> bool {
+        self.out_pos == self.out_end && self.state != State::Body
+    }
+
+    /// The most input one [`DecryptReader::step`] reads: three batches of
+    /// regular frames (with several threads a step may wait for one, read
+    /// the next and start it, and read one more), then the final frame, the
+    /// longest footer and one byte to tell that the input ends; or a whole
+    /// non-framed body. An async stream holds that much (or the whole rest
+    /// of the input) before each step, so a step never waits for input.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn step_input(&self) -> usize {
+        let footer = 2 + super::MAX_SIGNATURE_LEN + 1;
+        match self.content_type {
+            ContentType::Framed => {
+                let slot = REGULAR_HEADER_LEN + self.frame_length as usize + TAG_LEN;
+                let last = 4 + REGULAR_HEADER_LEN + 4 + self.frame_length as usize + TAG_LEN;
+                (3 * self.batch_frames)
+                    .saturating_mul(slot)
+                    .saturating_add(last + footer)
+            }
+            ContentType::NonFramed => usize::try_from(self.max_body_size)
+                .unwrap_or(usize::MAX)
+                .saturating_add(12 + 8 + TAG_LEN + footer),
+        }
+    }
+
+    /// Ready when no batch is opening in the background, so that the next
+    /// [`DecryptReader::step`] does not wait on the pool.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn poll_idle(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match &self.inflight {
+            Some(job) => job.poll_ready(cx),
+            None => std::task::Poll::Ready(()),
+        }
+    }
+
+    /// The reader the input comes from.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn source_mut(&mut self) -> &mut R {
+        &mut self.input.inner
     }
 }
 

@@ -1,0 +1,422 @@
+//! Streams for tokio (feature `tokio`): encrypt to an [`AsyncWrite`] and
+//! decrypt from an [`AsyncRead`], with the sync streams' guarantees.
+//!
+//! The async types drive the sync streams' machinery without ever blocking
+//! a runtime thread on it: the I/O happens on the runtime, a batch of
+//! frames is sealed or opened on the rayon pool (with several threads)
+//! while the task waits to be woken, and each call into the sync machinery
+//! has what it needs first, so it neither waits for input nor for the pool.
+//! With one thread ([`crate::ConfigBuilder::threads`]) a batch (256 KiB) is
+//! sealed or opened on the runtime thread, a fraction of a millisecond.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+
+use super::decrypt::{DecryptReader, Decryptor};
+use super::encrypt::{EncryptWriter, Encryptor};
+use crate::config::Config;
+use crate::error::{Error, FormatError, Result};
+use crate::format::header::{parse_header, HeaderLimits};
+use crate::format::EncryptionContext;
+use crate::materials::Source;
+use crate::suite::AlgorithmSuite;
+
+/// The sync machinery of an async stream: dropped (its batch buffers wiped,
+/// megabytes) on the rayon pool, not on the runtime's thread.
+struct OffThread<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> std::ops::Deref for OffThread<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl<T: Send + 'static> std::ops::DerefMut for OffThread<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.as_mut().expect("present until dropped")
+    }
+}
+
+impl<T: Send + 'static> Drop for OffThread<T> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.take() {
+            rayon::spawn(move || drop(inner));
+        }
+    }
+}
+
+/// Writes plaintext as an ESDK message to an [`AsyncWrite`].
+///
+/// You **MUST** call [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown)
+/// when done: it writes the final frame and, for signed suites, the footer
+/// (and shuts the output down). Without it the message is truncated and
+/// will not decrypt. Memory is bounded as for [`EncryptWriter`].
+pub struct AsyncEncryptWriter<W> {
+    core: OffThread<EncryptWriter<io::Sink>>,
+    output: W,
+    /// The regular frames left at shutdown went to the pool.
+    tail_flushed: bool,
+    /// The final frame and footer are queued (by `poll_shutdown`).
+    finished: bool,
+    failed: bool,
+}
+
+impl<W> std::fmt::Debug for AsyncEncryptWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncEncryptWriter")
+            .field("core", &*self.core)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncEncryptWriter<W> {
+    pub(crate) fn new(encryptor: Encryptor, output: W) -> Self {
+        AsyncEncryptWriter {
+            core: OffThread(Some(encryptor.wrap_queue())),
+            output,
+            tail_flushed: false,
+            finished: false,
+            failed: false,
+        }
+    }
+
+    /// The suite the message is written with.
+    pub fn suite(&self) -> AlgorithmSuite {
+        self.core.suite()
+    }
+
+    /// The output, once the stream is shut down (or to abandon it).
+    pub fn into_inner(self) -> W {
+        self.output
+    }
+
+    /// Writes out every queued byte.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let outbox = self.core.outbox();
+        while let Some(bytes) = outbox.front() {
+            let n = ready!(Pin::new(&mut self.output).poll_write(cx, bytes))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            outbox.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Output written and no batch in the background: a call into the
+    /// writer now neither blocks nor lets the queue grow past a batch.
+    fn poll_ready_for_core(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.failed {
+            return Poll::Ready(Err(Error::Poisoned.into()));
+        }
+        if let Err(e) = ready!(self.poll_drain(cx)) {
+            self.failed = true;
+            return Poll::Ready(Err(e));
+        }
+        ready!(self.core.poll_idle(cx));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptWriter<W> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(Err(io::Error::other("write after shutdown")));
+        }
+        if this.failed {
+            return Poll::Ready(Err(Error::Poisoned.into()));
+        }
+        if this.core.batch_full() {
+            // The write seals a batch: the one before must be done and
+            // written out first.
+            ready!(this.poll_ready_for_core(cx))?;
+        } else if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+            // Otherwise the plaintext only joins the batch, while the one
+            // before seals and the sealed ones go out.
+            this.failed = true;
+            return Poll::Ready(Err(e));
+        }
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let n = this.core.write_room().min(data.len());
+        match io::Write::write(&mut *this.core, &data[..n]) {
+            Ok(n) => Poll::Ready(Ok(n)),
+            Err(e) => {
+                this.failed = true;
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+
+    /// Writes out what is sealed and flushes the output. Plaintext short of
+    /// a batch stays buffered until more comes or the stream is shut down.
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if let Err(e) = ready!(this.poll_drain(cx)) {
+            this.failed = true;
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.output).poll_flush(cx)
+    }
+
+    /// Seals the final frame (and the footer), writes everything out and
+    /// shuts the output down.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if !this.finished {
+            ready!(this.poll_ready_for_core(cx))?;
+            if !this.tail_flushed {
+                // The last regular frames seal on the pool too.
+                this.tail_flushed = true;
+                if let Err(e) = this.core.flush_tail() {
+                    this.failed = true;
+                    return Poll::Ready(Err(e.into()));
+                }
+                ready!(this.poll_ready_for_core(cx))?;
+            }
+            if let Err(e) = this.core.finish_body() {
+                this.failed = true;
+                return Poll::Ready(Err(e));
+            }
+            this.finished = true;
+        }
+        if let Err(e) = ready!(this.poll_drain(cx)) {
+            this.failed = true;
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.output).poll_shutdown(cx)
+    }
+}
+
+/// Bytes read from an async input ahead of the sync reader that takes
+/// them, in the chunks they were read into.
+pub(crate) struct Feed {
+    chunks: VecDeque<(Vec<u8>, usize, usize)>,
+    len: usize,
+    eof: bool,
+    /// Reading past the buffered bytes before the input ended is a bug in
+    /// the async reader: an error once the body is being read (during the
+    /// header, the parser asks for more than the header needs).
+    strict: bool,
+    /// Emptied chunks, for the next reads: as many as the reader holds
+    /// ahead, so a long stream reuses its chunks instead of faulting in
+    /// fresh pages for every one.
+    free: Vec<Vec<u8>>,
+    want: usize,
+}
+
+/// Bytes per read from the async input.
+const FEED_CHUNK: usize = 256 << 10;
+
+impl Feed {
+    fn new(header_bytes: Vec<u8>, eof: bool) -> Self {
+        let len = header_bytes.len();
+        let mut chunks = VecDeque::new();
+        if len > 0 {
+            chunks.push_back((header_bytes, 0, len));
+        }
+        Feed {
+            chunks,
+            len,
+            eof,
+            strict: false,
+            free: Vec::new(),
+            want: 0,
+        }
+    }
+
+    /// Reads from `source` until `want` bytes are buffered or it ends.
+    fn poll_fill<R: AsyncRead + Unpin>(
+        &mut self,
+        source: &mut R,
+        cx: &mut Context<'_>,
+        want: usize,
+    ) -> Poll<io::Result<()>> {
+        self.want = want;
+        while self.len < want && !self.eof {
+            let room = self.chunks.back().is_some_and(|(c, _, end)| *end < c.len());
+            if !room {
+                let chunk = self.free.pop().unwrap_or_else(|| vec![0u8; FEED_CHUNK]);
+                self.chunks.push_back((chunk, 0, 0));
+            }
+            let Some((chunk, _, end)) = self.chunks.back_mut() else {
+                return Poll::Ready(Err(io::Error::other("no chunk to read into")));
+            };
+            let mut buf = ReadBuf::new(&mut chunk[*end..]);
+            ready!(Pin::new(&mut *source).poll_read(cx, &mut buf))?;
+            let n = buf.filled().len();
+            if n == 0 {
+                self.eof = true;
+            } else {
+                *end += n;
+                self.len += n;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Read for Feed {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        while n < out.len() {
+            let Some((chunk, start, end)) = self.chunks.front_mut() else {
+                break;
+            };
+            let take = (*end - *start).min(out.len() - n);
+            out[n..n + take].copy_from_slice(&chunk[*start..*start + take]);
+            *start += take;
+            n += take;
+            if start == end {
+                if let Some((chunk, _, _)) = self.chunks.pop_front() {
+                    if chunk.len() == FEED_CHUNK && self.free.len() * FEED_CHUNK < self.want {
+                        self.free.push(chunk);
+                    }
+                }
+            }
+        }
+        self.len -= n;
+        if n == 0 && !out.is_empty() && !self.eof && self.strict {
+            return Err(io::Error::other("async input read before it arrived"));
+        }
+        Ok(n)
+    }
+}
+
+/// Reads a message's header from `input` (the bytes that follow it stay
+/// buffered) and parses it under `config`.
+async fn read_header<R: AsyncRead + Unpin>(input: &mut R, config: &Config) -> Result<Decryptor<Feed>> {
+    let limits = HeaderLimits {
+        max_edks: config.max_encrypted_data_keys,
+        max_header_size: config.max_header_size,
+        max_frame_length: config.max_frame_length,
+    };
+    let mut buf = Vec::new();
+    let mut eof = false;
+    loop {
+        match parse_header(&buf, &limits) {
+            Ok(_) => break,
+            Err(Error::Format(FormatError::Truncated(field))) => {
+                if eof {
+                    return Err(FormatError::Truncated(field).into());
+                }
+                // As the sync parser: reads that double, never past the limit.
+                let target = (buf.len() * 2)
+                    .max(4096)
+                    .min(config.max_header_size)
+                    .max(buf.len() + 1);
+                let before = buf.len();
+                buf.resize(target, 0);
+                let n = input.read(&mut buf[before..]).await?;
+                buf.truncate(before + n);
+                eof = n == 0;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Decryptor::new(Feed::new(buf, eof), config)
+}
+
+/// Reads the plaintext of an ESDK message from an [`AsyncRead`]: every
+/// byte it returns has passed its frame's tag (and, for the final frame,
+/// the signature if the suite signs), as [`DecryptReader`]. It is also an
+/// [`AsyncBufRead`], lending the verified plaintext without a copy.
+///
+/// Errors surface as `io::Error`s wrapping [`Error`]; recover it with
+/// [`Error::from_io`]. After an error the reader stays failed.
+pub struct AsyncDecryptReader<R> {
+    core: OffThread<DecryptReader<Feed>>,
+    input: R,
+}
+
+impl<R> std::fmt::Debug for AsyncDecryptReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncDecryptReader")
+            .field("core", &*self.core)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncDecryptReader<R> {
+    pub(crate) async fn open(
+        mut input: R,
+        config: &Config,
+        source: Source<'_>,
+        context: &EncryptionContext,
+    ) -> Result<Self> {
+        let decryptor = read_header(&mut input, config).await?;
+        let mut core = decryptor.decrypt_source(source, context).await?;
+        core.source_mut().strict = true;
+        Ok(AsyncDecryptReader {
+            core: OffThread(Some(core)),
+            input,
+        })
+    }
+
+    /// The message's algorithm suite.
+    pub fn suite(&self) -> AlgorithmSuite {
+        self.core.suite()
+    }
+
+    /// The authenticated encryption context.
+    pub fn encryption_context(&self) -> &EncryptionContext {
+        self.core.encryption_context()
+    }
+
+    /// Whether the whole message (including any signature) has verified.
+    pub fn is_complete(&self) -> bool {
+        self.core.is_complete()
+    }
+
+    /// Makes verified plaintext available unless the message is over.
+    fn poll_released(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.core.released().is_empty() && !self.core.is_over() {
+            let want = self.core.step_input();
+            let (core, input) = (&mut self.core, &mut self.input);
+            ready!(core.source_mut().poll_fill(input, cx, want))?;
+            ready!(core.poll_idle(cx));
+            core.step()?;
+        }
+        // A failed reader reports its error again.
+        if self.core.released().is_empty() && !self.core.is_complete() {
+            self.core.step()?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for AsyncDecryptReader<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        ready!(this.poll_released(cx))?;
+        let released = this.core.released();
+        let n = released.len().min(buf.remaining());
+        buf.put_slice(&released[..n]);
+        io::BufRead::consume(&mut *this.core, n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncBufRead for AsyncDecryptReader<R> {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        ready!(this.poll_released(cx))?;
+        Poll::Ready(Ok(this.core.released()))
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        io::BufRead::consume(&mut *self.get_mut().core, amt);
+    }
+}
