@@ -1262,3 +1262,221 @@ fn python_required_context_messages_need_the_pairs_as_context() {
     assert_ok(&decrypt_cmd(&msg, &back, &with));
     assert_eq!(fx.read("back"), b"from python");
 }
+
+/// `envseal inspect` prints, without any key, the header the Python
+/// reference parses, field for field (aws-encryption-cli's metadata shape),
+/// for every vector message: versions 1 and 2, framed and non-framed,
+/// signed, several data keys; marked "authenticated": false. A message the
+/// reference cannot parse is a one-line error here too, never a panic.
+#[test]
+fn inspect_prints_the_header_the_python_reference_parses() {
+    let dir = TempDir::new().unwrap();
+    let mut messages: Vec<PathBuf> = Vec::new();
+    for set in ["python-4.0.7", "js-5.0.2"] {
+        let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/vectors")
+            .join(set)
+            .join("ciphertexts");
+        let mut files: Vec<PathBuf> = fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        messages.extend(files);
+    }
+    assert!(messages.len() > 100, "{} vector messages", messages.len());
+    let jobs: Vec<Vec<String>> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let out = dir.path().join(format!("{i}.json"));
+            args(&[
+                "header",
+                "--input",
+                &m.display().to_string(),
+                "--output",
+                &out.display().to_string(),
+            ])
+        })
+        .collect();
+    let results = common::reference("esdk_ref.py", dir.path(), &jobs, &[]);
+    let (mut same, mut refused) = (0, 0);
+    let mut versions = std::collections::BTreeSet::new();
+    for (i, (m, r)) in messages.iter().zip(&results).enumerate() {
+        let out = run(&["inspect", "--input", &m.display().to_string()], None);
+        if r.is_err() {
+            // Not a header the reference reads: envseal refuses it cleanly or
+            // reads it (a check the reference makes later, say).
+            assert!(
+                matches!(out.status.code(), Some(0 | 1)),
+                "{}: {}",
+                m.display(),
+                stderr_of(&out)
+            );
+            refused += 1;
+            continue;
+        }
+        assert_ok(&out);
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect prints JSON");
+        let want: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.path().join(format!("{i}.json"))).unwrap()).unwrap();
+        assert_eq!(got["header"], want["header"], "{}", m.display());
+        assert_eq!(got["header_auth"], want["header_auth"], "{}", m.display());
+        assert_eq!(got["authenticated"], false);
+        let suite =
+            u16::from_str_radix(got["algorithm_id"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+        let suite = envseal::AlgorithmSuite::from_id(suite).unwrap();
+        assert_eq!(got["algorithm_name"], suite.name());
+        assert_eq!(got["signed"], suite.is_signed());
+        assert_eq!(
+            got["keys"].as_array().unwrap().len(),
+            want["header"]["encrypted_data_keys"].as_array().unwrap().len()
+        );
+        versions.insert(want["header"]["version"].as_str().unwrap().to_owned());
+        same += 1;
+    }
+    println!("{same} headers as the reference parses them, {refused} refused by it");
+    assert!(same > 100, "{same}");
+    assert_eq!(versions.into_iter().collect::<Vec<_>>(), ["1.0", "2.0"]);
+}
+
+/// `inspect` on stdin, on something that is not a message, and on a missing file.
+#[test]
+fn inspect_reads_stdin_and_refuses_what_is_not_a_message() {
+    let fx = Fixture::new();
+    let key = fx.aes_key("ns", "k", 32, 1);
+    let plain = fx.write("plain", b"inspect me");
+    let msg = fx.p("msg");
+    assert_ok(&run(
+        &[
+            "encrypt",
+            "--input",
+            &plain,
+            "--output",
+            &msg,
+            "--raw-aes-key",
+            &key,
+            "-c",
+            "tenant=acme",
+        ],
+        None,
+    ));
+    let out = run(&["inspect", "--input", "-"], Some(&fs::read(&msg).unwrap()));
+    assert_ok(&out);
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["header"]["encryption_context"]["tenant"], "acme");
+    assert_eq!(got["keys"][0]["provider_id"], "ns");
+    assert_eq!(
+        got["header"]["algorithm"],
+        "AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384"
+    );
+    let err = assert_fail(&run(&["inspect", "--input", "-"], Some(b"not a message at all")));
+    assert!(!err.contains("panicked"), "{err}");
+    let err = assert_fail(&run(&["inspect", "--input", &fx.p("missing")], None));
+    assert!(err.contains("cannot open input"), "{err}");
+}
+
+/// `--encode` writes base64 (and only base64), `--decode` reads it back,
+/// line breaks or not; the decoded bytes are a message the Python reference
+/// decrypts. Without `--decode`, base64 is refused cleanly.
+#[test]
+fn encode_and_decode_round_trip_and_python_reads_the_decoded_message() {
+    use base64::Engine as _;
+    let fx = Fixture::new();
+    let key = fx.aes_key("ns", "k", 32, 3);
+    let plain = pattern(300_000, 9);
+    let input = fx.write("plain", &plain);
+    for (suite, frame) in [("0x0478", "4096"), ("0x0578", "1000"), ("0x0478", "0")] {
+        let b64 = fx.p("msg.b64");
+        let mut flags = aes_flag(&key);
+        flags.extend(args(&[
+            "--suite",
+            suite,
+            "--frame-length",
+            frame,
+            "--encode",
+            "-f",
+        ]));
+        encrypt_file(&input, &b64, &flags);
+        let text = fx.read("msg.b64");
+        assert!(
+            text.iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(b)),
+            "--encode writes base64 only"
+        );
+        let bytes = base64::engine::general_purpose::STANDARD.decode(&text).unwrap();
+        assert!(bytes.len() > plain.len());
+        // Decoded, it is an ordinary message: the Python reference reads it.
+        let raw = fx.write("msg.bin", &bytes);
+        let py_out = fx.p("py.out");
+        let job = args(&[
+            "decrypt",
+            "--input",
+            &raw,
+            "--output",
+            &py_out,
+            "--raw-aes-key",
+            &key,
+        ]);
+        let results = common::reference("esdk_ref.py", fx.dir.path(), &[job], &[]);
+        results[0].as_ref().expect("Python decrypts the decoded message");
+        assert!(fx.read("py.out") == plain, "{suite} {frame}");
+        fs::remove_file(fx.path("py.out")).unwrap();
+        // --decode, as written and wrapped at 76 columns with CRLF.
+        let wrapped: Vec<u8> = text.chunks(76).flat_map(|l| [l, b"\r\n"].concat()).collect();
+        let wrapped = fx.write("wrapped.b64", &wrapped);
+        for source in [&b64, &wrapped] {
+            let back = fx.p("back");
+            let mut flags = aes_flag(&key);
+            flags.extend(args(&["--decode", "-f"]));
+            assert_ok(&decrypt_cmd(source, &back, &flags));
+            assert!(fx.read("back") == plain, "{suite} {frame} {source}");
+        }
+        // Base64 without --decode, and a message with --decode: clean failures.
+        let back = fx.p("nothing");
+        assert_fail_code(&decrypt_cmd(&b64, &back, &aes_flag(&key)), 1);
+        let mut flags = aes_flag(&key);
+        flags.push("--decode".into());
+        assert_fail_code(&decrypt_cmd(&raw, &back, &flags), 1);
+        assert!(!fx.path("nothing").exists());
+    }
+    // stdin to stdout.
+    let mut flags = args(&["encrypt", "--input", "-", "--output", "-", "--encode"]);
+    flags.extend(aes_flag(&key));
+    let out = run(&flags, Some(b"through pipes"));
+    assert_ok(&out);
+    let mut flags = args(&["decrypt", "--input", "-", "--output", "-", "--decode"]);
+    flags.extend(aes_flag(&key));
+    let back = run(&flags, Some(&out.stdout));
+    assert_ok(&back);
+    assert_eq!(back.stdout, b"through pipes");
+}
+
+/// `--decrypt-unsigned` refuses a signed message before any key is used
+/// and leaves no output; unsigned messages decrypt as usual.
+#[test]
+fn decrypt_unsigned_refuses_signed_messages() {
+    let fx = Fixture::new();
+    let key = fx.aes_key("ns", "k", 32, 4);
+    let input = fx.write("plain", b"signed or not");
+    let signed = fx.p("signed.msg");
+    let mut flags = aes_flag(&key);
+    flags.extend(args(&["--suite", "0x0578"]));
+    encrypt_file(&input, &signed, &flags);
+    let unsigned = fx.p("unsigned.msg");
+    let mut flags = aes_flag(&key);
+    flags.extend(args(&["--suite", "0x0478"]));
+    encrypt_file(&input, &unsigned, &flags);
+    let out = fx.p("out");
+    let mut flags = aes_flag(&key);
+    flags.push("--decrypt-unsigned".into());
+    let err = assert_fail_code(&decrypt_cmd(&signed, &out, &flags), 1);
+    assert!(err.contains("signed") && err.contains("0x0578"), "{err}");
+    assert!(!fx.path("out").exists());
+    // Refused before any key: a wrong key gives the same answer.
+    let other = fx.aes_key("ns", "other", 32, 5);
+    let mut flags = aes_flag(&other);
+    flags.push("--decrypt-unsigned".into());
+    assert_eq!(assert_fail_code(&decrypt_cmd(&signed, &out, &flags), 1), err);
+    let mut flags = aes_flag(&key);
+    flags.push("--decrypt-unsigned".into());
+    assert_ok(&decrypt_cmd(&unsigned, &out, &flags));
+    assert_eq!(fx.read("out"), b"signed or not");
+}

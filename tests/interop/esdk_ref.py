@@ -16,6 +16,8 @@ master-key-provider API (raw AES / raw RSA master keys), so no MPL is needed.
                              require-encrypt-allow-decrypt|
                              forbid-encrypt-allow-decrypt]
         [--context-json FILE]
+    esdk_ref.py header --input FILE --output FILE   (the parsed header as
+                                   JSON, in aws-encryption-cli's metadata shape)
     esdk_ref.py batch JOBS.json   (a JSON list of argument lists; prints a
                                    JSON list of {"ok", "error"} results)
 
@@ -173,7 +175,68 @@ def build_master_key(kind, parts):
     return _master_key(namespace, name, RSA_WRAPPING[padding], pem, key_type)
 
 
+def header_json(data):
+    """The message header as the SDK parses it, in aws-encryption-cli's
+    metadata shape (bytes in base64, data keys sorted by provider id and
+    key info), plus the header authentication."""
+    import base64
+    import io
+
+    from aws_encryption_sdk.identifiers import SerializationVersion
+    from aws_encryption_sdk.internal.formatting.deserialize import deserialize_header, deserialize_header_auth
+
+    def b64(b):
+        return base64.b64encode(b).decode("ascii")
+
+    stream = io.BytesIO(data)
+    header, _raw = deserialize_header(stream)
+    auth = deserialize_header_auth(version=header.version, stream=stream, algorithm=header.algorithm)
+    v1 = header.version == SerializationVersion.V1
+    edks = sorted(
+        header.encrypted_data_keys,
+        key=lambda e: e.key_provider.provider_id.encode("utf-8") + e.key_provider.key_info,
+    )
+    return {
+        "header": {
+            "version": "1.0" if v1 else "2.0",
+            "type": header.type.value if header.type is not None else None,
+            "algorithm": header.algorithm.name,
+            "message_id": b64(header.message_id),
+            "encryption_context": header.encryption_context,
+            "encrypted_data_keys": [
+                {
+                    "key_provider": {
+                        "provider_id": b64(e.key_provider.provider_id.encode("utf-8")),
+                        "key_info": b64(e.key_provider.key_info),
+                    },
+                    "encrypted_data_key": b64(e.encrypted_data_key),
+                }
+                for e in edks
+            ],
+            "content_type": header.content_type.value,
+            "header_iv_length": header.header_iv_length,
+            "frame_length": header.frame_length,
+            "commitment_key": b64(header.commitment_key) if header.commitment_key else None,
+        },
+        "header_auth": {"iv": b64(auth.iv), "tag": b64(auth.tag)},
+    }
+
+
 def run(argv):
+    if argv and argv[0] == "header":
+        # esdk_ref.py header --input FILE --output FILE: the parsed header as JSON.
+        p = Parser(prog="esdk_ref.py header")
+        p.add_argument("mode")
+        p.add_argument("--input", required=True)
+        p.add_argument("--output", required=True)
+        args = p.parse_args(argv)
+        out = Output(args.output, prefix=".esdk_ref.")
+        try:
+            out.file.write(json.dumps(header_json(read_bytes(args.input)), sort_keys=True).encode("utf-8"))
+            out.commit()
+        finally:
+            out.abort()
+        return
     p = Parser(prog="esdk_ref.py", description=__doc__.splitlines()[0])
     p.add_argument("mode", choices=["encrypt", "decrypt"])
     p.add_argument("--input", required=True)

@@ -22,6 +22,11 @@ pub(crate) enum Command {
     Encrypt(EncryptArgs),
     /// Decrypt and verify an ESDK message.
     Decrypt(DecryptArgs),
+    /// Print a message's header as one JSON object, read without any key:
+    /// its suite, message id, stored encryption context, encrypted data
+    /// keys (provider ids and key info) and frame length. Nothing in it is
+    /// authenticated ("authenticated": false).
+    Inspect(InspectArgs),
     /// Check the AWS setup within a deadline: credential sources and
     /// shadowing, the provider and expiry of the credentials, the caller's
     /// identity (STS), and each --kms-key (DescribeKey). Prints each step
@@ -32,6 +37,13 @@ pub(crate) enum Command {
     /// AWS KMS Hierarchical keyring): create-table, create-key, version-key.
     #[command(name = "key-store", subcommand)]
     KeyStore(KeyStoreCommand),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct InspectArgs {
+    /// The message: a file, or - for stdin. Only its header is read.
+    #[arg(long, short = 'i', value_name = "PATH")]
+    pub(crate) input: PathBuf,
 }
 
 /// `envseal key-store ...`.
@@ -349,6 +361,11 @@ pub(crate) struct EncryptArgs {
     /// again as --context (repeatable).
     #[arg(long = "required-context-key", value_name = "KEY")]
     pub(crate) required_context_key: Vec<String>,
+
+    /// Write the message in base64 (standard alphabet, padded, no line
+    /// breaks), as aws-encryption-cli --encode does.
+    #[arg(long)]
+    pub(crate) encode: bool,
 }
 
 #[derive(Args, Debug)]
@@ -367,6 +384,17 @@ pub(crate) struct DecryptArgs {
     /// Largest non-framed body accepted (it is held in memory), in bytes.
     #[arg(long = "max-body-size", value_name = "BYTES")]
     pub(crate) max_body_size: Option<u64>,
+
+    /// Read the message as base64 (as --encode writes it; whitespace and
+    /// line breaks are ignored).
+    #[arg(long)]
+    pub(crate) decode: bool,
+
+    /// Refuse signed messages (the ECDSA suites) before any key is used:
+    /// only unsigned messages decrypt, as with aws-encryption-cli
+    /// --decrypt-unsigned.
+    #[arg(long = "decrypt-unsigned")]
+    pub(crate) decrypt_unsigned: bool,
 }
 
 #[derive(Clone, Debug)]

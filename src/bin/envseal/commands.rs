@@ -1,12 +1,15 @@
 //! `envseal encrypt` and `envseal decrypt`.
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::read::DecoderReader;
+use base64::write::EncoderWriter;
 use envseal::{Client, Config, Decryptor, EncryptionContext, Error};
 
 use crate::cli::{CommonArgs, DecryptArgs, EncryptArgs};
 use crate::error::{bare, config_error, decrypt_error, stream_error, unstored_keys, Failure};
 use crate::keys::{build_keyring, KeySpec, Mode, Remote};
 use crate::kms::{runtime, StatsOnExit};
-use crate::output::{check_paths, open_input, pump, Sink, Tracked};
+use crate::output::{check_paths, open_input, pump, Sink, SkipWhitespace, Tracked};
 
 pub(crate) fn base_config(common: &CommonArgs) -> Result<envseal::ConfigBuilder, Failure> {
     let mut builder = Config::builder().commitment_policy(common.commitment_policy);
@@ -80,8 +83,27 @@ pub(crate) fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
 
     let input = open_input(&common.input)?;
     let sink = Sink::open(target, common.force, false)?;
+    let sink = if args.encode {
+        let mut encoder = seal(&client, &runtime, &context, input, EncoderWriter::new(sink, &B64))?;
+        encoder
+            .finish()
+            .map_err(|e| Failure::runtime(format!("writing output: {e}")))?
+    } else {
+        seal(&client, &runtime, &context, input, sink)?
+    };
+    sink.commit()
+}
+
+/// Encrypts `input` into `output` as one message; returns the output.
+fn seal<R: std::io::Read, W: std::io::Write>(
+    client: &Client,
+    runtime: &tokio::runtime::Runtime,
+    context: &EncryptionContext,
+    input: R,
+    output: W,
+) -> Result<W, Failure> {
     let mut writer = runtime
-        .block_on(client.encrypt_stream(&context, None, sink))
+        .block_on(client.encrypt_stream(context, None, output))
         .map_err(|e| match e {
             Error::Config { .. } => Failure::usage(bare(&e)),
             Error::Io(io) => Failure::runtime(format!("writing output: {io}")),
@@ -100,8 +122,7 @@ pub(crate) fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
             stream_error(e, "writing output")
         });
     }
-    let sink = writer.finish().map_err(|e| stream_error(e, "writing output"))?;
-    sink.commit()
+    writer.finish().map_err(|e| stream_error(e, "writing output"))
 }
 
 pub(crate) fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Failure> {
@@ -118,7 +139,7 @@ pub(crate) fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
     }
     // Safe: the output is a temporary file (or spool) discarded on failure.
     let config = builder
-        .allow_signed_streaming(true)
+        .allow_signed_streaming(!args.decrypt_unsigned)
         .build()
         .map_err(config_error)?;
     let context = build_context(&common.context)?;
@@ -128,10 +149,23 @@ pub(crate) fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
     let target = check_paths(common)?;
 
     let input = open_input(&common.input)?;
+    let input: Box<dyn std::io::Read> = if args.decode {
+        Box::new(DecoderReader::new(SkipWhitespace { inner: input }, &B64))
+    } else {
+        Box::new(input)
+    };
     // Created before reading: an unwritable destination fails early. Dropped
     // (and deleted) on any failure.
     let mut sink = Sink::open(target, common.force, true)?;
     let decryptor = Decryptor::new(input, client.config()).map_err(|e| decrypt_error(e, &[], &[]))?;
+    if args.decrypt_unsigned && decryptor.suite().is_signed() {
+        // Before any keyring call.
+        return Err(Failure::runtime(format!(
+            "the message is signed (suite 0x{:04X} {}); --decrypt-unsigned decrypts unsigned messages only",
+            decryptor.suite().id(),
+            decryptor.suite().name()
+        )));
+    }
     let unstored = unstored_keys(&context, decryptor.encryption_context());
     let mut namespaces: Vec<String> = Vec::new();
     for edk in decryptor.encrypted_data_keys() {

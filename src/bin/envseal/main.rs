@@ -22,6 +22,7 @@ mod error;
 mod keys;
 mod keystore;
 mod kms;
+mod metadata;
 mod output;
 
 use cli::{Cli, Command};
@@ -79,7 +80,7 @@ fn parse_args() -> Result<(Cli, ArgMatches), Failure> {
             }
             ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
                 return Err(Failure::usage(
-                    "a subcommand is required: encrypt, decrypt, doctor or key-store (see envseal --help)",
+                    "a subcommand is required: encrypt, decrypt, inspect, doctor or key-store (see envseal --help)",
                 ));
             }
             _ => return Err(Failure::usage(clap_one_line(&e))),
@@ -91,10 +92,9 @@ fn parse_args() -> Result<(Cli, ArgMatches), Failure> {
 
 fn run() -> Result<(), Failure> {
     let (cli, matches) = parse_args()?;
-    let sub = matches
-        .subcommand()
-        .map(|(_, m)| m)
-        .ok_or_else(|| Failure::usage("a subcommand is required: encrypt, decrypt, doctor or key-store"))?;
+    let sub = matches.subcommand().map(|(_, m)| m).ok_or_else(|| {
+        Failure::usage("a subcommand is required: encrypt, decrypt, inspect, doctor or key-store")
+    })?;
     match cli.command {
         Command::Encrypt(args) => {
             let specs = ordered_keys(&args.common, sub);
@@ -104,6 +104,7 @@ fn run() -> Result<(), Failure> {
             let specs = ordered_keys(&args.common, sub);
             decrypt(&args, specs)
         }
+        Command::Inspect(args) => metadata::inspect(&args),
         Command::Doctor(args) => doctor(&args),
         Command::KeyStore(cmd) => keystore::run(&cmd),
     }

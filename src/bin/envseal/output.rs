@@ -359,3 +359,38 @@ pub(crate) fn pump<R: BufRead, W: Write>(
         reader.consume(n);
     }
 }
+
+/// Base64 text without its whitespace (line breaks, spaces): what
+/// `--decode` feeds the base64 decoder, which takes none.
+pub(crate) struct SkipWhitespace<R> {
+    pub(crate) inner: R,
+}
+
+impl<R: BufRead> Read for SkipWhitespace<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let buf = self.inner.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            let (mut n, mut used) = (0, 0);
+            for &b in buf {
+                if n == out.len() {
+                    break;
+                }
+                used += 1;
+                if !b.is_ascii_whitespace() {
+                    out[n] = b;
+                    n += 1;
+                }
+            }
+            self.inner.consume(used);
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+    }
+}

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::crypto::{Aead, HeaderAuthenticated, Verifier};
 use crate::error::{Error, FormatError, PolicyError, Result};
 use crate::format::header::{parse_header, HeaderLimits, ParsedHeader};
-use crate::format::{EncryptedDataKey, EncryptionContext};
+use crate::format::{ContentType, EncryptedDataKey, EncryptionContext};
 use crate::materials::{decryption_materials, Keyring, Source};
 use crate::suite::AlgorithmSuite;
 
@@ -116,6 +116,33 @@ impl<R: Read> Decryptor<R> {
     /// The frame length (0 for a non-framed body).
     pub fn frame_length(&self) -> u32 {
         self.header.body.frame_length
+    }
+
+    /// The message id (not yet authenticated): 16 bytes in a version 1
+    /// message, 32 in version 2.
+    pub fn message_id(&self) -> &[u8] {
+        &self.header.body.message_id
+    }
+
+    /// Framed or non-framed.
+    pub fn content_type(&self) -> ContentType {
+        self.header.body.content_type
+    }
+
+    /// The key commitment a version 2 header stores (not yet checked).
+    pub fn commitment(&self) -> Option<&[u8; 32]> {
+        self.header.body.suite_data.as_ref()
+    }
+
+    /// The header authentication: its IV (all zeros in version 2, where
+    /// it is not stored) and tag (not yet checked).
+    pub fn header_auth(&self) -> (&[u8; 12], &[u8; 16]) {
+        (&self.header.auth.iv, &self.header.auth.tag)
+    }
+
+    /// The header's length in bytes, authentication included.
+    pub fn header_len(&self) -> usize {
+        self.header.len
     }
 
     /// Allows streaming decryption of signed messages.
