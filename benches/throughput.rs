@@ -13,6 +13,8 @@
 //! as envseal does, which shows what the extra memory traffic costs;
 //! `raw-aes-256-gcm-frames-N` seals it frame by frame (N bytes each, out of
 //! place), the floor for a framed message on this backend.
+//! `stream-async-*` (1 MiB and up): the tokio streams, beside the sync
+//! stream of the same case.
 
 use std::hint::black_box;
 use std::io::{BufRead, Read, Write};
@@ -295,6 +297,25 @@ fn throughput(c: &mut Criterion) {
                 }
             });
         }
+        // The tokio writer (an `AsyncWrite`), beside the sync stream of the
+        // same case: the plaintext in one `write_all`, then `shutdown`.
+        for (name, sync_name) in ASYNC_CASES.iter().filter(|_| size >= 1 << 20) {
+            let case = CASES.iter().find(|c| c.name == *sync_name).unwrap();
+            let client = client_for(&keyring, &case_config(case));
+            group.bench_function(*name, |b| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        use tokio::io::AsyncWriteExt;
+                        let mut w = client
+                            .encrypt_stream_async(&context, None, tokio::io::sink())
+                            .await
+                            .unwrap();
+                        w.write_all(&plaintext).await.unwrap();
+                        w.shutdown().await.unwrap();
+                    })
+                })
+            });
+        }
         group.finish();
 
         let mut group = c.benchmark_group(format!("decrypt/{label}"));
@@ -405,9 +426,42 @@ fn throughput(c: &mut Criterion) {
                 }
             });
         }
+        // The tokio reader (an `AsyncBufRead`), beside the sync stream of
+        // the same case: the verified plaintext taken where it lies.
+        for (name, sync_name) in ASYNC_CASES.iter().filter(|_| size >= 1 << 20) {
+            let case = CASES.iter().find(|c| c.name == *sync_name).unwrap();
+            let config = case_config(case);
+            let client = client_for(&keyring, &config);
+            let message = rt
+                .block_on(envseal::encrypt(&config, keyring.as_ref(), &context, &plaintext))
+                .unwrap();
+            group.bench_function(*name, |b| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        use tokio::io::AsyncBufReadExt;
+                        let mut r = client.decrypt_stream_async(&message[..], &context).await.unwrap();
+                        loop {
+                            let n = black_box(r.fill_buf().await.unwrap()).len();
+                            if n == 0 {
+                                break;
+                            }
+                            std::pin::Pin::new(&mut r).consume(n);
+                        }
+                        assert!(r.is_complete());
+                    })
+                })
+            });
+        }
         group.finish();
     }
 }
+
+/// The tokio streams, each with the sync streaming case it is measured
+/// against in the same run.
+const ASYNC_CASES: [(&str, &str); 2] = [
+    ("stream-async-0478-f4096-all", "stream-0478-f4096-all"),
+    ("stream-async-0478-f65536-all", "stream-0478-f65536-all"),
+];
 
 /// The floor of a signed stream: one SHA-384 pass over the bytes (the
 /// signature hashes the whole message, in order, on one core).

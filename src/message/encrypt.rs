@@ -668,7 +668,12 @@ impl<W: Write> EncryptWriter<W> {
                 // More plaintext follows, so the whole batch is regular frames.
                 self.flush_batch()?;
             }
-            if self.pending.is_empty() && data.len() > self.batch_bytes {
+            // A signed stream with batches in the background copies its
+            // plaintext in instead: there each batch's SHA-384 runs beside
+            // the next one's sealing, where straight from the caller's
+            // buffer the two would take turns.
+            let overlap = self.signer.is_some() && job::background(self.keys.threads);
+            if self.pending.is_empty() && data.len() > self.batch_bytes && !overlap {
                 // A whole batch straight from the caller's buffer (sealed
                 // across the threads), with at least one byte left over for
                 // the final frame.
