@@ -855,9 +855,7 @@ impl<W: Write> Out<W> {
     /// wipe on an async runtime's thread), else dropped.
     fn recycle(&mut self, buf: Zeroizing<Vec<u8>>) {
         if let Out::Queue(q) = self {
-            if buf.capacity() > 0 && q.free.len() < OUTBOX_FREE {
-                q.free.push(buf);
-            }
+            q.keep(buf);
         }
     }
 }
@@ -887,10 +885,22 @@ impl Outbox {
 
     fn push_slice(&mut self, bytes: &[u8]) {
         if !bytes.is_empty() {
-            let mut buf = self.free.pop().unwrap_or_default();
-            buf.clear();
-            buf.extend_from_slice(bytes);
-            self.queue.push_back(buf);
+            // The header or the footer: small, not worth a batch buffer.
+            self.queue.push_back(Zeroizing::new(bytes.to_vec()));
+        }
+    }
+
+    /// A written buffer: kept for the next batches, or wiped and freed on
+    /// the rayon pool (a batch is megabytes to wipe, not for a runtime's
+    /// thread); a small one (header, footer) is just dropped.
+    fn keep(&mut self, buf: Zeroizing<Vec<u8>>) {
+        if buf.capacity() < 64 << 10 {
+            return;
+        }
+        if self.free.len() < OUTBOX_FREE {
+            self.free.push(buf);
+        } else {
+            rayon::spawn(move || drop(buf));
         }
     }
 
@@ -906,9 +916,7 @@ impl Outbox {
             if self.written >= front.len() {
                 self.written = 0;
                 if let Some(buf) = self.queue.pop_front() {
-                    if self.free.len() < OUTBOX_FREE {
-                        self.free.push(buf);
-                    }
+                    self.keep(buf);
                 }
             }
         }

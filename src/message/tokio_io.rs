@@ -160,6 +160,9 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptWriter<W> {
     /// a batch stays buffered until more comes or the stream is shut down.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(Err(Error::Poisoned.into()));
+        }
         if let Err(e) = ready!(this.poll_drain(cx)) {
             this.failed = true;
             return Poll::Ready(Err(e));
@@ -171,6 +174,9 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptWriter<W> {
     /// shuts the output down.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(Err(Error::Poisoned.into()));
+        }
         if !this.finished {
             ready!(this.poll_ready_for_core(cx))?;
             if !this.tail_flushed {
@@ -215,6 +221,9 @@ pub(crate) struct Feed {
 
 /// Bytes per read from the async input.
 const FEED_CHUNK: usize = 256 << 10;
+/// Most emptied chunks kept (8 MiB): a hostile header's huge frame length
+/// or a large non-framed body does not leave them all allocated.
+const FEED_FREE: usize = 32;
 
 impl Feed {
     fn new(header_bytes: Vec<u8>, eof: bool) -> Self {
@@ -277,7 +286,9 @@ impl Read for Feed {
             n += take;
             if start == end {
                 if let Some((chunk, _, _)) = self.chunks.pop_front() {
-                    if chunk.len() == FEED_CHUNK && self.free.len() * FEED_CHUNK < self.want {
+                    if chunk.len() == FEED_CHUNK
+                        && self.free.len() < FEED_FREE.min(self.want / FEED_CHUNK + 1)
+                    {
                         self.free.push(chunk);
                     }
                 }
@@ -335,6 +346,8 @@ async fn read_header<R: AsyncRead + Unpin>(input: &mut R, config: &Config) -> Re
 pub struct AsyncDecryptReader<R> {
     core: OffThread<DecryptReader<Feed>>,
     input: R,
+    /// Reading the input failed: the stream stays failed.
+    failed: bool,
 }
 
 impl<R> std::fmt::Debug for AsyncDecryptReader<R> {
@@ -358,6 +371,7 @@ impl<R: AsyncRead + Unpin> AsyncDecryptReader<R> {
         Ok(AsyncDecryptReader {
             core: OffThread(Some(core)),
             input,
+            failed: false,
         })
     }
 
@@ -378,10 +392,16 @@ impl<R: AsyncRead + Unpin> AsyncDecryptReader<R> {
 
     /// Makes verified plaintext available unless the message is over.
     fn poll_released(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.failed {
+            return Poll::Ready(Err(Error::Poisoned.into()));
+        }
         while self.core.released().is_empty() && !self.core.is_over() {
             let want = self.core.step_input();
             let (core, input) = (&mut self.core, &mut self.input);
-            ready!(core.source_mut().poll_fill(input, cx, want))?;
+            if let Err(e) = ready!(core.source_mut().poll_fill(input, cx, want)) {
+                self.failed = true;
+                return Poll::Ready(Err(e));
+            }
             ready!(core.poll_idle(cx));
             core.step()?;
         }

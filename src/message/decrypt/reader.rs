@@ -313,43 +313,43 @@ impl<R: Read> DecryptReader<R> {
     /// Releases the next batch of regular frames once its tags verify; or,
     /// after the last one, the final frame and the footer.
     pub(super) fn next_frames(&mut self) -> Result<()> {
-        loop {
-            if let Some(job) = self.inflight.take() {
-                let done = job.wait()?;
-                self.verifier = done.verifier;
-                self.sealed = done.sealed;
-                self.spare = std::mem::replace(&mut self.buf, done.plain);
-                done.result?;
-                self.seq += done.count as u32;
-                self.release(done.count * self.frame_length as usize);
-                // The pool opens the next batch and this thread reads the
-                // one after while the caller takes this one.
-                if matches!(self.next, Some(Ok(_))) {
-                    if let Some(Ok(batch)) = self.next.take() {
-                        self.start(batch);
-                    }
-                }
-                self.read_ahead();
-                return Ok(());
+        if let Some(job) = self.inflight.take() {
+            let done = job.wait()?;
+            self.verifier = done.verifier;
+            self.sealed = done.sealed;
+            self.spare = std::mem::replace(&mut self.buf, done.plain);
+            done.result?;
+            self.seq += done.count as u32;
+            self.release(done.count * self.frame_length as usize);
+            // The pool opens the next batch and this thread reads the
+            // one after while the caller takes this one.
+            match self.next.take() {
+                Some(Ok(batch)) => self.start(batch),
+                other => self.next = other,
             }
             self.read_ahead();
-            match self.next.take() {
-                None => return self.final_frame(),
-                Some(Err(e)) => return Err(e),
-                Some(Ok(batch)) if job::background(self.keys.threads) => {
-                    self.start(batch);
-                    self.read_ahead();
-                }
-                Some(Ok(batch)) => {
-                    let mut plain = std::mem::take(&mut self.buf);
-                    let result = open_batch(self.keys.frames(), &batch, &mut plain, self.verifier.as_mut());
-                    self.sealed = batch.sealed;
-                    self.buf = plain;
-                    result?;
-                    self.seq += batch.count as u32;
-                    self.release(batch.count * self.frame_length as usize);
-                    return Ok(());
-                }
+            return Ok(());
+        }
+        self.read_ahead();
+        match self.next.take() {
+            None => self.final_frame(),
+            Some(Err(e)) => Err(e),
+            Some(Ok(batch)) if job::background(self.keys.threads) => {
+                // Released by the next call, which waits for it (the async
+                // reader first polls until it is done): nothing yet.
+                self.start(batch);
+                self.read_ahead();
+                Ok(())
+            }
+            Some(Ok(batch)) => {
+                let mut plain = std::mem::take(&mut self.buf);
+                let result = open_batch(self.keys.frames(), &batch, &mut plain, self.verifier.as_mut());
+                self.sealed = batch.sealed;
+                self.buf = plain;
+                result?;
+                self.seq += batch.count as u32;
+                self.release(batch.count * self.frame_length as usize);
+                Ok(())
             }
         }
     }
@@ -486,8 +486,8 @@ impl<R: Read> DecryptReader<R> {
     }
 
     /// The most input one [`DecryptReader::step`] reads: three batches of
-    /// regular frames (with several threads a step may wait for one, read
-    /// the next and start it, and read one more), then the final frame, the
+    /// regular frames (two suffice since a step that starts a batch returns
+    /// before waiting for it; one more is headroom), then the final frame, the
     /// longest footer and one byte to tell that the input ends; or a whole
     /// non-framed body. An async stream holds that much (or the whole rest
     /// of the input) before each step, so a step never waits for input.
