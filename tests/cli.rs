@@ -1339,20 +1339,7 @@ fn inspect_reads_stdin_and_refuses_what_is_not_a_message() {
     let key = fx.aes_key("ns", "k", 32, 1);
     let plain = fx.write("plain", b"inspect me");
     let msg = fx.p("msg");
-    assert_ok(&run(
-        &[
-            "encrypt",
-            "--input",
-            &plain,
-            "--output",
-            &msg,
-            "--raw-aes-key",
-            &key,
-            "-c",
-            "tenant=acme",
-        ],
-        None,
-    ));
+    encrypt_file(&plain, &msg, &args(&["--raw-aes-key", &key, "-c", "tenant=acme"]));
     let out = run(&["inspect", "--input", "-"], Some(&fs::read(&msg).unwrap()));
     assert_ok(&out);
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

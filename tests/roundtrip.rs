@@ -1124,15 +1124,7 @@ mod async_streams {
             // A first stream takes the batch buffers from the allocator (its
             // page faults land on whichever thread first writes them); a
             // service's later streams reuse them.
-            let mut w = c
-                .encrypt_stream_async(&ctx(&[("a", "b")]), None, tokio::io::sink())
-                .await
-                .unwrap();
-            for _ in 0..8 {
-                w.write_all(&chunk).await.unwrap();
-            }
-            w.shutdown().await.unwrap();
-            drop(w);
+            seal_chunks(&c, &chunk, 8).await;
             // Its buffers go back to the pool from the rayon pool.
             tokio::time::sleep(Duration::from_millis(100)).await;
             let pt: Vec<u8> = (0..64).flat_map(|_| chunk.iter().copied()).collect();
@@ -1143,16 +1135,7 @@ mod async_streams {
             for _ in 0..3 {
                 let (elapsed, worst) = with_ticker(async {
                     let start = Instant::now();
-                    let mut w = c
-                        .encrypt_stream_async(&ctx(&[("a", "b")]), None, tokio::io::sink())
-                        .await
-                        .unwrap();
-                    for _ in 0..256 {
-                        w.write_all(&chunk).await.unwrap();
-                        // Room for the other task, as an upload's reads would give.
-                        tokio::task::yield_now().await;
-                    }
-                    w.shutdown().await.unwrap();
+                    seal_chunks(&c, &chunk, 256).await;
                     start.elapsed()
                 })
                 .await;
@@ -1194,6 +1177,21 @@ mod async_streams {
                 "decrypt held the runtime: {dec_gaps:?}"
             );
         });
+    }
+
+    /// Encrypts `count` copies of `chunk` through the async writer into a
+    /// sink, one `write_all` each, yielding between them as an upload's
+    /// reads would.
+    async fn seal_chunks(c: &Client, chunk: &[u8], count: usize) {
+        let mut w = c
+            .encrypt_stream_async(&ctx(&[("a", "b")]), None, tokio::io::sink())
+            .await
+            .unwrap();
+        for _ in 0..count {
+            w.write_all(chunk).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        w.shutdown().await.unwrap();
     }
 
     /// Runs `work` beside a task that sleeps 1 ms at a time on the same

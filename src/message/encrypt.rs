@@ -663,16 +663,16 @@ impl<W: Write> EncryptWriter<W> {
             self.pending.extend(data);
             return Ok(());
         }
+        // A signed stream with batches in the background copies its
+        // plaintext in rather than sealing whole batches straight from the
+        // caller's buffer: there each batch's SHA-384 runs beside the next
+        // one's sealing, where straight from the buffer the two take turns.
+        let overlap = self.signer.is_some() && job::background(self.keys.threads);
         while !data.is_empty() {
             if self.pending.len() == self.batch_bytes {
                 // More plaintext follows, so the whole batch is regular frames.
                 self.flush_batch()?;
             }
-            // A signed stream with batches in the background copies its
-            // plaintext in instead: there each batch's SHA-384 runs beside
-            // the next one's sealing, where straight from the caller's
-            // buffer the two would take turns.
-            let overlap = self.signer.is_some() && job::background(self.keys.threads);
             if self.pending.is_empty() && data.len() > self.batch_bytes && !overlap {
                 // A whole batch straight from the caller's buffer (sealed
                 // across the threads), with at least one byte left over for
@@ -950,10 +950,7 @@ impl<W: Write> EncryptWriter<W> {
     /// write or [`EncryptWriter::finish_body`] does not wait on the pool.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn poll_idle(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        match &self.inflight {
-            Some(job) => job.poll_ready(cx),
-            None => std::task::Poll::Ready(()),
-        }
+        job::poll_idle(self.inflight.as_ref(), cx)
     }
 
     /// Whether the next write seals a batch (and so may wait for the one

@@ -102,6 +102,16 @@ impl<T: Send + 'static> Job<T> {
     }
 }
 
+/// Ready unless `job` is a task still running (see [`Job::poll_ready`]):
+/// the async streams' check that a stream's next step will not wait.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) fn poll_idle<T: Send + 'static>(job: Option<&Job<T>>, cx: &mut Context<'_>) -> Poll<()> {
+    match job {
+        Some(job) => job.poll_ready(cx),
+        None => Poll::Ready(()),
+    }
+}
+
 /// Whether a stream with `threads` threads hands batches to the pool and
 /// waits for them: only with several threads, and never from a pool worker
 /// (workers blocked on each other's queued tasks could deadlock the pool).

@@ -117,19 +117,23 @@ pub async fn create_key(region: &str) -> String {
     out.key_metadata().unwrap().arn().unwrap().to_owned()
 }
 
-/// A KMS RSA key (ENCRYPT_DECRYPT) and its public key as PEM.
-pub async fn create_rsa_key(region: &str, spec: &str) -> (String, String) {
-    use base64::Engine as _;
-    let admin = admin(region);
-    let key = admin
+/// Creates an asymmetric key (`spec`, `usage`) in `region`; returns its ARN.
+async fn create_asymmetric_key(region: &str, spec: &str, usage: aws_sdk_kms::types::KeyUsageType) -> String {
+    let key = admin(region)
         .create_key()
         .key_spec(aws_sdk_kms::types::KeySpec::from(spec))
-        .key_usage(aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
+        .key_usage(usage)
         .send()
         .await
         .unwrap();
-    let arn = key.key_metadata().unwrap().arn().unwrap().to_owned();
-    let public = admin.get_public_key().key_id(&arn).send().await.unwrap();
+    key.key_metadata().unwrap().arn().unwrap().to_owned()
+}
+
+/// A KMS RSA key (ENCRYPT_DECRYPT) and its public key as PEM.
+pub async fn create_rsa_key(region: &str, spec: &str) -> (String, String) {
+    use base64::Engine as _;
+    let arn = create_asymmetric_key(region, spec, aws_sdk_kms::types::KeyUsageType::EncryptDecrypt).await;
+    let public = admin(region).get_public_key().key_id(&arn).send().await.unwrap();
     let der = public.public_key().unwrap().as_ref().to_vec();
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let lines: Vec<&str> = b64
@@ -146,15 +150,7 @@ pub async fn create_rsa_key(region: &str, spec: &str) -> (String, String) {
 
 /// A KMS key agreement key (KEY_AGREEMENT, an ECC_NIST_* spec); returns its ARN.
 pub async fn create_ecdh_key(region: &str, spec: &str) -> String {
-    let admin = admin(region);
-    let key = admin
-        .create_key()
-        .key_spec(aws_sdk_kms::types::KeySpec::from(spec))
-        .key_usage(aws_sdk_kms::types::KeyUsageType::KeyAgreement)
-        .send()
-        .await
-        .unwrap();
-    key.key_metadata().unwrap().arn().unwrap().to_owned()
+    create_asymmetric_key(region, spec, aws_sdk_kms::types::KeyUsageType::KeyAgreement).await
 }
 
 /// Reads the moto log (for failure messages).

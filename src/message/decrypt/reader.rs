@@ -512,10 +512,7 @@ impl<R: Read> DecryptReader<R> {
     /// [`DecryptReader::step`] does not wait on the pool.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn poll_idle(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        match &self.inflight {
-            Some(job) => job.poll_ready(cx),
-            None => std::task::Poll::Ready(()),
-        }
+        job::poll_idle(self.inflight.as_ref(), cx)
     }
 
     /// The reader the input comes from.
