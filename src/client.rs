@@ -246,10 +246,26 @@ impl Client {
         plaintext_len: Option<u64>,
         output: W,
     ) -> Result<EncryptWriter<W>> {
-        Encryptor::from_source(&self.inner.config, self.source(), context, plaintext_len)
+        self.encryptor(context, plaintext_len)
             .await?
             .wrap_output(output)
             .map_err(Error::from_io)
+    }
+
+    /// The first half of [`Client::encrypt_stream`], for a caller that
+    /// wants to look at the header (its message id, data keys, stored
+    /// context: [`Encryptor::header`]) before anything is written:
+    /// materials from the keyring or the cache, under this client's config.
+    /// `plaintext_len` is the same bound as there.
+    ///
+    /// # Errors
+    /// As [`Encryptor::new`].
+    pub async fn encryptor(
+        &self,
+        context: &EncryptionContext,
+        plaintext_len: Option<u64>,
+    ) -> Result<Encryptor> {
+        Encryptor::from_source(&self.inner.config, self.source(), context, plaintext_len).await
     }
 
     /// Starts a streaming decryption of `input`: parses the header under

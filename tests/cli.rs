@@ -840,7 +840,9 @@ fn usage_errors() {
         "-f",
     ]);
     a.extend_from_slice(&key);
-    assert_fail_code(&run(&a, None), 1);
+    // An output directory takes the input's name plus the suffix.
+    assert_ok(&run(&a, None));
+    assert!(fx.path("plain.encrypted").is_file());
     assert!(!fx.path("out").exists());
 
     // --help and --version succeed on stdout.
@@ -1461,4 +1463,365 @@ fn decrypt_unsigned_refuses_signed_messages() {
     flags.push("--decrypt-unsigned".into());
     assert_ok(&decrypt_cmd(&unsigned, &out, &flags));
     assert_eq!(fx.read("out"), b"signed or not");
+}
+
+/// Every file under `dir`, relative, sorted (symbolic links as files).
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path().strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Asserts a many-file run failed: exit 1, one line per failure naming
+/// the file, and a last summary line naming them all. Returns stderr.
+#[track_caller]
+fn assert_many_failed(out: &Output, failed: &[&str]) -> String {
+    let err = stderr_of(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.iter().all(|l| l.starts_with("envseal: ")), "{err}");
+    let summary = lines.last().unwrap();
+    assert!(
+        summary.contains(&format!("{} of ", failed.len())) && summary.contains("failed"),
+        "{err}"
+    );
+    for f in failed {
+        assert!(summary.contains(f), "summary must name {f}: {err}");
+        assert!(
+            lines[..lines.len() - 1].iter().any(|l| l.contains(f)),
+            "a line for {f}: {err}"
+        );
+    }
+    err
+}
+
+/// A tree: nested folders, an empty file, links in and out of the tree,
+/// a file whose output cannot be written; then decrypted back with one
+/// corrupted message among them.
+#[test]
+fn directory_trees_file_by_file() {
+    let fx = Fixture::new();
+    let key = fx.aes_key("ns", "k", 32, 7);
+    let outside = fx.write("outside.txt", b"not in the tree");
+    let input = fx.path("in");
+    fs::create_dir_all(input.join("a/c")).unwrap();
+    fs::create_dir_all(input.join("z")).unwrap();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("top.txt", b"top".to_vec()),
+        ("empty.txt", Vec::new()),
+        ("a/b.txt", pattern(70_000, 3)),
+        ("a/c/d.bin", pattern(5_000, 4)),
+        ("z/blocked.txt", b"its output is a directory".to_vec()),
+    ];
+    for (name, bytes) in &files {
+        fs::write(input.join(name), bytes).unwrap();
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::symlink;
+        symlink("a/b.txt", input.join("link-in")).unwrap();
+        symlink(&outside, input.join("link-out")).unwrap();
+        symlink("a", input.join("link-dir")).unwrap();
+        symlink("nowhere", input.join("dangling")).unwrap();
+    }
+    let before = tree(&input);
+    let out = fx.path("out");
+    // z/blocked.txt cannot be written: its output name is a directory.
+    fs::create_dir_all(out.join("z/blocked.txt.encrypted")).unwrap();
+
+    let mut a = args(&[
+        "encrypt",
+        "--recursive",
+        "-i",
+        &fx.p("in"),
+        "-o",
+        &fx.p("out"),
+        "--frame-length",
+        "4096",
+    ]);
+    a.extend(aes_flag(&key));
+    let res = run(&a, None);
+    let err = assert_many_failed(&res, &["blocked.txt"]);
+    assert!(err.contains("encrypted 5"), "{err}");
+    #[cfg(unix)]
+    for skipped in ["link-out", "link-dir", "dangling"] {
+        assert!(
+            err.contains(&format!("skipped {}", input.join(skipped).display())),
+            "{err}"
+        );
+    }
+    let mut want: Vec<String> = ["top.txt", "empty.txt", "a/b.txt", "a/c/d.bin"]
+        .iter()
+        .map(|f| format!("{f}.encrypted"))
+        .collect();
+    #[cfg(unix)]
+    want.push("link-in.encrypted".into());
+    want.sort();
+    assert_eq!(tree(&out), want, "{err}");
+    // Inputs untouched; nothing temporary left.
+    assert_eq!(tree(&input), before);
+    for (name, bytes) in &files {
+        assert_eq!(&fs::read(input.join(name)).unwrap(), bytes);
+    }
+
+    // Decrypt the tree back, one message corrupted: it alone fails.
+    let bad = out.join("a/c/d.bin.encrypted");
+    let mut msg = fs::read(&bad).unwrap();
+    let n = msg.len();
+    msg[n - 20] ^= 1;
+    fs::write(&bad, &msg).unwrap();
+    let mut a = args(&["decrypt", "-r", "-i", &fx.p("out"), "-o", &fx.p("dec")]);
+    a.extend(aes_flag(&key));
+    let res = run(&a, None);
+    assert_many_failed(&res, &["d.bin.encrypted"]);
+    let dec = fx.path("dec");
+    // The failed file's folder (created for it alone) is gone too.
+    let mut want = vec![
+        "a/b.txt.encrypted.decrypted",
+        "empty.txt.encrypted.decrypted",
+        "top.txt.encrypted.decrypted",
+    ];
+    #[cfg(unix)]
+    want.insert(2, "link-in.encrypted.decrypted");
+    assert_eq!(tree(&dec), want);
+    assert!(!dec.join("a/c").exists());
+    for (name, bytes) in &files[..3] {
+        assert_eq!(
+            &fs::read(dec.join(format!("{name}.encrypted.decrypted"))).unwrap(),
+            bytes,
+            "{name}"
+        );
+    }
+
+    // All good: exit 0 and one summary line; a rerun without --force fails
+    // file by file and changes nothing.
+    fs::remove_file(&bad).unwrap();
+    let res = run(&[a.clone(), vec!["--force".into()]].concat(), None);
+    assert!(res.status.success(), "{}", stderr_of(&res));
+    let read: u64 = tree(&out)
+        .iter()
+        .map(|f| fs::metadata(out.join(f)).unwrap().len())
+        .sum();
+    assert_eq!(
+        stderr_of(&res),
+        format!("envseal: decrypted 4 files ({read} bytes)\n")
+    );
+    let quiet = run(
+        &[a.clone(), vec!["--quiet".into(), "--force".into()]].concat(),
+        None,
+    );
+    assert_ok(&quiet);
+    let again = run(&a, None);
+    let err = stderr_of(&again);
+    assert_eq!(again.status.code(), Some(1), "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    assert!(err.lines().last().unwrap().contains("4 of 4 failed"), "{err}");
+}
+
+/// Several inputs, --suffix, a single file into a directory, the output
+/// directory inside the tree, and the usage errors of many-file runs.
+#[test]
+fn several_inputs_suffix_and_many_file_usage_errors() {
+    let fx = Fixture::new();
+    let key = fx.aes_key("ns", "k", 32, 9);
+    let f1 = fx.write("one.txt", b"one");
+    let f2 = fx.write("two.txt", b"two");
+    fs::create_dir(fx.path("outdir")).unwrap();
+    let key_args = aes_flag(&key);
+
+    let mut a = args(&[
+        "encrypt",
+        "-i",
+        &f1,
+        &f2,
+        "-o",
+        &fx.p("outdir"),
+        "--suffix",
+        ".esdk",
+    ]);
+    a.extend(key_args.clone());
+    let res = run(&a, None);
+    assert!(res.status.success(), "{}", stderr_of(&res));
+    assert_eq!(listing(&fx.path("outdir")), ["one.txt.esdk", "two.txt.esdk"]);
+    // One file into an existing directory: its name plus the suffix.
+    let mut a = args(&[
+        "decrypt",
+        "-i",
+        &fx.p("outdir/one.txt.esdk"),
+        "-o",
+        &fx.p("outdir"),
+    ]);
+    a.extend(key_args.clone());
+    assert_ok(&run(&a, None));
+    assert_eq!(fx.read("outdir/one.txt.esdk.decrypted"), b"one");
+    // An empty suffix keeps the name.
+    let mut a = args(&[
+        "decrypt",
+        "-i",
+        &fx.p("outdir/two.txt.esdk"),
+        "-o",
+        &fx.p("plain"),
+        "--suffix",
+        "",
+    ]);
+    fs::create_dir(fx.path("plain")).unwrap();
+    a.extend(key_args.clone());
+    assert_ok(&run(&a, None));
+    assert_eq!(fx.read("plain/two.txt.esdk"), b"two");
+
+    // The output directory inside the input tree is not entered.
+    let tree_dir = fx.path("t");
+    fs::create_dir(&tree_dir).unwrap();
+    fs::write(tree_dir.join("x"), b"x").unwrap();
+    for _ in 0..2 {
+        let mut a = args(&["encrypt", "-r", "-i", &fx.p("t"), "-o", &fx.p("t/enc"), "--force"]);
+        a.extend(key_args.clone());
+        let res = run(&a, None);
+        assert_eq!(stderr_of(&res), "envseal: encrypted 1 file (1 bytes)\n");
+        assert_eq!(tree(&tree_dir), ["enc/x.encrypted", "x"]);
+    }
+
+    let usage = |extra: &[&str], want: &str| {
+        let mut a = args(&["encrypt"]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.extend(key_args.clone());
+        let msg = assert_fail_code(&run(&a, None), 2);
+        assert!(msg.contains(want), "{msg}");
+    };
+    usage(&["-i", &fx.p("t"), "-o", &fx.p("o2")], "use --recursive");
+    usage(&["-i", &f1, "-", "-o", &fx.p("o2")], "stdin");
+    usage(&["-i", &f1, &f2, "-o", "-"], "output directory");
+    usage(&["-i", &f1, &f2, "-o", &f1], "not a directory");
+    usage(&["-i", "-", "-o", &fx.p("outdir")], "name the output file");
+    usage(
+        &["-i", &f1, "-o", &fx.p("o3"), "--cache-max-messages", "5"],
+        "--cache-max-age-s",
+    );
+    usage(
+        &["-i", &f1, "-o", "-", "--metadata-output", "-"],
+        "both be stdout",
+    );
+    assert!(!fx.path("o2").exists());
+}
+
+/// `--metadata-output`: a JSON line per message, matching the message (the
+/// header as the Python reference parses it), appended to unless
+/// `--overwrite-metadata`; `-` writes to stdout.
+#[test]
+fn metadata_output_lines_match_the_messages() {
+    let fx = Fixture::new();
+    let key = fx.aes_key("ns", "k", 32, 11);
+    let input = fx.path("in");
+    fs::create_dir_all(input.join("sub")).unwrap();
+    let files = [
+        ("a", pattern(10_000, 1)),
+        ("sub/b", pattern(100, 2)),
+        ("sub/c", Vec::new()),
+    ];
+    for (name, bytes) in &files {
+        fs::write(input.join(name), bytes).unwrap();
+    }
+    let meta = fx.p("meta.jsonl");
+    let mut a = args(&[
+        "encrypt",
+        "-r",
+        "-i",
+        &fx.p("in"),
+        "-o",
+        &fx.p("out"),
+        "--metadata-output",
+        &meta,
+        "--context",
+        "team=blue",
+        "--frame-length",
+        "1024",
+    ]);
+    a.extend(aes_flag(&key));
+    let res = run(&a, None);
+    assert!(res.status.success(), "{}", stderr_of(&res));
+    let lines: Vec<serde_json::Value> = fs::read_to_string(&meta)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), files.len());
+    let dir = TempDir::new().unwrap();
+    let mut jobs = Vec::new();
+    for (i, ((name, bytes), line)) in files.iter().zip(&lines).enumerate() {
+        let output = fx.path("out").join(format!("{name}.encrypted"));
+        assert_eq!(line["mode"], "encrypt");
+        assert_eq!(line["input"], input.join(name).display().to_string());
+        assert_eq!(line["output"], output.display().to_string());
+        assert_eq!(line["input_bytes"], bytes.len() as u64);
+        assert_eq!(line["output_bytes"], fs::metadata(&output).unwrap().len());
+        assert_eq!(line["kms"], serde_json::Value::Null);
+        assert_eq!(line["cache"], serde_json::Value::Null);
+        assert_eq!(line["header"]["encryption_context"]["team"], "blue");
+        assert_eq!(line["header"]["frame_length"], 1024);
+        let json = dir.path().join(format!("{i}.json"));
+        jobs.push(args(&[
+            "header",
+            "--input",
+            &output.display().to_string(),
+            "--output",
+            &json.display().to_string(),
+        ]));
+    }
+    // The Python reference parses each message's header to the same fields.
+    let results = common::reference("esdk_ref.py", dir.path(), &jobs, &[]);
+    for (i, (r, line)) in results.iter().zip(&lines).enumerate() {
+        r.as_ref().expect("the reference parses the header");
+        let want: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.path().join(format!("{i}.json"))).unwrap()).unwrap();
+        assert_eq!(line["header"], want["header"]);
+        assert_eq!(line["header_auth"], want["header_auth"]);
+    }
+
+    // Decrypt one to stdout's neighbour: metadata to stdout, appended and overwritten.
+    let msg = fx.path("out/a.encrypted").display().to_string();
+    let mut a = args(&[
+        "decrypt",
+        "-i",
+        &msg,
+        "-o",
+        &fx.p("a.dec"),
+        "--metadata-output",
+        "-",
+    ]);
+    a.extend(aes_flag(&key));
+    let res = run(&a, None);
+    assert_ok(&res);
+    let line: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+    assert_eq!(line["mode"], "decrypt");
+    assert_eq!(line["header"], lines[0]["header"]);
+    assert_eq!(line["header_auth"], lines[0]["header_auth"]);
+    assert_eq!(line["output_bytes"], 10_000);
+    let mut a = args(&[
+        "decrypt",
+        "-i",
+        &msg,
+        "-o",
+        &fx.p("a2.dec"),
+        "--metadata-output",
+        &meta,
+    ]);
+    a.extend(aes_flag(&key));
+    assert_ok(&run(&a, None));
+    assert_eq!(fs::read_to_string(&meta).unwrap().lines().count(), 4);
+    a.extend(args(&["--overwrite-metadata", "--force"]));
+    assert_ok(&run(&a, None));
+    assert_eq!(fs::read_to_string(&meta).unwrap().lines().count(), 1);
 }

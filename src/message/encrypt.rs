@@ -178,6 +178,13 @@ impl Encryptor {
         &self.materials.context
     }
 
+    /// The message's header as it will be written: the header body and
+    /// its authentication tag (everything before the body). Parse it with
+    /// [`Decryptor::new`](crate::Decryptor::new) to read its fields.
+    pub fn header(&self) -> &[u8] {
+        &self.header
+    }
+
     /// Writes the header to `output` and returns the writer for the
     /// plaintext.
     ///

@@ -142,18 +142,47 @@ pub(crate) struct HierarchyArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct CommonArgs {
-    /// Input file, or - for stdin. Never modified.
-    #[arg(long, short = 'i', value_name = "PATH")]
-    pub(crate) input: PathBuf,
+    /// Input file, or - for stdin; with several files, or a directory and
+    /// --recursive, --output is a directory. Inputs are never modified.
+    #[arg(long, short = 'i', value_name = "PATH", num_args = 1.., required = true)]
+    pub(crate) input: Vec<PathBuf>,
 
-    /// Output file, or - for stdout. Written atomically: a temporary file
-    /// renamed into place on success.
+    /// Output file, or - for stdout, or a directory: each input file goes
+    /// there under its own name plus --suffix (a tree keeps its folders).
+    /// Files are written atomically: a temporary file renamed into place
+    /// on success.
     #[arg(long, short = 'o', value_name = "PATH")]
     pub(crate) output: PathBuf,
 
-    /// Overwrite the output file if it exists.
+    /// Overwrite output files that exist.
     #[arg(long, short = 'f')]
     pub(crate) force: bool,
+
+    /// Take the files under a directory --input, at any depth (symbolic
+    /// links are followed only to files inside the tree).
+    #[arg(long, short = 'r')]
+    pub(crate) recursive: bool,
+
+    /// Appended to each input file's name in an output directory (default
+    /// .encrypted on encrypt, .decrypted on decrypt; may be empty).
+    #[arg(long, value_name = "SUFFIX")]
+    pub(crate) suffix: Option<String>,
+
+    /// Write one JSON object a line per message (header, paths, sizes, KMS
+    /// and cache counters) to PATH, or - for stdout; appended to.
+    #[arg(long = "metadata-output", value_name = "PATH")]
+    pub(crate) metadata_output: Option<PathBuf>,
+
+    /// Truncate the --metadata-output file rather than append to it.
+    #[arg(long = "overwrite-metadata", requires = "metadata_output")]
+    pub(crate) overwrite_metadata: bool,
+
+    /// No progress bar and no summary line on success (errors still print).
+    #[arg(long, short = 'q')]
+    pub(crate) quiet: bool,
+
+    #[command(flatten)]
+    pub(crate) cache: CacheArgs,
 
     /// Raw AES wrapping key: FILE holds the raw 16, 24 or 32 key bytes
     /// (repeatable; split at the first two colons).
@@ -209,6 +238,27 @@ pub(crate) struct CommonArgs {
     #[arg(long = "max-encrypted-data-keys", value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_encrypted_data_keys: Option<u64>,
+}
+
+/// A data key cache shared by the messages of one run (files of a
+/// directory, say): a new data key only when a limit is reached.
+#[derive(Args, Debug)]
+pub(crate) struct CacheArgs {
+    /// Cache data keys for at most this many seconds (turns the cache on;
+    /// the other limits need it).
+    #[arg(long = "cache-max-age-s", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub(crate) cache_max_age_s: Option<u64>,
+
+    /// Most messages one cached data key encrypts [default: 2^32].
+    #[arg(long = "cache-max-messages", value_name = "N", requires = "cache_max_age_s",
+          value_parser = clap::value_parser!(u64).range(1..=4_294_967_296))]
+    pub(crate) cache_max_messages: Option<u64>,
+
+    /// Most plaintext bytes one cached data key encrypts [default: 2^63 - 1].
+    #[arg(long = "cache-max-bytes", value_name = "BYTES", requires = "cache_max_age_s",
+          value_parser = clap::value_parser!(u64).range(1..=9_223_372_036_854_775_807))]
+    pub(crate) cache_max_bytes: Option<u64>,
 }
 
 /// AWS KMS options. Credentials and region come from the usual AWS chain

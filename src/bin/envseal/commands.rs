@@ -1,15 +1,23 @@
 //! `envseal encrypt` and `envseal decrypt`.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::read::DecoderReader;
 use base64::write::EncoderWriter;
-use envseal::{Client, Config, Decryptor, EncryptionContext, Error};
+use envseal::{CacheLimits, Client, Config, Decryptor, EncryptionContext, Encryptor, Error, MaterialsCache};
+use serde_json::Value;
 
 use crate::cli::{CommonArgs, DecryptArgs, EncryptArgs};
-use crate::error::{bare, config_error, decrypt_error, stream_error, unstored_keys, Failure};
+use crate::error::{bare, config_error, decrypt_error, one_line, stream_error, unstored_keys, Failure};
+use crate::files::{self, plan, Job, Plan};
 use crate::keys::{build_keyring, KeySpec, Mode, Remote};
-use crate::kms::{runtime, StatsOnExit};
-use crate::output::{check_paths, open_input, pump, Sink, SkipWhitespace, Tracked};
+use crate::kms::{runtime, KmsClient, StatsOnExit};
+use crate::metadata::{header_auth_json, header_json, header_of, message_line, Counters, MetadataOut};
+use crate::output::{open_metered, pump, Counted, Meter, Sink, SkipWhitespace, Target, Tracked};
+use crate::progress::Progress;
 
 pub(crate) fn base_config(common: &CommonArgs) -> Result<envseal::ConfigBuilder, Failure> {
     let mut builder = Config::builder().commitment_policy(common.commitment_policy);
@@ -40,7 +48,7 @@ fn keyring_for(
     specs: Vec<KeySpec>,
     mode: Mode,
     runtime: &tokio::runtime::Runtime,
-) -> Result<(envseal::MultiKeyring, StatsOnExit), Failure> {
+) -> Result<(envseal::MultiKeyring, Option<KmsClient>, StatsOnExit), Failure> {
     let kms = common.kms.client(runtime, common.hierarchy.used())?;
     let store = common.hierarchy.store(runtime, kms.as_ref(), &common.kms.aws)?;
     let remote = Remote {
@@ -53,7 +61,50 @@ fn keyring_for(
     let keyring = build_keyring(specs, mode, &remote)?;
     let stats =
         StatsOnExit::new(&common.kms.aws, kms.as_ref()).with_dynamodb(store.as_ref().map(|s| s.counters()));
-    Ok((keyring, stats))
+    Ok((keyring, kms, stats))
+}
+
+/// The client, with the data key cache of `--cache-*` if asked for.
+fn client_for(
+    common: &CommonArgs,
+    keyring: envseal::MultiKeyring,
+    config: Config,
+) -> Result<Client, Failure> {
+    let mut builder = Client::builder(keyring).config(config);
+    if let Some(age) = common.cache.cache_max_age_s {
+        let mut limits = CacheLimits::new(Duration::from_secs(age));
+        if let Some(n) = common.cache.cache_max_messages {
+            limits = limits.with_max_messages(n);
+        }
+        if let Some(n) = common.cache.cache_max_bytes {
+            limits = limits.with_max_bytes(n);
+        }
+        let cache = MaterialsCache::new(CACHE_ENTRIES).map_err(config_error)?;
+        builder = builder.cache(cache, limits);
+    }
+    builder.build().map_err(config_error)
+}
+
+/// Entries of the CLI's data key cache: one per encryption context and
+/// suite on encrypt, one per message's data keys on decrypt.
+const CACHE_ENTRIES: usize = 1024;
+
+/// What one run shares between its messages.
+struct Run<'a> {
+    client: &'a Client,
+    runtime: &'a tokio::runtime::Runtime,
+    context: &'a EncryptionContext,
+    kms: Option<&'a KmsClient>,
+    /// Header JSON for `--metadata-output`.
+    metadata: bool,
+}
+
+/// One message written.
+pub(crate) struct Done {
+    pub(crate) input_bytes: u64,
+    pub(crate) output_bytes: u64,
+    pub(crate) header: Option<Value>,
+    pub(crate) header_auth: Option<Value>,
 }
 
 pub(crate) fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Failure> {
@@ -77,38 +128,72 @@ pub(crate) fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
         .build()
         .map_err(config_error)?;
     let runtime = runtime()?;
-    let (keyring, _stats) = keyring_for(common, specs, Mode::Encrypt, &runtime)?;
-    let client = Client::builder(keyring).config(config).build()?;
-    let target = check_paths(common)?;
+    let (keyring, kms, _stats) = keyring_for(common, specs, Mode::Encrypt, &runtime)?;
+    let client = client_for(common, keyring, config)?;
+    let plan = plan(common, common.suffix.as_deref().unwrap_or(".encrypted"))?;
+    let metadata = MetadataOut::open(common)?;
+    let run = Run {
+        client: &client,
+        runtime: &runtime,
+        context: &context,
+        kms: kms.as_ref(),
+        metadata: metadata.is_some(),
+    };
+    run_jobs("encrypt", common, &plan, &run, metadata, |job, meter| {
+        encrypt_one(&run, args, job, meter)
+    })
+}
 
-    let input = open_input(&common.input)?;
-    let sink = Sink::open(target, common.force, false)?;
+fn encrypt_one(run: &Run<'_>, args: &EncryptArgs, job: &Job, meter: Meter) -> Result<Done, Failure> {
+    let common = &args.common;
+    // With the cache on, a file's length bounds its message (the cache
+    // counts bytes per data key); stdin's is unknown and bypasses it.
+    let bound = job.len.filter(|_| common.cache.cache_max_age_s.is_some());
+    let encryptor = run
+        .runtime
+        .block_on(run.client.encryptor(run.context, bound))
+        .map_err(|e| match e {
+            Error::Config { .. } => Failure::usage(bare(&e)),
+            other => Failure::from(other),
+        })?;
+    let (header, header_auth) = if run.metadata {
+        let (h, a) = header_of(encryptor.header())?;
+        (Some(h), Some(a))
+    } else {
+        (None, None)
+    };
+    let input = open_metered(&job.input, meter.clone())?;
+    let sink = Counted {
+        inner: Sink::open(job.target.clone(), common.force, false)?,
+        bytes: 0,
+    };
     let sink = if args.encode {
-        let mut encoder = seal(&client, &runtime, &context, input, EncoderWriter::new(sink, &B64))?;
+        let mut encoder = seal(encryptor, input, EncoderWriter::new(sink, &B64))?;
         encoder
             .finish()
             .map_err(|e| Failure::runtime(format!("writing output: {e}")))?
     } else {
-        seal(&client, &runtime, &context, input, sink)?
+        seal(encryptor, input, sink)?
     };
-    sink.commit()
+    let output_bytes = sink.bytes;
+    sink.inner.commit()?;
+    Ok(Done {
+        input_bytes: meter.bytes(),
+        output_bytes,
+        header,
+        header_auth,
+    })
 }
 
 /// Encrypts `input` into `output` as one message; returns the output.
 fn seal<R: std::io::Read, W: std::io::Write>(
-    client: &Client,
-    runtime: &tokio::runtime::Runtime,
-    context: &EncryptionContext,
+    encryptor: Encryptor,
     input: R,
     output: W,
 ) -> Result<W, Failure> {
-    let mut writer = runtime
-        .block_on(client.encrypt_stream(context, None, output))
-        .map_err(|e| match e {
-            Error::Config { .. } => Failure::usage(bare(&e)),
-            Error::Io(io) => Failure::runtime(format!("writing output: {io}")),
-            other => Failure::from(other),
-        })?;
+    let mut writer = encryptor
+        .wrap_output(output)
+        .map_err(|e| Failure::runtime(format!("writing output: {e}")))?;
     // Reads straight into the writer's batches: reading, sealing (in the
     // background) and writing overlap.
     let mut input = Tracked {
@@ -144,11 +229,25 @@ pub(crate) fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
         .map_err(config_error)?;
     let context = build_context(&common.context)?;
     let runtime = runtime()?;
-    let (keyring, _stats) = keyring_for(common, specs, Mode::Decrypt, &runtime)?;
-    let client = Client::builder(keyring).config(config).build()?;
-    let target = check_paths(common)?;
+    let (keyring, kms, _stats) = keyring_for(common, specs, Mode::Decrypt, &runtime)?;
+    let client = client_for(common, keyring, config)?;
+    let plan = plan(common, common.suffix.as_deref().unwrap_or(".decrypted"))?;
+    let metadata = MetadataOut::open(common)?;
+    let run = Run {
+        client: &client,
+        runtime: &runtime,
+        context: &context,
+        kms: kms.as_ref(),
+        metadata: metadata.is_some(),
+    };
+    run_jobs("decrypt", common, &plan, &run, metadata, |job, meter| {
+        decrypt_one(&run, args, job, meter)
+    })
+}
 
-    let input = open_input(&common.input)?;
+fn decrypt_one(run: &Run<'_>, args: &DecryptArgs, job: &Job, meter: Meter) -> Result<Done, Failure> {
+    let common = &args.common;
+    let input = open_metered(&job.input, meter.clone())?;
     let input: Box<dyn std::io::Read> = if args.decode {
         Box::new(DecoderReader::new(SkipWhitespace { inner: input }, &B64))
     } else {
@@ -156,8 +255,8 @@ pub(crate) fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
     };
     // Created before reading: an unwritable destination fails early. Dropped
     // (and deleted) on any failure.
-    let mut sink = Sink::open(target, common.force, true)?;
-    let decryptor = Decryptor::new(input, client.config()).map_err(|e| decrypt_error(e, &[], &[]))?;
+    let mut sink = Sink::open(job.target.clone(), common.force, true)?;
+    let decryptor = Decryptor::new(input, run.client.config()).map_err(|e| decrypt_error(e, &[], &[]))?;
     if args.decrypt_unsigned && decryptor.suite().is_signed() {
         // Before any keyring call.
         return Err(Failure::runtime(format!(
@@ -166,7 +265,12 @@ pub(crate) fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
             decryptor.suite().name()
         )));
     }
-    let unstored = unstored_keys(&context, decryptor.encryption_context());
+    let (header, header_auth) = if run.metadata {
+        (Some(header_json(&decryptor)), Some(header_auth_json(&decryptor)))
+    } else {
+        (None, None)
+    };
+    let unstored = unstored_keys(run.context, decryptor.encryption_context());
     let mut namespaces: Vec<String> = Vec::new();
     for edk in decryptor.encrypted_data_keys() {
         let mut ns: String = format!("{:?}", edk.provider_id).chars().take(80).collect();
@@ -177,10 +281,11 @@ pub(crate) fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
             namespaces.push(ns);
         }
     }
-    let mut reader = runtime
-        .block_on(client.open_stream(decryptor, &context))
+    let mut reader = run
+        .runtime
+        .block_on(run.client.open_stream(decryptor, run.context))
         .map_err(|e| decrypt_error(e, &unstored, &namespaces))?;
-    pump(
+    let output_bytes = pump(
         &mut reader,
         &mut sink,
         // The header (and any extra context pair) verified already, so a
@@ -191,5 +296,116 @@ pub(crate) fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
     if !reader.is_complete() {
         return Err(Failure::runtime("the message ended before it verified"));
     }
-    sink.commit()
+    sink.commit()?;
+    Ok(Done {
+        input_bytes: meter.bytes(),
+        output_bytes,
+        header,
+        header_auth,
+    })
+}
+
+/// The KMS and cache counters now, for a message's metadata line.
+fn counters(run: &Run<'_>) -> Counters {
+    Counters {
+        #[cfg(feature = "kms")]
+        kms: run.kms.map(KmsClient::stats),
+        cache: run.client.cache_stats(),
+    }
+}
+
+/// Runs every job of `plan`: one job's failure is the run's; of several
+/// files, each completes or leaves nothing, the others go on, and a
+/// summary line ends the run (non-zero exit if any file failed).
+fn run_jobs(
+    mode: &str,
+    common: &CommonArgs,
+    plan: &Plan,
+    run: &Run<'_>,
+    mut metadata: Option<MetadataOut>,
+    mut one: impl FnMut(&Job, Meter) -> Result<Done, Failure>,
+) -> Result<(), Failure> {
+    let mut progress = Progress::new(common.quiet, plan);
+    let mut record = |job: &Job, before: &Counters, done: &Done| -> Result<(), Failure> {
+        match metadata.as_mut() {
+            Some(m) => m.write(&message_line(mode, job, done, before, &counters(run))),
+            None => Ok(()),
+        }
+    };
+    if !plan.many {
+        let job = &plan.jobs[0];
+        let before = counters(run);
+        let done = one(job, progress.meter())?;
+        progress.finish();
+        return record(job, &before, &done);
+    }
+    if !common.quiet {
+        for (path, why) in &plan.skipped {
+            progress.eprintln(&format!("envseal: skipped {}: {why}", path.display()));
+        }
+    }
+    let mut failed: Vec<String> = Vec::new();
+    for (dir, why) in &plan.unreadable {
+        progress.eprintln(&format!(
+            "envseal: cannot read directory {}: {}",
+            dir.display(),
+            one_line(why)
+        ));
+        failed.push(dir.display().to_string());
+    }
+    let mut written: HashSet<PathBuf> = HashSet::new();
+    let (mut ok, mut bytes) = (0usize, 0u64);
+    for job in &plan.jobs {
+        let before = counters(run);
+        let result = match &job.target {
+            Target::File(dest) if !written.insert(dest.clone()) => Err(Failure::runtime(format!(
+                "output {} is another input's output in this run",
+                dest.display()
+            ))),
+            _ => files::prepare(job, common.force).and_then(|created| {
+                one(job, progress.meter()).inspect_err(|_| files::remove_created(&created))
+            }),
+        };
+        progress.file_done(job.len);
+        match result {
+            Ok(done) => {
+                ok += 1;
+                bytes += done.input_bytes;
+                record(job, &before, &done)?;
+            }
+            Err(Failure::Usage(m) | Failure::Runtime(m)) => {
+                progress.eprintln(&format!("envseal: {}: {}", job.input.display(), one_line(&m)));
+                failed.push(job.input.display().to_string());
+            }
+        }
+    }
+    progress.finish();
+    let done = if mode == "encrypt" {
+        "encrypted"
+    } else {
+        "decrypted"
+    };
+    let skipped = match plan.skipped.len() {
+        0 => String::new(),
+        n => format!(", {n} skipped"),
+    };
+    if failed.is_empty() {
+        if !common.quiet {
+            progress.eprintln(&format!(
+                "envseal: {done} {ok} file{} ({bytes} bytes){skipped}",
+                if ok == 1 { "" } else { "s" }
+            ));
+        }
+        return Ok(());
+    }
+    const NAMED: usize = 10;
+    let mut names = failed.iter().take(NAMED).cloned().collect::<Vec<_>>().join(", ");
+    if failed.len() > NAMED {
+        names.push_str(&format!(" and {} more", failed.len() - NAMED));
+    }
+    Err(Failure::runtime(format!(
+        "{} of {} failed: {names}; {done} {ok}{skipped}",
+        failed.len(),
+        plan.jobs.len() + plan.unreadable.len(),
+    )))
 }

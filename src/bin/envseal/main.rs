@@ -19,11 +19,13 @@ mod cleanup;
 mod cli;
 mod commands;
 mod error;
+mod files;
 mod keys;
 mod keystore;
 mod kms;
 mod metadata;
 mod output;
+mod progress;
 
 use cli::{Cli, Command};
 use commands::{decrypt, encrypt};

@@ -1,10 +1,12 @@
-//! Message headers as JSON: `envseal inspect` prints one without any key.
+//! Message headers as JSON: `envseal inspect` prints one without any key;
+//! `--metadata-output` writes a line per message.
 //!
 //! The `header` and `header_auth` objects have the shape aws-encryption-cli
 //! writes with `--metadata-output`, so scripts that read its metadata read
 //! these: base64 for bytes, data keys sorted by provider id and key info,
 //! `version` as "1.0" or "2.0", `content_type` as the format's number.
 
+use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -12,9 +14,10 @@ use base64::Engine as _;
 use envseal::{CommitmentPolicy, Config, ContentType, Decryptor, MessageVersion};
 use serde_json::{json, Map, Value};
 
-use crate::cli::InspectArgs;
+use crate::cli::{CommonArgs, InspectArgs};
 use crate::error::{decrypt_error, Failure};
-use crate::output::open_input;
+use crate::files::Job;
+use crate::output::{is_stdio, open_input};
 
 /// The header fields of `d`, as aws-encryption-cli's metadata shows them.
 pub(crate) fn header_json<R: Read>(d: &Decryptor<R>) -> Value {
@@ -65,16 +68,29 @@ pub(crate) fn header_auth_json<R: Read>(d: &Decryptor<R>) -> Value {
     json!({ "iv": B64.encode(iv), "tag": B64.encode(tag) })
 }
 
+/// A config that parses any header a reader may meet: legacy
+/// (non-committing) ones too.
+fn any_header() -> Result<Config, Failure> {
+    Config::builder()
+        .commitment_policy(CommitmentPolicy::ForbidEncryptAllowDecrypt)
+        .max_encrypted_data_keys(usize::from(u16::MAX))
+        .build()
+        .map_err(|e| Failure::runtime(e.to_string()))
+}
+
+/// The `header` and `header_auth` objects of a header just built (an
+/// [`envseal::Encryptor::header`]).
+pub(crate) fn header_of(bytes: &[u8]) -> Result<(Value, Value), Failure> {
+    let d = Decryptor::new(bytes, &any_header()?)
+        .map_err(|e| Failure::runtime(format!("cannot read back the header written: {e}")))?;
+    Ok((header_json(&d), header_auth_json(&d)))
+}
+
 /// `envseal inspect`: the header of the message at `--input`, read without
 /// any key, so nothing in it is authenticated.
 pub(crate) fn inspect(args: &InspectArgs) -> Result<(), Failure> {
     let input = open_input(&args.input)?;
-    // Any message a reader may meet: legacy (non-committing) ones too.
-    let config = Config::builder()
-        .commitment_policy(CommitmentPolicy::ForbidEncryptAllowDecrypt)
-        .build()
-        .map_err(|e| Failure::runtime(e.to_string()))?;
-    let d = Decryptor::new(input, &config).map_err(|e| decrypt_error(e, &[], &[]))?;
+    let d = Decryptor::new(input, &any_header()?).map_err(|e| decrypt_error(e, &[], &[]))?;
     let out = inspect_json(&d);
     let mut stdout = io::stdout().lock();
     serde_json::to_writer(&mut stdout, &out)
@@ -104,5 +120,112 @@ fn inspect_json<R: Read>(d: &Decryptor<R>) -> Value {
             .collect::<Vec<_>>(),
         "header": header_json(d),
         "header_auth": header_auth_json(d),
+    })
+}
+
+/// Where `--metadata-output` lines go.
+pub(crate) struct MetadataOut {
+    out: Box<dyn Write>,
+}
+
+impl MetadataOut {
+    /// Opens `--metadata-output` (appended to, unless
+    /// `--overwrite-metadata`), before any message is written.
+    pub(crate) fn open(common: &CommonArgs) -> Result<Option<Self>, Failure> {
+        let Some(path) = &common.metadata_output else {
+            return Ok(None);
+        };
+        if is_stdio(path) {
+            if is_stdio(&common.output) {
+                return Err(Failure::usage(
+                    "--metadata-output - and --output - cannot both be stdout",
+                ));
+            }
+            return Ok(Some(MetadataOut {
+                out: Box::new(io::stdout()),
+            }));
+        }
+        if common.input.iter().any(|i| crate::output::same_file(i, path)) {
+            return Err(Failure::usage(format!(
+                "--metadata-output {} is an input; inputs are never modified",
+                path.display()
+            )));
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(!common.overwrite_metadata)
+            .truncate(common.overwrite_metadata)
+            .open(path)
+            .map_err(|e| {
+                Failure::runtime(format!("cannot open --metadata-output {}: {e}", path.display()))
+            })?;
+        Ok(Some(MetadataOut { out: Box::new(file) }))
+    }
+
+    /// Writes one line (and flushes it: a later failure keeps it).
+    pub(crate) fn write(&mut self, line: &Value) -> Result<(), Failure> {
+        let mut text = serde_json::to_vec(line).map_err(|e| Failure::runtime(e.to_string()))?;
+        text.push(b'\n');
+        self.out
+            .write_all(&text)
+            .and_then(|()| self.out.flush())
+            .map_err(|e| Failure::runtime(format!("writing --metadata-output: {e}")))
+    }
+}
+
+/// The KMS and cache counters at one moment of a run.
+pub(crate) struct Counters {
+    #[cfg(feature = "kms")]
+    pub(crate) kms: Option<envseal::kms::KmsStats>,
+    pub(crate) cache: Option<envseal::CacheStats>,
+}
+
+/// One message's metadata line: what aws-encryption-cli writes (`mode`,
+/// `input`, `output`, `header`, `header_auth`) plus the sizes and what the
+/// message cost in KMS calls and cache lookups (`kms`, `cache`: counts
+/// for this message; null without a KMS client or a cache).
+pub(crate) fn message_line(
+    mode: &str,
+    job: &Job,
+    done: &crate::commands::Done,
+    before: &Counters,
+    after: &Counters,
+) -> Value {
+    #[cfg(feature = "kms")]
+    let kms = match (&before.kms, &after.kms) {
+        (Some(b), Some(a)) => json!({
+            "calls": a.calls() - b.calls(),
+            "generate_data_key": a.generate_data_key_calls - b.generate_data_key_calls,
+            "encrypt": a.encrypt_calls - b.encrypt_calls,
+            "decrypt": a.decrypt_calls - b.decrypt_calls,
+            "attempts": a.attempts - b.attempts,
+            "retries": a.retries - b.retries,
+            "throttles": a.throttles - b.throttles,
+            "failures": a.failures - b.failures,
+        }),
+        _ => Value::Null,
+    };
+    #[cfg(not(feature = "kms"))]
+    let kms = Value::Null;
+    let cache = match (&before.cache, &after.cache) {
+        (Some(b), Some(a)) => json!({
+            "hits": a.hits - b.hits,
+            "misses": a.misses - b.misses,
+            "bypasses": a.bypasses - b.bypasses,
+            "entries": a.entries,
+        }),
+        _ => Value::Null,
+    };
+    json!({
+        "mode": mode,
+        "input": job.input.display().to_string(),
+        "output": job.output_name(),
+        "input_bytes": done.input_bytes,
+        "output_bytes": done.output_bytes,
+        "header": done.header,
+        "header_auth": done.header_auth,
+        "kms": kms,
+        "cache": cache,
     })
 }

@@ -7,7 +7,6 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::cleanup::{InPlace, TempOutput};
-use crate::cli::CommonArgs;
 use crate::error::Failure;
 
 /// Buffer size for reading the input and writing the output.
@@ -35,6 +34,7 @@ pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// Where the output goes.
+#[derive(Clone)]
 pub(crate) enum Target {
     /// `-`.
     Stdout,
@@ -63,8 +63,7 @@ pub(crate) fn is_stream(meta: &fs::Metadata) -> bool {
 
 /// Checks the input/output pair before anything is read or written, and
 /// resolves where the output goes.
-pub(crate) fn check_paths(common: &CommonArgs) -> Result<Target, Failure> {
-    let (input, output) = (&common.input, &common.output);
+pub(crate) fn check_paths(input: &Path, output: &Path, force: bool) -> Result<Target, Failure> {
     if !is_stdio(input) {
         match fs::metadata(input) {
             Ok(m) if m.is_dir() => {
@@ -94,7 +93,7 @@ pub(crate) fn check_paths(common: &CommonArgs) -> Result<Target, Failure> {
             )));
         }
         if is_stream(m) {
-            return Ok(Target::Stream(output.clone()));
+            return Ok(Target::Stream(output.to_owned()));
         }
         if !m.is_file() {
             return Err(Failure::runtime(format!(
@@ -109,7 +108,7 @@ pub(crate) fn check_paths(common: &CommonArgs) -> Result<Target, Failure> {
             input.display()
         )));
     }
-    if !common.force && fs::symlink_metadata(output).is_ok() {
+    if !force && fs::symlink_metadata(output).is_ok() {
         return Err(Failure::runtime(format!(
             "output file {} already exists (use --force to overwrite)",
             output.display()
@@ -117,22 +116,66 @@ pub(crate) fn check_paths(common: &CommonArgs) -> Result<Target, Failure> {
     }
     // An existing symlink is followed: the file it names is replaced.
     let dest = match meta {
-        Ok(_) => output.canonicalize().unwrap_or_else(|_| output.clone()),
-        Err(_) => output.clone(),
+        Ok(_) => output.canonicalize().unwrap_or_else(|_| output.to_owned()),
+        Err(_) => output.to_owned(),
     };
     Ok(Target::File(dest))
 }
 
 pub(crate) fn open_input(path: &Path) -> Result<BufReader<Box<dyn Read>>, Failure> {
+    open_metered(path, Meter::default())
+}
+
+/// As [`open_input`], every byte read counted by `meter`.
+pub(crate) fn open_metered(path: &Path, meter: Meter) -> Result<BufReader<Box<dyn Read>>, Failure> {
     let inner: Box<dyn Read> = if is_stdio(path) {
-        Box::new(io::stdin())
+        Box::new(Metered {
+            inner: io::stdin(),
+            meter,
+        })
     } else {
-        Box::new(
-            File::open(path)
-                .map_err(|e| Failure::runtime(format!("cannot open input {}: {e}", path.display())))?,
-        )
+        let file = File::open(path)
+            .map_err(|e| Failure::runtime(format!("cannot open input {}: {e}", path.display())))?;
+        Box::new(Metered { inner: file, meter })
     };
     Ok(BufReader::with_capacity(IO_BUFFER, inner))
+}
+
+/// Counts the bytes a reader delivers (and moves the progress bar).
+#[derive(Clone, Default)]
+pub(crate) struct Meter {
+    bytes: std::rc::Rc<std::cell::Cell<u64>>,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Meter {
+    pub(crate) fn new(bar: Option<indicatif::ProgressBar>) -> Self {
+        Meter {
+            bytes: Default::default(),
+            bar,
+        }
+    }
+
+    /// Bytes read so far.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.get()
+    }
+}
+
+struct Metered<R> {
+    inner: R,
+    meter: Meter,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.meter.bytes.set(self.meter.bytes.get() + n as u64);
+        if let Some(bar) = &self.meter.bar {
+            bar.inc(n as u64);
+        }
+        Ok(n)
+    }
 }
 
 /// Stdout as a file, when it is a regular file positioned at its end (a
@@ -338,18 +381,43 @@ impl<R: Read> Read for Tracked<R> {
     }
 }
 
+/// A writer that counts the bytes written through it.
+pub(crate) struct Counted<W> {
+    pub(crate) inner: W,
+    pub(crate) bytes: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_all(buf)?;
+        self.bytes += buf.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Copies verified plaintext from `reader` to `writer` straight from the
 /// reader's buffer (a batch at a time, no copy in between), telling read
-/// errors from write errors.
+/// errors from write errors. Returns the bytes copied.
 pub(crate) fn pump<R: BufRead, W: Write>(
     reader: &mut R,
     writer: &mut W,
     read_err: impl Fn(io::Error) -> Failure,
     write_err: impl Fn(io::Error) -> Failure,
-) -> Result<(), Failure> {
+) -> Result<u64, Failure> {
+    let mut total = 0u64;
     loop {
         let chunk = match reader.fill_buf() {
-            Ok([]) => return Ok(()),
+            Ok([]) => return Ok(total),
             Ok(chunk) => chunk,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(read_err(e)),
@@ -357,6 +425,7 @@ pub(crate) fn pump<R: BufRead, W: Write>(
         let n = chunk.len();
         writer.write_all(chunk).map_err(&write_err)?;
         reader.consume(n);
+        total += n as u64;
     }
 }
 

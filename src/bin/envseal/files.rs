@@ -1,0 +1,291 @@
+//! Which files a run reads and where each one's output goes: one input to
+//! one output, or several files (a list, a directory tree with
+//! `--recursive`) into an output directory, each under its own name plus
+//! the suffix.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::cli::CommonArgs;
+use crate::error::Failure;
+use crate::output::{check_paths, is_stdio, same_file, Target};
+
+/// One message to write: an input (a path, or `-`) and its output.
+pub(crate) struct Job {
+    pub(crate) input: PathBuf,
+    pub(crate) target: Target,
+    /// The input's length when it is a regular file.
+    pub(crate) len: Option<u64>,
+}
+
+impl Job {
+    /// The output as the metadata and messages name it.
+    pub(crate) fn output_name(&self) -> String {
+        match &self.target {
+            Target::Stdout => "-".to_owned(),
+            Target::Stream(p) | Target::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// What one run does.
+pub(crate) struct Plan {
+    pub(crate) jobs: Vec<Job>,
+    /// Several files into a directory: a failed file is reported and the
+    /// others go on. Otherwise the one job's failure is the run's.
+    pub(crate) many: bool,
+    /// Entries of an input tree left alone, and why.
+    pub(crate) skipped: Vec<(PathBuf, &'static str)>,
+    /// Directories of an input tree that could not be listed.
+    pub(crate) unreadable: Vec<(PathBuf, String)>,
+}
+
+impl Plan {
+    /// The bytes the run reads, when every input is a file.
+    pub(crate) fn total_bytes(&self) -> Option<u64> {
+        self.jobs.iter().map(|j| j.len).sum()
+    }
+}
+
+/// Resolves the inputs and outputs of a run from `--input`, `--output`,
+/// `--recursive` and `suffix`.
+pub(crate) fn plan(common: &CommonArgs, suffix: &str) -> Result<Plan, Failure> {
+    let output = &common.output;
+    let out_dir = !is_stdio(output) && fs::metadata(output).is_ok_and(|m| m.is_dir());
+    let dirs: Vec<&PathBuf> = common
+        .input
+        .iter()
+        .filter(|p| !is_stdio(p) && fs::metadata(p).is_ok_and(|m| m.is_dir()))
+        .collect();
+    if let Some(d) = dirs.first() {
+        if !common.recursive {
+            return Err(Failure::usage(format!(
+                "input {} is a directory (use --recursive to take the files under it)",
+                d.display()
+            )));
+        }
+    }
+    if common.input.iter().filter(|p| is_stdio(p)).count() > 0 && common.input.len() > 1 {
+        return Err(Failure::usage("- (stdin) cannot be one of several inputs"));
+    }
+    let many = common.input.len() > 1 || !dirs.is_empty();
+    if !many {
+        let input = &common.input[0];
+        if out_dir {
+            if is_stdio(input) {
+                return Err(Failure::usage(format!(
+                    "output {} is a directory: name the output file for stdin",
+                    output.display()
+                )));
+            }
+            let dest = output.join(suffixed(input.file_name().unwrap_or_default(), suffix));
+            let job = file_job(input.clone(), dest);
+            return Ok(Plan {
+                jobs: vec![job],
+                many: false,
+                skipped: Vec::new(),
+                unreadable: Vec::new(),
+            });
+        }
+        let target = check_paths(input, output, common.force)?;
+        let len = (!is_stdio(input))
+            .then(|| fs::metadata(input).ok().filter(|m| m.is_file()).map(|m| m.len()))
+            .flatten();
+        return Ok(Plan {
+            jobs: vec![Job {
+                input: input.clone(),
+                target,
+                len,
+            }],
+            many: false,
+            skipped: Vec::new(),
+            unreadable: Vec::new(),
+        });
+    }
+    if is_stdio(output) {
+        return Err(Failure::usage(
+            "several input files need an output directory, not - (stdout)",
+        ));
+    }
+    if !out_dir {
+        if fs::symlink_metadata(output).is_ok() {
+            return Err(Failure::usage(format!(
+                "output {} is not a directory (several input files need one)",
+                output.display()
+            )));
+        }
+        fs::create_dir_all(output).map_err(|e| {
+            Failure::runtime(format!(
+                "cannot create output directory {}: {e}",
+                output.display()
+            ))
+        })?;
+    }
+    let out_canon = output
+        .canonicalize()
+        .map_err(|e| Failure::runtime(format!("cannot open output directory {}: {e}", output.display())))?;
+    let mut plan = Plan {
+        jobs: Vec::new(),
+        many: true,
+        skipped: Vec::new(),
+        unreadable: Vec::new(),
+    };
+    for input in &common.input {
+        match fs::metadata(input) {
+            Ok(m) if m.is_dir() => walk(input, output, &out_canon, suffix, &mut plan),
+            // Named on the command line: taken as it is (a missing or
+            // unreadable file fails when it is opened).
+            _ => plan.jobs.push(file_job(
+                input.clone(),
+                output.join(suffixed(input.file_name().unwrap_or_default(), suffix)),
+            )),
+        }
+    }
+    Ok(plan)
+}
+
+fn suffixed(name: &std::ffi::OsStr, suffix: &str) -> OsString {
+    let mut name = name.to_owned();
+    name.push(suffix);
+    name
+}
+
+fn file_job(input: PathBuf, dest: PathBuf) -> Job {
+    let len = fs::metadata(&input).ok().filter(|m| m.is_file()).map(|m| m.len());
+    Job {
+        input,
+        target: Target::File(dest),
+        len,
+    }
+}
+
+/// Adds a job for every file under `root` (sorted, depth first), its output
+/// at the same relative path under `out`. Symbolic links are followed only
+/// to regular files inside the tree; the output directory, when it is
+/// inside the tree, is not entered.
+fn walk(root: &Path, out: &Path, out_canon: &Path, suffix: &str, plan: &mut Plan) {
+    let root_canon = match root.canonicalize() {
+        Ok(c) => c,
+        Err(e) => {
+            plan.unreadable.push((root.to_owned(), e.to_string()));
+            return;
+        }
+    };
+    let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        let mut entries: Vec<fs::DirEntry> = match fs::read_dir(&dir).and_then(Iterator::collect) {
+            Ok(e) => e,
+            Err(e) => {
+                plan.unreadable.push((dir, e.to_string()));
+                continue;
+            }
+        };
+        entries.sort_by_key(fs::DirEntry::file_name);
+        let mut subdirs = Vec::new();
+        for entry in entries {
+            let path = entry.path();
+            let rel_path = rel.join(entry.file_name());
+            let Ok(kind) = entry.file_type() else {
+                plan.skipped.push((path, "cannot be examined"));
+                continue;
+            };
+            if kind.is_symlink() {
+                match path.canonicalize() {
+                    Ok(target) if !target.starts_with(&root_canon) => {
+                        plan.skipped.push((path, "symbolic link out of the tree"));
+                        continue;
+                    }
+                    Ok(target) if target.is_dir() => {
+                        plan.skipped.push((path, "symbolic link to a directory"));
+                        continue;
+                    }
+                    Ok(target) if target.is_file() => {}
+                    Ok(_) => {
+                        plan.skipped.push((path, "not a regular file"));
+                        continue;
+                    }
+                    Err(_) => {
+                        plan.skipped.push((path, "dangling symbolic link"));
+                        continue;
+                    }
+                }
+            } else if kind.is_dir() {
+                if path.canonicalize().is_ok_and(|c| c == out_canon) {
+                    continue;
+                }
+                subdirs.push(rel_path);
+                continue;
+            } else if !kind.is_file() {
+                plan.skipped.push((path, "not a regular file"));
+                continue;
+            }
+            let mut dest = out.join(&rel_path);
+            dest.set_file_name(suffixed(entry.file_name().as_os_str(), suffix));
+            plan.jobs.push(file_job(path, dest));
+        }
+        // Depth first, in name order.
+        stack.extend(subdirs.into_iter().rev());
+    }
+}
+
+/// Before a job of a many-file run writes: the same checks `check_paths`
+/// makes for one file, and the output's missing parent directories
+/// created. Returns the directories created (deepest last), for
+/// [`remove_created`] when the file fails.
+pub(crate) fn prepare(job: &Job, force: bool) -> Result<Vec<PathBuf>, Failure> {
+    let Target::File(dest) = &job.target else {
+        return Ok(Vec::new());
+    };
+    if same_file(&job.input, dest) {
+        return Err(Failure::runtime(format!(
+            "input and output are the same file ({}); the input is never modified",
+            job.input.display()
+        )));
+    }
+    match fs::symlink_metadata(dest) {
+        Ok(m) if m.is_dir() => {
+            return Err(Failure::runtime(format!(
+                "output {} is a directory",
+                dest.display()
+            )));
+        }
+        Ok(_) if !force => {
+            return Err(Failure::runtime(format!(
+                "output file {} already exists (use --force to overwrite)",
+                dest.display()
+            )));
+        }
+        _ => {}
+    }
+    let mut created = Vec::new();
+    let mut missing = Vec::new();
+    let mut dir = dest.parent();
+    while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty() && fs::symlink_metadata(d).is_err()) {
+        missing.push(d.to_owned());
+        dir = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        if let Err(e) = fs::create_dir(&d) {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                remove_created(&created);
+                return Err(Failure::runtime(format!(
+                    "cannot create output directory {}: {e}",
+                    d.display()
+                )));
+            }
+        } else {
+            created.push(d);
+        }
+    }
+    Ok(created)
+}
+
+/// Removes the directories [`prepare`] created for a file that failed,
+/// deepest first, where they are still empty.
+pub(crate) fn remove_created(dirs: &[PathBuf]) {
+    for d in dirs.iter().rev() {
+        let _ = fs::remove_dir(d);
+    }
+}
