@@ -699,3 +699,64 @@ async fn kms_rsa_and_kms_ecdh_keys_on_the_command_line() {
     ]));
     assert!(err.contains("GetPublicKey"), "{err}");
 }
+
+/// `--cache-max-*`: one run over 1,000 files with a KMS key makes one
+/// GenerateDataKey call (and its decrypt one Decrypt); without the cache,
+/// one a file. The metadata lines count each message's calls and hits.
+#[tokio::test]
+async fn a_directory_with_the_data_key_cache_makes_few_kms_calls() {
+    let key = create_key("us-east-1").await;
+    let f = Files::new();
+    let endpoint = moto().url.clone();
+    let input = f.path().join("in");
+    for i in 0..1000 {
+        let sub = input.join(format!("d{}", i % 10));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join(format!("f{i}")), vec![i as u8; 4096]).unwrap();
+    }
+    let kms = ["--region", "us-east-1", "--kms-endpoint", &endpoint, "--kms-key", &key, "--kms-stats"];
+    let (inp, out, dec, meta) = (f.p("in"), f.p("out"), f.p("dec"), f.p("meta.jsonl"));
+    let cache = ["--cache-max-age-s", "300", "--cache-max-messages", "10000"];
+    let mut args = vec!["encrypt", "-r", "-i", &inp, "-o", &out, "--metadata-output", &meta];
+    args.extend(kms);
+    args.extend(cache);
+    let stderr = ok(&envseal(f.path(), &args));
+    assert!(stderr.contains("envseal: encrypted 1000 files"), "{stderr}");
+    assert!(stderr.contains("GenerateDataKey=1 Encrypt=0 Decrypt=0"), "{stderr}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&meta)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1000);
+    assert_eq!(lines[0]["kms"]["generate_data_key"], 1);
+    assert_eq!(lines[0]["cache"]["misses"], 1);
+    assert!(lines[1..].iter().all(|l| l["kms"]["calls"] == 0 && l["cache"]["hits"] == 1));
+    let edk = &lines[0]["header"]["encrypted_data_keys"];
+    assert!(lines.iter().all(|l| &l["header"]["encrypted_data_keys"] == edk), "one data key");
+
+    let mut args = vec!["decrypt", "-r", "-i", &out, "-o", &dec];
+    args.extend(kms);
+    args.extend(cache);
+    let stderr = ok(&envseal(f.path(), &args));
+    assert!(stderr.contains("envseal: decrypted 1000 files"), "{stderr}");
+    assert!(stderr.contains("GenerateDataKey=0 Encrypt=0 Decrypt=1"), "{stderr}");
+    for i in [0usize, 517, 999] {
+        let file = std::path::Path::new(&dec).join(format!("d{}/f{i}.encrypted.decrypted", i % 10));
+        assert_eq!(std::fs::read(file).unwrap(), vec![i as u8; 4096]);
+    }
+
+    // Without the cache: a data key (a KMS call) per file.
+    let few = f.p("in/d3");
+    let out2 = f.p("out2");
+    let mut args = vec!["encrypt", "-r", "-i", &few, "-o", &out2];
+    args.extend(kms);
+    let stderr = ok(&envseal(f.path(), &args));
+    assert!(stderr.contains("GenerateDataKey=100 "), "{stderr}");
+    // A message limit of 10: a new data key every 10 files.
+    let out3 = f.p("out3");
+    let mut args = vec!["encrypt", "-r", "-i", &few, "-o", &out3, "--cache-max-age-s", "60", "--cache-max-messages", "10"];
+    args.extend(kms);
+    let stderr = ok(&envseal(f.path(), &args));
+    assert!(stderr.contains("GenerateDataKey=10 "), "{stderr}");
+}
