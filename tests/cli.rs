@@ -1825,3 +1825,46 @@ fn metadata_output_lines_match_the_messages() {
     assert_ok(&run(&a, None));
     assert_eq!(fs::read_to_string(&meta).unwrap().lines().count(), 1);
 }
+
+/// The progress bar: drawn on a terminal for a long run (here 40 files),
+/// never into a pipe, never with --quiet.
+#[test]
+fn progress_is_drawn_on_a_terminal_only() {
+    let fx = Fixture::new();
+    let key = fx.aes_key("ns", "k", 32, 13);
+    let input = fx.path("in");
+    fs::create_dir(&input).unwrap();
+    for i in 0..40 {
+        fs::write(input.join(format!("f{i:02}")), pattern(200_000, i)).unwrap();
+    }
+    let encrypt = |out: &str, extra: &[&str]| {
+        let mut a = args(&["encrypt", "-r", "-i", &fx.p("in"), "-o", &fx.p(out)]);
+        a.extend(aes_flag(&key));
+        a.extend(args(extra));
+        a
+    };
+    let on_pty = |a: &[String]| -> String {
+        let out = Command::new(common::python())
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/pty_stderr.py"))
+            .arg(BIN)
+            .args(a)
+            .output()
+            .expect("run pty_stderr.py");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    let term = on_pty(&encrypt("o1", &[]));
+    assert!(term.contains("files 0/40") && term.contains("files 1/40"), "no bar: {term:?}");
+    assert!(term.contains("/7.63 MiB") && term.contains("B/s"), "bytes and rate: {term:?}");
+    assert!(term.contains('\x1b'), "terminal control sequences: {term:?}");
+    // The summary is still printed, after the bar is cleared.
+    assert!(term.trim_end().ends_with("envseal: encrypted 40 files (8000000 bytes)"), "{term:?}");
+    assert_eq!(listing(&fx.path("o1")).len(), 40);
+
+    let quiet = on_pty(&encrypt("o2", &["--quiet"]));
+    assert_eq!(quiet, "", "--quiet draws nothing");
+    // stderr a pipe: the summary line alone.
+    let piped = run(&encrypt("o3", &[]), None);
+    assert_eq!(stderr_of(&piped), "envseal: encrypted 40 files (8000000 bytes)\n");
+}
