@@ -1868,3 +1868,12 @@ fn progress_is_drawn_on_a_terminal_only() {
     let piped = run(&encrypt("o3", &[]), None);
     assert_eq!(stderr_of(&piped), "envseal: encrypted 40 files (8000000 bytes)\n");
 }
+
+/// Usage and error output, exactly (tests/cmd/*.trycmd; regenerate with
+/// `TRYCMD=overwrite cargo test --test cli snapshots` and review the diff).
+#[test]
+fn usage_and_error_output_snapshots() {
+    trycmd::TestCases::new()
+        .register_bin("envseal", Path::new(BIN))
+        .case("tests/cmd/*.trycmd");
+}
