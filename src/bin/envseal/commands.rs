@@ -94,6 +94,7 @@ struct Run<'a> {
     client: &'a Client,
     runtime: &'a tokio::runtime::Runtime,
     context: &'a EncryptionContext,
+    #[cfg_attr(not(feature = "kms"), allow(dead_code))]
     kms: Option<&'a KmsClient>,
     /// Header JSON for `--metadata-output`.
     metadata: bool,
