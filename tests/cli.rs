@@ -1855,11 +1855,21 @@ fn progress_is_drawn_on_a_terminal_only() {
     };
 
     let term = on_pty(&encrypt("o1", &[]));
-    assert!(term.contains("files 0/40") && term.contains("files 1/40"), "no bar: {term:?}");
-    assert!(term.contains("/7.63 MiB") && term.contains("B/s"), "bytes and rate: {term:?}");
+    assert!(
+        term.contains("files 0/40") && term.contains("files 1/40"),
+        "no bar: {term:?}"
+    );
+    assert!(
+        term.contains("/7.63 MiB") && term.contains("B/s"),
+        "bytes and rate: {term:?}"
+    );
     assert!(term.contains('\x1b'), "terminal control sequences: {term:?}");
     // The summary is still printed, after the bar is cleared.
-    assert!(term.trim_end().ends_with("envseal: encrypted 40 files (8000000 bytes)"), "{term:?}");
+    assert!(
+        term.trim_end()
+            .ends_with("envseal: encrypted 40 files (8000000 bytes)"),
+        "{term:?}"
+    );
     assert_eq!(listing(&fx.path("o1")).len(), 40);
 
     let quiet = on_pty(&encrypt("o2", &["--quiet"]));

@@ -714,15 +714,35 @@ async fn a_directory_with_the_data_key_cache_makes_few_kms_calls() {
         std::fs::create_dir_all(&sub).unwrap();
         std::fs::write(sub.join(format!("f{i}")), vec![i as u8; 4096]).unwrap();
     }
-    let kms = ["--region", "us-east-1", "--kms-endpoint", &endpoint, "--kms-key", &key, "--kms-stats"];
+    let kms = [
+        "--region",
+        "us-east-1",
+        "--kms-endpoint",
+        &endpoint,
+        "--kms-key",
+        &key,
+        "--kms-stats",
+    ];
     let (inp, out, dec, meta) = (f.p("in"), f.p("out"), f.p("dec"), f.p("meta.jsonl"));
     let cache = ["--cache-max-age-s", "300", "--cache-max-messages", "10000"];
-    let mut args = vec!["encrypt", "-r", "-i", &inp, "-o", &out, "--metadata-output", &meta];
+    let mut args = vec![
+        "encrypt",
+        "-r",
+        "-i",
+        &inp,
+        "-o",
+        &out,
+        "--metadata-output",
+        &meta,
+    ];
     args.extend(kms);
     args.extend(cache);
     let stderr = ok(&envseal(f.path(), &args));
     assert!(stderr.contains("envseal: encrypted 1000 files"), "{stderr}");
-    assert!(stderr.contains("GenerateDataKey=1 Encrypt=0 Decrypt=0"), "{stderr}");
+    assert!(
+        stderr.contains("GenerateDataKey=1 Encrypt=0 Decrypt=0"),
+        "{stderr}"
+    );
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&meta)
         .unwrap()
         .lines()
@@ -731,16 +751,24 @@ async fn a_directory_with_the_data_key_cache_makes_few_kms_calls() {
     assert_eq!(lines.len(), 1000);
     assert_eq!(lines[0]["kms"]["generate_data_key"], 1);
     assert_eq!(lines[0]["cache"]["misses"], 1);
-    assert!(lines[1..].iter().all(|l| l["kms"]["calls"] == 0 && l["cache"]["hits"] == 1));
+    assert!(lines[1..]
+        .iter()
+        .all(|l| l["kms"]["calls"] == 0 && l["cache"]["hits"] == 1));
     let edk = &lines[0]["header"]["encrypted_data_keys"];
-    assert!(lines.iter().all(|l| &l["header"]["encrypted_data_keys"] == edk), "one data key");
+    assert!(
+        lines.iter().all(|l| &l["header"]["encrypted_data_keys"] == edk),
+        "one data key"
+    );
 
     let mut args = vec!["decrypt", "-r", "-i", &out, "-o", &dec];
     args.extend(kms);
     args.extend(cache);
     let stderr = ok(&envseal(f.path(), &args));
     assert!(stderr.contains("envseal: decrypted 1000 files"), "{stderr}");
-    assert!(stderr.contains("GenerateDataKey=0 Encrypt=0 Decrypt=1"), "{stderr}");
+    assert!(
+        stderr.contains("GenerateDataKey=0 Encrypt=0 Decrypt=1"),
+        "{stderr}"
+    );
     for i in [0usize, 517, 999] {
         let file = std::path::Path::new(&dec).join(format!("d{}/f{i}.encrypted.decrypted", i % 10));
         assert_eq!(std::fs::read(file).unwrap(), vec![i as u8; 4096]);
@@ -755,7 +783,18 @@ async fn a_directory_with_the_data_key_cache_makes_few_kms_calls() {
     assert!(stderr.contains("GenerateDataKey=100 "), "{stderr}");
     // A message limit of 10: a new data key every 10 files.
     let out3 = f.p("out3");
-    let mut args = vec!["encrypt", "-r", "-i", &few, "-o", &out3, "--cache-max-age-s", "60", "--cache-max-messages", "10"];
+    let mut args = vec![
+        "encrypt",
+        "-r",
+        "-i",
+        &few,
+        "-o",
+        &out3,
+        "--cache-max-age-s",
+        "60",
+        "--cache-max-messages",
+        "10",
+    ];
     args.extend(kms);
     let stderr = ok(&envseal(f.path(), &args));
     assert!(stderr.contains("GenerateDataKey=10 "), "{stderr}");
