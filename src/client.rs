@@ -299,8 +299,7 @@ impl Client {
         plaintext_len: Option<u64>,
         output: W,
     ) -> Result<crate::AsyncEncryptWriter<W>> {
-        let encryptor =
-            Encryptor::from_source(&self.inner.config, self.source(), context, plaintext_len).await?;
+        let encryptor = self.encryptor(context, plaintext_len).await?;
         Ok(crate::AsyncEncryptWriter::new(encryptor, output))
     }
 

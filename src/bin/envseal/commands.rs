@@ -104,8 +104,8 @@ struct Run<'a> {
 pub(crate) struct Done {
     pub(crate) input_bytes: u64,
     pub(crate) output_bytes: u64,
-    pub(crate) header: Option<Value>,
-    pub(crate) header_auth: Option<Value>,
+    /// The `header` and `header_auth` objects, for `--metadata-output`.
+    pub(crate) headers: Option<(Value, Value)>,
 }
 
 pub(crate) fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Failure> {
@@ -128,20 +128,45 @@ pub(crate) fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
         .required_encryption_context_keys(args.required_context_key.iter().cloned())
         .build()
         .map_err(config_error)?;
+    run_mode(
+        common,
+        specs,
+        Mode::Encrypt,
+        config,
+        &context,
+        |run, job, meter| encrypt_one(run, args, job, meter),
+    )
+}
+
+/// What `encrypt` and `decrypt` share once their config is built: the
+/// runtime, the keyring and client, the plan of files, the metadata
+/// output, then every job through `one`.
+fn run_mode(
+    common: &CommonArgs,
+    specs: Vec<KeySpec>,
+    mode: Mode,
+    config: Config,
+    context: &EncryptionContext,
+    one: impl Fn(&Run<'_>, &Job, Meter) -> Result<Done, Failure>,
+) -> Result<(), Failure> {
     let runtime = runtime()?;
-    let (keyring, kms, _stats) = keyring_for(common, specs, Mode::Encrypt, &runtime)?;
+    let (keyring, kms, _stats) = keyring_for(common, specs, mode, &runtime)?;
     let client = client_for(common, keyring, config)?;
-    let plan = plan(common, common.suffix.as_deref().unwrap_or(".encrypted"))?;
+    let default_suffix = match mode {
+        Mode::Encrypt => ".encrypted",
+        Mode::Decrypt => ".decrypted",
+    };
+    let plan = plan(common, common.suffix.as_deref().unwrap_or(default_suffix))?;
     let metadata = MetadataOut::open(common)?;
     let run = Run {
         client: &client,
         runtime: &runtime,
-        context: &context,
+        context,
         kms: kms.as_ref(),
         metadata: metadata.is_some(),
     };
-    run_jobs("encrypt", common, &plan, &run, metadata, |job, meter| {
-        encrypt_one(&run, args, job, meter)
+    run_jobs(mode, common, &plan, &run, metadata, |job, meter| {
+        one(&run, job, meter)
     })
 }
 
@@ -157,17 +182,9 @@ fn encrypt_one(run: &Run<'_>, args: &EncryptArgs, job: &Job, meter: Meter) -> Re
             Error::Config { .. } => Failure::usage(bare(&e)),
             other => Failure::from(other),
         })?;
-    let (header, header_auth) = if run.metadata {
-        let (h, a) = header_of(encryptor.header())?;
-        (Some(h), Some(a))
-    } else {
-        (None, None)
-    };
+    let headers = run.metadata.then(|| header_of(encryptor.header())).transpose()?;
     let input = open_metered(&job.input, meter.clone())?;
-    let sink = Counted {
-        inner: Sink::open(job.target.clone(), common.force, false)?,
-        bytes: 0,
-    };
+    let sink = Counted::new(Sink::open(job.target.clone(), common.force, false)?);
     let sink = if args.encode {
         let mut encoder = seal(encryptor, input, EncoderWriter::new(sink, &B64))?;
         encoder
@@ -181,8 +198,7 @@ fn encrypt_one(run: &Run<'_>, args: &EncryptArgs, job: &Job, meter: Meter) -> Re
     Ok(Done {
         input_bytes: meter.bytes(),
         output_bytes,
-        header,
-        header_auth,
+        headers,
     })
 }
 
@@ -229,21 +245,14 @@ pub(crate) fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
         .build()
         .map_err(config_error)?;
     let context = build_context(&common.context)?;
-    let runtime = runtime()?;
-    let (keyring, kms, _stats) = keyring_for(common, specs, Mode::Decrypt, &runtime)?;
-    let client = client_for(common, keyring, config)?;
-    let plan = plan(common, common.suffix.as_deref().unwrap_or(".decrypted"))?;
-    let metadata = MetadataOut::open(common)?;
-    let run = Run {
-        client: &client,
-        runtime: &runtime,
-        context: &context,
-        kms: kms.as_ref(),
-        metadata: metadata.is_some(),
-    };
-    run_jobs("decrypt", common, &plan, &run, metadata, |job, meter| {
-        decrypt_one(&run, args, job, meter)
-    })
+    run_mode(
+        common,
+        specs,
+        Mode::Decrypt,
+        config,
+        &context,
+        |run, job, meter| decrypt_one(run, args, job, meter),
+    )
 }
 
 fn decrypt_one(run: &Run<'_>, args: &DecryptArgs, job: &Job, meter: Meter) -> Result<Done, Failure> {
@@ -256,7 +265,7 @@ fn decrypt_one(run: &Run<'_>, args: &DecryptArgs, job: &Job, meter: Meter) -> Re
     };
     // Created before reading: an unwritable destination fails early. Dropped
     // (and deleted) on any failure.
-    let mut sink = Sink::open(job.target.clone(), common.force, true)?;
+    let mut sink = Counted::new(Sink::open(job.target.clone(), common.force, true)?);
     let decryptor = Decryptor::new(input, run.client.config()).map_err(|e| decrypt_error(e, &[], &[]))?;
     if args.decrypt_unsigned && decryptor.suite().is_signed() {
         // Before any keyring call.
@@ -266,11 +275,9 @@ fn decrypt_one(run: &Run<'_>, args: &DecryptArgs, job: &Job, meter: Meter) -> Re
             decryptor.suite().name()
         )));
     }
-    let (header, header_auth) = if run.metadata {
-        (Some(header_json(&decryptor)), Some(header_auth_json(&decryptor)))
-    } else {
-        (None, None)
-    };
+    let headers = run
+        .metadata
+        .then(|| (header_json(&decryptor), header_auth_json(&decryptor)));
     let unstored = unstored_keys(run.context, decryptor.encryption_context());
     let mut namespaces: Vec<String> = Vec::new();
     for edk in decryptor.encrypted_data_keys() {
@@ -286,7 +293,7 @@ fn decrypt_one(run: &Run<'_>, args: &DecryptArgs, job: &Job, meter: Meter) -> Re
         .runtime
         .block_on(run.client.open_stream(decryptor, run.context))
         .map_err(|e| decrypt_error(e, &unstored, &namespaces))?;
-    let output_bytes = pump(
+    pump(
         &mut reader,
         &mut sink,
         // The header (and any extra context pair) verified already, so a
@@ -297,12 +304,12 @@ fn decrypt_one(run: &Run<'_>, args: &DecryptArgs, job: &Job, meter: Meter) -> Re
     if !reader.is_complete() {
         return Err(Failure::runtime("the message ended before it verified"));
     }
-    sink.commit()?;
+    let output_bytes = sink.bytes;
+    sink.inner.commit()?;
     Ok(Done {
         input_bytes: meter.bytes(),
         output_bytes,
-        header,
-        header_auth,
+        headers,
     })
 }
 
@@ -319,17 +326,21 @@ fn counters(run: &Run<'_>) -> Counters {
 /// files, each completes or leaves nothing, the others go on, and a
 /// summary line ends the run (non-zero exit if any file failed).
 fn run_jobs(
-    mode: &str,
+    mode: Mode,
     common: &CommonArgs,
     plan: &Plan,
     run: &Run<'_>,
     mut metadata: Option<MetadataOut>,
     mut one: impl FnMut(&Job, Meter) -> Result<Done, Failure>,
 ) -> Result<(), Failure> {
+    let (name, past) = match mode {
+        Mode::Encrypt => ("encrypt", "encrypted"),
+        Mode::Decrypt => ("decrypt", "decrypted"),
+    };
     let mut progress = Progress::new(common.quiet, plan);
     let mut record = |job: &Job, before: &Counters, done: &Done| -> Result<(), Failure> {
         match metadata.as_mut() {
-            Some(m) => m.write(&message_line(mode, job, done, before, &counters(run))),
+            Some(m) => m.write(&message_line(name, job, done, before, &counters(run))),
             None => Ok(()),
         }
     };
@@ -381,11 +392,6 @@ fn run_jobs(
         }
     }
     progress.finish();
-    let done = if mode == "encrypt" {
-        "encrypted"
-    } else {
-        "decrypted"
-    };
     let skipped = match plan.skipped.len() {
         0 => String::new(),
         n => format!(", {n} skipped"),
@@ -393,7 +399,7 @@ fn run_jobs(
     if failed.is_empty() {
         if !common.quiet {
             progress.eprintln(&format!(
-                "envseal: {done} {ok} file{} ({bytes} bytes){skipped}",
+                "envseal: {past} {ok} file{} ({bytes} bytes){skipped}",
                 if ok == 1 { "" } else { "s" }
             ));
         }
@@ -405,7 +411,7 @@ fn run_jobs(
         names.push_str(&format!(" and {} more", failed.len() - NAMED));
     }
     Err(Failure::runtime(format!(
-        "{} of {} failed: {names}; {done} {ok}{skipped}",
+        "{} of {} failed: {names}; {past} {ok}{skipped}",
         failed.len(),
         plan.jobs.len() + plan.unreadable.len(),
     )))

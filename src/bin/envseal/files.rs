@@ -42,6 +42,16 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
+    /// One input to one output.
+    fn single(job: Job) -> Self {
+        Plan {
+            jobs: vec![job],
+            many: false,
+            skipped: Vec::new(),
+            unreadable: Vec::new(),
+        }
+    }
+
     /// The bytes the run reads, when every input is a file.
     pub(crate) fn total_bytes(&self) -> Option<u64> {
         self.jobs.iter().map(|j| j.len).sum()
@@ -66,7 +76,7 @@ pub(crate) fn plan(common: &CommonArgs, suffix: &str) -> Result<Plan, Failure> {
             )));
         }
     }
-    if common.input.iter().filter(|p| is_stdio(p)).count() > 0 && common.input.len() > 1 {
+    if common.input.len() > 1 && common.input.iter().any(|p| is_stdio(p)) {
         return Err(Failure::usage("- (stdin) cannot be one of several inputs"));
     }
     let many = common.input.len() > 1 || !dirs.is_empty();
@@ -80,28 +90,14 @@ pub(crate) fn plan(common: &CommonArgs, suffix: &str) -> Result<Plan, Failure> {
                 )));
             }
             let dest = output.join(suffixed(input.file_name().unwrap_or_default(), suffix));
-            let job = file_job(input.clone(), dest);
-            return Ok(Plan {
-                jobs: vec![job],
-                many: false,
-                skipped: Vec::new(),
-                unreadable: Vec::new(),
-            });
+            return Ok(Plan::single(file_job(input.clone(), dest)));
         }
         let target = check_paths(input, output, common.force)?;
-        let len = (!is_stdio(input))
-            .then(|| fs::metadata(input).ok().filter(|m| m.is_file()).map(|m| m.len()))
-            .flatten();
-        return Ok(Plan {
-            jobs: vec![Job {
-                input: input.clone(),
-                target,
-                len,
-            }],
-            many: false,
-            skipped: Vec::new(),
-            unreadable: Vec::new(),
-        });
+        return Ok(Plan::single(Job {
+            input: input.clone(),
+            target,
+            len: file_len(input),
+        }));
     }
     if is_stdio(output) {
         return Err(Failure::usage(
@@ -151,12 +147,19 @@ fn suffixed(name: &std::ffi::OsStr, suffix: &str) -> OsString {
     name
 }
 
+/// The length of a regular file (`None` for stdin, a device, a FIFO).
+fn file_len(path: &Path) -> Option<u64> {
+    if is_stdio(path) {
+        return None;
+    }
+    fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len())
+}
+
 fn file_job(input: PathBuf, dest: PathBuf) -> Job {
-    let len = fs::metadata(&input).ok().filter(|m| m.is_file()).map(|m| m.len());
     Job {
+        len: file_len(&input),
         input,
         target: Target::File(dest),
-        len,
     }
 }
 

@@ -223,8 +223,8 @@ pub(crate) fn message_line(
         "output": job.output_name(),
         "input_bytes": done.input_bytes,
         "output_bytes": done.output_bytes,
-        "header": done.header,
-        "header_auth": done.header_auth,
+        "header": done.headers.as_ref().map(|h| &h.0),
+        "header_auth": done.headers.as_ref().map(|h| &h.1),
         "kms": kms,
         "cache": cache,
     })

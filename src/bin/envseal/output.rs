@@ -387,6 +387,12 @@ pub(crate) struct Counted<W> {
     pub(crate) bytes: u64,
 }
 
+impl<W> Counted<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        Counted { inner, bytes: 0 }
+    }
+}
+
 impl<W: Write> Write for Counted<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
@@ -407,17 +413,16 @@ impl<W: Write> Write for Counted<W> {
 
 /// Copies verified plaintext from `reader` to `writer` straight from the
 /// reader's buffer (a batch at a time, no copy in between), telling read
-/// errors from write errors. Returns the bytes copied.
+/// errors from write errors.
 pub(crate) fn pump<R: BufRead, W: Write>(
     reader: &mut R,
     writer: &mut W,
     read_err: impl Fn(io::Error) -> Failure,
     write_err: impl Fn(io::Error) -> Failure,
-) -> Result<u64, Failure> {
-    let mut total = 0u64;
+) -> Result<(), Failure> {
     loop {
         let chunk = match reader.fill_buf() {
-            Ok([]) => return Ok(total),
+            Ok([]) => return Ok(()),
             Ok(chunk) => chunk,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(read_err(e)),
@@ -425,7 +430,6 @@ pub(crate) fn pump<R: BufRead, W: Write>(
         let n = chunk.len();
         writer.write_all(chunk).map_err(&write_err)?;
         reader.consume(n);
-        total += n as u64;
     }
 }
 

@@ -28,10 +28,7 @@ impl Progress {
         let files = plan.jobs.len();
         let long = files >= MANY_FILES || total.is_some_and(|t| t >= LARGE_BYTES);
         let bar = (!quiet && long && io::stderr().is_terminal()).then(|| {
-            let bar = match total {
-                Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()),
-                None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-            };
+            let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
             let template = if total.is_some() {
                 "{elapsed_precise} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg}"
             } else {
