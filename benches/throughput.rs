@@ -298,10 +298,14 @@ fn throughput(c: &mut Criterion) {
             });
         }
         // The tokio writer (an `AsyncWrite`), beside the sync stream of the
-        // same case: the plaintext in one `write_all`, then `shutdown`.
+        // same case: the plaintext in one `write_all` (which the writer
+        // copies into its batches), then `shutdown`; `stream-async-copy-*`
+        // reads it from an `AsyncRead` with `copy_from`, straight into the
+        // batches, as the sync `stream-copy-*` does.
         for (name, sync_name) in ASYNC_CASES.iter().filter(|_| size >= 1 << 20) {
             let case = CASES.iter().find(|c| c.name == *sync_name).unwrap();
             let client = client_for(&keyring, &case_config(case));
+            let copy = name.starts_with("stream-async-copy");
             group.bench_function(*name, |b| {
                 b.iter(|| {
                     rt.block_on(async {
@@ -310,7 +314,11 @@ fn throughput(c: &mut Criterion) {
                             .encrypt_stream_async(&context, None, tokio::io::sink())
                             .await
                             .unwrap();
-                        w.write_all(&plaintext).await.unwrap();
+                        if copy {
+                            w.copy_from(&mut &plaintext[..]).await.unwrap();
+                        } else {
+                            w.write_all(&plaintext).await.unwrap();
+                        }
                         w.shutdown().await.unwrap();
                     })
                 })
@@ -427,7 +435,9 @@ fn throughput(c: &mut Criterion) {
             });
         }
         // The tokio reader (an `AsyncBufRead`), beside the sync stream of
-        // the same case: the verified plaintext taken where it lies.
+        // the same case: the verified plaintext taken where it lies, or
+        // (`stream-async-copy-*`, as the sync `stream-copy-*`) copied out
+        // in 64 KiB reads.
         for (name, sync_name) in ASYNC_CASES.iter().filter(|_| size >= 1 << 20) {
             let case = CASES.iter().find(|c| c.name == *sync_name).unwrap();
             let config = case_config(case);
@@ -435,17 +445,23 @@ fn throughput(c: &mut Criterion) {
             let message = rt
                 .block_on(envseal::encrypt(&config, keyring.as_ref(), &context, &plaintext))
                 .unwrap();
+            let copy = name.starts_with("stream-async-copy");
+            let mut out = vec![0u8; 1 << 16];
             group.bench_function(*name, |b| {
                 b.iter(|| {
                     rt.block_on(async {
-                        use tokio::io::AsyncBufReadExt;
+                        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
                         let mut r = client.decrypt_stream_async(&message[..], &context).await.unwrap();
-                        loop {
-                            let n = black_box(r.fill_buf().await.unwrap()).len();
-                            if n == 0 {
-                                break;
+                        if copy {
+                            while r.read(&mut out).await.unwrap() > 0 {}
+                        } else {
+                            loop {
+                                let n = black_box(r.fill_buf().await.unwrap()).len();
+                                if n == 0 {
+                                    break;
+                                }
+                                std::pin::Pin::new(&mut r).consume(n);
                             }
-                            std::pin::Pin::new(&mut r).consume(n);
                         }
                         assert!(r.is_complete());
                     })
@@ -458,9 +474,10 @@ fn throughput(c: &mut Criterion) {
 
 /// The tokio streams, each with the sync streaming case it is measured
 /// against in the same run.
-const ASYNC_CASES: [(&str, &str); 2] = [
+const ASYNC_CASES: [(&str, &str); 3] = [
     ("stream-async-0478-f4096-all", "stream-0478-f4096-all"),
     ("stream-async-0478-f65536-all", "stream-0478-f65536-all"),
+    ("stream-async-copy-0478-f4096-all", "stream-copy-0478-f4096-all"),
 ];
 
 /// The floor of a signed stream: one SHA-384 pass over the bytes (the

@@ -37,12 +37,14 @@ async fn main() -> Result<(), Error> {
     let client = Client::builder(keyring).config(config).build()?;
     let context = EncryptionContext::from([("file", "sample")]);
 
-    // 3. Encrypt: copy the file into the writer, then shut it down (which
-    //    writes the final frame: without it the message is truncated).
+    // 3. Encrypt: the writer reads the file straight into its batches
+    //    (`copy_from`; `tokio::io::copy` would work too, with one more copy
+    //    of every byte), then shut it down (which writes the final frame:
+    //    without it the message is truncated).
     let sealed = dir.join("sample.esdk");
     let out = BufWriter::new(File::create(&sealed).await?);
     let mut writer = client.encrypt_stream_async(&context, None, out).await?;
-    let copied = tokio::io::copy(&mut File::open(&input).await?, &mut writer).await?;
+    let copied = writer.copy_from(&mut File::open(&input).await?).await?;
     writer.shutdown().await?;
 
     // 4. Decrypt: each batch of frames is released once its tags verify; the

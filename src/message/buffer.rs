@@ -57,12 +57,16 @@ pub(crate) struct Staging {
     len: usize,
     /// Bytes that may hold data: wiped on drop.
     dirty: usize,
+    /// Only ever holds ciphertext (a decrypt's input): not wiped on drop.
+    public: bool,
 }
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        let end = self.dirty.min(self.buf.len());
-        self.buf[..end].zeroize();
+        if !self.public {
+            let end = self.dirty.min(self.buf.len());
+            self.buf[..end].zeroize();
+        }
         if (64 << 10..=POOL_MAX_BYTES).contains(&self.buf.len()) {
             let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
             if pool.len() < POOL_MAX {
@@ -88,7 +92,17 @@ impl Staging {
             buf,
             len: 0,
             dirty: 0,
+            public: false,
         }
+    }
+
+    /// As [`Staging::pooled`], for a buffer that only ever holds
+    /// ciphertext (a decrypt's input): nothing secret to wipe when it is
+    /// dropped. Its bytes go back to the pool as they are.
+    pub(crate) fn pooled_public() -> Self {
+        let mut buf = Staging::pooled();
+        buf.public = true;
+        buf
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -969,6 +969,48 @@ impl<W: Write> EncryptWriter<W> {
         self.frame_length != 0 && self.pending.len() >= self.batch_bytes
     }
 
+    /// Whether the plaintext read by the async writer's `copy_from` holds
+    /// a whole batch and more, so that the batch is sealed (after the one
+    /// before is done) before the next read.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn read_batch_full(&self) -> bool {
+        self.frame_length != 0 && self.pending.len() > self.batch_bytes
+    }
+
+    /// Seals the batch that [`EncryptWriter::read_batch_full`] reports.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn read_flush(&mut self) -> Result<()> {
+        self.flush_batch()
+    }
+
+    /// Where the async writer's `copy_from` reads next: straight into the
+    /// batch buffer, up to a batch and one frame (as
+    /// [`EncryptWriter::copy_from`]), or 64 KiB more of a non-framed body.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn read_room(&mut self) -> &mut [u8] {
+        let want = if self.frame_length == 0 {
+            64 << 10
+        } else {
+            self.batch_bytes + self.frame_length - self.pending.len()
+        };
+        self.pending.spare_mut(want)
+    }
+
+    /// Takes the `n` bytes just read into [`EncryptWriter::read_room`].
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn read_done(&mut self, n: usize) -> Result<()> {
+        self.accept(n)?;
+        if self.frame_length == 0 {
+            let total = (self.pending.len() + n) as u64;
+            let max = self.max_body_size.min(MAX_NON_FRAMED_LEN);
+            if total > max {
+                return Err(LimitError::BodyTooLarge { found: total, max }.into());
+            }
+        }
+        self.pending.advance(n);
+        Ok(())
+    }
+
     /// The most plaintext one write takes (see [`EncryptWriter::batch_full`]).
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn write_room(&self) -> usize {

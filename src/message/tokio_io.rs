@@ -9,7 +9,6 @@
 //! With one thread ([`crate::ConfigBuilder::threads`]) a batch (256 KiB) is
 //! sealed or opened on the runtime thread, a fraction of a millisecond.
 
-use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -94,6 +93,70 @@ impl<W: AsyncWrite + Unpin> AsyncEncryptWriter<W> {
     /// The output, once the stream is shut down (or to abandon it).
     pub fn into_inner(self) -> W {
         self.output
+    }
+
+    /// Encrypts everything `reader` yields, until it ends, and returns how
+    /// many bytes it read: as [`EncryptWriter::copy_from`], the plaintext is
+    /// read straight into the batch buffer (no copy beside the read itself,
+    /// where `tokio::io::copy` or [`AsyncWriteExt::write_all`] copy it in),
+    /// each batch sealed on the pool while the next is read and the sealed
+    /// ones are written out. Call
+    /// [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) after it.
+    ///
+    /// # Errors
+    /// Read errors (as they are), write errors, the declared plaintext
+    /// length exceeded; the writer is then failed.
+    ///
+    /// [`AsyncWriteExt::write_all`]: tokio::io::AsyncWriteExt::write_all
+    pub async fn copy_from<R: AsyncRead + Unpin + ?Sized>(&mut self, reader: &mut R) -> io::Result<u64> {
+        let mut total = 0u64;
+        std::future::poll_fn(|cx| self.poll_copy(cx, reader, &mut total)).await
+    }
+
+    fn poll_copy<R: AsyncRead + Unpin + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        total: &mut u64,
+    ) -> Poll<io::Result<u64>> {
+        if self.finished {
+            return Poll::Ready(Err(io::Error::other("write after shutdown")));
+        }
+        loop {
+            if self.failed {
+                return Poll::Ready(Err(Error::Poisoned.into()));
+            }
+            if self.core.read_batch_full() {
+                // A byte past the batch shows the final frame comes later:
+                // the batch seals once the one before is done and out.
+                ready!(self.poll_ready_for_core(cx))?;
+                if let Err(e) = self.core.read_flush() {
+                    self.failed = true;
+                    return Poll::Ready(Err(e.into()));
+                }
+            } else if let Poll::Ready(Err(e)) = self.poll_drain(cx) {
+                self.failed = true;
+                return Poll::Ready(Err(e));
+            }
+            let mut buf = ReadBuf::new(self.core.read_room());
+            let read = Pin::new(&mut *reader).poll_read(cx, &mut buf);
+            let n = buf.filled().len();
+            match read {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Poll::Ready(Err(e)) => {
+                    self.failed = true;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Ready(Ok(())) if n == 0 => return Poll::Ready(Ok(*total)),
+                Poll::Ready(Ok(())) => {}
+            }
+            if let Err(e) = self.core.read_done(n) {
+                self.failed = true;
+                return Poll::Ready(Err(e.into()));
+            }
+            *total += n as u64;
+        }
     }
 
     /// Writes out every queued byte.
@@ -202,99 +265,35 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptWriter<W> {
     }
 }
 
-/// Bytes read from an async input ahead of the sync reader that takes
-/// them, in the chunks they were read into.
+/// The sync reader's own input in an async stream: the bytes read with
+/// the header. Everything after them is read ahead into the reader's
+/// buffers before each step (see [`DecryptReader::read_ahead_plan`]), so
+/// reading past this is a bug in the async reader once the body is being
+/// read: an error then (while the header is parsed, the parser may ask
+/// for more than the header needs).
 pub(crate) struct Feed {
-    chunks: VecDeque<(Vec<u8>, usize, usize)>,
-    len: usize,
+    bytes: Vec<u8>,
+    pos: usize,
     eof: bool,
-    /// Reading past the buffered bytes before the input ended is a bug in
-    /// the async reader: an error once the body is being read (during the
-    /// header, the parser asks for more than the header needs).
     strict: bool,
-    /// Emptied chunks, for the next reads: as many as the reader holds
-    /// ahead, so a long stream reuses its chunks instead of faulting in
-    /// fresh pages for every one.
-    free: Vec<Vec<u8>>,
-    want: usize,
 }
 
-/// Bytes per read from the async input.
-const FEED_CHUNK: usize = 256 << 10;
-/// Most emptied chunks kept (8 MiB): a hostile header's huge frame length
-/// or a large non-framed body does not leave them all allocated.
-const FEED_FREE: usize = 32;
-
 impl Feed {
-    fn new(header_bytes: Vec<u8>, eof: bool) -> Self {
-        let len = header_bytes.len();
-        let mut chunks = VecDeque::new();
-        if len > 0 {
-            chunks.push_back((header_bytes, 0, len));
-        }
+    fn new(bytes: Vec<u8>, eof: bool) -> Self {
         Feed {
-            chunks,
-            len,
+            bytes,
+            pos: 0,
             eof,
             strict: false,
-            free: Vec::new(),
-            want: 0,
         }
-    }
-
-    /// Reads from `source` until `want` bytes are buffered or it ends.
-    fn poll_fill<R: AsyncRead + Unpin>(
-        &mut self,
-        source: &mut R,
-        cx: &mut Context<'_>,
-        want: usize,
-    ) -> Poll<io::Result<()>> {
-        self.want = want;
-        while self.len < want && !self.eof {
-            let room = self.chunks.back().is_some_and(|(c, _, end)| *end < c.len());
-            if !room {
-                let chunk = self.free.pop().unwrap_or_else(|| vec![0u8; FEED_CHUNK]);
-                self.chunks.push_back((chunk, 0, 0));
-            }
-            let Some((chunk, _, end)) = self.chunks.back_mut() else {
-                return Poll::Ready(Err(io::Error::other("no chunk to read into")));
-            };
-            let mut buf = ReadBuf::new(&mut chunk[*end..]);
-            ready!(Pin::new(&mut *source).poll_read(cx, &mut buf))?;
-            let n = buf.filled().len();
-            if n == 0 {
-                self.eof = true;
-            } else {
-                *end += n;
-                self.len += n;
-            }
-        }
-        Poll::Ready(Ok(()))
     }
 }
 
 impl Read for Feed {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let mut n = 0;
-        while n < out.len() {
-            let Some((chunk, start, end)) = self.chunks.front_mut() else {
-                break;
-            };
-            let take = (*end - *start).min(out.len() - n);
-            out[n..n + take].copy_from_slice(&chunk[*start..*start + take]);
-            *start += take;
-            n += take;
-            if start == end {
-                if let Some((chunk, _, _)) = self.chunks.pop_front() {
-                    if chunk.len() == FEED_CHUNK
-                        && self.free.len() < FEED_FREE.min(self.want / FEED_CHUNK + 1)
-                    {
-                        self.free.push(chunk);
-                    }
-                }
-            }
-        }
-        self.len -= n;
+        let n = (self.bytes.len() - self.pos).min(out.len());
+        out[..n].copy_from_slice(&self.bytes[self.pos..self.pos + n]);
+        self.pos += n;
         if n == 0 && !out.is_empty() && !self.eof && self.strict {
             return Err(io::Error::other("async input read before it arrived"));
         }
@@ -367,7 +366,12 @@ impl<R: AsyncRead + Unpin> AsyncDecryptReader<R> {
     ) -> Result<Self> {
         let decryptor = read_header(&mut input, config).await?;
         let mut core = decryptor.decrypt_source(source, context).await?;
-        core.source_mut().strict = true;
+        // The header's read went past it: those bytes come first.
+        let feed = core.source_mut();
+        let rest = std::mem::take(&mut feed.bytes).split_off(feed.pos);
+        feed.pos = 0;
+        feed.strict = true;
+        core.queue_input(&rest);
         Ok(AsyncDecryptReader {
             core: OffThread(Some(core)),
             input,
@@ -396,14 +400,23 @@ impl<R: AsyncRead + Unpin> AsyncDecryptReader<R> {
             return Poll::Ready(Err(Error::Poisoned.into()));
         }
         while self.core.released().is_empty() && !self.core.is_over() {
-            let want = self.core.step_input();
-            let (core, input) = (&mut self.core, &mut self.input);
-            if let Err(e) = ready!(core.source_mut().poll_fill(input, cx, want)) {
-                self.failed = true;
-                return Poll::Ready(Err(e));
+            // What the step reads, read ahead: straight into the buffers
+            // its batches are taken from.
+            let (chunk, target) = self.core.read_ahead_plan();
+            while !self.core.source_mut().eof && self.core.held() < target {
+                let (core, input) = (&mut self.core, &mut self.input);
+                let mut buf = ReadBuf::new(core.ahead_room(chunk));
+                if let Err(e) = ready!(Pin::new(input).poll_read(cx, &mut buf)) {
+                    self.failed = true;
+                    return Poll::Ready(Err(e));
+                }
+                match buf.filled().len() {
+                    0 => core.source_mut().eof = true,
+                    n => core.ahead_done(n),
+                }
             }
-            ready!(core.poll_idle(cx));
-            core.step()?;
+            ready!(self.core.poll_idle(cx));
+            self.core.step()?;
         }
         // A failed reader reports its error again.
         if self.core.released().is_empty() && !self.core.is_complete() {

@@ -2,16 +2,101 @@
 //! reader; reads that grow with the bytes received, never with a length
 //! field's claim.
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 
 use crate::error::{FormatError, Result};
 use crate::message::buffer::Staging;
 
-/// Input: bytes already read past the header, then the reader.
+/// Input: bytes already read past the header (or put back), the buffers an
+/// async reader read ahead, then the reader.
 pub(super) struct Input<R> {
     pub(super) pending: Vec<u8>,
     pub(super) pos: usize,
+    /// Buffers read ahead by an async reader (in order, each with the
+    /// position read up to): a batch read that starts at one takes it
+    /// whole, without a copy.
+    pub(super) ahead: VecDeque<(Staging, usize)>,
+    /// Buffers emptied, for the next reads ahead.
+    pub(super) spent: Vec<Staging>,
     pub(super) inner: R,
+}
+
+/// Most emptied buffers kept for reading ahead (a batch each).
+const SPENT_MAX: usize = 2;
+
+impl<R> Input<R> {
+    pub(super) fn new(pending: Vec<u8>, inner: R) -> Self {
+        Input {
+            pending,
+            pos: 0,
+            ahead: VecDeque::new(),
+            spent: Vec::new(),
+            inner,
+        }
+    }
+
+    /// Bytes held before the reader: put back and read ahead.
+    pub(super) fn held(&self) -> usize {
+        let ahead: usize = self.ahead.iter().map(|(b, pos)| b.len() - pos).sum();
+        self.pending.len() - self.pos + ahead
+    }
+
+    /// Appends `bytes` after everything held (before the reader's next),
+    /// in the buffers read ahead: the first of them then starts where the
+    /// body does, so that batch reads take them whole.
+    pub(super) fn queue(&mut self, bytes: &[u8]) {
+        if self.ahead.is_empty() {
+            let mut first = self.spent.pop().unwrap_or_else(Staging::pooled_public);
+            first.clear();
+            first.extend(&self.pending[self.pos..]);
+            self.pending = Vec::new();
+            self.pos = 0;
+            self.ahead.push_back((first, 0));
+        }
+        if let Some((b, _)) = self.ahead.back_mut() {
+            b.extend(bytes);
+        }
+    }
+
+    /// Room for more bytes read ahead, after everything held, in buffers
+    /// of `chunk` bytes (the size of a batch read, so that each batch read
+    /// takes a buffer whole). A buffer of up to 8 MiB is sized whole when
+    /// first read into (growing it would copy it, and wipe the old one, per
+    /// doubling); a larger one (a frame length beyond the batch size, as a
+    /// hostile header may claim) grows with the bytes received, doubling.
+    pub(super) fn ahead_room(&mut self, chunk: usize) -> &mut [u8] {
+        const WHOLE: usize = 8 << 20;
+        let open = self.ahead.back().is_some_and(|(b, _)| b.len() < chunk);
+        if !open {
+            let mut fresh = self.spent.pop().unwrap_or_else(Staging::pooled_public);
+            fresh.clear();
+            self.ahead.push_back((fresh, 0));
+        }
+        let (buf, _) = self.ahead.back_mut().expect("a buffer to read ahead into");
+        let left = chunk - buf.len();
+        let n = if chunk <= WHOLE {
+            left
+        } else {
+            let room = buf.capacity().saturating_sub(buf.len());
+            left.min(room.max(buf.len()).max(WHOLE))
+        };
+        buf.spare_mut(n)
+    }
+
+    /// Takes the `n` bytes just read into [`Input::ahead_room`].
+    pub(super) fn ahead_done(&mut self, n: usize) {
+        if let Some((buf, _)) = self.ahead.back_mut() {
+            buf.advance(n);
+        }
+    }
+
+    fn retire(&mut self, mut buf: Staging) {
+        if self.spent.len() < SPENT_MAX {
+            buf.clear();
+            self.spent.push(buf);
+        }
+    }
 }
 
 impl<R: Read> Input<R> {
@@ -25,6 +110,19 @@ impl<R: Read> Input<R> {
                 self.pos = 0;
             }
             return Ok(n);
+        }
+        while let Some((buf, pos)) = self.ahead.front_mut() {
+            let n = out.len().min(buf.len() - *pos);
+            out[..n].copy_from_slice(&buf.as_slice()[*pos..*pos + n]);
+            *pos += n;
+            if *pos == buf.len() {
+                if let Some((buf, _)) = self.ahead.pop_front() {
+                    self.retire(buf);
+                }
+            }
+            if n > 0 || out.is_empty() {
+                return Ok(n);
+            }
         }
         loop {
             match self.inner.read(out) {
@@ -57,6 +155,18 @@ impl<R: Read> Input<R> {
     /// (doubling), never with what a length field claims.
     pub(super) fn fill(&mut self, buf: &mut Staging, want: usize, first: usize) -> io::Result<()> {
         let first = first.max(64 << 10);
+        let whole = self
+            .ahead
+            .front()
+            .is_some_and(|(b, pos)| *pos == 0 && b.len() <= want);
+        if buf.is_empty() && self.pos == self.pending.len() && whole {
+            // A buffer read ahead, starting where this read does and no
+            // longer than it: taken whole.
+            if let Some((mut ahead, _)) = self.ahead.pop_front() {
+                std::mem::swap(buf, &mut ahead);
+                self.retire(ahead);
+            }
+        }
         while buf.len() < want {
             let room = buf.capacity() - buf.len();
             let n = (want - buf.len()).min(room.max(buf.len()).max(first));

@@ -68,11 +68,7 @@ impl<R: Read> Decryptor<R> {
                     config.commitment_policy.check_decrypt(header.body.suite)?;
                     let pending = buf.split_off(header.len);
                     return Ok(Decryptor {
-                        input: Input {
-                            pending,
-                            pos: 0,
-                            inner: input,
-                        },
+                        input: Input::new(pending, input),
                         header,
                         config: config.clone(),
                         allow_signed_streaming: config.allow_signed_streaming,

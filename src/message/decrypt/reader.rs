@@ -152,7 +152,8 @@ impl<R: Read> DecryptReader<R> {
             context,
             max_body_size: config.max_body_size,
             batch_frames: batch_frames(frame_length as usize, threads),
-            sealed: Staging::pooled(),
+            // Ciphertext only (it changes places with the input's buffers).
+            sealed: Staging::pooled_public(),
             buf: Staging::pooled(),
             spare: Staging::pooled(),
             next: None,
@@ -485,27 +486,56 @@ impl<R: Read> DecryptReader<R> {
         self.out_pos == self.out_end && self.state != State::Body
     }
 
-    /// The most input one [`DecryptReader::step`] reads: three batches of
-    /// regular frames (two suffice since a step that starts a batch returns
-    /// before waiting for it; one more is headroom), then the final frame, the
+    /// How an async stream reads ahead of [`DecryptReader::step`]: in
+    /// buffers of `chunk` bytes (a batch read, so each batch is taken
+    /// without a copy), until `target` bytes are held or the input ends.
+    /// `target` is the most input one step reads: two batches of regular
+    /// frames (the first step reads two, every later one one; the final
+    /// frame is read by a step of its own), or the final frame, the
     /// longest footer and one byte to tell that the input ends; or a whole
-    /// non-framed body. An async stream holds that much (or the whole rest
-    /// of the input) before each step, so a step never waits for input.
+    /// non-framed body.
+    /// Holding that much before each step, a step never waits for input.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn step_input(&self) -> usize {
+    pub(crate) fn read_ahead_plan(&self) -> (usize, usize) {
         let footer = 2 + super::MAX_SIGNATURE_LEN + 1;
         match self.content_type {
             ContentType::Framed => {
                 let slot = REGULAR_HEADER_LEN + self.frame_length as usize + TAG_LEN;
                 let last = 4 + REGULAR_HEADER_LEN + 4 + self.frame_length as usize + TAG_LEN;
-                (3 * self.batch_frames)
-                    .saturating_mul(slot)
-                    .saturating_add(last + footer)
+                let chunk = self.batch_frames.saturating_mul(slot);
+                (chunk, chunk.saturating_mul(2).saturating_add(last + footer))
             }
-            ContentType::NonFramed => usize::try_from(self.max_body_size)
-                .unwrap_or(usize::MAX)
-                .saturating_add(12 + 8 + TAG_LEN + footer),
+            ContentType::NonFramed => (
+                256 << 10,
+                usize::try_from(self.max_body_size)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(12 + 8 + TAG_LEN + footer),
+            ),
         }
+    }
+
+    /// Input bytes held ahead of the reader.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn held(&self) -> usize {
+        self.input.held()
+    }
+
+    /// Room to read ahead into (see [`DecryptReader::read_ahead_plan`]).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn ahead_room(&mut self, chunk: usize) -> &mut [u8] {
+        self.input.ahead_room(chunk)
+    }
+
+    /// Takes `n` bytes just read into [`DecryptReader::ahead_room`].
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn ahead_done(&mut self, n: usize) {
+        self.input.ahead_done(n);
+    }
+
+    /// Appends input bytes after everything held.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn queue_input(&mut self, bytes: &[u8]) {
+        self.input.queue(bytes);
     }
 
     /// Ready when no batch is opening in the background, so that the next
