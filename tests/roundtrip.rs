@@ -48,19 +48,44 @@ fn every_suite_frame_length_and_size_round_trips() {
 }
 
 #[test]
-fn exact_frame_multiple_ends_with_a_full_final_frame() {
+fn exact_frame_multiple_ends_with_an_empty_final_frame() {
+    // As the Python reference writes it; Python 3.x (aws-encryption-cli)
+    // rejects a final frame as long as the frame length.
     let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[3u8; 16]);
     let suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
     let config = config_for(suite, 100, Backend::default());
-    let msg = rt
-        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &[9u8; 300])
+    let plaintext = [9u8; 300];
+    let oneshot = rt
+        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &plaintext)
         .unwrap();
-    // Two regular frames (4 + 12 + 100 + 16) then a full final frame (4+4+12+4+100+16).
-    let header_len = msg.len() - 2 * 132 - 140;
-    let final_frame = &msg[header_len + 2 * 132..];
-    assert_eq!(&final_frame[..8], &[0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 3]);
-    assert_eq!(&final_frame[20..24], &[0, 0, 0, 100]);
+    let mut streamed = Vec::new();
+    {
+        let enc = rt
+            .block_on(envseal::Encryptor::new(
+                &config,
+                ring.as_ref(),
+                &EncryptionContext::new(),
+            ))
+            .unwrap();
+        let mut w = enc.wrap_output(&mut streamed).unwrap();
+        for piece in plaintext.chunks(7) {
+            std::io::Write::write_all(&mut w, piece).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    for msg in [&oneshot, &streamed] {
+        // Three regular frames (4 + 12 + 100 + 16), then an empty final
+        // frame (4 + 4 + 12 + 4 + 0 + 16).
+        let header_len = msg.len() - 3 * 132 - 40;
+        let final_frame = &msg[header_len + 3 * 132..];
+        assert_eq!(&final_frame[..8], &[0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 4]);
+        assert_eq!(&final_frame[20..24], &[0, 0, 0, 0]);
+        let d = rt
+            .decrypt(&config, ring.as_ref(), &EncryptionContext::new(), msg)
+            .unwrap();
+        assert_eq!(*d.plaintext, plaintext);
+    }
 }
 
 #[test]

@@ -260,11 +260,10 @@ impl Encryptor {
             threads: self.threads,
             pieces: 1,
         };
-        let regular = if plaintext.is_empty() {
-            0
-        } else {
-            (plaintext.len() - 1) / f
-        };
+        // A plaintext of whole frames ends with an empty final frame, as
+        // the Python reference writes it (the spec allows both; Python's
+        // 3.x decoder, the one aws-encryption-cli runs, rejects a full one).
+        let regular = plaintext.len() / f;
         let (regular_pt, final_pt) = plaintext.split_at(regular * f);
         let final_seq = u32::try_from(regular + 1).map_err(|_| LimitError::TooManyFrames {
             max: u64::from(u32::MAX),
@@ -573,7 +572,7 @@ impl<W: Write> EncryptWriter<W> {
         if self.frame_length == 0 || !job::background(self.keys.threads) || self.pending.is_empty() {
             return Ok(());
         }
-        let regular = (self.pending.len() - 1) / self.frame_length * self.frame_length;
+        let regular = self.pending.len() / self.frame_length * self.frame_length;
         if regular == 0 {
             return Ok(());
         }
@@ -777,13 +776,9 @@ impl<W: Write> EncryptWriter<W> {
         if self.frame_length == 0 {
             self.emit_single(BodyPart::NonFramed, plaintext)?;
         } else {
+            // Whole frames end with an empty final frame (see `seal_into`).
             let f = self.frame_length;
-            let regular = if plaintext.is_empty() {
-                0
-            } else {
-                (plaintext.len() - 1) / f
-            };
-            let (regular_pt, final_pt) = plaintext.split_at(regular * f);
+            let (regular_pt, final_pt) = plaintext.split_at(plaintext.len() / f * f);
             self.emit_regular(regular_pt)?;
             self.emit_single(BodyPart::FinalFrame, final_pt)?;
         }
