@@ -21,6 +21,11 @@ same bytes (the big file and the whole tree).
 
 Prints a markdown table (wall seconds side by side and the ratio) and
 writes the raw figures as JSON to --json if given.
+
+With --check (scripts/test), no timing: a tree of files of sizes at the
+framing edges (empty, one byte, a frame, a frame and a byte, ...), for the
+defaults and for 0x0478 with 128-byte frames (the Python SDK wants a
+multiple of 16); each tool decrypts what each tool wrote, to the same bytes.
 """
 
 import argparse
@@ -148,21 +153,62 @@ class Tools:
     def __init__(self, envseal, peer, key_arn):
         self.envseal, self.peer, self.key = envseal, peer, key_arn
 
-    def argv(self, tool, op, src, dst, tree, cached):
+    def argv(self, tool, op, src, dst, tree, cached, extra=()):
+        """The command line; `extra` is added on encrypt (suite, frame length)."""
+        extra = list(extra) if op == "encrypt" else []
         if tool == "envseal":
             argv = [self.envseal, op, "--kms-key", self.key, "--input", src, "--output", dst]
             if tree:
                 argv.append("--recursive")
             if cached:
                 argv += ["--cache-max-age-s", "300"]
-            return argv + ["--quiet"]
+            return argv + extra + ["--quiet"]
         argv = [self.peer, "--encrypt" if op == "encrypt" else "--decrypt", "-S", "-q"]
         argv += ["-w", "key=" + self.key, "-i", src, "-o", dst]
         if tree:
             argv.append("-r")
         if cached:
             argv += ["--caching", "capacity=1000", "max_age=300"]
-        return argv
+        return argv + extra
+
+
+# The interop check (--check): sizes at the framing edges, for each of two
+# settings given to both tools (envseal's flags, aws-encryption-cli's flags).
+CHECK_SIZES = [0, 1, 127, 128, 129, 255, 256, 4095, 4096, 4097, 8192, 65536, 70000]
+CHECK_SETTINGS = [
+    ("defaults (0x0578, frame 4096)", [], []),
+    (
+        "0x0478, frame 128",
+        ["--suite", "0x0478", "--frame-length", "128"],
+        ["--algorithm", "AES_256_GCM_HKDF_SHA512_COMMIT_KEY", "--frame-length", "128"],
+    ),
+]
+
+
+def check(args, moto):
+    """Each tool decrypts the other's files (and its own) to the same bytes."""
+    tree = os.path.join(args.work, "tree")
+    for i in range(args.files):
+        folder = os.path.join(tree, "d{}".format(i % 3))
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "f{:03}.bin".format(i)), "wb") as f:
+            f.write(os.urandom(CHECK_SIZES[i % len(CHECK_SIZES)]))
+    tools = Tools(args.envseal, args.peer, moto.key_arn)
+    checked = 0
+    for n, (label, envseal_flags, peer_flags) in enumerate(CHECK_SETTINGS):
+        for writer, flags in (("envseal", envseal_flags), ("aws-encryption-cli", peer_flags)):
+            enc = os.path.join(args.work, "{}-{}-enc".format(n, writer))
+            os.makedirs(enc)
+            timed(tools.argv(writer, "encrypt", tree, enc, True, False, flags), moto.env)
+            for reader in ("envseal", "aws-encryption-cli"):
+                dec = os.path.join(args.work, "{}-{}-by-{}".format(n, writer, reader))
+                os.makedirs(dec)
+                timed(tools.argv(reader, "decrypt", enc, dec, True, False), moto.env)
+                checked += same_tree(tree, dec, ".encrypted.decrypted")
+        print("cli-peer check: {}: both ways OK".format(label), file=sys.stderr)
+    print("cli-peer check: OK, {} files decrypted to their inputs ({} sizes from {} to {} bytes, {} settings, "
+          "each tool reading both tools' messages)".format(
+              checked, len(CHECK_SIZES), min(CHECK_SIZES), max(CHECK_SIZES), len(CHECK_SETTINGS)))
 
 
 def main():
@@ -176,11 +222,20 @@ def main():
     ap.add_argument("--big-mib", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json")
+    ap.add_argument("--check", action="store_true",
+                    help="interop check only: --files files of sizes at the framing edges, no timing")
     args = ap.parse_args()
 
     fresh(args.work)
     os.makedirs(args.work)
     moto = Moto(args.moto)
+    if args.check:
+        try:
+            check(args, moto)
+        finally:
+            moto.stop()
+            fresh(args.work)
+        return
     try:
         tree, big = write_inputs(args.work, args.files, args.file_size, args.big_mib)
         tools = Tools(args.envseal, args.peer, moto.key_arn)
