@@ -23,7 +23,7 @@ Prints a markdown table (wall seconds side by side and the ratio) and
 writes the raw figures as JSON to --json if given.
 
 With --check (scripts/test), no timing: a tree of files of sizes at the
-framing edges (empty, one byte, a frame, a frame and a byte, ...), for the
+framing edges (empty, one byte, a frame, a frame and a byte, a batch, ...), for the
 defaults and for 0x0478 with 128-byte frames (the Python SDK wants a
 multiple of 16); each tool decrypts what each tool wrote, to the same bytes.
 """
@@ -174,7 +174,10 @@ class Tools:
 
 # The interop check (--check): sizes at the framing edges, for each of two
 # settings given to both tools (envseal's flags, aws-encryption-cli's flags).
-CHECK_SIZES = [0, 1, 127, 128, 129, 255, 256, 4095, 4096, 4097, 8192, 65536, 70000]
+# envseal runs with two threads here, so its batches are 2 MiB on any
+# machine: the last sizes end on, just past and a frame past a batch.
+CHECK_SIZES = [0, 1, 127, 128, 129, 255, 256, 4095, 4096, 4097, 8192, 65536, 70000,
+               2 << 20, (2 << 20) + 1, (2 << 20) + 4096, 4 << 20]
 CHECK_SETTINGS = [
     ("defaults (0x0578, frame 4096)", [], []),
     (
@@ -194,16 +197,17 @@ def check(args, moto):
         with open(os.path.join(folder, "f{:03}.bin".format(i)), "wb") as f:
             f.write(os.urandom(CHECK_SIZES[i % len(CHECK_SIZES)]))
     tools = Tools(args.envseal, args.peer, moto.key_arn)
+    env = {"envseal": dict(moto.env, RAYON_NUM_THREADS="2"), "aws-encryption-cli": moto.env}
     checked = 0
     for n, (label, envseal_flags, peer_flags) in enumerate(CHECK_SETTINGS):
         for writer, flags in (("envseal", envseal_flags), ("aws-encryption-cli", peer_flags)):
             enc = os.path.join(args.work, "{}-{}-enc".format(n, writer))
             os.makedirs(enc)
-            timed(tools.argv(writer, "encrypt", tree, enc, True, False, flags), moto.env)
+            timed(tools.argv(writer, "encrypt", tree, enc, True, False, flags), env[writer])
             for reader in ("envseal", "aws-encryption-cli"):
                 dec = os.path.join(args.work, "{}-{}-by-{}".format(n, writer, reader))
                 os.makedirs(dec)
-                timed(tools.argv(reader, "decrypt", enc, dec, True, False), moto.env)
+                timed(tools.argv(reader, "decrypt", enc, dec, True, False), env[reader])
                 checked += same_tree(tree, dec, ".encrypted.decrypted")
         print("cli-peer check: {}: both ways OK".format(label), file=sys.stderr)
     print("cli-peer check: OK, {} files decrypted to their inputs ({} sizes from {} to {} bytes, {} settings, "

@@ -41,8 +41,9 @@ pub(crate) fn sized(out: &mut Vec<u8>, len: usize) {
 
 /// Staging buffers kept for the next stream (a stream's batch buffers are
 /// megabytes: fresh pages cost a fault each, about 2 µs on a small VM). A
-/// buffer is wiped before it goes back; at most [`POOL_MAX`] are kept, each
-/// at most [`POOL_MAX_BYTES`].
+/// buffer is wiped before it goes back, unless it only ever held ciphertext
+/// ([`Staging::pooled_public`]); at most [`POOL_MAX`] are kept, each at most
+/// [`POOL_MAX_BYTES`].
 static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 const POOL_MAX: usize = 6;
 const POOL_MAX_BYTES: usize = 4 << 20;
@@ -103,6 +104,22 @@ impl Staging {
         let mut buf = Staging::pooled();
         buf.public = true;
         buf
+    }
+
+    /// An empty, unallocated buffer for ciphertext only (see
+    /// [`Staging::pooled_public`]).
+    pub(crate) fn empty_public() -> Self {
+        Staging {
+            buf: Vec::new(),
+            len: 0,
+            dirty: 0,
+            public: true,
+        }
+    }
+
+    /// Whether this buffer only ever holds ciphertext (not wiped on drop).
+    pub(crate) fn is_public(&self) -> bool {
+        self.public
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -488,7 +488,10 @@ impl<W: Write> EncryptWriter<W> {
         )
         .and_then(|()| Ok(self.output.put(&mut sealed)?));
         self.sealed = sealed;
-        self.seq += count as u32;
+        if result.is_ok() {
+            // Sealed, so within the frame count (`seal_batch` checks it).
+            self.seq += count as u32;
+        }
         result
     }
 

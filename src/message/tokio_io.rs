@@ -372,6 +372,7 @@ impl<R: AsyncRead + Unpin> AsyncDecryptReader<R> {
         feed.pos = 0;
         feed.strict = true;
         core.queue_input(&rest);
+        core.set_lazy();
         Ok(AsyncDecryptReader {
             core: OffThread(Some(core)),
             input,

@@ -159,9 +159,11 @@ impl<R: Read> Input<R> {
             .ahead
             .front()
             .is_some_and(|(b, pos)| *pos == 0 && b.len() <= want);
-        if buf.is_empty() && self.pos == self.pending.len() && whole {
+        if buf.is_empty() && buf.is_public() && self.pos == self.pending.len() && whole {
             // A buffer read ahead, starting where this read does and no
-            // longer than it: taken whole.
+            // longer than it: taken whole, in exchange for `buf`, which is
+            // public too (a buffer that plaintext is opened into in place
+            // never changes places with the input's).
             if let Some((mut ahead, _)) = self.ahead.pop_front() {
                 std::mem::swap(buf, &mut ahead);
                 self.retire(ahead);
@@ -204,5 +206,38 @@ impl<R: Read> Input<R> {
     pub(super) fn at_end(&mut self) -> Result<bool> {
         let mut b = [0u8; 1];
         Ok(self.read_some(&mut b)? == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_takes_a_buffer_read_ahead_whole_only_in_exchange_for_a_public_one() {
+        let mut input = Input::new(b"ab".to_vec(), &[][..]);
+        // What was read with the header goes first, into the first buffer.
+        input.queue(b"cd");
+        let room = input.ahead_room(8);
+        room[..4].copy_from_slice(b"efgh");
+        input.ahead_done(4);
+        let room = input.ahead_room(8);
+        room[..3].copy_from_slice(b"ijk");
+        input.ahead_done(3);
+        assert_eq!(input.held(), 11);
+
+        let mut public = Staging::empty_public();
+        input.fill(&mut public, 8, 0).unwrap();
+        assert_eq!(public.as_slice(), b"abcdefgh");
+        assert!(public.is_public());
+        // Taken whole: the buffer left the queue, the empty one went spare.
+        assert_eq!((input.ahead.len(), input.spent.len()), (1, 1));
+
+        // A buffer that may hold plaintext gets a copy, never an exchange.
+        let mut private = Staging::default();
+        input.fill(&mut private, 8, 0).unwrap();
+        assert_eq!(private.as_slice(), b"ijk");
+        assert!(!private.is_public());
+        assert_eq!(input.held(), 0);
     }
 }

@@ -110,6 +110,9 @@ pub struct DecryptReader<R> {
     pub(super) final_marker_read: bool,
     pub(super) aad: Vec<u8>,
     pub(super) state: State,
+    /// Reads no batch ahead of the one it starts (an async stream: its
+    /// input is read ahead into the input's buffers before each step).
+    lazy: bool,
 }
 
 impl<R> std::fmt::Debug for DecryptReader<R> {
@@ -165,6 +168,7 @@ impl<R: Read> DecryptReader<R> {
             final_marker_read: false,
             aad: Vec::with_capacity(96),
             state: State::Body,
+            lazy: false,
         }
     }
 
@@ -191,6 +195,10 @@ impl<R: Read> DecryptReader<R> {
     }
 
     pub(super) fn open(&mut self, iv: &[u8; 12], part: BodyPart, seq: u32, len: u64) -> Result<usize> {
+        debug_assert!(
+            !self.buf.is_public(),
+            "plaintext opened into a buffer that is not wiped"
+        );
         body_aad(&mut self.aad, &self.keys.message_id, part, seq, len);
         self.keys
             .aead
@@ -224,7 +232,9 @@ impl<R: Read> DecryptReader<R> {
     /// `None` once the final frame's marker is next.
     fn read_batch(&mut self) -> Result<Option<Batch>> {
         let slot = REGULAR_HEADER_LEN + self.frame_length as usize + TAG_LEN;
-        let mut sealed = std::mem::take(&mut self.sealed);
+        // The place it leaves stays a ciphertext buffer (the next read may
+        // take an input buffer whole in exchange for it).
+        let mut sealed = std::mem::replace(&mut self.sealed, Staging::empty_public());
         sealed.clear();
         // A batch of the configured size is read in one go; only a frame
         // length beyond it (a header's claim) makes the buffer grow with
@@ -323,12 +333,18 @@ impl<R: Read> DecryptReader<R> {
             self.seq += done.count as u32;
             self.release(done.count * self.frame_length as usize);
             // The pool opens the next batch and this thread reads the
-            // one after while the caller takes this one.
+            // one after while the caller takes this one. A lazy reader
+            // has read none ahead: it reads the next batch and starts it.
             match self.next.take() {
                 Some(Ok(batch)) => self.start(batch),
                 other => self.next = other,
             }
             self.read_ahead();
+            if self.lazy && self.inflight.is_none() {
+                if let Some(Ok(batch)) = self.next.take_if(|n| n.is_ok()) {
+                    self.start(batch);
+                }
+            }
             return Ok(());
         }
         self.read_ahead();
@@ -339,7 +355,9 @@ impl<R: Read> DecryptReader<R> {
                 // Released by the next call, which waits for it (the async
                 // reader first polls until it is done): nothing yet.
                 self.start(batch);
-                self.read_ahead();
+                if !self.lazy {
+                    self.read_ahead();
+                }
                 Ok(())
             }
             Some(Ok(batch)) => {
@@ -489,11 +507,12 @@ impl<R: Read> DecryptReader<R> {
     /// How an async stream reads ahead of [`DecryptReader::step`]: in
     /// buffers of `chunk` bytes (a batch read, so each batch is taken
     /// without a copy), until `target` bytes are held or the input ends.
-    /// `target` is the most input one step reads: two batches of regular
-    /// frames (the first step reads two, every later one one; the final
-    /// frame is read by a step of its own), or the final frame, the
-    /// longest footer and one byte to tell that the input ends; or a whole
-    /// non-framed body.
+    /// `target` is the most input one step reads: a batch of regular
+    /// frames (an async stream's reader is lazy: a step reads the batch it
+    /// starts, none beyond; the final frame is read by a step of its own),
+    /// or the final frame, the longest footer and one byte to tell that the
+    /// input ends; or a whole non-framed body. The batch after is read
+    /// ahead, into the input's buffers, while this one opens.
     /// Holding that much before each step, a step never waits for input.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn read_ahead_plan(&self) -> (usize, usize) {
@@ -503,7 +522,8 @@ impl<R: Read> DecryptReader<R> {
                 let slot = REGULAR_HEADER_LEN + self.frame_length as usize + TAG_LEN;
                 let last = 4 + REGULAR_HEADER_LEN + 4 + self.frame_length as usize + TAG_LEN;
                 let chunk = self.batch_frames.saturating_mul(slot);
-                (chunk, chunk.saturating_mul(2).saturating_add(last + footer))
+                let batches = if self.lazy { 1 } else { 2 };
+                (chunk, chunk.saturating_mul(batches).saturating_add(last + footer))
             }
             ContentType::NonFramed => (
                 256 << 10,
@@ -512,6 +532,12 @@ impl<R: Read> DecryptReader<R> {
                     .saturating_add(12 + 8 + TAG_LEN + footer),
             ),
         }
+    }
+
+    /// Makes the reader lazy (see [`DecryptReader::read_ahead_plan`]).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn set_lazy(&mut self) {
+        self.lazy = true;
     }
 
     /// Input bytes held ahead of the reader.
