@@ -1129,6 +1129,56 @@ mod async_streams {
         assert!(cases > 150, "{cases}");
     }
 
+    /// A non-framed body longer than the reader allows is refused once its
+    /// length has arrived, before the body is read (the reader asks for the
+    /// declared length, never for the configured maximum up front).
+    #[tokio::test]
+    async fn async_decrypt_refuses_a_long_non_framed_body_after_its_length() {
+        let writer = client(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 0, 2);
+        let msg = writer
+            .encrypt(&ctx(&[("a", "b")]), &bytes(4 << 20, 5))
+            .await
+            .unwrap();
+        let config = Config::builder()
+            .commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt)
+            .max_body_size(1 << 20)
+            .build()
+            .unwrap();
+        let reader = Client::builder_shared(aes("ns", "k", &[6u8; 32]))
+            .config(config)
+            .build()
+            .unwrap();
+        let (mut tx, rx) = tokio::io::duplex(16 << 10);
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&sent);
+        let feeder = tokio::spawn(async move {
+            for piece in msg.chunks(4096) {
+                if tx.write_all(piece).await.is_err() {
+                    return;
+                }
+                counter.fetch_add(piece.len(), std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let result = async {
+            let mut r = reader.decrypt_stream_async(rx, &ctx(&[("a", "b")])).await?;
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).await.map_err(Error::from_io)?;
+            Ok::<_, Error>(out)
+        }
+        .await;
+        let sent = sent.load(std::sync::atomic::Ordering::SeqCst);
+        feeder.abort();
+        assert!(
+            matches!(
+                result,
+                Err(Error::Limit(envseal::LimitError::BodyTooLarge { .. }))
+            ),
+            "{result:?}"
+        );
+        // The header, the body's IV and length, and what the pipe holds.
+        assert!(sent < 64 << 10, "{sent} bytes read before the refusal");
+    }
+
     /// A tampered frame: the batches before it are released, nothing of
     /// its batch or after; the reader stays failed. Truncated input and
     /// trailing bytes are errors, never a clean end.

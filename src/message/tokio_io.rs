@@ -403,8 +403,13 @@ impl<R: AsyncRead + Unpin> AsyncDecryptReader<R> {
         while self.core.released().is_empty() && !self.core.is_over() {
             // What the step reads, read ahead: straight into the buffers
             // its batches are taken from.
-            let (chunk, target) = self.core.read_ahead_plan();
-            while !self.core.source_mut().eof && self.core.held() < target {
+            loop {
+                // Asked again after each read: a non-framed body's plan
+                // grows once its length has arrived.
+                let (chunk, target) = self.core.read_ahead_plan();
+                if self.core.source_mut().eof || self.core.held() >= target {
+                    break;
+                }
                 let (core, input) = (&mut self.core, &mut self.input);
                 let mut buf = ReadBuf::new(core.ahead_room(chunk));
                 if let Err(e) = ready!(Pin::new(input).poll_read(cx, &mut buf)) {

@@ -42,6 +42,30 @@ impl<R> Input<R> {
         self.pending.len() - self.pos + ahead
     }
 
+    /// Copies the held bytes at `offset..offset + out.len()` (counted from
+    /// the next byte to read) into `out` without taking them; false if
+    /// fewer are held.
+    pub(super) fn peek(&self, offset: usize, out: &mut [u8]) -> bool {
+        let pending = &self.pending[self.pos..];
+        let held = std::iter::once(pending).chain(self.ahead.iter().map(|(b, pos)| &b.as_slice()[*pos..]));
+        let (mut skip, mut filled) = (offset, 0);
+        for part in held {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            let part = &part[skip..];
+            skip = 0;
+            let n = part.len().min(out.len() - filled);
+            out[filled..filled + n].copy_from_slice(&part[..n]);
+            filled += n;
+            if filled == out.len() {
+                return true;
+            }
+        }
+        out.is_empty()
+    }
+
     /// Appends `bytes` after everything held (before the reader's next),
     /// in the buffers read ahead: the first of them then starts where the
     /// body does, so that batch reads take them whole.
@@ -224,6 +248,12 @@ mod tests {
         let room = input.ahead_room(8);
         room[..3].copy_from_slice(b"ijk");
         input.ahead_done(3);
+        assert_eq!(input.held(), 11);
+        // Peeked across the buffers, nothing taken.
+        let mut peeked = [0u8; 5];
+        assert!(input.peek(6, &mut peeked));
+        assert_eq!(&peeked, b"ghijk");
+        assert!(!input.peek(7, &mut peeked));
         assert_eq!(input.held(), 11);
 
         let mut public = Staging::empty_public();

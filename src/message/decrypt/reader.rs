@@ -507,12 +507,16 @@ impl<R: Read> DecryptReader<R> {
     /// How an async stream reads ahead of [`DecryptReader::step`]: in
     /// buffers of `chunk` bytes (a batch read, so each batch is taken
     /// without a copy), until `target` bytes are held or the input ends.
+    /// The plan changes as bytes arrive (a non-framed body's length): ask
+    /// again after each read.
     /// `target` is the most input one step reads: a batch of regular
     /// frames (an async stream's reader is lazy: a step reads the batch it
     /// starts, none beyond; the final frame is read by a step of its own),
     /// or the final frame, the longest footer and one byte to tell that the
-    /// input ends; or a whole non-framed body. The batch after is read
-    /// ahead, into the input's buffers, while this one opens.
+    /// input ends; or a whole non-framed body, as long as its declared
+    /// length (only its IV and length when the step will refuse that). The
+    /// batch after is read ahead, into the input's buffers, while this one
+    /// opens.
     /// Holding that much before each step, a step never waits for input.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn read_ahead_plan(&self) -> (usize, usize) {
@@ -525,12 +529,24 @@ impl<R: Read> DecryptReader<R> {
                 let batches = if self.lazy { 1 } else { 2 };
                 (chunk, chunk.saturating_mul(batches).saturating_add(last + footer))
             }
-            ContentType::NonFramed => (
-                256 << 10,
-                usize::try_from(self.max_body_size)
-                    .unwrap_or(usize::MAX)
-                    .saturating_add(12 + 8 + TAG_LEN + footer),
-            ),
+            ContentType::NonFramed => {
+                // The body's IV and length first; then the length it
+                // declares, unless the step will refuse that length.
+                let head = 12 + 8;
+                let mut len = [0u8; 8];
+                let target = if self.input.peek(12, &mut len) {
+                    let declared = u64::from_be_bytes(len);
+                    let refused = declared > MAX_NON_FRAMED_LEN
+                        || declared.saturating_add(TAG_LEN as u64) > self.max_body_size;
+                    match usize::try_from(declared) {
+                        Ok(declared) if !refused => (head + TAG_LEN + footer).saturating_add(declared),
+                        _ => head,
+                    }
+                } else {
+                    head
+                };
+                (256 << 10, target)
+            }
         }
     }
 
