@@ -570,6 +570,41 @@ fn non_framed_encrypt_is_bounded_by_max_body_size() {
         })) => {}
         other => panic!("{other:?}"),
     }
+    // The same bound when a stream reads the plaintext (`copy_from`).
+    for (len, ok) in [(1000usize, true), (1001, false)] {
+        let enc = rt
+            .block_on(envseal::Encryptor::new(
+                &config,
+                ring.as_ref(),
+                &EncryptionContext::new(),
+            ))
+            .unwrap();
+        let mut w = enc.wrap_output(Vec::new()).unwrap();
+        match w.copy_from(&mut &vec![0u8; len][..]) {
+            Ok(n) => {
+                assert!(ok, "{len} bytes copied");
+                assert_eq!(n, len as u64);
+                let msg = w.finish().unwrap();
+                let d = rt
+                    .decrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), &msg)
+                    .unwrap();
+                assert_eq!(d.plaintext.len(), len);
+            }
+            Err(e) => {
+                assert!(!ok, "{len}: {e}");
+                assert!(
+                    matches!(
+                        Error::from_io(e),
+                        Error::Limit(LimitError::BodyTooLarge {
+                            found: 1001,
+                            max: 1000
+                        })
+                    ),
+                    "{len}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -976,19 +1011,32 @@ mod async_streams {
             .unwrap()
     }
 
-    /// Encrypts `pt` through a duplex pipe of `capacity` bytes, writing in
-    /// pieces of at most `max_piece`; returns the message.
-    async fn seal_async(c: &Client, pt: &[u8], capacity: usize, max_piece: usize, seed: u64) -> Vec<u8> {
+    /// An async writer into a duplex pipe of `capacity` bytes, and the task
+    /// that collects the message from the other end.
+    async fn sealing_pipe(
+        c: &Client,
+        capacity: usize,
+    ) -> (
+        envseal::AsyncEncryptWriter<tokio::io::DuplexStream>,
+        tokio::task::JoinHandle<Vec<u8>>,
+    ) {
         let (tx, mut rx) = tokio::io::duplex(capacity);
         let collector = tokio::spawn(async move {
             let mut msg = Vec::new();
             rx.read_to_end(&mut msg).await.unwrap();
             msg
         });
-        let mut w = c
+        let w = c
             .encrypt_stream_async(&ctx(&[("a", "b")]), None, tx)
             .await
             .unwrap();
+        (w, collector)
+    }
+
+    /// Encrypts `pt` through a duplex pipe of `capacity` bytes, writing in
+    /// pieces of at most `max_piece`; returns the message.
+    async fn seal_async(c: &Client, pt: &[u8], capacity: usize, max_piece: usize, seed: u64) -> Vec<u8> {
+        let (mut w, collector) = sealing_pipe(c, capacity).await;
         let mut pieces = Pieces(seed | 1, max_piece);
         let mut rest = pt;
         while !rest.is_empty() {
@@ -1005,12 +1053,7 @@ mod async_streams {
     /// (written in pieces of at most `max_piece`) by
     /// `AsyncEncryptWriter::copy_from`.
     async fn seal_async_copy(c: &Client, pt: &[u8], capacity: usize, max_piece: usize, seed: u64) -> Vec<u8> {
-        let (tx, mut rx) = tokio::io::duplex(capacity);
-        let collector = tokio::spawn(async move {
-            let mut msg = Vec::new();
-            rx.read_to_end(&mut msg).await.unwrap();
-            msg
-        });
+        let (mut w, collector) = sealing_pipe(c, capacity).await;
         let (mut pt_tx, mut pt_rx) = tokio::io::duplex(capacity);
         let owned = pt.to_vec();
         let feeder = tokio::spawn(async move {
@@ -1022,10 +1065,6 @@ mod async_streams {
                 rest = &rest[n..];
             }
         });
-        let mut w = c
-            .encrypt_stream_async(&ctx(&[("a", "b")]), None, tx)
-            .await
-            .unwrap();
         let read = w.copy_from(&mut pt_rx).await.unwrap();
         assert_eq!(read, pt.len() as u64);
         w.shutdown().await.unwrap();

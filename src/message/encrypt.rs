@@ -562,7 +562,7 @@ impl<W: Write> EncryptWriter<W> {
     /// The first `batch_bytes` of `pending` are a batch of regular frames
     /// (more plaintext follows): seals them, in the background when there
     /// are several threads, keeping the rest in `pending`.
-    fn flush_batch(&mut self) -> Result<()> {
+    pub(crate) fn flush_batch(&mut self) -> Result<()> {
         self.flush_cut(self.batch_bytes)
     }
 
@@ -662,13 +662,7 @@ impl<W: Write> EncryptWriter<W> {
     fn write_inner(&mut self, mut data: &[u8]) -> Result<()> {
         self.accept(data.len())?;
         if self.frame_length == 0 {
-            // A non-framed body is held whole until `finish` (its length
-            // precedes it): bounded by the configured body size.
-            let total = (self.pending.len() + data.len()) as u64;
-            let max = self.max_body_size.min(MAX_NON_FRAMED_LEN);
-            if total > max {
-                return Err(LimitError::BodyTooLarge { found: total, max }.into());
-            }
+            self.check_body_len(data.len())?;
             self.pending.extend(data);
             return Ok(());
         }
@@ -700,33 +694,19 @@ impl<W: Write> EncryptWriter<W> {
 
     fn copy_inner<R: Read + ?Sized>(&mut self, reader: &mut R) -> Result<u64> {
         let start = self.written;
-        if self.frame_length == 0 {
-            let mut chunk = Zeroizing::new(vec![0u8; 64 << 10]);
-            loop {
-                match reader.read(&mut chunk) {
-                    Ok(0) => return Ok(self.written - start),
-                    Ok(n) => self.write_inner(&chunk[..n])?,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Error::Io(e)),
-                }
-            }
-        }
-        // Room for a batch and one frame more: a full batch is sealed only
-        // once a byte past it shows that the final frame comes later.
-        let room = self.batch_bytes + self.frame_length;
         loop {
-            if self.pending.len() > self.batch_bytes {
+            if self.read_batch_full() {
                 self.flush_batch()?;
             }
-            let want = room - self.pending.len();
-            let n = match reader.read(self.pending.spare_mut(want)) {
+            let room = self.read_room();
+            let want = room.len();
+            let n = match reader.read(room) {
                 Ok(0) => return Ok(self.written - start),
                 Ok(n) => n.min(want),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::Io(e)),
             };
-            self.accept(n)?;
-            self.pending.advance(n);
+            self.read_done(n)?;
         }
     }
 
@@ -967,24 +947,17 @@ impl<W: Write> EncryptWriter<W> {
         self.frame_length != 0 && self.pending.len() >= self.batch_bytes
     }
 
-    /// Whether the plaintext read by the async writer's `copy_from` holds
-    /// a whole batch and more, so that the batch is sealed (after the one
-    /// before is done) before the next read.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    /// Whether the plaintext read by `copy_from` (sync or async) holds a
+    /// whole batch and more, so that the batch is sealed
+    /// ([`EncryptWriter::flush_batch`]) before the next read: a byte past
+    /// it shows that the final frame comes later.
     pub(crate) fn read_batch_full(&self) -> bool {
         self.frame_length != 0 && self.pending.len() > self.batch_bytes
     }
 
-    /// Seals the batch that [`EncryptWriter::read_batch_full`] reports.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn read_flush(&mut self) -> Result<()> {
-        self.flush_batch()
-    }
-
-    /// Where the async writer's `copy_from` reads next: straight into the
-    /// batch buffer, up to a batch and one frame (as
-    /// [`EncryptWriter::copy_from`]), or 64 KiB more of a non-framed body.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    /// Where `copy_from` (sync or async) reads next: straight into the
+    /// batch buffer, up to a batch and one frame, or 64 KiB more of a
+    /// non-framed body.
     pub(crate) fn read_room(&mut self) -> &mut [u8] {
         let want = if self.frame_length == 0 {
             64 << 10
@@ -995,17 +968,24 @@ impl<W: Write> EncryptWriter<W> {
     }
 
     /// Takes the `n` bytes just read into [`EncryptWriter::read_room`].
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn read_done(&mut self, n: usize) -> Result<()> {
         self.accept(n)?;
         if self.frame_length == 0 {
-            let total = (self.pending.len() + n) as u64;
-            let max = self.max_body_size.min(MAX_NON_FRAMED_LEN);
-            if total > max {
-                return Err(LimitError::BodyTooLarge { found: total, max }.into());
-            }
+            self.check_body_len(n)?;
         }
         self.pending.advance(n);
+        Ok(())
+    }
+
+    /// A non-framed body is held whole until `finish` (its length precedes
+    /// it): `more` bytes past what is held must stay within the configured
+    /// body size.
+    fn check_body_len(&self, more: usize) -> Result<()> {
+        let total = (self.pending.len() + more) as u64;
+        let max = self.max_body_size.min(MAX_NON_FRAMED_LEN);
+        if total > max {
+            return Err(LimitError::BodyTooLarge { found: total, max }.into());
+        }
         Ok(())
     }
 

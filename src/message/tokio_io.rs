@@ -127,10 +127,9 @@ impl<W: AsyncWrite + Unpin> AsyncEncryptWriter<W> {
                 return Poll::Ready(Err(Error::Poisoned.into()));
             }
             if self.core.read_batch_full() {
-                // A byte past the batch shows the final frame comes later:
-                // the batch seals once the one before is done and out.
+                // The batch seals once the one before is done and out.
                 ready!(self.poll_ready_for_core(cx))?;
-                if let Err(e) = self.core.read_flush() {
+                if let Err(e) = self.core.flush_batch() {
                     self.failed = true;
                     return Poll::Ready(Err(e.into()));
                 }

@@ -71,16 +71,20 @@ impl<R> Input<R> {
     /// body does, so that batch reads take them whole.
     pub(super) fn queue(&mut self, bytes: &[u8]) {
         if self.ahead.is_empty() {
-            let mut first = self.spent.pop().unwrap_or_else(Staging::pooled_public);
-            first.clear();
-            first.extend(&self.pending[self.pos..]);
-            self.pending = Vec::new();
-            self.pos = 0;
-            self.ahead.push_back((first, 0));
+            let (pending, pos) = (std::mem::take(&mut self.pending), std::mem::take(&mut self.pos));
+            self.push_ahead().extend(&pending[pos..]);
         }
         if let Some((b, _)) = self.ahead.back_mut() {
             b.extend(bytes);
         }
+    }
+
+    /// A new, empty buffer at the end of those read ahead (an emptied one
+    /// if there is one; those are cleared when they are retired).
+    fn push_ahead(&mut self) -> &mut Staging {
+        let fresh = self.spent.pop().unwrap_or_else(Staging::pooled_public);
+        self.ahead.push_back((fresh, 0));
+        &mut self.ahead.back_mut().expect("just pushed").0
     }
 
     /// Room for more bytes read ahead, after everything held, in buffers
@@ -91,11 +95,8 @@ impl<R> Input<R> {
     /// hostile header may claim) grows with the bytes received, doubling.
     pub(super) fn ahead_room(&mut self, chunk: usize) -> &mut [u8] {
         const WHOLE: usize = 8 << 20;
-        let open = self.ahead.back().is_some_and(|(b, _)| b.len() < chunk);
-        if !open {
-            let mut fresh = self.spent.pop().unwrap_or_else(Staging::pooled_public);
-            fresh.clear();
-            self.ahead.push_back((fresh, 0));
+        if self.ahead.back().is_none_or(|(b, _)| b.len() >= chunk) {
+            self.push_ahead();
         }
         let (buf, _) = self.ahead.back_mut().expect("a buffer to read ahead into");
         let left = chunk - buf.len();
