@@ -1231,33 +1231,42 @@ mod async_streams {
                 threads,
             );
             let batch = if threads == 1 { 256 << 10 } else { 2 << 20 };
-            let pt = bytes(3 * batch + 10, 7);
-            let mut msg = c.encrypt(&ctx(&[("a", "b")]), &pt).await.unwrap();
+            let pt = bytes(5 * batch + 10, 7);
+            let msg = c.encrypt(&ctx(&[("a", "b")]), &pt).await.unwrap();
             let header_len = envseal::Decryptor::new(&msg[..], c.config())
                 .unwrap()
                 .header_len();
-            // A byte of the first frame of the second batch.
-            let slot = 4 + 12 + frame + 16;
-            let target = header_len + (batch / frame) * slot + 40;
-            msg[target] ^= 1;
-            let mut r: AsyncDecryptReader<&[u8]> = c
-                .decrypt_stream_async(&msg[..], &ctx(&[("a", "b")]))
-                .await
-                .unwrap();
-            let mut out = Vec::new();
-            let err = loop {
-                let mut buf = vec![0u8; 100_000];
-                match r.read(&mut buf).await {
-                    Ok(0) => panic!("a tampered message read to its end"),
-                    Ok(n) => out.extend_from_slice(&buf[..n]),
-                    Err(e) => break e,
-                }
-            };
-            assert!(matches!(Error::from_io(err), Error::Decrypt));
-            assert_eq!(out.len(), batch, "threads {threads}: exactly the first batch");
-            assert!(out == pt[..batch]);
-            let mut buf = [0u8; 16];
-            assert!(r.read(&mut buf).await.is_err(), "stays failed");
+            // A byte of the first frame of the second batch, or of the
+            // fourth (two batches open in the background beside the one
+            // the caller takes, with several threads).
+            for tampered in [1usize, 3] {
+                let slot = 4 + 12 + frame + 16;
+                let target = header_len + tampered * (batch / frame) * slot + 40;
+                let mut msg = msg.clone();
+                msg[target] ^= 1;
+                let mut r: AsyncDecryptReader<&[u8]> = c
+                    .decrypt_stream_async(&msg[..], &ctx(&[("a", "b")]))
+                    .await
+                    .unwrap();
+                let mut out = Vec::new();
+                let err = loop {
+                    let mut buf = vec![0u8; 100_000];
+                    match r.read(&mut buf).await {
+                        Ok(0) => panic!("a tampered message read to its end"),
+                        Ok(n) => out.extend_from_slice(&buf[..n]),
+                        Err(e) => break e,
+                    }
+                };
+                assert!(matches!(Error::from_io(err), Error::Decrypt));
+                assert_eq!(
+                    out.len(),
+                    tampered * batch,
+                    "threads {threads}: exactly the batches before"
+                );
+                assert!(out == pt[..tampered * batch]);
+                let mut buf = [0u8; 16];
+                assert!(r.read(&mut buf).await.is_err(), "stays failed");
+            }
         }
         let c = client(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 100, 1);
         let msg = c.encrypt(&ctx(&[("a", "b")]), &bytes(1000, 3)).await.unwrap();

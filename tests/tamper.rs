@@ -161,6 +161,52 @@ fn failed_open_leaves_no_plaintext_in_the_released_output() {
     }
 }
 
+#[test]
+fn a_tampered_batch_behind_batches_in_flight_releases_only_those_before() {
+    // With several threads two batches open in the background (one when
+    // the suite signs) while the caller takes the one before: a tampered
+    // frame in batch 2, 3 or 4 (of 5 and a bit) releases exactly the
+    // batches before it, the ones opened beside it included, and nothing
+    // of its own; an untampered message reads back whole.
+    let rt = Runtime::new().unwrap();
+    let ring = aes("ns", "k", &[9u8; 32]);
+    let frame = 4096usize;
+    let batch_bytes = 2usize << 20;
+    let batch = batch_bytes / frame;
+    let slot = 4 + 12 + frame + 16;
+    for suite in [
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
+    ] {
+        let config = Config::builder()
+            .suite(suite)
+            .frame_length(frame as u32)
+            .threads(2)
+            .build()
+            .unwrap();
+        let pt = bytes(5 * batch_bytes + 3 * frame + 10, 6);
+        let msg = rt
+            .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt)
+            .unwrap();
+        assert!(
+            stream(&rt, &config, ring.as_ref(), &msg).unwrap() == pt,
+            "{suite:?}"
+        );
+        let body = Decryptor::new(&msg[..], &config).unwrap().header_len();
+        for tampered in [1usize, 2, 3] {
+            let mut bad = msg.clone();
+            // A byte of the third frame of batch `tampered` (from 0).
+            bad[body + (tampered * batch + 2) * slot + 16 + 100] ^= 0x04;
+            match stream(&rt, &config, ring.as_ref(), &bad) {
+                Err((Error::Decrypt, released)) => {
+                    assert_eq!(released, tampered * batch_bytes, "{suite:?} batch {tampered}");
+                }
+                other => panic!("{suite:?} batch {tampered}: {:?}", other.map(|p| p.len())),
+            }
+        }
+    }
+}
+
 fn any_suite() -> impl Strategy<Value = AlgorithmSuite> {
     prop::sample::select(AlgorithmSuite::ALL.to_vec())
 }

@@ -86,6 +86,11 @@ impl<T: Send + 'static> Job<T> {
             .ok_or(Error::Internal("a background task ended without a result"))
     }
 
+    /// Whether the task is done (then [`Job::wait`] does not block).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.0.lock().finished
+    }
+
     /// Ready once the task is done (then [`Job::wait`] does not block);
     /// until then the task of `cx` is woken when it is.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]

@@ -2,11 +2,15 @@
 //! by batch once every tag in it verifies.
 //!
 //! Regular frames are read a batch at a time in large reads. With several
-//! threads a batch is opened in the background (its tags checked across
-//! the pool, the signature's hash absorbing it beside them) while the next
-//! batch is read and the caller takes the one before: three batches at
-//! most, whatever the message size.
+//! threads batches are opened in the background (their tags checked across
+//! the pool, the signature's hash absorbing them beside them) while the
+//! next batch is read and the caller takes the one before. Two batches are
+//! queued on the pool when the suite does not sign, so that the pool does
+//! not idle while the reading thread wakes up, releases a batch and starts
+//! the next; one when it signs (the hash takes the batches in order). Five
+//! batches at most, whatever the message size.
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;
 
@@ -94,12 +98,15 @@ pub struct DecryptReader<R> {
     /// Released plaintext (or the final frame / body: its ciphertext and
     /// tag, then its plaintext after opening).
     pub(super) buf: Staging,
-    /// The other plaintext buffer, for the batch in the background.
-    spare: Staging,
+    /// Plaintext buffers for the batches handed to the pool.
+    spare: Vec<Staging>,
     /// The batch read ahead (or the error reading it, reported in turn).
     next: Option<Result<Batch>>,
-    /// The batch opening in the background.
-    inflight: Option<Job<Opened>>,
+    /// The batches opening in the background, oldest first.
+    inflight: VecDeque<Job<Opened>>,
+    /// Most batches in the background: 0 (none: batches open on the
+    /// reader's thread), 1 for a signing suite, 2 otherwise.
+    depth: usize,
     pub(super) out_pos: usize,
     pub(super) out_end: usize,
     /// Sequence number of the next frame to release.
@@ -140,6 +147,7 @@ impl<R: Read> DecryptReader<R> {
         } = opened;
         let threads = config.effective_threads();
         let frame_length = header.body.frame_length;
+        let verifier_present = verifier.is_some();
         DecryptReader {
             input,
             suite: header.body.suite,
@@ -158,9 +166,14 @@ impl<R: Read> DecryptReader<R> {
             // Ciphertext only (it changes places with the input's buffers).
             sealed: Staging::pooled_public(),
             buf: Staging::pooled(),
-            spare: Staging::pooled(),
+            spare: Vec::new(),
             next: None,
-            inflight: None,
+            inflight: VecDeque::new(),
+            depth: match (job::background(threads), verifier_present) {
+                (false, _) => 0,
+                (true, true) => 1,
+                (true, false) => 2,
+            },
             out_pos: 0,
             out_end: 0,
             seq: 1,
@@ -307,9 +320,9 @@ impl<R: Read> DecryptReader<R> {
     /// Hands `batch` to the pool.
     fn start(&mut self, batch: Batch) {
         let keys = Arc::clone(&self.keys);
-        let mut plain = std::mem::take(&mut self.spare);
+        let mut plain = self.spare.pop().unwrap_or_else(Staging::pooled);
         let mut verifier = self.verifier.take();
-        self.inflight = Some(Job::spawn(move || {
+        self.inflight.push_back(Job::spawn(move || {
             let result = open_batch(keys.background_frames(), &batch, &mut plain, verifier.as_mut());
             Opened {
                 sealed: batch.sealed,
@@ -321,42 +334,67 @@ impl<R: Read> DecryptReader<R> {
         }));
     }
 
+    /// Keeps the pool fed: starts batches read ahead until `depth` are in
+    /// the background, then reads the next one ahead. A lazy reader reads
+    /// one batch at most, and starts it if there is room.
+    fn feed_pool(&mut self) {
+        loop {
+            self.read_ahead();
+            if self.inflight.len() >= self.depth || !matches!(self.next, Some(Ok(_))) {
+                return;
+            }
+            if let Some(Ok(batch)) = self.next.take() {
+                self.start(batch);
+            }
+            if self.lazy {
+                return;
+            }
+        }
+    }
+
+    /// Whether a lazy reader's step starts a batch without waiting: there
+    /// is room on the pool beside the batch still opening, and no final
+    /// frame or read error is next.
+    fn room_to_start(&self) -> bool {
+        !self.inflight.is_empty()
+            && self.inflight.len() < self.depth
+            && self.next.is_none()
+            && !self.final_marker_read
+    }
+
     /// Releases the next batch of regular frames once its tags verify; or,
-    /// after the last one, the final frame and the footer.
+    /// after the last one, the final frame and the footer. A lazy reader's
+    /// step may instead only start a batch (see [`DecryptReader::poll_idle`]).
     pub(super) fn next_frames(&mut self) -> Result<()> {
-        if let Some(job) = self.inflight.take() {
+        if self.lazy && self.room_to_start() && self.inflight.front().is_some_and(|job| !job.is_finished()) {
+            // Nothing to release yet: one more batch goes to the pool (or
+            // the final frame's marker is found next).
+            self.feed_pool();
+            return Ok(());
+        }
+        if let Some(job) = self.inflight.pop_front() {
             let done = job.wait()?;
             self.verifier = done.verifier;
             self.sealed = done.sealed;
-            self.spare = std::mem::replace(&mut self.buf, done.plain);
+            self.spare.push(std::mem::replace(&mut self.buf, done.plain));
             done.result?;
             self.seq += done.count as u32;
             self.release(done.count * self.frame_length as usize);
-            // The pool opens the next batch and this thread reads the
-            // one after while the caller takes this one. A lazy reader
-            // has read none ahead: it reads the next batch and starts it.
-            match self.next.take() {
-                Some(Ok(batch)) => self.start(batch),
-                other => self.next = other,
-            }
-            self.read_ahead();
-            if self.lazy && self.inflight.is_none() {
-                if let Some(Ok(batch)) = self.next.take_if(|n| n.is_ok()) {
-                    self.start(batch);
-                }
-            }
+            // The pool opens the next batches and this thread reads the
+            // one after while the caller takes this one.
+            self.feed_pool();
             return Ok(());
         }
         self.read_ahead();
         match self.next.take() {
             None => self.final_frame(),
             Some(Err(e)) => Err(e),
-            Some(Ok(batch)) if job::background(self.keys.threads) => {
-                // Released by the next call, which waits for it (the async
+            Some(Ok(batch)) if self.depth > 0 => {
+                // Released by a later call, which waits for it (the async
                 // reader first polls until it is done): nothing yet.
                 self.start(batch);
                 if !self.lazy {
-                    self.read_ahead();
+                    self.feed_pool();
                 }
                 Ok(())
             }
@@ -483,8 +521,9 @@ impl<R: Read> DecryptReader<R> {
         if let Err(e) = self.advance() {
             self.state = State::Failed;
             self.buf.wipe();
-            self.spare.wipe();
+            self.spare.iter_mut().for_each(Staging::wipe);
             self.next = None;
+            self.inflight.clear();
             self.out_pos = 0;
             self.out_end = 0;
             return Err(e.into());
@@ -580,11 +619,15 @@ impl<R: Read> DecryptReader<R> {
         self.input.queue(bytes);
     }
 
-    /// Ready when no batch is opening in the background, so that the next
-    /// [`DecryptReader::step`] does not wait on the pool.
+    /// Ready when the next [`DecryptReader::step`] does not wait on the
+    /// pool: no batch is opening in the background, the oldest one is
+    /// done, or (a lazy reader) the step will start one more beside it.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn poll_idle(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        job::poll_idle(self.inflight.as_ref(), cx)
+        if self.lazy && self.room_to_start() {
+            return std::task::Poll::Ready(());
+        }
+        job::poll_idle(self.inflight.front(), cx)
     }
 
     /// The reader the input comes from.
