@@ -1115,6 +1115,60 @@ mod async_streams {
         result
     }
 
+    /// Several batches sealing in the background at once (two, or one for
+    /// a signed suite, beside the batch being filled): the sync writer fed
+    /// in pieces and through `copy_from`, and the async writer fed both
+    /// ways, write messages that decrypt to the plaintext, of the one-shot
+    /// message's length, and that the streams read back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_queued_on_the_pool_seal_in_order() {
+        for suite in [
+            AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+            AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
+        ] {
+            for frame in [4096u32, 65536] {
+                let c = client(suite, frame, 2);
+                let pt = bytes((5 << 20) * 2 + 3 * frame as usize + 17, u64::from(frame));
+                let ctx = ctx(&[("a", "b")]);
+                let one_shot = c.encrypt(&ctx, &pt).await.unwrap();
+                let sync_pieces = {
+                    let mut out = Vec::new();
+                    let mut w = c.encrypt_stream(&ctx, None, &mut out).await.unwrap();
+                    for piece in pt.chunks(300_001) {
+                        std::io::Write::write_all(&mut w, piece).unwrap();
+                    }
+                    w.finish().unwrap();
+                    out
+                };
+                let sync_copy = {
+                    let mut out = Vec::new();
+                    let mut w = c.encrypt_stream(&ctx, None, &mut out).await.unwrap();
+                    assert_eq!(w.copy_from(&mut &pt[..]).unwrap(), pt.len() as u64);
+                    w.finish().unwrap();
+                    out
+                };
+                let async_pieces = seal_async(&c, &pt, 1 << 16, 300_001, 3).await;
+                let async_copy = seal_async_copy(&c, &pt, 1 << 16, 300_001, 4).await;
+                let slack = if suite.is_signed() { 8 } else { 0 };
+                for (how, msg) in [
+                    ("sync pieces", &sync_pieces),
+                    ("sync copy_from", &sync_copy),
+                    ("async pieces", &async_pieces),
+                    ("async copy_from", &async_copy),
+                ] {
+                    assert!(
+                        msg.len().abs_diff(one_shot.len()) <= slack,
+                        "{how}: {suite:?} frame {frame}"
+                    );
+                    let d = c.decrypt(&ctx, msg).await.unwrap();
+                    assert!(*d.plaintext == pt, "{how}: {suite:?} frame {frame}");
+                    let out = open_async(&c, msg, 1 << 16, 300_001, 5).await.unwrap();
+                    assert!(out == pt, "{how}, read async: {suite:?} frame {frame}");
+                }
+            }
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn async_streams_match_the_sync_ones_in_any_pieces() {
         let suites = [

@@ -3,6 +3,7 @@
 //! Spec: `client-apis/encrypt.md`. Header bytes and each frame are written
 //! only once complete; the signer absorbs every byte before the footer.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
@@ -217,9 +218,9 @@ impl Encryptor {
             }),
             signer: self.signer,
             pending,
-            spare,
+            spare: vec![spare],
             sealed: Zeroizing::new(Vec::new()),
-            inflight: None,
+            inflight: VecDeque::new(),
             seq: 1,
             max_body_size: self.max_body_size,
             declared: self.plaintext_bound,
@@ -421,11 +422,13 @@ struct Collected {
 ///
 /// Plaintext is buffered in batches of whole frames: at least 256 KiB on one
 /// thread, and with several threads (see [`crate::ConfigBuilder::threads`])
-/// about 1 MiB per thread, sealed across them. With several threads a full
-/// batch is sealed in the background while the next one is written and the
-/// one before goes to the output (for a signed suite: is hashed, beside the
-/// sealing of the next), so memory stays bounded (two batches of plaintext,
-/// three of ciphertext) whatever the message size.
+/// about 1 MiB per thread, sealed across them. With several threads full
+/// batches are sealed in the background while the next one is written and
+/// the ones before go to the output: two batches queued on the pool (so
+/// that it does not idle while the writing thread hands over the next), or
+/// for a signed suite one, the batch before it being hashed beside its
+/// sealing. Memory stays bounded (three batches of plaintext, three of
+/// ciphertext) whatever the message size.
 /// [`EncryptWriter::copy_from`] reads straight into the batch buffer.
 pub struct EncryptWriter<W: Write> {
     output: Out<W>,
@@ -439,12 +442,12 @@ pub struct EncryptWriter<W: Write> {
     signer: Option<Box<dyn Signer>>,
     /// Buffered plaintext (a non-framed body is held whole).
     pending: Staging,
-    /// The other plaintext buffer, while `pending` fills.
-    spare: Staging,
+    /// Plaintext buffers for the next batches, while `pending` fills.
+    spare: Vec<Staging>,
     /// Sealed frames on their way out.
     sealed: Zeroizing<Vec<u8>>,
-    /// The batch sealing in the background.
-    inflight: Option<Job<Sealed>>,
+    /// The batches sealing in the background, oldest first.
+    inflight: VecDeque<Job<Sealed>>,
     seq: u32,
     max_body_size: u64,
     /// The plaintext length declared up front, if any: a bound.
@@ -526,12 +529,12 @@ impl<W: Write> EncryptWriter<W> {
     /// Waits for the batch sealing in the background, if any: its
     /// ciphertext, with the signer and plaintext buffer it held back.
     fn collect(&mut self) -> Result<Option<Collected>> {
-        let Some(job) = self.inflight.take() else {
+        let Some(job) = self.inflight.pop_front() else {
             return Ok(None);
         };
         let done = job.wait()?;
         self.signer = done.signer;
-        self.spare = done.plaintext;
+        self.spare.push(done.plaintext);
         done.result?;
         Ok(Some(Collected {
             sealed: done.sealed,
@@ -539,10 +542,20 @@ impl<W: Write> EncryptWriter<W> {
         }))
     }
 
-    /// Waits for the background batch and writes it out (hashing it first
-    /// for a signed suite), after the one before it.
+    /// Most batches sealing in the background: one for a signed suite
+    /// (each task hashes the batch before its own), two otherwise.
+    fn depth(&self) -> usize {
+        if self.suite.is_signed() {
+            1
+        } else {
+            2
+        }
+    }
+
+    /// Waits for the background batches and writes them out in order
+    /// (hashing each first for a signed suite, after the one before it).
     fn drain(&mut self) -> Result<()> {
-        if let Some(done) = self.collect()? {
+        while let Some(done) = self.collect()? {
             if let Some(mut earlier) = done.earlier {
                 self.output.put(&mut earlier)?;
                 self.output.recycle(earlier);
@@ -596,16 +609,21 @@ impl<W: Write> EncryptWriter<W> {
             self.pending = pending;
             return result;
         }
-        // The batch before this one is done by now (it had a whole batch's
-        // filling time): its ciphertext goes out while this one seals. For
-        // a signed suite it is hashed beside this one's sealing first, and
-        // the one before it goes out.
-        let (to_hash, to_write) = match self.collect()? {
+        // With the pool full, the oldest batch is done by now (it had the
+        // filling time of the batches since): its ciphertext goes out while
+        // this one seals. For a signed suite it is hashed beside this one's
+        // sealing first, and the one before it goes out.
+        let collected = if self.inflight.len() >= self.depth() {
+            self.collect()?
+        } else {
+            None
+        };
+        let (to_hash, to_write) = match collected {
             None => (None, None),
             Some(done) if self.signer.is_some() => (Some(done.sealed), done.earlier),
             Some(done) => (None, Some(done.sealed)),
         };
-        let mut next = std::mem::take(&mut self.spare);
+        let mut next = self.spare.pop().unwrap_or_else(Staging::pooled);
         next.clear();
         next.extend(&self.pending.as_slice()[cut..]);
         let mut plaintext = std::mem::replace(&mut self.pending, next);
@@ -618,7 +636,7 @@ impl<W: Write> EncryptWriter<W> {
         let keys = Arc::clone(&self.keys);
         let mut sealed = std::mem::take(&mut self.sealed);
         let mut signer = self.signer.take();
-        self.inflight = Some(Job::spawn(move || {
+        self.inflight.push_back(Job::spawn(move || {
             let frames = keys.background_frames();
             let result = match (to_hash.as_deref(), signer.as_mut()) {
                 (Some(earlier), Some(s)) => {
@@ -931,11 +949,26 @@ impl EncryptWriter<io::Sink> {
 }
 
 impl<W: Write> EncryptWriter<W> {
-    /// Ready when no batch is sealing in the background, so that the next
-    /// write or [`EncryptWriter::finish_body`] does not wait on the pool.
+    /// Ready when no batch is sealing in the background, so that
+    /// [`EncryptWriter::finish_body`] does not wait on the pool.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn poll_idle(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        job::poll_idle(self.inflight.as_ref(), cx)
+        // They may finish in any order: woken by the first still running.
+        for job in &self.inflight {
+            std::task::ready!(job.poll_ready(cx));
+        }
+        std::task::Poll::Ready(())
+    }
+
+    /// Ready when the next batch can go to the pool without waiting: there
+    /// is room beside the batches sealing, or the oldest one is done (see
+    /// [`EncryptWriter::flush_batch`]).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn poll_room(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.inflight.len() < self.depth() {
+            return std::task::Poll::Ready(());
+        }
+        job::poll_idle(self.inflight.front(), cx)
     }
 
     /// Whether the next write seals a batch (and so may wait for the one

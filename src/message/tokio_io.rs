@@ -127,8 +127,9 @@ impl<W: AsyncWrite + Unpin> AsyncEncryptWriter<W> {
                 return Poll::Ready(Err(Error::Poisoned.into()));
             }
             if self.core.read_batch_full() {
-                // The batch seals once the one before is done and out.
-                ready!(self.poll_ready_for_core(cx))?;
+                // The batch seals once there is room on the pool (the
+                // oldest batch done and out, if it is full).
+                ready!(self.poll_ready_for_core(cx, false))?;
                 if let Err(e) = self.core.flush_batch() {
                     self.failed = true;
                     return Poll::Ready(Err(e.into()));
@@ -171,9 +172,10 @@ impl<W: AsyncWrite + Unpin> AsyncEncryptWriter<W> {
         Poll::Ready(Ok(()))
     }
 
-    /// Output written and no batch in the background: a call into the
-    /// writer now neither blocks nor lets the queue grow past a batch.
-    fn poll_ready_for_core(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Output written and room on the pool for the next batch (`all`: no
+    /// batch in the background at all): a call into the writer now neither
+    /// blocks nor lets the queue grow past the batches it holds.
+    fn poll_ready_for_core(&mut self, cx: &mut Context<'_>, all: bool) -> Poll<io::Result<()>> {
         if self.failed {
             return Poll::Ready(Err(Error::Poisoned.into()));
         }
@@ -181,7 +183,11 @@ impl<W: AsyncWrite + Unpin> AsyncEncryptWriter<W> {
             self.failed = true;
             return Poll::Ready(Err(e));
         }
-        ready!(self.core.poll_idle(cx));
+        if all {
+            ready!(self.core.poll_idle(cx));
+        } else {
+            ready!(self.core.poll_room(cx));
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -196,9 +202,9 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptWriter<W> {
             return Poll::Ready(Err(Error::Poisoned.into()));
         }
         if this.core.batch_full() {
-            // The write seals a batch: the one before must be done and
-            // written out first.
-            ready!(this.poll_ready_for_core(cx))?;
+            // The write seals a batch: room on the pool first (the
+            // oldest batch done and written out, if it is full).
+            ready!(this.poll_ready_for_core(cx, false))?;
         } else if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
             // Otherwise the plaintext only joins the batch, while the one
             // before seals and the sealed ones go out.
@@ -240,7 +246,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptWriter<W> {
             return Poll::Ready(Err(Error::Poisoned.into()));
         }
         if !this.finished {
-            ready!(this.poll_ready_for_core(cx))?;
+            ready!(this.poll_ready_for_core(cx, false))?;
             if !this.tail_flushed {
                 // The last regular frames seal on the pool too.
                 this.tail_flushed = true;
@@ -248,8 +254,8 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptWriter<W> {
                     this.failed = true;
                     return Poll::Ready(Err(e.into()));
                 }
-                ready!(this.poll_ready_for_core(cx))?;
             }
+            ready!(this.poll_ready_for_core(cx, true))?;
             if let Err(e) = this.core.finish_body() {
                 this.failed = true;
                 return Poll::Ready(Err(e));
