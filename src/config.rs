@@ -241,8 +241,10 @@ impl ConfigBuilder {
         self
     }
 
-    /// Largest body held whole in memory: a non-framed message on decrypt,
-    /// and the plaintext of a non-framed message on encrypt (default 256 MiB).
+    /// Largest body held whole in memory, counted as its plaintext's
+    /// length: a non-framed message on encrypt and on decrypt (what a writer
+    /// under a limit wrote, a reader under the same limit reads), and a
+    /// one-shot decrypt's whole plaintext (default 256 MiB).
     pub fn max_body_size(mut self, bytes: u64) -> Self {
         self.0.max_body_size = bytes;
         self

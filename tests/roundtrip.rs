@@ -585,10 +585,20 @@ fn non_framed_encrypt_is_bounded_by_max_body_size() {
                 assert!(ok, "{len} bytes copied");
                 assert_eq!(n, len as u64);
                 let msg = w.finish().unwrap();
+                // Read back under the same limit, one-shot and streaming.
                 let d = rt
-                    .decrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), &msg)
+                    .decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &msg)
                     .unwrap();
                 assert_eq!(d.plaintext.len(), len);
+                let d = Decryptor::new(&msg[..], &config)
+                    .unwrap()
+                    .allow_signed_streaming();
+                let mut r = rt
+                    .decrypt_stream(d, ring.as_ref(), &EncryptionContext::new())
+                    .unwrap();
+                let mut out = Vec::new();
+                r.read_to_end(&mut out).unwrap();
+                assert_eq!(out.len(), len);
             }
             Err(e) => {
                 assert!(!ok, "{len}: {e}");

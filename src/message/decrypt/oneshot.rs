@@ -249,7 +249,8 @@ pub(super) fn open_body(
                 }
                 .into());
             }
-            if len + TAG_LEN as u64 > max {
+            // The plaintext's length, as the encrypt counts it.
+            if len > max {
                 return Err(LimitError::BodyTooLarge { found: len, max }.into());
             }
             let sealed = body.take(len as usize + TAG_LEN, "body")?;

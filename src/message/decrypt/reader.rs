@@ -460,7 +460,9 @@ impl<R: Read> DecryptReader<R> {
             }
             .into());
         }
-        if len + TAG_LEN as u64 > self.max_body_size {
+        // The plaintext's length, as the one-shot decrypt and the encrypt
+        // count it: what a writer under the same limit wrote is read back.
+        if len > self.max_body_size {
             return Err(LimitError::BodyTooLarge {
                 found: len,
                 max: self.max_body_size,
@@ -575,8 +577,7 @@ impl<R: Read> DecryptReader<R> {
                 let mut len = [0u8; 8];
                 let target = if self.input.peek(12, &mut len) {
                     let declared = u64::from_be_bytes(len);
-                    let refused = declared > MAX_NON_FRAMED_LEN
-                        || declared.saturating_add(TAG_LEN as u64) > self.max_body_size;
+                    let refused = declared > MAX_NON_FRAMED_LEN || declared > self.max_body_size;
                     match usize::try_from(declared) {
                         Ok(declared) if !refused => (head + TAG_LEN + footer).saturating_add(declared),
                         _ => head,
