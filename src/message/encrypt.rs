@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 use super::buffer::{self, Staging};
 use super::frames::{batch_frames, FrameKeys, Frames};
@@ -219,7 +219,7 @@ impl Encryptor {
             signer: self.signer,
             pending,
             spare: vec![spare],
-            sealed: Zeroizing::new(Vec::new()),
+            sealed: Staging::pooled(),
             inflight: VecDeque::new(),
             seq: 1,
             max_body_size: self.max_body_size,
@@ -350,17 +350,6 @@ fn seal_single(
     Ok(())
 }
 
-/// Sets a sealed buffer's length (every byte is overwritten next); it only
-/// grows, without leaving copies behind.
-fn set_len(buf: &mut Zeroizing<Vec<u8>>, len: usize) {
-    if buf.len() < len {
-        buffer::reserve(buf, len - buf.len());
-        buf.resize(len, 0);
-    } else {
-        buf.truncate(len);
-    }
-}
-
 /// The footer: signature length and DER signature.
 fn footer_bytes(signer: Box<dyn Signer>) -> Result<Vec<u8>> {
     let sig = signer.sign().map_err(|_| Error::Backend("signing"))?;
@@ -380,16 +369,13 @@ fn seal_batch(
     frames: Frames<'_>,
     seq: u32,
     plaintext: &[u8],
-    sealed: &mut Zeroizing<Vec<u8>>,
+    sealed: &mut Staging,
     signer: Option<&mut Box<dyn Signer>>,
 ) -> Result<()> {
-    set_len(
-        sealed,
-        plaintext.len() / frames.frame_length * frames.regular_len(),
-    );
-    frames.seal(seq, plaintext, sealed)?;
+    let out = sealed.sized_mut(plaintext.len() / frames.frame_length * frames.regular_len());
+    frames.seal(seq, plaintext, out)?;
     if let Some(s) = signer {
-        s.update(sealed);
+        s.update(sealed.as_slice());
     }
     Ok(())
 }
@@ -400,9 +386,9 @@ fn seal_batch(
 /// waits for the sealing.
 struct Sealed {
     plaintext: Staging,
-    sealed: Zeroizing<Vec<u8>>,
+    sealed: Staging,
     /// The batch before (signed suites), hashed by this task: written next.
-    hashed: Option<Zeroizing<Vec<u8>>>,
+    hashed: Option<Staging>,
     signer: Option<Box<dyn Signer>>,
     result: Result<()>,
 }
@@ -410,8 +396,8 @@ struct Sealed {
 /// What [`EncryptWriter::collect`] hands back: the batch just sealed, and
 /// for a signed suite the one before it, now hashed, to write first.
 struct Collected {
-    sealed: Zeroizing<Vec<u8>>,
-    earlier: Option<Zeroizing<Vec<u8>>>,
+    sealed: Staging,
+    earlier: Option<Staging>,
 }
 
 /// Writes plaintext as an ESDK message body.
@@ -444,8 +430,9 @@ pub struct EncryptWriter<W: Write> {
     pending: Staging,
     /// Plaintext buffers for the next batches, while `pending` fills.
     spare: Vec<Staging>,
-    /// Sealed frames on their way out.
-    sealed: Zeroizing<Vec<u8>>,
+    /// Sealed frames on their way out (wiped when dropped: a backend that
+    /// seals in place copies the plaintext in first).
+    sealed: Staging,
     /// The batches sealing in the background, oldest first.
     inflight: VecDeque<Job<Sealed>>,
     seq: u32,
@@ -507,18 +494,17 @@ impl<W: Write> EncryptWriter<W> {
             NON_FRAMED_HEADER_LEN
         };
         let mut sealed = std::mem::take(&mut self.sealed);
-        set_len(&mut sealed, head + plaintext.len() + TAG_LEN);
         let result = seal_single(
             self.keys.aead.as_ref(),
             &self.keys.message_id,
             part,
             self.seq,
             plaintext,
-            &mut sealed,
+            sealed.sized_mut(head + plaintext.len() + TAG_LEN),
         )
         .and_then(|()| {
             if let Some(s) = self.signer.as_mut() {
-                s.update(&sealed);
+                s.update(sealed.as_slice());
             }
             Ok(self.output.put(&mut sealed)?)
         });
@@ -562,7 +548,7 @@ impl<W: Write> EncryptWriter<W> {
             }
             let mut sealed = done.sealed;
             if let Some(s) = self.signer.as_mut() {
-                s.update(&sealed);
+                s.update(sealed.as_slice());
             }
             let result = self.output.put(&mut sealed);
             let old = std::mem::replace(&mut self.sealed, sealed);
@@ -638,10 +624,10 @@ impl<W: Write> EncryptWriter<W> {
         let mut signer = self.signer.take();
         self.inflight.push_back(Job::spawn(move || {
             let frames = keys.background_frames();
-            let result = match (to_hash.as_deref(), signer.as_mut()) {
+            let result = match (to_hash.as_ref(), signer.as_mut()) {
                 (Some(earlier), Some(s)) => {
                     rayon::join(
-                        || s.update(earlier),
+                        || s.update(earlier.as_slice()),
                         || seal_batch(frames, seq, plaintext.as_slice(), &mut sealed, None),
                     )
                     .1
@@ -827,9 +813,9 @@ pub(crate) enum Out<W> {
 
 impl<W: Write> Out<W> {
     /// Writes `buf`, or queues it (leaving a recycled buffer in its place).
-    fn put(&mut self, buf: &mut Zeroizing<Vec<u8>>) -> io::Result<()> {
+    fn put(&mut self, buf: &mut Staging) -> io::Result<()> {
         match self {
-            Out::Write(w) => w.write_all(buf),
+            Out::Write(w) => w.write_all(buf.as_slice()),
             Out::Queue(q) => {
                 q.push(buf);
                 Ok(())
@@ -856,7 +842,7 @@ impl<W: Write> Out<W> {
 
     /// A buffer the writer is done with: kept by a queue for reuse (no
     /// wipe on an async runtime's thread), else dropped.
-    fn recycle(&mut self, buf: Zeroizing<Vec<u8>>) {
+    fn recycle(&mut self, buf: Staging) {
         if let Out::Queue(q) = self {
             q.keep(buf);
         }
@@ -868,10 +854,10 @@ impl<W: Write> Out<W> {
 #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 #[derive(Default)]
 pub(crate) struct Outbox {
-    queue: std::collections::VecDeque<Zeroizing<Vec<u8>>>,
+    queue: std::collections::VecDeque<Staging>,
     /// Bytes of the front buffer already written.
     written: usize,
-    free: Vec<Zeroizing<Vec<u8>>>,
+    free: Vec<Staging>,
 }
 
 /// Emptied buffers an outbox keeps for reuse.
@@ -879,9 +865,9 @@ const OUTBOX_FREE: usize = 3;
 
 #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 impl Outbox {
-    fn push(&mut self, buf: &mut Zeroizing<Vec<u8>>) {
+    fn push(&mut self, buf: &mut Staging) {
         if !buf.is_empty() {
-            let spare = self.free.pop().unwrap_or_default();
+            let spare = self.free.pop().unwrap_or_else(Staging::pooled);
             self.queue.push_back(std::mem::replace(buf, spare));
         }
     }
@@ -889,18 +875,21 @@ impl Outbox {
     fn push_slice(&mut self, bytes: &[u8]) {
         if !bytes.is_empty() {
             // The header or the footer: small, not worth a batch buffer.
-            self.queue.push_back(Zeroizing::new(bytes.to_vec()));
+            let mut buf = Staging::default();
+            buf.extend(bytes);
+            self.queue.push_back(buf);
         }
     }
 
     /// A written buffer: kept for the next batches, or wiped and freed on
     /// the rayon pool (a batch is megabytes to wipe, not for a runtime's
     /// thread); a small one (header, footer) is just dropped.
-    fn keep(&mut self, buf: Zeroizing<Vec<u8>>) {
+    fn keep(&mut self, mut buf: Staging) {
         if buf.capacity() < 64 << 10 {
             return;
         }
         if self.free.len() < OUTBOX_FREE {
+            buf.clear();
             self.free.push(buf);
         } else {
             rayon::spawn(move || drop(buf));
@@ -909,7 +898,7 @@ impl Outbox {
 
     /// The next bytes to write, if any.
     pub(crate) fn front(&self) -> Option<&[u8]> {
-        self.queue.front().map(|b| &b[self.written..])
+        self.queue.front().map(|b| &b.as_slice()[self.written..])
     }
 
     /// `n` bytes of [`Outbox::front`] were written.
