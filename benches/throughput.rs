@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use envseal::{
     AlgorithmSuite, Client, Config, Decryptor, EncryptionContext, Encryptor, Keyring, RawAesKeyring,
     WrappingKey,
@@ -266,18 +266,7 @@ fn throughput(c: &mut Criterion) {
                     // background while the next is read); `stream-*`
                     // hands it over in one `write_all`.
                     let copy = case.name.starts_with("stream-copy");
-                    b.iter(|| {
-                        let enc = rt
-                            .block_on(Encryptor::new(&config, keyring.as_ref(), &context))
-                            .unwrap();
-                        let mut w = enc.wrap_output(std::io::sink()).unwrap();
-                        if copy {
-                            w.copy_from(&mut &plaintext[..]).unwrap();
-                        } else {
-                            w.write_all(&plaintext).unwrap();
-                        }
-                        w.finish().unwrap();
-                    })
+                    b.iter(|| seal_stream(&rt, &config, &keyring, &context, &plaintext, copy))
                 } else if case.name.ends_with("fresh-vec") {
                     // A new output Vec per message (fresh pages from the OS).
                     b.iter(|| {
@@ -307,21 +296,7 @@ fn throughput(c: &mut Criterion) {
             let client = client_for(&keyring, &case_config(case));
             let copy = name.starts_with("stream-async-copy");
             group.bench_function(*name, |b| {
-                b.iter(|| {
-                    rt.block_on(async {
-                        use tokio::io::AsyncWriteExt;
-                        let mut w = client
-                            .encrypt_stream_async(&context, None, tokio::io::sink())
-                            .await
-                            .unwrap();
-                        if copy {
-                            w.copy_from(&mut &plaintext[..]).await.unwrap();
-                        } else {
-                            w.write_all(&plaintext).await.unwrap();
-                        }
-                        w.shutdown().await.unwrap();
-                    })
-                })
+                b.iter(|| seal_stream_async(&rt, &client, &context, &plaintext, copy))
             });
         }
         group.finish();
@@ -398,24 +373,7 @@ fn throughput(c: &mut Criterion) {
                     // it out in 64 KiB reads, as `io::copy` would.
                     let copy = case.name.starts_with("stream-copy");
                     let mut out = vec![0u8; 1 << 16];
-                    b.iter(|| {
-                        let d = Decryptor::new(&message[..], &config)
-                            .unwrap()
-                            .allow_signed_streaming();
-                        let mut r = rt.block_on(d.decrypt(keyring.as_ref(), &context)).unwrap();
-                        if copy {
-                            while r.read(&mut out).unwrap() > 0 {}
-                        } else {
-                            loop {
-                                let n = black_box(r.fill_buf().unwrap()).len();
-                                if n == 0 {
-                                    break;
-                                }
-                                r.consume(n);
-                            }
-                        }
-                        assert!(r.is_complete());
-                    })
+                    b.iter(|| open_stream(&rt, &config, &keyring, &context, &message, copy, &mut out))
                 } else if case.name.ends_with("fresh-vec") {
                     b.iter(|| {
                         black_box(
@@ -448,24 +406,7 @@ fn throughput(c: &mut Criterion) {
             let copy = name.starts_with("stream-async-copy");
             let mut out = vec![0u8; 1 << 16];
             group.bench_function(*name, |b| {
-                b.iter(|| {
-                    rt.block_on(async {
-                        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
-                        let mut r = client.decrypt_stream_async(&message[..], &context).await.unwrap();
-                        if copy {
-                            while r.read(&mut out).await.unwrap() > 0 {}
-                        } else {
-                            loop {
-                                let n = black_box(r.fill_buf().await.unwrap()).len();
-                                if n == 0 {
-                                    break;
-                                }
-                                std::pin::Pin::new(&mut r).consume(n);
-                            }
-                        }
-                        assert!(r.is_complete());
-                    })
-                })
+                b.iter(|| open_stream_async(&rt, &client, &context, &message, copy, &mut out))
             });
         }
         group.finish();
@@ -510,5 +451,195 @@ fn case_config(case: &Case) -> Config {
         .unwrap()
 }
 
+/// The sync streaming encrypt: the plaintext in one `write_all` (sealed
+/// straight from it), or read through `copy_from`.
+fn seal_stream(
+    rt: &tokio::runtime::Runtime,
+    config: &Config,
+    keyring: &Arc<dyn Keyring>,
+    context: &EncryptionContext,
+    plaintext: &[u8],
+    copy: bool,
+) {
+    let enc = rt
+        .block_on(Encryptor::new(config, keyring.as_ref(), context))
+        .unwrap();
+    let mut w = enc.wrap_output(std::io::sink()).unwrap();
+    if copy {
+        w.copy_from(&mut &plaintext[..]).unwrap();
+    } else {
+        w.write_all(plaintext).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// The tokio writer: the plaintext in one `write_all` (which it copies
+/// into its batches), or read from an `AsyncRead` with `copy_from`, then
+/// `shutdown`.
+fn seal_stream_async(
+    rt: &tokio::runtime::Runtime,
+    client: &Client,
+    context: &EncryptionContext,
+    plaintext: &[u8],
+    copy: bool,
+) {
+    rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut w = client
+            .encrypt_stream_async(context, None, tokio::io::sink())
+            .await
+            .unwrap();
+        if copy {
+            w.copy_from(&mut &plaintext[..]).await.unwrap();
+        } else {
+            w.write_all(plaintext).await.unwrap();
+        }
+        w.shutdown().await.unwrap();
+    })
+}
+
+/// The sync streaming decrypt: the verified plaintext taken where the
+/// reader holds it (`BufRead`), or copied out in reads of `out`'s size.
+fn open_stream(
+    rt: &tokio::runtime::Runtime,
+    config: &Config,
+    keyring: &Arc<dyn Keyring>,
+    context: &EncryptionContext,
+    message: &[u8],
+    copy: bool,
+    out: &mut [u8],
+) {
+    let d = Decryptor::new(message, config).unwrap().allow_signed_streaming();
+    let mut r = rt.block_on(d.decrypt(keyring.as_ref(), context)).unwrap();
+    if copy {
+        while r.read(out).unwrap() > 0 {}
+    } else {
+        loop {
+            let n = black_box(r.fill_buf().unwrap()).len();
+            if n == 0 {
+                break;
+            }
+            r.consume(n);
+        }
+    }
+    assert!(r.is_complete());
+}
+
+/// The tokio reader, as [`open_stream`]: `AsyncBufRead`, or copied out.
+fn open_stream_async(
+    rt: &tokio::runtime::Runtime,
+    client: &Client,
+    context: &EncryptionContext,
+    message: &[u8],
+    copy: bool,
+    out: &mut [u8],
+) {
+    rt.block_on(async {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let mut r = client.decrypt_stream_async(message, context).await.unwrap();
+        if copy {
+            while r.read(out).await.unwrap() > 0 {}
+        } else {
+            loop {
+                let n = black_box(r.fill_buf().await.unwrap()).len();
+                if n == 0 {
+                    break;
+                }
+                std::pin::Pin::new(&mut r).consume(n);
+            }
+        }
+        assert!(r.is_complete());
+    })
+}
+
+/// Rounds of the paired async-against-sync run.
+const PAIR_ROUNDS: usize = 41;
+/// Messages per case per round.
+const PAIR_MESSAGES: u32 = 4;
+
+/// `ENVSEAL_BENCH_PAIRS=1`: each tokio stream against its sync stream on
+/// 64 MiB, measured in turns (a few messages of one, then of the other,
+/// the order swapped every round) so that a shared host's drift hits both
+/// alike; prints a table of the medians and of the median per-round ratio.
+fn pairs() {
+    const SIZE: usize = 64 << 20;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let keyring: Arc<dyn Keyring> =
+        Arc::new(RawAesKeyring::new("bench", "key-1", WrappingKey::from_slice(&[7; 32]).unwrap()).unwrap());
+    let context: EncryptionContext = [("purpose", "bench"), ("tenant", "acme")].into_iter().collect();
+    let plaintext: Vec<u8> = (0..SIZE).map(|i| (i * 131 % 251) as u8).collect();
+    let mut out = vec![0u8; 1 << 16];
+    println!("| op | async case | sync case | sync MB/s | async MB/s | async of sync (median of {PAIR_ROUNDS} rounds, range) |");
+    println!("|---|---|---|---:|---:|---:|");
+    for op in ["encrypt", "decrypt"] {
+        for (name, sync_name) in ASYNC_CASES {
+            let case = CASES.iter().find(|c| c.name == sync_name).unwrap();
+            let config = case_config(case);
+            let client = client_for(&keyring, &config);
+            let copy = name.starts_with("stream-async-copy");
+            let message = rt
+                .block_on(envseal::encrypt(&config, keyring.as_ref(), &context, &plaintext))
+                .unwrap();
+            let mut run = |asynchronous: bool| {
+                let start = std::time::Instant::now();
+                for _ in 0..PAIR_MESSAGES {
+                    match (op, asynchronous) {
+                        ("encrypt", false) => seal_stream(&rt, &config, &keyring, &context, &plaintext, copy),
+                        ("encrypt", true) => seal_stream_async(&rt, &client, &context, &plaintext, copy),
+                        (_, false) => open_stream(&rt, &config, &keyring, &context, &message, copy, &mut out),
+                        (_, true) => open_stream_async(&rt, &client, &context, &message, copy, &mut out),
+                    }
+                }
+                start.elapsed().as_secs_f64() / f64::from(PAIR_MESSAGES)
+            };
+            // Warm-up: buffers pooled, pages touched.
+            run(false);
+            run(true);
+            let (mut sync, mut asynchronous, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for round in 0..PAIR_ROUNDS {
+                let (s, a) = if round % 2 == 0 {
+                    let s = run(false);
+                    (s, run(true))
+                } else {
+                    let a = run(true);
+                    (run(false), a)
+                };
+                sync.push(s);
+                asynchronous.push(a);
+                ratios.push(s / a);
+            }
+            let mbps = |t: f64| SIZE as f64 / t / 1e6;
+            let (lo, hi) = (
+                ratios.iter().copied().fold(f64::MAX, f64::min),
+                ratios.iter().copied().fold(0.0, f64::max),
+            );
+            println!(
+                "| {op} | {name} | {sync_name} | {:.0} | {:.0} | {:.0}% ({:.0}-{:.0}%) |",
+                mbps(median(&mut sync)),
+                mbps(median(&mut asynchronous)),
+                100.0 * median(&mut ratios),
+                100.0 * lo,
+                100.0 * hi,
+            );
+        }
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 criterion_group!(benches, throughput);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::var_os("ENVSEAL_BENCH_PAIRS").is_some() {
+        pairs();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
