@@ -413,8 +413,9 @@ struct Collected {
 /// the ones before go to the output: two batches queued on the pool (so
 /// that it does not idle while the writing thread hands over the next), or
 /// for a signed suite one, the batch before it being hashed beside its
-/// sealing. Memory stays bounded (three batches of plaintext, three of
-/// ciphertext) whatever the message size.
+/// sealing. Memory stays bounded (three batches of plaintext, the one
+/// filling and two sealing; four of ciphertext, two sealing and two on
+/// their way out) whatever the message size.
 /// [`EncryptWriter::copy_from`] reads straight into the batch buffer.
 pub struct EncryptWriter<W: Write> {
     output: Out<W>,

@@ -7,8 +7,10 @@
 //! next batch is read and the caller takes the one before. Two batches are
 //! queued on the pool when the suite does not sign, so that the pool does
 //! not idle while the reading thread wakes up, releases a batch and starts
-//! the next; one when it signs (the hash takes the batches in order). Five
-//! batches at most, whatever the message size.
+//! the next; one when it signs (the hash takes the batches in order). At
+//! most three batches of ciphertext (two opening, one read ahead) and four
+//! of plaintext (two opening, the released one, a spare), whatever the
+//! message size.
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
