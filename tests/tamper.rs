@@ -207,6 +207,135 @@ fn a_tampered_batch_behind_batches_in_flight_releases_only_those_before() {
     }
 }
 
+#[test]
+fn streams_moved_onto_a_pool_worker_open_their_batches_there() {
+    // A stream made on an ordinary thread, then read and written on a
+    // rayon worker (of a pool of one, as a service's own pool may be):
+    // batches seal and open on that worker instead of waiting on tasks
+    // queued behind it, which would never run.
+    let rt = Runtime::new().unwrap();
+    let ring = aes("ns", "k", &[9u8; 32]);
+    let config = Config::builder()
+        .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
+        .frame_length(4096)
+        .threads(2)
+        .build()
+        .unwrap();
+    let pt = bytes((9 << 20) + 5, 8);
+    let msg = rt
+        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt)
+        .unwrap();
+    let enc = rt
+        .block_on(envseal::Encryptor::new(
+            &config,
+            ring.as_ref(),
+            &EncryptionContext::new(),
+        ))
+        .unwrap();
+    let writer = enc.wrap_output(Vec::new()).unwrap();
+    let d = Decryptor::new(std::io::Cursor::new(msg), &config).unwrap();
+    let reader = rt
+        .decrypt_stream(d, ring.as_ref(), &EncryptionContext::new())
+        .unwrap();
+    let (done, result) = std::sync::mpsc::channel();
+    let plaintext = pt.clone();
+    std::thread::spawn(move || {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let out = pool.install(move || {
+            let mut writer = writer;
+            for piece in plaintext.chunks(700_001) {
+                std::io::Write::write_all(&mut writer, piece).unwrap();
+            }
+            let sealed = writer.finish().unwrap();
+            let mut reader = reader;
+            let mut opened = Vec::new();
+            reader.read_to_end(&mut opened).unwrap();
+            (sealed, opened)
+        });
+        done.send(out).unwrap();
+    });
+    let (sealed, opened) = result
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("a stream on a pool worker waited on its own pool");
+    assert!(opened == pt);
+    let d = rt
+        .decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &sealed)
+        .unwrap();
+    assert!(*d.plaintext == pt);
+}
+
+/// Input that arrives in pieces sent on a channel: a read waits for the
+/// next piece, as a read from a socket waits for the peer.
+struct Arriving {
+    pieces: std::sync::mpsc::Receiver<Vec<u8>>,
+    piece: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for Arriving {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.piece.len() {
+            match self.pieces.recv() {
+                Ok(piece) => (self.piece, self.pos) = (piece, 0),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.piece.len() - self.pos);
+        out[..n].copy_from_slice(&self.piece[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn the_first_batch_is_released_once_three_batches_have_arrived() {
+    // Two batches open in the background and one is read ahead: the first
+    // is released without waiting for a fourth to arrive.
+    let rt = Runtime::new().unwrap();
+    let ring = aes("ns", "k", &[9u8; 32]);
+    let frame = 4096usize;
+    let batch_bytes = 2usize << 20;
+    let slot = 4 + 12 + frame + 16;
+    let config = Config::builder()
+        .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
+        .frame_length(frame as u32)
+        .threads(2)
+        .build()
+        .unwrap();
+    let pt = bytes(5 * batch_bytes + 10, 9);
+    let msg = rt
+        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt)
+        .unwrap();
+    let three = Decryptor::new(&msg[..], &config).unwrap().header_len() + 3 * (batch_bytes / frame) * slot;
+    let (send, pieces) = std::sync::mpsc::channel();
+    send.send(msg[..three].to_vec()).unwrap();
+    let (released, first) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let input = Arriving {
+            pieces,
+            piece: Vec::new(),
+            pos: 0,
+        };
+        let d = Decryptor::new(input, &config).unwrap();
+        let mut r = rt
+            .decrypt_stream(d, ring.as_ref(), &EncryptionContext::new())
+            .unwrap();
+        released
+            .send(std::io::BufRead::fill_buf(&mut r).unwrap().len())
+            .unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        out
+    });
+    let got = first.recv_timeout(std::time::Duration::from_secs(60));
+    // The rest arrives either way, so that the reader ends.
+    send.send(msg[three..].to_vec()).unwrap();
+    drop(send);
+    assert_eq!(got, Ok(batch_bytes), "the first batch waited for a fourth");
+    let out = reader.join().unwrap();
+    assert!(out == pt, "the whole plaintext, the first batch included (not consumed)");
+}
+
 fn any_suite() -> impl Strategy<Value = AlgorithmSuite> {
     prop::sample::select(AlgorithmSuite::ALL.to_vec())
 }

@@ -106,9 +106,6 @@ pub struct DecryptReader<R> {
     next: Option<Result<Batch>>,
     /// The batches opening in the background, oldest first.
     inflight: VecDeque<Job<Opened>>,
-    /// Most batches in the background: 0 (none: batches open on the
-    /// reader's thread), 1 for a signing suite, 2 otherwise.
-    depth: usize,
     pub(super) out_pos: usize,
     pub(super) out_end: usize,
     /// Sequence number of the next frame to release.
@@ -149,7 +146,6 @@ impl<R: Read> DecryptReader<R> {
         } = opened;
         let threads = config.effective_threads();
         let frame_length = header.body.frame_length;
-        let verifier_present = verifier.is_some();
         DecryptReader {
             input,
             suite: header.body.suite,
@@ -171,11 +167,6 @@ impl<R: Read> DecryptReader<R> {
             spare: Vec::new(),
             next: None,
             inflight: VecDeque::new(),
-            depth: match (job::background(threads), verifier_present) {
-                (false, _) => 0,
-                (true, true) => 1,
-                (true, false) => 2,
-            },
             out_pos: 0,
             out_end: 0,
             seq: 1,
@@ -336,17 +327,35 @@ impl<R: Read> DecryptReader<R> {
         }));
     }
 
+    /// Most batches in the background: none on a pool worker or with one
+    /// thread (batches open on the reader's thread: see
+    /// [`job::background`], asked on each call as a stream may move
+    /// between threads), one for a signing suite, two otherwise.
+    fn depth(&self) -> usize {
+        if !job::background(self.keys.threads) {
+            0
+        } else if self.suite.is_signed() {
+            1
+        } else {
+            2
+        }
+    }
+
     /// Keeps the pool fed: starts batches read ahead until `depth` are in
-    /// the background, then reads the next one ahead. A lazy reader reads
+    /// the background, and reads the next one ahead. A lazy reader reads
     /// one batch at most, and starts it if there is room.
     fn feed_pool(&mut self) {
         loop {
             self.read_ahead();
-            if self.inflight.len() >= self.depth || !matches!(self.next, Some(Ok(_))) {
+            if self.inflight.len() >= self.depth() {
                 return;
             }
-            if let Some(Ok(batch)) = self.next.take() {
-                self.start(batch);
+            match self.next.take() {
+                Some(Ok(batch)) => self.start(batch),
+                other => {
+                    self.next = other;
+                    return;
+                }
             }
             if self.lazy {
                 return;
@@ -359,31 +368,74 @@ impl<R: Read> DecryptReader<R> {
     /// frame or read error is next.
     fn room_to_start(&self) -> bool {
         !self.inflight.is_empty()
-            && self.inflight.len() < self.depth
+            && self.inflight.len() < self.depth()
             && self.next.is_none()
             && !self.final_marker_read
+    }
+
+    /// Waits for the oldest batch in the background and releases it.
+    fn release_oldest(&mut self, job: Job<Opened>) -> Result<()> {
+        let done = job.wait()?;
+        self.verifier = done.verifier;
+        self.sealed = done.sealed;
+        self.spare.push(std::mem::replace(&mut self.buf, done.plain));
+        done.result?;
+        self.seq += done.count as u32;
+        self.release(done.count * self.frame_length as usize);
+        Ok(())
+    }
+
+    /// Opens a batch on this thread (and the pool) and releases it.
+    fn open_here(&mut self, batch: Batch) -> Result<()> {
+        let mut plain = std::mem::take(&mut self.buf);
+        let result = open_batch(self.keys.frames(), &batch, &mut plain, self.verifier.as_mut());
+        self.sealed = batch.sealed;
+        self.buf = plain;
+        result?;
+        self.seq += batch.count as u32;
+        self.release(batch.count * self.frame_length as usize);
+        Ok(())
     }
 
     /// Releases the next batch of regular frames once its tags verify; or,
     /// after the last one, the final frame and the footer. A lazy reader's
     /// step may instead only start a batch (see [`DecryptReader::poll_idle`]).
     pub(super) fn next_frames(&mut self) -> Result<()> {
-        if self.lazy && self.room_to_start() && self.inflight.front().is_some_and(|job| !job.is_finished()) {
+        if self.lazy {
+            return self.next_frames_lazy();
+        }
+        // The reads happen here, after the caller took the batch before:
+        // `depth` batches go to the pool and one more is read ahead, the
+        // oldest is released, and the one read ahead takes its place on the
+        // pool while the caller takes it (a batch is released once the two
+        // after it are read, not more).
+        self.feed_pool();
+        if let Some(job) = self.inflight.pop_front() {
+            self.release_oldest(job)?;
+            if let Some(Ok(batch)) = self.next.take_if(|n| n.is_ok()) {
+                self.start(batch);
+            }
+            return Ok(());
+        }
+        match self.next.take() {
+            None => self.final_frame(),
+            Some(Err(e)) => Err(e),
+            Some(Ok(batch)) => self.open_here(batch),
+        }
+    }
+
+    /// A lazy reader's step (an async stream's, whose input is read ahead
+    /// before each step): it reads at most the one batch it starts.
+    fn next_frames_lazy(&mut self) -> Result<()> {
+        if self.room_to_start() && self.inflight.front().is_some_and(|job| !job.is_finished()) {
             // Nothing to release yet: one more batch goes to the pool (or
             // the final frame's marker is found next).
             self.feed_pool();
             return Ok(());
         }
         if let Some(job) = self.inflight.pop_front() {
-            let done = job.wait()?;
-            self.verifier = done.verifier;
-            self.sealed = done.sealed;
-            self.spare.push(std::mem::replace(&mut self.buf, done.plain));
-            done.result?;
-            self.seq += done.count as u32;
-            self.release(done.count * self.frame_length as usize);
-            // The pool opens the next batches and this thread reads the
-            // one after while the caller takes this one.
+            self.release_oldest(job)?;
+            // The next batch goes to the pool while the caller takes this one.
             self.feed_pool();
             return Ok(());
         }
@@ -391,25 +443,13 @@ impl<R: Read> DecryptReader<R> {
         match self.next.take() {
             None => self.final_frame(),
             Some(Err(e)) => Err(e),
-            Some(Ok(batch)) if self.depth > 0 => {
-                // Released by a later call, which waits for it (the async
-                // reader first polls until it is done): nothing yet.
+            Some(Ok(batch)) if self.depth() > 0 => {
+                // Released by a later step, once the async reader has
+                // polled it done: nothing yet.
                 self.start(batch);
-                if !self.lazy {
-                    self.feed_pool();
-                }
                 Ok(())
             }
-            Some(Ok(batch)) => {
-                let mut plain = std::mem::take(&mut self.buf);
-                let result = open_batch(self.keys.frames(), &batch, &mut plain, self.verifier.as_mut());
-                self.sealed = batch.sealed;
-                self.buf = plain;
-                result?;
-                self.seq += batch.count as u32;
-                self.release(batch.count * self.frame_length as usize);
-                Ok(())
-            }
+            Some(Ok(batch)) => self.open_here(batch),
         }
     }
 
