@@ -333,7 +333,10 @@ fn the_first_batch_is_released_once_three_batches_have_arrived() {
     drop(send);
     assert_eq!(got, Ok(batch_bytes), "the first batch waited for a fourth");
     let out = reader.join().unwrap();
-    assert!(out == pt, "the whole plaintext, the first batch included (not consumed)");
+    assert!(
+        out == pt,
+        "the whole plaintext, the first batch included (not consumed)"
+    );
 }
 
 fn any_suite() -> impl Strategy<Value = AlgorithmSuite> {
