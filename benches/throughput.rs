@@ -266,7 +266,8 @@ fn throughput(c: &mut Criterion) {
                     // background while the next is read); `stream-*`
                     // hands it over in one `write_all`.
                     let copy = case.name.starts_with("stream-copy");
-                    b.iter(|| seal_stream(&rt, &config, &keyring, &context, &plaintext, copy))
+                    let feed = if copy { Feed::Copy } else { Feed::Whole };
+                    b.iter(|| seal_stream(&rt, &config, &keyring, &context, &plaintext, feed))
                 } else if case.name.ends_with("fresh-vec") {
                     // A new output Vec per message (fresh pages from the OS).
                     b.iter(|| {
@@ -296,7 +297,8 @@ fn throughput(c: &mut Criterion) {
             let client = client_for(&keyring, &case_config(case));
             let copy = name.starts_with("stream-async-copy");
             group.bench_function(*name, |b| {
-                b.iter(|| seal_stream_async(&rt, &client, &context, &plaintext, copy))
+                let feed = if copy { Feed::Copy } else { Feed::Whole };
+                b.iter(|| seal_stream_async(&rt, &client, &context, &plaintext, feed))
             });
         }
         group.finish();
@@ -452,26 +454,38 @@ fn case_config(case: &Case) -> Config {
 }
 
 /// The sync streaming encrypt: the plaintext in one `write_all` (sealed
-/// straight from it), or read through `copy_from`.
+/// straight from it), read through `copy_from`, or written in pieces.
 fn seal_stream(
     rt: &tokio::runtime::Runtime,
     config: &Config,
     keyring: &Arc<dyn Keyring>,
     context: &EncryptionContext,
     plaintext: &[u8],
-    copy: bool,
+    feed: Feed,
 ) {
     let enc = rt
         .block_on(Encryptor::new(config, keyring.as_ref(), context))
         .unwrap();
     let mut w = enc.wrap_output(std::io::sink()).unwrap();
-    if copy {
-        w.copy_from(&mut &plaintext[..]).unwrap();
-    } else {
-        w.write_all(plaintext).unwrap();
+    match feed {
+        Feed::Whole => w.write_all(plaintext).unwrap(),
+        Feed::Copy => drop(w.copy_from(&mut &plaintext[..]).unwrap()),
+        Feed::Pieces => plaintext.chunks(PIECE).for_each(|p| w.write_all(p).unwrap()),
     }
     w.finish().unwrap();
 }
+
+/// How a streaming encrypt gets its plaintext: one `write_all` of all of
+/// it, `copy_from` a reader, or `write_all`s of [`PIECE`] bytes (as a
+/// service writes the chunks of a request body as they come).
+#[derive(Clone, Copy)]
+enum Feed {
+    Whole,
+    Copy,
+    Pieces,
+}
+
+const PIECE: usize = 64 << 10;
 
 /// The tokio writer: the plaintext in one `write_all` (which it copies
 /// into its batches), or read from an `AsyncRead` with `copy_from`, then
@@ -481,7 +495,7 @@ fn seal_stream_async(
     client: &Client,
     context: &EncryptionContext,
     plaintext: &[u8],
-    copy: bool,
+    feed: Feed,
 ) {
     rt.block_on(async {
         use tokio::io::AsyncWriteExt;
@@ -489,10 +503,14 @@ fn seal_stream_async(
             .encrypt_stream_async(context, None, tokio::io::sink())
             .await
             .unwrap();
-        if copy {
-            w.copy_from(&mut &plaintext[..]).await.unwrap();
-        } else {
-            w.write_all(plaintext).await.unwrap();
+        match feed {
+            Feed::Whole => w.write_all(plaintext).await.unwrap(),
+            Feed::Copy => drop(w.copy_from(&mut &plaintext[..]).await.unwrap()),
+            Feed::Pieces => {
+                for piece in plaintext.chunks(PIECE) {
+                    w.write_all(piece).await.unwrap();
+                }
+            }
         }
         w.shutdown().await.unwrap();
     })
@@ -574,57 +592,78 @@ fn pairs() {
     let mut out = vec![0u8; 1 << 16];
     println!("| op | async case | sync case | sync MB/s | async MB/s | async of sync (median of {PAIR_ROUNDS} rounds, range) |");
     println!("|---|---|---|---:|---:|---:|");
-    for op in ["encrypt", "decrypt"] {
-        for (name, sync_name) in ASYNC_CASES {
-            let case = CASES.iter().find(|c| c.name == sync_name).unwrap();
-            let config = case_config(case);
-            let client = client_for(&keyring, &config);
-            let copy = name.starts_with("stream-async-copy");
-            let message = rt
-                .block_on(envseal::encrypt(&config, keyring.as_ref(), &context, &plaintext))
-                .unwrap();
-            let mut run = |asynchronous: bool| {
-                let start = std::time::Instant::now();
-                for _ in 0..PAIR_MESSAGES {
-                    match (op, asynchronous) {
-                        ("encrypt", false) => seal_stream(&rt, &config, &keyring, &context, &plaintext, copy),
-                        ("encrypt", true) => seal_stream_async(&rt, &client, &context, &plaintext, copy),
-                        (_, false) => open_stream(&rt, &config, &keyring, &context, &message, copy, &mut out),
-                        (_, true) => open_stream_async(&rt, &client, &context, &message, copy, &mut out),
-                    }
+    // The criterion cases both ways, and encrypts written in 64 KiB pieces
+    // (named after the case they configure as).
+    let pieces = [
+        (
+            "stream-async-pieces-0478-f4096-all",
+            "stream-pieces-0478-f4096-all",
+        ),
+        (
+            "stream-async-pieces-0478-f65536-all",
+            "stream-pieces-0478-f65536-all",
+        ),
+    ];
+    let rows = ASYNC_CASES
+        .iter()
+        .chain(&pieces)
+        .map(|row| ("encrypt", row))
+        .chain(ASYNC_CASES.iter().map(|row| ("decrypt", row)));
+    for (op, &(name, sync_name)) in rows {
+        let base = sync_name.replace("stream-pieces-", "stream-");
+        let case = CASES.iter().find(|c| c.name == base).unwrap();
+        let config = case_config(case);
+        let client = client_for(&keyring, &config);
+        let copy = name.starts_with("stream-async-copy");
+        let feed = match () {
+            _ if copy => Feed::Copy,
+            _ if name.starts_with("stream-async-pieces") => Feed::Pieces,
+            _ => Feed::Whole,
+        };
+        let message = rt
+            .block_on(envseal::encrypt(&config, keyring.as_ref(), &context, &plaintext))
+            .unwrap();
+        let mut run = |asynchronous: bool| {
+            let start = std::time::Instant::now();
+            for _ in 0..PAIR_MESSAGES {
+                match (op, asynchronous) {
+                    ("encrypt", false) => seal_stream(&rt, &config, &keyring, &context, &plaintext, feed),
+                    ("encrypt", true) => seal_stream_async(&rt, &client, &context, &plaintext, feed),
+                    (_, false) => open_stream(&rt, &config, &keyring, &context, &message, copy, &mut out),
+                    (_, true) => open_stream_async(&rt, &client, &context, &message, copy, &mut out),
                 }
-                start.elapsed().as_secs_f64() / f64::from(PAIR_MESSAGES)
-            };
-            // Warm-up: buffers pooled, pages touched.
-            run(false);
-            run(true);
-            let (mut sync, mut asynchronous, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-            for round in 0..PAIR_ROUNDS {
-                let (s, a) = if round % 2 == 0 {
-                    let s = run(false);
-                    (s, run(true))
-                } else {
-                    let a = run(true);
-                    (run(false), a)
-                };
-                sync.push(s);
-                asynchronous.push(a);
-                ratios.push(s / a);
             }
-            let mbps = |t: f64| SIZE as f64 / t / 1e6;
-            let (lo, hi) = (
-                ratios.iter().copied().fold(f64::MAX, f64::min),
-                ratios.iter().copied().fold(0.0, f64::max),
-            );
-            println!(
-                "| {op} | {name} | {sync_name} | {:.0} | {:.0} | {:.0}% ({:.0}-{:.0}%) |",
-                mbps(median(&mut sync)),
-                mbps(median(&mut asynchronous)),
-                100.0 * median(&mut ratios),
-                100.0 * lo,
-                100.0 * hi,
-            );
+            start.elapsed().as_secs_f64() / f64::from(PAIR_MESSAGES)
+        };
+        // Warm-up: buffers pooled, pages touched.
+        run(false);
+        run(true);
+        let (mut sync, mut asynchronous, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..PAIR_ROUNDS {
+            let (s, a) = if round % 2 == 0 {
+                let s = run(false);
+                (s, run(true))
+            } else {
+                let a = run(true);
+                (run(false), a)
+            };
+            sync.push(s);
+            asynchronous.push(a);
+            ratios.push(s / a);
         }
+        let mbps = |t: f64| SIZE as f64 / t / 1e6;
+        let (lo, hi) = (
+            ratios.iter().copied().fold(f64::MAX, f64::min),
+            ratios.iter().copied().fold(0.0, f64::max),
+        );
+        println!(
+            "| {op} | {name} | {sync_name} | {:.0} | {:.0} | {:.0}% ({:.0}-{:.0}%) |",
+            mbps(median(&mut sync)),
+            mbps(median(&mut asynchronous)),
+            100.0 * median(&mut ratios),
+            100.0 * lo,
+            100.0 * hi,
+        );
     }
 }
 
