@@ -1179,6 +1179,41 @@ mod async_streams {
         }
     }
 
+    /// As the sync reader: with two batches opening in the background,
+    /// the first batch is released once three batches have arrived (the
+    /// one opening beside it and one more), not a byte more.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_first_batch_is_released_once_three_batches_have_arrived() {
+        use tokio::io::AsyncBufReadExt;
+        let frame = 4096usize;
+        let batch = 2usize << 20;
+        let slot = 4 + 12 + frame + 16;
+        let c = client(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, frame as u32, 2);
+        let pt = bytes(5 * batch + 10, 12);
+        let msg = c.encrypt(&ctx(&[("a", "b")]), &pt).await.unwrap();
+        let three = envseal::Decryptor::new(&msg[..], c.config())
+            .unwrap()
+            .header_len()
+            + 3 * (batch / frame) * slot;
+        let (mut tx, rx) = tokio::io::duplex(msg.len());
+        tx.write_all(&msg[..three]).await.unwrap();
+        let mut r = c.decrypt_stream_async(rx, &ctx(&[("a", "b")])).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(60), r.fill_buf())
+            .await
+            .expect("the first batch waited for more than three batches")
+            .unwrap()
+            .len();
+        assert_eq!(first, batch);
+        tx.write_all(&msg[three..]).await.unwrap();
+        drop(tx);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.unwrap();
+        assert!(
+            out == pt,
+            "the whole plaintext, the first batch included (not consumed)"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn async_streams_match_the_sync_ones_in_any_pieces() {
         let suites = [

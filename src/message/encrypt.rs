@@ -621,7 +621,12 @@ impl<W: Write> EncryptWriter<W> {
             max: u64::from(u32::MAX),
         })?;
         let keys = Arc::clone(&self.keys);
+        // The buffer a batch written out left, or one from the pool (none
+        // came back while the pool had room).
         let mut sealed = std::mem::take(&mut self.sealed);
+        if sealed.capacity() == 0 {
+            sealed = Staging::pooled();
+        }
         let mut signer = self.signer.take();
         self.inflight.push_back(Job::spawn(move || {
             let frames = keys.background_frames();

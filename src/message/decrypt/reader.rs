@@ -412,8 +412,10 @@ impl<R: Read> DecryptReader<R> {
         self.feed_pool();
         if let Some(job) = self.inflight.pop_front() {
             self.release_oldest(job)?;
-            if let Some(Ok(batch)) = self.next.take_if(|n| n.is_ok()) {
-                self.start(batch);
+            if self.inflight.len() < self.depth() {
+                if let Some(Ok(batch)) = self.next.take_if(|n| n.is_ok()) {
+                    self.start(batch);
+                }
             }
             return Ok(());
         }
@@ -593,13 +595,14 @@ impl<R: Read> DecryptReader<R> {
     /// The plan changes as bytes arrive (a non-framed body's length): ask
     /// again after each read.
     /// `target` is the most input one step reads: a batch of regular
-    /// frames (an async stream's reader is lazy: a step reads the batch it
-    /// starts, none beyond; the final frame is read by a step of its own),
-    /// or the final frame, the longest footer and one byte to tell that the
-    /// input ends; or a whole non-framed body, as long as its declared
-    /// length (only its IV and length when the step will refuse that). The
-    /// batch after is read ahead, into the input's buffers, while this one
-    /// opens.
+    /// frames until the final frame's marker has been read (an async
+    /// stream's reader is lazy: a step reads the batch it starts, none
+    /// beyond; fewer bytes than a batch are read only at the end of the
+    /// input), then the final frame, the longest footer and one byte to
+    /// tell that the input ends (a step of its own); or a whole non-framed
+    /// body, as long as its declared length (only its IV and length when
+    /// the step will refuse that). So a batch is released once the batch
+    /// after the one opening beside it has arrived, as in the sync reader.
     /// Holding that much before each step, a step never waits for input.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn read_ahead_plan(&self) -> (usize, usize) {
@@ -609,8 +612,14 @@ impl<R: Read> DecryptReader<R> {
                 let slot = REGULAR_HEADER_LEN + self.frame_length as usize + TAG_LEN;
                 let last = 4 + REGULAR_HEADER_LEN + 4 + self.frame_length as usize + TAG_LEN;
                 let chunk = self.batch_frames.saturating_mul(slot);
-                let batches = if self.lazy { 1 } else { 2 };
-                (chunk, chunk.saturating_mul(batches).saturating_add(last + footer))
+                let target = if self.final_marker_read {
+                    last + footer
+                } else if self.lazy {
+                    chunk
+                } else {
+                    chunk.saturating_mul(2).saturating_add(last + footer)
+                };
+                (chunk, target)
             }
             ContentType::NonFramed => {
                 // The body's IV and length first; then the length it
