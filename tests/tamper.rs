@@ -12,22 +12,6 @@ use common::{aes, bytes, config_for, rsa};
 use envseal::{AlgorithmSuite, Backend, Config, Decryptor, EncryptionContext, Error, Keyring, RsaPadding};
 use proptest::prelude::*;
 
-/// Streaming decrypt; returns the plaintext or (error, bytes released).
-fn stream(rt: &Runtime, config: &Config, ring: &dyn Keyring, msg: &[u8]) -> Result<Vec<u8>, (Error, usize)> {
-    let d = Decryptor::new(msg, config)
-        .map_err(|e| (e, 0))?
-        .allow_signed_streaming();
-    let mut r = rt
-        .decrypt_stream(d, ring, &EncryptionContext::new())
-        .map_err(|e| (e, 0))?;
-    let mut out = Vec::new();
-    match r.read_to_end(&mut out) {
-        Ok(_) if r.is_complete() => Ok(out),
-        Ok(_) => Err((Error::Poisoned, out.len())),
-        Err(e) => Err((Error::from_io(e), out.len())),
-    }
-}
-
 struct Sample {
     name: String,
     config: Config,
@@ -76,7 +60,7 @@ fn assert_fails(rt: &Runtime, s: &Sample, bad: &[u8], what: &str) {
             d.plaintext.len()
         );
     }
-    match stream(rt, &s.config, s.ring.as_ref(), bad) {
+    match rt.stream(&s.config, s.ring.as_ref(), bad) {
         Ok(_) => panic!("{}: {what}: streaming decrypt succeeded", s.name),
         Err((_, released)) => {
             assert!(
@@ -151,7 +135,7 @@ fn failed_open_leaves_no_plaintext_in_the_released_output() {
         let body = msg.len() - ((batch + 3) * slot + (4 + 4 + 12 + 4 + 10 + 16));
         // The second frame of the second batch.
         msg[body + (batch + 1) * slot + 16 + 10] ^= 0x80;
-        match stream(&rt, &config, ring.as_ref(), &msg) {
+        match rt.stream(&config, ring.as_ref(), &msg) {
             Err((Error::Decrypt, released)) => {
                 assert_eq!(released, batch * frame, "threads {threads}");
                 assert_eq!(released, batch_bytes);
@@ -189,7 +173,7 @@ fn a_tampered_batch_behind_batches_in_flight_releases_only_those_before() {
             .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt)
             .unwrap();
         assert!(
-            stream(&rt, &config, ring.as_ref(), &msg).unwrap() == pt,
+            rt.stream(&config, ring.as_ref(), &msg).unwrap() == pt,
             "{suite:?}"
         );
         let body = Decryptor::new(&msg[..], &config).unwrap().header_len();
@@ -197,7 +181,7 @@ fn a_tampered_batch_behind_batches_in_flight_releases_only_those_before() {
             let mut bad = msg.clone();
             // A byte of the third frame of batch `tampered` (from 0).
             bad[body + (tampered * batch + 2) * slot + 16 + 100] ^= 0x04;
-            match stream(&rt, &config, ring.as_ref(), &bad) {
+            match rt.stream(&config, ring.as_ref(), &bad) {
                 Err((Error::Decrypt, released)) => {
                     assert_eq!(released, tampered * batch_bytes, "{suite:?} batch {tampered}");
                 }
@@ -226,11 +210,7 @@ fn streams_moved_onto_a_pool_worker_open_their_batches_there() {
         .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt)
         .unwrap();
     let enc = rt
-        .block_on(envseal::Encryptor::new(
-            &config,
-            ring.as_ref(),
-            &EncryptionContext::new(),
-        ))
+        .encryptor(&config, ring.as_ref(), &EncryptionContext::new())
         .unwrap();
     let writer = enc.wrap_output(Vec::new()).unwrap();
     let d = Decryptor::new(std::io::Cursor::new(msg), &config).unwrap();
@@ -360,7 +340,7 @@ proptest! {
         let msg = rt.encrypt(&config, ring.as_ref(), &context, &pt).unwrap();
         let d = rt.decrypt(&config, ring.as_ref(), &context, &msg).unwrap();
         prop_assert_eq!(&d.plaintext[..], &pt[..]);
-        let streamed = stream(&rt, &config, ring.as_ref(), &msg).map_err(|(e, _)| e.to_string());
+        let streamed = rt.stream(&config, ring.as_ref(), &msg).map_err(|(e, _)| e.to_string());
         prop_assert_eq!(streamed, Ok(pt));
     }
 
@@ -370,7 +350,7 @@ proptest! {
         let ring = aes("ns", "k", &[1u8; 32]);
         let config = config_for(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 64, Backend::default());
         prop_assert!(rt.decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &data).is_err());
-        let _ = stream(&rt, &config, ring.as_ref(), &data);
+        let _ = rt.stream(&config, ring.as_ref(), &data);
     }
 
     #[test]
@@ -393,7 +373,7 @@ proptest! {
         }
         if msg != original {
             prop_assert!(rt.decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &msg).is_err());
-            prop_assert!(stream(&rt, &config, ring.as_ref(), &msg).is_err());
+            prop_assert!(rt.stream(&config, ring.as_ref(), &msg).is_err());
         }
     }
 }

@@ -529,14 +529,10 @@ impl<W: Write> EncryptWriter<W> {
         }))
     }
 
-    /// Most batches sealing in the background: one for a signed suite
-    /// (each task hashes the batch before its own), two otherwise.
+    /// Most batches sealing in the background (see [`job::depth`]; for a
+    /// signed suite each task hashes the batch before its own).
     fn depth(&self) -> usize {
-        if self.suite.is_signed() {
-            1
-        } else {
-            2
-        }
+        job::depth(self.keys.threads, self.suite.is_signed())
     }
 
     /// Waits for the background batches and writes them out in order

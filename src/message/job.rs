@@ -117,6 +117,19 @@ pub(crate) fn poll_idle<T: Send + 'static>(job: Option<&Job<T>>, cx: &mut Contex
     }
 }
 
+/// Most batches a stream keeps in the background: none unless it hands
+/// batches to the pool at all ([`background`], asked on each call: a
+/// stream may move between threads), one for a signing suite (the
+/// signature's hash takes the batches in order), two otherwise (so that the
+/// pool does not idle while the stream's thread hands over the next).
+pub(crate) fn depth(threads: usize, signed: bool) -> usize {
+    match (background(threads), signed) {
+        (false, _) => 0,
+        (true, true) => 1,
+        (true, false) => 2,
+    }
+}
+
 /// Whether a stream with `threads` threads hands batches to the pool and
 /// waits for them: only with several threads, and never from a pool worker
 /// (workers blocked on each other's queued tasks could deadlock the pool).

@@ -192,6 +192,28 @@ impl Runtime {
         self.block_on(envseal::Encryptor::new(config, keyring, context))
     }
 
+    /// Streaming decrypt of `message` (signed suites allowed); the
+    /// plaintext, or the error and how many bytes were released before it.
+    pub fn stream(
+        &self,
+        config: &Config,
+        keyring: &dyn Keyring,
+        message: &[u8],
+    ) -> Result<Vec<u8>, (envseal::Error, usize)> {
+        let d = envseal::Decryptor::new(message, config)
+            .map_err(|e| (e, 0))?
+            .allow_signed_streaming();
+        let mut r = self
+            .decrypt_stream(d, keyring, &envseal::EncryptionContext::new())
+            .map_err(|e| (e, 0))?;
+        let mut out = Vec::new();
+        match std::io::Read::read_to_end(&mut r, &mut out) {
+            Ok(_) if r.is_complete() => Ok(out),
+            Ok(_) => Err((envseal::Error::Poisoned, out.len())),
+            Err(e) => Err((envseal::Error::from_io(e), out.len())),
+        }
+    }
+
     pub fn decrypt_stream<R: std::io::Read>(
         &self,
         decryptor: envseal::Decryptor<R>,

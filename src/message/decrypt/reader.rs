@@ -327,18 +327,9 @@ impl<R: Read> DecryptReader<R> {
         }));
     }
 
-    /// Most batches in the background: none on a pool worker or with one
-    /// thread (batches open on the reader's thread: see
-    /// [`job::background`], asked on each call as a stream may move
-    /// between threads), one for a signing suite, two otherwise.
+    /// Most batches opening in the background (see [`job::depth`]).
     fn depth(&self) -> usize {
-        if !job::background(self.keys.threads) {
-            0
-        } else if self.suite.is_signed() {
-            1
-        } else {
-            2
-        }
+        job::depth(self.keys.threads, self.suite.is_signed())
     }
 
     /// Keeps the pool fed: starts batches read ahead until `depth` are in
@@ -614,10 +605,8 @@ impl<R: Read> DecryptReader<R> {
                 let chunk = self.batch_frames.saturating_mul(slot);
                 let target = if self.final_marker_read {
                     last + footer
-                } else if self.lazy {
-                    chunk
                 } else {
-                    chunk.saturating_mul(2).saturating_add(last + footer)
+                    chunk
                 };
                 (chunk, target)
             }
