@@ -15,18 +15,20 @@
 
 mod dynamodb;
 mod items;
+mod key;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::sync::Arc;
 
 use aws_sdk_dynamodb as ddb;
-use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::format::EncryptionContext;
 use crate::kms::{
     AwsService, CachedProvider, CallArgs, Deadline, KmsArn, KmsBounds, KmsClient, KmsCounters, KmsError,
-    KmsErrorKind, KmsOperation, KmsStats,
+    KmsErrorKind, KmsOperation, KmsStats, UnwrappedKey,
 };
 /// The hierarchical keyring and its branch key cache, also at the crate root.
 pub use crate::materials::{
@@ -37,19 +39,22 @@ pub(crate) use dynamodb::error_code;
 use dynamodb::{enc_of, ConditionalPut, Table};
 pub(crate) use items::format_version;
 use items::{check_item, create_time, kms_context, uuid_v4, Attr, ItemType, NewItem, ENC};
+use key::KeyBytes;
 
 /// Length of a branch key.
 pub const BRANCH_KEY_LEN: usize = 32;
 
 /// A branch key, unwrapped: what the hierarchical keyring derives its
 /// per-message wrapping keys from. The key is wiped on drop and never
-/// printed.
+/// printed; it stays in the heap allocation KMS's answer was decoded into,
+/// so moving the materials (into a cache, through an async return) never
+/// copies it.
 pub struct BranchKeyMaterials {
     branch_key_id: String,
     version: String,
     version_bytes: [u8; 16],
     encryption_context: EncryptionContext,
-    key: Zeroizing<[u8; BRANCH_KEY_LEN]>,
+    key: KeyBytes,
 }
 
 impl fmt::Debug for BranchKeyMaterials {
@@ -72,7 +77,7 @@ impl BranchKeyMaterials {
             version: format_version(version_bytes),
             version_bytes,
             encryption_context: EncryptionContext::new(),
-            key: Zeroizing::new(key),
+            key: KeyBytes::new(zeroize::Zeroizing::new(key.to_vec())).expect("32 bytes"),
         }
     }
 
@@ -98,7 +103,7 @@ impl BranchKeyMaterials {
 
     /// The branch key itself.
     pub fn expose_secret(&self) -> &[u8; BRANCH_KEY_LEN] {
-        &self.key
+        self.key.expose()
     }
 }
 
@@ -532,28 +537,7 @@ impl KeyStore {
             .kms
             .decrypt(self.kms_args(&checked.kms_context, deadline)?, &checked.enc)
             .await?;
-        let kms_key = self.key()?;
-        let invalid = |m: &str| {
-            KmsError::new(KmsErrorKind::InvalidResponse, KmsOperation::Decrypt, kms_key)
-                .with_message(format!("branch key {branch_key_id}: {m}"))
-        };
-        if unwrapped.key_id.as_deref().is_some_and(|k| k != kms_key) {
-            return Err(invalid("KMS answered for another key").into());
-        }
-        let key: [u8; BRANCH_KEY_LEN] = unwrapped
-            .plaintext
-            .as_slice()
-            .try_into()
-            .map_err(|_| invalid("the branch key is not 32 bytes"))?;
-        let version_bytes =
-            items::parse_version(&checked.version).ok_or_else(|| invalid("the version is not a UUID"))?;
-        Ok(BranchKeyMaterials {
-            branch_key_id: checked.branch_key_id,
-            version: format_version(version_bytes),
-            version_bytes,
-            encryption_context: checked.custom,
-            key: Zeroizing::new(key),
-        })
+        branch_key_materials(checked, unwrapped, self.key()?)
     }
 
     /// Reads one item and checks it against the record format and the
@@ -628,6 +612,35 @@ impl KeyStore {
         active_item.insert(ENC.into(), Attr::B(active_enc));
         Ok((version_item, active_item))
     }
+}
+
+/// Branch key materials from a checked item and what KMS Decrypt answered
+/// for it (spec: "Branch Key Materials From Authenticated Encryption
+/// Context").
+fn branch_key_materials(
+    checked: items::CheckedItem,
+    unwrapped: UnwrappedKey,
+    kms_key: &str,
+) -> Result<BranchKeyMaterials> {
+    let branch_key_id = &checked.branch_key_id;
+    let invalid = |m: &str| {
+        KmsError::new(KmsErrorKind::InvalidResponse, KmsOperation::Decrypt, kms_key)
+            .with_message(format!("branch key {branch_key_id}: {m}"))
+    };
+    if unwrapped.key_id.as_deref().is_some_and(|k| k != kms_key) {
+        return Err(invalid("KMS answered for another key").into());
+    }
+    // The key stays where KMS's answer put it: no copy to wipe.
+    let key = KeyBytes::new(unwrapped.plaintext).ok_or_else(|| invalid("the branch key is not 32 bytes"))?;
+    let version_bytes =
+        items::parse_version(&checked.version).ok_or_else(|| invalid("the version is not a UUID"))?;
+    Ok(BranchKeyMaterials {
+        branch_key_id: checked.branch_key_id,
+        version: format_version(version_bytes),
+        version_bytes,
+        encryption_context: checked.custom,
+        key,
+    })
 }
 
 /// 16 random bytes for a UUID v4.

@@ -43,7 +43,7 @@ pub use crate::materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsEcdhKeyring,
 pub(crate) use arn::{check_identifier, duplicate_multi_region_keys, mrk_match};
 pub use arn::{InvalidArn, KmsArn};
 #[cfg(feature = "kms")]
-pub(crate) use client::{CallArgs, Deadline};
+pub(crate) use client::{CallArgs, Deadline, UnwrappedKey};
 #[cfg(feature = "kms")]
 pub use client::{CredentialInfo, KmsBounds, KmsClient, KmsClientBuilder, RetryMode};
 #[cfg(feature = "hierarchy")]

@@ -1,0 +1,31 @@
+//! Key bytes from KMS, kept in the one heap allocation KMS's response was
+//! decoded into: a branch key or a beacon key moves from the `Decrypt`
+//! answer into its materials and on into a cache without a copy, so the
+//! only copy is the one [`Zeroizing`] wipes when the materials drop.
+//! (A `[u8; 32]` held by value would be copied on every move of its
+//! owner, through each async return and into an `Arc`, leaving copies no
+//! one wipes.)
+
+use zeroize::Zeroizing;
+
+use super::BRANCH_KEY_LEN;
+
+/// 32 key bytes in a heap allocation, wiped on drop (its spare capacity
+/// too). No `Debug`, no `Clone`.
+pub(crate) struct KeyBytes(Zeroizing<Vec<u8>>);
+
+impl KeyBytes {
+    /// Takes over `bytes` (no copy) if it holds exactly 32 bytes; `None`
+    /// (and `bytes` wiped) otherwise.
+    pub(crate) fn new(bytes: Zeroizing<Vec<u8>>) -> Option<Self> {
+        (bytes.len() == BRANCH_KEY_LEN).then_some(KeyBytes(bytes))
+    }
+
+    /// The key, read in place.
+    pub(crate) fn expose(&self) -> &[u8; BRANCH_KEY_LEN] {
+        self.0
+            .as_slice()
+            .try_into()
+            .expect("KeyBytes::new admits exactly BRANCH_KEY_LEN bytes")
+    }
+}
