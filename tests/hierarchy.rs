@@ -6,6 +6,8 @@
 #![cfg(feature = "hierarchy")]
 
 mod common;
+#[path = "hierarchy/store_ops.rs"]
+mod store_ops;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

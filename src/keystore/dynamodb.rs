@@ -203,7 +203,8 @@ impl Table {
     }
 
     /// `DescribeTable`: the table's ARN and whether its key schema is the
-    /// key store's; `None` when there is no such table.
+    /// key store's (`branch-key-id` hash and `type` range keys, both of
+    /// type `S`); `None` when there is no such table.
     pub(super) async fn describe(&self, deadline: Deadline) -> Result<Option<(String, bool)>, KmsError> {
         let request = self.client.describe_table().table_name(&self.name);
         let call = self.call(KmsOperation::DescribeTable, &self.name, deadline);
@@ -226,9 +227,18 @@ impl Table {
             .iter()
             .map(|k| (k.attribute_name(), k.key_type()))
             .collect();
+        // Spec (branch-key-store.md "KeySchema"): both key attributes are
+        // strings; other attribute definitions (an index's) may be there.
+        let defs: Vec<(&str, &ScalarAttributeType)> = table
+            .attribute_definitions()
+            .iter()
+            .map(|d| (d.attribute_name(), d.attribute_type()))
+            .collect();
         let matches = schema.len() == 2
             && schema.contains(&(BRANCH_KEY_ID, &KeyType::Hash))
-            && schema.contains(&(TYPE, &KeyType::Range));
+            && schema.contains(&(TYPE, &KeyType::Range))
+            && defs.contains(&(BRANCH_KEY_ID, &ScalarAttributeType::S))
+            && defs.contains(&(TYPE, &ScalarAttributeType::S));
         Ok(Some((table.table_arn.unwrap_or_default(), matches)))
     }
 

@@ -366,7 +366,8 @@ impl KeyStore {
     /// its ARN.
     ///
     /// # Errors
-    /// [`Error::Config`] when the table exists with another key schema;
+    /// [`Error::Config`] when the table exists with another key schema or
+    /// key attribute types;
     /// [`Error::Kms`] for a failed call.
     pub async fn create_table(&self) -> Result<String> {
         let deadline = self.deadline();
@@ -375,7 +376,7 @@ impl KeyStore {
             Some((_, false)) => Err(Error::config(
                 "key store table",
                 format!(
-                    "table {} exists with another key schema (want branch-key-id HASH, type RANGE)",
+                    "table {} exists with another key schema (want branch-key-id HASH and type RANGE, both of type S)",
                     self.table_name()
                 ),
             )),
