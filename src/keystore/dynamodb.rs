@@ -144,10 +144,10 @@ impl Table {
             attempts,
             elapsed: started.elapsed(),
         };
-        let what = if sort_key == super::items::TYPE_ACTIVE {
-            "no such branch key"
-        } else {
-            "no such branch key version"
+        let what = match sort_key {
+            super::items::TYPE_ACTIVE => "no such branch key",
+            super::items::TYPE_BEACON => "no beacon key for this branch key",
+            _ => "no such branch key version",
         };
         match out?.item {
             None => Err(fetched.error(

@@ -122,8 +122,9 @@ pub(crate) fn kms_context(item: &Item, logical_name: &str) -> Result<EncryptionC
 #[derive(Debug)]
 pub(crate) struct CheckedItem {
     pub(crate) branch_key_id: String,
-    /// The version's UUID, in its 36-character form.
-    pub(crate) version: String,
+    /// The version's UUID, in its 36-character form (`None` for the beacon
+    /// key, which has no version).
+    pub(crate) version: Option<String>,
     pub(crate) kms_arn: String,
     pub(crate) enc: Vec<u8>,
     /// The custom encryption context, prefix removed.
@@ -141,7 +142,9 @@ fn string_attr<'i>(item: &'i Item, name: &str) -> Result<&'i str, ItemError> {
 }
 
 /// Checks an item read for `branch_key_id` and `want` (the record format;
-/// the version is the `type`'s or, for ACTIVE, the `version` attribute's).
+/// the version is the `type`'s or, for ACTIVE, the `version` attribute's;
+/// only an ACTIVE item has a `version` attribute: spec "ACTIVE / DECRYPT_ONLY
+/// / Beacon Key Encryption Context", and the MPL's `BranchKeyItem?`).
 pub(crate) fn check_item(
     item: &Item,
     branch_key_id: &str,
@@ -168,16 +171,27 @@ pub(crate) fn check_item(
         _ => return Err(format!("the item has no binary `{ENC}`")),
     };
     let version_text = match want {
-        ItemType::Active => string_attr(item, VERSION)?,
-        ItemType::Version(_) => item_type,
-        ItemType::Beacon => return Err("a beacon key has no version".into()),
+        ItemType::Active => Some(string_attr(item, VERSION)?),
+        ItemType::Version(_) | ItemType::Beacon if item.contains_key(VERSION) => {
+            return Err(format!(
+                "the item has a `{VERSION}` attribute (only {TYPE_ACTIVE} has one)"
+            ))
+        }
+        ItemType::Version(_) => Some(item_type),
+        ItemType::Beacon => None,
     };
-    let version = version_text
-        .strip_prefix(VERSION_PREFIX)
-        .ok_or_else(|| format!("the version `{version_text}` does not start with `{VERSION_PREFIX}`"))?;
-    if parse_version(version).is_none() {
-        return Err(format!("the version `{version}` is not a UUID"));
-    }
+    let version = match version_text {
+        None => None,
+        Some(text) => {
+            let version = text
+                .strip_prefix(VERSION_PREFIX)
+                .ok_or_else(|| format!("the version `{text}` does not start with `{VERSION_PREFIX}`"))?;
+            if parse_version(version).is_none() {
+                return Err(format!("the version `{version}` is not a UUID"));
+            }
+            Some(version.to_owned())
+        }
+    };
     let mut custom = EncryptionContext::new();
     for (name, value) in item {
         if let Some(key) = name.strip_prefix(CUSTOM_PREFIX) {
@@ -189,7 +203,7 @@ pub(crate) fn check_item(
     }
     Ok(CheckedItem {
         branch_key_id: id.to_owned(),
-        version: version.to_owned(),
+        version,
         kms_arn,
         enc,
         custom,
@@ -272,7 +286,7 @@ mod tests {
             ]
         );
         let checked = check_item(&item, "bk", ItemType::Active, "logical").unwrap();
-        assert_eq!(checked.version, v);
+        assert_eq!(checked.version.as_deref(), Some(v));
         assert_eq!(checked.custom, custom());
         assert_eq!(checked.kms_context, ctx);
         assert_eq!(checked.enc, [1, 2, 3]);
@@ -303,6 +317,48 @@ mod tests {
         }
         assert!(check_item(&active_item(v), "other", ItemType::Active, "logical").is_err());
         assert!(check_item(&active_item(v), "bk", ItemType::Version(v), "logical").is_err());
+    }
+
+    fn item(item_type: ItemType<'_>) -> Item {
+        let ctx = custom();
+        let mut item = NewItem {
+            branch_key_id: "bk",
+            item_type,
+            version: "0f7a3a5e-3c2b-4c1e-9b8a-1d2e3f4a5b6c",
+            create_time: "2026-12-01T16:35:53.395075Z",
+            kms_arn: "arn:aws:kms:us-west-2:111122223333:key/k",
+            custom: &ctx,
+        }
+        .attributes();
+        item.insert(ENC.into(), Attr::B(vec![1, 2, 3]));
+        item
+    }
+
+    /// A beacon item passes its checks (it has no version); only an ACTIVE
+    /// item may have a `version` attribute.
+    #[test]
+    fn beacon_items_are_checked_and_only_active_items_have_a_version() {
+        let v = "0f7a3a5e-3c2b-4c1e-9b8a-1d2e3f4a5b6c";
+        let beacon = item(ItemType::Beacon);
+        let checked = check_item(&beacon, "bk", ItemType::Beacon, "logical").unwrap();
+        assert_eq!(checked.version, None);
+        assert_eq!(checked.custom, custom());
+        assert_eq!(checked.kms_context.get(TYPE), Some(TYPE_BEACON));
+        assert_eq!(checked.kms_context.get(TABLE_NAME), Some("logical"));
+        assert!(check_item(&beacon, "bk", ItemType::Active, "logical").is_err());
+        assert!(check_item(&item(ItemType::Active), "bk", ItemType::Beacon, "logical").is_err());
+        let version = item(ItemType::Version(v));
+        assert_eq!(
+            check_item(&version, "bk", ItemType::Version(v), "logical")
+                .unwrap()
+                .version
+                .as_deref(),
+            Some(v)
+        );
+        for (mut bad, want) in [(beacon, ItemType::Beacon), (version, ItemType::Version(v))] {
+            bad.insert(VERSION.into(), Attr::S(format!("{VERSION_PREFIX}{v}")));
+            assert!(check_item(&bad, "bk", want, "logical").is_err(), "{want:?}");
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@
 use zeroize::Zeroizing;
 
 use super::BRANCH_KEY_LEN;
+use crate::error::Result;
+use crate::kms::{KmsError, KmsErrorKind, KmsOperation, UnwrappedKey};
 
 /// 32 key bytes in a heap allocation, wiped on drop (its spare capacity
 /// too). No `Debug`, no `Clone`.
@@ -28,4 +30,29 @@ impl KeyBytes {
             .try_into()
             .expect("KeyBytes::new admits exactly BRANCH_KEY_LEN bytes")
     }
+}
+
+/// An error about KMS Decrypt's answer for an item of `branch_key_id`.
+pub(super) fn invalid_answer(kms_key: &str, branch_key_id: &str, message: &str) -> KmsError {
+    KmsError::new(KmsErrorKind::InvalidResponse, KmsOperation::Decrypt, kms_key)
+        .with_message(format!("branch key {branch_key_id}: {message}"))
+}
+
+/// The key in KMS Decrypt's answer for an item of `branch_key_id` (`what`:
+/// "branch key" or "beacon key"), kept where the answer put it.
+///
+/// # Errors
+/// [`crate::Error::Kms`] (`InvalidResponse`) when KMS answered for another
+/// key than `kms_key`, or the key is not 32 bytes.
+pub(super) fn unwrapped_key(
+    unwrapped: UnwrappedKey,
+    kms_key: &str,
+    branch_key_id: &str,
+    what: &str,
+) -> Result<KeyBytes> {
+    if unwrapped.key_id.as_deref().is_some_and(|k| k != kms_key) {
+        return Err(invalid_answer(kms_key, branch_key_id, "KMS answered for another key").into());
+    }
+    Ok(KeyBytes::new(unwrapped.plaintext)
+        .ok_or_else(|| invalid_answer(kms_key, branch_key_id, &format!("the {what} is not 32 bytes")))?)
 }

@@ -13,6 +13,7 @@
 //!
 //! Only this module and [`crate::kms`] name the AWS SDK.
 
+mod beacon;
 mod dynamodb;
 mod items;
 mod key;
@@ -27,14 +28,15 @@ use aws_sdk_dynamodb as ddb;
 use crate::error::{Error, Result};
 use crate::format::EncryptionContext;
 use crate::kms::{
-    AwsService, CachedProvider, CallArgs, Deadline, KmsArn, KmsBounds, KmsClient, KmsCounters, KmsError,
-    KmsErrorKind, KmsOperation, KmsStats, UnwrappedKey,
+    AwsService, CachedProvider, CallArgs, Deadline, KmsArn, KmsBounds, KmsClient, KmsCounters, KmsErrorKind,
+    KmsStats, UnwrappedKey,
 };
 /// The hierarchical keyring and its branch key cache, also at the crate root.
 pub use crate::materials::{
     BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring, HierarchyKeyringBuilder,
     DEFAULT_BRANCH_KEY_CACHE_CAPACITY, HIERARCHY_PROVIDER_ID,
 };
+pub use beacon::BeaconKeyMaterials;
 pub(crate) use dynamodb::error_code;
 use dynamodb::{enc_of, ConditionalPut, Table};
 pub(crate) use items::format_version;
@@ -623,18 +625,14 @@ fn branch_key_materials(
     unwrapped: UnwrappedKey,
     kms_key: &str,
 ) -> Result<BranchKeyMaterials> {
-    let branch_key_id = &checked.branch_key_id;
-    let invalid = |m: &str| {
-        KmsError::new(KmsErrorKind::InvalidResponse, KmsOperation::Decrypt, kms_key)
-            .with_message(format!("branch key {branch_key_id}: {m}"))
-    };
-    if unwrapped.key_id.as_deref().is_some_and(|k| k != kms_key) {
-        return Err(invalid("KMS answered for another key").into());
-    }
+    let id = &checked.branch_key_id;
     // The key stays where KMS's answer put it: no copy to wipe.
-    let key = KeyBytes::new(unwrapped.plaintext).ok_or_else(|| invalid("the branch key is not 32 bytes"))?;
-    let version_bytes =
-        items::parse_version(&checked.version).ok_or_else(|| invalid("the version is not a UUID"))?;
+    let key = key::unwrapped_key(unwrapped, kms_key, id, "branch key")?;
+    let version_bytes = checked
+        .version
+        .as_deref()
+        .and_then(items::parse_version)
+        .ok_or_else(|| key::invalid_answer(kms_key, id, "the version is not a UUID"))?;
     Ok(BranchKeyMaterials {
         branch_key_id: checked.branch_key_id,
         version: format_version(version_bytes),

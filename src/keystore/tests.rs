@@ -70,3 +70,26 @@ fn a_branch_key_of_another_length_is_refused() {
     other.key_id = Some("arn:aws:kms:us-west-2:111122223333:key/other".into());
     assert!(branch_key_materials(checked(ItemType::Active), other, KMS_KEY).is_err());
 }
+
+/// The beacon key too stays in KMS's allocation; its materials carry the
+/// branch key id and custom context, and a key of another length is
+/// refused.
+#[tokio::test]
+async fn beacon_key_materials_from_a_beacon_item() {
+    let answer = unwrapped(BRANCH_KEY_LEN);
+    let kms_buffer = answer.plaintext.as_ptr();
+    let materials = beacon::beacon_key_materials(checked(ItemType::Beacon), answer, KMS_KEY).unwrap();
+    let materials = Arc::new(through_an_async_return(materials).await);
+    assert_eq!(materials.expose_secret().as_ptr(), kms_buffer);
+    assert_eq!(materials.beacon_key_id(), "bk");
+    assert_eq!(
+        materials.encryption_context(),
+        &EncryptionContext::from([("tenant", "t-1")])
+    );
+    let debug = format!("{materials:?}");
+    assert!(
+        debug.contains("<redacted>") && !debug.contains("[0, 1, 2"),
+        "{debug}"
+    );
+    assert!(beacon::beacon_key_materials(checked(ItemType::Beacon), unwrapped(16), KMS_KEY).is_err());
+}

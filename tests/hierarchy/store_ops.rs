@@ -1,9 +1,8 @@
 //! The branch key store's remaining operations (spec
 //! `framework/branch-key-store.md`): CreateKeyStore on a table that exists
-//! with key attributes of the wrong types, GetBeaconKey and
-//! GetKeyStoreInfo, each against the Python Material Providers Library on
-//! the same moto tables; and branch key bytes that stay in one heap
-//! allocation.
+//! with key attributes of the wrong types, and GetBeaconKey, each against
+//! the Python Material Providers Library on the same moto tables; and
+//! branch key bytes that stay in one heap allocation.
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
@@ -76,4 +75,105 @@ async fn create_table_refuses_key_attributes_that_are_not_strings() {
     }
     let python: Vec<bool> = reference(dir.path(), &jobs).iter().map(Result::is_ok).collect();
     assert_eq!(python, [false, false, true], "the Python library agrees");
+}
+
+/// A Python job's JSON output.
+fn json(out: &Result<String, String>) -> Value {
+    serde_json::from_str(out.as_ref().unwrap()).unwrap()
+}
+
+fn context_of(v: &Value) -> EncryptionContext {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// GetBeaconKey reads the beacon keys both sides write, alike: the Python
+/// library's (random id, and its own id with a context) read by envseal,
+/// envseal's read by Python, the same 32 bytes, id and custom context.
+/// The key stays in one heap allocation on its way out of the store.
+#[tokio::test]
+async fn beacon_keys_read_alike_by_envseal_and_python() {
+    let kms_key = create_key(REGION).await;
+    let t = table("beacon");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let create = |extra: &[&str]| {
+        let mut v = args(&["create-key", "--table", &t, "--kms-key", &kms_key]);
+        v.extend(args(extra));
+        v
+    };
+    let created = reference(
+        d,
+        &[
+            args(&["create-table", "--table", &t]),
+            create(&[]),
+            create(&["--branch-key-id", "py-beacon", "--context", "tenant=py"]),
+        ],
+    );
+    let py_random = created[1].clone().unwrap();
+    let store = store(&t, &kms_key).await;
+    let rs_random = store.create_key(None, &EncryptionContext::new()).await.unwrap();
+    let rs_custom = store
+        .create_key(Some("rs-beacon"), &EncryptionContext::from([("tenant", "rs")]))
+        .await
+        .unwrap();
+    let ids = [py_random, "py-beacon".to_owned(), rs_random, rs_custom];
+    let contexts = [
+        EncryptionContext::new(),
+        EncryptionContext::from([("tenant", "py")]),
+        EncryptionContext::new(),
+        EncryptionContext::from([("tenant", "rs")]),
+    ];
+    let mut jobs = Vec::new();
+    for id in &ids {
+        jobs.push(store_args("get-beacon", &t, &kms_key, id));
+        jobs.push(store_args("get-active", &t, &kms_key, id));
+    }
+    let python = reference(d, &jobs);
+    for (k, id) in ids.iter().enumerate() {
+        let (py, py_branch) = (json(&python[2 * k]), json(&python[2 * k + 1]));
+        let ours = store.get_beacon_key(id).await.unwrap();
+        assert_eq!(py["beacon_key_hex"], hex::encode(ours.expose_secret()), "{id}");
+        assert_eq!(py["beacon_key_id"], id.as_str());
+        assert_eq!(ours.beacon_key_id(), id);
+        assert_eq!(context_of(&py["encryption_context"]), contexts[k], "{id}");
+        assert_eq!(ours.encryption_context(), &contexts[k], "{id}");
+        assert_ne!(
+            py_branch["branch_key_hex"], py["beacon_key_hex"],
+            "{id}: the beacon key is its own key"
+        );
+        assert!(!format!("{ours:?}").contains(&hex::encode(ours.expose_secret())));
+    }
+
+    // No beacon item: NotFound from GetItem. Another logical name: the
+    // `tablename` in the KMS context differs and KMS refuses the item.
+    let err = store.get_beacon_key("no-such-key").await.unwrap_err();
+    let Error::Kms(e) = &err else { panic!("{err}") };
+    assert_eq!(
+        (e.kind.clone(), e.operation),
+        (KmsErrorKind::NotFound, KmsOperation::GetItem)
+    );
+    let renamed = KeyStore::builder(&t, &kms_key)
+        .logical_name("another-name")
+        .kms_client(kms_client(KmsBounds::default()).await)
+        .build()
+        .await
+        .unwrap();
+    let err = renamed.get_beacon_key(&ids[0]).await.unwrap_err();
+    let Error::Kms(e) = &err else { panic!("{err}") };
+    assert_eq!(e.operation, KmsOperation::Decrypt, "{err}");
+
+    // One heap allocation from the store to a cache: the bytes do not move
+    // when the materials do.
+    let branch = store.get_active_branch_key(&ids[2]).await.unwrap();
+    let at = branch.expose_secret().as_ptr();
+    let cached = Arc::new(*Box::new(branch));
+    assert_eq!(cached.expose_secret().as_ptr(), at);
+    let beacon = store.get_beacon_key(&ids[2]).await.unwrap();
+    let at = beacon.expose_secret().as_ptr();
+    let cached = Arc::new(*Box::new(beacon));
+    assert_eq!(cached.expose_secret().as_ptr(), at);
 }

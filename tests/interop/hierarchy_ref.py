@@ -18,6 +18,10 @@ checked against the reference in both directions.
         --branch-key-id ID --version V
         (both print {"branch_key_id", "version", "encryption_context",
          "branch_key_hex"} as JSON)
+    hierarchy_ref.py get-beacon --table T --kms-key ARN [--logical-name NAME]
+        --branch-key-id ID
+        (GetBeaconKey; prints {"beacon_key_id", "encryption_context",
+         "beacon_key_hex"} as JSON)
     hierarchy_ref.py encrypt|decrypt --input FILE --output FILE --table T
         --kms-key ARN --branch-key-id ID [--logical-name NAME] [--ttl-s N]
         [--suite HEXID] [--context-json FILE]
@@ -34,7 +38,8 @@ AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), read by boto3 itself (which
 reads AWS_DEFAULT_REGION, not AWS_REGION: AWS_REGION is passed on to it).
 --logical-name (the key store's logical name, bound into every branch key)
 defaults to the table name. --kms-key is the KMS configuration of the key
-store (a single key ARN). create-table succeeds if the table exists already.
+store (a single key ARN). create-table succeeds if the table exists already
+(with the key store's key schema: both keys of type S).
 --context K=V on create-key is the branch key's custom encryption context
 (the MPL requires it whenever --branch-key-id is given, and stores it with an
 "aws-crypto-ec:" prefix). FILE may be "-" for stdin/stdout. --context-json is
@@ -68,9 +73,10 @@ those only for DynamoDB streams, PartiQL and table import):
                 it), GenerateDataKeyWithoutPlaintext, ReEncrypt new version
                 -> ACTIVE, TransactWriteItems: Put version with
                 attribute_not_exists, Put ACTIVE with attribute_exists.
-  get-active / get-version / encrypt / decrypt
-                GetItem ("branch:ACTIVE" or "branch:version:<v>", no
-                ConsistentRead), then KMS Decrypt with the item's context.
+  get-active / get-version / get-beacon / encrypt / decrypt
+                GetItem ("branch:ACTIVE", "branch:version:<v>" or
+                "beacon:ACTIVE", no ConsistentRead), then KMS Decrypt with
+                the item's context.
 moto enforces both transaction conditions (a duplicate --branch-key-id fails
 with TransactionCanceledException, reasons [None, ConditionalCheckFailed,
 ConditionalCheckFailed]) and binds the encryption context in KMS (a wrong
@@ -100,6 +106,7 @@ from aws_cryptographic_material_providers.keystore.models import (  # noqa: E402
     CreateKeyInput,
     CreateKeyStoreInput,
     GetActiveBranchKeyInput,
+    GetBeaconKeyInput,
     GetBranchKeyVersionInput,
     KMSConfigurationKmsKeyArn,
     VersionKeyInput,
@@ -268,6 +275,19 @@ def cmd_get_version(argv, out):
     out.write(_materials_json(res.branch_key_materials).encode("utf-8"))
 
 
+def cmd_get_beacon(argv, out):
+    p = Parser(prog="hierarchy_ref.py get-beacon")
+    _store_args(p)
+    args = p.parse_args(argv)
+    m = key_store(args).get_beacon_key(GetBeaconKeyInput(branch_key_identifier=args.branch_key_id)).beacon_key_materials
+    doc = {
+        "beacon_key_id": m.beacon_key_identifier,
+        "encryption_context": dict(m.encryption_context),
+        "beacon_key_hex": bytes(m.beacon_key).hex(),
+    }
+    out.write((json.dumps(doc, sort_keys=True) + "\n").encode("utf-8"))
+
+
 def cmd_crypt(mode, argv, out):
     p = Parser(prog="hierarchy_ref.py " + mode)
     _store_args(p)
@@ -332,6 +352,7 @@ COMMANDS = {
     "version-key": cmd_version_key,
     "get-active": cmd_get_active,
     "get-version": cmd_get_version,
+    "get-beacon": cmd_get_beacon,
     "encrypt": lambda argv, out: cmd_crypt("encrypt", argv, out),
     "decrypt": lambda argv, out: cmd_crypt("decrypt", argv, out),
 }
