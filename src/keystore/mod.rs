@@ -15,6 +15,7 @@
 
 mod beacon;
 mod dynamodb;
+mod info;
 mod items;
 mod key;
 #[cfg(test)]
@@ -39,6 +40,7 @@ pub use crate::materials::{
 pub use beacon::BeaconKeyMaterials;
 pub(crate) use dynamodb::error_code;
 use dynamodb::{enc_of, ConditionalPut, Table};
+pub use info::{KeyStoreInfo, KmsConfiguration};
 pub(crate) use items::format_version;
 use items::{check_item, create_time, kms_context, uuid_v4, Attr, ItemType, NewItem, ENC};
 use key::KeyBytes;
@@ -118,6 +120,8 @@ pub struct KeyStore {
 }
 
 struct StoreInner {
+    /// The key store id (spec: "Keystore ID").
+    id: String,
     table: Table,
     logical_name: String,
     /// `None` for a store built by [`KeyStore::table_builder`].
@@ -139,6 +143,7 @@ impl fmt::Debug for KeyStore {
 /// Builds a [`KeyStore`]; see [`KeyStore::builder`].
 #[derive(Debug)]
 pub struct KeyStoreBuilder {
+    id: Option<String>,
     table: String,
     kms_key: Option<String>,
     logical_name: Option<String>,
@@ -150,6 +155,13 @@ pub struct KeyStoreBuilder {
 }
 
 impl KeyStoreBuilder {
+    /// The key store's id, reported by [`KeyStore::key_store_info`]
+    /// (default: a new version 4 UUID for each store built).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
     /// Count the DynamoDB calls and branch key cache hits into these
     /// counters (to share them between stores; default: the store's own).
     pub fn counters(mut self, counters: Arc<KmsCounters>) -> Self {
@@ -197,7 +209,9 @@ impl KeyStoreBuilder {
     /// # Errors
     /// [`Error::Config`] when the KMS key is not a key ARN (an alias or a
     /// bare key id cannot be checked against the items' `kms-arn`), the
-    /// table or logical name is empty, or the bounds are invalid.
+    /// table or logical name is empty, or the bounds are invalid;
+    /// [`Error::Backend`] when the system random number generator fails
+    /// (making the default id).
     pub async fn build(self) -> Result<KeyStore> {
         let arn: Option<KmsArn> = match &self.kms_key {
             None => None,
@@ -267,8 +281,13 @@ impl KeyStoreBuilder {
             name: self.table,
             region: Some(region),
         };
+        let id = match self.id {
+            Some(id) => id,
+            None => uuid_v4(random16()?),
+        };
         Ok(KeyStore {
             inner: Arc::new(StoreInner {
+                id,
                 table,
                 logical_name,
                 kms_key: self.kms_key,
@@ -284,6 +303,7 @@ impl KeyStore {
     /// the KMS key `kms_key_arn`.
     pub fn builder(table: impl Into<String>, kms_key_arn: impl Into<String>) -> KeyStoreBuilder {
         KeyStoreBuilder {
+            id: None,
             table: table.into(),
             kms_key: Some(kms_key_arn.into()),
             logical_name: None,

@@ -1,8 +1,9 @@
 //! The branch key store's remaining operations (spec
 //! `framework/branch-key-store.md`): CreateKeyStore on a table that exists
-//! with key attributes of the wrong types, and GetBeaconKey, each against
-//! the Python Material Providers Library on the same moto tables; and
-//! branch key bytes that stay in one heap allocation.
+//! with key attributes of the wrong types, GetBeaconKey and
+//! GetKeyStoreInfo, each against the Python Material Providers Library on
+//! the same moto tables; and branch key bytes that stay in one heap
+//! allocation.
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
@@ -176,4 +177,95 @@ async fn beacon_keys_read_alike_by_envseal_and_python() {
     let at = beacon.expose_secret().as_ptr();
     let cached = Arc::new(*Box::new(beacon));
     assert_eq!(cached.expose_secret().as_ptr(), at);
+}
+
+/// GetKeyStoreInfo on both sides of one configuration agrees on
+/// everything; a default id is a new version 4 UUID per store, on both
+/// sides.
+#[tokio::test]
+async fn key_store_info_agrees_with_python() {
+    let kms_key = create_key(REGION).await;
+    let t = table("info");
+    let dir = tempfile::tempdir().unwrap();
+    let base = args(&[
+        "get-info",
+        "--table",
+        &t,
+        "--kms-key",
+        &kms_key,
+        "--logical-name",
+        "logical-x",
+    ]);
+    let mut configured = base.clone();
+    configured.extend(args(&[
+        "--id",
+        "ks-shared",
+        "--grant-token",
+        "gt-1",
+        "--grant-token",
+        "gt-2",
+    ]));
+    let python = reference(dir.path(), &[configured, base.clone(), base]);
+    let build = |id: Option<&str>| {
+        let (t, kms_key) = (t.clone(), kms_key.clone());
+        let id = id.map(str::to_owned);
+        async move {
+            let mut b = KeyStore::builder(&t, &kms_key)
+                .logical_name("logical-x")
+                .kms_client(kms_client(KmsBounds::default()).await);
+            if let Some(id) = id {
+                b = b.id(id).grant_tokens(vec!["gt-1".to_owned(), "gt-2".to_owned()]);
+            }
+            b.build().await.unwrap().key_store_info()
+        }
+    };
+    let ours = build(Some("ks-shared")).await;
+    let py = json(&python[0]);
+    assert_eq!(py["key_store_id"], ours.key_store_id.as_str());
+    assert_eq!(ours.key_store_id, "ks-shared");
+    assert_eq!(py["key_store_name"], ours.table_name.as_str());
+    assert_eq!(ours.table_name, t);
+    assert_eq!(py["logical_key_store_name"], ours.logical_name.as_str());
+    assert_eq!(ours.logical_name, "logical-x");
+    assert_eq!(py["grant_tokens"], serde_json::json!(ours.grant_tokens));
+    assert_eq!(ours.grant_tokens, ["gt-1", "gt-2"]);
+    assert_eq!(
+        py["kms_configuration"],
+        serde_json::json!({ "kms_key_arn": kms_key })
+    );
+    assert_eq!(
+        ours.kms_configuration,
+        Some(envseal::keystore::KmsConfiguration::KmsKeyArn(kms_key.clone()))
+    );
+    let debug = format!("{ours:?}");
+    assert!(
+        !debug.contains("gt-1") && debug.contains("<2 redacted>"),
+        "{debug}"
+    );
+
+    let uuid_v4 = |id: &str| id.len() == 36 && id.as_bytes()[14] == b'4' && id.matches('-').count() == 4;
+    let (a, b) = (build(None).await, build(None).await);
+    let (pa, pb) = (json(&python[1]), json(&python[2]));
+    let (pa, pb) = (
+        pa["key_store_id"].as_str().unwrap(),
+        pb["key_store_id"].as_str().unwrap(),
+    );
+    for id in [a.key_store_id.as_str(), b.key_store_id.as_str(), pa, pb] {
+        assert!(uuid_v4(id), "{id}");
+    }
+    assert_ne!(a.key_store_id, b.key_store_id);
+    assert_ne!(pa, pb);
+    assert_eq!(pa.len(), a.key_store_id.len());
+    assert!(a.grant_tokens.is_empty());
+    assert_eq!(tokens_of(&python[1]), Vec::<String>::new());
+    let table_only = KeyStore::table_builder(&t)
+        .kms_client(kms_client(KmsBounds::default()).await)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(table_only.key_store_info().kms_configuration, None);
+}
+
+fn tokens_of(out: &Result<String, String>) -> Vec<String> {
+    serde_json::from_value(json(out)["grant_tokens"].clone()).unwrap()
 }

@@ -22,6 +22,10 @@ checked against the reference in both directions.
         --branch-key-id ID
         (GetBeaconKey; prints {"beacon_key_id", "encryption_context",
          "beacon_key_hex"} as JSON)
+    hierarchy_ref.py get-info --table T --kms-key ARN [--logical-name NAME]
+        (GetKeyStoreInfo; prints {"key_store_id", "key_store_name",
+         "logical_key_store_name", "grant_tokens", "kms_configuration":
+         {"kms_key_arn": ARN}} as JSON)
     hierarchy_ref.py encrypt|decrypt --input FILE --output FILE --table T
         --kms-key ARN --branch-key-id ID [--logical-name NAME] [--ttl-s N]
         [--suite HEXID] [--context-json FILE]
@@ -38,8 +42,11 @@ AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), read by boto3 itself (which
 reads AWS_DEFAULT_REGION, not AWS_REGION: AWS_REGION is passed on to it).
 --logical-name (the key store's logical name, bound into every branch key)
 defaults to the table name. --kms-key is the KMS configuration of the key
-store (a single key ARN). create-table succeeds if the table exists already
-(with the key store's key schema: both keys of type S).
+store (a single key ARN). Every command but create-table also takes
+--id ID (the key store's id; default: the MPL makes a random UUID) and
+--grant-token TOKEN (repeatable; the key store's grant tokens, which moto
+ignores). create-table succeeds if the table exists already (with the key
+store's key schema: both keys of type S).
 --context K=V on create-key is the branch key's custom encryption context
 (the MPL requires it whenever --branch-key-id is given, and stores it with an
 "aws-crypto-ec:" prefix). FILE may be "-" for stdin/stdout. --context-json is
@@ -77,6 +84,7 @@ those only for DynamoDB streams, PartiQL and table import):
                 GetItem ("branch:ACTIVE", "branch:version:<v>" or
                 "beacon:ACTIVE", no ConsistentRead), then KMS Decrypt with
                 the item's context.
+  get-info      nothing (the configuration only).
 moto enforces both transaction conditions (a duplicate --branch-key-id fails
 with TransactionCanceledException, reasons [None, ConditionalCheckFailed,
 ConditionalCheckFailed]) and binds the encryption context in KMS (a wrong
@@ -109,6 +117,7 @@ from aws_cryptographic_material_providers.keystore.models import (  # noqa: E402
     GetBeaconKeyInput,
     GetBranchKeyVersionInput,
     KMSConfigurationKmsKeyArn,
+    Unit,
     VersionKeyInput,
 )
 from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders  # noqa: E402
@@ -193,6 +202,8 @@ def key_store(args):
             ddb_table_name=args.table,
             kms_configuration=KMSConfigurationKmsKeyArn(args.kms_key),
             logical_key_store_name=args.logical_name if args.logical_name is not None else args.table,
+            id=getattr(args, "id", None),
+            grant_tokens=getattr(args, "grant_token", None) or None,
             ddb_client=Clients.ddb(),
             kms_client=Clients.kms(),
         )
@@ -203,6 +214,8 @@ def _store_args(p, branch_key_id=True):
     p.add_argument("--table", required=True)
     p.add_argument("--kms-key", required=True, type=kms_arn)
     p.add_argument("--logical-name")
+    p.add_argument("--id")
+    p.add_argument("--grant-token", action="append", default=[])
     if branch_key_id:
         p.add_argument("--branch-key-id", required=True)
 
@@ -288,6 +301,34 @@ def cmd_get_beacon(argv, out):
     out.write((json.dumps(doc, sort_keys=True) + "\n").encode("utf-8"))
 
 
+# The JSON tag of each KMS configuration class.
+KMS_CONFIGURATIONS = {
+    "KMSConfigurationKmsKeyArn": "kms_key_arn",
+    "KMSConfigurationKmsMRKeyArn": "kms_mr_key_arn",
+    "KMSConfigurationDiscovery": "discovery",
+    "KMSConfigurationMrDiscovery": "mr_discovery",
+}
+
+
+def cmd_get_info(argv, out):
+    p = Parser(prog="hierarchy_ref.py get-info")
+    _store_args(p, branch_key_id=False)
+    args = p.parse_args(argv)
+    info = key_store(args).get_key_store_info(Unit())
+    conf = info.kms_configuration
+    value = getattr(conf, "value", None)
+    doc = {
+        "key_store_id": info.key_store_id,
+        "key_store_name": info.key_store_name,
+        "logical_key_store_name": info.logical_key_store_name,
+        "grant_tokens": list(info.grant_tokens or []),
+        "kms_configuration": {
+            KMS_CONFIGURATIONS.get(type(conf).__name__, type(conf).__name__): value if isinstance(value, str) else None
+        },
+    }
+    out.write((json.dumps(doc, sort_keys=True) + "\n").encode("utf-8"))
+
+
 def cmd_crypt(mode, argv, out):
     p = Parser(prog="hierarchy_ref.py " + mode)
     _store_args(p)
@@ -353,6 +394,7 @@ COMMANDS = {
     "get-active": cmd_get_active,
     "get-version": cmd_get_version,
     "get-beacon": cmd_get_beacon,
+    "get-info": cmd_get_info,
     "encrypt": lambda argv, out: cmd_crypt("encrypt", argv, out),
     "decrypt": lambda argv, out: cmd_crypt("decrypt", argv, out),
 }
