@@ -5,6 +5,9 @@
 #![cfg(feature = "kms")]
 
 mod common;
+#[cfg(feature = "hierarchy")]
+#[path = "cli_kms/ddb_check.rs"]
+mod ddb_check;
 
 use std::path::Path;
 use std::process::{Command, Output};

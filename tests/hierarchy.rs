@@ -8,6 +8,8 @@
 mod common;
 #[path = "hierarchy/store_ops.rs"]
 mod store_ops;
+#[path = "hierarchy/ddb_check.rs"]
+mod ddb_check;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

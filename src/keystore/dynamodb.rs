@@ -60,9 +60,66 @@ impl Fetched {
 /// A conditional put of one item in a transaction.
 pub(super) struct ConditionalPut {
     pub(super) item: Item,
-    pub(super) condition: &'static str,
-    /// `:encOld`, for a condition on the item's current `enc`.
-    pub(super) old_enc: Option<Vec<u8>>,
+    pub(super) condition: Condition,
+}
+
+/// The condition of a put, as DynamoDB takes it: attribute names only
+/// through `ExpressionAttributeNames` placeholders (in DynamoDB's
+/// expression grammar the hyphen of `branch-key-id` is the minus operator,
+/// so the inline name is refused with `Invalid ConditionExpression: Syntax
+/// error; token: "-"`), values only through `ExpressionAttributeValues`.
+/// The placeholder of the partition key is the Material Providers
+/// Library's, `#BranchKeyIdentifierField` (its DDBKeystoreOperations).
+///
+/// Spec: `framework/branch-key-store.md` (CreateKey, VersionKey) and
+/// `framework/key-store/dynamodb-key-storage.md`.
+pub(super) enum Condition {
+    /// No item with the put's key yet: `attribute_not_exists(branch-key-id)`
+    /// (every CreateKey item, and VersionKey's new version item).
+    NotExists,
+    /// The item exists and its `enc` is still this, the ciphertext read
+    /// (VersionKey's ACTIVE item): `attribute_exists(branch-key-id) AND
+    /// enc = :encOld`.
+    EncUnchanged(Vec<u8>),
+}
+
+const BRANCH_KEY_ID_NAME: &str = "#BranchKeyIdentifierField";
+const ENC_NAME: &str = "#EncField";
+const ENC_OLD_VALUE: &str = ":encOld";
+
+impl Condition {
+    /// The `ConditionExpression`, which names attributes and values only
+    /// by their placeholders.
+    fn expression(&self) -> String {
+        match self {
+            Self::NotExists => format!("attribute_not_exists({BRANCH_KEY_ID_NAME})"),
+            Self::EncUnchanged(_) => {
+                format!("attribute_exists({BRANCH_KEY_ID_NAME}) AND {ENC_NAME} = {ENC_OLD_VALUE}")
+            }
+        }
+    }
+
+    /// `ExpressionAttributeNames`: every placeholder the expression uses
+    /// (DynamoDB refuses unused ones too).
+    fn names(&self) -> HashMap<String, String> {
+        let mut names = HashMap::from([(BRANCH_KEY_ID_NAME.to_owned(), BRANCH_KEY_ID.to_owned())]);
+        if let Self::EncUnchanged(_) = self {
+            names.insert(ENC_NAME.to_owned(), ENC.to_owned());
+        }
+        names
+    }
+
+    /// `ExpressionAttributeValues`, `None` when the expression has none
+    /// (DynamoDB refuses an empty map).
+    fn values(self) -> Option<HashMap<String, AttributeValue>> {
+        match self {
+            Self::NotExists => None,
+            Self::EncUnchanged(old) => Some(HashMap::from([(
+                ENC_OLD_VALUE.to_owned(),
+                AttributeValue::B(Blob::new(old)),
+            )])),
+        }
+    }
 }
 
 /// The DynamoDB client of one key store and the engine its calls run on.
@@ -173,14 +230,14 @@ impl Table {
         let invalid = |m: String| KmsError::new(KmsErrorKind::Other, op, branch_key_id).with_message(m);
         let mut request = self.client.transact_write_items();
         for put in puts {
-            let mut builder = Put::builder()
+            let put = Put::builder()
                 .table_name(&self.name)
                 .set_item(Some(to_sdk(put.item)))
-                .condition_expression(put.condition);
-            if let Some(old) = put.old_enc {
-                builder = builder.expression_attribute_values(":encOld", AttributeValue::B(Blob::new(old)));
-            }
-            let put = builder.build().map_err(|e| invalid(e.to_string()))?;
+                .condition_expression(put.condition.expression())
+                .set_expression_attribute_names(Some(put.condition.names()))
+                .set_expression_attribute_values(put.condition.values())
+                .build()
+                .map_err(|e| invalid(e.to_string()))?;
             request = request.transact_items(TransactWriteItem::builder().put(put).build());
         }
         let call = self.call(op, branch_key_id, deadline);
@@ -282,13 +339,5 @@ impl Table {
             .table_description
             .and_then(|t| t.table_arn)
             .unwrap_or_default())
-    }
-}
-
-/// `enc` of an item, for the VersionKey condition.
-pub(super) fn enc_of(item: &Item) -> Option<Vec<u8>> {
-    match item.get(ENC) {
-        Some(Attr::B(b)) => Some(b.clone()),
-        _ => None,
     }
 }

@@ -39,7 +39,7 @@ pub use crate::materials::{
 };
 pub use beacon::BeaconKeyMaterials;
 pub(crate) use dynamodb::error_code;
-use dynamodb::{enc_of, ConditionalPut, Table};
+use dynamodb::{Condition, ConditionalPut, Table};
 pub use info::{KeyStoreInfo, KmsConfiguration};
 pub(crate) use items::format_version;
 use items::{check_item, create_time, kms_context, uuid_v4, Attr, ItemType, NewItem, ENC};
@@ -458,11 +458,9 @@ impl KeyStore {
             .generate_data_key_without_plaintext(self.kms_args(&beacon_ctx, deadline)?, BRANCH_KEY_LEN as i32)
             .await?;
         beacon.insert(ENC.into(), Attr::B(beacon_enc));
-        let not_exists = "attribute_not_exists(branch-key-id)";
         let puts = [version_item, active_item, beacon].map(|item| ConditionalPut {
             item,
-            condition: not_exists,
-            old_enc: None,
+            condition: Condition::NotExists,
         });
         self.inner.table.put_all(&id, puts.into(), deadline).await?;
         tracing::info!(branch_key_id = %id, version = %version, "branch key created");
@@ -478,7 +476,7 @@ impl KeyStore {
     /// its checks or authentication, a refused write (`ConditionFailed`).
     pub async fn version_key(&self, branch_key_id: &str) -> Result<String> {
         let deadline = self.deadline();
-        let (checked, item) = self.read_item(branch_key_id, ItemType::Active, deadline).await?;
+        let (checked, _) = self.read_item(branch_key_id, ItemType::Active, deadline).await?;
         // Authenticate the ACTIVE item: KMS re-encrypts it under its own
         // context only if every attribute is what it was written with.
         self.inner
@@ -510,13 +508,11 @@ impl KeyStore {
         let puts = vec![
             ConditionalPut {
                 item: version_item,
-                condition: "attribute_not_exists(branch-key-id)",
-                old_enc: None,
+                condition: Condition::NotExists,
             },
             ConditionalPut {
                 item: active_item,
-                condition: "attribute_exists(branch-key-id) AND enc = :encOld",
-                old_enc: enc_of(&item),
+                condition: Condition::EncUnchanged(checked.enc.clone()),
             },
         ];
         self.inner.table.put_all(branch_key_id, puts, deadline).await?;

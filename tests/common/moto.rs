@@ -3,6 +3,14 @@
 //!
 //! The server runs under a small shell that kills it when this process's
 //! end of its stdin pipe closes, i.e. when the test binary exits.
+//!
+//! moto does not validate DynamoDB requests (an expression real DynamoDB
+//! refuses passes), so the tests reach moto only through the DynamoDB
+//! checker, tests/ddb-check/proxy.js: a loopback proxy that validates every
+//! DynamoDB request with DynamoDB's rules (the npm package dynalite's
+//! validators), refuses an invalid one as DynamoDB does and forwards the
+//! rest, KMS too. [`Moto::url`] is the proxy's; without the checker the
+//! tests that need moto fail, they never run unchecked.
 
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -18,9 +26,12 @@ use envseal::kms::{KmsBounds, KmsClient};
 pub const ACCOUNT: &str = "123456789012";
 
 pub struct Moto {
+    /// The DynamoDB checker's URL, in front of moto: what every client uses.
     pub url: String,
+    /// moto's own port (its log file is named after it).
     pub port: u16,
     _child: Mutex<(Child, ChildStdin)>,
+    _check: Mutex<(Child, ChildStdin)>,
 }
 
 /// The server: `ENVSEAL_MOTO_SERVER`, else tests/interop/kms_server.py
@@ -39,6 +50,93 @@ fn moto_server() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/kms_server.py")
 }
 
+/// The DynamoDB checker: `ENVSEAL_DDB_CHECK` (the path of proxy.js, set
+/// by scripts/test), else tests/ddb-check/proxy.js once `npm ci` has
+/// installed its dependencies there. Panics, with what to do, when there
+/// is none.
+fn ddb_check() -> PathBuf {
+    if let Some(p) = std::env::var_os("ENVSEAL_DDB_CHECK") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "ENVSEAL_DDB_CHECK={} is not a file", p.display());
+        return p;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ddb-check");
+    assert!(
+        dir.join("node_modules/dynalite/validations/index.js").is_file(),
+        "the tests reach moto (KMS and DynamoDB) only through the DynamoDB checker, \
+         tests/ddb-check/proxy.js (moto does not validate DynamoDB requests): run scripts/test, \
+         which installs it, or `npm ci --prefix tests/ddb-check`, or set ENVSEAL_DDB_CHECK"
+    );
+    dir.join("proxy.js")
+}
+
+/// Starts the checker (Node.js, `ENVSEAL_NODE` or `node`) in front of
+/// `upstream`; it exits when its stdin closes. Returns it and its port.
+fn start_check(upstream: &str) -> (Child, ChildStdin, u16) {
+    use std::io::BufRead;
+    let node = std::env::var_os("ENVSEAL_NODE").unwrap_or_else(|| "node".into());
+    let script = ddb_check();
+    let log = std::fs::File::create(
+        std::env::temp_dir().join(format!("envseal-ddb-check-{}.log", std::process::id())),
+    )
+    .unwrap();
+    let mut child = Command::new(&node)
+        .arg(&script)
+        .arg("--upstream")
+        .arg(upstream)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start the DynamoDB checker ({} {}): {e}; Node.js is needed (scripts/test checks it)",
+                node.to_string_lossy(),
+                script.display()
+            )
+        });
+    let stdin = child.stdin.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the DynamoDB checker did not start: {line:?}"));
+    (child, stdin, port)
+}
+
+/// What the DynamoDB checker has checked for one table: per operation,
+/// requests `(checked, refused)`. Empty for a table it saw no request for.
+pub fn ddb_checked(table: &str) -> std::collections::BTreeMap<String, (u64, u64)> {
+    use std::io::Write;
+    let addr = moto().url.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "GET /__ddb-check/stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let stats: serde_json::Value = serde_json::from_str(body).unwrap();
+    stats["tables"][table]
+        .as_object()
+        .map(|ops| {
+            ops.iter()
+                .map(|(op, c)| {
+                    let n = |k: &str| c[k].as_u64().unwrap();
+                    (op.clone(), (n("checked"), n("refused")))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .unwrap()
@@ -51,6 +149,7 @@ pub fn free_port() -> u16 {
 pub fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(|| {
+        ddb_check(); // before moto: fail early, with what to do
         let port = free_port();
         let mut child = Command::new("sh")
             .arg("-c")
@@ -77,10 +176,12 @@ pub fn moto() -> &'static Moto {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        let (check, check_stdin, check_port) = start_check(&format!("http://127.0.0.1:{port}"));
         Moto {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://127.0.0.1:{check_port}"),
             port,
             _child: Mutex::new((child, stdin)),
+            _check: Mutex::new((check, check_stdin)),
         }
     })
 }
