@@ -76,10 +76,8 @@ fn start_check(upstream: &str) -> (Child, ChildStdin, u16) {
     use std::io::BufRead;
     let node = std::env::var_os("ENVSEAL_NODE").unwrap_or_else(|| "node".into());
     let script = ddb_check();
-    let log = std::fs::File::create(
-        std::env::temp_dir().join(format!("envseal-ddb-check-{}.log", std::process::id())),
-    )
-    .unwrap();
+    let log_path = std::env::temp_dir().join(format!("envseal-ddb-check-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(&node)
         .arg(&script)
         .arg("--upstream")
@@ -104,7 +102,13 @@ fn start_check(upstream: &str) -> (Child, ChildStdin, u16) {
         .trim()
         .strip_prefix("listening ")
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("the DynamoDB checker did not start: {line:?}"));
+        .unwrap_or_else(|| {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!(
+                "the DynamoDB checker did not start ({}): {line:?}\n{log}",
+                script.display()
+            )
+        });
     (child, stdin, port)
 }
 

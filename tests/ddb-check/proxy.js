@@ -215,12 +215,14 @@ const TRANSACT_TYPES = {
   },
 }
 
-// The key schema of each table, read from the upstream (DescribeTable) for
-// the same-item rule.
+// The key schema of each table (per region: the credential scope's), read
+// from the upstream (DescribeTable) for the same-item rule.
 const keySchemas = new Map()
 
 function keySchema (upstream, headers, table) {
-  if (keySchemas.has(table)) return Promise.resolve(keySchemas.get(table))
+  const scope = /Credential=[^/]*\/[^/]*\/([^/]*)\//.exec(headers.authorization || '')
+  const cacheKey = (scope ? scope[1] : '') + '/' + table
+  if (keySchemas.has(cacheKey)) return Promise.resolve(keySchemas.get(cacheKey))
   const body = JSON.stringify({ TableName: table })
   return new Promise((resolve, reject) => {
     const req = http.request(upstream, {
@@ -237,9 +239,14 @@ function keySchema (upstream, headers, table) {
       res.on('data', (c) => chunks.push(c))
       res.on('end', () => {
         if (res.statusCode !== 200) return resolve(null) // no such table: the upstream answers the write
-        const names = JSON.parse(Buffer.concat(chunks).toString()).Table.KeySchema.map((k) => k.AttributeName)
-        keySchemas.set(table, names)
-        resolve(names)
+        try {
+          const names = JSON.parse(Buffer.concat(chunks).toString()).Table.KeySchema.map((k) => k.AttributeName)
+          keySchemas.set(cacheKey, names)
+          resolve(names)
+        }
+        catch (e) {
+          reject(e) // refused loudly (CheckerError), never passed unchecked
+        }
       })
     })
     req.on('error', reject)
@@ -310,12 +317,19 @@ async function validate (op, body, upstream, headers) {
 
 function forward (upstream, req, body, res) {
   const up = http.request(upstream, { method: req.method, path: req.url, headers: req.headers }, (r) => {
+    r.on('error', () => res.destroy())
     res.writeHead(r.statusCode, r.headers)
     r.pipe(res)
   })
   up.on('error', (e) => {
+    if (res.headersSent) return res.destroy()
     res.writeHead(502, { 'content-type': 'text/plain' })
     res.end('ddb-check: upstream error: ' + e.message)
+  })
+  // A client that goes away (the fault tests cut connections) ends its
+  // upstream request too; it never takes the proxy down.
+  res.on('close', () => {
+    if (!res.writableFinished) up.destroy()
   })
   up.end(body)
 }
@@ -334,6 +348,8 @@ function refuse (res, body) {
 function createProxy (upstream) {
   return http.createServer((req, res) => {
     const chunks = []
+    req.on('error', () => res.destroy())
+    res.on('error', () => {})
     req.on('data', (c) => chunks.push(c))
     req.on('end', () => {
       const body = Buffer.concat(chunks)
