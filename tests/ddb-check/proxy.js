@@ -145,7 +145,7 @@ function syntaxError (field, expr, data) {
     const i = toks.findIndex((t) => t.start >= at)
     if (i < 0) {
       const last = toks[toks.length - 1]
-      const near = last ? expr.slice(last.start, last.end) : ''
+      const near = last ? expr.slice(last.start) : ''
       return 'Invalid ' + field + ': Syntax error; token: "<EOF>", near: "' + near + '"'
     }
     const from = toks[Math.max(0, i - 1)].start
@@ -259,8 +259,11 @@ async function validateTransactWrite (data, upstream, headers) {
   const items = data.TransactItems
   for (const element of items) {
     const kinds = Object.keys(ACTIONS).filter((k) => element[k] != null)
-    if (kinds.length !== 1) {
+    if (kinds.length > 1) {
       throw validationError('TransactItems can only contain one of Check, Put, Update or Delete')
+    }
+    if (kinds.length === 0) {
+      throw validationError('Invalid Request: TransactWriteRequest should contain Delete or Put or Update request')
     }
   }
   for (const element of items) {

@@ -136,6 +136,8 @@ test('TransactWriteItems: 1 to 100 actions, one action each, one action per item
   await refused('TransactWriteItems', {
     TransactItems: [ { Put: { TableName: TABLE, Item: item('a', 'b') }, Delete: { TableName: TABLE, Key: { pk: { S: 'a' }, sk: { S: 'c' } } } } ],
   }, 'TransactItems can only contain one of Check, Put, Update or Delete')
+  await refused('TransactWriteItems', { TransactItems: [ {} ] },
+    'Invalid Request: TransactWriteRequest should contain Delete or Put or Update request')
   await refused('TransactWriteItems', {
     TransactItems: [
       { Put: { TableName: TABLE, Item: item('a', 'b') } },
