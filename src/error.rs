@@ -59,11 +59,15 @@ pub enum Error {
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
-    /// Every keyring tried failed (a multi-keyring's children, in order):
-    /// each failure, as the spec's multi-keyring collects them. A lone
-    /// failure, or failures that are all [`Error::Decrypt`], are reported
-    /// as themselves instead.
-    #[error("every keyring failed: {}", list_failures(.0))]
+    /// No data key was decrypted and more than one attempt failed: each
+    /// failure, in the order tried, as the specifications collect them (a
+    /// multi-keyring's children, `framework/multi-keyring.md`; a keyring's
+    /// encrypted data keys, e.g. `aws-kms-hierarchical-keyring.md`). A
+    /// nested list is flattened into this one; a lone failure is reported
+    /// as itself. Failed cryptographic checks stay [`Error::Decrypt`], as
+    /// opaque in the list as alone. Display names the first few; the list
+    /// holds them all.
+    #[error("every attempt to decrypt the data key failed: {}", list_failures(.0))]
     Keyrings(Vec<Error>),
 
     /// A KMS call failed: kind, operation, key, HTTP status, request id and
@@ -137,6 +141,36 @@ impl Error {
         }
     }
 
+    /// The failure of a decrypt that tried several keyrings or encrypted
+    /// data keys and got no data key: `None` for no failure, a lone failure
+    /// as itself, else [`Error::Keyrings`] with every failure in order
+    /// (nested lists flattened).
+    pub(crate) fn collected(failures: Vec<Error>) -> Option<Error> {
+        let mut all = Vec::with_capacity(failures.len());
+        for e in failures {
+            match e {
+                Error::Keyrings(inner) => all.extend(inner),
+                e => all.push(e),
+            }
+        }
+        match all.len() {
+            0 => None,
+            1 => all.pop(),
+            _ => Some(Error::Keyrings(all)),
+        }
+    }
+
+    /// Whether a failed cryptographic check is (or is among) this failure:
+    /// such an outcome depends on the caller's own message, not only on
+    /// the keys.
+    pub(crate) fn has_failed_check(&self) -> bool {
+        match self {
+            Error::Decrypt => true,
+            Error::Keyrings(all) => all.iter().any(Error::has_failed_check),
+            _ => false,
+        }
+    }
+
     /// A copy for every caller that waited on one shared operation (the
     /// cache's single keyring call). I/O errors keep their kind and text.
     pub(crate) fn duplicate(&self) -> Error {
@@ -171,14 +205,21 @@ impl Error {
     }
 }
 
-/// `1) first; 2) second; ...`
+/// Failures [`Error::Keyrings`] names in its Display; a hostile message
+/// can make a thousand, and one log line should stay readable.
+const LISTED_FAILURES: usize = 10;
+
+/// `1) first; 2) second; ...; and N more`
 fn list_failures(failures: &[Error]) -> String {
     let mut out = String::new();
-    for (i, e) in failures.iter().enumerate() {
+    for (i, e) in failures.iter().take(LISTED_FAILURES).enumerate() {
         if i > 0 {
             out.push_str("; ");
         }
         out.push_str(&format!("{}) {e}", i + 1));
+    }
+    if failures.len() > LISTED_FAILURES {
+        out.push_str(&format!("; and {} more", failures.len() - LISTED_FAILURES));
     }
     out
 }
@@ -321,5 +362,42 @@ impl Error {
             Some(Err(other)) => Error::Io(io::Error::new(kind, other)),
             None => Error::Io(io::Error::from(kind)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collected_failures_keep_every_one_in_order() {
+        assert!(Error::collected(Vec::new()).is_none());
+        assert!(matches!(
+            Error::collected(vec![Error::Decrypt]),
+            Some(Error::Decrypt)
+        ));
+        let nested = Error::Keyrings(vec![Error::Decrypt, Error::Poisoned]);
+        let Some(Error::Keyrings(all)) = Error::collected(vec![Error::Backend("x"), nested, Error::Decrypt])
+        else {
+            panic!("a list")
+        };
+        assert!(matches!(
+            all.as_slice(),
+            [
+                Error::Backend("x"),
+                Error::Decrypt,
+                Error::Poisoned,
+                Error::Decrypt
+            ]
+        ));
+        // Display names the first ten and counts the rest.
+        let many = Error::collected((0..1000).map(|_| Error::Decrypt).collect()).unwrap();
+        let shown = many.to_string();
+        assert!(
+            shown.contains("10) authentication failed; and 990 more"),
+            "{shown}"
+        );
+        assert!(!shown.contains("11)"), "{shown}");
+        assert!(many.has_failed_check() && !Error::Poisoned.has_failed_check());
     }
 }

@@ -1,6 +1,8 @@
 //! Round trips across suites, frame lengths, payload sizes, backends and
 //! keyrings; policy and limit behaviour; streaming specifics.
 
+#[path = "roundtrip/collected.rs"]
+mod collected;
 mod common;
 
 use std::io::{Read, Write};

@@ -532,7 +532,7 @@ impl CachingCmm {
                 // A failed cryptographic check can depend on the leader's own
                 // message (an RSA key is checked against its header), not on
                 // the entry: waiters are not failed by it but try themselves.
-                let shared = (!matches!(e, Error::Decrypt)).then(|| e.duplicate());
+                let shared = (!e.has_failed_check()).then(|| e.duplicate());
                 guard.land(None, shared);
                 Err(e)
             }

@@ -12,9 +12,8 @@ use crate::format::EncryptedDataKey;
 /// A generator keyring plus children. Encrypt: the generator makes the data
 /// key, then every child wraps it too. Decrypt: the generator, then each
 /// child, until one unwraps the data key; a child's failure lets the next
-/// one try, and when every one fails the error carries each failure
-/// ([`Error::Keyrings`]; a single failure, or only failed cryptographic
-/// checks, come back as themselves).
+/// one try, and when no child unwraps it the error carries each failure
+/// ([`Error::Keyrings`], in order; a single failure comes back as itself).
 #[derive(Clone)]
 pub struct MultiKeyring {
     generator: Option<Arc<dyn Keyring>>,
@@ -90,23 +89,20 @@ impl Keyring for MultiKeyring {
         materials: &DecryptionMaterials,
         edks: &[EncryptedDataKey],
     ) -> Result<Option<DataKey>> {
-        // Spec: a child's failure is collected and the next child tried.
+        // Spec (framework/multi-keyring.md, OnDecrypt): a child's failure
+        // is collected and the next child tried; when none succeeds, the
+        // failure contains every collected one (a nested list joins it).
         let mut failures = Vec::new();
         for keyring in self.generator.iter().chain(self.children.iter()) {
             match keyring.on_decrypt(materials, edks).await {
                 Ok(Some(key)) => return Ok(Some(key)),
                 Ok(None) => {}
-                // A nested multi-keyring's failures join the list.
-                Err(Error::Keyrings(inner)) => failures.extend(inner),
                 Err(e) => failures.push(e),
             }
         }
-        match failures.len() {
-            0 => Ok(None),
-            1 => Err(failures.remove(0)),
-            // Nothing to tell apart: stay as opaque as one failed check.
-            _ if failures.iter().all(|e| matches!(e, Error::Decrypt)) => Err(Error::Decrypt),
-            _ => Err(Error::Keyrings(failures)),
+        match Error::collected(failures) {
+            Some(e) => Err(e),
+            None => Ok(None),
         }
     }
 }
