@@ -10,6 +10,8 @@ mod common;
 mod store_ops;
 #[path = "hierarchy/ddb_check.rs"]
 mod ddb_check;
+#[path = "hierarchy/versions.rs"]
+mod versions;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -460,6 +460,12 @@ impl Keyring for HierarchyKeyring {
         Ok(())
     }
 
+    /// Spec `aws-kms-hierarchical-keyring.md`, OnDecrypt: each of this
+    /// keyring's EDKs is tried in order, with the AAD of its own branch key
+    /// version; every failure is collected ([`Error::Keyrings`]). Each
+    /// distinct version is loaded at most once per call (a failed load is
+    /// not retried for a later EDK of the same version), and one deadline
+    /// bounds the whole call: when it passes, no further load is tried.
     async fn on_decrypt(
         &self,
         materials: &DecryptionMaterials,
@@ -472,13 +478,13 @@ impl Keyring for HierarchyKeyring {
             .iter()
             .filter(|e| e.provider_id == HIERARCHY_PROVIDER_ID && e.provider_info == id.as_bytes());
         let deadline = self.store.deadline();
-        let mut first_error = None;
-        let mut matched = false;
-        let mut aad = None;
+        let mut failures = Vec::new();
+        // This call's loads, by version: each version is asked for once.
+        let mut loaded = std::collections::HashMap::new();
         for edk in ours {
-            matched = true;
             let ct = edk.ciphertext.as_slice();
             if ct.len() != PREFIX_LEN + key_len + TAG_LEN {
+                failures.push(Error::Decrypt);
                 continue;
             }
             let (salt, rest) = ct.split_at(SALT_LEN);
@@ -488,20 +494,28 @@ impl Keyring for HierarchyKeyring {
                 <&[u8; IV_LEN]>::try_from(iv),
                 <[u8; VERSION_LEN]>::try_from(version),
             ) else {
-                continue;
+                return Err(Error::Internal("hierarchy EDK split"));
             };
-            let version_text = crate::keystore::format_version(version);
-            let branch = match self.branch_key(&id, Some(&version_text), deadline).await {
+            use std::collections::hash_map::Entry;
+            let branch = match loaded.entry(version) {
+                Entry::Occupied(seen) => seen.into_mut(),
+                Entry::Vacant(new) => {
+                    let version_text = crate::keystore::format_version(version);
+                    new.insert(self.branch_key(&id, Some(&version_text), deadline).await)
+                }
+            };
+            let branch = match branch {
                 Ok(b) => b,
                 Err(e) => {
-                    first_error.get_or_insert(e);
+                    failures.push(e.duplicate());
+                    if out_of_time(e) {
+                        break;
+                    }
                     continue;
                 }
             };
-            let aad = match &aad {
-                Some(a) => a,
-                None => aad.insert(wrap_aad(&id, &version, materials.context())?),
-            };
+            // The AAD names this EDK's own version.
+            let aad = wrap_aad(&id, &version, materials.context())?;
             let key = kdf_counter_hmac_sha256(
                 branch.materials.expose_secret(),
                 HIERARCHY_PROVIDER_ID.as_bytes(),
@@ -514,17 +528,25 @@ impl Keyring for HierarchyKeyring {
                 .aead(key.as_slice())
                 .map_err(|_| Error::Decrypt)?;
             let mut buf = zeroize::Zeroizing::new(sealed.to_vec());
-            if let Ok(n) = aead.open_in_place(iv, aad, &mut buf) {
-                buf.truncate(n);
-                return Ok(Some(DataKey::new(buf)));
+            match aead.open_in_place(iv, &aad, &mut buf) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(Some(DataKey::new(buf)));
+                }
+                Err(_) => failures.push(Error::Decrypt),
             }
         }
-        match first_error {
+        match Error::collected(failures) {
             Some(e) => Err(e),
-            None if matched => Err(Error::Decrypt),
             None => Ok(None),
         }
     }
+}
+
+/// Whether `e` says the operation's deadline has passed (every later call
+/// would fail the same way at once).
+fn out_of_time(e: &Error) -> bool {
+    matches!(e, Error::Kms(k) if k.kind == crate::kms::KmsErrorKind::Timeout(crate::kms::TimeoutKind::Deadline))
 }
 
 #[cfg(test)]
