@@ -316,8 +316,17 @@ impl Keyring for RawEcdhKeyring {
         materials: &DecryptionMaterials,
         edks: &[EncryptedDataKey],
     ) -> Result<Option<DataKey>> {
+        // Spec (raw-ecdh-keyring.md, OnDecrypt): the ephemeral scheme MUST
+        // fail; each matching EDK is tried and its failure collected.
+        if let Scheme::Ephemeral { .. } = self.scheme {
+            return Err(Error::keyring(
+                self.name(),
+                "the ephemeral scheme only encrypts; decrypt with the recipient's private key \
+                 (the discovery scheme)",
+            ));
+        }
         let backend = materials.backend();
-        let mut matched = false;
+        let mut failures = Vec::new();
         for edk in edks {
             if edk.provider_id != RAW_ECDH_PROVIDER_ID && edk.provider_id != KMS_ECDH_PROVIDER_ID {
                 continue;
@@ -330,10 +339,9 @@ impl Keyring for RawEcdhKeyring {
                     if own.public_key().compressed() != recipient {
                         continue;
                     }
-                    let Ok(peer) = EcdhPublicKey::from_bytes(self.curve, sender) else {
-                        continue;
-                    };
-                    own.agree(backend, &peer)
+                    EcdhPublicKey::from_bytes(self.curve, sender)
+                        .map_err(|_| crate::crypto::CryptoError)
+                        .and_then(|peer| own.agree(backend, &peer))
                 }
                 Scheme::Static {
                     sender: own,
@@ -348,18 +356,20 @@ impl Keyring for RawEcdhKeyring {
                     }
                     static_secret(shared, backend, own, peer).map(|z| Zeroizing::new(z.to_vec()))
                 }
-                Scheme::Ephemeral { .. } => continue,
+                Scheme::Ephemeral { .. } => return Err(Error::Internal("ephemeral ECDH decrypt")),
             };
-            matched = true;
-            let Ok(shared) = shared else { continue };
-            if let Some(key) = unwrap(materials, self.curve, &shared, sender, recipient, &edk.ciphertext)? {
-                return Ok(Some(key));
+            let Ok(shared) = shared else {
+                failures.push(Error::keyring(self.name(), "the key agreement failed"));
+                continue;
+            };
+            match unwrap(materials, self.curve, &shared, sender, recipient, &edk.ciphertext)? {
+                Some(key) => return Ok(Some(key)),
+                None => failures.push(Error::Decrypt),
             }
         }
-        if matched {
-            Err(Error::Decrypt)
-        } else {
-            Ok(None)
+        match Error::collected(failures) {
+            Some(e) => Err(e),
+            None => Ok(None),
         }
     }
 }

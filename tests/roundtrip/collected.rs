@@ -66,3 +66,58 @@ fn multi_keyring_lists_failed_checks_too() {
         .unwrap_err();
     assert!(matches!(&err, Error::Keyrings(all) if all.len() == 2), "{err:?}");
 }
+
+/// Raw ECDH (spec `framework/raw-ecdh-keyring.md`, OnDecrypt): each EDK's
+/// failure is collected (before: one opaque `Decrypt`, and a failed key
+/// agreement was skipped); the ephemeral scheme refuses to decrypt (before:
+/// "not mine", so the message read as for someone else).
+#[test]
+fn raw_ecdh_lists_every_edks_failure_and_ephemeral_refuses_to_decrypt() {
+    use envseal::{EcdhCurve, RawEcdhKeyring};
+    let rt = Runtime::new().unwrap();
+    let curve = EcdhCurve::P256;
+    let config = Config::builder()
+        .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
+        .build()
+        .unwrap();
+    let to_b = || Arc::new(RawEcdhKeyring::ephemeral(ecdh_public(curve, "b", "der")));
+    let two = MultiKeyring::new(Some(to_b()), vec![to_b()]).unwrap();
+    let m = rt.encrypt(&config, &two, &ctx(&[]), b"two").unwrap();
+    let b = RawEcdhKeyring::discovery(ecdh_private(curve, "b"));
+    assert_eq!(
+        &*rt.decrypt(&config, &b, &ctx(&[]), &m).unwrap().plaintext,
+        b"two"
+    );
+
+    // EDK 1: a commitment key byte altered; EDK 2: its sender key is no
+    // point (provider info = 01, u32, recipient, u32, sender). The keyring
+    // reads the EDKs before the header tag is checked.
+    let edks = Decryptor::new(&m[..], &config)
+        .unwrap()
+        .encrypted_data_keys()
+        .to_vec();
+    assert_eq!(edks.len(), 2);
+    let at = |m: &[u8], needle: &[u8]| m.windows(needle.len()).position(|w| w == needle).unwrap();
+    let mut bad = m.clone();
+    let c1 = at(&bad, &edks[0].ciphertext);
+    bad[c1 + 40] ^= 1;
+    let p2 = at(&bad, &edks[1].provider_info);
+    bad[p2 + 1 + 4 + 33 + 4] = 0x07;
+    let err = rt.decrypt(&config, &b, &ctx(&[]), &bad).unwrap_err();
+    let Error::Keyrings(all) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        matches!(&all[..], [Error::Decrypt, Error::Keyring { reason, .. }] if reason.contains("key agreement")),
+        "{err:?}"
+    );
+
+    let err = rt.decrypt(&config, to_b().as_ref(), &ctx(&[]), &m).unwrap_err();
+    let Error::Keyring { keyring, reason, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        keyring.contains("ephemeral") && reason.contains("only encrypts"),
+        "{err}"
+    );
+}
