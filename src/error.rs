@@ -171,6 +171,14 @@ impl Error {
         }
     }
 
+    /// Whether this is a call that found its operation's deadline passed
+    /// (every later call of the operation fails the same way at once).
+    #[cfg(feature = "kms")]
+    pub(crate) fn is_past_deadline(&self) -> bool {
+        use crate::kms::{KmsErrorKind, TimeoutKind};
+        matches!(self, Error::Kms(k) if k.kind == KmsErrorKind::Timeout(TimeoutKind::Deadline))
+    }
+
     /// A copy for every caller that waited on one shared operation (the
     /// cache's single keyring call). I/O errors keep their kind and text.
     pub(crate) fn duplicate(&self) -> Error {

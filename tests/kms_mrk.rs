@@ -8,6 +8,9 @@
 #![cfg(feature = "kms")]
 
 mod common;
+#[cfg(feature = "aws-lc")]
+#[path = "kms_mrk/rsa.rs"]
+mod rsa;
 
 use common::fake_kms::{FakeKms, KmsEdk, Quirk};
 use envseal::kms::{KmsBounds, KmsClient, KmsErrorKind, KmsOperation};

@@ -2,8 +2,11 @@
 //!
 //! Encrypt is local: RSA-OAEP (SHA-1 or SHA-256, MGF1 with the same hash)
 //! with the KMS key's public key over SHA-384(serialized context) ‖ data
-//! key. Decrypt asks KMS (`Decrypt` with the encryption algorithm, no
-//! context), then checks the response key id and the context digest.
+//! key. Decrypt takes the EDKs whose key ARN matches the configured one
+//! ("AWS KMS MRK Match for Decrypt": the same ARN, or a replica of the same
+//! multi-Region key), asks KMS (`Decrypt` under the configured key with the
+//! encryption algorithm, no context), then checks the response key id and
+//! the context digest; when none decrypts, every EDK's failure is kept.
 //! Signing suites are refused both ways, as the official libraries do.
 //!
 //! EDK: provider id `aws-kms-rsa`; provider info = the key ARN; ciphertext
@@ -16,7 +19,7 @@ use super::{DecryptionMaterials, EncryptionMaterials, Keyring, RsaPublicKey};
 use crate::crypto::{sha384_concat, DataKey, RsaPadding};
 use crate::error::{Error, Result};
 use crate::format::EncryptedDataKey;
-use crate::kms::{CallArgs, KmsArn, KmsClient, KmsError, KmsErrorKind, KmsOperation};
+use crate::kms::{mrk_match, CallArgs, KmsArn, KmsClient, KmsError, KmsErrorKind, KmsOperation};
 use crate::suite::AlgorithmSuite;
 
 /// The AWS KMS RSA keyring's provider id.
@@ -152,10 +155,24 @@ impl Keyring for KmsRsaKeyring {
         materials: &DecryptionMaterials,
         edks: &[EncryptedDataKey],
     ) -> Result<Option<DataKey>> {
-        let ours: Vec<&EncryptedDataKey> = edks
-            .iter()
-            .filter(|e| e.provider_id == KMS_RSA_PROVIDER_ID && e.provider_info == self.key_arn.as_bytes())
-            .collect();
+        // Spec: the provider info MUST be a KMS key ARN (else OnDecrypt
+        // fails), and MRK Match for Decrypt with the configured key picks
+        // this keyring's EDKs (aws-kms-mrk-match-for-decrypt.md).
+        let mut ours: Vec<&EncryptedDataKey> = Vec::new();
+        for edk in edks.iter().filter(|e| e.provider_id == KMS_RSA_PROVIDER_ID) {
+            let arn = std::str::from_utf8(&edk.provider_info)
+                .ok()
+                .filter(|s| s.parse::<KmsArn>().is_ok_and(|a| a.resource_type() == "key"))
+                .ok_or_else(|| {
+                    Error::keyring(
+                        self.name(),
+                        "an aws-kms-rsa encrypted data key does not name a KMS key ARN",
+                    )
+                })?;
+            if mrk_match(&self.key_arn, arn) {
+                ours.push(edk);
+            }
+        }
         if ours.is_empty() {
             return Ok(None);
         }
@@ -164,7 +181,7 @@ impl Keyring for KmsRsaKeyring {
         let key_len = materials.suite().data_key_len();
         let deadline = self.client.deadline();
         let empty = crate::EncryptionContext::new();
-        let mut first_error: Option<Error> = None;
+        let mut failures = Vec::new();
         for edk in ours {
             let args = CallArgs {
                 key_id: &self.key_arn,
@@ -201,9 +218,13 @@ impl Keyring for KmsRsaKeyring {
                 }
             };
             if let Err(e) = result {
-                first_error.get_or_insert(e);
+                let out_of_time = e.is_past_deadline();
+                failures.push(e);
+                if out_of_time {
+                    break;
+                }
             }
         }
-        Err(first_error.unwrap_or(Error::Decrypt))
+        Err(Error::collected(failures).unwrap_or(Error::Decrypt))
     }
 }

@@ -508,7 +508,7 @@ impl Keyring for HierarchyKeyring {
                 Ok(b) => b,
                 Err(e) => {
                     failures.push(e.duplicate());
-                    if out_of_time(e) {
+                    if e.is_past_deadline() {
                         break;
                     }
                     continue;
@@ -541,12 +541,6 @@ impl Keyring for HierarchyKeyring {
             None => Ok(None),
         }
     }
-}
-
-/// Whether `e` says the operation's deadline has passed (every later call
-/// would fail the same way at once).
-fn out_of_time(e: &Error) -> bool {
-    matches!(e, Error::Kms(k) if k.kind == crate::kms::KmsErrorKind::Timeout(crate::kms::TimeoutKind::Deadline))
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! blob made under `…:us-east-1:…:key/mrk-x` decrypts under the same key
 //! in any region. The fake also checks that each request is signed for the
 //! region of the key ARN it names, which is what a regional KMS enforces.
-//! Not cryptography: blobs are plain JSON, good only for tests.
+//! Not cryptography: blobs are plain JSON, good only for tests. The one
+//! exception: RSA keys given with [`FakeKms::add_rsa_key`] decrypt with
+//! real RSAES-OAEP (SHA-1 or SHA-256), for the KMS RSA keyring.
 
 use std::sync::{Arc, Mutex};
 
@@ -33,11 +35,16 @@ pub enum Quirk {
 /// request with that error code (e.g. `ExpiredTokenException`).
 pub type CredentialCheck = Arc<dyn Fn(&str, &str) -> Option<&'static str> + Send + Sync>;
 
+/// RSA private keys (PKCS#8 DER) by key identity (see `key_identity`).
+type RsaKeys = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 pub struct FakeKms {
     pub url: String,
     pub quirk: Arc<Mutex<Quirk>>,
     /// (operation, KeyId, signing region) of every request.
     pub calls: Arc<Mutex<Vec<(String, String, String)>>>,
+    /// RSA private keys (PKCS#8 DER) by key identity.
+    rsa_keys: RsaKeys,
     _server: super::loopback::Loopback,
 }
 
@@ -50,19 +57,36 @@ impl FakeKms {
     pub fn start_checking(check: CredentialCheck) -> FakeKms {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let quirk = Arc::new(Mutex::new(Quirk::None));
-        let (seen, q) = (Arc::clone(&calls), Arc::clone(&quirk));
+        let rsa_keys = RsaKeys::default();
+        let (seen, q, rsa) = (Arc::clone(&calls), Arc::clone(&quirk), Arc::clone(&rsa_keys));
         let server = super::loopback::serve(move |sock| {
-            let (seen, q, check) = (Arc::clone(&seen), Arc::clone(&q), Arc::clone(&check));
+            let (seen, q, check, rsa) = (
+                Arc::clone(&seen),
+                Arc::clone(&q),
+                Arc::clone(&check),
+                Arc::clone(&rsa),
+            );
             async move {
-                let _ = serve(sock, seen, q, check).await;
+                let _ = serve(sock, seen, q, check, rsa).await;
             }
         });
         FakeKms {
             url: format!("http://{}", server.addr),
             quirk,
             calls,
+            rsa_keys,
             _server: server,
         }
+    }
+
+    /// Makes `key_arn` (and, for an `mrk-` key, its replicas in every
+    /// region) an RSA key whose Decrypt is real RSAES-OAEP with the
+    /// PKCS#8 PEM private key `private_pem`.
+    pub fn add_rsa_key(&self, key_arn: &str, private_pem: &str) {
+        let (label, der) = pem_rfc7468::decode_vec(private_pem.as_bytes()).unwrap();
+        assert_eq!(label, "PRIVATE KEY", "PKCS#8");
+        let identity = key_identity(key_arn).expect("a key ARN");
+        self.rsa_keys.lock().unwrap().push((identity, der));
     }
 
     pub fn calls(&self) -> Vec<(String, String, String)> {
@@ -103,7 +127,30 @@ fn error(code: &str) -> (u16, Value) {
     )
 }
 
-fn handle(op: &str, req: &Value, signing_region: &str) -> (u16, Value) {
+/// RSAES-OAEP decrypt with `pkcs8` under KMS's algorithm name.
+#[cfg(feature = "aws-lc")]
+fn rsa_oaep_decrypt(pkcs8: &[u8], algorithm: &str, ciphertext: &[u8]) -> Option<Vec<u8>> {
+    use aws_lc_rs::rsa::{
+        OaepPrivateDecryptingKey, PrivateDecryptingKey, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256,
+    };
+    let oaep = match algorithm {
+        "RSAES_OAEP_SHA_1" => &OAEP_SHA1_MGF1SHA1,
+        "RSAES_OAEP_SHA_256" => &OAEP_SHA256_MGF1SHA256,
+        _ => return None,
+    };
+    let key = OaepPrivateDecryptingKey::new(PrivateDecryptingKey::from_pkcs8(pkcs8).ok()?).ok()?;
+    let mut out = vec![0u8; key.min_output_size()];
+    let n = key.decrypt(oaep, ciphertext, &mut out, None).ok()?.len();
+    out.truncate(n);
+    Some(out)
+}
+
+#[cfg(not(feature = "aws-lc"))]
+fn rsa_oaep_decrypt(_: &[u8], _: &str, _: &[u8]) -> Option<Vec<u8>> {
+    panic!("the fake KMS's real RSA needs the aws-lc feature")
+}
+
+fn handle(op: &str, req: &Value, signing_region: &str, rsa_keys: &RsaKeys) -> (u16, Value) {
     let key_id = req["KeyId"].as_str().unwrap_or("");
     let Some(identity) = key_identity(key_id) else {
         return error("NotFoundException");
@@ -116,7 +163,27 @@ fn handle(op: &str, req: &Value, signing_region: &str) -> (u16, Value) {
         let blob = json!({"k": identity, "ec": context, "p": B64.encode(plaintext)});
         B64.encode(blob.to_string())
     };
+    let rsa_key = rsa_keys
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(id, _)| *id == identity)
+        .map(|(_, der)| der.clone());
     match op {
+        // A real RSA key's Decrypt: RSAES-OAEP with its private key.
+        "Decrypt" if rsa_key.is_some() => {
+            let algorithm = req["EncryptionAlgorithm"].as_str().unwrap_or("SYMMETRIC_DEFAULT");
+            let ciphertext = B64
+                .decode(req["CiphertextBlob"].as_str().unwrap_or(""))
+                .unwrap_or_default();
+            match rsa_key.and_then(|der| rsa_oaep_decrypt(&der, algorithm, &ciphertext)) {
+                Some(plaintext) => (
+                    200,
+                    json!({"Plaintext": B64.encode(plaintext), "KeyId": key_id, "EncryptionAlgorithm": algorithm}),
+                ),
+                None => error("InvalidCiphertextException"),
+            }
+        }
         "DescribeKey" => (
             200,
             json!({"KeyMetadata": {"KeyId": key_id, "Arn": key_id, "KeyState": "Enabled", "Enabled": true,
@@ -169,6 +236,7 @@ async fn serve(
     seen: Arc<Mutex<Vec<(String, String, String)>>>,
     quirk: Arc<Mutex<Quirk>>,
     check: CredentialCheck,
+    rsa_keys: RsaKeys,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     while let Some(req_http) = super::stand_in::read_request(&mut sock, &mut buf).await? {
@@ -197,7 +265,7 @@ async fn serve(
         ));
         let (status, mut value) = match check(&access_key, &header("x-amz-security-token")) {
             Some(code) => error(code),
-            None => handle(&op, &req, &region),
+            None => handle(&op, &req, &region, &rsa_keys),
         };
         if status == 200 {
             match *quirk.lock().unwrap() {
