@@ -5,6 +5,8 @@
 #![cfg(feature = "kms")]
 
 mod common;
+#[path = "kms/ecdh.rs"]
+mod ecdh;
 
 use std::sync::Arc;
 

@@ -34,12 +34,23 @@ enum Scheme {
 
 /// ECDH with a KMS key agreement key (`ECC_NIST_P256/P384/P521`,
 /// `KEY_AGREEMENT`): its private key never leaves KMS.
-#[derive(Debug)]
 pub struct KmsEcdhKeyring {
     client: KmsClient,
     curve: EcdhCurve,
     scheme: Scheme,
     grant_tokens: Vec<String>,
+}
+
+// Grant tokens are bearer credentials for a grant: counted, never shown.
+impl std::fmt::Debug for KmsEcdhKeyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsEcdhKeyring")
+            .field("curve", &self.curve)
+            .field("scheme", &self.scheme)
+            .field("grant_tokens", &self.grant_tokens.len())
+            .field("client", &self.client)
+            .finish()
+    }
 }
 
 fn check_arn(arn: &str) -> Result<()> {
