@@ -237,8 +237,7 @@ impl Keyring for KmsEcdhKeyring {
         edks: &[EncryptedDataKey],
     ) -> Result<Option<DataKey>> {
         let deadline = self.client.deadline();
-        let mut matched = false;
-        let mut first_error = None;
+        let mut failures = Vec::new();
         for edk in edks {
             if edk.provider_id != RAW_ECDH_PROVIDER_ID && edk.provider_id != KMS_ECDH_PROVIDER_ID {
                 continue;
@@ -266,26 +265,34 @@ impl Keyring for KmsEcdhKeyring {
                         continue;
                     }
                     let Ok(peer) = EcdhPublicKey::from_bytes(self.curve, sender) else {
+                        failures.push(Error::keyring(
+                            self.name(),
+                            "the sender key of an encrypted data key is not a valid public key",
+                        ));
                         continue;
                     };
                     (recipient_arn, peer)
                 }
             };
-            matched = true;
             let shared = match self.shared_secret(arn, &peer, deadline).await {
                 Ok(s) => s,
                 Err(e) => {
-                    first_error.get_or_insert(e);
+                    let out_of_time = e.is_past_deadline();
+                    failures.push(e);
+                    if out_of_time {
+                        break;
+                    }
                     continue;
                 }
             };
-            if let Some(key) = unwrap(materials, self.curve, &shared, sender, recipient, &edk.ciphertext)? {
-                return Ok(Some(key));
+            match unwrap(materials, self.curve, &shared, sender, recipient, &edk.ciphertext)? {
+                Some(key) => return Ok(Some(key)),
+                None => failures.push(Error::Decrypt),
             }
         }
-        match first_error {
+        // Spec (aws-kms-ecdh-keyring.md, OnDecrypt): every EDK's failure.
+        match Error::collected(failures) {
             Some(e) => Err(e),
-            None if matched => Err(Error::Decrypt),
             None => Ok(None),
         }
     }

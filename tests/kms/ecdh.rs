@@ -1,6 +1,7 @@
 //! The AWS KMS ECDH keyring against moto with real ECDH
-//! (tests/interop/kms_server.py): its Debug output never shows grant
-//! tokens.
+//! (tests/interop/kms_server.py): when no EDK decrypts, every EDK's
+//! failure is kept (spec `framework/aws-kms/aws-kms-ecdh-keyring.md`,
+//! OnDecrypt); its Debug output never shows grant tokens.
 
 use super::*;
 
@@ -9,6 +10,67 @@ use envseal::{EcdhCurve, EcdhPublicKey, KmsEcdhKeyring};
 fn b_public() -> EcdhPublicKey {
     let der = std::fs::read(common::data_path("ecdh-p256-b-public.der")).unwrap();
     EcdhPublicKey::from_bytes(EcdhCurve::P256, &der).unwrap()
+}
+
+/// Two EDKs from the KMS key to B. Read with an extra context pair, both
+/// fail their checks; with KMS refusing, both DeriveSharedSecret calls
+/// fail: each time the error lists both (failed before: one
+/// `Decrypt`, then only the first KMS error).
+#[tokio::test]
+async fn kms_ecdh_lists_every_edks_failure() {
+    let c = client("us-east-1").await;
+    let k = moto::create_ecdh_key("us-east-1", "ECC_NIST_P256").await;
+    let one = || async {
+        Arc::new(
+            KmsEcdhKeyring::static_keys(c.clone(), &k, b_public())
+                .await
+                .unwrap(),
+        )
+    };
+    let two = MultiKeyring::new(Some(one().await), vec![one().await]).unwrap();
+    let config = Config::builder()
+        .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
+        .build()
+        .unwrap();
+    let message = envseal::encrypt(&config, &two, &context(), b"ecdh")
+        .await
+        .unwrap();
+    let reader = one().await;
+    let out = envseal::decrypt(&config, reader.as_ref(), &context(), &message)
+        .await
+        .unwrap();
+    assert_eq!(&*out.plaintext, b"ecdh");
+
+    let mut extra = context();
+    extra.insert("extra", "x");
+    let err = envseal::decrypt(&config, reader.as_ref(), &extra, &message)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Keyrings(all) if matches!(all[..], [Error::Decrypt, Error::Decrypt])),
+        "{err:?}"
+    );
+
+    // A KMS that answers GetPublicKey, then refuses every call.
+    let fault = FaultServer::start(
+        Some(moto().url.clone()),
+        vec![Action::Proxy, Action::Error(400, "AccessDeniedException")],
+    );
+    let refused = moto::client("us-east-1", &fault.url, KmsBounds::default()).await;
+    let reader = KmsEcdhKeyring::static_keys(refused, &k, b_public())
+        .await
+        .unwrap();
+    let err = envseal::decrypt(&config, &reader, &context(), &message)
+        .await
+        .unwrap_err();
+    let Error::Keyrings(all) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(all.len(), 2, "{err}");
+    for e in all {
+        let Error::Kms(e) = e else { panic!("{err}") };
+        assert_eq!(e.kind, KmsErrorKind::AccessDenied, "{e}");
+    }
 }
 
 /// Grant tokens are bearer credentials: the keyring's Debug output counts
