@@ -163,15 +163,44 @@ impl Provider for RustCrypto {
     }
 
     fn ecdh_ephemeral(&self, curve: EcdhCurve, peer: &[u8]) -> CResult<(Zeroizing<Vec<u8>>, Vec<u8>)> {
-        use p256::elliptic_curve::sec1::ToEncodedPoint;
-        super::with_curve!(curve, |c| {
-            let peer = c::PublicKey::from_sec1_bytes(peer).map_err(|_| CryptoError)?;
-            let private = c::ecdh::EphemeralSecret::random(&mut OsRng);
-            let public = private.public_key().to_encoded_point(true).as_bytes().to_vec();
-            let shared = private.diffie_hellman(&peer);
-            Ok((Zeroizing::new(shared.raw_secret_bytes().to_vec()), public))
+        ecdh_ephemeral_with(curve, peer, &mut |buf| {
+            getrandom::getrandom(buf).map_err(|_| CryptoError)
         })
     }
+}
+
+/// ECDH with a fresh key pair: (shared secret, the new public key as a
+/// compressed point). The private scalar is drawn from `fill` by rejection
+/// sampling, so a failing random source is an error, never a panic (as
+/// `EphemeralSecret::random(&mut OsRng)` would panic) and never a loop.
+fn ecdh_ephemeral_with(
+    curve: EcdhCurve,
+    peer: &[u8],
+    fill: &mut dyn FnMut(&mut [u8]) -> CResult<()>,
+) -> CResult<(Zeroizing<Vec<u8>>, Vec<u8>)> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    super::with_curve!(curve, |c| {
+        let peer = c::PublicKey::from_sec1_bytes(peer).map_err(|_| CryptoError)?;
+        let mut bytes = Zeroizing::new([0u8; 66]);
+        let bytes = &mut bytes[..curve.field_len()];
+        let mut private = None;
+        for _ in 0..MAX_KEYGEN_TRIES {
+            fill(bytes)?;
+            if curve == EcdhCurve::P521 {
+                // 521 bits in 66 bytes: the top byte keeps one bit, so a
+                // draw is rarely above the group order.
+                bytes[0] &= 0x01;
+            }
+            if let Ok(key) = c::SecretKey::from_slice(bytes) {
+                private = Some(key);
+                break;
+            }
+        }
+        let private = private.ok_or(CryptoError)?;
+        let public = private.public_key().to_encoded_point(true).as_bytes().to_vec();
+        let shared = c::ecdh::diffie_hellman(private.to_nonzero_scalar(), peer.as_affine());
+        Ok((Zeroizing::new(shared.raw_secret_bytes().to_vec()), public))
+    })
 }
 
 fn check_rsa_size(bits: usize) -> CResult<()> {
@@ -451,5 +480,60 @@ impl RsaPrivate for RsaPrivateKey {
         }
         .map(Zeroizing::new)
         .map_err(|_| CryptoError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer key pair on `curve`: (secret scalar bytes, compressed point).
+    fn peer(curve: EcdhCurve) -> (Vec<u8>, Vec<u8>) {
+        use p256::elliptic_curve::sec1::ToEncodedPoint;
+        super::super::with_curve!(curve, |c| {
+            let mut bytes = vec![0x5a; curve.field_len()];
+            bytes[0] = 0x01;
+            let key = c::SecretKey::from_slice(&bytes).unwrap();
+            (bytes, key.public_key().to_encoded_point(true).as_bytes().to_vec())
+        })
+    }
+
+    #[test]
+    fn ephemeral_ecdh_fails_cleanly_when_the_random_source_does() {
+        for curve in [EcdhCurve::P256, EcdhCurve::P384, EcdhCurve::P521] {
+            let (_, peer_public) = peer(curve);
+            // The source fails: an error, not a panic.
+            let failing = ecdh_ephemeral_with(curve, &peer_public, &mut |_| Err(CryptoError));
+            assert!(failing.is_err(), "{curve}");
+            // The source only gives values above the group order: an error
+            // after a bounded number of draws, not an endless loop.
+            let mut draws = 0;
+            let stuck = ecdh_ephemeral_with(curve, &peer_public, &mut |b| {
+                draws += 1;
+                b.fill(0xff);
+                Ok(())
+            });
+            assert!(stuck.is_err() && draws == MAX_KEYGEN_TRIES, "{curve}: {draws}");
+        }
+    }
+
+    #[test]
+    fn ephemeral_ecdh_agrees_with_the_peer() {
+        for curve in [EcdhCurve::P256, EcdhCurve::P384, EcdhCurve::P521] {
+            let (peer_secret, peer_public) = peer(curve);
+            let (shared, public) = RustCrypto.ecdh_ephemeral(curve, &peer_public).unwrap();
+            assert_eq!(
+                (shared.len(), public.len()),
+                (curve.field_len(), curve.compressed_len())
+            );
+            let theirs = super::super::with_curve!(curve, |c| {
+                let secret = c::SecretKey::from_slice(&peer_secret).unwrap();
+                let ours = c::PublicKey::from_sec1_bytes(&public).unwrap();
+                c::ecdh::diffie_hellman(secret.to_nonzero_scalar(), ours.as_affine())
+                    .raw_secret_bytes()
+                    .to_vec()
+            });
+            assert_eq!(*shared, theirs, "{curve}");
+        }
     }
 }
