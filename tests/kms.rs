@@ -261,13 +261,28 @@ async fn hostile_message_causes_at_most_max_edk_calls() {
         .unwrap();
     let tampered = retarget_context(&mut message);
 
-    // Every matching EDK is tried once: two EDKs, two failing calls.
+    // Every matching EDK is tried once: two EDKs, two failing calls, both
+    // failures in the error (Error::Keyrings, in order).
     let c = client("us-east-1").await;
     let both = KmsKeyring::new(c.clone(), [&k1, &k2]).unwrap();
     let err = envseal::decrypt(&Config::default(), &both, &tampered, &message)
         .await
         .unwrap_err();
-    assert_eq!(kms_error(err).kind, KmsErrorKind::InvalidCiphertext);
+    let Error::Keyrings(all) = err else {
+        panic!("{err:?}")
+    };
+    let failed: Vec<_> = all
+        .into_iter()
+        .map(kms_error)
+        .map(|e| (e.kind, e.key_id))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            (KmsErrorKind::InvalidCiphertext, k1.clone()),
+            (KmsErrorKind::InvalidCiphertext, k2.clone())
+        ]
+    );
     assert_eq!((c.stats().decrypt_calls, c.stats().attempts), (2, 2));
 
     // With max_encrypted_data_keys = 1 the message is refused before any call.

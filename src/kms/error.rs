@@ -323,9 +323,6 @@ pub struct KmsError {
     pub elapsed: Duration,
     /// The service's or transport's message (never key material).
     pub message: Option<String>,
-    /// On decrypt, the failures of the other encrypted data keys tried
-    /// (this error is the first one's).
-    pub other_failures: Vec<KmsError>,
     /// For a credentials failure: the provider that supplied (or failed to
     /// supply) the credentials, e.g. `EcsContainer`.
     pub credentials_provider: Option<String>,
@@ -343,7 +340,6 @@ impl KmsError {
             attempts: 0,
             elapsed: Duration::ZERO,
             message: None,
-            other_failures: Vec::new(),
             credentials_provider: None,
         }
     }
@@ -415,19 +411,6 @@ impl fmt::Display for KmsError {
         if let Some(m) = &self.message {
             let m: String = m.chars().filter(|c| !c.is_control()).take(300).collect();
             write!(f, ": {m}")?;
-        }
-        if !self.other_failures.is_empty() {
-            write!(f, "; {} more failed:", self.other_failures.len())?;
-            for (i, other) in self.other_failures.iter().take(8).enumerate() {
-                let key: String = other
-                    .key_id
-                    .chars()
-                    .filter(|c| !c.is_control())
-                    .take(120)
-                    .collect();
-                let sep = if i == 0 { " " } else { ", " };
-                write!(f, "{sep}{} {key} ({})", other.operation, other.kind.describe())?;
-            }
         }
         Ok(())
     }

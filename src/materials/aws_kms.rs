@@ -103,7 +103,9 @@ async fn decrypt_one(
 }
 
 /// Tries each candidate `(key id to call with, edk)` in order, stopping at
-/// the first success; returns the first error if none succeeds.
+/// the first success (or at the operation's deadline); when none succeeds,
+/// the error carries every candidate's failure ([`Error::collected`]), as
+/// the spec collects them (`aws-kms-mrk-keyring.md`, OnDecrypt).
 async fn decrypt_candidates(
     client: &KmsClient,
     candidates: Vec<(String, &EncryptedDataKey)>,
@@ -114,26 +116,22 @@ async fn decrypt_candidates(
         return Ok(None);
     }
     let deadline = client.deadline();
-    let mut errors: Vec<KmsError> = Vec::new();
+    let mut failures = Vec::new();
     for (key_id, edk) in candidates {
         match decrypt_one(client, &key_id, edk, materials, grant_tokens, deadline).await {
             Ok(key) => return Ok(Some(key)),
             Err(e) => {
-                let out_of_time = e.kind == KmsErrorKind::Timeout(crate::kms::TimeoutKind::Deadline);
-                errors.push(*e);
+                let e = Error::from(e);
+                let out_of_time = e.is_past_deadline();
+                failures.push(e);
                 if out_of_time {
                     break;
                 }
             }
         }
     }
-    // The spec asks for all collected errors: the first, carrying the rest.
-    let mut errors = errors.into_iter();
-    match errors.next() {
-        Some(mut first) => {
-            first.other_failures = errors.collect();
-            Err(first.into())
-        }
+    match Error::collected(failures) {
+        Some(e) => Err(e),
         None => Ok(None),
     }
 }
