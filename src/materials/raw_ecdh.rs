@@ -237,8 +237,9 @@ impl RawEcdhKeyring {
         })
     }
 
-    /// A fresh key pair per message to `recipient` (encrypt only): only
-    /// the recipient's private key decrypts.
+    /// A fresh key pair per message to `recipient` (encrypt only: its
+    /// decrypt fails, as the spec requires): only the recipient's private
+    /// key decrypts ([`Self::discovery`]).
     pub fn ephemeral(recipient: EcdhPublicKey) -> Self {
         RawEcdhKeyring {
             curve: recipient.curve(),
