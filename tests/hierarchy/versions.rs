@@ -232,7 +232,9 @@ async fn a_thousand_distinct_versions_end_at_the_deadline() {
     let elapsed = started.elapsed();
     let reads = store.stats().get_item_calls - before.get_item_calls;
     println!("1000 distinct versions: {reads} GetItem in {elapsed:?}");
-    assert!(elapsed < deadline + Duration::from_millis(500), "{elapsed:?}");
+    // Slack for a loaded test machine; without the deadline it would be
+    // 1,000 reads of 30 ms or more.
+    assert!(elapsed < deadline + Duration::from_secs(1), "{elapsed:?}");
     let Error::Keyrings(all) = &err else {
         panic!("{err}")
     };
