@@ -75,11 +75,14 @@ those only for DynamoDB streams, PartiQL and table import):
   create-key    KMS GenerateDataKeyWithoutPlaintext (version item's context),
                 ReEncrypt (version -> ACTIVE context), GenerateDataKey-
                 WithoutPlaintext (beacon), then one TransactWriteItems of 3
-                Puts, each with attribute_not_exists(branch-key-id).
+                Puts, each with attribute_not_exists(#BranchKeyIdentifierField)
+                ("#BranchKeyIdentifierField": "branch-key-id").
   version-key   GetItem ACTIVE, ReEncrypt ACTIVE -> ACTIVE (authenticates
                 it), GenerateDataKeyWithoutPlaintext, ReEncrypt new version
                 -> ACTIVE, TransactWriteItems: Put version with
-                attribute_not_exists, Put ACTIVE with attribute_exists.
+                attribute_not_exists, Put ACTIVE with attribute_exists (the
+                name through the same placeholder; DynamoDB refuses a bare
+                hyphenated name, tests/ddb-check checks every request).
   get-active / get-version / get-beacon / encrypt / decrypt
                 GetItem ("branch:ACTIVE", "branch:version:<v>" or
                 "beacon:ACTIVE", no ConsistentRead), then KMS Decrypt with
