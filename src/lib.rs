@@ -29,8 +29,8 @@ pub use format::{ContentType, EncryptedDataKey, EncryptionContext, PUBLIC_KEY_FI
 pub use materials::{BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring};
 pub use materials::{
     CacheLimits, CacheStats, DecryptionMaterials, EncryptionMaterials, Keyring, MaterialsCache, MultiKeyring,
-    RawAesKeyring, RawEcdhKeyring, RawRsaKeyring, RsaPrivateKey, RsaPublicKey, KMS_ECDH_PROVIDER_ID,
-    MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT, RAW_ECDH_PROVIDER_ID,
+    RawAesKeyring, RawEcdhKeyring, RawRsaKeyring, RsaPrivateKey, RsaPublicKey, CACHE_SWEEP_INTERVAL,
+    KMS_ECDH_PROVIDER_ID, MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT, RAW_ECDH_PROVIDER_ID,
 };
 #[cfg(feature = "kms")]
 pub use materials::{

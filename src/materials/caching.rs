@@ -10,18 +10,24 @@
 //! partition) never share a key. A bounded number of entries is kept, least
 //! recently used evicted first. Concurrent misses for one entry make one
 //! keyring call (single flight); the others wait for it and share its
-//! result or its error. Data keys are zeroized when the last message using
-//! an evicted or expired entry drops it.
+//! result or its error.
+//!
+//! An entry past its `max_age` (that of the manager that stored it) is
+//! dropped when it expires, not at its next lookup: the process-wide
+//! sweeper ([`super::sweep`]) drops it within [`crate::CACHE_SWEEP_INTERVAL`] of
+//! its expiry, counted in [`CacheStats::expired`]. Data keys are zeroized
+//! when the last message using an evicted or expired entry drops it.
 
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
 use super::cmm::{encryption_materials, EncryptMaterialsOut, EncryptRequest};
+use super::sweep::{Registration, Sweep};
 use super::{DecryptionMaterials, Keyring};
 use crate::crypto::{Backend, DataKey};
 use crate::error::{Error, Result};
@@ -122,7 +128,8 @@ pub struct CacheStats {
     /// Requests that skipped the cache (unknown or too-large plaintext,
     /// a suite without key derivation).
     pub bypasses: u64,
-    /// Entries dropped for age, messages or bytes.
+    /// Entries dropped for age (at a lookup or by the sweeper, within
+    /// [`crate::CACHE_SWEEP_INTERVAL`] of their expiry), messages or bytes.
     pub expired: u64,
     /// Entries dropped to make room (least recently used).
     pub evicted: u64,
@@ -146,6 +153,12 @@ fn bump(counter: &AtomicU64) {
 
 /// A bounded, thread-safe store of data keys. Cheap to clone (a shared
 /// handle); managers that share one keep apart by partition.
+///
+/// An entry expires `max_age` after it was stored (the [`CacheLimits`] of
+/// the client that stored it) and is then dropped within
+/// [`crate::CACHE_SWEEP_INTERVAL`], whether or not it is asked for again; its data
+/// key is zeroized once no message uses it. The sweeper holds the cache
+/// weakly: dropping the last handle frees every entry.
 #[derive(Clone)]
 pub struct MaterialsCache {
     inner: Arc<CacheInner>,
@@ -154,6 +167,8 @@ pub struct MaterialsCache {
 struct CacheInner {
     entries: Mutex<LruCache<Vec<u8>, Slot>>,
     counters: Counters,
+    /// This cache's place in the sweeper's table.
+    sweep: Registration,
 }
 
 impl fmt::Debug for MaterialsCache {
@@ -174,6 +189,9 @@ enum Slot {
 struct EncryptEntry {
     materials: Arc<EncryptMaterialsOut>,
     created: Instant,
+    /// `created` + the storing manager's `max_age` (`None`: beyond what
+    /// an `Instant` holds, never).
+    expires: Option<Instant>,
     messages: u64,
     bytes: u64,
 }
@@ -181,6 +199,24 @@ struct EncryptEntry {
 struct DecryptEntry {
     data_key: Arc<DataKey>,
     created: Instant,
+    /// As [`EncryptEntry::expires`].
+    expires: Option<Instant>,
+}
+
+impl Slot {
+    /// When the entry expires (a load under way does not).
+    fn expires(&self) -> Option<Instant> {
+        match self {
+            Slot::Encrypt(e) => e.expires,
+            Slot::Decrypt(e) => e.expires,
+            Slot::Loading(_) => None,
+        }
+    }
+
+    /// Whether the entry has expired at `now`.
+    fn expired(&self, now: Instant) -> bool {
+        self.expires().is_some_and(|at| at <= now)
+    }
 }
 
 /// One keyring call that other callers wait on.
@@ -200,9 +236,10 @@ impl MaterialsCache {
         let capacity = NonZeroUsize::new(capacity)
             .ok_or_else(|| Error::config("cache capacity", "must be above zero"))?;
         Ok(MaterialsCache {
-            inner: Arc::new(CacheInner {
+            inner: Arc::new_cyclic(|inner: &Weak<CacheInner>| CacheInner {
                 entries: Mutex::new(LruCache::new(capacity)),
                 counters: Counters::default(),
+                sweep: Registration::new(inner.clone()),
             }),
         })
     }
@@ -233,14 +270,21 @@ impl MaterialsCache {
         self.inner.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Inserts, counting a least-recently-used eviction.
+    /// Inserts, counting a least-recently-used eviction, and tells the
+    /// sweeper when the entry expires.
     fn insert(&self, key: Vec<u8>, slot: Slot) {
-        let mut entries = self.lock();
-        let replaced_key = key.clone();
-        if let Some((old_key, _old)) = entries.push(key, slot) {
-            if old_key != replaced_key {
-                bump(&self.inner.counters.evicted);
+        let expires = slot.expires();
+        {
+            let mut entries = self.lock();
+            let replaced_key = key.clone();
+            if let Some((old_key, _old)) = entries.push(key, slot) {
+                if old_key != replaced_key {
+                    bump(&self.inner.counters.evicted);
+                }
             }
+        }
+        if let Some(at) = expires {
+            self.inner.sweep.expires(at);
         }
     }
 
@@ -261,6 +305,31 @@ impl MaterialsCache {
             self.insert(key.to_vec(), slot);
         }
         flight.done.close();
+    }
+}
+
+impl Sweep for CacheInner {
+    fn sweep(&self, now: Instant) -> Option<Instant> {
+        let mut dropped = Vec::new();
+        let next = {
+            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            let expired: Vec<Vec<u8>> = entries
+                .iter()
+                .filter(|(_, slot)| slot.expired(now))
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in expired {
+                if let Some(slot) = entries.pop(&key) {
+                    bump(&self.counters.expired);
+                    dropped.push(slot);
+                }
+            }
+            entries.iter().filter_map(|(_, slot)| slot.expires()).min()
+        };
+        // Wiped here (or by the last message still using a data key),
+        // outside the lock.
+        drop(dropped);
+        next
     }
 }
 
@@ -404,6 +473,7 @@ impl CachingCmm {
         let probe = |slot: Option<&mut Slot>| match slot {
             Some(Slot::Encrypt(e)) => {
                 let fresh = e.created.elapsed() < limits.max_age
+                    && !slot_expired(e.expires)
                     && e.messages < limits.max_messages
                     && e.bytes.saturating_add(len) <= limits.max_bytes;
                 if fresh {
@@ -419,9 +489,11 @@ impl CachingCmm {
         };
         let load = || async {
             let m = Arc::new(encryption_materials(self.keyring(), request, None).await?);
+            let created = Instant::now();
             let entry = EncryptEntry {
                 materials: Arc::clone(&m),
-                created: Instant::now(),
+                created,
+                expires: created.checked_add(limits.max_age),
                 messages: 1,
                 bytes: len,
             };
@@ -452,7 +524,9 @@ impl CachingCmm {
         }
         let max_age = self.limits.max_age;
         let probe = |slot: Option<&mut Slot>| match slot {
-            Some(Slot::Decrypt(e)) if e.created.elapsed() < max_age => Probe::Hit(Arc::clone(&e.data_key)),
+            Some(Slot::Decrypt(e)) if e.created.elapsed() < max_age && !slot_expired(e.expires) => {
+                Probe::Hit(Arc::clone(&e.data_key))
+            }
             Some(Slot::Loading(f)) => Probe::Wait(Arc::clone(f)),
             Some(Slot::Decrypt(_)) => Probe::Stale,
             Some(Slot::Encrypt(_)) | None => Probe::Miss,
@@ -461,9 +535,11 @@ impl CachingCmm {
             match self.keyring.on_decrypt(materials, edks).await? {
                 Some(k) => {
                     let k = Arc::new(k);
+                    let created = Instant::now();
                     let entry = DecryptEntry {
                         data_key: Arc::clone(&k),
-                        created: Instant::now(),
+                        created,
+                        expires: created.checked_add(max_age),
                     };
                     Ok((k, Some(Slot::Decrypt(entry))))
                 }
@@ -556,6 +632,12 @@ fn lead<T>(entries: &mut LruCache<Vec<u8>, Slot>, key: &[u8], counters: &Counter
     Lookup::Lead(flight)
 }
 
+/// Whether an entry expiring at `expires` has expired (another manager
+/// sharing the cache may have stored it with a shorter `max_age`).
+fn slot_expired(expires: Option<Instant>) -> bool {
+    expires.is_some_and(|at| at <= Instant::now())
+}
+
 /// Waits for a flight to land; its error if it failed.
 async fn wait(flight: &Flight) -> Result<()> {
     // The semaphore never has permits: `acquire` returns once it is closed.
@@ -608,5 +690,110 @@ mod tests {
         drop(get("b")); // third use: over max_messages, a new entry
         assert!(b.upgrade().is_none(), "expired and dropped");
         assert_eq!(cache.stats().expired, 1);
+    }
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+    use crate::crypto::KeyCheck;
+    use crate::materials::{EncryptionMaterials, RawAesKeyring};
+    use crate::WrappingKey;
+
+    /// Most time from an entry's expiry to its sweep that the tests accept:
+    /// the documented bound plus slack for a loaded two-core machine.
+    const SWEPT_WITHIN: Duration = crate::CACHE_SWEEP_INTERVAL.saturating_add(Duration::from_millis(450));
+
+    fn keyring() -> Arc<RawAesKeyring> {
+        Arc::new(RawAesKeyring::new("ns", "k", WrappingKey::from_slice(&[1; 32]).unwrap()).unwrap())
+    }
+
+    fn decryption_materials(suite: AlgorithmSuite, context: EncryptionContext) -> DecryptionMaterials {
+        let check = Arc::new(KeyCheck {
+            backend: Backend::default(),
+            suite,
+            message_id: vec![0; 32],
+            commitment: None,
+            aad: Vec::new(),
+            iv: [0; crate::crypto::IV_LEN],
+            tag: [0; crate::crypto::TAG_LEN],
+        });
+        DecryptionMaterials::new(suite, context, Backend::default(), check)
+    }
+
+    /// Waits until `weak` is freed; panics past `deadline`.
+    fn wait_dropped<T>(weak: &std::sync::Weak<T>, deadline: Instant, what: &str) {
+        while weak.upgrade().is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} still resident {SWEPT_WITHIN:?} after its expiry"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Encrypt and decrypt entries past `max_age` are dropped (their data
+    /// keys wiped) within the sweep bound, with no further lookup.
+    #[test]
+    fn expired_entries_are_swept_without_a_lookup() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let keyring = keyring();
+        let cache = MaterialsCache::new(100).unwrap();
+        let max_age = Duration::from_millis(50);
+        let cmm = CachingCmm::new(
+            keyring.clone(),
+            cache.clone(),
+            CacheLimits::new(max_age),
+            None,
+            Backend::default(),
+        )
+        .unwrap();
+        let suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
+        let context: EncryptionContext = [("t", "a")].into_iter().collect();
+
+        // An encrypt entry.
+        let request = EncryptRequest {
+            suite,
+            context: &context,
+            backend: Backend::default(),
+            max_edks: None,
+            required: &[],
+        };
+        let held = rt.block_on(cmm.encryption_materials(request, Some(1))).unwrap();
+        let expires = Instant::now() + max_age;
+        let encrypt_entry = Arc::downgrade(&held);
+        drop(held);
+
+        // A decrypt entry.
+        let mut enc = EncryptionMaterials::new(suite, context.clone(), Backend::default(), None);
+        rt.block_on(keyring.on_encrypt(&mut enc)).unwrap();
+        let (_, edks, _) = enc.into_parts();
+        let materials = decryption_materials(suite, context.clone());
+        rt.block_on(cmm.decrypt_data_key(&materials, &edks))
+            .unwrap()
+            .unwrap();
+        let decrypt_expires = Instant::now() + max_age;
+        let decrypt_entry = cache
+            .lock()
+            .iter()
+            .find_map(|(_, slot)| match slot {
+                Slot::Decrypt(e) => Some(Arc::downgrade(&e.data_key)),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(cache.stats().entries, 2);
+        assert!(encrypt_entry.upgrade().is_some() && decrypt_entry.upgrade().is_some());
+
+        wait_dropped(&encrypt_entry, expires + SWEPT_WITHIN, "the encrypt entry");
+        wait_dropped(
+            &decrypt_entry,
+            decrypt_expires + SWEPT_WITHIN,
+            "the decrypt entry",
+        );
+        let stats = cache.stats();
+        assert_eq!((stats.entries, stats.expired, stats.hits), (0, 2, 0));
     }
 }

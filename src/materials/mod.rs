@@ -28,6 +28,7 @@ mod multi;
 mod raw_aes;
 mod raw_ecdh;
 mod raw_rsa;
+mod sweep;
 
 #[cfg(feature = "kms")]
 pub use aws_kms::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
@@ -44,6 +45,7 @@ pub use hierarchy::{
     DEFAULT_BRANCH_KEY_CACHE_CAPACITY, HIERARCHY_PROVIDER_ID,
 };
 pub use raw_ecdh::{RawEcdhKeyring, KMS_ECDH_PROVIDER_ID, RAW_ECDH_PROVIDER_ID};
+pub use sweep::CACHE_SWEEP_INTERVAL;
 
 /// Where a message's data key comes from: a keyring every time, or a
 /// caching manager in front of one.
