@@ -13,12 +13,13 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use lru::LruCache;
 
+use super::sweep::{Registration, Sweep};
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
 use crate::crypto::{kdf_counter_hmac_sha256, sha384_concat, Backend, DataKey, IV_LEN, TAG_LEN};
 use crate::error::{Error, Result};
@@ -59,12 +60,26 @@ where
 /// A cache of unwrapped branch keys, shared by every hierarchical keyring
 /// given a clone of it (entries are apart by partition id, logical key
 /// store name, branch key id and, on decrypt, version: spec Appendix A).
-/// Least recently used entries go first when it is full; an evicted or
-/// expired branch key is wiped once no call holds it. Concurrent misses on
-/// one entry make one key store read (single flight).
+/// Least recently used entries go first when it is full. Concurrent misses
+/// on one entry make one key store read (single flight).
+///
+/// An entry expires the TTL of the keyring that loaded it after it was
+/// loaded (keyrings with different TTLs share entries: one with a longer
+/// TTL reloads an entry its loader's TTL has expired; one with a shorter
+/// TTL does not use an entry older than its own TTL). An expired branch key
+/// is dropped within [`crate::CACHE_SWEEP_INTERVAL`] of its expiry whether
+/// or not it is asked for again, and wiped once no call holds it; so is an
+/// evicted one. The sweeper holds the cache weakly: dropping the last
+/// handle frees every entry.
 #[derive(Clone)]
 pub struct BranchKeyCache {
-    inner: Arc<Mutex<LruCache<[u8; 48], Slot>>>,
+    inner: Arc<BranchKeys>,
+}
+
+struct BranchKeys {
+    entries: Mutex<LruCache<[u8; 48], Slot>>,
+    /// This cache's place in the sweeper's table.
+    sweep: Registration,
 }
 
 impl fmt::Debug for BranchKeyCache {
@@ -75,10 +90,20 @@ impl fmt::Debug for BranchKeyCache {
     }
 }
 
-/// A cached branch key and when it was loaded.
+/// A cached branch key, when it was loaded and when it expires (its
+/// loader's TTL later; `None`: beyond what an `Instant` holds, never).
 struct Cached {
     materials: BranchKeyMaterials,
     loaded: Instant,
+    expires: Option<Instant>,
+}
+
+impl Cached {
+    /// Loaded no longer than `ttl` ago, and not past its loader's TTL.
+    fn fresh(&self, ttl: Duration) -> bool {
+        let now = Instant::now();
+        now.saturating_duration_since(self.loaded) <= ttl && self.expires.is_none_or(|at| now <= at)
+    }
 }
 
 /// The outcome of one load, shared by the callers that waited on it.
@@ -110,7 +135,10 @@ impl BranchKeyCache {
 
     fn with_capacity(capacity: NonZeroUsize) -> Self {
         BranchKeyCache {
-            inner: Arc::new(Mutex::new(LruCache::new(capacity))),
+            inner: Arc::new_cyclic(|inner: &Weak<BranchKeys>| BranchKeys {
+                entries: Mutex::new(LruCache::new(capacity)),
+                sweep: Registration::new(inner.clone()),
+            }),
         }
     }
 
@@ -130,8 +158,7 @@ impl BranchKeyCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<[u8; 48], Slot>> {
-        // Every update is one assignment: a poisoned lock holds no half-made entry.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock()
     }
 
     /// The entry for `id` if loaded no longer than `ttl` ago; else waits for
@@ -152,7 +179,7 @@ impl BranchKeyCache {
             let cell = {
                 let mut entries = self.lock();
                 match entries.get(&id) {
-                    Some(Slot::Ready(c)) if c.loaded.elapsed() <= ttl => {
+                    Some(Slot::Ready(c)) if c.fresh(ttl) => {
                         hit(true);
                         return Ok(Arc::clone(c));
                     }
@@ -173,9 +200,11 @@ impl BranchKeyCache {
                     async move {
                         load.await
                             .map(|materials| {
+                                let loaded = Instant::now();
                                 Arc::new(Cached {
                                     materials,
-                                    loaded: Instant::now(),
+                                    loaded,
+                                    expires: loaded.checked_add(ttl),
                                 })
                             })
                             .map_err(Arc::new)
@@ -199,6 +228,11 @@ impl BranchKeyCache {
                     }
                 }
             }
+            if let (Ok(c), true) = (&loaded, led) {
+                if let Some(at) = c.expires {
+                    self.inner.sweep.expires(at);
+                }
+            }
             match loaded {
                 Ok(c) if c.loaded.elapsed() <= ttl || led => return Ok(c),
                 // Loaded by a keyring with a longer TTL, too long ago for
@@ -207,6 +241,36 @@ impl BranchKeyCache {
                 Err(e) => return Err(e.duplicate()),
             }
         }
+    }
+}
+
+impl BranchKeys {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<[u8; 48], Slot>> {
+        // Every update is one assignment: a poisoned lock holds no half-made entry.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Sweep for BranchKeys {
+    fn sweep(&self, now: Instant) -> Option<Instant> {
+        let expires = |slot: &Slot| match slot {
+            Slot::Ready(c) => c.expires,
+            Slot::Loading(_) => None,
+        };
+        let mut dropped = Vec::new();
+        let next = {
+            let mut entries = self.lock();
+            let expired: Vec<[u8; 48]> = entries
+                .iter()
+                .filter(|(_, slot)| expires(slot).is_some_and(|at| at < now))
+                .map(|(id, _)| *id)
+                .collect();
+            dropped.extend(expired.iter().filter_map(|id| entries.pop(id)));
+            entries.iter().filter_map(|(_, slot)| expires(slot)).min()
+        };
+        // Wiped here (or when the last call holding one ends), outside the lock.
+        drop(dropped);
+        next
     }
 }
 
@@ -542,6 +606,9 @@ impl Keyring for HierarchyKeyring {
         }
     }
 }
+
+#[cfg(test)]
+mod expiry_tests;
 
 #[cfg(test)]
 mod tests {

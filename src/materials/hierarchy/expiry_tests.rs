@@ -1,0 +1,78 @@
+//! The branch key cache drops expired keys without another lookup.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{entry_id, BranchKeyCache};
+use crate::keystore::BranchKeyMaterials;
+
+/// Most time from an entry's expiry to its sweep that the tests accept:
+/// the documented bound plus slack for a loaded two-core machine.
+const SWEPT_WITHIN: Duration = crate::CACHE_SWEEP_INTERVAL.saturating_add(Duration::from_millis(450));
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+/// A branch key cached with a 50 ms TTL is freed (its key wiped) within
+/// the sweep bound after it expires, with no lookup; one with a long TTL
+/// in the same cache stays.
+#[test]
+fn an_expired_branch_key_is_dropped_without_a_lookup() {
+    let rt = rt();
+    let cache = BranchKeyCache::default();
+    let ttl = Duration::from_millis(50);
+    let load = |id: &str| {
+        let m = BranchKeyMaterials::for_tests(id, [1; 16], [2; 32]);
+        async move { Ok(m) }
+    };
+    let short = rt
+        .block_on(cache.get(entry_id(b"p", "s", "short", None), ttl, |_| {}, || load("short")))
+        .unwrap();
+    let expires = Instant::now() + ttl;
+    let long = rt
+        .block_on(cache.get(
+            entry_id(b"p", "s", "long", None),
+            Duration::from_secs(600),
+            |_| {},
+            || load("long"),
+        ))
+        .unwrap();
+    let (short, long) = {
+        let weak = (Arc::downgrade(&short), Arc::downgrade(&long));
+        drop((short, long));
+        weak
+    };
+    assert!(short.upgrade().is_some(), "held by the cache");
+    while short.upgrade().is_some() {
+        assert!(
+            Instant::now() < expires + SWEPT_WITHIN,
+            "the branch key is still resident {SWEPT_WITHIN:?} after its expiry"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(cache.len(), 1);
+    assert!(long.upgrade().is_some(), "not expired: kept");
+}
+
+/// A dropped cache is not kept alive by the sweeper: its keys go with it.
+#[test]
+fn the_sweeper_does_not_keep_a_cache_alive() {
+    let rt = rt();
+    let cache = BranchKeyCache::default();
+    let held = rt
+        .block_on(cache.get(
+            entry_id(b"p", "s", "bk", None),
+            Duration::from_secs(600),
+            |_| {},
+            || async { Ok(BranchKeyMaterials::for_tests("bk", [1; 16], [2; 32])) },
+        ))
+        .unwrap();
+    let key = Arc::downgrade(&held);
+    drop(held);
+    drop(cache);
+    assert!(key.upgrade().is_none(), "freed with the cache");
+}
