@@ -102,6 +102,39 @@ pub(crate) fn sha384_concat(parts: &[&[u8]]) -> [u8; 48] {
     h.finalize().into()
 }
 
+/// SHA-512 of the concatenated parts (the caching materials manager's
+/// cache entry ids, spec `framework/caching-cmm.md` Appendix A). Digests
+/// of public data (ids, contexts, encrypted data keys), so whichever
+/// backend is selected: aws-lc's when it is built (a decrypt id hashes
+/// every encrypted data key of a header, up to thousands), else
+/// RustCrypto's.
+#[cfg(feature = "aws-lc")]
+pub(crate) fn sha512_concat(parts: &[&[u8]]) -> [u8; 64] {
+    use aws_lc_rs::digest;
+    let mut h = digest::Context::new(&digest::SHA512);
+    for p in parts {
+        h.update(p);
+    }
+    let mut out = [0u8; 64];
+    out.copy_from_slice(h.finish().as_ref());
+    out
+}
+
+/// SHA-512 of the concatenated parts, RustCrypto's (see the aws-lc one).
+#[cfg(any(not(feature = "aws-lc"), test))]
+#[cfg_attr(feature = "aws-lc", allow(dead_code))]
+pub(crate) fn sha512_concat_rustcrypto(parts: &[&[u8]]) -> [u8; 64] {
+    use sha2::Digest;
+    let mut h = Sha512::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+#[cfg(not(feature = "aws-lc"))]
+pub(crate) use sha512_concat_rustcrypto as sha512_concat;
+
 /// The output size of [`kdf_counter_hmac_sha384_64`].
 struct Key512;
 
@@ -206,6 +239,24 @@ pub(crate) fn derive_keys(
                 aead: p.aead(&key[..])?,
                 commitment: Some(commit),
             })
+        }
+    }
+}
+
+#[cfg(test)]
+mod sha512_tests {
+    use super::*;
+
+    /// The cache ids' SHA-512 gives FIPS 180-2's answer for "abc" and the
+    /// same digests from aws-lc and RustCrypto, however the input is split.
+    #[test]
+    fn sha512_concat_known_answer_and_backends_agree() {
+        let abc = "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a\
+                   2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f";
+        assert_eq!(hex::encode(sha512_concat(&[b"a", b"", b"bc"])), abc);
+        let long = vec![0x5a; 1000];
+        for parts in [&[][..], &[&b""[..]], &[&long[..7], &long[7..]], &[&long[..]]] {
+            assert_eq!(sha512_concat(parts), sha512_concat_rustcrypto(parts));
         }
     }
 }

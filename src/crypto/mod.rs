@@ -33,6 +33,7 @@ pub use ecdh::{EcdhCurve, EcdhKeyError, EcdhPrivateKey, EcdhPublicKey};
 pub(crate) use kdf::kdf_counter_hmac_sha256;
 #[cfg(feature = "kms")]
 pub(crate) use kdf::sha384_concat;
+pub(crate) use kdf::sha512_concat;
 pub(crate) use kdf::{derive_keys, DerivedKeys};
 pub use keys::{DataKey, WrappingKey};
 

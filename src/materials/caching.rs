@@ -4,11 +4,14 @@
 //! message needs from its materials (data key, encrypted data keys, full
 //! context, signing key) and may serve at most `max_messages` messages and
 //! `max_bytes` of plaintext within `max_age`; a decrypt entry holds an
-//! unwrapped data key for `max_age`. Entries are keyed by the exact bytes
-//! of (kind, partition, suite, context[, encrypted data keys]), so
-//! different contexts, suites or keyrings (each manager has its own
-//! partition) never share a key. A bounded number of entries is kept, least
-//! recently used evicted first. Concurrent misses for one entry make one
+//! unwrapped data key for `max_age`. Entries are keyed by the spec's cache
+//! entry identifiers (Appendix A): SHA-512 digests of the partition, suite
+//! and context and, on decrypt, of every encrypted data key (their digests
+//! sorted, so their order does not matter), so different contexts, suites
+//! or keyrings (each manager has its own partition) never share a key, and
+//! an entry costs the same few hundred bytes whatever the size of the
+//! message's header. A bounded number of entries is kept, least recently
+//! used evicted first. Concurrent misses for one entry make one
 //! keyring call (single flight); the others wait for it and share its
 //! result or its error.
 //!
@@ -29,8 +32,8 @@ use lru::LruCache;
 use super::cmm::{encryption_materials, EncryptMaterialsOut, EncryptRequest};
 use super::sweep::{Registration, Sweep};
 use super::{DecryptionMaterials, Keyring};
-use crate::crypto::{Backend, DataKey};
-use crate::error::{Error, Result};
+use crate::crypto::{sha512_concat, Backend, DataKey};
+use crate::error::{Error, FormatError, Result};
 use crate::format::{EncryptedDataKey, EncryptionContext};
 use crate::suite::{AlgorithmSuite, Kdf};
 
@@ -151,6 +154,10 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// A cache entry's identifier: a SHA-512 digest (spec
+/// `framework/caching-cmm.md`, Appendix A).
+type EntryId = [u8; 64];
+
 /// A bounded, thread-safe store of data keys. Cheap to clone (a shared
 /// handle); managers that share one keep apart by partition.
 ///
@@ -165,7 +172,7 @@ pub struct MaterialsCache {
 }
 
 struct CacheInner {
-    entries: Mutex<LruCache<Vec<u8>, Slot>>,
+    entries: Mutex<LruCache<EntryId, Slot>>,
     counters: Counters,
     /// This cache's place in the sweeper's table.
     sweep: Registration,
@@ -264,7 +271,7 @@ impl MaterialsCache {
         self.lock().clear();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<Vec<u8>, Slot>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<EntryId, Slot>> {
         // A panic while holding the lock cannot leave an entry half-written
         // (every update is a single assignment), so a poisoned lock is used.
         self.inner.entries.lock().unwrap_or_else(|p| p.into_inner())
@@ -272,13 +279,12 @@ impl MaterialsCache {
 
     /// Inserts, counting a least-recently-used eviction, and tells the
     /// sweeper when the entry expires.
-    fn insert(&self, key: Vec<u8>, slot: Slot) {
+    fn insert(&self, key: EntryId, slot: Slot) {
         let expires = slot.expires();
         {
             let mut entries = self.lock();
-            let replaced_key = key.clone();
             if let Some((old_key, _old)) = entries.push(key, slot) {
-                if old_key != replaced_key {
+                if old_key != key {
                     bump(&self.inner.counters.evicted);
                 }
             }
@@ -290,7 +296,7 @@ impl MaterialsCache {
 
     /// Ends a flight: replaces its slot with `slot` (or removes it) and
     /// wakes the waiters.
-    fn land(&self, key: &[u8], flight: &Arc<Flight>, slot: Option<Slot>, failure: Option<Error>) {
+    fn land(&self, key: &EntryId, flight: &Arc<Flight>, slot: Option<Slot>, failure: Option<Error>) {
         if let Some(e) = failure {
             let _ = flight.failure.set(e);
         }
@@ -302,7 +308,7 @@ impl MaterialsCache {
             }
         }
         if let Some(slot) = slot {
-            self.insert(key.to_vec(), slot);
+            self.insert(*key, slot);
         }
         flight.done.close();
     }
@@ -313,10 +319,10 @@ impl Sweep for CacheInner {
         let mut dropped = Vec::new();
         let next = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            let expired: Vec<Vec<u8>> = entries
+            let expired: Vec<EntryId> = entries
                 .iter()
                 .filter(|(_, slot)| slot.expired(now))
-                .map(|(key, _)| key.clone())
+                .map(|(key, _)| *key)
                 .collect();
             for key in expired {
                 if let Some(slot) = entries.pop(&key) {
@@ -337,7 +343,7 @@ impl Sweep for CacheInner {
 /// the waiters retry instead of waiting forever.
 struct FlightGuard<'a> {
     cache: &'a MaterialsCache,
-    key: &'a [u8],
+    key: &'a EntryId,
     flight: Arc<Flight>,
     landed: bool,
 }
@@ -381,7 +387,8 @@ pub(crate) struct CachingCmm {
     keyring: Arc<dyn Keyring>,
     cache: MaterialsCache,
     limits: CacheLimits,
-    partition: Vec<u8>,
+    /// SHA-512 of the partition id.
+    partition: [u8; 64],
 }
 
 impl fmt::Debug for CachingCmm {
@@ -415,7 +422,7 @@ impl CachingCmm {
             keyring,
             cache,
             limits,
-            partition,
+            partition: sha512_concat(&[&partition]),
         })
     }
 
@@ -425,30 +432,6 @@ impl CachingCmm {
 
     pub(crate) fn cache(&self) -> &MaterialsCache {
         &self.cache
-    }
-
-    /// An encrypt entry's key: as [`Self::key`], then the required
-    /// context keys (count and each length-prefixed), so messages with
-    /// different required keys never share a data key.
-    fn encrypt_key(&self, request: &EncryptRequest<'_>) -> Result<Vec<u8>> {
-        let mut key = self.key(b'E', request.suite, request.context)?;
-        key.extend_from_slice(&(request.required.len() as u64).to_be_bytes());
-        for k in request.required {
-            key.extend_from_slice(&(k.len() as u64).to_be_bytes());
-            key.extend_from_slice(k.as_bytes());
-        }
-        Ok(key)
-    }
-
-    fn key(&self, kind: u8, suite: AlgorithmSuite, context: &EncryptionContext) -> Result<Vec<u8>> {
-        // kind | partition length and bytes | suite | context: unambiguous.
-        let mut key = Vec::with_capacity(1 + 2 + self.partition.len() + 2 + 128);
-        key.push(kind);
-        key.extend_from_slice(&(self.partition.len() as u64).to_be_bytes());
-        key.extend_from_slice(&self.partition);
-        key.extend_from_slice(&suite.id().to_be_bytes());
-        context.serialize_into(&mut key)?;
-        Ok(key)
     }
 
     /// Encryption materials for a message of `plaintext_len` bytes (`None`:
@@ -468,7 +451,7 @@ impl CachingCmm {
                 return Ok(Arc::new(m));
             }
         };
-        let key = self.encrypt_key(&request)?;
+        let key = encrypt_entry_id(&self.partition, suite, request.context, request.required)?;
         let limits = &self.limits;
         let probe = |slot: Option<&mut Slot>| match slot {
             Some(Slot::Encrypt(e)) => {
@@ -515,13 +498,7 @@ impl CachingCmm {
             bump(&counters.bypasses);
             return self.keyring.on_decrypt(materials, edks).await;
         }
-        let mut key = self.key(b'D', suite, materials.context())?;
-        for edk in edks {
-            for field in [edk.provider_id.as_bytes(), &edk.provider_info, &edk.ciphertext] {
-                key.extend_from_slice(&(field.len() as u64).to_be_bytes());
-                key.extend_from_slice(field);
-            }
-        }
+        let key = decrypt_entry_id(&self.partition, suite, edks, materials.context())?;
         let max_age = self.limits.max_age;
         let probe = |slot: Option<&mut Slot>| match slot {
             Some(Slot::Decrypt(e)) if e.created.elapsed() < max_age && !slot_expired(e.expires) => {
@@ -560,7 +537,7 @@ impl CachingCmm {
     /// otherwise this caller leads: it loads, stores what `load` returns and
     /// wakes the waiters. `probe` sees the entry under the lock (and may
     /// update it on a hit).
-    async fn single_flight<T, P, L, Fut>(&self, key: &[u8], mut probe: P, load: L) -> Result<T>
+    async fn single_flight<T, P, L, Fut>(&self, key: &EntryId, mut probe: P, load: L) -> Result<T>
     where
         P: FnMut(Option<&mut Slot>) -> Probe<T>,
         L: FnOnce() -> Fut,
@@ -616,16 +593,98 @@ impl CachingCmm {
     }
 }
 
+/// An encrypt entry's id. Spec `framework/caching-cmm.md`, Appendix A,
+/// "Encryption Materials, With Algorithm Suite" (envseal's requests always
+/// name a suite): SHA-512(SHA-512(partition) || 01 || suite id ||
+/// SHA-512(serialized context)).
+///
+/// With required encryption context keys (the required-context CMM in
+/// front of this one), SHA-512 of those keys (count, then each u16
+/// length-prefixed, sorted) follows inside the digest: the
+/// cached materials carry the header built for them (required pairs are
+/// authenticated, not stored), so requests with the same context but other
+/// required keys must not share an entry, and the spec's formula does not
+/// tell them apart. Without required keys the id is the spec's.
+fn encrypt_entry_id(
+    partition: &[u8; 64],
+    suite: AlgorithmSuite,
+    context: &EncryptionContext,
+    required: &[String],
+) -> Result<EntryId> {
+    let context = sha512_concat(&[&context.serialize()?]);
+    let suite = suite.id().to_be_bytes();
+    if required.is_empty() {
+        return Ok(sha512_concat(&[partition, &[0x01], &suite, &context]));
+    }
+    let mut sorted: Vec<&str> = required.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut keys = Vec::with_capacity(8 + sorted.iter().map(|k| 2 + k.len()).sum::<usize>());
+    keys.extend_from_slice(&(sorted.len() as u64).to_be_bytes());
+    for k in sorted {
+        keys.extend_from_slice(&u16_len(k.as_bytes(), "required encryption context key")?.to_be_bytes());
+        keys.extend_from_slice(k.as_bytes());
+    }
+    let keys = sha512_concat(&[&keys]);
+    Ok(sha512_concat(&[partition, &[0x01], &suite, &context, &keys]))
+}
+
+/// A decrypt entry's id. Spec `framework/caching-cmm.md`, Appendix A,
+/// "Decryption Materials": SHA-512(SHA-512(partition) || suite id || the
+/// sorted SHA-512 digests of the serialized encrypted data keys || 64 zero
+/// bytes || SHA-512(serialized context)). The context is the materials'
+/// (stored pairs and the caller's reproduced ones, which the keyrings
+/// authenticate too).
+fn decrypt_entry_id(
+    partition: &[u8; 64],
+    suite: AlgorithmSuite,
+    edks: &[EncryptedDataKey],
+    context: &EncryptionContext,
+) -> Result<EntryId> {
+    let mut digests = Vec::with_capacity(edks.len());
+    let mut serialized = Vec::new();
+    for edk in edks {
+        // Serialized as in the message header (data-format/message-header.md).
+        serialized.clear();
+        for field in [edk.provider_id.as_bytes(), &edk.provider_info, &edk.ciphertext] {
+            serialized.extend_from_slice(&u16_len(field, "encrypted data key")?.to_be_bytes());
+            serialized.extend_from_slice(field);
+        }
+        digests.push(sha512_concat(&[&serialized]));
+    }
+    digests.sort_unstable();
+    let context = sha512_concat(&[&context.serialize()?]);
+    let suite = suite.id().to_be_bytes();
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(digests.len() + 4);
+    parts.push(partition);
+    parts.push(&suite);
+    parts.extend(digests.iter().map(|d| &d[..]));
+    parts.push(&[0; 64]);
+    parts.push(&context);
+    Ok(sha512_concat(&parts))
+}
+
+/// A field's length as the format's u16 prefix.
+fn u16_len(bytes: &[u8], field: &'static str) -> Result<u16> {
+    u16::try_from(bytes.len()).map_err(|_| {
+        FormatError::Invalid {
+            field,
+            reason: "longer than 65535 bytes",
+        }
+        .into()
+    })
+}
+
 /// Marks `key` as loading (replacing any stale entry) and returns the new
 /// flight for the caller to lead.
-fn lead<T>(entries: &mut LruCache<Vec<u8>, Slot>, key: &[u8], counters: &Counters) -> Lookup<T> {
+fn lead<T>(entries: &mut LruCache<EntryId, Slot>, key: &EntryId, counters: &Counters) -> Lookup<T> {
     let flight = Arc::new(Flight {
         done: tokio::sync::Semaphore::new(0),
         failure: OnceLock::new(),
     });
     // A stale entry dropped here is zeroized once no message holds it.
-    if let Some((old_key, _)) = entries.push(key.to_vec(), Slot::Loading(Arc::clone(&flight))) {
-        if old_key != key {
+    if let Some((old_key, _)) = entries.push(*key, Slot::Loading(Arc::clone(&flight))) {
+        if old_key != *key {
             bump(&counters.evicted);
         }
     }
@@ -795,5 +854,211 @@ mod sweep_tests {
         );
         let stats = cache.stats();
         assert_eq!((stats.entries, stats.expired, stats.hits), (0, 2, 0));
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+    use crate::crypto::KeyCheck;
+    use crate::materials::{EncryptionMaterials, RawAesKeyring};
+    use crate::WrappingKey;
+
+    /// Bytes the cache's entries hold: each id, the slot, and a decrypt
+    /// entry's data key.
+    fn entry_bytes(cache: &MaterialsCache) -> usize {
+        cache
+            .lock()
+            .iter()
+            .map(|(id, slot)| {
+                let held = match slot {
+                    Slot::Decrypt(e) => e.data_key.len(),
+                    _ => 0,
+                };
+                id.len() + std::mem::size_of_val(slot) + held
+            })
+            .sum()
+    }
+
+    fn decryption_materials(suite: AlgorithmSuite, context: EncryptionContext) -> DecryptionMaterials {
+        let check = Arc::new(KeyCheck {
+            backend: Backend::default(),
+            suite,
+            message_id: vec![0; 32],
+            commitment: None,
+            aad: Vec::new(),
+            iv: [0; crate::crypto::IV_LEN],
+            tag: [0; crate::crypto::TAG_LEN],
+        });
+        DecryptionMaterials::new(suite, context, Backend::default(), check)
+    }
+
+    fn edk(provider_id: &str, info: &[u8], ciphertext: &[u8]) -> EncryptedDataKey {
+        EncryptedDataKey {
+            provider_id: provider_id.to_owned(),
+            provider_info: info.to_vec(),
+            ciphertext: ciphertext.to_vec(),
+        }
+    }
+
+    fn b64(id: EntryId) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(id)
+    }
+
+    /// The ESDK's cross-implementation cache id vectors (the AWS Encryption
+    /// SDK for Java's `CacheIdentifierTests`, "pythonTestVecs" and the
+    /// digest vectors; the Python ESDK 4.0.7's
+    /// `build_*_materials_cache_key` gives the same six ids).
+    #[test]
+    fn entry_ids_match_the_esdk_vectors() {
+        use AlgorithmSuite as S;
+        let partition = sha512_concat(&[b"c15b9079-6d0e-42b6-8784-5e804b025692"]);
+        let empty = EncryptionContext::new();
+        let full: EncryptionContext = [("this", "is"), ("a", "non-empty"), ("encryption", "context")]
+            .into_iter()
+            .collect();
+        let blobs = [
+            edk(
+                "this is a provider ID",
+                b"this is some key info",
+                b"super secret key, now with encryption!",
+            ),
+            edk(
+                "another provider ID!",
+                b"this is some different key info",
+                b"better super secret key, now with encryption!",
+            ),
+        ];
+        let p384 = S::Aes256GcmIv12Tag16HkdfSha384EcdsaP384;
+        assert_eq!(
+            b64(encrypt_entry_id(&partition, p384, &empty, &[]).unwrap()),
+            "3icBIkLK4V3fVwbm3zSxUdUQV6ZvZYUOLl8buN36g6gDMqAkghcGryxX7QiVABkW1JhB6GRp5z+bzbiuciBcKQ=="
+        );
+        assert_eq!(
+            b64(encrypt_entry_id(&partition, p384, &full, &[]).unwrap()),
+            "mRNK7qhTb/kJiiyGPgAevp0gwFRcET4KeeNYwZHhoEDvSUzQiDgl8Of+YRDaVzKxAqpNBgcAuFXde9JlaRRsmw=="
+        );
+        assert_eq!(
+            b64(decrypt_entry_id(&partition, S::Aes128GcmIv12Tag16HkdfSha256, &blobs[..1], &empty).unwrap()),
+            "n0zVzk9QIVxhz6ET+aJIKKOJNxtpGtSe1yAbu7WU5l272Iw/jmhlER4psDHJs9Mr8KYiIvLGSXzggNDCc23+9w=="
+        );
+        assert_eq!(
+            b64(decrypt_entry_id(&partition, p384, &blobs, &full).unwrap()),
+            "+rtwUe38CGnczGmYu12iqGWHIyDyZ44EvYQ4S6ACmsgS8VaEpiw0RTGpDk6Z/7YYN/jVHOAcNKDyCNP8EmstFg=="
+        );
+
+        // Digest vectors: NUL bytes, a supplementary-plane key, empty fields.
+        let partition = sha512_concat(&[b"partition ID"]);
+        let context: EncryptionContext = [
+            ("\0\0TEST", "\0\0test"),
+            ("\u{10000}", "UTF-16 surrogate"),
+            ("\u{ABCD}", "\\uABCD"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            hex::encode(
+                encrypt_entry_id(&partition, S::Aes128GcmIv12Tag16HkdfSha256, &context, &[]).unwrap()
+            ),
+            "3dc70ff1d4621059b97179563ab6592dff4319bfaf8ed1a819c96d33d3194d5c\
+             354a361e879d0356e4d9e868170ebc9e934fa5eaf6e6d11de4ee801645723fa9"
+        );
+        let blobs = [
+            edk("", b"", b""),
+            edk("\0", b"\0", b"\0"),
+            edk("\u{81}", b"\x81", b"\x81"),
+            edk("abc", &[0xde, 0xad, 0xbe, 0xef], &[0xba, 0xd0, 0xca, 0xfe]),
+        ];
+        let expected = "e16344634350fe8cb51e69ec4e0681c84ac7ef2df427bd4de4aefbebcd3ead22\
+                        95f1b15a98ce60699e0efbf69dbbc12e2552b16eff84a6e9b5766ee4d69a7897";
+        let p256 = S::Aes128GcmIv12Tag16HkdfSha256EcdsaP256;
+        assert_eq!(
+            hex::encode(decrypt_entry_id(&partition, p256, &blobs, &context).unwrap()),
+            expected
+        );
+        // The keys' order does not matter.
+        let mut reversed = blobs.to_vec();
+        reversed.reverse();
+        assert_eq!(
+            hex::encode(decrypt_entry_id(&partition, p256, &reversed, &context).unwrap()),
+            expected
+        );
+
+        // envseal's required keys enter the digest (as a set); without
+        // them the id is the spec's.
+        let id = |required: &[&str]| {
+            let required: Vec<String> = required.iter().map(|k| k.to_string()).collect();
+            encrypt_entry_id(&partition, p384, &full, &required).unwrap()
+        };
+        assert_ne!(id(&["this"]), id(&[]));
+        assert_ne!(id(&["this"]), id(&["this", "a"]));
+        assert_eq!(id(&["this", "a"]), id(&["a", "this"]));
+    }
+
+    /// 256 decrypt entries of messages with 10,000 encrypted data keys no
+    /// keyring of the manager can open (plus one it can) hold a bounded few
+    /// hundred bytes each, not the header's size; the same keys in another
+    /// order hit the same entry.
+    #[test]
+    fn decrypt_entries_are_bounded_and_ignore_edk_order() {
+        const MESSAGES: usize = 256;
+        const SKIPPED: usize = 10_000;
+        const MOST_PER_ENTRY: usize = 512;
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let keyring =
+            Arc::new(RawAesKeyring::new("ns", "k", WrappingKey::from_slice(&[1; 32]).unwrap()).unwrap());
+        let cache = MaterialsCache::new(1000).unwrap();
+        let limits = CacheLimits::new(Duration::from_secs(600));
+        let cmm = CachingCmm::new(keyring.clone(), cache.clone(), limits, None, Backend::default()).unwrap();
+        let suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
+        let context: EncryptionContext = [("tenant", "t")].into_iter().collect();
+        let materials = decryption_materials(suite, context.clone());
+        // Another keyring's keys: skipped without a call, as in a header
+        // written for many recipients.
+        let mut edks: Vec<EncryptedDataKey> = (0..SKIPPED as u32 + 1)
+            .map(|i| EncryptedDataKey {
+                provider_id: "other".to_owned(),
+                provider_info: i.to_be_bytes().to_vec(),
+                ciphertext: vec![7; 32],
+            })
+            .collect();
+        let mut first = None;
+        for m in 0..MESSAGES {
+            let mut enc = EncryptionMaterials::new(suite, context.clone(), Backend::default(), None);
+            rt.block_on(keyring.on_encrypt(&mut enc)).unwrap();
+            let (data_key, ours, _) = enc.into_parts();
+            // The one it can open, among the others.
+            edks[SKIPPED / 2] = ours.into_iter().next().unwrap();
+            let got = rt
+                .block_on(cmm.decrypt_data_key(&materials, &edks))
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.expose_secret(), data_key.unwrap().expose_secret());
+            let held = entry_bytes(&cache);
+            assert!(
+                held <= (m + 1) * MOST_PER_ENTRY,
+                "{} entries hold {held} bytes: more than {MOST_PER_ENTRY} each",
+                m + 1
+            );
+            first.get_or_insert_with(|| (edks.clone(), got));
+        }
+        let stats = cache.stats();
+        assert_eq!(
+            (stats.entries, stats.misses, stats.hits),
+            (MESSAGES as u64, MESSAGES as u64, 0)
+        );
+        eprintln!("{MESSAGES} entries hold {} bytes", entry_bytes(&cache));
+
+        // The first message's keys in reverse order: the same entry.
+        let (mut edks, key) = first.unwrap();
+        edks.reverse();
+        let got = rt
+            .block_on(cmm.decrypt_data_key(&materials, &edks))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.expose_secret(), key.expose_secret());
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses), (1, MESSAGES as u64));
     }
 }
