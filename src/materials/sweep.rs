@@ -216,3 +216,70 @@ fn run(sweeper: &'static Sweeper) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A cache of bare expiries that records when it is swept.
+    struct Fake {
+        expiries: Mutex<Vec<Instant>>,
+        sweeps: Mutex<Vec<Instant>>,
+    }
+
+    impl Sweep for Fake {
+        fn sweep(&self, now: Instant) -> Option<Instant> {
+            self.sweeps.lock().unwrap().push(now);
+            let mut expiries = self.expiries.lock().unwrap();
+            expiries.retain(|&at| at > now);
+            expiries.iter().copied().min()
+        }
+    }
+
+    /// Expiries 2 ms apart are swept in coalesced sweeps at least
+    /// CACHE_SWEEP_INTERVAL apart, each entry within the interval of its
+    /// expiry; a dropped cache leaves the table.
+    #[test]
+    fn sweeps_are_coalesced_and_bounded() {
+        let fake = Arc::new(Fake {
+            expiries: Mutex::new(Vec::new()),
+            sweeps: Mutex::new(Vec::new()),
+        });
+        let weak: Weak<dyn Sweep> = Arc::downgrade(&fake) as Weak<Fake>;
+        let registration = Registration::new(weak);
+        let start = Instant::now() + Duration::from_millis(20);
+        let expiries: Vec<Instant> = (0..40).map(|i| start + Duration::from_millis(2 * i)).collect();
+        for &at in &expiries {
+            fake.expiries.lock().unwrap().push(at);
+            registration.expires(at);
+        }
+        let last = *expiries.last().unwrap();
+        let slack = Duration::from_millis(450);
+        while !fake.expiries.lock().unwrap().is_empty() {
+            assert!(
+                Instant::now() < last + CACHE_SWEEP_INTERVAL + slack,
+                "not swept in time"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let sweeps = fake.sweeps.lock().unwrap().clone();
+        // 80 ms of expiries: at most three sweeps (fewer if the thread is
+        // scheduled late), not forty.
+        assert!((1..=3).contains(&sweeps.len()), "{} sweeps", sweeps.len());
+        for pair in sweeps.windows(2) {
+            assert!(pair[1] - pair[0] >= CACHE_SWEEP_INTERVAL, "sweeps too close");
+        }
+        assert!(sweeps[0] >= start, "swept before the first expiry");
+
+        let id = registration.id;
+        drop(fake);
+        assert!(
+            sweeper().lock().caches.contains_key(&id),
+            "until the cache drops its registration"
+        );
+        drop(registration);
+        assert!(!sweeper().lock().caches.contains_key(&id));
+    }
+}

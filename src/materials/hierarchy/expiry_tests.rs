@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{entry_id, BranchKeyCache};
+use super::{entry_id, BranchKeyCache, Cached};
 use crate::keystore::BranchKeyMaterials;
 
 /// Most time from an entry's expiry to its sweep that the tests accept:
@@ -75,4 +75,27 @@ fn the_sweeper_does_not_keep_a_cache_alive() {
     drop(held);
     drop(cache);
     assert!(key.upgrade().is_none(), "freed with the cache");
+}
+
+/// An entry is its loader's for expiry: a keyring with a longer TTL does
+/// not use it past the loader's TTL (it loads again), and a keyring with a
+/// shorter TTL does not use it past its own.
+#[test]
+fn an_entry_expires_with_its_loaders_ttl() {
+    let now = Instant::now();
+    let entry = |age_ms: u64, loader_ttl_ms: u64| {
+        let loaded = now.checked_sub(Duration::from_millis(age_ms)).unwrap();
+        Cached {
+            materials: BranchKeyMaterials::for_tests("bk", [1; 16], [2; 32]),
+            loaded,
+            expires: loaded.checked_add(Duration::from_millis(loader_ttl_ms)),
+        }
+    };
+    let long = Duration::from_secs(600);
+    assert!(entry(100, 1_000).fresh(long));
+    assert!(!entry(100, 50).fresh(long), "past its loader's TTL");
+    assert!(
+        !entry(100, 1_000).fresh(Duration::from_millis(50)),
+        "past the caller's TTL"
+    );
 }
