@@ -53,7 +53,9 @@ pub struct CacheLimits {
 }
 
 impl CacheLimits {
-    /// Entries live at most `max_age`; by default a data key encrypts up to
+    /// Entries live at most `max_age` (and are dropped within
+    /// [`crate::CACHE_SWEEP_INTERVAL`] after it, asked for or not); by
+    /// default a data key encrypts up to
     /// 2^32 messages and 2^63 - 1 bytes. Checked, with the other limits,
     /// where they are used ([`crate::ClientBuilder::build`]).
     pub fn new(max_age: Duration) -> Self {
