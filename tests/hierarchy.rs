@@ -6,10 +6,10 @@
 #![cfg(feature = "hierarchy")]
 
 mod common;
-#[path = "hierarchy/store_ops.rs"]
-mod store_ops;
 #[path = "hierarchy/ddb_check.rs"]
 mod ddb_check;
+#[path = "hierarchy/store_ops.rs"]
+mod store_ops;
 #[path = "hierarchy/versions.rs"]
 mod versions;
 
