@@ -252,10 +252,15 @@ mod tests {
     }
 
     fn active_item(version: &str) -> Item {
+        item(ItemType::Active, version)
+    }
+
+    /// An item of `item_type` as `NewItem` writes it, with an `enc`.
+    fn item(item_type: ItemType<'_>, version: &str) -> Item {
         let ctx = custom();
         let mut item = NewItem {
             branch_key_id: "bk",
-            item_type: ItemType::Active,
+            item_type,
             version,
             create_time: "2026-12-01T16:35:53.395075Z",
             kms_arn: "arn:aws:kms:us-west-2:111122223333:key/k",
@@ -319,35 +324,20 @@ mod tests {
         assert!(check_item(&active_item(v), "bk", ItemType::Version(v), "logical").is_err());
     }
 
-    fn item(item_type: ItemType<'_>) -> Item {
-        let ctx = custom();
-        let mut item = NewItem {
-            branch_key_id: "bk",
-            item_type,
-            version: "0f7a3a5e-3c2b-4c1e-9b8a-1d2e3f4a5b6c",
-            create_time: "2026-12-01T16:35:53.395075Z",
-            kms_arn: "arn:aws:kms:us-west-2:111122223333:key/k",
-            custom: &ctx,
-        }
-        .attributes();
-        item.insert(ENC.into(), Attr::B(vec![1, 2, 3]));
-        item
-    }
-
     /// A beacon item passes its checks (it has no version); only an ACTIVE
     /// item may have a `version` attribute.
     #[test]
     fn beacon_items_are_checked_and_only_active_items_have_a_version() {
         let v = "0f7a3a5e-3c2b-4c1e-9b8a-1d2e3f4a5b6c";
-        let beacon = item(ItemType::Beacon);
+        let beacon = item(ItemType::Beacon, v);
         let checked = check_item(&beacon, "bk", ItemType::Beacon, "logical").unwrap();
         assert_eq!(checked.version, None);
         assert_eq!(checked.custom, custom());
         assert_eq!(checked.kms_context.get(TYPE), Some(TYPE_BEACON));
         assert_eq!(checked.kms_context.get(TABLE_NAME), Some("logical"));
         assert!(check_item(&beacon, "bk", ItemType::Active, "logical").is_err());
-        assert!(check_item(&item(ItemType::Active), "bk", ItemType::Beacon, "logical").is_err());
-        let version = item(ItemType::Version(v));
+        assert!(check_item(&active_item(v), "bk", ItemType::Beacon, "logical").is_err());
+        let version = item(ItemType::Version(v), v);
         assert_eq!(
             check_item(&version, "bk", ItemType::Version(v), "logical")
                 .unwrap()
