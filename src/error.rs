@@ -64,9 +64,11 @@ pub enum Error {
     /// multi-keyring's children, `framework/multi-keyring.md`; a keyring's
     /// encrypted data keys, e.g. `aws-kms-hierarchical-keyring.md`). A
     /// nested list is flattened into this one; a lone failure is reported
-    /// as itself. Failed cryptographic checks stay [`Error::Decrypt`], as
-    /// opaque in the list as alone. Display names the first few; the list
-    /// holds them all.
+    /// as itself, and so is a list of failed cryptographic checks alone:
+    /// one [`Error::Decrypt`], so that which check failed (the data key's
+    /// unwrap, a tag, the commitment) never shows. Beside other failures a
+    /// failed check stays an opaque [`Error::Decrypt`] in the list. Display
+    /// names the first few; the list holds them all.
     #[error("every attempt to decrypt the data key failed: {}", list_failures(.0))]
     Keyrings(Vec<Error>),
 
@@ -143,8 +145,10 @@ impl Error {
 
     /// The failure of a decrypt that tried several keyrings or encrypted
     /// data keys and got no data key: `None` for no failure, a lone failure
-    /// as itself, else [`Error::Keyrings`] with every failure in order
-    /// (nested lists flattened).
+    /// as itself, failed cryptographic checks alone as one
+    /// [`Error::Decrypt`] (as detail-free as any other failed check), else
+    /// [`Error::Keyrings`] with every failure in order (nested lists
+    /// flattened).
     pub(crate) fn collected(failures: Vec<Error>) -> Option<Error> {
         let mut all = Vec::with_capacity(failures.len());
         for e in failures {
@@ -156,6 +160,7 @@ impl Error {
         match all.len() {
             0 => None,
             1 => all.pop(),
+            _ if all.iter().all(|e| matches!(e, Error::Decrypt)) => Some(Error::Decrypt),
             _ => Some(Error::Keyrings(all)),
         }
     }
@@ -398,14 +403,24 @@ mod tests {
                 Error::Decrypt
             ]
         ));
+        // Failed checks alone read as one: which check failed never shows.
+        assert!(matches!(
+            Error::collected(vec![
+                Error::Decrypt,
+                Error::Keyrings(vec![Error::Decrypt, Error::Decrypt])
+            ]),
+            Some(Error::Decrypt)
+        ));
         // Display names the first ten and counts the rest.
-        let many = Error::collected((0..1000).map(|_| Error::Decrypt).collect()).unwrap();
+        let many = Error::collected((0..1000).map(|_| Error::Poisoned).collect()).unwrap();
         let shown = many.to_string();
+        let poisoned = Error::Poisoned.to_string();
         assert!(
-            shown.contains("10) authentication failed; and 990 more"),
+            shown.contains(&format!("10) {poisoned}; and 990 more")),
             "{shown}"
         );
         assert!(!shown.contains("11)"), "{shown}");
-        assert!(many.has_failed_check() && !Error::Poisoned.has_failed_check());
+        let mixed = Error::collected(vec![Error::Poisoned, Error::Decrypt]).unwrap();
+        assert!(mixed.has_failed_check() && !many.has_failed_check());
     }
 }
