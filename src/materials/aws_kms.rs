@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
 use crate::crypto::DataKey;
-use crate::error::{Error, Result};
+use crate::error::{Error, FormatError, Result};
 use crate::format::EncryptedDataKey;
 use crate::kms::{
     check_identifier, duplicate_multi_region_keys, mrk_match, CallArgs, KmsArn, KmsClient, KmsError,
@@ -62,12 +62,13 @@ fn edk_arn(edk: &EncryptedDataKey) -> Result<KmsArn> {
         .ok()
         .and_then(|s| s.parse::<KmsArn>().ok())
         .filter(|a| a.resource_type() == "key")
-        .ok_or_else(|| {
-            Error::keyring(
-                "aws-kms",
-                "an aws-kms encrypted data key does not name a KMS key ARN",
-            )
-        })
+        .ok_or(
+            FormatError::Invalid {
+                field: "aws-kms provider info",
+                reason: "not a KMS key ARN",
+            }
+            .into(),
+        )
 }
 
 /// Unwraps one encrypted data key with `Decrypt` under `key_id` and checks

@@ -264,11 +264,10 @@ impl Keyring for KmsEcdhKeyring {
                     if recipient_public.compressed() != recipient {
                         continue;
                     }
+                    // A sender key that is no point comes from the message's
+                    // bytes: an opaque failed check, with no KMS call.
                     let Ok(peer) = EcdhPublicKey::from_bytes(self.curve, sender) else {
-                        failures.push(Error::keyring(
-                            self.name(),
-                            "the sender key of an encrypted data key is not a valid public key",
-                        ));
+                        failures.push(Error::Decrypt);
                         continue;
                     };
                     (recipient_arn, peer)

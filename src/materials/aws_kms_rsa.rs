@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring, RsaPublicKey};
 use crate::crypto::{sha384_concat, DataKey, RsaPadding};
-use crate::error::{Error, Result};
+use crate::error::{Error, FormatError, Result};
 use crate::format::EncryptedDataKey;
 use crate::kms::{mrk_match, CallArgs, KmsArn, KmsClient, KmsError, KmsErrorKind, KmsOperation};
 use crate::suite::AlgorithmSuite;
@@ -163,11 +163,9 @@ impl Keyring for KmsRsaKeyring {
             let arn = std::str::from_utf8(&edk.provider_info)
                 .ok()
                 .filter(|s| s.parse::<KmsArn>().is_ok_and(|a| a.resource_type() == "key"))
-                .ok_or_else(|| {
-                    Error::keyring(
-                        self.name(),
-                        "an aws-kms-rsa encrypted data key does not name a KMS key ARN",
-                    )
+                .ok_or(FormatError::Invalid {
+                    field: "aws-kms-rsa provider info",
+                    reason: "not a KMS key ARN",
                 })?;
             if mrk_match(&self.key_arn, arn) {
                 ours.push(edk);

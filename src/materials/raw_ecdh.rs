@@ -359,8 +359,10 @@ impl Keyring for RawEcdhKeyring {
                 }
                 Scheme::Ephemeral { .. } => return Err(Error::Internal("ephemeral ECDH decrypt")),
             };
+            // A sender key that is no point of the curve comes from the
+            // message's bytes: a failed check like any other, as opaque.
             let Ok(shared) = shared else {
-                failures.push(Error::keyring(self.name(), "the key agreement failed"));
+                failures.push(Error::Decrypt);
                 continue;
             };
             match unwrap(materials, self.curve, &shared, sender, recipient, &edk.ciphertext)? {
