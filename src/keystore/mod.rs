@@ -141,7 +141,6 @@ impl fmt::Debug for KeyStore {
 }
 
 /// Builds a [`KeyStore`]; see [`KeyStore::builder`].
-#[derive(Debug)]
 pub struct KeyStoreBuilder {
     id: Option<String>,
     table: String,
@@ -152,6 +151,22 @@ pub struct KeyStoreBuilder {
     bounds: Option<KmsBounds>,
     grant_tokens: Vec<String>,
     counters: Option<Arc<KmsCounters>>,
+}
+
+/// Grant tokens are bearer credentials: counted, never printed.
+impl fmt::Debug for KeyStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyStoreBuilder")
+            .field("id", &self.id)
+            .field("table", &self.table)
+            .field("kms_key", &self.kms_key)
+            .field("logical_name", &self.logical_name)
+            .field("kms", &self.kms)
+            .field("endpoint_url", &self.endpoint_url)
+            .field("bounds", &self.bounds)
+            .field("grant_tokens", &self.grant_tokens.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl KeyStoreBuilder {

@@ -93,3 +93,13 @@ async fn beacon_key_materials_from_a_beacon_item() {
     );
     assert!(beacon::beacon_key_materials(checked(ItemType::Beacon), unwrapped(16), KMS_KEY).is_err());
 }
+
+/// A builder's Debug counts its grant tokens (bearer credentials) and
+/// never prints them.
+#[test]
+fn builder_debug_does_not_print_grant_tokens() {
+    let builder = KeyStore::builder("table", KMS_KEY).grant_tokens(vec!["secret-grant-token".into()]);
+    let shown = format!("{builder:?}");
+    assert!(!shown.contains("secret-grant-token"), "{shown}");
+    assert!(shown.contains("grant_tokens: 1"), "{shown}");
+}
