@@ -238,9 +238,16 @@ function keySchema (upstream, headers, table) {
       const chunks = []
       res.on('data', (c) => chunks.push(c))
       res.on('end', () => {
-        if (res.statusCode !== 200) return resolve(null) // no such table: the upstream answers the write
+        const text = Buffer.concat(chunks).toString()
+        if (res.statusCode !== 200) {
+          // No such table: the upstream answers the write (and refuses it).
+          // Any other failure (5xx, throttling) refuses the request loudly
+          // (CheckerError): the same-item rule is never skipped.
+          if (res.statusCode === 400 && /ResourceNotFoundException/.test(text)) return resolve(null)
+          return reject(new Error('DescribeTable ' + table + ' for the same-item rule: HTTP ' + res.statusCode + ' ' + text))
+        }
         try {
-          const names = JSON.parse(Buffer.concat(chunks).toString()).Table.KeySchema.map((k) => k.AttributeName)
+          const names = JSON.parse(text).Table.KeySchema.map((k) => k.AttributeName)
           keySchemas.set(cacheKey, names)
           resolve(names)
         }
@@ -249,6 +256,7 @@ function keySchema (upstream, headers, table) {
         }
       })
     })
+    req.setTimeout(10000, () => req.destroy(new Error('DescribeTable ' + table + ': no answer in 10 s')))
     req.on('error', reject)
     req.end(body)
   })

@@ -1,7 +1,7 @@
 // The DynamoDB checker against a fake upstream: what it refuses (with
 // DynamoDB's messages), what it forwards unchanged, and its counts.
 //
-//     node --test tests/ddb-check/
+//     node --test tests/ddb-check/proxy.test.js
 'use strict'
 
 const test = require('node:test')
@@ -10,6 +10,10 @@ const http = require('node:http')
 const { createProxy, stats } = require('./proxy.js')
 
 const TABLE = 'checker-table'
+// Tables whose DescribeTable (the same-item rule's lookup) fails: with a
+// server error, and as a table that does not exist.
+const BROKEN = 'broken-table'
+const MISSING = 'missing-table'
 
 // The upstream: answers DescribeTable with a key schema (pk HASH, sk
 // RANGE) and everything else with `{}`; records what reached it.
@@ -21,7 +25,16 @@ const upstream = http.createServer((req, res) => {
     const target = req.headers['x-amz-target'] || ''
     // The checker's own DescribeTable lookups are not the client's requests.
     if (!target.endsWith('.DescribeTable')) reached.push({ target, body: Buffer.concat(chunks).toString() })
-    const body = target.endsWith('.DescribeTable')
+    const table = target.endsWith('.DescribeTable') ? JSON.parse(Buffer.concat(chunks).toString()).TableName : null
+    if (table === BROKEN) {
+      res.writeHead(500, { 'content-type': 'application/x-amz-json-1.0' })
+      return res.end('{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError"}')
+    }
+    if (table === MISSING) {
+      res.writeHead(400, { 'content-type': 'application/x-amz-json-1.0' })
+      return res.end('{"__type":"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"}')
+    }
+    const body = table !== null
       ? JSON.stringify({ Table: { KeySchema: [ { AttributeName: 'pk', KeyType: 'HASH' }, { AttributeName: 'sk', KeyType: 'RANGE' } ] } })
       : '{}'
     res.writeHead(200, { 'content-type': 'application/x-amz-json-1.0' })
@@ -175,4 +188,14 @@ test('other services pass through unchanged, and the counts add up', async () =>
   assert.equal(s.PutItem.refused, 3)
   assert.equal(stats.operations.TransactGetItems.refused, 1)
   assert.equal(stats.operations.Decrypt, undefined, 'KMS is not counted')
+})
+
+test('a failed key schema lookup refuses the write; a missing table is the upstream\'s to refuse', async () => {
+  const write = (table) => ({ TransactItems: [ { Put: { TableName: table, Item: item('a', 'b') } } ] })
+  const before = reached.length
+  const res = await send(ddb('TransactWriteItems'), write(BROKEN))
+  assert.equal(res.status, 400, res.body)
+  assert.equal(JSON.parse(res.body).__type, 'envseal.ddbcheck#CheckerError', res.body)
+  assert.equal(reached.length, before, 'never forwarded with the same-item rule unchecked')
+  await forwarded('TransactWriteItems', write(MISSING))
 })
