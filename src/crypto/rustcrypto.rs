@@ -157,7 +157,9 @@ impl Provider for RustCrypto {
             let private = <c::SecretKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_der(private_pkcs8)
                 .map_err(|_| CryptoError)?;
             let peer = c::PublicKey::from_sec1_bytes(peer).map_err(|_| CryptoError)?;
-            let shared = c::ecdh::diffie_hellman(private.to_nonzero_scalar(), peer.as_affine());
+            // The scalar copy is wiped too (SecretKey wipes only its own).
+            let scalar = Zeroizing::new(private.to_nonzero_scalar());
+            let shared = c::ecdh::diffie_hellman(&*scalar, peer.as_affine());
             Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
         })
     }
@@ -198,7 +200,8 @@ fn ecdh_ephemeral_with(
         }
         let private = private.ok_or(CryptoError)?;
         let public = private.public_key().to_encoded_point(true).as_bytes().to_vec();
-        let shared = c::ecdh::diffie_hellman(private.to_nonzero_scalar(), peer.as_affine());
+        let scalar = Zeroizing::new(private.to_nonzero_scalar());
+        let shared = c::ecdh::diffie_hellman(&*scalar, peer.as_affine());
         Ok((Zeroizing::new(shared.raw_secret_bytes().to_vec()), public))
     })
 }
