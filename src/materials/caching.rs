@@ -9,8 +9,8 @@
 //! and context and, on decrypt, of every encrypted data key (their digests
 //! sorted, so their order does not matter), so different contexts, suites
 //! or keyrings (each manager has its own partition) never share a key, and
-//! an entry costs the same few hundred bytes whatever the size of the
-//! message's header. A bounded number of entries is kept, least recently
+//! a decrypt entry costs the same few hundred bytes whatever the size of
+//! the message's header. A bounded number of entries is kept, least recently
 //! used evicted first. Concurrent misses for one entry make one
 //! keyring call (single flight); the others wait for it and share its
 //! result or its error.
