@@ -42,8 +42,10 @@ pub use crate::materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsEcdhKeyring,
 #[cfg(feature = "kms")]
 pub(crate) use arn::{check_identifier, duplicate_multi_region_keys, mrk_match};
 pub use arn::{InvalidArn, KmsArn};
+#[cfg(feature = "hierarchy")]
+pub(crate) use client::UnwrappedKey;
 #[cfg(feature = "kms")]
-pub(crate) use client::{CallArgs, Deadline, UnwrappedKey};
+pub(crate) use client::{CallArgs, Deadline};
 #[cfg(feature = "kms")]
 pub use client::{CredentialInfo, KmsBounds, KmsClient, KmsClientBuilder, RetryMode};
 #[cfg(feature = "hierarchy")]
