@@ -6,12 +6,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb as ddb;
-use aws_smithy_runtime_api::client::interceptors::context::Error as OpError;
-use ddb::error::ProvideErrorMetadata;
-use ddb::operation::create_table::CreateTableError;
-use ddb::operation::describe_table::DescribeTableError;
-use ddb::operation::get_item::GetItemError;
-use ddb::operation::transact_write_items::TransactWriteItemsError;
 use ddb::primitives::Blob;
 use ddb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
@@ -22,22 +16,6 @@ use super::items::{Attr, Item, BRANCH_KEY_ID, ENC, TYPE};
 use crate::kms::{bounded_config, Call, Deadline, Engine, KmsError, KmsErrorKind, KmsOperation};
 
 bounded_config!(aws_sdk_dynamodb);
-
-/// The AWS error code of a DynamoDB operation error (for the engine's
-/// attempt classification and retry rules).
-pub(crate) fn error_code(err: &OpError) -> Option<&str> {
-    if let Some(e) = err.downcast_ref::<GetItemError>() {
-        return e.code();
-    }
-    if let Some(e) = err.downcast_ref::<TransactWriteItemsError>() {
-        return e.code();
-    }
-    if let Some(e) = err.downcast_ref::<DescribeTableError>() {
-        return e.code();
-    }
-    err.downcast_ref::<CreateTableError>()
-        .and_then(ProvideErrorMetadata::code)
-}
 
 /// An item read by `GetItem`, with the call's attempts and time (for the
 /// errors of checks made on it).

@@ -38,7 +38,6 @@ pub use crate::materials::{
     DEFAULT_BRANCH_KEY_CACHE_CAPACITY, HIERARCHY_PROVIDER_ID,
 };
 pub use beacon::BeaconKeyMaterials;
-pub(crate) use dynamodb::error_code;
 use dynamodb::{Condition, ConditionalPut, Table};
 pub use info::{KeyStoreInfo, KmsConfiguration};
 pub(crate) use items::format_version;

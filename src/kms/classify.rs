@@ -8,48 +8,23 @@ use aws_smithy_runtime_api::client::retries::classifiers::RetryClassifierPriorit
 use aws_smithy_types::error::display::DisplayErrorContext;
 use sdk::config::retry::{ClassifyRetry, RetryAction};
 use sdk::error::ProvideErrorMetadata;
-use sdk::operation::decrypt::DecryptError;
-use sdk::operation::derive_shared_secret::DeriveSharedSecretError;
-use sdk::operation::describe_key::DescribeKeyError;
-use sdk::operation::encrypt::EncryptError;
-use sdk::operation::generate_data_key::GenerateDataKeyError;
-use sdk::operation::generate_data_key_without_plaintext::GenerateDataKeyWithoutPlaintextError;
-use sdk::operation::get_public_key::GetPublicKeyError;
-use sdk::operation::re_encrypt::ReEncryptError;
 use sdk::operation::RequestId;
 
 use super::error::{is_throttling_code, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
 
-/// The AWS error code of an operation error, whichever operation (and
-/// service) it is.
-pub(super) fn error_code(err: &OpError) -> Option<&str> {
-    #[cfg(feature = "hierarchy")]
-    if let Some(code) = crate::keystore::error_code(err) {
-        return Some(code);
-    }
-    if let Some(e) = err.downcast_ref::<GenerateDataKeyError>() {
-        return e.code();
-    }
-    if let Some(e) = err.downcast_ref::<EncryptError>() {
-        return e.code();
-    }
-    if let Some(e) = err.downcast_ref::<DescribeKeyError>() {
-        return e.code();
-    }
-    if let Some(e) = err.downcast_ref::<GenerateDataKeyWithoutPlaintextError>() {
-        return e.code();
-    }
-    if let Some(e) = err.downcast_ref::<ReEncryptError>() {
-        return e.code();
-    }
-    if let Some(e) = err.downcast_ref::<GetPublicKeyError>() {
-        return e.code();
-    }
-    if let Some(e) = err.downcast_ref::<DeriveSharedSecretError>() {
-        return e.code();
-    }
-    err.downcast_ref::<DecryptError>()
-        .and_then(ProvideErrorMetadata::code)
+/// Reads the AWS error code from an operation's type-erased error: made
+/// by [`code_of`] for the operation's own error type, which every call
+/// site knows, so this module names no operation and no service (the key
+/// store's DynamoDB errors are read the same way as KMS's).
+pub(crate) type CodeOf = for<'a> fn(&'a OpError) -> Option<&'a str>;
+
+/// The AWS error code of `err` if it is an `E` (the error type of the
+/// operation the call ran).
+pub(crate) fn code_of<E>(err: &OpError) -> Option<&str>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    err.downcast_ref::<E>().and_then(ProvideErrorMetadata::code)
 }
 
 /// Timeout kind from a transport error's text (the SDK's connector errors
@@ -75,10 +50,14 @@ pub(super) fn orchestrator_timeout_kind(text: &str) -> TimeoutKind {
 }
 
 /// Classifies one attempt's failure (for counters and tracing).
-pub(super) fn classify_attempt(err: &OrchestratorError<OpError>, status: Option<u16>) -> KmsErrorKind {
+pub(super) fn classify_attempt(
+    err: &OrchestratorError<OpError>,
+    status: Option<u16>,
+    code_of: CodeOf,
+) -> KmsErrorKind {
     if let Some(kind) = err
         .as_operation_error()
-        .and_then(error_code)
+        .and_then(code_of)
         .and_then(KmsErrorKind::from_code)
     {
         return kind;
@@ -164,7 +143,10 @@ pub(super) fn mentions_credentials(text: &str) -> bool {
 /// treats `LimitExceededException` as throttling, and retries access denied
 /// on suspected clock skew).
 #[derive(Debug)]
-pub(crate) struct EnvsealRetryClassifier;
+pub(crate) struct EnvsealRetryClassifier {
+    /// The error code reader of the call's operation.
+    pub(crate) code_of: CodeOf,
+}
 
 /// Codes the SDK's clock-skew classifier may retry (once skew is detected).
 pub(super) const CLOCK_SKEW_CODES: [&str; 4] = [
@@ -179,7 +161,7 @@ impl ClassifyRetry for EnvsealRetryClassifier {
         let Some(Err(err)) = ctx.output_or_error() else {
             return RetryAction::NoActionIndicated;
         };
-        if let Some(code) = err.as_operation_error().and_then(error_code) {
+        if let Some(code) = err.as_operation_error().and_then(self.code_of) {
             if is_throttling_code(code) {
                 return RetryAction::throttling_error();
             }

@@ -18,7 +18,7 @@ use sdk::error::ProvideErrorMetadata;
 use tracing::Instrument;
 
 use super::bounds::{Deadline, KmsBounds};
-use super::classify::{classify_sdk_error, EnvsealRetryClassifier};
+use super::classify::{classify_sdk_error, code_of, CodeOf, EnvsealRetryClassifier};
 use super::credentials::CredentialCache;
 use super::error::{AwsService, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
 use super::interceptor::{AttemptFailure, AttemptRecorder, AttemptState};
@@ -343,17 +343,20 @@ impl Engine {
         C: BoundedConfig,
         F: Fn(C) -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
+        let code_of: CodeOf = code_of::<E>;
         let recorder = AttemptRecorder {
             service: self.service,
             stats: Arc::clone(&self.stats),
             state: Arc::clone(state),
+            code_of,
         };
         let cfg = C::bounded(CallConfig {
             timeouts: self.bounds.timeout_config(remaining),
             retry: self.bounds.retry_config(),
             partition: self.partition.clone(),
-            classifier: EnvsealRetryClassifier,
+            classifier: EnvsealRetryClassifier { code_of },
             recorder,
             region: region.map(str::to_owned),
         });

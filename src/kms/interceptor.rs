@@ -9,7 +9,7 @@ use sdk::config::interceptors::{BeforeTransmitInterceptorContextRef, FinalizerIn
 use sdk::config::{ConfigBag, Intercept, RuntimeComponents};
 use sdk::error::BoxError;
 
-use super::classify::{classify_attempt, error_code};
+use super::classify::{classify_attempt, CodeOf};
 use super::error::{AwsService, KmsErrorKind};
 use super::stats::KmsCounters;
 
@@ -44,6 +44,8 @@ pub(crate) struct AttemptRecorder {
     pub(super) service: AwsService,
     pub(super) stats: Arc<KmsCounters>,
     pub(super) state: Arc<Mutex<AttemptState>>,
+    /// The error code reader of the call's operation.
+    pub(super) code_of: CodeOf,
 }
 
 impl Intercept for AttemptRecorder {
@@ -102,8 +104,8 @@ impl Intercept for AttemptRecorder {
         let failure = match ctx.output_or_error() {
             Some(Err(_)) if repeated => None,
             Some(Err(err)) => {
-                let kind = classify_attempt(err, status);
-                let code = err.as_operation_error().and_then(error_code).map(str::to_owned);
+                let kind = classify_attempt(err, status, self.code_of);
+                let code = err.as_operation_error().and_then(self.code_of).map(str::to_owned);
                 let failure = AttemptFailure {
                     kind: kind.clone(),
                     code,
