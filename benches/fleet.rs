@@ -22,8 +22,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use envseal::keystore::{HierarchyKeyring, KeyStore};
+use envseal::keystore::KeyStore;
 use envseal::kms::{KmsBounds, KmsClient};
+use envseal::HierarchyKeyring;
 use envseal::{
     AlgorithmSuite, CacheLimits, Client, Config, EncryptionContext, Error, KmsKeyring, MaterialsCache,
 };

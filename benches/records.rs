@@ -35,8 +35,9 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::hkdf::{Salt, HKDF_SHA512};
 use criterion::{criterion_group, Criterion, Throughput};
-use envseal::keystore::{HierarchyKeyring, KeyStore};
+use envseal::keystore::KeyStore;
 use envseal::kms::KmsBounds;
+use envseal::HierarchyKeyring;
 use envseal::{
     AlgorithmSuite, CacheLimits, Client, Config, EncryptionContext, KmsKeyring, MaterialsCache,
     RawAesKeyring, WrappingKey,

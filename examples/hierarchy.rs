@@ -11,8 +11,9 @@
 
 use std::time::Duration;
 
-use envseal::keystore::{HierarchyKeyring, KeyStore};
+use envseal::keystore::KeyStore;
 use envseal::kms::{KmsClient, KmsErrorKind};
+use envseal::HierarchyKeyring;
 use envseal::{Client, EncryptionContext, Error};
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];

@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use envseal::kms::{KmsBounds, KmsClient, KmsKeyring};
+use envseal::kms::{KmsBounds, KmsClient};
+use envseal::KmsKeyring;
 use envseal::{Client, EncryptionContext};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -26,7 +26,10 @@ pub use crypto::{
 pub use error::{Error, FormatError, LimitError, PolicyError, Result};
 pub use format::{ContentType, EncryptedDataKey, EncryptionContext, PUBLIC_KEY_FIELD, RESERVED_PREFIX};
 #[cfg(feature = "hierarchy")]
-pub use materials::{BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring};
+pub use materials::{
+    BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring, HierarchyKeyringBuilder,
+    DEFAULT_BRANCH_KEY_CACHE_CAPACITY, HIERARCHY_PROVIDER_ID,
+};
 pub use materials::{
     CacheLimits, CacheStats, DecryptionMaterials, EncryptionMaterials, Keyring, MaterialsCache, MultiKeyring,
     RawAesKeyring, RawEcdhKeyring, RawRsaKeyring, RsaPrivateKey, RsaPublicKey, CACHE_SWEEP_INTERVAL,

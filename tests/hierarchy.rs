@@ -20,9 +20,12 @@ use std::time::{Duration, Instant};
 
 use common::fault::{Action, FaultServer};
 use common::moto::{self, create_key, moto};
-use envseal::keystore::{BranchKeyCache, HierarchyKeyring, KeyStore, HIERARCHY_PROVIDER_ID};
+use envseal::keystore::KeyStore;
 use envseal::kms::{KmsBounds, KmsClient, KmsErrorKind, KmsOperation};
-use envseal::{AlgorithmSuite, CommitmentPolicy, Config, EncryptionContext, Error};
+use envseal::{
+    AlgorithmSuite, BranchKeyCache, CommitmentPolicy, Config, EncryptionContext, Error, HierarchyKeyring,
+    HIERARCHY_PROVIDER_ID,
+};
 use serde_json::Value;
 
 const REGION: &str = "us-east-1";

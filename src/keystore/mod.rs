@@ -32,11 +32,6 @@ use crate::kms::{
     AwsService, CachedProvider, CallArgs, Deadline, KmsArn, KmsBounds, KmsClient, KmsCounters, KmsErrorKind,
     KmsStats, UnwrappedKey,
 };
-/// The hierarchical keyring and its branch key cache, also at the crate root.
-pub use crate::materials::{
-    BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring, HierarchyKeyringBuilder,
-    DEFAULT_BRANCH_KEY_CACHE_CAPACITY, HIERARCHY_PROVIDER_ID,
-};
 pub use beacon::BeaconKeyMaterials;
 use dynamodb::{Condition, ConditionalPut, Table};
 pub use info::{KeyStoreInfo, KmsConfiguration};

@@ -5,9 +5,11 @@
 //! per keyring operation, capped adaptive retries), classified into a typed
 //! [`KmsError`], counted in [`KmsCounters`] and traced with `tracing` (span
 //! `kms_call` with operation, key id and region; an event per attempt with
-//! its latency and outcome). The keyrings that use it are
-//! [`KmsKeyring`] and
-//! [`KmsDiscoveryKeyring`].
+//! its latency and outcome). The keyrings that use it are at the crate
+//! root: [`KmsKeyring`](crate::KmsKeyring),
+//! [`KmsDiscoveryKeyring`](crate::KmsDiscoveryKeyring),
+//! [`KmsRsaKeyring`](crate::KmsRsaKeyring) and
+//! [`KmsEcdhKeyring`](crate::KmsEcdhKeyring).
 //!
 //! Only this module names the AWS SDK. The error, ARN and counter types
 //! exist without the `kms` feature so that [`Error`](crate::Error) is the
@@ -36,9 +38,6 @@ mod interceptor;
 #[cfg_attr(not(feature = "kms"), allow(dead_code))]
 mod stats;
 
-/// The KMS keyrings, also at the crate root.
-#[cfg(feature = "kms")]
-pub use crate::materials::{DiscoveryFilter, KmsDiscoveryKeyring, KmsEcdhKeyring, KmsKeyring, KmsRsaKeyring};
 #[cfg(feature = "kms")]
 pub(crate) use arn::{check_identifier, duplicate_multi_region_keys, mrk_match};
 pub use arn::{InvalidArn, KmsArn};
