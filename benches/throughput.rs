@@ -28,6 +28,13 @@ use envseal::{
     WrappingKey,
 };
 
+// envseal's side of the peer benchmark (benches/peer, its own workspace so
+// that this build never compiles aws-esdk): compiled here so that
+// `cargo test --benches` keeps it in step with envseal's API, and run once
+// in test mode (`peer_envseal_check`).
+#[path = "peer/envseal_side.rs"]
+mod peer_envseal;
+
 const SIZES: [(&str, usize); 4] = [
     ("1k", 1 << 10),
     ("64k", 64 << 10),
@@ -672,12 +679,53 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// The peer benchmark's envseal calls, once each on both suites with every
+/// core and one thread: each message decrypts back, through both paths.
+fn peer_envseal_check() {
+    use peer_envseal::Envseal;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let seal = Envseal::new();
+    let plaintext: Vec<u8> = (0..3 * peer_envseal::FRAME_LENGTH + 5).map(|i| i as u8).collect();
+    let suites = [
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
+    ];
+    for suite in suites {
+        for threads in [0, 1] {
+            let config = Envseal::config(suite, threads);
+            let message = seal.encrypt(&rt, &config, &plaintext);
+            let opened = seal
+                .decrypt(&rt, &config, &message)
+                .expect("peer envseal decrypt");
+            assert!(*opened == plaintext, "peer envseal: {suite:?} round trip");
+            let client = Envseal::client(&config);
+            let (mut sealed, mut out) = (Vec::new(), Vec::new());
+            seal.encrypt_into(&rt, &client, &plaintext, &mut sealed);
+            let info = seal.decrypt_into(&rt, &client, &message, &mut out);
+            assert!(
+                out == plaintext && info.suite == suite,
+                "peer envseal: {suite:?} decrypt_into"
+            );
+            let opened = seal.decrypt(&rt, &config, &sealed).expect("peer envseal decrypt");
+            assert!(*opened == plaintext, "peer envseal: {suite:?} encrypt_into");
+        }
+    }
+    eprintln!("peer envseal side (benches/peer/envseal_side.rs): 0x0478 and 0x0578 round trips ok");
+}
+
 criterion_group!(benches, throughput);
 
 fn main() {
     if std::env::var_os("ENVSEAL_BENCH_PAIRS").is_some() {
         pairs();
         return;
+    }
+    // Test mode (`cargo test --benches`: no `--bench` argument).
+    if !std::env::args().any(|a| a == "--bench") {
+        peer_envseal_check();
     }
     benches();
     Criterion::default().configure_from_args().final_summary();

@@ -2,8 +2,11 @@
 //! Rust (`aws-esdk`), one-shot encrypt and decrypt with a raw AES keyring.
 //!
 //! Groups are `peer/<op>/<suite hex>/<size>` with the functions `raw`,
-//! `envseal` (every core, its default), `envseal-1t` (one thread) and
+//! `envseal` (every core, its default), `envseal-1t` (one thread),
+//! `envseal-into` (a reused output buffer, every core) and
 //! `aws-esdk` (one thread: it has no parallel frames); every group has `Throughput::Bytes(size)`.
+//! envseal's calls are in `../envseal_side.rs`, shared with the main crate's
+//! `throughput` bench.
 //! Before a group is timed, the two implementations' messages are checked to
 //! decrypt in the other one (interop sanity check).
 
@@ -19,17 +22,15 @@ use aws_esdk::material_providers::types::{AesWrappingAlg, EsdkAlgorithmSuiteId, 
 use aws_esdk::types::aws_encryption_sdk_config::AwsEncryptionSdkConfig;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
-use envseal::{
-    AlgorithmSuite, Client, CommitmentPolicy, Config, EncryptionContext, RawAesKeyring, WrappingKey,
-};
+use envseal::{AlgorithmSuite, Config};
 use rand::{rngs::SmallRng, RngCore, SeedableRng};
 use tokio::runtime::Runtime;
 
-const KEY: [u8; 32] = [7u8; 32];
-const NAMESPACE: &str = "bench";
-const KEY_NAME: &str = "key-1";
-const FRAME_LENGTH: u32 = 4096;
-const CONTEXT: [(&str, &str); 2] = [("purpose", "bench"), ("tenant", "acme")];
+// envseal's side, also compiled by the main crate's `throughput` bench so
+// that `cargo test --benches` keeps it in step with envseal's API.
+#[path = "../envseal_side.rs"]
+mod envseal_side;
+use envseal_side::{Envseal, CONTEXT, FRAME_LENGTH, KEY, KEY_NAME, NAMESPACE};
 
 /// (label, bytes). `PEER_BENCH_SIZES=1KiB,64KiB` keeps a subset.
 const SIZES: [(&str, usize); 4] = [
@@ -131,56 +132,6 @@ impl Esdk {
     }
 }
 
-/// The envseal side.
-struct Envseal {
-    keyring: RawAesKeyring,
-    context: EncryptionContext,
-}
-
-impl Envseal {
-    fn new() -> Self {
-        let keyring = RawAesKeyring::new(NAMESPACE, KEY_NAME, WrappingKey::from_slice(&KEY).expect("key"))
-            .expect("envseal raw AES keyring");
-        Envseal {
-            keyring,
-            context: CONTEXT.into_iter().collect(),
-        }
-    }
-
-    /// `threads`: 0 = every core (envseal's default), 1 = the calling thread.
-    fn config(suite: AlgorithmSuite, threads: usize) -> Config {
-        Config::builder()
-            .commitment_policy(CommitmentPolicy::RequireEncryptRequireDecrypt)
-            .suite(suite)
-            .frame_length(FRAME_LENGTH)
-            .threads(threads)
-            .build()
-            .expect("envseal config")
-    }
-
-    fn encrypt(&self, rt: &Runtime, config: &Config, plaintext: &[u8]) -> Vec<u8> {
-        rt.block_on(envseal::encrypt(config, &self.keyring, &self.context, plaintext))
-            .expect("envseal encrypt")
-    }
-
-    fn decrypt(&self, rt: &Runtime, config: &Config, message: &[u8]) -> Result<Vec<u8>, String> {
-        rt.block_on(envseal::decrypt(config, &self.keyring, &self.context, message))
-            .map(|d| d.plaintext)
-            .map_err(|e| format!("{e} ({e:?})"))
-    }
-
-    /// A client for the `*-into` cases: one-shot calls into a reused buffer
-    /// (`encrypt_into`/`decrypt_into`), as a service loop would call them.
-    fn client(config: &Config) -> Client {
-        let keyring = RawAesKeyring::new(NAMESPACE, KEY_NAME, WrappingKey::from_slice(&KEY).expect("key"))
-            .expect("envseal raw AES keyring");
-        Client::builder(keyring)
-            .config(config.clone())
-            .build()
-            .expect("envseal client")
-    }
-}
-
 /// Raw AES-256-GCM, one seal over the whole buffer (the baseline).
 struct Raw {
     key: LessSafeKey,
@@ -231,7 +182,7 @@ fn interop_check(
     let from_esdk = esdk.encrypt(rt, suite.esdk, pt);
     match seal.decrypt(rt, config, &from_esdk) {
         Ok(out) => assert!(
-            out == pt,
+            *out == pt,
             "{case}: envseal decrypted aws-esdk's message to other bytes"
         ),
         Err(e) => panic!("{case}: envseal cannot decrypt aws-esdk's message: {e}"),
@@ -314,10 +265,7 @@ fn peer(c: &mut Criterion) {
                 let client = Envseal::client(&config);
                 let mut out = Vec::new();
                 g.bench_function("envseal-into", |b| {
-                    b.iter(|| {
-                        rt.block_on(client.encrypt_into(&seal.context, black_box(&pt), &mut out))
-                            .expect("envseal encrypt_into")
-                    })
+                    b.iter(|| seal.encrypt_into(&rt, &client, black_box(&pt), &mut out))
                 });
                 g.bench_function("aws-esdk", |b| {
                     b.iter(|| black_box(esdk.encrypt(&rt, suite.esdk, black_box(&pt))))
@@ -364,12 +312,7 @@ fn peer(c: &mut Criterion) {
                 let client = Envseal::client(&config);
                 let mut out = Vec::new();
                 g.bench_function("envseal-into", |b| {
-                    b.iter(|| {
-                        black_box(
-                            rt.block_on(client.decrypt_into(&seal.context, black_box(&msg), &mut out))
-                                .expect("envseal decrypt_into"),
-                        )
-                    })
+                    b.iter(|| black_box(seal.decrypt_into(&rt, &client, black_box(&msg), &mut out)))
                 });
                 let msg = esdk.encrypt(&rt, suite.esdk, &pt);
                 g.bench_function("aws-esdk", |b| {
