@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use std::sync::Arc;
 
 use envseal::{
-    Config, EcdhCurve, EcdhPrivateKey, Keyring, MultiKeyring, RawAesKeyring, RawEcdhKeyring, WrappingKey,
+    Client, Config, EcdhCurve, EcdhPrivateKey, Keyring, MultiKeyring, RawAesKeyring, RawEcdhKeyring,
+    WrappingKey,
 };
 
 /// `aes-256` from tests/vectors/keys.json.
@@ -35,37 +36,40 @@ pub fn keyring() -> &'static RawAesKeyring {
 /// ECDH unwrap too.
 pub fn decrypt_keyring() -> &'static MultiKeyring {
     static K: OnceLock<MultiKeyring> = OnceLock::new();
-    K.get_or_init(|| {
-        let ecdh = |curve, pem: &[u8]| -> Arc<dyn Keyring> {
-            Arc::new(RawEcdhKeyring::discovery(
-                EcdhPrivateKey::from_pkcs8(curve, pem).expect("valid key"),
-            ))
-        };
-        let aes: Arc<dyn Keyring> = Arc::new(
-            RawAesKeyring::new(
-                "aws-raw-vectors-persistant",
-                "aes-256",
-                WrappingKey::from_slice(&VECTOR_AES_256).expect("valid key"),
-            )
-            .expect("valid keyring"),
-        );
-        MultiKeyring::from_keyrings(vec![
-            aes,
-            ecdh(
-                EcdhCurve::P256,
-                include_bytes!("../../tests/data/ecdh-p256-b-private.pem"),
-            ),
-            ecdh(
-                EcdhCurve::P384,
-                include_bytes!("../../tests/data/ecdh-p384-b-private.pem"),
-            ),
-            ecdh(
-                EcdhCurve::P521,
-                include_bytes!("../../tests/data/ecdh-p521-b-private.pem"),
-            ),
-        ])
-        .expect("valid keyring")
-    })
+    K.get_or_init(new_decrypt_keyring)
+}
+
+/// A fresh [`decrypt_keyring`] (a client owns its keyring).
+fn new_decrypt_keyring() -> MultiKeyring {
+    let ecdh = |curve, pem: &[u8]| -> Arc<dyn Keyring> {
+        Arc::new(RawEcdhKeyring::discovery(
+            EcdhPrivateKey::from_pkcs8(curve, pem).expect("valid key"),
+        ))
+    };
+    let aes: Arc<dyn Keyring> = Arc::new(
+        RawAesKeyring::new(
+            "aws-raw-vectors-persistant",
+            "aes-256",
+            WrappingKey::from_slice(&VECTOR_AES_256).expect("valid key"),
+        )
+        .expect("valid keyring"),
+    );
+    MultiKeyring::from_keyrings(vec![
+        aes,
+        ecdh(
+            EcdhCurve::P256,
+            include_bytes!("../../tests/data/ecdh-p256-b-private.pem"),
+        ),
+        ecdh(
+            EcdhCurve::P384,
+            include_bytes!("../../tests/data/ecdh-p384-b-private.pem"),
+        ),
+        ecdh(
+            EcdhCurve::P521,
+            include_bytes!("../../tests/data/ecdh-p521-b-private.pem"),
+        ),
+    ])
+    .expect("valid keyring")
 }
 
 /// Decrypt config: the defaults, except that every committing and
@@ -77,6 +81,30 @@ pub fn config() -> &'static Config {
             .commitment_policy(envseal::CommitmentPolicy::RequireEncryptAllowDecrypt)
             .build()
             .expect("valid config")
+    })
+}
+
+/// Async clients over [`decrypt_keyring`] under [`config`] with signed
+/// streaming allowed (as the `decrypt_stream` target's
+/// `allow_signed_streaming`): index 0 with the default threads (batches
+/// open on the rayon pool while the task waits to be woken), index 1 with
+/// `threads(1)` (every batch on the runtime's thread).
+pub fn async_clients() -> &'static [Client; 2] {
+    static C: OnceLock<[Client; 2]> = OnceLock::new();
+    C.get_or_init(|| {
+        let client = |threads| {
+            let config = Config::builder()
+                .commitment_policy(envseal::CommitmentPolicy::RequireEncryptAllowDecrypt)
+                .allow_signed_streaming(true)
+                .threads(threads)
+                .build()
+                .expect("valid config");
+            Client::builder(new_decrypt_keyring())
+                .config(config)
+                .build()
+                .expect("valid client")
+        };
+        [client(0), client(1)]
     })
 }
 
