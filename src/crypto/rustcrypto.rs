@@ -64,14 +64,14 @@ impl Provider for RustCrypto {
     }
 
     fn fill_random(&self, buf: &mut [u8]) -> CResult<()> {
-        getrandom::getrandom(buf).map_err(|_| CryptoError)
+        os_random(buf)
     }
 
     fn signer(&self, curve: Curve) -> CResult<(Box<dyn Signer>, Vec<u8>)> {
         let canonical_len = curve.canonical_signature_len();
         match curve {
             Curve::P256 => {
-                let key: p256::ecdsa::SigningKey = generate_key(32)?;
+                let key: p256::ecdsa::SigningKey = generate_key(32, 0xff, &mut os_random)?;
                 let public = key.verifying_key().to_encoded_point(true).as_bytes().to_vec();
                 Ok((
                     Box::new(EcdsaSigner::P256 {
@@ -83,7 +83,7 @@ impl Provider for RustCrypto {
                 ))
             }
             Curve::P384 => {
-                let key: p384::ecdsa::SigningKey = generate_key(48)?;
+                let key: p384::ecdsa::SigningKey = generate_key(48, 0xff, &mut os_random)?;
                 let public = key.verifying_key().to_encoded_point(true).as_bytes().to_vec();
                 Ok((
                     Box::new(EcdsaSigner::P384 {
@@ -165,40 +165,26 @@ impl Provider for RustCrypto {
     }
 
     fn ecdh_ephemeral(&self, curve: EcdhCurve, peer: &[u8]) -> CResult<(Zeroizing<Vec<u8>>, Vec<u8>)> {
-        ecdh_ephemeral_with(curve, peer, &mut |buf| {
-            getrandom::getrandom(buf).map_err(|_| CryptoError)
-        })
+        ecdh_ephemeral_with(curve, peer, &mut os_random)
     }
 }
 
 /// ECDH with a fresh key pair: (shared secret, the new public key as a
-/// compressed point). The private scalar is drawn from `fill` by rejection
-/// sampling, so a failing random source is an error, never a panic (as
-/// `EphemeralSecret::random(&mut OsRng)` would panic) and never a loop.
+/// compressed point). The private scalar is drawn from `fill` by
+/// [`generate_key`], so a failing random source is an error, never a panic
+/// (as `EphemeralSecret::random(&mut OsRng)` would panic) and never a loop.
 fn ecdh_ephemeral_with(
     curve: EcdhCurve,
     peer: &[u8],
     fill: &mut dyn FnMut(&mut [u8]) -> CResult<()>,
 ) -> CResult<(Zeroizing<Vec<u8>>, Vec<u8>)> {
     use p256::elliptic_curve::sec1::ToEncodedPoint;
+    // 521 bits in 66 bytes: the top byte keeps one bit, so a draw is
+    // rarely above the group order.
+    let top_mask = if curve == EcdhCurve::P521 { 0x01 } else { 0xff };
     super::with_curve!(curve, |c| {
         let peer = c::PublicKey::from_sec1_bytes(peer).map_err(|_| CryptoError)?;
-        let mut bytes = Zeroizing::new([0u8; 66]);
-        let bytes = &mut bytes[..curve.field_len()];
-        let mut private = None;
-        for _ in 0..MAX_KEYGEN_TRIES {
-            fill(bytes)?;
-            if curve == EcdhCurve::P521 {
-                // 521 bits in 66 bytes: the top byte keeps one bit, so a
-                // draw is rarely above the group order.
-                bytes[0] &= 0x01;
-            }
-            if let Ok(key) = c::SecretKey::from_slice(bytes) {
-                private = Some(key);
-                break;
-            }
-        }
-        let private = private.ok_or(CryptoError)?;
+        let private: c::SecretKey = generate_key(curve.field_len(), top_mask, fill)?;
         let public = private.public_key().to_encoded_point(true).as_bytes().to_vec();
         let scalar = Zeroizing::new(private.to_nonzero_scalar());
         let shared = c::ecdh::diffie_hellman(&*scalar, peer.as_affine());
@@ -214,16 +200,25 @@ fn check_rsa_size(bits: usize) -> CResult<()> {
     }
 }
 
-/// Draws a private scalar from the system CSPRNG (fallibly, unlike
-/// `SigningKey::random`, which panics if the OS source fails).
-fn generate_key<K>(len: usize) -> CResult<K>
+/// The system CSPRNG, fallibly.
+fn os_random(buf: &mut [u8]) -> CResult<()> {
+    getrandom::getrandom(buf).map_err(|_| CryptoError)
+}
+
+/// Draws a private scalar of `len` bytes from `fill` (its top byte masked
+/// with `top_mask`), rejection-sampled at most [`MAX_KEYGEN_TRIES`] times:
+/// a failing source is an error, never a panic (as `SigningKey::random`
+/// and `EphemeralSecret::random` panic when the OS source fails), and a
+/// source stuck above the group order is an error, never a loop.
+fn generate_key<K>(len: usize, top_mask: u8, fill: &mut dyn FnMut(&mut [u8]) -> CResult<()>) -> CResult<K>
 where
     K: TryFromSlice,
 {
-    let mut bytes = Zeroizing::new([0u8; 48]);
+    let mut bytes = Zeroizing::new([0u8; 66]);
     let bytes = &mut bytes[..len];
     for _ in 0..MAX_KEYGEN_TRIES {
-        getrandom::getrandom(bytes).map_err(|_| CryptoError)?;
+        fill(bytes)?;
+        bytes[0] &= top_mask;
         if let Ok(key) = K::try_from_slice(bytes) {
             return Ok(key);
         }
@@ -231,9 +226,16 @@ where
     Err(CryptoError)
 }
 
-/// `SigningKey::from_slice` for both curves.
+/// `from_slice` of the ECDSA signing keys and the ECDH secret keys.
 trait TryFromSlice: Sized {
     fn try_from_slice(bytes: &[u8]) -> CResult<Self>;
+}
+
+/// P-256, P-384 and P-521 secret keys (one `elliptic-curve` crate).
+impl<C: p256::elliptic_curve::Curve> TryFromSlice for p256::elliptic_curve::SecretKey<C> {
+    fn try_from_slice(bytes: &[u8]) -> CResult<Self> {
+        Self::from_slice(bytes).map_err(|_| CryptoError)
+    }
 }
 
 impl TryFromSlice for p256::ecdsa::SigningKey {
