@@ -21,6 +21,8 @@ use crate::kms::{
 
 /// Provider id of every KMS encrypted data key.
 const PROVIDER_ID: &str = "aws-kms";
+/// The field a malformed `aws-kms` provider info is refused as.
+const PROVIDER_INFO: &str = "aws-kms provider info";
 
 /// A KMS response must name a key by full ARN (spec: the response `KeyId`
 /// MUST be a valid AWS KMS key ARN).
@@ -55,16 +57,17 @@ fn check_key_len(len: usize, want: usize, op: KmsOperation, key_id: &str) -> Res
     }
 }
 
-/// The ARN in a KMS encrypted data key; the spec requires decrypt to fail
-/// when an `aws-kms` key does not carry a key ARN.
-fn edk_arn(edk: &EncryptedDataKey) -> Result<KmsArn> {
+/// The ARN in a KMS encrypted data key (`aws-kms`, `aws-kms-rsa`); the
+/// specs require decrypt to fail when one does not carry a key ARN, here
+/// with a format error naming `field`, its provider info.
+pub(super) fn edk_arn(edk: &EncryptedDataKey, field: &'static str) -> Result<KmsArn> {
     std::str::from_utf8(&edk.provider_info)
         .ok()
         .and_then(|s| s.parse::<KmsArn>().ok())
         .filter(|a| a.resource_type() == "key")
         .ok_or(
             FormatError::Invalid {
-                field: "aws-kms provider info",
+                field,
                 reason: "not a KMS key ARN",
             }
             .into(),
@@ -287,7 +290,7 @@ impl Keyring for KmsKeyring {
     ) -> Result<Option<DataKey>> {
         let mut candidates = Vec::new();
         for edk in edks.iter().filter(|e| e.provider_id == PROVIDER_ID) {
-            let arn = edk_arn(edk)?.to_string();
+            let arn = edk_arn(edk, PROVIDER_INFO)?.to_string();
             if let Some(key_id) = self.key_ids.iter().find(|k| mrk_match(k, &arn)) {
                 candidates.push((key_id.clone(), edk));
             }
@@ -402,7 +405,7 @@ impl Keyring for KmsDiscoveryKeyring {
     ) -> Result<Option<DataKey>> {
         let mut candidates = Vec::new();
         for edk in edks.iter().filter(|e| e.provider_id == PROVIDER_ID) {
-            let arn = edk_arn(edk)?;
+            let arn = edk_arn(edk, PROVIDER_INFO)?;
             if self.filter.as_ref().is_some_and(|f| !f.allows(&arn)) {
                 continue;
             }

@@ -15,9 +15,10 @@
 use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
+use super::aws_kms::edk_arn;
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring, RsaPublicKey};
 use crate::crypto::{sha384_concat, DataKey, RsaPadding};
-use crate::error::{Error, FormatError, Result};
+use crate::error::{Error, Result};
 use crate::format::EncryptedDataKey;
 use crate::kms::{mrk_match, CallArgs, KmsArn, KmsClient, KmsError, KmsErrorKind, KmsOperation};
 use crate::suite::AlgorithmSuite;
@@ -160,14 +161,8 @@ impl Keyring for KmsRsaKeyring {
         // this keyring's EDKs (aws-kms-mrk-match-for-decrypt.md).
         let mut ours: Vec<&EncryptedDataKey> = Vec::new();
         for edk in edks.iter().filter(|e| e.provider_id == KMS_RSA_PROVIDER_ID) {
-            let arn = std::str::from_utf8(&edk.provider_info)
-                .ok()
-                .filter(|s| s.parse::<KmsArn>().is_ok_and(|a| a.resource_type() == "key"))
-                .ok_or(FormatError::Invalid {
-                    field: "aws-kms-rsa provider info",
-                    reason: "not a KMS key ARN",
-                })?;
-            if mrk_match(&self.key_arn, arn) {
+            let arn = edk_arn(edk, "aws-kms-rsa provider info")?.to_string();
+            if mrk_match(&self.key_arn, &arn) {
                 ours.push(edk);
             }
         }
