@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 
 use super::cmm::{encryption_materials, EncryptMaterialsOut, EncryptRequest};
-use super::sweep::{Registration, Sweep};
+use super::sweep::{take_expired, Registration, Sweep};
 use super::{DecryptionMaterials, Keyring};
 use crate::crypto::{sha512_concat, Backend, DataKey};
 use crate::error::{Error, Result};
@@ -317,22 +317,14 @@ impl MaterialsCache {
 
 impl Sweep for CacheInner {
     fn sweep(&self, now: Instant) -> Option<Instant> {
-        let mut dropped = Vec::new();
-        let next = {
-            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            let expired: Vec<EntryId> = entries
-                .iter()
-                .filter(|(_, slot)| slot.expired(now))
-                .map(|(key, _)| *key)
-                .collect();
-            for key in expired {
-                if let Some(slot) = entries.pop(&key) {
-                    bump(&self.counters.expired);
-                    dropped.push(slot);
-                }
-            }
-            entries.iter().filter_map(|(_, slot)| slot.expires()).min()
-        };
+        let (dropped, next) = take_expired(
+            &mut self.entries.lock().unwrap_or_else(|p| p.into_inner()),
+            |slot| slot.expired(now),
+            Slot::expires,
+        );
+        self.counters
+            .expired
+            .fetch_add(dropped.len() as u64, Ordering::Relaxed);
         // Wiped here (or by the last message still using a data key),
         // outside the lock.
         drop(dropped);

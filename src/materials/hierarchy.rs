@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use lru::LruCache;
 
-use super::sweep::{Registration, Sweep};
+use super::sweep::{take_expired, Registration, Sweep};
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
 use crate::crypto::{kdf_counter_hmac_sha256, sha384_concat, Backend, DataKey, IV_LEN, TAG_LEN};
 use crate::error::{Error, Result};
@@ -257,17 +257,8 @@ impl Sweep for BranchKeys {
             Slot::Ready(c) => c.expires,
             Slot::Loading(_) => None,
         };
-        let mut dropped = Vec::new();
-        let next = {
-            let mut entries = self.lock();
-            let expired: Vec<[u8; 48]> = entries
-                .iter()
-                .filter(|(_, slot)| expires(slot).is_some_and(|at| at < now))
-                .map(|(id, _)| *id)
-                .collect();
-            dropped.extend(expired.iter().filter_map(|id| entries.pop(id)));
-            entries.iter().filter_map(|(_, slot)| expires(slot)).min()
-        };
+        let expired = |slot: &Slot| expires(slot).is_some_and(|at| at < now);
+        let (dropped, next) = take_expired(&mut self.lock(), expired, expires);
         // Wiped here (or when the last call holding one ends), outside the lock.
         drop(dropped);
         next
