@@ -61,12 +61,8 @@ impl KeyStore {
     /// that fails its checks or does not decrypt, a key that is not 32
     /// bytes, or a failed call.
     pub async fn get_beacon_key(&self, branch_key_id: &str) -> Result<BeaconKeyMaterials> {
-        let deadline = self.deadline();
-        let (checked, _) = self.read_item(branch_key_id, ItemType::Beacon, deadline).await?;
-        let unwrapped = self
-            .inner
-            .kms
-            .decrypt(self.kms_args(&checked.kms_context, deadline)?, &checked.enc)
+        let (checked, unwrapped) = self
+            .read_and_decrypt(branch_key_id, ItemType::Beacon, self.deadline())
             .await?;
         beacon_key_materials(checked, unwrapped, self.key()?)
     }

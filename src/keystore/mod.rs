@@ -559,13 +559,26 @@ impl KeyStore {
         deadline: Deadline,
     ) -> Result<BranchKeyMaterials> {
         let want = version.map_or(ItemType::Active, ItemType::Version);
+        let (checked, unwrapped) = self.read_and_decrypt(branch_key_id, want, deadline).await?;
+        branch_key_materials(checked, unwrapped, self.key()?)
+    }
+
+    /// GetItem and the item's checks ([`Self::read_item`]), then KMS
+    /// Decrypt of its `enc` under its encryption context (spec "AWS KMS
+    /// Branch Key Decryption"): a branch key version's or a beacon key's.
+    async fn read_and_decrypt(
+        &self,
+        branch_key_id: &str,
+        want: ItemType<'_>,
+        deadline: Deadline,
+    ) -> Result<(items::CheckedItem, UnwrappedKey)> {
         let (checked, _) = self.read_item(branch_key_id, want, deadline).await?;
         let unwrapped = self
             .inner
             .kms
             .decrypt(self.kms_args(&checked.kms_context, deadline)?, &checked.enc)
             .await?;
-        branch_key_materials(checked, unwrapped, self.key()?)
+        Ok((checked, unwrapped))
     }
 
     /// Reads one item and checks it against the record format and the
