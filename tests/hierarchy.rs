@@ -534,6 +534,27 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// The Python MPL makes table `t` and two branch keys under `kms_key`:
+/// one with a random id, returned, and `custom_id` with the `context`
+/// pairs (`key=value`).
+fn python_keys(d: &Path, t: &str, kms_key: &str, custom_id: &str, context: &[&str]) -> String {
+    let mut custom = store_args("create-key", t, kms_key, custom_id);
+    for pair in context {
+        custom.extend(args(&["--context", pair]));
+    }
+    let created = reference(
+        d,
+        &[
+            args(&["create-table", "--table", t]),
+            args(&["create-key", "--table", t, "--kms-key", kms_key]),
+            custom,
+        ],
+    );
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    assert_eq!(created[2].as_deref(), Ok(custom_id));
+    created[1].clone().unwrap()
+}
+
 fn store_args(cmd: &str, t: &str, kms_key: &str, id: &str) -> Vec<String> {
     args(&[cmd, "--table", t, "--kms-key", kms_key, "--branch-key-id", id])
 }
@@ -590,28 +611,7 @@ async fn interop_with_the_python_material_providers_library() {
     let d = dir.path();
 
     // Python: the table and two branch keys, then messages under them.
-    let created = reference(
-        d,
-        &[
-            args(&["create-table", "--table", &t]),
-            args(&["create-key", "--table", &t, "--kms-key", &kms_key]),
-            args(&[
-                "create-key",
-                "--table",
-                &t,
-                "--kms-key",
-                &kms_key,
-                "--branch-key-id",
-                "py-custom",
-                "--context",
-                "tenant=py",
-                "--context",
-                "tier=gold",
-            ]),
-        ],
-    );
-    let py_random = created[1].clone().unwrap();
-    assert_eq!(created[2].as_deref(), Ok("py-custom"));
+    let py_random = python_keys(d, &t, &kms_key, "py-custom", &["tenant=py", "tier=gold"]);
     // envseal: a random-id key and one of its own, in the same table.
     let store = store(&t, &kms_key).await;
     let rs_random = store.create_key(None, &EncryptionContext::new()).await.unwrap();

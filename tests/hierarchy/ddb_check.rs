@@ -112,26 +112,7 @@ async fn the_python_material_providers_library_passes_the_checker() {
     let t = table("py-checked");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let created = reference(
-        d,
-        &[
-            args(&["create-table", "--table", &t]),
-            args(&["create-key", "--table", &t, "--kms-key", &kms_key]),
-            args(&[
-                "create-key",
-                "--table",
-                &t,
-                "--kms-key",
-                &kms_key,
-                "--branch-key-id",
-                "py-checked",
-                "--context",
-                "tenant=py",
-            ]),
-        ],
-    );
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
-    let random = created[1].clone().unwrap();
+    let random = python_keys(d, &t, &kms_key, "py-checked", &["tenant=py"]);
     let mut jobs = Vec::new();
     for id in [random.as_str(), "py-checked"] {
         jobs.push(store_args("version-key", &t, &kms_key, id));

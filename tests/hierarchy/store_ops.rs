@@ -101,20 +101,7 @@ async fn beacon_keys_read_alike_by_envseal_and_python() {
     let t = table("beacon");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let create = |extra: &[&str]| {
-        let mut v = args(&["create-key", "--table", &t, "--kms-key", &kms_key]);
-        v.extend(args(extra));
-        v
-    };
-    let created = reference(
-        d,
-        &[
-            args(&["create-table", "--table", &t]),
-            create(&[]),
-            create(&["--branch-key-id", "py-beacon", "--context", "tenant=py"]),
-        ],
-    );
-    let py_random = created[1].clone().unwrap();
+    let py_random = python_keys(d, &t, &kms_key, "py-beacon", &["tenant=py"]);
     let store = store(&t, &kms_key).await;
     let rs_random = store.create_key(None, &EncryptionContext::new()).await.unwrap();
     let rs_custom = store
