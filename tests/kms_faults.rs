@@ -8,7 +8,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::fake_kms::KmsEdk;
 use common::fault::{full_backlog, Action, FaultServer};
 use common::moto::{self, create_key, moto};
 use envseal::kms::{KmsBounds, KmsError, KmsErrorKind, RetryMode, TimeoutKind};
@@ -332,8 +331,8 @@ async fn one_deadline_covers_all_calls_of_a_keyring_operation() {
     let aes = common::aes("app", "k", &[1u8; 32]);
     let both = envseal::MultiKeyring::from_keyrings(vec![
         aes.clone(),
-        std::sync::Arc::new(KmsEdk(KEY.into())),
-        std::sync::Arc::new(KmsEdk(KEY.into())),
+        std::sync::Arc::new(common::Edks::junk("aws-kms", KEY.as_bytes(), 64)),
+        std::sync::Arc::new(common::Edks::junk("aws-kms", KEY.as_bytes(), 64)),
     ])
     .unwrap();
     let message = envseal::encrypt(&Config::default(), &both, &context(), b"y")

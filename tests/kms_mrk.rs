@@ -12,7 +12,7 @@ mod common;
 #[path = "kms_mrk/rsa.rs"]
 mod rsa;
 
-use common::fake_kms::{FakeKms, KmsEdk, Quirk};
+use common::fake_kms::{FakeKms, Quirk};
 use envseal::kms::{KmsBounds, KmsClient, KmsErrorKind, KmsOperation};
 use envseal::{Config, EncryptionContext, Error, KmsDiscoveryKeyring, KmsKeyring};
 
@@ -175,7 +175,7 @@ async fn aws_kms_edks_without_a_key_arn_fail_before_any_call() {
     ] {
         let multi = envseal::MultiKeyring::from_keyrings(vec![
             aes.clone(),
-            std::sync::Arc::new(KmsEdk(info.to_vec())),
+            std::sync::Arc::new(common::Edks::junk("aws-kms", info, 64)),
         ])
         .unwrap();
         let message = envseal::encrypt(&config, &multi, &context(), b"m").await.unwrap();

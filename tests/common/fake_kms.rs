@@ -294,27 +294,3 @@ async fn serve(
     }
     Ok(())
 }
-
-/// A keyring that only adds an `aws-kms` EDK with the given provider info
-/// and junk ciphertext (a hostile or foreign message), calling nothing.
-pub struct KmsEdk(pub Vec<u8>);
-
-#[envseal::async_trait]
-impl envseal::Keyring for KmsEdk {
-    async fn on_encrypt(&self, m: &mut envseal::EncryptionMaterials) -> envseal::Result<()> {
-        m.add_encrypted_data_key(envseal::EncryptedDataKey {
-            provider_id: "aws-kms".into(),
-            provider_info: self.0.clone(),
-            ciphertext: vec![7; 64],
-        });
-        Ok(())
-    }
-
-    async fn on_decrypt(
-        &self,
-        _: &envseal::DecryptionMaterials,
-        _: &[envseal::EncryptedDataKey],
-    ) -> envseal::Result<Option<envseal::DataKey>> {
-        Ok(None)
-    }
-}

@@ -223,3 +223,41 @@ impl Runtime {
         self.block_on(decryptor.decrypt(keyring, context))
     }
 }
+
+/// A keyring that writes the given EDKs (after making the data key when it
+/// is the generator) and decrypts nothing: the EDKs of a foreign or
+/// hostile writer in an otherwise valid message.
+pub struct Edks(pub Vec<envseal::EncryptedDataKey>);
+
+impl Edks {
+    /// One EDK of `provider_id` with `provider_info` and `len` junk
+    /// ciphertext bytes.
+    pub fn junk(provider_id: &str, provider_info: &[u8], len: usize) -> Self {
+        Edks(vec![envseal::EncryptedDataKey {
+            provider_id: provider_id.into(),
+            provider_info: provider_info.to_vec(),
+            ciphertext: vec![7; len],
+        }])
+    }
+}
+
+#[envseal::async_trait]
+impl Keyring for Edks {
+    async fn on_encrypt(&self, m: &mut envseal::EncryptionMaterials) -> envseal::Result<()> {
+        if m.data_key().is_none() {
+            m.generate_data_key()?;
+        }
+        for edk in &self.0 {
+            m.add_encrypted_data_key(edk.clone());
+        }
+        Ok(())
+    }
+
+    async fn on_decrypt(
+        &self,
+        _: &envseal::DecryptionMaterials,
+        _: &[envseal::EncryptedDataKey],
+    ) -> envseal::Result<Option<envseal::DataKey>> {
+        Ok(None)
+    }
+}

@@ -7,32 +7,8 @@
 
 use super::*;
 
+use common::Edks;
 use envseal::{EncryptedDataKey, MultiKeyring};
-
-/// Adds the given EDKs (after making the data key, as a generator): EDKs
-/// of a foreign or hostile writer in an otherwise valid message.
-struct Edks(Vec<EncryptedDataKey>);
-
-#[envseal::async_trait]
-impl envseal::Keyring for Edks {
-    async fn on_encrypt(&self, m: &mut envseal::EncryptionMaterials) -> envseal::Result<()> {
-        if m.data_key().is_none() {
-            m.generate_data_key()?;
-        }
-        for edk in &self.0 {
-            m.add_encrypted_data_key(edk.clone());
-        }
-        Ok(())
-    }
-
-    async fn on_decrypt(
-        &self,
-        _: &envseal::DecryptionMaterials,
-        _: &[EncryptedDataKey],
-    ) -> envseal::Result<Option<envseal::DataKey>> {
-        Ok(None)
-    }
-}
 
 /// A config that reads and writes messages of up to 2,000 EDKs.
 fn many_edks() -> Config {

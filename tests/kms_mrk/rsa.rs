@@ -8,7 +8,7 @@
 
 use super::*;
 
-use envseal::{AlgorithmSuite, EncryptedDataKey, KmsRsaKeyring, MultiKeyring, RsaPadding, RsaPublicKey};
+use envseal::{AlgorithmSuite, KmsRsaKeyring, MultiKeyring, RsaPadding, RsaPublicKey};
 
 const RSA_MRK_EAST: &str = "arn:aws:kms:us-east-1:111122223333:key/mrk-1d2e3f40a1b2c3d4e5f60718293a4b5c";
 const RSA_MRK_WEST: &str = "arn:aws:kms:us-west-2:111122223333:key/mrk-1d2e3f40a1b2c3d4e5f60718293a4b5c";
@@ -23,33 +23,6 @@ fn unsigned() -> Config {
 
 fn public() -> RsaPublicKey {
     RsaPublicKey::from_pem(common::RSA_PUBLIC_PEM).unwrap()
-}
-
-/// A keyring that adds one `aws-kms-rsa` EDK with the given provider info
-/// and junk ciphertext (after making the data key, as a generator).
-struct RsaEdk(Vec<u8>);
-
-#[envseal::async_trait]
-impl envseal::Keyring for RsaEdk {
-    async fn on_encrypt(&self, m: &mut envseal::EncryptionMaterials) -> envseal::Result<()> {
-        if m.data_key().is_none() {
-            m.generate_data_key()?;
-        }
-        m.add_encrypted_data_key(EncryptedDataKey {
-            provider_id: "aws-kms-rsa".into(),
-            provider_info: self.0.clone(),
-            ciphertext: vec![7; 512],
-        });
-        Ok(())
-    }
-
-    async fn on_decrypt(
-        &self,
-        _: &envseal::DecryptionMaterials,
-        _: &[EncryptedDataKey],
-    ) -> envseal::Result<Option<envseal::DataKey>> {
-        Ok(None)
-    }
 }
 
 /// Written under the us-east-1 replica (locally, with the public key),
@@ -112,7 +85,7 @@ async fn kms_rsa_edks_without_an_arn_fail_and_every_failure_is_kept() {
 
     let not_arn = envseal::encrypt(
         &unsigned(),
-        &RsaEdk(b"alias/not-a-key".to_vec()),
+        &common::Edks::junk("aws-kms-rsa", b"alias/not-a-key", 512),
         &context(),
         b"x",
     )
@@ -132,7 +105,11 @@ async fn kms_rsa_edks_without_an_arn_fail_and_every_failure_is_kept() {
     // with an extra reproduced pair (its digest does not match): both listed.
     let writer = KmsRsaKeyring::new(c.clone(), RSA_MRK_EAST, RsaPadding::OaepSha256, Some(public())).unwrap();
     let both = MultiKeyring::new(
-        Some(std::sync::Arc::new(RsaEdk(RSA_MRK_EAST.as_bytes().to_vec()))),
+        Some(std::sync::Arc::new(common::Edks::junk(
+            "aws-kms-rsa",
+            RSA_MRK_EAST.as_bytes(),
+            512,
+        ))),
         vec![std::sync::Arc::new(writer)],
     )
     .unwrap();
