@@ -29,6 +29,25 @@ use lru::LruCache;
 /// expired entry stays resident (plus scheduling delay).
 pub const CACHE_SWEEP_INTERVAL: Duration = Duration::from_millis(50);
 
+/// Test support: the most time from an entry's expiry to its sweep that
+/// the tests accept, the documented bound plus slack for a loaded two-core
+/// machine.
+#[cfg(test)]
+pub(crate) const SWEPT_WITHIN: Duration = CACHE_SWEEP_INTERVAL.saturating_add(Duration::from_millis(450));
+
+/// Test support: waits until `weak` (`what`, an entry that expired at
+/// `expired_at`) is freed; panics once [`SWEPT_WITHIN`] has passed.
+#[cfg(test)]
+pub(crate) fn wait_swept<T>(weak: &Weak<T>, expired_at: Instant, what: &str) {
+    while weak.upgrade().is_some() {
+        assert!(
+            Instant::now() < expired_at + SWEPT_WITHIN,
+            "{what} still resident {SWEPT_WITHIN:?} after its expiry"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// A cache the sweeper can clean.
 pub(crate) trait Sweep: Send + Sync {
     /// Drops the entries expired at `now`; returns the earliest expiry of
@@ -278,12 +297,8 @@ mod tests {
             registration.expires(at);
         }
         let last = *expiries.last().unwrap();
-        let slack = Duration::from_millis(450);
         while !fake.expiries.lock().unwrap().is_empty() {
-            assert!(
-                Instant::now() < last + CACHE_SWEEP_INTERVAL + slack,
-                "not swept in time"
-            );
+            assert!(Instant::now() < last + SWEPT_WITHIN, "not swept in time");
             std::thread::sleep(Duration::from_millis(2));
         }
         let sweeps = fake.sweeps.lock().unwrap().clone();

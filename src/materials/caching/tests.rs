@@ -69,22 +69,8 @@ mod eviction {
 
 mod sweep {
     use super::*;
+    use crate::materials::sweep::wait_swept;
     use crate::materials::EncryptionMaterials;
-
-    /// Most time from an entry's expiry to its sweep that the tests accept:
-    /// the documented bound plus slack for a loaded two-core machine.
-    const SWEPT_WITHIN: Duration = crate::CACHE_SWEEP_INTERVAL.saturating_add(Duration::from_millis(450));
-
-    /// Waits until `weak` is freed; panics past `deadline`.
-    fn wait_dropped<T>(weak: &std::sync::Weak<T>, deadline: Instant, what: &str) {
-        while weak.upgrade().is_some() {
-            assert!(
-                Instant::now() < deadline,
-                "{what} still resident {SWEPT_WITHIN:?} after its expiry"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
 
     /// Encrypt and decrypt entries past `max_age` are dropped (their data
     /// keys wiped) within the sweep bound, with no further lookup.
@@ -141,12 +127,8 @@ mod sweep {
         assert_eq!(cache.stats().entries, 2);
         assert!(encrypt_entry.upgrade().is_some() && decrypt_entry.upgrade().is_some());
 
-        wait_dropped(&encrypt_entry, expires + SWEPT_WITHIN, "the encrypt entry");
-        wait_dropped(
-            &decrypt_entry,
-            decrypt_expires + SWEPT_WITHIN,
-            "the decrypt entry",
-        );
+        wait_swept(&encrypt_entry, expires, "the encrypt entry");
+        wait_swept(&decrypt_entry, decrypt_expires, "the decrypt entry");
         let stats = cache.stats();
         assert_eq!((stats.entries, stats.expired, stats.hits), (0, 2, 0));
     }

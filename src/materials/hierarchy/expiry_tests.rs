@@ -5,10 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{entry_id, BranchKeyCache, Cached};
 use crate::keystore::BranchKeyMaterials;
-
-/// Most time from an entry's expiry to its sweep that the tests accept:
-/// the documented bound plus slack for a loaded two-core machine.
-const SWEPT_WITHIN: Duration = crate::CACHE_SWEEP_INTERVAL.saturating_add(Duration::from_millis(450));
+use crate::materials::sweep::wait_swept;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -47,13 +44,7 @@ fn an_expired_branch_key_is_dropped_without_a_lookup() {
         weak
     };
     assert!(short.upgrade().is_some(), "held by the cache");
-    while short.upgrade().is_some() {
-        assert!(
-            Instant::now() < expires + SWEPT_WITHIN,
-            "the branch key is still resident {SWEPT_WITHIN:?} after its expiry"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_swept(&short, expires, "the branch key");
     assert_eq!(cache.len(), 1);
     assert!(long.upgrade().is_some(), "not expired: kept");
 }
