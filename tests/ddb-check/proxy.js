@@ -93,13 +93,9 @@ function validationError (message) {
   return new Refusal({ __type: 'com.amazon.coral.validate#ValidationException', message })
 }
 
-function lowerFirst (s) {
-  return s.charAt(0).toLowerCase() + s.slice(1)
-}
-
 function validator (op) {
   try {
-    return require('dynalite/validations/' + lowerFirst(op))
+    return require('dynalite/validations/' + validations.toLowerFirst(op))
   }
   catch (e) {
     if (e.code === 'MODULE_NOT_FOUND') return null
