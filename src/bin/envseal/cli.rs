@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use envseal::{AlgorithmSuite, CommitmentPolicy, RsaPadding};
+use envseal::{AlgorithmSuite, CommitmentPolicy, EncryptionContext, RsaPadding};
+
+use crate::error::Failure;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -563,6 +565,20 @@ pub(crate) fn parse_context_pair(s: &str) -> Result<(String, String), String> {
         Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
         None => Err("expected KEY=VALUE".into()),
     }
+}
+
+/// The encryption context of the `--context` pairs; a key given twice is
+/// a usage error.
+pub(crate) fn build_context(pairs: &[(String, String)]) -> Result<EncryptionContext, Failure> {
+    let mut ctx = EncryptionContext::new();
+    for (k, v) in pairs {
+        if ctx.insert(k.clone(), v.clone()).is_some() {
+            return Err(Failure::usage(format!(
+                "--context key {k:?} given more than once"
+            )));
+        }
+    }
+    Ok(ctx)
 }
 
 pub(crate) fn parse_policy(s: &str) -> Result<CommitmentPolicy, String> {

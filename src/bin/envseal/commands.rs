@@ -8,11 +8,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::read::DecoderReader;
 use base64::write::EncoderWriter;
 use envseal::{CacheLimits, Client, Config, Decryptor, EncryptionContext, Encryptor, Error, MaterialsCache};
-use serde_json::Value;
 
-use crate::cli::{CommonArgs, DecryptArgs, EncryptArgs};
+use crate::cli::{build_context, CommonArgs, DecryptArgs, EncryptArgs};
 use crate::error::{bare, config_error, decrypt_error, one_line, stream_error, unstored_keys, Failure};
-use crate::files::{self, plan, Job, Plan};
+use crate::files::{self, plan, Done, Job, Plan};
 use crate::keys::{build_keyring, KeySpec, Mode, Remote};
 use crate::kms::{runtime, KmsClient, StatsOnExit};
 use crate::metadata::{header_auth_json, header_json, header_of, message_line, Counters, MetadataOut};
@@ -27,18 +26,6 @@ pub(crate) fn base_config(common: &CommonArgs) -> Result<envseal::ConfigBuilder,
         builder = builder.max_encrypted_data_keys(max);
     }
     Ok(builder)
-}
-
-pub(crate) fn build_context(pairs: &[(String, String)]) -> Result<EncryptionContext, Failure> {
-    let mut ctx = EncryptionContext::new();
-    for (k, v) in pairs {
-        if ctx.insert(k.clone(), v.clone()).is_some() {
-            return Err(Failure::usage(format!(
-                "--context key {k:?} given more than once"
-            )));
-        }
-    }
-    Ok(ctx)
 }
 
 /// The keyring from the command line's keys, with the KMS client and key
@@ -98,14 +85,6 @@ struct Run<'a> {
     kms: Option<&'a KmsClient>,
     /// Header JSON for `--metadata-output`.
     metadata: bool,
-}
-
-/// One message written.
-pub(crate) struct Done {
-    pub(crate) input_bytes: u64,
-    pub(crate) output_bytes: u64,
-    /// The `header` and `header_auth` objects, for `--metadata-output`.
-    pub(crate) headers: Option<(Value, Value)>,
 }
 
 pub(crate) fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Failure> {

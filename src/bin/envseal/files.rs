@@ -29,6 +29,14 @@ impl Job {
     }
 }
 
+/// One message written.
+pub(crate) struct Done {
+    pub(crate) input_bytes: u64,
+    pub(crate) output_bytes: u64,
+    /// The `header` and `header_auth` objects, for `--metadata-output`.
+    pub(crate) headers: Option<(serde_json::Value, serde_json::Value)>,
+}
+
 /// What one run does.
 pub(crate) struct Plan {
     pub(crate) jobs: Vec<Job>,

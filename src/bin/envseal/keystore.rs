@@ -176,7 +176,7 @@ fn create_key(runtime: &Runtime, args: &KeyStoreCreateArgs) -> Result<(), Failur
     let (store, kms) = open_store(runtime, &args.store)?;
     let _stats =
         crate::kms::StatsOnExit::new(&args.store.aws, Some(&kms)).with_dynamodb(Some(store.counters()));
-    let context = crate::commands::build_context(&args.context)?;
+    let context = crate::cli::build_context(&args.context)?;
     let id = runtime
         .block_on(store.create_key(args.branch_key_id.as_deref(), &context))
         .map_err(store_failure)?;

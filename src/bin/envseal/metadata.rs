@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cli::{CommonArgs, InspectArgs};
 use crate::error::{decrypt_error, Failure};
-use crate::files::Job;
+use crate::files::{Done, Job};
 use crate::output::{is_stdio, open_input};
 
 /// The header fields of `d`, as aws-encryption-cli's metadata shows them.
@@ -185,13 +185,7 @@ pub(crate) struct Counters {
 /// `input`, `output`, `header`, `header_auth`) plus the sizes and what the
 /// message cost in KMS calls and cache lookups (`kms`, `cache`: counts
 /// for this message; null without a KMS client or a cache).
-pub(crate) fn message_line(
-    mode: &str,
-    job: &Job,
-    done: &crate::commands::Done,
-    before: &Counters,
-    after: &Counters,
-) -> Value {
+pub(crate) fn message_line(mode: &str, job: &Job, done: &Done, before: &Counters, after: &Counters) -> Value {
     #[cfg(feature = "kms")]
     let kms = match (&before.kms, &after.kms) {
         (Some(b), Some(a)) => json!({
