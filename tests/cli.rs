@@ -60,7 +60,8 @@ fn assert_ok(out: &Output) {
     assert!(out.stderr.is_empty(), "unexpected stderr: {}", stderr_of(out));
 }
 
-/// Asserts the failure contract and returns the message line.
+/// Asserts the failure contract (`envseal: <message>` on one line, then
+/// at most a `hint: <what to do>` line) and returns the message line.
 #[track_caller]
 fn assert_fail(out: &Output) -> String {
     let err = stderr_of(out);
@@ -80,8 +81,12 @@ fn assert_fail(out: &Output) -> String {
         "stderr must start with 'envseal: ': {err:?}"
     );
     assert!(err.ends_with('\n'), "stderr must end with a newline: {err:?}");
-    assert_eq!(err.lines().count(), 1, "stderr must be one line: {err:?}");
-    err.trim_end().to_owned()
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines.len() == 1 || (lines.len() == 2 && lines[1].starts_with("hint: ")),
+        "stderr must be one line, then at most a hint line: {err:?}"
+    );
+    lines[0].to_owned()
 }
 
 #[track_caller]

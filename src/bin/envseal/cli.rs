@@ -573,7 +573,7 @@ pub(crate) fn build_context(pairs: &[(String, String)]) -> Result<EncryptionCont
     let mut ctx = EncryptionContext::new();
     for (k, v) in pairs {
         if ctx.insert(k.clone(), v.clone()).is_some() {
-            return Err(Failure::usage(format!(
+            return Err(Failure::Usage(format!(
                 "--context key {k:?} given more than once"
             )));
         }

@@ -10,7 +10,9 @@ use base64::write::EncoderWriter;
 use envseal::{CacheLimits, Client, Config, Decryptor, EncryptionContext, Encryptor, Error, MaterialsCache};
 
 use crate::cli::{build_context, CommonArgs, DecryptArgs, EncryptArgs};
-use crate::error::{bare, config_error, decrypt_error, one_line, stream_error, unstored_keys, Failure};
+use crate::error::{
+    config_error, decrypt_error, one_line, setting_error, stream_error, unstored_keys, Failure, Refusal,
+};
 use crate::files::{self, plan, Done, Job, Plan};
 use crate::keys::{build_keyring, KeySpec, Mode, Remote};
 use crate::kms::{runtime, KmsClient, StatsOnExit};
@@ -21,8 +23,8 @@ use crate::progress::Progress;
 pub(crate) fn base_config(common: &CommonArgs) -> Result<envseal::ConfigBuilder, Failure> {
     let mut builder = Config::builder().commitment_policy(common.commitment_policy);
     if let Some(max) = common.max_encrypted_data_keys {
-        let max =
-            usize::try_from(max).map_err(|_| Failure::usage("--max-encrypted-data-keys is too large"))?;
+        let max = usize::try_from(max)
+            .map_err(|_| Failure::Usage("--max-encrypted-data-keys is too large".into()))?;
         builder = builder.max_encrypted_data_keys(max);
     }
     Ok(builder)
@@ -99,7 +101,7 @@ pub(crate) fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
         .iter()
         .find(|k| !context.contains_key(k))
     {
-        return Err(Failure::usage(format!(
+        return Err(Failure::Usage(format!(
             "--required-context-key {k:?} needs its pair in --context {k}=VALUE"
         )));
     }
@@ -157,10 +159,7 @@ fn encrypt_one(run: &Run<'_>, args: &EncryptArgs, job: &Job, meter: Meter) -> Re
     let encryptor = run
         .runtime
         .block_on(run.client.encryptor(run.context, bound))
-        .map_err(|e| match e {
-            Error::Config { .. } => Failure::usage(bare(&e)),
-            other => Failure::from(other),
-        })?;
+        .map_err(setting_error)?;
     let headers = run.metadata.then(|| header_of(encryptor.header())).transpose()?;
     let input = open_metered(&job.input, meter.clone())?;
     let sink = Counted::new(Sink::open(job.target.clone(), common.force, false)?);
@@ -168,7 +167,7 @@ fn encrypt_one(run: &Run<'_>, args: &EncryptArgs, job: &Job, meter: Meter) -> Re
         let mut encoder = seal(encryptor, input, EncoderWriter::new(sink, &B64))?;
         encoder
             .finish()
-            .map_err(|e| Failure::runtime(format!("writing output: {e}")))?
+            .map_err(|e| Failure::UnwritableOutput(format!("writing output: {e}")))?
     } else {
         seal(encryptor, input, sink)?
     };
@@ -189,7 +188,7 @@ fn seal<R: std::io::Read, W: std::io::Write>(
 ) -> Result<W, Failure> {
     let mut writer = encryptor
         .wrap_output(output)
-        .map_err(|e| Failure::runtime(format!("writing output: {e}")))?;
+        .map_err(|e| Failure::UnwritableOutput(format!("writing output: {e}")))?;
     // Reads straight into the writer's batches: reading, sealing (in the
     // background) and writing overlap.
     let mut input = Tracked {
@@ -198,7 +197,7 @@ fn seal<R: std::io::Read, W: std::io::Write>(
     };
     if let Err(e) = writer.copy_from(&mut input) {
         return Err(if input.failed {
-            Failure::runtime(format!("reading input: {e}"))
+            Failure::UnreadableInput(format!("reading input: {e}"))
         } else {
             stream_error(e, "writing output")
         });
@@ -248,11 +247,14 @@ fn decrypt_one(run: &Run<'_>, args: &DecryptArgs, job: &Job, meter: Meter) -> Re
     let decryptor = Decryptor::new(input, run.client.config()).map_err(|e| decrypt_error(e, &[], &[]))?;
     if args.decrypt_unsigned && decryptor.suite().is_signed() {
         // Before any keyring call.
-        return Err(Failure::runtime(format!(
-            "the message is signed (suite 0x{:04X} {}); --decrypt-unsigned decrypts unsigned messages only",
-            decryptor.suite().id(),
-            decryptor.suite().name()
-        )));
+        return Err(Failure::Refused(
+            Refusal::Signed,
+            format!(
+                "the message is signed (suite 0x{:04X} {}); --decrypt-unsigned decrypts unsigned messages only",
+                decryptor.suite().id(),
+                decryptor.suite().name()
+            ),
+        ));
     }
     let headers = run
         .metadata
@@ -278,10 +280,10 @@ fn decrypt_one(run: &Run<'_>, args: &DecryptArgs, job: &Job, meter: Meter) -> Re
         // The header (and any extra context pair) verified already, so a
         // failure here is not about --context.
         |e| decrypt_error(Error::from_io(e), &[], &[]),
-        |e| Failure::runtime(format!("writing output: {e}")),
+        |e| Failure::UnwritableOutput(format!("writing output: {e}")),
     )?;
     if !reader.is_complete() {
-        return Err(Failure::runtime("the message ended before it verified"));
+        return Err(Failure::Malformed("the message ended before it verified".into()));
     }
     let output_bytes = sink.bytes;
     sink.inner.commit()?;
@@ -349,7 +351,7 @@ fn run_jobs(
     for job in &plan.jobs {
         let before = counters(run);
         let result = match &job.target {
-            Target::File(dest) if !written.insert(dest.clone()) => Err(Failure::runtime(format!(
+            Target::File(dest) if !written.insert(dest.clone()) => Err(Failure::BadOutput(format!(
                 "output {} is another input's output in this run",
                 dest.display()
             ))),
@@ -364,8 +366,12 @@ fn run_jobs(
                 bytes += done.input_bytes;
                 record(job, &before, &done)?;
             }
-            Err(Failure::Usage(m) | Failure::Runtime(m)) => {
-                progress.eprintln(&format!("envseal: {}: {}", job.input.display(), one_line(&m)));
+            Err(failure) => {
+                progress.eprintln(&format!(
+                    "envseal: {}: {}",
+                    job.input.display(),
+                    one_line(&failure.to_string())
+                ));
                 failed.push(job.input.display().to_string());
             }
         }
@@ -389,7 +395,7 @@ fn run_jobs(
     if failed.len() > NAMED {
         names.push_str(&format!(" and {} more", failed.len() - NAMED));
     }
-    Err(Failure::runtime(format!(
+    Err(Failure::SomeFailed(format!(
         "{} of {} failed: {names}; {past} {ok}{skipped}",
         failed.len(),
         plan.jobs.len() + plan.unreadable.len(),

@@ -1,33 +1,390 @@
-//! CLI failures: one line on stderr and an exit code (2 for usage, 1
-//! otherwise), with a hint where the library's message is terse. Matches
-//! on the library's error types, never on their text.
+//! CLI failures, as rage has them (`rage/src/bin/rage/error.rs`): each
+//! kind of failure is a variant with its exit code (2 for the command
+//! line, 1 otherwise) and, where it helps, a hint saying what to do next.
+//! `main` prints the message as `envseal: <message>` on one line, then the
+//! hint as `hint: <hint>` on the next.
+//!
+//! Library errors are sorted into kinds by their variants and, for AWS,
+//! by [`KmsErrorKind`] and service; never by their text.
 
-use std::io;
+use std::fmt;
+use std::path::PathBuf;
 
+use envseal::kms::{AwsService, KmsError, KmsErrorKind};
 use envseal::{EncryptionContext, Error, PolicyError};
 
-/// What went wrong, and which exit code it gets.
+/// What went wrong: the kind decides the exit code and the hint, the
+/// text is the line after `envseal: `.
 #[derive(Debug)]
 pub(crate) enum Failure {
-    /// Bad command line or option combination: exit 2.
+    /// clap refused the command line (exit 2); `command` is the
+    /// (sub)command it was for, when one was named.
+    Args {
+        /// clap's message.
+        message: String,
+        /// e.g. `encrypt` or `key-store create-key`.
+        command: Option<String>,
+    },
+    /// Options that do not go together, or a setting the library refused
+    /// (exit 2). The message says what to change.
     Usage(String),
-    /// Anything else: exit 1.
-    Runtime(String),
+    /// An option needs a feature this envseal was built without (exit 2).
+    #[cfg_attr(all(feature = "kms", feature = "hierarchy"), allow(dead_code))]
+    NotBuilt(Feature),
+    /// An input cannot be opened or read.
+    UnreadableInput(String),
+    /// The output file exists and `--force` was not given.
+    OutputExists(PathBuf),
+    /// The output names no place a message can go (a directory, the
+    /// input, another input's output).
+    BadOutput(String),
+    /// The output (or its temporary file, or `--metadata-output`) cannot
+    /// be created or written.
+    UnwritableOutput(String),
+    /// A key file cannot be read or holds no key its option can use.
+    BadKey(String),
+    /// The input is not a well-formed message, or it ended before it
+    /// verified.
+    Malformed(String),
+    /// The message exceeds a configured limit.
+    TooLarge(String),
+    /// None of the keys given unwraps any of the message's data keys.
+    NoMatchingKey(String),
+    /// A cryptographic check failed: the message was changed, or the
+    /// encryption context given differs.
+    AuthenticationFailed(String),
+    /// A policy refused the message.
+    Refused(Refusal, String),
+    /// An AWS call failed.
+    Aws(AwsFailure, String),
+    /// The branch key store lacks or refused what was asked for.
+    KeyStore(StoreFailure, String),
+    /// Files of a many-file run failed (each named on its own line).
+    SomeFailed(String),
+    /// `envseal doctor` found a failing step (printed on stdout).
+    #[cfg_attr(not(feature = "kms"), allow(dead_code))]
+    Doctor(String),
+    /// Any other failure (a keyring, the crypto backend, the system).
+    Failed(String),
+    /// Should not happen: a bug in envseal.
+    Internal(String),
+}
+
+/// A cargo feature an option needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(all(feature = "kms", feature = "hierarchy"), allow(dead_code))]
+pub(crate) enum Feature {
+    /// `kms`: the AWS KMS keyrings and `envseal doctor`.
+    #[cfg_attr(feature = "kms", allow(dead_code))]
+    Kms,
+    /// `hierarchy`: the AWS KMS Hierarchical keyring and `envseal key-store`.
+    #[cfg_attr(feature = "hierarchy", allow(dead_code))]
+    Hierarchy,
+}
+
+/// Which policy refused a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The suite breaks the commitment policy.
+    Commitment,
+    /// The message is signed and signed messages are not decrypted here
+    /// (`--decrypt-unsigned`).
+    Signed,
+    /// A `--context` pair differs from the message's.
+    Context,
+    /// A required encryption context key was not given.
+    RequiredContext,
+    /// The context's public key does not match the suite.
+    PublicKey,
+}
+
+/// What kind of AWS failure (from [`KmsErrorKind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AwsFailure {
+    /// The service throttled the requests.
+    Throttled,
+    /// The credentials lack a permission.
+    AccessDenied,
+    /// No answer in time, no connection, or a failure on AWS's side.
+    Unavailable,
+    /// Credentials missing, invalid or expired.
+    Credentials,
+    /// The KMS key is missing, disabled, of the wrong usage, or not the
+    /// one that wrapped the data key.
+    Key,
+    /// Anything else.
+    Other,
+}
+
+/// What the branch key store reported (a DynamoDB failure that is not
+/// one of the [`AwsFailure`]s every service shares).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StoreFailure {
+    /// No such table or branch key (version).
+    NotFound,
+    /// A conditional write was refused: the key exists, or it changed.
+    Conflict,
+    /// An item does not have the key store's format.
+    Invalid,
+    /// Anything else.
+    Other,
+}
+
+impl Feature {
+    fn describe(self) -> &'static str {
+        match self {
+            Feature::Kms => "AWS KMS support (feature kms)",
+            Feature::Hierarchy => "the AWS KMS Hierarchical keyring (feature hierarchy)",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Feature::Kms => "kms",
+            Feature::Hierarchy => "hierarchy",
+        }
+    }
 }
 
 impl Failure {
-    pub(crate) fn runtime(msg: impl Into<String>) -> Self {
-        Failure::Runtime(msg.into())
+    /// The process's exit code: 2 for the command line, 1 otherwise.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Args { .. } | Failure::Usage(_) | Failure::NotBuilt(_) => 2,
+            _ => 1,
+        }
     }
 
-    pub(crate) fn usage(msg: impl Into<String>) -> Self {
-        Failure::Usage(msg.into())
+    /// What the operator can do next, when the message alone does not say.
+    pub(crate) fn hint(&self) -> Option<String> {
+        let hint = match self {
+            Failure::Args { command: None, .. } => "`envseal --help` lists the commands",
+            Failure::Args {
+                command: Some(c), ..
+            } => return Some(format!("`envseal {c} --help` lists its options")),
+            Failure::NotBuilt(f) => {
+                return Some(format!(
+                    "use an envseal built with the feature (cargo install envseal --features {})",
+                    f.name()
+                ))
+            }
+            Failure::UnreadableInput(_) => "check that the path exists and is readable (- reads stdin)",
+            Failure::OutputExists(_) => "pass --force to replace it, or name another --output",
+            Failure::BadOutput(_) => "name another --output",
+            Failure::UnwritableOutput(_) => {
+                "check that the output's directory exists, is writable and has room \
+                 (the output is written to a temporary file beside it, then renamed)"
+            }
+            Failure::BadKey(_) => {
+                "check the key file's path and format (`envseal encrypt --help` describes each key option's file)"
+            }
+            Failure::Malformed(_) => {
+                "the input is not a whole AWS Encryption SDK message (base64 text needs --decode)"
+            }
+            Failure::TooLarge(_) => {
+                "if the sender is trusted, raise the limit (--max-header-size, --max-frame-length, \
+                 --max-body-size or --max-encrypted-data-keys)"
+            }
+            Failure::NoMatchingKey(_) => {
+                "decrypt with a key the message was encrypted for: `envseal inspect` lists its data keys \
+                 (a raw key's namespace and name must match too)"
+            }
+            Failure::AuthenticationFailed(_) => {
+                "the message was changed or damaged, or its encryption context differs: check --context \
+                 (`envseal inspect` shows the pairs the message stores)"
+            }
+            Failure::Refused(Refusal::Commitment, _) => {
+                "`envseal inspect` shows the message's suite; allow suites without key commitment only \
+                 for messages from a trusted sender"
+            }
+            Failure::Refused(Refusal::Signed, _) => {
+                "drop --decrypt-unsigned to decrypt signed messages (output is released once the \
+                 signature verifies)"
+            }
+            Failure::Refused(Refusal::Context, _) => {
+                "give --context the pairs the message was encrypted with (`envseal inspect` shows the stored ones)"
+            }
+            Failure::Refused(Refusal::RequiredContext, _) => "give the required key's pair with --context KEY=VALUE",
+            Failure::Aws(AwsFailure::Throttled, _) => {
+                "AWS is throttling this account: retry later, allow more time (--kms-max-attempts, \
+                 --kms-deadline-ms), or reuse data keys (--cache-max-age-s)"
+            }
+            Failure::Aws(AwsFailure::AccessDenied, _) => {
+                "the AWS identity in use lacks permission for this key or call \
+                 (`envseal doctor` shows which identity it is)"
+            }
+            Failure::Aws(AwsFailure::Unavailable, _) => {
+                "check the network, --region and the endpoint, or retry later; a slow link needs larger \
+                 --kms-attempt-timeout-ms and --kms-deadline-ms (`envseal doctor` tests the connection)"
+            }
+            Failure::Aws(AwsFailure::Credentials, _) => {
+                "set up or refresh AWS credentials (environment, profile, SSO login or role); \
+                 `envseal doctor` shows where they come from"
+            }
+            Failure::Aws(AwsFailure::Key, _) => {
+                "check the key's ARN and region, and that the key is enabled and usable for \
+                 ENCRYPT_DECRYPT"
+            }
+            Failure::KeyStore(StoreFailure::NotFound, _) => {
+                "check --key-store-table, --region and the branch key id \
+                 (`envseal key-store create-table` and `create-key` make them)"
+            }
+            Failure::KeyStore(StoreFailure::Conflict, _) => {
+                "the branch key already exists or changed meanwhile: choose another --branch-key-id, \
+                 or retry"
+            }
+            Failure::KeyStore(StoreFailure::Invalid, _) => {
+                "check that --key-store-table is a branch key store and --key-store-kms-key its KMS key"
+            }
+            Failure::Internal(_) => "this is a bug in envseal: please report it with the command line",
+            Failure::Usage(_)
+            | Failure::Refused(Refusal::PublicKey, _)
+            | Failure::Aws(AwsFailure::Other, _)
+            | Failure::KeyStore(StoreFailure::Other, _)
+            | Failure::SomeFailed(_)
+            | Failure::Doctor(_)
+            | Failure::Failed(_) => return None,
+        };
+        Some(hint.to_owned())
+    }
+
+    /// The kind of failure `e` is, with `message` as its text (`e`'s own
+    /// text, or that with a prefix naming the option).
+    pub(crate) fn of(e: &Error, message: String) -> Self {
+        match e {
+            Error::Decrypt => Failure::AuthenticationFailed(message),
+            Error::Keyrings(all) if all.iter().any(|f| matches!(f, Error::Decrypt)) => {
+                Failure::AuthenticationFailed(message)
+            }
+            Error::Keyrings(all) => {
+                // One kind for all the attempts (every KMS key throttled,
+                // say) is that kind; a mix is a plain failure.
+                let kinds: Vec<Failure> = all.iter().map(|f| Failure::of(f, String::new())).collect();
+                match kinds.split_first() {
+                    Some((first, rest)) if rest.iter().all(|k| first.same_kind(k)) => {
+                        first.with_message(message)
+                    }
+                    _ => Failure::Failed(message),
+                }
+            }
+            Error::NoMatchingKey { .. } => Failure::NoMatchingKey(message),
+            Error::Format(_) => Failure::Malformed(message),
+            Error::Limit(_) => Failure::TooLarge(message),
+            Error::Policy(p) => Failure::Refused(refusal(p), message),
+            Error::Kms(k) => aws(k, message),
+            Error::Config { .. } => Failure::Usage(message),
+            Error::Misuse(_) | Error::Internal(_) => Failure::Internal(message),
+            _ => Failure::Failed(message),
+        }
+    }
+
+    /// The same kind with another text.
+    fn with_message(&self, message: String) -> Self {
+        match self {
+            Failure::Refused(r, _) => Failure::Refused(*r, message),
+            Failure::Aws(a, _) => Failure::Aws(*a, message),
+            Failure::KeyStore(s, _) => Failure::KeyStore(*s, message),
+            Failure::AuthenticationFailed(_) => Failure::AuthenticationFailed(message),
+            Failure::NoMatchingKey(_) => Failure::NoMatchingKey(message),
+            Failure::Malformed(_) => Failure::Malformed(message),
+            Failure::TooLarge(_) => Failure::TooLarge(message),
+            Failure::Usage(_) => Failure::Usage(message),
+            Failure::Internal(_) => Failure::Internal(message),
+            _ => Failure::Failed(message),
+        }
+    }
+
+    /// Whether `self` and `other` are the same kind (the same hint).
+    fn same_kind(&self, other: &Failure) -> bool {
+        match (self, other) {
+            (Failure::Refused(a, _), Failure::Refused(b, _)) => a == b,
+            (Failure::Aws(a, _), Failure::Aws(b, _)) => a == b,
+            (Failure::KeyStore(a, _), Failure::KeyStore(b, _)) => a == b,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+fn refusal(p: &PolicyError) -> Refusal {
+    match p {
+        PolicyError::CommitmentPolicy { .. } => Refusal::Commitment,
+        PolicyError::SignedStreaming(_) => Refusal::Signed,
+        PolicyError::ContextMismatch(_) => Refusal::Context,
+        PolicyError::RequiredContextKey(_) => Refusal::RequiredContext,
+        _ => Refusal::PublicKey,
+    }
+}
+
+/// An AWS failure by its kind; a DynamoDB one that is about the key
+/// store's contents is a key store failure.
+fn aws(k: &KmsError, message: String) -> Failure {
+    let shared = match k.kind {
+        KmsErrorKind::Throttled => Some(AwsFailure::Throttled),
+        KmsErrorKind::AccessDenied => Some(AwsFailure::AccessDenied),
+        KmsErrorKind::Timeout(_) | KmsErrorKind::Connection | KmsErrorKind::ServerError => {
+            Some(AwsFailure::Unavailable)
+        }
+        KmsErrorKind::Credentials | KmsErrorKind::CredentialsExpired => Some(AwsFailure::Credentials),
+        _ => None,
+    };
+    if let Some(a) = shared {
+        return Failure::Aws(a, message);
+    }
+    if k.operation.service() == AwsService::DynamoDb {
+        let store = match k.kind {
+            KmsErrorKind::NotFound => StoreFailure::NotFound,
+            KmsErrorKind::ConditionFailed => StoreFailure::Conflict,
+            KmsErrorKind::InvalidResponse => StoreFailure::Invalid,
+            _ => StoreFailure::Other,
+        };
+        return Failure::KeyStore(store, message);
+    }
+    match k.kind {
+        KmsErrorKind::NotFound
+        | KmsErrorKind::Disabled
+        | KmsErrorKind::InvalidState
+        | KmsErrorKind::InvalidKeyUsage
+        | KmsErrorKind::IncorrectKey
+        | KmsErrorKind::InvalidCiphertext => Failure::Aws(AwsFailure::Key, message),
+        _ => Failure::Aws(AwsFailure::Other, message),
+    }
+}
+
+impl fmt::Display for Failure {
+    /// The message: one line once [`one_line`] has run over it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::NotBuilt(feature) => write!(f, "this envseal was built without {}", feature.describe()),
+            Failure::OutputExists(path) => write!(
+                f,
+                "output file {} already exists (use --force to overwrite)",
+                path.display()
+            ),
+            Failure::Args { message: m, .. }
+            | Failure::Usage(m)
+            | Failure::UnreadableInput(m)
+            | Failure::BadOutput(m)
+            | Failure::UnwritableOutput(m)
+            | Failure::BadKey(m)
+            | Failure::Malformed(m)
+            | Failure::TooLarge(m)
+            | Failure::NoMatchingKey(m)
+            | Failure::AuthenticationFailed(m)
+            | Failure::Refused(_, m)
+            | Failure::Aws(_, m)
+            | Failure::KeyStore(_, m)
+            | Failure::SomeFailed(m)
+            | Failure::Doctor(m)
+            | Failure::Failed(m)
+            | Failure::Internal(m) => f.write_str(m),
+        }
     }
 }
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        Failure::Runtime(e.to_string())
+        let message = e.to_string();
+        Failure::of(&e, message)
     }
 }
 
@@ -69,24 +426,33 @@ pub(crate) fn bare(e: &Error) -> String {
     }
 }
 
+/// A setting the library refused is a usage error (its reason, which
+/// names it); any other error is the kind it is.
+pub(crate) fn setting_error(e: Error) -> Failure {
+    match e {
+        Error::Config { .. } => Failure::Usage(bare(&e)),
+        other => Failure::from(other),
+    }
+}
+
 /// A configuration the library refused: a usage error, with a hint for a
 /// suite the commitment policy forbids.
 pub(crate) fn config_error(e: Error) -> Failure {
     match e {
-        Error::Policy(PolicyError::CommitmentPolicy { .. }) => Failure::usage(format!(
+        Error::Policy(PolicyError::CommitmentPolicy { .. }) => Failure::Usage(format!(
             "{e} (non-committing suites need --commitment-policy forbid-encrypt-allow-decrypt; \
              committing suites need a require-encrypt policy)"
         )),
-        other => Failure::usage(bare(&other)),
+        other => Failure::Usage(bare(&other)),
     }
 }
 
-/// Errors from the library while streaming: envseal errors keep their
-/// message, plain I/O errors say which side failed.
-pub(crate) fn stream_error(e: io::Error, side: &str) -> Failure {
+/// Errors from the library while writing the output stream: envseal
+/// errors are their kind, plain I/O errors say which side failed.
+pub(crate) fn stream_error(e: std::io::Error, side: &str) -> Failure {
     match Error::from_io(e) {
-        Error::Io(io) => Failure::runtime(format!("{side}: {io}")),
-        other => Failure::runtime(other.to_string()),
+        Error::Io(io) => Failure::UnwritableOutput(format!("{side}: {io}")),
+        other => Failure::from(other),
     }
 }
 
@@ -110,21 +476,24 @@ pub(crate) fn decrypt_error(e: Error, unstored: &[String], namespaces: &[String]
         }
     };
     match e {
-        Error::Decrypt => Failure::runtime(context_hint(e.to_string())),
+        Error::Decrypt => Failure::AuthenticationFailed(context_hint(e.to_string())),
         Error::Keyrings(ref all) if all.iter().any(|f| matches!(f, Error::Decrypt)) => {
-            Failure::runtime(context_hint(e.to_string()))
+            Failure::AuthenticationFailed(context_hint(e.to_string()))
         }
         Error::NoMatchingKey { .. } => {
             let mut msg = e.to_string();
             if !namespaces.is_empty() && unstored.is_empty() {
                 msg.push_str(&format!(" (its data keys are wrapped under namespace(s) {})", namespaces.join(", ")));
             }
-            Failure::runtime(context_hint(msg))
+            Failure::NoMatchingKey(context_hint(msg))
         }
-        Error::Policy(PolicyError::CommitmentPolicy { .. }) => Failure::runtime(format!(
-            "{e} (to read messages written without key commitment, pass --commitment-policy require-encrypt-allow-decrypt)"
-        )),
-        Error::Io(io) => Failure::runtime(format!("reading input: {io}")),
+        Error::Policy(PolicyError::CommitmentPolicy { .. }) => Failure::Refused(
+            Refusal::Commitment,
+            format!(
+                "{e} (to read messages written without key commitment, pass --commitment-policy require-encrypt-allow-decrypt)"
+            ),
+        ),
+        Error::Io(io) => Failure::UnreadableInput(format!("reading input: {io}")),
         other => Failure::from(other),
     }
 }

@@ -78,21 +78,21 @@ pub(crate) fn plan(common: &CommonArgs, suffix: &str) -> Result<Plan, Failure> {
         .collect();
     if let Some(d) = dirs.first() {
         if !common.recursive {
-            return Err(Failure::usage(format!(
+            return Err(Failure::Usage(format!(
                 "input {} is a directory (use --recursive to take the files under it)",
                 d.display()
             )));
         }
     }
     if common.input.len() > 1 && common.input.iter().any(|p| is_stdio(p)) {
-        return Err(Failure::usage("- (stdin) cannot be one of several inputs"));
+        return Err(Failure::Usage("- (stdin) cannot be one of several inputs".into()));
     }
     let many = common.input.len() > 1 || !dirs.is_empty();
     if !many {
         let input = &common.input[0];
         if out_dir {
             if is_stdio(input) {
-                return Err(Failure::usage(format!(
+                return Err(Failure::Usage(format!(
                     "output {} is a directory: name the output file for stdin",
                     output.display()
                 )));
@@ -108,27 +108,27 @@ pub(crate) fn plan(common: &CommonArgs, suffix: &str) -> Result<Plan, Failure> {
         }));
     }
     if is_stdio(output) {
-        return Err(Failure::usage(
-            "several input files need an output directory, not - (stdout)",
+        return Err(Failure::Usage(
+            "several input files need an output directory, not - (stdout)".into(),
         ));
     }
     if !out_dir {
         if fs::symlink_metadata(output).is_ok() {
-            return Err(Failure::usage(format!(
+            return Err(Failure::Usage(format!(
                 "output {} is not a directory (several input files need one)",
                 output.display()
             )));
         }
         fs::create_dir_all(output).map_err(|e| {
-            Failure::runtime(format!(
+            Failure::UnwritableOutput(format!(
                 "cannot create output directory {}: {e}",
                 output.display()
             ))
         })?;
     }
-    let out_canon = output
-        .canonicalize()
-        .map_err(|e| Failure::runtime(format!("cannot open output directory {}: {e}", output.display())))?;
+    let out_canon = output.canonicalize().map_err(|e| {
+        Failure::UnwritableOutput(format!("cannot open output directory {}: {e}", output.display()))
+    })?;
     let mut plan = Plan {
         jobs: Vec::new(),
         many: true,
@@ -250,23 +250,20 @@ pub(crate) fn prepare(job: &Job, force: bool) -> Result<Vec<PathBuf>, Failure> {
         return Ok(Vec::new());
     };
     if same_file(&job.input, dest) {
-        return Err(Failure::runtime(format!(
+        return Err(Failure::BadOutput(format!(
             "input and output are the same file ({}); the input is never modified",
             job.input.display()
         )));
     }
     match fs::symlink_metadata(dest) {
         Ok(m) if m.is_dir() => {
-            return Err(Failure::runtime(format!(
+            return Err(Failure::BadOutput(format!(
                 "output {} is a directory",
                 dest.display()
             )));
         }
         Ok(_) if !force => {
-            return Err(Failure::runtime(format!(
-                "output file {} already exists (use --force to overwrite)",
-                dest.display()
-            )));
+            return Err(Failure::OutputExists(dest.clone()));
         }
         _ => {}
     }
@@ -281,7 +278,7 @@ pub(crate) fn prepare(job: &Job, force: bool) -> Result<Vec<PathBuf>, Failure> {
         if let Err(e) = fs::create_dir(&d) {
             if e.kind() != std::io::ErrorKind::AlreadyExists {
                 remove_created(&created);
-                return Err(Failure::runtime(format!(
+                return Err(Failure::UnwritableOutput(format!(
                     "cannot create output directory {}: {e}",
                     d.display()
                 )));

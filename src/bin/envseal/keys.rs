@@ -14,6 +14,8 @@ use envseal::{
 };
 
 use crate::cli::{AesKeySpec, CommonArgs, EcdhSpec, HierarchyArgs, KmsArgs, KmsEcdhSpec, RsaKeySpec};
+#[cfg(not(all(feature = "kms", feature = "hierarchy")))]
+use crate::error::Feature;
 use crate::error::{bare, Failure};
 use crate::keystore::KeyStore;
 use crate::kms::KmsClient;
@@ -141,8 +143,8 @@ pub(crate) enum Mode {
 
 pub(crate) fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
     let mut file = File::open(path)
-        .map_err(|e| Failure::runtime(format!("cannot open key file {}: {e}", path.display())))?;
-    let too_large = || Failure::runtime(format!("key file {} is too large", path.display()));
+        .map_err(|e| Failure::BadKey(format!("cannot open key file {}: {e}", path.display())))?;
+    let too_large = || Failure::BadKey(format!("key file {} is too large", path.display()));
     // Sized up front and never grown: growing reallocates, leaving a copy
     // of the key bytes in freed memory. A regular file gets its size plus
     // one byte (to see that it ended); a pipe or device the largest size.
@@ -163,7 +165,7 @@ pub(crate) fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> 
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                return Err(Failure::runtime(format!(
+                return Err(Failure::BadKey(format!(
                     "cannot read key file {}: {e}",
                     path.display()
                 )))
@@ -201,15 +203,15 @@ pub(crate) fn build_keyring(
 ) -> Result<MultiKeyring, Failure> {
     let (kms, client) = (remote.kms, remote.client);
     if specs.is_empty() && !kms.kms_discovery {
-        return Err(Failure::usage(
-            "at least one key is required (--kms-key, --kms-discovery, --kms-rsa-key, --kms-ecdh-*, --branch-key-id, --raw-aes-key, --raw-rsa-key or --raw-ecdh-*)",
+        return Err(Failure::Usage(
+            "at least one key is required (--kms-key, --kms-discovery, --kms-rsa-key, --kms-ecdh-*, --branch-key-id, --raw-aes-key, --raw-rsa-key or --raw-ecdh-*)".into(),
         ));
     }
     #[cfg(feature = "hierarchy")]
     let branch_key_cache = envseal::BranchKeyCache::default();
     if kms.kms_discovery && mode == Mode::Encrypt {
-        return Err(Failure::usage(
-            "--kms-discovery only decrypts; name the keys to encrypt with --kms-key",
+        return Err(Failure::Usage(
+            "--kms-discovery only decrypts; name the keys to encrypt with --kms-key".into(),
         ));
     }
     let mut keyrings: Vec<Arc<dyn Keyring>> = Vec::with_capacity(specs.len() + 1);
@@ -220,9 +222,7 @@ pub(crate) fn build_keyring(
             #[cfg(not(feature = "kms"))]
             KeySpec::Kms => {
                 let _ = client;
-                return Err(Failure::usage(
-                    "this envseal was built without AWS KMS support (feature kms)",
-                ));
+                return Err(Failure::NotBuilt(Feature::Kms));
             }
             #[cfg(feature = "kms")]
             // All --kms-key values form one keyring, at the first one's
@@ -232,28 +232,28 @@ pub(crate) fn build_keyring(
             #[cfg(feature = "kms")]
             KeySpec::Kms => {
                 kms_placed = true;
-                let client = client.ok_or_else(|| Failure::runtime("no KMS client"))?;
+                let client = client.ok_or_else(|| Failure::Internal("no KMS client".into()))?;
                 let keyring = KmsKeyring::new(client.clone(), kms.kms_key.iter().cloned())
-                    .map_err(|e| Failure::usage(format!("--kms-key: {}", bare(&e))))?
+                    .map_err(|e| Failure::Usage(format!("--kms-key: {}", bare(&e))))?
                     .with_grant_tokens(kms.aws.grant_token.iter().cloned());
                 keyrings.push(Arc::new(keyring));
             }
             #[cfg(not(feature = "hierarchy"))]
             KeySpec::Hierarchy(id) => {
                 let _ = (id, remote.hierarchy, remote.store);
-                return Err(Failure::usage(
-                    "this envseal was built without the AWS KMS Hierarchical keyring (feature hierarchy)",
-                ));
+                return Err(Failure::NotBuilt(Feature::Hierarchy));
             }
             #[cfg(feature = "hierarchy")]
             KeySpec::Hierarchy(id) => {
-                let store = remote.store.ok_or_else(|| Failure::runtime("no key store"))?;
+                let store = remote
+                    .store
+                    .ok_or_else(|| Failure::Internal("no key store".into()))?;
                 let ttl = std::time::Duration::from_secs(remote.hierarchy.branch_key_ttl_s);
                 let keyring = envseal::HierarchyKeyring::builder(store.clone(), ttl)
                     .branch_key_id(id.clone())
                     .cache(branch_key_cache.clone())
                     .build()
-                    .map_err(|e| Failure::usage(format!("--branch-key-id {id}: {}", bare(&e))))?;
+                    .map_err(|e| Failure::Usage(format!("--branch-key-id {id}: {}", bare(&e))))?;
                 keyrings.push(Arc::new(keyring));
             }
             KeySpec::Ecdh(scheme, spec) => keyrings.push(Arc::new(ecdh_keyring(scheme, &spec, mode)?)),
@@ -262,9 +262,7 @@ pub(crate) fn build_keyring(
                 if let KeySpec::KmsEcdh(is_static, spec) = &spec {
                     let _ = (is_static, &spec.curve, &spec.public_file, &spec.arn);
                 }
-                return Err(Failure::usage(
-                    "this envseal was built without AWS KMS support (feature kms)",
-                ));
+                return Err(Failure::NotBuilt(Feature::Kms));
             }
             #[cfg(feature = "kms")]
             KeySpec::KmsRsa => keyrings.push(Arc::new(kms_rsa_keyring(kms, client, mode)?)),
@@ -276,10 +274,10 @@ pub(crate) fn build_keyring(
                 let bytes = read_key_file(&s.file)?;
                 let what = format!("--raw-aes-key {}:{}", s.namespace, s.name);
                 let key = WrappingKey::new(bytes).map_err(|e| {
-                    Failure::runtime(format!("{what}: key file {}: {}", s.file.display(), bare(&e)))
+                    Failure::BadKey(format!("{what}: key file {}: {}", s.file.display(), bare(&e)))
                 })?;
                 let keyring = RawAesKeyring::new(s.namespace.clone(), s.name.clone(), key)
-                    .map_err(|e| Failure::usage(format!("{what}: {}", bare(&e))))?;
+                    .map_err(|e| Failure::Usage(format!("{what}: {}", bare(&e))))?;
                 keyrings.push(Arc::new(keyring));
             }
             KeySpec::Rsa(s) => {
@@ -287,52 +285,50 @@ pub(crate) fn build_keyring(
                 let what = format!("--raw-rsa-key {}:{}", s.namespace, s.name);
                 let file = s.file.display();
                 let pem = std::str::from_utf8(&bytes)
-                    .map_err(|_| Failure::runtime(format!("{what}: key file {file} is not a PEM file")))?;
+                    .map_err(|_| Failure::BadKey(format!("{what}: key file {file} is not a PEM file")))?;
                 let label = pem_label(pem).unwrap_or("");
                 let (public, private) = match mode {
                     Mode::Encrypt => {
                         if label.contains("PRIVATE KEY") {
-                            return Err(Failure::runtime(format!(
+                            return Err(Failure::BadKey(format!(
                                 "{what}: key file {file} holds a private key; encrypting needs the RSA public key \
                                  (PEM \"PUBLIC KEY\"), which is never derived from the private key"
                             )));
                         }
-                        let key = RsaPublicKey::from_pem(pem).map_err(|e| {
-                            Failure::runtime(format!("{what}: key file {file}: {}", bare(&e)))
-                        })?;
+                        let key = RsaPublicKey::from_pem(pem)
+                            .map_err(|e| Failure::BadKey(format!("{what}: key file {file}: {}", bare(&e))))?;
                         (Some(key), None)
                     }
                     Mode::Decrypt => {
                         if label == "PUBLIC KEY" || label == "RSA PUBLIC KEY" {
-                            return Err(Failure::runtime(format!(
+                            return Err(Failure::BadKey(format!(
                                 "{what}: key file {file} holds a public key; decrypting needs the RSA private key \
                                  (PKCS#8 PEM \"PRIVATE KEY\")"
                             )));
                         }
                         if label == "RSA PRIVATE KEY" {
-                            return Err(Failure::runtime(format!(
+                            return Err(Failure::BadKey(format!(
                                 "{what}: key file {file} is a PKCS#1 \"RSA PRIVATE KEY\"; convert it to PKCS#8 \
                                  (openssl pkcs8 -topk8 -nocrypt)"
                             )));
                         }
-                        let key = RsaPrivateKey::from_pem(pem).map_err(|e| {
-                            Failure::runtime(format!("{what}: key file {file}: {}", bare(&e)))
-                        })?;
+                        let key = RsaPrivateKey::from_pem(pem)
+                            .map_err(|e| Failure::BadKey(format!("{what}: key file {file}: {}", bare(&e))))?;
                         (None, Some(key))
                     }
                 };
                 let keyring =
                     RawRsaKeyring::new(s.namespace.clone(), s.name.clone(), s.padding, public, private)
-                        .map_err(|e| Failure::usage(format!("{what}: {}", bare(&e))))?;
+                        .map_err(|e| Failure::Usage(format!("{what}: {}", bare(&e))))?;
                 keyrings.push(Arc::new(keyring));
             }
         }
     }
     #[cfg(feature = "kms")]
     if kms.kms_discovery {
-        let client = client.ok_or_else(|| Failure::runtime("no KMS client"))?;
+        let client = client.ok_or_else(|| Failure::Internal("no KMS client".into()))?;
         let mut keyring = KmsDiscoveryKeyring::new(client.clone())
-            .map_err(|e| Failure::usage(format!("--kms-discovery: {}", bare(&e))))?
+            .map_err(|e| Failure::Usage(format!("--kms-discovery: {}", bare(&e))))?
             .with_grant_tokens(kms.aws.grant_token.iter().cloned());
         if !kms.discovery_account.is_empty() {
             let partition = kms
@@ -340,12 +336,12 @@ pub(crate) fn build_keyring(
                 .clone()
                 .unwrap_or_else(|| "aws".to_owned());
             let filter = DiscoveryFilter::new(partition, kms.discovery_account.iter().cloned())
-                .map_err(|e| Failure::usage(bare(&e)))?;
+                .map_err(|e| Failure::Usage(bare(&e)))?;
             keyring = keyring.with_filter(filter);
         }
         keyrings.push(Arc::new(keyring));
     }
-    MultiKeyring::from_keyrings(keyrings).map_err(|e| Failure::usage(bare(&e)))
+    MultiKeyring::from_keyrings(keyrings).map_err(|e| Failure::Usage(bare(&e)))
 }
 
 /// The `--kms-rsa-key` keyring.
@@ -355,7 +351,7 @@ fn kms_rsa_keyring(
     client: Option<&KmsClient>,
     mode: Mode,
 ) -> Result<envseal::KmsRsaKeyring, Failure> {
-    let client = client.ok_or_else(|| Failure::runtime("no KMS client"))?;
+    let client = client.ok_or_else(|| Failure::Internal("no KMS client".into()))?;
     let arn = kms.kms_rsa_key.as_deref().unwrap_or_default();
     let padding = match kms.kms_rsa_padding.as_deref() {
         Some("oaep-sha1") => envseal::RsaPadding::OaepSha1,
@@ -365,19 +361,19 @@ fn kms_rsa_keyring(
         (Some(path), _) => {
             let bytes = read_key_file(path)?;
             let what = format!("--kms-rsa-public-key: key file {}", path.display());
-            let pem = std::str::from_utf8(&bytes).map_err(|_| Failure::runtime(format!("{what} is not a PEM file")))?;
-            Some(envseal::RsaPublicKey::from_pem(pem).map_err(|e| Failure::runtime(format!("{what}: {}", bare(&e))))?)
+            let pem = std::str::from_utf8(&bytes).map_err(|_| Failure::BadKey(format!("{what} is not a PEM file")))?;
+            Some(envseal::RsaPublicKey::from_pem(pem).map_err(|e| Failure::BadKey(format!("{what}: {}", bare(&e))))?)
         }
         (None, Mode::Encrypt) => {
-            return Err(Failure::usage(
-                "--kms-rsa-key needs --kms-rsa-public-key to encrypt (the key's PEM public key, from KMS GetPublicKey)",
+            return Err(Failure::Usage(
+                "--kms-rsa-key needs --kms-rsa-public-key to encrypt (the key's PEM public key, from KMS GetPublicKey)".into(),
             ))
         }
         (None, Mode::Decrypt) => None,
     };
     envseal::KmsRsaKeyring::new(client.clone(), arn, padding, public)
         .map(|k| k.with_grant_tokens(kms.aws.grant_token.iter().cloned()))
-        .map_err(|e| Failure::usage(format!("--kms-rsa-key: {}", bare(&e))))
+        .map_err(|e| Failure::Usage(format!("--kms-rsa-key: {}", bare(&e))))
 }
 
 /// A `--kms-ecdh-*` keyring (its GetPublicKey call runs here).
@@ -388,21 +384,23 @@ fn kms_ecdh_keyring(
     mode: Mode,
     remote: &Remote<'_>,
 ) -> Result<envseal::KmsEcdhKeyring, Failure> {
-    let client = remote.client.ok_or_else(|| Failure::runtime("no KMS client"))?;
+    let client = remote
+        .client
+        .ok_or_else(|| Failure::Internal("no KMS client".into()))?;
     let flag = if is_static {
         "--kms-ecdh-static"
     } else {
         "--kms-ecdh-discovery"
     };
     if !is_static && mode == Mode::Encrypt {
-        return Err(Failure::usage(format!(
+        return Err(Failure::Usage(format!(
             "{flag} only decrypts; encrypt with --kms-ecdh-static"
         )));
     }
     let keyring = match &spec.public_file {
         Some(path) if is_static => {
             let public = envseal::EcdhPublicKey::from_bytes(spec.curve, &read_key_file(path)?)
-                .map_err(|e| Failure::runtime(format!("{flag}: key file {}: {e}", path.display())))?;
+                .map_err(|e| Failure::BadKey(format!("{flag}: key file {}: {e}", path.display())))?;
             remote.runtime.block_on(envseal::KmsEcdhKeyring::static_keys(
                 client.clone(),
                 &spec.arn,
@@ -416,8 +414,8 @@ fn kms_ecdh_keyring(
         )),
     };
     let keyring = keyring.map_err(|e| match e {
-        envseal::Error::Config { .. } => Failure::usage(format!("{flag}: {}", bare(&e))),
-        other => Failure::runtime(format!("{flag}: {other}")),
+        envseal::Error::Config { .. } => Failure::Usage(format!("{flag}: {}", bare(&e))),
+        other => Failure::of(&other, format!("{flag}: {other}")),
     })?;
     Ok(keyring.with_grant_tokens(remote.kms.aws.grant_token.iter().cloned()))
 }
@@ -428,12 +426,12 @@ fn ecdh_keyring(scheme: EcdhScheme, spec: &EcdhSpec, mode: Mode) -> Result<envse
     let flag = scheme.flag();
     match (scheme, mode) {
         (EcdhScheme::Ephemeral, Mode::Decrypt) => {
-            return Err(Failure::usage(format!(
+            return Err(Failure::Usage(format!(
                 "{flag} only encrypts; decrypt with --raw-ecdh-discovery and the recipient's private key"
             )))
         }
         (EcdhScheme::Discovery, Mode::Encrypt) => {
-            return Err(Failure::usage(format!(
+            return Err(Failure::Usage(format!(
                 "{flag} only decrypts; encrypt with --raw-ecdh-static or --raw-ecdh-ephemeral"
             )))
         }
@@ -441,7 +439,7 @@ fn ecdh_keyring(scheme: EcdhScheme, spec: &EcdhSpec, mode: Mode) -> Result<envse
     }
     let curve = spec.curve;
     let file_error = |path: &Path, e: envseal::EcdhKeyError| {
-        Failure::runtime(format!("{flag}: key file {}: {e}", path.display()))
+        Failure::BadKey(format!("{flag}: key file {}: {e}", path.display()))
     };
     let private = |path: &Path| {
         envseal::EcdhPrivateKey::from_pkcs8(curve, &read_key_file(path)?).map_err(|e| file_error(path, e))
@@ -453,7 +451,7 @@ fn ecdh_keyring(scheme: EcdhScheme, spec: &EcdhSpec, mode: Mode) -> Result<envse
         EcdhScheme::Static => {
             let keyring =
                 envseal::RawEcdhKeyring::static_keys(private(&spec.files[0])?, public(&spec.files[1])?);
-            keyring.map_err(|e| Failure::usage(format!("{flag}: {}", bare(&e))))?
+            keyring.map_err(|e| Failure::Usage(format!("{flag}: {}", bare(&e))))?
         }
         EcdhScheme::Ephemeral => envseal::RawEcdhKeyring::ephemeral(public(&spec.files[0])?),
         EcdhScheme::Discovery => envseal::RawEcdhKeyring::discovery(private(&spec.files[0])?),

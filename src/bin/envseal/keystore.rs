@@ -12,8 +12,10 @@ use crate::cli::{AwsArgs, HierarchyArgs, KeyStoreCommand};
 #[cfg(feature = "hierarchy")]
 use crate::cli::{KeyStoreCreateArgs, KeyStoreKeyArgs, KeyStoreVersionArgs};
 #[cfg(feature = "hierarchy")]
-use crate::error::bare;
+use crate::error::setting_error;
 use crate::error::Failure;
+#[cfg(not(feature = "hierarchy"))]
+use crate::error::Feature;
 use crate::kms::KmsClient;
 
 /// Built without the `hierarchy` feature: key store options are refused.
@@ -27,10 +29,6 @@ impl KeyStore {
         match *self {}
     }
 }
-
-#[cfg(not(feature = "hierarchy"))]
-const NO_HIERARCHY: &str =
-    "this envseal was built without the AWS KMS Hierarchical keyring (feature hierarchy)";
 
 impl HierarchyArgs {
     /// Whether any key store option was given.
@@ -48,14 +46,14 @@ impl HierarchyArgs {
             return Ok(None);
         }
         if self.branch_key_id.is_empty() {
-            return Err(Failure::usage(
-                "--key-store-table, --key-store-kms-key and --key-store-name need --branch-key-id",
+            return Err(Failure::Usage(
+                "--key-store-table, --key-store-kms-key and --key-store-name need --branch-key-id".into(),
             ));
         }
         match (&self.key_store_table, &self.key_store_kms_key) {
             (Some(t), Some(k)) => Ok(Some((t, k))),
-            _ => Err(Failure::usage(
-                "--branch-key-id needs --key-store-table and --key-store-kms-key",
+            _ => Err(Failure::Usage(
+                "--branch-key-id needs --key-store-table and --key-store-kms-key".into(),
             )),
         }
     }
@@ -69,7 +67,7 @@ impl HierarchyArgs {
         _aws: &AwsArgs,
     ) -> Result<Option<KeyStore>, Failure> {
         match self.table_and_key()? {
-            Some(_) => Err(Failure::usage(NO_HIERARCHY)),
+            Some(_) => Err(Failure::NotBuilt(Feature::Hierarchy)),
             None => Ok(None),
         }
     }
@@ -85,7 +83,7 @@ impl HierarchyArgs {
         let Some((table, kms_key)) = self.table_and_key()? else {
             return Ok(None);
         };
-        let kms = kms.ok_or_else(|| Failure::runtime("no KMS client"))?;
+        let kms = kms.ok_or_else(|| Failure::Internal("no KMS client".into()))?;
         build_store(
             runtime,
             table,
@@ -119,24 +117,12 @@ fn build_store(
     if let Some(url) = &aws.dynamodb_endpoint {
         builder = builder.endpoint_url(url.clone());
     }
-    runtime
-        .block_on(builder.build())
-        .map_err(|e| Failure::usage(bare(&e)))
-}
-
-/// A library error from a key store operation: a usage error for bad
-/// settings, else one line naming the service, operation and branch key.
-#[cfg(feature = "hierarchy")]
-fn store_failure(e: envseal::Error) -> Failure {
-    match e {
-        envseal::Error::Config { .. } => Failure::usage(bare(&e)),
-        other => Failure::from(other),
-    }
+    runtime.block_on(builder.build()).map_err(setting_error)
 }
 
 #[cfg(not(feature = "hierarchy"))]
 pub(crate) fn run(_cmd: &KeyStoreCommand) -> Result<(), Failure> {
-    Err(Failure::usage(NO_HIERARCHY))
+    Err(Failure::NotBuilt(Feature::Hierarchy))
 }
 
 /// `envseal key-store create-table|create-key|version-key`.
@@ -149,7 +135,7 @@ pub(crate) fn run(cmd: &KeyStoreCommand) -> Result<(), Failure> {
             let store = build_store(&runtime, &args.key_store_table, None, None, &kms, &args.aws)?;
             let _stats =
                 crate::kms::StatsOnExit::new(&args.aws, Some(&kms)).with_dynamodb(Some(store.counters()));
-            runtime.block_on(store.create_table()).map_err(store_failure)?;
+            runtime.block_on(store.create_table()).map_err(setting_error)?;
             Ok(())
         }
         KeyStoreCommand::CreateKey(args) => create_key(&runtime, args),
@@ -179,7 +165,7 @@ fn create_key(runtime: &Runtime, args: &KeyStoreCreateArgs) -> Result<(), Failur
     let context = crate::cli::build_context(&args.context)?;
     let id = runtime
         .block_on(store.create_key(args.branch_key_id.as_deref(), &context))
-        .map_err(store_failure)?;
+        .map_err(setting_error)?;
     print_line(&id)
 }
 
@@ -190,7 +176,7 @@ fn version_key(runtime: &Runtime, args: &KeyStoreVersionArgs) -> Result<(), Fail
         crate::kms::StatsOnExit::new(&args.store.aws, Some(&kms)).with_dynamodb(Some(store.counters()));
     let version = runtime
         .block_on(store.version_key(&args.branch_key_id))
-        .map_err(store_failure)?;
+        .map_err(setting_error)?;
     print_line(&version)
 }
 
@@ -199,5 +185,5 @@ fn print_line(text: &str) -> Result<(), Failure> {
     let mut out = io::stdout().lock();
     writeln!(out, "{text}")
         .and_then(|()| out.flush())
-        .map_err(|e| Failure::runtime(format!("writing output: {e}")))
+        .map_err(|e| Failure::UnwritableOutput(format!("writing output: {e}")))
 }

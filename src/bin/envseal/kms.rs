@@ -14,8 +14,10 @@ use tokio::runtime::Runtime;
 
 use crate::cli::{AwsArgs, DoctorArgs, KmsArgs};
 use crate::error::Failure;
+#[cfg(not(feature = "kms"))]
+use crate::error::Feature;
 #[cfg(feature = "kms")]
-use crate::error::{bare, one_line};
+use crate::error::{one_line, setting_error};
 
 /// Built without the `kms` feature: KMS options are refused, never ignored.
 #[cfg(not(feature = "kms"))]
@@ -36,9 +38,7 @@ impl KmsArgs {
     #[cfg(not(feature = "kms"))]
     pub(crate) fn client(&self, _runtime: &Runtime, also: bool) -> Result<Option<KmsClient>, Failure> {
         if self.used() || also {
-            return Err(Failure::usage(
-                "this envseal was built without AWS KMS support (feature kms)",
-            ));
+            return Err(Failure::NotBuilt(Feature::Kms));
         }
         Ok(None)
     }
@@ -98,9 +98,7 @@ impl AwsArgs {
         if let Some(u) = &self.kms_endpoint {
             builder = builder.endpoint_url(u.clone());
         }
-        runtime
-            .block_on(builder.build())
-            .map_err(|e| Failure::usage(bare(&e)))
+        runtime.block_on(builder.build()).map_err(setting_error)
     }
 }
 
@@ -110,7 +108,7 @@ pub(crate) fn runtime() -> Result<Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
+        .map_err(|e| Failure::Failed(format!("cannot start the async runtime: {e}")))
 }
 
 /// Prints the counters when dropped (success or failure) if `--kms-stats`:
@@ -214,9 +212,7 @@ fn print_dynamodb_stats(s: &envseal::kms::KmsStats) {
 
 #[cfg(not(feature = "kms"))]
 pub(crate) fn doctor(_args: &DoctorArgs) -> Result<(), Failure> {
-    Err(Failure::usage(
-        "this envseal was built without AWS KMS support (feature kms)",
-    ))
+    Err(Failure::NotBuilt(Feature::Kms))
 }
 
 #[cfg(feature = "kms")]
@@ -251,6 +247,6 @@ pub(crate) fn doctor(args: &DoctorArgs) -> Result<(), Failure> {
             let _ = writeln!(out, "doctor: ok");
             Ok(())
         }
-        Some(reason) => Err(Failure::runtime(format!("doctor: {reason}"))),
+        Some(reason) => Err(Failure::Doctor(format!("doctor: {reason}"))),
     }
 }

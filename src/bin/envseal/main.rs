@@ -54,12 +54,12 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            let (code, msg) = match failure {
-                Failure::Usage(m) => (2, m),
-                Failure::Runtime(m) => (1, m),
-            };
-            let _ = writeln!(io::stderr(), "envseal: {}", one_line(&msg));
-            ExitCode::from(code)
+            let mut err = io::stderr().lock();
+            let _ = writeln!(err, "envseal: {}", one_line(&failure.to_string()));
+            if let Some(hint) = failure.hint() {
+                let _ = writeln!(err, "hint: {}", one_line(&hint));
+            }
+            ExitCode::from(failure.exit_code())
         }
     }
 }
@@ -76,26 +76,49 @@ fn parse_args() -> Result<(Cli, ArgMatches), Failure> {
             ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand
                 if std::env::args().nth(1).as_deref() == Some("key-store") =>
             {
-                return Err(Failure::usage(
-                    "key-store needs a subcommand: create-table, create-key or version-key (see envseal key-store --help)",
+                return Err(Failure::Usage(
+                    "key-store needs a subcommand: create-table, create-key or version-key (see envseal key-store --help)"
+                        .into(),
                 ));
             }
             ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
-                return Err(Failure::usage(
-                    "a subcommand is required: encrypt, decrypt, inspect, doctor or key-store (see envseal --help)",
+                return Err(Failure::Usage(
+                    "a subcommand is required: encrypt, decrypt, inspect, doctor or key-store (see envseal --help)"
+                        .into(),
                 ));
             }
-            _ => return Err(Failure::usage(clap_one_line(&e))),
+            // The message names the values the option takes.
+            ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+                return Err(Failure::Usage(clap_one_line(&e)))
+            }
+            _ => return Err(args_failure(&e)),
         },
     };
-    let cli = Cli::from_arg_matches(&matches).map_err(|e| Failure::usage(clap_one_line(&e)))?;
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| args_failure(&e))?;
     Ok((cli, matches))
+}
+
+/// A command line clap refused, with the (sub)command it was for.
+fn args_failure(e: &clap::Error) -> Failure {
+    let mut command = Cli::command();
+    let mut names: Vec<String> = Vec::new();
+    for arg in std::env::args().skip(1) {
+        let Some(sub) = command.find_subcommand(&arg).cloned() else {
+            break;
+        };
+        names.push(sub.get_name().to_owned());
+        command = sub;
+    }
+    Failure::Args {
+        message: clap_one_line(e),
+        command: (!names.is_empty()).then(|| names.join(" ")),
+    }
 }
 
 fn run() -> Result<(), Failure> {
     let (cli, matches) = parse_args()?;
     let sub = matches.subcommand().map(|(_, m)| m).ok_or_else(|| {
-        Failure::usage("a subcommand is required: encrypt, decrypt, inspect, doctor or key-store")
+        Failure::Usage("a subcommand is required: encrypt, decrypt, inspect, doctor or key-store".into())
     })?;
     match cli.command {
         Command::Encrypt(args) => {

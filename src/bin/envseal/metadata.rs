@@ -75,14 +75,14 @@ fn any_header() -> Result<Config, Failure> {
         .commitment_policy(CommitmentPolicy::ForbidEncryptAllowDecrypt)
         .max_encrypted_data_keys(usize::from(u16::MAX))
         .build()
-        .map_err(|e| Failure::runtime(e.to_string()))
+        .map_err(|e| Failure::Internal(e.to_string()))
 }
 
 /// The `header` and `header_auth` objects of a header just built (an
 /// [`envseal::Encryptor::header`]).
 pub(crate) fn header_of(bytes: &[u8]) -> Result<(Value, Value), Failure> {
     let d = Decryptor::new(bytes, &any_header()?)
-        .map_err(|e| Failure::runtime(format!("cannot read back the header written: {e}")))?;
+        .map_err(|e| Failure::Internal(format!("cannot read back the header written: {e}")))?;
     Ok((header_json(&d), header_auth_json(&d)))
 }
 
@@ -97,7 +97,7 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<(), Failure> {
         .map_err(io::Error::from)
         .and_then(|()| writeln!(stdout))
         .and_then(|()| stdout.flush())
-        .map_err(|e| Failure::runtime(format!("writing output: {e}")))
+        .map_err(|e| Failure::UnwritableOutput(format!("writing output: {e}")))
 }
 
 fn inspect_json<R: Read>(d: &Decryptor<R>) -> Value {
@@ -137,8 +137,8 @@ impl MetadataOut {
         };
         if is_stdio(path) {
             if is_stdio(&common.output) {
-                return Err(Failure::usage(
-                    "--metadata-output - and --output - cannot both be stdout",
+                return Err(Failure::Usage(
+                    "--metadata-output - and --output - cannot both be stdout".into(),
                 ));
             }
             return Ok(Some(MetadataOut {
@@ -146,7 +146,7 @@ impl MetadataOut {
             }));
         }
         if common.input.iter().any(|i| crate::output::same_file(i, path)) {
-            return Err(Failure::usage(format!(
+            return Err(Failure::Usage(format!(
                 "--metadata-output {} is an input; inputs are never modified",
                 path.display()
             )));
@@ -158,19 +158,19 @@ impl MetadataOut {
             .truncate(common.overwrite_metadata)
             .open(path)
             .map_err(|e| {
-                Failure::runtime(format!("cannot open --metadata-output {}: {e}", path.display()))
+                Failure::UnwritableOutput(format!("cannot open --metadata-output {}: {e}", path.display()))
             })?;
         Ok(Some(MetadataOut { out: Box::new(file) }))
     }
 
     /// Writes one line (and flushes it: a later failure keeps it).
     pub(crate) fn write(&mut self, line: &Value) -> Result<(), Failure> {
-        let mut text = serde_json::to_vec(line).map_err(|e| Failure::runtime(e.to_string()))?;
+        let mut text = serde_json::to_vec(line).map_err(|e| Failure::Internal(e.to_string()))?;
         text.push(b'\n');
         self.out
             .write_all(&text)
             .and_then(|()| self.out.flush())
-            .map_err(|e| Failure::runtime(format!("writing --metadata-output: {e}")))
+            .map_err(|e| Failure::UnwritableOutput(format!("writing --metadata-output: {e}")))
     }
 }
 

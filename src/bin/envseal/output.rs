@@ -67,14 +67,14 @@ pub(crate) fn check_paths(input: &Path, output: &Path, force: bool) -> Result<Ta
     if !is_stdio(input) {
         match fs::metadata(input) {
             Ok(m) if m.is_dir() => {
-                return Err(Failure::runtime(format!(
+                return Err(Failure::UnreadableInput(format!(
                     "input {} is a directory",
                     input.display()
                 )));
             }
             Ok(_) => {}
             Err(e) => {
-                return Err(Failure::runtime(format!(
+                return Err(Failure::UnreadableInput(format!(
                     "cannot open input {}: {e}",
                     input.display()
                 )));
@@ -87,7 +87,7 @@ pub(crate) fn check_paths(input: &Path, output: &Path, force: bool) -> Result<Ta
     let meta = fs::metadata(output);
     if let Ok(m) = &meta {
         if m.is_dir() {
-            return Err(Failure::runtime(format!(
+            return Err(Failure::BadOutput(format!(
                 "output {} is a directory",
                 output.display()
             )));
@@ -96,23 +96,20 @@ pub(crate) fn check_paths(input: &Path, output: &Path, force: bool) -> Result<Ta
             return Ok(Target::Stream(output.to_owned()));
         }
         if !m.is_file() {
-            return Err(Failure::runtime(format!(
+            return Err(Failure::BadOutput(format!(
                 "output {} is not a regular file",
                 output.display()
             )));
         }
     }
     if !is_stdio(input) && same_file(input, output) {
-        return Err(Failure::usage(format!(
+        return Err(Failure::Usage(format!(
             "input and output are the same file ({}); the input is never modified",
             input.display()
         )));
     }
     if !force && fs::symlink_metadata(output).is_ok() {
-        return Err(Failure::runtime(format!(
-            "output file {} already exists (use --force to overwrite)",
-            output.display()
-        )));
+        return Err(Failure::OutputExists(output.to_owned()));
     }
     // An existing symlink is followed: the file it names is replaced.
     let dest = match meta {
@@ -135,7 +132,7 @@ pub(crate) fn open_metered(path: &Path, meter: Meter) -> Result<BufReader<Box<dy
         })
     } else {
         let file = File::open(path)
-            .map_err(|e| Failure::runtime(format!("cannot open input {}: {e}", path.display())))?;
+            .map_err(|e| Failure::UnreadableInput(format!("cannot open input {}: {e}", path.display())))?;
         Box::new(Metered { inner: file, meter })
     };
     Ok(BufReader::with_capacity(IO_BUFFER, inner))
@@ -205,7 +202,7 @@ pub(crate) fn open_stream(path: &Path) -> Result<File, Failure> {
     fs::OpenOptions::new()
         .write(true)
         .open(path)
-        .map_err(|e| Failure::runtime(format!("cannot open output {}: {e}", path.display())))
+        .map_err(|e| Failure::UnwritableOutput(format!("cannot open output {}: {e}", path.display())))
 }
 
 /// Where the output goes until it is committed.
@@ -239,7 +236,7 @@ impl Sink {
         if spool && matches!(target, Target::Stdout) {
             if let Some((file, len)) = stdout_file() {
                 let guard = InPlace::register(&file, len)
-                    .map_err(|e| Failure::runtime(format!("cannot write output: {e}")))?;
+                    .map_err(|e| Failure::UnwritableOutput(format!("cannot write output: {e}")))?;
                 return Ok(Sink::InPlace {
                     writer: BufWriter::with_capacity(IO_BUFFER, file),
                     guard,
@@ -253,7 +250,7 @@ impl Sink {
                     _ => None,
                 };
                 let file = tempfile::tempfile()
-                    .map_err(|e| Failure::runtime(format!("cannot create a temporary file: {e}")))?;
+                    .map_err(|e| Failure::UnwritableOutput(format!("cannot create a temporary file: {e}")))?;
                 return Ok(Sink::Spool {
                     writer: BufWriter::with_capacity(IO_BUFFER, file),
                     dest,
@@ -278,7 +275,7 @@ impl Sink {
             _ => Path::new("."),
         };
         let tmp = TempOutput::create_in(parent).map_err(|e| {
-            Failure::runtime(format!(
+            Failure::UnwritableOutput(format!(
                 "cannot create a temporary file in {}: {e}",
                 parent.display()
             ))
@@ -292,7 +289,7 @@ impl Sink {
 
     /// Flushes and puts the output in place.
     pub(crate) fn commit(self) -> Result<(), Failure> {
-        let werr = |e: io::Error| Failure::runtime(format!("writing output: {e}"));
+        let werr = |e: io::Error| Failure::UnwritableOutput(format!("writing output: {e}"));
         match self {
             Sink::Stdout(mut w) => w.flush().map_err(werr),
             Sink::InPlace { writer, guard } => {
@@ -325,12 +322,9 @@ impl Sink {
                 let tmp = writer.into_inner().map_err(|e| werr(e.into_error()))?;
                 tmp.persist(&dest, force).map_err(|e| {
                     if e.kind() == io::ErrorKind::AlreadyExists {
-                        Failure::runtime(format!(
-                            "output file {} already exists (use --force to overwrite)",
-                            dest.display()
-                        ))
+                        Failure::OutputExists(dest.clone())
                     } else {
-                        Failure::runtime(format!("cannot write output {}: {e}", dest.display()))
+                        Failure::UnwritableOutput(format!("cannot write output {}: {e}", dest.display()))
                     }
                 })
             }
