@@ -118,26 +118,112 @@ fn hex_short(b: &[u8]) -> String {
 
 /// Why a key could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EcdhKeyError(pub(crate) String);
+#[non_exhaustive]
+pub enum EcdhKeyError {
+    /// The bytes are no public key in a form read here (PEM `PUBLIC KEY`,
+    /// DER SubjectPublicKeyInfo, a SEC1 point) for the curve.
+    NotPublicKey {
+        /// The curve asked for.
+        curve: EcdhCurve,
+    },
+    /// The bytes are no PKCS#8 EC private key (PEM `PRIVATE KEY` or DER)
+    /// for the curve.
+    NotPrivateKey {
+        /// The curve asked for.
+        curve: EcdhCurve,
+    },
+    /// A key, but on another curve than the one asked for.
+    WrongCurve {
+        /// The curve asked for.
+        expected: EcdhCurve,
+        /// The key's curve.
+        found: EcdhCurve,
+    },
+    /// A SEC1 point of the curve's length that is not on the curve.
+    NotOnCurve {
+        /// The curve asked for.
+        curve: EcdhCurve,
+    },
+}
 
 impl fmt::Display for EcdhKeyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            EcdhKeyError::NotPublicKey { curve } => write!(
+                f,
+                "not an EC public key on {curve} (PEM \"PUBLIC KEY\", DER SubjectPublicKeyInfo or a SEC1 point)"
+            ),
+            EcdhKeyError::NotPrivateKey { curve } => write!(
+                f,
+                "not a PKCS#8 EC private key on {curve} (PEM \"PRIVATE KEY\" or DER)"
+            ),
+            EcdhKeyError::WrongCurve { expected, found } => {
+                write!(f, "an EC key on {found}, not on {expected}")
+            }
+            EcdhKeyError::NotOnCurve { curve } => write!(f, "a SEC1 point that is not on {curve}"),
+        }
     }
 }
 
 impl std::error::Error for EcdhKeyError {}
+
+/// Every curve, for telling a key of another curve apart from no key.
+const CURVES: [EcdhCurve; 3] = [EcdhCurve::P256, EcdhCurve::P384, EcdhCurve::P521];
+
+/// The curve of a public key in `bytes` (PEM, DER or SEC1), if any.
+fn public_key_curve(bytes: &[u8]) -> Option<EcdhCurve> {
+    let text = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| t.contains("-----BEGIN"));
+    CURVES.into_iter().find(|&curve| {
+        with_curve!(curve, |c| match text {
+            Some(pem) => c::PublicKey::from_public_key_pem(pem.trim()).is_ok(),
+            None =>
+                c::PublicKey::from_public_key_der(bytes).is_ok()
+                    || c::PublicKey::from_sec1_bytes(bytes).is_ok(),
+        })
+    })
+}
+
+/// The curve of a PKCS#8 private key in `bytes` (PEM or DER), if any.
+fn private_key_curve(bytes: &[u8]) -> Option<EcdhCurve> {
+    let text = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| t.contains("-----BEGIN"));
+    CURVES.into_iter().find(|&curve| {
+        with_curve!(curve, |c| match text {
+            Some(pem) => c::SecretKey::from_pkcs8_pem(pem.trim()).is_ok(),
+            None => c::SecretKey::from_pkcs8_der(bytes).is_ok(),
+        })
+    })
+}
+
+/// Whether `bytes` has the length and tag of a SEC1 point on `curve`
+/// (compressed or not).
+fn sec1_shaped(curve: EcdhCurve, bytes: &[u8]) -> bool {
+    match bytes.first() {
+        Some(2 | 3) => bytes.len() == curve.compressed_len(),
+        Some(4) => bytes.len() == 2 * curve.field_len() + 1,
+        _ => false,
+    }
+}
 
 impl EcdhPublicKey {
     /// A public key of `curve` from PEM `PUBLIC KEY`, DER
     /// SubjectPublicKeyInfo, or a SEC1 point (compressed or not).
     ///
     /// # Errors
-    /// Not a public key of that curve (wrong curve, not on the curve,
-    /// not a public key at all).
+    /// [`EcdhKeyError::WrongCurve`] for a public key of another curve,
+    /// [`EcdhKeyError::NotOnCurve`] for a SEC1 point off the curve,
+    /// [`EcdhKeyError::NotPublicKey`] for anything else.
     pub fn from_bytes(curve: EcdhCurve, bytes: &[u8]) -> Result<Self, EcdhKeyError> {
-        let wrong = || {
-            EcdhKeyError(format!("not an EC public key on {curve} (PEM \"PUBLIC KEY\", DER SubjectPublicKeyInfo or a SEC1 point)"))
+        let wrong = || match public_key_curve(bytes) {
+            Some(found) if found != curve => EcdhKeyError::WrongCurve {
+                expected: curve,
+                found,
+            },
+            _ if sec1_shaped(curve, bytes) => EcdhKeyError::NotOnCurve { curve },
+            _ => EcdhKeyError::NotPublicKey { curve },
         };
         let text = std::str::from_utf8(bytes)
             .ok()
@@ -198,12 +284,15 @@ impl EcdhPrivateKey {
     /// A private key of `curve` from PKCS#8, PEM (`PRIVATE KEY`) or DER.
     ///
     /// # Errors
-    /// Not a PKCS#8 EC private key of that curve.
+    /// [`EcdhKeyError::WrongCurve`] for a private key of another curve,
+    /// [`EcdhKeyError::NotPrivateKey`] for anything else.
     pub fn from_pkcs8(curve: EcdhCurve, bytes: &[u8]) -> Result<Self, EcdhKeyError> {
-        let wrong = || {
-            EcdhKeyError(format!(
-                "not a PKCS#8 EC private key on {curve} (PEM \"PRIVATE KEY\" or DER)"
-            ))
+        let wrong = || match private_key_curve(bytes) {
+            Some(found) if found != curve => EcdhKeyError::WrongCurve {
+                expected: curve,
+                found,
+            },
+            _ => EcdhKeyError::NotPrivateKey { curve },
         };
         let text = std::str::from_utf8(bytes)
             .ok()
@@ -285,4 +374,56 @@ pub(crate) fn ecdh_keying_material(
     commitment.copy_from_slice(&okm[..32]);
     wrapping.copy_from_slice(&okm[32..]);
     Ok((commitment, wrapping))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    /// Each way a key fails to read is its own error, and Display keeps
+    /// the texts users saw before (what forms are read, on which curve).
+    #[test]
+    fn key_errors_say_what_went_wrong() {
+        let (p256, p384) = (EcdhCurve::P256, EcdhCurve::P384);
+        let public_der = data("ecdh-p256-b-public.der");
+        let private_pem = data("ecdh-p256-a-private.pem");
+        assert!(EcdhPublicKey::from_bytes(p256, &public_der).is_ok());
+        assert!(EcdhPrivateKey::from_pkcs8(p256, &private_pem).is_ok());
+
+        let wrong = EcdhKeyError::WrongCurve {
+            expected: p384,
+            found: p256,
+        };
+        assert_eq!(EcdhPublicKey::from_bytes(p384, &public_der).unwrap_err(), wrong);
+        assert_eq!(EcdhPrivateKey::from_pkcs8(p384, &private_pem).unwrap_err(), wrong);
+        assert_eq!(wrong.to_string(), "an EC key on p256, not on p384");
+        // A SEC1 point of the curve's length and tag, but off the curve.
+        let mut off = vec![4u8];
+        off.extend([1u8; 64]);
+        assert_eq!(
+            EcdhPublicKey::from_bytes(p256, &off).unwrap_err(),
+            EcdhKeyError::NotOnCurve { curve: p256 }
+        );
+        let not_public = EcdhPublicKey::from_bytes(p256, b"not a key").unwrap_err();
+        assert_eq!(not_public, EcdhKeyError::NotPublicKey { curve: p256 });
+        assert_eq!(
+            not_public.to_string(),
+            "not an EC public key on p256 (PEM \"PUBLIC KEY\", DER SubjectPublicKeyInfo or a SEC1 point)"
+        );
+        // A private key where a public key goes, and the reverse.
+        assert_eq!(
+            EcdhPublicKey::from_bytes(p256, &private_pem).unwrap_err(),
+            EcdhKeyError::NotPublicKey { curve: p256 }
+        );
+        let not_private = EcdhPrivateKey::from_pkcs8(p256, &public_der).unwrap_err();
+        assert_eq!(not_private, EcdhKeyError::NotPrivateKey { curve: p256 });
+        assert_eq!(
+            not_private.to_string(),
+            "not a PKCS#8 EC private key on p256 (PEM \"PRIVATE KEY\" or DER)"
+        );
+    }
 }
