@@ -94,8 +94,88 @@ impl NewItem<'_> {
     }
 }
 
-/// Why an item read back cannot be used.
-pub(crate) type ItemError = String;
+/// Why an item read back (or about to be written) breaks the record
+/// format. Display names the attribute and the value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ItemError {
+    /// A required attribute is absent, or not of the type it must have.
+    Missing {
+        /// The attribute.
+        name: &'static str,
+        /// The type it must have, when absence is told apart by type
+        /// (`hierarchy-version` numeric, `enc` binary and non-empty).
+        kind: Option<AttrKind>,
+    },
+    /// An attribute of a type the record format does not allow there.
+    WrongType {
+        /// The attribute.
+        name: String,
+        /// What it must be.
+        want: AttrKind,
+    },
+    /// The item has an attribute it must not have: `tablename` (the KMS
+    /// context adds it), or `version` on an item other than ACTIVE.
+    Forbidden(&'static str),
+    /// The item is for another branch key.
+    OtherBranchKey(String),
+    /// The item's `type` is not the one read.
+    OtherType(String),
+    /// A `hierarchy-version` other than 1.
+    HierarchyVersion(String),
+    /// A version without the `branch:version:` prefix.
+    VersionPrefix(String),
+    /// A version that is not a UUID.
+    VersionNotUuid(String),
+}
+
+/// The type an attribute must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AttrKind {
+    /// `S`.
+    String,
+    /// `S` or `N` (what the KMS encryption context takes).
+    StringOrNumber,
+    /// `N`.
+    Numeric,
+    /// `B`.
+    Binary,
+}
+
+impl std::fmt::Display for ItemError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ItemError::Missing { name, kind: None } => write!(f, "the item has no `{name}` attribute"),
+            ItemError::Missing {
+                name,
+                kind: Some(AttrKind::Numeric),
+            } => write!(f, "the item has no numeric `{name}`"),
+            ItemError::Missing {
+                name,
+                kind: Some(AttrKind::Binary),
+            } => write!(f, "the item has no binary `{name}`"),
+            ItemError::Missing { name, kind: Some(_) } => write!(f, "the item has no string `{name}`"),
+            ItemError::WrongType {
+                name,
+                want: AttrKind::StringOrNumber,
+            } => write!(f, "attribute `{name}` is binary, not a string or number"),
+            ItemError::WrongType { name, .. } => write!(f, "attribute `{name}` is not a string"),
+            ItemError::Forbidden(name) if *name == VERSION => {
+                write!(
+                    f,
+                    "the item has a `{VERSION}` attribute (only {TYPE_ACTIVE} has one)"
+                )
+            }
+            ItemError::Forbidden(name) => write!(f, "the item has a `{name}` attribute"),
+            ItemError::OtherBranchKey(id) => write!(f, "the item is for branch key `{id}`"),
+            ItemError::OtherType(t) => write!(f, "the item's type is `{t}`"),
+            ItemError::HierarchyVersion(n) => write!(f, "unsupported hierarchy-version {n}"),
+            ItemError::VersionPrefix(text) => {
+                write!(f, "the version `{text}` does not start with `{VERSION_PREFIX}`")
+            }
+            ItemError::VersionNotUuid(v) => write!(f, "the version `{v}` is not a UUID"),
+        }
+    }
+}
 
 /// The KMS encryption context of an item: every attribute but `enc`
 /// (numbers as their text), plus `tablename` = the logical key store name.
@@ -107,11 +187,16 @@ pub(crate) fn kms_context(item: &Item, logical_name: &str) -> Result<EncryptionC
             continue;
         }
         if name == TABLE_NAME {
-            return Err(format!("the item has a `{TABLE_NAME}` attribute"));
+            return Err(ItemError::Forbidden(TABLE_NAME));
         }
         match value {
             Attr::S(s) | Attr::N(s) => ctx.insert(name.clone(), s.clone()),
-            Attr::B(_) => return Err(format!("attribute `{name}` is binary, not a string or number")),
+            Attr::B(_) => {
+                return Err(ItemError::WrongType {
+                    name: name.clone(),
+                    want: AttrKind::StringOrNumber,
+                })
+            }
         };
     }
     ctx.insert(TABLE_NAME, logical_name);
@@ -133,11 +218,14 @@ pub(crate) struct CheckedItem {
     pub(crate) kms_context: EncryptionContext,
 }
 
-fn string_attr<'i>(item: &'i Item, name: &str) -> Result<&'i str, ItemError> {
+fn string_attr<'i>(item: &'i Item, name: &'static str) -> Result<&'i str, ItemError> {
     match item.get(name) {
         Some(Attr::S(s)) => Ok(s),
-        Some(_) => Err(format!("attribute `{name}` is not a string")),
-        None => Err(format!("the item has no `{name}` attribute")),
+        Some(_) => Err(ItemError::WrongType {
+            name: name.to_owned(),
+            want: AttrKind::String,
+        }),
+        None => Err(ItemError::Missing { name, kind: None }),
     }
 }
 
@@ -153,29 +241,37 @@ pub(crate) fn check_item(
 ) -> Result<CheckedItem, ItemError> {
     let id = string_attr(item, BRANCH_KEY_ID)?;
     if id != branch_key_id {
-        return Err(format!("the item is for branch key `{id}`"));
+        return Err(ItemError::OtherBranchKey(id.to_owned()));
     }
     let item_type = string_attr(item, TYPE)?;
     if item_type != want.sort_key() {
-        return Err(format!("the item's type is `{item_type}`"));
+        return Err(ItemError::OtherType(item_type.to_owned()));
     }
     string_attr(item, CREATE_TIME)?;
     let kms_arn = string_attr(item, KMS_ARN)?.to_owned();
     match item.get(HIERARCHY_VERSION) {
         Some(Attr::N(n)) if n == HIERARCHY_VERSION_1 => {}
-        Some(Attr::N(n)) => return Err(format!("unsupported hierarchy-version {n}")),
-        _ => return Err(format!("the item has no numeric `{HIERARCHY_VERSION}`")),
+        Some(Attr::N(n)) => return Err(ItemError::HierarchyVersion(n.clone())),
+        _ => {
+            return Err(ItemError::Missing {
+                name: HIERARCHY_VERSION,
+                kind: Some(AttrKind::Numeric),
+            })
+        }
     }
     let enc = match item.get(ENC) {
         Some(Attr::B(b)) if !b.is_empty() => b.clone(),
-        _ => return Err(format!("the item has no binary `{ENC}`")),
+        _ => {
+            return Err(ItemError::Missing {
+                name: ENC,
+                kind: Some(AttrKind::Binary),
+            })
+        }
     };
     let version_text = match want {
         ItemType::Active => Some(string_attr(item, VERSION)?),
         ItemType::Version(_) | ItemType::Beacon if item.contains_key(VERSION) => {
-            return Err(format!(
-                "the item has a `{VERSION}` attribute (only {TYPE_ACTIVE} has one)"
-            ))
+            return Err(ItemError::Forbidden(VERSION))
         }
         ItemType::Version(_) => Some(item_type),
         ItemType::Beacon => None,
@@ -185,9 +281,9 @@ pub(crate) fn check_item(
         Some(text) => {
             let version = text
                 .strip_prefix(VERSION_PREFIX)
-                .ok_or_else(|| format!("the version `{text}` does not start with `{VERSION_PREFIX}`"))?;
+                .ok_or_else(|| ItemError::VersionPrefix(text.to_owned()))?;
             if parse_version(version).is_none() {
-                return Err(format!("the version `{version}` is not a UUID"));
+                return Err(ItemError::VersionNotUuid(version.to_owned()));
             }
             Some(version.to_owned())
         }
@@ -197,7 +293,12 @@ pub(crate) fn check_item(
         if let Some(key) = name.strip_prefix(CUSTOM_PREFIX) {
             match value {
                 Attr::S(s) => custom.insert(key, s.clone()),
-                _ => return Err(format!("attribute `{name}` is not a string")),
+                _ => {
+                    return Err(ItemError::WrongType {
+                        name: name.clone(),
+                        want: AttrKind::String,
+                    })
+                }
             };
         }
     }
@@ -322,6 +423,83 @@ mod tests {
         }
         assert!(check_item(&active_item(v), "other", ItemType::Active, "logical").is_err());
         assert!(check_item(&active_item(v), "bk", ItemType::Version(v), "logical").is_err());
+    }
+
+    /// Each break of the record format is its own error; Display keeps
+    /// the texts the key store's errors showed before.
+    #[test]
+    fn item_errors_name_the_attribute_and_what_is_wrong() {
+        let v = "0f7a3a5e-3c2b-4c1e-9b8a-1d2e3f4a5b6c";
+        let broken = |name: &str, value: Option<Attr>| {
+            let mut item = active_item(v);
+            match value {
+                Some(a) => item.insert(name.into(), a),
+                None => item.remove(name),
+            };
+            check_item(&item, "bk", ItemType::Active, "logical").unwrap_err()
+        };
+        let cases = [
+            (broken(KMS_ARN, None), "the item has no `kms-arn` attribute"),
+            (broken(ENC, None), "the item has no binary `enc`"),
+            (
+                broken(HIERARCHY_VERSION, Some(Attr::S("1".into()))),
+                "the item has no numeric `hierarchy-version`",
+            ),
+            (
+                broken(HIERARCHY_VERSION, Some(Attr::N("2".into()))),
+                "unsupported hierarchy-version 2",
+            ),
+            (
+                broken(KMS_ARN, Some(Attr::N("1".into()))),
+                "attribute `kms-arn` is not a string",
+            ),
+            (
+                broken("aws-crypto-ec:tenant", Some(Attr::B(vec![0]))),
+                "attribute `aws-crypto-ec:tenant` is not a string",
+            ),
+            (
+                broken(VERSION, Some(Attr::S("0f7a3a5e".into()))),
+                "the version `0f7a3a5e` does not start with `branch:version:`",
+            ),
+            (
+                broken(VERSION, Some(Attr::S(format!("{VERSION_PREFIX}0f7a3a5e")))),
+                "the version `0f7a3a5e` is not a UUID",
+            ),
+            (
+                broken(TABLE_NAME, Some(Attr::S("x".into()))),
+                "the item has a `tablename` attribute",
+            ),
+        ];
+        for (err, text) in &cases {
+            assert_eq!(err.to_string(), *text, "{err:?}");
+        }
+        assert_eq!(
+            cases[1].0,
+            ItemError::Missing {
+                name: ENC,
+                kind: Some(AttrKind::Binary)
+            }
+        );
+        assert_eq!(cases[3].0, ItemError::HierarchyVersion("2".into()));
+        assert_eq!(cases[8].0, ItemError::Forbidden(TABLE_NAME));
+        let mut binary = active_item(v);
+        binary.insert("x".into(), Attr::B(vec![1]));
+        assert_eq!(
+            kms_context(&binary, "logical").unwrap_err().to_string(),
+            "attribute `x` is binary, not a string or number"
+        );
+        let other = check_item(&active_item(v), "other", ItemType::Active, "logical").unwrap_err();
+        assert_eq!(other, ItemError::OtherBranchKey("bk".into()));
+        let beacon = check_item(&active_item(v), "bk", ItemType::Beacon, "logical").unwrap_err();
+        assert_eq!(beacon.to_string(), "the item's type is `branch:ACTIVE`");
+        let mut versioned = item(ItemType::Beacon, v);
+        versioned.insert(VERSION.into(), Attr::S(format!("{VERSION_PREFIX}{v}")));
+        assert_eq!(
+            check_item(&versioned, "bk", ItemType::Beacon, "logical")
+                .unwrap_err()
+                .to_string(),
+            "the item has a `version` attribute (only branch:ACTIVE has one)"
+        );
     }
 
     /// A beacon item passes its checks (it has no version); only an ACTIVE

@@ -605,7 +605,8 @@ impl KeyStore {
                 .into()
         };
         let item = &fetched.item;
-        let checked = check_item(item, branch_key_id, want, &self.inner.logical_name).map_err(bad_item)?;
+        let checked = check_item(item, branch_key_id, want, &self.inner.logical_name)
+            .map_err(|e| bad_item(e.to_string()))?;
         let kms_key = self.key()?;
         if checked.kms_arn != kms_key {
             return Err(bad_item(format!(
