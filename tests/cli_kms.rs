@@ -218,6 +218,10 @@ fn throttling_is_one_typed_line_and_exit_1() {
             .next()
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{mode}: no attempt count in {line}"));
+        assert!(
+            line.ends_with(&format!("\nhint: {THROTTLED_HINT}\n")),
+            "{mode}: {line}"
+        );
         if mode == "standard" {
             assert_eq!((attempts, requests), (3, 3), "{line}");
         } else {
@@ -229,6 +233,64 @@ fn throttling_is_one_typed_line_and_exit_1() {
                 "{requests} requests: {line}"
             );
         }
+        assert!(!Path::new(&msg).exists(), "no output on failure");
+    }
+}
+
+const THROTTLED_HINT: &str = "AWS is throttling this account: retry later, allow more time \
+     (--kms-max-attempts, --kms-deadline-ms), or reuse data keys (--cache-max-age-s)";
+
+/// An AWS failure's kind picks its hint line: access denied, and no
+/// answer in time (a server that never answers), each from a loopback
+/// fault server; throttling is above.
+#[test]
+fn aws_failures_are_one_line_and_a_hint_by_kind() {
+    let key = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000";
+    let cases = [
+        (
+            Action::Error(400, "AccessDeniedException"),
+            "KMS GenerateDataKey",
+            "the AWS identity in use lacks permission for this key or call \
+             (`envseal doctor` shows which identity it is)",
+        ),
+        (
+            Action::Hang,
+            "KMS GenerateDataKey",
+            "check the network, --region and the endpoint, or retry later; a slow link needs larger \
+             --kms-attempt-timeout-ms and --kms-deadline-ms (`envseal doctor` tests the connection)",
+        ),
+    ];
+    for (action, what, hint) in cases {
+        let server = FaultServer::start(None, vec![action]);
+        let f = Files::new();
+        let (plain, msg) = (f.p("plain"), f.p("msg"));
+        let out = envseal(
+            f.path(),
+            &[
+                "encrypt",
+                "-i",
+                &plain,
+                "-o",
+                &msg,
+                "--kms-key",
+                key,
+                "--region",
+                "us-east-1",
+                "--kms-endpoint",
+                &server.url,
+                "--kms-max-attempts",
+                "1",
+                "--kms-attempt-timeout-ms",
+                "300",
+                "--kms-deadline-ms",
+                "600",
+            ],
+        );
+        let err = fails(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(lines[0].contains(what), "{err}");
+        assert_eq!(lines.get(1), Some(&format!("hint: {hint}").as_str()), "{err}");
         assert!(!Path::new(&msg).exists(), "no output on failure");
     }
 }
@@ -438,6 +500,10 @@ async fn key_store_commands_and_branch_keys_mixed_with_other_keys() {
         err.contains("DynamoDB GetItem branch key nope: not found"),
         "{err}"
     );
+    assert!(
+        err.contains("\nhint: check --key-store-table, --region and the branch key id"),
+        "{err}"
+    );
     assert!(!Path::new(&out).exists());
     // The same key id twice: refused by the conditional write.
     let err = fails(&envseal_ddb(
@@ -446,6 +512,10 @@ async fn key_store_commands_and_branch_keys_mixed_with_other_keys() {
     ));
     assert!(
         err.contains("DynamoDB TransactWriteItems branch key cli-tenant: conditional write refused"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\nhint: the branch key already exists or changed meanwhile"),
         "{err}"
     );
 }

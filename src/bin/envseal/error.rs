@@ -497,3 +497,51 @@ pub(crate) fn decrypt_error(e: Error, unstored: &[String], namespaces: &[String]
         other => Failure::from(other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kinds the snapshots cannot reach (a feature left out, a bug) keep
+    /// their exit code and hint; library errors are sorted by variant.
+    #[test]
+    fn kinds_have_their_codes_hints_and_sources() {
+        let not_built = Failure::NotBuilt(Feature::Hierarchy);
+        assert_eq!(not_built.exit_code(), 2);
+        assert_eq!(
+            not_built.to_string(),
+            "this envseal was built without the AWS KMS Hierarchical keyring (feature hierarchy)"
+        );
+        assert_eq!(
+            not_built.hint().as_deref(),
+            Some("use an envseal built with the feature (cargo install envseal --features hierarchy)")
+        );
+        let internal = Failure::from(Error::Internal("x"));
+        assert!(matches!(internal, Failure::Internal(_)));
+        assert_eq!(internal.exit_code(), 1);
+        assert!(internal.hint().is_some_and(|h| h.contains("bug")));
+        assert!(Failure::Failed("x".into()).hint().is_none());
+
+        let auth = Failure::from(Error::Keyrings(vec![Error::Poisoned, Error::Decrypt]));
+        assert!(matches!(auth, Failure::AuthenticationFailed(_)));
+        let mixed = Failure::from(Error::Keyrings(vec![
+            Error::Poisoned,
+            Error::NoMatchingKey { edks: 1 },
+        ]));
+        assert!(matches!(mixed, Failure::Failed(_)));
+        let same = Failure::from(Error::Keyrings(vec![
+            Error::NoMatchingKey { edks: 1 },
+            Error::NoMatchingKey { edks: 2 },
+        ]));
+        assert!(matches!(same, Failure::NoMatchingKey(_)));
+        let refused = Failure::from(Error::Policy(PolicyError::RequiredContextKey("k".into())));
+        assert!(matches!(refused, Failure::Refused(Refusal::RequiredContext, _)));
+        assert_eq!(refused.exit_code(), 1);
+        let setting = setting_error(Error::Config {
+            setting: "s",
+            reason: "the reason".into(),
+        });
+        assert!(matches!(&setting, Failure::Usage(m) if m == "the reason"));
+        assert_eq!(setting.exit_code(), 2);
+    }
+}
