@@ -10,7 +10,7 @@ use sdk::config::retry::{ClassifyRetry, RetryAction};
 use sdk::error::ProvideErrorMetadata;
 use sdk::operation::RequestId;
 
-use super::error::{is_throttling_code, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
+use crate::error::aws::{is_throttling_code, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
 
 /// Reads the AWS error code from an operation's type-erased error: made
 /// by [`code_of`] for the operation's own error type, which every call

@@ -19,9 +19,9 @@ use super::credentials::{
     default_chain, warn_if_shadowed, CachedProvider, CredentialCache, CredentialOptions, CredentialSources,
 };
 use super::engine::{Call, Engine};
-use super::error::{AwsService, KmsError, KmsErrorKind, KmsOperation};
 use super::stats::{KmsCounters, KmsStats};
 use super::KmsArn;
+use crate::error::aws::{AwsService, KmsError, KmsErrorKind, KmsOperation};
 use crate::error::Error;
 
 pub(crate) use super::bounds::Deadline;

@@ -20,9 +20,9 @@ use tracing::Instrument;
 use super::bounds::{Deadline, KmsBounds};
 use super::classify::{classify_sdk_error, code_of, CodeOf, EnvsealRetryClassifier};
 use super::credentials::CredentialCache;
-use super::error::{AwsService, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
 use super::interceptor::{AttemptFailure, AttemptRecorder, AttemptState};
 use super::stats::KmsCounters;
+use crate::error::aws::{AwsService, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
 
 /// What the engine sets on every call's configuration override: the
 /// bounds, envseal's retry classifier, the attempt recorder, the region.

@@ -10,8 +10,8 @@ use sdk::config::{ConfigBag, Intercept, RuntimeComponents};
 use sdk::error::BoxError;
 
 use super::classify::{classify_attempt, CodeOf};
-use super::error::{AwsService, KmsErrorKind};
 use super::stats::KmsCounters;
+use crate::error::aws::{AwsService, KmsErrorKind};
 
 #[derive(Clone, Debug)]
 pub(super) struct AttemptFailure {

@@ -31,13 +31,12 @@ mod credentials;
 mod doctor;
 #[cfg(feature = "kms")]
 mod engine;
-#[cfg_attr(not(feature = "kms"), allow(dead_code))]
-mod error;
 #[cfg(feature = "kms")]
 mod interceptor;
 #[cfg_attr(not(feature = "kms"), allow(dead_code))]
 mod stats;
 
+pub use crate::error::aws::{AwsService, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
 #[cfg(feature = "kms")]
 pub(crate) use arn::{check_identifier, duplicate_multi_region_keys, mrk_match};
 pub use arn::{InvalidArn, KmsArn};
@@ -60,7 +59,6 @@ pub use doctor::{DoctorOptions, DoctorReport, DoctorStep};
 pub(crate) use engine::{bounded_config, Call, Engine};
 #[cfg(feature = "kms")]
 pub(crate) use engine::{BoundedConfig, CallConfig};
-pub use error::{AwsService, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
 pub use stats::{KmsCounters, KmsStats};
 
 /// Re-exported so callers can build a [`KmsClient`] from their own

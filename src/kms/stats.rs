@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use super::error::{KmsErrorKind, KmsOperation};
+use crate::error::aws::{KmsErrorKind, KmsOperation};
 
 /// Latency buckets: upper bounds of 2^k microseconds, 64 µs to about 67 s,
 /// plus an overflow bucket.

@@ -13,6 +13,14 @@ use std::io;
 
 use crate::suite::AlgorithmSuite;
 
+// The AWS call errors: without the `kms` feature the types stay (they are
+// part of `Error`), but nothing calls their crate-internal helpers. Public
+// as `envseal::kms::{KmsError, ...}`.
+#[cfg_attr(not(feature = "kms"), allow(dead_code))]
+pub(crate) mod aws;
+
+use aws::KmsError;
+
 /// Result alias used throughout envseal.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -75,7 +83,7 @@ pub enum Error {
     /// A KMS call failed: kind, operation, key, HTTP status, request id and
     /// attempts are in the [`KmsError`](crate::kms::KmsError).
     #[error("{0}")]
-    Kms(Box<crate::kms::KmsError>),
+    Kms(Box<KmsError>),
 
     /// A setting or argument the caller gave is invalid. Never produced
     /// from message bytes.
@@ -180,7 +188,7 @@ impl Error {
     /// (every later call of the operation fails the same way at once).
     #[cfg(feature = "kms")]
     pub(crate) fn is_past_deadline(&self) -> bool {
-        use crate::kms::{KmsErrorKind, TimeoutKind};
+        use aws::{KmsErrorKind, TimeoutKind};
         matches!(self, Error::Kms(k) if k.kind == KmsErrorKind::Timeout(TimeoutKind::Deadline))
     }
 
@@ -341,14 +349,14 @@ pub enum PolicyError {
     RequiredContextKey(String),
 }
 
-impl From<crate::kms::KmsError> for Error {
-    fn from(e: crate::kms::KmsError) -> Self {
+impl From<KmsError> for Error {
+    fn from(e: KmsError) -> Self {
         Error::Kms(Box::new(e))
     }
 }
 
-impl From<Box<crate::kms::KmsError>> for Error {
-    fn from(e: Box<crate::kms::KmsError>) -> Self {
+impl From<Box<KmsError>> for Error {
+    fn from(e: Box<KmsError>) -> Self {
         Error::Kms(e)
     }
 }
