@@ -377,7 +377,7 @@ impl KmsClient {
     }
 
     /// [`Self::run`], also returning the attempts made.
-    async fn run_counted<T, E, F, Fut>(
+    pub(super) async fn run_counted<T, E, F, Fut>(
         &self,
         op: KmsOperation,
         args: &CallArgs<'_>,
@@ -617,41 +617,6 @@ impl KmsClient {
 
     pub(crate) fn sts_client(&self) -> Option<&aws_sdk_sts::Client> {
         self.inner.sts.as_ref()
-    }
-
-    /// `DescribeKey`, bounded like every call (for `envseal doctor`).
-    pub(crate) async fn describe_key(
-        &self,
-        args: CallArgs<'_>,
-    ) -> Result<super::doctor::KeyDescription, KmsError> {
-        let request = self.inner.client.describe_key().key_id(args.key_id);
-        let (out, attempts) = self
-            .run_counted(KmsOperation::DescribeKey, &args, |cfg| {
-                request.clone().customize().config_override(cfg).send()
-            })
-            .await;
-        let out = out?;
-        let meta = out.key_metadata.ok_or_else(|| {
-            KmsError::new(
-                KmsErrorKind::InvalidResponse,
-                KmsOperation::DescribeKey,
-                args.key_id,
-            )
-            .with_message("the response has no KeyMetadata")
-        })?;
-        Ok(super::doctor::KeyDescription {
-            enabled: meta.enabled,
-            state: meta
-                .key_state
-                .map_or_else(|| "?".into(), |s| s.as_str().to_owned()),
-            usage: meta
-                .key_usage
-                .map_or_else(|| "?".into(), |s| s.as_str().to_owned()),
-            spec: meta
-                .key_spec
-                .map_or_else(|| "?".into(), |s| s.as_str().to_owned()),
-            attempts,
-        })
     }
 }
 

@@ -14,6 +14,7 @@ use sts::error::ProvideErrorMetadata;
 
 use super::client::{CallArgs, CredentialInfo, KmsClient};
 use super::credentials::{probe_instance_role, CredentialSources, PROVIDER_IMDS};
+use crate::error::aws::{KmsError, KmsErrorKind, KmsOperation};
 
 /// STS error codes of credentials that exist but are not yet accepted
 /// everywhere (IAM eventual consistency): retried until the deadline.
@@ -411,6 +412,40 @@ impl KmsClient {
                 detail: one_line(&e.to_string()),
             },
         }
+    }
+}
+
+impl KmsClient {
+    /// `DescribeKey`, bounded like every call (for `envseal doctor`).
+    pub(crate) async fn describe_key(&self, args: CallArgs<'_>) -> Result<KeyDescription, KmsError> {
+        let request = self.inner.client.describe_key().key_id(args.key_id);
+        let (out, attempts) = self
+            .run_counted(KmsOperation::DescribeKey, &args, |cfg| {
+                request.clone().customize().config_override(cfg).send()
+            })
+            .await;
+        let out = out?;
+        let meta = out.key_metadata.ok_or_else(|| {
+            KmsError::new(
+                KmsErrorKind::InvalidResponse,
+                KmsOperation::DescribeKey,
+                args.key_id,
+            )
+            .with_message("the response has no KeyMetadata")
+        })?;
+        Ok(KeyDescription {
+            enabled: meta.enabled,
+            state: meta
+                .key_state
+                .map_or_else(|| "?".into(), |s| s.as_str().to_owned()),
+            usage: meta
+                .key_usage
+                .map_or_else(|| "?".into(), |s| s.as_str().to_owned()),
+            spec: meta
+                .key_spec
+                .map_or_else(|| "?".into(), |s| s.as_str().to_owned()),
+            attempts,
+        })
     }
 }
 
