@@ -7,6 +7,7 @@
 
 pub(crate) mod body;
 mod context;
+pub(crate) mod frame;
 pub(crate) mod header;
 pub(crate) mod reader;
 

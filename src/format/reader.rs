@@ -25,6 +25,17 @@ impl<'a> Reader<'a> {
         self.buf.len() - self.pos
     }
 
+    /// The bytes consumed from position `start` (an earlier
+    /// [`Reader::position`]) up to here.
+    pub(crate) fn since(&self, start: usize) -> &'a [u8] {
+        &self.buf[start.min(self.pos)..self.pos]
+    }
+
+    /// Every byte consumed so far.
+    pub(crate) fn consumed(&self) -> &'a [u8] {
+        &self.buf[..self.pos]
+    }
+
     /// Takes exactly `len` bytes.
     pub(crate) fn take(&mut self, len: usize, field: &'static str) -> Result<&'a [u8], FormatError> {
         if len > self.remaining() {

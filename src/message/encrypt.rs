@@ -15,9 +15,8 @@ use super::job::{self, Job};
 use crate::config::Config;
 use crate::crypto::{derive_keys, Aead, RandomPool, Signer, IV_LEN, TAG_LEN};
 use crate::error::{Error, LimitError, Result};
-use crate::format::body::{
-    body_aad, final_frame_header, non_framed_header, sequence_iv, BodyPart, MAX_NON_FRAMED_LEN,
-};
+use crate::format::body::{body_aad, BodyPart};
+use crate::format::frame::{final_frame_header, non_framed_header, sequence_iv, MAX_NON_FRAMED_LEN};
 use crate::format::header::{serialize_header_body, ContentType, HeaderAuth};
 use crate::format::EncryptionContext;
 use crate::materials::{EncryptMaterialsOut, EncryptRequest, Keyring, Source};

@@ -9,16 +9,16 @@
 
 use rayon::prelude::*;
 
-use crate::crypto::{Aead, IV_LEN, TAG_LEN};
+use crate::crypto::Aead;
 use crate::error::{Error, Result};
-use crate::format::body::{body_aad, regular_frame_header, BodyPart};
+use crate::format::body::{body_aad, BodyPart};
+use crate::format::frame::{
+    regular_frame_header, regular_len, sequence_iv, split_regular_frame, REGULAR_HEADER_LEN,
+};
 
 /// Least plaintext one parallel task handles: a task hand-off costs a few
 /// microseconds, sealing 1 MiB about a hundred.
 pub(crate) const MIN_TASK_BYTES: usize = 1 << 20;
-
-/// Bytes before a regular frame's ciphertext: sequence number and IV.
-pub(crate) const REGULAR_HEADER_LEN: usize = 4 + IV_LEN;
 
 /// The per-message state the frames of one message share.
 pub(crate) struct Frames<'a> {
@@ -86,7 +86,7 @@ pub(crate) fn batch_frames(frame_length: usize, threads: usize) -> usize {
 impl Frames<'_> {
     /// Bytes one regular frame takes in the message.
     pub(crate) fn regular_len(&self) -> usize {
-        REGULAR_HEADER_LEN + self.frame_length + TAG_LEN
+        regular_len(self.frame_length)
     }
 
     /// Frames per task, or `None` to stay on the calling thread.
@@ -134,7 +134,7 @@ impl Frames<'_> {
             head.copy_from_slice(&header);
             let (body, tag_out) = rest.split_at_mut(f);
             body_aad(&mut aad, self.message_id, BodyPart::Frame, seq, f as u64);
-            let iv = crate::format::body::sequence_iv(seq);
+            let iv = sequence_iv(seq);
             let tag = self
                 .aead
                 .seal_to(&iv, &aad, chunk, body)
@@ -177,10 +177,7 @@ impl Frames<'_> {
                 .chunks_exact(self.regular_len())
                 .zip(out.chunks_exact_mut(f)),
         ) {
-            let (iv, rest) = frame[4..].split_at(IV_LEN);
-            let (ciphertext, tag) = rest.split_at(f);
-            let iv: &[u8; IV_LEN] = iv.try_into().map_err(|_| Error::Decrypt)?;
-            let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| Error::Decrypt)?;
+            let (iv, ciphertext, tag) = split_regular_frame(frame, f).ok_or(Error::Decrypt)?;
             body_aad(&mut aad, self.message_id, BodyPart::Frame, seq, f as u64);
             self.aead
                 .open_to(iv, &aad, ciphertext, tag, plain)
@@ -205,6 +202,7 @@ fn check_seq(first_seq: u32, frames: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::{IV_LEN, TAG_LEN};
 
     struct NoAead;
     impl Aead for NoAead {

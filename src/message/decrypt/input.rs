@@ -1,11 +1,13 @@
 //! The input of a streaming decrypt: bytes read past the header, then the
 //! reader; reads that grow with the bytes received, never with a length
-//! field's claim.
+//! field's claim. What it reads is parsed with `format`'s [`Reader`], as
+//! the one-shot decrypt parses a message in memory.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
 
 use crate::error::{FormatError, Result};
+use crate::format::reader::Reader;
 use crate::message::buffer::Staging;
 
 /// Input: bytes already read past the header (or put back), the buffers an
@@ -157,21 +159,29 @@ impl<R: Read> Input<R> {
         }
     }
 
-    pub(super) fn exact(&mut self, out: &mut [u8], field: &'static str) -> Result<()> {
+    /// Reads until `out` is full or the input ends: the bytes read.
+    fn read_up_to(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let mut filled = 0;
         while filled < out.len() {
             match self.read_some(&mut out[filled..])? {
-                0 => return Err(FormatError::Truncated(field).into()),
+                0 => break,
                 n => filled += n,
             }
         }
-        Ok(())
+        Ok(filled)
     }
 
-    pub(super) fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N]> {
-        let mut a = [0u8; N];
-        self.exact(&mut a, field)?;
-        Ok(a)
+    /// Reads `buf.len()` bytes (fewer only where the input ends) and parses
+    /// them with `parse` through a [`Reader`], whose errors name the field
+    /// the input ended in.
+    pub(super) fn parse<'b, T>(
+        &mut self,
+        buf: &'b mut [u8],
+        parse: impl FnOnce(&mut Reader<'b>) -> Result<T, FormatError>,
+    ) -> Result<T> {
+        let n = self.read_up_to(buf)?;
+        let buf: &'b [u8] = buf;
+        Ok(parse(&mut Reader::new(&buf[..n]))?)
     }
 
     /// Reads until `buf` holds `want` bytes or the input ends, into the
@@ -210,9 +220,7 @@ impl<R: Read> Input<R> {
     pub(super) fn read_exact_into(&mut self, buf: &mut Staging, n: usize, field: &'static str) -> Result<()> {
         buf.clear();
         self.fill(buf, n, 0)?;
-        if buf.len() < n {
-            return Err(FormatError::Truncated(field).into());
-        }
+        Reader::new(buf.as_slice()).take(n, field)?;
         Ok(())
     }
 

@@ -27,9 +27,6 @@ use input::Input;
 pub(crate) use oneshot::{decrypt_slice, decrypt_slice_into};
 pub use reader::DecryptReader;
 
-/// Largest footer signature accepted (DER ECDSA P-384 is at most 104 bytes).
-const MAX_SIGNATURE_LEN: usize = 512;
-
 /// First phase of decryption: the header is parsed and bounded; no key has
 /// been used yet, so nothing it shows is authenticated.
 pub struct Decryptor<R> {

@@ -7,8 +7,10 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::config::Config;
 use crate::crypto::{Aead, HeaderAuthenticated, Verifier, TAG_LEN};
 use crate::error::{Error, FormatError, LimitError, Result};
-use crate::format::body::{body_aad, BodyPart, FINAL_FRAME_MARKER, MAX_NON_FRAMED_LEN};
+use crate::format::body::{body_aad, BodyPart};
+use crate::format::frame::{self, Stop};
 use crate::format::header::{parse_header, ContentType, HeaderLimits, ParsedHeader};
+use crate::format::reader::Reader;
 use crate::format::EncryptionContext;
 use crate::materials::Source;
 use crate::message::buffer;
@@ -68,10 +70,8 @@ pub(super) async fn decrypt_slice_inner(
     let header = parse_header(message, &limits)?;
     config.commitment_policy.check_decrypt(header.body.suite)?;
     let (authenticated, opened) = open_header(&header, config, source, reproduced).await?;
-    let body = Cursor {
-        bytes: message,
-        pos: header.len,
-    };
+    let mut body = Reader::new(message);
+    body.take(header.len, "header")?;
     open_body(
         &authenticated,
         &header,
@@ -87,112 +87,42 @@ pub(super) async fn decrypt_slice_inner(
     })
 }
 
-/// Reads fields off a message in memory, with the streaming reader's errors.
-pub(super) struct Cursor<'a> {
-    pub(super) bytes: &'a [u8],
-    pub(super) pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    pub(super) fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8]> {
-        let rest = &self.bytes[self.pos..];
-        if rest.len() < n {
-            return Err(FormatError::Truncated(field).into());
-        }
-        self.pos += n;
-        Ok(&rest[..n])
-    }
-
-    pub(super) fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N]> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N, field)?);
-        Ok(a)
-    }
-
-    pub(super) fn u32(&mut self, field: &'static str) -> Result<u32> {
-        Ok(u32::from_be_bytes(self.array(field)?))
-    }
-}
-
 /// Where the parts of a framed body lie in the message.
-pub(super) struct FramedLayout<'a> {
+struct FramedLayout<'a> {
     /// The regular frames, back to back.
-    pub(super) regular: &'a [u8],
-    pub(super) final_iv: [u8; 12],
-    pub(super) final_seq: u32,
+    regular: &'a [u8],
+    last: frame::FinalFrameHeader,
     /// Ciphertext and tag of the final frame.
-    pub(super) final_sealed: &'a [u8],
+    final_sealed: &'a [u8],
 }
 
-pub(super) fn framed_layout<'a>(body: &mut Cursor<'a>, frame_length: u32) -> Result<FramedLayout<'a>> {
-    let f = frame_length as usize;
-    let start = body.pos;
-    let mut seq = 1u32;
-    loop {
-        let first = body.u32("frame sequence number")?;
-        if first == FINAL_FRAME_MARKER {
-            break;
-        }
-        if first != seq {
-            return Err(FormatError::Invalid {
-                field: "frame sequence number",
-                reason: "out of order",
-            }
-            .into());
-        }
-        body.take(12, "frame IV")?;
-        body.take(f + TAG_LEN, "frame")?;
-        // seq < FINAL_FRAME_MARKER here, so this cannot overflow.
-        seq += 1;
+fn framed_layout<'a>(body: &mut Reader<'a>, frame_length: u32) -> Result<FramedLayout<'a>> {
+    let regular = frame::read_regular_frames(body, 1, frame_length, usize::MAX)?;
+    if let Stop::Truncated(field) = regular.stop {
+        return Err(FormatError::Truncated(field).into());
     }
-    let regular = &body.bytes[start..body.pos - 4];
-    let final_seq = body.u32("final frame sequence number")?;
-    let final_iv = body.array::<12>("final frame IV")?;
-    let len = body.u32("final frame length")?;
-    if final_seq != seq {
-        return Err(FormatError::Invalid {
-            field: "final frame sequence number",
-            reason: "out of order",
-        }
-        .into());
-    }
-    if len > frame_length {
-        return Err(FormatError::Invalid {
-            field: "final frame length",
-            reason: "longer than the frame length",
-        }
-        .into());
-    }
-    let final_sealed = body.take(len as usize + TAG_LEN, "final frame")?;
+    let last = frame::read_final_frame_header(body, 1 + regular.count as u64, frame_length)?;
+    let final_sealed = body.take(last.len as usize + TAG_LEN, "final frame")?;
     Ok(FramedLayout {
-        regular,
-        final_iv,
-        final_seq,
+        regular: regular.bytes,
+        last,
         final_sealed,
     })
 }
 
 /// The footer (signature, if signed) and the end of the message.
-pub(super) fn check_footer(body: &mut Cursor<'_>, verifier: Option<Box<dyn Verifier>>) -> Result<()> {
-    let signed_end = body.pos;
+fn check_footer(body: &mut Reader<'_>, verifier: Option<Box<dyn Verifier>>) -> Result<()> {
+    // The signature covers the header and the body.
+    let signed = body.consumed();
     if let Some(mut v) = verifier {
-        let len = usize::from(u16::from_be_bytes(body.array::<2>("signature length")?));
-        if len > MAX_SIGNATURE_LEN {
-            return Err(FormatError::Invalid {
-                field: "signature length",
-                reason: "longer than any ECDSA signature",
-            }
-            .into());
-        }
-        let sig = body.take(len, "signature")?;
-        if body.pos != body.bytes.len() {
+        let sig = frame::read_footer(body)?;
+        if body.remaining() != 0 {
             return Err(FormatError::TrailingData.into());
         }
-        // The signature covers the header and the body.
-        v.update(&body.bytes[..signed_end]);
+        v.update(signed);
         return v.verify(sig).map_err(|_| Error::Decrypt);
     }
-    if body.pos != body.bytes.len() {
+    if body.remaining() != 0 {
         return Err(FormatError::TrailingData.into());
     }
     Ok(())
@@ -203,7 +133,7 @@ pub(super) fn open_body(
     header: &ParsedHeader,
     aead: &dyn Aead,
     verifier: Option<Box<dyn Verifier>>,
-    mut body: Cursor<'_>,
+    mut body: Reader<'_>,
     config: &Config,
     out: &mut Vec<u8>,
 ) -> Result<()> {
@@ -234,21 +164,13 @@ pub(super) fn open_body(
                 &mut aad,
                 message_id,
                 BodyPart::FinalFrame,
-                layout.final_seq,
+                layout.last.seq,
                 final_ct.len() as u64,
             );
-            open_to(aead, &layout.final_iv, &aad, final_ct, final_tag, final_out)
+            open_to(aead, &layout.last.iv, &aad, final_ct, final_tag, final_out)
         }
         ContentType::NonFramed => {
-            let iv = body.array::<12>("body IV")?;
-            let len = u64::from_be_bytes(body.array::<8>("body length")?);
-            if len > MAX_NON_FRAMED_LEN {
-                return Err(FormatError::Invalid {
-                    field: "body length",
-                    reason: "longer than 2^36 - 32 bytes",
-                }
-                .into());
-            }
+            let frame::NonFramedHeader { iv, len } = frame::read_non_framed_header(&mut body)?;
             // The plaintext's length, as the encrypt counts it.
             if len > max {
                 return Err(LimitError::BodyTooLarge { found: len, max }.into());

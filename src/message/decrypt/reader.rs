@@ -19,11 +19,15 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::crypto::{HeaderAuthenticated, Verifier, TAG_LEN};
 use crate::error::{Error, FormatError, LimitError, Result};
-use crate::format::body::{body_aad, BodyPart, FINAL_FRAME_MARKER, MAX_NON_FRAMED_LEN};
+use crate::format::body::{body_aad, BodyPart};
+use crate::format::frame::{
+    self, regular_len, Stop, FINAL_HEADER_LEN, MAX_SIGNATURE_LEN, NON_FRAMED_HEADER_LEN,
+};
 use crate::format::header::{ContentType, ParsedHeader};
+use crate::format::reader::Reader;
 use crate::format::EncryptionContext;
 use crate::message::buffer::Staging;
-use crate::message::frames::{batch_frames, FrameKeys, Frames, MIN_TASK_BYTES, REGULAR_HEADER_LEN};
+use crate::message::frames::{batch_frames, FrameKeys, Frames, MIN_TASK_BYTES};
 use crate::message::job::{self, Job};
 use crate::suite::AlgorithmSuite;
 
@@ -215,17 +219,10 @@ impl<R: Read> DecryptReader<R> {
     /// Footer signature (if signed) and end of input.
     pub(super) fn finish_message(&mut self) -> Result<()> {
         if let Some(verifier) = self.verifier.take() {
-            let len = usize::from(u16::from_be_bytes(self.input.array::<2>("signature length")?));
-            if len > MAX_SIGNATURE_LEN {
-                return Err(FormatError::Invalid {
-                    field: "signature length",
-                    reason: "longer than any ECDSA signature",
-                }
-                .into());
-            }
-            let mut sig = vec![0u8; len];
-            self.input.exact(&mut sig, "signature")?;
-            verifier.verify(&sig).map_err(|_| Error::Decrypt)?;
+            let len = self.input.parse(&mut [0u8; 2], frame::read_signature_len)?;
+            let mut sig = [0u8; MAX_SIGNATURE_LEN];
+            let sig = self.input.parse(&mut sig[..len], |r| r.take(len, "signature"))?;
+            verifier.verify(sig).map_err(|_| Error::Decrypt)?;
         }
         if !self.input.at_end()? {
             return Err(FormatError::TrailingData.into());
@@ -237,7 +234,7 @@ impl<R: Read> DecryptReader<R> {
     /// past them (part of a frame, the final frame) goes back to the input.
     /// `None` once the final frame's marker is next.
     fn read_batch(&mut self) -> Result<Option<Batch>> {
-        let slot = REGULAR_HEADER_LEN + self.frame_length as usize + TAG_LEN;
+        let slot = regular_len(self.frame_length as usize);
         // The place it leaves stays a ciphertext buffer (the next read may
         // take an input buffer whole in exchange for it).
         let mut sealed = std::mem::replace(&mut self.sealed, Staging::empty_public());
@@ -252,46 +249,28 @@ impl<R: Read> DecryptReader<R> {
             return Err(e.into());
         }
         let data = sealed.as_slice();
-        let (mut pos, mut count) = (0usize, 0usize);
-        let mut failure = None;
-        while count < self.batch_frames && data.len() - pos >= 4 {
-            let seq = u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]);
-            if seq == FINAL_FRAME_MARKER {
-                self.final_marker_read = true;
-                break;
-            }
-            if u64::from(seq) != u64::from(self.read_seq) + count as u64 {
-                failure = Some(FormatError::Invalid {
-                    field: "frame sequence number",
-                    reason: "out of order",
-                });
-                break;
-            }
-            if data.len() - pos < slot {
-                break;
-            }
-            pos += slot;
-            count += 1;
-        }
-        let short = data.len() - pos;
+        let mut r = Reader::new(data);
+        let scanned = frame::read_regular_frames(&mut r, self.read_seq, self.frame_length, self.batch_frames)
+            .map(|frames| (frames.count, frames.stop));
+        let pos = r.position();
         self.input.unread(&data[pos..]);
         sealed.truncate(pos);
-        if let Some(e) = failure {
-            self.sealed = sealed;
-            return Err(e.into());
-        }
+        let (count, stop) = match scanned {
+            Ok(scanned) => scanned,
+            Err(e) => {
+                self.sealed = sealed;
+                return Err(e.into());
+            }
+        };
+        self.final_marker_read = stop == Stop::FinalFrame;
         if count == 0 {
             self.sealed = sealed;
-            if self.final_marker_read {
-                return Ok(None);
-            }
-            // Less than a frame and no final frame: the input ended.
-            let field = match short {
-                0..=3 => "frame sequence number",
-                4..=15 => "frame IV",
-                _ => "frame",
+            return match stop {
+                Stop::FinalFrame => Ok(None),
+                // Less than a frame and no final frame: the input ended.
+                Stop::Truncated(field) => Err(FormatError::Truncated(field).into()),
+                Stop::Full => Err(Error::Internal("a batch of no frames")),
             };
-            return Err(FormatError::Truncated(field).into());
         }
         let batch = Batch {
             sealed,
@@ -448,34 +427,15 @@ impl<R: Read> DecryptReader<R> {
 
     /// The final frame (its marker next in the input) and the footer.
     pub(super) fn final_frame(&mut self) -> Result<()> {
-        let marker = self.input.array::<4>("frame sequence number")?;
-        if u32::from_be_bytes(marker) != FINAL_FRAME_MARKER {
-            return Err(Error::Internal("final frame expected"));
-        }
-        let seq_bytes = self.input.array::<4>("final frame sequence number")?;
-        let iv = self.input.array::<12>("final frame IV")?;
-        let len_bytes = self.input.array::<4>("final frame length")?;
-        for part in [&marker[..], &seq_bytes, &iv, &len_bytes] {
-            self.absorb(part);
-        }
-        let seq = u32::from_be_bytes(seq_bytes);
-        let len = u32::from_be_bytes(len_bytes);
-        if seq != self.seq {
-            return Err(FormatError::Invalid {
-                field: "final frame sequence number",
-                reason: "out of order",
-            }
-            .into());
-        }
-        if len > self.frame_length {
-            return Err(FormatError::Invalid {
-                field: "final frame length",
-                reason: "longer than the frame length",
-            }
-            .into());
-        }
+        let mut head = [0u8; FINAL_HEADER_LEN];
+        let (seq, frame_length) = (u64::from(self.seq), self.frame_length);
+        let last = self.input.parse(&mut head, |r| {
+            frame::read_final_frame_header(r, seq, frame_length)
+        })?;
+        self.absorb(&head);
+        let (seq, len) = (last.seq, last.len);
         self.read_sealed(len as usize, "final frame")?;
-        let n = self.open(&iv, BodyPart::FinalFrame, seq, u64::from(len))?;
+        let n = self.open(&last.iv, BodyPart::FinalFrame, seq, u64::from(len))?;
         self.finish_message()?;
         self.release(n);
         self.state = State::Done;
@@ -483,18 +443,10 @@ impl<R: Read> DecryptReader<R> {
     }
 
     pub(super) fn non_framed(&mut self) -> Result<()> {
-        let iv = self.input.array::<12>("body IV")?;
-        let len_bytes = self.input.array::<8>("body length")?;
-        self.absorb(&iv);
-        self.absorb(&len_bytes);
-        let len = u64::from_be_bytes(len_bytes);
-        if len > MAX_NON_FRAMED_LEN {
-            return Err(FormatError::Invalid {
-                field: "body length",
-                reason: "longer than 2^36 - 32 bytes",
-            }
-            .into());
-        }
+        let mut head = [0u8; NON_FRAMED_HEADER_LEN];
+        let frame::NonFramedHeader { iv, len } =
+            self.input.parse(&mut head, frame::read_non_framed_header)?;
+        self.absorb(&head);
         // The plaintext's length, as the one-shot decrypt and the encrypt
         // count it: what a writer under the same limit wrote is read back.
         if len > self.max_body_size {
@@ -597,11 +549,11 @@ impl<R: Read> DecryptReader<R> {
     /// Holding that much before each step, a step never waits for input.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn read_ahead_plan(&self) -> (usize, usize) {
-        let footer = 2 + super::MAX_SIGNATURE_LEN + 1;
+        let footer = 2 + MAX_SIGNATURE_LEN + 1;
         match self.content_type {
             ContentType::Framed => {
-                let slot = REGULAR_HEADER_LEN + self.frame_length as usize + TAG_LEN;
-                let last = 4 + REGULAR_HEADER_LEN + 4 + self.frame_length as usize + TAG_LEN;
+                let slot = regular_len(self.frame_length as usize);
+                let last = FINAL_HEADER_LEN + self.frame_length as usize + TAG_LEN;
                 let chunk = self.batch_frames.saturating_mul(slot);
                 let target = if self.final_marker_read {
                     last + footer
@@ -613,13 +565,14 @@ impl<R: Read> DecryptReader<R> {
             ContentType::NonFramed => {
                 // The body's IV and length first; then the length it
                 // declares, unless the step will refuse that length.
-                let head = 12 + 8;
-                let mut len = [0u8; 8];
-                let target = if self.input.peek(12, &mut len) {
-                    let declared = u64::from_be_bytes(len);
-                    let refused = declared > MAX_NON_FRAMED_LEN || declared > self.max_body_size;
-                    match usize::try_from(declared) {
-                        Ok(declared) if !refused => (head + TAG_LEN + footer).saturating_add(declared),
+                let head = NON_FRAMED_HEADER_LEN;
+                let mut bytes = [0u8; NON_FRAMED_HEADER_LEN];
+                let target = if self.input.peek(0, &mut bytes) {
+                    match frame::read_non_framed_header(&mut Reader::new(&bytes)) {
+                        Ok(h) if h.len <= self.max_body_size => match usize::try_from(h.len) {
+                            Ok(declared) => (head + TAG_LEN + footer).saturating_add(declared),
+                            Err(_) => head,
+                        },
                         _ => head,
                     }
                 } else {
