@@ -1,8 +1,9 @@
 //! The [`Client`](crate::Client) for callers without an async runtime.
 //!
 //! [`Client`] wraps an async [`crate::Client`] with a single-threaded tokio
-//! runtime of its own, like reqwest's `blocking::Client`: the same methods,
-//! the same config and data-key cache. Do not call it from inside an async
+//! runtime of its own, like reqwest's `blocking::Client`: the same methods
+//! over std I/O (`Read`/`Write` where the async client takes tokio's), the
+//! same config and data-key cache. Do not call it from inside an async
 //! task; use the async client there.
 
 use std::fmt;
@@ -14,14 +15,18 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::EncryptionContext;
 use crate::materials::{CacheLimits, CacheStats, Keyring, MaterialsCache};
-use crate::message::{DecryptInfo, DecryptReader, Decrypted, Decryptor, EncryptWriter};
+use crate::message::{
+    header_getters, DecryptInfo, DecryptReader, Decrypted, EncryptWriter, Encryptor, Parsed,
+};
 
 /// Encrypts and decrypts records and streams without an async runtime of
 /// your own. Cheap to clone: clones share the keyring, the cache and the
 /// runtime (threads calling one client take turns driving it).
 ///
 /// Inside a tokio runtime (a task, a `spawn_blocking` closure, under
-/// `Handle::enter`) every method returns [`Error::Misuse`]: use the async
+/// `Handle::enter`) every method that runs the keyring (all but
+/// `decryptor`, which only parses; its `decrypt` does) returns
+/// [`Error::Misuse`]: use the async
 /// client there, [`Client::as_async`] (from `spawn_blocking`:
 /// `handle.block_on(client.as_async().encrypt(..))`).
 ///
@@ -206,36 +211,94 @@ impl Client {
         self.run(self.inner.decrypt_into(context, message, out))
     }
 
-    /// As [`crate::Client::encrypt_stream`].
+    /// Starts a streaming encryption into `output`: the header is written
+    /// at once. You **must** call [`EncryptWriter::finish`].
+    ///
+    /// The plaintext length is not declared, so the keyring is asked (the
+    /// data-key cache is bypassed). To declare it, as a bound the writer
+    /// enforces and so that the data key may come from the cache, use
+    /// [`Client::encryptor`] with `Some(len)`, then [`Encryptor::into_writer`].
     ///
     /// # Errors
-    /// As [`crate::Client::encrypt_stream`].
+    /// As [`Client::encryptor`]; [`Error::Io`] writing the header.
     pub fn encrypt_stream<W: Write>(
         &self,
         context: &EncryptionContext,
-        plaintext_len: Option<u64>,
         output: W,
     ) -> Result<EncryptWriter<W>> {
-        self.run(self.inner.encrypt_stream(context, plaintext_len, output))
+        self.encryptor(context, None)?
+            .into_writer(output)
+            .map_err(Error::from_io)
     }
 
-    /// As [`crate::Client::decrypt_stream`].
+    /// Starts a streaming decryption of `input`: [`Client::decryptor`] then
+    /// [`Decryptor::decrypt`]. Signed messages need
+    /// [`ConfigBuilder::allow_signed_streaming`](crate::ConfigBuilder::allow_signed_streaming).
     ///
     /// # Errors
-    /// As [`crate::Client::decrypt_stream`].
-    pub fn decrypt_stream<R: Read>(&self, input: R, context: &EncryptionContext) -> Result<DecryptReader<R>> {
-        self.run(self.inner.decrypt_stream(input, context))
+    /// As [`Client::decryptor`] and [`Decryptor::decrypt`].
+    pub fn decrypt_stream<R: Read>(&self, context: &EncryptionContext, input: R) -> Result<DecryptReader<R>> {
+        self.decryptor(input)?.decrypt(context)
     }
 
-    /// As [`crate::Client::open_stream`].
+    /// As [`crate::Client::encryptor`]: the materials and the header, then
+    /// [`Encryptor::into_writer`].
     ///
     /// # Errors
-    /// As [`crate::Client::open_stream`].
-    pub fn open_stream<R: Read>(
-        &self,
-        decryptor: Decryptor<R>,
-        context: &EncryptionContext,
-    ) -> Result<DecryptReader<R>> {
-        self.run(self.inner.open_stream(decryptor, context))
+    /// As [`crate::Client::encryptor`].
+    pub fn encryptor(&self, context: &EncryptionContext, plaintext_len: Option<u64>) -> Result<Encryptor> {
+        self.run(self.inner.encryptor(context, plaintext_len))
+    }
+
+    /// As [`crate::Client::decryptor`], over std I/O: reads and parses the
+    /// header of `input` under this client's config (limits and commitment
+    /// policy enforced), without calling any keyring; then
+    /// [`Decryptor::decrypt`] with this client's keyring and cache.
+    ///
+    /// # Errors
+    /// [`Error::Format`], [`Error::Limit`], [`Error::Policy`], [`Error::Io`].
+    pub fn decryptor<R: Read>(&self, input: R) -> Result<Decryptor<R>> {
+        Ok(Decryptor {
+            parsed: Parsed::new(input, self.config())?,
+            client: self.clone(),
+        })
+    }
+}
+
+/// A message whose header is read and parsed, before any keyring is asked:
+/// from [`Client::decryptor`]. Look at the suite, the stored context and the
+/// encrypted data keys (nothing is authenticated yet), then
+/// [`Decryptor::decrypt`] with the client's keyring and cache. The async
+/// twin is [`crate::Decryptor`].
+pub struct Decryptor<R> {
+    parsed: Parsed<R>,
+    client: Client,
+}
+
+impl<R> fmt::Debug for Decryptor<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.parsed.fmt(f)
+    }
+}
+
+impl<R: Read> Decryptor<R> {
+    header_getters!(parsed);
+
+    /// Gets the data key from the keyring (or cache) of the client that
+    /// made this decryptor and verifies the key commitment and the header;
+    /// the reader then releases each frame once its tag verifies.
+    /// `context` is the reproduced encryption context: pairs the header
+    /// stores must match, and pairs it does not store are authenticated
+    /// through the header tag (the ESDK's reproduced context).
+    ///
+    /// # Errors
+    /// [`Error::NoMatchingKey`] when no keyring could unwrap a data key;
+    /// [`Error::Decrypt`] when a cryptographic check fails;
+    /// [`Error::Policy`] for a context mismatch or a signed message without
+    /// [`ConfigBuilder::allow_signed_streaming`](crate::ConfigBuilder::allow_signed_streaming);
+    /// [`Error::Misuse`] inside an async runtime.
+    pub fn decrypt(self, context: &EncryptionContext) -> Result<DecryptReader<R>> {
+        let Decryptor { parsed, client } = self;
+        client.run(client.inner.open_parsed(parsed, context))
     }
 }

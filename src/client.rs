@@ -2,18 +2,17 @@
 //! the data-key cache.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::sync::Arc;
 
 use zeroize::Zeroize;
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::EncryptionContext;
 use crate::materials::{CacheLimits, CacheStats, CachingCmm, Keyring, MaterialsCache, Source};
 use crate::message::{
-    decrypt_source, decrypt_source_into, DecryptInfo, DecryptReader, Decrypted, Decryptor, EncryptWriter,
-    Encryptor,
+    decrypt_source, decrypt_source_into, DecryptInfo, DecryptReader, Decrypted, Encryptor, Parsed,
 };
 
 /// Encrypts and decrypts records (and streams) with one keyring, one
@@ -126,14 +125,11 @@ impl ClientBuilder {
 
 impl Client {
     /// A client around `keyring` with the default [`Config`] and no cache.
-    pub fn new(keyring: impl Keyring + 'static) -> Self {
-        Client {
-            inner: Arc::new(Inner {
-                config: Config::default(),
-                keyring: Arc::new(keyring),
-                cmm: None,
-            }),
-        }
+    ///
+    /// # Errors
+    /// As [`ClientBuilder::build`].
+    pub fn new(keyring: impl Keyring + 'static) -> Result<Self> {
+        Self::builder(keyring).build()
     }
 
     /// A builder around `keyring`.
@@ -171,7 +167,11 @@ impl Client {
     /// Encrypts one record into one ESDK message.
     ///
     /// # Errors
-    /// As [`crate::encrypt`].
+    /// [`Error::Config`](crate::Error::Config) for a reserved context key or a missing required
+    /// one, [`Error::Policy`](crate::Error::Policy) for a suite the commitment policy forbids;
+    /// keyring errors; [`Error::Limit`](crate::Error::Limit) when the keyrings produce more
+    /// encrypted data keys than allowed or the plaintext is too large for
+    /// one message.
     pub async fn encrypt(&self, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         self.encrypt_into(context, plaintext, &mut out).await?;
@@ -182,7 +182,7 @@ impl Client {
     /// `out`'s allocation: a loop over records allocates no output buffers.
     ///
     /// # Errors
-    /// As [`crate::encrypt`]; on error `out` is zeroized and left empty.
+    /// As [`Client::encrypt`]; on error `out` is zeroized and left empty.
     pub async fn encrypt_into(
         &self,
         context: &EncryptionContext,
@@ -201,11 +201,19 @@ impl Client {
         result
     }
 
-    /// Decrypts one message; `context` is the reproduced encryption context
-    /// (see [`crate::decrypt`]).
+    /// Decrypts one whole ESDK message. Nothing is returned unless every
+    /// check, including the signature of signed suites, passed.
+    ///
+    /// `context` is the reproduced encryption context: every pair must be
+    /// in the message (stored in the header, or authenticated as a required
+    /// pair).
     ///
     /// # Errors
-    /// As [`crate::decrypt`].
+    /// [`Error::Format`](crate::Error::Format), [`Error::Limit`](crate::Error::Limit), [`Error::Policy`](crate::Error::Policy) for the header
+    /// (trailing bytes after the message are
+    /// [`FormatError::TrailingData`](crate::FormatError::TrailingData));
+    /// [`Error::NoMatchingKey`](crate::Error::NoMatchingKey) when no keyring could unwrap a data key;
+    /// [`Error::Decrypt`](crate::Error::Decrypt) when a cryptographic check fails.
     pub async fn decrypt(&self, context: &EncryptionContext, message: &[u8]) -> Result<Decrypted> {
         decrypt_source(&self.inner.config, self.source(), context, message).await
     }
@@ -216,7 +224,7 @@ impl Client {
     /// zeroized and left empty.
     ///
     /// # Errors
-    /// As [`crate::decrypt`].
+    /// As [`Client::decrypt`].
     pub async fn decrypt_into(
         &self,
         context: &EncryptionContext,
@@ -226,40 +234,68 @@ impl Client {
         decrypt_source_into(&self.inner.config, self.source(), context, message, out).await
     }
 
-    /// Starts a streaming encryption into `output` (the header is written
-    /// at once). With `plaintext_len` known (and within the cache's byte
-    /// limit) the data key may come from the cache; with `None` the keyring
-    /// is asked.
+    /// Starts a streaming encryption into `output`, an [`AsyncWrite`](tokio::io::AsyncWrite)
+    /// (feature `tokio`): the header goes out with the first bytes written.
+    /// You **must** call [`shutdown`](tokio::io::AsyncWriteExt::shutdown)
+    /// when done: it writes the final frame and the footer.
     ///
+    /// The plaintext length is not declared, so the keyring is asked (the
+    /// data-key cache is bypassed). To declare it, as a bound the writer
+    /// enforces and so that the data key may come from the cache, use
+    /// [`Client::encryptor`] with `Some(len)`, then
+    /// [`Encryptor::into_async_writer`].
+    ///
+    /// # Errors
+    /// As [`Client::encryptor`].
+    #[cfg(feature = "tokio")]
+    pub async fn encrypt_stream<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        context: &EncryptionContext,
+        output: W,
+    ) -> Result<crate::AsyncEncryptWriter<W>> {
+        Ok(self.encryptor(context, None).await?.into_async_writer(output))
+    }
+
+    /// Starts a streaming decryption of `input`, an [`AsyncRead`](tokio::io::AsyncRead)
+    /// (feature `tokio`): [`Client::decryptor`] then
+    /// [`Decryptor::decrypt`](crate::Decryptor::decrypt). Reads and parses
+    /// the header, gets the data key (through the cache, if any) and
+    /// verifies the header; the reader then releases each batch of frames
+    /// once its tags verify. Signed messages need
+    /// [`ConfigBuilder::allow_signed_streaming`](crate::ConfigBuilder::allow_signed_streaming).
+    ///
+    /// # Errors
+    /// As [`Client::decryptor`] and [`Decryptor::decrypt`](crate::Decryptor::decrypt).
+    #[cfg(feature = "tokio")]
+    pub async fn decrypt_stream<R: tokio::io::AsyncRead + Unpin>(
+        &self,
+        context: &EncryptionContext,
+        input: R,
+    ) -> Result<crate::AsyncDecryptReader<R>> {
+        self.decryptor(input).await?.decrypt(context).await
+    }
+
+    /// The first half of a streaming encryption, for a caller that wants to
+    /// look at the header (its message id, data keys, stored context:
+    /// [`Encryptor::header`]) before anything is written, or to declare the
+    /// plaintext length: materials from the keyring or the cache, under
+    /// this client's config. Then [`Encryptor::into_async_writer`] (or
+    /// [`Encryptor::into_writer`]).
+    ///
+    /// With `plaintext_len` known (and within the cache's byte limit) the
+    /// data key may come from the cache; with `None` the keyring is asked.
     /// `plaintext_len` is a bound the writer enforces: the write that would
     /// take the plaintext past it fails with
     /// [`LimitError::PlaintextLengthBound`](crate::LimitError::PlaintextLengthBound)
     /// and the writer is poisoned (no further output, `finish` fails), so a
     /// cached data key never encrypts more than its byte limit. Writing less
-    /// is fine. You **must** call [`EncryptWriter::finish`].
+    /// is fine.
     ///
     /// # Errors
-    /// As [`Encryptor::new`]; [`Error::Io`](crate::Error::Io) writing the header.
-    pub async fn encrypt_stream<W: Write>(
-        &self,
-        context: &EncryptionContext,
-        plaintext_len: Option<u64>,
-        output: W,
-    ) -> Result<EncryptWriter<W>> {
-        self.encryptor(context, plaintext_len)
-            .await?
-            .wrap_output(output)
-            .map_err(Error::from_io)
-    }
-
-    /// The first half of [`Client::encrypt_stream`], for a caller that
-    /// wants to look at the header (its message id, data keys, stored
-    /// context: [`Encryptor::header`]) before anything is written:
-    /// materials from the keyring or the cache, under this client's config.
-    /// `plaintext_len` is the same bound as there.
-    ///
-    /// # Errors
-    /// As [`Encryptor::new`].
+    /// [`Error::Config`](crate::Error::Config) for a reserved context key or a missing required
+    /// one, [`Error::Policy`](crate::Error::Policy) for a suite the commitment policy forbids;
+    /// keyring errors; [`Error::Limit`](crate::Error::Limit) when the keyrings produce more
+    /// encrypted data keys than allowed.
     pub async fn encryptor(
         &self,
         context: &EncryptionContext,
@@ -268,69 +304,27 @@ impl Client {
         Encryptor::from_source(&self.inner.config, self.source(), context, plaintext_len).await
     }
 
-    /// Starts a streaming decryption of `input`: parses the header under
-    /// this client's config, gets the data key (through the cache, if any)
-    /// and verifies the header; the reader then releases each frame once
-    /// its tag verifies. Signed messages need
-    /// [`ConfigBuilder::allow_signed_streaming`](crate::ConfigBuilder::allow_signed_streaming).
+    /// The first half of a streaming decryption (feature `tokio`): reads and
+    /// parses the header of `input` under this client's config (limits and
+    /// commitment policy enforced), without calling any keyring, so the
+    /// caller can look at the suite, the stored context and the encrypted
+    /// data keys first. Then [`Decryptor::decrypt`](crate::Decryptor::decrypt)
+    /// with this client's keyring and cache.
     ///
     /// # Errors
-    /// As [`Decryptor::new`] and [`Decryptor::decrypt`].
-    pub async fn decrypt_stream<R: Read>(
+    /// [`Error::Format`](crate::Error::Format), [`Error::Limit`](crate::Error::Limit), [`Error::Policy`](crate::Error::Policy), [`Error::Io`](crate::Error::Io).
+    #[cfg(feature = "tokio")]
+    pub async fn decryptor<R: tokio::io::AsyncRead + Unpin>(&self, input: R) -> Result<crate::Decryptor<R>> {
+        crate::Decryptor::new(input, self).await
+    }
+
+    /// The second half of a streaming decryption: the data key from this
+    /// client's keyring or cache, the header verified.
+    pub(crate) async fn open_parsed<R: Read>(
         &self,
-        input: R,
+        parsed: Parsed<R>,
         context: &EncryptionContext,
     ) -> Result<DecryptReader<R>> {
-        let decryptor = Decryptor::new(input, &self.inner.config)?;
-        self.open_stream(decryptor, context).await
-    }
-
-    /// As [`Client::encrypt_stream`], to an [`AsyncWrite`](tokio::io::AsyncWrite)
-    /// (feature `tokio`). Call
-    /// [`shutdown`](tokio::io::AsyncWriteExt::shutdown) when done: it
-    /// writes the final frame and the footer.
-    ///
-    /// # Errors
-    /// As [`Encryptor::new`].
-    #[cfg(feature = "tokio")]
-    pub async fn encrypt_stream_async<W: tokio::io::AsyncWrite + Unpin>(
-        &self,
-        context: &EncryptionContext,
-        plaintext_len: Option<u64>,
-        output: W,
-    ) -> Result<crate::AsyncEncryptWriter<W>> {
-        let encryptor = self.encryptor(context, plaintext_len).await?;
-        Ok(crate::AsyncEncryptWriter::new(encryptor, output))
-    }
-
-    /// As [`Client::decrypt_stream`], from an [`AsyncRead`](tokio::io::AsyncRead)
-    /// (feature `tokio`): reads and parses the header, gets the data key
-    /// and verifies the header; the reader then releases each batch of
-    /// frames once its tags verify.
-    ///
-    /// # Errors
-    /// As [`Decryptor::new`] and [`Decryptor::decrypt`].
-    #[cfg(feature = "tokio")]
-    pub async fn decrypt_stream_async<R: tokio::io::AsyncRead + Unpin>(
-        &self,
-        input: R,
-        context: &EncryptionContext,
-    ) -> Result<crate::AsyncDecryptReader<R>> {
-        crate::AsyncDecryptReader::open(input, &self.inner.config, self.source(), context).await
-    }
-
-    /// The second half of [`Client::decrypt_stream`], for a caller that
-    /// first looked at the header: `decryptor` is
-    /// `Decryptor::new(input, client.config())`, perhaps with
-    /// [`Decryptor::allow_signed_streaming`].
-    ///
-    /// # Errors
-    /// As [`Decryptor::decrypt`].
-    pub async fn open_stream<R: Read>(
-        &self,
-        decryptor: Decryptor<R>,
-        context: &EncryptionContext,
-    ) -> Result<DecryptReader<R>> {
-        decryptor.decrypt_source(self.source(), context).await
+        parsed.decrypt_source(self.source(), context).await
     }
 }

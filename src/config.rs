@@ -260,11 +260,18 @@ impl ConfigBuilder {
         self
     }
 
-    /// Lets streaming decryption release signed messages (default: off;
-    /// see [`crate::Decryptor::allow_signed_streaming`] for what it means:
-    /// regular frames come out before the signature is checked, so output
-    /// must be discarded when a read fails). One-shot decrypt always checks
-    /// the signature first.
+    /// Lets streaming decryption (the clients' `decrypt_stream` and
+    /// `decryptor`) release signed messages (default: off: they are refused
+    /// with [`PolicyError::SignedStreaming`](crate::PolicyError::SignedStreaming)).
+    /// The only switch for it. One-shot decrypt always checks the signature
+    /// first.
+    ///
+    /// **Warning:** regular frames of a signed message are then released as
+    /// soon as their tag verifies, *before* the signature is checked at the
+    /// end. The final frame is still held back until the signature verifies,
+    /// so a read error at any point means the output must be discarded. Use
+    /// it when the output goes somewhere you can roll back (a temporary file
+    /// renamed on success, a transaction).
     pub fn allow_signed_streaming(mut self, allow: bool) -> Self {
         self.0.allow_signed_streaming = allow;
         self

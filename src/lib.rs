@@ -39,11 +39,9 @@ pub use materials::{
 pub use materials::{
     DiscoveryFilter, KmsDiscoveryKeyring, KmsEcdhKeyring, KmsKeyring, KmsRsaKeyring, KMS_RSA_PROVIDER_ID,
 };
-pub use message::{
-    decrypt, encrypt, DecryptInfo, DecryptReader, Decrypted, Decryptor, EncryptWriter, Encryptor,
-};
 #[cfg(feature = "tokio")]
-pub use message::{AsyncDecryptReader, AsyncEncryptWriter};
+pub use message::{AsyncDecryptReader, AsyncEncryptWriter, Decryptor};
+pub use message::{DecryptInfo, DecryptReader, Decrypted, EncryptWriter, Encryptor};
 pub use suite::{AlgorithmSuite, Curve, Kdf, MessageVersion};
 
 /// Re-exported: the [`Keyring`] trait is declared with it.

@@ -5,7 +5,7 @@ use zeroize::Zeroizing;
 use crate::config::Config;
 use crate::error::Result;
 use crate::format::EncryptionContext;
-use crate::materials::{Keyring, Source};
+use crate::materials::Source;
 use crate::suite::AlgorithmSuite;
 
 mod buffer;
@@ -14,12 +14,13 @@ mod encrypt;
 mod frames;
 mod job;
 
-pub use decrypt::{DecryptReader, Decryptor};
+pub use decrypt::DecryptReader;
+pub(crate) use decrypt::{header_getters, Parsed};
 pub use encrypt::{EncryptWriter, Encryptor};
 #[cfg(feature = "tokio")]
 mod tokio_io;
 #[cfg(feature = "tokio")]
-pub use tokio_io::{AsyncDecryptReader, AsyncEncryptWriter};
+pub use tokio_io::{AsyncDecryptReader, AsyncEncryptWriter, Decryptor};
 
 /// The result of a one-shot decrypt. Everything in it has been authenticated.
 #[derive(Clone)]
@@ -52,39 +53,6 @@ impl std::fmt::Debug for Decrypted {
             .field("suite", &self.suite)
             .finish()
     }
-}
-
-/// Encrypts `plaintext` into one ESDK message.
-///
-/// # Errors
-/// See [`Encryptor::new`]; I/O errors cannot occur writing to memory.
-pub async fn encrypt(
-    config: &Config,
-    keyring: &dyn Keyring,
-    context: &EncryptionContext,
-    plaintext: &[u8],
-) -> Result<Vec<u8>> {
-    Encryptor::new(config, keyring, context)
-        .await?
-        .seal_all(plaintext)
-}
-
-/// Decrypts one whole ESDK message. Nothing is returned unless every check,
-/// including the signature of signed suites, passed.
-///
-/// `context` is the reproduced encryption context: every pair must be in
-/// the message (stored in the header, or authenticated as a required pair).
-///
-/// # Errors
-/// See [`Decryptor::new`] and [`Decryptor::decrypt`]; trailing bytes after
-/// the message are [`crate::FormatError::TrailingData`].
-pub async fn decrypt(
-    config: &Config,
-    keyring: &dyn Keyring,
-    context: &EncryptionContext,
-    message: &[u8],
-) -> Result<Decrypted> {
-    decrypt_source(config, Source::Keyring(keyring), context, message).await
 }
 
 pub(crate) async fn decrypt_source_into(

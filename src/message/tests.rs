@@ -8,6 +8,27 @@ use crate::format::EncryptedDataKey;
 use crate::materials::{EncryptMaterialsOut, RawAesKeyring};
 use crate::{AlgorithmSuite, Error, WrappingKey};
 
+/// The one-shot engines under a bare keyring (the clients add the cache).
+async fn encrypt(
+    config: &Config,
+    keyring: &dyn crate::Keyring,
+    context: &EncryptionContext,
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
+    Encryptor::new(config, keyring, context)
+        .await?
+        .seal_all(plaintext)
+}
+
+async fn decrypt(
+    config: &Config,
+    keyring: &dyn crate::Keyring,
+    context: &EncryptionContext,
+    message: &[u8],
+) -> Result<Decrypted> {
+    decrypt_source(config, Source::Keyring(keyring), context, message).await
+}
+
 const SUITE: AlgorithmSuite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
 
 fn config(frame_length: u32, threads: usize) -> Config {
@@ -43,7 +64,7 @@ fn plaintext(len: usize) -> Vec<u8> {
 
 /// Streams `pt` in uneven writes.
 fn streamed(config: &Config, pt: &[u8]) -> Vec<u8> {
-    let mut w = encryptor(config).wrap_output(Vec::new()).unwrap();
+    let mut w = encryptor(config).into_writer(Vec::new()).unwrap();
     let mut rest = pt;
     let mut step = 1usize;
     while !rest.is_empty() {
@@ -75,7 +96,7 @@ impl Read for Uneven<'_> {
 /// Streams `pt` through [`EncryptWriter::copy_from`], from a reader that
 /// yields uneven pieces.
 fn copied(config: &Config, pt: &[u8]) -> Vec<u8> {
-    let mut w = encryptor(config).wrap_output(Vec::new()).unwrap();
+    let mut w = encryptor(config).into_writer(Vec::new()).unwrap();
     let n = w.copy_from(&mut Uneven { data: pt, step: 1 }).unwrap();
     assert_eq!(n, pt.len() as u64);
     w.finish().unwrap()
@@ -128,11 +149,7 @@ fn parallel_decrypt_reads_what_was_written() {
         let one_shot = rt.block_on(decrypt(&c, &keyring, &context, &message)).unwrap();
         assert!(*one_shot.plaintext == pt, "one-shot, {threads} threads");
         let mut reader = rt
-            .block_on(
-                Decryptor::new(&message[..], &c)
-                    .unwrap()
-                    .decrypt(&keyring, &context),
-            )
+            .block_on(Parsed::new(&message[..], &c).unwrap().decrypt(&keyring, &context))
             .unwrap();
         let mut out = Vec::new();
         reader.read_to_end(&mut out).unwrap();
@@ -144,7 +161,7 @@ fn parallel_decrypt_reads_what_was_written() {
             step: 3,
         };
         let mut reader = rt
-            .block_on(Decryptor::new(input, &c).unwrap().decrypt(&keyring, &context))
+            .block_on(Parsed::new(input, &c).unwrap().decrypt(&keyring, &context))
             .unwrap();
         let mut out = Vec::new();
         let mut step = 1usize;
@@ -185,21 +202,17 @@ fn signed_streams_round_trip_on_every_thread_count() {
             .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384)
             .frame_length(4096)
             .threads(threads)
+            .allow_signed_streaming(true)
             .build()
             .unwrap();
         let enc = rt.block_on(Encryptor::new(&c, &keyring, &context)).unwrap();
-        let mut w = enc.wrap_output(Vec::new()).unwrap();
+        let mut w = enc.into_writer(Vec::new()).unwrap();
         w.copy_from(&mut Uneven { data: &pt, step: 5 }).unwrap();
         let message = w.finish().unwrap();
         let one_shot = rt.block_on(decrypt(&c, &keyring, &context, &message)).unwrap();
         assert!(*one_shot.plaintext == pt, "{threads} threads");
         let mut reader = rt
-            .block_on(
-                Decryptor::new(&message[..], &c)
-                    .unwrap()
-                    .allow_signed_streaming()
-                    .decrypt(&keyring, &context),
-            )
+            .block_on(Parsed::new(&message[..], &c).unwrap().decrypt(&keyring, &context))
             .unwrap();
         let mut out = Vec::new();
         reader.read_to_end(&mut out).unwrap();
@@ -210,12 +223,7 @@ fn signed_streams_round_trip_on_every_thread_count() {
         let last = bad.len() - 1;
         bad[last] ^= 1;
         let mut reader = rt
-            .block_on(
-                Decryptor::new(&bad[..], &c)
-                    .unwrap()
-                    .allow_signed_streaming()
-                    .decrypt(&keyring, &context),
-            )
+            .block_on(Parsed::new(&bad[..], &c).unwrap().decrypt(&keyring, &context))
             .unwrap();
         let mut out = Vec::new();
         assert!(reader.read_to_end(&mut out).is_err(), "{threads} threads");

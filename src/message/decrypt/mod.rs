@@ -1,6 +1,8 @@
-//! Decrypt in two phases: [`Decryptor::new`] parses and bounds the header;
-//! [`Decryptor::decrypt`] gets the data key and verifies commitment and
-//! header tag, returning a [`DecryptReader`] over the plaintext.
+//! Decrypt in two phases: [`Parsed::new`] parses and bounds the header
+//! (under [`crate::Client::decryptor`] and
+//! [`crate::blocking::Client::decryptor`]); [`Parsed::decrypt_source`] gets
+//! the data key and verifies commitment and header tag, returning a
+//! [`DecryptReader`] over the plaintext.
 //!
 //! Spec: `client-apis/decrypt.md`, `client-apis/streaming.md`. Order of
 //! checks: header parse and limits, commitment policy, materials (keyring),
@@ -15,9 +17,8 @@ use crate::config::Config;
 use crate::crypto::{Aead, HeaderAuthenticated, Verifier};
 use crate::error::{Error, FormatError, PolicyError, Result};
 use crate::format::header::{parse_header, HeaderLimits, ParsedHeader};
-use crate::format::{ContentType, EncryptedDataKey, EncryptionContext};
-use crate::materials::{decryption_materials, Keyring, Source};
-use crate::suite::AlgorithmSuite;
+use crate::format::EncryptionContext;
+use crate::materials::{decryption_materials, Source};
 
 mod input;
 mod oneshot;
@@ -27,16 +28,17 @@ use input::Input;
 pub(crate) use oneshot::{decrypt_slice, decrypt_slice_into};
 pub use reader::DecryptReader;
 
-/// First phase of decryption: the header is parsed and bounded; no key has
-/// been used yet, so nothing it shows is authenticated.
-pub struct Decryptor<R> {
+/// First phase of decryption, the header part both clients' decryptor
+/// handles wrap ([`crate::Decryptor`], [`crate::blocking::Decryptor`]): the
+/// header is parsed and bounded; no key has been used yet, so nothing it
+/// shows is authenticated.
+pub(crate) struct Parsed<R> {
     input: Input<R>,
-    header: ParsedHeader,
+    pub(crate) header: ParsedHeader,
     config: Config,
-    allow_signed_streaming: bool,
 }
 
-impl<R> std::fmt::Debug for Decryptor<R> {
+impl<R> std::fmt::Debug for Parsed<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Decryptor")
             .field("suite", &self.header.body.suite)
@@ -45,14 +47,68 @@ impl<R> std::fmt::Debug for Decryptor<R> {
     }
 }
 
-impl<R: Read> Decryptor<R> {
+/// The header getters of a decryptor handle whose field `$parsed` is a
+/// [`Parsed`]: one set of docs for both clients' handles.
+macro_rules! header_getters {
+    ($parsed:ident) => {
+        /// The message's algorithm suite (not yet authenticated).
+        pub fn suite(&self) -> $crate::AlgorithmSuite {
+            self.$parsed.header.body.suite
+        }
+
+        /// The stored encryption context (not yet authenticated).
+        pub fn encryption_context(&self) -> &$crate::EncryptionContext {
+            &self.$parsed.header.body.context
+        }
+
+        /// The encrypted data keys (not yet authenticated).
+        pub fn encrypted_data_keys(&self) -> &[$crate::EncryptedDataKey] {
+            &self.$parsed.header.body.edks
+        }
+
+        /// The frame length (0 for a non-framed body).
+        pub fn frame_length(&self) -> u32 {
+            self.$parsed.header.body.frame_length
+        }
+
+        /// The message id (not yet authenticated): 16 bytes in a version 1
+        /// message, 32 in version 2.
+        pub fn message_id(&self) -> &[u8] {
+            &self.$parsed.header.body.message_id
+        }
+
+        /// Framed or non-framed.
+        pub fn content_type(&self) -> $crate::ContentType {
+            self.$parsed.header.body.content_type
+        }
+
+        /// The key commitment a version 2 header stores (not yet checked).
+        pub fn commitment(&self) -> Option<&[u8; 32]> {
+            self.$parsed.header.body.suite_data.as_ref()
+        }
+
+        /// The header authentication: its IV (all zeros in version 2, where
+        /// it is not stored) and tag (not yet checked).
+        pub fn header_auth(&self) -> (&[u8; 12], &[u8; 16]) {
+            (&self.$parsed.header.auth.iv, &self.$parsed.header.auth.tag)
+        }
+
+        /// The header's length in bytes, authentication included.
+        pub fn header_len(&self) -> usize {
+            self.$parsed.header.len
+        }
+    };
+}
+pub(crate) use header_getters;
+
+impl<R: Read> Parsed<R> {
     /// Reads and parses the header from `input`, enforcing the header size,
     /// encrypted-data-key count and frame-length limits and the commitment
     /// policy before any keyring is asked.
     ///
     /// # Errors
     /// [`Error::Format`], [`Error::Limit`], [`Error::Policy`], [`Error::Io`].
-    pub fn new(mut input: R, config: &Config) -> Result<Self> {
+    pub(crate) fn new(mut input: R, config: &Config) -> Result<Self> {
         let limits = HeaderLimits {
             max_edks: config.max_encrypted_data_keys,
             max_header_size: config.max_header_size,
@@ -64,11 +120,10 @@ impl<R: Read> Decryptor<R> {
                 Ok(header) => {
                     config.commitment_policy.check_decrypt(header.body.suite)?;
                     let pending = buf.split_off(header.len);
-                    return Ok(Decryptor {
+                    return Ok(Parsed {
                         input: Input::new(pending, input),
                         header,
                         config: config.clone(),
-                        allow_signed_streaming: config.allow_signed_streaming,
                     });
                 }
                 Err(Error::Format(FormatError::Truncated(field))) => {
@@ -91,68 +146,18 @@ impl<R: Read> Decryptor<R> {
         }
     }
 
-    /// The message's algorithm suite (not yet authenticated).
-    pub fn suite(&self) -> AlgorithmSuite {
-        self.header.body.suite
+    /// Gets the data key from `keyring` (tests of the engine without a
+    /// client); see [`Parsed::decrypt_source`].
+    #[cfg(test)]
+    pub(crate) async fn decrypt(
+        self,
+        keyring: &dyn crate::materials::Keyring,
+        reproduced: &EncryptionContext,
+    ) -> Result<DecryptReader<R>> {
+        self.decrypt_source(Source::Keyring(keyring), reproduced).await
     }
 
-    /// The stored encryption context (not yet authenticated).
-    pub fn encryption_context(&self) -> &EncryptionContext {
-        &self.header.body.context
-    }
-
-    /// The encrypted data keys (not yet authenticated).
-    pub fn encrypted_data_keys(&self) -> &[EncryptedDataKey] {
-        &self.header.body.edks
-    }
-
-    /// The frame length (0 for a non-framed body).
-    pub fn frame_length(&self) -> u32 {
-        self.header.body.frame_length
-    }
-
-    /// The message id (not yet authenticated): 16 bytes in a version 1
-    /// message, 32 in version 2.
-    pub fn message_id(&self) -> &[u8] {
-        &self.header.body.message_id
-    }
-
-    /// Framed or non-framed.
-    pub fn content_type(&self) -> ContentType {
-        self.header.body.content_type
-    }
-
-    /// The key commitment a version 2 header stores (not yet checked).
-    pub fn commitment(&self) -> Option<&[u8; 32]> {
-        self.header.body.suite_data.as_ref()
-    }
-
-    /// The header authentication: its IV (all zeros in version 2, where
-    /// it is not stored) and tag (not yet checked).
-    pub fn header_auth(&self) -> (&[u8; 12], &[u8; 16]) {
-        (&self.header.auth.iv, &self.header.auth.tag)
-    }
-
-    /// The header's length in bytes, authentication included.
-    pub fn header_len(&self) -> usize {
-        self.header.len
-    }
-
-    /// Allows streaming decryption of signed messages.
-    ///
-    /// **Warning:** regular frames of a signed message are then released as
-    /// soon as their tag verifies, *before* the signature is checked at the
-    /// end. The final frame is still held back until the signature verifies,
-    /// so a read error at any point means the output must be discarded. Use
-    /// it when the output goes somewhere you can roll back (a temporary file
-    /// renamed on success, a transaction). Without it, [`Decryptor::decrypt`]
-    /// refuses signed messages.
-    pub fn allow_signed_streaming(mut self) -> Self {
-        self.allow_signed_streaming = true;
-        self
-    }
-
-    /// Gets the data key from `keyring` and verifies the key commitment and
+    /// Gets the data key from `source` and verifies the key commitment and
     /// the header. `reproduced` is the caller's encryption context: pairs
     /// the header stores must match, and pairs it does not store are
     /// authenticated through the header tag (the ESDK's reproduced context).
@@ -161,22 +166,14 @@ impl<R: Read> Decryptor<R> {
     /// [`Error::NoMatchingKey`] when no keyring could unwrap a data key;
     /// [`Error::Decrypt`] when a cryptographic check fails;
     /// [`Error::Policy`] for a context mismatch or a signed message without
-    /// [`Decryptor::allow_signed_streaming`].
-    pub async fn decrypt(
-        self,
-        keyring: &dyn Keyring,
-        reproduced: &EncryptionContext,
-    ) -> Result<DecryptReader<R>> {
-        self.decrypt_source(Source::Keyring(keyring), reproduced).await
-    }
-
+    /// [`ConfigBuilder::allow_signed_streaming`](crate::ConfigBuilder::allow_signed_streaming).
     pub(crate) async fn decrypt_source(
         self,
         source: Source<'_>,
         reproduced: &EncryptionContext,
     ) -> Result<DecryptReader<R>> {
         let suite = self.header.body.suite;
-        if suite.is_signed() && !self.allow_signed_streaming {
+        if suite.is_signed() && !self.config.allow_signed_streaming {
             return Err(PolicyError::SignedStreaming(suite).into());
         }
         let (authenticated, mut opened) = open_header(&self.header, &self.config, source, reproduced).await?;

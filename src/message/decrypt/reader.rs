@@ -78,7 +78,8 @@ fn open_batch(
     }
 }
 
-/// Reads the plaintext of a message whose header has been authenticated.
+/// Reads the plaintext of a message whose header has been authenticated:
+/// the building block [`blocking::Client::decrypt_stream`](crate::blocking::Client::decrypt_stream) returns.
 /// Every byte it returns has passed its frame's tag (and, for the final
 /// frame or a non-framed body, the signature if the suite signs).
 ///

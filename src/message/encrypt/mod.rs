@@ -17,7 +17,7 @@ use crate::crypto::{derive_keys, Aead, RandomPool, Signer, IV_LEN};
 use crate::error::{Error, LimitError, Result};
 use crate::format::header::{serialize_header_body, ContentType, HeaderAuth};
 use crate::format::EncryptionContext;
-use crate::materials::{EncryptMaterialsOut, EncryptRequest, Keyring, Source};
+use crate::materials::{EncryptMaterialsOut, EncryptRequest, Source};
 use crate::suite::AlgorithmSuite;
 
 mod oneshot;
@@ -28,8 +28,9 @@ mod writer;
 use outbox::Out;
 pub use writer::EncryptWriter;
 
-/// A message whose materials are ready and whose header is built. Turn it
-/// into an [`EncryptWriter`] with [`Encryptor::wrap_output`].
+/// A message whose materials are ready and whose header is built: the
+/// building block the clients' `encryptor` returns (`encrypt_stream` is
+/// `encryptor` then [`Encryptor::into_writer`] or `into_async_writer`).
 pub struct Encryptor {
     suite: AlgorithmSuite,
     frame_length: u32,
@@ -61,7 +62,12 @@ impl Encryptor {
     /// [`Error::Config`] for a reserved context key, [`Error::Policy`] for a suite the policy
     /// forbids; keyring errors; [`Error::Limit`] when the keyrings produce
     /// more encrypted data keys than allowed.
-    pub async fn new(config: &Config, keyring: &dyn Keyring, context: &EncryptionContext) -> Result<Self> {
+    #[cfg(test)]
+    pub(crate) async fn new(
+        config: &Config,
+        keyring: &dyn crate::Keyring,
+        context: &EncryptionContext,
+    ) -> Result<Self> {
         Self::from_source(config, Source::Keyring(keyring), context, None).await
     }
 
@@ -186,7 +192,7 @@ impl Encryptor {
 
     /// The message's header as it will be written: the header body and
     /// its authentication tag (everything before the body). Parse it with
-    /// [`Decryptor::new`](crate::Decryptor::new) to read its fields.
+    /// [`blocking::Client::decryptor`](crate::blocking::Client::decryptor) to read its fields.
     pub fn header(&self) -> &[u8] {
         &self.header
     }
@@ -196,7 +202,7 @@ impl Encryptor {
     ///
     /// # Errors
     /// I/O errors writing the header.
-    pub fn wrap_output<W: Write>(self, mut output: W) -> io::Result<EncryptWriter<W>> {
+    pub fn into_writer<W: Write>(self, mut output: W) -> io::Result<EncryptWriter<W>> {
         output.write_all(&self.header)?;
         Ok(self.writer(Out::Write(output)))
     }

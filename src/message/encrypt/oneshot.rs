@@ -18,6 +18,7 @@ impl Encryptor {
     /// Encrypts a whole plaintext held in memory: the message is built in
     /// one allocation of its exact size, each frame's plaintext copied into
     /// place and sealed there, on several threads for large inputs.
+    #[cfg(test)]
     pub(crate) fn seal_all(self, plaintext: &[u8]) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         self.seal_into(plaintext, &mut out)?;
@@ -35,7 +36,7 @@ impl Encryptor {
         let f = self.frame_length as usize;
         if f == 0 {
             out.clear();
-            let mut writer = self.wrap_output(out).map_err(Error::from_io)?;
+            let mut writer = self.into_writer(out).map_err(Error::from_io)?;
             writer.write_all(plaintext).map_err(Error::from_io)?;
             writer.finish().map_err(Error::from_io)?;
             return Ok(());

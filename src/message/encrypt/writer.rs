@@ -52,7 +52,8 @@ impl Encryptor {
     }
 }
 
-/// Writes plaintext as an ESDK message body.
+/// Writes plaintext as an ESDK message body: the building block
+/// [`blocking::Client::encrypt_stream`](crate::blocking::Client::encrypt_stream) returns.
 ///
 /// You **MUST** call [`EncryptWriter::finish`] when done: it writes the final
 /// frame and, for signed suites, the footer. Without it the message is
@@ -457,7 +458,7 @@ impl<W: Write> Write for EncryptWriter<W> {
 }
 
 impl Encryptor {
-    /// As [`Encryptor::wrap_output`], for an async stream: the header and
+    /// As [`Encryptor::into_writer`], for an async stream: the header and
     /// every sealed batch go to the writer's [`Outbox`].
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn wrap_queue(self) -> EncryptWriter<io::Sink> {
