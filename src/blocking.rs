@@ -70,6 +70,7 @@ impl fmt::Debug for Client {
 /// a runtime.
 pub struct ClientBuilder {
     inner: AsyncBuilder,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -99,6 +100,17 @@ impl ClientBuilder {
         self
     }
 
+    /// Drives the client on `runtime` instead of a current-thread runtime
+    /// of its own (default). For a caller that made its keyrings on a
+    /// runtime it owns (a KMS ECDH keyring asks KMS for its public key when
+    /// made): the client's calls then run where the KMS client's pooled
+    /// connections are driven. The client shuts it down, without blocking,
+    /// when its last clone drops.
+    pub fn runtime(mut self, runtime: tokio::runtime::Runtime) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
     /// The client.
     ///
     /// # Errors
@@ -106,10 +118,13 @@ impl ClientBuilder {
     /// cannot be created.
     pub fn build(self) -> Result<Client> {
         let inner = self.inner.build()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(Error::Io)?;
+        let runtime = match self.runtime {
+            Some(runtime) => runtime,
+            None => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(Error::Io)?,
+        };
         Ok(Client {
             inner,
             runtime: Arc::new(OwnedRuntime(Some(runtime))),
@@ -137,7 +152,7 @@ impl Client {
     }
 
     fn wrap(inner: AsyncBuilder) -> ClientBuilder {
-        ClientBuilder { inner }
+        ClientBuilder { inner, runtime: None }
     }
 
     /// The async client this one drives.
