@@ -7,7 +7,8 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::read::DecoderReader;
 use base64::write::EncoderWriter;
-use envseal::{CacheLimits, Client, Config, Decryptor, EncryptionContext, Encryptor, Error, MaterialsCache};
+use envseal::blocking::Client;
+use envseal::{CacheLimits, Config, EncryptionContext, Encryptor, Error, MaterialsCache};
 
 use crate::cli::{build_context, CommonArgs, DecryptArgs, EncryptArgs};
 use crate::error::{
@@ -58,8 +59,11 @@ fn client_for(
     common: &CommonArgs,
     keyring: envseal::MultiKeyring,
     config: Config,
+    runtime: tokio::runtime::Runtime,
 ) -> Result<Client, Failure> {
-    let mut builder = Client::builder(keyring).config(config);
+    // The runtime the keyrings were made on: a KMS client's pooled
+    // connections are driven there.
+    let mut builder = Client::builder(keyring).config(config).runtime(runtime);
     if let Some(age) = common.cache.cache_max_age_s {
         let mut limits = CacheLimits::new(Duration::from_secs(age));
         if let Some(n) = common.cache.cache_max_messages {
@@ -81,7 +85,6 @@ const CACHE_ENTRIES: usize = 1024;
 /// What one run shares between its messages.
 struct Run<'a> {
     client: &'a Client,
-    runtime: &'a tokio::runtime::Runtime,
     context: &'a EncryptionContext,
     #[cfg_attr(not(feature = "kms"), allow(dead_code))]
     kms: Option<&'a KmsClient>,
@@ -132,7 +135,7 @@ fn run_mode(
 ) -> Result<(), Failure> {
     let runtime = runtime()?;
     let (keyring, kms, _stats) = keyring_for(common, specs, mode, &runtime)?;
-    let client = client_for(common, keyring, config)?;
+    let client = client_for(common, keyring, config, runtime)?;
     let default_suffix = match mode {
         Mode::Encrypt => ".encrypted",
         Mode::Decrypt => ".decrypted",
@@ -141,7 +144,6 @@ fn run_mode(
     let metadata = MetadataOut::open(common)?;
     let run = Run {
         client: &client,
-        runtime: &runtime,
         context,
         kms: kms.as_ref(),
         metadata: metadata.is_some(),
@@ -157,8 +159,8 @@ fn encrypt_one(run: &Run<'_>, args: &EncryptArgs, job: &Job, meter: Meter) -> Re
     // counts bytes per data key); stdin's is unknown and bypasses it.
     let bound = job.len.filter(|_| common.cache.cache_max_age_s.is_some());
     let encryptor = run
-        .runtime
-        .block_on(run.client.encryptor(run.context, bound))
+        .client
+        .encryptor(run.context, bound)
         .map_err(setting_error)?;
     let headers = run.metadata.then(|| header_of(encryptor.header())).transpose()?;
     let input = open_metered(&job.input, meter.clone())?;
@@ -187,7 +189,7 @@ fn seal<R: std::io::Read, W: std::io::Write>(
     output: W,
 ) -> Result<W, Failure> {
     let mut writer = encryptor
-        .wrap_output(output)
+        .into_writer(output)
         .map_err(|e| Failure::UnwritableOutput(format!("writing output: {e}")))?;
     // Reads straight into the writer's batches: reading, sealing (in the
     // background) and writing overlap.
@@ -244,7 +246,10 @@ fn decrypt_one(run: &Run<'_>, args: &DecryptArgs, job: &Job, meter: Meter) -> Re
     // Created before reading: an unwritable destination fails early. Dropped
     // (and deleted) on any failure.
     let mut sink = Counted::new(Sink::open(job.target.clone(), common.force, true)?);
-    let decryptor = Decryptor::new(input, run.client.config()).map_err(|e| decrypt_error(e, &[], &[]))?;
+    let decryptor = run
+        .client
+        .decryptor(input)
+        .map_err(|e| decrypt_error(e, &[], &[]))?;
     if args.decrypt_unsigned && decryptor.suite().is_signed() {
         // Before any keyring call.
         return Err(Failure::Refused(
@@ -270,9 +275,8 @@ fn decrypt_one(run: &Run<'_>, args: &DecryptArgs, job: &Job, meter: Meter) -> Re
             namespaces.push(ns);
         }
     }
-    let mut reader = run
-        .runtime
-        .block_on(run.client.open_stream(decryptor, run.context))
+    let mut reader = decryptor
+        .decrypt(run.context)
         .map_err(|e| decrypt_error(e, &unstored, &namespaces))?;
     pump(
         &mut reader,

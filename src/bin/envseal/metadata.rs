@@ -11,7 +11,8 @@ use std::io::{self, Read, Write};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use envseal::{CommitmentPolicy, Config, ContentType, Decryptor, MessageVersion};
+use envseal::blocking::{Client, Decryptor};
+use envseal::{CommitmentPolicy, Config, ContentType, MessageVersion};
 use serde_json::{json, Map, Value};
 
 use crate::cli::{CommonArgs, InspectArgs};
@@ -78,10 +79,34 @@ fn any_header() -> Result<Config, Failure> {
         .map_err(|e| Failure::Internal(e.to_string()))
 }
 
+/// A client that only reads headers (under [`any_header`]): it has no
+/// keys, and none of its keyring's calls is ever made.
+fn header_reader() -> Result<Client, Failure> {
+    struct NoKeys;
+    #[envseal::async_trait]
+    impl envseal::Keyring for NoKeys {
+        async fn on_encrypt(&self, _: &mut envseal::EncryptionMaterials) -> envseal::Result<()> {
+            Err(envseal::Error::Misuse("the header reader has no keys".into()))
+        }
+        async fn on_decrypt(
+            &self,
+            _: &envseal::DecryptionMaterials,
+            _: &[envseal::EncryptedDataKey],
+        ) -> envseal::Result<Option<envseal::DataKey>> {
+            Ok(None)
+        }
+    }
+    Client::builder(NoKeys)
+        .config(any_header()?)
+        .build()
+        .map_err(|e| Failure::Internal(e.to_string()))
+}
+
 /// The `header` and `header_auth` objects of a header just built (an
 /// [`envseal::Encryptor::header`]).
 pub(crate) fn header_of(bytes: &[u8]) -> Result<(Value, Value), Failure> {
-    let d = Decryptor::new(bytes, &any_header()?)
+    let d = header_reader()?
+        .decryptor(bytes)
         .map_err(|e| Failure::Internal(format!("cannot read back the header written: {e}")))?;
     Ok((header_json(&d), header_auth_json(&d)))
 }
@@ -90,7 +115,9 @@ pub(crate) fn header_of(bytes: &[u8]) -> Result<(Value, Value), Failure> {
 /// any key, so nothing in it is authenticated.
 pub(crate) fn inspect(args: &InspectArgs) -> Result<(), Failure> {
     let input = open_input(&args.input)?;
-    let d = Decryptor::new(input, &any_header()?).map_err(|e| decrypt_error(e, &[], &[]))?;
+    let d = header_reader()?
+        .decryptor(input)
+        .map_err(|e| decrypt_error(e, &[], &[]))?;
     let out = inspect_json(&d);
     let mut stdout = io::stdout().lock();
     serde_json::to_writer(&mut stdout, &out)
