@@ -14,7 +14,7 @@ use envseal::{
 
 /// A raw AES keyring that counts calls, optionally slow or failing.
 struct Counting {
-    inner: RawAesKeyring,
+    inner: Arc<RawAesKeyring>,
     encrypts: AtomicU64,
     decrypts: AtomicU64,
     delay: Duration,
@@ -28,8 +28,9 @@ impl Counting {
 
     fn with(name: &str, delay: Duration, fail: bool) -> Arc<Self> {
         Arc::new(Counting {
-            inner: RawAesKeyring::new("cache-test", name, WrappingKey::from_slice(&[5; 32]).unwrap())
-                .unwrap(),
+            inner: Arc::new(
+                RawAesKeyring::new("cache-test", name, WrappingKey::from_slice(&[5; 32]).unwrap()).unwrap(),
+            ),
             encrypts: AtomicU64::new(0),
             decrypts: AtomicU64::new(0),
             delay,
@@ -109,7 +110,8 @@ async fn max_messages_bounds_keyring_calls_and_every_record_decrypts() {
     assert_eq!((stats.misses, stats.hits, stats.expired), (20, 19_980, 19));
     // Cached messages are ordinary ESDK messages: the plain API reads them.
     for (i, m) in &messages {
-        let d = envseal::decrypt(&records_config(), &keyring.inner, &ctx, m)
+        let d = crate::common::async_client(&records_config(), &keyring.inner)
+            .decrypt(&ctx, m)
             .await
             .unwrap();
         assert_eq!(*d.plaintext, i.to_be_bytes());
@@ -135,14 +137,19 @@ async fn max_bytes_and_oversized_records() {
     assert_eq!(keyring.encrypts(), 4);
     assert_eq!(c.cache_stats().unwrap().bypasses, 1);
     // Streaming with an unknown length bypasses too.
-    let enc = c.encrypt_stream(&ctx, None, Vec::new()).await.unwrap();
+    let enc = c
+        .encryptor(&ctx, None)
+        .await
+        .unwrap()
+        .into_writer(Vec::new())
+        .unwrap();
     drop(enc);
     assert_eq!(keyring.encrypts(), 5);
 }
 
 /// The EDK section of a message: messages under one cached data key share it.
 fn edks_of(message: &[u8]) -> Vec<EncryptedDataKey> {
-    envseal::Decryptor::new(message, &records_config())
+    crate::common::parse(&records_config(), message)
         .unwrap()
         .encrypted_data_keys()
         .to_vec()
@@ -161,7 +168,12 @@ async fn declared_length_bounds_what_a_stream_writes() {
     // the write that crosses 10 bytes, and nothing of it is written.
     for _ in 0..5 {
         let mut out = Vec::new();
-        let mut w = c.encrypt_stream(&ctx, Some(10), &mut out).await.unwrap();
+        let mut w = c
+            .encryptor(&ctx, Some(10))
+            .await
+            .unwrap()
+            .into_writer(&mut out)
+            .unwrap();
         w.write_all(&[7u8; 4]).unwrap();
         let crossing = w.write_all(&vec![7u8; 1 << 20]);
         assert!(crossing.is_err(), "a write past the declared length must fail");
@@ -183,10 +195,16 @@ async fn declared_length_bounds_what_a_stream_writes() {
     );
     // Exactly the declared length is fine, and decrypts.
     let mut out = Vec::new();
-    let mut w = c.encrypt_stream(&ctx, Some(10), &mut out).await.unwrap();
+    let mut w = c
+        .encryptor(&ctx, Some(10))
+        .await
+        .unwrap()
+        .into_writer(&mut out)
+        .unwrap();
     w.write_all(b"0123456789").unwrap();
     w.finish().unwrap();
-    let d = envseal::decrypt(&records_config(), &keyring.inner, &ctx, &out)
+    let d = crate::common::async_client(&records_config(), &keyring.inner)
+        .decrypt(&ctx, &out)
         .await
         .unwrap();
     assert_eq!(&d.plaintext[..], b"0123456789");
@@ -201,7 +219,12 @@ async fn declared_length_bounds_what_a_stream_writes() {
     let mut edks = Vec::new();
     for _ in 0..7 {
         let mut out = Vec::new();
-        let mut w = c.encrypt_stream(&ctx, Some(300), &mut out).await.unwrap();
+        let mut w = c
+            .encryptor(&ctx, Some(300))
+            .await
+            .unwrap()
+            .into_writer(&mut out)
+            .unwrap();
         w.write_all(&[1u8; 300]).unwrap();
         assert!(w.write_all(&[1u8]).is_err(), "byte 301 of a 300-byte stream");
         drop(w);
@@ -347,13 +370,15 @@ async fn signed_suite_reuses_data_key_and_signing_key() {
     }
     assert_eq!(keyring.encrypts(), 1);
     for (i, m) in messages.iter().enumerate() {
-        let d = envseal::decrypt(&Config::default(), &keyring.inner, &ctx, m)
+        let d = crate::common::async_client(&Config::default(), &keyring.inner)
+            .decrypt(&ctx, m)
             .await
             .unwrap();
         assert_eq!(*d.plaintext, vec![i as u8; 100]);
         assert_eq!(
             d.encryption_context.get("aws-crypto-public-key"),
-            envseal::decrypt(&Config::default(), &keyring.inner, &ctx, &messages[0])
+            crate::common::async_client(&Config::default(), &keyring.inner)
+                .decrypt(&ctx, &messages[0])
                 .await
                 .unwrap()
                 .encryption_context

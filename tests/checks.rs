@@ -13,6 +13,14 @@ fn keyring(byte: u8) -> RawAesKeyring {
     RawAesKeyring::new("checks", "key", WrappingKey::from_slice(&[byte; 32]).unwrap()).unwrap()
 }
 
+/// The client under `suite` with the key made of `byte`s.
+fn client(suite: AlgorithmSuite, byte: u8) -> envseal::blocking::Client {
+    envseal::blocking::Client::builder(keyring(byte))
+        .config(config(suite))
+        .build()
+        .unwrap()
+}
+
 fn config(suite: AlgorithmSuite) -> Config {
     Config::builder()
         .commitment_policy(CommitmentPolicy::RequireEncryptRequireDecrypt)
@@ -24,34 +32,14 @@ fn config(suite: AlgorithmSuite) -> Config {
 
 #[test]
 fn every_failed_check_reads_the_same() {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let context = EncryptionContext::new();
     let plaintext = vec![5u8; 250];
-    let run = |suite, key: &RawAesKeyring, message: &[u8]| {
-        rt.block_on(envseal::decrypt(&config(suite), key, &context, message))
-    };
+    let run = |suite, key: u8, message: &[u8]| client(suite, key).decrypt(&context, message);
     let unsigned = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
     let signed = AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384;
-    let message = rt
-        .block_on(envseal::encrypt(
-            &config(unsigned),
-            &keyring(1),
-            &context,
-            &plaintext,
-        ))
-        .unwrap();
-    let signed_message = rt
-        .block_on(envseal::encrypt(
-            &config(signed),
-            &keyring(1),
-            &context,
-            &plaintext,
-        ))
-        .unwrap();
-    assert_eq!(
-        *run(unsigned, &keyring(1), &message).unwrap().plaintext,
-        plaintext
-    );
+    let message = client(unsigned, 1).encrypt(&context, &plaintext).unwrap();
+    let signed_message = client(signed, 1).encrypt(&context, &plaintext).unwrap();
+    assert_eq!(*run(unsigned, 1, &message).unwrap().plaintext, plaintext);
 
     // Content type 2 + frame length 100 end the header body; the 32-byte
     // commitment, the 16-byte header tag and the first frame follow.
@@ -63,20 +51,13 @@ fn every_failed_check_reads_the_same() {
     };
     let first_frame_tag = at + 32 + 16 + 4 + 12 + 100;
     let cases: Vec<(&str, Result<envseal::Decrypted, Error>)> = vec![
-        ("wrong data key", run(unsigned, &keyring(2), &message)),
-        ("key commitment", run(unsigned, &keyring(1), &flip(&message, at))),
-        ("header tag", run(unsigned, &keyring(1), &flip(&message, at + 32))),
-        (
-            "frame tag",
-            run(unsigned, &keyring(1), &flip(&message, first_frame_tag)),
-        ),
+        ("wrong data key", run(unsigned, 2, &message)),
+        ("key commitment", run(unsigned, 1, &flip(&message, at))),
+        ("header tag", run(unsigned, 1, &flip(&message, at + 32))),
+        ("frame tag", run(unsigned, 1, &flip(&message, first_frame_tag))),
         (
             "signature",
-            run(
-                signed,
-                &keyring(1),
-                &flip(&signed_message, signed_message.len() - 1),
-            ),
+            run(signed, 1, &flip(&signed_message, signed_message.len() - 1)),
         ),
     ];
     for (check, result) in cases {

@@ -166,8 +166,12 @@ async fn child_encrypt_decrypt_loop() {
     while Instant::now() < end {
         let payload = format!("record {ops}");
         let result = async {
-            let message = envseal::encrypt(&config, &keyring, &context(), payload.as_bytes()).await?;
-            envseal::decrypt(&config, &keyring, &context(), &message).await
+            let message = crate::common::async_client(&config, &keyring)
+                .encrypt(&context(), payload.as_bytes())
+                .await?;
+            crate::common::async_client(&config, &keyring)
+                .decrypt(&context(), &message)
+                .await
         }
         .await;
         match result {
@@ -251,7 +255,9 @@ async fn child_encrypt_once() {
     let client = client_from_env(deadline, CredentialOptions::default()).await;
     let keyring = KmsKeyring::new(client.clone(), [KEY]).unwrap();
     let start = Instant::now();
-    let result = envseal::encrypt(&Config::default(), &keyring, &context(), b"one record").await;
+    let result = crate::common::async_client(&Config::default(), &keyring)
+        .encrypt(&context(), b"one record")
+        .await;
     println!("RESULT elapsed_ms={}", start.elapsed().as_millis());
     println!(
         "RESULT provider={}",
@@ -259,7 +265,8 @@ async fn child_encrypt_once() {
     );
     match result {
         Ok(message) => {
-            let back = envseal::decrypt(&Config::default(), &keyring, &context(), &message)
+            let back = crate::common::async_client(&Config::default(), &keyring)
+                .decrypt(&context(), &message)
                 .await
                 .unwrap();
             assert_eq!(back.plaintext.as_slice(), b"one record");
@@ -331,10 +338,12 @@ async fn child_shadowing() {
     for _ in 0..2 {
         let client = client_from_env(Duration::from_secs(3), CredentialOptions::default()).await;
         let keyring = KmsKeyring::new(client.clone(), [KEY]).unwrap();
-        let message = envseal::encrypt(&Config::default(), &keyring, &context(), b"x")
+        let message = crate::common::async_client(&Config::default(), &keyring)
+            .encrypt(&context(), b"x")
             .await
             .unwrap();
-        envseal::decrypt(&Config::default(), &keyring, &context(), &message)
+        crate::common::async_client(&Config::default(), &keyring)
+            .decrypt(&context(), &message)
             .await
             .unwrap();
         println!(

@@ -7,7 +7,8 @@
 use std::io::Read;
 use std::path::Path;
 
-use envseal::{CommitmentPolicy, Config, Decryptor, EncryptionContext, RawAesKeyring, WrappingKey};
+use envseal::blocking::Client;
+use envseal::{CommitmentPolicy, Config, EncryptionContext, RawAesKeyring, WrappingKey};
 
 const VECTOR_AES_256: [u8; 32] = [
     157, 35, 223, 107, 148, 199, 152, 30, 125, 212, 17, 221, 98, 3, 133, 156, 115, 119, 24, 85, 235, 60, 105,
@@ -30,24 +31,23 @@ fn fuzz_regressions_replay() {
         WrappingKey::from_slice(&VECTOR_AES_256).unwrap(),
     )
     .unwrap();
+    // As the fuzz targets: signed messages stream too.
     let config = Config::builder()
         .commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt)
+        .allow_signed_streaming(true)
         .build()
         .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let client = Client::builder(keyring).config(config).build().unwrap();
     let context = EncryptionContext::new();
     let mut decrypted = 0;
     for file in &files {
         let data = std::fs::read(file).unwrap();
-        let _ = Decryptor::new(&data[..], &config).map(|d| d.encrypted_data_keys().len());
-        if rt
-            .block_on(envseal::decrypt(&config, &keyring, &context, &data))
-            .is_ok()
-        {
+        let _ = client.decryptor(&data[..]).map(|d| d.encrypted_data_keys().len());
+        if client.decrypt(&context, &data).is_ok() {
             decrypted += 1;
         }
-        if let Ok(d) = Decryptor::new(&data[..], &config) {
-            if let Ok(mut r) = rt.block_on(d.allow_signed_streaming().decrypt(&keyring, &context)) {
+        if let Ok(d) = client.decryptor(&data[..]) {
+            if let Ok(mut r) = d.decrypt(&context) {
                 let mut out = Vec::new();
                 let _ = r.read_to_end(&mut out);
                 assert!(out.len() <= data.len(), "{}", file.display());
@@ -72,13 +72,17 @@ fn fuzz_seeds_parse_and_raw_ecdh_seeds_decrypt() {
         .commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt)
         .build()
         .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let mut seen = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("fuzz/seeds exists") {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_str().unwrap().to_owned();
         let data = std::fs::read(&path).unwrap();
-        let d = Decryptor::new(&data[..], &config).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let d = Client::builder(Headers)
+            .config(config.clone())
+            .build()
+            .unwrap()
+            .decryptor(&data[..])
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let provider = d.encrypted_data_keys()[0].provider_id.clone();
         if let Some(rest) = name.strip_prefix("raw-ecdh-") {
             assert_eq!(provider, envseal::RAW_ECDH_PROVIDER_ID, "{name}");
@@ -89,13 +93,12 @@ fn fuzz_seeds_parse_and_raw_ecdh_seeds_decrypt() {
             };
             let pem = std::fs::read(common_data(&format!("ecdh-{id}-b-private.pem"))).unwrap();
             let keyring = RawEcdhKeyring::discovery(EcdhPrivateKey::from_pkcs8(curve, &pem).unwrap());
-            rt.block_on(envseal::decrypt(
-                &config,
-                &keyring,
-                &EncryptionContext::new(),
-                &data,
-            ))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            Client::builder(keyring)
+                .config(config.clone())
+                .build()
+                .unwrap()
+                .decrypt(&EncryptionContext::new(), &data)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         } else {
             assert!(provider.starts_with("aws-kms"), "{name}: {provider}");
         }
@@ -107,6 +110,24 @@ fn fuzz_seeds_parse_and_raw_ecdh_seeds_decrypt() {
             seen.iter().any(|n| n.starts_with(kind)),
             "no {kind} seed in {seen:?}"
         );
+    }
+}
+
+/// A keyring with no keys: the seeds' headers are read without one.
+struct Headers;
+
+#[envseal::async_trait]
+impl envseal::Keyring for Headers {
+    async fn on_encrypt(&self, _: &mut envseal::EncryptionMaterials) -> envseal::Result<()> {
+        unreachable!("headers only")
+    }
+
+    async fn on_decrypt(
+        &self,
+        _: &envseal::DecryptionMaterials,
+        _: &[envseal::EncryptedDataKey],
+    ) -> envseal::Result<Option<envseal::DataKey>> {
+        Ok(None)
     }
 }
 

@@ -76,11 +76,13 @@ async fn fixture(name: &str) -> Fixture {
     }
 }
 
-fn keyring(store: &KeyStore, branch_key_id: &str, ttl: Duration) -> HierarchyKeyring {
-    HierarchyKeyring::builder(store.clone(), ttl)
-        .branch_key_id(branch_key_id)
-        .build()
-        .unwrap()
+fn keyring(store: &KeyStore, branch_key_id: &str, ttl: Duration) -> Arc<HierarchyKeyring> {
+    Arc::new(
+        HierarchyKeyring::builder(store.clone(), ttl)
+            .branch_key_id(branch_key_id)
+            .build()
+            .unwrap(),
+    )
 }
 
 fn config(suite: AlgorithmSuite) -> Config {
@@ -94,13 +96,17 @@ fn context() -> EncryptionContext {
 const SUITE: AlgorithmSuite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
 
 /// Encrypts under suite 0x0478 with the test context.
-async fn seal(keyring: &dyn envseal::Keyring, plaintext: &[u8]) -> envseal::Result<Vec<u8>> {
-    envseal::encrypt(&config(SUITE), keyring, &context(), plaintext).await
+async fn seal(keyring: impl common::IntoRing, plaintext: &[u8]) -> envseal::Result<Vec<u8>> {
+    crate::common::async_client(&config(SUITE), keyring)
+        .encrypt(&context(), plaintext)
+        .await
 }
 
 /// Decrypts a 0x0478 message (no reproduced context).
-async fn open(keyring: &dyn envseal::Keyring, message: &[u8]) -> envseal::Result<envseal::Decrypted> {
-    envseal::decrypt(&config(SUITE), keyring, &EncryptionContext::new(), message).await
+async fn open(keyring: impl common::IntoRing, message: &[u8]) -> envseal::Result<envseal::Decrypted> {
+    crate::common::async_client(&config(SUITE), keyring)
+        .decrypt(&EncryptionContext::new(), message)
+        .await
 }
 
 /// The branch key versions (16 bytes each) named by a message's
@@ -110,7 +116,7 @@ fn edk_versions(message: &[u8]) -> Vec<(String, [u8; 16])> {
         .commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt)
         .build()
         .unwrap();
-    let d = envseal::Decryptor::new(message, &any).unwrap();
+    let d = crate::common::parse(&any, message).unwrap();
     d.encrypted_data_keys()
         .iter()
         .filter(|e| e.provider_id == HIERARCHY_PROVIDER_ID)
@@ -147,11 +153,13 @@ async fn round_trip_signed_and_unsigned_and_branch_key_reads() {
         AlgorithmSuite::Aes256GcmIv12Tag16HkdfSha256,
     ] {
         let plaintext = common::bytes(3000, 7);
-        let message = envseal::encrypt(&config(suite), &keyring, &context(), &plaintext)
+        let message = crate::common::async_client(&config(suite), &keyring)
+            .encrypt(&context(), &plaintext)
             .await
             .unwrap();
         assert_eq!(edk_versions(&message), [(id.clone(), active.version_bytes())]);
-        let out = envseal::decrypt(&config(suite), &keyring, &EncryptionContext::new(), &message)
+        let out = crate::common::async_client(&config(suite), &keyring)
+            .decrypt(&EncryptionContext::new(), &message)
             .await
             .unwrap();
         assert_eq!(*out.plaintext, plaintext, "{suite:?}");
@@ -209,12 +217,12 @@ async fn one_get_item_and_one_decrypt_per_ttl_and_per_concurrent_miss() {
     assert_eq!(s.calls(), 0, "the store counts its DynamoDB calls only");
 
     // 64 concurrent misses on a fresh cache: one GetItem, one Decrypt.
-    let keyring = Arc::new(keyring_for_cache(&store, &id, BranchKeyCache::default()));
+    let keyring = keyring_for_cache(&store, &id, BranchKeyCache::default());
     let (base, kms_base) = (store.stats(), store.kms_client().stats());
     let tasks: Vec<_> = (0..64u8)
         .map(|i| {
             let keyring = Arc::clone(&keyring);
-            tokio::spawn(async move { seal(&*keyring, &[i; 10]).await })
+            tokio::spawn(async move { seal(keyring, &[i; 10]).await })
         })
         .collect();
     for t in tasks {
@@ -227,12 +235,14 @@ async fn one_get_item_and_one_decrypt_per_ttl_and_per_concurrent_miss() {
     assert_eq!(s.branch_key_cache_hits - base.branch_key_cache_hits, 63);
 }
 
-fn keyring_for_cache(store: &KeyStore, id: &str, cache: BranchKeyCache) -> HierarchyKeyring {
-    HierarchyKeyring::builder(store.clone(), Duration::from_secs(60))
-        .branch_key_id(id)
-        .cache(cache)
-        .build()
-        .unwrap()
+fn keyring_for_cache(store: &KeyStore, id: &str, cache: BranchKeyCache) -> Arc<HierarchyKeyring> {
+    Arc::new(
+        HierarchyKeyring::builder(store.clone(), Duration::from_secs(60))
+            .branch_key_id(id)
+            .cache(cache)
+            .build()
+            .unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -249,7 +259,7 @@ async fn shared_cache_entries_are_apart_by_partition() {
     };
     let base = store.stats();
     for keyring in [with_partition("a"), with_partition("a"), with_partition("b")] {
-        seal(&keyring, b"x").await.unwrap();
+        seal(Arc::new(keyring), b"x").await.unwrap();
     }
     assert_eq!(
         store.stats().get_item_calls - base.get_item_calls,
@@ -275,7 +285,7 @@ async fn version_key_keeps_old_messages_and_moves_new_ones() {
     assert_eq!(id, "tenant-7");
     let v1 = store.get_active_branch_key(&id).await.unwrap();
     assert_eq!(v1.encryption_context(), &ctx);
-    let old = seal(&keyring(&store, &id, Duration::from_secs(60)), b"old")
+    let old = seal(keyring(&store, &id, Duration::from_secs(60)), b"old")
         .await
         .unwrap();
     let v2 = store.version_key(&id).await.unwrap();
@@ -312,7 +322,7 @@ async fn unknown_and_foreign_branch_keys_fail_clearly_and_others_cost_no_call() 
     let a = store.create_key(None, &EncryptionContext::new()).await.unwrap();
     let b = store.create_key(None, &EncryptionContext::new()).await.unwrap();
 
-    let err = seal(&keyring(&store, "no-such-key", Duration::from_secs(60)), b"x")
+    let err = seal(keyring(&store, "no-such-key", Duration::from_secs(60)), b"x")
         .await
         .unwrap_err();
     let line = err.to_string();
@@ -324,7 +334,7 @@ async fn unknown_and_foreign_branch_keys_fail_clearly_and_others_cost_no_call() 
     );
 
     // A message for branch key A, read by a keyring for B: skipped, no call.
-    let message = seal(&keyring(&store, &a, Duration::from_secs(60)), b"x")
+    let message = seal(keyring(&store, &a, Duration::from_secs(60)), b"x")
         .await
         .unwrap();
     let (before, kms_before) = (store.stats(), store.kms_client().stats());
@@ -373,24 +383,28 @@ async fn a_supplier_picks_each_tenants_branch_key() {
             .await
             .unwrap();
     }
-    let keyring = HierarchyKeyring::builder(store.clone(), Duration::from_secs(60))
-        .branch_key_id_supplier(|ctx: &EncryptionContext| match ctx.get("tenant") {
-            Some(t) => Ok(format!("key-{t}")),
-            None => Err(Error::Misuse("no tenant in the encryption context".into())),
-        })
-        .build()
-        .unwrap();
+    let keyring = std::sync::Arc::new(
+        HierarchyKeyring::builder(store.clone(), Duration::from_secs(60))
+            .branch_key_id_supplier(|ctx: &EncryptionContext| match ctx.get("tenant") {
+                Some(t) => Ok(format!("key-{t}")),
+                None => Err(Error::Misuse("no tenant in the encryption context".into())),
+            })
+            .build()
+            .unwrap(),
+    );
     let cfg = config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey);
     for tenant in ["red", "blue"] {
         let ctx = EncryptionContext::from([("tenant", tenant)]);
-        let m = envseal::encrypt(&cfg, &keyring, &ctx, tenant.as_bytes())
+        let m = crate::common::async_client(&cfg, &keyring)
+            .encrypt(&ctx, tenant.as_bytes())
             .await
             .unwrap();
         assert_eq!(edk_versions(&m)[0].0, format!("key-{tenant}"));
         let out = open(&keyring, &m).await.unwrap();
         assert_eq!(&*out.plaintext, tenant.as_bytes());
     }
-    let err = envseal::encrypt(&cfg, &keyring, &EncryptionContext::new(), b"x")
+    let err = crate::common::async_client(&cfg, &keyring)
+        .encrypt(&EncryptionContext::new(), b"x")
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no tenant"), "{err}");
@@ -409,7 +423,7 @@ fn fault_bounds() -> KmsBounds {
 
 /// A branch key in moto, and a keyring whose DynamoDB calls go through a
 /// fault server with `plan` (KMS calls go to moto directly).
-async fn faulty(plan: Vec<Action>) -> (FaultServer, HierarchyKeyring, KeyStore, String) {
+async fn faulty(plan: Vec<Action>) -> (FaultServer, Arc<HierarchyKeyring>, KeyStore, String) {
     let Fixture {
         kms_key,
         table: t,
@@ -427,7 +441,7 @@ async fn faulty(plan: Vec<Action>) -> (FaultServer, HierarchyKeyring, KeyStore, 
     (fault, keyring, store, id)
 }
 
-async fn encrypt_err(keyring: &HierarchyKeyring) -> (envseal::kms::KmsError, Duration) {
+async fn encrypt_err(keyring: &Arc<HierarchyKeyring>) -> (envseal::kms::KmsError, Duration) {
     let started = Instant::now();
     let err = seal(keyring, b"x").await.unwrap_err();
     let elapsed = started.elapsed();
@@ -654,7 +668,8 @@ async fn interop_with_the_python_material_providers_library() {
         for (s, (suite, hex_id)) in INTEROP_SUITES.iter().enumerate() {
             let plain = common::bytes(2000 + 100 * k + s, (k * 10 + s) as u64);
             let rs_msg = d.join(format!("rs-{k}-{s}.msg"));
-            let m = envseal::encrypt(&config(*suite), &keyring, &context(), &plain)
+            let m = crate::common::async_client(&config(*suite), &keyring)
+                .encrypt(&context(), &plain)
                 .await
                 .unwrap();
             write_with_context(&rs_msg, &m);
@@ -698,7 +713,8 @@ async fn interop_with_the_python_material_providers_library() {
                 edk_versions(&py_msg),
                 [(id.clone(), version_bytes(&py_active[k]))]
             );
-            let out = envseal::decrypt(&config(*suite), &keyring, &context(), &py_msg)
+            let out = crate::common::async_client(&config(*suite), &keyring)
+                .decrypt(&context(), &py_msg)
                 .await
                 .unwrap();
             assert_eq!(*out.plaintext, want, "envseal read Python's, key {k}");
@@ -727,14 +743,10 @@ async fn interop_with_the_python_material_providers_library() {
         let keyring = keyring(&store, id, Duration::from_secs(60));
         let plain = format!("after version {k}");
         let msg = d.join(format!("v2-{k}.msg"));
-        let m = envseal::encrypt(
-            &config(INTEROP_SUITES[0].0),
-            &keyring,
-            &context(),
-            plain.as_bytes(),
-        )
-        .await
-        .unwrap();
+        let m = crate::common::async_client(&config(INTEROP_SUITES[0].0), &keyring)
+            .encrypt(&context(), plain.as_bytes())
+            .await
+            .unwrap();
         assert_eq!(edk_versions(&m), [(id.clone(), active.version_bytes())]);
         write_with_context(&msg, &m);
         jobs.push(crypt_job(
@@ -770,7 +782,8 @@ async fn interop_with_the_python_material_providers_library() {
         jobs.push(store_args("get-active", &t, &kms_key, id));
         // envseal's old message, read by envseal after the version.
         let old = std::fs::read(d.join(format!("rs-{k}-1.msg"))).unwrap();
-        let out = envseal::decrypt(&config(INTEROP_SUITES[1].0), &keyring, &context(), &old)
+        let out = crate::common::async_client(&config(INTEROP_SUITES[1].0), &keyring)
+            .decrypt(&context(), &old)
             .await
             .unwrap();
         assert_eq!(
@@ -801,7 +814,8 @@ async fn interop_with_the_python_material_providers_library() {
             [(id.clone(), version_bytes(&new_versions[k]))]
         );
         let keyring = keyring(&store, id, Duration::from_secs(60));
-        let out = envseal::decrypt(&config(INTEROP_SUITES[0].0), &keyring, &context(), &py_new)
+        let out = crate::common::async_client(&config(INTEROP_SUITES[0].0), &keyring)
+            .decrypt(&context(), &py_new)
             .await
             .unwrap();
         assert_eq!(*out.plaintext, format!("after version {k}").as_bytes());

@@ -15,10 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use common::Runtime;
 use common::{bytes, config_for, RSA_B_PRIVATE_PEM, RSA_B_PUBLIC_PEM, RSA_PRIVATE_PEM, RSA_PUBLIC_PEM};
 use envseal::{
-    AlgorithmSuite, Backend, CommitmentPolicy, Config, Decryptor, EncryptionContext, Keyring, MultiKeyring,
+    AlgorithmSuite, Backend, CommitmentPolicy, Config, EncryptionContext, Keyring, MultiKeyring,
     RawAesKeyring, RawRsaKeyring, RsaPadding, RsaPrivateKey, RsaPublicKey, WrappingKey,
 };
 use serde_json::{json, Value};
@@ -214,19 +213,13 @@ fn envseal_keyring(keys: &[Key], backend: Backend) -> MultiKeyring {
 #[test]
 fn envseal_writes_reference_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = Runtime::new().unwrap();
     let cases = cases();
     let mut jobs = Vec::new();
     for (i, c) in cases.iter().enumerate() {
         let backend = Backend::all()[i % Backend::all().len()];
         let config = config_for(c.suite, c.frame, backend);
-        let msg = rt
-            .encrypt(
-                &config,
-                &envseal_keyring(&c.keys, backend),
-                &c.context,
-                &c.plaintext,
-            )
+        let msg = crate::common::client(&config, &envseal_keyring(&c.keys, backend))
+            .encrypt(&c.context, &c.plaintext)
             .unwrap();
         let ct = dir.path().join(format!("envseal-{i}.esdk"));
         std::fs::write(&ct, msg).unwrap();
@@ -284,7 +277,6 @@ fn envseal_writes_reference_reads() {
 #[test]
 fn reference_writes_envseal_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = Runtime::new().unwrap();
     let cases = cases();
     let mut jobs = Vec::new();
     for (i, c) in cases.iter().enumerate() {
@@ -323,6 +315,8 @@ fn reference_writes_envseal_reads() {
             let config = Config::builder()
                 .commitment_policy(policy(c.suite))
                 .backend(backend)
+                // The messages stream too, signed ones included.
+                .allow_signed_streaming(true)
                 .build()
                 .unwrap();
             let key_sets: Vec<Vec<Key>> = std::iter::once(c.keys.clone())
@@ -331,7 +325,7 @@ fn reference_writes_envseal_reads() {
             for keys in key_sets {
                 let ring = envseal_keyring(&keys, backend);
                 checked += 1;
-                match rt.decrypt(&config, &ring, &c.context, &msg) {
+                match crate::common::client(&config, &ring).decrypt(&c.context, &msg) {
                     Ok(d) if *d.plaintext == c.plaintext && d.suite == c.suite => {}
                     Ok(_) => failures.push(format!(
                         "{} ({}): plaintext or suite differs",
@@ -341,10 +335,8 @@ fn reference_writes_envseal_reads() {
                     Err(e) => failures.push(format!("{} ({}): {e}", c.name, backend.name())),
                 }
                 // Streaming too.
-                let d = Decryptor::new(&msg[..], &config)
-                    .unwrap()
-                    .allow_signed_streaming();
-                let mut r = rt.decrypt_stream(d, &ring, &c.context).unwrap();
+                let d = crate::common::client(&config, &ring).decryptor(&msg[..]).unwrap();
+                let mut r = d.decrypt(&c.context).unwrap();
                 let mut out = Vec::new();
                 r.read_to_end(&mut out).unwrap();
                 if out != c.plaintext || !r.is_complete() {
@@ -390,7 +382,6 @@ fn fallback_rsa(padding: RsaPadding, b: bool, backend: Backend) -> Arc<dyn Keyri
 #[test]
 fn rsa_failure_falls_through_to_the_next_keyring() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = Runtime::new().unwrap();
     let aes = Key::Aes { bits: 256 };
     let paddings = [
         RsaPadding::Pkcs1,
@@ -430,8 +421,8 @@ fn rsa_failure_falls_through_to_the_next_keyring() {
         let ring =
             MultiKeyring::from_keyrings(vec![fallback_rsa(padding, false, backend), aes.keyring(backend)])
                 .unwrap();
-        let msg = rt
-            .encrypt(&config, &ring, &EncryptionContext::new(), &pt)
+        let msg = crate::common::client(&config, &ring)
+            .encrypt(&EncryptionContext::new(), &pt)
             .unwrap();
         let ct = dir.path().join(format!("fallback-envseal-{i}.esdk"));
         std::fs::write(&ct, &msg).unwrap();
@@ -521,6 +512,8 @@ fn rsa_failure_falls_through_to_the_next_keyring() {
             let config = Config::builder()
                 .commitment_policy(policy(*suite))
                 .backend(backend)
+                // The messages stream too, signed ones included.
+                .allow_signed_streaming(true)
                 .build()
                 .unwrap();
             let ring = MultiKeyring::from_keyrings(vec![
@@ -529,15 +522,13 @@ fn rsa_failure_falls_through_to_the_next_keyring() {
             ])
             .unwrap();
             let ctx = EncryptionContext::new();
-            match rt.decrypt(&config, &ring, &ctx, msg) {
+            match crate::common::client(&config, &ring).decrypt(&ctx, msg) {
                 Ok(d) if d.plaintext[..] == pt[..] => {}
                 Ok(_) => failures.push(format!("{label} ({}): plaintext differs", backend.name())),
                 Err(e) => failures.push(format!("{label} ({}): one-shot: {e}", backend.name())),
             }
-            let d = Decryptor::new(&msg[..], &config)
-                .unwrap()
-                .allow_signed_streaming();
-            match rt.decrypt_stream(d, &ring, &ctx) {
+            let d = crate::common::client(&config, &ring).decryptor(&msg[..]).unwrap();
+            match d.decrypt(&ctx) {
                 Ok(mut r) => {
                     let mut out = Vec::new();
                     if r.read_to_end(&mut out).is_err() || out != pt || !r.is_complete() {
@@ -548,17 +539,17 @@ fn rsa_failure_falls_through_to_the_next_keyring() {
             }
             // Key B alone: the opaque failure, one-shot and streaming.
             let alone = fallback_rsa(*padding, true, backend);
-            match rt.decrypt(&config, alone.as_ref(), &ctx, msg) {
+            match crate::common::client(&config, alone.clone()).decrypt(&ctx, msg) {
                 Err(e @ envseal::Error::Decrypt) if e.to_string() == "authentication failed" => {}
                 other => failures.push(format!(
                     "{label} ({}): key B alone gave {other:?}",
                     backend.name()
                 )),
             }
-            let d = Decryptor::new(&msg[..], &config)
-                .unwrap()
-                .allow_signed_streaming();
-            match rt.decrypt_stream(d, alone.as_ref(), &ctx) {
+            let d = crate::common::client(&config, alone.clone())
+                .decryptor(&msg[..])
+                .unwrap();
+            match d.decrypt(&ctx) {
                 Err(envseal::Error::Decrypt) => {}
                 other => failures.push(format!(
                     "{label} ({}): key B alone, streaming, gave {:?}",
@@ -635,7 +626,6 @@ fn raw_ecdh_interop_with_the_python_mpl() {
         .unwrap()
     };
     let config = |suite: AlgorithmSuite| Config::builder().suite(suite).build().unwrap();
-    let rt = common::Runtime::new().unwrap();
     let mut jobs = Vec::new();
     let mut expect = Vec::new();
     for (cname, curve) in curves {
@@ -677,13 +667,16 @@ fn raw_ecdh_interop_with_the_python_mpl() {
             for (scheme, keyring) in [
                 (
                     "static",
-                    RawEcdhKeyring::static_keys(private(curve, "a"), public(curve, "b")).unwrap(),
+                    Arc::new(RawEcdhKeyring::static_keys(private(curve, "a"), public(curve, "b")).unwrap()),
                 ),
-                ("ephemeral", RawEcdhKeyring::ephemeral(public(curve, "b"))),
+                (
+                    "ephemeral",
+                    Arc::new(RawEcdhKeyring::ephemeral(public(curve, "b"))),
+                ),
             ] {
                 let msg = d.join(format!("rs-{cname}-{hex}-{scheme}.msg"));
-                let m = rt
-                    .encrypt(&config(suite), &keyring, &ctx, &common::bytes(3000, 7))
+                let m = crate::common::client(&config(suite), &keyring)
+                    .encrypt(&ctx, &common::bytes(3000, 7))
                     .unwrap();
                 std::fs::write(&msg, m).unwrap();
                 let mut readers = vec![("--raw-ecdh-discovery", disc_b.clone())];
@@ -728,16 +721,20 @@ fn raw_ecdh_interop_with_the_python_mpl() {
     assert_eq!(expect.len(), 3 * 2 * 2);
     for (msg, curve, suite, is_static) in expect {
         let m = std::fs::read(&msg).unwrap();
-        let mut readers = vec![RawEcdhKeyring::discovery(private(curve, "b"))];
+        let mut readers = vec![Arc::new(RawEcdhKeyring::discovery(private(curve, "b")))];
         if is_static {
-            readers.push(RawEcdhKeyring::static_keys(private(curve, "b"), public(curve, "a")).unwrap());
-            readers.push(RawEcdhKeyring::static_keys(private(curve, "a"), public(curve, "b")).unwrap());
+            readers.push(Arc::new(
+                RawEcdhKeyring::static_keys(private(curve, "b"), public(curve, "a")).unwrap(),
+            ));
+            readers.push(Arc::new(
+                RawEcdhKeyring::static_keys(private(curve, "a"), public(curve, "b")).unwrap(),
+            ));
         }
         for reader in &readers {
             for backend in Backend::all() {
                 let cfg = Config::builder().backend(backend).build().unwrap();
-                let out = rt
-                    .decrypt(&cfg, reader, &ctx, &m)
+                let out = crate::common::client(&cfg, reader)
+                    .decrypt(&ctx, &m)
                     .unwrap_or_else(|e| panic!("{}: {e}", msg.display()));
                 assert_eq!(*out.plaintext, want);
                 assert_eq!(out.suite, suite);
@@ -785,8 +782,9 @@ fn required_context_keys_interop_with_the_python_mpl() {
         .required_encryption_context_keys(["tenant", "secret"])
         .build()
         .unwrap();
-    let rt = common::Runtime::new().unwrap();
-    let m = rt.encrypt(&config, &*ring, &full, b"required interop").unwrap();
+    let m = crate::common::client(&config, ring.clone())
+        .encrypt(&full, b"required interop")
+        .unwrap();
     let msg = d.join("rs.msg");
     std::fs::write(&msg, m).unwrap();
     let mut jobs = Vec::new();
@@ -843,7 +841,7 @@ fn required_context_keys_interop_with_the_python_mpl() {
     let py = std::fs::read(&py_msg).unwrap();
     let plain_config = Config::default();
     for (name, ctx, ok) in &contexts {
-        let r = rt.decrypt(&plain_config, &*ring, ctx, &py);
+        let r = crate::common::client(&plain_config, ring.clone()).decrypt(ctx, &py);
         assert_eq!(
             r.is_ok(),
             *ok,
@@ -851,7 +849,7 @@ fn required_context_keys_interop_with_the_python_mpl() {
             r.as_ref().err()
         );
     }
-    let header = envseal::Decryptor::new(&py[..], &plain_config).unwrap();
+    let header = crate::common::parse(&plain_config, &py[..]).unwrap();
     assert_eq!(
         header
             .encryption_context()

@@ -109,7 +109,8 @@ async fn reference_decrypts_envseal_kms_messages() {
         let keyring = MultiKeyring::from_keyrings(vec![kms, aes.clone()]).unwrap();
         let plaintext = common::bytes(10_000 + i, i as u64);
         let msg = dir.path().join(format!("env-{i}.msg"));
-        let message = envseal::encrypt(&config(*suite), &keyring, &context(), &plaintext)
+        let message = crate::common::async_client(&config(*suite), &keyring)
+            .encrypt(&context(), &plaintext)
             .await
             .unwrap();
         std::fs::write(&msg, &message).unwrap();
@@ -160,22 +161,23 @@ async fn envseal_decrypts_reference_kms_messages() {
     for (i, (suite, _)) in SUITES.iter().enumerate() {
         let message = std::fs::read(dir.path().join(format!("ref-{i}.msg"))).unwrap();
         let want = std::fs::read(dir.path().join(format!("ref-{i}.plain"))).unwrap();
-        let keyrings: Vec<(&str, Box<dyn Keyring>)> = vec![
+        let keyrings: Vec<(&str, Arc<dyn Keyring>)> = vec![
             (
                 "first key",
-                Box::new(KmsKeyring::new(client.clone(), [&k1]).unwrap()),
+                Arc::new(KmsKeyring::new(client.clone(), [&k1]).unwrap()),
             ),
             (
                 "second key",
-                Box::new(KmsKeyring::new(client.clone(), [&k2]).unwrap()),
+                Arc::new(KmsKeyring::new(client.clone(), [&k2]).unwrap()),
             ),
             (
                 "discovery",
-                Box::new(KmsDiscoveryKeyring::new(client.clone()).unwrap()),
+                Arc::new(KmsDiscoveryKeyring::new(client.clone()).unwrap()),
             ),
         ];
         for (label, keyring) in keyrings {
-            let out = envseal::decrypt(&config(*suite), keyring.as_ref(), &context(), &message)
+            let out = crate::common::async_client(&config(*suite), keyring.clone())
+                .decrypt(&context(), &message)
                 .await
                 .unwrap_or_else(|e| panic!("suite {suite} {label}: {e}"));
             assert_eq!(*out.plaintext, want, "suite {suite} {label}");
@@ -238,18 +240,26 @@ async fn kms_rsa_keyring_round_trips_and_interop() {
                 .backend(backend)
                 .build()
                 .unwrap();
-            let m = envseal::encrypt(&cfg, &keyring, &ctx, b"kms rsa").await.unwrap();
+            let m = crate::common::async_client(&cfg, &keyring)
+                .encrypt(&ctx, b"kms rsa")
+                .await
+                .unwrap();
             // KMS (the server) unwraps it for envseal too.
             let reader = KmsRsaKeyring::new(client.clone(), &arn, padding, None).unwrap();
-            let out = envseal::decrypt(&cfg, &reader, &EncryptionContext::new(), &m)
+            let out = crate::common::async_client(&cfg, &reader)
+                .decrypt(&EncryptionContext::new(), &m)
                 .await
                 .unwrap();
             assert_eq!(&*out.plaintext, b"kms rsa");
             // An extra reproduced pair changes the digest: refused.
             let extra: EncryptionContext = [("extra", "x")].into_iter().collect();
-            let err = envseal::decrypt(&cfg, &reader, &extra, &m).await.unwrap_err();
+            let err = crate::common::async_client(&cfg, &reader)
+                .decrypt(&extra, &m)
+                .await
+                .unwrap_err();
             assert!(matches!(err, envseal::Error::Decrypt), "{err}");
-            let signed = envseal::encrypt(&Config::default(), &keyring, &ctx, b"x")
+            let signed = crate::common::async_client(&Config::default(), &keyring)
+                .encrypt(&ctx, b"x")
                 .await
                 .unwrap_err();
             assert!(signed.to_string().contains("signing suites"), "{signed}");
@@ -314,7 +324,8 @@ async fn kms_rsa_keyring_round_trips_and_interop() {
     ] {
         let m = std::fs::read(d.join(format!("py-{name}.msg"))).unwrap();
         let reader = KmsRsaKeyring::new(client.clone(), &arn, padding, None).unwrap();
-        let out = envseal::decrypt(&unsigned, &reader, &EncryptionContext::new(), &m)
+        let out = crate::common::async_client(&unsigned, &reader)
+            .decrypt(&EncryptionContext::new(), &m)
             .await
             .unwrap();
         assert_eq!(&*out.plaintext, b"python kms rsa");
@@ -325,7 +336,8 @@ async fn kms_rsa_keyring_round_trips_and_interop() {
             RsaPadding::OaepSha1
         };
         let wrong = KmsRsaKeyring::new(client.clone(), &arn, other, None).unwrap();
-        let err = envseal::decrypt(&unsigned, &wrong, &EncryptionContext::new(), &m)
+        let err = crate::common::async_client(&unsigned, &wrong)
+            .decrypt(&EncryptionContext::new(), &m)
             .await
             .unwrap_err();
         assert!(
@@ -368,29 +380,38 @@ async fn kms_ecdh_keyring_interop_with_raw_ecdh_and_python() {
         let b_pub = common::data_path(&format!("ecdh-{cname}-b-public.der"));
         let b_private = EcdhPrivateKey::from_pkcs8(curve, &std::fs::read(&b_priv).unwrap()).unwrap();
         let b_public = EcdhPublicKey::from_bytes(curve, &std::fs::read(&b_pub).unwrap()).unwrap();
-        let kms_static = KmsEcdhKeyring::static_keys(client.clone(), &k, b_public.clone())
-            .await
-            .unwrap();
-        let kms_discovery = KmsEcdhKeyring::discovery(client.clone(), curve, &k)
-            .await
-            .unwrap();
+        let kms_static = std::sync::Arc::new(
+            KmsEcdhKeyring::static_keys(client.clone(), &k, b_public.clone())
+                .await
+                .unwrap(),
+        );
+        let kms_discovery = std::sync::Arc::new(
+            KmsEcdhKeyring::discovery(client.clone(), curve, &k)
+                .await
+                .unwrap(),
+        );
         assert_eq!(kms_static.kms_public_key(), kms_discovery.kms_public_key());
         let k_pub = d.join(format!("{cname}-kms.der"));
         std::fs::write(&k_pub, kms_static.kms_public_key().to_der()).unwrap();
-        let raw_discovery = RawEcdhKeyring::discovery(b_private);
+        let raw_discovery = Arc::new(RawEcdhKeyring::discovery(b_private));
         for (hex, suite) in [
             ("0478", AlgorithmSuite::Aes256GcmHkdfSha512CommitKey),
             ("0578", AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384),
         ] {
             let cfg = config(suite);
             // KMS static K -> B.
-            let m = envseal::encrypt(&cfg, &kms_static, &ctx, b"kms ecdh")
+            let m = crate::common::async_client(&cfg, &kms_static)
+                .encrypt(&ctx, b"kms ecdh")
                 .await
                 .unwrap();
-            let header = envseal::Decryptor::new(&m[..], &cfg).unwrap();
+            let header = crate::common::parse(&cfg, &m[..]).unwrap();
             assert_eq!(header.encrypted_data_keys()[0].provider_id, "aws-kms-ecdh");
-            for reader in [&kms_static as &dyn Keyring, &raw_discovery] {
-                let out = envseal::decrypt(&cfg, reader, &EncryptionContext::new(), &m)
+            for reader in [
+                kms_static.clone() as Arc<dyn Keyring>,
+                raw_discovery.clone() as Arc<dyn Keyring>,
+            ] {
+                let out = crate::common::async_client(&cfg, reader)
+                    .decrypt(&EncryptionContext::new(), &m)
                     .await
                     .unwrap();
                 assert_eq!(&*out.plaintext, b"kms ecdh");
@@ -416,9 +437,13 @@ async fn kms_ecdh_keyring_interop_with_raw_ecdh_and_python() {
                 checks.push((out, b"kms ecdh".to_vec()));
             }
             // Raw ephemeral -> the KMS key's public key; KMS discovery reads it.
-            let to_k = RawEcdhKeyring::ephemeral(kms_static.kms_public_key().clone());
-            let m = envseal::encrypt(&cfg, &to_k, &ctx, b"to kms").await.unwrap();
-            let out = envseal::decrypt(&cfg, &kms_discovery, &EncryptionContext::new(), &m)
+            let to_k = std::sync::Arc::new(RawEcdhKeyring::ephemeral(kms_static.kms_public_key().clone()));
+            let m = crate::common::async_client(&cfg, &to_k)
+                .encrypt(&ctx, b"to kms")
+                .await
+                .unwrap();
+            let out = crate::common::async_client(&cfg, &kms_discovery)
+                .decrypt(&EncryptionContext::new(), &m)
                 .await
                 .unwrap();
             assert_eq!(&*out.plaintext, b"to kms");
@@ -456,12 +481,11 @@ async fn kms_ecdh_keyring_interop_with_raw_ecdh_and_python() {
             ]));
         }
         // A discovery keyring does not encrypt.
-        assert!(envseal::encrypt(
+        assert!(crate::common::async_client(
             &config(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey),
-            &kms_discovery,
-            &ctx,
-            b"x"
+            &kms_discovery
         )
+        .encrypt(&ctx, b"x")
         .await
         .is_err());
     }
@@ -478,12 +502,13 @@ async fn kms_ecdh_keyring_interop_with_raw_ecdh_and_python() {
         ("p521", EcdhCurve::P521),
     ] {
         let b_priv = common::data_path(&format!("ecdh-{cname}-b-private.pem"));
-        let raw_discovery = RawEcdhKeyring::discovery(
+        let raw_discovery = std::sync::Arc::new(RawEcdhKeyring::discovery(
             EcdhPrivateKey::from_pkcs8(curve, &std::fs::read(&b_priv).unwrap()).unwrap(),
-        );
+        ));
         for hex in ["0478", "0578"] {
             let m = std::fs::read(d.join(format!("py-{cname}-{hex}.msg"))).unwrap();
-            let out = envseal::decrypt(&Config::default(), &raw_discovery, &EncryptionContext::new(), &m)
+            let out = crate::common::async_client(&Config::default(), &raw_discovery)
+                .decrypt(&EncryptionContext::new(), &m)
                 .await
                 .unwrap();
             assert_eq!(&*out.plaintext, b"python kms ecdh");

@@ -52,12 +52,14 @@ async fn round_trip_with_one_key() {
     let c = client("us-east-1").await;
     let keyring = KmsKeyring::new(c.clone(), [key.as_str()]).unwrap();
     let config = Config::default();
-    let message = envseal::encrypt(&config, &keyring, &context(), b"one key")
+    let message = crate::common::async_client(&config, &keyring)
+        .encrypt(&context(), b"one key")
         .await
         .unwrap();
     // The EDK names the key by ARN, as every ESDK expects.
     assert!(message.windows(key.len()).any(|w| w == key.as_bytes()));
-    let out = envseal::decrypt(&config, &keyring, &context(), &message)
+    let out = crate::common::async_client(&config, &keyring)
+        .decrypt(&context(), &message)
         .await
         .unwrap();
     assert_eq!(*out.plaintext, b"one key");
@@ -75,7 +77,8 @@ async fn two_keys_and_decrypt_with_either_alone() {
     let c = client("us-east-1").await;
     let both = KmsKeyring::new(c.clone(), [&k1, &k2]).unwrap();
     let config = Config::default();
-    let message = envseal::encrypt(&config, &both, &context(), b"two keys")
+    let message = crate::common::async_client(&config, &both)
+        .encrypt(&context(), b"two keys")
         .await
         .unwrap();
     assert_eq!(c.stats().generate_data_key_calls, 1);
@@ -84,7 +87,8 @@ async fn two_keys_and_decrypt_with_either_alone() {
     for (key, label) in [(&k2, "second"), (&k1, "first")] {
         let alone_client = client("us-east-1").await;
         let alone = KmsKeyring::new(alone_client.clone(), [key]).unwrap();
-        let out = envseal::decrypt(&config, &alone, &context(), &message)
+        let out = crate::common::async_client(&config, &alone)
+            .decrypt(&context(), &message)
             .await
             .unwrap();
         assert_eq!(*out.plaintext, b"two keys", "{label}");
@@ -95,7 +99,8 @@ async fn two_keys_and_decrypt_with_either_alone() {
     // With both configured, decrypt stops at the first success.
     let c2 = client("us-east-1").await;
     let both2 = KmsKeyring::new(c2.clone(), [&k1, &k2]).unwrap();
-    envseal::decrypt(&config, &both2, &context(), &message)
+    crate::common::async_client(&config, &both2)
+        .decrypt(&context(), &message)
         .await
         .unwrap();
     assert_eq!(c2.stats().decrypt_calls, 1);
@@ -104,7 +109,8 @@ async fn two_keys_and_decrypt_with_either_alone() {
     let k3 = create_key("us-east-1").await;
     let c3 = client("us-east-1").await;
     let other = KmsKeyring::new(c3.clone(), [&k3]).unwrap();
-    let err = envseal::decrypt(&config, &other, &context(), &message)
+    let err = crate::common::async_client(&config, &other)
+        .decrypt(&context(), &message)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NoMatchingKey { edks: 2 }), "{err:?}");
@@ -117,13 +123,15 @@ async fn discovery_decrypts_and_filters_before_any_call() {
     let config = Config::default();
     let message = {
         let keyring = KmsKeyring::new(client("us-east-1").await, [&key]).unwrap();
-        envseal::encrypt(&config, &keyring, &context(), b"discover me")
+        crate::common::async_client(&config, &keyring)
+            .encrypt(&context(), b"discover me")
             .await
             .unwrap()
     };
 
     let open = KmsDiscoveryKeyring::new(client("us-east-1").await).unwrap();
-    let out = envseal::decrypt(&config, &open, &context(), &message)
+    let out = crate::common::async_client(&config, &open)
+        .decrypt(&context(), &message)
         .await
         .unwrap();
     assert_eq!(*out.plaintext, b"discover me");
@@ -132,7 +140,8 @@ async fn discovery_decrypts_and_filters_before_any_call() {
     let filtered = KmsDiscoveryKeyring::new(client("us-east-1").await)
         .unwrap()
         .with_filter(mine);
-    let out = envseal::decrypt(&config, &filtered, &context(), &message)
+    let out = crate::common::async_client(&config, &filtered)
+        .decrypt(&context(), &message)
         .await
         .unwrap();
     assert_eq!(*out.plaintext, b"discover me");
@@ -147,7 +156,8 @@ async fn discovery_decrypts_and_filters_before_any_call() {
         let keyring = KmsDiscoveryKeyring::new(c.clone())
             .unwrap()
             .with_filter(filter.clone());
-        let err = envseal::decrypt(&config, &keyring, &context(), &message)
+        let err = crate::common::async_client(&config, &keyring)
+            .decrypt(&context(), &message)
             .await
             .unwrap_err();
         assert!(
@@ -161,14 +171,18 @@ async fn discovery_decrypts_and_filters_before_any_call() {
     // A single-Region key of another region is skipped without a call.
     let c = client("us-west-2").await;
     let west = KmsDiscoveryKeyring::new(c.clone()).unwrap();
-    let err = envseal::decrypt(&config, &west, &context(), &message)
+    let err = crate::common::async_client(&config, &west)
+        .decrypt(&context(), &message)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NoMatchingKey { .. }), "{err:?}");
     assert_eq!(c.stats().calls(), 0);
 
     // Discovery cannot encrypt.
-    assert!(envseal::encrypt(&config, &open, &context(), b"x").await.is_err());
+    assert!(crate::common::async_client(&config, &open)
+        .encrypt(&context(), b"x")
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -177,11 +191,13 @@ async fn wrong_encryption_context_fails_at_kms() {
     let c = client("us-east-1").await;
     let keyring = KmsKeyring::new(c.clone(), [&key]).unwrap();
     let config = Config::default();
-    let mut message = envseal::encrypt(&config, &keyring, &context(), b"bound")
+    let mut message = crate::common::async_client(&config, &keyring)
+        .encrypt(&context(), b"bound")
         .await
         .unwrap();
     let tampered = retarget_context(&mut message);
-    let err = envseal::decrypt(&config, &keyring, &tampered, &message)
+    let err = crate::common::async_client(&config, &keyring)
+        .decrypt(&tampered, &message)
         .await
         .unwrap_err();
     let err = kms_error(err);
@@ -201,15 +217,18 @@ async fn kms_and_raw_aes_in_one_message() {
     let c = client("us-east-1").await;
     let kms: Arc<dyn Keyring> = Arc::new(KmsKeyring::new(c.clone(), [&key]).unwrap());
     let multi = MultiKeyring::from_keyrings(vec![kms.clone(), aes.clone()]).unwrap();
-    let message = envseal::encrypt(&config, &multi, &context(), b"mixed")
+    let message = crate::common::async_client(&config, &multi)
+        .encrypt(&context(), b"mixed")
         .await
         .unwrap();
     assert_eq!(c.stats().generate_data_key_calls, 1);
-    let out = envseal::decrypt(&config, aes.as_ref(), &context(), &message)
+    let out = crate::common::async_client(&config, aes.clone())
+        .decrypt(&context(), &message)
         .await
         .unwrap();
     assert_eq!(*out.plaintext, b"mixed");
-    let out = envseal::decrypt(&config, kms.as_ref(), &context(), &message)
+    let out = crate::common::async_client(&config, kms.clone())
+        .decrypt(&context(), &message)
         .await
         .unwrap();
     assert_eq!(*out.plaintext, b"mixed");
@@ -218,12 +237,14 @@ async fn kms_and_raw_aes_in_one_message() {
     let c2 = client("us-east-1").await;
     let kms2: Arc<dyn Keyring> = Arc::new(KmsKeyring::new(c2.clone(), [&key]).unwrap());
     let multi = MultiKeyring::from_keyrings(vec![aes.clone(), kms2.clone()]).unwrap();
-    let message = envseal::encrypt(&config, &multi, &context(), b"mixed 2")
+    let message = crate::common::async_client(&config, &multi)
+        .encrypt(&context(), b"mixed 2")
         .await
         .unwrap();
     let stats = c2.stats();
     assert_eq!((stats.generate_data_key_calls, stats.encrypt_calls), (0, 1));
-    let out = envseal::decrypt(&config, kms2.as_ref(), &context(), &message)
+    let out = crate::common::async_client(&config, kms2.clone())
+        .decrypt(&context(), &message)
         .await
         .unwrap();
     assert_eq!(*out.plaintext, b"mixed 2");
@@ -240,7 +261,8 @@ async fn n_encrypts_make_n_generate_data_key_calls() {
         .unwrap();
     const N: u64 = 25;
     for i in 0..N {
-        envseal::encrypt(&config, &keyring, &context(), &i.to_be_bytes())
+        crate::common::async_client(&config, &keyring)
+            .encrypt(&context(), &i.to_be_bytes())
             .await
             .unwrap();
     }
@@ -256,7 +278,8 @@ async fn hostile_message_causes_at_most_max_edk_calls() {
     let k1 = create_key("us-east-1").await;
     let k2 = create_key("us-east-1").await;
     let keyring = KmsKeyring::new(client("us-east-1").await, [&k1, &k2]).unwrap();
-    let mut message = envseal::encrypt(&Config::default(), &keyring, &context(), b"x")
+    let mut message = crate::common::async_client(&Config::default(), &keyring)
+        .encrypt(&context(), b"x")
         .await
         .unwrap();
     let tampered = retarget_context(&mut message);
@@ -265,7 +288,8 @@ async fn hostile_message_causes_at_most_max_edk_calls() {
     // failures in the error (Error::Keyrings, in order).
     let c = client("us-east-1").await;
     let both = KmsKeyring::new(c.clone(), [&k1, &k2]).unwrap();
-    let err = envseal::decrypt(&Config::default(), &both, &tampered, &message)
+    let err = crate::common::async_client(&Config::default(), &both)
+        .decrypt(&tampered, &message)
         .await
         .unwrap_err();
     let Error::Keyrings(all) = err else {
@@ -289,7 +313,8 @@ async fn hostile_message_causes_at_most_max_edk_calls() {
     let c = client("us-east-1").await;
     let both = KmsKeyring::new(c.clone(), [&k1, &k2]).unwrap();
     let limited = Config::builder().max_encrypted_data_keys(1).build().unwrap();
-    let err = envseal::decrypt(&limited, &both, &tampered, &message)
+    let err = crate::common::async_client(&limited, &both)
+        .decrypt(&tampered, &message)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Limit(_)), "{err:?}");
@@ -304,10 +329,12 @@ async fn grant_tokens_reach_kms() {
     let keyring = KmsKeyring::new(c, [&key])
         .unwrap()
         .with_grant_tokens(["grant-token-1"]);
-    let message = envseal::encrypt(&Config::default(), &keyring, &context(), b"gt")
+    let message = crate::common::async_client(&Config::default(), &keyring)
+        .encrypt(&context(), b"gt")
         .await
         .unwrap();
-    envseal::decrypt(&Config::default(), &keyring, &context(), &message)
+    crate::common::async_client(&Config::default(), &keyring)
+        .decrypt(&context(), &message)
         .await
         .unwrap();
     let requests = proxy.request_bytes();

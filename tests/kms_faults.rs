@@ -44,7 +44,9 @@ async fn encrypt_via(
     let client = moto::client("us-east-1", endpoint, bounds).await;
     let keyring = KmsKeyring::new(client.clone(), [key]).unwrap();
     let start = Instant::now();
-    let result = envseal::encrypt(&Config::default(), &keyring, &context(), b"payload").await;
+    let result = crate::common::async_client(&Config::default(), &keyring)
+        .encrypt(&context(), b"payload")
+        .await;
     (result, start.elapsed(), client.stats())
 }
 
@@ -310,7 +312,8 @@ async fn one_deadline_covers_all_calls_of_a_keyring_operation() {
     let client = moto::client("us-east-1", &server.url, b.clone()).await;
     let keyring = KmsKeyring::new(client.clone(), [&k1, &k2]).unwrap();
     let start = Instant::now();
-    let err = envseal::encrypt(&Config::default(), &keyring, &context(), b"x")
+    let err = crate::common::async_client(&Config::default(), &keyring)
+        .encrypt(&context(), b"x")
         .await
         .unwrap_err();
     let elapsed = start.elapsed();
@@ -335,11 +338,13 @@ async fn one_deadline_covers_all_calls_of_a_keyring_operation() {
         std::sync::Arc::new(common::Edks::junk("aws-kms", KEY.as_bytes(), 64)),
     ])
     .unwrap();
-    let message = envseal::encrypt(&Config::default(), &both, &context(), b"y")
+    let message = crate::common::async_client(&Config::default(), &both)
+        .encrypt(&context(), b"y")
         .await
         .unwrap();
     let start = Instant::now();
-    let err = envseal::decrypt(&Config::default(), &keyring, &context(), &message)
+    let err = crate::common::async_client(&Config::default(), &keyring)
+        .decrypt(&context(), &message)
         .await
         .unwrap_err();
     let Error::Kms(err) = err else { panic!("{err:?}") };
@@ -377,7 +382,9 @@ async fn bounds_apply_to_a_caller_built_sdk_client() {
         let client = KmsClient::from_sdk_client(sdk, b.clone()).unwrap();
         let keyring = KmsKeyring::new(client, [KEY]).unwrap();
         let start = Instant::now();
-        let result = envseal::encrypt(&Config::default(), &keyring, &context(), b"x").await;
+        let result = crate::common::async_client(&Config::default(), &keyring)
+            .encrypt(&context(), b"x")
+            .await;
         let err = kms_error(result);
         assert_eq!(err.kind, kind, "{err}");
         assert_eq!(server.requests(), requests, "{err}");

@@ -34,7 +34,8 @@ async fn mrk_replica_decrypts_in_another_region() {
     let fake = FakeKms::start();
     let config = Config::default();
     let east = KmsKeyring::new(client(&fake, "us-east-1").await, [MRK_EAST]).unwrap();
-    let message = envseal::encrypt(&config, &east, &context(), b"replicated")
+    let message = crate::common::async_client(&config, &east)
+        .encrypt(&context(), b"replicated")
         .await
         .unwrap();
 
@@ -42,7 +43,8 @@ async fn mrk_replica_decrypts_in_another_region() {
     // stored us-east-1 ARN and calls Decrypt with its own, in eu-west-1.
     let west_client = client(&fake, "eu-west-1").await;
     let west = KmsKeyring::new(west_client.clone(), [MRK_WEST]).unwrap();
-    let out = envseal::decrypt(&config, &west, &context(), &message)
+    let out = crate::common::async_client(&config, &west)
+        .decrypt(&context(), &message)
         .await
         .unwrap();
     assert_eq!(*out.plaintext, b"replicated");
@@ -50,7 +52,8 @@ async fn mrk_replica_decrypts_in_another_region() {
 
     // Discovery in eu-west-1 rewrites the stored ARN's region to its own.
     let discovery = KmsDiscoveryKeyring::new(client(&fake, "eu-west-1").await).unwrap();
-    let out = envseal::decrypt(&config, &discovery, &context(), &message)
+    let out = crate::common::async_client(&config, &discovery)
+        .decrypt(&context(), &message)
         .await
         .unwrap();
     assert_eq!(*out.plaintext, b"replicated");
@@ -72,18 +75,21 @@ async fn single_region_key_never_matches_across_regions() {
     let fake = FakeKms::start();
     let config = Config::default();
     let east = KmsKeyring::new(client(&fake, "us-east-1").await, [SRK_EAST]).unwrap();
-    let message = envseal::encrypt(&config, &east, &context(), b"local")
+    let message = crate::common::async_client(&config, &east)
+        .encrypt(&context(), b"local")
         .await
         .unwrap();
 
     let c = client(&fake, "eu-west-1").await;
     let strict = KmsKeyring::new(c.clone(), [SRK_WEST]).unwrap();
-    let err = envseal::decrypt(&config, &strict, &context(), &message)
+    let err = crate::common::async_client(&config, &strict)
+        .decrypt(&context(), &message)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NoMatchingKey { edks: 1 }), "{err:?}");
     let discovery = KmsDiscoveryKeyring::new(c.clone()).unwrap();
-    let err = envseal::decrypt(&config, &discovery, &context(), &message)
+    let err = crate::common::async_client(&config, &discovery)
+        .decrypt(&context(), &message)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NoMatchingKey { edks: 1 }), "{err:?}");
@@ -91,7 +97,8 @@ async fn single_region_key_never_matches_across_regions() {
     assert_eq!(fake.calls().len(), 1, "only the GenerateDataKey");
 
     // The same key in its own region decrypts.
-    let out = envseal::decrypt(&config, &east, &context(), &message)
+    let out = crate::common::async_client(&config, &east)
+        .decrypt(&context(), &message)
         .await
         .unwrap();
     assert_eq!(*out.plaintext, b"local");
@@ -113,7 +120,8 @@ async fn bad_kms_responses_are_refused() {
     let config = Config::default();
     let c = client(&fake, "us-east-1").await;
     let keyring = KmsKeyring::new(c.clone(), [SRK_EAST]).unwrap();
-    let good = envseal::encrypt(&config, &keyring, &context(), b"ok")
+    let good = crate::common::async_client(&config, &keyring)
+        .encrypt(&context(), b"ok")
         .await
         .unwrap();
     let two = KmsKeyring::new(c.clone(), [SRK_EAST, MRK_EAST]).unwrap();
@@ -133,7 +141,8 @@ async fn bad_kms_responses_are_refused() {
     ];
     for (quirk, op, text) in cases {
         *fake.quirk.lock().unwrap() = quirk;
-        let err = envseal::encrypt(&config, &two, &context(), b"x")
+        let err = crate::common::async_client(&config, &two)
+            .encrypt(&context(), b"x")
             .await
             .unwrap_err();
         let Error::Kms(err) = err else {
@@ -146,7 +155,8 @@ async fn bad_kms_responses_are_refused() {
 
     for (quirk, text) in [(Quirk::WrongKeyId, "not the key"), (Quirk::ShortKey, "bytes")] {
         *fake.quirk.lock().unwrap() = quirk;
-        let err = envseal::decrypt(&config, &keyring, &context(), &good)
+        let err = crate::common::async_client(&config, &keyring)
+            .decrypt(&context(), &good)
             .await
             .unwrap_err();
         let Error::Kms(err) = err else {
@@ -157,7 +167,8 @@ async fn bad_kms_responses_are_refused() {
         assert!(err.to_string().contains(text), "{quirk:?}: {err}");
     }
     *fake.quirk.lock().unwrap() = Quirk::None;
-    envseal::decrypt(&config, &keyring, &context(), &good)
+    crate::common::async_client(&config, &keyring)
+        .decrypt(&context(), &good)
         .await
         .unwrap();
 }
@@ -178,13 +189,19 @@ async fn aws_kms_edks_without_a_key_arn_fail_before_any_call() {
             std::sync::Arc::new(common::Edks::junk("aws-kms", info, 64)),
         ])
         .unwrap();
-        let message = envseal::encrypt(&config, &multi, &context(), b"m").await.unwrap();
+        let message = crate::common::async_client(&config, &multi)
+            .encrypt(&context(), b"m")
+            .await
+            .unwrap();
         let c = client(&fake, "us-east-1").await;
         for keyring in [
-            Box::new(KmsKeyring::new(c.clone(), [SRK_EAST]).unwrap()) as Box<dyn envseal::Keyring>,
-            Box::new(KmsDiscoveryKeyring::new(c.clone()).unwrap()),
+            std::sync::Arc::new(KmsKeyring::new(c.clone(), [SRK_EAST]).unwrap())
+                as std::sync::Arc<dyn envseal::Keyring>,
+            std::sync::Arc::new(KmsDiscoveryKeyring::new(c.clone()).unwrap()),
         ] {
-            let result = envseal::decrypt(&config, keyring.as_ref(), &context(), &message).await;
+            let result = crate::common::async_client(&config, keyring.clone())
+                .decrypt(&context(), &message)
+                .await;
             match (info.starts_with(b"arn:aws:kms:r:1:key/"), result) {
                 // A well-formed key ARN (with junk bytes): tried, or skipped
                 // as another region's; never a panic, never success.
@@ -197,7 +214,8 @@ async fn aws_kms_edks_without_a_key_arn_fail_before_any_call() {
         }
         assert_eq!(c.stats().calls(), 0, "{info:?}");
         // The raw AES key still opens the message.
-        envseal::decrypt(&config, aes.as_ref(), &context(), &message)
+        crate::common::async_client(&config, aes.clone())
+            .decrypt(&context(), &message)
             .await
             .unwrap();
     }
@@ -218,7 +236,8 @@ async fn kms_rsa_keyring_checks_the_decrypt_response() {
         .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
         .build()
         .unwrap();
-    let message = envseal::encrypt(&config, &keyring, &context(), b"x")
+    let message = crate::common::async_client(&config, &keyring)
+        .encrypt(&context(), b"x")
         .await
         .unwrap();
     assert!(fake.calls().is_empty(), "{:?}", fake.calls());
@@ -228,7 +247,8 @@ async fn kms_rsa_keyring_checks_the_decrypt_response() {
         (Quirk::None, None),
     ] {
         *fake.quirk.lock().unwrap() = quirk;
-        let err = envseal::decrypt(&config, &keyring, &context(), &message)
+        let err = crate::common::async_client(&config, &keyring)
+            .decrypt(&context(), &message)
             .await
             .unwrap_err();
         match text {

@@ -81,7 +81,8 @@ fn attempts_are_traced_with_status_and_outcome() {
     rt.block_on(async {
         let client = moto::client("us-east-1", &server.url, bounds()).await;
         let keyring = KmsKeyring::new(client, [KEY]).unwrap();
-        let err = envseal::encrypt(&Config::default(), &keyring, &context(), b"x")
+        let err = crate::common::async_client(&Config::default(), &keyring)
+            .encrypt(&context(), b"x")
             .await
             .unwrap_err();
         let Error::Kms(err) = err else { panic!("{err:?}") };
@@ -122,10 +123,12 @@ fn data_keys_never_reach_the_logs() {
     rt.block_on(async {
         let client = moto::client("us-east-1", &fake.url, bounds()).await;
         let keyring = KmsKeyring::new(client, [KEY]).unwrap();
-        let message = envseal::encrypt(&Config::default(), &keyring, &context(), b"x")
+        let message = crate::common::async_client(&Config::default(), &keyring)
+            .encrypt(&context(), b"x")
             .await
             .unwrap();
-        envseal::decrypt(&Config::default(), &keyring, &context(), &message)
+        crate::common::async_client(&Config::default(), &keyring)
+            .decrypt(&context(), &message)
             .await
             .unwrap();
     });

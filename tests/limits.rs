@@ -8,7 +8,7 @@
 use std::alloc::System;
 
 use envseal::{
-    AlgorithmSuite, CommitmentPolicy, Config, Decryptor, EncryptionContext, Error, FormatError, LimitError,
+    AlgorithmSuite, Client, CommitmentPolicy, Config, EncryptionContext, Error, FormatError, LimitError,
     RawAesKeyring, WrappingKey,
 };
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -29,6 +29,20 @@ const KIB: usize = 1024;
 
 fn keyring() -> RawAesKeyring {
     RawAesKeyring::new("limits", "key", WrappingKey::from_slice(&[0x42; 32]).unwrap()).unwrap()
+}
+
+/// The client under `config`: made before a measured region, so the
+/// counts are the decrypt's alone.
+fn client(config: &Config) -> Client {
+    Client::builder(keyring()).config(config.clone()).build().unwrap()
+}
+
+/// Its blocking twin, for header parsing (std I/O).
+fn blocking(config: &Config) -> envseal::blocking::Client {
+    envseal::blocking::Client::builder(keyring())
+        .config(config.clone())
+        .build()
+        .unwrap()
 }
 
 fn config() -> Config {
@@ -57,18 +71,17 @@ fn xorshift(seed: &mut u64) -> u64 {
 #[test]
 fn hostile_inputs_fail_clearly_with_bounded_memory() {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let keyring = keyring();
     let context = EncryptionContext::new();
-    let decrypt = |config: &Config, message: &[u8]| -> Result<Vec<u8>, Error> {
-        rt.block_on(envseal::decrypt(config, &keyring, &context, message))
+    let decrypt = |client: &Client, message: &[u8]| -> Result<Vec<u8>, Error> {
+        rt.block_on(client.decrypt(&context, message))
             .map(|d| d.plaintext.to_vec())
     };
+    let default = client(&config());
+    let parser = blocking(&config());
     let plaintext: Vec<u8> = (0..250u32).map(|i| i as u8).collect();
-    let message = rt
-        .block_on(envseal::encrypt(&config(), &keyring, &context, &plaintext))
-        .unwrap();
+    let message = rt.block_on(default.encrypt(&context, &plaintext)).unwrap();
     // The counter counts: a real decrypt allocates (keys, buffers, output).
-    let (result, bytes) = allocated(|| decrypt(&config(), &message));
+    let (result, bytes) = allocated(|| decrypt(&default, &message));
     assert_eq!(result.unwrap(), plaintext);
     assert!(bytes > 250, "the counting allocator saw only {bytes} bytes");
     eprintln!("valid decrypt: {bytes} bytes allocated");
@@ -76,7 +89,7 @@ fn hostile_inputs_fail_clearly_with_bounded_memory() {
     // 1. A header claiming 65,535 encrypted data keys, with a few bytes.
     let mut many_edks = v2_prefix();
     many_edks.extend_from_slice(&[0x00, 0x00, 0xFF, 0xFF, 0x00, 0x05, b'a']);
-    let (result, bytes) = allocated(|| Decryptor::new(&many_edks[..], &config()).map(|_| ()));
+    let (result, bytes) = allocated(|| parser.decryptor(&many_edks[..]).map(|_| ()));
     match result {
         Err(Error::Format(FormatError::Truncated(field))) => {
             assert!(field.contains("key provider"), "{field}")
@@ -85,7 +98,8 @@ fn hostile_inputs_fail_clearly_with_bounded_memory() {
     }
     assert!(bytes < 16 * KIB, "65,535 EDKs allocated {bytes} bytes");
     let limited = Config::builder().max_encrypted_data_keys(16).build().unwrap();
-    let (result, bytes) = allocated(|| Decryptor::new(&many_edks[..], &limited).map(|_| ()));
+    let limited = blocking(&limited);
+    let (result, bytes) = allocated(|| limited.decryptor(&many_edks[..]).map(|_| ()));
     let err = result.unwrap_err();
     assert!(
         matches!(
@@ -107,7 +121,7 @@ fn hostile_inputs_fail_clearly_with_bounded_memory() {
         .expect("content type + frame length 100");
     let mut huge_frames = message.clone();
     huge_frames[at + 1..at + 5].copy_from_slice(&u32::MAX.to_be_bytes());
-    let (result, bytes) = allocated(|| decrypt(&config(), &huge_frames));
+    let (result, bytes) = allocated(|| decrypt(&default, &huge_frames));
     let err = result.unwrap_err();
     assert!(
         matches!(
@@ -125,7 +139,7 @@ fn hostile_inputs_fail_clearly_with_bounded_memory() {
     // 3. An encryption context whose length runs past the end.
     let mut long_context = v2_prefix();
     long_context.extend_from_slice(&[0xFF, 0xFF, 0x00, 0x01, 0x00, 0x03, b'k', b'e', b'y']);
-    let (result, bytes) = allocated(|| Decryptor::new(&long_context[..], &config()).map(|_| ()));
+    let (result, bytes) = allocated(|| parser.decryptor(&long_context[..]).map(|_| ()));
     match result {
         Err(Error::Format(FormatError::Truncated(field))) => assert!(field.contains("context"), "{field}"),
         other => panic!("context past the end: {other:?}"),
@@ -135,7 +149,7 @@ fn hostile_inputs_fail_clearly_with_bounded_memory() {
     // 4. An unknown suite.
     let mut unknown = vec![0x02, 0x12, 0x34];
     unknown.extend_from_slice(&[0; 64]);
-    let (result, _) = allocated(|| Decryptor::new(&unknown[..], &config()).map(|_| ()));
+    let (result, _) = allocated(|| parser.decryptor(&unknown[..]).map(|_| ()));
     let err = result.unwrap_err();
     assert!(
         matches!(err, Error::Format(FormatError::UnknownSuite(0x1234))),
@@ -146,7 +160,7 @@ fn hostile_inputs_fail_clearly_with_bounded_memory() {
     // 5. The message truncated at every offset.
     let mut worst = 0;
     for len in 0..message.len() {
-        let (result, bytes) = allocated(|| decrypt(&config(), &message[..len]));
+        let (result, bytes) = allocated(|| decrypt(&default, &message[..len]));
         assert!(result.is_err(), "truncated to {len} bytes decrypted");
         worst = worst.max(bytes);
     }
@@ -162,7 +176,7 @@ fn hostile_inputs_fail_clearly_with_bounded_memory() {
         if i % 2 == 0 && input.len() > 3 {
             input[..3].copy_from_slice(&[0x02, 0x04, 0x78]);
         }
-        let (result, bytes) = allocated(|| decrypt(&config(), &input));
+        let (result, bytes) = allocated(|| decrypt(&default, &input));
         assert!(result.is_err(), "garbage {i} decrypted");
         worst = worst.max(bytes);
     }
@@ -171,10 +185,9 @@ fn hostile_inputs_fail_clearly_with_bounded_memory() {
 
     // 7. One-shot decrypt refuses a body larger than max_body_size.
     let big: Vec<u8> = vec![7; 100 * KIB];
-    let big_message = rt
-        .block_on(envseal::encrypt(&config(), &keyring, &context, &big))
-        .unwrap();
+    let big_message = rt.block_on(default.encrypt(&context, &big)).unwrap();
     let small_body = Config::builder().max_body_size(10_000).build().unwrap();
+    let small_body = client(&small_body);
     let (result, bytes) = allocated(|| decrypt(&small_body, &big_message));
     let err = result.unwrap_err();
     assert!(
@@ -192,6 +205,7 @@ fn hostile_inputs_fail_clearly_with_bounded_memory() {
 
     // 8. A header larger than max_header_size.
     let tiny_header = Config::builder().max_header_size(64).build().unwrap();
+    let tiny_header = client(&tiny_header);
     let (result, _) = allocated(|| decrypt(&tiny_header, &message));
     let err = result.unwrap_err();
     assert!(

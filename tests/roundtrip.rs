@@ -11,8 +11,8 @@ use std::sync::Arc;
 use common::Runtime;
 use common::{aes, bytes, config_for, rsa};
 use envseal::{
-    AlgorithmSuite, Backend, CommitmentPolicy, Config, Decryptor, EncryptionContext, Error, Keyring,
-    LimitError, MultiKeyring, PolicyError, RsaPadding, PUBLIC_KEY_FIELD,
+    AlgorithmSuite, Backend, CommitmentPolicy, Config, EncryptionContext, Error, Keyring, LimitError,
+    MultiKeyring, PolicyError, RsaPadding, PUBLIC_KEY_FIELD,
 };
 
 fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
@@ -21,7 +21,6 @@ fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
 
 #[test]
 fn every_suite_frame_length_and_size_round_trips() {
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[3u8; 32]);
     let context = ctx(&[("purpose", "test"), ("ключ", "значение 🔑")]);
     for backend in Backend::all() {
@@ -33,9 +32,13 @@ fn every_suite_frame_length_and_size_round_trips() {
                     }
                     let config = config_for(suite, frame, backend);
                     let pt = bytes(len, len as u64 + u64::from(frame));
-                    let msg = rt.encrypt(&config, ring.as_ref(), &context, &pt).unwrap();
+                    let msg = crate::common::client(&config, ring.clone())
+                        .encrypt(&context, &pt)
+                        .unwrap();
                     assert_eq!(msg[0], if suite.is_committing() { 2 } else { 1 });
-                    let d = rt.decrypt(&config, ring.as_ref(), &context, &msg).unwrap();
+                    let d = crate::common::client(&config, ring.clone())
+                        .decrypt(&context, &msg)
+                        .unwrap();
                     assert_eq!(*d.plaintext, pt, "{suite:?} frame {frame} len {len}");
                     assert_eq!(d.suite, suite);
                     assert_eq!(d.encryption_context.get("ключ"), Some("значение 🔑"));
@@ -53,24 +56,19 @@ fn every_suite_frame_length_and_size_round_trips() {
 fn exact_frame_multiple_ends_with_an_empty_final_frame() {
     // As the Python reference writes it; Python 3.x (aws-encryption-cli)
     // rejects a final frame as long as the frame length.
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[3u8; 16]);
     let suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
     let config = config_for(suite, 100, Backend::default());
     let plaintext = [9u8; 300];
-    let oneshot = rt
-        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &plaintext)
+    let oneshot = crate::common::client(&config, ring.clone())
+        .encrypt(&EncryptionContext::new(), &plaintext)
         .unwrap();
     let mut streamed = Vec::new();
     {
-        let enc = rt
-            .block_on(envseal::Encryptor::new(
-                &config,
-                ring.as_ref(),
-                &EncryptionContext::new(),
-            ))
+        let enc = crate::common::client(&config, ring.clone())
+            .encryptor(&EncryptionContext::new(), None)
             .unwrap();
-        let mut w = enc.wrap_output(&mut streamed).unwrap();
+        let mut w = enc.into_writer(&mut streamed).unwrap();
         for piece in plaintext.chunks(7) {
             std::io::Write::write_all(&mut w, piece).unwrap();
         }
@@ -83,8 +81,8 @@ fn exact_frame_multiple_ends_with_an_empty_final_frame() {
         let final_frame = &msg[header_len + 3 * 132..];
         assert_eq!(&final_frame[..8], &[0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 4]);
         assert_eq!(&final_frame[20..24], &[0, 0, 0, 0]);
-        let d = rt
-            .decrypt(&config, ring.as_ref(), &EncryptionContext::new(), msg)
+        let d = crate::common::client(&config, ring.clone())
+            .decrypt(&EncryptionContext::new(), msg)
             .unwrap();
         assert_eq!(*d.plaintext, plaintext);
     }
@@ -92,21 +90,19 @@ fn exact_frame_multiple_ends_with_an_empty_final_frame() {
 
 #[test]
 fn default_config_uses_the_signed_committing_suite() {
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[1u8; 32]);
-    let msg = rt
-        .encrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), b"x")
+    let msg = crate::common::client(&Config::default(), ring.clone())
+        .encrypt(&EncryptionContext::new(), b"x")
         .unwrap();
     assert_eq!(&msg[..3], &[0x02, 0x05, 0x78]);
-    let d = rt
-        .decrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), &msg)
+    let d = crate::common::client(&Config::default(), ring.clone())
+        .decrypt(&EncryptionContext::new(), &msg)
         .unwrap();
     assert_eq!(*d.plaintext, b"x");
 }
 
 #[test]
 fn rsa_every_padding_and_multi_keyring() {
-    let rt = Runtime::new().unwrap();
     for backend in Backend::all() {
         for padding in [
             RsaPadding::Pkcs1,
@@ -119,12 +115,12 @@ fn rsa_every_padding_and_multi_keyring() {
             let a = aes("aes-ns", "aes-key", &[5u8; 24]);
             let multi = MultiKeyring::from_keyrings(vec![r.clone(), a.clone()]).unwrap();
             let config = config_for(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 4096, backend);
-            let msg = rt
-                .encrypt(&config, &multi, &EncryptionContext::new(), b"secret")
+            let msg = crate::common::client(&config, &multi)
+                .encrypt(&EncryptionContext::new(), b"secret")
                 .unwrap();
             for ring in [&r, &a] {
-                let d = rt
-                    .decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &msg)
+                let d = crate::common::client(&config, ring.clone())
+                    .decrypt(&EncryptionContext::new(), &msg)
                     .unwrap();
                 assert_eq!(*d.plaintext, b"secret");
             }
@@ -135,39 +131,34 @@ fn rsa_every_padding_and_multi_keyring() {
                 RsaPadding::Pkcs1
             };
             let wrong = rsa(backend, "rsa-ns", "rsa-key", other);
-            assert!(rt
-                .decrypt(&config, wrong.as_ref(), &EncryptionContext::new(), &msg)
+            assert!(crate::common::client(&config, wrong.clone())
+                .decrypt(&EncryptionContext::new(), &msg)
                 .is_err());
         }
     }
 }
 
 /// A default-config message under the AES key `ns`/`k` of bytes `[1; 32]`.
-fn sealed_under_key_1(rt: &Runtime, plaintext: &[u8]) -> Vec<u8> {
-    rt.encrypt(
-        &Config::default(),
-        aes("ns", "k", &[1u8; 32]).as_ref(),
-        &EncryptionContext::new(),
-        plaintext,
-    )
-    .unwrap()
+fn sealed_under_key_1(plaintext: &[u8]) -> Vec<u8> {
+    crate::common::client(&Config::default(), aes("ns", "k", &[1u8; 32]))
+        .encrypt(&EncryptionContext::new(), plaintext)
+        .unwrap()
 }
 
 #[test]
 fn wrong_key_and_unknown_key_fail_clearly() {
-    let rt = Runtime::new().unwrap();
     let config = Config::default();
-    let msg = sealed_under_key_1(&rt, b"data");
+    let msg = sealed_under_key_1(b"data");
     // An EDK for this namespace and name that does not unwrap: a failed
     // cryptographic check, detail-free like the others.
     let wrong_bytes = aes("ns", "k", &[2u8; 32]);
-    match rt.decrypt(&config, wrong_bytes.as_ref(), &EncryptionContext::new(), &msg) {
+    match crate::common::client(&config, wrong_bytes.clone()).decrypt(&EncryptionContext::new(), &msg) {
         Err(Error::Decrypt) => {}
         other => panic!("{other:?}"),
     }
     // No EDK for this key at all.
     for ring in [aes("ns", "other", &[1u8; 32]), aes("other-ns", "k", &[1u8; 32])] {
-        match rt.decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &msg) {
+        match crate::common::client(&config, ring.clone()).decrypt(&EncryptionContext::new(), &msg) {
             Err(Error::NoMatchingKey { edks: 1 }) => {}
             other => panic!("{other:?}"),
         }
@@ -176,17 +167,16 @@ fn wrong_key_and_unknown_key_fail_clearly() {
 
 #[test]
 fn commitment_policy_is_enforced_both_ways() {
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[1u8; 32]);
     let v1_config = config_for(
         AlgorithmSuite::Aes256GcmIv12Tag16HkdfSha256,
         4096,
         Backend::default(),
     );
-    let v1 = rt
-        .encrypt(&v1_config, ring.as_ref(), &EncryptionContext::new(), b"old")
+    let v1 = crate::common::client(&v1_config, ring.clone())
+        .encrypt(&EncryptionContext::new(), b"old")
         .unwrap();
-    match rt.decrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), &v1) {
+    match crate::common::client(&Config::default(), ring.clone()).decrypt(&EncryptionContext::new(), &v1) {
         Err(Error::Policy(PolicyError::CommitmentPolicy { .. })) => {}
         other => panic!("{other:?}"),
     }
@@ -196,7 +186,8 @@ fn commitment_policy_is_enforced_both_ways() {
     ] {
         let c = Config::builder().commitment_policy(policy).build().unwrap();
         assert_eq!(
-            *rt.decrypt(&c, ring.as_ref(), &EncryptionContext::new(), &v1)
+            *crate::common::client(&c, ring.clone())
+                .decrypt(&EncryptionContext::new(), &v1)
                 .unwrap()
                 .plaintext,
             b"old"
@@ -207,8 +198,8 @@ fn commitment_policy_is_enforced_both_ways() {
         .commitment_policy(CommitmentPolicy::ForbidEncryptAllowDecrypt)
         .build()
         .unwrap();
-    let msg = rt
-        .encrypt(&forbid, ring.as_ref(), &EncryptionContext::new(), b"x")
+    let msg = crate::common::client(&forbid, ring.clone())
+        .encrypt(&EncryptionContext::new(), b"x")
         .unwrap();
     assert_eq!(&msg[..4], &[0x01, 0x80, 0x03, 0x78]);
     assert!(Config::builder()
@@ -224,10 +215,9 @@ fn commitment_policy_is_enforced_both_ways() {
 
 #[test]
 fn reserved_context_keys_are_rejected_on_encrypt() {
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[1u8; 32]);
     for key in ["aws-crypto-public-key", "aws-crypto-anything"] {
-        match rt.encrypt(&Config::default(), ring.as_ref(), &ctx(&[(key, "v")]), b"x") {
+        match crate::common::client(&Config::default(), ring.clone()).encrypt(&ctx(&[(key, "v")]), b"x") {
             Err(Error::Config { setting, reason }) => {
                 assert_eq!(setting, "encryption context");
                 assert!(reason.contains("reserved"), "{reason}");
@@ -239,7 +229,6 @@ fn reserved_context_keys_are_rejected_on_encrypt() {
 
 #[test]
 fn reproduced_context_must_match() {
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[1u8; 32]);
     let config = config_for(
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
@@ -247,26 +236,32 @@ fn reproduced_context_must_match() {
         Backend::default(),
     );
     let stored = ctx(&[("a", "1"), ("b", "2")]);
-    let msg = rt.encrypt(&config, ring.as_ref(), &stored, b"x").unwrap();
+    let msg = crate::common::client(&config, ring.clone())
+        .encrypt(&stored, b"x")
+        .unwrap();
     // Subset and full set pass.
     for reproduced in [ctx(&[]), ctx(&[("a", "1")]), stored.clone()] {
-        assert!(rt.decrypt(&config, ring.as_ref(), &reproduced, &msg).is_ok());
+        assert!(crate::common::client(&config, ring.clone())
+            .decrypt(&reproduced, &msg)
+            .is_ok());
     }
     // A different value is a policy error naming the key.
-    match rt.decrypt(&config, ring.as_ref(), &ctx(&[("a", "9")]), &msg) {
+    match crate::common::client(&config, ring.clone()).decrypt(&ctx(&[("a", "9")]), &msg) {
         Err(Error::Policy(PolicyError::ContextMismatch(k))) => assert_eq!(k, "a"),
         other => panic!("{other:?}"),
     }
     // A pair the message does not have: raw AES binds the full context, so
     // its unwrap fails; raw RSA binds none, so the header tag fails. Both
     // read the same.
-    match rt.decrypt(&config, ring.as_ref(), &ctx(&[("c", "3")]), &msg) {
+    match crate::common::client(&config, ring.clone()).decrypt(&ctx(&[("c", "3")]), &msg) {
         Err(Error::Decrypt) => {}
         other => panic!("{other:?}"),
     }
     let r = rsa(Backend::default(), "ns", "r", RsaPadding::OaepSha1);
-    let msg = rt.encrypt(&config, r.as_ref(), &stored, b"x").unwrap();
-    match rt.decrypt(&config, r.as_ref(), &ctx(&[("c", "3")]), &msg) {
+    let msg = crate::common::client(&config, r.clone())
+        .encrypt(&stored, b"x")
+        .unwrap();
+    match crate::common::client(&config, r.clone()).decrypt(&ctx(&[("c", "3")]), &msg) {
         Err(Error::Decrypt) => {}
         other => panic!("{other:?}"),
     }
@@ -274,18 +269,17 @@ fn reproduced_context_must_match() {
 
 #[test]
 fn max_encrypted_data_keys_on_encrypt_and_decrypt() {
-    let rt = Runtime::new().unwrap();
     let rings: Vec<Arc<dyn Keyring>> = (0..3)
         .map(|i| aes("ns", &format!("k{i}"), &[i as u8; 16]))
         .collect();
     let multi = MultiKeyring::from_keyrings(rings.clone()).unwrap();
     let two = Config::builder().max_encrypted_data_keys(2).build().unwrap();
-    match rt.encrypt(&two, &multi, &EncryptionContext::new(), b"x") {
+    match crate::common::client(&two, &multi).encrypt(&EncryptionContext::new(), b"x") {
         Err(Error::Limit(LimitError::TooManyEncryptedDataKeys { found: 3, max: 2 })) => {}
         other => panic!("{other:?}"),
     }
-    let msg = rt
-        .encrypt(&Config::default(), &multi, &EncryptionContext::new(), b"x")
+    let msg = crate::common::client(&Config::default(), &multi)
+        .encrypt(&EncryptionContext::new(), b"x")
         .unwrap();
     // Refused on decrypt before any keyring is asked.
     struct Panicking;
@@ -302,19 +296,18 @@ fn max_encrypted_data_keys_on_encrypt_and_decrypt() {
             panic!("keyring called")
         }
     }
-    match rt.decrypt(&two, &Panicking, &EncryptionContext::new(), &msg) {
+    match crate::common::client(&two, Arc::new(Panicking)).decrypt(&EncryptionContext::new(), &msg) {
         Err(Error::Limit(LimitError::TooManyEncryptedDataKeys { found: 3, max: 2 })) => {}
         other => panic!("{other:?}"),
     }
     let three = Config::builder().max_encrypted_data_keys(3).build().unwrap();
-    assert!(rt
-        .decrypt(&three, rings[2].as_ref(), &EncryptionContext::new(), &msg)
+    assert!(crate::common::client(&three, rings[2].clone())
+        .decrypt(&EncryptionContext::new(), &msg)
         .is_ok());
 }
 
 #[test]
 fn streaming_small_writes_and_reads_match_one_shot() {
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[4u8; 32]);
     for suite in [
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
@@ -322,21 +315,19 @@ fn streaming_small_writes_and_reads_match_one_shot() {
     ] {
         let config = config_for(suite, 64, Backend::default());
         let pt = bytes(1000, 7);
-        let enc = rt
-            .encryptor(&config, ring.as_ref(), &EncryptionContext::new())
+        let enc = crate::common::client(&config, ring.clone())
+            .encryptor(&EncryptionContext::new(), None)
             .unwrap();
-        let mut w = enc.wrap_output(Vec::new()).unwrap();
+        let mut w = enc.into_writer(Vec::new()).unwrap();
         for chunk in pt.chunks(13) {
             w.write_all(chunk).unwrap();
         }
         let msg = w.finish().unwrap();
-        let d = Decryptor::new(&msg[..], &config)
-            .unwrap()
-            .allow_signed_streaming();
-        assert_eq!(d.suite(), suite);
-        let mut r = rt
-            .decrypt_stream(d, ring.as_ref(), &EncryptionContext::new())
+        let d = crate::common::client(&config, ring.clone())
+            .decryptor(&msg[..])
             .unwrap();
+        assert_eq!(d.suite(), suite);
+        let mut r = d.decrypt(&EncryptionContext::new()).unwrap();
         let mut out = Vec::new();
         let mut b = [0u8; 5];
         loop {
@@ -353,13 +344,14 @@ fn streaming_small_writes_and_reads_match_one_shot() {
 
 #[test]
 fn signed_streaming_requires_opt_in() {
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[4u8; 32]);
-    let msg = rt
-        .encrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), b"x")
+    let msg = crate::common::client(&Config::default(), ring.clone())
+        .encrypt(&EncryptionContext::new(), b"x")
         .unwrap();
-    let d = Decryptor::new(&msg[..], &Config::default()).unwrap();
-    match rt.decrypt_stream(d, ring.as_ref(), &EncryptionContext::new()) {
+    let d = crate::common::client(&Config::default(), ring.clone())
+        .decryptor(&msg[..])
+        .unwrap();
+    match d.decrypt(&EncryptionContext::new()) {
         Err(Error::Policy(PolicyError::SignedStreaming(_))) => {}
         other => panic!("{other:?}"),
     }
@@ -367,21 +359,22 @@ fn signed_streaming_requires_opt_in() {
 
 #[test]
 fn signed_final_frame_is_held_until_the_signature_verifies() {
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[4u8; 32]);
-    let config = Config::builder().frame_length(100).build().unwrap();
+    let config = Config::builder()
+        .frame_length(100)
+        .allow_signed_streaming(true)
+        .build()
+        .unwrap();
     let pt = bytes(250, 1);
-    let mut msg = rt
-        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt)
+    let mut msg = crate::common::client(&config, ring.clone())
+        .encrypt(&EncryptionContext::new(), &pt)
         .unwrap();
     let last = msg.len() - 1;
     msg[last] ^= 1; // corrupt the signature
-    let d = Decryptor::new(&msg[..], &config)
-        .unwrap()
-        .allow_signed_streaming();
-    let mut r = rt
-        .decrypt_stream(d, ring.as_ref(), &EncryptionContext::new())
+    let d = crate::common::client(&config, ring.clone())
+        .decryptor(&msg[..])
         .unwrap();
+    let mut r = d.decrypt(&EncryptionContext::new()).unwrap();
     let mut out = Vec::new();
     let err = r.read_to_end(&mut out).unwrap_err();
     assert!(matches!(Error::from_io(err), Error::Decrypt));
@@ -392,22 +385,21 @@ fn signed_final_frame_is_held_until_the_signature_verifies() {
 
 #[test]
 fn truncated_stream_is_an_error_not_eof() {
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[4u8; 32]);
     let config = config_for(
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
         100,
         Backend::default(),
     );
-    let msg = rt
-        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &bytes(250, 2))
+    let msg = crate::common::client(&config, ring.clone())
+        .encrypt(&EncryptionContext::new(), &bytes(250, 2))
         .unwrap();
     // Cut right after the second regular frame: everything verified so far, but no final frame.
     let cut = msg.len() - (4 + 4 + 12 + 4 + 50 + 16);
-    let d = Decryptor::new(&msg[..cut], &config).unwrap();
-    let mut r = rt
-        .decrypt_stream(d, ring.as_ref(), &EncryptionContext::new())
+    let d = crate::common::client(&config, ring.clone())
+        .decryptor(&msg[..cut])
         .unwrap();
+    let mut r = d.decrypt(&EncryptionContext::new()).unwrap();
     let mut out = Vec::new();
     let err = Error::from_io(r.read_to_end(&mut out).unwrap_err());
     assert!(
@@ -418,18 +410,17 @@ fn truncated_stream_is_an_error_not_eof() {
 
 #[test]
 fn trailing_bytes_are_rejected() {
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[4u8; 32]);
     let config = config_for(
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
         100,
         Backend::default(),
     );
-    let mut msg = rt
-        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), b"abc")
+    let mut msg = crate::common::client(&config, ring.clone())
+        .encrypt(&EncryptionContext::new(), b"abc")
         .unwrap();
     msg.push(0);
-    match rt.decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &msg) {
+    match crate::common::client(&config, ring.clone()).decrypt(&EncryptionContext::new(), &msg) {
         Err(Error::Format(envseal::FormatError::TrailingData)) => {}
         other => panic!("{other:?}"),
     }
@@ -437,7 +428,6 @@ fn trailing_bytes_are_rejected() {
 
 #[test]
 fn every_backend_reads_what_every_other_wrote() {
-    let rt = Runtime::new().unwrap();
     for writer in Backend::all() {
         for reader in Backend::all() {
             for suite in AlgorithmSuite::ALL {
@@ -448,10 +438,12 @@ fn every_backend_reads_what_every_other_wrote() {
                 let multi_w =
                     MultiKeyring::from_keyrings(vec![aes("ns", "aes", &[8u8; 32]), ring_w]).unwrap();
                 let pt = bytes(300, 3);
-                let msg = rt.encrypt(&w, &multi_w, &ctx(&[("x", "y")]), &pt).unwrap();
+                let msg = crate::common::client(&w, &multi_w)
+                    .encrypt(&ctx(&[("x", "y")]), &pt)
+                    .unwrap();
                 for ring in [aes("ns", "aes", &[8u8; 32]), ring_r] {
-                    let d = rt
-                        .decrypt(&r, ring.as_ref(), &EncryptionContext::new(), &msg)
+                    let d = crate::common::client(&r, ring.clone())
+                        .decrypt(&EncryptionContext::new(), &msg)
                         .unwrap();
                     assert_eq!(
                         *d.plaintext,
@@ -472,7 +464,6 @@ fn every_backend_reads_what_every_other_wrote() {
 /// bytes still fails.
 #[test]
 fn one_raw_aes_keyring_serves_every_backend() {
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "shared", &[5u8; 32]);
     let other = aes("ns", "shared", &[6u8; 32]);
     let context = ctx(&[("tenant", "a")]);
@@ -481,14 +472,16 @@ fn one_raw_aes_keyring_serves_every_backend() {
             for reader in Backend::all() {
                 let suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
                 let pt = bytes(1000, round);
-                let msg = rt
-                    .encrypt(&config_for(suite, 256, writer), ring.as_ref(), &context, &pt)
+                let msg = crate::common::client(&config_for(suite, 256, writer), ring.clone())
+                    .encrypt(&context, &pt)
                     .unwrap();
                 let r = config_for(suite, 256, reader);
-                let d = rt.decrypt(&r, ring.as_ref(), &context, &msg).unwrap();
+                let d = crate::common::client(&r, ring.clone())
+                    .decrypt(&context, &msg)
+                    .unwrap();
                 assert_eq!(*d.plaintext, pt, "{} -> {}", writer.name(), reader.name());
                 assert!(matches!(
-                    rt.decrypt(&r, other.as_ref(), &context, &msg),
+                    crate::common::client(&r, other.clone()).decrypt(&context, &msg),
                     Err(Error::Decrypt)
                 ));
             }
@@ -514,7 +507,6 @@ fn debug_output_never_shows_key_bytes() {
 fn rsa_pkcs1_failure_is_indistinguishable_from_a_wrong_key() {
     // Implicit rejection: a PKCS#1 v1.5 unwrap failure goes on with a random
     // key and fails at the commitment / header tag like any wrong key.
-    let rt = Runtime::new().unwrap();
     for backend in Backend::all() {
         for padding in [RsaPadding::Pkcs1, RsaPadding::OaepSha256] {
             let ring = rsa(backend, "ns", "r", padding);
@@ -523,14 +515,14 @@ fn rsa_pkcs1_failure_is_indistinguishable_from_a_wrong_key() {
                 AlgorithmSuite::Aes128GcmIv12Tag16NoKdf,
             ] {
                 let config = config_for(suite, 4096, backend);
-                let mut msg = rt
-                    .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), b"x")
+                let mut msg = crate::common::client(&config, ring.clone())
+                    .encrypt(&EncryptionContext::new(), b"x")
                     .unwrap();
                 // The RSA ciphertext is the last 512 bytes of the only EDK;
                 // find it by its provider id "ns" + info "r".
                 let pos = msg.windows(5).position(|w| w == [0, 1, b'r', 2, 0]).unwrap() + 5 + 100;
                 msg[pos] ^= 0x40;
-                match rt.decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &msg) {
+                match crate::common::client(&config, ring.clone()).decrypt(&EncryptionContext::new(), &msg) {
                     Err(Error::Decrypt) => {}
                     other => panic!("{padding:?} {suite:?}: {other:?}"),
                 }
@@ -541,13 +533,12 @@ fn rsa_pkcs1_failure_is_indistinguishable_from_a_wrong_key() {
 
 #[test]
 fn rsa_keyring_without_private_key_cannot_decrypt() {
-    let rt = Runtime::new().unwrap();
     let public = envseal::RsaPublicKey::from_pem(common::RSA_PUBLIC_PEM).unwrap();
     let ring = envseal::RawRsaKeyring::new("ns", "r", RsaPadding::OaepSha1, Some(public), None).unwrap();
-    let msg = rt
-        .encrypt(&Config::default(), &ring, &EncryptionContext::new(), b"x")
+    let msg = crate::common::client(&Config::default(), &ring)
+        .encrypt(&EncryptionContext::new(), b"x")
         .unwrap();
-    match rt.decrypt(&Config::default(), &ring, &EncryptionContext::new(), &msg) {
+    match crate::common::client(&Config::default(), &ring).decrypt(&EncryptionContext::new(), &msg) {
         Err(Error::Keyring { reason, .. }) => assert!(reason.contains("private key"), "{reason}"),
         other => panic!("{other:?}"),
     }
@@ -555,17 +546,17 @@ fn rsa_keyring_without_private_key_cannot_decrypt() {
 
 #[test]
 fn non_framed_encrypt_is_bounded_by_max_body_size() {
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[1u8; 32]);
     let config = Config::builder()
         .frame_length(0)
         .max_body_size(1000)
+        .allow_signed_streaming(true)
         .build()
         .unwrap();
-    assert!(rt
-        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &[0u8; 1000])
+    assert!(crate::common::client(&config, ring.clone())
+        .encrypt(&EncryptionContext::new(), &[0u8; 1000])
         .is_ok());
-    match rt.encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &[0u8; 1001]) {
+    match crate::common::client(&config, ring.clone()).encrypt(&EncryptionContext::new(), &[0u8; 1001]) {
         Err(Error::Limit(LimitError::BodyTooLarge {
             found: 1001,
             max: 1000,
@@ -574,25 +565,26 @@ fn non_framed_encrypt_is_bounded_by_max_body_size() {
     }
     // The same bound when a stream reads the plaintext (`copy_from`).
     for (len, ok) in [(1000usize, true), (1001, false)] {
-        let enc = rt
-            .block_on(envseal::Encryptor::new(
-                &config,
-                ring.as_ref(),
-                &EncryptionContext::new(),
-            ))
+        let enc = crate::common::client(&config, ring.clone())
+            .encryptor(&EncryptionContext::new(), None)
             .unwrap();
-        let mut w = enc.wrap_output(Vec::new()).unwrap();
+        let mut w = enc.into_writer(Vec::new()).unwrap();
         match w.copy_from(&mut &vec![0u8; len][..]) {
             Ok(n) => {
                 assert!(ok, "{len} bytes copied");
                 assert_eq!(n, len as u64);
                 let msg = w.finish().unwrap();
                 // Read back under the same limit, one-shot and streaming.
-                let d = rt
-                    .decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &msg)
+                let d = crate::common::client(&config, ring.clone())
+                    .decrypt(&EncryptionContext::new(), &msg)
                     .unwrap();
                 assert_eq!(d.plaintext.len(), len);
-                assert_eq!(rt.stream(&config, ring.as_ref(), &msg).unwrap().len(), len);
+                assert_eq!(
+                    crate::common::stream(&crate::common::client(&config, ring.clone()), &msg)
+                        .unwrap()
+                        .len(),
+                    len
+                );
             }
             Err(e) => {
                 assert!(!ok, "{len}: {e}");
@@ -644,28 +636,19 @@ fn header_is_read_through_a_one_byte_reader() {
             Ok(1)
         }
     }
-    let rt = Runtime::new().unwrap();
     let rings: Vec<Arc<dyn Keyring>> = (0..200)
         .map(|i| aes("ns", &format!("key-{i}"), &[7u8; 16]))
         .collect();
     let multi = MultiKeyring::from_keyrings(rings.clone()).unwrap();
-    let msg = rt
-        .encrypt(
-            &Config::default(),
-            &multi,
-            &EncryptionContext::new(),
-            b"many keys",
-        )
+    let msg = crate::common::client(&Config::default(), &multi)
+        .encrypt(&EncryptionContext::new(), b"many keys")
         .unwrap();
-    let d = Decryptor::new(Trickle(&msg), &Config::default()).unwrap();
+    let streaming = Config::builder().allow_signed_streaming(true).build().unwrap();
+    let d = crate::common::client(&streaming, rings[199].clone())
+        .decryptor(Trickle(&msg))
+        .unwrap();
     assert_eq!(d.encrypted_data_keys().len(), 200);
-    let mut r = rt
-        .decrypt_stream(
-            d.allow_signed_streaming(),
-            rings[199].as_ref(),
-            &EncryptionContext::new(),
-        )
-        .unwrap();
+    let mut r = d.decrypt(&EncryptionContext::new()).unwrap();
     let mut out = Vec::new();
     r.read_to_end(&mut out).unwrap();
     assert_eq!(out, b"many keys");
@@ -693,7 +676,7 @@ fn decrypt_into_reuses_the_buffer_and_empties_it_on_failure() {
                     .unwrap();
                 let pt = bytes(len, len as u64 + u64::from(frame));
                 let msg = rt
-                    .block_on(envseal::encrypt(&config, ring.as_ref(), &context, &pt))
+                    .block_on(crate::common::async_client(&config, ring.clone()).encrypt(&context, &pt))
                     .unwrap();
                 let v = rt
                     .block_on(client(&config, &ring).decrypt_into(&context, &msg, &mut out))
@@ -724,7 +707,7 @@ fn decrypt_into_reuses_the_buffer_and_empties_it_on_failure() {
         .unwrap();
     let pt = bytes(10_000, 9);
     let msg = rt
-        .block_on(envseal::encrypt(&config, ring.as_ref(), &context, &pt))
+        .block_on(crate::common::async_client(&config, ring.clone()).encrypt(&context, &pt))
         .unwrap();
     let mut small = Vec::with_capacity(10);
     rt.block_on(client(&config, &ring).decrypt_into(&context, &msg, &mut small))
@@ -762,17 +745,16 @@ impl Keyring for Down {
 /// carries every child's failure, not only the first.
 #[test]
 fn multi_keyring_reports_every_childs_failure() {
-    let rt = Runtime::new().unwrap();
     let config = Config::default();
-    let msg = sealed_under_key_1(&rt, b"x");
+    let msg = sealed_under_key_1(b"x");
     let ring = MultiKeyring::from_keyrings(vec![
         Arc::new(Down("first")),
         aes("ns", "k", &[2u8; 32]),
         Arc::new(Down("second")),
     ])
     .unwrap();
-    let err = rt
-        .decrypt(&config, &ring, &EncryptionContext::new(), &msg)
+    let err = crate::common::client(&config, &ring)
+        .decrypt(&EncryptionContext::new(), &msg)
         .unwrap_err();
     let text = err.to_string();
     for part in ["first is down", "second is down", "authentication failed"] {
@@ -782,7 +764,8 @@ fn multi_keyring_reports_every_childs_failure() {
     let ring =
         MultiKeyring::from_keyrings(vec![Arc::new(Down("first")), aes("ns", "k", &[1u8; 32])]).unwrap();
     assert_eq!(
-        &rt.decrypt(&config, &ring, &EncryptionContext::new(), &msg)
+        &crate::common::client(&config, &ring)
+            .decrypt(&EncryptionContext::new(), &msg)
             .unwrap()
             .plaintext[..],
         b"x"
@@ -792,13 +775,12 @@ fn multi_keyring_reports_every_childs_failure() {
 /// Plaintext results wipe themselves on drop.
 #[test]
 fn decrypted_plaintext_is_zeroizing() {
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[1u8; 32]);
-    let msg = rt
-        .encrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), b"x")
+    let msg = crate::common::client(&Config::default(), ring.clone())
+        .encrypt(&EncryptionContext::new(), b"x")
         .unwrap();
-    let d = rt
-        .decrypt(&Config::default(), ring.as_ref(), &EncryptionContext::new(), &msg)
+    let d = crate::common::client(&Config::default(), ring.clone())
+        .decrypt(&EncryptionContext::new(), &msg)
         .unwrap();
     let plaintext: &envseal::zeroize::Zeroizing<Vec<u8>> = &d.plaintext;
     assert_eq!(&plaintext[..], b"x");
@@ -809,7 +791,6 @@ fn decrypted_plaintext_is_zeroizing() {
 /// decrypt needs exactly those pairs again.
 #[test]
 fn required_context_keys_are_authenticated_but_not_stored() {
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[3u8; 32]);
     let full = ctx(&[("tenant", "acme"), ("secret", "s3"), ("purpose", "billing")]);
     for backend in Backend::all() {
@@ -823,8 +804,10 @@ fn required_context_keys_are_authenticated_but_not_stored() {
                 .required_encryption_context_keys(["tenant", "secret"])
                 .build()
                 .unwrap();
-            let message = rt.encrypt(&config, &*ring, &full, b"required").unwrap();
-            let header = Decryptor::new(&message[..], &config).unwrap();
+            let message = crate::common::client(&config, ring.clone())
+                .encrypt(&full, b"required")
+                .unwrap();
+            let header = crate::common::parse(&config, &message[..]).unwrap();
             let stored: Vec<&str> = header
                 .encryption_context()
                 .iter()
@@ -835,7 +818,9 @@ fn required_context_keys_are_authenticated_but_not_stored() {
             // The reader needs the required pairs (and may repeat stored ones).
             let plain = Config::builder().backend(backend).build().unwrap();
             for reproduced in [ctx(&[("tenant", "acme"), ("secret", "s3")]), full.clone()] {
-                let out = rt.decrypt(&plain, &*ring, &reproduced, &message).unwrap();
+                let out = crate::common::client(&plain, ring.clone())
+                    .decrypt(&reproduced, &message)
+                    .unwrap();
                 assert_eq!(&*out.plaintext, b"required");
                 assert_eq!(out.encryption_context.get("secret"), Some("s3"));
             }
@@ -845,12 +830,14 @@ fn required_context_keys_are_authenticated_but_not_stored() {
                 ctx(&[("tenant", "acme"), ("secret", "wrong")]),
                 ctx(&[("tenant", "acme"), ("secret", "s3"), ("extra", "x")]),
             ] {
-                let err = rt.decrypt(&plain, &*ring, &reproduced, &message).unwrap_err();
+                let err = crate::common::client(&plain, ring.clone())
+                    .decrypt(&reproduced, &message)
+                    .unwrap_err();
                 assert!(matches!(err, Error::Decrypt), "{reproduced:?}: {err}");
             }
             // A config with required keys also insists on them on decrypt.
-            let err = rt
-                .decrypt(&config, &*ring, &ctx(&[("tenant", "acme")]), &message)
+            let err = crate::common::client(&config, ring.clone())
+                .decrypt(&ctx(&[("tenant", "acme")]), &message)
                 .unwrap_err();
             assert!(
                 matches!(&err, Error::Policy(PolicyError::RequiredContextKey(k)) if k == "secret"),
@@ -863,8 +850,8 @@ fn required_context_keys_are_authenticated_but_not_stored() {
         .required_encryption_context_keys(["tenant"])
         .build()
         .unwrap();
-    let err = rt
-        .encrypt(&config, &*ring, &ctx(&[("purpose", "x")]), b"x")
+    let err = crate::common::client(&config, ring.clone())
+        .encrypt(&ctx(&[("purpose", "x")]), b"x")
         .unwrap_err();
     assert!(
         matches!(err, Error::Config { .. }) && err.to_string().contains("tenant"),
@@ -900,16 +887,17 @@ fn ecdh_public(curve: envseal::EcdhCurve, who: &str, format: &str) -> envseal::E
 #[test]
 fn raw_ecdh_schemes_round_trip_across_backends() {
     use envseal::{EcdhCurve, RawEcdhKeyring};
-    let rt = Runtime::new().unwrap();
     let context = ctx(&[("purpose", "ecdh")]);
     for curve in [EcdhCurve::P256, EcdhCurve::P384, EcdhCurve::P521] {
-        let a_to_b =
-            RawEcdhKeyring::static_keys(ecdh_private(curve, "a"), ecdh_public(curve, "b", "der")).unwrap();
-        let b_to_a =
-            RawEcdhKeyring::static_keys(ecdh_private(curve, "b"), ecdh_public(curve, "a", "pem")).unwrap();
-        let to_b = RawEcdhKeyring::ephemeral(ecdh_public(curve, "b", "pem"));
-        let b = RawEcdhKeyring::discovery(ecdh_private(curve, "b"));
-        let a = RawEcdhKeyring::discovery(ecdh_private(curve, "a"));
+        let a_to_b = Arc::new(
+            RawEcdhKeyring::static_keys(ecdh_private(curve, "a"), ecdh_public(curve, "b", "der")).unwrap(),
+        );
+        let b_to_a = Arc::new(
+            RawEcdhKeyring::static_keys(ecdh_private(curve, "b"), ecdh_public(curve, "a", "pem")).unwrap(),
+        );
+        let to_b = Arc::new(RawEcdhKeyring::ephemeral(ecdh_public(curve, "b", "pem")));
+        let b = Arc::new(RawEcdhKeyring::discovery(ecdh_private(curve, "b")));
+        let a = Arc::new(RawEcdhKeyring::discovery(ecdh_private(curve, "a")));
         assert_eq!(ecdh_public(curve, "b", "pem"), ecdh_public(curve, "b", "der"));
         for enc in Backend::all() {
             for dec in Backend::all() {
@@ -921,39 +909,47 @@ fn raw_ecdh_schemes_round_trip_across_backends() {
                         .unwrap()
                 };
                 let (ce, cd) = (cfg(enc), cfg(dec));
-                let m = rt.encrypt(&ce, &a_to_b, &context, b"static").unwrap();
-                let d = envseal::Decryptor::new(&m[..], &cd).unwrap();
+                let m = crate::common::client(&ce, &a_to_b)
+                    .encrypt(&context, b"static")
+                    .unwrap();
+                let d = crate::common::parse(&cd, &m[..]).unwrap();
                 let edk = &d.encrypted_data_keys()[0];
                 assert_eq!(edk.provider_id, "raw-ecdh");
                 assert_eq!(edk.ciphertext.len(), 32 + 32 + 32 + 16);
                 for reader in [&a_to_b, &b_to_a, &b] {
-                    let out = rt.decrypt(&cd, reader, &ctx(&[]), &m).unwrap();
+                    let out = crate::common::client(&cd, reader).decrypt(&ctx(&[]), &m).unwrap();
                     assert_eq!(&*out.plaintext, b"static", "{curve}");
                 }
-                let err = rt.decrypt(&cd, &a, &ctx(&[]), &m).unwrap_err();
+                let err = crate::common::client(&cd, &a).decrypt(&ctx(&[]), &m).unwrap_err();
                 assert!(
                     matches!(err, Error::NoMatchingKey { .. }),
                     "A is the sender: {err}"
                 );
 
-                let m = rt.encrypt(&ce, &to_b, &context, b"ephemeral").unwrap();
-                let out = rt.decrypt(&cd, &b, &ctx(&[]), &m).unwrap();
+                let m = crate::common::client(&ce, &to_b)
+                    .encrypt(&context, b"ephemeral")
+                    .unwrap();
+                let out = crate::common::client(&cd, &b).decrypt(&ctx(&[]), &m).unwrap();
                 assert_eq!(&*out.plaintext, b"ephemeral");
-                let err = rt.decrypt(&cd, &b_to_a, &ctx(&[]), &m).unwrap_err();
+                let err = crate::common::client(&cd, &b_to_a)
+                    .decrypt(&ctx(&[]), &m)
+                    .unwrap_err();
                 assert!(matches!(err, Error::NoMatchingKey { .. }), "{err}");
                 assert!(
-                    rt.encrypt(&ce, &b, &context, b"x").is_err(),
+                    crate::common::client(&ce, &b).encrypt(&context, b"x").is_err(),
                     "discovery does not encrypt"
                 );
 
                 // The commitment key, a salt byte or the wrapped key altered.
                 for offset in [0usize, 40, 70] {
-                    let d = envseal::Decryptor::new(&m[..], &cd).unwrap();
+                    let d = crate::common::parse(&cd, &m[..]).unwrap();
                     let edk = d.encrypted_data_keys()[0].ciphertext.clone();
                     let at = m.windows(edk.len()).position(|w| w == &edk[..]).unwrap();
                     let mut bad = m.clone();
                     bad[at + offset] ^= 1;
-                    let err = rt.decrypt(&cd, &b, &ctx(&[]), &bad).unwrap_err();
+                    let err = crate::common::client(&cd, &b)
+                        .decrypt(&ctx(&[]), &bad)
+                        .unwrap_err();
                     assert!(matches!(err, Error::Decrypt), "{offset}: {err}");
                 }
             }
@@ -1030,10 +1026,7 @@ mod async_streams {
             rx.read_to_end(&mut msg).await.unwrap();
             msg
         });
-        let w = c
-            .encrypt_stream_async(&ctx(&[("a", "b")]), None, tx)
-            .await
-            .unwrap();
+        let w = c.encrypt_stream(&ctx(&[("a", "b")]), tx).await.unwrap();
         (w, collector)
     }
 
@@ -1100,7 +1093,7 @@ mod async_streams {
             }
         });
         let result = async {
-            let mut r = c.decrypt_stream_async(rx, &ctx(&[("a", "b")])).await?;
+            let mut r = c.decrypt_stream(&ctx(&[("a", "b")]), rx).await?;
             let mut out = Vec::new();
             let mut pieces = Pieces(seed ^ 0x85eb_ca6b, max_piece);
             let mut buf = vec![0u8; max_piece];
@@ -1137,7 +1130,12 @@ mod async_streams {
                 let one_shot = c.encrypt(&ctx, &pt).await.unwrap();
                 let sync_pieces = {
                     let mut out = Vec::new();
-                    let mut w = c.encrypt_stream(&ctx, None, &mut out).await.unwrap();
+                    let mut w = c
+                        .encryptor(&ctx, None)
+                        .await
+                        .unwrap()
+                        .into_writer(&mut out)
+                        .unwrap();
                     for piece in pt.chunks(300_001) {
                         std::io::Write::write_all(&mut w, piece).unwrap();
                     }
@@ -1146,7 +1144,12 @@ mod async_streams {
                 };
                 let sync_copy = {
                     let mut out = Vec::new();
-                    let mut w = c.encrypt_stream(&ctx, None, &mut out).await.unwrap();
+                    let mut w = c
+                        .encryptor(&ctx, None)
+                        .await
+                        .unwrap()
+                        .into_writer(&mut out)
+                        .unwrap();
                     assert_eq!(w.copy_from(&mut &pt[..]).unwrap(), pt.len() as u64);
                     w.finish().unwrap();
                     out
@@ -1185,13 +1188,11 @@ mod async_streams {
         let c = client(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, frame as u32, 2);
         let pt = bytes(5 * batch + 10, 12);
         let msg = c.encrypt(&ctx(&[("a", "b")]), &pt).await.unwrap();
-        let three = envseal::Decryptor::new(&msg[..], c.config())
-            .unwrap()
-            .header_len()
-            + 3 * (batch / frame) * slot;
+        let three =
+            crate::common::parse(c.config(), &msg[..]).unwrap().header_len() + 3 * (batch / frame) * slot;
         let (mut tx, rx) = tokio::io::duplex(msg.len());
         tx.write_all(&msg[..three]).await.unwrap();
-        let mut r = c.decrypt_stream_async(rx, &ctx(&[("a", "b")])).await.unwrap();
+        let mut r = c.decrypt_stream(&ctx(&[("a", "b")]), rx).await.unwrap();
         let first = tokio::time::timeout(Duration::from_secs(60), r.fill_buf())
             .await
             .expect("the first batch waited for more than three batches")
@@ -1292,7 +1293,7 @@ mod async_streams {
             }
         });
         let result = async {
-            let mut r = reader.decrypt_stream_async(rx, &ctx(&[("a", "b")])).await?;
+            let mut r = reader.decrypt_stream(&ctx(&[("a", "b")]), rx).await?;
             let mut out = Vec::new();
             r.read_to_end(&mut out).await.map_err(Error::from_io)?;
             Ok::<_, Error>(out)
@@ -1326,9 +1327,7 @@ mod async_streams {
             let batch = if threads == 1 { 256 << 10 } else { 2 << 20 };
             let pt = bytes(5 * batch + 10, 7);
             let msg = c.encrypt(&ctx(&[("a", "b")]), &pt).await.unwrap();
-            let header_len = envseal::Decryptor::new(&msg[..], c.config())
-                .unwrap()
-                .header_len();
+            let header_len = crate::common::parse(c.config(), &msg[..]).unwrap().header_len();
             // A byte of the first frame of the second batch, or of the
             // fourth (two batches open in the background beside the one
             // the caller takes, with several threads).
@@ -1337,10 +1336,8 @@ mod async_streams {
                 let target = header_len + tampered * (batch / frame) * slot + 40;
                 let mut msg = msg.clone();
                 msg[target] ^= 1;
-                let mut r: AsyncDecryptReader<&[u8]> = c
-                    .decrypt_stream_async(&msg[..], &ctx(&[("a", "b")]))
-                    .await
-                    .unwrap();
+                let mut r: AsyncDecryptReader<&[u8]> =
+                    c.decrypt_stream(&ctx(&[("a", "b")]), &msg[..]).await.unwrap();
                 let mut out = Vec::new();
                 let err = loop {
                     let mut buf = vec![0u8; 100_000];
@@ -1409,10 +1406,7 @@ mod async_streams {
                 // on the pool; the reader never waits for one on this thread).
                 let (read, worst) = with_ticker(async {
                     use tokio::io::AsyncBufReadExt;
-                    let mut r = c
-                        .decrypt_stream_async(&msg[..], &ctx(&[("a", "b")]))
-                        .await
-                        .unwrap();
+                    let mut r = c.decrypt_stream(&ctx(&[("a", "b")]), &msg[..]).await.unwrap();
                     let mut read = 0;
                     loop {
                         let n = r.fill_buf().await.unwrap().len();
@@ -1448,7 +1442,7 @@ mod async_streams {
     /// reads would.
     async fn seal_chunks(c: &Client, chunk: &[u8], count: usize) {
         let mut w = c
-            .encrypt_stream_async(&ctx(&[("a", "b")]), None, tokio::io::sink())
+            .encrypt_stream(&ctx(&[("a", "b")]), tokio::io::sink())
             .await
             .unwrap();
         for _ in 0..count {
@@ -1479,4 +1473,117 @@ mod async_streams {
         stop.store(true, Ordering::Relaxed);
         (out, ticker.await.unwrap())
     }
+}
+
+/// A keyring that counts its decrypt calls.
+struct Counting(Arc<dyn Keyring>, std::sync::atomic::AtomicUsize);
+
+#[envseal::async_trait]
+impl Keyring for Counting {
+    async fn on_encrypt(&self, m: &mut envseal::EncryptionMaterials) -> envseal::Result<()> {
+        self.0.on_encrypt(m).await
+    }
+
+    async fn on_decrypt(
+        &self,
+        m: &envseal::DecryptionMaterials,
+        edks: &[envseal::EncryptedDataKey],
+    ) -> envseal::Result<Option<envseal::DataKey>> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.on_decrypt(m, edks).await
+    }
+}
+
+/// The one header-first door, on both clients: `decryptor` reads and shows
+/// the header without calling the keyring; its `decrypt(context)` then runs
+/// the keyring of the client that made it.
+#[test]
+fn decryptor_shows_the_header_before_the_keyring_runs() {
+    use std::sync::atomic::Ordering;
+    let ring = Arc::new(Counting(
+        aes("ns", "k", &[6u8; 32]),
+        std::sync::atomic::AtomicUsize::new(0),
+    ));
+    let config = config_for(
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        100,
+        Backend::default(),
+    );
+    let client = crate::common::client(&config, &ring);
+    let context = ctx(&[("tenant", "acme")]);
+    let pt = bytes(250, 9);
+    let msg = client.encrypt(&context, &pt).unwrap();
+
+    let d = client.decryptor(&msg[..]).unwrap();
+    assert_eq!(ring.1.load(Ordering::SeqCst), 0, "parsing called the keyring");
+    assert_eq!(d.suite(), AlgorithmSuite::Aes256GcmHkdfSha512CommitKey);
+    assert_eq!(d.encryption_context().get("tenant"), Some("acme"));
+    assert_eq!(d.encrypted_data_keys().len(), 1);
+    assert_eq!(d.frame_length(), 100);
+    assert_eq!(d.message_id().len(), 32);
+    assert!(d.commitment().is_some());
+    let mut r = d.decrypt(&context).unwrap();
+    assert_eq!(ring.1.load(Ordering::SeqCst), 1);
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).unwrap();
+    assert!(out == pt && r.is_complete());
+
+    #[cfg(feature = "tokio")]
+    {
+        let rt = Runtime::new().unwrap();
+        let async_client = crate::common::async_client(&config, &ring);
+        let out = rt.block_on(async {
+            use tokio::io::AsyncReadExt;
+            let d = async_client.decryptor(&msg[..]).await?;
+            assert_eq!(ring.1.load(Ordering::SeqCst), 1, "parsing called the keyring");
+            assert_eq!(d.encrypted_data_keys().len(), 1);
+            assert_eq!(d.header_len(), client.decryptor(&msg[..]).unwrap().header_len());
+            let mut r = d.decrypt(&context).await?;
+            assert_eq!(ring.1.load(Ordering::SeqCst), 2);
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).await.map_err(Error::from_io)?;
+            Ok::<_, Error>(out)
+        });
+        assert!(out.unwrap() == pt);
+    }
+}
+
+/// A keyring that yields to its runtime before each call.
+struct Yielding(Arc<dyn Keyring>);
+
+#[envseal::async_trait]
+impl Keyring for Yielding {
+    async fn on_encrypt(&self, m: &mut envseal::EncryptionMaterials) -> envseal::Result<()> {
+        tokio::task::yield_now().await;
+        self.0.on_encrypt(m).await
+    }
+
+    async fn on_decrypt(
+        &self,
+        m: &envseal::DecryptionMaterials,
+        edks: &[envseal::EncryptedDataKey],
+    ) -> envseal::Result<Option<envseal::DataKey>> {
+        tokio::task::yield_now().await;
+        self.0.on_decrypt(m, edks).await
+    }
+}
+
+/// A blocking client given a runtime runs on it: a task spawned there
+/// before runs while the client's keyring yields (on a runtime of its own
+/// it would never run).
+#[test]
+fn blocking_client_runs_on_the_runtime_it_is_given() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    runtime.spawn(async move { tx.send(()).unwrap() });
+    let client = envseal::blocking::Client::builder(Yielding(aes("ns", "k", &[6u8; 32])))
+        .runtime(runtime)
+        .build()
+        .unwrap();
+    assert!(rx.try_recv().is_err(), "nothing drove the runtime yet");
+    client.encrypt(&ctx(&[]), b"x").unwrap();
+    rx.try_recv().expect("the task on the given runtime ran");
 }

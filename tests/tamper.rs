@@ -7,20 +7,19 @@ mod common;
 
 use std::io::Read;
 
-use common::Runtime;
 use common::{aes, bytes, config_for, rsa};
-use envseal::{AlgorithmSuite, Backend, Config, Decryptor, EncryptionContext, Error, Keyring, RsaPadding};
+use envseal::{AlgorithmSuite, Backend, Config, EncryptionContext, Error, RsaPadding};
 use proptest::prelude::*;
 
 struct Sample {
     name: String,
-    config: Config,
-    ring: std::sync::Arc<dyn Keyring>,
+    /// The sample's config (signed messages stream) and keyring.
+    client: envseal::blocking::Client,
     msg: Vec<u8>,
     frame: usize,
 }
 
-fn samples(rt: &Runtime) -> Vec<Sample> {
+fn samples() -> Vec<Sample> {
     let mut out = Vec::new();
     let cases: [(AlgorithmSuite, u32, usize); 6] = [
         (AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 64, 150),
@@ -38,13 +37,11 @@ fn samples(rt: &Runtime) -> Vec<Sample> {
             aes("ns", "k", &[i as u8; 32])
         };
         let context: EncryptionContext = [("k", "v")].into_iter().collect();
-        let msg = rt
-            .encrypt(&config, ring.as_ref(), &context, &bytes(len, i as u64))
-            .unwrap();
+        let client = crate::common::client(&config, ring);
+        let msg = client.encrypt(&context, &bytes(len, i as u64)).unwrap();
         out.push(Sample {
             name: format!("{suite:?} frame {frame} len {len}"),
-            config,
-            ring,
+            client,
             msg,
             frame: frame as usize,
         });
@@ -52,15 +49,15 @@ fn samples(rt: &Runtime) -> Vec<Sample> {
     out
 }
 
-fn assert_fails(rt: &Runtime, s: &Sample, bad: &[u8], what: &str) {
-    if let Ok(d) = rt.decrypt(&s.config, s.ring.as_ref(), &EncryptionContext::new(), bad) {
+fn assert_fails(s: &Sample, bad: &[u8], what: &str) {
+    if let Ok(d) = s.client.decrypt(&EncryptionContext::new(), bad) {
         panic!(
             "{}: {what}: one-shot decrypt succeeded ({} bytes)",
             s.name,
             d.plaintext.len()
         );
     }
-    match rt.stream(&s.config, s.ring.as_ref(), bad) {
+    match crate::common::stream(&s.client, bad) {
         Ok(_) => panic!("{}: {what}: streaming decrypt succeeded", s.name),
         Err((_, released)) => {
             assert!(
@@ -74,14 +71,11 @@ fn assert_fails(rt: &Runtime, s: &Sample, bad: &[u8], what: &str) {
 
 #[test]
 fn every_truncation_fails() {
-    let rt = Runtime::new().unwrap();
     let mut count = 0;
-    for s in samples(&rt) {
-        assert!(rt
-            .decrypt(&s.config, s.ring.as_ref(), &EncryptionContext::new(), &s.msg)
-            .is_ok());
+    for s in samples() {
+        assert!(s.client.decrypt(&EncryptionContext::new(), &s.msg).is_ok());
         for cut in 0..s.msg.len() {
-            assert_fails(&rt, &s, &s.msg[..cut], &format!("truncated to {cut}"));
+            assert_fails(&s, &s.msg[..cut], &format!("truncated to {cut}"));
             count += 1;
         }
     }
@@ -90,9 +84,8 @@ fn every_truncation_fails() {
 
 #[test]
 fn every_single_bit_flip_fails() {
-    let rt = Runtime::new().unwrap();
     let mut count = 0;
-    for s in samples(&rt) {
+    for s in samples() {
         for pos in 0..s.msg.len() {
             // Every bit of the first 64 bytes (header fields), one rotating bit elsewhere.
             let bits: Vec<u8> = if pos < 64 {
@@ -103,7 +96,7 @@ fn every_single_bit_flip_fails() {
             for bit in bits {
                 let mut bad = s.msg.clone();
                 bad[pos] ^= 1 << bit;
-                assert_fails(&rt, &s, &bad, &format!("bit {bit} of byte {pos} flipped"));
+                assert_fails(&s, &bad, &format!("bit {bit} of byte {pos} flipped"));
                 count += 1;
             }
         }
@@ -116,7 +109,6 @@ fn failed_open_leaves_no_plaintext_in_the_released_output() {
     // Frames are read and opened in batches (256 KiB on one thread, 1 MiB
     // per thread on several): a tampered frame in the second batch leaves
     // the first batch released (it verified) and nothing of the second.
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[9u8; 32]);
     let frame = 64usize;
     for (threads, batch_bytes) in [(1, 256 << 10), (2, 2 << 20)] {
@@ -128,14 +120,14 @@ fn failed_open_leaves_no_plaintext_in_the_released_output() {
             .unwrap();
         let batch = batch_bytes / frame;
         let pt = bytes((batch + 3) * frame + 10, 5);
-        let mut msg = rt
-            .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt)
+        let mut msg = crate::common::client(&config, ring.clone())
+            .encrypt(&EncryptionContext::new(), &pt)
             .unwrap();
         let slot = 4 + 12 + frame + 16;
         let body = msg.len() - ((batch + 3) * slot + (4 + 4 + 12 + 4 + 10 + 16));
         // The second frame of the second batch.
         msg[body + (batch + 1) * slot + 16 + 10] ^= 0x80;
-        match rt.stream(&config, ring.as_ref(), &msg) {
+        match crate::common::stream(&crate::common::client(&config, ring.clone()), &msg) {
             Err((Error::Decrypt, released)) => {
                 assert_eq!(released, batch * frame, "threads {threads}");
                 assert_eq!(released, batch_bytes);
@@ -152,7 +144,6 @@ fn a_tampered_batch_behind_batches_in_flight_releases_only_those_before() {
     // frame in batch 2, 3 or 4 (of 5 and a bit) releases exactly the
     // batches before it, the ones opened beside it included, and nothing
     // of its own; an untampered message reads back whole.
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[9u8; 32]);
     let frame = 4096usize;
     let batch_bytes = 2usize << 20;
@@ -166,22 +157,23 @@ fn a_tampered_batch_behind_batches_in_flight_releases_only_those_before() {
             .suite(suite)
             .frame_length(frame as u32)
             .threads(2)
+            .allow_signed_streaming(true)
             .build()
             .unwrap();
         let pt = bytes(5 * batch_bytes + 3 * frame + 10, 6);
-        let msg = rt
-            .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt)
+        let msg = crate::common::client(&config, ring.clone())
+            .encrypt(&EncryptionContext::new(), &pt)
             .unwrap();
         assert!(
-            rt.stream(&config, ring.as_ref(), &msg).unwrap() == pt,
+            crate::common::stream(&crate::common::client(&config, ring.clone()), &msg).unwrap() == pt,
             "{suite:?}"
         );
-        let body = Decryptor::new(&msg[..], &config).unwrap().header_len();
+        let body = crate::common::parse(&config, &msg[..]).unwrap().header_len();
         for tampered in [1usize, 2, 3] {
             let mut bad = msg.clone();
             // A byte of the third frame of batch `tampered` (from 0).
             bad[body + (tampered * batch + 2) * slot + 16 + 100] ^= 0x04;
-            match rt.stream(&config, ring.as_ref(), &bad) {
+            match crate::common::stream(&crate::common::client(&config, ring.clone()), &bad) {
                 Err((Error::Decrypt, released)) => {
                     assert_eq!(released, tampered * batch_bytes, "{suite:?} batch {tampered}");
                 }
@@ -197,7 +189,6 @@ fn streams_moved_onto_a_pool_worker_open_their_batches_there() {
     // rayon worker (of a pool of one, as a service's own pool may be):
     // batches seal and open on that worker instead of waiting on tasks
     // queued behind it, which would never run.
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[9u8; 32]);
     let config = Config::builder()
         .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
@@ -206,17 +197,17 @@ fn streams_moved_onto_a_pool_worker_open_their_batches_there() {
         .build()
         .unwrap();
     let pt = bytes((9 << 20) + 5, 8);
-    let msg = rt
-        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt)
+    let msg = crate::common::client(&config, ring.clone())
+        .encrypt(&EncryptionContext::new(), &pt)
         .unwrap();
-    let enc = rt
-        .encryptor(&config, ring.as_ref(), &EncryptionContext::new())
+    let enc = crate::common::client(&config, ring.clone())
+        .encryptor(&EncryptionContext::new(), None)
         .unwrap();
-    let writer = enc.wrap_output(Vec::new()).unwrap();
-    let d = Decryptor::new(std::io::Cursor::new(msg), &config).unwrap();
-    let reader = rt
-        .decrypt_stream(d, ring.as_ref(), &EncryptionContext::new())
+    let writer = enc.into_writer(Vec::new()).unwrap();
+    let d = crate::common::client(&config, ring.clone())
+        .decryptor(std::io::Cursor::new(msg))
         .unwrap();
+    let reader = d.decrypt(&EncryptionContext::new()).unwrap();
     let (done, result) = std::sync::mpsc::channel();
     let plaintext = pt.clone();
     std::thread::spawn(move || {
@@ -238,8 +229,8 @@ fn streams_moved_onto_a_pool_worker_open_their_batches_there() {
         .recv_timeout(std::time::Duration::from_secs(120))
         .expect("a stream on a pool worker waited on its own pool");
     assert!(opened == pt);
-    let d = rt
-        .decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &sealed)
+    let d = crate::common::client(&config, ring.clone())
+        .decrypt(&EncryptionContext::new(), &sealed)
         .unwrap();
     assert!(*d.plaintext == pt);
 }
@@ -271,7 +262,6 @@ impl Read for Arriving {
 fn the_first_batch_is_released_once_three_batches_have_arrived() {
     // Two batches open in the background and one is read ahead: the first
     // is released without waiting for a fourth to arrive.
-    let rt = Runtime::new().unwrap();
     let ring = aes("ns", "k", &[9u8; 32]);
     let frame = 4096usize;
     let batch_bytes = 2usize << 20;
@@ -283,10 +273,11 @@ fn the_first_batch_is_released_once_three_batches_have_arrived() {
         .build()
         .unwrap();
     let pt = bytes(5 * batch_bytes + 10, 9);
-    let msg = rt
-        .encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &pt)
+    let msg = crate::common::client(&config, ring.clone())
+        .encrypt(&EncryptionContext::new(), &pt)
         .unwrap();
-    let three = Decryptor::new(&msg[..], &config).unwrap().header_len() + 3 * (batch_bytes / frame) * slot;
+    let three =
+        crate::common::parse(&config, &msg[..]).unwrap().header_len() + 3 * (batch_bytes / frame) * slot;
     let (send, pieces) = std::sync::mpsc::channel();
     send.send(msg[..three].to_vec()).unwrap();
     let (released, first) = std::sync::mpsc::channel();
@@ -296,10 +287,10 @@ fn the_first_batch_is_released_once_three_batches_have_arrived() {
             piece: Vec::new(),
             pos: 0,
         };
-        let d = Decryptor::new(input, &config).unwrap();
-        let mut r = rt
-            .decrypt_stream(d, ring.as_ref(), &EncryptionContext::new())
+        let d = crate::common::client(&config, ring.clone())
+            .decryptor(input)
             .unwrap();
+        let mut r = d.decrypt(&EncryptionContext::new()).unwrap();
         released
             .send(std::io::BufRead::fill_buf(&mut r).unwrap().len())
             .unwrap();
@@ -333,24 +324,22 @@ proptest! {
         suite in any_suite(),
         context in prop::collection::btree_map("[a-z\u{e9}\u{4e2d}]{1,8}", ".{0,12}", 0..4),
     ) {
-        let rt = Runtime::new().unwrap();
         let ring = aes("ns", "k", &[1u8; 16]);
         let config = config_for(suite, frame, Backend::default());
         let context: EncryptionContext = context.into_iter().collect();
-        let msg = rt.encrypt(&config, ring.as_ref(), &context, &pt).unwrap();
-        let d = rt.decrypt(&config, ring.as_ref(), &context, &msg).unwrap();
+        let msg = crate::common::client(&config, ring.clone()).encrypt(&context, &pt).unwrap();
+        let d = crate::common::client(&config, ring.clone()).decrypt(&context, &msg).unwrap();
         prop_assert_eq!(&d.plaintext[..], &pt[..]);
-        let streamed = rt.stream(&config, ring.as_ref(), &msg).map_err(|(e, _)| e.to_string());
+        let streamed = crate::common::stream(&crate::common::client(&config, ring.clone()), &msg).map_err(|(e, _)| e.to_string());
         prop_assert_eq!(streamed, Ok(pt));
     }
 
     #[test]
     fn parse_never_panics_on_garbage(data in prop::collection::vec(any::<u8>(), 0..2000)) {
-        let rt = Runtime::new().unwrap();
         let ring = aes("ns", "k", &[1u8; 32]);
         let config = config_for(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 64, Backend::default());
-        prop_assert!(rt.decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &data).is_err());
-        let _ = rt.stream(&config, ring.as_ref(), &data);
+        prop_assert!(crate::common::client(&config, ring.clone()).decrypt(&EncryptionContext::new(), &data).is_err());
+        let _ = crate::common::stream(&crate::common::client(&config, ring.clone()), &data);
     }
 
     #[test]
@@ -359,10 +348,9 @@ proptest! {
         cut in any::<prop::sample::Index>(),
         truncate in any::<bool>(),
     ) {
-        let rt = Runtime::new().unwrap();
         let ring = aes("ns", "k", &[1u8; 32]);
         let config = Config::builder().frame_length(32).build().unwrap();
-        let original = rt.encrypt(&config, ring.as_ref(), &EncryptionContext::new(), &bytes(100, 1)).unwrap();
+        let original = crate::common::client(&config, ring.clone()).encrypt(&EncryptionContext::new(), &bytes(100, 1)).unwrap();
         let mut msg = original.clone();
         for (i, v) in &edits {
             let at = i.index(msg.len());
@@ -372,8 +360,8 @@ proptest! {
             msg.truncate(cut.index(msg.len()));
         }
         if msg != original {
-            prop_assert!(rt.decrypt(&config, ring.as_ref(), &EncryptionContext::new(), &msg).is_err());
-            prop_assert!(rt.stream(&config, ring.as_ref(), &msg).is_err());
+            prop_assert!(crate::common::client(&config, ring.clone()).decrypt(&EncryptionContext::new(), &msg).is_err());
+            prop_assert!(crate::common::stream(&crate::common::client(&config, ring.clone()), &msg).is_err());
         }
     }
 }

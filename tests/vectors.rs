@@ -16,10 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine as _;
-use common::Runtime;
 use envseal::{
-    Backend, CommitmentPolicy, Config, Decryptor, EncryptionContext, Error, Keyring, MultiKeyring,
-    PolicyError, RawAesKeyring, RawRsaKeyring, RsaPadding, RsaPrivateKey, WrappingKey,
+    Backend, CommitmentPolicy, Config, EncryptionContext, Error, Keyring, MultiKeyring, PolicyError,
+    RawAesKeyring, RawRsaKeyring, RsaPadding, RsaPrivateKey, WrappingKey,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
@@ -119,26 +118,22 @@ enum Mode {
 /// Decrypts; returns the plaintext or the error and how many bytes were
 /// released before it, plus the frame length.
 fn run(
-    rt: &Runtime,
     config: &Config,
-    keyring: &dyn Keyring,
+    keyring: &Arc<dyn Keyring>,
     message: &[u8],
     mode: Mode,
 ) -> Result<Vec<u8>, (Error, usize, u32)> {
     match mode {
-        Mode::OneShot => rt
-            .decrypt(config, keyring, &EncryptionContext::new(), message)
+        Mode::OneShot => crate::common::client(config, keyring)
+            .decrypt(&EncryptionContext::new(), message)
             .map(|d| d.plaintext.to_vec())
             .map_err(|e| (e, 0, 0)),
         Mode::Streaming | Mode::StreamingUnsignedOnly => {
-            let mut d = Decryptor::new(message, config).map_err(|e| (e, 0, 0))?;
+            let d = crate::common::client(config, keyring)
+                .decryptor(message)
+                .map_err(|e| (e, 0, 0))?;
             let frame = d.frame_length();
-            if matches!(mode, Mode::Streaming) {
-                d = d.allow_signed_streaming();
-            }
-            let mut r = rt
-                .decrypt_stream(d, keyring, &EncryptionContext::new())
-                .map_err(|e| (e, 0, frame))?;
+            let mut r = d.decrypt(&EncryptionContext::new()).map_err(|e| (e, 0, frame))?;
             let mut out = Vec::new();
             let mut chunk = [0u8; 1000];
             loop {
@@ -164,7 +159,6 @@ struct Vector {
 }
 
 fn check(v: &Vector) -> Result<(), Failed> {
-    let rt = Runtime::new().map_err(|e| e.to_string())?;
     let signed = {
         // Suite id sits at bytes 2..4 (v1) or 1..3 (v2).
         let id = match v.message.first() {
@@ -189,10 +183,21 @@ fn check(v: &Vector) -> Result<(), Failed> {
                 sets.push((format!("key {} alone", v.keys[i].key_id), r.clone()));
             }
         }
+        // Streaming releases signed messages only when the config says so.
+        let signed_streaming = Config::builder()
+            .commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt)
+            .backend(backend)
+            .allow_signed_streaming(true)
+            .build()
+            .unwrap();
         for (set_name, ring) in &sets {
             for mode in [Mode::OneShot, Mode::Streaming, Mode::StreamingUnsignedOnly] {
                 let ctx = format!("{} / {set_name} / {mode:?} / {}", v.name, backend.name());
-                let result = run(&rt, &config, ring.as_ref(), &v.message, mode);
+                let config = match mode {
+                    Mode::Streaming => &signed_streaming,
+                    _ => &config,
+                };
+                let result = run(config, ring, &v.message, mode);
                 match (&v.expected, result) {
                     (_, Err((Error::Policy(PolicyError::SignedStreaming(_)), 0, _)))
                         if signed && matches!(mode, Mode::StreamingUnsignedOnly) => {}

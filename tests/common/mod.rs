@@ -43,7 +43,8 @@ pub fn rsa(backend: Backend, ns: &str, name: &str, padding: RsaPadding) -> Arc<d
     )
 }
 
-/// A config that encrypts with `suite` (choosing a policy that allows it).
+/// A config that encrypts with `suite` (choosing a policy that allows it)
+/// and lets signed messages stream (the streaming checks read them).
 pub fn config_for(suite: envseal::AlgorithmSuite, frame_length: u32, backend: Backend) -> Config {
     let policy = if suite.is_committing() {
         CommitmentPolicy::RequireEncryptAllowDecrypt
@@ -55,6 +56,7 @@ pub fn config_for(suite: envseal::AlgorithmSuite, frame_length: u32, backend: Ba
         .suite(suite)
         .frame_length(frame_length)
         .backend(backend)
+        .allow_signed_streaming(true)
         .build()
         .unwrap()
 }
@@ -146,8 +148,8 @@ pub fn data_path(name: &str) -> String {
     format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Drives the async one-shot and streaming API (free functions, `Encryptor`,
-/// `Decryptor`) to completion with a given config and keyring per call.
+/// A runtime for tests that drive the async [`envseal::Client`] from sync
+/// code.
 pub struct Runtime(tokio::runtime::Runtime);
 
 impl Runtime {
@@ -162,71 +164,109 @@ impl Runtime {
     pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
         self.0.block_on(fut)
     }
+}
 
-    pub fn encrypt(
-        &self,
-        config: &Config,
-        keyring: &dyn Keyring,
-        context: &envseal::EncryptionContext,
-        plaintext: &[u8],
-    ) -> envseal::Result<Vec<u8>> {
-        self.block_on(envseal::encrypt(config, keyring, context, plaintext))
+/// A keyring a test client can own: an `Arc` of one (cloned when
+/// borrowed), or a cheaply cloned keyring by reference.
+pub trait IntoRing {
+    fn into_ring(self) -> Arc<dyn Keyring>;
+}
+
+impl IntoRing for Arc<dyn Keyring> {
+    fn into_ring(self) -> Arc<dyn Keyring> {
+        self
     }
+}
 
-    pub fn decrypt(
-        &self,
-        config: &Config,
-        keyring: &dyn Keyring,
-        context: &envseal::EncryptionContext,
-        message: &[u8],
-    ) -> envseal::Result<envseal::Decrypted> {
-        self.block_on(envseal::decrypt(config, keyring, context, message))
+impl IntoRing for &Arc<dyn Keyring> {
+    fn into_ring(self) -> Arc<dyn Keyring> {
+        Arc::clone(self)
     }
+}
 
-    pub fn encryptor(
-        &self,
-        config: &Config,
-        keyring: &dyn Keyring,
-        context: &envseal::EncryptionContext,
-    ) -> envseal::Result<envseal::Encryptor> {
-        self.block_on(envseal::Encryptor::new(config, keyring, context))
+impl<K: Keyring + 'static> IntoRing for Arc<K> {
+    fn into_ring(self) -> Arc<dyn Keyring> {
+        self
     }
+}
 
-    /// Streaming decrypt of `message` (signed suites allowed); the
-    /// plaintext, or the error and how many bytes were released before it.
-    pub fn stream(
-        &self,
-        config: &Config,
-        keyring: &dyn Keyring,
-        message: &[u8],
-    ) -> Result<Vec<u8>, (envseal::Error, usize)> {
-        let d = envseal::Decryptor::new(message, config)
-            .map_err(|e| (e, 0))?
-            .allow_signed_streaming();
-        let mut r = self
-            .decrypt_stream(d, keyring, &envseal::EncryptionContext::new())
-            .map_err(|e| (e, 0))?;
-        let mut out = Vec::new();
-        match std::io::Read::read_to_end(&mut r, &mut out) {
-            Ok(_) if r.is_complete() => Ok(out),
-            Ok(_) => Err((envseal::Error::Poisoned, out.len())),
-            Err(e) => Err((envseal::Error::from_io(e), out.len())),
-        }
+impl<K: Keyring + 'static> IntoRing for &Arc<K> {
+    fn into_ring(self) -> Arc<dyn Keyring> {
+        Arc::clone(self) as Arc<dyn Keyring>
     }
+}
 
-    pub fn decrypt_stream<R: std::io::Read>(
-        &self,
-        decryptor: envseal::Decryptor<R>,
-        keyring: &dyn Keyring,
-        context: &envseal::EncryptionContext,
-    ) -> envseal::Result<envseal::DecryptReader<R>> {
-        self.block_on(decryptor.decrypt(keyring, context))
+/// Keyrings that are cheap to clone, taken by reference.
+pub trait Cloned: Keyring + Clone + 'static {}
+impl Cloned for RawRsaKeyring {}
+impl Cloned for envseal::MultiKeyring {}
+impl Cloned for Edks {}
+#[cfg(feature = "kms")]
+impl Cloned for envseal::KmsKeyring {}
+#[cfg(feature = "kms")]
+impl Cloned for envseal::KmsDiscoveryKeyring {}
+#[cfg(feature = "kms")]
+impl Cloned for envseal::KmsRsaKeyring {}
+
+impl<K: Cloned> IntoRing for &K {
+    fn into_ring(self) -> Arc<dyn Keyring> {
+        Arc::new(self.clone())
+    }
+}
+
+/// The blocking client over `keyring` under `config` (no cache).
+pub fn client(config: &Config, keyring: impl IntoRing) -> envseal::blocking::Client {
+    envseal::blocking::Client::builder_shared(keyring.into_ring())
+        .config(config.clone())
+        .build()
+        .expect("a client without a cache builds")
+}
+
+/// The async client over `keyring` under `config` (no cache).
+pub fn async_client(config: &Config, keyring: impl IntoRing) -> envseal::Client {
+    envseal::Client::builder_shared(keyring.into_ring())
+        .config(config.clone())
+        .build()
+        .expect("a client without a cache builds")
+}
+
+/// A client with no keys (its keyring decrypts nothing), for reading
+/// headers under `config`.
+pub fn header_client(config: &Config) -> envseal::blocking::Client {
+    client(config, &Edks(Vec::new()))
+}
+
+/// The header of `input` read and parsed under `config`, before any key is
+/// used (`decryptor` of a keyless client).
+pub fn parse<R: std::io::Read>(
+    config: &Config,
+    input: R,
+) -> envseal::Result<envseal::blocking::Decryptor<R>> {
+    header_client(config).decryptor(input)
+}
+
+/// Streaming decrypt of `message` with `client` (signed suites need its
+/// config to allow them) and an empty context; the plaintext, or the error
+/// and how many bytes were released before it.
+pub fn stream(
+    client: &envseal::blocking::Client,
+    message: &[u8],
+) -> Result<Vec<u8>, (envseal::Error, usize)> {
+    let mut r = client
+        .decrypt_stream(&envseal::EncryptionContext::new(), message)
+        .map_err(|e| (e, 0))?;
+    let mut out = Vec::new();
+    match std::io::Read::read_to_end(&mut r, &mut out) {
+        Ok(_) if r.is_complete() => Ok(out),
+        Ok(_) => Err((envseal::Error::Poisoned, out.len())),
+        Err(e) => Err((envseal::Error::from_io(e), out.len())),
     }
 }
 
 /// A keyring that writes the given EDKs (after making the data key when it
 /// is the generator) and decrypts nothing: the EDKs of a foreign or
 /// hostile writer in an otherwise valid message.
+#[derive(Clone)]
 pub struct Edks(pub Vec<envseal::EncryptedDataKey>);
 
 impl Edks {

@@ -22,7 +22,7 @@ fn many_edks() -> Config {
 
 /// The hierarchical EDKs of `message`.
 fn hierarchy_edks(message: &[u8]) -> Vec<EncryptedDataKey> {
-    let d = envseal::Decryptor::new(message, &many_edks()).unwrap();
+    let d = crate::common::parse(&many_edks(), message).unwrap();
     d.encrypted_data_keys()
         .iter()
         .filter(|e| e.provider_id == HIERARCHY_PROVIDER_ID)
@@ -88,7 +88,7 @@ async fn each_edk_is_opened_with_its_own_versions_aad() {
     let mut bad_v1 = hierarchy_edks(&old).remove(0);
     bad_v1.ciphertext[50] ^= 1; // in the wrapped key
     let fresh = keyring(&store, &id, Duration::from_secs(60));
-    let both = MultiKeyring::new(Some(Arc::new(Edks(vec![bad_v1.clone()]))), vec![Arc::new(fresh)]).unwrap();
+    let both = MultiKeyring::new(Some(Arc::new(Edks(vec![bad_v1.clone()]))), vec![fresh]).unwrap();
     let message = seal(&both, b"two versions").await.unwrap();
     assert_eq!(
         edk_versions(&message),
@@ -140,14 +140,16 @@ async fn a_thousand_edks_of_twenty_versions_cost_one_read_per_version() {
         .collect();
     let distinct: std::collections::BTreeSet<_> =
         edks.iter().map(|e| e.ciphertext[28..44].to_vec()).collect();
-    let message = envseal::encrypt(&many_edks(), &Edks(edks), &context(), b"hostile")
+    let message = crate::common::async_client(&many_edks(), &Edks(edks))
+        .encrypt(&context(), b"hostile")
         .await
         .unwrap();
 
     let reader = keyring(&store, &id, Duration::from_secs(60));
     let (before, kms_before) = (store.stats(), store.kms_client().stats());
     let started = Instant::now();
-    let err = envseal::decrypt(&many_edks(), &reader, &EncryptionContext::new(), &message)
+    let err = crate::common::async_client(&many_edks(), &reader)
+        .decrypt(&EncryptionContext::new(), &message)
         .await
         .unwrap_err();
     let elapsed = started.elapsed();
@@ -196,13 +198,15 @@ async fn a_thousand_distinct_versions_end_at_the_deadline() {
     let edks: Vec<_> = (0..1000u64)
         .map(|i| junk_edk(&id, random_version(&mut next), i))
         .collect();
-    let message = envseal::encrypt(&many_edks(), &Edks(edks), &context(), b"hostile")
+    let message = crate::common::async_client(&many_edks(), &Edks(edks))
+        .encrypt(&context(), b"hostile")
         .await
         .unwrap();
     let reader = keyring(&store, &id, Duration::from_secs(60));
     let before = store.stats();
     let started = Instant::now();
-    let err = envseal::decrypt(&many_edks(), &reader, &EncryptionContext::new(), &message)
+    let err = crate::common::async_client(&many_edks(), &reader)
+        .decrypt(&EncryptionContext::new(), &message)
         .await
         .unwrap_err();
     let elapsed = started.elapsed();

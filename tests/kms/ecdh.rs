@@ -32,18 +32,21 @@ async fn kms_ecdh_lists_every_edks_failure() {
         .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
         .build()
         .unwrap();
-    let message = envseal::encrypt(&config, &two, &context(), b"ecdh")
+    let message = crate::common::async_client(&config, &two)
+        .encrypt(&context(), b"ecdh")
         .await
         .unwrap();
     let reader = one().await;
-    let out = envseal::decrypt(&config, reader.as_ref(), &context(), &message)
+    let out = crate::common::async_client(&config, reader.clone())
+        .decrypt(&context(), &message)
         .await
         .unwrap();
     assert_eq!(&*out.plaintext, b"ecdh");
 
     let mut extra = context();
     extra.insert("extra", "x");
-    let err = envseal::decrypt(&config, reader.as_ref(), &extra, &message)
+    let err = crate::common::async_client(&config, reader.clone())
+        .decrypt(&extra, &message)
         .await
         .unwrap_err();
     // Both EDKs fail their check: one opaque Decrypt (which check failed
@@ -56,10 +59,13 @@ async fn kms_ecdh_lists_every_edks_failure() {
         vec![Action::Proxy, Action::Error(400, "AccessDeniedException")],
     );
     let refused = moto::client("us-east-1", &fault.url, KmsBounds::default()).await;
-    let reader = KmsEcdhKeyring::static_keys(refused, &k, b_public())
-        .await
-        .unwrap();
-    let err = envseal::decrypt(&config, &reader, &context(), &message)
+    let reader = std::sync::Arc::new(
+        KmsEcdhKeyring::static_keys(refused, &k, b_public())
+            .await
+            .unwrap(),
+    );
+    let err = crate::common::async_client(&config, &reader)
+        .decrypt(&context(), &message)
         .await
         .unwrap_err();
     let Error::Keyrings(all) = &err else {

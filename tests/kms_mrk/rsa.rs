@@ -36,14 +36,16 @@ async fn an_mrk_replica_in_another_region_decrypts_kms_rsa_edks() {
     fake.add_rsa_key(RSA_MRK_EAST, common::RSA_PRIVATE_PEM);
     let east = client(&fake, "us-east-1").await;
     let writer = KmsRsaKeyring::new(east, RSA_MRK_EAST, RsaPadding::OaepSha256, Some(public())).unwrap();
-    let message = envseal::encrypt(&unsigned(), &writer, &context(), b"rsa replicated")
+    let message = crate::common::async_client(&unsigned(), &writer)
+        .encrypt(&context(), b"rsa replicated")
         .await
         .unwrap();
     assert!(fake.calls().is_empty(), "encrypt is local");
 
     let west = client(&fake, "us-west-2").await;
     let reader = KmsRsaKeyring::new(west.clone(), RSA_MRK_WEST, RsaPadding::OaepSha256, None).unwrap();
-    let out = envseal::decrypt(&unsigned(), &reader, &context(), &message)
+    let out = crate::common::async_client(&unsigned(), &reader)
+        .decrypt(&context(), &message)
         .await
         .unwrap();
     assert_eq!(&*out.plaintext, b"rsa replicated");
@@ -59,14 +61,16 @@ async fn an_mrk_replica_in_another_region_decrypts_kms_rsa_edks() {
 
     // KMS answering for another key than the configured replica: refused.
     *fake.quirk.lock().unwrap() = Quirk::WrongKeyId;
-    let err = envseal::decrypt(&unsigned(), &reader, &context(), &message)
+    let err = crate::common::async_client(&unsigned(), &reader)
+        .decrypt(&context(), &message)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("another key"), "{err}");
     *fake.quirk.lock().unwrap() = Quirk::None;
 
     let srk = KmsRsaKeyring::new(west.clone(), RSA_SRK_WEST, RsaPadding::OaepSha256, None).unwrap();
-    let err = envseal::decrypt(&unsigned(), &srk, &context(), &message)
+    let err = crate::common::async_client(&unsigned(), &srk)
+        .decrypt(&context(), &message)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NoMatchingKey { .. }), "{err:?}");
@@ -83,15 +87,15 @@ async fn kms_rsa_edks_without_an_arn_fail_and_every_failure_is_kept() {
     let c = client(&fake, "us-east-1").await;
     let reader = KmsRsaKeyring::new(c.clone(), RSA_MRK_EAST, RsaPadding::OaepSha256, None).unwrap();
 
-    let not_arn = envseal::encrypt(
+    let not_arn = crate::common::async_client(
         &unsigned(),
         &common::Edks::junk("aws-kms-rsa", b"alias/not-a-key", 512),
-        &context(),
-        b"x",
     )
+    .encrypt(&context(), b"x")
     .await
     .unwrap();
-    let err = envseal::decrypt(&unsigned(), &reader, &context(), &not_arn)
+    let err = crate::common::async_client(&unsigned(), &reader)
+        .decrypt(&context(), &not_arn)
         .await
         .unwrap_err();
     // Untrusted bytes: a format error naming the field, not a keyring's.
@@ -113,11 +117,13 @@ async fn kms_rsa_edks_without_an_arn_fail_and_every_failure_is_kept() {
         vec![std::sync::Arc::new(writer)],
     )
     .unwrap();
-    let message = envseal::encrypt(&unsigned(), &both, &context(), b"x")
+    let message = crate::common::async_client(&unsigned(), &both)
+        .encrypt(&context(), b"x")
         .await
         .unwrap();
     let other: EncryptionContext = [("record", "42"), ("extra", "x")].into_iter().collect();
-    let err = envseal::decrypt(&unsigned(), &reader, &other, &message)
+    let err = crate::common::async_client(&unsigned(), &reader)
+        .decrypt(&other, &message)
         .await
         .unwrap_err();
     let Error::Keyrings(all) = &err else {
@@ -130,7 +136,8 @@ async fn kms_rsa_edks_without_an_arn_fail_and_every_failure_is_kept() {
     assert_eq!(first.kind, KmsErrorKind::InvalidCiphertext, "{first}");
     assert!(matches!(all[1], Error::Decrypt), "{err}");
     // The right context: the second EDK decrypts after the first fails.
-    let out = envseal::decrypt(&unsigned(), &reader, &context(), &message)
+    let out = crate::common::async_client(&unsigned(), &reader)
+        .decrypt(&context(), &message)
         .await
         .unwrap();
     assert_eq!(&*out.plaintext, b"x");

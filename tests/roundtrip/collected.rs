@@ -28,8 +28,7 @@ impl Keyring for FailedCheck {
 /// only fail their checks read as one `Decrypt`.
 #[test]
 fn multi_keyring_lists_every_childs_failure() {
-    let rt = Runtime::new().unwrap();
-    let msg = sealed_under_key_1(&rt, b"x");
+    let msg = sealed_under_key_1(b"x");
     let inner = MultiKeyring::from_keyrings(vec![Arc::new(FailedCheck), Arc::new(Down("inner"))]).unwrap();
     let ring = MultiKeyring::from_keyrings(vec![
         Arc::new(FailedCheck),
@@ -37,8 +36,8 @@ fn multi_keyring_lists_every_childs_failure() {
         Arc::new(inner),
     ])
     .unwrap();
-    let err = rt
-        .decrypt(&Config::default(), &ring, &EncryptionContext::new(), &msg)
+    let err = crate::common::client(&Config::default(), &ring)
+        .decrypt(&EncryptionContext::new(), &msg)
         .unwrap_err();
     let Error::Keyrings(all) = &err else {
         panic!("{err:?}")
@@ -61,8 +60,8 @@ fn multi_keyring_lists_every_childs_failure() {
          failed; 3) authentication failed; 4) keyring inner: inner is down"
     );
     let ring = MultiKeyring::from_keyrings(vec![Arc::new(FailedCheck), Arc::new(FailedCheck)]).unwrap();
-    let err = rt
-        .decrypt(&Config::default(), &ring, &EncryptionContext::new(), &msg)
+    let err = crate::common::client(&Config::default(), &ring)
+        .decrypt(&EncryptionContext::new(), &msg)
         .unwrap_err();
     // Failed checks alone: one opaque Decrypt, as a single failed check.
     assert!(matches!(&err, Error::Decrypt), "{err:?}");
@@ -76,7 +75,6 @@ fn multi_keyring_lists_every_childs_failure() {
 #[test]
 fn raw_ecdh_lists_every_edks_failure_and_ephemeral_refuses_to_decrypt() {
     use envseal::{EcdhCurve, RawEcdhKeyring};
-    let rt = Runtime::new().unwrap();
     let curve = EcdhCurve::P256;
     let config = Config::builder()
         .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
@@ -84,17 +82,22 @@ fn raw_ecdh_lists_every_edks_failure_and_ephemeral_refuses_to_decrypt() {
         .unwrap();
     let to_b = || Arc::new(RawEcdhKeyring::ephemeral(ecdh_public(curve, "b", "der")));
     let two = MultiKeyring::new(Some(to_b()), vec![to_b()]).unwrap();
-    let m = rt.encrypt(&config, &two, &ctx(&[]), b"two").unwrap();
-    let b = RawEcdhKeyring::discovery(ecdh_private(curve, "b"));
+    let m = crate::common::client(&config, &two)
+        .encrypt(&ctx(&[]), b"two")
+        .unwrap();
+    let b = Arc::new(RawEcdhKeyring::discovery(ecdh_private(curve, "b")));
     assert_eq!(
-        &*rt.decrypt(&config, &b, &ctx(&[]), &m).unwrap().plaintext,
+        &*crate::common::client(&config, &b)
+            .decrypt(&ctx(&[]), &m)
+            .unwrap()
+            .plaintext,
         b"two"
     );
 
     // EDK 1: a commitment key byte altered; EDK 2: its sender key is no
     // point (provider info = 01, u32, recipient, u32, sender). The keyring
     // reads the EDKs before the header tag is checked.
-    let edks = Decryptor::new(&m[..], &config)
+    let edks = crate::common::parse(&config, &m[..])
         .unwrap()
         .encrypted_data_keys()
         .to_vec();
@@ -107,10 +110,14 @@ fn raw_ecdh_lists_every_edks_failure_and_ephemeral_refuses_to_decrypt() {
     bad[p2 + 1 + 4 + 33 + 4] = 0x07;
     // Both are failed checks on the message's bytes (the sender key that is
     // no point too): one opaque Decrypt, whichever check failed.
-    let err = rt.decrypt(&config, &b, &ctx(&[]), &bad).unwrap_err();
+    let err = crate::common::client(&config, &b)
+        .decrypt(&ctx(&[]), &bad)
+        .unwrap_err();
     assert!(matches!(&err, Error::Decrypt), "{err:?}");
 
-    let err = rt.decrypt(&config, to_b().as_ref(), &ctx(&[]), &m).unwrap_err();
+    let err = crate::common::client(&config, to_b())
+        .decrypt(&ctx(&[]), &m)
+        .unwrap_err();
     let Error::Keyring { keyring, reason, .. } = &err else {
         panic!("{err:?}")
     };
