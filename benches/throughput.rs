@@ -7,7 +7,7 @@
 //! write into a reused output buffer (`Client::encrypt_into`), as the raw
 //! baseline seals a reused buffer; one-shot decrypts likewise write into a
 //! reused buffer (`Client::decrypt_into`). `*-fresh-vec` allocates a new
-//! `Vec` per message (`envseal::encrypt`/`decrypt`), paying the page faults
+//! `Vec` per message (`Client::encrypt`/`decrypt`), paying the page faults
 //! of fresh memory (about 2 µs per 4 KiB page on the 2-vCPU VM).
 //! `raw-aes-256-gcm-out-of-place` seals the plaintext into a second buffer
 //! as envseal does, which shows what the extra memory traffic costs;
@@ -23,10 +23,7 @@ use std::time::Duration;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use envseal::{
-    AlgorithmSuite, Client, Config, Decryptor, EncryptionContext, Encryptor, Keyring, RawAesKeyring,
-    WrappingKey,
-};
+use envseal::{AlgorithmSuite, Client, Config, EncryptionContext, Keyring, RawAesKeyring, WrappingKey};
 
 // envseal's side of the peer benchmark (benches/peer, its own workspace so
 // that this build never compiles aws-esdk): compiled here so that
@@ -274,15 +271,12 @@ fn throughput(c: &mut Criterion) {
                     // hands it over in one `write_all`.
                     let copy = case.name.starts_with("stream-copy");
                     let feed = if copy { Feed::Copy } else { Feed::Whole };
-                    b.iter(|| seal_stream(&rt, &config, &keyring, &context, &plaintext, feed))
+                    let client = blocking_for(&keyring, &config);
+                    b.iter(|| seal_stream(&client, &context, &plaintext, feed))
                 } else if case.name.ends_with("fresh-vec") {
                     // A new output Vec per message (fresh pages from the OS).
-                    b.iter(|| {
-                        black_box(
-                            rt.block_on(envseal::encrypt(&config, keyring.as_ref(), &context, &plaintext))
-                                .unwrap(),
-                        )
-                    })
+                    let client = client_for(&keyring, &config);
+                    b.iter(|| black_box(rt.block_on(client.encrypt(&context, &plaintext)).unwrap()))
                 } else {
                     // The output buffer is reused, as a service loop would.
                     let client = client_for(&keyring, &config);
@@ -373,7 +367,7 @@ fn throughput(c: &mut Criterion) {
         for case in &CASES {
             let config = case_config(case);
             let message = rt
-                .block_on(envseal::encrypt(&config, keyring.as_ref(), &context, &plaintext))
+                .block_on(client_for(&keyring, &config).encrypt(&context, &plaintext))
                 .unwrap();
             group.bench_function(BenchmarkId::from_parameter(case.name), |b| {
                 if case.streaming {
@@ -382,14 +376,11 @@ fn throughput(c: &mut Criterion) {
                     // it out in 64 KiB reads, as `io::copy` would.
                     let copy = case.name.starts_with("stream-copy");
                     let mut out = vec![0u8; 1 << 16];
-                    b.iter(|| open_stream(&rt, &config, &keyring, &context, &message, copy, &mut out))
+                    let client = blocking_for(&keyring, &config);
+                    b.iter(|| open_stream(&client, &context, &message, copy, &mut out))
                 } else if case.name.ends_with("fresh-vec") {
-                    b.iter(|| {
-                        black_box(
-                            rt.block_on(envseal::decrypt(&config, keyring.as_ref(), &context, &message))
-                                .unwrap(),
-                        )
-                    })
+                    let client = client_for(&keyring, &config);
+                    b.iter(|| black_box(rt.block_on(client.decrypt(&context, &message)).unwrap()))
                 } else {
                     // The plaintext buffer is reused, as a service loop would.
                     let client = client_for(&keyring, &config);
@@ -410,7 +401,7 @@ fn throughput(c: &mut Criterion) {
             let config = case_config(case);
             let client = client_for(&keyring, &config);
             let message = rt
-                .block_on(envseal::encrypt(&config, keyring.as_ref(), &context, &plaintext))
+                .block_on(client_for(&keyring, &config).encrypt(&context, &plaintext))
                 .unwrap();
             let copy = name.starts_with("stream-async-copy");
             let mut out = vec![0u8; 1 << 16];
@@ -451,11 +442,21 @@ fn client_for(keyring: &Arc<dyn Keyring>, config: &Config) -> Client {
         .unwrap()
 }
 
+/// The blocking client, for the sync streams (std I/O).
+fn blocking_for(keyring: &Arc<dyn Keyring>, config: &Config) -> envseal::blocking::Client {
+    envseal::blocking::Client::builder_shared(Arc::clone(keyring))
+        .config(config.clone())
+        .build()
+        .unwrap()
+}
+
+/// A case's config; signed messages stream (the 0x0578 stream cases).
 fn case_config(case: &Case) -> Config {
     Config::builder()
         .suite(case.suite)
         .frame_length(case.frame_length)
         .threads(case.threads)
+        .allow_signed_streaming(true)
         .build()
         .unwrap()
 }
@@ -463,17 +464,12 @@ fn case_config(case: &Case) -> Config {
 /// The sync streaming encrypt: the plaintext in one `write_all` (sealed
 /// straight from it), read through `copy_from`, or written in pieces.
 fn seal_stream(
-    rt: &tokio::runtime::Runtime,
-    config: &Config,
-    keyring: &Arc<dyn Keyring>,
+    client: &envseal::blocking::Client,
     context: &EncryptionContext,
     plaintext: &[u8],
     feed: Feed,
 ) {
-    let enc = rt
-        .block_on(Encryptor::new(config, keyring.as_ref(), context))
-        .unwrap();
-    let mut w = enc.wrap_output(std::io::sink()).unwrap();
+    let mut w = client.encrypt_stream(context, std::io::sink()).unwrap();
     match feed {
         Feed::Whole => w.write_all(plaintext).unwrap(),
         Feed::Copy => drop(w.copy_from(&mut &plaintext[..]).unwrap()),
@@ -506,10 +502,7 @@ fn seal_stream_async(
 ) {
     rt.block_on(async {
         use tokio::io::AsyncWriteExt;
-        let mut w = client
-            .encrypt_stream_async(context, None, tokio::io::sink())
-            .await
-            .unwrap();
+        let mut w = client.encrypt_stream(context, tokio::io::sink()).await.unwrap();
         match feed {
             Feed::Whole => w.write_all(plaintext).await.unwrap(),
             Feed::Copy => drop(w.copy_from(&mut &plaintext[..]).await.unwrap()),
@@ -526,16 +519,13 @@ fn seal_stream_async(
 /// The sync streaming decrypt: the verified plaintext taken where the
 /// reader holds it (`BufRead`), or copied out in reads of `out`'s size.
 fn open_stream(
-    rt: &tokio::runtime::Runtime,
-    config: &Config,
-    keyring: &Arc<dyn Keyring>,
+    client: &envseal::blocking::Client,
     context: &EncryptionContext,
     message: &[u8],
     copy: bool,
     out: &mut [u8],
 ) {
-    let d = Decryptor::new(message, config).unwrap().allow_signed_streaming();
-    let mut r = rt.block_on(d.decrypt(keyring.as_ref(), context)).unwrap();
+    let mut r = client.decrypt_stream(context, message).unwrap();
     if copy {
         while r.read(out).unwrap() > 0 {}
     } else {
@@ -561,7 +551,7 @@ fn open_stream_async(
 ) {
     rt.block_on(async {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt};
-        let mut r = client.decrypt_stream_async(message, context).await.unwrap();
+        let mut r = client.decrypt_stream(context, message).await.unwrap();
         if copy {
             while r.read(out).await.unwrap() > 0 {}
         } else {
@@ -621,6 +611,7 @@ fn pairs() {
         let case = CASES.iter().find(|c| c.name == base).unwrap();
         let config = case_config(case);
         let client = client_for(&keyring, &config);
+        let blocking = blocking_for(&keyring, &config);
         let copy = name.starts_with("stream-async-copy");
         let feed = match () {
             _ if copy => Feed::Copy,
@@ -628,15 +619,15 @@ fn pairs() {
             _ => Feed::Whole,
         };
         let message = rt
-            .block_on(envseal::encrypt(&config, keyring.as_ref(), &context, &plaintext))
+            .block_on(client_for(&keyring, &config).encrypt(&context, &plaintext))
             .unwrap();
         let mut run = |asynchronous: bool| {
             let start = std::time::Instant::now();
             for _ in 0..PAIR_MESSAGES {
                 match (op, asynchronous) {
-                    ("encrypt", false) => seal_stream(&rt, &config, &keyring, &context, &plaintext, feed),
+                    ("encrypt", false) => seal_stream(&blocking, &context, &plaintext, feed),
                     ("encrypt", true) => seal_stream_async(&rt, &client, &context, &plaintext, feed),
-                    (_, false) => open_stream(&rt, &config, &keyring, &context, &message, copy, &mut out),
+                    (_, false) => open_stream(&blocking, &context, &message, copy, &mut out),
                     (_, true) => open_stream_async(&rt, &client, &context, &message, copy, &mut out),
                 }
             }
@@ -696,12 +687,12 @@ fn peer_envseal_check() {
     for suite in suites {
         for threads in [0, 1] {
             let config = Envseal::config(suite, threads);
-            let message = seal.encrypt(&rt, &config, &plaintext);
+            let client = Envseal::client(&config);
+            let message = seal.encrypt(&rt, &client, &plaintext);
             let opened = seal
-                .decrypt(&rt, &config, &message)
+                .decrypt(&rt, &client, &message)
                 .expect("peer envseal decrypt");
             assert!(*opened == plaintext, "peer envseal: {suite:?} round trip");
-            let client = Envseal::client(&config);
             let (mut sealed, mut out) = (Vec::new(), Vec::new());
             seal.encrypt_into(&rt, &client, &plaintext, &mut sealed);
             let info = seal.decrypt_into(&rt, &client, &message, &mut out);
@@ -709,7 +700,7 @@ fn peer_envseal_check() {
                 out == plaintext && info.suite == suite,
                 "peer envseal: {suite:?} decrypt_into"
             );
-            let opened = seal.decrypt(&rt, &config, &sealed).expect("peer envseal decrypt");
+            let opened = seal.decrypt(&rt, &client, &sealed).expect("peer envseal decrypt");
             assert!(*opened == plaintext, "peer envseal: {suite:?} encrypt_into");
         }
     }

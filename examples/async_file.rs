@@ -43,7 +43,7 @@ async fn main() -> Result<(), Error> {
     //    without it the message is truncated).
     let sealed = dir.join("sample.esdk");
     let out = BufWriter::new(File::create(&sealed).await?);
-    let mut writer = client.encrypt_stream_async(&context, None, out).await?;
+    let mut writer = client.encrypt_stream(&context, out).await?;
     let copied = writer.copy_from(&mut File::open(&input).await?).await?;
     writer.shutdown().await?;
 
@@ -51,7 +51,7 @@ async fn main() -> Result<(), Error> {
     //    reader fails (never ends early) on a truncated or altered message.
     let restored = dir.join("sample.out");
     let source = BufReader::new(File::open(&sealed).await?);
-    let mut reader = client.decrypt_stream_async(source, &context).await?;
+    let mut reader = client.decrypt_stream(&context, source).await?;
     let mut out = File::create(&restored).await?;
     tokio::io::copy_buf(&mut reader, &mut out).await?;
     out.flush().await?;

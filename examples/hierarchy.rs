@@ -58,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 )),
             })
             .build()?;
-        let client = Client::new(keyring);
+        let client = Client::new(keyring)?;
         let (kms_before, ddb_before) = (kms.stats().calls(), store.stats().dynamodb_calls());
         // 3. Records for every tenant, each with a data key of its own.
         let mut messages = Vec::with_capacity(RECORDS);

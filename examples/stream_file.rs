@@ -39,14 +39,14 @@ fn main() -> Result<(), Error> {
     // 3. Encrypt: copy the file into the writer, then finish (which writes
     //    the final frame: without it the message is truncated).
     let sealed = dir.join("sample.esdk");
-    let mut writer = client.encrypt_stream(&context, None, BufWriter::new(File::create(&sealed)?))?;
+    let mut writer = client.encrypt_stream(&context, BufWriter::new(File::create(&sealed)?))?;
     let copied = io::copy(&mut BufReader::new(File::open(&input)?), &mut writer).map_err(Error::from_io)?;
     writer.finish().map_err(Error::from_io)?.flush()?;
 
     // 4. Decrypt: each frame is released once its tag verifies; the reader
     //    fails (never ends early) on a truncated or altered message.
     let restored = dir.join("sample.out");
-    let mut reader = client.decrypt_stream(BufReader::new(File::open(&sealed)?), &context)?;
+    let mut reader = client.decrypt_stream(&context, BufReader::new(File::open(&sealed)?))?;
     let mut out = BufWriter::new(File::create(&restored)?);
     io::copy(&mut reader, &mut out).map_err(Error::from_io)?;
     out.flush()?;

@@ -25,16 +25,12 @@ pub const CONTEXT: [(&str, &str); 2] = [("purpose", "bench"), ("tenant", "acme")
 
 /// The envseal side.
 pub struct Envseal {
-    keyring: RawAesKeyring,
     context: EncryptionContext,
 }
 
 impl Envseal {
     pub fn new() -> Self {
-        let keyring = RawAesKeyring::new(NAMESPACE, KEY_NAME, WrappingKey::from_slice(&KEY).expect("key"))
-            .expect("envseal raw AES keyring");
         Envseal {
-            keyring,
             context: CONTEXT.into_iter().collect(),
         }
     }
@@ -50,24 +46,28 @@ impl Envseal {
             .expect("envseal config")
     }
 
-    pub fn encrypt(&self, rt: &Runtime, config: &Config, plaintext: &[u8]) -> Vec<u8> {
-        rt.block_on(envseal::encrypt(config, &self.keyring, &self.context, plaintext))
+    /// `client.encrypt` with this side's context (`envseal`).
+    pub fn encrypt(&self, rt: &Runtime, client: &Client, plaintext: &[u8]) -> Vec<u8> {
+        rt.block_on(client.encrypt(&self.context, plaintext))
             .expect("envseal encrypt")
     }
 
+    /// `client.decrypt` with this side's context (`envseal`).
     pub fn decrypt(
         &self,
         rt: &Runtime,
-        config: &Config,
+        client: &Client,
         message: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, String> {
-        rt.block_on(envseal::decrypt(config, &self.keyring, &self.context, message))
+        rt.block_on(client.decrypt(&self.context, message))
             .map(|d| d.plaintext)
             .map_err(|e| format!("{e} ({e:?})"))
     }
 
-    /// A client for the `*-into` cases: one-shot calls into a reused buffer
-    /// (`encrypt_into`/`decrypt_into`), as a service loop would call them.
+    /// The client every call goes through, made once per config outside
+    /// the timed loops: one-shot calls (`encrypt`/`decrypt`) and calls into
+    /// a reused buffer (`encrypt_into`/`decrypt_into`), as a service loop
+    /// would make them.
     pub fn client(config: &Config) -> Client {
         let keyring = RawAesKeyring::new(NAMESPACE, KEY_NAME, WrappingKey::from_slice(&KEY).expect("key"))
             .expect("envseal raw AES keyring");

@@ -22,7 +22,7 @@ use aws_esdk::material_providers::types::{AesWrappingAlg, EsdkAlgorithmSuiteId, 
 use aws_esdk::types::aws_encryption_sdk_config::AwsEncryptionSdkConfig;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
-use envseal::{AlgorithmSuite, Config};
+use envseal::AlgorithmSuite;
 use rand::{rngs::SmallRng, RngCore, SeedableRng};
 use tokio::runtime::Runtime;
 
@@ -174,20 +174,20 @@ fn interop_check(
     esdk: &Esdk,
     seal: &Envseal,
     suite: Suite,
-    config: &Config,
+    client: &envseal::Client,
     pt: &[u8],
     size: &str,
 ) {
     let case = format!("suite 0x{} {size}", suite.hex);
     let from_esdk = esdk.encrypt(rt, suite.esdk, pt);
-    match seal.decrypt(rt, config, &from_esdk) {
+    match seal.decrypt(rt, client, &from_esdk) {
         Ok(out) => assert!(
             *out == pt,
             "{case}: envseal decrypted aws-esdk's message to other bytes"
         ),
         Err(e) => panic!("{case}: envseal cannot decrypt aws-esdk's message: {e}"),
     }
-    let from_envseal = seal.encrypt(rt, config, pt);
+    let from_envseal = seal.encrypt(rt, client, pt);
     match esdk.decrypt(rt, &from_envseal) {
         Ok(out) => assert!(
             out == pt,
@@ -234,8 +234,9 @@ fn peer(c: &mut Criterion) {
         let big = size >= (16 << 20);
         for suite in SUITES {
             let config = Envseal::config(suite.envseal, 0);
-            let config_1t = Envseal::config(suite.envseal, 1);
-            interop_check(&rt, &esdk, &seal, suite, &config, &pt, size_label);
+            let client = Envseal::client(&config);
+            let client_1t = Envseal::client(&Envseal::config(suite.envseal, 1));
+            interop_check(&rt, &esdk, &seal, suite, &client, &pt, size_label);
 
             let configure = |g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>| {
                 g.throughput(Throughput::Bytes(size as u64));
@@ -257,12 +258,11 @@ fn peer(c: &mut Criterion) {
                 let mut buf = pt.clone();
                 g.bench_function("raw", |b| b.iter(|| black_box(raw.seal(black_box(&mut buf)))));
                 g.bench_function("envseal", |b| {
-                    b.iter(|| black_box(seal.encrypt(&rt, &config, black_box(&pt))))
+                    b.iter(|| black_box(seal.encrypt(&rt, &client, black_box(&pt))))
                 });
                 g.bench_function("envseal-1t", |b| {
-                    b.iter(|| black_box(seal.encrypt(&rt, &config_1t, black_box(&pt))))
+                    b.iter(|| black_box(seal.encrypt(&rt, &client_1t, black_box(&pt))))
                 });
-                let client = Envseal::client(&config);
                 let mut out = Vec::new();
                 g.bench_function("envseal-into", |b| {
                     b.iter(|| seal.encrypt_into(&rt, &client, black_box(&pt), &mut out))
@@ -292,11 +292,11 @@ fn peer(c: &mut Criterion) {
                         },
                     )
                 });
-                let msg = seal.encrypt(&rt, &config, &pt);
+                let msg = seal.encrypt(&rt, &client, &pt);
                 g.bench_function("envseal", |b| {
                     b.iter(|| {
                         black_box(
-                            seal.decrypt(&rt, &config, black_box(&msg))
+                            seal.decrypt(&rt, &client, black_box(&msg))
                                 .expect("envseal decrypt"),
                         )
                     })
@@ -304,12 +304,11 @@ fn peer(c: &mut Criterion) {
                 g.bench_function("envseal-1t", |b| {
                     b.iter(|| {
                         black_box(
-                            seal.decrypt(&rt, &config_1t, black_box(&msg))
+                            seal.decrypt(&rt, &client_1t, black_box(&msg))
                                 .expect("envseal decrypt"),
                         )
                     })
                 });
-                let client = Envseal::client(&config);
                 let mut out = Vec::new();
                 g.bench_function("envseal-into", |b| {
                     b.iter(|| black_box(seal.decrypt_into(&rt, &client, black_box(&msg), &mut out)))
