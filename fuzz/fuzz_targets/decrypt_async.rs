@@ -2,7 +2,7 @@
 //! `Poll::Pending` at fuzzer-chosen points: never a panic, never more
 //! plaintext out than the message could hold, nothing after a failure.
 //!
-//! It drives the public async door, `Client::decrypt_stream_async`, and so
+//! It drives the public async door, `Client::decrypt_stream`, and so
 //! `AsyncDecryptReader` (src/message/tokio_io.rs): its own header read and
 //! its read-ahead state machine, which reads each step's input ahead into
 //! the sync reader's buffers (src/message/decrypt/) and must resume
@@ -94,7 +94,7 @@ fuzz_target!(|input: &[u8]| {
         waited: false,
     };
     rt.block_on(async {
-        let Ok(mut out) = client.decrypt_stream_async(reader, &context).await else {
+        let Ok(mut out) = client.decrypt_stream(&context, reader).await else {
             return;
         };
         let mut buf = vec![0u8; 1 + sizes.first().map_or(100, |s| usize::from(*s) * 37)];

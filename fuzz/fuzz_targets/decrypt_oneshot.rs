@@ -1,16 +1,13 @@
 //! One-shot decrypt with the vectors' raw AES key: never a panic; a success
 //! returns only what the message authenticates.
+//!
+//! Through the public door, `blocking::Client::decrypt` of a client built
+//! once in a static (there is no lower public layer).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let context = envseal::EncryptionContext::new();
-    let rt = envseal_fuzz::runtime();
-    let _ = rt.block_on(envseal::decrypt(
-        envseal_fuzz::config(),
-        envseal_fuzz::decrypt_keyring(),
-        &context,
-        data,
-    ));
+    let _ = envseal_fuzz::blocking_client().decrypt(&context, data);
 });

@@ -1,6 +1,10 @@
 //! Streaming decrypt fed in fuzzer-chosen chunk sizes, read with
 //! fuzzer-chosen buffer sizes: never a panic, and never more plaintext out
 //! than the message could hold.
+//!
+//! Through the public door, `blocking::Client::decryptor` then its
+//! `decrypt`, of a client built once in a static whose config allows
+//! signed streaming (the lower layer is not public).
 #![no_main]
 
 use std::io::Read;
@@ -36,13 +40,11 @@ fuzz_target!(|input: &[u8]| {
     };
     let (sizes, data) = rest.split_at(split.min(rest.len()));
     let reader = Chunked { data, sizes, turn: 0 };
-    let Ok(decryptor) = envseal::Decryptor::new(reader, envseal_fuzz::config()) else {
+    let Ok(decryptor) = envseal_fuzz::blocking_client().decryptor(reader) else {
         return;
     };
-    let decryptor = decryptor.allow_signed_streaming();
     let context = envseal::EncryptionContext::new();
-    let rt = envseal_fuzz::runtime();
-    let Ok(mut out) = rt.block_on(decryptor.decrypt(envseal_fuzz::decrypt_keyring(), &context)) else {
+    let Ok(mut out) = decryptor.decrypt(&context) else {
         return;
     };
     let mut buf = vec![0u8; 1 + sizes.first().map_or(100, |s| usize::from(*s) * 37)];

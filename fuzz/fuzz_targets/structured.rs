@@ -3,6 +3,10 @@
 //! mutations of its frames, counts and lengths. Decrypting the result must
 //! never panic, and a decrypt that succeeds must return exactly the
 //! original plaintext: anything else is a forgery.
+//!
+//! Through the public door: an async `Client` per case (the fuzzer picks
+//! its config) to encrypt, and one built once in a static to decrypt (the
+//! lower layer is not public).
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -105,21 +109,21 @@ fuzz_target!(|case: Case| {
     }
     let plaintext = &case.plaintext[..case.plaintext.len().min(4096)];
     let rt = envseal_fuzz::runtime();
-    let keyring = envseal_fuzz::keyring();
-    let Ok(mut message) = rt.block_on(envseal::encrypt(&config, keyring, &context, plaintext)) else {
+    // A client per case (its config is the fuzzer's), over the shared key.
+    let Ok(client) = envseal::Client::builder_shared(envseal_fuzz::keyring().clone())
+        .config(config)
+        .build()
+    else {
+        return;
+    };
+    let Ok(mut message) = rt.block_on(client.encrypt(&context, plaintext)) else {
         return;
     };
     let original = message.clone();
     for m in case.mutations.iter().take(8) {
         apply(&mut message, m);
     }
-    let decrypt_config = envseal_fuzz::config();
-    match rt.block_on(envseal::decrypt(
-        decrypt_config,
-        envseal_fuzz::decrypt_keyring(),
-        &EncryptionContext::new(),
-        &message,
-    )) {
+    match rt.block_on(envseal_fuzz::decrypt_client().decrypt(&EncryptionContext::new(), &message)) {
         Ok(out) => {
             assert_eq!(
                 *out.plaintext, plaintext,

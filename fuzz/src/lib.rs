@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 use std::sync::Arc;
 
 use envseal::{
-    Client, Config, EcdhCurve, EcdhPrivateKey, Keyring, MultiKeyring, RawAesKeyring, RawEcdhKeyring,
-    WrappingKey,
+    blocking, Client, Config, EcdhCurve, EcdhPrivateKey, Keyring, MultiKeyring, RawAesKeyring,
+    RawEcdhKeyring, WrappingKey,
 };
 
 /// `aes-256` from tests/vectors/keys.json.
@@ -17,29 +17,60 @@ pub const VECTOR_AES_256: [u8; 32] = [
     170, 69, 142, 153, 178, 228, 70, 119, 9,
 ];
 
-/// The vectors' raw AES keyring (namespace and name as in their manifests).
-pub fn keyring() -> &'static RawAesKeyring {
-    static K: OnceLock<RawAesKeyring> = OnceLock::new();
+/// The vectors' raw AES keyring (namespace and name as in their manifests),
+/// shared by the clients the `structured` target makes per case.
+pub fn keyring() -> &'static Arc<dyn Keyring> {
+    static K: OnceLock<Arc<dyn Keyring>> = OnceLock::new();
     K.get_or_init(|| {
-        RawAesKeyring::new(
-            "aws-raw-vectors-persistant",
-            "aes-256",
-            WrappingKey::from_slice(&VECTOR_AES_256).expect("valid key"),
+        Arc::new(
+            RawAesKeyring::new(
+                "aws-raw-vectors-persistant",
+                "aes-256",
+                WrappingKey::from_slice(&VECTOR_AES_256).expect("valid key"),
+            )
+            .expect("valid keyring"),
         )
-        .expect("valid keyring")
     })
 }
 
-/// The decrypting keyring: the vectors' raw AES key, then raw ECDH
-/// discovery for the `b` key of each curve in tests/data (the seeds in
-/// fuzz/seeds hold raw ECDH messages to them), so the fuzzer reaches the
-/// ECDH unwrap too.
-pub fn decrypt_keyring() -> &'static MultiKeyring {
-    static K: OnceLock<MultiKeyring> = OnceLock::new();
-    K.get_or_init(new_decrypt_keyring)
+/// The decrypting client over std I/O: the vectors' raw AES key, then raw
+/// ECDH discovery for the `b` key of each curve in tests/data (the seeds
+/// in fuzz/seeds hold raw ECDH messages to them), so the fuzzer reaches
+/// the ECDH unwrap too; under [`config`] with signed streaming allowed.
+/// Built once: every target goes through the public door.
+pub fn blocking_client() -> &'static blocking::Client {
+    static C: OnceLock<blocking::Client> = OnceLock::new();
+    C.get_or_init(|| {
+        blocking::Client::builder(new_decrypt_keyring())
+            .config(signed_streaming(0))
+            .build()
+            .expect("valid client")
+    })
 }
 
-/// A fresh [`decrypt_keyring`] (a client owns its keyring).
+/// The async twin of [`blocking_client`] under [`config`] (the
+/// `structured` target's one-shot decrypt).
+pub fn decrypt_client() -> &'static Client {
+    static C: OnceLock<Client> = OnceLock::new();
+    C.get_or_init(|| {
+        Client::builder(new_decrypt_keyring())
+            .config(config().clone())
+            .build()
+            .expect("valid client")
+    })
+}
+
+/// [`config`] with signed streaming allowed and `threads`.
+fn signed_streaming(threads: usize) -> Config {
+    Config::builder()
+        .commitment_policy(envseal::CommitmentPolicy::RequireEncryptAllowDecrypt)
+        .allow_signed_streaming(true)
+        .threads(threads)
+        .build()
+        .expect("valid config")
+}
+
+/// The decrypting keyring (a client owns its keyring).
 fn new_decrypt_keyring() -> MultiKeyring {
     let ecdh = |curve, pem: &[u8]| -> Arc<dyn Keyring> {
         Arc::new(RawEcdhKeyring::discovery(
@@ -84,23 +115,16 @@ pub fn config() -> &'static Config {
     })
 }
 
-/// Async clients over [`decrypt_keyring`] under [`config`] with signed
-/// streaming allowed (as the `decrypt_stream` target's
-/// `allow_signed_streaming`): index 0 with the default threads (batches
+/// Async clients over the decrypting keyring under [`config`] with signed
+/// streaming allowed (as [`blocking_client`]): index 0 with the default threads (batches
 /// open on the rayon pool while the task waits to be woken), index 1 with
 /// `threads(1)` (every batch on the runtime's thread).
 pub fn async_clients() -> &'static [Client; 2] {
     static C: OnceLock<[Client; 2]> = OnceLock::new();
     C.get_or_init(|| {
         let client = |threads| {
-            let config = Config::builder()
-                .commitment_policy(envseal::CommitmentPolicy::RequireEncryptAllowDecrypt)
-                .allow_signed_streaming(true)
-                .threads(threads)
-                .build()
-                .expect("valid config");
             Client::builder(new_decrypt_keyring())
-                .config(config)
+                .config(signed_streaming(threads))
                 .build()
                 .expect("valid client")
         };
