@@ -11,6 +11,8 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::format::EncryptionContext;
 use crate::materials::{CacheLimits, CacheStats, CachingCmm, Keyring, MaterialsCache, Source};
+#[cfg(feature = "tokio")]
+use crate::message::header_getters;
 use crate::message::{
     decrypt_source, decrypt_source_into, DecryptInfo, DecryptReader, Decrypted, Encryptor, Parsed,
 };
@@ -314,8 +316,8 @@ impl Client {
     /// # Errors
     /// [`Error::Format`](crate::Error::Format), [`Error::Limit`](crate::Error::Limit), [`Error::Policy`](crate::Error::Policy), [`Error::Io`](crate::Error::Io).
     #[cfg(feature = "tokio")]
-    pub async fn decryptor<R: tokio::io::AsyncRead + Unpin>(&self, input: R) -> Result<crate::Decryptor<R>> {
-        crate::Decryptor::new(input, self).await
+    pub async fn decryptor<R: tokio::io::AsyncRead + Unpin>(&self, input: R) -> Result<Decryptor<R>> {
+        Decryptor::new(input, self).await
     }
 
     /// The second half of a streaming decryption: the data key from this
@@ -326,5 +328,62 @@ impl Client {
         context: &EncryptionContext,
     ) -> Result<DecryptReader<R>> {
         parsed.decrypt_source(self.source(), context).await
+    }
+}
+
+/// A message whose header is read and parsed from an [`AsyncRead`](tokio::io::AsyncRead), before
+/// any keyring is asked: from [`Client::decryptor`](crate::Client::decryptor)
+/// (feature `tokio`). Look at the suite, the stored context and the
+/// encrypted data keys (nothing is authenticated yet), then
+/// [`Decryptor::decrypt`] with the client's keyring and cache. The blocking
+/// twin is [`blocking::Decryptor`](crate::blocking::Decryptor).
+#[cfg(feature = "tokio")]
+pub struct Decryptor<R> {
+    parsed: Parsed<crate::message::Feed>,
+    input: R,
+    client: Client,
+}
+
+#[cfg(feature = "tokio")]
+impl<R> fmt::Debug for Decryptor<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.parsed.fmt(f)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<R: tokio::io::AsyncRead + Unpin> Decryptor<R> {
+    /// Reads and parses the header from `input` under `client`'s config.
+    async fn new(mut input: R, client: &Client) -> Result<Self> {
+        let parsed = crate::message::read_header(&mut input, client.config()).await?;
+        Ok(Decryptor {
+            parsed,
+            input,
+            client: client.clone(),
+        })
+    }
+
+    header_getters!(parsed);
+
+    /// Gets the data key from the keyring (or cache) of the client that
+    /// made this decryptor and verifies the key commitment and the header;
+    /// the reader then releases each batch of frames once its tags verify.
+    /// `context` is the reproduced encryption context: pairs the header
+    /// stores must match, and pairs it does not store are authenticated
+    /// through the header tag (the ESDK's reproduced context).
+    ///
+    /// # Errors
+    /// [`Error::NoMatchingKey`](crate::Error::NoMatchingKey) when no keyring could unwrap a data key;
+    /// [`Error::Decrypt`](crate::Error::Decrypt) when a cryptographic check fails;
+    /// [`Error::Policy`](crate::Error::Policy) for a context mismatch or a signed message without
+    /// [`ConfigBuilder::allow_signed_streaming`](crate::ConfigBuilder::allow_signed_streaming).
+    pub async fn decrypt(self, context: &EncryptionContext) -> Result<crate::AsyncDecryptReader<R>> {
+        let Decryptor {
+            parsed,
+            input,
+            client,
+        } = self;
+        let core = client.open_parsed(parsed, context).await?;
+        Ok(crate::AsyncDecryptReader::new(core, input))
     }
 }

@@ -15,6 +15,8 @@ mod materials;
 mod message;
 mod suite;
 
+#[cfg(feature = "tokio")]
+pub use client::Decryptor;
 pub use client::{Client, ClientBuilder};
 pub use config::{
     CommitmentPolicy, Config, ConfigBuilder, DEFAULT_FRAME_LENGTH, DEFAULT_MAX_BODY_SIZE,
@@ -40,7 +42,7 @@ pub use materials::{
     DiscoveryFilter, KmsDiscoveryKeyring, KmsEcdhKeyring, KmsKeyring, KmsRsaKeyring, KMS_RSA_PROVIDER_ID,
 };
 #[cfg(feature = "tokio")]
-pub use message::{AsyncDecryptReader, AsyncEncryptWriter, Decryptor};
+pub use message::{AsyncDecryptReader, AsyncEncryptWriter};
 pub use message::{DecryptInfo, DecryptReader, Decrypted, EncryptWriter, Encryptor};
 pub use suite::{AlgorithmSuite, Curve, Kdf, MessageVersion};
 

@@ -20,7 +20,9 @@ pub use encrypt::{EncryptWriter, Encryptor};
 #[cfg(feature = "tokio")]
 mod tokio_io;
 #[cfg(feature = "tokio")]
-pub use tokio_io::{AsyncDecryptReader, AsyncEncryptWriter, Decryptor};
+pub(crate) use tokio_io::{read_header, Feed};
+#[cfg(feature = "tokio")]
+pub use tokio_io::{AsyncDecryptReader, AsyncEncryptWriter};
 
 /// The result of a one-shot decrypt. Everything in it has been authenticated.
 #[derive(Clone)]

@@ -15,9 +15,8 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
-use super::decrypt::{header_getters, DecryptReader, Parsed};
+use super::decrypt::{DecryptReader, Parsed};
 use super::encrypt::{EncryptWriter, Encryptor};
-use crate::client::Client;
 use crate::config::Config;
 use crate::error::{Error, FormatError, Result};
 use crate::format::header::{parse_header, HeaderLimits};
@@ -315,7 +314,10 @@ impl Read for Feed {
 
 /// Reads a message's header from `input` (the bytes that follow it stay
 /// buffered) and parses it under `config`.
-async fn read_header<R: AsyncRead + Unpin>(input: &mut R, config: &Config) -> Result<Parsed<Feed>> {
+pub(crate) async fn read_header<R: AsyncRead + Unpin>(
+    input: &mut R,
+    config: &Config,
+) -> Result<Parsed<Feed>> {
     let limits = HeaderLimits {
         max_edks: config.max_encrypted_data_keys,
         max_header_size: config.max_header_size,
@@ -347,63 +349,9 @@ async fn read_header<R: AsyncRead + Unpin>(input: &mut R, config: &Config) -> Re
     Parsed::new(Feed::new(buf, eof), config)
 }
 
-/// A message whose header is read and parsed from an [`AsyncRead`], before
-/// any keyring is asked: from [`Client::decryptor`](crate::Client::decryptor)
-/// (feature `tokio`). Look at the suite, the stored context and the
-/// encrypted data keys (nothing is authenticated yet), then
-/// [`Decryptor::decrypt`] with the client's keyring and cache. The blocking
-/// twin is [`blocking::Decryptor`](crate::blocking::Decryptor).
-pub struct Decryptor<R> {
-    parsed: Parsed<Feed>,
-    input: R,
-    client: Client,
-}
-
-impl<R> std::fmt::Debug for Decryptor<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.parsed.fmt(f)
-    }
-}
-
-impl<R: AsyncRead + Unpin> Decryptor<R> {
-    /// Reads and parses the header from `input` under `client`'s config.
-    pub(crate) async fn new(mut input: R, client: &Client) -> Result<Self> {
-        let parsed = read_header(&mut input, client.config()).await?;
-        Ok(Decryptor {
-            parsed,
-            input,
-            client: client.clone(),
-        })
-    }
-
-    header_getters!(parsed);
-
-    /// Gets the data key from the keyring (or cache) of the client that
-    /// made this decryptor and verifies the key commitment and the header;
-    /// the reader then releases each batch of frames once its tags verify.
-    /// `context` is the reproduced encryption context: pairs the header
-    /// stores must match, and pairs it does not store are authenticated
-    /// through the header tag (the ESDK's reproduced context).
-    ///
-    /// # Errors
-    /// [`Error::NoMatchingKey`] when no keyring could unwrap a data key;
-    /// [`Error::Decrypt`] when a cryptographic check fails;
-    /// [`Error::Policy`] for a context mismatch or a signed message without
-    /// [`ConfigBuilder::allow_signed_streaming`](crate::ConfigBuilder::allow_signed_streaming).
-    pub async fn decrypt(self, context: &EncryptionContext) -> Result<AsyncDecryptReader<R>> {
-        let Decryptor {
-            parsed,
-            input,
-            client,
-        } = self;
-        let core = client.open_parsed(parsed, context).await?;
-        Ok(AsyncDecryptReader::new(core, input))
-    }
-}
-
 /// Reads the plaintext of an ESDK message from an [`AsyncRead`]: the
 /// building block [`Client::decrypt_stream`](crate::Client::decrypt_stream)
-/// and [`Decryptor::decrypt`] return. Every
+/// and [`Decryptor::decrypt`](crate::Decryptor::decrypt) return. Every
 /// byte it returns has passed its frame's tag (and, for the final frame,
 /// the signature if the suite signs), as [`DecryptReader`]. It is also an
 /// [`AsyncBufRead`], lending the verified plaintext without a copy.
@@ -426,7 +374,7 @@ impl<R> std::fmt::Debug for AsyncDecryptReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncDecryptReader<R> {
-    fn new(mut core: DecryptReader<Feed>, input: R) -> Self {
+    pub(crate) fn new(mut core: DecryptReader<Feed>, input: R) -> Self {
         // The header's read went past it: those bytes come first.
         let feed = core.source_mut();
         let rest = std::mem::take(&mut feed.bytes).split_off(feed.pos);

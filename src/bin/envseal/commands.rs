@@ -158,10 +158,7 @@ fn encrypt_one(run: &Run<'_>, args: &EncryptArgs, job: &Job, meter: Meter) -> Re
     // With the cache on, a file's length bounds its message (the cache
     // counts bytes per data key); stdin's is unknown and bypasses it.
     let bound = job.len.filter(|_| common.cache.cache_max_age_s.is_some());
-    let encryptor = run
-        .client
-        .encryptor(run.context, bound)
-        .map_err(setting_error)?;
+    let encryptor = run.client.encryptor(run.context, bound).map_err(setting_error)?;
     let headers = run.metadata.then(|| header_of(encryptor.header())).transpose()?;
     let input = open_metered(&job.input, meter.clone())?;
     let sink = Counted::new(Sink::open(job.target.clone(), common.force, false)?);
