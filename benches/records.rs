@@ -231,7 +231,7 @@ fn per_message_key(
         ))
         .unwrap()
     };
-    let curve = envseal::EcdhCurve::P256;
+    let curve = envseal::Curve::P256;
     let a = || envseal::EcdhPrivateKey::from_pkcs8(curve, &ecdh_key("a", "private.pem")).unwrap();
     let b_public = || envseal::EcdhPublicKey::from_bytes(curve, &ecdh_key("b", "public.der")).unwrap();
     let b = || envseal::EcdhPrivateKey::from_pkcs8(curve, &ecdh_key("b", "private.pem")).unwrap();

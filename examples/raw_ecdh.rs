@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo run --release --example raw_ecdh`
 
-use envseal::{blocking, EcdhCurve, EcdhPrivateKey, EcdhPublicKey, EncryptionContext, RawEcdhKeyring};
+use envseal::{blocking, Curve, EcdhPrivateKey, EcdhPublicKey, EncryptionContext, RawEcdhKeyring};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -16,7 +16,7 @@ const A_PUBLIC: &str = include_str!("../tests/data/ecdh-p256-a-public.pem");
 const B_PRIVATE: &str = include_str!("../tests/data/ecdh-p256-b-private.pem");
 const B_PUBLIC: &str = include_str!("../tests/data/ecdh-p256-b-public.pem");
 
-const CURVE: EcdhCurve = EcdhCurve::P256;
+const CURVE: Curve = Curve::P256;
 
 fn private(pem: &str) -> Result<EcdhPrivateKey> {
     Ok(EcdhPrivateKey::from_pkcs8(CURVE, pem.as_bytes())?)

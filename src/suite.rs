@@ -29,41 +29,85 @@ pub enum Kdf {
     HkdfSha512Commit,
 }
 
-/// ECDSA curve used to sign a message.
+/// A NIST curve: the one a suite signs with (P-256, P-384) and the one an
+/// ECDH keyring agrees keys on (P-256, P-384, P-521).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Curve {
-    /// ECDSA P-256 with SHA-256.
+    /// P-256 (`ECC_NIST_P256`); ECDSA with SHA-256.
     P256,
-    /// ECDSA P-384 with SHA-384.
+    /// P-384 (`ECC_NIST_P384`); ECDSA with SHA-384.
     P384,
+    /// P-521 (`ECC_NIST_P521`); ECDH only, no suite signs with it.
+    P521,
 }
 
 impl Curve {
-    /// Length of a SEC1 compressed public point.
-    pub const fn compressed_point_len(self) -> usize {
-        match self {
-            Curve::P256 => 33,
-            Curve::P384 => 49,
+    /// Parses `p256`, `p384` or `p521` (any case, `-` and `_` ignored, so
+    /// `P-384` and `ECC_NIST_P384` work too).
+    pub fn parse(text: &str) -> Option<Self> {
+        let t: String = text
+            .chars()
+            .filter(|c| *c != '-' && *c != '_')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        match t.trim_start_matches("eccnist") {
+            "p256" => Some(Curve::P256),
+            "p384" => Some(Curve::P384),
+            "p521" => Some(Curve::P521),
+            _ => None,
         }
     }
 
-    /// Length of the longest DER ECDSA signature; reference writers always
-    /// emit signatures of exactly this length.
+    /// The name in the ECDH key derivation's fixed info: `p256`, `p384`,
+    /// `p521`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Curve::P256 => "p256",
+            Curve::P384 => "p384",
+            Curve::P521 => "p521",
+        }
+    }
+
+    /// Length of a field element, and of an ECDH shared secret (the
+    /// x-coordinate): 32, 48, 66.
+    pub const fn field_len(self) -> usize {
+        match self {
+            Curve::P256 => 32,
+            Curve::P384 => 48,
+            Curve::P521 => 66,
+        }
+    }
+
+    /// Length of a SEC1 compressed public point (33, 49, 67).
+    pub const fn compressed_point_len(self) -> usize {
+        self.field_len() + 1
+    }
+
+    /// Length of the longest DER ECDSA signature (72, 104, 139); reference
+    /// writers always emit signatures of exactly this length.
     pub const fn max_signature_len(self) -> usize {
         match self {
             Curve::P256 => 72,
             Curve::P384 => 104,
+            Curve::P521 => 139,
         }
     }
 
     /// Length that reference ESDK writers (Python, .NET) pad signatures to
-    /// by re-signing.
-    pub const fn canonical_signature_len(self) -> usize {
+    /// by re-signing; `None` for P-521, which no suite signs with.
+    pub(crate) const fn canonical_signature_len(self) -> Option<usize> {
         match self {
-            Curve::P256 => 71,
-            Curve::P384 => 103,
+            Curve::P256 => Some(71),
+            Curve::P384 => Some(103),
+            Curve::P521 => None,
         }
+    }
+}
+
+impl fmt::Display for Curve {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -277,6 +321,22 @@ impl fmt::Display for AlgorithmSuite {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn curve_names_parse_back() {
+        for (curve, name, len) in [
+            (Curve::P256, "p256", 33),
+            (Curve::P384, "p384", 49),
+            (Curve::P521, "p521", 67),
+        ] {
+            assert_eq!(curve.to_string(), name);
+            assert_eq!(Curve::parse(name), Some(curve));
+            assert_eq!(curve.compressed_point_len(), len);
+        }
+        assert_eq!(Curve::parse("ECC_NIST_P384"), Some(Curve::P384));
+        assert_eq!(Curve::parse("P-521"), Some(Curve::P521));
+        assert_eq!(Curve::parse("p224"), None);
+    }
 
     #[test]
     fn ids_round_trip_and_parse() {

@@ -66,7 +66,7 @@ fn fuzz_regressions_replay() {
 /// unwrap. The KMS ones need a KMS: they seed header parsing only.
 #[test]
 fn fuzz_seeds_parse_and_raw_ecdh_seeds_decrypt() {
-    use envseal::{EcdhCurve, EcdhPrivateKey, RawEcdhKeyring};
+    use envseal::{Curve, EcdhPrivateKey, RawEcdhKeyring};
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
     let config = Config::builder()
         .commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt)
@@ -87,9 +87,9 @@ fn fuzz_seeds_parse_and_raw_ecdh_seeds_decrypt() {
         if let Some(rest) = name.strip_prefix("raw-ecdh-") {
             assert_eq!(provider, envseal::RAW_ECDH_PROVIDER_ID, "{name}");
             let (curve, id) = match &rest[rest.len() - 4..] {
-                "p256" => (EcdhCurve::P256, "p256"),
-                "p384" => (EcdhCurve::P384, "p384"),
-                _ => (EcdhCurve::P521, "p521"),
+                "p256" => (Curve::P256, "p256"),
+                "p384" => (Curve::P384, "p384"),
+                _ => (Curve::P521, "p521"),
             };
             let pem = std::fs::read(common_data(&format!("ecdh-{id}-b-private.pem"))).unwrap();
             let keyring = RawEcdhKeyring::discovery(EcdhPrivateKey::from_pkcs8(curve, &pem).unwrap());

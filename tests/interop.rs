@@ -593,7 +593,7 @@ fn write_json_context(path: &Path, ctx: &EncryptionContext) {
 /// by Python's; signed and unsigned suites.
 #[test]
 fn raw_ecdh_interop_with_the_python_mpl() {
-    use envseal::{EcdhCurve, EcdhPrivateKey, EcdhPublicKey, RawEcdhKeyring};
+    use envseal::{Curve, EcdhPrivateKey, EcdhPublicKey, RawEcdhKeyring};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let ctx: EncryptionContext = [("purpose", "ecdh interop"), ("tenant", "ünï")]
@@ -607,18 +607,18 @@ fn raw_ecdh_interop_with_the_python_mpl() {
         ("0578", AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384),
     ];
     let curves = [
-        ("p256", EcdhCurve::P256),
-        ("p384", EcdhCurve::P384),
-        ("p521", EcdhCurve::P521),
+        ("p256", Curve::P256),
+        ("p384", Curve::P384),
+        ("p521", Curve::P521),
     ];
-    let private = |curve: EcdhCurve, who: &str| {
+    let private = |curve: Curve, who: &str| {
         EcdhPrivateKey::from_pkcs8(
             curve,
             &std::fs::read(ecdh_file(curve.name(), who, "private.pem")).unwrap(),
         )
         .unwrap()
     };
-    let public = |curve: EcdhCurve, who: &str| {
+    let public = |curve: Curve, who: &str| {
         EcdhPublicKey::from_bytes(
             curve,
             &std::fs::read(ecdh_file(curve.name(), who, "public.der")).unwrap(),

@@ -361,7 +361,7 @@ fn strs(list: &[&str]) -> Vec<String> {
 /// static messages read by envseal.
 #[tokio::test]
 async fn kms_ecdh_keyring_interop_with_raw_ecdh_and_python() {
-    use envseal::{EcdhCurve, EcdhPrivateKey, EcdhPublicKey, KmsEcdhKeyring, RawEcdhKeyring};
+    use envseal::{Curve, EcdhPrivateKey, EcdhPublicKey, KmsEcdhKeyring, RawEcdhKeyring};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let client = common::moto::client("us-east-1", &moto().url, KmsBounds::default()).await;
@@ -371,9 +371,9 @@ async fn kms_ecdh_keyring_interop_with_raw_ecdh_and_python() {
     let mut jobs = Vec::new();
     let mut checks = Vec::new();
     for (cname, curve, spec) in [
-        ("p256", EcdhCurve::P256, "ECC_NIST_P256"),
-        ("p384", EcdhCurve::P384, "ECC_NIST_P384"),
-        ("p521", EcdhCurve::P521, "ECC_NIST_P521"),
+        ("p256", Curve::P256, "ECC_NIST_P256"),
+        ("p384", Curve::P384, "ECC_NIST_P384"),
+        ("p521", Curve::P521, "ECC_NIST_P521"),
     ] {
         let k = common::moto::create_ecdh_key("us-east-1", spec).await;
         let b_priv = common::data_path(&format!("ecdh-{cname}-b-private.pem"));
@@ -497,9 +497,9 @@ async fn kms_ecdh_keyring_interop_with_raw_ecdh_and_python() {
     }
     assert_eq!(checks.len(), 3 * 2 * 3);
     for (cname, curve) in [
-        ("p256", EcdhCurve::P256),
-        ("p384", EcdhCurve::P384),
-        ("p521", EcdhCurve::P521),
+        ("p256", Curve::P256),
+        ("p384", Curve::P384),
+        ("p521", Curve::P521),
     ] {
         let b_priv = common::data_path(&format!("ecdh-{cname}-b-private.pem"));
         let raw_discovery = std::sync::Arc::new(RawEcdhKeyring::discovery(
@@ -516,7 +516,7 @@ async fn kms_ecdh_keyring_interop_with_raw_ecdh_and_python() {
     }
     // A KMS key that is not for key agreement is refused when the keyring is made.
     let symmetric = create_key("us-east-1").await;
-    let err = KmsEcdhKeyring::discovery(client, EcdhCurve::P256, &symmetric)
+    let err = KmsEcdhKeyring::discovery(client, Curve::P256, &symmetric)
         .await
         .unwrap_err();
     assert!(matches!(err, envseal::Error::Kms(_)), "{err}");

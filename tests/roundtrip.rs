@@ -872,11 +872,11 @@ fn ecdh_key(curve: &str, who: &str, part: &str) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
-fn ecdh_private(curve: envseal::EcdhCurve, who: &str) -> envseal::EcdhPrivateKey {
+fn ecdh_private(curve: envseal::Curve, who: &str) -> envseal::EcdhPrivateKey {
     envseal::EcdhPrivateKey::from_pkcs8(curve, &ecdh_key(curve.name(), who, "private.pem")).unwrap()
 }
 
-fn ecdh_public(curve: envseal::EcdhCurve, who: &str, format: &str) -> envseal::EcdhPublicKey {
+fn ecdh_public(curve: envseal::Curve, who: &str, format: &str) -> envseal::EcdhPublicKey {
     envseal::EcdhPublicKey::from_bytes(curve, &ecdh_key(curve.name(), who, &format!("public.{format}")))
         .unwrap()
 }
@@ -886,9 +886,9 @@ fn ecdh_public(curve: envseal::EcdhCurve, who: &str, format: &str) -> envseal::E
 /// are not decrypted; a tampered EDK fails like any failed check.
 #[test]
 fn raw_ecdh_schemes_round_trip_across_backends() {
-    use envseal::{EcdhCurve, RawEcdhKeyring};
+    use envseal::{Curve, RawEcdhKeyring};
     let context = ctx(&[("purpose", "ecdh")]);
-    for curve in [EcdhCurve::P256, EcdhCurve::P384, EcdhCurve::P521] {
+    for curve in [Curve::P256, Curve::P384, Curve::P521] {
         let a_to_b = Arc::new(
             RawEcdhKeyring::static_keys(ecdh_private(curve, "a"), ecdh_public(curve, "b", "der")).unwrap(),
         );
@@ -957,14 +957,14 @@ fn raw_ecdh_schemes_round_trip_across_backends() {
     }
     // Keys of the wrong curve or kind are refused when read.
     assert!(
-        envseal::EcdhPublicKey::from_bytes(EcdhCurve::P384, &ecdh_key("p256", "a", "public.der")).is_err()
+        envseal::EcdhPublicKey::from_bytes(Curve::P384, &ecdh_key("p256", "a", "public.der")).is_err()
     );
     assert!(
-        envseal::EcdhPrivateKey::from_pkcs8(EcdhCurve::P256, &ecdh_key("p256", "a", "public.pem")).is_err()
+        envseal::EcdhPrivateKey::from_pkcs8(Curve::P256, &ecdh_key("p256", "a", "public.pem")).is_err()
     );
     assert!(RawEcdhKeyring::static_keys(
-        ecdh_private(EcdhCurve::P256, "a"),
-        ecdh_public(EcdhCurve::P384, "b", "der")
+        ecdh_private(Curve::P256, "a"),
+        ecdh_public(Curve::P384, "b", "der")
     )
     .is_err());
 }

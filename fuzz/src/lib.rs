@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::sync::Arc;
 
 use envseal::{
-    blocking, Client, Config, EcdhCurve, EcdhPrivateKey, Keyring, MultiKeyring, RawAesKeyring,
+    blocking, Client, Config, Curve, EcdhPrivateKey, Keyring, MultiKeyring, RawAesKeyring,
     RawEcdhKeyring, WrappingKey,
 };
 
@@ -88,15 +88,15 @@ fn new_decrypt_keyring() -> MultiKeyring {
     MultiKeyring::from_keyrings(vec![
         aes,
         ecdh(
-            EcdhCurve::P256,
+            Curve::P256,
             include_bytes!("../../tests/data/ecdh-p256-b-private.pem"),
         ),
         ecdh(
-            EcdhCurve::P384,
+            Curve::P384,
             include_bytes!("../../tests/data/ecdh-p384-b-private.pem"),
         ),
         ecdh(
-            EcdhCurve::P521,
+            Curve::P521,
             include_bytes!("../../tests/data/ecdh-p521-b-private.pem"),
         ),
     ])

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{
-    Aead, CResult, CryptoError, EcdhCurve, Provider, RsaPadding, RsaPrivate, RsaPublic, Signer, Verifier,
-    IV_LEN, TAG_LEN,
+    Aead, CResult, CryptoError, Provider, RsaPadding, RsaPrivate, RsaPublic, Signer, Verifier, IV_LEN,
+    TAG_LEN,
 };
 use crate::suite::Curve;
 
@@ -50,7 +50,8 @@ impl Provider for AwsLc {
     }
 
     fn signer(&self, curve: Curve) -> CResult<(Box<dyn Signer>, Vec<u8>)> {
-        let (alg, hash) = signing_alg(curve);
+        let canonical_len = curve.canonical_signature_len().ok_or(CryptoError)?;
+        let (alg, hash) = signing_alg(curve)?;
         let key = EcdsaKeyPair::generate(alg).map_err(|_| CryptoError)?;
         let public: EcPublicKeyCompressedBin<'static> =
             key.public_key().as_be_bytes().map_err(|_| CryptoError)?;
@@ -59,7 +60,7 @@ impl Provider for AwsLc {
             Box::new(EcdsaSigner {
                 key: Arc::new(key),
                 hash: digest::Context::new(hash),
-                canonical_len: curve.canonical_signature_len(),
+                canonical_len,
             }),
             public,
         ))
@@ -69,6 +70,8 @@ impl Provider for AwsLc {
         let (alg, hash): (&'static signature::EcdsaVerificationAlgorithm, _) = match curve {
             Curve::P256 => (&signature::ECDSA_P256_SHA256_ASN1, &digest::SHA256),
             Curve::P384 => (&signature::ECDSA_P384_SHA384_ASN1, &digest::SHA384),
+            // No suite signs with P-521.
+            Curve::P521 => return Err(CryptoError),
         };
         let key = UnparsedPublicKey::new(alg, public_point)
             .parse()
@@ -89,12 +92,12 @@ impl Provider for AwsLc {
         Ok(Box::new(RsaPrivateKey(key)))
     }
 
-    fn ecdh(&self, curve: EcdhCurve, private_pkcs8: &[u8], peer: &[u8]) -> CResult<Zeroizing<Vec<u8>>> {
+    fn ecdh(&self, curve: Curve, private_pkcs8: &[u8], peer: &[u8]) -> CResult<Zeroizing<Vec<u8>>> {
         use aws_lc_rs::agreement;
         let alg = match curve {
-            EcdhCurve::P256 => &agreement::ECDH_P256,
-            EcdhCurve::P384 => &agreement::ECDH_P384,
-            EcdhCurve::P521 => &agreement::ECDH_P521,
+            Curve::P256 => &agreement::ECDH_P256,
+            Curve::P384 => &agreement::ECDH_P384,
+            Curve::P521 => &agreement::ECDH_P521,
         };
         let private =
             agreement::PrivateKey::from_private_key_der(alg, private_pkcs8).map_err(|_| CryptoError)?;
@@ -106,12 +109,12 @@ impl Provider for AwsLc {
         )
     }
 
-    fn ecdh_ephemeral(&self, curve: EcdhCurve, peer: &[u8]) -> CResult<(Zeroizing<Vec<u8>>, Vec<u8>)> {
+    fn ecdh_ephemeral(&self, curve: Curve, peer: &[u8]) -> CResult<(Zeroizing<Vec<u8>>, Vec<u8>)> {
         use aws_lc_rs::agreement;
         let alg = match curve {
-            EcdhCurve::P256 => &agreement::ECDH_P256,
-            EcdhCurve::P384 => &agreement::ECDH_P384,
-            EcdhCurve::P521 => &agreement::ECDH_P521,
+            Curve::P256 => &agreement::ECDH_P256,
+            Curve::P384 => &agreement::ECDH_P384,
+            Curve::P521 => &agreement::ECDH_P521,
         };
         let private = agreement::PrivateKey::generate(alg).map_err(|_| CryptoError)?;
         let public: EcPublicKeyCompressedBin<'_> = private
@@ -221,13 +224,15 @@ impl GcmKey {
 
 fn signing_alg(
     curve: Curve,
-) -> (
+) -> CResult<(
     &'static signature::EcdsaSigningAlgorithm,
     &'static digest::Algorithm,
-) {
+)> {
     match curve {
-        Curve::P256 => (&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &digest::SHA256),
-        Curve::P384 => (&signature::ECDSA_P384_SHA384_ASN1_SIGNING, &digest::SHA384),
+        Curve::P256 => Ok((&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &digest::SHA256)),
+        Curve::P384 => Ok((&signature::ECDSA_P384_SHA384_ASN1_SIGNING, &digest::SHA384)),
+        // No suite signs with P-521.
+        Curve::P521 => Err(CryptoError),
     }
 }
 

@@ -14,79 +14,21 @@ use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
 use zeroize::Zeroizing;
 
 use super::{Backend, CResult, CryptoError};
-
-/// A NIST curve the ECDH keyrings use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum EcdhCurve {
-    /// P-256 (`ECC_NIST_P256`).
-    P256,
-    /// P-384 (`ECC_NIST_P384`).
-    P384,
-    /// P-521 (`ECC_NIST_P521`).
-    P521,
-}
-
-impl EcdhCurve {
-    /// Parses `p256`, `p384` or `p521` (any case, `-` and `_` ignored, so
-    /// `P-384` and `ECC_NIST_P384` work too).
-    pub fn parse(text: &str) -> Option<Self> {
-        let t: String = text
-            .chars()
-            .filter(|c| *c != '-' && *c != '_')
-            .collect::<String>()
-            .to_ascii_lowercase();
-        match t.trim_start_matches("eccnist") {
-            "p256" => Some(EcdhCurve::P256),
-            "p384" => Some(EcdhCurve::P384),
-            "p521" => Some(EcdhCurve::P521),
-            _ => None,
-        }
-    }
-
-    /// The name in the key derivation's fixed info: `p256`, `p384`, `p521`.
-    pub fn name(self) -> &'static str {
-        match self {
-            EcdhCurve::P256 => "p256",
-            EcdhCurve::P384 => "p384",
-            EcdhCurve::P521 => "p521",
-        }
-    }
-
-    /// Length of a SEC1 compressed point (33, 49, 67).
-    pub fn compressed_len(self) -> usize {
-        self.field_len() + 1
-    }
-
-    /// Length of the shared secret, the x-coordinate (32, 48, 66).
-    pub fn field_len(self) -> usize {
-        match self {
-            EcdhCurve::P256 => 32,
-            EcdhCurve::P384 => 48,
-            EcdhCurve::P521 => 66,
-        }
-    }
-}
-
-impl fmt::Display for EcdhCurve {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use crate::suite::Curve;
 
 /// Runs `$body` with `$c` bound to the RustCrypto curve crate of `$curve`.
 macro_rules! with_curve {
     ($curve:expr, |$c:ident| $body:expr) => {
         match $curve {
-            EcdhCurve::P256 => {
+            Curve::P256 => {
                 use p256 as $c;
                 $body
             }
-            EcdhCurve::P384 => {
+            Curve::P384 => {
                 use p384 as $c;
                 $body
             }
-            EcdhCurve::P521 => {
+            Curve::P521 => {
                 use p521 as $c;
                 $body
             }
@@ -99,7 +41,7 @@ pub(crate) use with_curve;
 /// A peer's (or one's own) ECDH public key, checked to be on the curve.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EcdhPublicKey {
-    curve: EcdhCurve,
+    curve: Curve,
     compressed: Vec<u8>,
 }
 
@@ -124,25 +66,25 @@ pub enum EcdhKeyError {
     /// DER SubjectPublicKeyInfo, a SEC1 point) for the curve.
     NotPublicKey {
         /// The curve asked for.
-        curve: EcdhCurve,
+        curve: Curve,
     },
     /// The bytes are no PKCS#8 EC private key (PEM `PRIVATE KEY` or DER)
     /// for the curve.
     NotPrivateKey {
         /// The curve asked for.
-        curve: EcdhCurve,
+        curve: Curve,
     },
     /// A key, but on another curve than the one asked for.
     WrongCurve {
         /// The curve asked for.
-        expected: EcdhCurve,
+        expected: Curve,
         /// The key's curve.
-        found: EcdhCurve,
+        found: Curve,
     },
     /// A SEC1 point of the curve's length that is not on the curve.
     NotOnCurve {
         /// The curve asked for.
-        curve: EcdhCurve,
+        curve: Curve,
     },
 }
 
@@ -168,10 +110,10 @@ impl fmt::Display for EcdhKeyError {
 impl std::error::Error for EcdhKeyError {}
 
 /// Every curve, for telling a key of another curve apart from no key.
-const CURVES: [EcdhCurve; 3] = [EcdhCurve::P256, EcdhCurve::P384, EcdhCurve::P521];
+const CURVES: [Curve; 3] = [Curve::P256, Curve::P384, Curve::P521];
 
 /// The curve of a public key in `bytes` (PEM, DER or SEC1), if any.
-fn public_key_curve(bytes: &[u8]) -> Option<EcdhCurve> {
+fn public_key_curve(bytes: &[u8]) -> Option<Curve> {
     let text = std::str::from_utf8(bytes)
         .ok()
         .filter(|t| t.contains("-----BEGIN"));
@@ -186,7 +128,7 @@ fn public_key_curve(bytes: &[u8]) -> Option<EcdhCurve> {
 }
 
 /// The curve of a PKCS#8 private key in `bytes` (PEM or DER), if any.
-fn private_key_curve(bytes: &[u8]) -> Option<EcdhCurve> {
+fn private_key_curve(bytes: &[u8]) -> Option<Curve> {
     let text = std::str::from_utf8(bytes)
         .ok()
         .filter(|t| t.contains("-----BEGIN"));
@@ -200,9 +142,9 @@ fn private_key_curve(bytes: &[u8]) -> Option<EcdhCurve> {
 
 /// Whether `bytes` has the length and tag of a SEC1 point on `curve`
 /// (compressed or not).
-fn sec1_shaped(curve: EcdhCurve, bytes: &[u8]) -> bool {
+fn sec1_shaped(curve: Curve, bytes: &[u8]) -> bool {
     match bytes.first() {
-        Some(2 | 3) => bytes.len() == curve.compressed_len(),
+        Some(2 | 3) => bytes.len() == curve.compressed_point_len(),
         Some(4) => bytes.len() == 2 * curve.field_len() + 1,
         _ => false,
     }
@@ -216,7 +158,7 @@ impl EcdhPublicKey {
     /// [`EcdhKeyError::WrongCurve`] for a public key of another curve,
     /// [`EcdhKeyError::NotOnCurve`] for a SEC1 point off the curve,
     /// [`EcdhKeyError::NotPublicKey`] for anything else.
-    pub fn from_bytes(curve: EcdhCurve, bytes: &[u8]) -> Result<Self, EcdhKeyError> {
+    pub fn from_bytes(curve: Curve, bytes: &[u8]) -> Result<Self, EcdhKeyError> {
         let wrong = || match public_key_curve(bytes) {
             Some(found) if found != curve => EcdhKeyError::WrongCurve {
                 expected: curve,
@@ -241,7 +183,7 @@ impl EcdhPublicKey {
     }
 
     /// The curve.
-    pub fn curve(&self) -> EcdhCurve {
+    pub fn curve(&self) -> Curve {
         self.curve
     }
 
@@ -265,7 +207,7 @@ impl EcdhPublicKey {
 
 /// An ECDH private key. Wiped on drop; `Debug` shows only its public key.
 pub struct EcdhPrivateKey {
-    curve: EcdhCurve,
+    curve: Curve,
     /// PKCS#8 DER, what both backends load.
     pkcs8: Zeroizing<Vec<u8>>,
     public: EcdhPublicKey,
@@ -286,7 +228,7 @@ impl EcdhPrivateKey {
     /// # Errors
     /// [`EcdhKeyError::WrongCurve`] for a private key of another curve,
     /// [`EcdhKeyError::NotPrivateKey`] for anything else.
-    pub fn from_pkcs8(curve: EcdhCurve, bytes: &[u8]) -> Result<Self, EcdhKeyError> {
+    pub fn from_pkcs8(curve: Curve, bytes: &[u8]) -> Result<Self, EcdhKeyError> {
         let wrong = || match private_key_curve(bytes) {
             Some(found) if found != curve => EcdhKeyError::WrongCurve {
                 expected: curve,
@@ -314,7 +256,7 @@ impl EcdhPrivateKey {
     }
 
     /// The curve.
-    pub fn curve(&self) -> EcdhCurve {
+    pub fn curve(&self) -> Curve {
         self.curve
     }
 
@@ -330,7 +272,7 @@ impl EcdhPrivateKey {
         peer: &EcdhPublicKey,
     ) -> CResult<(Zeroizing<Vec<u8>>, EcdhPublicKey)> {
         let (secret, compressed) = backend.provider().ecdh_ephemeral(peer.curve, &peer.compressed)?;
-        if secret.len() != peer.curve.field_len() || compressed.len() != peer.curve.compressed_len() {
+        if secret.len() != peer.curve.field_len() || compressed.len() != peer.curve.compressed_point_len() {
             return Err(CryptoError);
         }
         Ok((
@@ -388,7 +330,7 @@ mod tests {
     /// the texts users saw before (what forms are read, on which curve).
     #[test]
     fn key_errors_say_what_went_wrong() {
-        let (p256, p384) = (EcdhCurve::P256, EcdhCurve::P384);
+        let (p256, p384) = (Curve::P256, Curve::P384);
         let public_der = data("ecdh-p256-b-public.der");
         let private_pem = data("ecdh-p256-a-private.pem");
         assert!(EcdhPublicKey::from_bytes(p256, &public_der).is_ok());

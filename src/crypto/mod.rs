@@ -28,7 +28,7 @@ pub(crate) use check::{HeaderAuthenticated, KeyCheck};
 pub(crate) use ecdh::ecdh_keying_material;
 #[cfg(feature = "rustcrypto")]
 pub(crate) use ecdh::with_curve;
-pub use ecdh::{EcdhCurve, EcdhKeyError, EcdhPrivateKey, EcdhPublicKey};
+pub use ecdh::{EcdhKeyError, EcdhPrivateKey, EcdhPublicKey};
 #[cfg(feature = "hierarchy")]
 pub(crate) use kdf::kdf_counter_hmac_sha256;
 #[cfg(feature = "kms")]
@@ -187,10 +187,10 @@ pub(crate) trait Provider: Send + Sync + 'static {
     fn rsa_private_from_der(&self, pkcs8_der: &[u8]) -> CResult<Box<dyn RsaPrivate>>;
     /// ECDH: the x-coordinate of `private` (PKCS#8 DER) times `peer` (a
     /// SEC1 point on the same curve).
-    fn ecdh(&self, curve: EcdhCurve, private_pkcs8: &[u8], peer: &[u8]) -> CResult<Zeroizing<Vec<u8>>>;
+    fn ecdh(&self, curve: Curve, private_pkcs8: &[u8], peer: &[u8]) -> CResult<Zeroizing<Vec<u8>>>;
     /// ECDH with a fresh key pair: the shared secret and the fresh public
     /// key (SEC1 compressed).
-    fn ecdh_ephemeral(&self, curve: EcdhCurve, peer: &[u8]) -> CResult<(Zeroizing<Vec<u8>>, Vec<u8>)>;
+    fn ecdh_ephemeral(&self, curve: Curve, peer: &[u8]) -> CResult<(Zeroizing<Vec<u8>>, Vec<u8>)>;
 }
 
 /// Which implementation of the primitives to use. Cheap to copy.

@@ -25,8 +25,8 @@ use rsa::sha2::{Digest, Sha256, Sha384, Sha512};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{
-    Aead, CResult, CryptoError, EcdhCurve, Provider, RsaPadding, RsaPrivate, RsaPublic, Signer, Verifier,
-    IV_LEN, TAG_LEN,
+    Aead, CResult, CryptoError, Provider, RsaPadding, RsaPrivate, RsaPublic, Signer, Verifier, IV_LEN,
+    TAG_LEN,
 };
 use crate::suite::Curve;
 
@@ -68,7 +68,7 @@ impl Provider for RustCrypto {
     }
 
     fn signer(&self, curve: Curve) -> CResult<(Box<dyn Signer>, Vec<u8>)> {
-        let canonical_len = curve.canonical_signature_len();
+        let canonical_len = curve.canonical_signature_len().ok_or(CryptoError)?;
         match curve {
             Curve::P256 => {
                 let key: p256::ecdsa::SigningKey = generate_key(32, 0xff, &mut os_random)?;
@@ -94,6 +94,8 @@ impl Provider for RustCrypto {
                     public,
                 ))
             }
+            // No suite signs with P-521.
+            Curve::P521 => Err(CryptoError),
         }
     }
 
@@ -101,10 +103,11 @@ impl Provider for RustCrypto {
         // Accept exactly what aws-lc accepts: SEC1 compressed (0x02/0x03) or
         // uncompressed (0x04) points. The `sec1` crate would also take the
         // identity (0x00) and "compact" (0x05) encodings; refuse those here.
-        let field_len = match curve {
-            Curve::P256 => 32,
-            Curve::P384 => 48,
-        };
+        if curve == Curve::P521 {
+            // No suite signs with P-521.
+            return Err(CryptoError);
+        }
+        let field_len = curve.field_len();
         let well_formed = match public_point.first() {
             Some(0x02 | 0x03) => public_point.len() == 1 + field_len,
             Some(0x04) => public_point.len() == 1 + 2 * field_len,
@@ -122,6 +125,7 @@ impl Provider for RustCrypto {
                 key: p384::ecdsa::VerifyingKey::from_sec1_bytes(public_point).map_err(|_| CryptoError)?,
                 hash: Sha384::new(),
             }),
+            Curve::P521 => return Err(CryptoError),
         })
     }
 
@@ -152,7 +156,7 @@ impl Provider for RustCrypto {
         Ok(Box::new(RsaPrivateKey(key)))
     }
 
-    fn ecdh(&self, curve: EcdhCurve, private_pkcs8: &[u8], peer: &[u8]) -> CResult<Zeroizing<Vec<u8>>> {
+    fn ecdh(&self, curve: Curve, private_pkcs8: &[u8], peer: &[u8]) -> CResult<Zeroizing<Vec<u8>>> {
         super::with_curve!(curve, |c| {
             let private = <c::SecretKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_der(private_pkcs8)
                 .map_err(|_| CryptoError)?;
@@ -164,7 +168,7 @@ impl Provider for RustCrypto {
         })
     }
 
-    fn ecdh_ephemeral(&self, curve: EcdhCurve, peer: &[u8]) -> CResult<(Zeroizing<Vec<u8>>, Vec<u8>)> {
+    fn ecdh_ephemeral(&self, curve: Curve, peer: &[u8]) -> CResult<(Zeroizing<Vec<u8>>, Vec<u8>)> {
         ecdh_ephemeral_with(curve, peer, &mut os_random)
     }
 }
@@ -174,14 +178,14 @@ impl Provider for RustCrypto {
 /// [`generate_key`], so a failing random source is an error, never a panic
 /// (as `EphemeralSecret::random(&mut OsRng)` would panic) and never a loop.
 fn ecdh_ephemeral_with(
-    curve: EcdhCurve,
+    curve: Curve,
     peer: &[u8],
     fill: &mut dyn FnMut(&mut [u8]) -> CResult<()>,
 ) -> CResult<(Zeroizing<Vec<u8>>, Vec<u8>)> {
     use p256::elliptic_curve::sec1::ToEncodedPoint;
     // 521 bits in 66 bytes: the top byte keeps one bit, so a draw is
     // rarely above the group order.
-    let top_mask = if curve == EcdhCurve::P521 { 0x01 } else { 0xff };
+    let top_mask = if curve == Curve::P521 { 0x01 } else { 0xff };
     super::with_curve!(curve, |c| {
         let peer = c::PublicKey::from_sec1_bytes(peer).map_err(|_| CryptoError)?;
         let private: c::SecretKey = generate_key(curve.field_len(), top_mask, fill)?;
@@ -493,7 +497,7 @@ mod tests {
     use super::*;
 
     /// A peer key pair on `curve`: (secret scalar bytes, compressed point).
-    fn peer(curve: EcdhCurve) -> (Vec<u8>, Vec<u8>) {
+    fn peer(curve: Curve) -> (Vec<u8>, Vec<u8>) {
         use p256::elliptic_curve::sec1::ToEncodedPoint;
         super::super::with_curve!(curve, |c| {
             let mut bytes = vec![0x5a; curve.field_len()];
@@ -505,7 +509,7 @@ mod tests {
 
     #[test]
     fn ephemeral_ecdh_fails_cleanly_when_the_random_source_does() {
-        for curve in [EcdhCurve::P256, EcdhCurve::P384, EcdhCurve::P521] {
+        for curve in [Curve::P256, Curve::P384, Curve::P521] {
             let (_, peer_public) = peer(curve);
             // The source fails: an error, not a panic.
             let failing = ecdh_ephemeral_with(curve, &peer_public, &mut |_| Err(CryptoError));
@@ -524,12 +528,12 @@ mod tests {
 
     #[test]
     fn ephemeral_ecdh_agrees_with_the_peer() {
-        for curve in [EcdhCurve::P256, EcdhCurve::P384, EcdhCurve::P521] {
+        for curve in [Curve::P256, Curve::P384, Curve::P521] {
             let (peer_secret, peer_public) = peer(curve);
             let (shared, public) = RustCrypto.ecdh_ephemeral(curve, &peer_public).unwrap();
             assert_eq!(
                 (shared.len(), public.len()),
-                (curve.field_len(), curve.compressed_len())
+                (curve.field_len(), curve.compressed_point_len())
             );
             let theirs = super::super::with_curve!(curve, |c| {
                 let secret = c::SecretKey::from_slice(&peer_secret).unwrap();

@@ -12,10 +12,11 @@ use async_trait::async_trait;
 
 use super::raw_ecdh::{parse_provider_info, unwrap, wrap, KMS_ECDH_PROVIDER_ID, RAW_ECDH_PROVIDER_ID};
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
-use crate::crypto::{DataKey, EcdhCurve, EcdhPublicKey};
+use crate::crypto::{DataKey, EcdhPublicKey};
 use crate::error::{Error, Result};
 use crate::format::{EncryptedDataKey, EncryptionContext};
 use crate::kms::{CallArgs, Deadline, KmsArn, KmsClient, KmsError, KmsErrorKind, KmsOperation};
+use crate::suite::Curve;
 
 #[derive(Debug)]
 enum Scheme {
@@ -36,7 +37,7 @@ enum Scheme {
 /// `KEY_AGREEMENT`): its private key never leaves KMS.
 pub struct KmsEcdhKeyring {
     client: KmsClient,
-    curve: EcdhCurve,
+    curve: Curve,
     scheme: Scheme,
     grant_tokens: Vec<String>,
 }
@@ -65,7 +66,7 @@ fn check_arn(arn: &str) -> Result<()> {
 
 /// The KMS key's public key, checked: the response names the key by its
 /// ARN, the key is for key agreement, and it is on `curve`.
-async fn kms_public_key(client: &KmsClient, arn: &str, curve: EcdhCurve) -> Result<EcdhPublicKey> {
+async fn kms_public_key(client: &KmsClient, arn: &str, curve: Curve) -> Result<EcdhPublicKey> {
     check_arn(arn)?;
     let empty = EncryptionContext::new();
     let args = CallArgs {
@@ -127,7 +128,7 @@ impl KmsEcdhKeyring {
     /// As [`Self::static_keys`].
     pub async fn discovery(
         client: KmsClient,
-        curve: EcdhCurve,
+        curve: Curve,
         recipient_kms_arn: impl Into<String>,
     ) -> Result<Self> {
         let recipient_arn = recipient_kms_arn.into();

@@ -20,11 +20,10 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
-use crate::crypto::{
-    ecdh_keying_material, Backend, DataKey, EcdhCurve, EcdhPrivateKey, EcdhPublicKey, IV_LEN, TAG_LEN,
-};
+use crate::crypto::{ecdh_keying_material, Backend, DataKey, EcdhPrivateKey, EcdhPublicKey, IV_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::format::{EncryptedDataKey, EncryptionContext};
+use crate::suite::Curve;
 
 /// The raw ECDH keyring's provider id.
 pub const RAW_ECDH_PROVIDER_ID: &str = "raw-ecdh";
@@ -54,7 +53,7 @@ enum Scheme {
 
 /// Wraps data keys under keys agreed by ECDH (P-256, P-384, P-521).
 pub struct RawEcdhKeyring {
-    curve: EcdhCurve,
+    curve: Curve,
     scheme: Scheme,
 }
 
@@ -81,7 +80,7 @@ impl std::fmt::Debug for RawEcdhKeyring {
 
 /// The fixed info of the key derivation (also the wrap's AAD).
 pub(crate) fn fixed_info(
-    curve: EcdhCurve,
+    curve: Curve,
     sender: &[u8],
     recipient: &[u8],
     context: &EncryptionContext,
@@ -110,8 +109,8 @@ pub(crate) fn provider_info(recipient: &[u8], sender: &[u8]) -> Vec<u8> {
 
 /// The (recipient, sender) compressed keys of an ECDH EDK on `curve`;
 /// `None` for another curve, another layout or another version.
-pub(crate) fn parse_provider_info(curve: EcdhCurve, info: &[u8]) -> Option<(&[u8], &[u8])> {
-    let n = curve.compressed_len();
+pub(crate) fn parse_provider_info(curve: Curve, info: &[u8]) -> Option<(&[u8], &[u8])> {
+    let n = curve.compressed_point_len();
     if info.len() != 9 + 2 * n || info[0] != KEYRING_VERSION {
         return None;
     }
@@ -131,7 +130,7 @@ pub(crate) fn parse_provider_info(curve: EcdhCurve, info: &[u8]) -> Option<(&[u8
 pub(crate) fn wrap(
     backend: Backend,
     materials: &mut EncryptionMaterials,
-    curve: EcdhCurve,
+    curve: Curve,
     shared: &[u8],
     sender: &[u8],
     recipient: &[u8],
@@ -162,7 +161,7 @@ pub(crate) fn wrap(
 /// commitment key in constant time first; `None` when it does not open.
 pub(crate) fn unwrap(
     materials: &DecryptionMaterials,
-    curve: EcdhCurve,
+    curve: Curve,
     shared: &[u8],
     sender: &[u8],
     recipient: &[u8],
@@ -257,7 +256,7 @@ impl RawEcdhKeyring {
     }
 
     /// The curve.
-    pub fn curve(&self) -> EcdhCurve {
+    pub fn curve(&self) -> Curve {
         self.curve
     }
 
@@ -383,13 +382,13 @@ mod tests {
 
     #[test]
     fn provider_info_round_trips_and_refuses_other_layouts() {
-        for curve in [EcdhCurve::P256, EcdhCurve::P384, EcdhCurve::P521] {
-            let n = curve.compressed_len();
+        for curve in [Curve::P256, Curve::P384, Curve::P521] {
+            let n = curve.compressed_point_len();
             let (r, s) = (vec![2u8; n], vec![3u8; n]);
             let info = provider_info(&r, &s);
             let want = match curve {
-                EcdhCurve::P256 => 75,
-                EcdhCurve::P384 => 107,
+                Curve::P256 => 75,
+                Curve::P384 => 107,
                 _ => 143,
             };
             assert_eq!(info.len(), want, "{curve}");
@@ -405,10 +404,10 @@ mod tests {
                 None,
                 "truncated"
             );
-            let other = if curve == EcdhCurve::P256 {
-                EcdhCurve::P384
+            let other = if curve == Curve::P256 {
+                Curve::P384
             } else {
-                EcdhCurve::P256
+                Curve::P256
             };
             assert_eq!(parse_provider_info(other, &info), None, "another curve");
         }
@@ -426,8 +425,8 @@ mod tests {
             "/tests/data/ecdh-p256-b-public.der"
         ))
         .unwrap();
-        let private = EcdhPrivateKey::from_pkcs8(EcdhCurve::P256, &pem).unwrap();
-        let public = EcdhPublicKey::from_bytes(EcdhCurve::P256, &der).unwrap();
+        let private = EcdhPrivateKey::from_pkcs8(Curve::P256, &pem).unwrap();
+        let public = EcdhPublicKey::from_bytes(Curve::P256, &der).unwrap();
         let keyring = RawEcdhKeyring::static_keys(private, public).unwrap();
         let Scheme::Static {
             sender,
@@ -451,7 +450,7 @@ mod tests {
     #[test]
     fn fixed_info_layout() {
         let ctx = EncryptionContext::from([("a", "b")]);
-        let info = fixed_info(EcdhCurve::P384, b"S", b"R", &ctx).unwrap();
+        let info = fixed_info(Curve::P384, b"S", b"R", &ctx).unwrap();
         let mut want = b"ecdh-key-derivation\0p384\0HMAC_SHA384\0SR\0\x01\0".to_vec();
         want.extend_from_slice(&ctx.serialize().unwrap());
         assert_eq!(info, want);

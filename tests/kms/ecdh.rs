@@ -5,11 +5,11 @@
 
 use super::*;
 
-use envseal::{EcdhCurve, EcdhPublicKey, KmsEcdhKeyring};
+use envseal::{Curve, EcdhPublicKey, KmsEcdhKeyring};
 
 fn b_public() -> EcdhPublicKey {
     let der = std::fs::read(common::data_path("ecdh-p256-b-public.der")).unwrap();
-    EcdhPublicKey::from_bytes(EcdhCurve::P256, &der).unwrap()
+    EcdhPublicKey::from_bytes(Curve::P256, &der).unwrap()
 }
 
 /// Two EDKs from the KMS key to B. Read with an extra context pair, both
@@ -93,7 +93,7 @@ async fn kms_ecdh_debug_hides_grant_tokens() {
     let shown = format!("{keyring:?}");
     assert!(!shown.contains(token), "{shown}");
     assert!(shown.contains("grant_tokens: 1") && shown.contains(&k), "{shown}");
-    let discovery = KmsEcdhKeyring::discovery(c, EcdhCurve::P256, &k)
+    let discovery = KmsEcdhKeyring::discovery(c, Curve::P256, &k)
         .await
         .unwrap()
         .with_grant_tokens([token.to_owned()]);

@@ -74,8 +74,8 @@ fn multi_keyring_lists_every_childs_failure() {
 /// read as for someone else).
 #[test]
 fn raw_ecdh_lists_every_edks_failure_and_ephemeral_refuses_to_decrypt() {
-    use envseal::{EcdhCurve, RawEcdhKeyring};
-    let curve = EcdhCurve::P256;
+    use envseal::{Curve, RawEcdhKeyring};
+    let curve = Curve::P256;
     let config = Config::builder()
         .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
         .build()

@@ -467,7 +467,7 @@ pub(crate) struct RsaKeySpec {
 /// A raw ECDH key option: the curve and one or two files.
 #[derive(Clone, Debug)]
 pub(crate) struct EcdhSpec {
-    pub(crate) curve: envseal::EcdhCurve,
+    pub(crate) curve: envseal::Curve,
     pub(crate) files: Vec<PathBuf>,
 }
 
@@ -476,7 +476,7 @@ fn parse_ecdh(s: &str, files: usize, want: &str) -> Result<EcdhSpec, String> {
     if parts.len() != files + 1 || parts.iter().any(|p| p.is_empty()) {
         return Err(format!("expected {want}"));
     }
-    let curve = envseal::EcdhCurve::parse(parts[0])
+    let curve = envseal::Curve::parse(parts[0])
         .ok_or_else(|| format!("unknown curve {:?} (expected p256, p384 or p521)", parts[0]))?;
     Ok(EcdhSpec {
         curve,
@@ -496,14 +496,13 @@ pub(crate) fn parse_ecdh_one(s: &str) -> Result<EcdhSpec, String> {
 /// KMS key ARN.
 #[derive(Clone, Debug)]
 pub(crate) struct KmsEcdhSpec {
-    pub(crate) curve: envseal::EcdhCurve,
+    pub(crate) curve: envseal::Curve,
     pub(crate) public_file: Option<PathBuf>,
     pub(crate) arn: String,
 }
 
-fn ecdh_curve(text: &str) -> Result<envseal::EcdhCurve, String> {
-    envseal::EcdhCurve::parse(text)
-        .ok_or_else(|| format!("unknown curve {text:?} (expected p256, p384 or p521)"))
+fn ecdh_curve(text: &str) -> Result<envseal::Curve, String> {
+    envseal::Curve::parse(text).ok_or_else(|| format!("unknown curve {text:?} (expected p256, p384 or p521)"))
 }
 
 pub(crate) fn parse_kms_ecdh_static(s: &str) -> Result<KmsEcdhSpec, String> {
