@@ -122,7 +122,10 @@ async fn design_client(design: &str, kms: &KmsClient, key: &str, table: &str) ->
         }
         "kms-data-key-cache" => {
             let keyring = KmsKeyring::new(kms.clone(), [key]).unwrap();
-            let limits = CacheLimits::new(CACHE_MAX_AGE).with_max_messages(CACHE_MAX_MESSAGES);
+            let limits = CacheLimits::builder(CACHE_MAX_AGE)
+                .max_messages(CACHE_MAX_MESSAGES)
+                .build()
+                .unwrap();
             let client = Client::builder(keyring)
                 .config(config())
                 .cache(MaterialsCache::new(1000).unwrap(), limits)

@@ -80,7 +80,7 @@ fn records(c: &mut Criterion) {
         .config(config())
         .cache(
             MaterialsCache::new(100).unwrap(),
-            CacheLimits::new(Duration::from_secs(3600)),
+            CacheLimits::builder(Duration::from_secs(3600)).build().unwrap(),
         )
         .build()
         .unwrap();
@@ -360,7 +360,10 @@ fn kms_records() {
             .config(config())
             .cache(
                 MaterialsCache::new(100).unwrap(),
-                CacheLimits::new(Duration::from_secs(3600)).with_max_messages(10_000),
+                CacheLimits::builder(Duration::from_secs(3600))
+                    .max_messages(10_000)
+                    .build()
+                    .unwrap(),
             )
             .build()
             .unwrap();

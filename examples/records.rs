@@ -22,7 +22,9 @@ fn main() -> Result<(), envseal::Error> {
     let config = Config::builder()
         .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
         .build()?;
-    let limits = CacheLimits::new(Duration::from_secs(300)).with_max_messages(1000);
+    let limits = CacheLimits::builder(Duration::from_secs(300))
+        .max_messages(1000)
+        .build()?;
     let client = blocking::Client::builder(keyring)
         .config(config)
         .cache(MaterialsCache::new(100)?, limits)

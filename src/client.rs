@@ -32,7 +32,7 @@ use crate::message::{
 /// let client = Client::builder(keyring)
 ///     .cache(
 ///         MaterialsCache::new(1000)?,
-///         CacheLimits::new(Duration::from_secs(300)).with_max_messages(10_000),
+///         CacheLimits::builder(Duration::from_secs(300)).max_messages(10_000).build()?,
 ///     )
 ///     .build()?;
 /// let context: EncryptionContext = [("table", "customers")].into_iter().collect();

@@ -25,6 +25,7 @@ pub use config::{
 pub use crypto::{Backend, DataKey, EcdhKeyError, EcdhPrivateKey, EcdhPublicKey, RsaPadding, WrappingKey};
 pub use error::{Error, FormatError, LimitError, PolicyError, Result};
 pub use format::{ContentType, EncryptedDataKey, EncryptionContext, PUBLIC_KEY_FIELD, RESERVED_PREFIX};
+pub use materials::CacheLimitsBuilder;
 #[cfg(feature = "hierarchy")]
 pub use materials::{
     BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring, HierarchyKeyringBuilder,

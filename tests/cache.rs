@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use envseal::{
-    async_trait, AlgorithmSuite, CacheLimits, Client, Config, DataKey, DecryptionMaterials, EncryptedDataKey,
-    EncryptionContext, EncryptionMaterials, Error, Keyring, MaterialsCache, RawAesKeyring, WrappingKey,
+    async_trait, AlgorithmSuite, CacheLimits, CacheLimitsBuilder, Client, Config, DataKey,
+    DecryptionMaterials, EncryptedDataKey, EncryptionContext, EncryptionMaterials, Error, Keyring,
+    MaterialsCache, RawAesKeyring, WrappingKey,
 };
 
 /// A raw AES keyring that counts calls, optionally slow or failing.
@@ -88,15 +89,15 @@ fn context(table: &str) -> EncryptionContext {
     [("table", table)].into_iter().collect()
 }
 
-fn limits() -> CacheLimits {
-    CacheLimits::new(Duration::from_secs(600))
+fn limits() -> CacheLimitsBuilder {
+    CacheLimits::builder(Duration::from_secs(600))
 }
 
 #[tokio::test]
 async fn max_messages_bounds_keyring_calls_and_every_record_decrypts() {
     let keyring = Counting::new("k");
     let cache = MaterialsCache::new(10).unwrap();
-    let c = client(&keyring, &cache, limits().with_max_messages(1000));
+    let c = client(&keyring, &cache, limits().max_messages(1000).build().unwrap());
     let ctx = context("t");
     let mut messages = Vec::new();
     for i in 0..20_000u32 {
@@ -126,7 +127,7 @@ async fn max_messages_bounds_keyring_calls_and_every_record_decrypts() {
 async fn max_bytes_and_oversized_records() {
     let keyring = Counting::new("k");
     let cache = MaterialsCache::new(10).unwrap();
-    let c = client(&keyring, &cache, limits().with_max_bytes(10 * 1024));
+    let c = client(&keyring, &cache, limits().max_bytes(10 * 1024).build().unwrap());
     let ctx = context("t");
     for _ in 0..25 {
         c.encrypt(&ctx, &[1u8; 1024]).await.unwrap();
@@ -162,7 +163,7 @@ async fn declared_length_bounds_what_a_stream_writes() {
     use std::io::Write;
     let keyring = Counting::new("k");
     let cache = MaterialsCache::new(10).unwrap();
-    let c = client(&keyring, &cache, limits().with_max_bytes(1024));
+    let c = client(&keyring, &cache, limits().max_bytes(1024).build().unwrap());
     let ctx = context("t");
     // Five streams declared at 10 bytes under one 1 KiB key: each fails on
     // the write that crosses 10 bytes, and nothing of it is written.
@@ -214,7 +215,7 @@ async fn declared_length_bounds_what_a_stream_writes() {
     let c = client(
         &keyring,
         &MaterialsCache::new(10).unwrap(),
-        limits().with_max_bytes(1000),
+        limits().max_bytes(1000).build().unwrap(),
     );
     let mut edks = Vec::new();
     for _ in 0..7 {
@@ -264,7 +265,7 @@ async fn a_failed_check_is_not_shared_with_waiters() {
     let keyring: Arc<dyn Keyring> = Arc::new(Slow(rsa, Duration::from_millis(300)));
     let c = Client::builder_shared(keyring)
         .config(records_config())
-        .cache(MaterialsCache::new(10).unwrap(), limits())
+        .cache(MaterialsCache::new(10).unwrap(), limits().build().unwrap())
         .build()
         .unwrap();
     let ctx = context("t");
@@ -290,7 +291,11 @@ async fn a_failed_check_is_not_shared_with_waiters() {
 async fn max_age_expires_entries() {
     let keyring = Counting::new("k");
     let cache = MaterialsCache::new(10).unwrap();
-    let c = client(&keyring, &cache, CacheLimits::new(Duration::from_millis(100)));
+    let c = client(
+        &keyring,
+        &cache,
+        CacheLimits::builder(Duration::from_millis(100)).build().unwrap(),
+    );
     let ctx = context("t");
     c.encrypt(&ctx, b"a").await.unwrap();
     c.encrypt(&ctx, b"b").await.unwrap();
@@ -312,7 +317,7 @@ async fn max_age_expires_entries() {
 async fn contexts_suites_and_keyrings_never_share_a_key() {
     let keyring = Counting::new("k");
     let cache = MaterialsCache::new(100).unwrap();
-    let c = client(&keyring, &cache, limits());
+    let c = client(&keyring, &cache, limits().build().unwrap());
     for table in ["a", "b", "a", "b", "c"] {
         c.encrypt(&context(table), b"x").await.unwrap();
     }
@@ -321,7 +326,7 @@ async fn contexts_suites_and_keyrings_never_share_a_key() {
     // Another suite on the same cache and keyring partition name: its own key.
     let signed = Client::builder_shared(keyring.clone())
         .config(Config::default())
-        .cache(cache.clone(), limits())
+        .cache(cache.clone(), limits().build().unwrap())
         .build()
         .unwrap();
     signed.encrypt(&context("a"), b"x").await.unwrap();
@@ -329,7 +334,7 @@ async fn contexts_suites_and_keyrings_never_share_a_key() {
 
     // Another client (another keyring) sharing the cache: its own partition.
     let other_ring = Counting::new("other");
-    let other = client(&other_ring, &cache, limits());
+    let other = client(&other_ring, &cache, limits().build().unwrap());
     let m = other.encrypt(&context("a"), b"x").await.unwrap();
     assert_eq!(other_ring.encrypts(), 1);
     assert_eq!(keyring.encrypts(), 4);
@@ -344,7 +349,7 @@ async fn contexts_suites_and_keyrings_never_share_a_key() {
     let named = |ring: &Arc<Counting>| {
         Client::builder_shared(ring.clone())
             .config(records_config())
-            .cache(cache.clone(), limits())
+            .cache(cache.clone(), limits().build().unwrap())
             .partition("orders")
             .build()
             .unwrap()
@@ -360,7 +365,7 @@ async fn signed_suite_reuses_data_key_and_signing_key() {
     let cache = MaterialsCache::new(10).unwrap();
     let c = Client::builder_shared(keyring.clone())
         .config(Config::default())
-        .cache(cache, limits())
+        .cache(cache, limits().build().unwrap())
         .build()
         .unwrap();
     let ctx = context("t");
@@ -391,7 +396,7 @@ async fn signed_suite_reuses_data_key_and_signing_key() {
 async fn least_recently_used_entry_is_evicted() {
     let keyring = Counting::new("k");
     let cache = MaterialsCache::new(2).unwrap();
-    let c = client(&keyring, &cache, limits());
+    let c = client(&keyring, &cache, limits().build().unwrap());
     for table in ["a", "b", "a", "c"] {
         c.encrypt(&context(table), b"x").await.unwrap();
     }
@@ -411,7 +416,7 @@ async fn least_recently_used_entry_is_evicted() {
 async fn concurrent_misses_make_one_keyring_call() {
     let keyring = Counting::with("k", Duration::from_millis(200), false);
     let cache = MaterialsCache::new(10).unwrap();
-    let c = client(&keyring, &cache, limits());
+    let c = client(&keyring, &cache, limits().build().unwrap());
     let tasks: Vec<_> = (0..64)
         .map(|i: u32| {
             let c = c.clone();
@@ -447,7 +452,7 @@ async fn concurrent_misses_make_one_keyring_call() {
 async fn a_failed_call_fails_its_waiters_without_more_calls() {
     let keyring = Counting::with("k", Duration::from_millis(200), true);
     let cache = MaterialsCache::new(10).unwrap();
-    let c = client(&keyring, &cache, limits());
+    let c = client(&keyring, &cache, limits().build().unwrap());
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let c = c.clone();
@@ -468,7 +473,7 @@ async fn a_failed_call_fails_its_waiters_without_more_calls() {
 async fn a_cancelled_call_lets_the_next_caller_lead() {
     let keyring = Counting::with("k", Duration::from_millis(300), false);
     let cache = MaterialsCache::new(10).unwrap();
-    let c = client(&keyring, &cache, limits());
+    let c = client(&keyring, &cache, limits().build().unwrap());
     let cancelled = tokio::time::timeout(Duration::from_millis(50), c.encrypt(&context("t"), b"x")).await;
     assert!(cancelled.is_err());
     c.encrypt(&context("t"), b"x").await.unwrap();
@@ -477,23 +482,17 @@ async fn a_cancelled_call_lets_the_next_caller_lead() {
 
 #[test]
 fn limits_are_checked() {
-    assert!(CacheLimits::new(Duration::ZERO).validate().is_err());
-    assert!(limits().with_max_messages(0).validate().is_err());
-    assert!(limits().with_max_messages((1 << 32) + 1).validate().is_err());
-    assert!(limits().with_max_messages(1 << 32).validate().is_ok());
+    assert!(CacheLimits::builder(Duration::ZERO).build().is_err());
+    assert!(limits().max_messages(0).build().is_err());
+    assert!(limits().max_messages((1 << 32) + 1).build().is_err());
+    assert!(limits().max_messages(1 << 32).build().is_ok());
     assert!(MaterialsCache::new(0).is_err());
     // Spec caching-cmm.md, Limit Bytes: unset means at most 2^63 - 1.
-    assert_eq!(limits().bytes(), (1 << 63) - 1);
-    assert!(limits().with_max_bytes(1 << 63).validate().is_err());
-    assert!(limits()
-        .with_max_bytes(envseal::MAX_BYTES_LIMIT)
-        .validate()
-        .is_ok());
-    // The client checks them when it is built, naming the limit.
-    let built =
-        Client::builder(RawAesKeyring::new("ns", "k", WrappingKey::from_slice(&[1; 32]).unwrap()).unwrap())
-            .cache(MaterialsCache::new(1).unwrap(), limits().with_max_messages(0))
-            .build();
+    assert_eq!(limits().build().unwrap().bytes(), (1 << 63) - 1);
+    assert!(limits().max_bytes(1 << 63).build().is_err());
+    assert!(limits().max_bytes(envseal::MAX_BYTES_LIMIT).build().is_ok());
+    // The builder checks them, naming the limit.
+    let built = limits().max_messages(0).build();
     assert!(
         matches!(
             built,
@@ -504,7 +503,7 @@ fn limits_are_checked() {
         ),
         "{built:?}"
     );
-    let l = limits().with_max_messages(7).with_max_bytes(9);
+    let l = limits().max_messages(7).max_bytes(9).build().unwrap();
     assert_eq!(
         (l.messages(), l.bytes(), l.age()),
         (7, 9, Duration::from_secs(600))
@@ -527,7 +526,7 @@ mod kms {
             .config(records_config())
             .cache(
                 MaterialsCache::new(100).unwrap(),
-                limits().with_max_messages(10_000),
+                limits().max_messages(10_000).build().unwrap(),
             )
             .build()
             .unwrap();
@@ -565,7 +564,9 @@ mod kms {
 fn the_cache_is_partitioned_by_required_context_keys() {
     use envseal::{blocking, CacheLimits, Config, EncryptionContext, MaterialsCache};
     let cache = MaterialsCache::new(10).unwrap();
-    let limits = CacheLimits::new(std::time::Duration::from_secs(60));
+    let limits = CacheLimits::builder(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap();
     let client = |required: &[&str]| {
         let config = Config::builder()
             .required_encryption_context_keys(required.iter().copied())

@@ -47,7 +47,8 @@ pub const MAX_MESSAGES_LIMIT: u64 = 1 << 32;
 /// (spec `framework/caching-cmm.md`, "Limit Bytes": 2^63 - 1).
 pub const MAX_BYTES_LIMIT: u64 = (1 << 63) - 1;
 
-/// How long and how much one cached data key may be used.
+/// How long and how much one cached data key may be used; built with
+/// [`CacheLimits::builder`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheLimits {
     max_age: Duration,
@@ -55,40 +56,51 @@ pub struct CacheLimits {
     max_bytes: u64,
 }
 
-impl CacheLimits {
-    /// Entries live at most `max_age` (and are dropped within
-    /// [`crate::CACHE_SWEEP_INTERVAL`] after it, asked for or not); by
-    /// default a data key encrypts up to
-    /// 2^32 messages and 2^63 - 1 bytes. Checked, with the other limits,
-    /// where they are used ([`crate::ClientBuilder::build`]).
-    pub fn new(max_age: Duration) -> Self {
-        CacheLimits {
-            max_age,
-            max_messages: MAX_MESSAGES_LIMIT,
-            max_bytes: MAX_BYTES_LIMIT,
-        }
-    }
+/// Builds a [`CacheLimits`]; see [`CacheLimits::builder`].
+#[derive(Clone, Copy, Debug)]
+pub struct CacheLimitsBuilder(CacheLimits);
 
-    /// Most messages one data key encrypts (1 to 2^32).
-    pub fn with_max_messages(mut self, messages: u64) -> Self {
-        self.max_messages = messages;
+impl CacheLimitsBuilder {
+    /// Most messages one data key encrypts (1 to 2^32; default 2^32).
+    pub fn max_messages(mut self, messages: u64) -> Self {
+        self.0.max_messages = messages;
         self
     }
 
-    /// Most plaintext bytes one data key encrypts (at most 2^63 - 1). A
-    /// message larger than this, or of unknown length (streaming without a
-    /// declared length), bypasses the cache.
-    pub fn with_max_bytes(mut self, bytes: u64) -> Self {
-        self.max_bytes = bytes;
+    /// Most plaintext bytes one data key encrypts (at most 2^63 - 1, the
+    /// default). A message larger than this, or of unknown length
+    /// (streaming without a declared length), bypasses the cache.
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.0.max_bytes = bytes;
         self
     }
 
-    /// Checks the limits.
+    /// Checks the limits and returns them.
     ///
     /// # Errors
     /// [`Error::Config`] naming the limit: a zero age, messages outside 1 to
     /// 2^32, bytes above 2^63 - 1.
-    pub fn validate(&self) -> Result<()> {
+    pub fn build(self) -> Result<CacheLimits> {
+        self.0.validate()?;
+        Ok(self.0)
+    }
+}
+
+impl CacheLimits {
+    /// A builder: entries live at most `max_age` (and are dropped within
+    /// [`crate::CACHE_SWEEP_INTERVAL`] after it, asked for or not); by
+    /// default a data key encrypts up to 2^32 messages and 2^63 - 1 bytes.
+    pub fn builder(max_age: Duration) -> CacheLimitsBuilder {
+        CacheLimitsBuilder(CacheLimits {
+            max_age,
+            max_messages: MAX_MESSAGES_LIMIT,
+            max_bytes: MAX_BYTES_LIMIT,
+        })
+    }
+
+    /// Checks the limits (in [`CacheLimitsBuilder::build`], and again
+    /// where a manager takes them).
+    fn validate(&self) -> Result<()> {
         if self.max_age.is_zero() {
             return Err(Error::config("cache max age", "must be above zero"));
         }

@@ -37,7 +37,9 @@ pub use aws_kms_ecdh::KmsEcdhKeyring;
 #[cfg(feature = "kms")]
 pub use aws_kms_rsa::{KmsRsaKeyring, KMS_RSA_PROVIDER_ID};
 pub(crate) use caching::CachingCmm;
-pub use caching::{CacheLimits, CacheStats, MaterialsCache, MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT};
+pub use caching::{
+    CacheLimits, CacheLimitsBuilder, CacheStats, MaterialsCache, MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT,
+};
 pub(crate) use cmm::{decryption_materials, encryption_materials, EncryptMaterialsOut, EncryptRequest};
 #[cfg(feature = "hierarchy")]
 pub use hierarchy::{

@@ -65,13 +65,14 @@ fn client_for(
     // connections are driven there.
     let mut builder = Client::builder(keyring).config(config).runtime(runtime);
     if let Some(age) = common.cache.cache_max_age_s {
-        let mut limits = CacheLimits::new(Duration::from_secs(age));
+        let mut limits = CacheLimits::builder(Duration::from_secs(age));
         if let Some(n) = common.cache.cache_max_messages {
-            limits = limits.with_max_messages(n);
+            limits = limits.max_messages(n);
         }
         if let Some(n) = common.cache.cache_max_bytes {
-            limits = limits.with_max_bytes(n);
+            limits = limits.max_bytes(n);
         }
+        let limits = limits.build().map_err(config_error)?;
         let cache = MaterialsCache::new(CACHE_ENTRIES).map_err(config_error)?;
         builder = builder.cache(cache, limits);
     }

@@ -39,7 +39,10 @@ mod eviction {
             .unwrap();
         let keyring = keyring();
         let cache = MaterialsCache::new(1).unwrap();
-        let limits = CacheLimits::new(Duration::from_secs(60)).with_max_messages(2);
+        let limits = CacheLimits::builder(Duration::from_secs(60))
+            .max_messages(2)
+            .build()
+            .unwrap();
         let cmm = CachingCmm::new(keyring, cache.clone(), limits, None, Backend::default()).unwrap();
         let suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
         let get = |table: &str| {
@@ -86,7 +89,7 @@ mod sweep {
         let cmm = CachingCmm::new(
             keyring.clone(),
             cache.clone(),
-            CacheLimits::new(max_age),
+            CacheLimits::builder(max_age).build().unwrap(),
             None,
             Backend::default(),
         )
@@ -312,7 +315,7 @@ mod ids {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let keyring = keyring();
         let cache = MaterialsCache::new(1000).unwrap();
-        let limits = CacheLimits::new(Duration::from_secs(600));
+        let limits = CacheLimits::builder(Duration::from_secs(600)).build().unwrap();
         let cmm = CachingCmm::new(keyring.clone(), cache.clone(), limits, None, Backend::default()).unwrap();
         let suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
         let context: EncryptionContext = [("tenant", "t")].into_iter().collect();
