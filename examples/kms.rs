@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         //    keyring operation and capped retries. AWS_ENDPOINT_URL_KMS,
         //    when set, points it at another endpoint.
         let kms = KmsClient::builder()
-            .bounds(KmsBounds::default().with_deadline(Duration::from_secs(3)))
+            .bounds(KmsBounds::builder().deadline(Duration::from_secs(3)).build()?)
             .build()
             .await?;
         // 2. A keyring over it and a client around the keyring.

@@ -88,13 +88,16 @@ fn context() -> EncryptionContext {
 }
 
 fn bounds(deadline: Duration) -> KmsBounds {
-    KmsBounds::default()
-        .with_connect_timeout(Duration::from_millis(300))
-        .with_read_timeout(Duration::from_secs(1))
-        .with_attempt_timeout(Duration::from_secs(2))
-        .with_deadline(deadline)
-        .with_retry_mode(RetryMode::Standard)
-        .with_backoff(Duration::from_millis(10), Duration::from_millis(100))
+    KmsBounds::builder()
+        .connect_timeout(Duration::from_millis(300))
+        .read_timeout(Duration::from_secs(1))
+        .attempt_timeout(Duration::from_secs(2))
+        .deadline(deadline)
+        .retry_mode(RetryMode::Standard)
+        .initial_backoff(Duration::from_millis(10))
+        .max_backoff(Duration::from_millis(100))
+        .build()
+        .unwrap()
 }
 
 /// A client from the environment (the default chain), KMS at `ENVSEAL_KMS_URL`.
@@ -423,14 +426,14 @@ async fn child_resolve() {
         .with_env_filter(std::env::var("ENVSEAL_LOG").unwrap_or_else(|_| "warn".into()))
         .init();
     let attempts: u32 = env("ENVSEAL_IMDS_ATTEMPTS").parse().unwrap();
-    let options = CredentialOptions::default()
-        .with_imds(
-            attempts,
-            Duration::from_millis(300),
-            Duration::from_millis(500),
-            Duration::from_secs(6),
-        )
-        .with_load_timeout(Duration::from_secs(7));
+    let options = CredentialOptions::builder()
+        .imds_max_attempts(attempts)
+        .imds_connect_timeout(Duration::from_millis(300))
+        .imds_read_timeout(Duration::from_millis(500))
+        .imds_deadline(Duration::from_secs(6))
+        .load_timeout(Duration::from_secs(7))
+        .build()
+        .unwrap();
     let client = client_from_env(Duration::from_secs(8), options).await;
     let start = Instant::now();
     match client.resolve_credentials().await {

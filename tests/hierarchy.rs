@@ -413,12 +413,15 @@ async fn a_supplier_picks_each_tenants_branch_key() {
 // ---- faults in front of DynamoDB ----
 
 fn fault_bounds() -> KmsBounds {
-    KmsBounds::default()
-        .with_attempt_timeout(Duration::from_millis(400))
-        .with_read_timeout(Duration::from_millis(300))
-        .with_deadline(Duration::from_millis(1500))
-        .with_max_attempts(3)
-        .with_backoff(Duration::from_millis(20), Duration::from_millis(100))
+    KmsBounds::builder()
+        .attempt_timeout(Duration::from_millis(400))
+        .read_timeout(Duration::from_millis(300))
+        .deadline(Duration::from_millis(1500))
+        .max_attempts(3)
+        .initial_backoff(Duration::from_millis(20))
+        .max_backoff(Duration::from_millis(100))
+        .build()
+        .unwrap()
 }
 
 /// A branch key in moto, and a keyring whose DynamoDB calls go through a
@@ -453,7 +456,7 @@ async fn encrypt_err(keyring: &Arc<HierarchyKeyring>) -> (envseal::kms::KmsError
 
 #[tokio::test]
 async fn dynamodb_faults_end_within_the_deadline_with_typed_errors() {
-    let deadline = fault_bounds().deadline;
+    let deadline = fault_bounds().deadline();
     let margin = Duration::from_millis(500);
 
     let (fault, keyring, _, _) = faulty(vec![Action::Hang]).await;

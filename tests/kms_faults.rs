@@ -10,24 +10,25 @@ use std::time::{Duration, Instant};
 
 use common::fault::{full_backlog, Action, FaultServer};
 use common::moto::{self, create_key, moto};
-use envseal::kms::{KmsBounds, KmsError, KmsErrorKind, RetryMode, TimeoutKind};
+use envseal::kms::{KmsBounds, KmsBoundsBuilder, KmsError, KmsErrorKind, RetryMode, TimeoutKind};
 use envseal::{Config, EncryptionContext, Error, KmsKeyring};
 
 const MAX_ATTEMPTS: u32 = 3;
 /// Slack for scheduling on a loaded 2-core machine.
 const MARGIN: Duration = Duration::from_millis(300);
 
-fn bounds() -> KmsBounds {
-    KmsBounds::default()
-        .with_connect_timeout(Duration::from_millis(200))
-        .with_read_timeout(Duration::from_millis(300))
-        .with_attempt_timeout(Duration::from_millis(500))
-        .with_deadline(Duration::from_millis(1500))
-        .with_max_attempts(MAX_ATTEMPTS)
-        .with_backoff(Duration::from_millis(10), Duration::from_millis(50))
+fn bounds() -> KmsBoundsBuilder {
+    KmsBounds::builder()
+        .connect_timeout(Duration::from_millis(200))
+        .read_timeout(Duration::from_millis(300))
+        .attempt_timeout(Duration::from_millis(500))
+        .deadline(Duration::from_millis(1500))
+        .max_attempts(MAX_ATTEMPTS)
+        .initial_backoff(Duration::from_millis(10))
+        .max_backoff(Duration::from_millis(50))
         // Exact attempt counts need standard retries: adaptive mode's rate
         // limiter may hold a retry after throttling (tested on its own below).
-        .with_retry_mode(RetryMode::Standard)
+        .retry_mode(RetryMode::Standard)
 }
 
 fn context() -> EncryptionContext {
@@ -59,9 +60,9 @@ fn kms_error(result: Result<Vec<u8>, Error>) -> KmsError {
 
 fn within_deadline(elapsed: Duration, bounds: &KmsBounds) {
     assert!(
-        elapsed <= bounds.deadline + MARGIN,
+        elapsed <= bounds.deadline() + MARGIN,
         "took {elapsed:?}, deadline {:?}",
-        bounds.deadline
+        bounds.deadline()
     );
 }
 
@@ -70,7 +71,7 @@ const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-000
 #[tokio::test]
 async fn server_that_never_answers_is_a_read_timeout() {
     let server = FaultServer::start(None, vec![Action::Hang]);
-    let (result, elapsed, stats) = encrypt_via(&server.url, KEY, bounds()).await;
+    let (result, elapsed, stats) = encrypt_via(&server.url, KEY, bounds().build().unwrap()).await;
     let err = kms_error(result);
     assert_eq!(err.kind, KmsErrorKind::Timeout(TimeoutKind::Read), "{err}");
     assert_eq!(err.attempts, MAX_ATTEMPTS, "{err}");
@@ -78,13 +79,13 @@ async fn server_that_never_answers_is_a_read_timeout() {
     assert_eq!(stats.timeouts, u64::from(MAX_ATTEMPTS));
     // Three read timeouts of 300 ms plus short backoffs.
     assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
-    within_deadline(elapsed, &bounds());
+    within_deadline(elapsed, &bounds().build().unwrap());
 }
 
 #[tokio::test]
 async fn dripping_body_is_stopped_by_attempt_timeout_and_deadline() {
     let server = FaultServer::start(None, vec![Action::Drip(Duration::from_millis(100))]);
-    let b = bounds().with_deadline(Duration::from_millis(1200));
+    let b = bounds().deadline(Duration::from_millis(1200)).build().unwrap();
     let (result, elapsed, _) = encrypt_via(&server.url, KEY, b.clone()).await;
     let err = kms_error(result);
     // Headers arrive at once, so the read timeout never fires: attempts of
@@ -105,19 +106,19 @@ async fn dripping_body_is_stopped_by_attempt_timeout_and_deadline() {
 #[tokio::test]
 async fn full_accept_queue_is_a_connect_timeout() {
     let backlog = full_backlog();
-    let (result, elapsed, _) = encrypt_via(&backlog.url, KEY, bounds()).await;
+    let (result, elapsed, _) = encrypt_via(&backlog.url, KEY, bounds().build().unwrap()).await;
     let err = kms_error(result);
     assert_eq!(err.kind, KmsErrorKind::Timeout(TimeoutKind::Connect), "{err}");
     assert_eq!(err.attempts, MAX_ATTEMPTS, "{err}");
     assert_eq!(err.status, None);
-    within_deadline(elapsed, &bounds());
+    within_deadline(elapsed, &bounds().build().unwrap());
 }
 
 #[tokio::test]
 async fn always_throttled_400_and_429_keep_their_status() {
     for status in [400u16, 429] {
         let server = FaultServer::start(None, vec![Action::Error(status, "ThrottlingException")]);
-        let (result, elapsed, stats) = encrypt_via(&server.url, KEY, bounds()).await;
+        let (result, elapsed, stats) = encrypt_via(&server.url, KEY, bounds().build().unwrap()).await;
         let err = kms_error(result);
         assert_eq!(err.kind, KmsErrorKind::Throttled, "{err}");
         assert!(err.is_throttling() && err.is_retryable());
@@ -134,14 +135,14 @@ async fn always_throttled_400_and_429_keep_their_status() {
             )),
             "{line}"
         );
-        within_deadline(elapsed, &bounds());
+        within_deadline(elapsed, &bounds().build().unwrap());
     }
 }
 
 #[tokio::test]
 async fn adaptive_mode_stays_within_the_deadline_and_reports_throttling() {
     let server = FaultServer::start(None, vec![Action::Error(429, "ThrottlingException")]);
-    let b = bounds().with_retry_mode(RetryMode::Adaptive);
+    let b = bounds().retry_mode(RetryMode::Adaptive).build().unwrap();
     let (result, elapsed, stats) = encrypt_via(&server.url, KEY, b.clone()).await;
     let err = kms_error(result);
     // Whether the limiter let all three attempts out before the deadline or
@@ -168,7 +169,7 @@ async fn adaptive_mode_stays_within_the_deadline_and_reports_throttling() {
 #[tokio::test]
 async fn plain_429_without_a_code_is_throttling_too() {
     let server = FaultServer::start(None, vec![Action::Error(429, "TooManyRequests")]);
-    let (result, _, _) = encrypt_via(&server.url, KEY, bounds()).await;
+    let (result, _, _) = encrypt_via(&server.url, KEY, bounds().build().unwrap()).await;
     let err = kms_error(result);
     assert_eq!(err.kind, KmsErrorKind::Throttled, "{err}");
     assert_eq!(server.requests(), MAX_ATTEMPTS as usize);
@@ -184,10 +185,12 @@ async fn recovers_after(first: Vec<Action>, adaptive: bool) -> (usize, envseal::
     let b = if adaptive {
         // The adaptive limiter may wait ~2 s per retry after a throttle.
         bounds()
-            .with_retry_mode(RetryMode::Adaptive)
-            .with_deadline(Duration::from_secs(8))
+            .retry_mode(RetryMode::Adaptive)
+            .deadline(Duration::from_secs(8))
+            .build()
+            .unwrap()
     } else {
-        bounds()
+        bounds().build().unwrap()
     };
     let (result, elapsed, stats) = encrypt_via(&server.url, &key, b.clone()).await;
     let message = result.unwrap_or_else(|e| panic!("should recover: {e}"));
@@ -233,7 +236,7 @@ async fn errors_that_must_not_retry_make_one_request() {
     ];
     for (status, code, kind) in cases {
         let server = FaultServer::start(None, vec![Action::Error(status, code)]);
-        let (result, elapsed, stats) = encrypt_via(&server.url, KEY, bounds()).await;
+        let (result, elapsed, stats) = encrypt_via(&server.url, KEY, bounds().build().unwrap()).await;
         let err = kms_error(result);
         assert_eq!(err.kind, kind, "{code}: {err}");
         assert!(!err.is_retryable(), "{code}");
@@ -251,7 +254,7 @@ async fn errors_that_must_not_retry_make_one_request() {
 #[tokio::test]
 async fn expired_token_is_retried_once_with_fresh_credentials() {
     let server = FaultServer::start(None, vec![Action::Error(400, "ExpiredTokenException")]);
-    let (result, elapsed, stats) = encrypt_via(&server.url, KEY, bounds()).await;
+    let (result, elapsed, stats) = encrypt_via(&server.url, KEY, bounds().build().unwrap()).await;
     let err = kms_error(result);
     assert_eq!(err.kind, KmsErrorKind::CredentialsExpired, "{err}");
     assert!(!err.is_retryable());
@@ -282,7 +285,7 @@ async fn expired_token_is_retried_once_with_fresh_credentials() {
         Some(moto().url.clone()),
         vec![Action::Error(400, "ExpiredTokenException"), Action::Proxy],
     );
-    let (result, _, stats) = encrypt_via(&server.url, &key, bounds()).await;
+    let (result, _, stats) = encrypt_via(&server.url, &key, bounds().build().unwrap()).await;
     result.unwrap_or_else(|e| panic!("should succeed after the retry: {e}"));
     assert_eq!(server.requests(), 2);
     assert_eq!(
@@ -304,11 +307,15 @@ async fn one_deadline_covers_all_calls_of_a_keyring_operation() {
         Some(moto().url.clone()),
         vec![Action::DelayProxy(Duration::from_millis(600)), Action::Hang],
     );
-    let b = bounds()
-        .with_max_attempts(1)
-        .with_read_timeout(Duration::from_secs(5))
-        .with_attempt_timeout(Duration::from_secs(5))
-        .with_deadline(Duration::from_millis(800));
+    let one_try = bounds()
+        .max_attempts(1)
+        .read_timeout(Duration::from_secs(5))
+        .attempt_timeout(Duration::from_secs(5));
+    let b = one_try
+        .clone()
+        .deadline(Duration::from_millis(800))
+        .build()
+        .unwrap();
     let client = moto::client("us-east-1", &server.url, b.clone()).await;
     let keyring = KmsKeyring::new(client.clone(), [&k1, &k2]).unwrap();
     let start = Instant::now();
@@ -327,7 +334,7 @@ async fn one_deadline_covers_all_calls_of_a_keyring_operation() {
 
     // Once the deadline is spent, no further call is even started.
     let server = FaultServer::start(None, vec![Action::Hang]);
-    let b = b.with_deadline(Duration::from_millis(300));
+    let b = one_try.deadline(Duration::from_millis(300)).build().unwrap();
     let client = moto::client("us-east-1", &server.url, b.clone()).await;
     let keyring = KmsKeyring::new(client.clone(), [KEY]).unwrap();
     // Decrypt tries matching EDKs in turn; a deadline error stops the loop.
@@ -378,7 +385,7 @@ async fn bounds_apply_to_a_caller_built_sdk_client() {
     ] {
         let server = FaultServer::start(None, vec![action]);
         let sdk = aws_sdk_kms::Client::new(&moto::sdk_config("us-east-1", &server.url));
-        let b = bounds().with_max_attempts(2);
+        let b = bounds().max_attempts(2).build().unwrap();
         let client = KmsClient::from_sdk_client(sdk, b.clone()).unwrap();
         let keyring = KmsKeyring::new(client, [KEY]).unwrap();
         let start = Instant::now();

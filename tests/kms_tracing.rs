@@ -64,10 +64,13 @@ fn context() -> EncryptionContext {
 }
 
 fn bounds() -> KmsBounds {
-    KmsBounds::default()
-        .with_max_attempts(3)
-        .with_backoff(Duration::from_millis(10), Duration::from_millis(50))
-        .with_retry_mode(RetryMode::Standard)
+    KmsBounds::builder()
+        .max_attempts(3)
+        .initial_backoff(Duration::from_millis(10))
+        .max_backoff(Duration::from_millis(50))
+        .retry_mode(RetryMode::Standard)
+        .build()
+        .unwrap()
 }
 
 #[test]

@@ -19,7 +19,9 @@ pub enum RetryMode {
     Adaptive,
 }
 
-/// Time and attempt bounds for every KMS call. Defaults (from DESIGN.md):
+/// Time and attempt bounds for every KMS call, built with
+/// [`KmsBounds::builder`]. Defaults (from DESIGN.md, also
+/// `KmsBounds::default()`):
 ///
 /// | bound | default | what it limits |
 /// |---|---|---|
@@ -38,21 +40,21 @@ pub enum RetryMode {
 #[non_exhaustive]
 pub struct KmsBounds {
     /// TCP + TLS connect timeout, per attempt.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Time from sending a request to the response headers, per attempt.
-    pub read_timeout: Duration,
+    pub(crate) read_timeout: Duration,
     /// One attempt, from credentials and signing to the end of the body.
-    pub attempt_timeout: Duration,
+    pub(crate) attempt_timeout: Duration,
     /// One keyring operation: all its KMS calls, attempts and backoff.
-    pub deadline: Duration,
+    pub(crate) deadline: Duration,
     /// Attempts per call, including the first (at least 1).
-    pub max_attempts: u32,
+    pub(crate) max_attempts: u32,
     /// Standard or adaptive retries.
-    pub retry_mode: RetryMode,
+    pub(crate) retry_mode: RetryMode,
     /// First backoff before a retry.
-    pub initial_backoff: Duration,
+    pub(crate) initial_backoff: Duration,
     /// Cap on any one backoff.
-    pub max_backoff: Duration,
+    pub(crate) max_backoff: Duration,
 }
 
 impl Default for KmsBounds {
@@ -70,50 +72,106 @@ impl Default for KmsBounds {
     }
 }
 
-impl KmsBounds {
-    /// Sets the connect timeout.
-    pub fn with_connect_timeout(mut self, d: Duration) -> Self {
-        self.connect_timeout = d;
+/// Builds a [`KmsBounds`]; see [`KmsBounds::builder`].
+#[derive(Clone, Debug, Default)]
+pub struct KmsBoundsBuilder(KmsBounds);
+
+impl KmsBoundsBuilder {
+    /// TCP + TLS connect timeout, per attempt (default 2 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.0.connect_timeout = d;
         self
     }
-    /// Sets the read timeout.
-    pub fn with_read_timeout(mut self, d: Duration) -> Self {
-        self.read_timeout = d;
+    /// Time from sending a request to the response headers, per attempt
+    /// (default 5 s).
+    pub fn read_timeout(mut self, d: Duration) -> Self {
+        self.0.read_timeout = d;
         self
     }
-    /// Sets the per-attempt timeout.
-    pub fn with_attempt_timeout(mut self, d: Duration) -> Self {
-        self.attempt_timeout = d;
+    /// One whole attempt, body included (default 5 s).
+    pub fn attempt_timeout(mut self, d: Duration) -> Self {
+        self.0.attempt_timeout = d;
         self
     }
-    /// Sets the deadline for a whole keyring operation.
-    pub fn with_deadline(mut self, d: Duration) -> Self {
-        self.deadline = d;
+    /// One keyring operation: every call, attempt and backoff (default 10 s).
+    pub fn deadline(mut self, d: Duration) -> Self {
+        self.0.deadline = d;
         self
     }
-    /// Sets the maximum attempts per call (first try included).
-    pub fn with_max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n;
+    /// Attempts per call, first try included (default 3).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.0.max_attempts = n;
         self
     }
-    /// Sets the retry mode.
-    pub fn with_retry_mode(mut self, mode: RetryMode) -> Self {
-        self.retry_mode = mode;
+    /// Standard or adaptive retries (default adaptive).
+    pub fn retry_mode(mut self, mode: RetryMode) -> Self {
+        self.0.retry_mode = mode;
         self
     }
-    /// Sets the initial and maximum backoff.
-    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.initial_backoff = initial;
-        self.max_backoff = max;
+    /// First backoff before a retry (default 100 ms).
+    pub fn initial_backoff(mut self, d: Duration) -> Self {
+        self.0.initial_backoff = d;
+        self
+    }
+    /// Cap on any one backoff (default 2 s).
+    pub fn max_backoff(mut self, d: Duration) -> Self {
+        self.0.max_backoff = d;
         self
     }
 
-    /// Checks that every bound is usable.
+    /// Checks that every bound is usable and returns the bounds.
     ///
     /// # Errors
     /// [`Error::Config`] for a zero timeout or deadline, one over 24 hours,
     /// zero attempts, or a maximum backoff below the initial one.
-    pub fn validate(&self) -> Result<(), Error> {
+    pub fn build(self) -> Result<KmsBounds, Error> {
+        self.0.validate()?;
+        Ok(self.0)
+    }
+}
+
+impl KmsBounds {
+    /// A builder starting from the defaults.
+    pub fn builder() -> KmsBoundsBuilder {
+        KmsBoundsBuilder::default()
+    }
+
+    /// TCP + TLS connect timeout, per attempt.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+    /// Time from sending a request to the response headers, per attempt.
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+    /// One attempt, from credentials and signing to the end of the body.
+    pub fn attempt_timeout(&self) -> Duration {
+        self.attempt_timeout
+    }
+    /// One keyring operation: all its KMS calls, attempts and backoff.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+    /// Attempts per call, including the first.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+    /// Standard or adaptive retries.
+    pub fn retry_mode(&self) -> RetryMode {
+        self.retry_mode
+    }
+    /// First backoff before a retry.
+    pub fn initial_backoff(&self) -> Duration {
+        self.initial_backoff
+    }
+    /// Cap on any one backoff.
+    pub fn max_backoff(&self) -> Duration {
+        self.max_backoff
+    }
+
+    /// Checks that every bound is usable (in [`KmsBoundsBuilder::build`],
+    /// and again where a client takes the bounds).
+    pub(crate) fn validate(&self) -> Result<(), Error> {
         let named = [
             ("connect timeout", self.connect_timeout),
             ("read timeout", self.read_timeout),
@@ -186,14 +244,27 @@ mod tests {
     #[test]
     fn bounds_validate() {
         assert!(KmsBounds::default().validate().is_ok());
-        assert!(KmsBounds::default().with_max_attempts(0).validate().is_err());
-        assert!(KmsBounds::default()
-            .with_deadline(Duration::ZERO)
-            .validate()
+        assert_eq!(KmsBounds::builder().build().unwrap(), KmsBounds::default());
+        assert!(KmsBounds::builder().max_attempts(0).build().is_err());
+        assert!(KmsBounds::builder().deadline(Duration::ZERO).build().is_err());
+        assert!(KmsBounds::builder()
+            .initial_backoff(Duration::from_secs(3))
+            .max_backoff(Duration::from_secs(1))
+            .build()
             .is_err());
-        assert!(KmsBounds::default()
-            .with_backoff(Duration::from_secs(3), Duration::from_secs(1))
-            .validate()
-            .is_err());
+        let err = KmsBounds::builder()
+            .read_timeout(Duration::from_secs(25 * 60 * 60))
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Config {
+                    setting: "KMS bounds",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 }

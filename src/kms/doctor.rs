@@ -15,23 +15,25 @@ use sts::error::ProvideErrorMetadata;
 use super::client::{CallArgs, CredentialInfo, KmsClient};
 use super::credentials::{probe_instance_role, CredentialSources, PROVIDER_IMDS};
 use crate::error::aws::{KmsError, KmsErrorKind, KmsOperation};
+use crate::error::Error;
 
 /// STS error codes of credentials that exist but are not yet accepted
 /// everywhere (IAM eventual consistency): retried until the deadline.
 const PROPAGATION_CODES: [&str; 2] = ["InvalidClientTokenId", "InvalidAccessKeyId"];
 
-/// What [`KmsClient::doctor`] checks and within what time.
+/// What [`KmsClient::doctor`] checks and within what time, built with
+/// [`DoctorOptions::builder`] (defaults: `DoctorOptions::default()`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DoctorOptions {
     /// Bound on resolving the credentials and validating them with STS,
     /// retries included (default 3 s).
-    pub deadline: Duration,
+    pub(crate) deadline: Duration,
     /// First backoff between STS attempts, doubled each time (default 100 ms).
-    pub initial_backoff: Duration,
+    pub(crate) initial_backoff: Duration,
     /// KMS keys to check with `DescribeKey` (each bounded by the client's
     /// [`KmsBounds`](super::KmsBounds)).
-    pub keys: Vec<String>,
+    pub(crate) keys: Vec<String>,
 }
 
 impl Default for DoctorOptions {
@@ -44,16 +46,65 @@ impl Default for DoctorOptions {
     }
 }
 
-impl DoctorOptions {
-    /// Sets the validation deadline.
-    pub fn with_deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = deadline;
+/// Builds a [`DoctorOptions`]; see [`DoctorOptions::builder`].
+#[derive(Clone, Debug, Default)]
+pub struct DoctorOptionsBuilder(DoctorOptions);
+
+impl DoctorOptionsBuilder {
+    /// Bound on resolving the credentials and validating them with STS,
+    /// retries included (default 3 s).
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.0.deadline = deadline;
         self
     }
-    /// Sets the keys to describe.
-    pub fn with_keys(mut self, keys: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.keys = keys.into_iter().map(Into::into).collect();
+    /// First backoff between STS attempts, doubled each time (default 100 ms).
+    pub fn initial_backoff(mut self, backoff: Duration) -> Self {
+        self.0.initial_backoff = backoff;
         self
+    }
+    /// KMS keys to check with `DescribeKey` (default: none).
+    pub fn keys(mut self, keys: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.0.keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Checks the options and returns them.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting for a deadline or backoff over
+    /// 24 hours (a bound is a bound).
+    pub fn build(self) -> Result<DoctorOptions, Error> {
+        const MAX: Duration = Duration::from_secs(24 * 60 * 60);
+        if self.0.deadline > MAX {
+            return Err(Error::config("doctor deadline", "must be at most 24 hours"));
+        }
+        if self.0.initial_backoff > MAX {
+            return Err(Error::config(
+                "doctor initial backoff",
+                "must be at most 24 hours",
+            ));
+        }
+        Ok(self.0)
+    }
+}
+
+impl DoctorOptions {
+    /// A builder starting from the defaults.
+    pub fn builder() -> DoctorOptionsBuilder {
+        DoctorOptionsBuilder::default()
+    }
+
+    /// The bound on resolving and validating the credentials.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+    /// The first backoff between STS attempts.
+    pub fn initial_backoff(&self) -> Duration {
+        self.initial_backoff
+    }
+    /// The KMS keys to describe.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
     }
 }
 
@@ -461,6 +512,38 @@ pub(crate) struct KeyDescription {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_are_built_and_bounded() {
+        let o = DoctorOptions::builder()
+            .deadline(Duration::from_secs(1))
+            .keys(["k1", "k2"])
+            .build()
+            .unwrap();
+        assert_eq!(
+            (o.deadline(), o.keys()),
+            (Duration::from_secs(1), &["k1".to_owned(), "k2".to_owned()][..])
+        );
+        assert_eq!(
+            DoctorOptions::builder().build().unwrap(),
+            DoctorOptions::default()
+        );
+        // An unbounded deadline would overflow `Instant` in `doctor`.
+        let err = DoctorOptions::builder()
+            .deadline(Duration::MAX)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Config {
+                    setting: "doctor deadline",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn masks_and_reports() {

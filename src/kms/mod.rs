@@ -40,6 +40,8 @@ pub use crate::error::aws::{AwsService, KmsError, KmsErrorKind, KmsOperation, Ti
 #[cfg(feature = "kms")]
 pub(crate) use arn::{check_identifier, duplicate_multi_region_keys, mrk_match};
 pub use arn::{InvalidArn, KmsArn};
+#[cfg(feature = "kms")]
+pub use bounds::KmsBoundsBuilder;
 #[cfg(feature = "hierarchy")]
 pub(crate) use client::UnwrappedKey;
 #[cfg(feature = "kms")]
@@ -49,10 +51,14 @@ pub use client::{CredentialInfo, KmsBounds, KmsClient, KmsClientBuilder, RetryMo
 #[cfg(feature = "hierarchy")]
 pub(crate) use credentials::CachedProvider;
 #[cfg(feature = "kms")]
+pub use credentials::CredentialOptionsBuilder;
+#[cfg(feature = "kms")]
 pub use credentials::{
     CredentialOptions, CredentialSources, PROVIDER_CONFIGURED, PROVIDER_CONTAINER, PROVIDER_ENVIRONMENT,
     PROVIDER_IMDS, PROVIDER_PROFILE, PROVIDER_WEB_IDENTITY,
 };
+#[cfg(feature = "kms")]
+pub use doctor::DoctorOptionsBuilder;
 #[cfg(feature = "kms")]
 pub use doctor::{DoctorOptions, DoctorReport, DoctorStep};
 #[cfg(feature = "hierarchy")]

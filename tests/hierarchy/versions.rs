@@ -63,7 +63,7 @@ fn random_version(next: &mut impl FnMut() -> u64) -> [u8; 16] {
 /// fault server in front of moto) and whose operations have `deadline`.
 async fn slow_store(t: &str, kms_key: &str, delay: Duration, deadline: Duration) -> (FaultServer, KeyStore) {
     let fault = FaultServer::start(Some(moto().url.clone()), vec![Action::DelayProxy(delay)]);
-    let bounds = KmsBounds::default().with_deadline(deadline);
+    let bounds = KmsBounds::builder().deadline(deadline).build().unwrap();
     let store = KeyStore::builder(t, kms_key)
         .kms_client(kms_client(bounds).await)
         .endpoint_url(&fault.url)

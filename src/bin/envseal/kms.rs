@@ -56,30 +56,30 @@ impl KmsArgs {
 
 impl AwsArgs {
     #[cfg(feature = "kms")]
-    pub(crate) fn bounds(&self) -> KmsBounds {
+    pub(crate) fn bounds(&self) -> Result<KmsBounds, Failure> {
         let ms = Duration::from_millis;
-        let mut b = KmsBounds::default();
+        let mut b = KmsBounds::builder();
         if let Some(v) = self.kms_connect_timeout_ms {
-            b = b.with_connect_timeout(ms(v));
+            b = b.connect_timeout(ms(v));
         }
         if let Some(v) = self.kms_read_timeout_ms {
-            b = b.with_read_timeout(ms(v));
+            b = b.read_timeout(ms(v));
         }
         if let Some(v) = self.kms_attempt_timeout_ms {
-            b = b.with_attempt_timeout(ms(v));
+            b = b.attempt_timeout(ms(v));
         }
         if let Some(v) = self.kms_deadline_ms {
-            b = b.with_deadline(ms(v));
+            b = b.deadline(ms(v));
         }
         if let Some(v) = self.kms_max_attempts {
-            b = b.with_max_attempts(v);
+            b = b.max_attempts(v);
         }
         match self.kms_retry_mode.as_deref() {
-            Some("standard") => b = b.with_retry_mode(RetryMode::Standard),
-            Some(_) => b = b.with_retry_mode(RetryMode::Adaptive),
+            Some("standard") => b = b.retry_mode(RetryMode::Standard),
+            Some(_) => b = b.retry_mode(RetryMode::Adaptive),
             None => {}
         }
-        b
+        b.build().map_err(setting_error)
     }
 
     #[cfg(feature = "kms")]
@@ -88,7 +88,7 @@ impl AwsArgs {
         runtime: &Runtime,
         sts_endpoint: Option<&str>,
     ) -> Result<KmsClient, Failure> {
-        let mut builder = KmsClient::builder().bounds(self.bounds());
+        let mut builder = KmsClient::builder().bounds(self.bounds()?);
         if let Some(u) = sts_endpoint {
             builder = builder.sts_endpoint_url(u);
         }
@@ -223,9 +223,11 @@ pub(crate) fn doctor(args: &DoctorArgs) -> Result<(), Failure> {
         .kms
         .aws
         .build_client(&runtime, args.sts_endpoint.as_deref())?;
-    let options = DoctorOptions::default()
-        .with_deadline(Duration::from_millis(args.deadline_ms))
-        .with_keys(args.kms.kms_key.iter().cloned());
+    let options = DoctorOptions::builder()
+        .deadline(Duration::from_millis(args.deadline_ms))
+        .keys(args.kms.kms_key.iter().cloned())
+        .build()
+        .map_err(setting_error)?;
     let report = runtime.block_on(client.doctor(&options));
     let mut out = io::stdout().lock();
     for step in &report.steps {

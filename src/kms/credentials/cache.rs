@@ -327,7 +327,10 @@ mod tests {
             calls: AtomicU64::new(0),
             fail_after,
         });
-        let options = CredentialOptions::default().with_refresh_before_expiry(before);
+        let options = CredentialOptions::builder()
+            .refresh_before_expiry(before)
+            .build()
+            .unwrap();
         (
             Arc::new(CredentialCache::new(provider, None, &options, Arc::clone(&stats))),
             stats,

@@ -41,7 +41,9 @@ pub const PROVIDER_IMDS: &str = "Ec2InstanceMetadata";
 /// A provider the caller supplied (through an `SdkConfig` or an SDK client).
 pub const PROVIDER_CONFIGURED: &str = "configured provider";
 
-/// How credentials are loaded and kept fresh. Defaults:
+/// How credentials are loaded and kept fresh, built with
+/// [`CredentialOptions::builder`]. Defaults (also
+/// `CredentialOptions::default()`):
 ///
 /// | option | default | |
 /// |---|---|---|
@@ -59,17 +61,17 @@ pub const PROVIDER_CONFIGURED: &str = "configured provider";
 pub struct CredentialOptions {
     /// Refresh credentials this long before they expire. Credentials that
     /// live shorter than twice this are refreshed at half their lifetime.
-    pub refresh_before_expiry: Duration,
+    pub(crate) refresh_before_expiry: Duration,
     /// Bound on one resolution through the credential chain.
-    pub load_timeout: Duration,
+    pub(crate) load_timeout: Duration,
     /// IMDS attempts per request (first included); connect timeouts retry.
-    pub imds_max_attempts: u32,
+    pub(crate) imds_max_attempts: u32,
     /// IMDS connect timeout, per attempt.
-    pub imds_connect_timeout: Duration,
+    pub(crate) imds_connect_timeout: Duration,
     /// IMDS read timeout, per attempt.
-    pub imds_read_timeout: Duration,
+    pub(crate) imds_read_timeout: Duration,
     /// Bound on one IMDS request, all attempts and backoff.
-    pub imds_deadline: Duration,
+    pub(crate) imds_deadline: Duration,
 }
 
 impl Default for CredentialOptions {
@@ -85,38 +87,88 @@ impl Default for CredentialOptions {
     }
 }
 
-impl CredentialOptions {
-    /// Sets how long before expiry credentials are refreshed.
-    pub fn with_refresh_before_expiry(mut self, d: Duration) -> Self {
-        self.refresh_before_expiry = d;
+/// Builds a [`CredentialOptions`]; see [`CredentialOptions::builder`].
+#[derive(Clone, Debug, Default)]
+pub struct CredentialOptionsBuilder(CredentialOptions);
+
+impl CredentialOptionsBuilder {
+    /// Refresh credentials this long before they expire (default 5 min).
+    pub fn refresh_before_expiry(mut self, d: Duration) -> Self {
+        self.0.refresh_before_expiry = d;
         self
     }
-    /// Sets the bound on one resolution through the chain.
-    pub fn with_load_timeout(mut self, d: Duration) -> Self {
-        self.load_timeout = d;
+    /// Bound on one resolution through the chain (default 5 s).
+    pub fn load_timeout(mut self, d: Duration) -> Self {
+        self.0.load_timeout = d;
         self
     }
-    /// Sets the IMDS attempts, connect and read timeouts, and deadline.
-    pub fn with_imds(
-        mut self,
-        max_attempts: u32,
-        connect: Duration,
-        read: Duration,
-        deadline: Duration,
-    ) -> Self {
-        self.imds_max_attempts = max_attempts;
-        self.imds_connect_timeout = connect;
-        self.imds_read_timeout = read;
-        self.imds_deadline = deadline;
+    /// IMDS attempts per request, first included (default 4).
+    pub fn imds_max_attempts(mut self, n: u32) -> Self {
+        self.0.imds_max_attempts = n;
+        self
+    }
+    /// IMDS connect timeout, per attempt (default 1 s).
+    pub fn imds_connect_timeout(mut self, d: Duration) -> Self {
+        self.0.imds_connect_timeout = d;
+        self
+    }
+    /// IMDS read timeout, per attempt (default 1 s).
+    pub fn imds_read_timeout(mut self, d: Duration) -> Self {
+        self.0.imds_read_timeout = d;
+        self
+    }
+    /// Bound on one IMDS request, all attempts and backoff (default 5 s).
+    pub fn imds_deadline(mut self, d: Duration) -> Self {
+        self.0.imds_deadline = d;
         self
     }
 
-    /// Checks that every option is usable.
+    /// Checks that every option is usable and returns the options.
     ///
     /// # Errors
     /// [`Error::Config`] for a zero timeout, zero IMDS attempts, or a
     /// duration over 24 hours.
-    pub fn validate(&self) -> Result<(), Error> {
+    pub fn build(self) -> Result<CredentialOptions, Error> {
+        self.0.validate()?;
+        Ok(self.0)
+    }
+}
+
+impl CredentialOptions {
+    /// A builder starting from the defaults.
+    pub fn builder() -> CredentialOptionsBuilder {
+        CredentialOptionsBuilder::default()
+    }
+
+    /// How long before expiry credentials are refreshed.
+    pub fn refresh_before_expiry(&self) -> Duration {
+        self.refresh_before_expiry
+    }
+    /// The bound on one resolution through the chain.
+    pub fn load_timeout(&self) -> Duration {
+        self.load_timeout
+    }
+    /// IMDS attempts per request, first included.
+    pub fn imds_max_attempts(&self) -> u32 {
+        self.imds_max_attempts
+    }
+    /// IMDS connect timeout, per attempt.
+    pub fn imds_connect_timeout(&self) -> Duration {
+        self.imds_connect_timeout
+    }
+    /// IMDS read timeout, per attempt.
+    pub fn imds_read_timeout(&self) -> Duration {
+        self.imds_read_timeout
+    }
+    /// Bound on one IMDS request, all attempts and backoff.
+    pub fn imds_deadline(&self) -> Duration {
+        self.imds_deadline
+    }
+
+    /// Checks that every option is usable (in
+    /// [`CredentialOptionsBuilder::build`], and again where a client takes
+    /// the options).
+    pub(crate) fn validate(&self) -> Result<(), Error> {
         const MAX: Duration = Duration::from_secs(24 * 60 * 60);
         let timeouts = [
             ("credentials load timeout", self.load_timeout),
@@ -177,14 +229,14 @@ mod tests {
     #[test]
     fn options_validate() {
         assert!(CredentialOptions::default().validate().is_ok());
-        assert!(CredentialOptions::default()
-            .with_load_timeout(Duration::ZERO)
-            .validate()
+        assert_eq!(
+            CredentialOptions::builder().build().unwrap(),
+            CredentialOptions::default()
+        );
+        assert!(CredentialOptions::builder()
+            .load_timeout(Duration::ZERO)
+            .build()
             .is_err());
-        let d = Duration::from_secs(1);
-        assert!(CredentialOptions::default()
-            .with_imds(0, d, d, d)
-            .validate()
-            .is_err());
+        assert!(CredentialOptions::builder().imds_max_attempts(0).build().is_err());
     }
 }
