@@ -117,11 +117,11 @@ fn worker(design: &str) {
 async fn design_client(design: &str, kms: &KmsClient, key: &str, table: &str) -> (Client, Option<KeyStore>) {
     match design {
         "kms-no-cache" => {
-            let keyring = KmsKeyring::new(kms.clone(), [key]).unwrap();
+            let keyring = KmsKeyring::builder(kms.clone(), [key]).build().unwrap();
             (Client::builder(keyring).config(config()).build().unwrap(), None)
         }
         "kms-data-key-cache" => {
-            let keyring = KmsKeyring::new(kms.clone(), [key]).unwrap();
+            let keyring = KmsKeyring::builder(kms.clone(), [key]).build().unwrap();
             let limits = CacheLimits::builder(CACHE_MAX_AGE)
                 .max_messages(CACHE_MAX_MESSAGES)
                 .build()

@@ -314,13 +314,22 @@ fn kms_asymmetric_clients(
         let (rsa_arn, rsa_pem) = moto::create_rsa_key("us-east-1", "RSA_2048").await;
         let public = RsaPublicKey::from_pem(&rsa_pem).unwrap();
         let padding = RsaPadding::OaepSha256;
-        let rsa_encrypt: Arc<dyn envseal::Keyring> =
-            Arc::new(KmsRsaKeyring::new(kms.clone(), &rsa_arn, padding, Some(public)).unwrap());
-        let rsa_decrypt: Arc<dyn envseal::Keyring> =
-            Arc::new(KmsRsaKeyring::new(kms.clone(), &rsa_arn, padding, None).unwrap());
+        let rsa_encrypt: Arc<dyn envseal::Keyring> = Arc::new(
+            KmsRsaKeyring::builder(kms.clone(), &rsa_arn, padding)
+                .public_key(public)
+                .build()
+                .unwrap(),
+        );
+        let rsa_decrypt: Arc<dyn envseal::Keyring> = Arc::new(
+            KmsRsaKeyring::builder(kms.clone(), &rsa_arn, padding)
+                .build()
+                .unwrap(),
+        );
         let ecdh_arn = moto::create_ecdh_key("us-east-1", "ECC_NIST_P256").await;
         let ecdh: Arc<dyn envseal::Keyring> = Arc::new(
-            KmsEcdhKeyring::static_keys(kms, &ecdh_arn, b_public)
+            KmsEcdhKeyring::builder(kms)
+                .static_keys(&ecdh_arn, b_public)
+                .build()
                 .await
                 .unwrap(),
         );
@@ -356,7 +365,7 @@ fn kms_records() {
     rt.block_on(async {
         let key = moto::create_key("us-east-1").await;
         let kms = moto::client("us-east-1", &moto::moto().url, KmsBounds::default()).await;
-        let client = Client::builder(KmsKeyring::new(kms.clone(), [&key]).unwrap())
+        let client = Client::builder(KmsKeyring::builder(kms.clone(), [&key]).build().unwrap())
             .config(config())
             .cache(
                 MaterialsCache::new(100).unwrap(),

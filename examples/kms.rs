@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .build()
             .await?;
         // 2. A keyring over it and a client around the keyring.
-        let client = Client::new(KmsKeyring::new(kms.clone(), [key_id.as_str()])?)?;
+        let client = Client::new(KmsKeyring::builder(kms.clone(), [key_id.as_str()]).build()?)?;
         let context = EncryptionContext::from([("tenant", "acme")]);
         // 3. GenerateDataKey on encrypt, Decrypt on decrypt: one call each.
         let message = client.encrypt(&context, b"a record").await?;

@@ -40,6 +40,10 @@ pub use materials::{
 pub use materials::{
     DiscoveryFilter, KmsDiscoveryKeyring, KmsEcdhKeyring, KmsKeyring, KmsRsaKeyring, KMS_RSA_PROVIDER_ID,
 };
+#[cfg(feature = "kms")]
+pub use materials::{
+    KmsDiscoveryKeyringBuilder, KmsEcdhKeyringBuilder, KmsKeyringBuilder, KmsRsaKeyringBuilder,
+};
 #[cfg(feature = "tokio")]
 pub use message::{AsyncDecryptReader, AsyncEncryptWriter};
 pub use message::{DecryptInfo, DecryptReader, Decrypted, EncryptWriter, Encryptor};

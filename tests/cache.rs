@@ -521,7 +521,7 @@ mod kms {
     async fn kms_calls_per_record_with_a_cache() {
         let key = create_key("us-east-1").await;
         let kms = moto::client("us-east-1", &moto().url, KmsBounds::default()).await;
-        let keyring = KmsKeyring::new(kms.clone(), [&key]).unwrap();
+        let keyring = KmsKeyring::builder(kms.clone(), [&key]).build().unwrap();
         let c = Client::builder(keyring)
             .config(records_config())
             .cache(

@@ -162,7 +162,7 @@ async fn child_encrypt_decrypt_loop() {
     assert!(in_child());
     let secs: u64 = env("ENVSEAL_RUN_SECS").parse().unwrap();
     let client = client_from_env(Duration::from_secs(5), CredentialOptions::default()).await;
-    let keyring = KmsKeyring::new(client.clone(), [KEY]).unwrap();
+    let keyring = KmsKeyring::builder(client.clone(), [KEY]).build().unwrap();
     let config = Config::default();
     let (mut ops, mut failures) = (0u64, 0u64);
     let end = Instant::now() + Duration::from_secs(secs);
@@ -256,7 +256,7 @@ async fn child_encrypt_once() {
     // The SDK's container provider has its own 5 s read timeout; the load
     // timeout and the deadline bound it here.
     let client = client_from_env(deadline, CredentialOptions::default()).await;
-    let keyring = KmsKeyring::new(client.clone(), [KEY]).unwrap();
+    let keyring = KmsKeyring::builder(client.clone(), [KEY]).build().unwrap();
     let start = Instant::now();
     let result = crate::common::async_client(&Config::default(), &keyring)
         .encrypt(&context(), b"one record")
@@ -340,7 +340,7 @@ async fn child_shadowing() {
     println!("RESULT shadowed={}", shadowed.join(","));
     for _ in 0..2 {
         let client = client_from_env(Duration::from_secs(3), CredentialOptions::default()).await;
-        let keyring = KmsKeyring::new(client.clone(), [KEY]).unwrap();
+        let keyring = KmsKeyring::builder(client.clone(), [KEY]).build().unwrap();
         let message = crate::common::async_client(&Config::default(), &keyring)
             .encrypt(&context(), b"x")
             .await

@@ -105,7 +105,8 @@ async fn reference_decrypts_envseal_kms_messages() {
     let aes = common::aes("app", "aes", &[3u8; 32]);
     let mut jobs = Vec::new();
     for (i, (suite, policy)) in SUITES.iter().enumerate() {
-        let kms: Arc<dyn Keyring> = Arc::new(KmsKeyring::new(client.clone(), [&k1, &k2]).unwrap());
+        let kms: Arc<dyn Keyring> =
+            Arc::new(KmsKeyring::builder(client.clone(), [&k1, &k2]).build().unwrap());
         let keyring = MultiKeyring::from_keyrings(vec![kms, aes.clone()]).unwrap();
         let plaintext = common::bytes(10_000 + i, i as u64);
         let msg = dir.path().join(format!("env-{i}.msg"));
@@ -164,15 +165,15 @@ async fn envseal_decrypts_reference_kms_messages() {
         let keyrings: Vec<(&str, Arc<dyn Keyring>)> = vec![
             (
                 "first key",
-                Arc::new(KmsKeyring::new(client.clone(), [&k1]).unwrap()),
+                Arc::new(KmsKeyring::builder(client.clone(), [&k1]).build().unwrap()),
             ),
             (
                 "second key",
-                Arc::new(KmsKeyring::new(client.clone(), [&k2]).unwrap()),
+                Arc::new(KmsKeyring::builder(client.clone(), [&k2]).build().unwrap()),
             ),
             (
                 "discovery",
-                Arc::new(KmsDiscoveryKeyring::new(client.clone()).unwrap()),
+                Arc::new(KmsDiscoveryKeyring::builder(client.clone()).build().unwrap()),
             ),
         ];
         for (label, keyring) in keyrings {
@@ -234,7 +235,10 @@ async fn kms_rsa_keyring_round_trips_and_interop() {
     ] {
         for backend in envseal::Backend::all() {
             let public = RsaPublicKey::from_pem_with(backend, &pem).unwrap();
-            let keyring = KmsRsaKeyring::new(client.clone(), &arn, padding, Some(public)).unwrap();
+            let keyring = KmsRsaKeyring::builder(client.clone(), &arn, padding)
+                .public_key(public)
+                .build()
+                .unwrap();
             let cfg = Config::builder()
                 .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
                 .backend(backend)
@@ -245,7 +249,9 @@ async fn kms_rsa_keyring_round_trips_and_interop() {
                 .await
                 .unwrap();
             // KMS (the server) unwraps it for envseal too.
-            let reader = KmsRsaKeyring::new(client.clone(), &arn, padding, None).unwrap();
+            let reader = KmsRsaKeyring::builder(client.clone(), &arn, padding)
+                .build()
+                .unwrap();
             let out = crate::common::async_client(&cfg, &reader)
                 .decrypt(&EncryptionContext::new(), &m)
                 .await
@@ -323,7 +329,9 @@ async fn kms_rsa_keyring_round_trips_and_interop() {
         (RsaPadding::OaepSha256, "oaep-sha256"),
     ] {
         let m = std::fs::read(d.join(format!("py-{name}.msg"))).unwrap();
-        let reader = KmsRsaKeyring::new(client.clone(), &arn, padding, None).unwrap();
+        let reader = KmsRsaKeyring::builder(client.clone(), &arn, padding)
+            .build()
+            .unwrap();
         let out = crate::common::async_client(&unsigned, &reader)
             .decrypt(&EncryptionContext::new(), &m)
             .await
@@ -335,7 +343,9 @@ async fn kms_rsa_keyring_round_trips_and_interop() {
         } else {
             RsaPadding::OaepSha1
         };
-        let wrong = KmsRsaKeyring::new(client.clone(), &arn, other, None).unwrap();
+        let wrong = KmsRsaKeyring::builder(client.clone(), &arn, other)
+            .build()
+            .unwrap();
         let err = crate::common::async_client(&unsigned, &wrong)
             .decrypt(&EncryptionContext::new(), &m)
             .await
@@ -345,8 +355,14 @@ async fn kms_rsa_keyring_round_trips_and_interop() {
             "{err}"
         );
     }
-    assert!(KmsRsaKeyring::new(client.clone(), "alias/x", RsaPadding::OaepSha1, None).is_err());
-    assert!(KmsRsaKeyring::new(client, &arn, RsaPadding::Pkcs1, None).is_err());
+    assert!(
+        KmsRsaKeyring::builder(client.clone(), "alias/x", RsaPadding::OaepSha1)
+            .build()
+            .is_err()
+    );
+    assert!(KmsRsaKeyring::builder(client, &arn, RsaPadding::Pkcs1)
+        .build()
+        .is_err());
 }
 
 // ---- the AWS KMS ECDH keyring (KMS DeriveSharedSecret on kms_server.py) ----
@@ -381,12 +397,16 @@ async fn kms_ecdh_keyring_interop_with_raw_ecdh_and_python() {
         let b_private = EcdhPrivateKey::from_pkcs8(curve, &std::fs::read(&b_priv).unwrap()).unwrap();
         let b_public = EcdhPublicKey::from_bytes(curve, &std::fs::read(&b_pub).unwrap()).unwrap();
         let kms_static = std::sync::Arc::new(
-            KmsEcdhKeyring::static_keys(client.clone(), &k, b_public.clone())
+            KmsEcdhKeyring::builder(client.clone())
+                .static_keys(&k, b_public.clone())
+                .build()
                 .await
                 .unwrap(),
         );
         let kms_discovery = std::sync::Arc::new(
-            KmsEcdhKeyring::discovery(client.clone(), curve, &k)
+            KmsEcdhKeyring::builder(client.clone())
+                .discovery(curve, &k)
+                .build()
                 .await
                 .unwrap(),
         );
@@ -516,7 +536,9 @@ async fn kms_ecdh_keyring_interop_with_raw_ecdh_and_python() {
     }
     // A KMS key that is not for key agreement is refused when the keyring is made.
     let symmetric = create_key("us-east-1").await;
-    let err = KmsEcdhKeyring::discovery(client, Curve::P256, &symmetric)
+    let err = KmsEcdhKeyring::builder(client)
+        .discovery(Curve::P256, &symmetric)
+        .build()
         .await
         .unwrap_err();
     assert!(matches!(err, envseal::Error::Kms(_)), "{err}");

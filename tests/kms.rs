@@ -50,7 +50,7 @@ fn kms_error(e: Error) -> envseal::kms::KmsError {
 async fn round_trip_with_one_key() {
     let key = create_key("us-east-1").await;
     let c = client("us-east-1").await;
-    let keyring = KmsKeyring::new(c.clone(), [key.as_str()]).unwrap();
+    let keyring = KmsKeyring::builder(c.clone(), [key.as_str()]).build().unwrap();
     let config = Config::default();
     let message = crate::common::async_client(&config, &keyring)
         .encrypt(&context(), b"one key")
@@ -75,7 +75,7 @@ async fn two_keys_and_decrypt_with_either_alone() {
     let k1 = create_key("us-east-1").await;
     let k2 = create_key("us-east-1").await;
     let c = client("us-east-1").await;
-    let both = KmsKeyring::new(c.clone(), [&k1, &k2]).unwrap();
+    let both = KmsKeyring::builder(c.clone(), [&k1, &k2]).build().unwrap();
     let config = Config::default();
     let message = crate::common::async_client(&config, &both)
         .encrypt(&context(), b"two keys")
@@ -86,7 +86,7 @@ async fn two_keys_and_decrypt_with_either_alone() {
 
     for (key, label) in [(&k2, "second"), (&k1, "first")] {
         let alone_client = client("us-east-1").await;
-        let alone = KmsKeyring::new(alone_client.clone(), [key]).unwrap();
+        let alone = KmsKeyring::builder(alone_client.clone(), [key]).build().unwrap();
         let out = crate::common::async_client(&config, &alone)
             .decrypt(&context(), &message)
             .await
@@ -98,7 +98,7 @@ async fn two_keys_and_decrypt_with_either_alone() {
 
     // With both configured, decrypt stops at the first success.
     let c2 = client("us-east-1").await;
-    let both2 = KmsKeyring::new(c2.clone(), [&k1, &k2]).unwrap();
+    let both2 = KmsKeyring::builder(c2.clone(), [&k1, &k2]).build().unwrap();
     crate::common::async_client(&config, &both2)
         .decrypt(&context(), &message)
         .await
@@ -108,7 +108,7 @@ async fn two_keys_and_decrypt_with_either_alone() {
     // A key that wrapped nothing in the message matches nothing: no call.
     let k3 = create_key("us-east-1").await;
     let c3 = client("us-east-1").await;
-    let other = KmsKeyring::new(c3.clone(), [&k3]).unwrap();
+    let other = KmsKeyring::builder(c3.clone(), [&k3]).build().unwrap();
     let err = crate::common::async_client(&config, &other)
         .decrypt(&context(), &message)
         .await
@@ -122,14 +122,18 @@ async fn discovery_decrypts_and_filters_before_any_call() {
     let key = create_key("us-east-1").await;
     let config = Config::default();
     let message = {
-        let keyring = KmsKeyring::new(client("us-east-1").await, [&key]).unwrap();
+        let keyring = KmsKeyring::builder(client("us-east-1").await, [&key])
+            .build()
+            .unwrap();
         crate::common::async_client(&config, &keyring)
             .encrypt(&context(), b"discover me")
             .await
             .unwrap()
     };
 
-    let open = KmsDiscoveryKeyring::new(client("us-east-1").await).unwrap();
+    let open = KmsDiscoveryKeyring::builder(client("us-east-1").await)
+        .build()
+        .unwrap();
     let out = crate::common::async_client(&config, &open)
         .decrypt(&context(), &message)
         .await
@@ -137,9 +141,10 @@ async fn discovery_decrypts_and_filters_before_any_call() {
     assert_eq!(*out.plaintext, b"discover me");
 
     let mine = DiscoveryFilter::new("aws", [ACCOUNT]).unwrap();
-    let filtered = KmsDiscoveryKeyring::new(client("us-east-1").await)
-        .unwrap()
-        .with_filter(mine);
+    let filtered = KmsDiscoveryKeyring::builder(client("us-east-1").await)
+        .filter(mine)
+        .build()
+        .unwrap();
     let out = crate::common::async_client(&config, &filtered)
         .decrypt(&context(), &message)
         .await
@@ -153,9 +158,10 @@ async fn discovery_decrypts_and_filters_before_any_call() {
     ];
     for filter in excluded {
         let c = client("us-east-1").await;
-        let keyring = KmsDiscoveryKeyring::new(c.clone())
-            .unwrap()
-            .with_filter(filter.clone());
+        let keyring = KmsDiscoveryKeyring::builder(c.clone())
+            .filter(filter.clone())
+            .build()
+            .unwrap();
         let err = crate::common::async_client(&config, &keyring)
             .decrypt(&context(), &message)
             .await
@@ -170,7 +176,7 @@ async fn discovery_decrypts_and_filters_before_any_call() {
 
     // A single-Region key of another region is skipped without a call.
     let c = client("us-west-2").await;
-    let west = KmsDiscoveryKeyring::new(c.clone()).unwrap();
+    let west = KmsDiscoveryKeyring::builder(c.clone()).build().unwrap();
     let err = crate::common::async_client(&config, &west)
         .decrypt(&context(), &message)
         .await
@@ -189,7 +195,7 @@ async fn discovery_decrypts_and_filters_before_any_call() {
 async fn wrong_encryption_context_fails_at_kms() {
     let key = create_key("us-east-1").await;
     let c = client("us-east-1").await;
-    let keyring = KmsKeyring::new(c.clone(), [&key]).unwrap();
+    let keyring = KmsKeyring::builder(c.clone(), [&key]).build().unwrap();
     let config = Config::default();
     let mut message = crate::common::async_client(&config, &keyring)
         .encrypt(&context(), b"bound")
@@ -215,7 +221,7 @@ async fn kms_and_raw_aes_in_one_message() {
 
     // KMS generates, raw AES wraps too.
     let c = client("us-east-1").await;
-    let kms: Arc<dyn Keyring> = Arc::new(KmsKeyring::new(c.clone(), [&key]).unwrap());
+    let kms: Arc<dyn Keyring> = Arc::new(KmsKeyring::builder(c.clone(), [&key]).build().unwrap());
     let multi = MultiKeyring::from_keyrings(vec![kms.clone(), aes.clone()]).unwrap();
     let message = crate::common::async_client(&config, &multi)
         .encrypt(&context(), b"mixed")
@@ -235,7 +241,7 @@ async fn kms_and_raw_aes_in_one_message() {
 
     // Raw AES generates, KMS wraps the existing data key with Encrypt.
     let c2 = client("us-east-1").await;
-    let kms2: Arc<dyn Keyring> = Arc::new(KmsKeyring::new(c2.clone(), [&key]).unwrap());
+    let kms2: Arc<dyn Keyring> = Arc::new(KmsKeyring::builder(c2.clone(), [&key]).build().unwrap());
     let multi = MultiKeyring::from_keyrings(vec![aes.clone(), kms2.clone()]).unwrap();
     let message = crate::common::async_client(&config, &multi)
         .encrypt(&context(), b"mixed 2")
@@ -254,7 +260,7 @@ async fn kms_and_raw_aes_in_one_message() {
 async fn n_encrypts_make_n_generate_data_key_calls() {
     let key = create_key("us-east-1").await;
     let c = client("us-east-1").await;
-    let keyring = KmsKeyring::new(c.clone(), [&key]).unwrap();
+    let keyring = KmsKeyring::builder(c.clone(), [&key]).build().unwrap();
     let config = Config::builder()
         .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
         .build()
@@ -277,7 +283,9 @@ async fn n_encrypts_make_n_generate_data_key_calls() {
 async fn hostile_message_causes_at_most_max_edk_calls() {
     let k1 = create_key("us-east-1").await;
     let k2 = create_key("us-east-1").await;
-    let keyring = KmsKeyring::new(client("us-east-1").await, [&k1, &k2]).unwrap();
+    let keyring = KmsKeyring::builder(client("us-east-1").await, [&k1, &k2])
+        .build()
+        .unwrap();
     let mut message = crate::common::async_client(&Config::default(), &keyring)
         .encrypt(&context(), b"x")
         .await
@@ -287,7 +295,7 @@ async fn hostile_message_causes_at_most_max_edk_calls() {
     // Every matching EDK is tried once: two EDKs, two failing calls, both
     // failures in the error (Error::Keyrings, in order).
     let c = client("us-east-1").await;
-    let both = KmsKeyring::new(c.clone(), [&k1, &k2]).unwrap();
+    let both = KmsKeyring::builder(c.clone(), [&k1, &k2]).build().unwrap();
     let err = crate::common::async_client(&Config::default(), &both)
         .decrypt(&tampered, &message)
         .await
@@ -311,7 +319,7 @@ async fn hostile_message_causes_at_most_max_edk_calls() {
 
     // With max_encrypted_data_keys = 1 the message is refused before any call.
     let c = client("us-east-1").await;
-    let both = KmsKeyring::new(c.clone(), [&k1, &k2]).unwrap();
+    let both = KmsKeyring::builder(c.clone(), [&k1, &k2]).build().unwrap();
     let limited = Config::builder().max_encrypted_data_keys(1).build().unwrap();
     let err = crate::common::async_client(&limited, &both)
         .decrypt(&tampered, &message)
@@ -326,9 +334,10 @@ async fn grant_tokens_reach_kms() {
     let key = create_key("us-east-1").await;
     let proxy = FaultServer::start(Some(moto().url.clone()), vec![Action::Proxy]);
     let c = moto::client("us-east-1", &proxy.url, KmsBounds::default()).await;
-    let keyring = KmsKeyring::new(c, [&key])
-        .unwrap()
-        .with_grant_tokens(["grant-token-1"]);
+    let keyring = KmsKeyring::builder(c, [&key])
+        .grant_tokens(["grant-token-1"])
+        .build()
+        .unwrap();
     let message = crate::common::async_client(&Config::default(), &keyring)
         .encrypt(&context(), b"gt")
         .await
@@ -348,12 +357,22 @@ async fn grant_tokens_reach_kms() {
 #[tokio::test]
 async fn keyring_configuration_is_checked() {
     let c = client("us-east-1").await;
-    assert!(KmsKeyring::new(c.clone(), Vec::<String>::new()).is_err());
-    assert!(KmsKeyring::new(c.clone(), ["arn:aws:kms:us-east-1:1:grant/x"]).is_err());
+    assert!(KmsKeyring::builder(c.clone(), Vec::<String>::new())
+        .build()
+        .is_err());
+    assert!(
+        KmsKeyring::builder(c.clone(), ["arn:aws:kms:us-east-1:1:grant/x"])
+            .build()
+            .is_err()
+    );
     let mrk = "arn:aws:kms:us-east-1:111122223333:key/mrk-1234";
     let replica = "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234";
-    let err = KmsKeyring::new(c.clone(), [mrk, replica]).unwrap_err();
+    let err = KmsKeyring::builder(c.clone(), [mrk, replica])
+        .build()
+        .unwrap_err();
     assert!(err.to_string().contains("multi-Region"), "{err}");
-    assert!(KmsKeyring::new(c.clone(), ["alias/app", "mrk-1", "1234abcd"]).is_ok());
+    assert!(KmsKeyring::builder(c.clone(), ["alias/app", "mrk-1", "1234abcd"])
+        .build()
+        .is_ok());
     assert!(DiscoveryFilter::new("aws", Vec::<String>::new()).is_err());
 }

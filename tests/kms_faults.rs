@@ -43,7 +43,7 @@ async fn encrypt_via(
     bounds: KmsBounds,
 ) -> (Result<Vec<u8>, Error>, Duration, envseal::kms::KmsStats) {
     let client = moto::client("us-east-1", endpoint, bounds).await;
-    let keyring = KmsKeyring::new(client.clone(), [key]).unwrap();
+    let keyring = KmsKeyring::builder(client.clone(), [key]).build().unwrap();
     let start = Instant::now();
     let result = crate::common::async_client(&Config::default(), &keyring)
         .encrypt(&context(), b"payload")
@@ -317,7 +317,7 @@ async fn one_deadline_covers_all_calls_of_a_keyring_operation() {
         .build()
         .unwrap();
     let client = moto::client("us-east-1", &server.url, b.clone()).await;
-    let keyring = KmsKeyring::new(client.clone(), [&k1, &k2]).unwrap();
+    let keyring = KmsKeyring::builder(client.clone(), [&k1, &k2]).build().unwrap();
     let start = Instant::now();
     let err = crate::common::async_client(&Config::default(), &keyring)
         .encrypt(&context(), b"x")
@@ -336,7 +336,7 @@ async fn one_deadline_covers_all_calls_of_a_keyring_operation() {
     let server = FaultServer::start(None, vec![Action::Hang]);
     let b = one_try.deadline(Duration::from_millis(300)).build().unwrap();
     let client = moto::client("us-east-1", &server.url, b.clone()).await;
-    let keyring = KmsKeyring::new(client.clone(), [KEY]).unwrap();
+    let keyring = KmsKeyring::builder(client.clone(), [KEY]).build().unwrap();
     // Decrypt tries matching EDKs in turn; a deadline error stops the loop.
     let aes = common::aes("app", "k", &[1u8; 32]);
     let both = envseal::MultiKeyring::from_keyrings(vec![
@@ -387,7 +387,7 @@ async fn bounds_apply_to_a_caller_built_sdk_client() {
         let sdk = aws_sdk_kms::Client::new(&moto::sdk_config("us-east-1", &server.url));
         let b = bounds().max_attempts(2).build().unwrap();
         let client = KmsClient::from_sdk_client(sdk, b.clone()).unwrap();
-        let keyring = KmsKeyring::new(client, [KEY]).unwrap();
+        let keyring = KmsKeyring::builder(client, [KEY]).build().unwrap();
         let start = Instant::now();
         let result = crate::common::async_client(&Config::default(), &keyring)
             .encrypt(&context(), b"x")

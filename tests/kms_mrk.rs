@@ -33,7 +33,9 @@ fn context() -> EncryptionContext {
 async fn mrk_replica_decrypts_in_another_region() {
     let fake = FakeKms::start();
     let config = Config::default();
-    let east = KmsKeyring::new(client(&fake, "us-east-1").await, [MRK_EAST]).unwrap();
+    let east = KmsKeyring::builder(client(&fake, "us-east-1").await, [MRK_EAST])
+        .build()
+        .unwrap();
     let message = crate::common::async_client(&config, &east)
         .encrypt(&context(), b"replicated")
         .await
@@ -42,7 +44,9 @@ async fn mrk_replica_decrypts_in_another_region() {
     // Strict keyring configured with the replica's ARN: it matches the
     // stored us-east-1 ARN and calls Decrypt with its own, in eu-west-1.
     let west_client = client(&fake, "eu-west-1").await;
-    let west = KmsKeyring::new(west_client.clone(), [MRK_WEST]).unwrap();
+    let west = KmsKeyring::builder(west_client.clone(), [MRK_WEST])
+        .build()
+        .unwrap();
     let out = crate::common::async_client(&config, &west)
         .decrypt(&context(), &message)
         .await
@@ -51,7 +55,9 @@ async fn mrk_replica_decrypts_in_another_region() {
     assert_eq!(west_client.stats().decrypt_calls, 1);
 
     // Discovery in eu-west-1 rewrites the stored ARN's region to its own.
-    let discovery = KmsDiscoveryKeyring::new(client(&fake, "eu-west-1").await).unwrap();
+    let discovery = KmsDiscoveryKeyring::builder(client(&fake, "eu-west-1").await)
+        .build()
+        .unwrap();
     let out = crate::common::async_client(&config, &discovery)
         .decrypt(&context(), &message)
         .await
@@ -74,20 +80,22 @@ async fn mrk_replica_decrypts_in_another_region() {
 async fn single_region_key_never_matches_across_regions() {
     let fake = FakeKms::start();
     let config = Config::default();
-    let east = KmsKeyring::new(client(&fake, "us-east-1").await, [SRK_EAST]).unwrap();
+    let east = KmsKeyring::builder(client(&fake, "us-east-1").await, [SRK_EAST])
+        .build()
+        .unwrap();
     let message = crate::common::async_client(&config, &east)
         .encrypt(&context(), b"local")
         .await
         .unwrap();
 
     let c = client(&fake, "eu-west-1").await;
-    let strict = KmsKeyring::new(c.clone(), [SRK_WEST]).unwrap();
+    let strict = KmsKeyring::builder(c.clone(), [SRK_WEST]).build().unwrap();
     let err = crate::common::async_client(&config, &strict)
         .decrypt(&context(), &message)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NoMatchingKey { edks: 1 }), "{err:?}");
-    let discovery = KmsDiscoveryKeyring::new(c.clone()).unwrap();
+    let discovery = KmsDiscoveryKeyring::builder(c.clone()).build().unwrap();
     let err = crate::common::async_client(&config, &discovery)
         .decrypt(&context(), &message)
         .await
@@ -107,7 +115,9 @@ async fn single_region_key_never_matches_across_regions() {
 #[tokio::test]
 async fn two_replicas_of_one_mrk_in_one_keyring_are_refused() {
     let fake = FakeKms::start();
-    let err = KmsKeyring::new(client(&fake, "us-east-1").await, [MRK_EAST, MRK_WEST]).unwrap_err();
+    let err = KmsKeyring::builder(client(&fake, "us-east-1").await, [MRK_EAST, MRK_WEST])
+        .build()
+        .unwrap_err();
     assert!(
         err.to_string().contains(MRK_EAST) && err.to_string().contains(MRK_WEST),
         "{err}"
@@ -119,12 +129,14 @@ async fn bad_kms_responses_are_refused() {
     let fake = FakeKms::start();
     let config = Config::default();
     let c = client(&fake, "us-east-1").await;
-    let keyring = KmsKeyring::new(c.clone(), [SRK_EAST]).unwrap();
+    let keyring = KmsKeyring::builder(c.clone(), [SRK_EAST]).build().unwrap();
     let good = crate::common::async_client(&config, &keyring)
         .encrypt(&context(), b"ok")
         .await
         .unwrap();
-    let two = KmsKeyring::new(c.clone(), [SRK_EAST, MRK_EAST]).unwrap();
+    let two = KmsKeyring::builder(c.clone(), [SRK_EAST, MRK_EAST])
+        .build()
+        .unwrap();
 
     let cases = [
         (Quirk::ShortKey, KmsOperation::GenerateDataKey, "bytes"),
@@ -195,9 +207,9 @@ async fn aws_kms_edks_without_a_key_arn_fail_before_any_call() {
             .unwrap();
         let c = client(&fake, "us-east-1").await;
         for keyring in [
-            std::sync::Arc::new(KmsKeyring::new(c.clone(), [SRK_EAST]).unwrap())
+            std::sync::Arc::new(KmsKeyring::builder(c.clone(), [SRK_EAST]).build().unwrap())
                 as std::sync::Arc<dyn envseal::Keyring>,
-            std::sync::Arc::new(KmsDiscoveryKeyring::new(c.clone()).unwrap()),
+            std::sync::Arc::new(KmsDiscoveryKeyring::builder(c.clone()).build().unwrap()),
         ] {
             let result = crate::common::async_client(&config, keyring.clone())
                 .decrypt(&context(), &message)
@@ -231,7 +243,10 @@ async fn kms_rsa_keyring_checks_the_decrypt_response() {
     let client = client(&fake, "us-east-1").await;
     let pem = std::fs::read_to_string(common::data_path("rsa-4096-public.pem")).unwrap();
     let public = RsaPublicKey::from_pem(&pem).unwrap();
-    let keyring = KmsRsaKeyring::new(client, SRK_EAST, RsaPadding::OaepSha256, Some(public)).unwrap();
+    let keyring = KmsRsaKeyring::builder(client, SRK_EAST, RsaPadding::OaepSha256)
+        .public_key(public)
+        .build()
+        .unwrap();
     let config = Config::builder()
         .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
         .build()

@@ -83,7 +83,7 @@ fn attempts_are_traced_with_status_and_outcome() {
         .unwrap();
     rt.block_on(async {
         let client = moto::client("us-east-1", &server.url, bounds()).await;
-        let keyring = KmsKeyring::new(client, [KEY]).unwrap();
+        let keyring = KmsKeyring::builder(client, [KEY]).build().unwrap();
         let err = crate::common::async_client(&Config::default(), &keyring)
             .encrypt(&context(), b"x")
             .await
@@ -125,7 +125,7 @@ fn data_keys_never_reach_the_logs() {
         .unwrap();
     rt.block_on(async {
         let client = moto::client("us-east-1", &fake.url, bounds()).await;
-        let keyring = KmsKeyring::new(client, [KEY]).unwrap();
+        let keyring = KmsKeyring::builder(client, [KEY]).build().unwrap();
         let message = crate::common::async_client(&Config::default(), &keyring)
             .encrypt(&context(), b"x")
             .await

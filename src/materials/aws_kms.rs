@@ -156,19 +156,46 @@ pub struct KmsKeyring {
     grant_tokens: Vec<String>,
 }
 
-impl KmsKeyring {
-    /// A keyring over `key_ids` (the first generates).
+/// Builds a [`KmsKeyring`]; see [`KmsKeyring::builder`].
+pub struct KmsKeyringBuilder {
+    client: KmsClient,
+    key_ids: Vec<String>,
+    grant_tokens: Vec<String>,
+}
+
+// Grant tokens are bearer credentials for a grant: counted, never shown.
+impl std::fmt::Debug for KmsKeyringBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsKeyringBuilder")
+            .field("key_ids", &self.key_ids)
+            .field("grant_tokens", &self.grant_tokens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KmsKeyringBuilder {
+    /// Grant tokens sent with every call (default: none).
+    pub fn grant_tokens<I, S>(mut self, tokens: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.grant_tokens = tokens.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Checks the key identifiers and builds the keyring.
     ///
     /// # Errors
     /// [`Error::Config`] when there is no key, an identifier is invalid, or
     /// two identifiers are replicas of the same multi-Region key (ambiguous:
     /// the spec requires the caller to pick one region).
-    pub fn new<I, S>(client: KmsClient, key_ids: I) -> Result<Self>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let key_ids: Vec<String> = key_ids.into_iter().map(Into::into).collect();
+    pub fn build(self) -> Result<KmsKeyring> {
+        let KmsKeyringBuilder {
+            client,
+            key_ids,
+            grant_tokens,
+        } = self;
         if key_ids.is_empty() {
             return Err(Error::config(
                 "KMS key ids",
@@ -191,18 +218,23 @@ impl KmsKeyring {
         Ok(KmsKeyring {
             client,
             key_ids,
-            grant_tokens: Vec::new(),
+            grant_tokens,
         })
     }
+}
 
-    /// Grant tokens sent with every call.
-    pub fn with_grant_tokens<I, S>(mut self, tokens: I) -> Self
+impl KmsKeyring {
+    /// A builder over `key_ids` (the first generates).
+    pub fn builder<I, S>(client: KmsClient, key_ids: I) -> KmsKeyringBuilder
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.grant_tokens = tokens.into_iter().map(Into::into).collect();
-        self
+        KmsKeyringBuilder {
+            client,
+            key_ids: key_ids.into_iter().map(Into::into).collect(),
+            grant_tokens: Vec::new(),
+        }
     }
 
     /// The configured key identifiers, generator first.
@@ -349,38 +381,68 @@ pub struct KmsDiscoveryKeyring {
     grant_tokens: Vec<String>,
 }
 
-impl KmsDiscoveryKeyring {
-    /// A discovery keyring in the client's region.
-    ///
-    /// # Errors
-    /// [`Error::Config`] when the client has no region.
-    pub fn new(client: KmsClient) -> Result<Self> {
-        let region = client
-            .region()
-            .ok_or_else(|| Error::config("region", "a KMS discovery keyring needs a client region"))?
-            .to_owned();
-        Ok(KmsDiscoveryKeyring {
-            client,
-            region,
-            filter: None,
-            grant_tokens: Vec::new(),
-        })
-    }
+/// Builds a [`KmsDiscoveryKeyring`]; see [`KmsDiscoveryKeyring::builder`].
+pub struct KmsDiscoveryKeyringBuilder {
+    client: KmsClient,
+    filter: Option<DiscoveryFilter>,
+    grant_tokens: Vec<String>,
+}
 
-    /// Only keys in this partition and these accounts (strongly advised).
-    pub fn with_filter(mut self, filter: DiscoveryFilter) -> Self {
+// Grant tokens are bearer credentials for a grant: counted, never shown.
+impl std::fmt::Debug for KmsDiscoveryKeyringBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsDiscoveryKeyringBuilder")
+            .field("filter", &self.filter)
+            .field("grant_tokens", &self.grant_tokens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KmsDiscoveryKeyringBuilder {
+    /// Only keys in this partition and these accounts (default: any;
+    /// a filter is strongly advised).
+    pub fn filter(mut self, filter: DiscoveryFilter) -> Self {
         self.filter = Some(filter);
         self
     }
 
-    /// Grant tokens sent with every call.
-    pub fn with_grant_tokens<I, S>(mut self, tokens: I) -> Self
+    /// Grant tokens sent with every call (default: none).
+    pub fn grant_tokens<I, S>(mut self, tokens: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
         self.grant_tokens = tokens.into_iter().map(Into::into).collect();
         self
+    }
+
+    /// Builds the keyring, in the client's region.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the client has no region.
+    pub fn build(self) -> Result<KmsDiscoveryKeyring> {
+        let region = self
+            .client
+            .region()
+            .ok_or_else(|| Error::config("region", "a KMS discovery keyring needs a client region"))?
+            .to_owned();
+        Ok(KmsDiscoveryKeyring {
+            client: self.client,
+            region,
+            filter: self.filter,
+            grant_tokens: self.grant_tokens,
+        })
+    }
+}
+
+impl KmsDiscoveryKeyring {
+    /// A builder over `client` (whose region the keyring uses).
+    pub fn builder(client: KmsClient) -> KmsDiscoveryKeyringBuilder {
+        KmsDiscoveryKeyringBuilder {
+            client,
+            filter: None,
+            grant_tokens: Vec::new(),
+        }
     }
 
     /// The client (for its counters).

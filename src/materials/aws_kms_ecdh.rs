@@ -93,61 +93,124 @@ async fn kms_public_key(client: &KmsClient, arn: &str, curve: Curve) -> Result<E
     EcdhPublicKey::from_bytes(curve, &out.der).map_err(|e| invalid(format!("its public key: {e}")))
 }
 
-impl KmsEcdhKeyring {
-    /// The KMS key `sender_kms_arn` to `recipient`'s public key: encrypts,
-    /// and decrypts messages between the two in either direction. Calls
-    /// KMS `GetPublicKey` once.
-    ///
-    /// # Errors
-    /// [`Error::Config`] for a bad ARN or keys on different curves;
-    /// [`Error::Kms`] when `GetPublicKey` fails or its answer does not fit.
-    pub async fn static_keys(
-        client: KmsClient,
-        sender_kms_arn: impl Into<String>,
+/// Which ECDH scheme a [`KmsEcdhKeyringBuilder`] was given.
+enum SchemeChoice {
+    Static {
+        sender_arn: String,
         recipient: EcdhPublicKey,
-    ) -> Result<Self> {
-        let sender_arn = sender_kms_arn.into();
-        let curve = recipient.curve();
-        let sender_public = kms_public_key(&client, &sender_arn, curve).await?;
-        Ok(KmsEcdhKeyring {
-            client,
-            curve,
-            scheme: Scheme::Static {
-                sender_arn,
-                sender_public,
-                recipient,
-            },
-            grant_tokens: Vec::new(),
-        })
+    },
+    Discovery {
+        curve: Curve,
+        recipient_arn: String,
+    },
+}
+
+/// Builds a [`KmsEcdhKeyring`]; see [`KmsEcdhKeyring::builder`].
+pub struct KmsEcdhKeyringBuilder {
+    client: KmsClient,
+    scheme: Option<SchemeChoice>,
+    grant_tokens: Vec<String>,
+}
+
+// Grant tokens are bearer credentials for a grant: counted, never shown.
+impl std::fmt::Debug for KmsEcdhKeyringBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = match &self.scheme {
+            Some(SchemeChoice::Static { sender_arn, .. }) => Some(format!("static from {sender_arn}")),
+            Some(SchemeChoice::Discovery { recipient_arn, .. }) => {
+                Some(format!("discovery to {recipient_arn}"))
+            }
+            None => None,
+        };
+        f.debug_struct("KmsEcdhKeyringBuilder")
+            .field("scheme", &scheme)
+            .field("grant_tokens", &self.grant_tokens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KmsEcdhKeyringBuilder {
+    /// The KMS key `sender_kms_arn` to `recipient`'s public key: encrypts,
+    /// and decrypts messages between the two in either direction.
+    pub fn static_keys(mut self, sender_kms_arn: impl Into<String>, recipient: EcdhPublicKey) -> Self {
+        self.scheme = Some(SchemeChoice::Static {
+            sender_arn: sender_kms_arn.into(),
+            recipient,
+        });
+        self
     }
 
     /// Decrypts what any sender sent to the KMS key `recipient_kms_arn`'s
-    /// public key on `curve` (raw or KMS ECDH). Calls `GetPublicKey` once.
+    /// public key on `curve` (raw or KMS ECDH).
+    pub fn discovery(mut self, curve: Curve, recipient_kms_arn: impl Into<String>) -> Self {
+        self.scheme = Some(SchemeChoice::Discovery {
+            curve,
+            recipient_arn: recipient_kms_arn.into(),
+        });
+        self
+    }
+
+    /// Grant tokens for the `DeriveSharedSecret` calls (default: none).
+    pub fn grant_tokens(mut self, tokens: impl IntoIterator<Item = String>) -> Self {
+        self.grant_tokens = tokens.into_iter().collect();
+        self
+    }
+
+    /// Builds the keyring: calls KMS `GetPublicKey` once for the KMS key.
     ///
     /// # Errors
-    /// As [`Self::static_keys`].
-    pub async fn discovery(
-        client: KmsClient,
-        curve: Curve,
-        recipient_kms_arn: impl Into<String>,
-    ) -> Result<Self> {
-        let recipient_arn = recipient_kms_arn.into();
-        let recipient_public = kms_public_key(&client, &recipient_arn, curve).await?;
+    /// [`Error::Config`] without a scheme ([`Self::static_keys`] or
+    /// [`Self::discovery`]), for a bad ARN or keys on different curves;
+    /// [`Error::Kms`] when `GetPublicKey` fails or its answer does not fit.
+    pub async fn build(self) -> Result<KmsEcdhKeyring> {
+        let client = self.client;
+        let (curve, scheme) =
+            match self.scheme {
+                Some(SchemeChoice::Static {
+                    sender_arn,
+                    recipient,
+                }) => {
+                    let curve = recipient.curve();
+                    let sender_public = kms_public_key(&client, &sender_arn, curve).await?;
+                    let scheme = Scheme::Static {
+                        sender_arn,
+                        sender_public,
+                        recipient,
+                    };
+                    (curve, scheme)
+                }
+                Some(SchemeChoice::Discovery { curve, recipient_arn }) => {
+                    let recipient_public = kms_public_key(&client, &recipient_arn, curve).await?;
+                    let scheme = Scheme::Discovery {
+                        recipient_arn,
+                        recipient_public,
+                    };
+                    (curve, scheme)
+                }
+                None => return Err(Error::config(
+                    "KMS ECDH scheme",
+                    "give static keys (a sender KMS key and a recipient) or a discovery recipient KMS key",
+                )),
+            };
         Ok(KmsEcdhKeyring {
             client,
             curve,
-            scheme: Scheme::Discovery {
-                recipient_arn,
-                recipient_public,
-            },
-            grant_tokens: Vec::new(),
+            scheme,
+            grant_tokens: self.grant_tokens,
         })
     }
+}
 
-    /// Grant tokens for the `DeriveSharedSecret` calls.
-    pub fn with_grant_tokens(mut self, tokens: impl IntoIterator<Item = String>) -> Self {
-        self.grant_tokens = tokens.into_iter().collect();
-        self
+impl KmsEcdhKeyring {
+    /// A builder over `client`; choose the scheme with
+    /// [`KmsEcdhKeyringBuilder::static_keys`] or
+    /// [`KmsEcdhKeyringBuilder::discovery`].
+    pub fn builder(client: KmsClient) -> KmsEcdhKeyringBuilder {
+        KmsEcdhKeyringBuilder {
+            client,
+            scheme: None,
+            grant_tokens: Vec::new(),
+        }
     }
 
     /// The KMS key's public key (the sender's, or the discovery recipient's).

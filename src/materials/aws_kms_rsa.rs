@@ -48,22 +48,54 @@ impl std::fmt::Debug for KmsRsaKeyring {
     }
 }
 
-impl KmsRsaKeyring {
-    /// A keyring for the KMS RSA key `key_arn` with `padding`
-    /// ([`RsaPadding::OaepSha1`] or [`RsaPadding::OaepSha256`]). Encrypting
-    /// needs the key's `public_key` (from KMS `GetPublicKey`, as PEM);
-    /// without it the keyring only decrypts.
+/// Builds a [`KmsRsaKeyring`]; see [`KmsRsaKeyring::builder`].
+pub struct KmsRsaKeyringBuilder {
+    client: KmsClient,
+    key_arn: String,
+    padding: RsaPadding,
+    public_key: Option<RsaPublicKey>,
+    grant_tokens: Vec<String>,
+}
+
+// Grant tokens are bearer credentials for a grant: counted, never shown.
+impl std::fmt::Debug for KmsRsaKeyringBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsRsaKeyringBuilder")
+            .field("key_arn", &self.key_arn)
+            .field("padding", &self.padding)
+            .field("public_key", &self.public_key.is_some())
+            .field("grant_tokens", &self.grant_tokens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KmsRsaKeyringBuilder {
+    /// The KMS key's public key (from KMS `GetPublicKey`, as PEM), needed
+    /// to encrypt (default: none, the keyring only decrypts).
+    pub fn public_key(mut self, key: RsaPublicKey) -> Self {
+        self.public_key = Some(key);
+        self
+    }
+
+    /// Grant tokens for the `Decrypt` calls (default: none).
+    pub fn grant_tokens(mut self, tokens: impl IntoIterator<Item = String>) -> Self {
+        self.grant_tokens = tokens.into_iter().collect();
+        self
+    }
+
+    /// Checks the key and padding and builds the keyring.
     ///
     /// # Errors
-    /// [`Error::Config`] when `key_arn` is not a key ARN or the padding is
+    /// [`Error::Config`] when the key is not a key ARN or the padding is
     /// not one KMS offers.
-    pub fn new(
-        client: KmsClient,
-        key_arn: impl Into<String>,
-        padding: RsaPadding,
-        public_key: Option<RsaPublicKey>,
-    ) -> Result<Self> {
-        let key_arn = key_arn.into();
+    pub fn build(self) -> Result<KmsRsaKeyring> {
+        let KmsRsaKeyringBuilder {
+            client,
+            key_arn,
+            padding,
+            public_key,
+            grant_tokens,
+        } = self;
         match key_arn.parse::<KmsArn>() {
             Ok(arn) if arn.resource_type() == "key" => {}
             _ => {
@@ -84,14 +116,27 @@ impl KmsRsaKeyring {
             key_arn,
             padding,
             public_key,
-            grant_tokens: Vec::new(),
+            grant_tokens,
         })
     }
+}
 
-    /// Grant tokens for the `Decrypt` calls.
-    pub fn with_grant_tokens(mut self, tokens: impl IntoIterator<Item = String>) -> Self {
-        self.grant_tokens = tokens.into_iter().collect();
-        self
+impl KmsRsaKeyring {
+    /// A builder for the KMS RSA key `key_arn` with `padding`
+    /// ([`RsaPadding::OaepSha1`] or [`RsaPadding::OaepSha256`]). Encrypting
+    /// needs the key's public key ([`KmsRsaKeyringBuilder::public_key`]).
+    pub fn builder(
+        client: KmsClient,
+        key_arn: impl Into<String>,
+        padding: RsaPadding,
+    ) -> KmsRsaKeyringBuilder {
+        KmsRsaKeyringBuilder {
+            client,
+            key_arn: key_arn.into(),
+            padding,
+            public_key: None,
+            grant_tokens: Vec::new(),
+        }
     }
 
     fn algorithm(&self) -> &'static str {

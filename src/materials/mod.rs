@@ -33,9 +33,11 @@ mod sweep;
 #[cfg(feature = "kms")]
 pub use aws_kms::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
 #[cfg(feature = "kms")]
-pub use aws_kms_ecdh::KmsEcdhKeyring;
+pub use aws_kms::{KmsDiscoveryKeyringBuilder, KmsKeyringBuilder};
 #[cfg(feature = "kms")]
-pub use aws_kms_rsa::{KmsRsaKeyring, KMS_RSA_PROVIDER_ID};
+pub use aws_kms_ecdh::{KmsEcdhKeyring, KmsEcdhKeyringBuilder};
+#[cfg(feature = "kms")]
+pub use aws_kms_rsa::{KmsRsaKeyring, KmsRsaKeyringBuilder, KMS_RSA_PROVIDER_ID};
 pub(crate) use caching::CachingCmm;
 pub use caching::{
     CacheLimits, CacheLimitsBuilder, CacheStats, MaterialsCache, MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT,

@@ -22,7 +22,9 @@ async fn kms_ecdh_lists_every_edks_failure() {
     let k = moto::create_ecdh_key("us-east-1", "ECC_NIST_P256").await;
     let one = || async {
         Arc::new(
-            KmsEcdhKeyring::static_keys(c.clone(), &k, b_public())
+            KmsEcdhKeyring::builder(c.clone())
+                .static_keys(&k, b_public())
+                .build()
                 .await
                 .unwrap(),
         )
@@ -60,7 +62,9 @@ async fn kms_ecdh_lists_every_edks_failure() {
     );
     let refused = moto::client("us-east-1", &fault.url, KmsBounds::default()).await;
     let reader = std::sync::Arc::new(
-        KmsEcdhKeyring::static_keys(refused, &k, b_public())
+        KmsEcdhKeyring::builder(refused)
+            .static_keys(&k, b_public())
+            .build()
             .await
             .unwrap(),
     );
@@ -86,16 +90,38 @@ async fn kms_ecdh_debug_hides_grant_tokens() {
     let c = client("us-east-1").await;
     let k = moto::create_ecdh_key("us-east-1", "ECC_NIST_P256").await;
     let token = "grant-token-5f1e2d3c4b5a69788796a5b4c3d2e1f0";
-    let keyring = KmsEcdhKeyring::static_keys(c.clone(), &k, b_public())
+    let keyring = KmsEcdhKeyring::builder(c.clone())
+        .static_keys(&k, b_public())
+        .grant_tokens([token.to_owned()])
+        .build()
         .await
-        .unwrap()
-        .with_grant_tokens([token.to_owned()]);
+        .unwrap();
     let shown = format!("{keyring:?}");
     assert!(!shown.contains(token), "{shown}");
     assert!(shown.contains("grant_tokens: 1") && shown.contains(&k), "{shown}");
-    let discovery = KmsEcdhKeyring::discovery(c, Curve::P256, &k)
+    let discovery = KmsEcdhKeyring::builder(c)
+        .discovery(Curve::P256, &k)
+        .grant_tokens([token.to_owned()])
+        .build()
         .await
-        .unwrap()
-        .with_grant_tokens([token.to_owned()]);
+        .unwrap();
     assert!(!format!("{discovery:?}").contains(token));
+}
+
+#[tokio::test]
+async fn kms_ecdh_builder_needs_a_scheme() {
+    // Neither static keys nor a discovery recipient: refused before any call.
+    let c = client("us-east-1").await;
+    let err = KmsEcdhKeyring::builder(c.clone()).build().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            envseal::Error::Config {
+                setting: "KMS ECDH scheme",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(c.stats().attempts, 0);
 }

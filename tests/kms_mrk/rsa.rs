@@ -35,7 +35,10 @@ async fn an_mrk_replica_in_another_region_decrypts_kms_rsa_edks() {
     let fake = FakeKms::start();
     fake.add_rsa_key(RSA_MRK_EAST, common::RSA_PRIVATE_PEM);
     let east = client(&fake, "us-east-1").await;
-    let writer = KmsRsaKeyring::new(east, RSA_MRK_EAST, RsaPadding::OaepSha256, Some(public())).unwrap();
+    let writer = KmsRsaKeyring::builder(east, RSA_MRK_EAST, RsaPadding::OaepSha256)
+        .public_key(public())
+        .build()
+        .unwrap();
     let message = crate::common::async_client(&unsigned(), &writer)
         .encrypt(&context(), b"rsa replicated")
         .await
@@ -43,7 +46,9 @@ async fn an_mrk_replica_in_another_region_decrypts_kms_rsa_edks() {
     assert!(fake.calls().is_empty(), "encrypt is local");
 
     let west = client(&fake, "us-west-2").await;
-    let reader = KmsRsaKeyring::new(west.clone(), RSA_MRK_WEST, RsaPadding::OaepSha256, None).unwrap();
+    let reader = KmsRsaKeyring::builder(west.clone(), RSA_MRK_WEST, RsaPadding::OaepSha256)
+        .build()
+        .unwrap();
     let out = crate::common::async_client(&unsigned(), &reader)
         .decrypt(&context(), &message)
         .await
@@ -68,7 +73,9 @@ async fn an_mrk_replica_in_another_region_decrypts_kms_rsa_edks() {
     assert!(err.to_string().contains("another key"), "{err}");
     *fake.quirk.lock().unwrap() = Quirk::None;
 
-    let srk = KmsRsaKeyring::new(west.clone(), RSA_SRK_WEST, RsaPadding::OaepSha256, None).unwrap();
+    let srk = KmsRsaKeyring::builder(west.clone(), RSA_SRK_WEST, RsaPadding::OaepSha256)
+        .build()
+        .unwrap();
     let err = crate::common::async_client(&unsigned(), &srk)
         .decrypt(&context(), &message)
         .await
@@ -85,7 +92,9 @@ async fn kms_rsa_edks_without_an_arn_fail_and_every_failure_is_kept() {
     let fake = FakeKms::start();
     fake.add_rsa_key(RSA_MRK_EAST, common::RSA_PRIVATE_PEM);
     let c = client(&fake, "us-east-1").await;
-    let reader = KmsRsaKeyring::new(c.clone(), RSA_MRK_EAST, RsaPadding::OaepSha256, None).unwrap();
+    let reader = KmsRsaKeyring::builder(c.clone(), RSA_MRK_EAST, RsaPadding::OaepSha256)
+        .build()
+        .unwrap();
 
     let not_arn = crate::common::async_client(
         &unsigned(),
@@ -107,7 +116,10 @@ async fn kms_rsa_edks_without_an_arn_fail_and_every_failure_is_kept() {
 
     // A junk EDK under the key (KMS refuses it), then a real one read
     // with an extra reproduced pair (its digest does not match): both listed.
-    let writer = KmsRsaKeyring::new(c.clone(), RSA_MRK_EAST, RsaPadding::OaepSha256, Some(public())).unwrap();
+    let writer = KmsRsaKeyring::builder(c.clone(), RSA_MRK_EAST, RsaPadding::OaepSha256)
+        .public_key(public())
+        .build()
+        .unwrap();
     let both = MultiKeyring::new(
         Some(std::sync::Arc::new(common::Edks::junk(
             "aws-kms-rsa",

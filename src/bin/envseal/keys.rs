@@ -233,9 +233,10 @@ pub(crate) fn build_keyring(
             KeySpec::Kms => {
                 kms_placed = true;
                 let client = client.ok_or_else(|| Failure::Internal("no KMS client".into()))?;
-                let keyring = KmsKeyring::new(client.clone(), kms.kms_key.iter().cloned())
-                    .map_err(|e| Failure::Usage(format!("--kms-key: {}", bare(&e))))?
-                    .with_grant_tokens(kms.aws.grant_token.iter().cloned());
+                let keyring = KmsKeyring::builder(client.clone(), kms.kms_key.iter().cloned())
+                    .grant_tokens(kms.aws.grant_token.iter().cloned())
+                    .build()
+                    .map_err(|e| Failure::Usage(format!("--kms-key: {}", bare(&e))))?;
                 keyrings.push(Arc::new(keyring));
             }
             #[cfg(not(feature = "hierarchy"))]
@@ -327,9 +328,8 @@ pub(crate) fn build_keyring(
     #[cfg(feature = "kms")]
     if kms.kms_discovery {
         let client = client.ok_or_else(|| Failure::Internal("no KMS client".into()))?;
-        let mut keyring = KmsDiscoveryKeyring::new(client.clone())
-            .map_err(|e| Failure::Usage(format!("--kms-discovery: {}", bare(&e))))?
-            .with_grant_tokens(kms.aws.grant_token.iter().cloned());
+        let mut keyring =
+            KmsDiscoveryKeyring::builder(client.clone()).grant_tokens(kms.aws.grant_token.iter().cloned());
         if !kms.discovery_account.is_empty() {
             let partition = kms
                 .discovery_partition
@@ -337,8 +337,11 @@ pub(crate) fn build_keyring(
                 .unwrap_or_else(|| "aws".to_owned());
             let filter = DiscoveryFilter::new(partition, kms.discovery_account.iter().cloned())
                 .map_err(|e| Failure::Usage(bare(&e)))?;
-            keyring = keyring.with_filter(filter);
+            keyring = keyring.filter(filter);
         }
+        let keyring = keyring
+            .build()
+            .map_err(|e| Failure::Usage(format!("--kms-discovery: {}", bare(&e))))?;
         keyrings.push(Arc::new(keyring));
     }
     MultiKeyring::from_keyrings(keyrings).map_err(|e| Failure::Usage(bare(&e)))
@@ -371,8 +374,13 @@ fn kms_rsa_keyring(
         }
         (None, Mode::Decrypt) => None,
     };
-    envseal::KmsRsaKeyring::new(client.clone(), arn, padding, public)
-        .map(|k| k.with_grant_tokens(kms.aws.grant_token.iter().cloned()))
+    let mut builder = envseal::KmsRsaKeyring::builder(client.clone(), arn, padding)
+        .grant_tokens(kms.aws.grant_token.iter().cloned());
+    if let Some(public) = public {
+        builder = builder.public_key(public);
+    }
+    builder
+        .build()
         .map_err(|e| Failure::Usage(format!("--kms-rsa-key: {}", bare(&e))))
 }
 
@@ -397,27 +405,25 @@ fn kms_ecdh_keyring(
             "{flag} only decrypts; encrypt with --kms-ecdh-static"
         )));
     }
+    let builder = envseal::KmsEcdhKeyring::builder(client.clone())
+        .grant_tokens(remote.kms.aws.grant_token.iter().cloned());
     let keyring = match &spec.public_file {
         Some(path) if is_static => {
             let public = envseal::EcdhPublicKey::from_bytes(spec.curve, &read_key_file(path)?)
                 .map_err(|e| Failure::BadKey(format!("{flag}: key file {}: {e}", path.display())))?;
-            remote.runtime.block_on(envseal::KmsEcdhKeyring::static_keys(
-                client.clone(),
-                &spec.arn,
-                public,
-            ))
+            remote
+                .runtime
+                .block_on(builder.static_keys(&spec.arn, public).build())
         }
-        _ => remote.runtime.block_on(envseal::KmsEcdhKeyring::discovery(
-            client.clone(),
-            spec.curve,
-            &spec.arn,
-        )),
+        _ => remote
+            .runtime
+            .block_on(builder.discovery(spec.curve, &spec.arn).build()),
     };
     let keyring = keyring.map_err(|e| match e {
         envseal::Error::Config { .. } => Failure::Usage(format!("{flag}: {}", bare(&e))),
         other => Failure::of(&other, format!("{flag}: {other}")),
     })?;
-    Ok(keyring.with_grant_tokens(remote.kms.aws.grant_token.iter().cloned()))
+    Ok(keyring)
 }
 
 /// A raw ECDH keyring from its option; a key of the wrong curve or kind
