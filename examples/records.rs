@@ -80,5 +80,30 @@ fn main() -> Result<(), envseal::Error> {
         Err(e) => println!("tampered message rejected: {e}"),
         Ok(_) => unreachable!("a tampered message must not decrypt"),
     }
+
+    // 6. A required context key: every message must carry `tenant`, which
+    //    is authenticated but not stored (a few bytes less per record), so
+    //    the reader supplies it and a wrong tenant fails authentication.
+    let config = Config::builder()
+        .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
+        .required_encryption_context_keys(["tenant"])
+        .build()?;
+    let key = WrappingKey::from_slice(b"envseal demo key: 32 bytes long!")?;
+    let tenants = blocking::Client::builder(RawAesKeyring::new("envseal-demo", "demo-key-1", key)?)
+        .config(config)
+        .build()?;
+    let acme = EncryptionContext::from([("table", "customers"), ("tenant", "acme")]);
+    let message = tenants.encrypt(&acme, records[0].as_bytes())?;
+    let stored = tenants
+        .decryptor(&message[..])?
+        .encryption_context()
+        .get("tenant")
+        .is_some();
+    assert!(!stored, "a required key is not stored");
+    let back = tenants.decrypt(&EncryptionContext::from([("tenant", "acme")]), &message)?;
+    assert_eq!(&back.plaintext[..], records[0].as_bytes());
+    let other = EncryptionContext::from([("tenant", "globex")]);
+    assert!(tenants.decrypt(&other, &message).is_err());
+    println!("required context: tenant authenticated, not stored, wrong tenant refused");
     Ok(())
 }
