@@ -5,7 +5,7 @@
 //! Library (tests/interop/hierarchy_ref.py) on the same tables.
 #![cfg(feature = "hierarchy")]
 
-mod common;
+use crate::common;
 #[path = "hierarchy/ddb_check.rs"]
 mod ddb_check;
 #[path = "hierarchy/store_ops.rs"]

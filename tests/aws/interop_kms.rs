@@ -4,7 +4,7 @@
 //! decrypts the reference's, with each key alone and by discovery.
 #![cfg(feature = "kms")]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! raw AES in one message, call counts and the EDK bound on KMS calls.
 #![cfg(feature = "kms")]
 
-mod common;
+use crate::common;
 #[path = "kms/ecdh.rs"]
 mod ecdh;
 

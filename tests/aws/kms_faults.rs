@@ -4,7 +4,7 @@
 //! exactly one for errors that must not retry.
 #![cfg(feature = "kms")]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

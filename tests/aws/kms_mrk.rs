@@ -7,7 +7,7 @@
 //! length, missing blob) and of `aws-kms` EDKs that name no key ARN.
 #![cfg(feature = "kms")]
 
-mod common;
+use crate::common;
 #[cfg(feature = "aws-lc")]
 #[path = "kms_mrk/rsa.rs"]
 mod rsa;

@@ -1,6 +1,6 @@
 //! Integration tests of the `envseal` command-line tool.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;

@@ -4,7 +4,7 @@
 //! `--kms-stats`, and one-line typed KMS errors.
 #![cfg(feature = "kms")]
 
-mod common;
+use crate::common;
 #[cfg(feature = "hierarchy")]
 #[path = "cli_kms/ddb_check.rs"]
 mod ddb_check;

@@ -11,7 +11,7 @@
 //! and the `RESULT key=value` lines it printed.
 #![cfg(feature = "kms")]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::{Command, Output};
@@ -30,6 +30,9 @@ const STATIC_KEY: &str = "AKIASTATICENVKEY0001";
 fn run_child(child: &str, vars: &[(&str, String)]) -> (Output, HashMap<String, String>) {
     let home = std::env::temp_dir().join(format!("envseal-credentials-{}", std::process::id()));
     std::fs::create_dir_all(&home).unwrap();
+    // This binary's test names start with the module's path in it
+    // (`credentials::child_…`): `--exact` needs the full name.
+    let child: &str = &format!("{}::{child}", module_path!().split_once("::").unwrap().1);
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([child, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env_clear()

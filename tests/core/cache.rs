@@ -1,7 +1,7 @@
 //! The caching materials manager and the record API (`Client`): limits,
 //! LRU, partitions, single flight, shared failures, KMS call counts.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 //! Needs the reference: `ENVSEAL_PYTHON` (set by scripts/test) or
 //! `.venv/bin/python`. Without it the test fails; it never skips silently.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

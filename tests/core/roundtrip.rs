@@ -3,7 +3,7 @@
 
 #[path = "roundtrip/collected.rs"]
 mod collected;
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::sync::Arc;

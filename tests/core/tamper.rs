@@ -3,7 +3,7 @@
 //! verified regular frames); property tests for round trips and for
 //! parse-never-panics.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 
