@@ -3,7 +3,7 @@ terminal received (raw bytes) on stdout and exits with the command's code.
 
     pty_stderr.py COMMAND [ARG...]
 
-stdin and stdout of the command are /dev/null. Used by tests/cli.rs to see
+stdin and stdout of the command are /dev/null. Used by tests/cli/cli.rs to see
 the progress bar a terminal gets.
 """
 import os
