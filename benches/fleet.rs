@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use envseal::keystore::KeyStore;
-use envseal::kms::{KmsBounds, KmsClient};
+use envseal::kms::{AwsBounds, KmsClient};
 use envseal::HierarchyKeyring;
 use envseal::{
     AlgorithmSuite, CacheLimits, Client, Config, EncryptionContext, Error, KmsKeyring, MaterialsCache,
@@ -98,7 +98,7 @@ fn worker(design: &str) {
     let records: usize = env("ENVSEAL_FLEET_RECORDS").parse().unwrap();
     let rt = runtime();
     rt.block_on(async {
-        let kms = moto::client(REGION, &url, KmsBounds::default()).await;
+        let kms = moto::client(REGION, &url, AwsBounds::default()).await;
         let (client, store) = design_client(design, &kms, &key, &table).await;
         let record = vec![7u8; RECORD];
         let contexts: Vec<EncryptionContext> = (0..tenants).map(tenant_context).collect();
@@ -217,7 +217,7 @@ fn main() {
     let table = format!("fleet-{}", std::process::id());
     let key = rt.block_on(async {
         let key = moto::create_key(REGION).await;
-        let kms = moto::client(REGION, &url, KmsBounds::default()).await;
+        let kms = moto::client(REGION, &url, AwsBounds::default()).await;
         let store = KeyStore::builder(&table, &key)
             .kms_client(kms)
             .build()

@@ -36,7 +36,7 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::hkdf::{Salt, HKDF_SHA512};
 use criterion::{criterion_group, Criterion, Throughput};
 use envseal::keystore::KeyStore;
-use envseal::kms::KmsBounds;
+use envseal::kms::AwsBounds;
 use envseal::HierarchyKeyring;
 use envseal::{
     AlgorithmSuite, CacheLimits, Client, Config, EncryptionContext, KmsKeyring, MaterialsCache,
@@ -188,7 +188,7 @@ fn moto_available() -> bool {
 fn hierarchy_keyring(rt: &tokio::runtime::Runtime) -> HierarchyKeyring {
     rt.block_on(async {
         let key = moto::create_key("us-east-1").await;
-        let kms = moto::client("us-east-1", &moto::moto().url, KmsBounds::default()).await;
+        let kms = moto::client("us-east-1", &moto::moto().url, AwsBounds::default()).await;
         let store = KeyStore::builder(format!("records-{}", std::process::id()), key)
             .kms_client(kms)
             .build()
@@ -310,7 +310,7 @@ fn kms_asymmetric_clients(
 ) -> Vec<(&'static str, Client, Client)> {
     use envseal::{KmsEcdhKeyring, KmsRsaKeyring, RsaPadding, RsaPublicKey};
     rt.block_on(async {
-        let kms = moto::client("us-east-1", &moto::moto().url, KmsBounds::default()).await;
+        let kms = moto::client("us-east-1", &moto::moto().url, AwsBounds::default()).await;
         let (rsa_arn, rsa_pem) = moto::create_rsa_key("us-east-1", "RSA_2048").await;
         let public = RsaPublicKey::from_pem(&rsa_pem).unwrap();
         let padding = RsaPadding::OaepSha256;
@@ -364,7 +364,7 @@ fn kms_records() {
     let rt = runtime();
     rt.block_on(async {
         let key = moto::create_key("us-east-1").await;
-        let kms = moto::client("us-east-1", &moto::moto().url, KmsBounds::default()).await;
+        let kms = moto::client("us-east-1", &moto::moto().url, AwsBounds::default()).await;
         let client = Client::builder(KmsKeyring::builder(kms.clone(), [&key]).build().unwrap())
             .config(config())
             .cache(

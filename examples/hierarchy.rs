@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use envseal::keystore::KeyStore;
-use envseal::kms::{KmsClient, KmsErrorKind};
+use envseal::kms::{AwsErrorKind, KmsClient};
 use envseal::HierarchyKeyring;
 use envseal::{Client, EncryptionContext, Error};
 
@@ -44,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             {
                 Ok(_) => {}
                 // Created by an earlier run.
-                Err(Error::Kms(e)) if e.kind == KmsErrorKind::ConditionFailed => {}
+                Err(Error::Aws(e)) if e.kind == AwsErrorKind::ConditionFailed => {}
                 Err(e) => return Err(e.into()),
             }
         }

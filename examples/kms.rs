@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use envseal::kms::{KmsBounds, KmsClient};
+use envseal::kms::{AwsBounds, KmsClient};
 use envseal::KmsKeyring;
 use envseal::{Client, EncryptionContext};
 
@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         //    keyring operation and capped retries. AWS_ENDPOINT_URL_KMS,
         //    when set, points it at another endpoint.
         let kms = KmsClient::builder()
-            .bounds(KmsBounds::builder().deadline(Duration::from_secs(3)).build()?)
+            .bounds(AwsBounds::builder().deadline(Duration::from_secs(3)).build()?)
             .build()
             .await?;
         // 2. A keyring over it and a client around the keyring.

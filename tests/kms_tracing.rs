@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::fault::{Action, FaultServer};
 use common::moto;
-use envseal::kms::{KmsBounds, KmsErrorKind, RetryMode};
+use envseal::kms::{AwsBounds, AwsErrorKind, RetryMode};
 use envseal::{Config, EncryptionContext, Error, KmsKeyring};
 
 const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000";
@@ -63,8 +63,8 @@ fn context() -> EncryptionContext {
     [("fault", "test")].into_iter().collect()
 }
 
-fn bounds() -> KmsBounds {
-    KmsBounds::builder()
+fn bounds() -> AwsBounds {
+    AwsBounds::builder()
         .max_attempts(3)
         .initial_backoff(Duration::from_millis(10))
         .max_backoff(Duration::from_millis(50))
@@ -88,8 +88,8 @@ fn attempts_are_traced_with_status_and_outcome() {
             .encrypt(&context(), b"x")
             .await
             .unwrap_err();
-        let Error::Kms(err) = err else { panic!("{err:?}") };
-        assert_eq!(err.kind, KmsErrorKind::Throttled);
+        let Error::Aws(err) = err else { panic!("{err:?}") };
+        assert_eq!(err.kind, AwsErrorKind::Throttled);
     });
     let log = text(buf);
     let throttled: Vec<&str> = log
@@ -175,8 +175,8 @@ fn dynamodb_attempts_are_traced_and_branch_keys_never_logged() {
             .await
             .unwrap();
         let err = store.get_active_branch_key("bk-traced").await.unwrap_err();
-        let Error::Kms(err) = err else { panic!("{err:?}") };
-        assert_eq!(err.kind, KmsErrorKind::Throttled);
+        let Error::Aws(err) = err else { panic!("{err:?}") };
+        assert_eq!(err.kind, AwsErrorKind::Throttled);
         // A real read through moto: the branch key must not reach the log.
         let key = moto::create_key("us-east-1").await;
         let client = moto::client("us-east-1", &moto::moto().url, bounds()).await;

@@ -5,10 +5,10 @@ use std::fmt;
 use std::time::Duration;
 
 /// The operation a call made: a KMS operation, or a DynamoDB one of the
-/// branch key store (see [`KmsOperation::service`]).
+/// branch key store (see [`AwsOperation::service`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum KmsOperation {
+pub enum AwsOperation {
     /// `GenerateDataKey` (the generator key on encrypt).
     GenerateDataKey,
     /// `Encrypt` (every further key on encrypt).
@@ -63,48 +63,48 @@ impl AwsService {
     }
 }
 
-impl KmsOperation {
+impl AwsOperation {
     /// Every operation, in the order of the call counters.
-    pub(crate) const ALL: [KmsOperation; 12] = [
-        KmsOperation::GenerateDataKey,
-        KmsOperation::Encrypt,
-        KmsOperation::Decrypt,
-        KmsOperation::DescribeKey,
-        KmsOperation::GenerateDataKeyWithoutPlaintext,
-        KmsOperation::ReEncrypt,
-        KmsOperation::GetPublicKey,
-        KmsOperation::DeriveSharedSecret,
-        KmsOperation::GetItem,
-        KmsOperation::TransactWriteItems,
-        KmsOperation::DescribeTable,
-        KmsOperation::CreateTable,
+    pub(crate) const ALL: [AwsOperation; 12] = [
+        AwsOperation::GenerateDataKey,
+        AwsOperation::Encrypt,
+        AwsOperation::Decrypt,
+        AwsOperation::DescribeKey,
+        AwsOperation::GenerateDataKeyWithoutPlaintext,
+        AwsOperation::ReEncrypt,
+        AwsOperation::GetPublicKey,
+        AwsOperation::DeriveSharedSecret,
+        AwsOperation::GetItem,
+        AwsOperation::TransactWriteItems,
+        AwsOperation::DescribeTable,
+        AwsOperation::CreateTable,
     ];
 
     /// The API name, as in AWS's documentation and CloudTrail.
     pub fn name(self) -> &'static str {
         match self {
-            KmsOperation::GenerateDataKey => "GenerateDataKey",
-            KmsOperation::Encrypt => "Encrypt",
-            KmsOperation::Decrypt => "Decrypt",
-            KmsOperation::DescribeKey => "DescribeKey",
-            KmsOperation::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
-            KmsOperation::ReEncrypt => "ReEncrypt",
-            KmsOperation::GetPublicKey => "GetPublicKey",
-            KmsOperation::DeriveSharedSecret => "DeriveSharedSecret",
-            KmsOperation::GetItem => "GetItem",
-            KmsOperation::TransactWriteItems => "TransactWriteItems",
-            KmsOperation::DescribeTable => "DescribeTable",
-            KmsOperation::CreateTable => "CreateTable",
+            AwsOperation::GenerateDataKey => "GenerateDataKey",
+            AwsOperation::Encrypt => "Encrypt",
+            AwsOperation::Decrypt => "Decrypt",
+            AwsOperation::DescribeKey => "DescribeKey",
+            AwsOperation::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+            AwsOperation::ReEncrypt => "ReEncrypt",
+            AwsOperation::GetPublicKey => "GetPublicKey",
+            AwsOperation::DeriveSharedSecret => "DeriveSharedSecret",
+            AwsOperation::GetItem => "GetItem",
+            AwsOperation::TransactWriteItems => "TransactWriteItems",
+            AwsOperation::DescribeTable => "DescribeTable",
+            AwsOperation::CreateTable => "CreateTable",
         }
     }
 
     /// The service the operation belongs to.
     pub fn service(self) -> AwsService {
         match self {
-            KmsOperation::GetItem
-            | KmsOperation::TransactWriteItems
-            | KmsOperation::DescribeTable
-            | KmsOperation::CreateTable => AwsService::DynamoDb,
+            AwsOperation::GetItem
+            | AwsOperation::TransactWriteItems
+            | AwsOperation::DescribeTable
+            | AwsOperation::CreateTable => AwsService::DynamoDb,
             _ => AwsService::Kms,
         }
     }
@@ -115,7 +115,7 @@ impl KmsOperation {
     }
 }
 
-impl fmt::Display for KmsOperation {
+impl fmt::Display for AwsOperation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -138,7 +138,7 @@ pub enum TimeoutKind {
 /// What kind of failure a call ended in.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum KmsErrorKind {
+pub enum AwsErrorKind {
     /// The service throttled the request (`ThrottlingException`, HTTP 400
     /// or 429; DynamoDB's `ProvisionedThroughputExceededException` and
     /// `RequestLimitExceeded`).
@@ -178,48 +178,48 @@ pub enum KmsErrorKind {
     /// KMS answered, but with something envseal cannot accept (wrong key id,
     /// wrong key length, unparsable body).
     InvalidResponse,
-    /// Anything else; the error code, if any, is in [`KmsError::code`].
+    /// Anything else; the error code, if any, is in [`AwsError::code`].
     Other,
 }
 
-impl KmsErrorKind {
+impl AwsErrorKind {
     /// Whether this kind is transient: the SDK retries it within the bounds.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            KmsErrorKind::Throttled
-                | KmsErrorKind::Timeout(_)
-                | KmsErrorKind::Connection
-                | KmsErrorKind::ServerError
+            AwsErrorKind::Throttled
+                | AwsErrorKind::Timeout(_)
+                | AwsErrorKind::Connection
+                | AwsErrorKind::ServerError
         )
     }
 
     /// Maps a KMS/AWS error code to a kind.
     pub(crate) fn from_code(code: &str) -> Option<Self> {
         Some(match code {
-            c if is_throttling_code(c) => KmsErrorKind::Throttled,
-            "AccessDeniedException" | "AccessDenied" => KmsErrorKind::AccessDenied,
-            "NotFoundException" | "ResourceNotFoundException" => KmsErrorKind::NotFound,
+            c if is_throttling_code(c) => AwsErrorKind::Throttled,
+            "AccessDeniedException" | "AccessDenied" => AwsErrorKind::AccessDenied,
+            "NotFoundException" | "ResourceNotFoundException" => AwsErrorKind::NotFound,
             "ConditionalCheckFailedException" | "TransactionCanceledException" => {
-                KmsErrorKind::ConditionFailed
+                AwsErrorKind::ConditionFailed
             }
-            "DisabledException" => KmsErrorKind::Disabled,
-            "KMSInvalidStateException" => KmsErrorKind::InvalidState,
-            "InvalidKeyUsageException" => KmsErrorKind::InvalidKeyUsage,
-            "InvalidCiphertextException" => KmsErrorKind::InvalidCiphertext,
-            "IncorrectKeyException" => KmsErrorKind::IncorrectKey,
-            "LimitExceededException" => KmsErrorKind::LimitExceeded,
-            "ExpiredTokenException" | "ExpiredToken" | "RequestExpired" => KmsErrorKind::CredentialsExpired,
+            "DisabledException" => AwsErrorKind::Disabled,
+            "KMSInvalidStateException" => AwsErrorKind::InvalidState,
+            "InvalidKeyUsageException" => AwsErrorKind::InvalidKeyUsage,
+            "InvalidCiphertextException" => AwsErrorKind::InvalidCiphertext,
+            "IncorrectKeyException" => AwsErrorKind::IncorrectKey,
+            "LimitExceededException" => AwsErrorKind::LimitExceeded,
+            "ExpiredTokenException" | "ExpiredToken" | "RequestExpired" => AwsErrorKind::CredentialsExpired,
             "UnrecognizedClientException"
             | "InvalidClientTokenId"
             | "InvalidSignatureException"
             | "MissingAuthenticationToken"
-            | "IncompleteSignature" => KmsErrorKind::Credentials,
+            | "IncompleteSignature" => AwsErrorKind::Credentials,
             "KMSInternalException"
             | "DependencyTimeoutException"
             | "KeyUnavailableException"
             | "InternalFailure"
-            | "ServiceUnavailable" => KmsErrorKind::ServerError,
+            | "ServiceUnavailable" => AwsErrorKind::ServerError,
             _ => return None,
         })
     }
@@ -227,9 +227,9 @@ impl KmsErrorKind {
     /// The kind an HTTP status alone says, when no error code does.
     pub(crate) fn from_status(status: Option<u16>) -> Self {
         match status {
-            Some(429) => KmsErrorKind::Throttled,
-            Some(s) if s >= 500 => KmsErrorKind::ServerError,
-            _ => KmsErrorKind::Other,
+            Some(429) => AwsErrorKind::Throttled,
+            Some(s) if s >= 500 => AwsErrorKind::ServerError,
+            _ => AwsErrorKind::Other,
         }
     }
 
@@ -237,44 +237,44 @@ impl KmsErrorKind {
     pub(crate) fn forbids_retry(&self) -> bool {
         matches!(
             self,
-            KmsErrorKind::AccessDenied
-                | KmsErrorKind::NotFound
-                | KmsErrorKind::ConditionFailed
-                | KmsErrorKind::Disabled
-                | KmsErrorKind::InvalidState
-                | KmsErrorKind::InvalidKeyUsage
-                | KmsErrorKind::InvalidCiphertext
-                | KmsErrorKind::IncorrectKey
-                | KmsErrorKind::LimitExceeded
-                | KmsErrorKind::CredentialsExpired
-                | KmsErrorKind::Credentials
+            AwsErrorKind::AccessDenied
+                | AwsErrorKind::NotFound
+                | AwsErrorKind::ConditionFailed
+                | AwsErrorKind::Disabled
+                | AwsErrorKind::InvalidState
+                | AwsErrorKind::InvalidKeyUsage
+                | AwsErrorKind::InvalidCiphertext
+                | AwsErrorKind::IncorrectKey
+                | AwsErrorKind::LimitExceeded
+                | AwsErrorKind::CredentialsExpired
+                | AwsErrorKind::Credentials
         )
     }
 
     fn describe(&self) -> &'static str {
         match self {
-            KmsErrorKind::Throttled => "throttled",
-            KmsErrorKind::Timeout(TimeoutKind::Connect) => "connect timeout",
-            KmsErrorKind::Timeout(TimeoutKind::Read) => "read timeout (no response headers)",
-            KmsErrorKind::Timeout(TimeoutKind::Attempt) => "attempt timeout",
-            KmsErrorKind::Timeout(TimeoutKind::Deadline) => "deadline exceeded",
-            KmsErrorKind::Connection => "connection failed",
-            KmsErrorKind::ServerError => "server error",
-            KmsErrorKind::AccessDenied => "access denied",
-            KmsErrorKind::NotFound => "not found",
-            KmsErrorKind::ConditionFailed => "conditional write refused",
-            KmsErrorKind::Disabled => "key disabled",
-            KmsErrorKind::InvalidState => "key in an invalid state",
-            KmsErrorKind::InvalidKeyUsage => "invalid key usage",
-            KmsErrorKind::InvalidCiphertext => {
+            AwsErrorKind::Throttled => "throttled",
+            AwsErrorKind::Timeout(TimeoutKind::Connect) => "connect timeout",
+            AwsErrorKind::Timeout(TimeoutKind::Read) => "read timeout (no response headers)",
+            AwsErrorKind::Timeout(TimeoutKind::Attempt) => "attempt timeout",
+            AwsErrorKind::Timeout(TimeoutKind::Deadline) => "deadline exceeded",
+            AwsErrorKind::Connection => "connection failed",
+            AwsErrorKind::ServerError => "server error",
+            AwsErrorKind::AccessDenied => "access denied",
+            AwsErrorKind::NotFound => "not found",
+            AwsErrorKind::ConditionFailed => "conditional write refused",
+            AwsErrorKind::Disabled => "key disabled",
+            AwsErrorKind::InvalidState => "key in an invalid state",
+            AwsErrorKind::InvalidKeyUsage => "invalid key usage",
+            AwsErrorKind::InvalidCiphertext => {
                 "invalid ciphertext (wrong encryption context or corrupted key blob)"
             }
-            KmsErrorKind::IncorrectKey => "incorrect key",
-            KmsErrorKind::LimitExceeded => "quota exceeded",
-            KmsErrorKind::CredentialsExpired => "credentials expired",
-            KmsErrorKind::Credentials => "credentials rejected or unavailable",
-            KmsErrorKind::InvalidResponse => "invalid response",
-            KmsErrorKind::Other => "failed",
+            AwsErrorKind::IncorrectKey => "incorrect key",
+            AwsErrorKind::LimitExceeded => "quota exceeded",
+            AwsErrorKind::CredentialsExpired => "credentials expired",
+            AwsErrorKind::Credentials => "credentials rejected or unavailable",
+            AwsErrorKind::InvalidResponse => "invalid response",
+            AwsErrorKind::Other => "failed",
         }
     }
 }
@@ -303,11 +303,11 @@ pub(crate) fn is_throttling_code(code: &str) -> bool {
 /// branch key tenant-7: not found …`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct KmsError {
+pub struct AwsError {
     /// What kind of failure.
-    pub kind: KmsErrorKind,
+    pub kind: AwsErrorKind,
     /// Which operation.
-    pub operation: KmsOperation,
+    pub operation: AwsOperation,
     /// The key id the call named; for DynamoDB calls, the branch key id
     /// (or the table, for table operations).
     pub key_id: String,
@@ -328,9 +328,9 @@ pub struct KmsError {
     pub credentials_provider: Option<String>,
 }
 
-impl KmsError {
-    pub(crate) fn new(kind: KmsErrorKind, operation: KmsOperation, key_id: &str) -> Self {
-        KmsError {
+impl AwsError {
+    pub(crate) fn new(kind: AwsErrorKind, operation: AwsOperation, key_id: &str) -> Self {
+        AwsError {
             kind,
             operation,
             key_id: key_id.to_owned(),
@@ -356,16 +356,16 @@ impl KmsError {
 
     /// Whether the service throttled the call.
     pub fn is_throttling(&self) -> bool {
-        self.kind == KmsErrorKind::Throttled
+        self.kind == AwsErrorKind::Throttled
     }
 
     /// Whether a timeout or the deadline ended the call.
     pub fn is_timeout(&self) -> bool {
-        matches!(self.kind, KmsErrorKind::Timeout(_))
+        matches!(self.kind, AwsErrorKind::Timeout(_))
     }
 }
 
-impl fmt::Display for KmsError {
+impl fmt::Display for AwsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The key id can come from a hostile message (discovery): no control
         // characters, bounded length, so the error stays one honest line.
@@ -377,7 +377,7 @@ impl fmt::Display for KmsError {
             .collect();
         let service = self.operation.service();
         let subject = match (service, self.operation) {
-            (_, KmsOperation::DescribeTable | KmsOperation::CreateTable) => "table ",
+            (_, AwsOperation::DescribeTable | AwsOperation::CreateTable) => "table ",
             (AwsService::DynamoDb, _) => "branch key ",
             (AwsService::Kms, _) => "",
         };
@@ -416,7 +416,7 @@ impl fmt::Display for KmsError {
     }
 }
 
-impl std::error::Error for KmsError {}
+impl std::error::Error for AwsError {}
 
 #[cfg(test)]
 mod tests {
@@ -424,7 +424,7 @@ mod tests {
 
     #[test]
     fn display_is_one_line_with_status_and_attempts() {
-        let mut e = KmsError::new(KmsErrorKind::Throttled, KmsOperation::GenerateDataKey, "key-1");
+        let mut e = AwsError::new(AwsErrorKind::Throttled, AwsOperation::GenerateDataKey, "key-1");
         e.status = Some(429);
         e.code = Some("ThrottlingException".into());
         e.attempts = 3;
@@ -442,9 +442,9 @@ mod tests {
 
     #[test]
     fn display_strips_control_characters_from_hostile_key_ids() {
-        let e = KmsError::new(
-            KmsErrorKind::AccessDenied,
-            KmsOperation::Decrypt,
+        let e = AwsError::new(
+            AwsErrorKind::AccessDenied,
+            AwsOperation::Decrypt,
             "arn:aws:kms:r:1:key/x\n\u{1b}[2Jforged line",
         );
         let s = e.to_string();
@@ -455,14 +455,14 @@ mod tests {
     #[test]
     fn codes_map_to_kinds_and_retry_rules() {
         assert_eq!(
-            KmsErrorKind::from_code("ThrottlingException"),
-            Some(KmsErrorKind::Throttled)
+            AwsErrorKind::from_code("ThrottlingException"),
+            Some(AwsErrorKind::Throttled)
         );
         assert_eq!(
-            KmsErrorKind::from_code("LimitExceededException"),
-            Some(KmsErrorKind::LimitExceeded)
+            AwsErrorKind::from_code("LimitExceededException"),
+            Some(AwsErrorKind::LimitExceeded)
         );
-        assert!(KmsErrorKind::LimitExceeded.forbids_retry());
+        assert!(AwsErrorKind::LimitExceeded.forbids_retry());
         assert!(!is_throttling_code("LimitExceededException"));
         for code in [
             "AccessDeniedException",
@@ -473,11 +473,11 @@ mod tests {
             "InvalidKeyUsageException",
             "ExpiredTokenException",
         ] {
-            let kind = KmsErrorKind::from_code(code).unwrap();
+            let kind = AwsErrorKind::from_code(code).unwrap();
             assert!(kind.forbids_retry() && !kind.is_retryable(), "{code}");
         }
-        let internal = KmsErrorKind::from_code("KMSInternalException").unwrap();
+        let internal = AwsErrorKind::from_code("KMSInternalException").unwrap();
         assert!(internal.is_retryable() && !internal.forbids_retry());
-        assert_eq!(KmsErrorKind::from_code("SomethingNew"), None);
+        assert_eq!(AwsErrorKind::from_code("SomethingNew"), None);
     }
 }

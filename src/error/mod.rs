@@ -15,11 +15,11 @@ use crate::suite::AlgorithmSuite;
 
 // The AWS call errors: without the `kms` feature the types stay (they are
 // part of `Error`), but nothing calls their crate-internal helpers. Public
-// as `envseal::kms::{KmsError, ...}`.
+// as `envseal::kms::{AwsError, ...}`.
 #[cfg_attr(not(feature = "kms"), allow(dead_code))]
 pub(crate) mod aws;
 
-use aws::KmsError;
+use aws::AwsError;
 
 /// Result alias used throughout envseal.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -80,10 +80,11 @@ pub enum Error {
     #[error("every attempt to decrypt the data key failed: {}", list_failures(.0))]
     Keyrings(Vec<Error>),
 
-    /// A KMS call failed: kind, operation, key, HTTP status, request id and
-    /// attempts are in the [`KmsError`](crate::kms::KmsError).
+    /// An AWS call (KMS, STS or DynamoDB) failed: kind, operation, key or
+    /// table, HTTP status, request id and attempts are in the
+    /// [`AwsError`](crate::kms::AwsError).
     #[error("{0}")]
-    Kms(Box<KmsError>),
+    Aws(Box<AwsError>),
 
     /// A setting or argument the caller gave is invalid. Never produced
     /// from message bytes.
@@ -188,8 +189,8 @@ impl Error {
     /// (every later call of the operation fails the same way at once).
     #[cfg(feature = "kms")]
     pub(crate) fn is_past_deadline(&self) -> bool {
-        use aws::{KmsErrorKind, TimeoutKind};
-        matches!(self, Error::Kms(k) if k.kind == KmsErrorKind::Timeout(TimeoutKind::Deadline))
+        use aws::{AwsErrorKind, TimeoutKind};
+        matches!(self, Error::Aws(k) if k.kind == AwsErrorKind::Timeout(TimeoutKind::Deadline))
     }
 
     /// A copy for every caller that waited on one shared operation (the
@@ -212,7 +213,7 @@ impl Error {
                 source: source.as_ref().map(|e| e.to_string().into()),
             },
             Error::Keyrings(all) => Error::Keyrings(all.iter().map(Error::duplicate).collect()),
-            Error::Kms(e) => Error::Kms(e.clone()),
+            Error::Aws(e) => Error::Aws(e.clone()),
             Error::Config { setting, reason } => Error::Config {
                 setting,
                 reason: reason.clone(),
@@ -349,15 +350,15 @@ pub enum PolicyError {
     RequiredContextKey(String),
 }
 
-impl From<KmsError> for Error {
-    fn from(e: KmsError) -> Self {
-        Error::Kms(Box::new(e))
+impl From<AwsError> for Error {
+    fn from(e: AwsError) -> Self {
+        Error::Aws(Box::new(e))
     }
 }
 
-impl From<Box<KmsError>> for Error {
-    fn from(e: Box<KmsError>) -> Self {
-        Error::Kms(e)
+impl From<Box<AwsError>> for Error {
+    fn from(e: Box<AwsError>) -> Self {
+        Error::Aws(e)
     }
 }
 

@@ -57,7 +57,7 @@ impl KeyStore {
     ///
     /// # Errors
     /// [`crate::Error::Config`] for a store without a KMS key;
-    /// [`crate::Error::Kms`]: no such branch key (`NotFound`), an item
+    /// [`crate::Error::Aws`]: no such branch key (`NotFound`), an item
     /// that fails its checks or does not decrypt, a key that is not 32
     /// bytes, or a failed call.
     pub async fn get_beacon_key(&self, branch_key_id: &str) -> Result<BeaconKeyMaterials> {

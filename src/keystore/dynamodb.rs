@@ -13,7 +13,7 @@ use ddb::types::{
 };
 
 use super::items::{Attr, Item, BRANCH_KEY_ID, ENC, TYPE};
-use crate::kms::{bounded_config, Call, Deadline, Engine, KmsError, KmsErrorKind, KmsOperation};
+use crate::kms::{bounded_config, AwsError, AwsErrorKind, AwsOperation, Call, Deadline, Engine};
 
 bounded_config!(aws_sdk_dynamodb);
 
@@ -27,8 +27,8 @@ pub(super) struct Fetched {
 
 impl Fetched {
     /// An error about the item read, as a failure of that `GetItem`.
-    pub(super) fn error(&self, kind: KmsErrorKind, branch_key_id: &str, message: String) -> KmsError {
-        let mut e = KmsError::new(kind, KmsOperation::GetItem, branch_key_id).with_message(message);
+    pub(super) fn error(&self, kind: AwsErrorKind, branch_key_id: &str, message: String) -> AwsError {
+        let mut e = AwsError::new(kind, AwsOperation::GetItem, branch_key_id).with_message(message);
         e.attempts = self.attempts;
         e.elapsed = self.elapsed;
         e
@@ -142,7 +142,7 @@ fn from_sdk(item: HashMap<String, AttributeValue>) -> Result<Item, String> {
 }
 
 impl Table {
-    fn call<'a>(&'a self, op: KmsOperation, target: &'a str, deadline: Deadline) -> Call<'a> {
+    fn call<'a>(&'a self, op: AwsOperation, target: &'a str, deadline: Deadline) -> Call<'a> {
         Call {
             op,
             target,
@@ -158,8 +158,8 @@ impl Table {
         branch_key_id: &str,
         sort_key: &str,
         deadline: Deadline,
-    ) -> Result<Fetched, KmsError> {
-        let op = KmsOperation::GetItem;
+    ) -> Result<Fetched, AwsError> {
+        let op = AwsOperation::GetItem;
         let request = self
             .client
             .get_item()
@@ -186,13 +186,13 @@ impl Table {
         };
         match out?.item {
             None => Err(fetched.error(
-                KmsErrorKind::NotFound,
+                AwsErrorKind::NotFound,
                 branch_key_id,
                 format!("no item {sort_key} in table {} ({what})", self.name),
             )),
             Some(item) => match from_sdk(item) {
                 Ok(item) => Ok(Fetched { item, ..fetched }),
-                Err(m) => Err(fetched.error(KmsErrorKind::InvalidResponse, branch_key_id, m)),
+                Err(m) => Err(fetched.error(AwsErrorKind::InvalidResponse, branch_key_id, m)),
             },
         }
     }
@@ -203,9 +203,9 @@ impl Table {
         branch_key_id: &str,
         puts: Vec<ConditionalPut>,
         deadline: Deadline,
-    ) -> Result<(), KmsError> {
-        let op = KmsOperation::TransactWriteItems;
-        let invalid = |m: String| KmsError::new(KmsErrorKind::Other, op, branch_key_id).with_message(m);
+    ) -> Result<(), AwsError> {
+        let op = AwsOperation::TransactWriteItems;
+        let invalid = |m: String| AwsError::new(AwsErrorKind::Other, op, branch_key_id).with_message(m);
         let mut request = self.client.transact_write_items();
         for put in puts {
             let put = Put::builder()
@@ -225,7 +225,7 @@ impl Table {
             })
             .await
             .map_err(|mut e| {
-                if e.kind == KmsErrorKind::ConditionFailed && e.message.is_none() {
+                if e.kind == AwsErrorKind::ConditionFailed && e.message.is_none() {
                     e.message = Some(
                         "a conditional check failed: the branch key exists already, or its ACTIVE item \
                          changed since it was read"
@@ -240,9 +240,9 @@ impl Table {
     /// `DescribeTable`: the table's ARN and whether its key schema is the
     /// key store's (`branch-key-id` hash and `type` range keys, both of
     /// type `S`); `None` when there is no such table.
-    pub(super) async fn describe(&self, deadline: Deadline) -> Result<Option<(String, bool)>, KmsError> {
+    pub(super) async fn describe(&self, deadline: Deadline) -> Result<Option<(String, bool)>, AwsError> {
         let request = self.client.describe_table().table_name(&self.name);
-        let call = self.call(KmsOperation::DescribeTable, &self.name, deadline);
+        let call = self.call(AwsOperation::DescribeTable, &self.name, deadline);
         let out = self
             .engine
             .run(&call, |cfg: ddb::config::Builder| {
@@ -251,7 +251,7 @@ impl Table {
             .await;
         let out = match out {
             Ok(out) => out,
-            Err(e) if e.kind == KmsErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind == AwsErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
         let Some(table) = out.table else {
@@ -280,9 +280,9 @@ impl Table {
     /// `CreateTable` with the key store's key schema (on-demand capacity);
     /// returns the table's ARN.
     #[allow(clippy::result_large_err)] // as `Engine::finish`: made once per failed call
-    pub(super) async fn create(&self, deadline: Deadline) -> Result<String, KmsError> {
-        let op = KmsOperation::CreateTable;
-        let invalid = |m: String| KmsError::new(KmsErrorKind::Other, op, &self.name).with_message(m);
+    pub(super) async fn create(&self, deadline: Deadline) -> Result<String, AwsError> {
+        let op = AwsOperation::CreateTable;
+        let invalid = |m: String| AwsError::new(AwsErrorKind::Other, op, &self.name).with_message(m);
         let key = |name: &str, kind: KeyType| {
             KeySchemaElement::builder()
                 .attribute_name(name)

@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use super::BRANCH_KEY_LEN;
 use crate::error::Result;
-use crate::kms::{KmsError, KmsErrorKind, KmsOperation, UnwrappedKey};
+use crate::kms::{AwsError, AwsErrorKind, AwsOperation, UnwrappedKey};
 
 /// 32 key bytes in a heap allocation, wiped on drop (its spare capacity
 /// too). No `Debug`, no `Clone`.
@@ -33,8 +33,8 @@ impl KeyBytes {
 }
 
 /// An error about KMS Decrypt's answer for an item of `branch_key_id`.
-pub(super) fn invalid_answer(kms_key: &str, branch_key_id: &str, message: &str) -> KmsError {
-    KmsError::new(KmsErrorKind::InvalidResponse, KmsOperation::Decrypt, kms_key)
+pub(super) fn invalid_answer(kms_key: &str, branch_key_id: &str, message: &str) -> AwsError {
+    AwsError::new(AwsErrorKind::InvalidResponse, AwsOperation::Decrypt, kms_key)
         .with_message(format!("branch key {branch_key_id}: {message}"))
 }
 
@@ -42,7 +42,7 @@ pub(super) fn invalid_answer(kms_key: &str, branch_key_id: &str, message: &str) 
 /// "branch key" or "beacon key"), kept where the answer put it.
 ///
 /// # Errors
-/// [`crate::Error::Kms`] (`InvalidResponse`) when KMS answered for another
+/// [`crate::Error::Aws`] (`InvalidResponse`) when KMS answered for another
 /// key than `kms_key`, or the key is not 32 bytes.
 pub(super) fn unwrapped_key(
     unwrapped: UnwrappedKey,

@@ -4,11 +4,11 @@
 //! either side are read by the other.
 //!
 //! Every DynamoDB call runs on envseal's call engine under the same
-//! [`KmsBounds`] as the KMS calls (connect, read and attempt timeouts,
+//! [`AwsBounds`] as the KMS calls (connect, read and attempt timeouts,
 //! capped adaptive retries in its own retry partition), and one deadline
 //! covers each key store operation, KMS and DynamoDB calls together. The
 //! DynamoDB calls, and the hierarchical keyrings' branch key cache hits and
-//! misses, are counted in the store's own [`KmsCounters`] (its KMS calls in
+//! misses, are counted in the store's own [`AwsCounters`] (its KMS calls in
 //! the KMS client's) and traced (span `dynamodb_call`).
 //!
 //! Only this module and [`crate::kms`] name the AWS SDK.
@@ -29,8 +29,8 @@ use aws_sdk_dynamodb as ddb;
 use crate::error::{Error, Result};
 use crate::format::EncryptionContext;
 use crate::kms::{
-    AwsService, CachedProvider, CallArgs, Deadline, KmsArn, KmsBounds, KmsClient, KmsCounters, KmsErrorKind,
-    KmsStats, UnwrappedKey,
+    AwsBounds, AwsCounters, AwsErrorKind, AwsService, AwsStats, CachedProvider, CallArgs, Deadline, KmsArn,
+    KmsClient, UnwrappedKey,
 };
 pub use beacon::BeaconKeyMaterials;
 use dynamodb::{Condition, ConditionalPut, Table};
@@ -142,9 +142,9 @@ pub struct KeyStoreBuilder {
     logical_name: Option<String>,
     kms: Option<KmsClient>,
     endpoint_url: Option<String>,
-    bounds: Option<KmsBounds>,
+    bounds: Option<AwsBounds>,
     grant_tokens: Vec<String>,
-    counters: Option<Arc<KmsCounters>>,
+    counters: Option<Arc<AwsCounters>>,
 }
 
 /// Grant tokens are bearer credentials: counted, never printed.
@@ -173,7 +173,7 @@ impl KeyStoreBuilder {
 
     /// Count the DynamoDB calls and branch key cache hits into these
     /// counters (to share them between stores; default: the store's own).
-    pub fn counters(mut self, counters: Arc<KmsCounters>) -> Self {
+    pub fn counters(mut self, counters: Arc<AwsCounters>) -> Self {
         self.counters = Some(counters);
         self
     }
@@ -202,7 +202,7 @@ impl KeyStoreBuilder {
     }
 
     /// Bounds for the DynamoDB calls (default: the KMS client's).
-    pub fn bounds(mut self, bounds: KmsBounds) -> Self {
+    pub fn bounds(mut self, bounds: AwsBounds) -> Self {
         self.bounds = Some(bounds);
         self
     }
@@ -369,12 +369,12 @@ impl KeyStore {
     /// retries, throttles, timeouts, latency) and the hierarchical
     /// keyrings' branch key cache hits and misses. Its KMS calls are in
     /// [`KmsClient::stats`] of [`Self::kms_client`].
-    pub fn stats(&self) -> KmsStats {
+    pub fn stats(&self) -> AwsStats {
         self.inner.table.engine.stats.snapshot()
     }
 
     /// The store's live counters (see [`Self::stats`]).
-    pub fn counters(&self) -> Arc<KmsCounters> {
+    pub fn counters(&self) -> Arc<AwsCounters> {
         Arc::clone(&self.inner.table.engine.stats)
     }
 
@@ -399,7 +399,7 @@ impl KeyStore {
     /// # Errors
     /// [`Error::Config`] when the table exists with another key schema or
     /// key attribute types;
-    /// [`Error::Kms`] for a failed call.
+    /// [`Error::Aws`] for a failed call.
     pub async fn create_table(&self) -> Result<String> {
         let deadline = self.deadline();
         match self.inner.table.describe(deadline).await? {
@@ -422,7 +422,7 @@ impl KeyStore {
     ///
     /// # Errors
     /// [`Error::Config`] for a chosen id without an encryption context;
-    /// [`Error::Kms`] for a failed call (kind `ConditionFailed` when the
+    /// [`Error::Aws`] for a failed call (kind `ConditionFailed` when the
     /// branch key exists already).
     pub async fn create_key(
         &self,
@@ -481,7 +481,7 @@ impl KeyStore {
     /// write fails if it changed since it was read.
     ///
     /// # Errors
-    /// [`Error::Kms`]: no such branch key (`NotFound`), an item that fails
+    /// [`Error::Aws`]: no such branch key (`NotFound`), an item that fails
     /// its checks or authentication, a refused write (`ConditionFailed`).
     pub async fn version_key(&self, branch_key_id: &str) -> Result<String> {
         let deadline = self.deadline();
@@ -532,7 +532,7 @@ impl KeyStore {
     /// The ACTIVE version of a branch key, unwrapped by KMS.
     ///
     /// # Errors
-    /// [`Error::Kms`]: no such branch key (`NotFound`), an item that fails
+    /// [`Error::Aws`]: no such branch key (`NotFound`), an item that fails
     /// its checks, or a failed call.
     pub async fn get_active_branch_key(&self, branch_key_id: &str) -> Result<BranchKeyMaterials> {
         self.get_branch_key(branch_key_id, None, self.deadline()).await
@@ -598,7 +598,7 @@ impl KeyStore {
         let bad_item = |m: String| -> Error {
             fetched
                 .error(
-                    KmsErrorKind::InvalidResponse,
+                    AwsErrorKind::InvalidResponse,
                     branch_key_id,
                     format!("item {sort_key}: {m}"),
                 )

@@ -63,8 +63,8 @@ async fn the_branch_key_stays_in_the_kms_response_allocation() {
 fn a_branch_key_of_another_length_is_refused() {
     for len in [0, 31, 33, 64] {
         let err = branch_key_materials(checked(ItemType::Active), unwrapped(len), KMS_KEY).unwrap_err();
-        let Error::Kms(e) = &err else { panic!("{err}") };
-        assert_eq!(e.kind, KmsErrorKind::InvalidResponse, "{len}");
+        let Error::Aws(e) = &err else { panic!("{err}") };
+        assert_eq!(e.kind, AwsErrorKind::InvalidResponse, "{len}");
     }
     let mut other = unwrapped(BRANCH_KEY_LEN);
     other.key_id = Some("arn:aws:kms:us-west-2:111122223333:key/other".into());

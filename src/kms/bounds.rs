@@ -20,8 +20,8 @@ pub enum RetryMode {
 }
 
 /// Time and attempt bounds for every KMS call, built with
-/// [`KmsBounds::builder`]. Defaults (from DESIGN.md, also
-/// `KmsBounds::default()`):
+/// [`AwsBounds::builder`]. Defaults (from DESIGN.md, also
+/// `AwsBounds::default()`):
 ///
 /// | bound | default | what it limits |
 /// |---|---|---|
@@ -38,7 +38,7 @@ pub enum RetryMode {
 /// the attempt timeout and the deadline stop it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct KmsBounds {
+pub struct AwsBounds {
     /// TCP + TLS connect timeout, per attempt.
     pub(crate) connect_timeout: Duration,
     /// Time from sending a request to the response headers, per attempt.
@@ -57,9 +57,9 @@ pub struct KmsBounds {
     pub(crate) max_backoff: Duration,
 }
 
-impl Default for KmsBounds {
+impl Default for AwsBounds {
     fn default() -> Self {
-        KmsBounds {
+        AwsBounds {
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(5),
@@ -72,9 +72,9 @@ impl Default for KmsBounds {
     }
 }
 
-/// Builds a [`KmsBounds`]; see [`KmsBounds::builder`].
+/// Builds a [`AwsBounds`]; see [`AwsBounds::builder`].
 #[derive(Clone, Debug, Default)]
-pub struct KmsBoundsBuilder(KmsBounds);
+pub struct KmsBoundsBuilder(AwsBounds);
 
 impl KmsBoundsBuilder {
     /// TCP + TLS connect timeout, per attempt (default 2 s).
@@ -124,13 +124,13 @@ impl KmsBoundsBuilder {
     /// # Errors
     /// [`Error::Config`] for a zero timeout or deadline, one over 24 hours,
     /// zero attempts, or a maximum backoff below the initial one.
-    pub fn build(self) -> Result<KmsBounds, Error> {
+    pub fn build(self) -> Result<AwsBounds, Error> {
         self.0.validate()?;
         Ok(self.0)
     }
 }
 
-impl KmsBounds {
+impl AwsBounds {
     /// A builder starting from the defaults.
     pub fn builder() -> KmsBoundsBuilder {
         KmsBoundsBuilder::default()
@@ -243,16 +243,16 @@ mod tests {
 
     #[test]
     fn bounds_validate() {
-        assert!(KmsBounds::default().validate().is_ok());
-        assert_eq!(KmsBounds::builder().build().unwrap(), KmsBounds::default());
-        assert!(KmsBounds::builder().max_attempts(0).build().is_err());
-        assert!(KmsBounds::builder().deadline(Duration::ZERO).build().is_err());
-        assert!(KmsBounds::builder()
+        assert!(AwsBounds::default().validate().is_ok());
+        assert_eq!(AwsBounds::builder().build().unwrap(), AwsBounds::default());
+        assert!(AwsBounds::builder().max_attempts(0).build().is_err());
+        assert!(AwsBounds::builder().deadline(Duration::ZERO).build().is_err());
+        assert!(AwsBounds::builder()
             .initial_backoff(Duration::from_secs(3))
             .max_backoff(Duration::from_secs(1))
             .build()
             .is_err());
-        let err = KmsBounds::builder()
+        let err = AwsBounds::builder()
             .read_timeout(Duration::from_secs(25 * 60 * 60))
             .build()
             .unwrap_err();

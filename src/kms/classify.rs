@@ -10,7 +10,7 @@ use sdk::config::retry::{ClassifyRetry, RetryAction};
 use sdk::error::ProvideErrorMetadata;
 use sdk::operation::RequestId;
 
-use crate::error::aws::{is_throttling_code, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
+use crate::error::aws::{is_throttling_code, AwsError, AwsErrorKind, AwsOperation, TimeoutKind};
 
 /// Reads the AWS error code from an operation's type-erased error: made
 /// by [`code_of`] for the operation's own error type, which every call
@@ -54,36 +54,36 @@ pub(super) fn classify_attempt(
     err: &OrchestratorError<OpError>,
     status: Option<u16>,
     code_of: CodeOf,
-) -> KmsErrorKind {
+) -> AwsErrorKind {
     if let Some(kind) = err
         .as_operation_error()
         .and_then(code_of)
-        .and_then(KmsErrorKind::from_code)
+        .and_then(AwsErrorKind::from_code)
     {
         return kind;
     }
     if status == Some(429) {
-        return KmsErrorKind::Throttled;
+        return AwsErrorKind::Throttled;
     }
     if err.is_timeout_error() {
-        return KmsErrorKind::Timeout(orchestrator_timeout_kind(&err.to_string()));
+        return AwsErrorKind::Timeout(orchestrator_timeout_kind(&err.to_string()));
     }
     if let Some(conn) = err.as_connector_error() {
         return if conn.is_timeout() {
-            KmsErrorKind::Timeout(transport_timeout_kind(&DisplayErrorContext(conn).to_string()))
+            AwsErrorKind::Timeout(transport_timeout_kind(&DisplayErrorContext(conn).to_string()))
         } else {
-            KmsErrorKind::Connection
+            AwsErrorKind::Connection
         };
     }
-    KmsErrorKind::from_status(status)
+    AwsErrorKind::from_status(status)
 }
 
-/// Maps the SDK's final error to a [`KmsError`] (attempts filled in later).
+/// Maps the SDK's final error to a [`AwsError`] (attempts filled in later).
 pub(super) fn classify_sdk_error<E>(
     err: SdkError<E, HttpResponse>,
-    op: KmsOperation,
+    op: AwsOperation,
     key_id: &str,
-) -> KmsError
+) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -96,34 +96,34 @@ where
             let code = e.code().map(str::to_owned);
             let kind = code
                 .as_deref()
-                .and_then(KmsErrorKind::from_code)
-                .unwrap_or_else(|| KmsErrorKind::from_status(status));
+                .and_then(AwsErrorKind::from_code)
+                .unwrap_or_else(|| AwsErrorKind::from_status(status));
             (kind, code, e.message().map(str::to_owned))
         }
         SdkError::TimeoutError(_) => (
-            KmsErrorKind::Timeout(orchestrator_timeout_kind(&text)),
+            AwsErrorKind::Timeout(orchestrator_timeout_kind(&text)),
             None,
             None,
         ),
         SdkError::DispatchFailure(d) if d.is_timeout() => {
-            (KmsErrorKind::Timeout(transport_timeout_kind(&text)), None, None)
+            (AwsErrorKind::Timeout(transport_timeout_kind(&text)), None, None)
         }
         // I/O and transient transport errors (reset, closed early) retry;
         // a credentials provider failure surfaces here too, before sending.
         SdkError::DispatchFailure(d)
             if d.is_io() || d.as_other() == Some(aws_smithy_types::retry::ErrorKind::TransientError) =>
         {
-            (KmsErrorKind::Connection, None, Some(text))
+            (AwsErrorKind::Connection, None, Some(text))
         }
         SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) if mentions_credentials(&text) => {
-            (KmsErrorKind::Credentials, None, Some(text))
+            (AwsErrorKind::Credentials, None, Some(text))
         }
         // The SDK retries a response it could not read (body cut off), so
         // it is a transient connection failure, not a bad answer.
-        SdkError::ResponseError(_) => (KmsErrorKind::Connection, None, Some(text)),
-        _ => (KmsErrorKind::Other, None, Some(text)),
+        SdkError::ResponseError(_) => (AwsErrorKind::Connection, None, Some(text)),
+        _ => (AwsErrorKind::Other, None, Some(text)),
     };
-    let mut e = KmsError::new(kind, op, key_id);
+    let mut e = AwsError::new(kind, op, key_id);
     e.status = status;
     e.code = code;
     e.request_id = request_id;
@@ -171,7 +171,7 @@ impl ClassifyRetry for EnvsealRetryClassifier {
             if CLOCK_SKEW_CODES.contains(&code) {
                 return RetryAction::NoActionIndicated;
             }
-            if KmsErrorKind::from_code(code).is_some_and(|k| k.forbids_retry()) {
+            if AwsErrorKind::from_code(code).is_some_and(|k| k.forbids_retry()) {
                 return RetryAction::RetryForbidden;
             }
         }

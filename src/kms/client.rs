@@ -19,13 +19,13 @@ use super::credentials::{
     default_chain, warn_if_shadowed, CachedProvider, CredentialCache, CredentialOptions, CredentialSources,
 };
 use super::engine::{Call, Engine};
-use super::stats::{KmsCounters, KmsStats};
+use super::stats::{AwsCounters, AwsStats};
 use super::KmsArn;
-use crate::error::aws::{AwsService, KmsError, KmsErrorKind, KmsOperation};
+use crate::error::aws::{AwsError, AwsErrorKind, AwsOperation, AwsService};
 use crate::error::Error;
 
 pub(crate) use super::bounds::Deadline;
-pub use super::bounds::{KmsBounds, RetryMode};
+pub use super::bounds::{AwsBounds, RetryMode};
 
 /// A data key from `GenerateDataKey`.
 pub(crate) struct GeneratedKey {
@@ -110,18 +110,18 @@ impl std::fmt::Debug for KmsClient {
 /// Builds a [`KmsClient`]; see [`KmsClient::builder`].
 #[derive(Debug, Default)]
 pub struct KmsClientBuilder {
-    bounds: KmsBounds,
+    bounds: AwsBounds,
     region: Option<String>,
     endpoint_url: Option<String>,
     sdk_config: Option<aws_config::SdkConfig>,
-    stats: Option<Arc<KmsCounters>>,
+    stats: Option<Arc<AwsCounters>>,
     credentials: CredentialOptions,
     sts_endpoint_url: Option<String>,
 }
 
 impl KmsClientBuilder {
-    /// The bounds for every call (default: [`KmsBounds::default`]).
-    pub fn bounds(mut self, bounds: KmsBounds) -> Self {
+    /// The bounds for every call (default: [`AwsBounds::default`]).
+    pub fn bounds(mut self, bounds: AwsBounds) -> Self {
         self.bounds = bounds;
         self
     }
@@ -162,7 +162,7 @@ impl KmsClientBuilder {
     }
 
     /// Count into these counters (to share them between clients).
-    pub fn counters(mut self, counters: Arc<KmsCounters>) -> Self {
+    pub fn counters(mut self, counters: Arc<AwsCounters>) -> Self {
         self.stats = Some(counters);
         self
     }
@@ -273,7 +273,7 @@ impl KmsClient {
     ///
     /// # Errors
     /// [`Error::Config`] for invalid bounds.
-    pub fn from_sdk_client(client: sdk::Client, bounds: KmsBounds) -> Result<Self, Error> {
+    pub fn from_sdk_client(client: sdk::Client, bounds: AwsBounds) -> Result<Self, Error> {
         bounds.validate()?;
         let region = client.config().region().map(|r| r.as_ref().to_owned());
         Ok(KmsClient {
@@ -331,17 +331,17 @@ impl KmsClient {
     }
 
     /// The bounds applied to every call.
-    pub fn bounds(&self) -> &KmsBounds {
+    pub fn bounds(&self) -> &AwsBounds {
         &self.inner.engine.bounds
     }
 
     /// A snapshot of the counters.
-    pub fn stats(&self) -> KmsStats {
+    pub fn stats(&self) -> AwsStats {
         self.inner.engine.stats.snapshot()
     }
 
     /// The live counters (shared with clones).
-    pub fn counters(&self) -> Arc<KmsCounters> {
+    pub fn counters(&self) -> Arc<AwsCounters> {
         Arc::clone(&self.inner.engine.stats)
     }
 
@@ -367,7 +367,7 @@ impl KmsClient {
     }
 
     /// Runs one KMS call on the engine, to the region of `args.key_id`.
-    async fn run<T, E, F, Fut>(&self, op: KmsOperation, args: &CallArgs<'_>, send: F) -> Result<T, KmsError>
+    async fn run<T, E, F, Fut>(&self, op: AwsOperation, args: &CallArgs<'_>, send: F) -> Result<T, AwsError>
     where
         F: Fn(sdk::config::Builder) -> Fut,
         Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
@@ -379,10 +379,10 @@ impl KmsClient {
     /// [`Self::run`], also returning the attempts made.
     pub(super) async fn run_counted<T, E, F, Fut>(
         &self,
-        op: KmsOperation,
+        op: AwsOperation,
         args: &CallArgs<'_>,
         send: F,
-    ) -> (Result<T, KmsError>, u32)
+    ) -> (Result<T, AwsError>, u32)
     where
         F: Fn(sdk::config::Builder) -> Fut,
         Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
@@ -410,10 +410,10 @@ impl KmsClient {
         &self,
         args: CallArgs<'_>,
         number_of_bytes: usize,
-    ) -> Result<GeneratedKey, KmsError> {
-        let op = KmsOperation::GenerateDataKey;
+    ) -> Result<GeneratedKey, AwsError> {
+        let op = AwsOperation::GenerateDataKey;
         let bytes = i32::try_from(number_of_bytes)
-            .map_err(|_| KmsError::new(KmsErrorKind::Other, op, args.key_id).with_message("key too long"))?;
+            .map_err(|_| AwsError::new(AwsErrorKind::Other, op, args.key_id).with_message("key too long"))?;
         let request = self
             .inner
             .client
@@ -434,7 +434,7 @@ impl KmsClient {
         })
     }
 
-    pub(crate) async fn encrypt(&self, args: CallArgs<'_>, plaintext: &[u8]) -> Result<WrappedKey, KmsError> {
+    pub(crate) async fn encrypt(&self, args: CallArgs<'_>, plaintext: &[u8]) -> Result<WrappedKey, AwsError> {
         let request = self
             .inner
             .client
@@ -444,13 +444,13 @@ impl KmsClient {
             .set_encryption_context(Some(args.context_map()))
             .set_grant_tokens(args.grant_tokens());
         let out = self
-            .run(KmsOperation::Encrypt, &args, |cfg| {
+            .run(AwsOperation::Encrypt, &args, |cfg| {
                 request.clone().customize().config_override(cfg).send()
             })
             .await?;
         Ok(WrappedKey {
             ciphertext: required_blob(out.ciphertext_blob)
-                .ok_or_else(|| missing_blob(KmsOperation::Encrypt, args.key_id))?,
+                .ok_or_else(|| missing_blob(AwsOperation::Encrypt, args.key_id))?,
             key_id: out.key_id,
         })
     }
@@ -459,7 +459,7 @@ impl KmsClient {
         &self,
         args: CallArgs<'_>,
         ciphertext: &[u8],
-    ) -> Result<UnwrappedKey, KmsError> {
+    ) -> Result<UnwrappedKey, AwsError> {
         let request = self
             .inner
             .client
@@ -469,7 +469,7 @@ impl KmsClient {
             .set_encryption_context(Some(args.context_map()))
             .set_grant_tokens(args.grant_tokens());
         let out = self
-            .run(KmsOperation::Decrypt, &args, |cfg| {
+            .run(AwsOperation::Decrypt, &args, |cfg| {
                 request.clone().customize().config_override(cfg).send()
             })
             .await?;
@@ -486,8 +486,8 @@ impl KmsClient {
         &self,
         args: CallArgs<'_>,
         number_of_bytes: i32,
-    ) -> Result<Vec<u8>, KmsError> {
-        let op = KmsOperation::GenerateDataKeyWithoutPlaintext;
+    ) -> Result<Vec<u8>, AwsError> {
+        let op = AwsOperation::GenerateDataKeyWithoutPlaintext;
         let request = self
             .inner
             .client
@@ -513,8 +513,8 @@ impl KmsClient {
         args: CallArgs<'_>,
         destination: &crate::EncryptionContext,
         ciphertext: &[u8],
-    ) -> Result<Vec<u8>, KmsError> {
-        let op = KmsOperation::ReEncrypt;
+    ) -> Result<Vec<u8>, AwsError> {
+        let op = AwsOperation::ReEncrypt;
         let destination: HashMap<String, String> = destination
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -544,7 +544,7 @@ impl KmsClient {
         args: CallArgs<'_>,
         ciphertext: &[u8],
         algorithm: &str,
-    ) -> Result<UnwrappedKey, KmsError> {
+    ) -> Result<UnwrappedKey, AwsError> {
         let request = self
             .inner
             .client
@@ -554,7 +554,7 @@ impl KmsClient {
             .encryption_algorithm(sdk::types::EncryptionAlgorithmSpec::from(algorithm))
             .set_grant_tokens(args.grant_tokens());
         let out = self
-            .run(KmsOperation::Decrypt, &args, |cfg| {
+            .run(AwsOperation::Decrypt, &args, |cfg| {
                 request.clone().customize().config_override(cfg).send()
             })
             .await?;
@@ -566,8 +566,8 @@ impl KmsClient {
 
     /// `GetPublicKey`: the DER SubjectPublicKeyInfo, the key id KMS names,
     /// and the key usage.
-    pub(crate) async fn get_public_key(&self, args: CallArgs<'_>) -> Result<PublicKeyOut, KmsError> {
-        let op = KmsOperation::GetPublicKey;
+    pub(crate) async fn get_public_key(&self, args: CallArgs<'_>) -> Result<PublicKeyOut, AwsError> {
+        let op = AwsOperation::GetPublicKey;
         let request = self
             .inner
             .client
@@ -581,7 +581,7 @@ impl KmsClient {
             .await?;
         Ok(PublicKeyOut {
             der: required_blob(out.public_key).ok_or_else(|| {
-                KmsError::new(KmsErrorKind::InvalidResponse, op, args.key_id)
+                AwsError::new(AwsErrorKind::InvalidResponse, op, args.key_id)
                     .with_message("the response has no PublicKey")
             })?,
             key_id: out.key_id,
@@ -595,7 +595,7 @@ impl KmsClient {
         &self,
         args: CallArgs<'_>,
         peer_der: &[u8],
-    ) -> Result<UnwrappedKey, KmsError> {
+    ) -> Result<UnwrappedKey, AwsError> {
         let request = self
             .inner
             .client
@@ -605,7 +605,7 @@ impl KmsClient {
             .public_key(Blob::new(peer_der))
             .set_grant_tokens(args.grant_tokens());
         let out = self
-            .run(KmsOperation::DeriveSharedSecret, &args, |cfg| {
+            .run(AwsOperation::DeriveSharedSecret, &args, |cfg| {
                 request.clone().customize().config_override(cfg).send()
             })
             .await?;
@@ -640,7 +640,7 @@ fn required_blob(blob: Option<Blob>) -> Option<Vec<u8>> {
     blob.map(Blob::into_inner).filter(|b| !b.is_empty())
 }
 
-fn missing_blob(op: KmsOperation, key_id: &str) -> KmsError {
-    KmsError::new(KmsErrorKind::InvalidResponse, op, key_id)
+fn missing_blob(op: AwsOperation, key_id: &str) -> AwsError {
+    AwsError::new(AwsErrorKind::InvalidResponse, op, key_id)
         .with_message("the response has no CiphertextBlob")
 }

@@ -14,7 +14,7 @@ use sts::error::ProvideErrorMetadata;
 
 use super::client::{CallArgs, CredentialInfo, KmsClient};
 use super::credentials::{probe_instance_role, CredentialSources, PROVIDER_IMDS};
-use crate::error::aws::{KmsError, KmsErrorKind, KmsOperation};
+use crate::error::aws::{AwsError, AwsErrorKind, AwsOperation};
 use crate::error::Error;
 
 /// STS error codes of credentials that exist but are not yet accepted
@@ -32,7 +32,7 @@ pub struct DoctorOptions {
     /// First backoff between STS attempts, doubled each time (default 100 ms).
     pub(crate) initial_backoff: Duration,
     /// KMS keys to check with `DescribeKey` (each bounded by the client's
-    /// [`KmsBounds`](super::KmsBounds)).
+    /// [`AwsBounds`](super::AwsBounds)).
     pub(crate) keys: Vec<String>,
 }
 
@@ -468,18 +468,18 @@ impl KmsClient {
 
 impl KmsClient {
     /// `DescribeKey`, bounded like every call (for `envseal doctor`).
-    pub(crate) async fn describe_key(&self, args: CallArgs<'_>) -> Result<KeyDescription, KmsError> {
+    pub(crate) async fn describe_key(&self, args: CallArgs<'_>) -> Result<KeyDescription, AwsError> {
         let request = self.inner.client.describe_key().key_id(args.key_id);
         let (out, attempts) = self
-            .run_counted(KmsOperation::DescribeKey, &args, |cfg| {
+            .run_counted(AwsOperation::DescribeKey, &args, |cfg| {
                 request.clone().customize().config_override(cfg).send()
             })
             .await;
         let out = out?;
         let meta = out.key_metadata.ok_or_else(|| {
-            KmsError::new(
-                KmsErrorKind::InvalidResponse,
-                KmsOperation::DescribeKey,
+            AwsError::new(
+                AwsErrorKind::InvalidResponse,
+                AwsOperation::DescribeKey,
                 args.key_id,
             )
             .with_message("the response has no KeyMetadata")

@@ -17,12 +17,12 @@ use sdk::config::timeout::TimeoutConfig;
 use sdk::error::ProvideErrorMetadata;
 use tracing::Instrument;
 
-use super::bounds::{Deadline, KmsBounds};
+use super::bounds::{AwsBounds, Deadline};
 use super::classify::{classify_sdk_error, code_of, CodeOf, EnvsealRetryClassifier};
 use super::credentials::CredentialCache;
 use super::interceptor::{AttemptFailure, AttemptRecorder, AttemptState};
-use super::stats::KmsCounters;
-use crate::error::aws::{AwsService, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
+use super::stats::AwsCounters;
+use crate::error::aws::{AwsError, AwsErrorKind, AwsOperation, AwsService, TimeoutKind};
 
 /// What the engine sets on every call's configuration override: the
 /// bounds, envseal's retry classifier, the attempt recorder, the region.
@@ -69,7 +69,7 @@ bounded_config!(aws_sdk_kms);
 /// One call to run: which operation, on what (a key id, a branch key id,
 /// a table), in which region, until when.
 pub(crate) struct Call<'a> {
-    pub(crate) op: KmsOperation,
+    pub(crate) op: AwsOperation,
     pub(crate) target: &'a str,
     pub(crate) region: Option<&'a str>,
     pub(crate) deadline: Deadline,
@@ -79,8 +79,8 @@ pub(crate) struct Call<'a> {
 /// client's calls run under.
 pub(crate) struct Engine {
     service: AwsService,
-    pub(crate) bounds: KmsBounds,
-    pub(crate) stats: Arc<KmsCounters>,
+    pub(crate) bounds: AwsBounds,
+    pub(crate) stats: Arc<AwsCounters>,
     partition: RetryPartition,
     /// envseal's credential cache, when the client's credentials go through
     /// it (always, unless the configuration had no credentials provider).
@@ -102,8 +102,8 @@ fn new_partition(service: AwsService) -> RetryPartition {
 impl Engine {
     pub(crate) fn new(
         service: AwsService,
-        bounds: KmsBounds,
-        stats: Arc<KmsCounters>,
+        bounds: AwsBounds,
+        stats: Arc<AwsCounters>,
         credentials: Option<Arc<CredentialCache>>,
     ) -> Self {
         Engine {
@@ -126,8 +126,8 @@ impl Engine {
     pub(crate) fn for_service(
         &self,
         service: AwsService,
-        bounds: KmsBounds,
-        stats: Arc<KmsCounters>,
+        bounds: AwsBounds,
+        stats: Arc<AwsCounters>,
     ) -> Self {
         Engine::new(service, bounds, stats, self.credentials.clone())
     }
@@ -136,7 +136,7 @@ impl Engine {
     /// SDK's operation timeout (and a tokio timeout as a backstop); every
     /// attempt is counted and traced; the result is classified.
     #[cfg_attr(not(feature = "hierarchy"), allow(dead_code))] // used by the key store
-    pub(crate) async fn run<C, T, E, F, Fut>(&self, call: &Call<'_>, send: F) -> Result<T, KmsError>
+    pub(crate) async fn run<C, T, E, F, Fut>(&self, call: &Call<'_>, send: F) -> Result<T, AwsError>
     where
         C: BoundedConfig,
         F: Fn(C) -> Fut,
@@ -154,7 +154,7 @@ impl Engine {
         &self,
         call: &Call<'_>,
         send: F,
-    ) -> (Result<T, KmsError>, u32)
+    ) -> (Result<T, AwsError>, u32)
     where
         C: BoundedConfig,
         F: Fn(C) -> Fut,
@@ -177,7 +177,7 @@ impl Engine {
                     region = region_field
                 )
             }
-            AwsService::DynamoDb if matches!(op, KmsOperation::DescribeTable | KmsOperation::CreateTable) => {
+            AwsService::DynamoDb if matches!(op, AwsOperation::DescribeTable | AwsOperation::CreateTable) => {
                 tracing::info_span!(
                     "dynamodb_call",
                     operation = op.name(),
@@ -221,10 +221,10 @@ impl Engine {
     }
 
     /// The deadline passed before the call could start.
-    fn not_started(&self, op: KmsOperation, key_id: &str, span: &tracing::Span) -> KmsError {
+    fn not_started(&self, op: AwsOperation, key_id: &str, span: &tracing::Span) -> AwsError {
         self.stats.deadline_before_call();
         self.stats.call_finished(false, Duration::ZERO);
-        let err = KmsError::new(KmsErrorKind::Timeout(TimeoutKind::Deadline), op, key_id)
+        let err = AwsError::new(AwsErrorKind::Timeout(TimeoutKind::Deadline), op, key_id)
             .with_message("the deadline passed before the call could start");
         let svc = self.service.log_name();
         span.in_scope(|| tracing::warn!(error = %err, "{svc} call not started"));
@@ -245,7 +245,7 @@ impl Engine {
         let cache = self.credentials.as_deref()?;
         let remaining = deadline.remaining()?;
         let Ok(Err(e)) = outcome else { return None };
-        if e.code().and_then(KmsErrorKind::from_code) != Some(KmsErrorKind::CredentialsExpired) {
+        if e.code().and_then(AwsErrorKind::from_code) != Some(AwsErrorKind::CredentialsExpired) {
             return None;
         }
         cache.invalidate_loaded_before(lock_state(state).sent.unwrap_or(started));
@@ -262,14 +262,14 @@ impl Engine {
     /// A deadline that passed while credentials were being loaded is a
     /// credentials failure (the provider did not answer in time), and a
     /// credentials failure names the provider behind it.
-    fn credentials_cause(&self, err: KmsError, started: Instant, op: KmsOperation, key_id: &str) -> KmsError {
+    fn credentials_cause(&self, err: AwsError, started: Instant, op: AwsOperation, key_id: &str) -> AwsError {
         let cache = self.credentials.as_deref();
         let mut err = match cache.and_then(|c| c.cancelled_since(started)) {
             Some(provider) if err.is_timeout() => {
-                let mut e = KmsError::new(KmsErrorKind::Credentials, op, key_id).with_message(format!(
+                let mut e = AwsError::new(AwsErrorKind::Credentials, op, key_id).with_message(format!(
                     "credentials from {provider} were not loaded {}",
                     match err.kind {
-                        KmsErrorKind::Timeout(TimeoutKind::Attempt) => "within the attempt timeout",
+                        AwsErrorKind::Timeout(TimeoutKind::Attempt) => "within the attempt timeout",
                         _ => "before the deadline",
                     }
                 ));
@@ -280,7 +280,7 @@ impl Engine {
         };
         let credentials = matches!(
             err.kind,
-            KmsErrorKind::Credentials | KmsErrorKind::CredentialsExpired
+            AwsErrorKind::Credentials | AwsErrorKind::CredentialsExpired
         );
         if credentials && err.credentials_provider.is_none() {
             err.credentials_provider = cache.and_then(CredentialCache::provider).map(str::to_owned);
@@ -290,16 +290,16 @@ impl Engine {
 
     /// Counts and traces the call; a failure gets the attempts, the time
     /// spent and the last status seen.
-    // KmsError is large by design (status, code, request id, the other
+    // AwsError is large by design (status, code, request id, the other
     // failures); it is made once per failed call, never per attempt.
     #[allow(clippy::result_large_err)]
     fn finish<T>(
         &self,
-        result: Result<T, KmsError>,
+        result: Result<T, AwsError>,
         summary: Summary,
         elapsed: Duration,
         span: &tracing::Span,
-    ) -> Result<T, KmsError> {
+    ) -> Result<T, AwsError> {
         self.stats.call_finished(result.is_ok(), elapsed);
         let attempts = summary.attempts;
         let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
@@ -393,15 +393,15 @@ impl Summary {
 /// The SDK's result as envseal's: success, a classified error, or the
 /// deadline when the backstop fired.
 #[allow(clippy::result_large_err)] // as `KmsClient::finish`
-fn classify_outcome<T, E>(outcome: Outcome<T, E>, op: KmsOperation, key_id: &str) -> Result<T, KmsError>
+fn classify_outcome<T, E>(outcome: Outcome<T, E>, op: AwsOperation, key_id: &str) -> Result<T, AwsError>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match outcome {
         Ok(Ok(out)) => Ok(out),
         Ok(Err(e)) => Err(classify_sdk_error(e, op, key_id)),
-        Err(_) => Err(KmsError::new(
-            KmsErrorKind::Timeout(TimeoutKind::Deadline),
+        Err(_) => Err(AwsError::new(
+            AwsErrorKind::Timeout(TimeoutKind::Deadline),
             op,
             key_id,
         )),
@@ -412,18 +412,18 @@ where
 /// reports that reason: the last attempt's failure if the deadline passed
 /// between attempts (backoff, or the adaptive limiter's wait), else any
 /// throttling, which must stay visible with its status.
-fn deadline_cause(err: KmsError, summary: &Summary, op: KmsOperation, key_id: &str) -> KmsError {
-    if err.kind != KmsErrorKind::Timeout(TimeoutKind::Deadline) {
+fn deadline_cause(err: AwsError, summary: &Summary, op: AwsOperation, key_id: &str) -> AwsError {
+    if err.kind != AwsErrorKind::Timeout(TimeoutKind::Deadline) {
         return err;
     }
     let cause = match &summary.last_failure {
-        Some(f) if !matches!(f.kind, KmsErrorKind::Timeout(_)) => Some(f),
+        Some(f) if !matches!(f.kind, AwsErrorKind::Timeout(_)) => Some(f),
         _ => summary.last_throttle.as_ref(),
     };
     match cause {
         Some(f) => {
             let mut e =
-                KmsError::new(f.kind.clone(), op, key_id).with_message("the deadline passed while retrying");
+                AwsError::new(f.kind.clone(), op, key_id).with_message("the deadline passed while retrying");
             e.code = f.code.clone();
             e.request_id = f.request_id.clone();
             e.status = f.status.or(summary.last_status);

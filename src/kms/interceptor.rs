@@ -10,12 +10,12 @@ use sdk::config::{ConfigBag, Intercept, RuntimeComponents};
 use sdk::error::BoxError;
 
 use super::classify::{classify_attempt, CodeOf};
-use super::stats::KmsCounters;
-use crate::error::aws::{AwsService, KmsErrorKind};
+use super::stats::AwsCounters;
+use crate::error::aws::{AwsErrorKind, AwsService};
 
 #[derive(Clone, Debug)]
 pub(super) struct AttemptFailure {
-    pub(super) kind: KmsErrorKind,
+    pub(super) kind: AwsErrorKind,
     pub(super) code: Option<String>,
     pub(super) request_id: Option<String>,
     pub(super) status: Option<u16>,
@@ -42,7 +42,7 @@ pub(super) struct AttemptState {
 #[derive(Debug)]
 pub(crate) struct AttemptRecorder {
     pub(super) service: AwsService,
-    pub(super) stats: Arc<KmsCounters>,
+    pub(super) stats: Arc<AwsCounters>,
     pub(super) state: Arc<Mutex<AttemptState>>,
     /// The error code reader of the call's operation.
     pub(super) code_of: CodeOf,
@@ -112,7 +112,7 @@ impl Intercept for AttemptRecorder {
                     request_id,
                     status,
                 };
-                if kind == KmsErrorKind::Throttled {
+                if kind == AwsErrorKind::Throttled {
                     s.last_throttle = Some(failure.clone());
                 }
                 s.last_failure = Some(failure);
@@ -126,7 +126,7 @@ impl Intercept for AttemptRecorder {
             (Some(Ok(_)), _) => tracing::debug!(attempt, latency_ms, status, "{svc} attempt ok"),
             (Some(Err(_)), Some(kind)) => {
                 self.stats.attempt_failed(&kind);
-                if kind == KmsErrorKind::Throttled {
+                if kind == AwsErrorKind::Throttled {
                     tracing::warn!(attempt, latency_ms, status, "{svc} attempt throttled");
                 } else {
                     tracing::info!(attempt, latency_ms, status, kind = ?kind, "{svc} attempt failed");

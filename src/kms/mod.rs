@@ -1,9 +1,9 @@
 //! AWS KMS, the one remote part of envseal.
 //!
 //! [`KmsClient`] wraps an `aws-sdk-kms` client so that every call is
-//! bounded by [`KmsBounds`] (connect, read and attempt timeouts, a deadline
+//! bounded by [`AwsBounds`] (connect, read and attempt timeouts, a deadline
 //! per keyring operation, capped adaptive retries), classified into a typed
-//! [`KmsError`], counted in [`KmsCounters`] and traced with `tracing` (span
+//! [`AwsError`], counted in [`AwsCounters`] and traced with `tracing` (span
 //! `kms_call` with operation, key id and region; an event per attempt with
 //! its latency and outcome). The keyrings that use it are at the crate
 //! root: [`KmsKeyring`](crate::KmsKeyring),
@@ -36,7 +36,7 @@ mod interceptor;
 #[cfg_attr(not(feature = "kms"), allow(dead_code))]
 mod stats;
 
-pub use crate::error::aws::{AwsService, KmsError, KmsErrorKind, KmsOperation, TimeoutKind};
+pub use crate::error::aws::{AwsError, AwsErrorKind, AwsOperation, AwsService, TimeoutKind};
 #[cfg(feature = "kms")]
 pub(crate) use arn::{check_identifier, duplicate_multi_region_keys, mrk_match};
 pub use arn::{InvalidArn, KmsArn};
@@ -45,9 +45,9 @@ pub use bounds::KmsBoundsBuilder;
 #[cfg(feature = "hierarchy")]
 pub(crate) use client::UnwrappedKey;
 #[cfg(feature = "kms")]
-pub(crate) use client::{CallArgs, Deadline};
+pub use client::{AwsBounds, CredentialInfo, KmsClient, KmsClientBuilder, RetryMode};
 #[cfg(feature = "kms")]
-pub use client::{CredentialInfo, KmsBounds, KmsClient, KmsClientBuilder, RetryMode};
+pub(crate) use client::{CallArgs, Deadline};
 #[cfg(feature = "hierarchy")]
 pub(crate) use credentials::CachedProvider;
 #[cfg(feature = "kms")]
@@ -65,7 +65,7 @@ pub use doctor::{DoctorOptions, DoctorReport, DoctorStep};
 pub(crate) use engine::{bounded_config, Call, Engine};
 #[cfg(feature = "kms")]
 pub(crate) use engine::{BoundedConfig, CallConfig};
-pub use stats::{KmsCounters, KmsStats};
+pub use stats::{AwsCounters, AwsStats};
 
 /// Re-exported so callers can build a [`KmsClient`] from their own
 /// configuration without a direct dependency.

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::error::aws::{KmsErrorKind, KmsOperation};
+use crate::error::aws::{AwsErrorKind, AwsOperation};
 
 /// Latency buckets: upper bounds of 2^k microseconds, 64 µs to about 67 s,
 /// plus an overflow bucket.
@@ -15,8 +15,8 @@ const FIRST_BUCKET_US: u64 = 64;
 /// counts its DynamoDB calls and the hierarchical keyrings their branch-key
 /// cache hits here too, so one snapshot shows every AWS call.
 #[derive(Debug, Default)]
-pub struct KmsCounters {
-    calls: [AtomicU64; KmsOperation::ALL.len()],
+pub struct AwsCounters {
+    calls: [AtomicU64; AwsOperation::ALL.len()],
     branch_key_cache_hits: AtomicU64,
     branch_key_cache_misses: AtomicU64,
     attempts: AtomicU64,
@@ -55,13 +55,13 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-impl KmsCounters {
+impl AwsCounters {
     /// New, zeroed counters.
     pub fn new() -> Self {
         Self::default()
     }
 
-    pub(crate) fn call_started(&self, op: KmsOperation) {
+    pub(crate) fn call_started(&self, op: AwsOperation) {
         self.calls[op.index()].fetch_add(1, Relaxed);
     }
 
@@ -88,10 +88,10 @@ impl KmsCounters {
 
     /// One attempt's outcome: counts throttles and timeouts per attempt, so
     /// retried throttles are visible even when the call then succeeds.
-    pub(crate) fn attempt_failed(&self, kind: &KmsErrorKind) {
+    pub(crate) fn attempt_failed(&self, kind: &AwsErrorKind) {
         match kind {
-            KmsErrorKind::Throttled => self.throttles.fetch_add(1, Relaxed),
-            KmsErrorKind::Timeout(_) => self.timeouts.fetch_add(1, Relaxed),
+            AwsErrorKind::Throttled => self.throttles.fetch_add(1, Relaxed),
+            AwsErrorKind::Timeout(_) => self.timeouts.fetch_add(1, Relaxed),
             _ => 0,
         };
     }
@@ -140,7 +140,7 @@ impl KmsCounters {
     }
 
     /// A consistent-enough copy of the counters (each read atomically).
-    pub fn snapshot(&self) -> KmsStats {
+    pub fn snapshot(&self) -> AwsStats {
         let latency: Vec<u64> = self.latency.iter().map(|b| b.load(Relaxed)).collect();
         let finished: u64 = latency.iter().sum();
         let max = Duration::from_micros(self.latency_max_us.load(Relaxed));
@@ -158,20 +158,20 @@ impl KmsCounters {
         };
         let credential_refreshes = self.credential_refreshes.load(Relaxed);
         let expired_token_retries = self.expired_token_retries.load(Relaxed);
-        let calls = |op: KmsOperation| self.calls[op.index()].load(Relaxed);
-        KmsStats {
-            generate_data_key_calls: calls(KmsOperation::GenerateDataKey),
-            encrypt_calls: calls(KmsOperation::Encrypt),
-            decrypt_calls: calls(KmsOperation::Decrypt),
-            describe_key_calls: calls(KmsOperation::DescribeKey),
-            generate_data_key_without_plaintext_calls: calls(KmsOperation::GenerateDataKeyWithoutPlaintext),
-            re_encrypt_calls: calls(KmsOperation::ReEncrypt),
-            get_public_key_calls: calls(KmsOperation::GetPublicKey),
-            derive_shared_secret_calls: calls(KmsOperation::DeriveSharedSecret),
-            get_item_calls: calls(KmsOperation::GetItem),
-            transact_write_items_calls: calls(KmsOperation::TransactWriteItems),
-            describe_table_calls: calls(KmsOperation::DescribeTable),
-            create_table_calls: calls(KmsOperation::CreateTable),
+        let calls = |op: AwsOperation| self.calls[op.index()].load(Relaxed);
+        AwsStats {
+            generate_data_key_calls: calls(AwsOperation::GenerateDataKey),
+            encrypt_calls: calls(AwsOperation::Encrypt),
+            decrypt_calls: calls(AwsOperation::Decrypt),
+            describe_key_calls: calls(AwsOperation::DescribeKey),
+            generate_data_key_without_plaintext_calls: calls(AwsOperation::GenerateDataKeyWithoutPlaintext),
+            re_encrypt_calls: calls(AwsOperation::ReEncrypt),
+            get_public_key_calls: calls(AwsOperation::GetPublicKey),
+            derive_shared_secret_calls: calls(AwsOperation::DeriveSharedSecret),
+            get_item_calls: calls(AwsOperation::GetItem),
+            transact_write_items_calls: calls(AwsOperation::TransactWriteItems),
+            describe_table_calls: calls(AwsOperation::DescribeTable),
+            create_table_calls: calls(AwsOperation::CreateTable),
             branch_key_cache_hits: self.branch_key_cache_hits.load(Relaxed),
             branch_key_cache_misses: self.branch_key_cache_misses.load(Relaxed),
             attempts: self.attempts.load(Relaxed),
@@ -202,13 +202,13 @@ impl KmsCounters {
     }
 }
 
-/// A copy of [`KmsCounters`] at one moment.
+/// A copy of [`AwsCounters`] at one moment.
 ///
 /// Latency is per call (all attempts and backoff); percentiles are the upper
 /// bound of a power-of-two histogram bucket, so they read high by at most 2×.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct KmsStats {
+pub struct AwsStats {
     /// `GenerateDataKey` calls started.
     pub generate_data_key_calls: u64,
     /// `Encrypt` calls started.
@@ -277,7 +277,7 @@ pub struct KmsStats {
     pub expired_token_retry_mean: Option<Duration>,
 }
 
-impl KmsStats {
+impl AwsStats {
     /// All KMS calls started, every operation.
     pub fn calls(&self) -> u64 {
         self.generate_data_key_calls
@@ -305,10 +305,10 @@ mod tests {
 
     #[test]
     fn counts_and_percentiles() {
-        let s = KmsCounters::new();
-        assert_eq!(s.snapshot(), KmsStats::default());
+        let s = AwsCounters::new();
+        assert_eq!(s.snapshot(), AwsStats::default());
         for i in 0..100u64 {
-            s.call_started(KmsOperation::Decrypt);
+            s.call_started(AwsOperation::Decrypt);
             s.attempt_started(1);
             // 90 fast calls (~100 µs), 10 slow ones (~10 ms)
             let lat = if i < 90 {
@@ -319,8 +319,8 @@ mod tests {
             s.call_finished(i % 10 != 0, lat);
         }
         s.attempt_started(2);
-        s.attempt_failed(&KmsErrorKind::Throttled);
-        s.attempt_failed(&KmsErrorKind::Timeout(super::super::TimeoutKind::Read));
+        s.attempt_failed(&AwsErrorKind::Throttled);
+        s.attempt_failed(&AwsErrorKind::Timeout(super::super::TimeoutKind::Read));
         let snap = s.snapshot();
         assert_eq!(snap.decrypt_calls, 100);
         assert_eq!(snap.calls(), 100);

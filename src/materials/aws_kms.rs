@@ -4,7 +4,7 @@
 //! Both keyrings are multi-Region-key aware: an encrypted data key wrapped
 //! under `mrk-…` in one region is unwrapped by its replica in another.
 //! Every keyring operation (one encrypt or one decrypt) has one deadline,
-//! [`KmsBounds::deadline`](crate::kms::KmsBounds), across all its KMS calls.
+//! [`AwsBounds::deadline`](crate::kms::AwsBounds), across all its KMS calls.
 
 use std::collections::BTreeSet;
 
@@ -15,8 +15,8 @@ use crate::crypto::DataKey;
 use crate::error::{Error, FormatError, Result};
 use crate::format::EncryptedDataKey;
 use crate::kms::{
-    check_identifier, duplicate_multi_region_keys, mrk_match, CallArgs, KmsArn, KmsClient, KmsError,
-    KmsErrorKind, KmsOperation,
+    check_identifier, duplicate_multi_region_keys, mrk_match, AwsError, AwsErrorKind, AwsOperation, CallArgs,
+    KmsArn, KmsClient,
 };
 
 /// Provider id of every KMS encrypted data key.
@@ -26,11 +26,11 @@ const PROVIDER_INFO: &str = "aws-kms provider info";
 
 /// A KMS response must name a key by full ARN (spec: the response `KeyId`
 /// MUST be a valid AWS KMS key ARN).
-fn response_arn(key_id: Option<String>, op: KmsOperation, asked: &str) -> Result<String, Box<KmsError>> {
+fn response_arn(key_id: Option<String>, op: AwsOperation, asked: &str) -> Result<String, Box<AwsError>> {
     match key_id {
         Some(id) if id.parse::<KmsArn>().is_ok_and(|a| a.resource_type() == "key") => Ok(id),
         _ => Err(Box::new(
-            KmsError::new(KmsErrorKind::InvalidResponse, op, asked)
+            AwsError::new(AwsErrorKind::InvalidResponse, op, asked)
                 .with_message("the response KeyId is not a KMS key ARN"),
         )),
     }
@@ -46,12 +46,12 @@ fn kms_edk(arn: String, ciphertext: Vec<u8>) -> EncryptedDataKey {
 }
 
 /// Checks a returned data key's length against the suite.
-fn check_key_len(len: usize, want: usize, op: KmsOperation, key_id: &str) -> Result<(), Box<KmsError>> {
+fn check_key_len(len: usize, want: usize, op: AwsOperation, key_id: &str) -> Result<(), Box<AwsError>> {
     if len == want {
         Ok(())
     } else {
         Err(Box::new(
-            KmsError::new(KmsErrorKind::InvalidResponse, op, key_id)
+            AwsError::new(AwsErrorKind::InvalidResponse, op, key_id)
                 .with_message(format!("data key of {len} bytes, the suite needs {want}")),
         ))
     }
@@ -83,7 +83,7 @@ async fn decrypt_one(
     materials: &DecryptionMaterials,
     grant_tokens: &[String],
     deadline: crate::kms::Deadline,
-) -> Result<DataKey, Box<KmsError>> {
+) -> Result<DataKey, Box<AwsError>> {
     let args = CallArgs {
         key_id,
         context: materials.context(),
@@ -93,14 +93,14 @@ async fn decrypt_one(
     let out = client.decrypt(args, &edk.ciphertext).await.map_err(Box::new)?;
     if out.key_id.as_deref() != Some(key_id) {
         return Err(Box::new(
-            KmsError::new(KmsErrorKind::InvalidResponse, KmsOperation::Decrypt, key_id)
+            AwsError::new(AwsErrorKind::InvalidResponse, AwsOperation::Decrypt, key_id)
                 .with_message("the response KeyId is not the key that was asked for"),
         ));
     }
     check_key_len(
         out.plaintext.len(),
         materials.suite().data_key_len(),
-        KmsOperation::Decrypt,
+        AwsOperation::Decrypt,
         key_id,
     )?;
     Ok(DataKey::new(out.plaintext))
@@ -282,7 +282,7 @@ impl Keyring for KmsKeyring {
                 grant_tokens: &self.grant_tokens,
                 deadline,
             };
-            let op = KmsOperation::GenerateDataKey;
+            let op = AwsOperation::GenerateDataKey;
             let out = self
                 .client
                 .generate_data_key(args, materials.suite().data_key_len())
@@ -309,7 +309,7 @@ impl Keyring for KmsKeyring {
                 deadline,
             };
             let out = self.client.encrypt(args, data_key.expose_secret()).await?;
-            let arn = response_arn(out.key_id, KmsOperation::Encrypt, key_id)?;
+            let arn = response_arn(out.key_id, AwsOperation::Encrypt, key_id)?;
             materials.add_encrypted_data_key(kms_edk(arn, out.ciphertext));
         }
         Ok(())

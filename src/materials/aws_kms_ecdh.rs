@@ -15,7 +15,7 @@ use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
 use crate::crypto::{DataKey, EcdhPublicKey};
 use crate::error::{Error, Result};
 use crate::format::{EncryptedDataKey, EncryptionContext};
-use crate::kms::{CallArgs, Deadline, KmsArn, KmsClient, KmsError, KmsErrorKind, KmsOperation};
+use crate::kms::{AwsError, AwsErrorKind, AwsOperation, CallArgs, Deadline, KmsArn, KmsClient};
 use crate::suite::Curve;
 
 #[derive(Debug)]
@@ -77,7 +77,7 @@ async fn kms_public_key(client: &KmsClient, arn: &str, curve: Curve) -> Result<E
     };
     let out = client.get_public_key(args).await?;
     let invalid = |m: String| -> Error {
-        KmsError::new(KmsErrorKind::InvalidResponse, KmsOperation::GetPublicKey, arn)
+        AwsError::new(AwsErrorKind::InvalidResponse, AwsOperation::GetPublicKey, arn)
             .with_message(m)
             .into()
     };
@@ -161,7 +161,7 @@ impl KmsEcdhKeyringBuilder {
     /// # Errors
     /// [`Error::Config`] without a scheme ([`Self::static_keys`] or
     /// [`Self::discovery`]), for a bad ARN or keys on different curves;
-    /// [`Error::Kms`] when `GetPublicKey` fails or its answer does not fit.
+    /// [`Error::Aws`] when `GetPublicKey` fails or its answer does not fit.
     pub async fn build(self) -> Result<KmsEcdhKeyring> {
         let client = self.client;
         let (curve, scheme) =
@@ -246,9 +246,9 @@ impl KmsEcdhKeyring {
         };
         let out = self.client.derive_shared_secret(args, &peer.to_der()).await?;
         let invalid = |m: &str| -> Error {
-            KmsError::new(
-                KmsErrorKind::InvalidResponse,
-                KmsOperation::DeriveSharedSecret,
+            AwsError::new(
+                AwsErrorKind::InvalidResponse,
+                AwsOperation::DeriveSharedSecret,
                 arn,
             )
             .with_message(m)

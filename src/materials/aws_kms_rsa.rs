@@ -20,7 +20,7 @@ use super::{DecryptionMaterials, EncryptionMaterials, Keyring, RsaPublicKey};
 use crate::crypto::{sha384_concat, DataKey, RsaPadding};
 use crate::error::{Error, Result};
 use crate::format::EncryptedDataKey;
-use crate::kms::{mrk_match, CallArgs, KmsArn, KmsClient, KmsError, KmsErrorKind, KmsOperation};
+use crate::kms::{mrk_match, AwsError, AwsErrorKind, AwsOperation, CallArgs, KmsArn, KmsClient};
 use crate::suite::AlgorithmSuite;
 
 /// The AWS KMS RSA keyring's provider id.
@@ -228,9 +228,9 @@ impl Keyring for KmsRsaKeyring {
                 deadline,
             };
             let invalid = |m: &str| -> Error {
-                KmsError::new(
-                    KmsErrorKind::InvalidResponse,
-                    KmsOperation::Decrypt,
+                AwsError::new(
+                    AwsErrorKind::InvalidResponse,
+                    AwsOperation::Decrypt,
                     &self.key_arn,
                 )
                 .with_message(m)

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use common::fault::{Action, FaultServer};
 use common::moto::{self, create_key, moto};
 use envseal::keystore::KeyStore;
-use envseal::kms::{KmsBounds, KmsClient, KmsErrorKind, KmsOperation};
+use envseal::kms::{AwsBounds, AwsErrorKind, AwsOperation, KmsClient};
 use envseal::{
     AlgorithmSuite, BranchKeyCache, CommitmentPolicy, Config, EncryptionContext, Error, HierarchyKeyring,
     HIERARCHY_PROVIDER_ID,
@@ -40,14 +40,14 @@ fn table(name: &str) -> String {
     )
 }
 
-async fn kms_client(bounds: KmsBounds) -> KmsClient {
+async fn kms_client(bounds: AwsBounds) -> KmsClient {
     moto::client(REGION, &moto().url, bounds).await
 }
 
 /// A key store on `table` (created) with its own KMS client and counters.
 async fn store(table: &str, kms_key: &str) -> KeyStore {
     let store = KeyStore::builder(table, kms_key)
-        .kms_client(kms_client(KmsBounds::default()).await)
+        .kms_client(kms_client(AwsBounds::default()).await)
         .build()
         .await
         .unwrap();
@@ -172,10 +172,10 @@ async fn round_trip_signed_and_unsigned_and_branch_key_reads() {
         .unwrap();
     message[pos] ^= 1;
     let err = open(&keyring, &message).await.unwrap_err();
-    let Error::Kms(e) = &err else { panic!("{err}") };
+    let Error::Aws(e) = &err else { panic!("{err}") };
     assert_eq!(
         (e.kind.clone(), e.operation),
-        (KmsErrorKind::NotFound, KmsOperation::GetItem),
+        (AwsErrorKind::NotFound, AwsOperation::GetItem),
         "{err}"
     );
 }
@@ -303,9 +303,9 @@ async fn version_key_keeps_old_messages_and_moves_new_ones() {
     }
     // The same id again: the conditional write refuses it.
     let err = store.create_key(Some("tenant-7"), &ctx).await.unwrap_err();
-    let Error::Kms(e) = &err else { panic!("{err}") };
-    assert_eq!(e.kind, KmsErrorKind::ConditionFailed, "{err}");
-    assert_eq!(e.operation, KmsOperation::TransactWriteItems);
+    let Error::Aws(e) = &err else { panic!("{err}") };
+    assert_eq!(e.kind, AwsErrorKind::ConditionFailed, "{err}");
+    assert_eq!(e.operation, AwsOperation::TransactWriteItems);
     // An id of one's own needs a context.
     let err = store
         .create_key(Some("bare"), &EncryptionContext::new())
@@ -350,7 +350,7 @@ async fn unknown_and_foreign_branch_keys_fail_clearly_and_others_cost_no_call() 
 
     // A store configured with another KMS key refuses the items.
     let other = KeyStore::builder(&t, create_key(REGION).await)
-        .kms_client(kms_client(KmsBounds::default()).await)
+        .kms_client(kms_client(AwsBounds::default()).await)
         .build()
         .await
         .unwrap();
@@ -359,15 +359,15 @@ async fn unknown_and_foreign_branch_keys_fail_clearly_and_others_cost_no_call() 
     // A wrong logical name changes the KMS context: KMS refuses to unwrap.
     let renamed = KeyStore::builder(&t, &kms_key)
         .logical_name("another-name")
-        .kms_client(kms_client(KmsBounds::default()).await)
+        .kms_client(kms_client(AwsBounds::default()).await)
         .build()
         .await
         .unwrap();
     let err = renamed.get_active_branch_key(&a).await.unwrap_err();
-    let Error::Kms(e) = &err else { panic!("{err}") };
+    let Error::Aws(e) = &err else { panic!("{err}") };
     assert_eq!(
         (e.kind.clone(), e.operation),
-        (KmsErrorKind::InvalidCiphertext, KmsOperation::Decrypt)
+        (AwsErrorKind::InvalidCiphertext, AwsOperation::Decrypt)
     );
 }
 
@@ -412,8 +412,8 @@ async fn a_supplier_picks_each_tenants_branch_key() {
 
 // ---- faults in front of DynamoDB ----
 
-fn fault_bounds() -> KmsBounds {
-    KmsBounds::builder()
+fn fault_bounds() -> AwsBounds {
+    AwsBounds::builder()
         .attempt_timeout(Duration::from_millis(400))
         .read_timeout(Duration::from_millis(300))
         .deadline(Duration::from_millis(1500))
@@ -444,12 +444,12 @@ async fn faulty(plan: Vec<Action>) -> (FaultServer, Arc<HierarchyKeyring>, KeySt
     (fault, keyring, store, id)
 }
 
-async fn encrypt_err(keyring: &Arc<HierarchyKeyring>) -> (envseal::kms::KmsError, Duration) {
+async fn encrypt_err(keyring: &Arc<HierarchyKeyring>) -> (envseal::kms::AwsError, Duration) {
     let started = Instant::now();
     let err = seal(keyring, b"x").await.unwrap_err();
     let elapsed = started.elapsed();
     match err {
-        Error::Kms(e) => (*e, elapsed),
+        Error::Aws(e) => (*e, elapsed),
         other => panic!("{other}"),
     }
 }
@@ -461,7 +461,7 @@ async fn dynamodb_faults_end_within_the_deadline_with_typed_errors() {
 
     let (fault, keyring, _, _) = faulty(vec![Action::Hang]).await;
     let (e, elapsed) = encrypt_err(&keyring).await;
-    assert!(e.is_timeout() && e.operation == KmsOperation::GetItem, "{e}");
+    assert!(e.is_timeout() && e.operation == AwsOperation::GetItem, "{e}");
     assert!(elapsed <= deadline + margin, "{elapsed:?}: {e}");
     assert!(e.attempts <= 3 && fault.requests() <= 3, "{e}");
 
@@ -486,7 +486,7 @@ async fn dynamodb_faults_end_within_the_deadline_with_typed_errors() {
 
     let (fault, keyring, _, _) = faulty(vec![Action::Reset]).await;
     let (e, elapsed) = encrypt_err(&keyring).await;
-    assert_eq!(e.kind, KmsErrorKind::Connection, "{e}");
+    assert_eq!(e.kind, AwsErrorKind::Connection, "{e}");
     assert!(
         elapsed <= deadline + margin && fault.requests() <= 3,
         "{elapsed:?}"
@@ -509,17 +509,17 @@ async fn dynamodb_faults_end_within_the_deadline_with_typed_errors() {
 async fn a_refused_conditional_write_is_sent_once() {
     let (fault, _, store, id) = faulty(vec![Action::Error(400, "TransactionCanceledException")]).await;
     let err = store.version_key(&id).await.unwrap_err();
-    let Error::Kms(e) = &err else { panic!("{err}") };
+    let Error::Aws(e) = &err else { panic!("{err}") };
     // The GetItem of the ACTIVE item also goes through the fault server.
-    assert_eq!(e.operation, KmsOperation::GetItem, "{err}");
+    assert_eq!(e.operation, AwsOperation::GetItem, "{err}");
     assert_eq!(fault.requests(), 1);
     let (fault, _, store, _) = faulty(vec![Action::Proxy]).await;
     let ctx = EncryptionContext::from([("a", "b")]);
     store.create_key(Some("dup"), &ctx).await.unwrap();
     let before = fault.requests();
     let err = store.create_key(Some("dup"), &ctx).await.unwrap_err();
-    let Error::Kms(e) = &err else { panic!("{err}") };
-    assert_eq!(e.kind, KmsErrorKind::ConditionFailed, "{err}");
+    let Error::Aws(e) = &err else { panic!("{err}") };
+    assert_eq!(e.kind, AwsErrorKind::ConditionFailed, "{err}");
     assert_eq!(fault.requests() - before, 1, "never retried");
 }
 
@@ -843,7 +843,7 @@ async fn a_concurrent_version_makes_the_late_version_key_fail() {
         vec![Action::Proxy, Action::DelayProxy(Duration::from_millis(1000))],
     );
     let slow = KeyStore::builder(&t, &kms_key)
-        .kms_client(kms_client(KmsBounds::default()).await)
+        .kms_client(kms_client(AwsBounds::default()).await)
         .endpoint_url(&fault.url)
         .build()
         .await
@@ -857,10 +857,10 @@ async fn a_concurrent_version_makes_the_late_version_key_fail() {
     }
     let winner = good.version_key(&id).await.unwrap();
     let err = late.await.unwrap().unwrap_err();
-    let Error::Kms(e) = &err else { panic!("{err}") };
+    let Error::Aws(e) = &err else { panic!("{err}") };
     assert_eq!(
         (e.kind.clone(), e.operation),
-        (KmsErrorKind::ConditionFailed, KmsOperation::TransactWriteItems),
+        (AwsErrorKind::ConditionFailed, AwsOperation::TransactWriteItems),
         "{err}"
     );
     assert_eq!(good.get_active_branch_key(&id).await.unwrap().version(), winner);

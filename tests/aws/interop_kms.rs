@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use common::moto::{create_key, moto};
-use envseal::kms::KmsBounds;
+use envseal::kms::AwsBounds;
 use envseal::{
     AlgorithmSuite, Config, EncryptionContext, Keyring, KmsDiscoveryKeyring, KmsKeyring, MultiKeyring,
 };
@@ -101,7 +101,7 @@ async fn reference_decrypts_envseal_kms_messages() {
     let k1 = create_key("us-east-1").await;
     let k2 = create_key("us-east-1").await;
     let dir = tempfile::tempdir().unwrap();
-    let client = common::moto::client("us-east-1", &moto().url, KmsBounds::default()).await;
+    let client = common::moto::client("us-east-1", &moto().url, AwsBounds::default()).await;
     let aes = common::aes("app", "aes", &[3u8; 32]);
     let mut jobs = Vec::new();
     for (i, (suite, policy)) in SUITES.iter().enumerate() {
@@ -158,7 +158,7 @@ async fn envseal_decrypts_reference_kms_messages() {
     for (n, r) in reference(dir.path(), &jobs).into_iter().enumerate() {
         r.unwrap_or_else(|e| panic!("reference encrypt {n}: {e}"));
     }
-    let client = common::moto::client("us-east-1", &moto().url, KmsBounds::default()).await;
+    let client = common::moto::client("us-east-1", &moto().url, AwsBounds::default()).await;
     for (i, (suite, _)) in SUITES.iter().enumerate() {
         let message = std::fs::read(dir.path().join(format!("ref-{i}.msg"))).unwrap();
         let want = std::fs::read(dir.path().join(format!("ref-{i}.plain"))).unwrap();
@@ -222,7 +222,7 @@ async fn kms_rsa_keyring_round_trips_and_interop() {
     let (arn, pem) = common::moto::create_rsa_key("us-east-1", "RSA_2048").await;
     let pem_file = d.join("rsa.pem");
     std::fs::write(&pem_file, &pem).unwrap();
-    let client = common::moto::client("us-east-1", &moto().url, KmsBounds::default()).await;
+    let client = common::moto::client("us-east-1", &moto().url, AwsBounds::default()).await;
     let ctx = context();
     write_context(&d.join("x.msg"));
     let ctx_file = d.join("x.ctx").display().to_string();
@@ -351,7 +351,7 @@ async fn kms_rsa_keyring_round_trips_and_interop() {
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, envseal::Error::Kms(e) if e.kind == envseal::kms::KmsErrorKind::InvalidCiphertext),
+            matches!(&err, envseal::Error::Aws(e) if e.kind == envseal::kms::AwsErrorKind::InvalidCiphertext),
             "{err}"
         );
     }
@@ -380,7 +380,7 @@ async fn kms_ecdh_keyring_interop_with_raw_ecdh_and_python() {
     use envseal::{Curve, EcdhPrivateKey, EcdhPublicKey, KmsEcdhKeyring, RawEcdhKeyring};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let client = common::moto::client("us-east-1", &moto().url, KmsBounds::default()).await;
+    let client = common::moto::client("us-east-1", &moto().url, AwsBounds::default()).await;
     let ctx = context();
     write_context(&d.join("x.msg"));
     let ctx_file = d.join("x.ctx").display().to_string();
@@ -541,5 +541,5 @@ async fn kms_ecdh_keyring_interop_with_raw_ecdh_and_python() {
         .build()
         .await
         .unwrap_err();
-    assert!(matches!(err, envseal::Error::Kms(_)), "{err}");
+    assert!(matches!(err, envseal::Error::Aws(_)), "{err}");
 }

@@ -12,14 +12,14 @@ use std::sync::Arc;
 
 use common::fault::{Action, FaultServer};
 use common::moto::{self, create_key, moto, ACCOUNT};
-use envseal::kms::{KmsBounds, KmsClient, KmsErrorKind};
+use envseal::kms::{AwsBounds, AwsErrorKind, KmsClient};
 use envseal::{
     AlgorithmSuite, Config, DiscoveryFilter, EncryptionContext, Error, Keyring, KmsDiscoveryKeyring,
     KmsKeyring, MultiKeyring,
 };
 
 async fn client(region: &str) -> KmsClient {
-    moto::client(region, &moto().url, KmsBounds::default()).await
+    moto::client(region, &moto().url, AwsBounds::default()).await
 }
 
 fn context() -> EncryptionContext {
@@ -39,9 +39,9 @@ fn retarget_context(message: &mut [u8]) -> EncryptionContext {
         .collect()
 }
 
-fn kms_error(e: Error) -> envseal::kms::KmsError {
+fn kms_error(e: Error) -> envseal::kms::AwsError {
     match e {
-        Error::Kms(k) => *k,
+        Error::Aws(k) => *k,
         other => panic!("expected a KMS error, got {other:?}"),
     }
 }
@@ -207,7 +207,7 @@ async fn wrong_encryption_context_fails_at_kms() {
         .await
         .unwrap_err();
     let err = kms_error(err);
-    assert_eq!(err.kind, KmsErrorKind::InvalidCiphertext, "{err}");
+    assert_eq!(err.kind, AwsErrorKind::InvalidCiphertext, "{err}");
     assert_eq!(err.attempts, 1, "invalid ciphertext must not be retried");
     assert_eq!(err.status, Some(400));
     assert!(err.to_string().contains("KMS Decrypt"), "{err}");
@@ -311,8 +311,8 @@ async fn hostile_message_causes_at_most_max_edk_calls() {
     assert_eq!(
         failed,
         [
-            (KmsErrorKind::InvalidCiphertext, k1.clone()),
-            (KmsErrorKind::InvalidCiphertext, k2.clone())
+            (AwsErrorKind::InvalidCiphertext, k1.clone()),
+            (AwsErrorKind::InvalidCiphertext, k2.clone())
         ]
     );
     assert_eq!((c.stats().decrypt_calls, c.stats().attempts), (2, 2));
@@ -333,7 +333,7 @@ async fn hostile_message_causes_at_most_max_edk_calls() {
 async fn grant_tokens_reach_kms() {
     let key = create_key("us-east-1").await;
     let proxy = FaultServer::start(Some(moto().url.clone()), vec![Action::Proxy]);
-    let c = moto::client("us-east-1", &proxy.url, KmsBounds::default()).await;
+    let c = moto::client("us-east-1", &proxy.url, AwsBounds::default()).await;
     let keyring = KmsKeyring::builder(c, [&key])
         .grant_tokens(["grant-token-1"])
         .build()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::fault::{full_backlog, Action, FaultServer};
 use common::moto::{self, create_key, moto};
-use envseal::kms::{KmsBounds, KmsBoundsBuilder, KmsError, KmsErrorKind, RetryMode, TimeoutKind};
+use envseal::kms::{AwsBounds, AwsError, AwsErrorKind, KmsBoundsBuilder, RetryMode, TimeoutKind};
 use envseal::{Config, EncryptionContext, Error, KmsKeyring};
 
 const MAX_ATTEMPTS: u32 = 3;
@@ -18,7 +18,7 @@ const MAX_ATTEMPTS: u32 = 3;
 const MARGIN: Duration = Duration::from_millis(300);
 
 fn bounds() -> KmsBoundsBuilder {
-    KmsBounds::builder()
+    AwsBounds::builder()
         .connect_timeout(Duration::from_millis(200))
         .read_timeout(Duration::from_millis(300))
         .attempt_timeout(Duration::from_millis(500))
@@ -40,8 +40,8 @@ fn context() -> EncryptionContext {
 async fn encrypt_via(
     endpoint: &str,
     key: &str,
-    bounds: KmsBounds,
-) -> (Result<Vec<u8>, Error>, Duration, envseal::kms::KmsStats) {
+    bounds: AwsBounds,
+) -> (Result<Vec<u8>, Error>, Duration, envseal::kms::AwsStats) {
     let client = moto::client("us-east-1", endpoint, bounds).await;
     let keyring = KmsKeyring::builder(client.clone(), [key]).build().unwrap();
     let start = Instant::now();
@@ -51,14 +51,14 @@ async fn encrypt_via(
     (result, start.elapsed(), client.stats())
 }
 
-fn kms_error(result: Result<Vec<u8>, Error>) -> KmsError {
+fn kms_error(result: Result<Vec<u8>, Error>) -> AwsError {
     match result {
-        Err(Error::Kms(e)) => *e,
+        Err(Error::Aws(e)) => *e,
         other => panic!("expected a KMS error, got {other:?}"),
     }
 }
 
-fn within_deadline(elapsed: Duration, bounds: &KmsBounds) {
+fn within_deadline(elapsed: Duration, bounds: &AwsBounds) {
     assert!(
         elapsed <= bounds.deadline() + MARGIN,
         "took {elapsed:?}, deadline {:?}",
@@ -73,7 +73,7 @@ async fn server_that_never_answers_is_a_read_timeout() {
     let server = FaultServer::start(None, vec![Action::Hang]);
     let (result, elapsed, stats) = encrypt_via(&server.url, KEY, bounds().build().unwrap()).await;
     let err = kms_error(result);
-    assert_eq!(err.kind, KmsErrorKind::Timeout(TimeoutKind::Read), "{err}");
+    assert_eq!(err.kind, AwsErrorKind::Timeout(TimeoutKind::Read), "{err}");
     assert_eq!(err.attempts, MAX_ATTEMPTS, "{err}");
     assert_eq!(server.requests(), MAX_ATTEMPTS as usize);
     assert_eq!(stats.timeouts, u64::from(MAX_ATTEMPTS));
@@ -93,7 +93,7 @@ async fn dripping_body_is_stopped_by_attempt_timeout_and_deadline() {
     assert!(
         matches!(
             err.kind,
-            KmsErrorKind::Timeout(TimeoutKind::Attempt) | KmsErrorKind::Timeout(TimeoutKind::Deadline)
+            AwsErrorKind::Timeout(TimeoutKind::Attempt) | AwsErrorKind::Timeout(TimeoutKind::Deadline)
         ),
         "{err}"
     );
@@ -108,7 +108,7 @@ async fn full_accept_queue_is_a_connect_timeout() {
     let backlog = full_backlog();
     let (result, elapsed, _) = encrypt_via(&backlog.url, KEY, bounds().build().unwrap()).await;
     let err = kms_error(result);
-    assert_eq!(err.kind, KmsErrorKind::Timeout(TimeoutKind::Connect), "{err}");
+    assert_eq!(err.kind, AwsErrorKind::Timeout(TimeoutKind::Connect), "{err}");
     assert_eq!(err.attempts, MAX_ATTEMPTS, "{err}");
     assert_eq!(err.status, None);
     within_deadline(elapsed, &bounds().build().unwrap());
@@ -120,7 +120,7 @@ async fn always_throttled_400_and_429_keep_their_status() {
         let server = FaultServer::start(None, vec![Action::Error(status, "ThrottlingException")]);
         let (result, elapsed, stats) = encrypt_via(&server.url, KEY, bounds().build().unwrap()).await;
         let err = kms_error(result);
-        assert_eq!(err.kind, KmsErrorKind::Throttled, "{err}");
+        assert_eq!(err.kind, AwsErrorKind::Throttled, "{err}");
         assert!(err.is_throttling() && err.is_retryable());
         assert_eq!(err.status, Some(status), "{err}");
         assert_eq!(err.code.as_deref(), Some("ThrottlingException"));
@@ -147,7 +147,7 @@ async fn adaptive_mode_stays_within_the_deadline_and_reports_throttling() {
     let err = kms_error(result);
     // Whether the limiter let all three attempts out before the deadline or
     // not, the error is the throttling, with its status and the real count.
-    assert_eq!(err.kind, KmsErrorKind::Throttled, "{err}");
+    assert_eq!(err.kind, AwsErrorKind::Throttled, "{err}");
     assert_eq!(err.status, Some(429), "{err}");
     // An attempt the deadline cuts may be counted as sent before its bytes
     // reach the server.
@@ -171,12 +171,12 @@ async fn plain_429_without_a_code_is_throttling_too() {
     let server = FaultServer::start(None, vec![Action::Error(429, "TooManyRequests")]);
     let (result, _, _) = encrypt_via(&server.url, KEY, bounds().build().unwrap()).await;
     let err = kms_error(result);
-    assert_eq!(err.kind, KmsErrorKind::Throttled, "{err}");
+    assert_eq!(err.kind, AwsErrorKind::Throttled, "{err}");
     assert_eq!(server.requests(), MAX_ATTEMPTS as usize);
 }
 
 /// Transient faults followed by moto's real answer: the call succeeds.
-async fn recovers_after(first: Vec<Action>, adaptive: bool) -> (usize, envseal::kms::KmsStats) {
+async fn recovers_after(first: Vec<Action>, adaptive: bool) -> (usize, envseal::kms::AwsStats) {
     let key = create_key("us-east-1").await;
     let faults = first.len();
     let mut plan = first;
@@ -226,13 +226,13 @@ async fn connection_reset_then_succeeds() {
 #[tokio::test]
 async fn errors_that_must_not_retry_make_one_request() {
     let cases = [
-        (400, "NotFoundException", KmsErrorKind::NotFound),
-        (400, "AccessDeniedException", KmsErrorKind::AccessDenied),
-        (400, "DisabledException", KmsErrorKind::Disabled),
-        (400, "InvalidKeyUsageException", KmsErrorKind::InvalidKeyUsage),
-        (400, "KMSInvalidStateException", KmsErrorKind::InvalidState),
+        (400, "NotFoundException", AwsErrorKind::NotFound),
+        (400, "AccessDeniedException", AwsErrorKind::AccessDenied),
+        (400, "DisabledException", AwsErrorKind::Disabled),
+        (400, "InvalidKeyUsageException", AwsErrorKind::InvalidKeyUsage),
+        (400, "KMSInvalidStateException", AwsErrorKind::InvalidState),
         // The SDK would retry this one as throttling; it is a quota.
-        (400, "LimitExceededException", KmsErrorKind::LimitExceeded),
+        (400, "LimitExceededException", AwsErrorKind::LimitExceeded),
     ];
     for (status, code, kind) in cases {
         let server = FaultServer::start(None, vec![Action::Error(status, code)]);
@@ -256,7 +256,7 @@ async fn expired_token_is_retried_once_with_fresh_credentials() {
     let server = FaultServer::start(None, vec![Action::Error(400, "ExpiredTokenException")]);
     let (result, elapsed, stats) = encrypt_via(&server.url, KEY, bounds().build().unwrap()).await;
     let err = kms_error(result);
-    assert_eq!(err.kind, KmsErrorKind::CredentialsExpired, "{err}");
+    assert_eq!(err.kind, AwsErrorKind::CredentialsExpired, "{err}");
     assert!(!err.is_retryable());
     assert_eq!(server.requests(), 2, "{err}");
     assert_eq!(err.attempts, 2, "{err}");
@@ -324,9 +324,9 @@ async fn one_deadline_covers_all_calls_of_a_keyring_operation() {
         .await
         .unwrap_err();
     let elapsed = start.elapsed();
-    let Error::Kms(err) = err else { panic!("{err:?}") };
-    assert_eq!(err.kind, KmsErrorKind::Timeout(TimeoutKind::Deadline), "{err}");
-    assert_eq!(err.operation, envseal::kms::KmsOperation::Encrypt, "{err}");
+    let Error::Aws(err) = err else { panic!("{err:?}") };
+    assert_eq!(err.kind, AwsErrorKind::Timeout(TimeoutKind::Deadline), "{err}");
+    assert_eq!(err.operation, envseal::kms::AwsOperation::Encrypt, "{err}");
     assert_eq!(server.requests(), 2);
     assert!(elapsed >= Duration::from_millis(790), "{elapsed:?}");
     within_deadline(elapsed, &b);
@@ -354,8 +354,8 @@ async fn one_deadline_covers_all_calls_of_a_keyring_operation() {
         .decrypt(&context(), &message)
         .await
         .unwrap_err();
-    let Error::Kms(err) = err else { panic!("{err:?}") };
-    assert_eq!(err.kind, KmsErrorKind::Timeout(TimeoutKind::Deadline), "{err}");
+    let Error::Aws(err) = err else { panic!("{err:?}") };
+    assert_eq!(err.kind, AwsErrorKind::Timeout(TimeoutKind::Deadline), "{err}");
     assert_eq!(
         server.requests(),
         1,
@@ -373,15 +373,15 @@ async fn bounds_apply_to_a_caller_built_sdk_client() {
     for (action, kind, requests) in [
         (
             Action::Error(400, "LimitExceededException"),
-            KmsErrorKind::LimitExceeded,
+            AwsErrorKind::LimitExceeded,
             1,
         ),
         (
             Action::Error(429, "ThrottlingException"),
-            KmsErrorKind::Throttled,
+            AwsErrorKind::Throttled,
             2,
         ),
-        (Action::Hang, KmsErrorKind::Timeout(TimeoutKind::Read), 2),
+        (Action::Hang, AwsErrorKind::Timeout(TimeoutKind::Read), 2),
     ] {
         let server = FaultServer::start(None, vec![action]);
         let sdk = aws_sdk_kms::Client::new(&moto::sdk_config("us-east-1", &server.url));

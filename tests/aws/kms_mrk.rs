@@ -13,7 +13,7 @@ use crate::common;
 mod rsa;
 
 use common::fake_kms::{FakeKms, Quirk};
-use envseal::kms::{KmsBounds, KmsClient, KmsErrorKind, KmsOperation};
+use envseal::kms::{AwsBounds, AwsErrorKind, AwsOperation, KmsClient};
 use envseal::{Config, EncryptionContext, Error, KmsDiscoveryKeyring, KmsKeyring};
 
 const MRK_EAST: &str = "arn:aws:kms:us-east-1:111122223333:key/mrk-80bd8ecdcd4342aebd84b7dc9da498a7";
@@ -22,7 +22,7 @@ const SRK_EAST: &str = "arn:aws:kms:us-east-1:111122223333:key/b3537ef1-d8dc-478
 const SRK_WEST: &str = "arn:aws:kms:eu-west-1:111122223333:key/b3537ef1-d8dc-4780-9f5a-55776cbb2f7f";
 
 async fn client(fake: &FakeKms, region: &str) -> KmsClient {
-    common::moto::client(region, &fake.url, KmsBounds::default()).await
+    common::moto::client(region, &fake.url, AwsBounds::default()).await
 }
 
 fn context() -> EncryptionContext {
@@ -139,15 +139,15 @@ async fn bad_kms_responses_are_refused() {
         .unwrap();
 
     let cases = [
-        (Quirk::ShortKey, KmsOperation::GenerateDataKey, "bytes"),
+        (Quirk::ShortKey, AwsOperation::GenerateDataKey, "bytes"),
         (
             Quirk::NotAnArn,
-            KmsOperation::GenerateDataKey,
+            AwsOperation::GenerateDataKey,
             "not a KMS key ARN",
         ),
         (
             Quirk::NoCiphertext,
-            KmsOperation::GenerateDataKey,
+            AwsOperation::GenerateDataKey,
             "CiphertextBlob",
         ),
     ];
@@ -157,10 +157,10 @@ async fn bad_kms_responses_are_refused() {
             .encrypt(&context(), b"x")
             .await
             .unwrap_err();
-        let Error::Kms(err) = err else {
+        let Error::Aws(err) = err else {
             panic!("{quirk:?}: {err:?}")
         };
-        assert_eq!(err.kind, KmsErrorKind::InvalidResponse, "{quirk:?}: {err}");
+        assert_eq!(err.kind, AwsErrorKind::InvalidResponse, "{quirk:?}: {err}");
         assert_eq!(err.operation, op, "{quirk:?}: {err}");
         assert!(err.to_string().contains(text), "{quirk:?}: {err}");
     }
@@ -171,11 +171,11 @@ async fn bad_kms_responses_are_refused() {
             .decrypt(&context(), &good)
             .await
             .unwrap_err();
-        let Error::Kms(err) = err else {
+        let Error::Aws(err) = err else {
             panic!("{quirk:?}: {err:?}")
         };
-        assert_eq!(err.kind, KmsErrorKind::InvalidResponse, "{quirk:?}: {err}");
-        assert_eq!(err.operation, KmsOperation::Decrypt);
+        assert_eq!(err.kind, AwsErrorKind::InvalidResponse, "{quirk:?}: {err}");
+        assert_eq!(err.operation, AwsOperation::Decrypt);
         assert!(err.to_string().contains(text), "{quirk:?}: {err}");
     }
     *fake.quirk.lock().unwrap() = Quirk::None;
@@ -268,11 +268,11 @@ async fn kms_rsa_keyring_checks_the_decrypt_response() {
             .unwrap_err();
         match text {
             Some(text) => {
-                let Error::Kms(err) = err else {
+                let Error::Aws(err) = err else {
                     panic!("{quirk:?}: {err:?}")
                 };
-                assert_eq!(err.kind, KmsErrorKind::InvalidResponse, "{quirk:?}: {err}");
-                assert_eq!(err.operation, KmsOperation::Decrypt);
+                assert_eq!(err.kind, AwsErrorKind::InvalidResponse, "{quirk:?}: {err}");
+                assert_eq!(err.operation, AwsOperation::Decrypt);
                 assert!(err.to_string().contains(text), "{quirk:?}: {err}");
             }
             None => assert!(matches!(err, Error::Decrypt), "{quirk:?}: {err:?}"),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::fake_kms::FakeKms;
 use common::stand_in::{CredentialEndpoint, Imds, Mode};
-use envseal::kms::{CredentialOptions, KmsBounds, KmsClient, RetryMode};
+use envseal::kms::{AwsBounds, CredentialOptions, KmsClient, RetryMode};
 use envseal::{Config, EncryptionContext, Error, KmsKeyring};
 
 const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555";
@@ -90,8 +90,8 @@ fn context() -> EncryptionContext {
     [("purpose", "credentials-test")].into_iter().collect()
 }
 
-fn bounds(deadline: Duration) -> KmsBounds {
-    KmsBounds::builder()
+fn bounds(deadline: Duration) -> AwsBounds {
+    AwsBounds::builder()
         .connect_timeout(Duration::from_millis(300))
         .read_timeout(Duration::from_secs(1))
         .attempt_timeout(Duration::from_secs(2))
@@ -278,7 +278,7 @@ async fn child_encrypt_once() {
             assert_eq!(back.plaintext.as_slice(), b"one record");
             println!("RESULT ok=1");
         }
-        Err(Error::Kms(e)) => {
+        Err(Error::Aws(e)) => {
             println!("RESULT kind={:?}", e.kind);
             println!("RESULT error={e}");
         }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use envseal::kms::aws_config::{BehaviorVersion, Region, SdkConfig};
 use envseal::kms::aws_sdk_kms;
-use envseal::kms::{KmsBounds, KmsClient};
+use envseal::kms::{AwsBounds, KmsClient};
 
 pub const ACCOUNT: &str = "123456789012";
 
@@ -202,7 +202,7 @@ pub fn sdk_config(region: &str, endpoint: &str) -> SdkConfig {
 }
 
 /// An envseal client for `region` against `endpoint` with `bounds`.
-pub async fn client(region: &str, endpoint: &str, bounds: KmsBounds) -> KmsClient {
+pub async fn client(region: &str, endpoint: &str, bounds: AwsBounds) -> KmsClient {
     KmsClient::builder()
         .sdk_config(sdk_config(region, endpoint))
         .bounds(bounds)

@@ -514,13 +514,13 @@ fn limits_are_checked() {
 mod kms {
     use super::*;
     use common::moto::{self, create_key, moto};
-    use envseal::kms::KmsBounds;
+    use envseal::kms::AwsBounds;
     use envseal::KmsKeyring;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn kms_calls_per_record_with_a_cache() {
         let key = create_key("us-east-1").await;
-        let kms = moto::client("us-east-1", &moto().url, KmsBounds::default()).await;
+        let kms = moto::client("us-east-1", &moto().url, AwsBounds::default()).await;
         let keyring = KmsKeyring::builder(kms.clone(), [&key]).build().unwrap();
         let c = Client::builder(keyring)
             .config(records_config())

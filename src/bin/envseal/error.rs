@@ -5,12 +5,12 @@
 //! hint as `hint: <hint>` on the next.
 //!
 //! Library errors are sorted into kinds by their variants and, for AWS,
-//! by [`KmsErrorKind`] and service; never by their text.
+//! by [`AwsErrorKind`] and service; never by their text.
 
 use std::fmt;
 use std::path::PathBuf;
 
-use envseal::kms::{AwsService, KmsError, KmsErrorKind};
+use envseal::kms::{AwsError, AwsErrorKind, AwsService};
 use envseal::{EncryptionContext, Error, PolicyError};
 
 /// What went wrong: the kind decides the exit code and the hint, the
@@ -98,7 +98,7 @@ pub(crate) enum Refusal {
     PublicKey,
 }
 
-/// What kind of AWS failure (from [`KmsErrorKind`]).
+/// What kind of AWS failure (from [`AwsErrorKind`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AwsFailure {
     /// The service throttled the requests.
@@ -271,7 +271,7 @@ impl Failure {
             Error::Format(_) => Failure::Malformed(message),
             Error::Limit(_) => Failure::TooLarge(message),
             Error::Policy(p) => Failure::Refused(refusal(p), message),
-            Error::Kms(k) => aws(k, message),
+            Error::Aws(k) => aws(k, message),
             Error::Config { .. } => Failure::Usage(message),
             Error::Misuse(_) | Error::Internal(_) => Failure::Internal(message),
             _ => Failure::Failed(message),
@@ -317,14 +317,14 @@ fn refusal(p: &PolicyError) -> Refusal {
 
 /// An AWS failure by its kind; a DynamoDB one that is about the key
 /// store's contents is a key store failure.
-fn aws(k: &KmsError, message: String) -> Failure {
+fn aws(k: &AwsError, message: String) -> Failure {
     let shared = match k.kind {
-        KmsErrorKind::Throttled => Some(AwsFailure::Throttled),
-        KmsErrorKind::AccessDenied => Some(AwsFailure::AccessDenied),
-        KmsErrorKind::Timeout(_) | KmsErrorKind::Connection | KmsErrorKind::ServerError => {
+        AwsErrorKind::Throttled => Some(AwsFailure::Throttled),
+        AwsErrorKind::AccessDenied => Some(AwsFailure::AccessDenied),
+        AwsErrorKind::Timeout(_) | AwsErrorKind::Connection | AwsErrorKind::ServerError => {
             Some(AwsFailure::Unavailable)
         }
-        KmsErrorKind::Credentials | KmsErrorKind::CredentialsExpired => Some(AwsFailure::Credentials),
+        AwsErrorKind::Credentials | AwsErrorKind::CredentialsExpired => Some(AwsFailure::Credentials),
         _ => None,
     };
     if let Some(a) = shared {
@@ -332,20 +332,20 @@ fn aws(k: &KmsError, message: String) -> Failure {
     }
     if k.operation.service() == AwsService::DynamoDb {
         let store = match k.kind {
-            KmsErrorKind::NotFound => StoreFailure::NotFound,
-            KmsErrorKind::ConditionFailed => StoreFailure::Conflict,
-            KmsErrorKind::InvalidResponse => StoreFailure::Invalid,
+            AwsErrorKind::NotFound => StoreFailure::NotFound,
+            AwsErrorKind::ConditionFailed => StoreFailure::Conflict,
+            AwsErrorKind::InvalidResponse => StoreFailure::Invalid,
             _ => StoreFailure::Other,
         };
         return Failure::KeyStore(store, message);
     }
     match k.kind {
-        KmsErrorKind::NotFound
-        | KmsErrorKind::Disabled
-        | KmsErrorKind::InvalidState
-        | KmsErrorKind::InvalidKeyUsage
-        | KmsErrorKind::IncorrectKey
-        | KmsErrorKind::InvalidCiphertext => Failure::Aws(AwsFailure::Key, message),
+        AwsErrorKind::NotFound
+        | AwsErrorKind::Disabled
+        | AwsErrorKind::InvalidState
+        | AwsErrorKind::InvalidKeyUsage
+        | AwsErrorKind::IncorrectKey
+        | AwsErrorKind::InvalidCiphertext => Failure::Aws(AwsFailure::Key, message),
         _ => Failure::Aws(AwsFailure::Other, message),
     }
 }

@@ -25,7 +25,7 @@ pub(crate) enum KeyStore {}
 
 #[cfg(not(feature = "hierarchy"))]
 impl KeyStore {
-    pub(crate) fn counters(&self) -> std::sync::Arc<envseal::kms::KmsCounters> {
+    pub(crate) fn counters(&self) -> std::sync::Arc<envseal::kms::AwsCounters> {
         match *self {}
     }
 }

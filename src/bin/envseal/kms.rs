@@ -9,7 +9,7 @@ use std::time::Duration;
 #[cfg(feature = "kms")]
 pub(crate) use envseal::kms::KmsClient;
 #[cfg(feature = "kms")]
-use envseal::kms::{KmsBounds, RetryMode};
+use envseal::kms::{AwsBounds, RetryMode};
 use tokio::runtime::Runtime;
 
 use crate::cli::{AwsArgs, DoctorArgs, KmsArgs};
@@ -56,9 +56,9 @@ impl KmsArgs {
 
 impl AwsArgs {
     #[cfg(feature = "kms")]
-    pub(crate) fn bounds(&self) -> Result<KmsBounds, Failure> {
+    pub(crate) fn bounds(&self) -> Result<AwsBounds, Failure> {
         let ms = Duration::from_millis;
-        let mut b = KmsBounds::builder();
+        let mut b = AwsBounds::builder();
         if let Some(v) = self.kms_connect_timeout_ms {
             b = b.connect_timeout(ms(v));
         }
@@ -116,7 +116,7 @@ pub(crate) fn runtime() -> Result<Runtime, Failure> {
 /// cache, if there is a key store.
 pub(crate) struct StatsOnExit {
     kms: Option<KmsClient>,
-    dynamodb: Option<std::sync::Arc<envseal::kms::KmsCounters>>,
+    dynamodb: Option<std::sync::Arc<envseal::kms::AwsCounters>>,
 }
 
 impl StatsOnExit {
@@ -130,7 +130,7 @@ impl StatsOnExit {
     /// Also prints these DynamoDB counters (the key store's).
     pub(crate) fn with_dynamodb(
         mut self,
-        counters: Option<std::sync::Arc<envseal::kms::KmsCounters>>,
+        counters: Option<std::sync::Arc<envseal::kms::AwsCounters>>,
     ) -> Self {
         if self.kms.is_some() {
             self.dynamodb = counters;
@@ -185,7 +185,7 @@ pub(crate) fn print_kms_stats(client: &KmsClient) {
 }
 
 /// One line of the key store's counters for `--kms-stats`.
-fn print_dynamodb_stats(s: &envseal::kms::KmsStats) {
+fn print_dynamodb_stats(s: &envseal::kms::AwsStats) {
     use std::io::Write as _;
     let _ = writeln!(
         std::io::stderr(),

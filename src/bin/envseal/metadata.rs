@@ -204,7 +204,7 @@ impl MetadataOut {
 /// The KMS and cache counters at one moment of a run.
 pub(crate) struct Counters {
     #[cfg(feature = "kms")]
-    pub(crate) kms: Option<envseal::kms::KmsStats>,
+    pub(crate) kms: Option<envseal::kms::AwsStats>,
     pub(crate) cache: Option<envseal::CacheStats>,
 }
 

@@ -8,7 +8,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 
-use crate::kms::stats::KmsCounters;
+use crate::kms::stats::AwsCounters;
 
 use super::*;
 
@@ -78,7 +78,7 @@ pub(crate) struct CredentialCache {
     last_provider: Mutex<Option<&'static str>>,
     /// The last load a timeout cancelled: when, and the provider it was asking.
     cancelled: Mutex<Option<(Instant, &'static str)>>,
-    stats: Arc<KmsCounters>,
+    stats: Arc<AwsCounters>,
 }
 
 impl std::fmt::Debug for CredentialCache {
@@ -97,7 +97,7 @@ impl CredentialCache {
         source: SharedCredentialsProvider,
         slot: Option<Slot>,
         options: &CredentialOptions,
-        stats: Arc<KmsCounters>,
+        stats: Arc<AwsCounters>,
     ) -> Self {
         CredentialCache {
             source,
@@ -320,8 +320,8 @@ mod tests {
         life: Option<Duration>,
         before: Duration,
         fail_after: u64,
-    ) -> (Arc<CredentialCache>, Arc<KmsCounters>) {
-        let stats = Arc::new(KmsCounters::new());
+    ) -> (Arc<CredentialCache>, Arc<AwsCounters>) {
+        let stats = Arc::new(AwsCounters::new());
         let provider = SharedCredentialsProvider::new(Counter {
             life,
             calls: AtomicU64::new(0),

@@ -55,7 +55,7 @@ pub const PROVIDER_CONFIGURED: &str = "configured provider";
 /// | `imds_deadline` | 5 s | all IMDS attempts of one request |
 ///
 /// A load is also bounded by the KMS attempt timeout and deadline
-/// ([`KmsBounds`](super::KmsBounds)): credentials are resolved inside an attempt.
+/// ([`AwsBounds`](super::AwsBounds)): credentials are resolved inside an attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CredentialOptions {

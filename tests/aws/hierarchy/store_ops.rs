@@ -58,7 +58,7 @@ async fn create_table_refuses_key_attributes_that_are_not_strings() {
         let t = table(name);
         raw_table(&t, id_type, type_type).await;
         let store = KeyStore::table_builder(&t)
-            .kms_client(kms_client(KmsBounds::default()).await)
+            .kms_client(kms_client(AwsBounds::default()).await)
             .build()
             .await
             .unwrap();
@@ -139,20 +139,20 @@ async fn beacon_keys_read_alike_by_envseal_and_python() {
     // No beacon item: NotFound from GetItem. Another logical name: the
     // `tablename` in the KMS context differs and KMS refuses the item.
     let err = store.get_beacon_key("no-such-key").await.unwrap_err();
-    let Error::Kms(e) = &err else { panic!("{err}") };
+    let Error::Aws(e) = &err else { panic!("{err}") };
     assert_eq!(
         (e.kind.clone(), e.operation),
-        (KmsErrorKind::NotFound, KmsOperation::GetItem)
+        (AwsErrorKind::NotFound, AwsOperation::GetItem)
     );
     let renamed = KeyStore::builder(&t, &kms_key)
         .logical_name("another-name")
-        .kms_client(kms_client(KmsBounds::default()).await)
+        .kms_client(kms_client(AwsBounds::default()).await)
         .build()
         .await
         .unwrap();
     let err = renamed.get_beacon_key(&ids[0]).await.unwrap_err();
-    let Error::Kms(e) = &err else { panic!("{err}") };
-    assert_eq!(e.operation, KmsOperation::Decrypt, "{err}");
+    let Error::Aws(e) = &err else { panic!("{err}") };
+    assert_eq!(e.operation, AwsOperation::Decrypt, "{err}");
 
     // One heap allocation from the store to a cache: the bytes do not move
     // when the materials do.
@@ -199,7 +199,7 @@ async fn key_store_info_agrees_with_python() {
         async move {
             let mut b = KeyStore::builder(&t, &kms_key)
                 .logical_name("logical-x")
-                .kms_client(kms_client(KmsBounds::default()).await);
+                .kms_client(kms_client(AwsBounds::default()).await);
             if let Some(id) = id {
                 b = b.id(id).grant_tokens(vec!["gt-1".to_owned(), "gt-2".to_owned()]);
             }
@@ -246,7 +246,7 @@ async fn key_store_info_agrees_with_python() {
     assert!(a.grant_tokens.is_empty());
     assert_eq!(tokens_of(&python[1]), Vec::<String>::new());
     let table_only = KeyStore::table_builder(&t)
-        .kms_client(kms_client(KmsBounds::default()).await)
+        .kms_client(kms_client(AwsBounds::default()).await)
         .build()
         .await
         .unwrap();

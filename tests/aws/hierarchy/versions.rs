@@ -63,7 +63,7 @@ fn random_version(next: &mut impl FnMut() -> u64) -> [u8; 16] {
 /// fault server in front of moto) and whose operations have `deadline`.
 async fn slow_store(t: &str, kms_key: &str, delay: Duration, deadline: Duration) -> (FaultServer, KeyStore) {
     let fault = FaultServer::start(Some(moto().url.clone()), vec![Action::DelayProxy(delay)]);
-    let bounds = KmsBounds::builder().deadline(deadline).build().unwrap();
+    let bounds = AwsBounds::builder().deadline(deadline).build().unwrap();
     let store = KeyStore::builder(t, kms_key)
         .kms_client(kms_client(bounds).await)
         .endpoint_url(&fault.url)
@@ -111,10 +111,10 @@ async fn each_edk_is_opened_with_its_own_versions_aad() {
     };
     assert_eq!(all.len(), 3, "{err}");
     assert!(matches!(all[..2], [Error::Decrypt, Error::Decrypt]), "{err}");
-    let Error::Kms(e) = &all[2] else { panic!("{err}") };
+    let Error::Aws(e) = &all[2] else { panic!("{err}") };
     assert_eq!(
         (e.kind.clone(), e.operation),
-        (KmsErrorKind::NotFound, KmsOperation::GetItem)
+        (AwsErrorKind::NotFound, AwsOperation::GetItem)
     );
 }
 
@@ -174,7 +174,7 @@ async fn a_thousand_edks_of_twenty_versions_cost_one_read_per_version() {
     for e in all {
         match e {
             Error::Decrypt => {}
-            Error::Kms(k) => assert_eq!(k.kind, KmsErrorKind::NotFound, "{k}"),
+            Error::Aws(k) => assert_eq!(k.kind, AwsErrorKind::NotFound, "{k}"),
             other => panic!("{other}"),
         }
     }
@@ -224,17 +224,17 @@ async fn a_thousand_distinct_versions_end_at_the_deadline() {
         all.len()
     );
     let (last, rest) = all.split_last().unwrap();
-    let Error::Kms(last) = last else { panic!("{last}") };
+    let Error::Aws(last) = last else { panic!("{last}") };
     assert_eq!(
         last.kind,
-        KmsErrorKind::Timeout(envseal::kms::TimeoutKind::Deadline),
+        AwsErrorKind::Timeout(envseal::kms::TimeoutKind::Deadline),
         "{last}"
     );
     for e in rest {
-        let Error::Kms(k) = e else { panic!("{e}") };
+        let Error::Aws(k) = e else { panic!("{e}") };
         assert_eq!(
             (k.kind.clone(), k.operation),
-            (KmsErrorKind::NotFound, KmsOperation::GetItem)
+            (AwsErrorKind::NotFound, AwsOperation::GetItem)
         );
     }
 }

@@ -60,7 +60,7 @@ async fn kms_ecdh_lists_every_edks_failure() {
         Some(moto().url.clone()),
         vec![Action::Proxy, Action::Error(400, "AccessDeniedException")],
     );
-    let refused = moto::client("us-east-1", &fault.url, KmsBounds::default()).await;
+    let refused = moto::client("us-east-1", &fault.url, AwsBounds::default()).await;
     let reader = std::sync::Arc::new(
         KmsEcdhKeyring::builder(refused)
             .static_keys(&k, b_public())
@@ -77,8 +77,8 @@ async fn kms_ecdh_lists_every_edks_failure() {
     };
     assert_eq!(all.len(), 2, "{err}");
     for e in all {
-        let Error::Kms(e) = e else { panic!("{err}") };
-        assert_eq!(e.kind, KmsErrorKind::AccessDenied, "{e}");
+        let Error::Aws(e) = e else { panic!("{err}") };
+        assert_eq!(e.kind, AwsErrorKind::AccessDenied, "{e}");
     }
 }
 

@@ -142,10 +142,10 @@ async fn kms_rsa_edks_without_an_arn_fail_and_every_failure_is_kept() {
         panic!("{err:?}")
     };
     assert_eq!(all.len(), 2, "{err}");
-    let Error::Kms(first) = &all[0] else {
+    let Error::Aws(first) = &all[0] else {
         panic!("{err}")
     };
-    assert_eq!(first.kind, KmsErrorKind::InvalidCiphertext, "{first}");
+    assert_eq!(first.kind, AwsErrorKind::InvalidCiphertext, "{first}");
     assert!(matches!(all[1], Error::Decrypt), "{err}");
     // The right context: the second EDK decrypts after the first fails.
     let out = crate::common::async_client(&unsigned(), &reader)
