@@ -195,20 +195,25 @@ impl Client {
     /// As [`crate::Client::encrypt_into`].
     ///
     /// # Errors
-    /// As [`crate::Client::encrypt_into`].
+    /// As [`crate::Client::encrypt_into`] (`out` zeroized and left empty);
+    /// [`Error::Misuse`] inside an async runtime.
     pub fn encrypt_into(
         &self,
         context: &EncryptionContext,
         plaintext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        self.run(self.inner.encrypt_into(context, plaintext, out))
+        let result = self.run(self.inner.encrypt_into(context, plaintext, out));
+        if result.is_err() {
+            wipe(out);
+        }
+        result
     }
 
     /// As [`crate::Client::decrypt`].
     ///
     /// # Errors
-    /// As [`crate::Client::decrypt`].
+    /// As [`crate::Client::decrypt`]; [`Error::Misuse`] inside an async runtime.
     pub fn decrypt(&self, context: &EncryptionContext, message: &[u8]) -> Result<Decrypted> {
         self.run(self.inner.decrypt(context, message))
     }
@@ -216,14 +221,19 @@ impl Client {
     /// As [`crate::Client::decrypt_into`].
     ///
     /// # Errors
-    /// As [`crate::Client::decrypt_into`].
+    /// As [`crate::Client::decrypt_into`] (`out` zeroized and left empty);
+    /// [`Error::Misuse`] inside an async runtime.
     pub fn decrypt_into(
         &self,
         context: &EncryptionContext,
         message: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<DecryptInfo> {
-        self.run(self.inner.decrypt_into(context, message, out))
+        let result = self.run(self.inner.decrypt_into(context, message, out));
+        if result.is_err() {
+            wipe(out);
+        }
+        result
     }
 
     /// Starts a streaming encryption into `output`: the header is written
@@ -316,4 +326,11 @@ impl<R: Read> Decryptor<R> {
         let Decryptor { parsed, client } = self;
         client.run(client.inner.open_parsed(parsed, context))
     }
+}
+
+/// What the `_into` methods leave in the caller's buffer on any error,
+/// the refusal to run inside a runtime included: nothing.
+fn wipe(out: &mut Vec<u8>) {
+    zeroize::Zeroize::zeroize(out);
+    out.clear();
 }

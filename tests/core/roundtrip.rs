@@ -619,6 +619,21 @@ fn blocking_client_runs_outside_a_runtime_and_refuses_inside_one() {
     assert_eq!(&client.decrypt(&context, &message).unwrap().plaintext[..], b"x");
     let result = rt.block_on(async { client.encrypt(&context, b"x") });
     assert!(matches!(result, Err(Error::Misuse(_))), "{result:?}");
+    // The `_into` methods leave nothing in the caller's buffer on this
+    // error either, as their docs promise (failed before: the refusal
+    // returned with the buffer untouched).
+    let mut out = b"earlier plaintext".to_vec();
+    let result = rt.block_on(async { client.decrypt_into(&context, &message, &mut out) });
+    assert!(
+        matches!(result, Err(Error::Misuse(_))) && out.is_empty(),
+        "{result:?}"
+    );
+    let mut out = b"earlier message".to_vec();
+    let result = rt.block_on(async { client.encrypt_into(&context, b"x", &mut out) });
+    assert!(
+        matches!(result, Err(Error::Misuse(_))) && out.is_empty(),
+        "{result:?}"
+    );
 }
 
 #[test]
