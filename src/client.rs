@@ -214,7 +214,10 @@ impl Client {
     /// [`Error::Format`](crate::Error::Format), [`Error::Limit`](crate::Error::Limit), [`Error::Policy`](crate::Error::Policy) for the header
     /// (trailing bytes after the message are
     /// [`FormatError::TrailingData`](crate::FormatError::TrailingData));
+    /// [`Error::Policy`](crate::Error::Policy) when `context` does not match
+    /// the message or misses a required key;
     /// [`Error::NoMatchingKey`](crate::Error::NoMatchingKey) when no keyring could unwrap a data key;
+    /// [`Error::Aws`](crate::Error::Aws) and other keyring errors;
     /// [`Error::Decrypt`](crate::Error::Decrypt) when a cryptographic check fails.
     pub async fn decrypt(&self, context: &EncryptionContext, message: &[u8]) -> Result<Decrypted> {
         decrypt_source(&self.inner.config, self.source(), context, message).await
@@ -281,7 +284,7 @@ impl Client {
     /// look at the header (its message id, data keys, stored context:
     /// [`Encryptor::header`]) before anything is written, or to declare the
     /// plaintext length: materials from the keyring or the cache, under
-    /// this client's config. Then [`Encryptor::into_async_writer`] (or
+    /// this client's config. Then `Encryptor::into_async_writer` (feature `tokio`; or
     /// [`Encryptor::into_writer`]).
     ///
     /// With `plaintext_len` known (and within the cache's byte limit) the
