@@ -8,7 +8,7 @@ use aws_sdk_kms::config::timeout::TimeoutConfig;
 
 use crate::error::Error;
 
-/// Retry mode for KMS calls.
+/// Retry mode for AWS calls (KMS, STS, DynamoDB).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RetryMode {
@@ -19,9 +19,9 @@ pub enum RetryMode {
     Adaptive,
 }
 
-/// Time and attempt bounds for every KMS call, built with
-/// [`AwsBounds::builder`]. Defaults (from DESIGN.md, also
-/// `AwsBounds::default()`):
+/// Time and attempt bounds for every AWS call (KMS, STS and the DynamoDB
+/// key store alike), built with [`AwsBounds::builder`]. Defaults (from
+/// DESIGN.md, also `AwsBounds::default()`):
 ///
 /// | bound | default | what it limits |
 /// |---|---|---|
@@ -45,7 +45,7 @@ pub struct AwsBounds {
     pub(crate) read_timeout: Duration,
     /// One attempt, from credentials and signing to the end of the body.
     pub(crate) attempt_timeout: Duration,
-    /// One keyring operation: all its KMS calls, attempts and backoff.
+    /// One keyring operation: all its AWS calls, attempts and backoff.
     pub(crate) deadline: Duration,
     /// Attempts per call, including the first (at least 1).
     pub(crate) max_attempts: u32,
@@ -72,11 +72,11 @@ impl Default for AwsBounds {
     }
 }
 
-/// Builds a [`AwsBounds`]; see [`AwsBounds::builder`].
+/// Builds an [`AwsBounds`]; see [`AwsBounds::builder`].
 #[derive(Clone, Debug, Default)]
-pub struct KmsBoundsBuilder(AwsBounds);
+pub struct AwsBoundsBuilder(AwsBounds);
 
-impl KmsBoundsBuilder {
+impl AwsBoundsBuilder {
     /// TCP + TLS connect timeout, per attempt (default 2 s).
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.0.connect_timeout = d;
@@ -132,8 +132,8 @@ impl KmsBoundsBuilder {
 
 impl AwsBounds {
     /// A builder starting from the defaults.
-    pub fn builder() -> KmsBoundsBuilder {
-        KmsBoundsBuilder::default()
+    pub fn builder() -> AwsBoundsBuilder {
+        AwsBoundsBuilder::default()
     }
 
     /// TCP + TLS connect timeout, per attempt.
@@ -148,7 +148,7 @@ impl AwsBounds {
     pub fn attempt_timeout(&self) -> Duration {
         self.attempt_timeout
     }
-    /// One keyring operation: all its KMS calls, attempts and backoff.
+    /// One keyring operation: all its AWS calls, attempts and backoff.
     pub fn deadline(&self) -> Duration {
         self.deadline
     }
@@ -169,7 +169,7 @@ impl AwsBounds {
         self.max_backoff
     }
 
-    /// Checks that every bound is usable (in [`KmsBoundsBuilder::build`],
+    /// Checks that every bound is usable (in [`AwsBoundsBuilder::build`],
     /// and again where a client takes the bounds).
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let named = [

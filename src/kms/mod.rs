@@ -41,7 +41,7 @@ pub use crate::error::aws::{AwsError, AwsErrorKind, AwsOperation, AwsService, Ti
 pub(crate) use arn::{check_identifier, duplicate_multi_region_keys, mrk_match};
 pub use arn::{InvalidArn, KmsArn};
 #[cfg(feature = "kms")]
-pub use bounds::KmsBoundsBuilder;
+pub use bounds::AwsBoundsBuilder;
 #[cfg(feature = "hierarchy")]
 pub(crate) use client::UnwrappedKey;
 #[cfg(feature = "kms")]

@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::fault::{full_backlog, Action, FaultServer};
 use common::moto::{self, create_key, moto};
-use envseal::kms::{AwsBounds, AwsError, AwsErrorKind, KmsBoundsBuilder, RetryMode, TimeoutKind};
+use envseal::kms::{AwsBounds, AwsBoundsBuilder, AwsError, AwsErrorKind, RetryMode, TimeoutKind};
 use envseal::{Config, EncryptionContext, Error, KmsKeyring};
 
 const MAX_ATTEMPTS: u32 = 3;
 /// Slack for scheduling on a loaded 2-core machine.
 const MARGIN: Duration = Duration::from_millis(300);
 
-fn bounds() -> KmsBoundsBuilder {
+fn bounds() -> AwsBoundsBuilder {
     AwsBounds::builder()
         .connect_timeout(Duration::from_millis(200))
         .read_timeout(Duration::from_millis(300))
