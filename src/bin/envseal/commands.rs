@@ -12,7 +12,8 @@ use envseal::{CacheLimits, Config, EncryptionContext, Encryptor, Error, Material
 
 use crate::cli::{build_context, CommonArgs, DecryptArgs, EncryptArgs};
 use crate::error::{
-    config_error, decrypt_error, one_line, setting_error, stream_error, unstored_keys, Failure, Refusal,
+    config_error, decrypt_error, encrypt_error, encrypt_stream_error, one_line, unstored_keys, Failure,
+    Refusal,
 };
 use crate::files::{self, plan, Done, Job, Plan};
 use crate::keys::{build_keyring, KeySpec, Mode, Remote};
@@ -159,7 +160,7 @@ fn encrypt_one(run: &Run<'_>, args: &EncryptArgs, job: &Job, meter: Meter) -> Re
     // With the cache on, a file's length bounds its message (the cache
     // counts bytes per data key); stdin's is unknown and bypasses it.
     let bound = job.len.filter(|_| common.cache.cache_max_age_s.is_some());
-    let encryptor = run.client.encryptor(run.context, bound).map_err(setting_error)?;
+    let encryptor = run.client.encryptor(run.context, bound).map_err(encrypt_error)?;
     let headers = run.metadata.then(|| header_of(encryptor.header())).transpose()?;
     let input = open_metered(&job.input, meter.clone())?;
     let sink = Counted::new(Sink::open(job.target.clone(), common.force, false)?);
@@ -199,10 +200,12 @@ fn seal<R: std::io::Read, W: std::io::Write>(
         return Err(if input.failed {
             Failure::UnreadableInput(format!("reading input: {e}"))
         } else {
-            stream_error(e, "writing output")
+            encrypt_stream_error(e, "writing output")
         });
     }
-    writer.finish().map_err(|e| stream_error(e, "writing output"))
+    writer
+        .finish()
+        .map_err(|e| encrypt_stream_error(e, "writing output"))
 }
 
 pub(crate) fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Failure> {

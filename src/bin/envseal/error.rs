@@ -46,8 +46,12 @@ pub(crate) enum Failure {
     /// The input is not a well-formed message, or it ended before it
     /// verified.
     Malformed(String),
-    /// The message exceeds a configured limit.
+    /// The message exceeds a configured limit (decrypt).
     TooLarge(String),
+    /// The input outgrew the message being written (encrypt): it grew
+    /// while it was read, a non-framed message's limit, or more data keys
+    /// than `--max-encrypted-data-keys`.
+    EncryptLimit(String),
     /// None of the keys given unwraps any of the message's data keys.
     NoMatchingKey(String),
     /// A cryptographic check failed: the message was changed, or the
@@ -96,6 +100,8 @@ pub(crate) enum Refusal {
     RequiredContext,
     /// The context's public key does not match the suite.
     PublicKey,
+    /// A policy this envseal has no hint for.
+    Other,
 }
 
 /// What kind of AWS failure (from [`AwsErrorKind`]).
@@ -185,6 +191,10 @@ impl Failure {
                 "if the sender is trusted, raise the limit (--max-header-size, --max-frame-length, \
                  --max-body-size or --max-encrypted-data-keys)"
             }
+            Failure::EncryptLimit(_) => {
+                "encrypt a file that does not change while it is read, keep framing on (--frame-length \
+                 above 0) for large inputs, or give fewer keys than --max-encrypted-data-keys"
+            }
             Failure::NoMatchingKey(_) => {
                 "decrypt with a key the message was encrypted for: `envseal inspect` lists its data keys \
                  (a raw key's namespace and name must match too)"
@@ -222,8 +232,8 @@ impl Failure {
                  `envseal doctor` shows where they come from"
             }
             Failure::Aws(AwsFailure::Key, _) => {
-                "check the key's ARN and region, and that the key is enabled and usable for \
-                 ENCRYPT_DECRYPT"
+                "check the key's ARN and region, that the key is enabled, and that its key usage fits \
+                 the keyring (ENCRYPT_DECRYPT; KEY_AGREEMENT for ECDH)"
             }
             Failure::KeyStore(StoreFailure::NotFound, _) => {
                 "check --key-store-table, --region and the branch key id \
@@ -238,7 +248,7 @@ impl Failure {
             }
             Failure::Internal(_) => "this is a bug in envseal: please report it with the command line",
             Failure::Usage(_)
-            | Failure::Refused(Refusal::PublicKey, _)
+            | Failure::Refused(Refusal::PublicKey | Refusal::Other, _)
             | Failure::Aws(AwsFailure::Other, _)
             | Failure::KeyStore(StoreFailure::Other, _)
             | Failure::SomeFailed(_)
@@ -288,6 +298,7 @@ impl Failure {
             Failure::NoMatchingKey(_) => Failure::NoMatchingKey(message),
             Failure::Malformed(_) => Failure::Malformed(message),
             Failure::TooLarge(_) => Failure::TooLarge(message),
+            Failure::EncryptLimit(_) => Failure::EncryptLimit(message),
             Failure::Usage(_) => Failure::Usage(message),
             Failure::Internal(_) => Failure::Internal(message),
             _ => Failure::Failed(message),
@@ -311,7 +322,8 @@ fn refusal(p: &PolicyError) -> Refusal {
         PolicyError::SignedStreaming(_) => Refusal::Signed,
         PolicyError::ContextMismatch(_) => Refusal::Context,
         PolicyError::RequiredContextKey(_) => Refusal::RequiredContext,
-        _ => Refusal::PublicKey,
+        PolicyError::PublicKeyMismatch => Refusal::PublicKey,
+        _ => Refusal::Other,
     }
 }
 
@@ -344,8 +356,10 @@ fn aws(k: &AwsError, message: String) -> Failure {
         | AwsErrorKind::Disabled
         | AwsErrorKind::InvalidState
         | AwsErrorKind::InvalidKeyUsage
-        | AwsErrorKind::IncorrectKey
-        | AwsErrorKind::InvalidCiphertext => Failure::Aws(AwsFailure::Key, message),
+        | AwsErrorKind::IncorrectKey => Failure::Aws(AwsFailure::Key, message),
+        // KMS could not decrypt the data key as given: a changed message or
+        // an encryption context that differs, as a failed check locally.
+        AwsErrorKind::InvalidCiphertext => Failure::AuthenticationFailed(message),
         _ => Failure::Aws(AwsFailure::Other, message),
     }
 }
@@ -368,6 +382,7 @@ impl fmt::Display for Failure {
             | Failure::BadKey(m)
             | Failure::Malformed(m)
             | Failure::TooLarge(m)
+            | Failure::EncryptLimit(m)
             | Failure::NoMatchingKey(m)
             | Failure::AuthenticationFailed(m)
             | Failure::Refused(_, m)
@@ -435,6 +450,28 @@ pub(crate) fn setting_error(e: Error) -> Failure {
     }
 }
 
+/// An error while a message is being written: a setting the library
+/// refused or a context it cannot store is a usage error, a limit is the
+/// encrypt side's, anything else the kind it is.
+pub(crate) fn encrypt_error(e: Error) -> Failure {
+    match e {
+        Error::Config { .. } => Failure::Usage(bare(&e)),
+        // The only bytes encrypt formats from the caller: the context.
+        Error::Format(_) => Failure::Usage(format!("--context: {e}")),
+        Error::Limit(_) => Failure::EncryptLimit(e.to_string()),
+        other => Failure::from(other),
+    }
+}
+
+/// Errors from the library while writing a message: envseal errors as
+/// [`encrypt_error`], plain I/O errors say which side failed.
+pub(crate) fn encrypt_stream_error(e: std::io::Error, side: &str) -> Failure {
+    match Error::from_io(e) {
+        Error::Io(io) => Failure::UnwritableOutput(format!("{side}: {io}")),
+        other => encrypt_error(other),
+    }
+}
+
 /// A configuration the library refused: a usage error, with a hint for a
 /// suite the commitment policy forbids.
 pub(crate) fn config_error(e: Error) -> Failure {
@@ -444,15 +481,6 @@ pub(crate) fn config_error(e: Error) -> Failure {
              committing suites need a require-encrypt policy)"
         )),
         other => Failure::Usage(bare(&other)),
-    }
-}
-
-/// Errors from the library while writing the output stream: envseal
-/// errors are their kind, plain I/O errors say which side failed.
-pub(crate) fn stream_error(e: std::io::Error, side: &str) -> Failure {
-    match Error::from_io(e) {
-        Error::Io(io) => Failure::UnwritableOutput(format!("{side}: {io}")),
-        other => Failure::from(other),
     }
 }
 
@@ -493,6 +521,10 @@ pub(crate) fn decrypt_error(e: Error, unstored: &[String], namespaces: &[String]
                 "{e} (to read messages written without key commitment, pass --commitment-policy require-encrypt-allow-decrypt)"
             ),
         ),
+        // Base64 the decoder refused (--decode): not a message.
+        Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            Failure::Malformed(format!("--decode: the input is not base64: {io}"))
+        }
         Error::Io(io) => Failure::UnreadableInput(format!("reading input: {io}")),
         other => Failure::from(other),
     }
@@ -543,5 +575,13 @@ mod tests {
         });
         assert!(matches!(&setting, Failure::Usage(m) if m == "the reason"));
         assert_eq!(setting.exit_code(), 2);
+
+        // Encrypt formats only the caller's context: a format error there
+        // is the command line's, not a malformed message.
+        let context = encrypt_error(Error::Format(envseal::FormatError::Truncated("context")));
+        assert!(matches!(&context, Failure::Usage(m) if m.starts_with("--context: ")));
+        assert_eq!(context.exit_code(), 2);
+        let public = Failure::from(Error::Policy(PolicyError::PublicKeyMismatch));
+        assert!(matches!(public, Failure::Refused(Refusal::PublicKey, _)));
     }
 }
