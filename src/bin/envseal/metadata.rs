@@ -81,7 +81,12 @@ fn any_header() -> Result<Config, Failure> {
 
 /// A client that only reads headers (under [`any_header`]): it has no
 /// keys, and none of its keyring's calls is ever made.
-fn header_reader() -> Result<Client, Failure> {
+fn header_reader() -> Result<&'static Client, Failure> {
+    // One per process: --metadata-output reads a header per file.
+    static READER: std::sync::OnceLock<Client> = std::sync::OnceLock::new();
+    if let Some(reader) = READER.get() {
+        return Ok(reader);
+    }
     struct NoKeys;
     #[envseal::async_trait]
     impl envseal::Keyring for NoKeys {
@@ -96,10 +101,11 @@ fn header_reader() -> Result<Client, Failure> {
             Ok(None)
         }
     }
-    Client::builder(NoKeys)
+    let reader = Client::builder(NoKeys)
         .config(any_header()?)
         .build()
-        .map_err(|e| Failure::Internal(e.to_string()))
+        .map_err(|e| Failure::Internal(e.to_string()))?;
+    Ok(READER.get_or_init(|| reader))
 }
 
 /// The `header` and `header_auth` objects of a header just built (an
