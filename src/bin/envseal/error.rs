@@ -443,6 +443,7 @@ pub(crate) fn bare(e: &Error) -> String {
 
 /// A setting the library refused is a usage error (its reason, which
 /// names it); any other error is the kind it is.
+#[cfg_attr(not(feature = "kms"), allow(dead_code))]
 pub(crate) fn setting_error(e: Error) -> Failure {
     match e {
         Error::Config { .. } => Failure::Usage(bare(&e)),
