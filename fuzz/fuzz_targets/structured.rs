@@ -123,16 +123,14 @@ fuzz_target!(|case: Case| {
     for m in case.mutations.iter().take(8) {
         apply(&mut message, m);
     }
-    match rt.block_on(envseal_fuzz::decrypt_client().decrypt(&EncryptionContext::new(), &message)) {
-        Ok(out) => {
-            assert_eq!(
-                *out.plaintext, plaintext,
-                "a mutated message decrypted to other plaintext"
-            );
-            // Changes that authenticate must not exist, except bytes the
-            // format does not bind (none in a well-formed message).
-            assert_eq!(message, original, "a changed message was accepted");
-        }
-        Err(_) => {}
+    if let Ok(out) = rt.block_on(envseal_fuzz::decrypt_client().decrypt(&EncryptionContext::new(), &message))
+    {
+        assert_eq!(
+            *out.plaintext, plaintext,
+            "a mutated message decrypted to other plaintext"
+        );
+        // Changes that authenticate must not exist, except bytes the
+        // format does not bind (none in a well-formed message).
+        assert_eq!(message, original, "a changed message was accepted");
     }
 });

@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 use std::sync::Arc;
 
 use envseal::{
-    blocking, Client, Config, Curve, EcdhPrivateKey, Keyring, MultiKeyring, RawAesKeyring,
-    RawEcdhKeyring, WrappingKey,
+    blocking, Client, Config, Curve, EcdhPrivateKey, Keyring, MultiKeyring, RawAesKeyring, RawEcdhKeyring,
+    WrappingKey,
 };
 
 /// `aes-256` from tests/vectors/keys.json.
