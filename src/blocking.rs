@@ -10,6 +10,8 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
+use zeroize::Zeroize;
+
 use crate::client::ClientBuilder as AsyncBuilder;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -205,7 +207,7 @@ impl Client {
     ) -> Result<()> {
         let result = self.run(self.inner.encrypt_into(context, plaintext, out));
         if result.is_err() {
-            wipe(out);
+            out.zeroize();
         }
         result
     }
@@ -231,7 +233,7 @@ impl Client {
     ) -> Result<DecryptInfo> {
         let result = self.run(self.inner.decrypt_into(context, message, out));
         if result.is_err() {
-            wipe(out);
+            out.zeroize();
         }
         result
     }
@@ -326,11 +328,4 @@ impl<R: Read> Decryptor<R> {
         let Decryptor { parsed, client } = self;
         client.run(client.inner.open_parsed(parsed, context))
     }
-}
-
-/// What the `_into` methods leave in the caller's buffer on any error,
-/// the refusal to run inside a runtime included: nothing.
-fn wipe(out: &mut Vec<u8>) {
-    zeroize::Zeroize::zeroize(out);
-    out.clear();
 }

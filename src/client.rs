@@ -198,7 +198,6 @@ impl Client {
         if result.is_err() {
             // The caller's buffer may hold plaintext of frames not sealed.
             out.zeroize();
-            out.clear();
         }
         result
     }

@@ -50,7 +50,6 @@ pub(crate) async fn decrypt_slice_into(
     let result = decrypt_slice_inner(config, source, reproduced, message, out).await;
     if result.is_err() {
         out.zeroize();
-        out.clear();
     }
     result
 }
