@@ -443,7 +443,6 @@ pub(crate) fn bare(e: &Error) -> String {
 
 /// A setting the library refused is a usage error (its reason, which
 /// names it); any other error is the kind it is.
-#[cfg_attr(not(feature = "kms"), allow(dead_code))]
 pub(crate) fn setting_error(e: Error) -> Failure {
     match e {
         Error::Config { .. } => Failure::Usage(bare(&e)),
@@ -456,11 +455,10 @@ pub(crate) fn setting_error(e: Error) -> Failure {
 /// encrypt side's, anything else the kind it is.
 pub(crate) fn encrypt_error(e: Error) -> Failure {
     match e {
-        Error::Config { .. } => Failure::Usage(bare(&e)),
         // The only bytes encrypt formats from the caller: the context.
         Error::Format(_) => Failure::Usage(format!("--context: {e}")),
         Error::Limit(_) => Failure::EncryptLimit(e.to_string()),
-        other => Failure::from(other),
+        other => setting_error(other),
     }
 }
 
