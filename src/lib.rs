@@ -3,6 +3,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod blocking;
+mod cache;
 mod client;
 mod config;
 mod crypto;
@@ -15,6 +16,7 @@ mod materials;
 mod message;
 mod suite;
 
+pub use cache::{CachePolicy, CachePolicyBuilder, DEFAULT_GRACE, DEFAULT_JITTER, DEFAULT_MAX_LOADS};
 #[cfg(feature = "tokio")]
 pub use client::Decryptor;
 pub use client::{Client, ClientBuilder};
@@ -25,10 +27,9 @@ pub use config::{
 pub use crypto::{Backend, DataKey, EcdhKeyError, EcdhPrivateKey, EcdhPublicKey, RsaPadding, WrappingKey};
 pub use error::{Error, FormatError, LimitError, PolicyError, Result};
 pub use format::{ContentType, EncryptedDataKey, EncryptionContext, PUBLIC_KEY_FIELD, RESERVED_PREFIX};
-pub use materials::CacheLimitsBuilder;
 #[cfg(feature = "hierarchy")]
 pub use materials::{
-    BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring, HierarchyKeyringBuilder,
+    BranchKeyCache, BranchKeyCacheBuilder, BranchKeyIdSupplier, HierarchyKeyring, HierarchyKeyringBuilder,
     DEFAULT_BRANCH_KEY_CACHE_CAPACITY, HIERARCHY_PROVIDER_ID,
 };
 pub use materials::{
@@ -36,6 +37,7 @@ pub use materials::{
     RawAesKeyring, RawEcdhKeyring, RawRsaKeyring, RsaPrivateKey, RsaPublicKey, CACHE_SWEEP_INTERVAL,
     KMS_ECDH_PROVIDER_ID, MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT, RAW_ECDH_PROVIDER_ID,
 };
+pub use materials::{CacheLimitsBuilder, MaterialsCacheBuilder};
 #[cfg(feature = "kms")]
 pub use materials::{
     DiscoveryFilter, KmsDiscoveryKeyring, KmsEcdhKeyring, KmsKeyring, KmsRsaKeyring, KMS_RSA_PROVIDER_ID,

@@ -10,28 +10,33 @@
 //! sorted, so their order does not matter), so different contexts, suites
 //! or keyrings (each manager has its own partition) never share a key, and
 //! a decrypt entry costs the same few hundred bytes whatever the size of
-//! the message's header. A bounded number of entries is kept, least recently
-//! used evicted first. Concurrent misses for one entry make one
-//! keyring call (single flight); the others wait for it and share its
-//! result or its error.
+//! the message's header.
+//!
+//! The entries live in the crate's cache engine ([`crate::cache`]): a
+//! bounded number of entries, least recently used evicted first; one
+//! keyring call for concurrent misses of one entry (single flight; the
+//! others wait for it and share its result or its error); refresh ahead,
+//! jitter and stale-if-error as the cache's [`CachePolicy`] says. An encrypt
+//! entry is refreshed ahead in the last grace share of its age or of its
+//! message or byte limit: its successor (a new data key) takes over when it
+//! is used up or expires, so each data key serves its limits in full and
+//! no message waits for a keyring call while an entry is usable.
 //!
 //! An entry past its `max_age` (that of the manager that stored it) is
 //! dropped when it expires, not at its next lookup: the process-wide
-//! sweeper ([`super::sweep`]) drops it within [`crate::CACHE_SWEEP_INTERVAL`] of
-//! its expiry, counted in [`CacheStats::expired`]. Data keys are zeroized
-//! when the last message using an evicted or expired entry drops it.
+//! sweeper drops it within [`crate::CACHE_SWEEP_INTERVAL`] of its expiry,
+//! counted in [`CacheStats::expired`]. Data keys are zeroized when the last
+//! message using an evicted or expired entry drops it.
 
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant};
-
-use lru::LruCache;
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::cmm::{encryption_materials, EncryptMaterialsOut, EncryptRequest};
-use super::sweep::{take_expired, Registration, Sweep};
 use super::{DecryptionMaterials, Keyring};
+use crate::cache::{Cache, CachePolicy, Load, Origin, Snapshot, Usage};
 use crate::crypto::{sha512_concat, Backend, DataKey};
 use crate::error::{Error, Result};
 use crate::format::EncryptedDataKey;
@@ -139,252 +144,161 @@ impl CacheLimits {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CacheStats {
-    /// Lookups served from an entry.
+    /// Lookups served from an entry without waiting.
     pub hits: u64,
-    /// Lookups that found no usable entry and called the keyring.
+    /// Lookups that found no usable entry and loaded one.
     pub misses: u64,
-    /// Lookups that waited for another caller's keyring call.
+    /// Lookups that waited for another caller's load.
     pub waits: u64,
     /// Requests that skipped the cache (unknown or too-large plaintext,
     /// a suite without key derivation).
     pub bypasses: u64,
+    /// Background refreshes started (refresh ahead, and retries of a
+    /// stale entry).
+    pub refreshes: u64,
+    /// Background refreshes that failed (the entry kept serving if it was
+    /// still usable).
+    pub refresh_failures: u64,
+    /// Loads (by a caller or in the background) that failed.
+    pub load_failures: u64,
+    /// Lookups served an expired entry after a transient failure to
+    /// reload it ([`CachePolicy::stale_if_error`](crate::CachePolicy::stale_if_error)).
+    pub stale_uses: u64,
     /// Entries dropped for age (at a lookup or by the sweeper, within
     /// [`crate::CACHE_SWEEP_INTERVAL`] of their expiry), messages or bytes.
     pub expired: u64,
     /// Entries dropped to make room (least recently used).
     pub evicted: u64,
+    /// Entries dropped at once because reloading them failed with a
+    /// non-transient error (access denied, a disabled or missing key).
+    pub revoked: u64,
+    /// Entries the cache let go of (replaced, expired, evicted, revoked or
+    /// cleared) once no caller held them. A data key still used by a
+    /// message is wiped when that message ends.
+    pub wiped: u64,
     /// Entries held now.
     pub entries: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    waits: AtomicU64,
-    bypasses: AtomicU64,
-    expired: AtomicU64,
-    evicted: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+impl From<Snapshot> for CacheStats {
+    fn from(s: Snapshot) -> Self {
+        CacheStats {
+            hits: s.hits,
+            misses: s.misses,
+            waits: s.waits,
+            bypasses: s.bypasses,
+            refreshes: s.refreshes,
+            refresh_failures: s.refresh_failures,
+            load_failures: s.load_failures,
+            stale_uses: s.stale_uses,
+            expired: s.expired,
+            evicted: s.evicted,
+            revoked: s.revoked,
+            wiped: s.wiped,
+            entries: s.entries,
+        }
+    }
 }
 
 /// A bounded, thread-safe store of data keys. Cheap to clone (a shared
-/// handle); managers that share one keep apart by partition.
+/// handle); managers that share one keep apart by partition. Built with
+/// [`MaterialsCache::new`] (the default [`CachePolicy`]) or
+/// [`MaterialsCache::builder`].
 ///
-/// An entry expires `max_age` after it was stored (the [`CacheLimits`] of
-/// the client that stored it) and is then dropped within
-/// [`crate::CACHE_SWEEP_INTERVAL`], whether or not it is asked for again; its data
-/// key is zeroized once no message uses it. The sweeper holds the cache
-/// weakly: dropping the last handle frees every entry.
+/// An entry lives `max_age` (the [`CacheLimits`] of the client that
+/// stored it) less its jitter; in the last [`CachePolicy::grace`] share of
+/// that, or of its message and byte limits, the next lookup refreshes it
+/// in the background (a new data key from the keyring) while messages keep
+/// using it. Expired entries are dropped within
+/// [`crate::CACHE_SWEEP_INTERVAL`], whether or not they are asked for
+/// again; a data key is zeroized once no message uses it. The sweeper
+/// holds the cache weakly: dropping the last handle frees every entry.
 #[derive(Clone)]
 pub struct MaterialsCache {
-    inner: Arc<CacheInner>,
-}
-
-struct CacheInner {
-    entries: Mutex<LruCache<EntryId, Slot>>,
-    counters: Counters,
-    /// This cache's place in the sweeper's table.
-    sweep: Registration,
+    inner: Cache<EntryId, Cached, Error>,
 }
 
 impl fmt::Debug for MaterialsCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MaterialsCache")
+            .field("policy", self.inner.policy())
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
 
-enum Slot {
-    Encrypt(EncryptEntry),
-    Decrypt(DecryptEntry),
-    /// A keyring call is under way for this entry.
-    Loading(Arc<Flight>),
+/// Builds a [`MaterialsCache`]; see [`MaterialsCache::builder`].
+#[derive(Clone, Copy, Debug)]
+pub struct MaterialsCacheBuilder {
+    capacity: usize,
+    policy: CachePolicy,
 }
 
-struct EncryptEntry {
-    materials: Arc<EncryptMaterialsOut>,
-    created: Instant,
-    /// `created` + the storing manager's `max_age` (`None`: beyond what
-    /// an `Instant` holds, never).
-    expires: Option<Instant>,
-    messages: u64,
-    bytes: u64,
-}
-
-struct DecryptEntry {
-    data_key: Arc<DataKey>,
-    created: Instant,
-    /// As [`EncryptEntry::expires`].
-    expires: Option<Instant>,
-}
-
-impl Slot {
-    /// When the entry expires (a load under way does not).
-    fn expires(&self) -> Option<Instant> {
-        match self {
-            Slot::Encrypt(e) => e.expires,
-            Slot::Decrypt(e) => e.expires,
-            Slot::Loading(_) => None,
-        }
+impl MaterialsCacheBuilder {
+    /// How entries are refreshed and ride out failures (default
+    /// [`CachePolicy::default`]).
+    pub fn policy(mut self, policy: CachePolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
-    /// Whether the entry has expired at `now`.
-    fn expired(&self, now: Instant) -> bool {
-        self.expires().is_some_and(|at| at <= now)
+    /// Builds the cache.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zero capacity.
+    pub fn build(self) -> Result<MaterialsCache> {
+        let capacity = NonZeroUsize::new(self.capacity)
+            .ok_or_else(|| Error::config("cache capacity", "must be above zero"))?;
+        Ok(MaterialsCache {
+            inner: Cache::new(capacity, self.policy),
+        })
     }
 }
 
-/// One keyring call that other callers wait on.
-struct Flight {
-    /// Closed when the call ends (never given permits).
-    done: tokio::sync::Semaphore,
-    /// The error, if the call failed.
-    failure: OnceLock<Error>,
+/// A cached data key: an encrypt entry (the materials and how much they
+/// have encrypted) or a decrypt entry (an unwrapped data key).
+enum Cached {
+    Encrypt {
+        materials: Arc<EncryptMaterialsOut>,
+        messages: AtomicU64,
+        bytes: AtomicU64,
+    },
+    Decrypt(Arc<DataKey>),
 }
 
 impl MaterialsCache {
-    /// A cache holding at most `capacity` entries.
+    /// A cache holding at most `capacity` entries, with the default
+    /// [`CachePolicy`].
     ///
     /// # Errors
     /// [`Error::Config`] for a zero capacity.
     pub fn new(capacity: usize) -> Result<Self> {
-        let capacity = NonZeroUsize::new(capacity)
-            .ok_or_else(|| Error::config("cache capacity", "must be above zero"))?;
-        Ok(MaterialsCache {
-            inner: Arc::new_cyclic(|inner: &Weak<CacheInner>| CacheInner {
-                entries: Mutex::new(LruCache::new(capacity)),
-                counters: Counters::default(),
-                sweep: Registration::new(inner.clone()),
-            }),
-        })
+        Self::builder(capacity).build()
+    }
+
+    /// A builder for a cache of at most `capacity` entries.
+    pub fn builder(capacity: usize) -> MaterialsCacheBuilder {
+        MaterialsCacheBuilder {
+            capacity,
+            policy: CachePolicy::default(),
+        }
+    }
+
+    /// The cache's policy.
+    pub fn policy(&self) -> &CachePolicy {
+        self.inner.policy()
     }
 
     /// Counters and the number of entries.
     pub fn stats(&self) -> CacheStats {
-        let c = &self.inner.counters;
-        CacheStats {
-            hits: c.hits.load(Ordering::Relaxed),
-            misses: c.misses.load(Ordering::Relaxed),
-            waits: c.waits.load(Ordering::Relaxed),
-            bypasses: c.bypasses.load(Ordering::Relaxed),
-            expired: c.expired.load(Ordering::Relaxed),
-            evicted: c.evicted.load(Ordering::Relaxed),
-            entries: self.lock().len() as u64,
-        }
+        self.inner.snapshot().into()
     }
 
     /// Drops every entry (their data keys are zeroized once no message
     /// uses them).
     pub fn clear(&self) {
-        self.lock().clear();
+        self.inner.clear();
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<EntryId, Slot>> {
-        // A panic while holding the lock cannot leave an entry half-written
-        // (every update is a single assignment), so a poisoned lock is used.
-        self.inner.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Inserts, counting a least-recently-used eviction, and tells the
-    /// sweeper when the entry expires.
-    fn insert(&self, key: EntryId, slot: Slot) {
-        let expires = slot.expires();
-        {
-            let mut entries = self.lock();
-            if let Some((old_key, _old)) = entries.push(key, slot) {
-                if old_key != key {
-                    bump(&self.inner.counters.evicted);
-                }
-            }
-        }
-        if let Some(at) = expires {
-            self.inner.sweep.expires(at);
-        }
-    }
-
-    /// Ends a flight: replaces its slot with `slot` (or removes it) and
-    /// wakes the waiters.
-    fn land(&self, key: &EntryId, flight: &Arc<Flight>, slot: Option<Slot>, failure: Option<Error>) {
-        if let Some(e) = failure {
-            let _ = flight.failure.set(e);
-        }
-        {
-            let mut entries = self.lock();
-            let ours = matches!(entries.peek(key), Some(Slot::Loading(f)) if Arc::ptr_eq(f, flight));
-            if ours {
-                entries.pop(key);
-            }
-        }
-        if let Some(slot) = slot {
-            self.insert(*key, slot);
-        }
-        flight.done.close();
-    }
-}
-
-impl Sweep for CacheInner {
-    fn sweep(&self, now: Instant) -> Option<Instant> {
-        let (dropped, next) = take_expired(
-            &mut self.entries.lock().unwrap_or_else(|p| p.into_inner()),
-            |slot| slot.expired(now),
-            Slot::expires,
-        );
-        self.counters
-            .expired
-            .fetch_add(dropped.len() as u64, Ordering::Relaxed);
-        // Wiped here (or by the last message still using a data key),
-        // outside the lock.
-        drop(dropped);
-        next
-    }
-}
-
-/// Ends a flight if its leader is dropped mid-call (a cancelled future):
-/// the waiters retry instead of waiting forever.
-struct FlightGuard<'a> {
-    cache: &'a MaterialsCache,
-    key: &'a EntryId,
-    flight: Arc<Flight>,
-    landed: bool,
-}
-
-impl FlightGuard<'_> {
-    fn land(mut self, slot: Option<Slot>, failure: Option<Error>) {
-        self.landed = true;
-        self.cache.land(self.key, &self.flight, slot, failure);
-    }
-}
-
-impl Drop for FlightGuard<'_> {
-    fn drop(&mut self) {
-        if !self.landed {
-            self.cache.land(self.key, &self.flight, None, None);
-        }
-    }
-}
-
-/// What a lookup found.
-enum Lookup<T> {
-    Hit(T),
-    Wait(Arc<Flight>),
-    Lead(Arc<Flight>),
-}
-
-/// What a probe of the cache found for a key.
-enum Probe<T> {
-    /// Usable: the value.
-    Hit(T),
-    /// Another caller is loading it.
-    Wait(Arc<Flight>),
-    /// An entry too old or used up: replaced (counted as expired).
-    Stale,
-    /// Nothing usable (absent, or an entry of the other kind).
-    Miss,
 }
 
 /// A materials manager that caches the data keys of one keyring.
@@ -450,11 +364,11 @@ impl CachingCmm {
         plaintext_len: Option<u64>,
     ) -> Result<Arc<EncryptMaterialsOut>> {
         let suite = request.suite;
-        let counters = &self.cache.inner.counters;
+        let counters = self.cache.inner.counters();
         let len = match plaintext_len {
             Some(len) if len <= self.limits.max_bytes && suite.kdf() != Kdf::Identity => len,
             _ => {
-                bump(&counters.bypasses);
+                counters.bypasses.fetch_add(1, Ordering::Relaxed);
                 let m = encryption_materials(self.keyring(), request, None).await?;
                 return Ok(Arc::new(m));
             }
@@ -462,37 +376,60 @@ impl CachingCmm {
         let key = self
             .memo
             .encrypt_id(&self.partition, suite, request.context, request.required)?;
-        let limits = &self.limits;
-        let probe = |slot: Option<&mut Slot>| match slot {
-            Some(Slot::Encrypt(e)) => {
-                let fresh = e.created.elapsed() < limits.max_age
-                    && !slot_expired(e.expires)
-                    && e.messages < limits.max_messages
-                    && e.bytes.saturating_add(len) <= limits.max_bytes;
-                if fresh {
-                    e.messages += 1;
-                    e.bytes += len;
-                    Probe::Hit(Arc::clone(&e.materials))
+        let limits = self.limits;
+        let grace = self.cache.policy().grace();
+        // A use of an encrypt entry: reserved when the limits have room; in
+        // the grace window once it reaches the last `grace` share of them.
+        let usage = |cached: &Cached| match cached {
+            Cached::Encrypt { messages, bytes, .. } => {
+                let (m, b) = (messages.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
+                if m >= limits.max_messages || b.saturating_add(len) > limits.max_bytes {
+                    return Usage::Spent;
+                }
+                messages.store(m + 1, Ordering::Relaxed);
+                bytes.store(b + len, Ordering::Relaxed);
+                let low = m + 1 > grace_start(limits.max_messages, grace)
+                    || b + len > grace_start(limits.max_bytes, grace);
+                if low {
+                    Usage::Low
                 } else {
-                    Probe::Stale
+                    Usage::Fresh
                 }
             }
-            Some(Slot::Loading(f)) => Probe::Wait(Arc::clone(f)),
-            Some(Slot::Decrypt(_)) | None => Probe::Miss,
+            Cached::Decrypt(_) => Usage::Spent,
         };
-        let load = || async {
-            let m = Arc::new(encryption_materials(self.keyring(), request, None).await?);
-            let created = Instant::now();
-            let entry = EncryptEntry {
-                materials: Arc::clone(&m),
-                created,
-                expires: created.checked_add(limits.max_age),
-                messages: 1,
-                bytes: len,
-            };
-            Ok((m, Some(Slot::Encrypt(entry))))
+        let load = |_: Origin| {
+            let keyring = Arc::clone(&self.keyring);
+            let context = request.context.clone();
+            let required = request.required.to_vec();
+            let (backend, max_edks) = (request.backend, request.max_edks);
+            async move {
+                let request = EncryptRequest {
+                    suite,
+                    context: &context,
+                    backend,
+                    max_edks,
+                    required: &required,
+                };
+                let materials = Arc::new(encryption_materials(keyring.as_ref(), request, None).await?);
+                let cached = Cached::Encrypt {
+                    materials,
+                    messages: AtomicU64::new(0),
+                    bytes: AtomicU64::new(0),
+                };
+                Ok(Load::new(cached, limits.max_age))
+            }
         };
-        self.single_flight(&key, probe, load).await
+        let entry = self
+            .cache
+            .inner
+            .get(key, limits.max_age, usage, load)
+            .await
+            .map_err(|e| e.duplicate())?;
+        match &**entry {
+            Cached::Encrypt { materials, .. } => Ok(Arc::clone(materials)),
+            Cached::Decrypt(_) => Err(Error::Internal("a decrypt entry under an encrypt id")),
+        }
     }
 
     /// The data key for a message's encrypted data keys, from the cache
@@ -502,139 +439,50 @@ impl CachingCmm {
         materials: &DecryptionMaterials,
         edks: &[EncryptedDataKey],
     ) -> Result<Option<DataKey>> {
-        let counters = &self.cache.inner.counters;
+        let counters = self.cache.inner.counters();
         let suite = materials.suite();
         if suite.kdf() == Kdf::Identity {
-            bump(&counters.bypasses);
+            counters.bypasses.fetch_add(1, Ordering::Relaxed);
             return self.keyring.on_decrypt(materials, edks).await;
         }
         let key = self
             .memo
             .decrypt_id(&self.partition, suite, edks, materials.context())?;
         let max_age = self.limits.max_age;
-        let probe = |slot: Option<&mut Slot>| match slot {
-            Some(Slot::Decrypt(e)) if e.created.elapsed() < max_age && !slot_expired(e.expires) => {
-                Probe::Hit(Arc::clone(&e.data_key))
-            }
-            Some(Slot::Loading(f)) => Probe::Wait(Arc::clone(f)),
-            Some(Slot::Decrypt(_)) => Probe::Stale,
-            Some(Slot::Encrypt(_)) | None => Probe::Miss,
+        let usage = |cached: &Cached| match cached {
+            Cached::Decrypt(_) => Usage::Fresh,
+            Cached::Encrypt { .. } => Usage::Spent,
         };
-        let load = || async {
-            match self.keyring.on_decrypt(materials, edks).await? {
-                Some(k) => {
-                    let k = Arc::new(k);
-                    let created = Instant::now();
-                    let entry = DecryptEntry {
-                        data_key: Arc::clone(&k),
-                        created,
-                        expires: created.checked_add(max_age),
-                    };
-                    Ok((k, Some(Slot::Decrypt(entry))))
+        let load = |_: Origin| {
+            let keyring = Arc::clone(&self.keyring);
+            let materials = materials.clone();
+            let edks = edks.to_vec();
+            async move {
+                match keyring.on_decrypt(&materials, &edks).await? {
+                    Some(k) => Ok(Load::new(Cached::Decrypt(Arc::new(k)), max_age)),
+                    // No keyring could unwrap: the waiters fail the same way.
+                    None => Err(Error::NoMatchingKey { edks: edks.len() }),
                 }
-                // No keyring could unwrap: the waiters fail the same way.
-                None => Err(Error::NoMatchingKey { edks: edks.len() }),
             }
         };
-        match self.single_flight(&key, probe, load).await {
-            Ok(k) => Ok(Some(DataKey::from_slice(k.expose_secret()))),
-            Err(Error::NoMatchingKey { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// One lookup under single flight: a hit returns at once; while another
-    /// caller loads the entry this one waits for it (and shares its error,
-    /// except a failed cryptographic check: then it tries itself);
-    /// otherwise this caller leads: it loads, stores what `load` returns and
-    /// wakes the waiters. `probe` sees the entry under the lock (and may
-    /// update it on a hit).
-    async fn single_flight<T, P, L, Fut>(&self, key: &EntryId, mut probe: P, load: L) -> Result<T>
-    where
-        P: FnMut(Option<&mut Slot>) -> Probe<T>,
-        L: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<(T, Option<Slot>)>>,
-    {
-        let counters = &self.cache.inner.counters;
-        let flight = loop {
-            let found = {
-                let mut entries = self.cache.lock();
-                match probe(entries.get_mut(key)) {
-                    Probe::Hit(v) => Lookup::Hit(v),
-                    Probe::Wait(f) => Lookup::Wait(f),
-                    Probe::Stale => {
-                        bump(&counters.expired);
-                        lead(&mut entries, key, counters)
-                    }
-                    Probe::Miss => lead(&mut entries, key, counters),
-                }
-            };
-            match found {
-                Lookup::Hit(v) => {
-                    bump(&counters.hits);
-                    return Ok(v);
-                }
-                Lookup::Wait(flight) => {
-                    bump(&counters.waits);
-                    wait(&flight).await?;
-                }
-                Lookup::Lead(flight) => break flight,
-            }
-        };
-        bump(&counters.misses);
-        let guard = FlightGuard {
-            cache: &self.cache,
-            key,
-            flight,
-            landed: false,
-        };
-        match load().await {
-            Ok((v, slot)) => {
-                guard.land(slot, None);
-                Ok(v)
-            }
-            Err(e) => {
-                // A failed cryptographic check can depend on the leader's own
-                // message (an RSA key is checked against its header), not on
-                // the entry: waiters are not failed by it but try themselves.
-                let shared = (!e.has_failed_check()).then(|| e.duplicate());
-                guard.land(None, shared);
-                Err(e)
-            }
+        match self.cache.inner.get(key, max_age, usage, load).await {
+            Ok(entry) => match &**entry {
+                Cached::Decrypt(k) => Ok(Some(DataKey::from_slice(k.expose_secret()))),
+                Cached::Encrypt { .. } => Err(Error::Internal("an encrypt entry under a decrypt id")),
+            },
+            Err(e) if matches!(*e, Error::NoMatchingKey { .. }) => Ok(None),
+            Err(e) => Err(e.duplicate()),
         }
     }
 }
 
-/// Marks `key` as loading (replacing any stale entry) and returns the new
-/// flight for the caller to lead.
-fn lead<T>(entries: &mut LruCache<EntryId, Slot>, key: &EntryId, counters: &Counters) -> Lookup<T> {
-    let flight = Arc::new(Flight {
-        done: tokio::sync::Semaphore::new(0),
-        failure: OnceLock::new(),
-    });
-    // A stale entry dropped here is zeroized once no message holds it.
-    if let Some((old_key, _)) = entries.push(*key, Slot::Loading(Arc::clone(&flight))) {
-        if old_key != *key {
-            bump(&counters.evicted);
-        }
-    }
-    Lookup::Lead(flight)
-}
-
-/// Whether an entry expiring at `expires` has expired (another manager
-/// sharing the cache may have stored it with a shorter `max_age`).
-fn slot_expired(expires: Option<Instant>) -> bool {
-    expires.is_some_and(|at| at <= Instant::now())
-}
-
-/// Waits for a flight to land; its error if it failed.
-async fn wait(flight: &Flight) -> Result<()> {
-    // The semaphore never has permits: `acquire` returns once it is closed.
-    let _ = flight.done.acquire().await;
-    match flight.failure.get() {
-        Some(e) => Err(e.duplicate()),
-        None => Ok(()),
-    }
+/// The use (messages or bytes) after which an entry with `limit` is in its
+/// grace window: the last `grace` share of the limit, rounded up so that a
+/// small limit is not refreshed before it is nearly used (1,000 messages
+/// with grace 0.1: from the 901st; 10: the 10th; 2: never).
+fn grace_start(limit: u64, grace: f64) -> u64 {
+    // The cast saturates; a limit near 2^63 loses only low bits.
+    ((limit as f64 * (1.0 - grace)).ceil() as u64).min(limit)
 }
 
 #[cfg(test)]

@@ -13,14 +13,14 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use lru::LruCache;
 
-use super::sweep::{take_expired, Registration, Sweep};
-use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
+use super::{CacheStats, DecryptionMaterials, EncryptionMaterials, Keyring};
+use crate::cache::{Cache, CachePolicy, Entry, Load, Origin, Usage};
 use crate::crypto::{kdf_counter_hmac_sha256, sha384_concat, Backend, DataKey, IV_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::format::{EncryptedDataKey, EncryptionContext};
@@ -61,90 +61,111 @@ where
 /// given a clone of it (entries are apart by partition id, logical key
 /// store name, branch key id and, on decrypt, version: spec Appendix A).
 /// Least recently used entries go first when it is full. Concurrent misses
-/// on one entry make one key store read (single flight).
+/// on one entry make one key store read (single flight). Built with
+/// [`BranchKeyCache::new`] (the default [`CachePolicy`]) or
+/// [`BranchKeyCache::builder`].
 ///
-/// An entry expires the TTL of the keyring that loaded it after it was
-/// loaded (keyrings with different TTLs share entries: one with a longer
-/// TTL reloads an entry its loader's TTL has expired; one with a shorter
-/// TTL does not use an entry older than its own TTL). An expired branch key
-/// is dropped within [`crate::CACHE_SWEEP_INTERVAL`] of its expiry whether
-/// or not it is asked for again, and wiped once no call holds it; so is an
+/// An entry lives the TTL of the keyring that loaded it, less its jitter
+/// (keyrings with different TTLs share entries: one with a longer TTL
+/// reloads an entry its loader's TTL has expired; one with a shorter TTL
+/// does not use an entry older than its own TTL). In the last
+/// [`CachePolicy::grace`] share of that life the next lookup reads the
+/// branch key again in the background (one GetItem and one KMS Decrypt)
+/// while calls keep using the cached one, so no call waits on a warm key;
+/// with [`CachePolicy::stale_if_error`] a key whose reload failed
+/// transiently keeps serving for up to that long. An expired branch key is
+/// dropped within [`crate::CACHE_SWEEP_INTERVAL`] of its expiry whether or
+/// not it is asked for again, and wiped once no call holds it; so is an
 /// evicted one. The sweeper holds the cache weakly: dropping the last
 /// handle frees every entry.
 #[derive(Clone)]
 pub struct BranchKeyCache {
-    inner: Arc<BranchKeys>,
-}
-
-struct BranchKeys {
-    entries: Mutex<LruCache<[u8; 48], Slot>>,
-    /// This cache's place in the sweeper's table.
-    sweep: Registration,
+    inner: Cache<[u8; 48], BranchKeyMaterials, Error>,
 }
 
 impl fmt::Debug for BranchKeyCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BranchKeyCache")
+            .field("policy", self.inner.policy())
             .field("entries", &self.len())
             .finish_non_exhaustive()
     }
 }
 
-/// A cached branch key, when it was loaded and when it expires (its
-/// loader's TTL later; `None`: beyond what an `Instant` holds, never).
-struct Cached {
-    materials: BranchKeyMaterials,
-    loaded: Instant,
-    expires: Option<Instant>,
+/// A cached branch key (dereferences to its materials).
+type Cached = Entry<BranchKeyMaterials>;
+
+/// Builds a [`BranchKeyCache`]; see [`BranchKeyCache::builder`].
+#[derive(Clone, Copy, Debug)]
+pub struct BranchKeyCacheBuilder {
+    capacity: usize,
+    policy: CachePolicy,
 }
 
-impl Cached {
-    /// Loaded no longer than `ttl` ago, and not past its loader's TTL.
-    fn fresh(&self, ttl: Duration) -> bool {
-        let now = Instant::now();
-        now.saturating_duration_since(self.loaded) <= ttl && self.expires.is_none_or(|at| now <= at)
+impl BranchKeyCacheBuilder {
+    /// How branch keys are refreshed and ride out failures (default
+    /// [`CachePolicy::default`]).
+    pub fn policy(mut self, policy: CachePolicy) -> Self {
+        self.policy = policy;
+        self
     }
-}
 
-/// The outcome of one load, shared by the callers that waited on it.
-type Loaded = std::result::Result<Arc<Cached>, Arc<Error>>;
-
-enum Slot {
-    Ready(Arc<Cached>),
-    /// A load under way (or just ended): callers wait on the cell; a
-    /// cancelled leader's successor runs the load instead.
-    Loading(Arc<tokio::sync::OnceCell<Loaded>>),
+    /// Builds the cache.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zero capacity.
+    pub fn build(self) -> Result<BranchKeyCache> {
+        let capacity = NonZeroUsize::new(self.capacity)
+            .ok_or_else(|| Error::config("branch key cache capacity", "must be above zero"))?;
+        Ok(BranchKeyCache {
+            inner: Cache::new(capacity, self.policy),
+        })
+    }
 }
 
 impl Default for BranchKeyCache {
     fn default() -> Self {
-        Self::with_capacity(NonZeroUsize::new(DEFAULT_BRANCH_KEY_CACHE_CAPACITY).unwrap_or(NonZeroUsize::MIN))
+        BranchKeyCache {
+            inner: Cache::new(
+                NonZeroUsize::new(DEFAULT_BRANCH_KEY_CACHE_CAPACITY).unwrap_or(NonZeroUsize::MIN),
+                CachePolicy::default(),
+            ),
+        }
     }
 }
 
 impl BranchKeyCache {
-    /// A cache of at most `capacity` branch keys.
+    /// A cache of at most `capacity` branch keys, with the default
+    /// [`CachePolicy`].
     ///
     /// # Errors
     /// [`Error::Config`] for a zero capacity.
     pub fn new(capacity: usize) -> Result<Self> {
-        let capacity = NonZeroUsize::new(capacity)
-            .ok_or_else(|| Error::config("branch key cache capacity", "must be above zero"))?;
-        Ok(Self::with_capacity(capacity))
+        Self::builder(capacity).build()
     }
 
-    fn with_capacity(capacity: NonZeroUsize) -> Self {
-        BranchKeyCache {
-            inner: Arc::new_cyclic(|inner: &Weak<BranchKeys>| BranchKeys {
-                entries: Mutex::new(LruCache::new(capacity)),
-                sweep: Registration::new(inner.clone()),
-            }),
+    /// A builder for a cache of at most `capacity` branch keys.
+    pub fn builder(capacity: usize) -> BranchKeyCacheBuilder {
+        BranchKeyCacheBuilder {
+            capacity,
+            policy: CachePolicy::default(),
         }
+    }
+
+    /// The cache's policy.
+    pub fn policy(&self) -> &CachePolicy {
+        self.inner.policy()
+    }
+
+    /// Counters and the number of entries ([`CacheStats::bypasses`] is
+    /// always 0 here).
+    pub fn stats(&self) -> CacheStats {
+        self.inner.snapshot().into()
     }
 
     /// Branch keys (and loads under way) in the cache.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.inner.len()
     }
 
     /// Whether the cache holds nothing.
@@ -154,11 +175,7 @@ impl BranchKeyCache {
 
     /// Drops every entry (the keys are wiped once no call holds them).
     pub fn clear(&self) {
-        self.lock().clear();
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<[u8; 48], Slot>> {
-        self.inner.lock()
+        self.inner.clear();
     }
 
     /// The entry for `id` if loaded no longer than `ttl` ago; else waits for
@@ -172,96 +189,20 @@ impl BranchKeyCache {
         load: F,
     ) -> Result<Arc<Cached>>
     where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<BranchKeyMaterials>>,
+        F: Fn(Origin) -> Fut,
+        Fut: std::future::Future<Output = Result<BranchKeyMaterials>> + Send + 'static,
     {
-        loop {
-            let cell = {
-                let mut entries = self.lock();
-                match entries.get(&id) {
-                    Some(Slot::Ready(c)) if c.fresh(ttl) => {
-                        hit(true);
-                        return Ok(Arc::clone(c));
-                    }
-                    Some(Slot::Loading(cell)) => Arc::clone(cell),
-                    // Absent or expired: this caller starts a load.
-                    _ => {
-                        let cell = Arc::new(tokio::sync::OnceCell::new());
-                        entries.push(id, Slot::Loading(Arc::clone(&cell)));
-                        cell
-                    }
-                }
-            };
-            let mut led = false;
-            let loaded = cell
-                .get_or_init(|| {
-                    led = true;
-                    let load = load();
-                    async move {
-                        load.await
-                            .map(|materials| {
-                                let loaded = Instant::now();
-                                Arc::new(Cached {
-                                    materials,
-                                    loaded,
-                                    expires: loaded.checked_add(ttl),
-                                })
-                            })
-                            .map_err(Arc::new)
-                    }
-                })
-                .await
-                .clone();
-            hit(!led);
-            // The first caller back replaces the flight with its outcome.
-            {
-                let mut entries = self.lock();
-                let ours = matches!(entries.peek(&id), Some(Slot::Loading(c)) if Arc::ptr_eq(c, &cell));
-                if ours {
-                    match &loaded {
-                        Ok(c) => {
-                            entries.push(id, Slot::Ready(Arc::clone(c)));
-                        }
-                        Err(_) => {
-                            entries.pop(&id);
-                        }
-                    }
-                }
+        let led = AtomicBool::new(false);
+        let load = |origin: Origin| {
+            if origin == Origin::Caller {
+                led.store(true, Ordering::Relaxed);
             }
-            if let (Ok(c), true) = (&loaded, led) {
-                if let Some(at) = c.expires {
-                    self.inner.sweep.expires(at);
-                }
-            }
-            match loaded {
-                Ok(c) if c.loaded.elapsed() <= ttl || led => return Ok(c),
-                // Loaded by a keyring with a longer TTL, too long ago for
-                // this one: load again.
-                Ok(_) => continue,
-                Err(e) => return Err(e.duplicate()),
-            }
-        }
-    }
-}
-
-impl BranchKeys {
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<[u8; 48], Slot>> {
-        // Every update is one assignment: a poisoned lock holds no half-made entry.
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Sweep for BranchKeys {
-    fn sweep(&self, now: Instant) -> Option<Instant> {
-        let expires = |slot: &Slot| match slot {
-            Slot::Ready(c) => c.expires,
-            Slot::Loading(_) => None,
+            let load = load(origin);
+            async move { load.await.map(|m| Load::new(m, ttl)) }
         };
-        let expired = |slot: &Slot| expires(slot).is_some_and(|at| at < now);
-        let (dropped, next) = take_expired(&mut self.lock(), expired, expires);
-        // Wiped here (or when the last call holding one ends), outside the lock.
-        drop(dropped);
-        next
+        let got = self.inner.get(id, ttl, |_| Usage::Fresh, load).await;
+        hit(!led.load(Ordering::Relaxed));
+        got.map_err(|e| e.duplicate())
     }
 }
 
@@ -458,11 +399,19 @@ impl HierarchyKeyring {
                 counters.branch_key_cache_miss();
             }
         };
-        self.cache
-            .get(entry, self.ttl, note, || {
-                self.store.get_branch_key(id, version, deadline)
-            })
-            .await
+        let load = |origin: Origin| {
+            let store = self.store.clone();
+            let (id, version) = (id.to_owned(), version.map(str::to_owned));
+            async move {
+                // A refresh ahead is no caller's: it gets a deadline of its own.
+                let deadline = match origin {
+                    Origin::Caller => deadline,
+                    Origin::Refresh => store.deadline(),
+                };
+                store.get_branch_key(&id, version.as_deref(), deadline).await
+            }
+        };
+        self.cache.get(entry, self.ttl, note, load).await
     }
 
     fn keyring_error(&self, id: &str, reason: impl Into<String>) -> Error {
@@ -476,7 +425,7 @@ impl Keyring for HierarchyKeyring {
         let id = self.source.resolve(materials.context())?;
         let deadline = self.store.deadline();
         let branch = self.branch_key(&id, None, deadline).await?;
-        let branch = &branch.materials;
+        let branch: &BranchKeyMaterials = &branch;
         if materials.data_key().is_none() {
             materials.generate_data_key()?;
         }
@@ -571,12 +520,8 @@ impl Keyring for HierarchyKeyring {
             };
             // The AAD names this EDK's own version.
             let aad = wrap_aad(&id, &version, materials.context())?;
-            let key = kdf_counter_hmac_sha256(
-                branch.materials.expose_secret(),
-                HIERARCHY_PROVIDER_ID.as_bytes(),
-                salt,
-            )
-            .map_err(|_| Error::Decrypt)?;
+            let key = kdf_counter_hmac_sha256(branch.expose_secret(), HIERARCHY_PROVIDER_ID.as_bytes(), salt)
+                .map_err(|_| Error::Decrypt)?;
             let aead = materials
                 .backend()
                 .provider()
@@ -647,6 +592,19 @@ mod tests {
         }
     }
 
+    /// `loader`'s load of `id` as the cache takes it.
+    fn load(
+        loader: &Arc<Loader>,
+        id: &'static str,
+    ) -> impl Fn(Origin) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<BranchKeyMaterials>> + Send>>
+    {
+        let loader = Arc::clone(loader);
+        move |_| {
+            let loader = Arc::clone(&loader);
+            Box::pin(async move { loader.load(id).await })
+        }
+    }
+
     async fn get(
         cache: &BranchKeyCache,
         loader: &Arc<Loader>,
@@ -659,7 +617,7 @@ mod tests {
                 hits.fetch_add(1, Ordering::SeqCst);
             }
         };
-        cache.get(id, ttl, note, || loader.load("bk")).await
+        cache.get(id, ttl, note, load(loader, "bk")).await
     }
 
     #[test]
@@ -738,14 +696,14 @@ mod tests {
         let ttl = Duration::from_secs(60);
         rt.block_on(async {
             let held = cache
-                .get(entry_id(b"p", "s", "a", None), ttl, |_| {}, || loader.load("a"))
+                .get(entry_id(b"p", "s", "a", None), ttl, |_| {}, load(&loader, "a"))
                 .await
                 .unwrap();
             let a = Arc::downgrade(&held);
             drop(held);
             assert!(a.upgrade().is_some(), "held by the cache");
             cache
-                .get(entry_id(b"p", "s", "b", None), ttl, |_| {}, || loader.load("b"))
+                .get(entry_id(b"p", "s", "b", None), ttl, |_| {}, load(&loader, "b"))
                 .await
                 .unwrap();
             // Evicted (capacity 1) and no caller holds it: dropped, so its

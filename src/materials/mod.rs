@@ -28,8 +28,8 @@ mod multi;
 mod raw_aes;
 mod raw_ecdh;
 mod raw_rsa;
-mod sweep;
 
+pub use crate::cache::CACHE_SWEEP_INTERVAL;
 #[cfg(feature = "kms")]
 pub use aws_kms::{DiscoveryFilter, KmsDiscoveryKeyring, KmsKeyring};
 #[cfg(feature = "kms")]
@@ -40,16 +40,16 @@ pub use aws_kms_ecdh::{KmsEcdhKeyring, KmsEcdhKeyringBuilder};
 pub use aws_kms_rsa::{KmsRsaKeyring, KmsRsaKeyringBuilder, KMS_RSA_PROVIDER_ID};
 pub(crate) use caching::CachingCmm;
 pub use caching::{
-    CacheLimits, CacheLimitsBuilder, CacheStats, MaterialsCache, MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT,
+    CacheLimits, CacheLimitsBuilder, CacheStats, MaterialsCache, MaterialsCacheBuilder, MAX_BYTES_LIMIT,
+    MAX_MESSAGES_LIMIT,
 };
 pub(crate) use cmm::{decryption_materials, encryption_materials, EncryptMaterialsOut, EncryptRequest};
 #[cfg(feature = "hierarchy")]
 pub use hierarchy::{
-    BranchKeyCache, BranchKeyIdSupplier, HierarchyKeyring, HierarchyKeyringBuilder,
+    BranchKeyCache, BranchKeyCacheBuilder, BranchKeyIdSupplier, HierarchyKeyring, HierarchyKeyringBuilder,
     DEFAULT_BRANCH_KEY_CACHE_CAPACITY, HIERARCHY_PROVIDER_ID,
 };
 pub use raw_ecdh::{RawEcdhKeyring, KMS_ECDH_PROVIDER_ID, RAW_ECDH_PROVIDER_ID};
-pub use sweep::CACHE_SWEEP_INTERVAL;
 
 /// Where a message's data key comes from: a keyring every time, or a
 /// caching manager in front of one.

@@ -8,6 +8,7 @@ use crate::format::EncryptionContext;
 use crate::materials::RawAesKeyring;
 use crate::suite::AlgorithmSuite;
 use crate::WrappingKey;
+use std::time::Instant;
 
 fn keyring() -> Arc<RawAesKeyring> {
     Arc::new(RawAesKeyring::new("ns", "k", WrappingKey::from_slice(&[1; 32]).unwrap()).unwrap())
@@ -72,7 +73,7 @@ mod eviction {
 
 mod sweep {
     use super::*;
-    use crate::materials::sweep::wait_swept;
+    use crate::cache::sweep::wait_swept;
     use crate::materials::EncryptionMaterials;
 
     /// Encrypt and decrypt entries past `max_age` are dropped (their data
@@ -120,11 +121,12 @@ mod sweep {
             .unwrap();
         let decrypt_expires = Instant::now() + max_age;
         let decrypt_entry = cache
-            .lock()
+            .inner
+            .held()
             .iter()
-            .find_map(|(_, slot)| match slot {
-                Slot::Decrypt(e) => Some(Arc::downgrade(&e.data_key)),
-                _ => None,
+            .find_map(|e| match &***e {
+                Cached::Decrypt(k) => Some(Arc::downgrade(k)),
+                Cached::Encrypt { .. } => None,
             })
             .unwrap();
         assert_eq!(cache.stats().entries, 2);
@@ -146,14 +148,15 @@ mod ids {
     /// entry's data key.
     fn entry_bytes(cache: &MaterialsCache) -> usize {
         cache
-            .lock()
+            .inner
+            .held()
             .iter()
-            .map(|(id, slot)| {
-                let held = match slot {
-                    Slot::Decrypt(e) => e.data_key.len(),
-                    _ => 0,
+            .map(|e| {
+                let held = match &***e {
+                    Cached::Decrypt(k) => k.len(),
+                    Cached::Encrypt { .. } => 0,
                 };
-                id.len() + std::mem::size_of_val(slot) + held
+                Cache::<EntryId, Cached, Error>::entry_size() + held
             })
             .sum()
     }

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{entry_id, BranchKeyCache, Cached};
+use super::{entry_id, BranchKeyCache};
+use crate::cache::sweep::wait_swept;
+use crate::cache::Origin;
 use crate::keystore::BranchKeyMaterials;
-use crate::materials::sweep::wait_swept;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -22,12 +23,14 @@ fn an_expired_branch_key_is_dropped_without_a_lookup() {
     let rt = rt();
     let cache = BranchKeyCache::default();
     let ttl = Duration::from_millis(50);
-    let load = |id: &str| {
-        let m = BranchKeyMaterials::for_tests(id, [1; 16], [2; 32]);
-        async move { Ok(m) }
+    let load = |id: &'static str| {
+        move |_: Origin| {
+            let m = BranchKeyMaterials::for_tests(id, [1; 16], [2; 32]);
+            async move { Ok(m) }
+        }
     };
     let short = rt
-        .block_on(cache.get(entry_id(b"p", "s", "short", None), ttl, |_| {}, || load("short")))
+        .block_on(cache.get(entry_id(b"p", "s", "short", None), ttl, |_| {}, load("short")))
         .unwrap();
     let expires = Instant::now() + ttl;
     let long = rt
@@ -35,7 +38,7 @@ fn an_expired_branch_key_is_dropped_without_a_lookup() {
             entry_id(b"p", "s", "long", None),
             Duration::from_secs(600),
             |_| {},
-            || load("long"),
+            load("long"),
         ))
         .unwrap();
     let (short, long) = {
@@ -59,7 +62,7 @@ fn the_sweeper_does_not_keep_a_cache_alive() {
             entry_id(b"p", "s", "bk", None),
             Duration::from_secs(600),
             |_| {},
-            || async { Ok(BranchKeyMaterials::for_tests("bk", [1; 16], [2; 32])) },
+            |_| async { Ok(BranchKeyMaterials::for_tests("bk", [1; 16], [2; 32])) },
         ))
         .unwrap();
     let key = Arc::downgrade(&held);
@@ -71,22 +74,30 @@ fn the_sweeper_does_not_keep_a_cache_alive() {
 /// An entry is its loader's for expiry: a keyring with a longer TTL does
 /// not use it past the loader's TTL (it loads again), and a keyring with a
 /// shorter TTL does not use it past its own.
-#[test]
-fn an_entry_expires_with_its_loaders_ttl() {
-    let now = Instant::now();
-    let entry = |age_ms: u64, loader_ttl_ms: u64| {
-        let loaded = now.checked_sub(Duration::from_millis(age_ms)).unwrap();
-        Cached {
-            materials: BranchKeyMaterials::for_tests("bk", [1; 16], [2; 32]),
-            loaded,
-            expires: loaded.checked_add(Duration::from_millis(loader_ttl_ms)),
+#[tokio::test(start_paused = true)]
+async fn an_entry_expires_with_its_loaders_ttl() {
+    let cache = BranchKeyCache::default();
+    let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let load = |_: Origin| {
+        let loads = Arc::clone(&loads);
+        async move {
+            loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(BranchKeyMaterials::for_tests("bk", [1; 16], [2; 32]))
         }
     };
-    let long = Duration::from_secs(600);
-    assert!(entry(100, 1_000).fresh(long));
-    assert!(!entry(100, 50).fresh(long), "past its loader's TTL");
-    assert!(
-        !entry(100, 1_000).fresh(Duration::from_millis(50)),
-        "past the caller's TTL"
-    );
+    let count = || loads.load(std::sync::atomic::Ordering::SeqCst);
+    let id = entry_id(b"p", "s", "bk", None);
+    let (second, long) = (Duration::from_secs(1), Duration::from_secs(600));
+    cache.get(id, second, |_| {}, load).await.unwrap();
+    tokio::time::advance(Duration::from_millis(100)).await;
+    cache.get(id, long, |_| {}, load).await.unwrap();
+    assert_eq!(count(), 1, "within its loader's TTL");
+    cache
+        .get(id, Duration::from_millis(50), |_| {}, load)
+        .await
+        .unwrap();
+    assert_eq!(count(), 2, "past the caller's TTL: loaded again");
+    tokio::time::advance(Duration::from_millis(1100)).await;
+    cache.get(id, long, |_| {}, load).await.unwrap();
+    assert_eq!(count(), 3, "past its loader's TTL: loaded again");
 }

@@ -19,11 +19,8 @@
 //! lock, at most once per [`CACHE_SWEEP_INTERVAL`] per cache).
 
 use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
-
-use lru::LruCache;
 
 /// The least time between two sweeps of one cache, and so the most time an
 /// expired entry stays resident (plus scheduling delay).
@@ -53,25 +50,6 @@ pub(crate) trait Sweep: Send + Sync {
     /// Drops the entries expired at `now`; returns the earliest expiry of
     /// the entries left (`None`: nothing left to expire).
     fn sweep(&self, now: Instant) -> Option<Instant>;
-}
-
-/// The body of a [`Sweep::sweep`] over an LRU map: removes the entries
-/// `is_expired` picks and returns them (for the caller to drop after it
-/// releases the cache's lock: their keys are wiped outside it) with the
-/// earliest `expires` of the entries left.
-pub(crate) fn take_expired<K: Hash + Eq + Copy, V>(
-    entries: &mut LruCache<K, V>,
-    is_expired: impl Fn(&V) -> bool,
-    expires: impl Fn(&V) -> Option<Instant>,
-) -> (Vec<V>, Option<Instant>) {
-    let expired: Vec<K> = entries
-        .iter()
-        .filter(|(_, v)| is_expired(v))
-        .map(|(k, _)| *k)
-        .collect();
-    let taken = expired.iter().filter_map(|k| entries.pop(k)).collect();
-    let next = entries.iter().filter_map(|(_, v)| expires(v)).min();
-    (taken, next)
 }
 
 /// A cache's place in the sweeper's table; leaves it when dropped. Kept

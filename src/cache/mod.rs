@@ -1,0 +1,748 @@
+//! The one cache engine behind the data-key cache, the branch-key cache
+//! and the credentials cache.
+//!
+//! A bounded map (least recently used evicted first, from the `lru`
+//! crate) of slots, each holding the current entry of a key and at most
+//! one load under way for it. A lookup ([`Cache::get`]):
+//!
+//! - finds a usable entry: returns it at once. In the entry's grace window
+//!   (the last [`CachePolicy::grace`] share of its lifetime, or when the
+//!   caller's usage check says it is nearly used up) it also starts one
+//!   background load of its successor (refresh ahead), unless one is under
+//!   way or a failed one was tried less than a retry interval ago;
+//! - finds an expired entry whose last load failed transiently, within
+//!   [`CachePolicy::stale_if_error`]: serves it (counted) and refreshes in
+//!   the background as above;
+//! - else waits for the load under way, or leads one (single flight per
+//!   key; a cancelled leader's waiters take over the load). A load holds
+//!   one of [`CachePolicy::max_loads`] permits shared by the keys of the
+//!   cache (fan-out cap).
+//!
+//! Each entry's lifetime is the loader's, shortened by a random share of
+//! up to [`CachePolicy::jitter`]. An entry is wiped (its value dropped,
+//! counted in [`Counters`]) once the cache lets go of it and no caller
+//! holds it: when it is replaced, evicted, dropped after a non-transient
+//! failure, or expires; expired entries are dropped by the process-wide
+//! sweeper ([`sweep`]) within [`CACHE_SWEEP_INTERVAL`] of their hard
+//! expiry (lifetime plus the stale allowance), asked for or not.
+//!
+//! Time is tokio's clock ([`tokio::time::Instant`]): the real clock in
+//! use, and one the tests pause and advance.
+
+use std::hash::Hash;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use lru::LruCache;
+use rand_core::RngCore;
+use tokio::sync::{OnceCell, Semaphore};
+use tokio::time::Instant;
+
+mod policy;
+pub(crate) mod sweep;
+
+pub use policy::{CachePolicy, CachePolicyBuilder, DEFAULT_GRACE, DEFAULT_JITTER, DEFAULT_MAX_LOADS};
+pub use sweep::CACHE_SWEEP_INTERVAL;
+
+use sweep::{Registration, Sweep};
+
+/// What the engine needs to know about a load's error.
+pub(crate) trait LoadError: Send + Sync + 'static {
+    /// Transient (throttled, timed out, 5xx, connection): an expired entry
+    /// may serve stale after it, and the entry is kept.
+    fn is_transient(&self) -> bool;
+    /// Whether callers that waited on the load share this outcome; when
+    /// not (it depends on the leader's own input), they load themselves.
+    fn is_shared(&self) -> bool {
+        true
+    }
+}
+
+impl LoadError for crate::Error {
+    /// An AWS failure the call engine retries (throttled, timed out, 5xx,
+    /// connection), or a list of failures that are all such: a KMS or
+    /// DynamoDB outage, not an answer about the key.
+    fn is_transient(&self) -> bool {
+        match self {
+            #[cfg(feature = "kms")]
+            crate::Error::Aws(e) => e.is_retryable(),
+            crate::Error::Keyrings(all) => !all.is_empty() && all.iter().all(LoadError::is_transient),
+            _ => false,
+        }
+    }
+
+    /// A failed cryptographic check depends on the leader's own message
+    /// (an RSA key is checked against its header), not on the entry.
+    fn is_shared(&self) -> bool {
+        !self.has_failed_check()
+    }
+}
+
+/// How an entry stands for one lookup, beyond its age (the data-key
+/// cache's message and byte limits); the check may reserve its use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Usage {
+    /// Usable, well within its limits (use reserved).
+    Fresh,
+    /// Usable, in its grace window: refresh ahead (use reserved).
+    Low,
+    /// Not usable for this lookup (nothing reserved).
+    Spent,
+}
+
+/// What a load returns: the value and how long it may be used.
+pub(crate) struct Load<V> {
+    pub value: V,
+    /// Its lifetime before jitter.
+    pub ttl: Duration,
+    /// When to refresh it, from its load (before jitter); `None`: the
+    /// policy's grace window.
+    pub refresh_after: Option<Duration>,
+}
+
+impl<V> Load<V> {
+    /// A value living `ttl`, refreshed in the policy's grace window.
+    pub(crate) fn new(value: V, ttl: Duration) -> Self {
+        Load {
+            value,
+            ttl,
+            refresh_after: None,
+        }
+    }
+}
+
+/// Who a load is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A caller that waits for it (bounded by the caller's own deadline).
+    Caller,
+    /// A background refresh (bounded by a deadline of its own).
+    Refresh,
+}
+
+/// A cached value and its times. Dereferences to the value; counted as
+/// wiped when dropped.
+pub(crate) struct Entry<V> {
+    value: V,
+    loaded: Instant,
+    refresh_at: Instant,
+    expires: Instant,
+    counters: Arc<Counters>,
+}
+
+impl<V> std::ops::Deref for Entry<V> {
+    type Target = V;
+    fn deref(&self) -> &V {
+        &self.value
+    }
+}
+
+impl<V> Entry<V> {
+    /// When it was loaded.
+    #[cfg(test)]
+    pub(crate) fn loaded(&self) -> Instant {
+        self.loaded
+    }
+
+    /// When it stops being usable (without stale use).
+    #[cfg(test)]
+    pub(crate) fn expires(&self) -> Instant {
+        self.expires
+    }
+
+    /// When its grace window starts.
+    #[cfg(test)]
+    pub(crate) fn refresh_at(&self) -> Instant {
+        self.refresh_at
+    }
+}
+
+impl<V> Drop for Entry<V> {
+    fn drop(&mut self) {
+        // The value (a `Zeroizing` key, or materials holding one) wipes
+        // itself as it drops right after this.
+        self.counters.wiped.fetch_add(1, Relaxed);
+    }
+}
+
+type Outcome<V, E> = std::result::Result<Arc<Entry<V>>, Arc<E>>;
+type Flight<V, E> = Arc<OnceCell<Outcome<V, E>>>;
+
+struct Slot<V, E> {
+    entry: Option<Arc<Entry<V>>>,
+    /// A refreshed successor, loaded while `entry` was still usable: it
+    /// takes over once `entry` is used up or expires, so a data key's
+    /// message and byte limits are used in full.
+    next: Option<Arc<Entry<V>>>,
+    flight: Option<Flight<V, E>>,
+    /// The last load failed transiently: the entry may serve stale.
+    failed: bool,
+    /// No refresh starts before this (set after a failed one).
+    retry_at: Option<Instant>,
+}
+
+impl<V, E> Slot<V, E> {
+    fn empty() -> Self {
+        Slot {
+            entry: None,
+            next: None,
+            flight: None,
+            failed: false,
+            retry_at: None,
+        }
+    }
+}
+
+/// Live counters of one cache.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub waits: AtomicU64,
+    pub bypasses: AtomicU64,
+    pub refreshes: AtomicU64,
+    pub refresh_failures: AtomicU64,
+    pub load_failures: AtomicU64,
+    pub stale_uses: AtomicU64,
+    pub expired: AtomicU64,
+    pub evicted: AtomicU64,
+    pub revoked: AtomicU64,
+    pub wiped: AtomicU64,
+}
+
+/// A snapshot of [`Counters`] with the number of entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub waits: u64,
+    pub bypasses: u64,
+    pub refreshes: u64,
+    pub refresh_failures: u64,
+    pub load_failures: u64,
+    pub stale_uses: u64,
+    pub expired: u64,
+    pub evicted: u64,
+    pub revoked: u64,
+    pub wiped: u64,
+    pub entries: u64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+/// The engine: a cheap handle (clones share the cache).
+pub(crate) struct Cache<K, V, E> {
+    inner: Arc<Inner<K, V, E>>,
+}
+
+impl<K, V, E> Clone for Cache<K, V, E> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+struct Inner<K, V, E> {
+    policy: CachePolicy,
+    slots: Mutex<LruCache<K, Slot<V, E>>>,
+    loads: Arc<Semaphore>,
+    counters: Arc<Counters>,
+    sweep: Registration,
+}
+
+/// What a lookup decided under the lock.
+enum Step<V, E> {
+    /// Serve this entry; start this refresh first, if any.
+    Serve(Arc<Entry<V>>, Option<Flight<V, E>>),
+    /// Wait for, or lead, this load.
+    Load(Flight<V, E>),
+}
+
+impl<K, V, E> Cache<K, V, E>
+where
+    K: Hash + Eq + Copy + Send + 'static,
+    V: Send + Sync + 'static,
+    E: LoadError,
+{
+    /// A cache of at most `capacity` keys.
+    pub(crate) fn new(capacity: NonZeroUsize, policy: CachePolicy) -> Self {
+        Cache {
+            inner: Arc::new_cyclic(|weak: &Weak<Inner<K, V, E>>| Inner {
+                policy,
+                slots: Mutex::new(LruCache::new(capacity)),
+                loads: Arc::new(Semaphore::new(policy.max_loads())),
+                counters: Arc::new(Counters::default()),
+                sweep: Registration::new(weak.clone()),
+            }),
+        }
+    }
+
+    pub(crate) fn policy(&self) -> &CachePolicy {
+        &self.inner.policy
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    /// The counters and the number of entries held.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let c = &self.inner.counters;
+        let entries = self.lock().iter().filter(|(_, s)| s.entry.is_some()).count() as u64;
+        Snapshot {
+            hits: c.hits.load(Relaxed),
+            misses: c.misses.load(Relaxed),
+            waits: c.waits.load(Relaxed),
+            bypasses: c.bypasses.load(Relaxed),
+            refreshes: c.refreshes.load(Relaxed),
+            refresh_failures: c.refresh_failures.load(Relaxed),
+            load_failures: c.load_failures.load(Relaxed),
+            stale_uses: c.stale_uses.load(Relaxed),
+            expired: c.expired.load(Relaxed),
+            evicted: c.evicted.load(Relaxed),
+            revoked: c.revoked.load(Relaxed),
+            wiped: c.wiped.load(Relaxed),
+            entries,
+        }
+    }
+
+    /// Test support: the entries held.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> Vec<Arc<Entry<V>>> {
+        self.lock().iter().filter_map(|(_, s)| s.entry.clone()).collect()
+    }
+
+    /// Test support: the bytes one entry takes in the map, less what its
+    /// value holds on the heap.
+    #[cfg(test)]
+    pub(crate) fn entry_size() -> usize {
+        std::mem::size_of::<K>() + std::mem::size_of::<Slot<V, E>>() + std::mem::size_of::<Entry<V>>()
+    }
+
+    /// Keys held (with an entry or a load under way).
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Drops every entry (wiped once no caller holds them); loads under
+    /// way finish for their callers and are not stored.
+    pub(crate) fn clear(&self) {
+        let dropped: Vec<_> = {
+            let mut slots = self.lock();
+            let all = slots.iter().map(|(k, _)| *k).collect::<Vec<_>>();
+            all.iter().filter_map(|k| slots.pop(k)).collect()
+        };
+        drop(dropped);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LruCache<K, Slot<V, E>>> {
+        // Every update is one assignment or map operation: a poisoned lock
+        // holds no half-made slot.
+        self.inner.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The entry for `key`, from the cache or from `load`; see the module
+    /// docs. `max_age`: this caller uses no entry loaded longer ago (a
+    /// shorter TTL than the loader's). `usage` checks (and reserves) a
+    /// use of an entry that is young enough.
+    pub(crate) async fn get<L, Fut>(
+        &self,
+        key: K,
+        max_age: Duration,
+        mut usage: impl FnMut(&V) -> Usage,
+        load: L,
+    ) -> std::result::Result<Arc<Entry<V>>, Arc<E>>
+    where
+        L: Fn(Origin) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<Load<V>, E>> + Send + 'static,
+    {
+        let counters = &self.inner.counters;
+        // Whether this lookup has been counted (a miss or a wait).
+        let mut counted = false;
+        loop {
+            let now = Instant::now();
+            let step = self.step(key, now, max_age, &mut usage);
+            let flight = match step {
+                Step::Serve(entry, refresh) => {
+                    if let Some(flight) = refresh {
+                        self.spawn_refresh(key, flight, load(Origin::Refresh));
+                    }
+                    if !counted {
+                        bump(&counters.hits);
+                    }
+                    return Ok(entry);
+                }
+                Step::Load(flight) => flight,
+            };
+            let mut led = false;
+            let outcome = flight
+                .get_or_init(|| {
+                    led = true;
+                    self.loading(load(Origin::Caller))
+                })
+                .await
+                .clone();
+            self.land(&key, &flight, &outcome, Origin::Caller);
+            if !counted {
+                bump(if led { &counters.misses } else { &counters.waits });
+                counted = true;
+            }
+            match outcome {
+                Ok(entry) => {
+                    // Fresh from its load: only this caller's checks remain.
+                    if Instant::now().saturating_duration_since(entry.loaded) < max_age
+                        && usage(&entry.value) != Usage::Spent
+                    {
+                        return Ok(entry);
+                    }
+                }
+                Err(e) if !led && !e.is_shared() => {}
+                Err(e) => {
+                    if e.is_transient() {
+                        if let Some(stale) = self.stale(&key, Instant::now(), &mut usage) {
+                            return Ok(stale);
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Decides a lookup under the lock.
+    fn step(
+        &self,
+        key: K,
+        now: Instant,
+        max_age: Duration,
+        usage: &mut impl FnMut(&V) -> Usage,
+    ) -> Step<V, E> {
+        let policy = &self.inner.policy;
+        let counters = &self.inner.counters;
+        let mut slots = self.lock();
+        let slot = match slots.get_mut(&key) {
+            Some(slot) => slot,
+            None => {
+                let flight: Flight<V, E> = Arc::new(OnceCell::new());
+                if let Some((old, _)) = slots.push(
+                    key,
+                    Slot {
+                        flight: Some(Arc::clone(&flight)),
+                        ..Slot::empty()
+                    },
+                ) {
+                    if old != key {
+                        bump(&counters.evicted);
+                    }
+                }
+                return Step::Load(flight);
+            }
+        };
+        loop {
+            let Some(entry) = &slot.entry else {
+                match slot.next.take() {
+                    Some(next) => {
+                        slot.entry = Some(next);
+                        continue;
+                    }
+                    None => break,
+                }
+            };
+            let usable = now < entry.expires;
+            let young = usable && now.saturating_duration_since(entry.loaded) < max_age;
+            let spent = if young {
+                match usage(&entry.value) {
+                    Usage::Spent => true,
+                    use_ => {
+                        let entry = Arc::clone(entry);
+                        let due = use_ == Usage::Low || now >= entry.refresh_at;
+                        let refresh = (due && policy.refresh_ahead())
+                            .then(|| self.start_refresh(slot, now))
+                            .flatten();
+                        return Step::Serve(entry, refresh);
+                    }
+                }
+            } else if !usable && slot.failed && self.within_stale(entry, now) {
+                if usage(&entry.value) != Usage::Spent {
+                    // Expired, its reload failed transiently: serve stale
+                    // and try again in the background.
+                    bump(&counters.stale_uses);
+                    let entry = Arc::clone(entry);
+                    let refresh = self.start_refresh(slot, now);
+                    return Step::Serve(entry, refresh);
+                }
+                true
+            } else {
+                false
+            };
+            if let Some(next) = slot.next.take() {
+                // Used up or expired, and its successor is ready: it takes
+                // over (the old entry is wiped once no caller holds it).
+                bump(&counters.expired);
+                slot.entry = Some(next);
+                continue;
+            }
+            // Nothing usable for this caller. The entry stays while it is
+            // usable by others (a caller with a shorter TTL reloads it) or
+            // may serve stale if its reload fails; a used-up or dead one goes.
+            let keep = !spent && (usable || self.within_stale(entry, now));
+            if !keep {
+                bump(&counters.expired);
+                slot.entry = None;
+                slot.failed = false;
+            }
+            break;
+        }
+        let flight = slot.flight.get_or_insert_with(|| Arc::new(OnceCell::new()));
+        Step::Load(Arc::clone(flight))
+    }
+
+    /// When the sweeper drops `entry`: its expiry plus the stale allowance.
+    fn hard_expiry(&self, entry: &Entry<V>) -> Instant {
+        match self.inner.policy.stale_if_error() {
+            Some(max) => entry.expires + max,
+            None => entry.expires,
+        }
+    }
+
+    /// Whether `entry`, expired at `now`, may still serve stale.
+    fn within_stale(&self, entry: &Entry<V>, now: Instant) -> bool {
+        self.inner
+            .policy
+            .stale_if_error()
+            .is_some_and(|max| now < entry.expires + max)
+    }
+
+    /// A stale entry for `key` after a transient failure of its load, if
+    /// the policy allows one (counted).
+    fn stale(&self, key: &K, now: Instant, usage: &mut impl FnMut(&V) -> Usage) -> Option<Arc<Entry<V>>> {
+        let slots = self.lock();
+        let entry = slots.peek(key)?.entry.as_ref()?;
+        if !self.within_stale(entry, now) || usage(&entry.value) == Usage::Spent {
+            return None;
+        }
+        bump(&self.inner.counters.stale_uses);
+        Some(Arc::clone(entry))
+    }
+
+    /// A new background load for `slot`, unless one is under way or a
+    /// failed one was tried too recently.
+    fn start_refresh(&self, slot: &mut Slot<V, E>, now: Instant) -> Option<Flight<V, E>> {
+        if slot.flight.is_some() || slot.next.is_some() || slot.retry_at.is_some_and(|at| now < at) {
+            return None;
+        }
+        // Refreshes run on the caller's tokio runtime; without one (an
+        // entry used outside any), entries are reloaded when unusable.
+        tokio::runtime::Handle::try_current().ok()?;
+        let flight: Flight<V, E> = Arc::new(OnceCell::new());
+        slot.flight = Some(Arc::clone(&flight));
+        Some(flight)
+    }
+
+    /// Runs a background refresh: waits for a load permit (a refresh that
+    /// finds none gives up until a later lookup), loads, lands.
+    fn spawn_refresh<Fut>(&self, key: K, flight: Flight<V, E>, load: Fut)
+    where
+        Fut: std::future::Future<Output = std::result::Result<Load<V>, E>> + Send + 'static,
+    {
+        let Ok(permit) = Arc::clone(&self.inner.loads).try_acquire_owned() else {
+            // No room under the fan-out cap: the next lookup tries again.
+            let mut slots = self.lock();
+            if let Some(slot) = slots.peek_mut(&key) {
+                if slot.flight.as_ref().is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                    slot.flight = None;
+                }
+            }
+            return;
+        };
+        bump(&self.inner.counters.refreshes);
+        let cache = Arc::downgrade(&self.inner);
+        let policy = self.inner.policy;
+        let counters = Arc::clone(&self.inner.counters);
+        let refresh_counters = Arc::clone(&counters);
+        tokio::spawn(async move {
+            let outcome = flight
+                .get_or_init(|| async move {
+                    let loaded = load.await;
+                    drop(permit);
+                    finish(loaded, &policy, &counters)
+                })
+                .await
+                .clone();
+            if outcome.is_err() {
+                bump(&refresh_counters.refresh_failures);
+            }
+            if let Some(inner) = cache.upgrade() {
+                Cache { inner }.land(&key, &flight, &outcome, Origin::Refresh);
+            }
+        });
+    }
+
+    /// A caller's load under a permit of the fan-out cap.
+    async fn loading<Fut>(&self, load: Fut) -> Outcome<V, E>
+    where
+        Fut: std::future::Future<Output = std::result::Result<Load<V>, E>>,
+    {
+        let permit = self.inner.loads.acquire().await;
+        let loaded = load.await;
+        drop(permit);
+        finish(loaded, &self.inner.policy, &self.inner.counters)
+    }
+
+    /// Stores a load's outcome in `key`'s slot, if the slot still waits for
+    /// this flight (the first caller back does it; later ones find it done).
+    fn land(&self, key: &K, flight: &Flight<V, E>, outcome: &Outcome<V, E>, origin: Origin) {
+        let counters = &self.inner.counters;
+        let now = Instant::now();
+        let mut old = None;
+        let mut expiry = None;
+        {
+            let mut slots = self.lock();
+            let Some(slot) = slots.peek_mut(key) else {
+                return;
+            };
+            if !slot.flight.as_ref().is_some_and(|f| Arc::ptr_eq(f, flight)) {
+                return;
+            }
+            slot.flight = None;
+            match outcome {
+                Ok(entry)
+                    if origin == Origin::Refresh && slot.entry.as_ref().is_some_and(|e| now < e.expires) =>
+                {
+                    // Refreshed ahead: the successor waits for the current
+                    // entry to be used up or expire.
+                    old = slot.next.replace(Arc::clone(entry));
+                    slot.failed = false;
+                    slot.retry_at = None;
+                    expiry = Some(self.hard_expiry(entry));
+                }
+                Ok(entry) => {
+                    old = slot.entry.replace(Arc::clone(entry));
+                    slot.failed = false;
+                    slot.retry_at = None;
+                    expiry = Some(self.hard_expiry(entry));
+                }
+                Err(e) if e.is_transient() => {
+                    slot.failed = true;
+                    let ttl = slot
+                        .entry
+                        .as_ref()
+                        .map_or(Duration::ZERO, |e| e.expires - e.loaded);
+                    slot.retry_at = Some(now + self.inner.policy.retry_interval(ttl));
+                    if slot.entry.is_none() {
+                        slots.pop(key);
+                    }
+                }
+                Err(_) => {
+                    // Revocation is never postponed: the entry goes now.
+                    if let Some(slot) = slots.pop(key) {
+                        if slot.entry.is_some() {
+                            bump(&counters.revoked);
+                        }
+                        old = slot.entry;
+                    }
+                }
+            }
+        }
+        drop(old);
+        if let Some(at) = expiry {
+            self.inner.sweep.expires(at.into_std());
+        }
+    }
+}
+
+/// An entry from a load's result (jittered times), or its error (counted).
+fn finish<V, E>(
+    loaded: std::result::Result<Load<V>, E>,
+    policy: &CachePolicy,
+    counters: &Arc<Counters>,
+) -> Outcome<V, E> {
+    match loaded {
+        Ok(load) => {
+            let now = Instant::now();
+            let keep = 1.0 - policy.jitter() * unit_random();
+            let ttl = load.ttl.mul_f64(keep);
+            let refresh_after = match load.refresh_after {
+                Some(after) => after.mul_f64(keep),
+                None => ttl.mul_f64(1.0 - policy.grace()),
+            };
+            let far = |d: Duration| now.checked_add(d).unwrap_or_else(|| now + FAR);
+            Ok(Arc::new(Entry {
+                value: load.value,
+                loaded: now,
+                refresh_at: far(refresh_after.min(ttl)),
+                expires: far(ttl),
+                counters: Arc::clone(counters),
+            }))
+        }
+        Err(e) => {
+            bump(&counters.load_failures);
+            Err(Arc::new(e))
+        }
+    }
+}
+
+/// Stands for "never" where an `Instant` cannot hold the real time.
+const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A uniform draw from [0, 1).
+fn unit_random() -> f64 {
+    // 53 random bits: every double in [0, 1) a multiple of 2^-53.
+    (rand_core::OsRng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl<K, V, E> Sweep for Inner<K, V, E>
+where
+    K: Hash + Eq + Copy + Send + 'static,
+    V: Send + Sync + 'static,
+    E: LoadError,
+{
+    fn sweep(&self, now: std::time::Instant) -> Option<std::time::Instant> {
+        let stale = self.policy.stale_if_error().unwrap_or(Duration::ZERO);
+        let hard = |e: &Entry<V>| (e.expires + stale).into_std();
+        let mut dropped = Vec::new();
+        let next = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let due = |e: &Option<Arc<Entry<V>>>| e.as_deref().is_some_and(|e| hard(e) <= now);
+            let expired: Vec<K> = slots
+                .iter()
+                .filter(|(_, s)| due(&s.entry) || due(&s.next))
+                .map(|(k, _)| *k)
+                .collect();
+            for key in expired {
+                let Some(slot) = slots.peek_mut(&key) else {
+                    continue;
+                };
+                if due(&slot.next) {
+                    dropped.extend(slot.next.take());
+                }
+                if due(&slot.entry) {
+                    dropped.extend(slot.entry.take());
+                    // A refreshed successor takes over.
+                    slot.entry = slot.next.take();
+                }
+                if slot.entry.is_none() && slot.flight.is_none() {
+                    slots.pop(&key);
+                }
+            }
+            slots
+                .iter()
+                .flat_map(|(_, s)| [s.entry.as_deref(), s.next.as_deref()])
+                .flatten()
+                .map(hard)
+                .min()
+        };
+        self.counters.expired.fetch_add(dropped.len() as u64, Relaxed);
+        // Wiped here (or by the last caller still holding one), outside the lock.
+        drop(dropped);
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,463 @@
+//! Tests of the cache engine on tokio's paused clock: refresh ahead,
+//! single flight, the fan-out cap, jitter, stale-if-error, wiping.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Mutex as StdMutex;
+
+use super::*;
+use crate::error::aws::{AwsError, AwsErrorKind, AwsOperation, TimeoutKind};
+use crate::Error;
+
+type TestCache = Cache<u32, u64, Error>;
+type LoadFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Load<u64>, Error>> + Send>>;
+
+const TTL: Duration = Duration::from_secs(100);
+
+fn cache(policy: CachePolicy) -> TestCache {
+    Cache::new(NonZeroUsize::new(16).unwrap(), policy)
+}
+
+fn policy() -> CachePolicyBuilder {
+    CachePolicy::builder().jitter(0.0)
+}
+
+fn aws(kind: AwsErrorKind) -> Error {
+    Error::Aws(Box::new(AwsError::new(kind, AwsOperation::Decrypt, "key")))
+}
+
+/// A loader that counts its calls, takes `latency` (on the paused clock),
+/// and answers with the next of `script` (then `Ok(call number)`).
+#[derive(Clone, Default)]
+struct Loader {
+    calls: Arc<AtomicUsize>,
+    running: Arc<AtomicUsize>,
+    most_running: Arc<AtomicUsize>,
+    latency: Duration,
+    script: Arc<StdMutex<Vec<Option<Error>>>>,
+}
+
+impl Loader {
+    fn with_latency(latency: Duration) -> Self {
+        Loader {
+            latency,
+            ..Loader::default()
+        }
+    }
+
+    /// The next loads fail with these errors (`None`: succeed), in order.
+    fn then(&self, outcomes: impl IntoIterator<Item = Option<Error>>) {
+        let mut script = self.script.lock().unwrap();
+        script.extend(outcomes);
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Relaxed)
+    }
+
+    fn load(&self) -> impl Fn(Origin) -> LoadFuture + '_ {
+        move |_origin| {
+            let n = self.calls.fetch_add(1, Relaxed) as u64 + 1;
+            let running = Arc::clone(&self.running);
+            let most = Arc::clone(&self.most_running);
+            let latency = self.latency;
+            let outcome = {
+                let mut script = self.script.lock().unwrap();
+                if script.is_empty() {
+                    None
+                } else {
+                    script.remove(0)
+                }
+            };
+            Box::pin(async move {
+                let now = running.fetch_add(1, Relaxed) + 1;
+                most.fetch_max(now, Relaxed);
+                tokio::time::sleep(latency).await;
+                running.fetch_sub(1, Relaxed);
+                match outcome {
+                    Some(e) => Err(e),
+                    None => Ok(Load::new(n, TTL)),
+                }
+            })
+        }
+    }
+}
+
+fn fresh(_: &u64) -> Usage {
+    Usage::Fresh
+}
+
+/// Lets spawned refreshes run to completion (the paused clock advances
+/// through their sleeps).
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_starts_in_the_grace_window_and_not_before() {
+    let cache = cache(policy().grace(0.1).build().unwrap());
+    let loader = Loader::default();
+    let first = cache.get(1, TTL, fresh, loader.load()).await.unwrap();
+    assert_eq!((first.value, loader.calls()), (1, 1));
+    assert_eq!(first.refresh_at() - first.loaded(), Duration::from_secs(90));
+
+    tokio::time::advance(Duration::from_millis(89_900)).await;
+    for _ in 0..100 {
+        assert_eq!(cache.get(1, TTL, fresh, loader.load()).await.unwrap().value, 1);
+    }
+    settle().await;
+    assert_eq!(loader.calls(), 1, "no refresh before the grace window");
+
+    tokio::time::advance(Duration::from_millis(200)).await;
+    // In the window: served the current entry, one refresh started.
+    for _ in 0..100 {
+        assert_eq!(cache.get(1, TTL, fresh, loader.load()).await.unwrap().value, 1);
+    }
+    settle().await;
+    assert_eq!(loader.calls(), 2, "one refresh for 100 lookups in the window");
+    let current = cache.get(1, TTL, fresh, loader.load()).await.unwrap();
+    assert_eq!(current.value, 1, "the current entry serves until it expires");
+    // At its expiry the successor takes over: no load, no wait.
+    tokio::time::advance(Duration::from_millis(10_000)).await;
+    let start = Instant::now();
+    let after = cache.get(1, TTL, fresh, loader.load()).await.unwrap();
+    assert_eq!((after.value, Instant::now()), (2, start));
+    assert_eq!(loader.calls(), 2);
+    let stats = cache.snapshot();
+    assert_eq!(
+        (stats.refreshes, stats.misses, stats.waits, stats.hits),
+        (1, 1, 0, 202)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_caller_waits_while_a_usable_entry_exists() {
+    let cache = cache(policy().build().unwrap());
+    let loader = Loader::with_latency(Duration::from_secs(30));
+    cache.get(1, TTL, fresh, loader.load()).await.unwrap();
+    tokio::time::advance(Duration::from_secs(95)).await;
+    // A slow refresh (30 s) is under way; every lookup returns at once on
+    // the paused clock (no time passes while they run).
+    let start = Instant::now();
+    for _ in 0..1000 {
+        let entry = cache.get(1, TTL, fresh, loader.load()).await.unwrap();
+        assert_eq!(entry.value, 1);
+    }
+    assert_eq!(Instant::now(), start, "a lookup waited");
+    assert_eq!(loader.calls(), 2, "the first load and one refresh");
+    assert_eq!(cache.snapshot().waits, 0);
+    // The refresh lands after its 30 s; the entry expired at 100 s was
+    // never needed.
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert_eq!(cache.get(1, TTL, fresh, loader.load()).await.unwrap().value, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_callers_on_a_cold_key_make_one_load() {
+    let cache = cache(policy().build().unwrap());
+    let loader = Loader::with_latency(Duration::from_secs(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let cache = cache.clone();
+        let loader = loader.clone();
+        tasks.spawn(async move { cache.get(7, TTL, fresh, loader.load()).await.unwrap().value });
+    }
+    while let Some(v) = tasks.join_next().await {
+        assert_eq!(v.unwrap(), 1);
+    }
+    assert_eq!(loader.calls(), 1);
+    let stats = cache.snapshot();
+    assert_eq!((stats.misses, stats.waits, stats.hits), (1, 63, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_leader_hands_the_load_to_a_waiter() {
+    let cache = cache(policy().build().unwrap());
+    let loader = Loader::with_latency(Duration::from_secs(1));
+    let leader = {
+        let (cache, loader) = (cache.clone(), loader.clone());
+        tokio::spawn(async move { cache.get(1, TTL, fresh, loader.load()).await.map(|e| e.value) })
+    };
+    tokio::task::yield_now().await;
+    let waiter = {
+        let (cache, loader) = (cache.clone(), loader.clone());
+        tokio::spawn(async move { cache.get(1, TTL, fresh, loader.load()).await.map(|e| e.value) })
+    };
+    tokio::task::yield_now().await;
+    leader.abort();
+    assert_eq!(waiter.await.unwrap().unwrap(), 2, "the waiter loaded itself");
+    assert_eq!(loader.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_fan_out_cap_holds_across_keys() {
+    let cache = cache(policy().max_loads(3).build().unwrap());
+    let loader = Loader::with_latency(Duration::from_secs(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    for key in 0..12 {
+        let (cache, loader) = (cache.clone(), loader.clone());
+        tasks.spawn(async move { cache.get(key, TTL, fresh, loader.load()).await.is_ok() });
+    }
+    let start = Instant::now();
+    while let Some(ok) = tasks.join_next().await {
+        assert!(ok.unwrap());
+    }
+    assert_eq!(loader.calls(), 12);
+    assert_eq!(loader.most_running.load(Relaxed), 3, "at most 3 loads at once");
+    assert_eq!(
+        Instant::now() - start,
+        Duration::from_secs(4),
+        "12 loads, 3 at a time"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn jittered_lifetimes_spread_over_the_band() {
+    let cache: TestCache = Cache::new(
+        NonZeroUsize::new(1000).unwrap(),
+        CachePolicy::builder().jitter(0.1).grace(0.1).build().unwrap(),
+    );
+    let loader = Loader::default();
+    let mut shares = Vec::new();
+    for key in 0..1000 {
+        let e = cache.get(key, TTL, fresh, loader.load()).await.unwrap();
+        let life = (e.expires() - e.loaded()).as_secs_f64() / TTL.as_secs_f64();
+        let refresh = (e.refresh_at() - e.loaded()).as_secs_f64() / TTL.as_secs_f64();
+        assert!((0.9..=1.0).contains(&life), "lifetime {life} outside the band");
+        assert!(
+            (refresh / life - 0.9).abs() < 1e-6,
+            "grace starts at 90 % of the jittered life"
+        );
+        shares.push(life);
+    }
+    // Ten bins of the band: each holds about 100 of the 1000 (binomial
+    // sd about 9.5); 50 fails only for a broken draw.
+    let mut bins = [0usize; 10];
+    for s in &shares {
+        bins[(((1.0 - s) / 0.01) as usize).min(9)] += 1;
+    }
+    assert!(bins.iter().all(|&n| n >= 50), "uneven spread: {bins:?}");
+
+    let exact = cache_with(policy().build().unwrap());
+    let e = exact.get(1, TTL, fresh, loader.load()).await.unwrap();
+    assert_eq!(e.expires() - e.loaded(), TTL, "jitter 0: the TTL exactly");
+}
+
+fn cache_with(policy: CachePolicy) -> TestCache {
+    cache(policy)
+}
+
+/// Loads once, lets the entry expire, then the reload fails with `error`:
+/// whether the lookup is served stale.
+async fn served_stale_after(error: Error, refresh_ahead: bool) -> (bool, TestCache) {
+    let cache = cache(
+        policy()
+            .refresh_ahead(refresh_ahead)
+            .stale_if_error(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    );
+    let loader = Loader::default();
+    cache.get(1, TTL, fresh, loader.load()).await.unwrap();
+    tokio::time::advance(TTL + Duration::from_secs(1)).await;
+    loader.then([Some(error)]);
+    let served = cache.get(1, TTL, fresh, loader.load()).await;
+    (served.is_ok_and(|e| e.value == 1), cache)
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_if_error_serves_after_transient_failures_only() {
+    let transient = [
+        aws(AwsErrorKind::Throttled),
+        aws(AwsErrorKind::Timeout(TimeoutKind::Deadline)),
+        aws(AwsErrorKind::ServerError),
+        aws(AwsErrorKind::Connection),
+    ];
+    for e in transient {
+        let what = e.to_string();
+        let (stale, cache) = served_stale_after(e, false).await;
+        assert!(stale, "not served stale after {what}");
+        assert_eq!(cache.snapshot().stale_uses, 1);
+    }
+    let revoking = [
+        aws(AwsErrorKind::AccessDenied),
+        aws(AwsErrorKind::Disabled),
+        aws(AwsErrorKind::NotFound),
+        aws(AwsErrorKind::InvalidCiphertext),
+        Error::Decrypt,
+    ];
+    for e in revoking {
+        let what = e.to_string();
+        let (stale, cache) = served_stale_after(e, false).await;
+        assert!(!stale, "served stale after {what}");
+        let stats = cache.snapshot();
+        assert_eq!((stats.stale_uses, stats.entries), (0, 0), "after {what}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_if_error_is_bounded_and_off_by_default() {
+    // Off by default: an expired entry never serves.
+    let cache_off = cache(policy().refresh_ahead(false).build().unwrap());
+    let loader = Loader::default();
+    cache_off.get(1, TTL, fresh, loader.load()).await.unwrap();
+    tokio::time::advance(TTL).await;
+    loader.then([Some(aws(AwsErrorKind::Throttled))]);
+    assert!(cache_off.get(1, TTL, fresh, loader.load()).await.is_err());
+
+    let (stale, cache) = served_stale_after(aws(AwsErrorKind::Throttled), false).await;
+    assert!(stale);
+    let loader = Loader::default();
+    // Within the retry interval: served stale with no new load.
+    loader.then([Some(aws(AwsErrorKind::Throttled))]);
+    assert_eq!(cache.get(1, TTL, fresh, loader.load()).await.unwrap().value, 1);
+    settle().await;
+    // Past the interval: one background retry per interval, callers served.
+    let interval = cache.policy().retry_interval(TTL);
+    let mut at = Duration::ZERO;
+    while at < Duration::from_secs(28) {
+        loader.then([Some(aws(AwsErrorKind::Throttled))]);
+        tokio::time::advance(interval).await;
+        at += interval;
+        assert_eq!(cache.get(1, TTL, fresh, loader.load()).await.unwrap().value, 1);
+        settle().await;
+    }
+    assert!(
+        loader.calls() <= 28_000 / interval.as_millis() as usize + 2,
+        "{} retries",
+        loader.calls()
+    );
+    // Past the stale limit (30 s after expiry): the failure reaches the caller.
+    tokio::time::advance(Duration::from_secs(3)).await;
+    loader.then([Some(aws(AwsErrorKind::Throttled))]);
+    assert!(
+        cache.get(1, TTL, fresh, loader.load()).await.is_err(),
+        "served past max"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_ahead_keeps_serving_and_then_serves_stale() {
+    let cache = cache(policy().stale_if_error(Duration::from_secs(60)).build().unwrap());
+    let loader = Loader::default();
+    cache.get(1, TTL, fresh, loader.load()).await.unwrap();
+    loader.then((0..1000).map(|_| Some(aws(AwsErrorKind::Throttled))));
+    tokio::time::advance(Duration::from_secs(85)).await;
+    // Grace window, then expiry, then 50 s more: every lookup served at
+    // once, refreshes retried once per interval, never in a tight loop.
+    let start = Instant::now();
+    for _ in 0..150 {
+        tokio::time::advance(Duration::from_millis(400)).await;
+        let e = cache.get(1, TTL, fresh, loader.load()).await.unwrap();
+        assert_eq!(e.value, 1);
+        settle().await;
+    }
+    let interval = cache.policy().retry_interval(TTL);
+    let elapsed = (Instant::now() - start).as_millis() as usize;
+    let stats = cache.snapshot();
+    assert!(stats.stale_uses > 0 && stats.refresh_failures > 0);
+    assert!(
+        loader.calls() - 1 <= elapsed / interval.as_millis() as usize + 1,
+        "{} refreshes in {elapsed} ms",
+        loader.calls() - 1
+    );
+    assert_eq!(stats.waits + stats.misses, 1, "only the first lookup waited");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revoking_refresh_drops_the_entry_at_once() {
+    let cache = cache(policy().stale_if_error(Duration::from_secs(60)).build().unwrap());
+    let loader = Loader::default();
+    let held = Arc::downgrade(&cache.get(1, TTL, fresh, loader.load()).await.unwrap());
+    tokio::time::advance(Duration::from_secs(95)).await;
+    loader.then([
+        Some(aws(AwsErrorKind::AccessDenied)),
+        Some(aws(AwsErrorKind::AccessDenied)),
+    ]);
+    assert!(
+        cache.get(1, TTL, fresh, loader.load()).await.is_ok(),
+        "served during the refresh"
+    );
+    settle().await;
+    assert!(held.upgrade().is_none(), "dropped and wiped after AccessDenied");
+    assert_eq!(cache.snapshot().revoked, 1);
+    assert!(
+        cache.get(1, TTL, fresh, loader.load()).await.is_err(),
+        "the next lookup loads and fails"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn usage_limits_refresh_ahead_and_are_never_served_stale() {
+    let cache = cache(policy().stale_if_error(Duration::from_secs(60)).build().unwrap());
+    let loader = Loader::default();
+    let uses = AtomicU64::new(0);
+    // A data key good for 10 uses, refreshed ahead from its 9th.
+    let usage = |_: &u64| match uses.fetch_add(1, Relaxed) + 1 {
+        n if n > 10 => Usage::Spent,
+        9 | 10 => Usage::Low,
+        _ => Usage::Fresh,
+    };
+    cache.get(1, TTL, usage, loader.load()).await.unwrap();
+    for _ in 0..7 {
+        cache.get(1, TTL, usage, loader.load()).await.unwrap();
+    }
+    settle().await;
+    assert_eq!(loader.calls(), 1);
+    cache.get(1, TTL, usage, loader.load()).await.unwrap();
+    settle().await;
+    assert_eq!(
+        (loader.calls(), cache.snapshot().refreshes),
+        (2, 1),
+        "refreshed at the 9th use"
+    );
+
+    // Spent, and the reload fails transiently: not served stale.
+    uses.store(100, Relaxed);
+    loader.then([Some(aws(AwsErrorKind::Throttled))]);
+    assert!(cache.get(1, TTL, usage, loader.load()).await.is_err());
+    assert_eq!(cache.snapshot().stale_uses, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shorter_max_age_reloads_without_dropping_others_entry() {
+    let cache = cache(policy().refresh_ahead(false).build().unwrap());
+    let loader = Loader::default();
+    cache.get(1, TTL, fresh, loader.load()).await.unwrap();
+    tokio::time::advance(Duration::from_secs(20)).await;
+    let short = cache
+        .get(1, Duration::from_secs(10), fresh, loader.load())
+        .await
+        .unwrap();
+    assert_eq!(short.value, 2, "too old for a 10 s TTL: loaded again");
+    assert_eq!(cache.get(1, TTL, fresh, loader.load()).await.unwrap().value, 2);
+}
+
+#[test]
+fn evicted_and_expired_entries_are_wiped() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let cache: TestCache = Cache::new(NonZeroUsize::new(2).unwrap(), policy().build().unwrap());
+    let ttl = Duration::from_millis(80);
+    let load = |v: u64| move |_| async move { Ok::<_, Error>(Load::new(v, ttl)) };
+    let first = rt.block_on(cache.get(1, TTL, fresh, load(1))).unwrap();
+    let weak_first = Arc::downgrade(&first);
+    drop(first);
+    rt.block_on(cache.get(2, TTL, fresh, load(2))).unwrap();
+    rt.block_on(cache.get(3, TTL, fresh, load(3))).unwrap();
+    assert!(weak_first.upgrade().is_none(), "evicted and dropped");
+    let stats = cache.snapshot();
+    assert_eq!((stats.evicted, stats.wiped, stats.entries), (1, 1, 2));
+
+    let second = rt.block_on(cache.get(2, TTL, fresh, load(2))).unwrap();
+    let expires = second.expires().into_std();
+    let weak_second = Arc::downgrade(&second);
+    drop(second);
+    crate::cache::sweep::wait_swept(&weak_second, expires, "an expired entry");
+    let stats = cache.snapshot();
+    assert!(stats.expired >= 1 && stats.wiped >= 2, "{stats:?}");
+}
