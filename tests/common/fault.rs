@@ -78,7 +78,8 @@ impl FaultServer {
 }
 
 /// Reads one request (head and Content-Length body); `None` at EOF.
-async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
+/// (Also the chaos soak's, benches/soak/chaos.rs.)
+pub async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
     loop {
         if let Some(end) = find(buf, b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
@@ -113,7 +114,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Replaces the Connection header of an HTTP head with `Connection: close`.
-fn close_connection(message: &[u8]) -> Vec<u8> {
+pub fn close_connection(message: &[u8]) -> Vec<u8> {
     let end = find(message, b"\r\n\r\n").unwrap_or(message.len());
     let head = String::from_utf8_lossy(&message[..end]);
     let mut out: String = head
