@@ -64,8 +64,8 @@ use serde_json::{json, Value};
 use envseal::keystore::KeyStore;
 use envseal::kms::{AwsBounds, AwsStats, CredentialOptions, KmsClient, RetryMode};
 use envseal::{
-    AlgorithmSuite, BranchKeyCache, CacheLimits, Client, Config, EncryptionContext, Error, HierarchyKeyring,
-    KmsKeyring, MaterialsCache,
+    AlgorithmSuite, BranchKeyCache, CacheLimits, CachePolicy, Client, Config, EncryptionContext, Error,
+    HierarchyKeyring, KmsKeyring, MaterialsCache,
 };
 
 const RECORD: usize = 1024;
@@ -206,27 +206,30 @@ impl Mode {
 
 /// The one place the soak chooses the caches' policy.
 fn caches(mode: Mode, size: &Size) -> (MaterialsCache, BranchKeyCache) {
-    // COORDINATOR: set CachePolicy here, e.g.
-    //   Baseline:   CachePolicy::builder().refresh_ahead(false).build()
-    //   Ahead:      CachePolicy::builder().build()  (grace 0.1, jitter 0.1)
-    //   AheadStale: CachePolicy::builder().stale_if_error(size.stale_if_error()).build()
-    // then MaterialsCache::builder(CACHE_CAPACITY).policy(p).build() and
-    // BranchKeyCache::builder(CACHE_CAPACITY).policy(p).build(). Until then
-    // every mode runs today's caches (the baseline).
-    let _ = (mode, size.stale_if_error());
+    let policy = match mode {
+        // Today's behaviour before the engine: no refresh ahead, no jitter.
+        Mode::Baseline => CachePolicy::builder().refresh_ahead(false).jitter(0.0),
+        Mode::Ahead => CachePolicy::builder(),
+        Mode::AheadStale => CachePolicy::builder().stale_if_error(size.stale_if_error()),
+    }
+    .build()
+    .unwrap();
     (
-        MaterialsCache::new(CACHE_CAPACITY).unwrap(),
-        BranchKeyCache::new(CACHE_CAPACITY).unwrap(),
+        MaterialsCache::builder(CACHE_CAPACITY)
+            .policy(policy)
+            .build()
+            .unwrap(),
+        BranchKeyCache::builder(CACHE_CAPACITY)
+            .policy(policy)
+            .build()
+            .unwrap(),
     )
 }
 
-/// Stale uses the two caches counted so far; `None` while the caches do
-/// not count them.
+/// Stale uses the two caches counted so far.
 fn stale_uses(kms: &Client, branch: &BranchKeyCache) -> Option<u64> {
-    // COORDINATOR: read the stale uses from CacheStats here (the data-key
-    // cache's `kms.cache_stats()` and the branch key cache's stats).
-    let _ = (kms.cache_stats(), branch.len());
-    None
+    let data_keys = kms.cache_stats().map_or(0, |s| s.stale_uses);
+    Some(data_keys + branch.stats().stale_uses)
 }
 
 fn config() -> Config {
