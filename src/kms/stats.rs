@@ -1,20 +1,25 @@
-//! Counters for KMS calls: cheap atomics a caller can snapshot at any time.
+//! Counters for KMS calls: cheap atomics a caller can snapshot at any time,
+//! and a latency histogram (HdrHistogram) for the percentiles.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 use std::time::Duration;
+
+use hdrhistogram::Histogram;
 
 use crate::error::aws::{AwsErrorKind, AwsOperation};
 
-/// Latency buckets: upper bounds of 2^k microseconds, 64 µs to about 67 s,
-/// plus an overflow bucket.
-const BUCKETS: usize = 22;
-const FIRST_BUCKET_US: u64 = 64;
+/// Significant decimal digits the latency histogram keeps: a percentile is
+/// within 1 % of the latency it stands for (values below 256 µs exactly).
+const LATENCY_SIGFIG: u8 = 2;
+/// Latencies above a day are recorded as a day (the maximum stays exact).
+const LATENCY_CEILING_US: u64 = 24 * 3600 * 1_000_000;
 
 /// Live counters, shared by every keyring that uses one [`KmsClient`](super::KmsClient)
 /// (and by clients built with the same stats handle). A branch key store
 /// counts its DynamoDB calls and the hierarchical keyrings their branch-key
 /// cache hits here too, so one snapshot shows every AWS call.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AwsCounters {
     calls: [AtomicU64; AwsOperation::ALL.len()],
     branch_key_cache_hits: AtomicU64,
@@ -27,7 +32,10 @@ pub struct AwsCounters {
     timeouts: AtomicU64,
     latency_sum_us: AtomicU64,
     latency_max_us: AtomicU64,
-    latency: [AtomicU64; BUCKETS],
+    /// Call latencies in microseconds: one record per finished call, under
+    /// a lock (a call waits on the network; the lock is held for a record).
+    /// It grows with the slowest call (about 18 KiB for 10 s).
+    latency: Mutex<Histogram<u64>>,
     credential_refreshes: AtomicU64,
     credential_refresh_failures: AtomicU64,
     credential_load_sum_us: AtomicU64,
@@ -37,18 +45,31 @@ pub struct AwsCounters {
     expired_token_retry_sum_us: AtomicU64,
 }
 
-fn bucket_of(us: u64) -> usize {
-    let mut bound = FIRST_BUCKET_US;
-    let mut i = 0;
-    while i < BUCKETS - 1 && us > bound {
-        bound *= 2;
-        i += 1;
+impl Default for AwsCounters {
+    fn default() -> Self {
+        AwsCounters {
+            calls: Default::default(),
+            branch_key_cache_hits: AtomicU64::default(),
+            branch_key_cache_misses: AtomicU64::default(),
+            attempts: AtomicU64::default(),
+            retries: AtomicU64::default(),
+            successes: AtomicU64::default(),
+            failures: AtomicU64::default(),
+            throttles: AtomicU64::default(),
+            timeouts: AtomicU64::default(),
+            latency_sum_us: AtomicU64::default(),
+            latency_max_us: AtomicU64::default(),
+            // Auto-resizing, from 1 µs up to the slowest call recorded.
+            latency: Mutex::new(Histogram::new(LATENCY_SIGFIG).expect("2 significant figures are valid")),
+            credential_refreshes: AtomicU64::default(),
+            credential_refresh_failures: AtomicU64::default(),
+            credential_load_sum_us: AtomicU64::default(),
+            credential_load_max_us: AtomicU64::default(),
+            expired_token_retries: AtomicU64::default(),
+            expired_token_retry_successes: AtomicU64::default(),
+            expired_token_retry_sum_us: AtomicU64::default(),
+        }
     }
-    i
-}
-
-fn bucket_bound(i: usize) -> Duration {
-    Duration::from_micros(FIRST_BUCKET_US << i)
 }
 
 fn micros(d: Duration) -> u64 {
@@ -106,7 +127,17 @@ impl AwsCounters {
         let us = micros(latency);
         self.latency_sum_us.fetch_add(us, Relaxed);
         self.latency_max_us.fetch_max(us, Relaxed);
-        self.latency[bucket_of(us)].fetch_add(1, Relaxed);
+        // The histogram grows to the value; should it fail to, the value
+        // is clamped to what it covers.
+        let us = us.min(LATENCY_CEILING_US);
+        let mut h = self.lock_latency();
+        if h.record(us).is_err() {
+            h.saturating_record(us);
+        }
+    }
+
+    fn lock_latency(&self) -> std::sync::MutexGuard<'_, Histogram<u64>> {
+        self.latency.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Credentials loaded from the chain (first load and every refresh).
@@ -141,21 +172,16 @@ impl AwsCounters {
 
     /// A consistent-enough copy of the counters (each read atomically).
     pub fn snapshot(&self) -> AwsStats {
-        let latency: Vec<u64> = self.latency.iter().map(|b| b.load(Relaxed)).collect();
-        let finished: u64 = latency.iter().sum();
-        let max = Duration::from_micros(self.latency_max_us.load(Relaxed));
-        // A bucket's bound can exceed the slowest call: report at most that.
-        let percentile = |p: u64| -> Option<Duration> {
-            if finished == 0 {
-                return None;
-            }
-            let rank = (finished * p).div_ceil(100).max(1);
-            let mut seen = 0;
-            latency.iter().enumerate().find_map(|(i, n)| {
-                seen += n;
-                (seen >= rank).then(|| bucket_bound(i).min(max))
-            })
+        let [finished, p50, p90, p99] = {
+            let h = self.lock_latency();
+            let at = |q: f64| h.value_at_quantile(q);
+            [h.len(), at(0.5), at(0.9), at(0.99)]
         };
+        let max = self.latency_max_us.load(Relaxed);
+        // HdrHistogram answers the highest value equivalent to the
+        // percentile's (within 1 %), which can exceed the slowest call:
+        // report at most that.
+        let percentile = |us: u64| (finished > 0).then(|| Duration::from_micros(us.min(max)));
         let credential_refreshes = self.credential_refreshes.load(Relaxed);
         let expired_token_retries = self.expired_token_retries.load(Relaxed);
         let calls = |op: AwsOperation| self.calls[op.index()].load(Relaxed);
@@ -183,9 +209,9 @@ impl AwsCounters {
             latency_mean: (finished > 0)
                 .then(|| Duration::from_micros(self.latency_sum_us.load(Relaxed) / finished)),
             latency_max: (finished > 0).then(|| Duration::from_micros(self.latency_max_us.load(Relaxed))),
-            latency_p50: percentile(50),
-            latency_p90: percentile(90),
-            latency_p99: percentile(99),
+            latency_p50: percentile(p50),
+            latency_p90: percentile(p90),
+            latency_p99: percentile(p99),
             credential_refreshes,
             credential_refresh_failures: self.credential_refresh_failures.load(Relaxed),
             credential_load_mean: (credential_refreshes > 0).then(|| {
@@ -204,8 +230,10 @@ impl AwsCounters {
 
 /// A copy of [`AwsCounters`] at one moment.
 ///
-/// Latency is per call (all attempts and backoff); percentiles are the upper
-/// bound of a power-of-two histogram bucket, so they read high by at most 2×.
+/// Latency is per call (all attempts and backoff); percentiles come from an
+/// HdrHistogram with two significant digits: exact below 256 µs, else at
+/// most 1 % above the latency they stand for (and never above the longest
+/// call).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AwsStats {
@@ -254,11 +282,11 @@ pub struct AwsStats {
     pub latency_mean: Option<Duration>,
     /// Longest call.
     pub latency_max: Option<Duration>,
-    /// Median call latency (bucket bound).
+    /// Median call latency (within 1 %).
     pub latency_p50: Option<Duration>,
-    /// 90th percentile call latency (bucket bound).
+    /// 90th percentile call latency (within 1 %).
     pub latency_p90: Option<Duration>,
-    /// 99th percentile call latency (bucket bound).
+    /// 99th percentile call latency (within 1 %).
     pub latency_p99: Option<Duration>,
     /// Credentials loaded from the chain: the first load and every refresh.
     pub credential_refreshes: u64,
@@ -328,18 +356,46 @@ mod tests {
         assert_eq!(snap.retries, 1);
         assert_eq!((snap.successes, snap.failures), (90, 10));
         assert_eq!((snap.throttles, snap.timeouts), (1, 1));
-        assert_eq!(snap.latency_p50, Some(Duration::from_micros(128)));
-        assert_eq!(snap.latency_p90, Some(Duration::from_micros(128)));
-        // The 16,384 µs bucket holds the 10 ms calls: clamped to the maximum.
+        // Below 256 µs the histogram is exact: no power-of-two rounding.
+        assert_eq!(snap.latency_p50, Some(Duration::from_micros(100)));
+        assert_eq!(snap.latency_p90, Some(Duration::from_micros(100)));
+        // 10 ms falls in a 64 µs wide bin whose top is 10,047 µs: clamped
+        // to the longest call.
         assert_eq!(snap.latency_p99, Some(Duration::from_millis(10)));
         assert_eq!(snap.latency_max, Some(Duration::from_millis(10)));
     }
 
     #[test]
-    fn buckets_cover_extremes() {
-        assert_eq!(bucket_of(0), 0);
-        assert_eq!(bucket_of(64), 0);
-        assert_eq!(bucket_of(65), 1);
-        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
+    fn percentiles_are_within_one_percent() {
+        let s = AwsCounters::new();
+        // 1 ms, 2 ms, ..., 1,000 ms: the p-th percentile is p × 10 ms.
+        for ms in 1..=1000u64 {
+            s.call_finished(true, Duration::from_millis(ms));
+        }
+        let snap = s.snapshot();
+        for (got, want_ms) in [
+            (snap.latency_p50, 500u64),
+            (snap.latency_p90, 900),
+            (snap.latency_p99, 990),
+        ] {
+            let got = got.unwrap().as_secs_f64() * 1e3;
+            let want = want_ms as f64;
+            assert!(got >= want && got <= want * 1.01, "got {got} ms for {want} ms");
+        }
+        assert_eq!(snap.latency_max, Some(Duration::from_secs(1)));
+        assert_eq!(snap.latency_mean, Some(Duration::from_micros(500_500)));
+    }
+
+    #[test]
+    fn extremes_are_recorded_without_panicking() {
+        let s = AwsCounters::new();
+        s.call_finished(false, Duration::ZERO);
+        s.call_finished(false, Duration::MAX);
+        let snap = s.snapshot();
+        assert_eq!(snap.latency_p50, Some(Duration::ZERO));
+        // Recorded as a day; the longest call stays exact.
+        let day = Duration::from_secs(24 * 3600);
+        assert!(snap.latency_p99.unwrap() >= day && snap.latency_p99.unwrap() <= day.mul_f64(1.01));
+        assert_eq!(snap.latency_max, Some(Duration::from_micros(u64::MAX)));
     }
 }
