@@ -14,6 +14,10 @@ pub mod keystore;
 pub mod kms;
 mod materials;
 mod message;
+#[cfg(feature = "metrics")]
+pub mod observe;
+#[cfg(not(feature = "metrics"))]
+mod observe;
 mod suite;
 
 pub use cache::{CachePolicy, CachePolicyBuilder, DEFAULT_GRACE, DEFAULT_JITTER, DEFAULT_MAX_LOADS};

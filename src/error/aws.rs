@@ -281,17 +281,19 @@ impl AwsErrorKind {
 
 /// Error codes AWS SDKs treat as throttling. `LimitExceededException` is
 /// deliberately absent: KMS uses it for resource quotas.
+pub(crate) const THROTTLING_CODES: [&str; 7] = [
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+];
+
+/// Whether `code` is one of [`THROTTLING_CODES`].
 pub(crate) fn is_throttling_code(code: &str) -> bool {
-    matches!(
-        code,
-        "ThrottlingException"
-            | "Throttling"
-            | "ThrottledException"
-            | "RequestThrottledException"
-            | "TooManyRequestsException"
-            | "RequestLimitExceeded"
-            | "ProvisionedThroughputExceededException"
-    )
+    THROTTLING_CODES.contains(&code)
 }
 
 /// A failed AWS call (KMS, or DynamoDB for the branch key store), with

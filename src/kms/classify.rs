@@ -89,8 +89,34 @@ where
 {
     let status = err.raw_response().map(|r| r.status().as_u16());
     let request_id = err.request_id().map(str::to_owned);
-    let text = DisplayErrorContext(&err).to_string();
-    let (kind, code, message) = match &err {
+    let (kind, code, message) = sdk_error_parts(&err, status);
+    let mut e = AwsError::new(kind, op, key_id);
+    e.status = status;
+    e.code = code;
+    e.request_id = request_id;
+    e.message = message;
+    e
+}
+
+/// The kind of an SDK error, as [`classify_sdk_error`] reads it: for a
+/// call made outside the engine (STS in `envseal doctor`).
+pub(super) fn sdk_error_kind<E>(err: &SdkError<E, HttpResponse>) -> AwsErrorKind
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    sdk_error_parts(err, err.raw_response().map(|r| r.status().as_u16())).0
+}
+
+/// An SDK error's kind, error code and message.
+fn sdk_error_parts<E>(
+    err: &SdkError<E, HttpResponse>,
+    status: Option<u16>,
+) -> (AwsErrorKind, Option<String>, Option<String>)
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let text = DisplayErrorContext(err).to_string();
+    match err {
         SdkError::ServiceError(ctx) => {
             let e = ctx.err();
             let code = e.code().map(str::to_owned);
@@ -122,13 +148,7 @@ where
         // it is a transient connection failure, not a bad answer.
         SdkError::ResponseError(_) => (AwsErrorKind::Connection, None, Some(text)),
         _ => (AwsErrorKind::Other, None, Some(text)),
-    };
-    let mut e = AwsError::new(kind, op, key_id);
-    e.status = status;
-    e.code = code;
-    e.request_id = request_id;
-    e.message = message;
-    e
+    }
 }
 
 pub(super) fn mentions_credentials(text: &str) -> bool {

@@ -12,10 +12,12 @@ use aws_sdk_sts as sts;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use sts::error::ProvideErrorMetadata;
 
+use super::classify::sdk_error_kind;
 use super::client::{CallArgs, CredentialInfo, KmsClient};
 use super::credentials::{probe_instance_role, CredentialSources, PROVIDER_IMDS};
 use crate::error::aws::{AwsError, AwsErrorKind, AwsOperation};
 use crate::error::Error;
+use crate::observe::{self, STS_GET_CALLER_IDENTITY};
 
 /// STS error codes of credentials that exist but are not yet accepted
 /// everywhere (IAM eventual consistency): retried until the deadline.
@@ -371,6 +373,7 @@ impl KmsClient {
                 .operation_attempt_timeout(remaining)
                 .operation_timeout(remaining)
                 .build();
+            let sent = Instant::now();
             let result = sts
                 .get_caller_identity()
                 .customize()
@@ -381,6 +384,7 @@ impl KmsClient {
                 )
                 .send()
                 .await;
+            sts_observed(&result, attempts, sent.elapsed());
             let err = match result {
                 Ok(out) => {
                     return DoctorStep {
@@ -507,6 +511,24 @@ pub(crate) struct KeyDescription {
     pub(crate) usage: String,
     pub(crate) spec: String,
     pub(crate) attempts: u32,
+}
+
+/// Each `GetCallerIdentity` is a call of its own (SDK retries off), counted
+/// with its outcome, and as a retry after the first.
+fn sts_observed<T, E>(result: &Result<T, sts::error::SdkError<E>>, attempt: u32, elapsed: Duration)
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if attempt > 1 {
+        observe::aws_retry(STS_GET_CALLER_IDENTITY);
+    }
+    let failure = result.as_ref().err().map(|e| {
+        let kind = sdk_error_kind(e);
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        observe::aws_attempt_failed(STS_GET_CALLER_IDENTITY, &kind, status, e.code());
+        kind
+    });
+    observe::aws_call(STS_GET_CALLER_IDENTITY, failure.as_ref(), elapsed);
 }
 
 #[cfg(test)]

@@ -200,16 +200,16 @@ impl Engine {
         };
         let state: Arc<Mutex<AttemptState>> = Arc::default();
         let mut outcome = self
-            .send_once(&send, remaining, &state, region)
+            .send_once(op, &send, remaining, &state, region)
             .instrument(span.clone())
             .await;
         if let Some(remaining) = self.expired_credentials_retry(&outcome, deadline, &state, started, &span) {
             let retry_started = Instant::now();
             outcome = self
-                .send_once(&send, remaining, &state, region)
+                .send_once(op, &send, remaining, &state, region)
                 .instrument(span.clone())
                 .await;
-            stats.expired_token_retry(matches!(outcome, Ok(Ok(_))), retry_started.elapsed());
+            stats.expired_token_retry(op, matches!(outcome, Ok(Ok(_))), retry_started.elapsed());
         }
         let elapsed = started.elapsed();
         let summary = Summary::take(&state);
@@ -217,15 +217,15 @@ impl Engine {
             .map_err(|err| deadline_cause(err, &summary, op, target))
             .map_err(|err| self.credentials_cause(err, started, op, target));
         let attempts = summary.attempts;
-        (self.finish(result, summary, elapsed, &span), attempts)
+        (self.finish(op, result, summary, elapsed, &span), attempts)
     }
 
     /// The deadline passed before the call could start.
     fn not_started(&self, op: AwsOperation, key_id: &str, span: &tracing::Span) -> AwsError {
-        self.stats.deadline_before_call();
-        self.stats.call_finished(false, Duration::ZERO);
         let err = AwsError::new(AwsErrorKind::Timeout(TimeoutKind::Deadline), op, key_id)
             .with_message("the deadline passed before the call could start");
+        self.stats.deadline_before_call(op);
+        self.stats.call_finished(op, Some(&err.kind), Duration::ZERO);
         let svc = self.service.log_name();
         span.in_scope(|| tracing::warn!(error = %err, "{svc} call not started"));
         err
@@ -295,12 +295,14 @@ impl Engine {
     #[allow(clippy::result_large_err)]
     fn finish<T>(
         &self,
+        op: AwsOperation,
         result: Result<T, AwsError>,
         summary: Summary,
         elapsed: Duration,
         span: &tracing::Span,
     ) -> Result<T, AwsError> {
-        self.stats.call_finished(result.is_ok(), elapsed);
+        let failure = result.as_ref().err().map(|e| &e.kind);
+        self.stats.call_finished(op, failure, elapsed);
         let attempts = summary.attempts;
         let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         let svc = self.service.log_name();
@@ -334,6 +336,7 @@ impl Engine {
     /// One SDK call (the SDK's attempts and retries) under `remaining`.
     async fn send_once<C, T, E, F, Fut>(
         &self,
+        op: AwsOperation,
         send: &F,
         remaining: Duration,
         state: &Arc<Mutex<AttemptState>>,
@@ -347,6 +350,7 @@ impl Engine {
     {
         let code_of: CodeOf = code_of::<E>;
         let recorder = AttemptRecorder {
+            op,
             service: self.service,
             stats: Arc::clone(&self.stats),
             state: Arc::clone(state),

@@ -11,7 +11,7 @@ use sdk::error::BoxError;
 
 use super::classify::{classify_attempt, CodeOf};
 use super::stats::AwsCounters;
-use crate::error::aws::{AwsErrorKind, AwsService};
+use crate::error::aws::{AwsErrorKind, AwsOperation, AwsService};
 
 #[derive(Clone, Debug)]
 pub(super) struct AttemptFailure {
@@ -41,6 +41,8 @@ pub(super) struct AttemptState {
 /// Per-call interceptor: counts attempts and logs each one's outcome.
 #[derive(Debug)]
 pub(crate) struct AttemptRecorder {
+    /// The call's operation (labels the exported metrics).
+    pub(super) op: AwsOperation,
     pub(super) service: AwsService,
     pub(super) stats: Arc<AwsCounters>,
     pub(super) state: Arc<Mutex<AttemptState>>,
@@ -75,7 +77,7 @@ impl Intercept for AttemptRecorder {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.sent = Some(Instant::now());
         s.attempts += 1;
-        self.stats.attempt_started(s.attempts);
+        self.stats.attempt_started(self.op, s.attempts);
         Ok(())
     }
 
@@ -108,7 +110,7 @@ impl Intercept for AttemptRecorder {
                 let code = err.as_operation_error().and_then(self.code_of).map(str::to_owned);
                 let failure = AttemptFailure {
                     kind: kind.clone(),
-                    code,
+                    code: code.clone(),
                     request_id,
                     status,
                 };
@@ -116,7 +118,7 @@ impl Intercept for AttemptRecorder {
                     s.last_throttle = Some(failure.clone());
                 }
                 s.last_failure = Some(failure);
-                Some(kind)
+                Some((kind, code))
             }
             _ => None,
         };
@@ -124,8 +126,8 @@ impl Intercept for AttemptRecorder {
         let svc = self.service.log_name();
         match (ctx.output_or_error(), failure) {
             (Some(Ok(_)), _) => tracing::debug!(attempt, latency_ms, status, "{svc} attempt ok"),
-            (Some(Err(_)), Some(kind)) => {
-                self.stats.attempt_failed(&kind);
+            (Some(Err(_)), Some((kind, code))) => {
+                self.stats.attempt_failed(self.op, &kind, status, code.as_deref());
                 if kind == AwsErrorKind::Throttled {
                     tracing::warn!(attempt, latency_ms, status, "{svc} attempt throttled");
                 } else {

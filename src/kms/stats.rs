@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::error::aws::{AwsErrorKind, AwsOperation};
+use crate::error::aws::{AwsErrorKind, AwsOperation, TimeoutKind};
+use crate::observe;
 
 /// Significant decimal digits the latency histogram keeps: a percentile is
 /// within 1 % of the latency it stands for (values below 256 µs exactly).
@@ -19,6 +20,10 @@ const LATENCY_CEILING_US: u64 = 24 * 3600 * 1_000_000;
 /// (and by clients built with the same stats handle). A branch key store
 /// counts its DynamoDB calls and the hierarchical keyrings their branch-key
 /// cache hits here too, so one snapshot shows every AWS call.
+///
+/// With the `metrics` feature, each recorded AWS event also goes to the
+/// `metrics` facade (docs/metrics.md), so the exported metrics and the
+/// snapshot count the same events.
 #[derive(Debug)]
 pub struct AwsCounters {
     calls: [AtomicU64; AwsOperation::ALL.len()],
@@ -100,26 +105,38 @@ impl AwsCounters {
         self.branch_key_cache_misses.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn attempt_started(&self, attempt: u32) {
+    /// Attempt number `attempt` (from 1) of an `op` call was sent.
+    pub(crate) fn attempt_started(&self, op: AwsOperation, attempt: u32) {
         self.attempts.fetch_add(1, Relaxed);
         if attempt > 1 {
             self.retries.fetch_add(1, Relaxed);
+            observe::aws_retry(op);
         }
     }
 
     /// One attempt's outcome: counts throttles and timeouts per attempt, so
-    /// retried throttles are visible even when the call then succeeds.
-    pub(crate) fn attempt_failed(&self, kind: &AwsErrorKind) {
+    /// retried throttles are visible even when the call then succeeds. The
+    /// HTTP status and error code label the exported throttle counter.
+    pub(crate) fn attempt_failed(
+        &self,
+        op: AwsOperation,
+        kind: &AwsErrorKind,
+        status: Option<u16>,
+        code: Option<&str>,
+    ) {
         match kind {
             AwsErrorKind::Throttled => self.throttles.fetch_add(1, Relaxed),
             AwsErrorKind::Timeout(_) => self.timeouts.fetch_add(1, Relaxed),
             _ => 0,
         };
+        observe::aws_attempt_failed(op, kind, status, code);
     }
 
-    /// A whole call's end (all attempts): success or failure, and latency.
-    pub(crate) fn call_finished(&self, ok: bool, latency: Duration) {
-        if ok {
+    /// A whole call's end (all attempts): success (`None`) or the kind of
+    /// failure, and latency.
+    pub(crate) fn call_finished(&self, op: AwsOperation, failure: Option<&AwsErrorKind>, latency: Duration) {
+        observe::aws_call(op, failure, latency);
+        if failure.is_none() {
             self.successes.fetch_add(1, Relaxed);
         } else {
             self.failures.fetch_add(1, Relaxed);
@@ -142,6 +159,7 @@ impl AwsCounters {
 
     /// Credentials loaded from the chain (first load and every refresh).
     pub(crate) fn credentials_refreshed(&self, latency: Duration) {
+        observe::credentials_refreshed(latency);
         self.credential_refreshes.fetch_add(1, Relaxed);
         let us = micros(latency);
         self.credential_load_sum_us.fetch_add(us, Relaxed);
@@ -150,12 +168,14 @@ impl AwsCounters {
 
     /// A load from the chain that failed or timed out.
     pub(crate) fn credentials_refresh_failed(&self) {
+        observe::credentials_refresh_failed();
         self.credential_refresh_failures.fetch_add(1, Relaxed);
     }
 
     /// A call retried with fresh credentials after `ExpiredTokenException`;
     /// `latency` is the retry's (reload included).
-    pub(crate) fn expired_token_retry(&self, ok: bool, latency: Duration) {
+    pub(crate) fn expired_token_retry(&self, op: AwsOperation, ok: bool, latency: Duration) {
+        observe::aws_expired_token_retry(op, ok);
         self.expired_token_retries.fetch_add(1, Relaxed);
         if ok {
             self.expired_token_retry_successes.fetch_add(1, Relaxed);
@@ -166,7 +186,8 @@ impl AwsCounters {
 
     /// A deadline that passed before a call could start still counts as a
     /// timed-out call.
-    pub(crate) fn deadline_before_call(&self) {
+    pub(crate) fn deadline_before_call(&self, op: AwsOperation) {
+        observe::aws_timeout(op, TimeoutKind::Deadline);
         self.timeouts.fetch_add(1, Relaxed);
     }
 
@@ -337,18 +358,25 @@ mod tests {
         assert_eq!(s.snapshot(), AwsStats::default());
         for i in 0..100u64 {
             s.call_started(AwsOperation::Decrypt);
-            s.attempt_started(1);
+            s.attempt_started(AwsOperation::Decrypt, 1);
             // 90 fast calls (~100 µs), 10 slow ones (~10 ms)
             let lat = if i < 90 {
                 Duration::from_micros(100)
             } else {
                 Duration::from_millis(10)
             };
-            s.call_finished(i % 10 != 0, lat);
+            let failure = (i % 10 == 0).then_some(&AwsErrorKind::Other);
+            s.call_finished(AwsOperation::Decrypt, failure, lat);
         }
-        s.attempt_started(2);
-        s.attempt_failed(&AwsErrorKind::Throttled);
-        s.attempt_failed(&AwsErrorKind::Timeout(super::super::TimeoutKind::Read));
+        let op = AwsOperation::Decrypt;
+        s.attempt_started(op, 2);
+        s.attempt_failed(
+            op,
+            &AwsErrorKind::Throttled,
+            Some(400),
+            Some("ThrottlingException"),
+        );
+        s.attempt_failed(op, &AwsErrorKind::Timeout(TimeoutKind::Read), None, None);
         let snap = s.snapshot();
         assert_eq!(snap.decrypt_calls, 100);
         assert_eq!(snap.calls(), 100);
@@ -370,7 +398,7 @@ mod tests {
         let s = AwsCounters::new();
         // 1 ms, 2 ms, ..., 1,000 ms: the p-th percentile is p × 10 ms.
         for ms in 1..=1000u64 {
-            s.call_finished(true, Duration::from_millis(ms));
+            s.call_finished(AwsOperation::Decrypt, None, Duration::from_millis(ms));
         }
         let snap = s.snapshot();
         for (got, want_ms) in [
@@ -389,13 +417,95 @@ mod tests {
     #[test]
     fn extremes_are_recorded_without_panicking() {
         let s = AwsCounters::new();
-        s.call_finished(false, Duration::ZERO);
-        s.call_finished(false, Duration::MAX);
+        let failed = Some(&AwsErrorKind::Other);
+        s.call_finished(AwsOperation::Decrypt, failed, Duration::ZERO);
+        s.call_finished(AwsOperation::Decrypt, failed, Duration::MAX);
         let snap = s.snapshot();
         assert_eq!(snap.latency_p50, Some(Duration::ZERO));
         // Recorded as a day; the longest call stays exact.
         let day = Duration::from_secs(24 * 3600);
         assert!(snap.latency_p99.unwrap() >= day && snap.latency_p99.unwrap() <= day.mul_f64(1.01));
         assert_eq!(snap.latency_max, Some(Duration::from_micros(u64::MAX)));
+    }
+
+    /// With `metrics`, each recorded event also reaches the facade, labelled.
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn aws_counters_emit_what_they_count() {
+        use crate::observe::testing::{counter, recorded, samples};
+        let op = AwsOperation::GetItem;
+        let got = recorded(|| {
+            let c = AwsCounters::new();
+            c.attempt_started(op, 1);
+            c.attempt_failed(
+                op,
+                &AwsErrorKind::Throttled,
+                Some(400),
+                Some("ProvisionedThroughputExceededException"),
+            );
+            c.attempt_started(op, 2);
+            c.attempt_failed(op, &AwsErrorKind::Throttled, Some(429), None);
+            c.attempt_started(op, 3);
+            c.attempt_failed(op, &AwsErrorKind::Throttled, Some(429), Some("SomethingNew"));
+            c.attempt_failed(op, &AwsErrorKind::Timeout(TimeoutKind::Read), None, None);
+            c.call_finished(op, Some(&AwsErrorKind::Throttled), Duration::from_millis(250));
+            c.deadline_before_call(AwsOperation::Decrypt);
+            c.call_finished(
+                AwsOperation::Decrypt,
+                Some(&AwsErrorKind::Timeout(TimeoutKind::Deadline)),
+                Duration::ZERO,
+            );
+            c.expired_token_retry(AwsOperation::Decrypt, true, Duration::from_millis(5));
+            c.credentials_refreshed(Duration::from_millis(20));
+            c.credentials_refresh_failed();
+        });
+        let ddb = [("service", "dynamodb"), ("operation", "GetItem")];
+        let with = |extra: &[(&'static str, &'static str)]| [&ddb[..], extra].concat();
+        let throttles = "envseal_aws_throttles_total";
+        let code = "ProvisionedThroughputExceededException";
+        assert_eq!(
+            counter(&got, throttles, &with(&[("status", "400"), ("code", code)])),
+            Some(1)
+        );
+        assert_eq!(
+            counter(&got, throttles, &with(&[("status", "429"), ("code", "none")])),
+            Some(1)
+        );
+        assert_eq!(
+            counter(&got, throttles, &with(&[("status", "429"), ("code", "other")])),
+            Some(1)
+        );
+        assert_eq!(counter(&got, "envseal_aws_retries_total", &ddb), Some(2));
+        let read = with(&[("timeout", "read")]);
+        assert_eq!(counter(&got, "envseal_aws_timeouts_total", &read), Some(1));
+        let calls = "envseal_aws_calls_total";
+        assert_eq!(counter(&got, calls, &with(&[("outcome", "throttled")])), Some(1));
+        let kms_decrypt = [("service", "kms"), ("operation", "Decrypt")];
+        let deadline = [&kms_decrypt[..], &[("timeout", "deadline")]].concat();
+        assert_eq!(counter(&got, "envseal_aws_timeouts_total", &deadline), Some(1));
+        let timed_out = [&kms_decrypt[..], &[("outcome", "timeout")]].concat();
+        assert_eq!(counter(&got, calls, &timed_out), Some(1));
+        let retried = [&kms_decrypt[..], &[("outcome", "success")]].concat();
+        assert_eq!(
+            counter(&got, "envseal_aws_expired_token_retries_total", &retried),
+            Some(1)
+        );
+        assert_eq!(
+            counter(&got, "envseal_aws_credential_refreshes_total", &[]),
+            Some(1)
+        );
+        assert_eq!(
+            counter(&got, "envseal_aws_credential_refresh_failures_total", &[]),
+            Some(1)
+        );
+        let latency = with(&[("outcome", "throttled")]);
+        assert_eq!(
+            samples(&got, "envseal_aws_call_duration_seconds", &latency),
+            Some(1)
+        );
+        assert_eq!(
+            samples(&got, "envseal_aws_credential_load_duration_seconds", &[]),
+            Some(1)
+        );
     }
 }
