@@ -10,6 +10,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+#[cfg(feature = "metrics")]
+mod aws_metrics;
 #[cfg(feature = "hierarchy")]
 mod hierarchy;
 mod interop_kms;
