@@ -70,3 +70,6 @@ struct KmsDoc;
 #[cfg(all(doctest, feature = "hierarchy"))]
 #[doc = include_str!("../docs/hierarchy.md")]
 struct HierarchyDoc;
+#[cfg(all(doctest, feature = "metrics"))]
+#[doc = include_str!("../docs/metrics.md")]
+struct MetricsDoc;
