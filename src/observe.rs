@@ -59,8 +59,8 @@ pub(crate) const STS_GET_CALLER_IDENTITY: CallLabels = CallLabels {
     operation: "GetCallerIdentity",
 };
 
-/// The events [`cache_event`] takes, in docs/metrics.md's order.
-pub(crate) const CACHE_EVENTS: [&str; 11] = [
+/// The events [`cache_events`] takes, in docs/metrics.md's order.
+pub(crate) const CACHE_EVENTS: [&str; 13] = [
     "hit",
     "miss",
     "wait",
@@ -72,6 +72,8 @@ pub(crate) const CACHE_EVENTS: [&str; 11] = [
     "wiped",
     "load",
     "load_failed",
+    "revoked",
+    "bypass",
 ];
 
 /// The `outcome` label of a call that ended in `kind` (`None`: success).
@@ -233,7 +235,7 @@ pub(crate) fn credentials_refresh_failed() {
     metrics::counter!("envseal_aws_credential_refresh_failures_total").increment(1);
 }
 
-/// One event of a cache: `envseal_cache_events_total{cache, event}`.
+/// `n` events of a cache: `envseal_cache_events_total{cache, event}`.
 ///
 /// `cache` names the cache: `data_key` (the caching materials manager),
 /// `branch_key` (the hierarchical keyring's), `credentials`. `event` is one
@@ -250,19 +252,22 @@ pub(crate) fn credentials_refresh_failed() {
 /// - `evicted`: an entry left to make room (capacity);
 /// - `wiped`: an entry's secret was zeroized (expiry, eviction, clear);
 /// - `load`: a load (foreground or background) succeeded;
-/// - `load_failed`: a load failed.
-#[allow(dead_code)] // called by the cache engine
-pub(crate) fn cache_event(cache: &'static str, event: &'static str) {
+/// - `load_failed`: a load failed;
+/// - `revoked`: an entry dropped at once because its reload failed with a
+///   non-transient error (access denied, a disabled or missing key);
+/// - `bypass`: a request that skipped the cache (the data-key cache: an
+///   unknown or too large plaintext, a suite without key derivation).
+pub(crate) fn cache_events(cache: &'static str, event: &'static str, n: u64) {
     debug_assert!(CACHE_EVENTS.contains(&event), "unknown cache event {event}");
     #[cfg(feature = "metrics")]
-    metrics::counter!("envseal_cache_events_total", "cache" => cache, "event" => event).increment(1);
+    metrics::counter!("envseal_cache_events_total", "cache" => cache, "event" => event).increment(n);
     #[cfg(not(feature = "metrics"))]
-    let _ = cache;
+    let _ = (cache, n);
 }
 
-/// The entries a cache holds now: `envseal_cache_entries{cache}`, a gauge
-/// (set after each insert and removal, or periodically).
-#[allow(dead_code)] // called by the cache engine
+/// The keys a cache holds now (with an entry or a load under way):
+/// `envseal_cache_entries{cache}`, a gauge set after each load lands and
+/// each sweep.
 pub(crate) fn cache_entries(cache: &'static str, n: u64) {
     #[cfg(feature = "metrics")]
     metrics::gauge!("envseal_cache_entries", "cache" => cache).set(n as f64);
@@ -324,12 +329,12 @@ pub fn describe() {
     describe_counter!(
         "envseal_cache_events_total",
         Unit::Count,
-        "Cache events (hit, miss, wait, refresh_ahead, refresh_failed, stale_use, expired, evicted, wiped, load, load_failed), by cache"
+        "Cache events (hit, miss, wait, refresh_ahead, refresh_failed, stale_use, expired, evicted, wiped, load, load_failed, revoked, bypass), by cache"
     );
     describe_gauge!(
         "envseal_cache_entries",
         Unit::Count,
-        "Entries a cache holds, by cache"
+        "Keys a cache holds (an entry or a load under way), by cache"
     );
 }
 
@@ -402,10 +407,10 @@ mod tests {
     fn cache_events_and_entries_by_cache() {
         let got = recorded(|| {
             for event in CACHE_EVENTS {
-                cache_event("data_key", event);
+                cache_events("data_key", event, 1);
             }
-            cache_event("branch_key", "hit");
-            cache_event("branch_key", "hit");
+            cache_events("branch_key", "hit", 1);
+            cache_events("branch_key", "hit", 1);
             cache_entries("branch_key", 7);
             cache_entries("branch_key", 3);
         });

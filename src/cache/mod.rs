@@ -31,7 +31,7 @@
 
 use std::hash::Hash;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -40,6 +40,7 @@ use rand_core::RngCore;
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
 
+mod counters;
 mod policy;
 pub(crate) mod sweep;
 
@@ -47,6 +48,9 @@ pub use policy::{CachePolicy, CachePolicyBuilder, DEFAULT_GRACE, DEFAULT_JITTER,
 pub use sweep::CACHE_SWEEP_INTERVAL;
 
 use sweep::{Registration, Sweep};
+
+use counters::Event;
+pub(crate) use counters::{Counters, Snapshot};
 
 /// What the engine needs to know about a load's error.
 pub(crate) trait LoadError: Send + Sync + 'static {
@@ -163,7 +167,7 @@ impl<V> Drop for Entry<V> {
     fn drop(&mut self) {
         // The value (a `Zeroizing` key, or materials holding one) wipes
         // itself as it drops right after this.
-        self.counters.wiped.fetch_add(1, Relaxed);
+        self.counters.add(Event::Wiped, 1);
     }
 }
 
@@ -193,45 +197,6 @@ impl<V, E> Slot<V, E> {
             retry_at: None,
         }
     }
-}
-
-/// Live counters of one cache.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub waits: AtomicU64,
-    pub bypasses: AtomicU64,
-    pub refreshes: AtomicU64,
-    pub refresh_failures: AtomicU64,
-    pub load_failures: AtomicU64,
-    pub stale_uses: AtomicU64,
-    pub expired: AtomicU64,
-    pub evicted: AtomicU64,
-    pub revoked: AtomicU64,
-    pub wiped: AtomicU64,
-}
-
-/// A snapshot of [`Counters`] with the number of entries.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Snapshot {
-    pub hits: u64,
-    pub misses: u64,
-    pub waits: u64,
-    pub bypasses: u64,
-    pub refreshes: u64,
-    pub refresh_failures: u64,
-    pub load_failures: u64,
-    pub stale_uses: u64,
-    pub expired: u64,
-    pub evicted: u64,
-    pub revoked: u64,
-    pub wiped: u64,
-    pub entries: u64,
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Relaxed);
 }
 
 /// The engine: a cheap handle (clones share the cache).
@@ -270,13 +235,18 @@ where
     E: LoadError,
 {
     /// A cache of at most `capacity` keys.
-    pub(crate) fn new(capacity: NonZeroUsize, policy: CachePolicy) -> Self {
+    /// `name`: the cache's name in the metrics (`data_key`, `branch_key`,
+    /// `credentials`).
+    pub(crate) fn new(name: &'static str, capacity: NonZeroUsize, policy: CachePolicy) -> Self {
         Cache {
             inner: Arc::new_cyclic(|weak: &Weak<Inner<K, V, E>>| Inner {
                 policy,
                 slots: Mutex::new(LruCache::new(capacity)),
                 loads: Arc::new(Semaphore::new(policy.max_loads())),
-                counters: Arc::new(Counters::default()),
+                counters: Arc::new(Counters {
+                    name,
+                    ..Counters::default()
+                }),
                 sweep: Registration::new(weak.clone()),
             }),
         }
@@ -301,6 +271,7 @@ where
             bypasses: c.bypasses.load(Relaxed),
             refreshes: c.refreshes.load(Relaxed),
             refresh_failures: c.refresh_failures.load(Relaxed),
+            loads: c.loads.load(Relaxed),
             load_failures: c.load_failures.load(Relaxed),
             stale_uses: c.stale_uses.load(Relaxed),
             expired: c.expired.load(Relaxed),
@@ -325,6 +296,7 @@ where
     }
 
     /// Keys held (with an entry or a load under way).
+    #[cfg_attr(not(feature = "hierarchy"), allow(dead_code))] // the branch-key cache's `len`
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
@@ -373,7 +345,7 @@ where
                         self.spawn_refresh(key, flight, load(Origin::Refresh));
                     }
                     if !counted {
-                        bump(&counters.hits);
+                        counters.add(Event::Hit, 1);
                     }
                     return Ok(entry);
                 }
@@ -389,7 +361,7 @@ where
                 .clone();
             self.land(&key, &flight, &outcome, Origin::Caller);
             if !counted {
-                bump(if led { &counters.misses } else { &counters.waits });
+                counters.add(if led { Event::Miss } else { Event::Wait }, 1);
                 counted = true;
             }
             match outcome {
@@ -437,7 +409,7 @@ where
                     },
                 ) {
                     if old != key {
-                        bump(&counters.evicted);
+                        counters.add(Event::Evicted, 1);
                     }
                 }
                 return Step::Load(flight);
@@ -471,7 +443,7 @@ where
                 if usage(&entry.value) != Usage::Spent {
                     // Expired, its reload failed transiently: serve stale
                     // and try again in the background.
-                    bump(&counters.stale_uses);
+                    counters.add(Event::StaleUse, 1);
                     let entry = Arc::clone(entry);
                     let refresh = self.start_refresh(slot, now);
                     return Step::Serve(entry, refresh);
@@ -483,7 +455,7 @@ where
             if let Some(next) = slot.next.take() {
                 // Used up or expired, and its successor is ready: it takes
                 // over (the old entry is wiped once no caller holds it).
-                bump(&counters.expired);
+                counters.add(Event::Expired, 1);
                 slot.entry = Some(next);
                 continue;
             }
@@ -492,7 +464,7 @@ where
             // may serve stale if its reload fails; a used-up or dead one goes.
             let keep = !spent && (usable || self.within_stale(entry, now));
             if !keep {
-                bump(&counters.expired);
+                counters.add(Event::Expired, 1);
                 slot.entry = None;
                 slot.failed = false;
             }
@@ -526,7 +498,7 @@ where
         if !self.within_stale(entry, now) || usage(&entry.value) == Usage::Spent {
             return None;
         }
-        bump(&self.inner.counters.stale_uses);
+        self.inner.counters.add(Event::StaleUse, 1);
         Some(Arc::clone(entry))
     }
 
@@ -560,7 +532,7 @@ where
             }
             return;
         };
-        bump(&self.inner.counters.refreshes);
+        self.inner.counters.add(Event::Refresh, 1);
         let cache = Arc::downgrade(&self.inner);
         let policy = self.inner.policy;
         let counters = Arc::clone(&self.inner.counters);
@@ -575,7 +547,7 @@ where
                 .await
                 .clone();
             if outcome.is_err() {
-                bump(&refresh_counters.refresh_failures);
+                refresh_counters.add(Event::RefreshFailed, 1);
             }
             if let Some(inner) = cache.upgrade() {
                 Cache { inner }.land(&key, &flight, &outcome, Origin::Refresh);
@@ -601,7 +573,7 @@ where
         let now = Instant::now();
         let mut old = None;
         let mut expiry = None;
-        {
+        let held = {
             let mut slots = self.lock();
             let Some(slot) = slots.peek_mut(key) else {
                 return;
@@ -642,14 +614,16 @@ where
                     // Revocation is never postponed: the entry goes now.
                     if let Some(slot) = slots.pop(key) {
                         if slot.entry.is_some() {
-                            bump(&counters.revoked);
+                            counters.add(Event::Revoked, 1);
                         }
                         old = slot.entry;
                     }
                 }
             }
-        }
+            slots.len()
+        };
         drop(old);
+        crate::observe::cache_entries(counters.name, held as u64);
         if let Some(at) = expiry {
             self.inner.sweep.expires(at.into_std());
         }
@@ -664,6 +638,7 @@ fn finish<V, E>(
 ) -> Outcome<V, E> {
     match loaded {
         Ok(load) => {
+            counters.add(Event::Load, 1);
             let now = Instant::now();
             let keep = 1.0 - policy.jitter() * unit_random();
             let ttl = load.ttl.mul_f64(keep);
@@ -681,7 +656,7 @@ fn finish<V, E>(
             }))
         }
         Err(e) => {
-            bump(&counters.load_failures);
+            counters.add(Event::LoadFailed, 1);
             Err(Arc::new(e))
         }
     }
@@ -706,7 +681,7 @@ where
         let stale = self.policy.stale_if_error().unwrap_or(Duration::ZERO);
         let hard = |e: &Entry<V>| (e.expires + stale).into_std();
         let mut dropped = Vec::new();
-        let next = {
+        let (next, entries) = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             let due = |e: &Option<Arc<Entry<V>>>| e.as_deref().is_some_and(|e| hard(e) <= now);
             let expired: Vec<K> = slots
@@ -730,14 +705,16 @@ where
                     slots.pop(&key);
                 }
             }
-            slots
+            let next = slots
                 .iter()
                 .flat_map(|(_, s)| [s.entry.as_deref(), s.next.as_deref()])
                 .flatten()
                 .map(hard)
-                .min()
+                .min();
+            (next, slots.len() as u64)
         };
-        self.counters.expired.fetch_add(dropped.len() as u64, Relaxed);
+        self.counters.add(Event::Expired, dropped.len() as u64);
+        crate::observe::cache_entries(self.counters.name, entries);
         // Wiped here (or by the last caller still holding one), outside the lock.
         drop(dropped);
         next

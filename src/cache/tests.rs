@@ -1,7 +1,7 @@
 //! Tests of the cache engine on tokio's paused clock: refresh ahead,
 //! single flight, the fan-out cap, jitter, stale-if-error, wiping.
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Mutex as StdMutex;
 
 use super::*;
@@ -14,7 +14,7 @@ type LoadFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Load
 const TTL: Duration = Duration::from_secs(100);
 
 fn cache(policy: CachePolicy) -> TestCache {
-    Cache::new(NonZeroUsize::new(16).unwrap(), policy)
+    Cache::new("test", NonZeroUsize::new(16).unwrap(), policy)
 }
 
 fn policy() -> CachePolicyBuilder {
@@ -216,6 +216,7 @@ async fn the_fan_out_cap_holds_across_keys() {
 #[tokio::test(start_paused = true)]
 async fn jittered_lifetimes_spread_over_the_band() {
     let cache: TestCache = Cache::new(
+        "test",
         NonZeroUsize::new(1000).unwrap(),
         CachePolicy::builder().jitter(0.1).grace(0.1).build().unwrap(),
     );
@@ -441,7 +442,7 @@ fn evicted_and_expired_entries_are_wiped() {
         .enable_time()
         .build()
         .unwrap();
-    let cache: TestCache = Cache::new(NonZeroUsize::new(2).unwrap(), policy().build().unwrap());
+    let cache: TestCache = Cache::new("test", NonZeroUsize::new(2).unwrap(), policy().build().unwrap());
     let ttl = Duration::from_millis(80);
     let load = |v: u64| move |_| async move { Ok::<_, Error>(Load::new(v, ttl)) };
     let first = rt.block_on(cache.get(1, TTL, fresh, load(1))).unwrap();
@@ -460,4 +461,66 @@ fn evicted_and_expired_entries_are_wiped() {
     crate::cache::sweep::wait_swept(&weak_second, expires, "an expired entry");
     let stats = cache.snapshot();
     assert!(stats.expired >= 1 && stats.wiped >= 2, "{stats:?}");
+}
+
+/// The counters reach the metrics facade by cache and event, the same
+/// numbers as the snapshot.
+#[cfg(feature = "metrics")]
+#[test]
+fn counters_are_metrics_by_cache_and_event() {
+    use crate::observe::testing::{counter, recorded};
+    let got = recorded(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let cache = cache(policy().stale_if_error(Duration::from_secs(60)).build().unwrap());
+            let loader = Loader::default();
+            cache.get(1, TTL, fresh, loader.load()).await.unwrap();
+            cache.get(1, TTL, fresh, loader.load()).await.unwrap();
+            tokio::time::advance(Duration::from_secs(95)).await;
+            cache.get(1, TTL, fresh, loader.load()).await.unwrap(); // refresh ahead
+            settle().await;
+            tokio::time::advance(Duration::from_secs(6)).await;
+            cache.get(1, TTL, fresh, loader.load()).await.unwrap(); // successor
+            loader.then([Some(aws(AwsErrorKind::Throttled))]);
+            tokio::time::advance(Duration::from_secs(100)).await;
+            cache.get(1, TTL, fresh, loader.load()).await.unwrap(); // stale
+            let s = cache.snapshot();
+            assert_eq!(
+                (
+                    s.hits,
+                    s.misses,
+                    s.refreshes,
+                    s.loads,
+                    s.load_failures,
+                    s.stale_uses,
+                    s.expired
+                ),
+                (3, 2, 1, 2, 1, 1, 1),
+                "{s:?}"
+            );
+        });
+    });
+    let events = |event: &str| {
+        counter(
+            &got,
+            "envseal_cache_events_total",
+            &[("cache", "test"), ("event", event)],
+        )
+    };
+    for (event, n) in [
+        ("hit", 3),
+        ("miss", 2),
+        ("refresh_ahead", 1),
+        ("load", 2),
+        ("load_failed", 1),
+        ("stale_use", 1),
+        ("expired", 1),
+    ] {
+        assert_eq!(events(event), Some(n), "{event}");
+    }
+    assert!(events("wiped").unwrap_or(0) >= 1, "the replaced entry was wiped");
 }

@@ -159,6 +159,9 @@ pub struct CacheStats {
     /// Background refreshes that failed (the entry kept serving if it was
     /// still usable).
     pub refresh_failures: u64,
+    /// Loads (by a caller or in the background) that succeeded: keyring
+    /// calls that produced an entry.
+    pub loads: u64,
     /// Loads (by a caller or in the background) that failed.
     pub load_failures: u64,
     /// Lookups served an expired entry after a transient failure to
@@ -189,6 +192,7 @@ impl From<Snapshot> for CacheStats {
             bypasses: s.bypasses,
             refreshes: s.refreshes,
             refresh_failures: s.refresh_failures,
+            loads: s.loads,
             load_failures: s.load_failures,
             stale_uses: s.stale_uses,
             expired: s.expired,
@@ -250,7 +254,7 @@ impl MaterialsCacheBuilder {
         let capacity = NonZeroUsize::new(self.capacity)
             .ok_or_else(|| Error::config("cache capacity", "must be above zero"))?;
         Ok(MaterialsCache {
-            inner: Cache::new(capacity, self.policy),
+            inner: Cache::new("data_key", capacity, self.policy),
         })
     }
 }
@@ -368,7 +372,7 @@ impl CachingCmm {
         let len = match plaintext_len {
             Some(len) if len <= self.limits.max_bytes && suite.kdf() != Kdf::Identity => len,
             _ => {
-                counters.bypasses.fetch_add(1, Ordering::Relaxed);
+                counters.bypass();
                 let m = encryption_materials(self.keyring(), request, None).await?;
                 return Ok(Arc::new(m));
             }
@@ -442,7 +446,7 @@ impl CachingCmm {
         let counters = self.cache.inner.counters();
         let suite = materials.suite();
         if suite.kdf() == Kdf::Identity {
-            counters.bypasses.fetch_add(1, Ordering::Relaxed);
+            counters.bypass();
             return self.keyring.on_decrypt(materials, edks).await;
         }
         let key = self

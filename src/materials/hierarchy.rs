@@ -118,7 +118,7 @@ impl BranchKeyCacheBuilder {
         let capacity = NonZeroUsize::new(self.capacity)
             .ok_or_else(|| Error::config("branch key cache capacity", "must be above zero"))?;
         Ok(BranchKeyCache {
-            inner: Cache::new(capacity, self.policy),
+            inner: Cache::new("branch_key", capacity, self.policy),
         })
     }
 }
@@ -127,6 +127,7 @@ impl Default for BranchKeyCache {
     fn default() -> Self {
         BranchKeyCache {
             inner: Cache::new(
+                "branch_key",
                 NonZeroUsize::new(DEFAULT_BRANCH_KEY_CACHE_CAPACITY).unwrap_or(NonZeroUsize::MIN),
                 CachePolicy::default(),
             ),

@@ -1,0 +1,96 @@
+//! A cache's counters: the snapshot behind `CacheStats`, and the same
+//! events as metrics ([`crate::observe`]).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Live counters of one cache; each count is also a metric
+/// (`envseal_cache_events_total{cache, event}`, [`crate::observe`]).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// The cache's name in the metrics: `data_key`, `branch_key`, `credentials`.
+    pub name: &'static str,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub waits: AtomicU64,
+    pub bypasses: AtomicU64,
+    pub refreshes: AtomicU64,
+    pub refresh_failures: AtomicU64,
+    pub loads: AtomicU64,
+    pub load_failures: AtomicU64,
+    pub stale_uses: AtomicU64,
+    pub expired: AtomicU64,
+    pub evicted: AtomicU64,
+    pub revoked: AtomicU64,
+    pub wiped: AtomicU64,
+}
+
+/// A snapshot of [`Counters`] with the number of entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub waits: u64,
+    pub bypasses: u64,
+    pub refreshes: u64,
+    pub refresh_failures: u64,
+    pub loads: u64,
+    pub load_failures: u64,
+    pub stale_uses: u64,
+    pub expired: u64,
+    pub evicted: u64,
+    pub revoked: u64,
+    pub wiped: u64,
+    pub entries: u64,
+}
+
+/// The metric event each counter stands for.
+#[derive(Clone, Copy)]
+pub(super) enum Event {
+    Hit,
+    Miss,
+    Wait,
+    Refresh,
+    RefreshFailed,
+    Load,
+    LoadFailed,
+    StaleUse,
+    Expired,
+    Evicted,
+    Revoked,
+    Wiped,
+}
+
+impl Counters {
+    fn counter(&self, event: Event) -> (&AtomicU64, &'static str) {
+        match event {
+            Event::Hit => (&self.hits, "hit"),
+            Event::Miss => (&self.misses, "miss"),
+            Event::Wait => (&self.waits, "wait"),
+            Event::Refresh => (&self.refreshes, "refresh_ahead"),
+            Event::RefreshFailed => (&self.refresh_failures, "refresh_failed"),
+            Event::Load => (&self.loads, "load"),
+            Event::LoadFailed => (&self.load_failures, "load_failed"),
+            Event::StaleUse => (&self.stale_uses, "stale_use"),
+            Event::Expired => (&self.expired, "expired"),
+            Event::Evicted => (&self.evicted, "evicted"),
+            Event::Revoked => (&self.revoked, "revoked"),
+            Event::Wiped => (&self.wiped, "wiped"),
+        }
+    }
+
+    /// Counts `n` of `event`, here and in the metrics.
+    pub(super) fn add(&self, event: Event, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let (counter, name) = self.counter(event);
+        counter.fetch_add(n, Relaxed);
+        crate::observe::cache_events(self.name, name, n);
+    }
+
+    /// Counts a request that skipped the cache.
+    pub(crate) fn bypass(&self) {
+        self.bypasses.fetch_add(1, Relaxed);
+        crate::observe::cache_events(self.name, "bypass", 1);
+    }
+}
