@@ -23,8 +23,8 @@ use common::moto::{self, create_key, moto};
 use envseal::keystore::KeyStore;
 use envseal::kms::{AwsBounds, AwsErrorKind, AwsOperation, KmsClient};
 use envseal::{
-    AlgorithmSuite, BranchKeyCache, CommitmentPolicy, Config, EncryptionContext, Error, HierarchyKeyring,
-    HIERARCHY_PROVIDER_ID,
+    AlgorithmSuite, BranchKeyCache, CachePolicy, CommitmentPolicy, Config, EncryptionContext, Error,
+    HierarchyKeyring, HIERARCHY_PROVIDER_ID,
 };
 use serde_json::Value;
 
@@ -233,6 +233,70 @@ async fn one_get_item_and_one_decrypt_per_ttl_and_per_concurrent_miss() {
     assert_eq!(k.decrypt_calls - kms_base.decrypt_calls, 1);
     assert_eq!(s.branch_key_cache_misses - base.branch_key_cache_misses, 1);
     assert_eq!(s.branch_key_cache_hits - base.branch_key_cache_hits, 63);
+}
+
+/// Steady traffic over several TTLs: refresh ahead keeps one GetItem and
+/// one KMS Decrypt per (jittered) TTL, at most one more per TTL than
+/// without it, and no encrypt after the first waits for the key store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_ahead_keeps_one_load_per_ttl_and_no_caller_waits() {
+    let Fixture { store, id, .. } = fixture("refresh-ahead").await;
+    let ttl = Duration::from_millis(500);
+    let run = Duration::from_secs(3);
+    for refresh_ahead in [true, false] {
+        let policy = CachePolicy::builder()
+            .refresh_ahead(refresh_ahead)
+            .build()
+            .unwrap();
+        let cache = BranchKeyCache::builder(10).policy(policy).build().unwrap();
+        let keyring = Arc::new(
+            HierarchyKeyring::builder(store.clone(), ttl)
+                .branch_key_id(&id)
+                .cache(cache.clone())
+                .build()
+                .unwrap(),
+        );
+        let (base, kms_base) = (store.stats(), store.kms_client().stats());
+        let started = Instant::now();
+        let mut records = 0u32;
+        while started.elapsed() < run {
+            seal(&keyring, &records.to_be_bytes()).await.unwrap();
+            records += 1;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let (s, k) = (store.stats(), store.kms_client().stats());
+        let (get_items, decrypts) = (
+            s.get_item_calls - base.get_item_calls,
+            k.decrypt_calls - kms_base.decrypt_calls,
+        );
+        let stats = cache.stats();
+        eprintln!(
+            "refresh ahead {refresh_ahead}: {records} records in {elapsed:.2} s, \
+             {get_items} GetItem, {decrypts} Decrypt, {stats:?}"
+        );
+        assert_eq!(get_items, decrypts, "one KMS Decrypt per GetItem");
+        // Lives of 0.45-0.5 s (jitter 10 %); refreshed at 90 % of a life.
+        let ttls = elapsed / ttl.as_secs_f64();
+        assert!(get_items as f64 >= ttls - 1.0, "{get_items} loads in {ttls:.1} TTLs");
+        assert!(
+            get_items as f64 <= 2.0 * ttls + 1.0,
+            "{get_items} loads in {ttls:.1} TTLs: more than one extra per TTL"
+        );
+        if refresh_ahead {
+            assert_eq!(stats.loads, get_items);
+            assert_eq!(
+                (stats.misses, stats.waits),
+                (1, 0),
+                "only the first encrypt waited: {stats:?}"
+            );
+            assert!(stats.refreshes as f64 >= ttls - 1.0, "{stats:?}");
+        } else {
+            // The baseline: an encrypt waits at every expiry.
+            assert!(stats.misses as f64 >= ttls - 1.0, "{stats:?}");
+            assert_eq!(stats.refreshes, 0);
+        }
+    }
 }
 
 fn keyring_for_cache(store: &KeyStore, id: &str, cache: BranchKeyCache) -> Arc<HierarchyKeyring> {
