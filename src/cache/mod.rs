@@ -145,7 +145,7 @@ impl<V> std::ops::Deref for Entry<V> {
 
 impl<V> Entry<V> {
     /// When it was loaded.
-    #[cfg(test)]
+    #[cfg_attr(not(feature = "kms"), allow(dead_code))] // the credentials cache's
     pub(crate) fn loaded(&self) -> Instant {
         self.loaded
     }
@@ -310,6 +310,24 @@ where
             all.iter().filter_map(|k| slots.pop(k)).collect()
         };
         drop(dropped);
+    }
+
+    /// Drops `key`'s entry if `stale` says so (the credentials cache, after
+    /// the service rejected what it served). Returns whether it did.
+    #[cfg_attr(not(feature = "kms"), allow(dead_code))] // the credentials cache's
+    pub(crate) fn invalidate_if(&self, key: &K, stale: impl FnOnce(&Entry<V>) -> bool) -> bool {
+        let taken = {
+            let mut slots = self.lock();
+            match slots.peek_mut(key) {
+                Some(slot) if slot.entry.as_deref().is_some_and(stale) => {
+                    slot.failed = false;
+                    slot.retry_at = None;
+                    slot.entry.take()
+                }
+                _ => None,
+            }
+        };
+        taken.is_some()
     }
 
     fn lock(&self) -> MutexGuard<'_, LruCache<K, Slot<V, E>>> {
@@ -584,7 +602,9 @@ where
             slot.flight = None;
             match outcome {
                 Ok(entry)
-                    if origin == Origin::Refresh && slot.entry.as_ref().is_some_and(|e| now < e.expires) =>
+                    if origin == Origin::Refresh
+                        && self.inner.policy.successor_waits()
+                        && slot.entry.as_ref().is_some_and(|e| now < e.expires) =>
                 {
                     // Refreshed ahead: the successor waits for the current
                     // entry to be used up or expire.

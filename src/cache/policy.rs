@@ -59,6 +59,11 @@ pub struct CachePolicy {
     stale_if_error: Option<Duration>,
     retry_interval: Option<Duration>,
     max_loads: usize,
+    /// Whether a successor refreshed ahead waits for the current entry to
+    /// be used up or expire (data keys and branch keys: every use the
+    /// current one allows is taken) rather than replacing it at once
+    /// (credentials: never used in their last minutes).
+    successor_waits: bool,
 }
 
 impl Default for CachePolicy {
@@ -70,6 +75,7 @@ impl Default for CachePolicy {
             stale_if_error: None,
             retry_interval: None,
             max_loads: DEFAULT_MAX_LOADS,
+            successor_waits: true,
         }
     }
 }
@@ -110,6 +116,19 @@ impl CachePolicy {
     /// The most loads under way at once across keys.
     pub fn max_loads(&self) -> usize {
         self.max_loads
+    }
+
+    /// Whether a refreshed successor waits for the current entry.
+    pub(crate) fn successor_waits(&self) -> bool {
+        self.successor_waits
+    }
+
+    /// This policy, with refreshed successors replacing the current entry
+    /// at once.
+    #[cfg_attr(not(feature = "kms"), allow(dead_code))] // the credentials cache's
+    pub(crate) fn replacing(mut self) -> Self {
+        self.successor_waits = false;
+        self
     }
 
     /// The least time between two refresh attempts of an entry whose

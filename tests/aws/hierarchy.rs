@@ -278,7 +278,10 @@ async fn refresh_ahead_keeps_one_load_per_ttl_and_no_caller_waits() {
         assert_eq!(get_items, decrypts, "one KMS Decrypt per GetItem");
         // Lives of 0.45-0.5 s (jitter 10 %); refreshed at 90 % of a life.
         let ttls = elapsed / ttl.as_secs_f64();
-        assert!(get_items as f64 >= ttls - 1.0, "{get_items} loads in {ttls:.1} TTLs");
+        assert!(
+            get_items as f64 >= ttls - 1.0,
+            "{get_items} loads in {ttls:.1} TTLs"
+        );
         assert!(
             get_items as f64 <= 2.0 * ttls + 1.0,
             "{get_items} loads in {ttls:.1} TTLs: more than one extra per TTL"

@@ -1,6 +1,11 @@
-//! envseal's credential cache: refreshes ahead of expiry, single flight,
-//! static stability, invalidation after `ExpiredTokenException`.
+//! envseal's credential cache, on the crate's cache engine
+//! ([`crate::cache`]): refreshed in the background ahead of expiry (no
+//! call waits while the current credentials are valid), single flight,
+//! static stability (a failed refresh keeps the valid credentials serving
+//! and is tried again after [`RETRY_AFTER_FAILURE`]), invalidation after
+//! `ExpiredTokenException`.
 
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -8,21 +13,17 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 
+use crate::cache::{Cache, CachePolicy, Load, LoadError, Usage};
 use crate::kms::stats::AwsCounters;
 
 use super::*;
 
 use super::chain::Slot;
 
-/// Credentials as cached: the provider that supplied them and when to refresh.
+/// Credentials as cached, with the provider that supplied them.
 pub(crate) struct Cached {
     credentials: Credentials,
     provider: &'static str,
-    /// After this, the next call refreshes.
-    refresh_at: Instant,
-    /// When the credentials stop being valid (None: no expiry).
-    expires_at: Option<Instant>,
-    loaded_at: Instant,
 }
 
 /// How long credentials without an expiry are kept before asking again
@@ -31,6 +32,8 @@ pub(crate) const NO_EXPIRY_REFRESH: Duration = Duration::from_secs(15 * 60);
 /// After a failed refresh with still-valid credentials, wait this long
 /// before asking the provider again.
 pub(crate) const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+/// The lifetime of credentials without an expiry ("never").
+const NO_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// When credentials loaded at `now` are next refreshed: `before` ahead of
 /// their expiry, or at half their remaining life when that is shorter
@@ -65,15 +68,21 @@ impl std::fmt::Display for LoadFailure {
 
 impl std::error::Error for LoadFailure {}
 
-/// The cache in front of the credential chain; see the module docs.
-pub(crate) struct CredentialCache {
+impl LoadError for LoadFailure {
+    /// Static stability: whatever the provider said, credentials that are
+    /// still valid keep serving (the service, not the provider, says
+    /// whether they are revoked: `ExpiredTokenException` invalidates them).
+    fn is_transient(&self) -> bool {
+        true
+    }
+}
+
+/// What the loads share with the cache.
+struct Source {
     source: SharedCredentialsProvider,
     slot: Option<Slot>,
     refresh_before: Duration,
     load_timeout: Duration,
-    state: Mutex<Option<Cached>>,
-    /// Single flight: one load at a time; waiters then use its result.
-    loading: tokio::sync::Mutex<()>,
     /// The provider named by the last load, successful or not.
     last_provider: Mutex<Option<&'static str>>,
     /// The last load a timeout cancelled: when, and the provider it was asking.
@@ -81,13 +90,24 @@ pub(crate) struct CredentialCache {
     stats: Arc<AwsCounters>,
 }
 
+/// The cache in front of the credential chain; see the module docs.
+pub(crate) struct CredentialCache {
+    cache: Cache<(), Cached, LoadFailure>,
+    source: Arc<Source>,
+}
+
 impl std::fmt::Debug for CredentialCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CredentialCache")
-            .field("refresh_before", &self.refresh_before)
-            .field("load_timeout", &self.load_timeout)
+            .field("refresh_before", &self.source.refresh_before)
+            .field("load_timeout", &self.source.load_timeout)
             .finish_non_exhaustive()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every update is one assignment: a poisoned lock holds no half-made value.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl CredentialCache {
@@ -99,155 +119,152 @@ impl CredentialCache {
         options: &CredentialOptions,
         stats: Arc<AwsCounters>,
     ) -> Self {
+        // One key; refreshed at the point `refresh_at` gives (no jitter:
+        // the provider's expiry is the truth), replaced as soon as the
+        // refresh lands, never served past expiry.
+        let policy = CachePolicy::builder()
+            .jitter(0.0)
+            .retry_interval(RETRY_AFTER_FAILURE)
+            .max_loads(1)
+            .build()
+            .unwrap_or_default()
+            .replacing();
         CredentialCache {
-            source,
-            slot,
-            refresh_before: options.refresh_before_expiry,
-            load_timeout: options.load_timeout,
-            state: Mutex::new(None),
-            loading: tokio::sync::Mutex::new(()),
-            last_provider: Mutex::new(None),
-            cancelled: Mutex::new(None),
-            stats,
+            cache: Cache::new("credentials", NonZeroUsize::MIN, policy),
+            source: Arc::new(Source {
+                source,
+                slot,
+                refresh_before: options.refresh_before_expiry,
+                load_timeout: options.load_timeout,
+                last_provider: Mutex::new(None),
+                cancelled: Mutex::new(None),
+                stats,
+            }),
         }
     }
 
-    fn lock_state(&self) -> std::sync::MutexGuard<'_, Option<Cached>> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The cached credentials if they need no refresh yet.
-    fn fresh(&self) -> Option<Credentials> {
-        let state = self.lock_state();
-        let cached = state.as_ref()?;
-        (Instant::now() < cached.refresh_at).then(|| cached.credentials.clone())
-    }
-
-    /// The provider that supplied the cached credentials, or that failed last.
+    /// The provider that supplied the credentials served last, or that
+    /// failed last.
     pub(crate) fn provider(&self) -> Option<&'static str> {
-        *self.last_provider.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.source.last_provider)
     }
 
     /// Drops the cached credentials if they were loaded before `sent`, the
     /// start of the attempt that saw them rejected (credentials a concurrent
     /// refresh loaded since are kept). Returns whether it dropped them.
     pub(crate) fn invalidate_loaded_before(&self, sent: Instant) -> bool {
-        let mut state = self.lock_state();
-        if state.as_ref().is_some_and(|c| c.loaded_at <= sent) {
-            *state = None;
-            true
-        } else {
-            false
-        }
+        let sent = tokio::time::Instant::from_std(sent);
+        self.cache.invalidate_if(&(), |e| e.loaded() <= sent)
     }
 
-    /// Cached credentials, refreshed first when due.
+    /// Cached credentials; loaded first when there are none valid, and
+    /// refreshed in the background when due.
     pub(crate) async fn credentials(&self) -> Result<Credentials, CredentialsError> {
-        if let Some(c) = self.fresh() {
-            return Ok(c);
+        let source = &self.source;
+        let load = |_| Arc::clone(source).load();
+        match self.cache.get((), NO_EXPIRY, |_| Usage::Fresh, load).await {
+            Ok(entry) => {
+                *lock(&source.last_provider) = Some(entry.provider);
+                Ok(entry.credentials.clone())
+            }
+            Err(e) => {
+                tracing::warn!(
+                    target: "envseal::credentials",
+                    provider = e.provider,
+                    error = %e.detail,
+                    "credentials not loaded"
+                );
+                Err(CredentialsError::provider_error(LoadFailure {
+                    provider: e.provider,
+                    detail: e.detail.clone(),
+                }))
+            }
         }
-        let _flight = self.loading.lock().await;
-        if let Some(c) = self.fresh() {
-            return Ok(c);
-        }
-        self.load().await
     }
 
     /// If a timeout cancelled a load that started after `since`: the
     /// provider it was asking. A call that timed out then was waiting for
     /// credentials, not for KMS.
     pub(crate) fn cancelled_since(&self, since: Instant) -> Option<&'static str> {
-        let cancelled = *self.cancelled.lock().unwrap_or_else(|p| p.into_inner());
+        let cancelled = *lock(&self.source.cancelled);
         cancelled
             .filter(|(at, _)| *at >= since)
             .map(|(_, provider)| provider)
     }
+}
 
+impl Source {
     fn provider_asked(&self) -> &'static str {
         self.slot
             .as_ref()
-            .and_then(|s| *s.lock().unwrap_or_else(|p| p.into_inner()))
+            .and_then(|s| *lock(s))
             .unwrap_or(PROVIDER_CONFIGURED)
     }
 
-    async fn load(&self) -> Result<Credentials, CredentialsError> {
+    /// One load from the chain, bounded by the load timeout.
+    async fn load(self: Arc<Self>) -> Result<Load<Cached>, LoadFailure> {
         /// Records the load as cancelled unless it is disarmed.
-        struct Cancelled<'a>(Option<&'a CredentialCache>);
+        struct Cancelled<'a>(Option<&'a Source>);
         impl Drop for Cancelled<'_> {
             fn drop(&mut self) {
-                if let Some(cache) = self.0 {
-                    let provider = cache.provider_asked();
-                    *cache.cancelled.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some((Instant::now(), provider));
-                    *cache.last_provider.lock().unwrap_or_else(|p| p.into_inner()) = Some(provider);
-                    cache.stats.credentials_refresh_failed();
+                if let Some(source) = self.0 {
+                    let provider = source.provider_asked();
+                    *lock(&source.cancelled) = Some((Instant::now(), provider));
+                    *lock(&source.last_provider) = Some(provider);
+                    source.stats.credentials_refresh_failed();
                 }
             }
         }
         if let Some(slot) = &self.slot {
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *lock(slot) = None;
         }
-        let mut guard = Cancelled(Some(self));
+        let mut guard = Cancelled(Some(&self));
         let started = Instant::now();
         let loaded = tokio::time::timeout(self.load_timeout, self.source.provide_credentials()).await;
         guard.0 = None;
         let elapsed = started.elapsed();
         let provider = self.provider_asked();
-        *self.last_provider.lock().unwrap_or_else(|p| p.into_inner()) = Some(provider);
+        *lock(&self.last_provider) = Some(provider);
         let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         let detail = match loaded {
             Ok(Ok(credentials)) => {
                 self.stats.credentials_refreshed(elapsed);
                 let now = Instant::now();
-                let expires_at = credentials
+                let left = credentials
                     .expiry()
-                    .map(|e| match e.duration_since(SystemTime::now()) {
-                        Ok(left) => now + left,
-                        Err(_) => now,
-                    });
-                let refresh_at = refresh_at(now, expires_at, self.refresh_before);
+                    .map(|e| e.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO));
+                let expires_at = left.map(|left| now + left);
+                let refresh_after = refresh_at(now, expires_at, self.refresh_before) - now;
                 tracing::info!(
                     target: "envseal::credentials",
                     provider,
                     elapsed_ms,
-                    expires_in_s = expires_at.map(|at| at.saturating_duration_since(now).as_secs()),
+                    expires_in_s = left.map(|l| l.as_secs()),
                     "credentials loaded"
                 );
-                *self.lock_state() = Some(Cached {
-                    credentials: credentials.clone(),
-                    provider,
-                    refresh_at,
-                    expires_at,
-                    loaded_at: now,
+                return Ok(Load {
+                    value: Cached {
+                        credentials,
+                        provider,
+                    },
+                    ttl: left.unwrap_or(NO_EXPIRY),
+                    refresh_after: Some(refresh_after),
                 });
-                return Ok(credentials);
             }
             Ok(Err(e)) => aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
             Err(_) => format!("no answer within {} ms", self.load_timeout.as_millis()),
         };
         self.stats.credentials_refresh_failed();
         // Static stability: credentials that are still valid keep serving
-        // while the provider is down; ask again shortly.
-        let mut state = self.lock_state();
-        if let Some(cached) = state.as_mut() {
-            let now = Instant::now();
-            if cached.expires_at.is_none_or(|at| now < at) {
-                cached.refresh_at = now + RETRY_AFTER_FAILURE;
-                tracing::warn!(
-                    target: "envseal::credentials",
-                    provider,
-                    elapsed_ms,
-                    error = %detail,
-                    "credentials refresh failed; the current credentials are still valid"
-                );
-                *self.last_provider.lock().unwrap_or_else(|p| p.into_inner()) = Some(cached.provider);
-                return Ok(cached.credentials.clone());
-            }
-        }
-        *state = None;
-        drop(state);
-        tracing::warn!(target: "envseal::credentials", provider, elapsed_ms, error = %detail, "credentials not loaded");
-        Err(CredentialsError::provider_error(LoadFailure { provider, detail }))
+        // (the cache keeps them); the next refresh is a second away.
+        tracing::warn!(
+            target: "envseal::credentials",
+            provider,
+            elapsed_ms,
+            error = %detail,
+            "credentials load failed; credentials still valid, if any, keep serving"
+        );
+        Err(LoadFailure { provider, detail })
     }
 }
 
@@ -367,6 +384,9 @@ mod tests {
         );
         assert_eq!(c.credentials().await.unwrap().access_key_id(), "AKID1");
         tokio::time::sleep(Duration::from_millis(120)).await;
+        // Due: still valid, served at once while the refresh runs behind.
+        assert_eq!(c.credentials().await.unwrap().access_key_id(), "AKID1");
+        tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(c.credentials().await.unwrap().access_key_id(), "AKID2");
     }
 
@@ -376,6 +396,8 @@ mod tests {
         let (c, stats) = cache(Some(Duration::from_millis(400)), Duration::from_secs(300), 1);
         assert_eq!(c.credentials().await.unwrap().access_key_id(), "AKID1");
         tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(c.credentials().await.unwrap().access_key_id(), "AKID1");
+        tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(c.credentials().await.unwrap().access_key_id(), "AKID1");
         let snap = stats.snapshot();
         assert_eq!(
@@ -391,5 +413,62 @@ mod tests {
             text.contains("credentials from configured provider could not be loaded"),
             "{text}"
         );
+    }
+
+    /// A provider that answers after `delay`, with credentials living 1 s.
+    #[derive(Debug)]
+    struct Slow {
+        delay: Duration,
+        calls: AtomicU64,
+    }
+
+    impl ProvideCredentials for Slow {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let delay = self.delay;
+            future::ProvideCredentials::new(async move {
+                tokio::time::sleep(delay).await;
+                let expiry = SystemTime::now() + Duration::from_secs(1);
+                Ok(Credentials::new(
+                    format!("AKID{n}"),
+                    "secret",
+                    None,
+                    Some(expiry),
+                    "test",
+                ))
+            })
+        }
+    }
+
+    /// Once a refresh is due, calls keep the valid credentials and do not
+    /// wait for the (slow) provider; the refresh replaces them when it lands.
+    #[tokio::test]
+    async fn a_due_refresh_runs_behind_the_calls() {
+        let provider = SharedCredentialsProvider::new(Slow {
+            delay: Duration::from_millis(200),
+            calls: AtomicU64::new(0),
+        });
+        let options = CredentialOptions::builder()
+            .refresh_before_expiry(Duration::from_millis(800))
+            .build()
+            .unwrap();
+        let c = CredentialCache::new(provider, None, &options, Arc::new(AwsCounters::new()));
+        assert_eq!(c.credentials().await.unwrap().access_key_id(), "AKID1");
+        // Life 1 s, refreshed at half of it.
+        tokio::time::sleep(Duration::from_millis(550)).await;
+        let start = Instant::now();
+        for _ in 0..100 {
+            assert_eq!(c.credentials().await.unwrap().access_key_id(), "AKID1");
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(100),
+            "a call waited: {:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(c.credentials().await.unwrap().access_key_id(), "AKID2");
     }
 }
