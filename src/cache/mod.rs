@@ -185,6 +185,8 @@ struct Slot<V, E> {
     failed: bool,
     /// No refresh starts before this (set after a failed one).
     retry_at: Option<Instant>,
+    /// Loads failed in a row (the retry delay doubles with each).
+    failures: u32,
 }
 
 impl<V, E> Slot<V, E> {
@@ -195,6 +197,7 @@ impl<V, E> Slot<V, E> {
             flight: None,
             failed: false,
             retry_at: None,
+            failures: 0,
         }
     }
 }
@@ -611,12 +614,14 @@ where
                     old = slot.next.replace(Arc::clone(entry));
                     slot.failed = false;
                     slot.retry_at = None;
+                    slot.failures = 0;
                     expiry = Some(self.hard_expiry(entry));
                 }
                 Ok(entry) => {
                     old = slot.entry.replace(Arc::clone(entry));
                     slot.failed = false;
                     slot.retry_at = None;
+                    slot.failures = 0;
                     expiry = Some(self.hard_expiry(entry));
                 }
                 Err(e) if e.is_transient() => {
@@ -625,7 +630,11 @@ where
                         .entry
                         .as_ref()
                         .map_or(Duration::ZERO, |e| e.expires - e.loaded);
-                    slot.retry_at = Some(now + self.inner.policy.retry_interval(ttl));
+                    slot.failures = slot.failures.saturating_add(1);
+                    let delay = self.inner.policy.retry_delay(ttl, slot.failures);
+                    // Up to half as long again at random: keys that failed
+                    // together do not retry together.
+                    slot.retry_at = Some(now + delay.mul_f64(1.0 + 0.5 * unit_random()));
                     if slot.entry.is_none() {
                         slots.pop(key);
                     }

@@ -29,7 +29,10 @@ const MIN_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 ///   finds it there starts one background load of its successor; callers
 ///   keep using the current entry meanwhile and no caller waits while a
 ///   usable entry exists. A failed refresh is tried again at most once per
-///   [`retry_interval`](CachePolicyBuilder::retry_interval). A refresh that
+///   [`retry_interval`](CachePolicyBuilder::retry_interval), and the wait
+///   doubles with each failure in a row (up to half the entry's lifetime,
+///   plus up to half again at random), so an overloaded or failing service
+///   sees fewer refreshes, not more. A refresh that
 ///   fails with a non-transient error (access denied, a disabled or
 ///   missing key, an invalid ciphertext) drops the entry at once:
 ///   revocation is never postponed.
@@ -140,6 +143,15 @@ impl CachePolicy {
             .max(MIN_RETRY_INTERVAL)
     }
 
+    /// The wait before the next attempt after `failures` failed loads in a
+    /// row (before jitter): the retry interval, doubled per failure after
+    /// the first, at most half of `ttl` (and never below the interval).
+    pub(crate) fn retry_delay(&self, ttl: Duration, failures: u32) -> Duration {
+        let interval = self.retry_interval(ttl);
+        let doubled = interval.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+        doubled.min((ttl / 2).max(interval))
+    }
+
     fn validate(&self) -> Result<()> {
         let share = |v: f64| (0.0..1.0).contains(&v);
         if !share(self.grace) {
@@ -198,7 +210,9 @@ impl CachePolicyBuilder {
     }
 
     /// The least time between two attempts to refresh an entry after a
-    /// failed one (default: a fifth of the grace window, at least 10 ms).
+    /// failed one (default: a fifth of the grace window, at least 10 ms);
+    /// it doubles with each further failure in a row, up to half the
+    /// entry's lifetime.
     pub fn retry_interval(mut self, interval: Duration) -> Self {
         self.0.retry_interval = Some(interval);
         self

@@ -524,3 +524,39 @@ fn counters_are_metrics_by_cache_and_event() {
     }
     assert!(events("wiped").unwrap_or(0) >= 1, "the replaced entry was wiped");
 }
+
+#[test]
+fn retry_delays_double_up_to_half_the_lifetime() {
+    let policy = policy().build().unwrap();
+    let ttl = Duration::from_secs(100);
+    let delays: Vec<u64> = (1..=8).map(|n| policy.retry_delay(ttl, n).as_secs()).collect();
+    // A fifth of the 10 s grace window, doubled per failure, capped at 50 s.
+    assert_eq!(delays, [2, 4, 8, 16, 32, 50, 50, 50]);
+    assert_eq!(policy.retry_delay(ttl, u32::MAX), Duration::from_secs(50));
+    let short = Duration::from_millis(30);
+    assert_eq!(
+        policy.retry_delay(short, 5),
+        Duration::from_millis(15),
+        "half of a short life"
+    );
+}
+
+/// Refreshes that keep failing back off: over 50 s past the grace window
+/// start, far fewer attempts than one per interval.
+#[tokio::test(start_paused = true)]
+async fn failing_refreshes_back_off() {
+    let cache = cache(policy().stale_if_error(Duration::from_secs(600)).build().unwrap());
+    let loader = Loader::default();
+    cache.get(1, TTL, fresh, loader.load()).await.unwrap();
+    loader.then((0..1000).map(|_| Some(aws(AwsErrorKind::Throttled))));
+    tokio::time::advance(Duration::from_secs(90)).await;
+    for _ in 0..500 {
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(cache.get(1, TTL, fresh, loader.load()).await.unwrap().value, 1);
+        settle().await;
+    }
+    // 50 s at 2 s per attempt would be 25; doubling (2, 4, 8, 16, ... with
+    // up to half again at random) leaves at most 6.
+    let refreshes = loader.calls() - 1;
+    assert!((3..=6).contains(&refreshes), "{refreshes} refreshes in 50 s");
+}
