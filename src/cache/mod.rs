@@ -537,13 +537,14 @@ where
         Some(flight)
     }
 
-    /// Runs a background refresh: waits for a load permit (a refresh that
-    /// finds none gives up until a later lookup), loads, lands.
+    /// Runs a background refresh: loads under a permit of the fan-out cap
+    /// (a refresh that finds none free gives up until a later lookup),
+    /// lands.
     fn spawn_refresh<Fut>(&self, key: K, flight: Flight<V, E>, load: Fut)
     where
         Fut: std::future::Future<Output = std::result::Result<Load<V>, E>> + Send + 'static,
     {
-        let Ok(permit) = Arc::clone(&self.inner.loads).try_acquire_owned() else {
+        if self.inner.loads.available_permits() == 0 {
             // No room under the fan-out cap: the next lookup tries again.
             let mut slots = self.lock();
             if let Some(slot) = slots.peek_mut(&key) {
@@ -552,15 +553,20 @@ where
                 }
             }
             return;
-        };
+        }
         self.inner.counters.add(Event::Refresh, 1);
         let cache = Arc::downgrade(&self.inner);
+        let loads = Arc::clone(&self.inner.loads);
         let policy = self.inner.policy;
         let counters = Arc::clone(&self.inner.counters);
         let refresh_counters = Arc::clone(&counters);
         tokio::spawn(async move {
             let outcome = flight
                 .get_or_init(|| async move {
+                    // The permit is taken inside the load, never held while
+                    // waiting on a caller that took this flight over (with
+                    // one permit, that caller would wait on it forever).
+                    let permit = loads.acquire().await;
                     let loaded = load.await;
                     drop(permit);
                     finish(loaded, &policy, &counters)

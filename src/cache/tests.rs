@@ -560,3 +560,23 @@ async fn failing_refreshes_back_off() {
     let refreshes = loader.calls() - 1;
     assert!((3..=6).contains(&refreshes), "{refreshes} refreshes in 50 s");
 }
+
+/// A caller that takes over a background refresh's flight (its entry was
+/// invalidated before the refresh task ran) does not wait forever on the
+/// only load permit.
+#[tokio::test(start_paused = true)]
+async fn a_caller_taking_over_a_refresh_gets_the_permit() {
+    let cache = cache(policy().max_loads(1).build().unwrap());
+    let loader = Loader::with_latency(Duration::from_millis(10));
+    cache.get(1, TTL, fresh, loader.load()).await.unwrap();
+    tokio::time::advance(Duration::from_secs(95)).await;
+    // Serves the entry and spawns a refresh, which has not run yet.
+    assert_eq!(cache.get(1, TTL, fresh, loader.load()).await.unwrap().value, 1);
+    assert!(cache.invalidate_if(&1, |_| true));
+    let got = tokio::time::timeout(Duration::from_secs(60), cache.get(1, TTL, fresh, loader.load())).await;
+    // Loader values number the loads made: the refresh's (2) never ran.
+    assert_eq!(got.expect("the caller waited forever").unwrap().value, 3);
+    settle().await;
+    // The refresh task found the flight done: the caller's load stands.
+    assert_eq!(cache.get(1, TTL, fresh, loader.load()).await.unwrap().value, 3);
+}
