@@ -219,6 +219,10 @@ struct Inner<K, V, E> {
     policy: CachePolicy,
     slots: Mutex<LruCache<K, Slot<V, E>>>,
     loads: Arc<Semaphore>,
+    /// Background refreshes under way: at most a quarter of the loads
+    /// (at least one), so refreshes that fall due together trickle in
+    /// rather than take every permit at once.
+    refreshing: Arc<Semaphore>,
     counters: Arc<Counters>,
     sweep: Registration,
 }
@@ -246,6 +250,7 @@ where
                 policy,
                 slots: Mutex::new(LruCache::new(capacity)),
                 loads: Arc::new(Semaphore::new(policy.max_loads())),
+                refreshing: Arc::new(Semaphore::new((policy.max_loads() / 4).max(1))),
                 counters: Arc::new(Counters {
                     name,
                     ..Counters::default()
@@ -537,15 +542,19 @@ where
         Some(flight)
     }
 
-    /// Runs a background refresh: loads under a permit of the fan-out cap
-    /// (a refresh that finds none free gives up until a later lookup),
-    /// lands.
+    /// Runs a background refresh: one of at most a quarter of the fan-out
+    /// cap at once, loading under a permit of the cap (a refresh that finds
+    /// no room gives up until a later lookup), then lands.
     fn spawn_refresh<Fut>(&self, key: K, flight: Flight<V, E>, load: Fut)
     where
         Fut: std::future::Future<Output = std::result::Result<Load<V>, E>> + Send + 'static,
     {
-        if self.inner.loads.available_permits() == 0 {
-            // No room under the fan-out cap: the next lookup tries again.
+        let ticket = Arc::clone(&self.inner.refreshing).try_acquire_owned();
+        let Ok(ticket) = ticket.map_err(|_| ()).and_then(|t| {
+            // A refresh is not urgent: it waits for no permit of the loads.
+            (self.inner.loads.available_permits() > 0).then_some(t).ok_or(())
+        }) else {
+            // No room for a refresh now: the next lookup tries again.
             let mut slots = self.lock();
             if let Some(slot) = slots.peek_mut(&key) {
                 if slot.flight.as_ref().is_some_and(|f| Arc::ptr_eq(f, &flight)) {
@@ -553,7 +562,7 @@ where
                 }
             }
             return;
-        }
+        };
         self.inner.counters.add(Event::Refresh, 1);
         let cache = Arc::downgrade(&self.inner);
         let loads = Arc::clone(&self.inner.loads);
@@ -573,6 +582,7 @@ where
                 })
                 .await
                 .clone();
+            drop(ticket);
             if outcome.is_err() {
                 refresh_counters.add(Event::RefreshFailed, 1);
             }

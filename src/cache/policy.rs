@@ -51,9 +51,10 @@ const MIN_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 ///   does one whose permissions were revoked during the outage (KMS could
 ///   not say so).
 /// - **Fan-out.** At most [`max_loads`](CachePolicyBuilder::max_loads)
-///   loads run at once across the keys of one cache; a cold-start burst of
-///   many keys queues instead of flooding KMS, and a refresh that finds no
-///   room waits for a later lookup.
+///   loads run at once across the keys of one cache, and at most a quarter
+///   of them (at least one) are background refreshes; a cold-start burst
+///   of many keys queues instead of flooding KMS, and a refresh that finds
+///   no room waits for a later lookup.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CachePolicy {
     refresh_ahead: bool,

@@ -580,3 +580,34 @@ async fn a_caller_taking_over_a_refresh_gets_the_permit() {
     // The refresh task found the flight done: the caller's load stands.
     assert_eq!(cache.get(1, TTL, fresh, loader.load()).await.unwrap().value, 3);
 }
+
+/// Refreshes that fall due together run at most a quarter of the loads at
+/// once; the others wait for a later lookup, and every entry still serves.
+#[tokio::test(start_paused = true)]
+async fn refreshes_due_together_trickle() {
+    let cache = cache(policy().max_loads(8).build().unwrap());
+    let fast = Loader::default();
+    for key in 0..12 {
+        cache.get(key, TTL, fresh, fast.load()).await.unwrap();
+    }
+    tokio::time::advance(Duration::from_secs(95)).await;
+    let slow = Loader::with_latency(Duration::from_secs(1));
+    for key in 0..12 {
+        assert_eq!(
+            cache.get(key, TTL, fresh, slow.load()).await.unwrap().value,
+            key as u64 + 1
+        );
+    }
+    settle().await;
+    assert_eq!(cache.snapshot().refreshes, 2, "a quarter of 8 loads");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for key in 0..12 {
+        assert_eq!(
+            cache.get(key, TTL, fresh, slow.load()).await.unwrap().value,
+            key as u64 + 1
+        );
+    }
+    settle().await;
+    assert_eq!(cache.snapshot().refreshes, 4);
+    assert_eq!(slow.most_running.load(Relaxed), 2);
+}
