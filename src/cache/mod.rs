@@ -70,7 +70,6 @@ impl LoadError for crate::Error {
     /// DynamoDB outage, not an answer about the key.
     fn is_transient(&self) -> bool {
         match self {
-            #[cfg(feature = "kms")]
             crate::Error::Aws(e) => e.is_retryable(),
             crate::Error::Keyrings(all) => !all.is_empty() && all.iter().all(LoadError::is_transient),
             _ => false,
