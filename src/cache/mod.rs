@@ -70,7 +70,11 @@ impl LoadError for crate::Error {
     /// DynamoDB outage, not an answer about the key.
     fn is_transient(&self) -> bool {
         match self {
-            crate::Error::Aws(e) => e.is_retryable(),
+            // Credentials that could not be loaded say nothing about the
+            // key either: an outage of the credential provider.
+            crate::Error::Aws(e) => {
+                e.is_retryable() || e.kind == crate::error::aws::AwsErrorKind::Credentials
+            }
             crate::Error::Keyrings(all) => !all.is_empty() && all.iter().all(LoadError::is_transient),
             _ => false,
         }
@@ -186,6 +190,10 @@ struct Slot<V, E> {
     retry_at: Option<Instant>,
     /// Loads failed in a row (the retry delay doubles with each).
     failures: u32,
+    /// `flight` is a background refresh's: a caller never waits on one
+    /// (its task may sit on a runtime nobody drives, such as another
+    /// blocking client's between its calls) but starts a load of its own.
+    refreshing: bool,
 }
 
 impl<V, E> Slot<V, E> {
@@ -197,6 +205,7 @@ impl<V, E> Slot<V, E> {
             failed: false,
             retry_at: None,
             failures: 0,
+            refreshing: false,
         }
     }
 }
@@ -391,10 +400,15 @@ where
             }
             match outcome {
                 Ok(entry) => {
-                    // Fresh from its load: only this caller's checks remain.
-                    if Instant::now().saturating_duration_since(entry.loaded) < max_age
-                        && usage(&entry.value) != Usage::Spent
-                    {
+                    // Fresh from its load: only this caller's checks remain,
+                    // under the lock like every use reserved (the waiters
+                    // of one load wake together).
+                    let usable = {
+                        let _slots = self.lock();
+                        Instant::now().saturating_duration_since(entry.loaded) < max_age
+                            && usage(&entry.value) != Usage::Spent
+                    };
+                    if usable {
                         return Ok(entry);
                     }
                 }
@@ -495,16 +509,22 @@ where
             }
             break;
         }
+        if slot.refreshing {
+            // The refresh's outcome is dropped when it lands (its flight no
+            // longer matches).
+            slot.flight = None;
+            slot.refreshing = false;
+        }
         let flight = slot.flight.get_or_insert_with(|| Arc::new(OnceCell::new()));
         Step::Load(Arc::clone(flight))
     }
 
     /// When the sweeper drops `entry`: its expiry plus the stale allowance.
     fn hard_expiry(&self, entry: &Entry<V>) -> Instant {
-        match self.inner.policy.stale_if_error() {
-            Some(max) => entry.expires + max,
-            None => entry.expires,
-        }
+        later(
+            entry.expires,
+            self.inner.policy.stale_if_error().unwrap_or(Duration::ZERO),
+        )
     }
 
     /// Whether `entry`, expired at `now`, may still serve stale.
@@ -512,7 +532,7 @@ where
         self.inner
             .policy
             .stale_if_error()
-            .is_some_and(|max| now < entry.expires + max)
+            .is_some_and(|max| now < later(entry.expires, max))
     }
 
     /// A stale entry for `key` after a transient failure of its load, if
@@ -538,6 +558,7 @@ where
         tokio::runtime::Handle::try_current().ok()?;
         let flight: Flight<V, E> = Arc::new(OnceCell::new());
         slot.flight = Some(Arc::clone(&flight));
+        slot.refreshing = true;
         Some(flight)
     }
 
@@ -558,6 +579,7 @@ where
             if let Some(slot) = slots.peek_mut(&key) {
                 if slot.flight.as_ref().is_some_and(|f| Arc::ptr_eq(f, &flight)) {
                     slot.flight = None;
+                    slot.refreshing = false;
                 }
             }
             return;
@@ -618,6 +640,7 @@ where
                 return;
             }
             slot.flight = None;
+            slot.refreshing = false;
             match outcome {
                 Ok(entry)
                     if origin == Origin::Refresh
@@ -641,15 +664,19 @@ where
                 }
                 Err(e) if e.is_transient() => {
                     slot.failed = true;
-                    let ttl = slot
-                        .entry
-                        .as_ref()
-                        .map_or(Duration::ZERO, |e| e.expires - e.loaded);
+                    let (ttl, left) = slot.entry.as_ref().map_or((Duration::ZERO, Duration::ZERO), |e| {
+                        (e.expires - e.loaded, e.expires.saturating_duration_since(now))
+                    });
                     slot.failures = slot.failures.saturating_add(1);
-                    let delay = self.inner.policy.retry_delay(ttl, slot.failures);
-                    // Up to half as long again at random: keys that failed
-                    // together do not retry together.
-                    slot.retry_at = Some(now + delay.mul_f64(1.0 + 0.5 * unit_random()));
+                    // Doubling; while the entry is valid, never past half
+                    // the time it has left (credentials in their refresh
+                    // window are retried before they expire).
+                    let mut delay = self.inner.policy.retry_delay(ttl, slot.failures);
+                    if !left.is_zero() {
+                        delay = delay.min((left / 2).max(self.inner.policy.retry_interval(ttl)));
+                    }
+                    let jittered = delay.mul_f64(1.0 + 0.5 * unit_random());
+                    slot.retry_at = Some(later(now, jittered));
                     if slot.entry.is_none() {
                         slots.pop(key);
                     }
@@ -706,6 +733,12 @@ fn finish<V, E>(
     }
 }
 
+/// `at` + `d`, or [`FAR`] past `at` where that does not fit.
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .unwrap_or_else(|| at.checked_add(FAR).unwrap_or(at))
+}
+
 /// Stands for "never" where an `Instant` cannot hold the real time.
 const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -723,7 +756,7 @@ where
 {
     fn sweep(&self, now: std::time::Instant) -> Option<std::time::Instant> {
         let stale = self.policy.stale_if_error().unwrap_or(Duration::ZERO);
-        let hard = |e: &Entry<V>| (e.expires + stale).into_std();
+        let hard = |e: &Entry<V>| later(e.expires, stale).into_std();
         let mut dropped = Vec::new();
         let (next, entries) = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());

@@ -14,6 +14,8 @@ pub const DEFAULT_JITTER: f64 = 0.10;
 /// The default cap on loads under way at once across the keys of one
 /// cache (the Material Providers Library's `StormTrackingCache` fan-out).
 pub const DEFAULT_MAX_LOADS: usize = 20;
+/// The longest retry interval or stale allowance a policy takes.
+const MAX_SETTING: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The shortest time between two refresh attempts of one entry.
 const MIN_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -170,8 +172,17 @@ impl CachePolicy {
         if self.max_loads == 0 {
             return Err(Error::config("cache max loads", "must be above zero"));
         }
-        if self.retry_interval.is_some_and(|d| d.is_zero()) {
-            return Err(Error::config("cache retry interval", "must be above zero"));
+        if self
+            .retry_interval
+            .is_some_and(|d| d.is_zero() || d > MAX_SETTING)
+        {
+            return Err(Error::config(
+                "cache retry interval",
+                "must be above zero and at most a year",
+            ));
+        }
+        if self.stale_if_error.is_some_and(|d| d > MAX_SETTING) {
+            return Err(Error::config("cache stale if error", "must be at most a year"));
         }
         Ok(())
     }

@@ -275,6 +275,8 @@ async fn stale_if_error_serves_after_transient_failures_only() {
         aws(AwsErrorKind::Timeout(TimeoutKind::Deadline)),
         aws(AwsErrorKind::ServerError),
         aws(AwsErrorKind::Connection),
+        // The credential provider down: nothing said about the key.
+        aws(AwsErrorKind::Credentials),
     ];
     for e in transient {
         let what = e.to_string();
@@ -610,4 +612,119 @@ async fn refreshes_due_together_trickle() {
     settle().await;
     assert_eq!(cache.snapshot().refreshes, 4);
     assert_eq!(slow.most_running.load(Relaxed), 2);
+}
+
+/// A refresh whose runtime is not driven (another blocking client's,
+/// between its calls) never holds up a caller on another runtime: the
+/// caller loads for itself.
+#[test]
+fn a_caller_never_waits_on_a_refresh_parked_on_another_runtime() {
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (rt(), rt());
+    let ttl = Duration::from_millis(300);
+    let cache: TestCache = Cache::new(
+        "test",
+        NonZeroUsize::new(4).unwrap(),
+        policy().grace(0.5).build().unwrap(),
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    let load = |latency: Duration| {
+        let calls = Arc::clone(&calls);
+        move |_: Origin| {
+            let n = calls.fetch_add(1, Relaxed) as u64 + 1;
+            async move {
+                tokio::time::sleep(latency).await;
+                Ok::<_, Error>(Load::new(n, ttl))
+            }
+        }
+    };
+    a.block_on(cache.get(1, TTL, fresh, load(Duration::ZERO)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // In the grace window: a slow refresh starts on `a`, is polled into
+    // its load, and `a` is then left alone.
+    a.block_on(async {
+        cache
+            .get(1, TTL, fresh, load(Duration::from_secs(30)))
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // Expired now; a caller on `b` must not wait for `a`'s refresh.
+    let got = b.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            cache.get(1, TTL, fresh, load(Duration::ZERO)),
+        )
+        .await
+    });
+    assert_eq!(got.expect("waited on the parked refresh").unwrap().value, 3);
+}
+
+/// Concurrent waiters of one load reserve its uses under the lock: a data
+/// key good for 10 messages serves 10, not more, however many wake at once.
+#[test]
+fn waiters_of_one_load_never_overrun_its_uses() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cache = cache(policy().refresh_ahead(false).build().unwrap());
+    let uses: Arc<StdMutex<std::collections::HashMap<u64, u64>>> = Arc::default();
+    let loader = Loader::with_latency(Duration::from_millis(50));
+    rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..200 {
+            let (cache, loader, uses) = (cache.clone(), loader.clone(), Arc::clone(&uses));
+            tasks.spawn(async move {
+                // The data-key cache's check: read, compare, then store.
+                let usage = |v: &u64| {
+                    let n = uses.lock().unwrap().get(v).copied().unwrap_or(0);
+                    if n >= 10 {
+                        return Usage::Spent;
+                    }
+                    std::thread::yield_now();
+                    uses.lock().unwrap().insert(*v, n + 1);
+                    Usage::Fresh
+                };
+                cache.get(1, TTL, usage, loader.load()).await.unwrap().value
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+    });
+    let uses = uses.lock().unwrap();
+    assert!(
+        uses.values().all(|&n| n <= 10),
+        "a key overran its uses: {uses:?}"
+    );
+    assert_eq!(uses.values().sum::<u64>(), 200);
+}
+
+#[test]
+fn policy_settings_are_bounded() {
+    let year = Duration::from_secs(366 * 24 * 3600);
+    assert!(CachePolicy::builder().stale_if_error(year).build().is_err());
+    assert!(CachePolicy::builder().retry_interval(year).build().is_err());
+    assert!(CachePolicy::builder()
+        .retry_interval(Duration::ZERO)
+        .build()
+        .is_err());
+    assert!(CachePolicy::builder().grace(1.0).build().is_err());
+    assert!(CachePolicy::builder().jitter(-0.1).build().is_err());
+    assert!(CachePolicy::builder().max_loads(0).build().is_err());
+    assert!(CachePolicy::builder()
+        .stale_if_error(Duration::from_secs(3600))
+        .build()
+        .is_ok());
 }

@@ -2,7 +2,8 @@
 //! ([`crate::cache`]): refreshed in the background ahead of expiry (no
 //! call waits while the current credentials are valid), single flight,
 //! static stability (a failed refresh keeps the valid credentials serving
-//! and is tried again after [`RETRY_AFTER_FAILURE`]), invalidation after
+//! and is tried again after [`RETRY_AFTER_FAILURE`], then at doubling
+//! intervals, never past half the time they have left), invalidation after
 //! `ExpiredTokenException`.
 
 use std::num::NonZeroUsize;
@@ -256,7 +257,8 @@ impl Source {
         };
         self.stats.credentials_refresh_failed();
         // Static stability: credentials that are still valid keep serving
-        // (the cache keeps them); the next refresh is a second away.
+        // (the cache keeps them); the next refresh is a second away, then
+        // at doubling intervals within the time they have left.
         tracing::warn!(
             target: "envseal::credentials",
             provider,
