@@ -181,7 +181,8 @@ impl Client {
             ));
         }
         match &self.runtime.0 {
-            Some(rt) => rt.block_on(fut),
+            // No refresh ahead from a call: see `cache::without_refresh`.
+            Some(rt) => crate::cache::without_refresh(|| rt.block_on(fut)),
             None => Err(Error::Internal("the blocking client's runtime is gone")),
         }
     }

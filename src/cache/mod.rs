@@ -115,10 +115,6 @@ struct Slot<V, E> {
     retry_at: Option<Instant>,
     /// Loads failed in a row (the retry delay doubles with each).
     failures: u32,
-    /// `flight` is a background refresh's: a caller never waits on one
-    /// (its task may sit on a runtime nobody drives, such as another
-    /// blocking client's between its calls) but starts a load of its own.
-    refreshing: bool,
 }
 
 impl<V, E> Slot<V, E> {
@@ -130,7 +126,6 @@ impl<V, E> Slot<V, E> {
             failed: false,
             retry_at: None,
             failures: 0,
-            refreshing: false,
         }
     }
 }
@@ -434,12 +429,6 @@ where
             }
             break;
         }
-        if slot.refreshing {
-            // The refresh's outcome is dropped when it lands (its flight no
-            // longer matches).
-            slot.flight = None;
-            slot.refreshing = false;
-        }
         let flight = slot.flight.get_or_insert_with(|| Arc::new(OnceCell::new()));
         Step::Load(Arc::clone(flight))
     }
@@ -478,12 +467,17 @@ where
         if slot.flight.is_some() || slot.next.is_some() || slot.retry_at.is_some_and(|at| now < at) {
             return None;
         }
-        // Refreshes run on the caller's tokio runtime; without one (an
-        // entry used outside any), entries are reloaded when unusable.
+        // Refreshes run on the caller's tokio runtime. Not inside a
+        // blocking client's call: its runtime runs tasks only during its
+        // calls, and a caller on another runtime sharing the cache would
+        // wait on a refresh parked there. Without a runtime (an entry used
+        // outside any), entries are reloaded when unusable.
+        if NO_REFRESH.with(std::cell::Cell::get) {
+            return None;
+        }
         tokio::runtime::Handle::try_current().ok()?;
         let flight: Flight<V, E> = Arc::new(OnceCell::new());
         slot.flight = Some(Arc::clone(&flight));
-        slot.refreshing = true;
         Some(flight)
     }
 
@@ -504,7 +498,6 @@ where
             if let Some(slot) = slots.peek_mut(&key) {
                 if slot.flight.as_ref().is_some_and(|f| Arc::ptr_eq(f, &flight)) {
                     slot.flight = None;
-                    slot.refreshing = false;
                 }
             }
             return;
@@ -565,7 +558,6 @@ where
                 return;
             }
             slot.flight = None;
-            slot.refreshing = false;
             match outcome {
                 Ok(entry)
                     if origin == Origin::Refresh
@@ -656,6 +648,26 @@ fn finish<V, E>(
             Err(Arc::new(e))
         }
     }
+}
+
+thread_local! {
+    /// Set while a blocking client runs a call on this thread.
+    static NO_REFRESH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (a blocking client's `block_on`) with no refresh ahead
+/// started on this thread: the client's runtime is driven only during its
+/// calls, so a refresh spawned there could sit unpolled while a caller on
+/// another runtime sharing the cache waits for it.
+pub(crate) fn without_refresh<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            NO_REFRESH.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(NO_REFRESH.with(|c| c.replace(true)));
+    f()
 }
 
 /// `at` + `d`, or [`FAR`] past `at` where that does not fit.

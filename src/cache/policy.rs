@@ -38,6 +38,10 @@ const MIN_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 ///   fails with a non-transient error (access denied, a disabled or
 ///   missing key, an invalid ciphertext) drops the entry at once:
 ///   revocation is never postponed.
+///   Refreshes run on the caller's tokio runtime; a
+///   [`blocking::Client`](crate::blocking::Client), whose runtime runs only
+///   during its calls, starts none (its entries are reloaded when
+///   unusable).
 /// - **Jitter.** Each entry's lifetime is shortened by a random share of up
 ///   to [`jitter`](CachePolicyBuilder::jitter), so processes that loaded a
 ///   key at the same moment do not all refresh it at the same moment.
