@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use zeroize::Zeroize;
 
+use crate::cache::CacheStats;
 use crate::client::ClientBuilder as AsyncBuilder;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::EncryptionContext;
-use crate::materials::{CacheLimits, CacheStats, Keyring, MaterialsCache};
+use crate::materials::{CacheLimits, Keyring, MaterialsCache};
 use crate::message::{
     header_getters, DecryptInfo, DecryptReader, Decrypted, EncryptWriter, Encryptor, Parsed,
 };

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use zeroize::Zeroize;
 
+use crate::cache::CacheStats;
 use crate::config::Config;
 use crate::error::Result;
 use crate::format::EncryptionContext;
-use crate::materials::{CacheLimits, CacheStats, CachingCmm, Keyring, MaterialsCache, Source};
+use crate::materials::{CacheLimits, CachingCmm, Keyring, MaterialsCache, Source};
 #[cfg(feature = "tokio")]
 use crate::message::header_getters;
 use crate::message::{

@@ -20,7 +20,9 @@ pub mod observe;
 mod observe;
 mod suite;
 
-pub use cache::{CachePolicy, CachePolicyBuilder, DEFAULT_GRACE, DEFAULT_JITTER, DEFAULT_MAX_LOADS};
+pub use cache::{
+    CachePolicy, CachePolicyBuilder, CacheStats, DEFAULT_GRACE, DEFAULT_JITTER, DEFAULT_MAX_LOADS,
+};
 #[cfg(feature = "tokio")]
 pub use client::Decryptor;
 pub use client::{Client, ClientBuilder};
@@ -37,7 +39,7 @@ pub use materials::{
     DEFAULT_BRANCH_KEY_CACHE_CAPACITY, HIERARCHY_PROVIDER_ID,
 };
 pub use materials::{
-    CacheLimits, CacheStats, DecryptionMaterials, EncryptionMaterials, Keyring, MaterialsCache, MultiKeyring,
+    CacheLimits, DecryptionMaterials, EncryptionMaterials, Keyring, MaterialsCache, MultiKeyring,
     RawAesKeyring, RawEcdhKeyring, RawRsaKeyring, RsaPrivateKey, RsaPublicKey, CACHE_SWEEP_INTERVAL,
     KMS_ECDH_PROVIDER_ID, MAX_BYTES_LIMIT, MAX_MESSAGES_LIMIT, RAW_ECDH_PROVIDER_ID,
 };

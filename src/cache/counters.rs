@@ -1,4 +1,4 @@
-//! A cache's counters: the snapshot behind `CacheStats`, and the same
+//! A cache's counters, their snapshot (`CacheStats`), and the same
 //! events as metrics ([`crate::observe`]).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -24,22 +24,46 @@ pub(crate) struct Counters {
     pub wiped: AtomicU64,
 }
 
-/// A snapshot of [`Counters`] with the number of entries.
+/// What a cache has done so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Snapshot {
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Lookups served from an entry without waiting.
     pub hits: u64,
+    /// Lookups that found no usable entry and loaded one.
     pub misses: u64,
+    /// Lookups that waited for another caller's load.
     pub waits: u64,
+    /// Requests that skipped the cache (unknown or too-large plaintext,
+    /// a suite without key derivation).
     pub bypasses: u64,
+    /// Background refreshes started (refresh ahead, and retries of a
+    /// stale entry).
     pub refreshes: u64,
+    /// Background refreshes that failed (the entry kept serving if it was
+    /// still usable).
     pub refresh_failures: u64,
+    /// Loads (by a caller or in the background) that succeeded: keyring
+    /// calls that produced an entry.
     pub loads: u64,
+    /// Loads (by a caller or in the background) that failed.
     pub load_failures: u64,
+    /// Lookups served an expired entry after a transient failure to
+    /// reload it ([`CachePolicy::stale_if_error`](crate::CachePolicy::stale_if_error)).
     pub stale_uses: u64,
+    /// Entries dropped for age (at a lookup or by the sweeper, within
+    /// [`crate::CACHE_SWEEP_INTERVAL`] of their expiry), messages or bytes.
     pub expired: u64,
+    /// Entries dropped to make room (least recently used).
     pub evicted: u64,
+    /// Entries dropped at once because reloading them failed with a
+    /// non-transient error (access denied, a disabled or missing key).
     pub revoked: u64,
+    /// Entries the cache let go of (replaced, expired, evicted, revoked or
+    /// cleared) once no caller held them. A data key still used by a
+    /// message is wiped when that message ends.
     pub wiped: u64,
+    /// Entries held now.
     pub entries: u64,
 }
 

@@ -50,8 +50,9 @@ pub use sweep::CACHE_SWEEP_INTERVAL;
 
 use sweep::{Registration, Sweep};
 
+pub use counters::CacheStats;
+pub(crate) use counters::Counters;
 use counters::Event;
-pub(crate) use counters::{Counters, Snapshot};
 pub(crate) use load::{Load, LoadError, Origin, Usage};
 
 /// A cached value and its times. Dereferences to the value; counted as
@@ -197,10 +198,10 @@ where
     }
 
     /// The counters and the number of entries held.
-    pub(crate) fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> CacheStats {
         let c = &self.inner.counters;
         let entries = self.lock().iter().filter(|(_, s)| s.entry.is_some()).count() as u64;
-        Snapshot {
+        CacheStats {
             hits: c.hits.load(Relaxed),
             misses: c.misses.load(Relaxed),
             waits: c.waits.load(Relaxed),

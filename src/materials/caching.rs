@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use super::cmm::{encryption_materials, EncryptMaterialsOut, EncryptRequest};
 use super::{DecryptionMaterials, Keyring};
-use crate::cache::{Cache, CachePolicy, Load, Origin, Snapshot, Usage};
+use crate::cache::{Cache, CachePolicy, CacheStats, Load, Origin, Usage};
 use crate::crypto::{sha512_concat, Backend, DataKey};
 use crate::error::{Error, Result};
 use crate::format::EncryptedDataKey;
@@ -140,70 +140,6 @@ impl CacheLimits {
     }
 }
 
-/// What a cache has done so far.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CacheStats {
-    /// Lookups served from an entry without waiting.
-    pub hits: u64,
-    /// Lookups that found no usable entry and loaded one.
-    pub misses: u64,
-    /// Lookups that waited for another caller's load.
-    pub waits: u64,
-    /// Requests that skipped the cache (unknown or too-large plaintext,
-    /// a suite without key derivation).
-    pub bypasses: u64,
-    /// Background refreshes started (refresh ahead, and retries of a
-    /// stale entry).
-    pub refreshes: u64,
-    /// Background refreshes that failed (the entry kept serving if it was
-    /// still usable).
-    pub refresh_failures: u64,
-    /// Loads (by a caller or in the background) that succeeded: keyring
-    /// calls that produced an entry.
-    pub loads: u64,
-    /// Loads (by a caller or in the background) that failed.
-    pub load_failures: u64,
-    /// Lookups served an expired entry after a transient failure to
-    /// reload it ([`CachePolicy::stale_if_error`](crate::CachePolicy::stale_if_error)).
-    pub stale_uses: u64,
-    /// Entries dropped for age (at a lookup or by the sweeper, within
-    /// [`crate::CACHE_SWEEP_INTERVAL`] of their expiry), messages or bytes.
-    pub expired: u64,
-    /// Entries dropped to make room (least recently used).
-    pub evicted: u64,
-    /// Entries dropped at once because reloading them failed with a
-    /// non-transient error (access denied, a disabled or missing key).
-    pub revoked: u64,
-    /// Entries the cache let go of (replaced, expired, evicted, revoked or
-    /// cleared) once no caller held them. A data key still used by a
-    /// message is wiped when that message ends.
-    pub wiped: u64,
-    /// Entries held now.
-    pub entries: u64,
-}
-
-impl From<Snapshot> for CacheStats {
-    fn from(s: Snapshot) -> Self {
-        CacheStats {
-            hits: s.hits,
-            misses: s.misses,
-            waits: s.waits,
-            bypasses: s.bypasses,
-            refreshes: s.refreshes,
-            refresh_failures: s.refresh_failures,
-            loads: s.loads,
-            load_failures: s.load_failures,
-            stale_uses: s.stale_uses,
-            expired: s.expired,
-            evicted: s.evicted,
-            revoked: s.revoked,
-            wiped: s.wiped,
-            entries: s.entries,
-        }
-    }
-}
-
 /// A bounded, thread-safe store of data keys. Cheap to clone (a shared
 /// handle); managers that share one keep apart by partition. Built with
 /// [`MaterialsCache::new`] (the default [`CachePolicy`]) or
@@ -295,7 +231,7 @@ impl MaterialsCache {
 
     /// Counters and the number of entries.
     pub fn stats(&self) -> CacheStats {
-        self.inner.snapshot().into()
+        self.inner.snapshot()
     }
 
     /// Drops every entry (their data keys are zeroized once no message

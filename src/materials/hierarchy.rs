@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{CacheStats, DecryptionMaterials, EncryptionMaterials, Keyring};
-use crate::cache::{Cache, CachePolicy, Entry, Load, Origin, Usage};
+use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
+use crate::cache::{Cache, CachePolicy, CacheStats, Entry, Load, Origin, Usage};
 use crate::crypto::{kdf_counter_hmac_sha256, sha384_concat, Backend, DataKey, IV_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::format::{EncryptedDataKey, EncryptionContext};
@@ -161,7 +161,7 @@ impl BranchKeyCache {
     /// Counters and the number of entries ([`CacheStats::bypasses`] is
     /// always 0 here).
     pub fn stats(&self) -> CacheStats {
-        self.inner.snapshot().into()
+        self.inner.snapshot()
     }
 
     /// Branch keys (and loads under way) in the cache.

@@ -40,7 +40,7 @@ pub use aws_kms_ecdh::{KmsEcdhKeyring, KmsEcdhKeyringBuilder};
 pub use aws_kms_rsa::{KmsRsaKeyring, KmsRsaKeyringBuilder, KMS_RSA_PROVIDER_ID};
 pub(crate) use caching::CachingCmm;
 pub use caching::{
-    CacheLimits, CacheLimitsBuilder, CacheStats, MaterialsCache, MaterialsCacheBuilder, MAX_BYTES_LIMIT,
+    CacheLimits, CacheLimitsBuilder, MaterialsCache, MaterialsCacheBuilder, MAX_BYTES_LIMIT,
     MAX_MESSAGES_LIMIT,
 };
 pub(crate) use cmm::{decryption_materials, encryption_materials, EncryptMaterialsOut, EncryptRequest};
