@@ -267,6 +267,56 @@ where
         taken.is_some()
     }
 
+    /// Stores `value` under `key` as a companion of `like`: loaded and
+    /// expiring with it, never refreshed ahead (it reloads when unusable,
+    /// like any entry). Only where it costs nothing: when the cache has
+    /// room (a companion never evicts an entry, and is the first evicted
+    /// until it is asked for) and `key` holds no entry that lives as long.
+    /// Not a load: lookups that find it are hits.
+    /// Returns whether it was stored.
+    pub(crate) fn seed(&self, key: K, value: V, like: &Entry<V>) -> bool {
+        let entry = Arc::new(Entry {
+            value,
+            loaded: like.loaded,
+            refresh_at: like.expires,
+            expires: like.expires,
+            counters: Arc::clone(&self.inner.counters),
+        });
+        let mut old = None;
+        let held = {
+            let mut slots = self.lock();
+            let room = slots.len() < slots.cap().get();
+            match slots.peek_mut(&key) {
+                Some(slot) => {
+                    if slot.entry.as_ref().is_some_and(|e| e.expires >= like.expires) {
+                        return false;
+                    }
+                    old = slot.entry.replace(Arc::clone(&entry));
+                    slot.failed = false;
+                    slot.retry_at = None;
+                    slot.failures = 0;
+                }
+                None if room => {
+                    slots.put(
+                        key,
+                        Slot {
+                            entry: Some(Arc::clone(&entry)),
+                            ..Slot::empty()
+                        },
+                    );
+                    // Evicted first, before any entry that was asked for.
+                    slots.demote(&key);
+                }
+                None => return false,
+            }
+            slots.len()
+        };
+        drop(old);
+        crate::observe::cache_entries(self.inner.counters.name, held as u64);
+        self.inner.sweep.expires(self.hard_expiry(&entry).into_std());
+        true
+    }
+
     fn lock(&self) -> MutexGuard<'_, LruCache<K, Slot<V, E>>> {
         // Every update is one assignment or map operation: a poisoned lock
         // holds no half-made slot.

@@ -729,3 +729,43 @@ fn policy_settings_are_bounded() {
         .build()
         .is_ok());
 }
+
+/// A companion entry lives and dies with the entry it was seeded from,
+/// is never refreshed ahead, never evicts an entry and never shortens
+/// one that lives longer.
+#[tokio::test(start_paused = true)]
+async fn seeded_companions_live_with_their_entry_and_evict_nothing() {
+    let cache: TestCache = Cache::new("test", NonZeroUsize::new(2).unwrap(), policy().build().unwrap());
+    let loader = Loader::default();
+    let source = cache.get(1, TTL, fresh, loader.load()).await.unwrap();
+    assert!(cache.seed(2, 42, &source));
+    let seeded = cache.get(2, TTL, fresh, loader.load()).await.unwrap();
+    assert_eq!(seeded.value, 42, "a hit, not a load");
+    assert_eq!(
+        (seeded.loaded(), seeded.expires()),
+        (source.loaded(), source.expires())
+    );
+    assert_eq!(loader.calls(), 1);
+
+    // In the grace window the source refreshes ahead; its companion does not.
+    tokio::time::advance(Duration::from_secs(95)).await;
+    assert_eq!(cache.get(2, TTL, fresh, loader.load()).await.unwrap().value, 42);
+    settle().await;
+    assert_eq!(loader.calls(), 1, "no refresh of a companion");
+    // It expires with its source: a lookup after that loads.
+    tokio::time::advance(Duration::from_secs(6)).await;
+    assert_eq!(cache.get(2, TTL, fresh, loader.load()).await.unwrap().value, 2);
+
+    // Full (two keys held): a companion for a third key is not stored.
+    let now = cache.get(1, TTL, fresh, loader.load()).await.unwrap();
+    assert!(!cache.seed(3, 7, &now), "stored in a full cache");
+    assert_eq!(cache.snapshot().evicted, 0);
+    // A key whose entry lives at least as long keeps it.
+    assert!(
+        !cache.seed(2, 7, &source),
+        "an older companion replaced a newer entry"
+    );
+    assert_eq!(cache.get(2, TTL, fresh, loader.load()).await.unwrap().value, 2);
+    let stats = cache.snapshot();
+    assert_eq!((stats.loads, stats.refreshes), (3, 0), "{stats:?}");
+}

@@ -30,18 +30,18 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::cmm::{encryption_materials, EncryptMaterialsOut, EncryptRequest};
 use super::{DecryptionMaterials, Keyring};
-use crate::cache::{Cache, CachePolicy, CacheStats, Load, Origin, Usage};
+use crate::cache::{Cache, CachePolicy, CacheStats, Entry, Load, Origin, Usage};
 use crate::crypto::{sha512_concat, Backend, DataKey};
 use crate::error::{Error, Result};
 use crate::format::EncryptedDataKey;
-use crate::suite::Kdf;
-use ids::{EntryId, IdMemo};
+use crate::suite::{AlgorithmSuite, Kdf};
+use ids::{decrypt_entry_id, EntryId, IdMemo};
 
 mod ids;
 
@@ -202,6 +202,8 @@ enum Cached {
         materials: Arc<EncryptMaterialsOut>,
         messages: AtomicU64,
         bytes: AtomicU64,
+        /// Whether its decrypt companion was offered to the cache.
+        seeded: AtomicBool,
     },
     Decrypt(Arc<DataKey>),
 }
@@ -356,6 +358,7 @@ impl CachingCmm {
                     materials,
                     messages: AtomicU64::new(0),
                     bytes: AtomicU64::new(0),
+                    seeded: AtomicBool::new(false),
                 };
                 Ok(Load::new(cached, limits.max_age))
             }
@@ -367,9 +370,32 @@ impl CachingCmm {
             .await
             .map_err(|e| e.duplicate())?;
         match &**entry {
-            Cached::Encrypt { materials, .. } => Ok(Arc::clone(materials)),
+            Cached::Encrypt {
+                materials, seeded, ..
+            } => {
+                // Once per data key, at its first use: its messages can be
+                // read back with no keyring call (see `seed_decrypt`).
+                if !seeded.load(Ordering::Relaxed) && !seeded.swap(true, Ordering::Relaxed) {
+                    self.seed_decrypt(suite, materials, &entry);
+                }
+                Ok(Arc::clone(materials))
+            }
             Cached::Decrypt(_) => Err(Error::Internal("a decrypt entry under an encrypt id")),
         }
+    }
+
+    /// Stores the decrypt entry the messages of an encrypt entry's data key
+    /// will look up (same encrypted data keys, same full context): a
+    /// process reads what it wrote with no keyring call while the data key
+    /// is cached. It already holds the key; the entry lives and expires
+    /// with the encrypt entry, and is stored only where the cache has room
+    /// (see [`Cache::seed`]).
+    fn seed_decrypt(&self, suite: AlgorithmSuite, materials: &EncryptMaterialsOut, like: &Entry<Cached>) {
+        let Ok(id) = decrypt_entry_id(&self.partition, suite, &materials.edks, &materials.context) else {
+            return;
+        };
+        let key = DataKey::from_slice(materials.data_key.expose_secret());
+        self.cache.inner.seed(id, Cached::Decrypt(Arc::new(key)), like);
     }
 
     /// The data key for a message's encrypted data keys, from the cache

@@ -36,8 +36,8 @@ pub(crate) struct EncryptMaterialsOut {
     /// The required (authenticated-only) pairs, serialized: appended to the
     /// header body in the header tag's AAD (empty when there are none).
     pub auth_only: Vec<u8>,
-    /// Number of encrypted data keys.
-    pub edk_count: usize,
+    /// The encrypted data keys, as in the header section.
+    pub edks: Vec<EncryptedDataKey>,
     /// For signed suites: the signing key, nothing absorbed. Each message
     /// signs with [`Signer::fresh`].
     pub signer: Option<Box<dyn Signer>>,
@@ -48,7 +48,7 @@ impl EncryptMaterialsOut {
     /// are authenticated only.
     pub(crate) fn new(
         data_key: DataKey,
-        edks: &[EncryptedDataKey],
+        edks: Vec<EncryptedDataKey>,
         context: EncryptionContext,
         required: &[String],
         signer: Option<Box<dyn Signer>>,
@@ -61,9 +61,9 @@ impl EncryptMaterialsOut {
             }
         }
         Ok(EncryptMaterialsOut {
-            header_section: materials_section(&stored, edks)?,
+            header_section: materials_section(&stored, &edks)?,
             auth_only: auth_only.serialize()?,
-            edk_count: edks.len(),
+            edks,
             data_key,
             context,
             signer,
@@ -128,7 +128,7 @@ pub(crate) async fn encryption_materials(
             .into());
         }
     }
-    EncryptMaterialsOut::new(data_key, &edks, context, required, signer)
+    EncryptMaterialsOut::new(data_key, edks, context, required, signer)
 }
 
 /// Decryption materials ready for the message engine.

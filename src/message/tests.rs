@@ -45,7 +45,7 @@ fn config(frame_length: u32, threads: usize) -> Config {
 fn encryptor(config: &Config) -> Encryptor {
     let materials = EncryptMaterialsOut::new(
         DataKey::from_slice(&[0x42; 32]),
-        &[EncryptedDataKey {
+        vec![EncryptedDataKey {
             provider_id: "test".into(),
             provider_info: b"key".to_vec(),
             ciphertext: vec![1, 2, 3],

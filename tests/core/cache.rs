@@ -263,15 +263,20 @@ impl Keyring for Slow {
 async fn a_failed_check_is_not_shared_with_waiters() {
     let rsa = common::rsa(envseal::Backend::default(), "ns", "r", envseal::RsaPadding::Pkcs1);
     let keyring: Arc<dyn Keyring> = Arc::new(Slow(rsa, Duration::from_millis(300)));
-    let c = Client::builder_shared(keyring)
-        .config(records_config())
-        .cache(MaterialsCache::new(10).unwrap(), limits().build().unwrap())
-        .build()
-        .unwrap();
+    let client = || {
+        Client::builder_shared(keyring.clone())
+            .config(records_config())
+            .cache(MaterialsCache::new(10).unwrap(), limits().build().unwrap())
+            .build()
+            .unwrap()
+    };
     let ctx = context("t");
-    let good = c.encrypt(&ctx, b"good").await.unwrap();
-    let mut bad = c.encrypt(&ctx, b"bad").await.unwrap();
+    let writer = client();
+    let good = writer.encrypt(&ctx, b"good").await.unwrap();
+    let mut bad = writer.encrypt(&ctx, b"bad").await.unwrap();
     assert_eq!(edks_of(&good), edks_of(&bad), "one cached data key");
+    // A reader of its own (the writer reads them back from its cache).
+    let c = client();
     // The message id (bytes 2..34 of a v2 header) is bound by the key
     // commitment: a changed id fails the RSA keyring's header check.
     bad[5] ^= 1;
@@ -303,14 +308,27 @@ async fn max_age_expires_entries() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     let m = c.encrypt(&ctx, b"c").await.unwrap();
     assert_eq!(keyring.encrypts(), 2);
-    assert_eq!(c.cache_stats().unwrap().expired, 1);
-    // Decrypt entries age out the same way.
+    // The first data key's entry and its decrypt companion.
+    assert_eq!(c.cache_stats().unwrap().expired, 2);
+    // The writer reads its message back with no keyring call while the
+    // data key is cached, and calls the keyring once it has expired.
     c.decrypt(&ctx, &m).await.unwrap();
-    c.decrypt(&ctx, &m).await.unwrap();
-    assert_eq!(keyring.decrypts(), 1);
+    assert_eq!(keyring.decrypts(), 0);
     tokio::time::sleep(Duration::from_millis(150)).await;
     c.decrypt(&ctx, &m).await.unwrap();
+    assert_eq!(keyring.decrypts(), 1);
+    // Decrypt entries age out the same way (a reader: another partition).
+    let reader = client(
+        &keyring,
+        &cache,
+        CacheLimits::builder(Duration::from_millis(100)).build().unwrap(),
+    );
+    reader.decrypt(&ctx, &m).await.unwrap();
+    reader.decrypt(&ctx, &m).await.unwrap();
     assert_eq!(keyring.decrypts(), 2);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    reader.decrypt(&ctx, &m).await.unwrap();
+    assert_eq!(keyring.decrypts(), 3);
 }
 
 #[tokio::test]
@@ -400,9 +418,11 @@ async fn least_recently_used_entry_is_evicted() {
     for table in ["a", "b", "a", "c"] {
         c.encrypt(&context(table), b"x").await.unwrap();
     }
-    // "b" was least recently used when "c" arrived.
+    // "a"'s decrypt companion (stored while there was room, least recently
+    // used from the start) went first, for "b"; "b" was least recently
+    // used when "c" arrived.
     assert_eq!(keyring.encrypts(), 3);
-    assert_eq!(cache.stats().evicted, 1);
+    assert_eq!(cache.stats().evicted, 2);
     assert_eq!(cache.stats().entries, 2);
     c.encrypt(&context("a"), b"x").await.unwrap();
     assert_eq!(keyring.encrypts(), 3, "a is still cached");
@@ -433,11 +453,15 @@ async fn concurrent_misses_make_one_keyring_call() {
     assert_eq!(stats.hits + stats.waits, 63, "{stats:?}");
     assert!(stats.waits >= 1, "{stats:?}");
 
-    // Decrypt: 64 concurrent decrypts of one message, one unwrap.
+    // Decrypt: 64 concurrent decrypts of one message by a reader (the
+    // writer needs none: it reads back from its cache), one unwrap.
     let message = Arc::new(messages.pop().unwrap());
+    c.decrypt(&context("t"), &message).await.unwrap();
+    assert_eq!(keyring.decrypts(), 0, "the writer read back from its cache");
+    let reader = client(&keyring, &cache, limits().build().unwrap());
     let tasks: Vec<_> = (0..64)
         .map(|_| {
-            let c = c.clone();
+            let c = reader.clone();
             let m = Arc::clone(&message);
             tokio::spawn(async move { c.decrypt(&context("t"), &m).await })
         })
@@ -564,9 +588,20 @@ mod kms {
         );
         let calls = kms.stats().generate_data_key_calls;
         assert!((10..=11).contains(&calls), "{calls} GenerateDataKey calls");
-        // Decrypts: one KMS Decrypt per data key.
+        // Decrypts: none for the writer while the data key is cached (its
+        // messages are read back from the cache); one per data key for a
+        // reader.
         for _ in 0..100 {
             c.decrypt(&context("t"), &last).await.unwrap();
+        }
+        assert_eq!(kms.stats().decrypt_calls, 0);
+        let reader = Client::builder(KmsKeyring::builder(kms.clone(), [&key]).build().unwrap())
+            .config(records_config())
+            .cache(MaterialsCache::new(100).unwrap(), limits().build().unwrap())
+            .build()
+            .unwrap();
+        for _ in 0..100 {
+            reader.decrypt(&context("t"), &last).await.unwrap();
         }
         assert_eq!(kms.stats().decrypt_calls, 1);
     }

@@ -129,13 +129,83 @@ mod sweep {
                 Cached::Encrypt { .. } => None,
             })
             .unwrap();
-        assert_eq!(cache.stats().entries, 2);
+        // The encrypt entry, its data key's decrypt companion, the decrypt entry.
+        assert_eq!(cache.stats().entries, 3);
         assert!(encrypt_entry.upgrade().is_some() && decrypt_entry.upgrade().is_some());
 
         wait_swept(&encrypt_entry, expires, "the encrypt entry");
         wait_swept(&decrypt_entry, decrypt_expires, "the decrypt entry");
         let stats = cache.stats();
-        assert_eq!((stats.entries, stats.expired, stats.hits), (0, 2, 0));
+        assert_eq!((stats.entries, stats.expired, stats.hits), (0, 3, 0));
+    }
+}
+
+mod read_back {
+    use super::*;
+
+    /// A message is read back with no keyring call while its data key is
+    /// cached for encrypt: the encrypt entry's first use stores the decrypt
+    /// entry its messages look up, with the full context (required pairs
+    /// reproduced); another context, or a full cache, gets none.
+    #[tokio::test(start_paused = true)]
+    async fn a_cached_data_key_decrypts_its_own_messages() {
+        let cache = MaterialsCache::new(100).unwrap();
+        let max_age = Duration::from_secs(60);
+        let limits = CacheLimits::builder(max_age).build().unwrap();
+        let cmm = CachingCmm::new(keyring(), cache.clone(), limits, None, Backend::default()).unwrap();
+        let suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
+        let context: EncryptionContext = [("t", "a"), ("r", "x")].into_iter().collect();
+        let required = ["r".to_owned()];
+        let request = EncryptRequest {
+            suite,
+            context: &context,
+            backend: Backend::default(),
+            max_edks: None,
+            required: &required,
+        };
+        let materials = cmm.encryption_materials(request, Some(1)).await.unwrap();
+        assert_eq!(cache.stats().loads, 1);
+
+        // The reader's context: the stored pairs plus the reproduced one.
+        let reader = decryption_materials(suite, context.clone());
+        let key = cmm
+            .decrypt_data_key(&reader, &materials.edks)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(key.expose_secret(), materials.data_key.expose_secret());
+        let stats = cache.stats();
+        assert_eq!((stats.loads, stats.hits, stats.entries), (1, 1, 2), "{stats:?}");
+
+        // Without the required pair: another entry, so a keyring call (which
+        // fails: the raw AES keyring authenticates the whole context).
+        let stored_only: EncryptionContext = [("t", "a")].into_iter().collect();
+        let other = decryption_materials(suite, stored_only);
+        assert!(cmm.decrypt_data_key(&other, &materials.edks).await.is_err());
+        assert_eq!(cache.stats().load_failures, 1);
+
+        // Past the encrypt entry's age the companion is gone with it.
+        tokio::time::advance(max_age).await;
+        assert!(cmm
+            .decrypt_data_key(&reader, &materials.edks)
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(cache.stats().loads, 2);
+
+        // A full cache stores no companion: capacity 1 holds the encrypt entry.
+        let small = MaterialsCache::new(1).unwrap();
+        let cmm = CachingCmm::new(keyring(), small.clone(), limits, None, Backend::default()).unwrap();
+        let request = EncryptRequest {
+            suite,
+            context: &context,
+            backend: Backend::default(),
+            max_edks: None,
+            required: &required,
+        };
+        cmm.encryption_materials(request, Some(1)).await.unwrap();
+        let stats = small.stats();
+        assert_eq!((stats.entries, stats.evicted), (1, 0), "{stats:?}");
     }
 }
 

@@ -118,9 +118,9 @@ impl Encryptor {
     ) -> Result<Self> {
         let suite = config.suite();
         if let Some(max) = config.max_encrypted_data_keys {
-            if materials.edk_count > max {
+            if materials.edks.len() > max {
                 return Err(LimitError::TooManyEncryptedDataKeys {
-                    found: materials.edk_count,
+                    found: materials.edks.len(),
                     max,
                 }
                 .into());
