@@ -533,46 +533,46 @@ where
     }
 
     /// Runs a background refresh: one of at most a quarter of the fan-out
-    /// cap at once, loading under a permit of the cap (a refresh that finds
-    /// no room gives up until a later lookup), then lands.
+    /// cap at once (the others queue, in the order they fell due), loading
+    /// under a permit of the cap, then lands. A caller that finds the entry
+    /// unusable while its refresh still queues leads the load itself.
     fn spawn_refresh<Fut>(&self, key: K, flight: Flight<V, E>, load: Fut)
     where
         Fut: std::future::Future<Output = std::result::Result<Load<V>, E>> + Send + 'static,
     {
-        let ticket = Arc::clone(&self.inner.refreshing).try_acquire_owned();
-        let Ok(ticket) = ticket.map_err(|_| ()).and_then(|t| {
-            // A refresh is not urgent: it waits for no permit of the loads.
-            (self.inner.loads.available_permits() > 0).then_some(t).ok_or(())
-        }) else {
-            // No room for a refresh now: the next lookup tries again.
-            let mut slots = self.lock();
-            if let Some(slot) = slots.peek_mut(&key) {
-                if slot.flight.as_ref().is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-                    slot.flight = None;
-                }
-            }
-            return;
-        };
         self.inner.counters.add(Event::Refresh, 1);
         let cache = Arc::downgrade(&self.inner);
+        let refreshing = Arc::clone(&self.inner.refreshing);
         let loads = Arc::clone(&self.inner.loads);
         let policy = self.inner.policy;
         let counters = Arc::clone(&self.inner.counters);
         let refresh_counters = Arc::clone(&counters);
         tokio::spawn(async move {
+            let Ok(ticket) = refreshing.acquire_owned().await else {
+                return; // never closed
+            };
+            let mut ran = false;
             let outcome = flight
-                .get_or_init(|| async move {
-                    // The permit is taken inside the load, never held while
-                    // waiting on a caller that took this flight over (with
-                    // one permit, that caller would wait on it forever).
-                    let permit = loads.acquire().await;
-                    let loaded = load.await;
-                    drop(permit);
-                    finish(loaded, &policy, &counters)
+                .get_or_init(|| {
+                    ran = true;
+                    async move {
+                        // The permit is taken inside the load, never held
+                        // while waiting on a caller that took this flight
+                        // over (with one permit, that caller would wait on
+                        // it forever).
+                        let permit = loads.acquire().await;
+                        let loaded = load.await;
+                        drop(permit);
+                        finish(loaded, &policy, &counters)
+                    }
                 })
                 .await
                 .clone();
             drop(ticket);
+            if !ran {
+                // A caller led it and landed it.
+                return;
+            }
             if outcome.is_err() {
                 refresh_counters.add(Event::RefreshFailed, 1);
             }

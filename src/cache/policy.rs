@@ -59,8 +59,9 @@ const MIN_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 /// - **Fan-out.** At most [`max_loads`](CachePolicyBuilder::max_loads)
 ///   loads run at once across the keys of one cache, and at most a quarter
 ///   of them (at least one) are background refreshes; a cold-start burst
-///   of many keys queues instead of flooding KMS, and a refresh that finds
-///   no room waits for a later lookup.
+///   of many keys queues instead of flooding KMS, and refreshes that fall
+///   due together queue and run in turn (a caller that finds an entry
+///   unusable before its refresh ran loads it itself).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CachePolicy {
     refresh_ahead: bool,

@@ -584,7 +584,8 @@ async fn a_caller_taking_over_a_refresh_gets_the_permit() {
 }
 
 /// Refreshes that fall due together run at most a quarter of the loads at
-/// once; the others wait for a later lookup, and every entry still serves.
+/// once; the others queue and run in turn, every entry serving meanwhile,
+/// and each successor takes over at its entry's expiry.
 #[tokio::test(start_paused = true)]
 async fn refreshes_due_together_trickle() {
     let cache = cache(policy().max_loads(8).build().unwrap());
@@ -592,7 +593,7 @@ async fn refreshes_due_together_trickle() {
     for key in 0..12 {
         cache.get(key, TTL, fresh, fast.load()).await.unwrap();
     }
-    tokio::time::advance(Duration::from_secs(95)).await;
+    tokio::time::advance(Duration::from_secs(90)).await;
     let slow = Loader::with_latency(Duration::from_secs(1));
     for key in 0..12 {
         assert_eq!(
@@ -601,17 +602,24 @@ async fn refreshes_due_together_trickle() {
         );
     }
     settle().await;
-    assert_eq!(cache.snapshot().refreshes, 2, "a quarter of 8 loads");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(cache.snapshot().refreshes, 12, "every refresh due is queued");
+    assert_eq!(slow.running.load(Relaxed), 2, "a quarter of 8 loads at once");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!((slow.calls(), slow.most_running.load(Relaxed)), (12, 2));
+    // Past the entries' expiry: the successors serve, no caller loads.
+    tokio::time::advance(Duration::from_secs(4)).await;
+    let mut values = Vec::new();
     for key in 0..12 {
-        assert_eq!(
-            cache.get(key, TTL, fresh, slow.load()).await.unwrap().value,
-            key as u64 + 1
-        );
+        values.push(cache.get(key, TTL, fresh, slow.load()).await.unwrap().value);
     }
-    settle().await;
-    assert_eq!(cache.snapshot().refreshes, 4);
-    assert_eq!(slow.most_running.load(Relaxed), 2);
+    values.sort_unstable();
+    assert_eq!(values, (1..=12).collect::<Vec<u64>>());
+    let stats = cache.snapshot();
+    assert_eq!(
+        (slow.calls(), stats.misses, stats.waits),
+        (12, 12, 0),
+        "{stats:?}"
+    );
 }
 
 /// A blocking client's call (its runtime driven only during its calls)
