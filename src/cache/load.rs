@@ -80,3 +80,26 @@ pub(crate) enum Origin {
     /// A background refresh (bounded by a deadline of its own).
     Refresh,
 }
+
+tokio::task_local! {
+    /// When the lookup whose load this task runs began.
+    static LOOKUP_BEGAN: std::time::Instant;
+}
+
+/// When the cache lookup a caller's load runs for began (`None` outside
+/// one, and in a background refresh). A keyring operation's deadline counts
+/// from then, so a caller's wait for a permit of the fan-out cap is part of
+/// its deadline, not added to it.
+pub(crate) fn lookup_began() -> Option<std::time::Instant> {
+    LOOKUP_BEGAN.try_with(|at| *at).ok()
+}
+
+/// Runs `load` as the load of a lookup that began at `began`, unless it
+/// already runs inside one (the outermost lookup's start counts).
+pub(crate) async fn within_lookup<F: std::future::Future>(began: std::time::Instant, load: F) -> F::Output {
+    if lookup_began().is_some() {
+        load.await
+    } else {
+        LOOKUP_BEGAN.scope(began, load).await
+    }
+}

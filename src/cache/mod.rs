@@ -53,7 +53,7 @@ use sweep::{Registration, Sweep};
 pub use counters::CacheStats;
 pub(crate) use counters::Counters;
 use counters::Event;
-pub(crate) use load::{Load, LoadError, Origin, Usage};
+pub(crate) use load::{lookup_began, Load, LoadError, Origin, Usage};
 
 /// A cached value and its times. Dereferences to the value; counted as
 /// wiped when dropped.
@@ -339,6 +339,7 @@ where
         Fut: std::future::Future<Output = std::result::Result<Load<V>, E>> + Send + 'static,
     {
         let counters = &self.inner.counters;
+        let began = std::time::Instant::now();
         // Whether this lookup has been counted (a miss or a wait).
         let mut counted = false;
         loop {
@@ -360,7 +361,7 @@ where
             let outcome = flight
                 .get_or_init(|| {
                     led = true;
-                    self.loading(load(Origin::Caller))
+                    self.loading(began, load(Origin::Caller))
                 })
                 .await
                 .clone();
@@ -582,14 +583,22 @@ where
         });
     }
 
-    /// A caller's load under a permit of the fan-out cap.
-    async fn loading<Fut>(&self, load: Fut) -> Outcome<V, E>
+    /// A caller's load under a permit of the fan-out cap, for a lookup that
+    /// began at `began`: the load's deadline counts from then
+    /// ([`lookup_began`]), so the wait for the permit is within it. (The
+    /// permits go in turn, and every load ahead ends by a deadline that
+    /// began earlier: a caller waits at most about its own deadline.)
+    async fn loading<Fut>(&self, began: std::time::Instant, load: Fut) -> Outcome<V, E>
     where
         Fut: std::future::Future<Output = std::result::Result<Load<V>, E>>,
     {
-        let permit = self.inner.loads.acquire().await;
-        let loaded = load.await;
-        drop(permit);
+        let loaded = load::within_lookup(began, async {
+            let permit = self.inner.loads.acquire().await;
+            let loaded = load.await;
+            drop(permit);
+            loaded
+        })
+        .await;
         finish(loaded, &self.inner.policy, &self.inner.counters)
     }
 

@@ -345,11 +345,16 @@ impl KmsClient {
         Arc::clone(&self.inner.engine.stats)
     }
 
-    /// Starts the clock for one keyring operation.
+    /// Starts the clock for one keyring operation: now, or when the cache
+    /// lookup it loads for began (its wait for a load permit counts).
     pub(crate) fn deadline(&self) -> Deadline {
         // validate() caps the deadline at 24 h, so this cannot overflow.
-        let now = Instant::now();
-        Deadline(now.checked_add(self.inner.engine.bounds.deadline).unwrap_or(now))
+        let start = crate::cache::lookup_began().unwrap_or_else(Instant::now);
+        Deadline(
+            start
+                .checked_add(self.inner.engine.bounds.deadline)
+                .unwrap_or(start),
+        )
     }
 
     /// The engine the client's calls run on (the key store's DynamoDB

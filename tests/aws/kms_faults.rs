@@ -364,6 +364,55 @@ async fn one_deadline_covers_all_calls_of_a_keyring_operation() {
     within_deadline(start.elapsed(), &b);
 }
 
+/// A cache lookup's wait for a load permit (the fan-out cap) is part of
+/// its deadline: with one permit and KMS silent, the second of two cold
+/// keys waits out the first's load (three read timeouts) and still fails
+/// within its own deadline, counted from its lookup, not from its load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_for_a_load_permit_is_within_the_deadline() {
+    use envseal::{CacheLimits, CachePolicy, Client, MaterialsCache};
+    let server = FaultServer::start(None, vec![Action::Hang]);
+    let b = bounds().deadline(Duration::from_millis(1000)).build().unwrap();
+    let client = moto::client("us-east-1", &server.url, b.clone()).await;
+    let keyring = KmsKeyring::builder(client, [KEY]).build().unwrap();
+    let cache = MaterialsCache::builder(10)
+        .policy(CachePolicy::builder().max_loads(1).build().unwrap())
+        .build()
+        .unwrap();
+    let c = Client::builder(keyring)
+        .cache(
+            cache,
+            CacheLimits::builder(Duration::from_secs(60)).build().unwrap(),
+        )
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let lookups: Vec<_> = ["first", "second"]
+        .into_iter()
+        .map(|tenant| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let ctx: EncryptionContext = [("tenant", tenant)].into_iter().collect();
+                let result = c.encrypt(&ctx, b"x").await;
+                (result, start.elapsed())
+            })
+        })
+        .collect();
+    for lookup in lookups {
+        let (result, elapsed) = lookup.await.unwrap();
+        let err = kms_error(result);
+        assert!(matches!(err.kind, AwsErrorKind::Timeout(_)), "{err}");
+        within_deadline(elapsed, &b);
+    }
+    // The first load's three attempts, then at most one of the second's
+    // (its read timeout cut short by what is left of its deadline).
+    assert!(
+        server.requests() <= MAX_ATTEMPTS as usize + 1,
+        "{}",
+        server.requests()
+    );
+}
+
 #[tokio::test]
 async fn bounds_apply_to_a_caller_built_sdk_client() {
     use envseal::kms::aws_sdk_kms;
