@@ -10,7 +10,8 @@
 //!   caller's usage check says it is nearly used up) it also starts one
 //!   background load of its successor (refresh ahead), unless one is under
 //!   way or a failed one was tried less than a retry interval ago;
-//! - finds an expired entry whose last load failed transiently, within
+//! - finds an expired entry whose last load failed transiently, or whose
+//!   refresh ahead is still under way, within
 //!   [`CachePolicy::stale_if_error`]: serves it (counted) and refreshes in
 //!   the background as above;
 //! - else waits for the load under way, or leads one (single flight per
@@ -110,6 +111,8 @@ struct Slot<V, E> {
     /// message and byte limits are used in full.
     next: Option<Arc<Entry<V>>>,
     flight: Option<Flight<V, E>>,
+    /// `flight` is a refresh started while the entry was usable.
+    refreshing: bool,
     /// The last load failed transiently: the entry may serve stale.
     failed: bool,
     /// No refresh starts before this (set after a failed one).
@@ -124,6 +127,7 @@ impl<V, E> Slot<V, E> {
             entry: None,
             next: None,
             flight: None,
+            refreshing: false,
             failed: false,
             retry_at: None,
             failures: 0,
@@ -450,10 +454,12 @@ where
                         return Step::Serve(entry, refresh);
                     }
                 }
-            } else if !usable && slot.failed && self.within_stale(entry, now) {
+            } else if !usable && (slot.failed || slot.refreshing) && self.within_stale(entry, now) {
                 if usage(&entry.value) != Usage::Spent {
-                    // Expired, its reload failed transiently: serve stale
-                    // and try again in the background.
+                    // Expired, and its reload failed transiently or its
+                    // refresh, started in the grace window, is still under
+                    // way (slower than the window: KMS in trouble): serve
+                    // stale, and try again in the background.
                     counters.add(Event::StaleUse, 1);
                     let entry = Arc::clone(entry);
                     let refresh = self.start_refresh(slot, now);
@@ -530,6 +536,7 @@ where
         tokio::runtime::Handle::try_current().ok()?;
         let flight: Flight<V, E> = Arc::new(OnceCell::new());
         slot.flight = Some(Arc::clone(&flight));
+        slot.refreshing = true;
         Some(flight)
     }
 
@@ -618,6 +625,7 @@ where
                 return;
             }
             slot.flight = None;
+            slot.refreshing = false;
             match outcome {
                 Ok(entry)
                     if origin == Origin::Refresh

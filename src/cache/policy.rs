@@ -50,7 +50,10 @@ const MIN_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 ///   whose refresh or reload failed with a *transient* error (throttled,
 ///   timed out, a 5xx answer, a connection error) keeps serving for up to
 ///   `max` past its lifetime, and every such use is counted
-///   ([`CacheStats::stale_uses`](crate::CacheStats::stale_uses)). It never
+///   ([`CacheStats::stale_uses`](crate::CacheStats::stale_uses)). So does
+///   an entry whose refresh ahead, started in its grace window, is still
+///   under way when it expires: a load slower than the whole window means
+///   KMS is in trouble, and callers are not made to wait on it. It never
 ///   serves after a non-transient error, never past `max`, and never past
 ///   a data key's message or byte limit. The trade-off: during a KMS outage
 ///   a key keeps working for up to `max` longer than its TTL says, and so

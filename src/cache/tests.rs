@@ -777,3 +777,41 @@ async fn seeded_companions_live_with_their_entry_and_evict_nothing() {
     let stats = cache.snapshot();
     assert_eq!((stats.loads, stats.refreshes), (3, 0), "{stats:?}");
 }
+
+/// An entry whose refresh ahead is still under way at its expiry serves
+/// stale under `stale_if_error` (counted) instead of making callers wait
+/// on the slow load; without it, callers wait for the load.
+#[tokio::test(start_paused = true)]
+async fn a_refresh_slower_than_the_window_is_ridden_out_stale() {
+    for stale in [true, false] {
+        let mut builder = policy().grace(0.1);
+        if stale {
+            builder = builder.stale_if_error(Duration::from_secs(30));
+        }
+        let cache = cache(builder.build().unwrap());
+        let fast = Loader::default();
+        cache.get(1, TTL, fresh, fast.load()).await.unwrap();
+        // In the window: a refresh that takes 20 s starts (done at 115 s).
+        tokio::time::advance(Duration::from_secs(95)).await;
+        let slow = Loader::with_latency(Duration::from_secs(20));
+        cache.get(1, TTL, fresh, slow.load()).await.unwrap();
+        settle().await;
+        assert_eq!(slow.calls(), 1);
+        tokio::time::advance(Duration::from_secs(6)).await; // expired at 100 s
+        let asked = Instant::now();
+        let got = cache.get(1, TTL, fresh, slow.load()).await.unwrap();
+        let waited = Instant::now() - asked;
+        let stats = cache.snapshot();
+        if stale {
+            assert_eq!((got.value, waited, stats.stale_uses), (1, Duration::ZERO, 1));
+        } else {
+            assert_eq!(got.value, 1, "the refresh's value (the loader's first call)");
+            assert!(waited >= Duration::from_secs(13), "{waited:?}");
+            assert_eq!(stats.stale_uses, 0);
+        }
+        assert_eq!(slow.calls(), 1, "no second load");
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        assert_eq!(cache.get(1, TTL, fresh, slow.load()).await.unwrap().value, 1);
+        assert_eq!(cache.snapshot().loads, 2, "the refresh landed");
+    }
+}
