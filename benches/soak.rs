@@ -152,7 +152,7 @@ impl Size {
                 tenants: 32,
                 rate: 12.5,
                 phase: Duration::from_secs(20),
-                ttl: Duration::from_secs(4),
+                ttl: Duration::from_secs(8),
                 credential_lifetime: Duration::from_secs(6),
             },
             other => panic!("ENVSEAL_SOAK={other}: short or full"),
@@ -210,8 +210,10 @@ impl Mode {
 fn caches(mode: Mode, size: &Size) -> (MaterialsCache, BranchKeyCache) {
     // A refresh ahead starts at a lookup inside the grace window, so the
     // window must see lookups: each (process, tenant, design) gets about 3
-    // a second here, and a 10 % window of a 4 s TTL (0.4 s) would pass
-    // without one about a third of the time. 25 % (1 s) sees about 3.
+    // a second here. And a refresh that fails must have time for another
+    // try: in production a 10 % window of a 10 minute TTL spans several
+    // 10 s deadlines. 25 % of the full run's 8 s TTL (2 s) sees about 6
+    // lookups and spans two of its 1 s deadlines.
     let ahead = || CachePolicy::builder().grace(GRACE);
     let policy = match mode {
         // The behaviour before the cache engine: no refresh ahead, no jitter.
