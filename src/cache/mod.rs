@@ -55,7 +55,9 @@ use sweep::{Registration, Sweep};
 pub use counters::CacheStats;
 pub(crate) use counters::Counters;
 use counters::Event;
-pub(crate) use load::{lookup_began, Load, LoadError, Origin, Usage};
+#[cfg(feature = "kms")] // the KMS client's deadline
+pub(crate) use load::lookup_began;
+pub(crate) use load::{Load, LoadError, Origin, Usage};
 pub(crate) use refresh::without_refresh;
 
 /// A cached value and its times. Dereferences to the value; counted as
