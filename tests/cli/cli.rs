@@ -1892,3 +1892,18 @@ fn usage_and_error_output_snapshots() {
         .register_bin("envseal", Path::new(BIN))
         .case("tests/cmd/*.trycmd");
 }
+
+/// The builds this repository makes seed aws-lc's random generator from
+/// the OS alone (`.cargo/config.toml`: `AWS_LC_SYS_NO_JITTER_ENTROPY`): no
+/// CPU Jitter Entropy source, 10-50 ms of CPU at every process's first
+/// random number, is linked into the CLI. (A build without the setting
+/// links `jent_entropy_init`, as the release binary did before it.)
+#[cfg(feature = "aws-lc")]
+#[test]
+fn the_cli_links_no_jitter_entropy_source() {
+    let binary = fs::read(BIN).expect("read the envseal binary");
+    assert!(
+        memchr::memmem::find(&binary, b"jent_entropy_init").is_none(),
+        "the CLI links aws-lc's CPU Jitter Entropy source"
+    );
+}
