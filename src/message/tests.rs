@@ -230,3 +230,26 @@ fn signed_streams_round_trip_on_every_thread_count() {
         assert!(out.len() < pt.len() && pt.starts_with(&out), "{threads} threads");
     }
 }
+
+/// `copy_from` offers a reader what it has read so far, doubling from
+/// 16 KiB, so a small message marks (and wipes) about its own size, not a
+/// whole batch; a large one still reads whole batches, and both decrypt.
+#[test]
+fn copy_from_marks_for_wiping_about_what_it_read() {
+    for threads in [1, 2] {
+        let config = config(4096, threads);
+        for (len, most) in [(4096, 16 << 10), (100_000, 256 << 10)] {
+            let pt = plaintext(len);
+            let mut w = encryptor(&config).into_writer(Vec::new()).unwrap();
+            w.copy_from(&mut &pt[..]).unwrap();
+            let dirty = w.pending_dirty();
+            assert!(dirty >= len && dirty <= most, "{len} bytes read: {dirty} marked");
+            let message = w.finish().unwrap();
+            assert_eq!(message, streamed(&config, &pt), "{len} bytes");
+        }
+        assert_eq!(
+            copied(&config, &plaintext(5 << 20)),
+            streamed(&config, &plaintext(5 << 20))
+        );
+    }
+}

@@ -17,6 +17,10 @@ use crate::message::frames::{batch_frames, FrameKeys};
 use crate::message::job::{self, Job};
 use crate::suite::AlgorithmSuite;
 
+/// The most `copy_from` first offers a reader (see
+/// [`EncryptWriter::read_room`]).
+const FIRST_READ: usize = 16 << 10;
+
 impl Encryptor {
     pub(super) fn writer<W: Write>(self, output: Out<W>) -> EncryptWriter<W> {
         let frame_length = self.frame_length as usize;
@@ -522,13 +526,27 @@ impl<W: Write> EncryptWriter<W> {
     /// Where `copy_from` (sync or async) reads next: straight into the
     /// batch buffer, up to a batch and one frame, or 64 KiB more of a
     /// non-framed body.
+    ///
+    /// Bytes a read is offered count as written (a reader may write any of
+    /// them) and are wiped when the writer is done, so a read is offered
+    /// up to the bytes written before, or to twice what the buffer holds
+    /// (at least [`FIRST_READ`] in all): a 4 KiB message wipes 16 KiB, not
+    /// a whole batch, and a large one reaches whole-batch reads after a few.
     pub(crate) fn read_room(&mut self) -> &mut [u8] {
-        let want = if self.frame_length == 0 {
+        let room = if self.frame_length == 0 {
             64 << 10
         } else {
             self.batch_bytes + self.frame_length - self.pending.len()
         };
-        self.pending.spare_mut(want)
+        let len = self.pending.len();
+        let end = (len + self.pending.dirty_room()).max(2 * len).max(FIRST_READ);
+        self.pending.spare_mut(room.min(end - len))
+    }
+
+    /// Test support: the plaintext bytes the batch buffer will wipe.
+    #[cfg(test)]
+    pub(crate) fn pending_dirty(&self) -> usize {
+        self.pending.dirty()
     }
 
     /// Takes the `n` bytes just read into [`EncryptWriter::read_room`].
