@@ -249,13 +249,16 @@ pub(crate) fn prepare(job: &Job, force: bool) -> Result<Vec<PathBuf>, Failure> {
     let Target::File(dest) = &job.target else {
         return Ok(Vec::new());
     };
-    if same_file(&job.input, dest) {
+    // One stat for the usual case, a destination that does not exist yet
+    // (and so cannot be the input).
+    let existing = fs::symlink_metadata(dest);
+    if existing.is_ok() && same_file(&job.input, dest) {
         return Err(Failure::BadOutput(format!(
             "input and output are the same file ({}); the input is never modified",
             job.input.display()
         )));
     }
-    match fs::symlink_metadata(dest) {
+    match existing {
         Ok(m) if m.is_dir() => {
             return Err(Failure::BadOutput(format!(
                 "output {} is a directory",

@@ -102,7 +102,9 @@ pub(crate) fn check_paths(input: &Path, output: &Path, force: bool) -> Result<Ta
             )));
         }
     }
-    if !is_stdio(input) && same_file(input, output) {
+    // An output that does not exist (even as a dangling link: `meta`
+    // follows links) cannot be the input.
+    if !is_stdio(input) && meta.is_ok() && same_file(input, output) {
         return Err(Failure::Usage(format!(
             "input and output are the same file ({}); the input is never modified",
             input.display()
