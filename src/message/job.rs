@@ -59,6 +59,12 @@ impl<T> Drop for Finish<T> {
 /// buffers included, is dropped (and wiped) on the pool.
 pub(crate) struct Job<T>(Arc<Shared<T>>);
 
+#[cfg(test)]
+thread_local! {
+    /// Test support: jobs this thread handed to the pool.
+    pub(crate) static SPAWNED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 impl<T: Send + 'static> Job<T> {
     /// Starts `task` on the pool.
     pub(crate) fn spawn(task: impl FnOnce() -> T + Send + 'static) -> Self {
@@ -71,8 +77,23 @@ impl<T: Send + 'static> Job<T> {
             done: Condvar::new(),
         });
         let finish = Finish(Arc::clone(&shared), None);
+        #[cfg(test)]
+        SPAWNED.with(|n| n.set(n.get() + 1));
         rayon::spawn(move || finish.complete(task()));
         Job(shared)
+    }
+
+    /// A job already done with `value` (work that was cheaper to do on
+    /// the calling thread than to hand over).
+    pub(crate) fn ready(value: T) -> Self {
+        Job(Arc::new(Shared {
+            slot: Mutex::new(Slot {
+                value: Some(value),
+                finished: true,
+                waker: None,
+            }),
+            done: Condvar::new(),
+        }))
     }
 
     /// Blocks until the task is done.

@@ -253,3 +253,27 @@ fn copy_from_marks_for_wiping_about_what_it_read() {
         );
     }
 }
+
+/// A small message is opened on the reading thread, never handed to the
+/// pool; a large one still is (and both read back).
+#[test]
+fn a_small_message_is_opened_without_the_pool() {
+    use crate::message::job::SPAWNED;
+    let keyring = RawAesKeyring::new("ns", "k", WrappingKey::from_slice(&[3; 32]).unwrap()).unwrap();
+    let context = EncryptionContext::new();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let c = config(4096, 2);
+    for (len, pooled) in [(4096, false), (60 << 10, false), (6 << 20, true)] {
+        let pt = plaintext(len);
+        let message = rt.block_on(encrypt(&c, &keyring, &context, &pt)).unwrap();
+        let before = SPAWNED.with(std::cell::Cell::get);
+        let mut reader = rt
+            .block_on(Parsed::new(&message[..], &c).unwrap().decrypt(&keyring, &context))
+            .unwrap();
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert!(out == pt && reader.is_complete(), "{len} bytes");
+        let spawned = SPAWNED.with(std::cell::Cell::get) - before;
+        assert_eq!(spawned > 0, pooled, "{len} bytes: {spawned} jobs on the pool");
+    }
+}

@@ -33,6 +33,11 @@ use crate::suite::AlgorithmSuite;
 
 use super::*;
 
+/// The largest batch a stream opens on its own thread when no other is
+/// under way (see `DecryptReader::start`): about 10 µs of AES-GCM, the
+/// order of a hand-over to the pool and back.
+const INLINE_BATCH_BYTES: usize = 64 << 10;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
     Body,
@@ -290,12 +295,16 @@ impl<R: Read> DecryptReader<R> {
         }
     }
 
-    /// Hands `batch` to the pool.
+    /// Hands `batch` to the pool, or opens it here when it is small and
+    /// nothing else is under way (a small message, the tail of one): the
+    /// caller would wait for it next, and handing it over would cost more
+    /// than the opening.
     fn start(&mut self, batch: Batch) {
         let keys = Arc::clone(&self.keys);
         let mut plain = self.spare.pop().unwrap_or_else(Staging::pooled);
         let mut verifier = self.verifier.take();
-        self.inflight.push_back(Job::spawn(move || {
+        let here = self.inflight.is_empty() && batch.sealed.len() <= INLINE_BATCH_BYTES;
+        let open = move || {
             let result = open_batch(keys.background_frames(), &batch, &mut plain, verifier.as_mut());
             Opened {
                 sealed: batch.sealed,
@@ -304,7 +313,12 @@ impl<R: Read> DecryptReader<R> {
                 verifier,
                 result,
             }
-        }));
+        };
+        self.inflight.push_back(if here {
+            Job::ready(open())
+        } else {
+            Job::spawn(open)
+        });
     }
 
     /// Most batches opening in the background (see [`job::depth`]).
