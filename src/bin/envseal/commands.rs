@@ -162,7 +162,7 @@ fn encrypt_one(run: &Run<'_>, args: &EncryptArgs, job: &Job, meter: Meter) -> Re
     let bound = job.len.filter(|_| common.cache.cache_max_age_s.is_some());
     let encryptor = run.client.encryptor(run.context, bound).map_err(encrypt_error)?;
     let headers = run.metadata.then(|| header_of(encryptor.header())).transpose()?;
-    let input = open_metered(&job.input, meter.clone())?;
+    let input = open_metered(&job.input, meter.clone(), job.len)?;
     let sink = Counted::new(Sink::open(job.target.clone(), common.force, false)?);
     let sink = if args.encode {
         let mut encoder = seal(encryptor, input, EncoderWriter::new(sink, &B64))?;
@@ -238,7 +238,7 @@ pub(crate) fn decrypt(args: &DecryptArgs, specs: Vec<KeySpec>) -> Result<(), Fai
 
 fn decrypt_one(run: &Run<'_>, args: &DecryptArgs, job: &Job, meter: Meter) -> Result<Done, Failure> {
     let common = &args.common;
-    let input = open_metered(&job.input, meter.clone())?;
+    let input = open_metered(&job.input, meter.clone(), job.len)?;
     let input: Box<dyn std::io::Read> = if args.decode {
         Box::new(DecoderReader::new(SkipWhitespace { inner: input }, &B64))
     } else {

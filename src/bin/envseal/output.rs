@@ -122,11 +122,23 @@ pub(crate) fn check_paths(input: &Path, output: &Path, force: bool) -> Result<Ta
 }
 
 pub(crate) fn open_input(path: &Path) -> Result<BufReader<Box<dyn Read>>, Failure> {
-    open_metered(path, Meter::default())
+    open_metered(path, Meter::default(), None)
 }
 
-/// As [`open_input`], every byte read counted by `meter`.
-pub(crate) fn open_metered(path: &Path, meter: Meter) -> Result<BufReader<Box<dyn Read>>, Failure> {
+/// As [`open_input`], every byte read counted by `meter`. `len`, the
+/// file's length if known, sizes the buffer: it is zero-filled once, so a
+/// small file gets a small one.
+pub(crate) fn open_metered(
+    path: &Path,
+    meter: Meter,
+    len: Option<u64>,
+) -> Result<BufReader<Box<dyn Read>>, Failure> {
+    let capacity = len.map_or(IO_BUFFER, |len| {
+        usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1)
+            .clamp(8 << 10, IO_BUFFER)
+    });
     let inner: Box<dyn Read> = if is_stdio(path) {
         Box::new(Metered {
             inner: io::stdin(),
@@ -137,7 +149,7 @@ pub(crate) fn open_metered(path: &Path, meter: Meter) -> Result<BufReader<Box<dy
             .map_err(|e| Failure::UnreadableInput(format!("cannot open input {}: {e}", path.display())))?;
         Box::new(Metered { inner: file, meter })
     };
-    Ok(BufReader::with_capacity(IO_BUFFER, inner))
+    Ok(BufReader::with_capacity(capacity, inner))
 }
 
 /// Counts the bytes a reader delivers (and moves the progress bar).
