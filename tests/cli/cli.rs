@@ -1907,3 +1907,109 @@ fn the_cli_links_no_jitter_entropy_source() {
         "the CLI links aws-lc's CPU Jitter Entropy source"
     );
 }
+
+/// `--jobs N`: files of a tree run N at a time, each complete or absent;
+/// failure lines and `--metadata-output` lines come in plan order whatever
+/// order files finish in, and with a data key cache each line counts its
+/// own lookup (one miss in all, then hits).
+#[test]
+fn jobs_run_files_at_once_in_plan_order() {
+    let fx = Fixture::new();
+    let key = fx.aes_key("ns", "k", 32, 21);
+    let input = fx.path("in");
+    let mut names = Vec::new();
+    for i in 0..60usize {
+        let dir = format!("d{}", i % 4);
+        fs::create_dir_all(input.join(&dir)).unwrap();
+        let name = format!("{dir}/f{i:02}");
+        // Mixed sizes, so that files finish out of order.
+        fs::write(input.join(&name), pattern([10, 70_000, 3_000][i % 3], i as u8)).unwrap();
+        names.push(name);
+    }
+    names.sort();
+    let out = fx.path("out");
+    // One output cannot be written: its name is a directory.
+    fs::create_dir_all(out.join("d1/f05.encrypted")).unwrap();
+    let meta = fx.p("meta.jsonl");
+    let mut a = args(&[
+        "encrypt",
+        "-r",
+        "-i",
+        &fx.p("in"),
+        "-o",
+        &fx.p("out"),
+        "--jobs",
+        "4",
+        "--metadata-output",
+        &meta,
+        "--cache-max-age-s",
+        "60",
+    ]);
+    a.extend(aes_flag(&key));
+    let res = run(&a, None);
+    let err = assert_many_failed(&res, &["f05"]);
+    assert!(err.contains("encrypted 59"), "{err}");
+    let lines: Vec<serde_json::Value> = fs::read_to_string(&meta)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a complete JSON line"))
+        .collect();
+    let ok: Vec<&String> = names.iter().filter(|n| n.as_str() != "d1/f05").collect();
+    assert_eq!(lines.len(), ok.len());
+    let (mut misses, mut hits) = (0, 0);
+    for (line, name) in lines.iter().zip(&ok) {
+        assert_eq!(
+            line["input"],
+            input.join(name).display().to_string(),
+            "plan order"
+        );
+        let cache = &line["cache"];
+        let (m, h) = (cache["misses"].as_u64().unwrap(), cache["hits"].as_u64().unwrap());
+        assert_eq!(m + h, 1, "one lookup per file: {line}");
+        (misses, hits) = (misses + m, hits + h);
+    }
+    assert_eq!((misses, hits), (1, 58));
+
+    // Decrypted back three at a time: every file as it was.
+    fs::remove_dir(out.join("d1/f05.encrypted")).unwrap();
+    let mut a = args(&[
+        "decrypt",
+        "-r",
+        "-i",
+        &fx.p("out"),
+        "-o",
+        &fx.p("dec"),
+        "--jobs",
+        "3",
+    ]);
+    a.extend(aes_flag(&key));
+    let res = run(&a, None);
+    assert_eq!(
+        stderr_of(&res).lines().last().unwrap_or(""),
+        format!(
+            "envseal: decrypted 59 files ({} bytes)",
+            ok.iter()
+                .map(|n| fs::metadata(out.join(format!("{n}.encrypted"))).unwrap().len())
+                .sum::<u64>()
+        )
+    );
+    for name in &ok {
+        let back = fs::read(fx.path("dec").join(format!("{name}.encrypted.decrypted"))).unwrap();
+        assert_eq!(back, fs::read(input.join(name)).unwrap(), "{name}");
+    }
+    // --jobs takes 1 to 1024.
+    for bad in ["0", "1025", "x"] {
+        let mut a = args(&[
+            "encrypt",
+            "-r",
+            "-i",
+            &fx.p("in"),
+            "-o",
+            &fx.p("o2"),
+            "--jobs",
+            bad,
+        ]);
+        a.extend(aes_flag(&key));
+        assert_fail_code(&run(&a, None), 2);
+    }
+}

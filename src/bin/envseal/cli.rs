@@ -183,6 +183,12 @@ pub(crate) struct CommonArgs {
     #[arg(long, short = 'q')]
     pub(crate) quiet: bool,
 
+    /// With several input files, how many are processed at once (default:
+    /// the number of cores). Each still completes or leaves nothing;
+    /// failure lines and --metadata-output lines keep the inputs' order.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) jobs: Option<u16>,
+
     #[command(flatten)]
     pub(crate) cache: CacheArgs,
 
@@ -240,6 +246,16 @@ pub(crate) struct CommonArgs {
     #[arg(long = "max-encrypted-data-keys", value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_encrypted_data_keys: Option<u64>,
+}
+
+impl CommonArgs {
+    /// Files processed at once: `--jobs`, else the number of cores.
+    pub(crate) fn jobs(&self) -> usize {
+        self.jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            usize::from,
+        )
+    }
 }
 
 /// A data key cache shared by the messages of one run (files of a

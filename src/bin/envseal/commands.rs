@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::{mpsc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -92,6 +93,25 @@ struct Run<'a> {
     kms: Option<&'a KmsClient>,
     /// Header JSON for `--metadata-output`.
     metadata: bool,
+    /// Held across a message's keyring step while `--metadata-output`
+    /// counts its KMS calls and cache lookups: files in flight at once
+    /// take that step in turn, so each line counts its own.
+    keyring_step: Mutex<()>,
+}
+
+impl Run<'_> {
+    /// Runs a message's keyring step (`f`: the keyring or the cache gives
+    /// the data key); with `--metadata-output`, also the counters before
+    /// and after it.
+    fn keyring_step<T>(&self, f: impl FnOnce() -> T) -> (T, Option<(Counters, Counters)>) {
+        if !self.metadata {
+            return (f(), None);
+        }
+        let _turn = self.keyring_step.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = counters(self);
+        let out = f();
+        (out, Some((before, counters(self))))
+    }
 }
 
 pub(crate) fn encrypt(args: &EncryptArgs, specs: Vec<KeySpec>) -> Result<(), Failure> {
@@ -133,7 +153,7 @@ fn run_mode(
     mode: Mode,
     config: Config,
     context: &EncryptionContext,
-    one: impl Fn(&Run<'_>, &Job, Meter) -> Result<Done, Failure>,
+    one: impl Fn(&Run<'_>, &Job, Meter) -> Result<Done, Failure> + Sync,
 ) -> Result<(), Failure> {
     let runtime = runtime()?;
     let (keyring, kms, _stats) = keyring_for(common, specs, mode, &runtime)?;
@@ -149,10 +169,9 @@ fn run_mode(
         context,
         kms: kms.as_ref(),
         metadata: metadata.is_some(),
+        keyring_step: Mutex::new(()),
     };
-    run_jobs(mode, common, &plan, &run, metadata, |job, meter| {
-        one(&run, job, meter)
-    })
+    run_jobs(mode, common, &plan, metadata, |job, meter| one(&run, job, meter))
 }
 
 fn encrypt_one(run: &Run<'_>, args: &EncryptArgs, job: &Job, meter: Meter) -> Result<Done, Failure> {
@@ -160,7 +179,8 @@ fn encrypt_one(run: &Run<'_>, args: &EncryptArgs, job: &Job, meter: Meter) -> Re
     // With the cache on, a file's length bounds its message (the cache
     // counts bytes per data key); stdin's is unknown and bypasses it.
     let bound = job.len.filter(|_| common.cache.cache_max_age_s.is_some());
-    let encryptor = run.client.encryptor(run.context, bound).map_err(encrypt_error)?;
+    let (encryptor, counters) = run.keyring_step(|| run.client.encryptor(run.context, bound));
+    let encryptor = encryptor.map_err(encrypt_error)?;
     let headers = run.metadata.then(|| header_of(encryptor.header())).transpose()?;
     let input = open_metered(&job.input, meter.clone(), job.len)?;
     let sink = Counted::new(Sink::open(job.target.clone(), common.force, false)?);
@@ -178,6 +198,7 @@ fn encrypt_one(run: &Run<'_>, args: &EncryptArgs, job: &Job, meter: Meter) -> Re
         input_bytes: meter.bytes(),
         output_bytes,
         headers,
+        counters,
     })
 }
 
@@ -276,9 +297,8 @@ fn decrypt_one(run: &Run<'_>, args: &DecryptArgs, job: &Job, meter: Meter) -> Re
             namespaces.push(ns);
         }
     }
-    let mut reader = decryptor
-        .decrypt(run.context)
-        .map_err(|e| decrypt_error(e, &unstored, &namespaces))?;
+    let (reader, counters) = run.keyring_step(|| decryptor.decrypt(run.context));
+    let mut reader = reader.map_err(|e| decrypt_error(e, &unstored, &namespaces))?;
     pump(
         &mut reader,
         &mut sink,
@@ -296,7 +316,46 @@ fn decrypt_one(run: &Run<'_>, args: &DecryptArgs, job: &Job, meter: Meter) -> Re
         input_bytes: meter.bytes(),
         output_bytes,
         headers,
+        counters,
     })
+}
+
+/// Hands out the files of a many-file run to its workers, in plan order
+/// and no further than a window past the oldest one not yet reported.
+#[derive(Default)]
+struct Turns {
+    /// Next file to start, files reported, stopped.
+    state: Mutex<(usize, usize, bool)>,
+    moved: Condvar,
+}
+
+impl Turns {
+    /// The next file to run, waiting while the window is full; `None`
+    /// when all are taken or the run stopped.
+    fn take(&self, files: usize, window: usize) -> Option<usize> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let (next, reported, stopped) = *state;
+            if stopped || next >= files {
+                return None;
+            }
+            if next < reported + window {
+                state.0 += 1;
+                return Some(next);
+            }
+            state = self.moved.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn reported(&self, n: usize) {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).1 = n;
+        self.moved.notify_all();
+    }
+
+    fn stop(&self) {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).2 = true;
+        self.moved.notify_all();
+    }
 }
 
 /// The KMS and cache counters now, for a message's metadata line.
@@ -310,32 +369,37 @@ fn counters(run: &Run<'_>) -> Counters {
 
 /// Runs every job of `plan`: one job's failure is the run's; of several
 /// files, each completes or leaves nothing, the others go on, and a
-/// summary line ends the run (non-zero exit if any file failed).
+/// summary line ends the run (non-zero exit if any file failed). Several
+/// files run `--jobs` at a time; their results (failure lines, metadata
+/// lines) are reported from this thread in plan order, whatever order
+/// they finish in.
 fn run_jobs(
     mode: Mode,
     common: &CommonArgs,
     plan: &Plan,
-    run: &Run<'_>,
     mut metadata: Option<MetadataOut>,
-    mut one: impl FnMut(&Job, Meter) -> Result<Done, Failure>,
+    one: impl Fn(&Job, Meter) -> Result<Done, Failure> + Sync,
 ) -> Result<(), Failure> {
     let (name, past) = match mode {
         Mode::Encrypt => ("encrypt", "encrypted"),
         Mode::Decrypt => ("decrypt", "decrypted"),
     };
     let mut progress = Progress::new(common.quiet, plan);
-    let mut record = |job: &Job, before: &Counters, done: &Done| -> Result<(), Failure> {
-        match metadata.as_mut() {
-            Some(m) => m.write(&message_line(name, job, done, before, &counters(run))),
-            None => Ok(()),
+    let mut record = |job: &Job, done: &Done| -> Result<(), Failure> {
+        match (metadata.as_mut(), &done.counters) {
+            (Some(m), Some((before, after))) => m.write(&message_line(name, job, done, before, after)),
+            (Some(m), None) => {
+                let none = Counters::default();
+                m.write(&message_line(name, job, done, &none, &none))
+            }
+            (None, _) => Ok(()),
         }
     };
     if !plan.many {
         let job = &plan.jobs[0];
-        let before = counters(run);
         let done = one(job, progress.meter())?;
         progress.finish();
-        return record(job, &before, &done);
+        return record(job, &done);
     }
     if !common.quiet {
         for (path, why) in &plan.skipped {
@@ -351,35 +415,89 @@ fn run_jobs(
         ));
         failed.push(dir.display().to_string());
     }
-    let mut written: HashSet<PathBuf> = HashSet::new();
-    let (mut ok, mut bytes) = (0usize, 0u64);
-    for job in &plan.jobs {
-        let before = counters(run);
-        let result = match &job.target {
-            Target::File(dest) if !written.insert(dest.clone()) => Err(Failure::BadOutput(format!(
+    // Two inputs with one output: the second (in plan order) fails.
+    let mut claimed: HashSet<&PathBuf> = HashSet::new();
+    let taken: Vec<bool> = plan
+        .jobs
+        .iter()
+        .map(|job| matches!(&job.target, Target::File(dest) if !claimed.insert(dest)))
+        .collect();
+    let run_one = |i: usize, meter: Meter| -> Result<Done, Failure> {
+        let job = &plan.jobs[i];
+        match &job.target {
+            Target::File(dest) if taken[i] => Err(Failure::BadOutput(format!(
                 "output {} is another input's output in this run",
                 dest.display()
             ))),
-            _ => files::prepare(job, common.force).and_then(|created| {
-                one(job, progress.meter()).inspect_err(|_| files::remove_created(&created))
-            }),
-        };
-        progress.file_done(job.len);
-        match result {
-            Ok(done) => {
-                ok += 1;
-                bytes += done.input_bytes;
-                record(job, &before, &done)?;
-            }
-            Err(failure) => {
-                progress.eprintln(&format!(
-                    "envseal: {}: {}",
-                    job.input.display(),
-                    one_line(&failure.to_string())
-                ));
-                failed.push(job.input.display().to_string());
-            }
+            _ => files::prepare(job, common.force)
+                .and_then(|created| one(job, meter).inspect_err(|_| files::remove_created(&created))),
         }
+    };
+    let (mut ok, mut bytes) = (0usize, 0u64);
+    let mut report =
+        |i: usize, result: Result<Done, Failure>, progress: &mut Progress| -> Result<(), Failure> {
+            let job = &plan.jobs[i];
+            progress.file_done(job.len);
+            match result {
+                Ok(done) => {
+                    ok += 1;
+                    bytes += done.input_bytes;
+                    record(job, &done)?;
+                }
+                Err(failure) => {
+                    progress.eprintln(&format!(
+                        "envseal: {}: {}",
+                        job.input.display(),
+                        one_line(&failure.to_string())
+                    ));
+                    failed.push(job.input.display().to_string());
+                }
+            }
+            Ok(())
+        };
+    let jobs = common.jobs().min(plan.jobs.len()).max(1);
+    if jobs == 1 {
+        for i in 0..plan.jobs.len() {
+            let result = run_one(i, progress.meter());
+            report(i, result, &mut progress)?;
+        }
+    } else {
+        // Workers take files in plan order, at most WINDOW past the oldest
+        // not yet reported; results are reported in plan order.
+        const WINDOW: usize = 256;
+        let meter = progress.meters();
+        let turns = Turns::default();
+        let outcome = std::thread::scope(|s| {
+            let (tx, rx) = mpsc::channel();
+            for _ in 0..jobs {
+                let tx = tx.clone();
+                let (turns, run_one, meter) = (&turns, &run_one, &meter);
+                s.spawn(move || {
+                    while let Some(i) = turns.take(plan.jobs.len(), WINDOW) {
+                        if tx.send((i, run_one(i, meter()))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut waiting = std::collections::BTreeMap::new();
+            let mut reported = 0;
+            for (i, result) in rx {
+                waiting.insert(i, result);
+                while let Some(result) = waiting.remove(&reported) {
+                    if let Err(e) = report(reported, result, &mut progress) {
+                        // No new file starts; those under way finish.
+                        turns.stop();
+                        return Err(e);
+                    }
+                    reported += 1;
+                    turns.reported(reported);
+                }
+            }
+            Ok(())
+        });
+        outcome?;
     }
     progress.finish();
     let skipped = match plan.skipped.len() {

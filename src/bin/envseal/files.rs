@@ -35,6 +35,9 @@ pub(crate) struct Done {
     pub(crate) output_bytes: u64,
     /// The `header` and `header_auth` objects, for `--metadata-output`.
     pub(crate) headers: Option<(serde_json::Value, serde_json::Value)>,
+    /// The KMS and cache counters before and after the message's keyring
+    /// step, for `--metadata-output`.
+    pub(crate) counters: Option<(crate::metadata::Counters, crate::metadata::Counters)>,
 }
 
 /// What one run does.

@@ -208,6 +208,7 @@ impl MetadataOut {
 }
 
 /// The KMS and cache counters at one moment of a run.
+#[derive(Default)]
 pub(crate) struct Counters {
     #[cfg(feature = "kms")]
     pub(crate) kms: Option<envseal::kms::AwsStats>,

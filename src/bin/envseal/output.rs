@@ -155,7 +155,7 @@ pub(crate) fn open_metered(
 /// Counts the bytes a reader delivers (and moves the progress bar).
 #[derive(Clone, Default)]
 pub(crate) struct Meter {
-    bytes: std::rc::Rc<std::cell::Cell<u64>>,
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
     bar: Option<indicatif::ProgressBar>,
 }
 
@@ -169,7 +169,7 @@ impl Meter {
 
     /// Bytes read so far.
     pub(crate) fn bytes(&self) -> u64 {
-        self.bytes.get()
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -181,7 +181,9 @@ struct Metered<R> {
 impl<R: Read> Read for Metered<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.meter.bytes.set(self.meter.bytes.get() + n as u64);
+        self.meter
+            .bytes
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         if let Some(bar) = &self.meter.bar {
             bar.inc(n as u64);
         }

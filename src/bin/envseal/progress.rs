@@ -56,6 +56,12 @@ impl Progress {
         Meter::new(self.bar.clone())
     }
 
+    /// Makes meters on other threads (see [`Progress::meter`]).
+    pub(crate) fn meters(&self) -> impl Fn() -> Meter + Send + Sync + 'static {
+        let bar = self.bar.clone();
+        move || Meter::new(bar.clone())
+    }
+
     /// One file done (or failed): the bar moves to the end of its bytes.
     pub(crate) fn file_done(&mut self, len: Option<u64>) {
         self.done += 1;
