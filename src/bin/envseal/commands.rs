@@ -16,10 +16,10 @@ use crate::error::{
     config_error, decrypt_error, encrypt_error, encrypt_stream_error, one_line, unstored_keys, Failure,
     Refusal,
 };
-use crate::files::{self, plan, Done, Job, Plan};
+use crate::files::{self, plan, Counters, Done, Job, Plan};
 use crate::keys::{build_keyring, KeySpec, Mode, Remote};
 use crate::kms::{runtime, KmsClient, StatsOnExit};
-use crate::metadata::{header_auth_json, header_json, header_of, message_line, Counters, MetadataOut};
+use crate::metadata::{header_auth_json, header_json, header_of, message_line, MetadataOut};
 use crate::output::{open_metered, pump, Counted, Meter, Sink, SkipWhitespace, Target, Tracked};
 use crate::progress::Progress;
 

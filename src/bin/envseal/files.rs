@@ -37,7 +37,15 @@ pub(crate) struct Done {
     pub(crate) headers: Option<(serde_json::Value, serde_json::Value)>,
     /// The KMS and cache counters before and after the message's keyring
     /// step, for `--metadata-output`.
-    pub(crate) counters: Option<(crate::metadata::Counters, crate::metadata::Counters)>,
+    pub(crate) counters: Option<(Counters, Counters)>,
+}
+
+/// The KMS and cache counters at one moment of a run.
+#[derive(Default)]
+pub(crate) struct Counters {
+    #[cfg(feature = "kms")]
+    pub(crate) kms: Option<envseal::kms::AwsStats>,
+    pub(crate) cache: Option<envseal::CacheStats>,
 }
 
 /// What one run does.

@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cli::{CommonArgs, InspectArgs};
 use crate::error::{decrypt_error, Failure};
-use crate::files::{Done, Job};
+use crate::files::{Counters, Done, Job};
 use crate::output::{is_stdio, open_input};
 
 /// The header fields of `d`, as aws-encryption-cli's metadata shows them.
@@ -205,14 +205,6 @@ impl MetadataOut {
             .and_then(|()| self.out.flush())
             .map_err(|e| Failure::UnwritableOutput(format!("writing --metadata-output: {e}")))
     }
-}
-
-/// The KMS and cache counters at one moment of a run.
-#[derive(Default)]
-pub(crate) struct Counters {
-    #[cfg(feature = "kms")]
-    pub(crate) kms: Option<envseal::kms::AwsStats>,
-    pub(crate) cache: Option<envseal::CacheStats>,
 }
 
 /// One message's metadata line: what aws-encryption-cli writes (`mode`,
