@@ -99,13 +99,23 @@ class Moto:
             self.proc.kill()
 
 
-def write_inputs(work, files, file_size, big_mib):
+def tree_spec(args):
+    """The tree's files as [(count, size)]: --tree-spec, else --files x --file-size."""
+    if not args.tree_spec:
+        return [(args.files, args.file_size)]
+    return [(int(count), int(size)) for count, size in (part.split("x") for part in args.tree_spec.split(","))]
+
+
+def write_inputs(work, spec, big_mib):
     tree = os.path.join(work, "tree")
-    for i in range(files):
-        folder = os.path.join(tree, "d{}".format(i % 10))
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "f{:05}.bin".format(i)), "wb") as f:
-            f.write(os.urandom(file_size))
+    i = 0
+    for count, size in spec:
+        for _ in range(count):
+            folder = os.path.join(tree, "d{}".format(i % 10))
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, "f{:05}.bin".format(i)), "wb") as f:
+                f.write(os.urandom(size))
+            i += 1
     big = os.path.join(work, "big.bin")
     chunk = os.urandom(1 << 20)
     with open(big, "wb") as f:
@@ -223,6 +233,8 @@ def main():
     ap.add_argument("--work", default="/dev/shm/envseal-cli-peer")
     ap.add_argument("--files", type=int, default=1000)
     ap.add_argument("--file-size", type=int, default=4096)
+    ap.add_argument("--tree-spec", help="the tree as COUNTxSIZE,... (e.g. 2000x4096,200x65536,20x1048576); "
+                    "overrides --files and --file-size")
     ap.add_argument("--big-mib", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json")
@@ -241,7 +253,8 @@ def main():
             fresh(args.work)
         return
     try:
-        tree, big = write_inputs(args.work, args.files, args.file_size, args.big_mib)
+        spec = tree_spec(args)
+        tree, big = write_inputs(args.work, spec, args.big_mib)
         tools = Tools(args.envseal, args.peer, moto.key_arn)
         out = lambda *parts: os.path.join(args.work, "-".join(parts))  # noqa: E731
         results = []
@@ -260,20 +273,32 @@ def main():
             print("{:<34} {:<19} {:8.3f} s wall ({:.3f} user, {:.3f} sys)".format(
                 case, tool, wall, user, system), file=sys.stderr, flush=True)
 
-        tree_label = "{} x {} B files".format(args.files, args.file_size)
+        tree_label = " + ".join("{} x {} B".format(c, s) for c, s in spec) + " files"
         big_label = "{} MiB file".format(args.big_mib)
         for tool in ("envseal", "aws-encryption-cli"):
             t = tool.split("-")[0]
             bench("encrypt " + tree_label, tool, "encrypt", tree, out(t, "enc-tree"), True)
             bench("encrypt " + tree_label + ", cached", tool, "encrypt", tree, out(t, "enc-tree-cached"), True, True)
             bench("decrypt " + tree_label, tool, "decrypt", out(t, "enc-tree"), out(t, "dec-tree"), True)
+            bench("decrypt " + tree_label + ", cached", tool, "decrypt", out(t, "enc-tree-cached"),
+                  out(t, "dec-tree-cached"), True, True)
             bench("encrypt " + big_label, tool, "encrypt", big, out(t, "big.enc"), False)
             bench("decrypt " + big_label, tool, "decrypt", out(t, "big.enc"), out(t, "big.dec"), False)
+
+        # The floor: copying the tree, in the same run.
+        copies = []
+        for _ in range(args.repeats):
+            fresh(out("cp-tree"))
+            copies.append(timed(["cp", "-r", tree, out("cp-tree")], moto.env)[0])
+        copies.sort()
+        cp_wall = copies[len(copies) // 2]
+        print("{:<34} {:<19} {:8.3f} s wall".format("cp -r of the tree", "cp", cp_wall), file=sys.stderr)
 
         # Correctness: own round trips, then each tool decrypts the other's messages.
         checked = 0
         for t in ("envseal", "aws"):
             checked += same_tree(tree, out(t, "dec-tree"), ".encrypted.decrypted")
+            checked += same_tree(tree, out(t, "dec-tree-cached"), ".encrypted.decrypted")
             if not filecmp.cmp(big, out(t, "big.dec"), shallow=False):
                 sys.exit("{}: big file round trip differs".format(t))
         for reader, writer in (("envseal", "aws"), ("aws-encryption-cli", "envseal")):
@@ -301,9 +326,12 @@ def main():
         print("| {} | {:.3f} (user {:.2f}, sys {:.2f}) | {:.3f} (user {:.2f}, sys {:.2f}) | {:.1f}x |".format(
             case, e["wall_s"], e["user_s"], e["sys_s"], a["wall_s"], a["user_s"], a["sys_s"],
             a["wall_s"] / e["wall_s"]))
+    print()
+    print("`cp -r` of the tree: {:.3f} s. envseal against it: {}.".format(cp_wall, "; ".join(
+        "{} {:.1f}x".format(case, by[(case, "envseal")]["wall_s"] / cp_wall) for case in cases if "files" in case)))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(repeats=args.repeats, results=results), f, indent=1)
+            json.dump(dict(repeats=args.repeats, cp_tree_s=cp_wall, results=results), f, indent=1)
 
 
 if __name__ == "__main__":
