@@ -826,9 +826,12 @@ async fn a_directory_with_the_data_key_cache_makes_few_kms_calls() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 1000);
-    assert_eq!(lines[0]["kms"]["generate_data_key"], 1);
-    assert_eq!(lines[0]["cache"]["misses"], 1);
-    assert!(lines[1..]
+    // Files run --jobs at a time (the number of cores): whichever took its
+    // keyring step first made the one call; every other line, a hit.
+    let (missed, hit): (Vec<_>, Vec<_>) = lines.iter().partition(|l| l["cache"]["misses"] == 1);
+    assert_eq!(missed.len(), 1);
+    assert_eq!(missed[0]["kms"]["generate_data_key"], 1);
+    assert!(hit
         .iter()
         .all(|l| l["kms"]["calls"] == 0 && l["cache"]["hits"] == 1));
     let edk = &lines[0]["header"]["encrypted_data_keys"];
