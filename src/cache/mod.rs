@@ -347,7 +347,9 @@ where
         Fut: std::future::Future<Output = std::result::Result<Load<V>, E>> + Send + 'static,
     {
         let counters = &self.inner.counters;
-        let began = std::time::Instant::now();
+        // When this lookup first found it must load (read then, not on
+        // every hit): its load's deadline counts from then.
+        let mut began = None;
         // Whether this lookup has been counted (a miss or a wait).
         let mut counted = false;
         loop {
@@ -365,6 +367,7 @@ where
                 }
                 Step::Load(flight) => flight,
             };
+            let began = *began.get_or_insert_with(std::time::Instant::now);
             let mut led = false;
             let outcome = flight
                 .get_or_init(|| {
