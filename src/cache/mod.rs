@@ -126,6 +126,13 @@ struct Slot<V, E> {
 }
 
 impl<V, E> Slot<V, E> {
+    /// A good entry arrived (loaded, or a companion): no failure stands.
+    fn loaded(&mut self) {
+        self.failed = false;
+        self.retry_at = None;
+        self.failures = 0;
+    }
+
     fn empty() -> Self {
         Slot {
             entry: None,
@@ -300,9 +307,7 @@ where
                         return false;
                     }
                     old = slot.entry.replace(Arc::clone(&entry));
-                    slot.failed = false;
-                    slot.retry_at = None;
-                    slot.failures = 0;
+                    slot.loaded();
                 }
                 None if room => {
                     slots.put(
@@ -571,16 +576,12 @@ where
                     // Refreshed ahead: the successor waits for the current
                     // entry to be used up or expire.
                     old = slot.next.replace(Arc::clone(entry));
-                    slot.failed = false;
-                    slot.retry_at = None;
-                    slot.failures = 0;
+                    slot.loaded();
                     expiry = Some(self.hard_expiry(entry));
                 }
                 Ok(entry) => {
                     old = slot.entry.replace(Arc::clone(entry));
-                    slot.failed = false;
-                    slot.retry_at = None;
-                    slot.failures = 0;
+                    slot.loaded();
                     expiry = Some(self.hard_expiry(entry));
                 }
                 Err(e) if e.is_transient() => {
