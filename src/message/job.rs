@@ -23,6 +23,17 @@ struct Shared<T> {
 }
 
 impl<T> Shared<T> {
+    fn new(value: Option<T>, finished: bool) -> Arc<Self> {
+        Arc::new(Shared {
+            slot: Mutex::new(Slot {
+                value,
+                finished,
+                waker: None,
+            }),
+            done: Condvar::new(),
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Slot<T>> {
         self.slot.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -68,14 +79,7 @@ thread_local! {
 impl<T: Send + 'static> Job<T> {
     /// Starts `task` on the pool.
     pub(crate) fn spawn(task: impl FnOnce() -> T + Send + 'static) -> Self {
-        let shared = Arc::new(Shared {
-            slot: Mutex::new(Slot {
-                value: None,
-                finished: false,
-                waker: None,
-            }),
-            done: Condvar::new(),
-        });
+        let shared = Shared::new(None, false);
         let finish = Finish(Arc::clone(&shared), None);
         #[cfg(test)]
         SPAWNED.with(|n| n.set(n.get() + 1));
@@ -86,14 +90,7 @@ impl<T: Send + 'static> Job<T> {
     /// A job already done with `value` (work that was cheaper to do on
     /// the calling thread than to hand over).
     pub(crate) fn ready(value: T) -> Self {
-        Job(Arc::new(Shared {
-            slot: Mutex::new(Slot {
-                value: Some(value),
-                finished: true,
-                waker: None,
-            }),
-            done: Condvar::new(),
-        }))
+        Job(Shared::new(Some(value), true))
     }
 
     /// Blocks until the task is done.
