@@ -129,14 +129,8 @@ impl Staging {
         self.len == 0
     }
 
-    /// Bytes past the used ones that were written before (and will be
-    /// wiped anyway): filling them costs no wipe more.
-    pub(crate) fn dirty_room(&self) -> usize {
-        self.dirty.min(self.buf.len()).saturating_sub(self.len)
-    }
-
-    /// Test support: the bytes that will be wiped.
-    #[cfg(test)]
+    /// The bytes that may hold data, wiped on drop: filling them again
+    /// costs no wipe more.
     pub(crate) fn dirty(&self) -> usize {
         self.dirty
     }

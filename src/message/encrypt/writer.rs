@@ -539,7 +539,7 @@ impl<W: Write> EncryptWriter<W> {
             self.batch_bytes + self.frame_length - self.pending.len()
         };
         let len = self.pending.len();
-        let end = (len + self.pending.dirty_room()).max(2 * len).max(FIRST_READ);
+        let end = self.pending.dirty().max(2 * len).max(FIRST_READ);
         self.pending.spare_mut(room.min(end - len))
     }
 
