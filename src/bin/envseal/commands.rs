@@ -386,13 +386,9 @@ fn run_jobs(
     };
     let mut progress = Progress::new(common.quiet, plan);
     let mut record = |job: &Job, done: &Done| -> Result<(), Failure> {
-        match (metadata.as_mut(), &done.counters) {
-            (Some(m), Some((before, after))) => m.write(&message_line(name, job, done, before, after)),
-            (Some(m), None) => {
-                let none = Counters::default();
-                m.write(&message_line(name, job, done, &none, &none))
-            }
-            (None, _) => Ok(()),
+        match metadata.as_mut() {
+            Some(m) => m.write(&message_line(name, job, done)),
+            None => Ok(()),
         }
     };
     if !plan.many {

@@ -41,7 +41,6 @@ pub(crate) struct Done {
 }
 
 /// The KMS and cache counters at one moment of a run.
-#[derive(Default)]
 pub(crate) struct Counters {
     #[cfg(feature = "kms")]
     pub(crate) kms: Option<envseal::kms::AwsStats>,

@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cli::{CommonArgs, InspectArgs};
 use crate::error::{decrypt_error, Failure};
-use crate::files::{Counters, Done, Job};
+use crate::files::{Done, Job};
 use crate::output::{is_stdio, open_input};
 
 /// The header fields of `d`, as aws-encryption-cli's metadata shows them.
@@ -211,10 +211,11 @@ impl MetadataOut {
 /// `input`, `output`, `header`, `header_auth`) plus the sizes and what the
 /// message cost in KMS calls and cache lookups (`kms`, `cache`: counts
 /// for this message; null without a KMS client or a cache).
-pub(crate) fn message_line(mode: &str, job: &Job, done: &Done, before: &Counters, after: &Counters) -> Value {
+pub(crate) fn message_line(mode: &str, job: &Job, done: &Done) -> Value {
+    let counted = done.counters.as_ref();
     #[cfg(feature = "kms")]
-    let kms = match (&before.kms, &after.kms) {
-        (Some(b), Some(a)) => json!({
+    let kms = match counted.map(|(before, after)| (&before.kms, &after.kms)) {
+        Some((Some(b), Some(a))) => json!({
             "calls": a.calls() - b.calls(),
             "generate_data_key": a.generate_data_key_calls - b.generate_data_key_calls,
             "encrypt": a.encrypt_calls - b.encrypt_calls,
@@ -228,8 +229,8 @@ pub(crate) fn message_line(mode: &str, job: &Job, done: &Done, before: &Counters
     };
     #[cfg(not(feature = "kms"))]
     let kms = Value::Null;
-    let cache = match (&before.cache, &after.cache) {
-        (Some(b), Some(a)) => json!({
+    let cache = match counted.map(|(before, after)| (&before.cache, &after.cache)) {
+        Some((Some(b), Some(a))) => json!({
             "hits": a.hits - b.hits,
             "misses": a.misses - b.misses,
             "bypasses": a.bypasses - b.bypasses,
