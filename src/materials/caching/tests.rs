@@ -196,13 +196,6 @@ mod read_back {
         // A full cache stores no companion: capacity 1 holds the encrypt entry.
         let small = MaterialsCache::new(1).unwrap();
         let cmm = CachingCmm::new(keyring(), small.clone(), limits, None, Backend::default()).unwrap();
-        let request = EncryptRequest {
-            suite,
-            context: &context,
-            backend: Backend::default(),
-            max_edks: None,
-            required: &required,
-        };
         cmm.encryption_materials(request, Some(1)).await.unwrap();
         let stats = small.stats();
         assert_eq!((stats.entries, stats.evicted), (1, 0), "{stats:?}");
