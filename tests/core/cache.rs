@@ -546,10 +546,15 @@ mod kms {
         let key = create_key("us-east-1").await;
         let kms = moto::client("us-east-1", &moto().url, AwsBounds::default()).await;
         let keyring = KmsKeyring::builder(kms.clone(), [&key]).build().unwrap();
+        // Refresh ahead from half of a data key's messages: 5,000 records
+        // (not the default 1,000, some 20 ms of a debug build) for moto to
+        // answer the refresh in while other tests load it, so that "no
+        // record waits" tests the cache rather than moto's latency.
+        let policy = envseal::CachePolicy::builder().grace(0.5).build().unwrap();
         let c = Client::builder(keyring)
             .config(records_config())
             .cache(
-                MaterialsCache::new(100).unwrap(),
+                MaterialsCache::builder(100).policy(policy).build().unwrap(),
                 limits().max_messages(10_000).build().unwrap(),
             )
             .build()
@@ -567,7 +572,7 @@ mod kms {
         }
         assert_eq!(kms.stats().generate_data_key_calls, 1);
         // 100,000 records with max messages 10,000: 10 data keys, each
-        // used in full (the successor refreshed ahead from the 9,001st
+        // used in full (the successor refreshed ahead from the 5,001st
         // message takes over at the 10,001st), plus the successor of the
         // last one, refreshed ahead and not needed yet.
         let mut out = Vec::new();
