@@ -231,6 +231,26 @@ fn signed_streams_round_trip_on_every_thread_count() {
     }
 }
 
+/// Whole frames written at once are sealed straight from the caller's
+/// buffer: nothing is copied into the batch buffer (nor left to wipe) but
+/// the tail short of a frame, and the bytes are those of the one-shot
+/// encrypt, on one thread or several.
+#[test]
+fn whole_frames_are_sealed_from_the_callers_buffer() {
+    for threads in [1, 2] {
+        let config = config(4096, threads);
+        for (len, most) in [(4096, 0), (64 << 10, 0), ((64 << 10) + 100, 100), (3 << 20, 0)] {
+            let pt = plaintext(len);
+            let mut w = encryptor(&config).into_writer(Vec::new()).unwrap();
+            w.write_all(&pt).unwrap();
+            let dirty = w.pending_dirty();
+            assert!(dirty <= most, "{len} bytes written: {dirty} copied in");
+            let message = w.finish().unwrap();
+            assert_eq!(message, encryptor(&config).seal_all(&pt).unwrap(), "{len} bytes");
+        }
+    }
+}
+
 /// `copy_from` offers a reader what it has read so far, doubling from
 /// 16 KiB, so a small message marks (and wipes) about its own size, not a
 /// whole batch; a large one still reads whole batches, and both decrypt.
