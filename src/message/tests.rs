@@ -274,16 +274,24 @@ fn copy_from_marks_for_wiping_about_what_it_read() {
     }
 }
 
-/// A small message is opened on the reading thread, never handed to the
-/// pool; a large one still is (and both read back).
+/// A message of one batch (small, or up to a batch whose final frame
+/// follows) is opened on the reading thread, never handed to the pool: the
+/// reader would only wait for it. A larger one still is (and all read back).
 #[test]
-fn a_small_message_is_opened_without_the_pool() {
+fn a_message_of_one_batch_is_opened_without_the_pool() {
     use crate::message::job::SPAWNED;
     let keyring = RawAesKeyring::new("ns", "k", WrappingKey::from_slice(&[3; 32]).unwrap()).unwrap();
     let context = EncryptionContext::new();
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let c = config(4096, 2);
-    for (len, pooled) in [(4096, false), (60 << 10, false), (6 << 20, true)] {
+    let cases = [
+        (4096, false),
+        (60 << 10, false),
+        (64 << 10, false),
+        (1 << 20, false),
+        (6 << 20, true),
+    ];
+    for (len, pooled) in cases {
         let pt = plaintext(len);
         let message = rt.block_on(encrypt(&c, &keyring, &context, &pt)).unwrap();
         let before = SPAWNED.with(std::cell::Cell::get);
