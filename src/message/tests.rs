@@ -205,6 +205,33 @@ fn signed_streams_round_trip_on_every_thread_count() {
             .allow_signed_streaming(true)
             .build()
             .unwrap();
+        // One-shot: each run hashed while the next seals (several
+        // threads); read back by the streaming reader, which hashes in order.
+        let enc = rt.block_on(Encryptor::new(&c, &keyring, &context)).unwrap();
+        let message = enc.seal_all(&pt).unwrap();
+        let mut reader = rt
+            .block_on(Parsed::new(&message[..], &c).unwrap().decrypt(&keyring, &context))
+            .unwrap();
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert!(out == pt && reader.is_complete(), "one-shot, {threads} threads");
+        // A flipped bit in the signature fails the one-shot decrypt, which
+        // checks it beside the opening, and leaves no plaintext.
+        let mut bad = message.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let mut out = b"earlier".to_vec();
+        let failed = rt.block_on(decrypt_source_into(
+            &c,
+            Source::Keyring(&keyring),
+            &context,
+            &bad,
+            &mut out,
+        ));
+        assert!(
+            matches!(failed, Err(Error::Decrypt)) && out.is_empty(),
+            "{threads} threads"
+        );
         let enc = rt.block_on(Encryptor::new(&c, &keyring, &context)).unwrap();
         let mut w = enc.into_writer(Vec::new()).unwrap();
         w.copy_from(&mut Uneven { data: &pt, step: 5 }).unwrap();

@@ -14,7 +14,7 @@ use crate::format::reader::Reader;
 use crate::format::EncryptionContext;
 use crate::materials::Source;
 use crate::message::buffer;
-use crate::message::frames::Frames;
+use crate::message::frames::{Frames, MIN_TASK_BYTES};
 use crate::message::{DecryptInfo, Decrypted};
 
 use super::*;
@@ -109,22 +109,52 @@ fn framed_layout<'a>(body: &mut Reader<'a>, frame_length: u32) -> Result<FramedL
     })
 }
 
-/// The footer (signature, if signed) and the end of the message.
-fn check_footer(body: &mut Reader<'_>, verifier: Option<Box<dyn Verifier>>) -> Result<()> {
+/// The footer (signature, if signed) and the end of the message: the
+/// signed bytes and the signature, checked by [`verify_footer`].
+fn read_footer<'a>(body: &mut Reader<'a>, signed: bool) -> Result<Option<(&'a [u8], &'a [u8])>> {
     // The signature covers the header and the body.
-    let signed = body.consumed();
-    if let Some(mut v) = verifier {
-        let sig = frame::read_footer(body)?;
-        if body.remaining() != 0 {
-            return Err(FormatError::TrailingData.into());
-        }
-        v.update(signed);
-        return v.verify(sig).map_err(|_| Error::Decrypt);
-    }
+    let covered = body.consumed();
+    let sig = if signed {
+        Some((covered, frame::read_footer(body)?))
+    } else {
+        None
+    };
     if body.remaining() != 0 {
         return Err(FormatError::TrailingData.into());
     }
-    Ok(())
+    Ok(sig)
+}
+
+/// Checks the signature [`read_footer`] found.
+fn verify_footer(verifier: Option<Box<dyn Verifier>>, footer: Option<(&[u8], &[u8])>) -> Result<()> {
+    match (verifier, footer) {
+        (Some(mut v), Some((covered, sig))) => {
+            v.update(covered);
+            v.verify(sig).map_err(|_| Error::Decrypt)
+        }
+        (None, None) => Ok(()),
+        _ => Err(Error::Internal("a signature without its verifier")),
+    }
+}
+
+/// Runs the signature check and the opening of the body side by side on
+/// several threads (the SHA-384 on one core, the AES-GCM on the others),
+/// one after the other on one or for a body of less than 256 KiB (`len`
+/// bytes: not worth a hand-off to the pool). The caller wipes the
+/// plaintext if either fails: nothing is released before both pass.
+fn verify_and_open(
+    threads: usize,
+    len: usize,
+    verifier: Option<Box<dyn Verifier>>,
+    footer: Option<(&[u8], &[u8])>,
+    open: impl FnOnce() -> Result<()> + Send,
+) -> Result<()> {
+    if verifier.is_some() && threads > 1 && len >= MIN_TASK_BYTES / 4 {
+        let (verified, opened) = rayon::join(move || verify_footer(verifier, footer), open);
+        return verified.and(opened);
+    }
+    verify_footer(verifier, footer)?;
+    open()
 }
 
 pub(super) fn open_body(
@@ -141,7 +171,7 @@ pub(super) fn open_body(
     match header.body.content_type {
         ContentType::Framed => {
             let layout = framed_layout(&mut body, header.body.frame_length)?;
-            check_footer(&mut body, verifier)?;
+            let footer = read_footer(&mut body, verifier.is_some())?;
             let frames = Frames {
                 aead,
                 message_id,
@@ -157,16 +187,19 @@ pub(super) fn open_body(
             }
             buffer::sized(out, regular_len + final_ct.len());
             let (regular_out, final_out) = out.split_at_mut(regular_len);
-            frames.open(1, layout.regular, regular_out)?;
-            let mut aad = Vec::with_capacity(96);
-            body_aad(
-                &mut aad,
-                message_id,
-                BodyPart::FinalFrame,
-                layout.last.seq,
-                final_ct.len() as u64,
-            );
-            open_to(aead, &layout.last.iv, &aad, final_ct, final_tag, final_out)
+            let threads = frames.threads;
+            verify_and_open(threads, regular_len, verifier, footer, || {
+                frames.open(1, layout.regular, regular_out)?;
+                let mut aad = Vec::with_capacity(96);
+                body_aad(
+                    &mut aad,
+                    message_id,
+                    BodyPart::FinalFrame,
+                    layout.last.seq,
+                    final_ct.len() as u64,
+                );
+                open_to(aead, &layout.last.iv, &aad, final_ct, final_tag, final_out)
+            })
         }
         ContentType::NonFramed => {
             let frame::NonFramedHeader { iv, len } = frame::read_non_framed_header(&mut body)?;
@@ -175,12 +208,14 @@ pub(super) fn open_body(
                 return Err(LimitError::BodyTooLarge { found: len, max }.into());
             }
             let sealed = body.take(len as usize + TAG_LEN, "body")?;
-            check_footer(&mut body, verifier)?;
+            let footer = read_footer(&mut body, verifier.is_some())?;
             let (ct, tag) = sealed.split_at(len as usize);
             buffer::sized(out, ct.len());
             let mut aad = Vec::with_capacity(96);
             body_aad(&mut aad, message_id, BodyPart::NonFramed, 1, len);
-            open_to(aead, &iv, &aad, ct, tag, out)
+            verify_and_open(config.effective_threads(), ct.len(), verifier, footer, || {
+                open_to(aead, &iv, &aad, ct, tag, out)
+            })
         }
     }
 }
