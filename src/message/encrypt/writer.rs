@@ -30,11 +30,12 @@ impl Encryptor {
     pub(super) fn writer<W: Write>(self, output: Out<W>) -> EncryptWriter<W> {
         let frame_length = self.frame_length as usize;
         let batch_bytes = batch_frames(frame_length, self.threads) * frame_length;
-        // A batch and a frame more (see `copy_from`), allocated once.
-        let (mut pending, mut spare) = (Staging::pooled(), Staging::pooled());
+        // A batch and a frame more (see `copy_from`), allocated once. The
+        // buffers for batches in the background are taken when the first
+        // one goes (a small message never needs them).
+        let mut pending = Staging::pooled();
         if frame_length > 0 {
             pending.reserve(batch_bytes + frame_length);
-            spare.reserve(batch_bytes + frame_length);
         }
         EncryptWriter {
             output,
@@ -49,7 +50,7 @@ impl Encryptor {
             }),
             signer: self.signer,
             pending,
-            spare: vec![spare],
+            spare: Vec::new(),
             sealed: Staging::pooled(),
             inflight: VecDeque::new(),
             seq: 1,
@@ -270,6 +271,7 @@ impl<W: Write> EncryptWriter<W> {
         };
         let mut next = self.spare.pop().unwrap_or_else(Staging::pooled);
         next.clear();
+        next.reserve(self.batch_bytes + self.frame_length);
         next.extend(&self.pending.as_slice()[cut..]);
         let mut plaintext = std::mem::replace(&mut self.pending, next);
         plaintext.truncate(cut);
