@@ -332,3 +332,40 @@ fn a_message_of_one_batch_is_opened_without_the_pool() {
         assert_eq!(spawned > 0, pooled, "{len} bytes: {spawned} jobs on the pool");
     }
 }
+
+/// An async stream of a small message wipes its buffers on its own thread
+/// when dropped (a hand-off to the pool would cost more than the wipe); a
+/// large one's batch buffers, megabytes, are wiped on the pool.
+#[cfg(feature = "tokio")]
+#[test]
+fn async_streams_wipe_small_messages_where_they_run() {
+    use crate::message::tokio_io::{read_header, AsyncDecryptReader, DROPPED_OFF_THREAD};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let keyring = RawAesKeyring::new("ns", "k", WrappingKey::from_slice(&[3; 32]).unwrap()).unwrap();
+    let context = EncryptionContext::new();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let c = config(4096, 2);
+    for (len, pooled) in [(1024, false), (64 << 10, false), (6 << 20, true)] {
+        let pt = plaintext(len);
+        let before = DROPPED_OFF_THREAD.with(std::cell::Cell::get);
+        let message = rt.block_on(async {
+            let enc = Encryptor::new(&c, &keyring, &context).await.unwrap();
+            let mut w = enc.into_async_writer(Vec::new());
+            w.write_all(&pt).await.unwrap();
+            w.shutdown().await.unwrap();
+            w.into_inner()
+        });
+        let opened = rt.block_on(async {
+            let mut input = &message[..];
+            let parsed = read_header(&mut input, &c).await.unwrap();
+            let core = parsed.decrypt(&keyring, &context).await.unwrap();
+            let mut r = AsyncDecryptReader::new(core, input);
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).await.unwrap();
+            out
+        });
+        assert!(opened == pt, "{len} bytes");
+        let off = DROPPED_OFF_THREAD.with(std::cell::Cell::get) - before;
+        assert_eq!(off > 0, pooled, "{len} bytes: {off} dropped on the pool");
+    }
+}

@@ -24,26 +24,61 @@ use crate::format::EncryptionContext;
 use crate::suite::AlgorithmSuite;
 
 /// The sync machinery of an async stream: dropped (its batch buffers wiped,
-/// megabytes) on the rayon pool, not on the runtime's thread.
-struct OffThread<T: Send + 'static>(Option<T>);
+/// megabytes) on the rayon pool, not on the runtime's thread, unless it
+/// wipes little (a small message: a hand-off to the pool would cost more).
+struct OffThread<T: Wiped + Send + 'static>(Option<T>);
 
-impl<T: Send + 'static> std::ops::Deref for OffThread<T> {
+/// What dropping a stream's machinery wipes (see [`OffThread`]).
+trait Wiped {
+    /// Bytes wiped on drop; `usize::MAX` while a batch is in the background.
+    fn wipe_bytes(&self) -> usize;
+}
+
+impl Wiped for EncryptWriter<io::Sink> {
+    fn wipe_bytes(&self) -> usize {
+        EncryptWriter::wipe_bytes(self)
+    }
+}
+
+impl Wiped for DecryptReader<Feed> {
+    fn wipe_bytes(&self) -> usize {
+        DecryptReader::wipe_bytes(self)
+    }
+}
+
+/// The most an async stream wipes on its runtime's thread when dropped
+/// (a few microseconds of memset).
+const WIPE_HERE_BYTES: usize = 256 << 10;
+
+impl<T: Wiped + Send + 'static> std::ops::Deref for OffThread<T> {
     type Target = T;
     fn deref(&self) -> &T {
         self.0.as_ref().expect("present until dropped")
     }
 }
 
-impl<T: Send + 'static> std::ops::DerefMut for OffThread<T> {
+impl<T: Wiped + Send + 'static> std::ops::DerefMut for OffThread<T> {
     fn deref_mut(&mut self) -> &mut T {
         self.0.as_mut().expect("present until dropped")
     }
 }
 
-impl<T: Send + 'static> Drop for OffThread<T> {
+#[cfg(test)]
+thread_local! {
+    /// Test support: async streams this thread dropped on the pool.
+    pub(crate) static DROPPED_OFF_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl<T: Wiped + Send + 'static> Drop for OffThread<T> {
     fn drop(&mut self) {
         if let Some(inner) = self.0.take() {
-            rayon::spawn(move || drop(inner));
+            if inner.wipe_bytes() <= WIPE_HERE_BYTES {
+                drop(inner);
+            } else {
+                #[cfg(test)]
+                DROPPED_OFF_THREAD.with(|n| n.set(n.get() + 1));
+                rayon::spawn(move || drop(inner));
+            }
         }
     }
 }

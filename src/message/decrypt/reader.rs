@@ -203,6 +203,16 @@ impl<R: Read> DecryptReader<R> {
         &self.context
     }
 
+    /// Bytes the reader's buffers wipe when it is dropped; `usize::MAX`
+    /// while a batch is in the background (see `wipe_bytes` on the writer).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn wipe_bytes(&self) -> usize {
+        if !self.inflight.is_empty() {
+            return usize::MAX;
+        }
+        self.spare.iter().map(Staging::dirty).sum::<usize>() + self.buf.dirty()
+    }
+
     /// Whether the whole message (including any signature) has verified.
     pub fn is_complete(&self) -> bool {
         self.state == State::Done && self.out_pos == self.out_end

@@ -99,6 +99,11 @@ impl Outbox {
         }
     }
 
+    /// Bytes its buffers wipe when dropped.
+    pub(super) fn wipe_bytes(&self) -> usize {
+        self.queue.iter().chain(&self.free).map(Staging::dirty).sum()
+    }
+
     /// The next bytes to write, if any.
     pub(crate) fn front(&self) -> Option<&[u8]> {
         self.queue.front().map(|b| &b.as_slice()[self.written..])

@@ -574,6 +574,24 @@ impl<W: Write> EncryptWriter<W> {
         self.pending.spare_mut(room.min(end - len))
     }
 
+    /// Bytes the writer's buffers wipe when it is dropped; `usize::MAX`
+    /// while a batch is in the background (an async stream drops a writer
+    /// that wipes little on its own thread, see `OffThread`).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn wipe_bytes(&self) -> usize {
+        if !self.inflight.is_empty() {
+            return usize::MAX;
+        }
+        let queued = match &self.output {
+            Out::Queue(q) => q.wipe_bytes(),
+            Out::Write(_) => 0,
+        };
+        self.spare.iter().map(Staging::dirty).sum::<usize>()
+            + self.pending.dirty()
+            + self.sealed.dirty()
+            + queued
+    }
+
     /// Test support: the plaintext bytes the batch buffer will wipe.
     #[cfg(test)]
     pub(crate) fn pending_dirty(&self) -> usize {
