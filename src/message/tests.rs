@@ -333,28 +333,49 @@ fn a_message_of_one_batch_is_opened_without_the_pool() {
     }
 }
 
-/// An async stream of a small message wipes its buffers on its own thread
-/// when dropped (a hand-off to the pool would cost more than the wipe); a
-/// large one's batch buffers, megabytes, are wiped on the pool.
+/// An async stream of a small message seals, opens and wipes its buffers
+/// on its own thread (a hand-off to the pool would cost more than the
+/// work), whether written or read with `copy_from`; a large one seals and
+/// opens its batches on the pool, and its buffers, megabytes, are wiped
+/// there.
 #[cfg(feature = "tokio")]
 #[test]
-fn async_streams_wipe_small_messages_where_they_run() {
+fn async_streams_keep_small_messages_on_their_thread() {
+    use crate::message::job::SPAWNED;
     use crate::message::tokio_io::{read_header, AsyncDecryptReader, DROPPED_OFF_THREAD};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let keyring = RawAesKeyring::new("ns", "k", WrappingKey::from_slice(&[3; 32]).unwrap()).unwrap();
     let context = EncryptionContext::new();
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let c = config(4096, 2);
-    for (len, pooled) in [(1024, false), (64 << 10, false), (6 << 20, true)] {
+    let cases = [
+        (1024, false, false),
+        (64 << 10, false, false),
+        (64 << 10, true, false),
+        (6 << 20, false, true),
+        (6 << 20, true, true),
+    ];
+    for (len, copy, pooled) in cases {
         let pt = plaintext(len);
         let before = DROPPED_OFF_THREAD.with(std::cell::Cell::get);
+        let jobs = SPAWNED.with(std::cell::Cell::get);
         let message = rt.block_on(async {
             let enc = Encryptor::new(&c, &keyring, &context).await.unwrap();
             let mut w = enc.into_async_writer(Vec::new());
-            w.write_all(&pt).await.unwrap();
+            if copy {
+                w.copy_from(&mut &pt[..]).await.unwrap();
+            } else {
+                w.write_all(&pt).await.unwrap();
+            }
             w.shutdown().await.unwrap();
             w.into_inner()
         });
+        let jobs = SPAWNED.with(std::cell::Cell::get) - jobs;
+        assert_eq!(
+            jobs > 0,
+            pooled,
+            "{len} bytes, copy {copy}: {jobs} batches on the pool"
+        );
         let opened = rt.block_on(async {
             let mut input = &message[..];
             let parsed = read_header(&mut input, &c).await.unwrap();

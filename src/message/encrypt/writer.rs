@@ -228,14 +228,17 @@ impl<W: Write> EncryptWriter<W> {
     /// The regular frames still pending (all but the final frame's
     /// plaintext) handed to the pool as a batch of their own, when batches
     /// seal in the background: the async writer's shutdown, so that only
-    /// the final frame seals on the runtime's thread.
+    /// the final frame (and a tail of at most 256 KiB with nothing in the
+    /// background) seals on the runtime's thread.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn flush_tail(&mut self) -> Result<()> {
         if self.frame_length == 0 || !job::background(self.keys.threads) || self.pending.is_empty() {
             return Ok(());
         }
         let regular = self.pending.len() / self.frame_length * self.frame_length;
-        if regular == 0 {
+        // A small tail with nothing before it in the background seals with
+        // the final frame, here: a hand-off to the pool would cost more.
+        if regular == 0 || (self.inflight.is_empty() && regular <= ASYNC_DIRECT_BYTES) {
             return Ok(());
         }
         self.flush_cut(regular)
@@ -367,9 +370,10 @@ impl<W: Write> EncryptWriter<W> {
     /// the caller's buffer: whole frames, up to a batch, when nothing is
     /// buffered before them. Not for a signed stream with batches in the
     /// background (it copies its plaintext in, so that each batch's SHA-384
-    /// runs beside the next one's sealing), and for an async stream only
-    /// what seals on its thread in a fraction of a millisecond with nothing
-    /// in the background (sealing here waits for the batches before).
+    /// runs beside the next one's sealing), and for an async stream with
+    /// batches in the background only a write that seals on its thread in
+    /// a fraction of a millisecond, with nothing in the background (sealing
+    /// here waits for the batches before): a larger one fills batches.
     fn direct_len(&self, len: usize) -> usize {
         let f = self.frame_length;
         if f == 0 || !self.pending.is_empty() || len < f {
@@ -380,7 +384,9 @@ impl<W: Write> EncryptWriter<W> {
             _ if self.signer.is_some() && background => 0,
             Out::Write(_) => self.batch_bytes,
             Out::Queue(_) if !self.inflight.is_empty() => 0,
-            Out::Queue(_) if background => ASYNC_DIRECT_BYTES.min(self.batch_bytes),
+            // A large write fills batches for the pool instead.
+            Out::Queue(_) if background && len > ASYNC_DIRECT_BYTES => 0,
+            Out::Queue(_) if background => len,
             Out::Queue(_) => self.batch_bytes,
         };
         (len.min(most) / f) * f
