@@ -13,8 +13,11 @@
 //! as envseal does, which shows what the extra memory traffic costs;
 //! `raw-aes-256-gcm-frames-N` seals it frame by frame (N bytes each, out of
 //! place), the floor for a framed message on this backend.
-//! `stream-async-*` (1 MiB and up): the tokio streams, beside the sync
-//! stream of the same case.
+//! `stream-async-*`: the tokio streams, beside the sync stream of the same
+//! case. Every streaming path runs at every size with both frame lengths
+//! (the default thread setting), so that `scripts/bench_summary.py` can
+//! set each against the one-shot of the same size, direction and frame
+//! length from the same run (the streams-against-one-shot table).
 
 use std::hint::black_box;
 use std::io::{BufRead, Read, Write};
@@ -47,7 +50,7 @@ struct Case {
     streaming: bool,
 }
 
-const CASES: [Case; 14] = [
+const CASES: [Case; 15] = [
     case(
         "0478-f4096-1t",
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
@@ -129,6 +132,13 @@ const CASES: [Case; 14] = [
         "stream-copy-0478-f4096-all",
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
         4096,
+        0,
+        true,
+    ),
+    case(
+        "stream-copy-0478-f65536-all",
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        65536,
         0,
         true,
     ),
@@ -293,7 +303,7 @@ fn throughput(c: &mut Criterion) {
         // copies into its batches), then `shutdown`; `stream-async-copy-*`
         // reads it from an `AsyncRead` with `copy_from`, straight into the
         // batches, as the sync `stream-copy-*` does.
-        for (name, sync_name) in ASYNC_CASES.iter().filter(|_| size >= 1 << 20) {
+        for (name, sync_name) in ASYNC_CASES.iter() {
             let case = CASES.iter().find(|c| c.name == *sync_name).unwrap();
             let client = client_for(&keyring, &case_config(case));
             let copy = name.starts_with("stream-async-copy");
@@ -396,7 +406,7 @@ fn throughput(c: &mut Criterion) {
         // the same case: the verified plaintext taken where it lies, or
         // (`stream-async-copy-*`, as the sync `stream-copy-*`) copied out
         // in 64 KiB reads.
-        for (name, sync_name) in ASYNC_CASES.iter().filter(|_| size >= 1 << 20) {
+        for (name, sync_name) in ASYNC_CASES.iter() {
             let case = CASES.iter().find(|c| c.name == *sync_name).unwrap();
             let config = case_config(case);
             let client = client_for(&keyring, &config);
@@ -415,10 +425,11 @@ fn throughput(c: &mut Criterion) {
 
 /// The tokio streams, each with the sync streaming case it is measured
 /// against in the same run.
-const ASYNC_CASES: [(&str, &str); 3] = [
+const ASYNC_CASES: [(&str, &str); 4] = [
     ("stream-async-0478-f4096-all", "stream-0478-f4096-all"),
     ("stream-async-0478-f65536-all", "stream-0478-f65536-all"),
     ("stream-async-copy-0478-f4096-all", "stream-copy-0478-f4096-all"),
+    ("stream-async-copy-0478-f65536-all", "stream-copy-0478-f65536-all"),
 ];
 
 /// The floor of a signed stream: one SHA-384 pass over the bytes (the

@@ -65,6 +65,64 @@ for g in groups:
         ratio = "baseline" if f == "raw-aes-256-gcm" else f"{raw[0] / ns:.0%}" if raw else ""
         print(f"| {op} | {size} | {f} | {mbs:,.0f} | {1e9 / ns:,.0f} | {ratio} |")
 
+
+def streams_table():
+    """Every streaming path against the one-shot of the same size, direction
+    and frame length (0x0478, the default thread setting), and all cores
+    against one thread; then the signed suite against one SHA-384 pass."""
+    def ns(g, f):
+        r = rows.get((g, f))
+        return r[0] if r else None
+
+    sizes = [s for s in ["1k", "64k", "1m", "64m"] if any(g == f"encrypt/{s}" for g, _ in rows)]
+    if not sizes or ns(f"encrypt/{sizes[0]}", "stream-async-0478-f4096-all") is None:
+        return
+    print(f"\nStreams against the one-shot of the same size, direction and frame length "
+          f"(0x0478, default threads, medians of one run; {cpu()}, {os.cpu_count()} cores). "
+          "Each cell is the one-shot's time over the path's: 100 % is as fast.\n")
+    print("| op | size | frame | one-shot MB/s | sync stream | sync copy | tokio stream | tokio copy "
+          "| one-shot all cores of 1 thread | sync stream all cores of 1 thread |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    within = total = 0
+    for op in ["encrypt", "decrypt"]:
+        for size in sizes:
+            g = f"{op}/{size}"
+            for frame in ["4096", "65536"]:
+                base = ns(g, f"0478-f{frame}-all")
+                if base is None:
+                    continue
+                nbytes = rows[(g, f"0478-f{frame}-all")][1].get("Bytes", 0)
+                cells = []
+                for path in ["stream", "stream-copy", "stream-async", "stream-async-copy"]:
+                    t = ns(g, f"{path}-0478-f{frame}-all")
+                    if t is None:
+                        cells.append("")
+                        continue
+                    total += 1
+                    within += base / t >= 0.9
+                    cells.append(f"{base / t:.0%}")
+                for one, alln in [(f"0478-f{frame}-1t", f"0478-f{frame}-all"),
+                                  (f"stream-0478-f{frame}-1t", f"stream-0478-f{frame}-all")]:
+                    a, b = ns(g, alln), ns(g, one)
+                    cells.append(f"{b / a:.0%}" if a and b else "")
+                print(f"| {op} | {size} | {frame} | {nbytes / base * 1e3:,.0f} | " + " | ".join(cells) + " |")
+    print(f"\n{within} of {total} streaming cells within 10 % of the one-shot.")
+    print("\n| op | size | SHA-384 MB/s | one-shot all cores | one-shot 1 thread | stream all cores | stream 1 thread |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for op in ["encrypt", "decrypt"]:
+        for size in sizes:
+            g = f"{op}/{size}"
+            sha = ns(g, "sha384")
+            if sha is None:
+                continue
+            nbytes = rows[(g, "sha384")][1].get("Bytes", 0)
+            cells = [ns(g, f) for f in ["0578-f4096-all", "0578-f4096-1t", "stream-0578-f4096-all", "stream-0578-f4096-1t"]]
+            print(f"| {op} | {size} | {nbytes / sha * 1e3:,.0f} | " +
+                  " | ".join(f"{sha / c:.0%}" if c else "" for c in cells) + " |")
+
+
+streams_table()
+
 rec = {f: ns for (g, f), (ns, _) in rows.items() if g == "record-1k"}
 if rec:
     print("\n| 1 KiB record (0x0478, cached key) | µs | records/s | of the per-message limit |")
