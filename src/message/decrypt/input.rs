@@ -28,10 +28,11 @@ pub(super) struct Input<R> {
 const SPENT_MAX: usize = 2;
 
 impl<R> Input<R> {
-    pub(super) fn new(pending: Vec<u8>, inner: R) -> Self {
+    /// The bytes of `pending` from `pos` on come first, then the reader.
+    pub(super) fn new(pending: Vec<u8>, pos: usize, inner: R) -> Self {
         Input {
             pending,
-            pos: 0,
+            pos,
             ahead: VecDeque::new(),
             spent: Vec::new(),
             inner,
@@ -248,7 +249,7 @@ mod tests {
 
     #[test]
     fn a_read_takes_a_buffer_read_ahead_whole_only_in_exchange_for_a_public_one() {
-        let mut input = Input::new(b"ab".to_vec(), &[][..]);
+        let mut input = Input::new(b"ab".to_vec(), 0, &[][..]);
         // What was read with the header goes first, into the first buffer.
         input.queue(b"cd");
         let room = input.ahead_room(8);

@@ -119,9 +119,10 @@ impl<R: Read> Parsed<R> {
             match parse_header(&buf, &limits) {
                 Ok(header) => {
                     config.commitment_policy.check_decrypt(header.body.suite)?;
-                    let pending = buf.split_off(header.len);
+                    // The bytes read past the header come first (in place).
+                    let body_start = header.len;
                     return Ok(Parsed {
-                        input: Input::new(pending, input),
+                        input: Input::new(buf, body_start, input),
                         header,
                         config: config.clone(),
                     });
@@ -134,6 +135,8 @@ impl<R: Read> Parsed<R> {
                         .min(limits.max_header_size)
                         .max(buf.len() + 1);
                     let before = buf.len();
+                    // Room up front: no small probe read, no regrowth.
+                    buf.reserve_exact(target - before);
                     (&mut input)
                         .take((target - before) as u64)
                         .read_to_end(&mut buf)?;
