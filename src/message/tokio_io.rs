@@ -362,7 +362,8 @@ pub(crate) async fn read_header<R: AsyncRead + Unpin>(
     let mut eof = false;
     loop {
         match parse_header(&buf, &limits) {
-            Ok(_) => break,
+            // Parsed once: the bytes past the header come first, in place.
+            Ok(header) => return Parsed::with_header(header, buf, Feed::new(Vec::new(), eof), config),
             Err(Error::Format(FormatError::Truncated(field))) => {
                 if eof {
                     return Err(FormatError::Truncated(field).into());
@@ -381,7 +382,6 @@ pub(crate) async fn read_header<R: AsyncRead + Unpin>(
             Err(e) => return Err(e),
         }
     }
-    Parsed::new(Feed::new(buf, eof), config)
 }
 
 /// Reads the plaintext of an ESDK message from an [`AsyncRead`]: the

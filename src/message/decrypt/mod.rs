@@ -101,6 +101,26 @@ macro_rules! header_getters {
 }
 pub(crate) use header_getters;
 
+impl<R> Parsed<R> {
+    /// A header parsed from the start of `read`, the bytes read so far:
+    /// those past it come first (in place), then `input`. Checks the
+    /// commitment policy.
+    pub(crate) fn with_header(
+        header: ParsedHeader,
+        read: Vec<u8>,
+        input: R,
+        config: &Config,
+    ) -> Result<Self> {
+        config.commitment_policy.check_decrypt(header.body.suite)?;
+        let body_start = header.len;
+        Ok(Parsed {
+            input: Input::new(read, body_start, input),
+            header,
+            config: config.clone(),
+        })
+    }
+}
+
 impl<R: Read> Parsed<R> {
     /// Reads and parses the header from `input`, enforcing the header size,
     /// encrypted-data-key count and frame-length limits and the commitment
@@ -119,13 +139,7 @@ impl<R: Read> Parsed<R> {
             match parse_header(&buf, &limits) {
                 Ok(header) => {
                     config.commitment_policy.check_decrypt(header.body.suite)?;
-                    // The bytes read past the header come first (in place).
-                    let body_start = header.len;
-                    return Ok(Parsed {
-                        input: Input::new(buf, body_start, input),
-                        header,
-                        config: config.clone(),
-                    });
+                    return Parsed::with_header(header, buf, input, config);
                 }
                 Err(Error::Format(FormatError::Truncated(field))) => {
                     // Read ahead, doubling each time, so a large header is
