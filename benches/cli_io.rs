@@ -6,10 +6,17 @@
 //! `ENVSEAL_CLI_BENCH_RUNS` times (default 5) and keeps its fastest run;
 //! user and system CPU time are the children's, from /proc/self/stat.
 //!
+//! Then a tree of many files (issue 30's: 2,000 × 4 KiB, 200 × 64 KiB and
+//! 20 × 1 MiB in ten folders) through `encrypt -r` and `decrypt -r` (raw
+//! AES key, default `--jobs`, both suites) against `cp -r` of the same
+//! tree in the same run (medians of the runs), and the whole-process time
+//! of encrypting one 1 KB file (median of 10).
+//!
 //! `cargo bench --bench cli_io` runs 512 MiB (`ENVSEAL_CLI_BENCH_MIB`) and
 //! writes `target/cli-io.json` for scripts/bench_summary.py.
-//! `cargo test --benches` runs each case once on 8 MiB and checks that
-//! every output decrypts back to the input, so the benchmark cannot rot.
+//! `cargo test --benches` runs each case once on 8 MiB (and a tree of a
+//! few files) and checks that every output decrypts back to the input, so
+//! the benchmark cannot rot.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -244,6 +251,7 @@ fn main() {
         );
     }
     println!("(ratio: against cp + seal for 0x0478, against one SHA-384 pass for 0x0578)");
+    let tree = tree_cases(bench, runs, tick, exe, d, &key_spec);
     if bench {
         let json_rows: Vec<String> = rows
             .iter()
@@ -265,8 +273,140 @@ fn main() {
             cp.sys,
             json_rows.join(",")
         );
+        let json = format!("{},\"tree\":{tree}}}\n", json.trim_end().trim_end_matches('}'));
         // Beside target/criterion, where scripts/bench_summary.py looks.
         let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../cli-io.json");
         std::fs::write(path, json).unwrap();
     }
+}
+
+/// The tree: (count, bytes) per kind of file.
+const TREE: [(usize, usize); 3] = [(2000, 4096), (200, 65536), (20, 1 << 20)];
+
+/// The median of `runs` runs of a command (wall, and the children's CPU).
+fn median_command(runs: usize, tick: f64, mut make: impl FnMut() -> Command) -> Run {
+    let mut all: Vec<Run> = (0..runs)
+        .map(|_| time_command(1, tick, || (make(), None)))
+        .collect();
+    all.sort_by_key(|r| r.wall);
+    all.swap_remove(all.len() / 2)
+}
+
+/// Every file under `a` equals its `.encrypted.decrypted` twin under `b`;
+/// returns how many.
+fn same_tree(a: &Path, b: &Path) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(a).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if path.is_dir() {
+            n += same_tree(&path, &b.join(&name));
+        } else {
+            let twin = b.join(format!("{name}.encrypted.decrypted"));
+            assert!(
+                std::fs::read(&path).unwrap() == std::fs::read(&twin).unwrap(),
+                "{} differs",
+                twin.display()
+            );
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The tree cases; returns their JSON object.
+fn tree_cases(bench: bool, runs: usize, tick: f64, exe: &str, d: &Path, key_spec: &str) -> String {
+    let scale = if bench { 1 } else { 100 };
+    let tree = d.join("tree");
+    let mut files = 0;
+    for (kind, &(count, bytes)) in TREE.iter().enumerate() {
+        let count = count.div_ceil(scale);
+        for i in 0..count {
+            let folder = tree.join(format!("d{}", i % 10));
+            std::fs::create_dir_all(&folder).unwrap();
+            let data: Vec<u8> = (0..bytes)
+                .map(|j| ((i * 7919 + j * 31 + kind) % 251) as u8)
+                .collect();
+            std::fs::write(folder.join(format!("k{kind}-{i}")), data).unwrap();
+            files += 1;
+        }
+    }
+    let total: usize = TREE.iter().map(|&(c, b)| c.div_ceil(scale) * b).sum();
+    let runs = if bench { runs.max(5) } else { 1 };
+    let fresh = |p: &Path| {
+        let _ = std::fs::remove_dir_all(p);
+    };
+    let copy = d.join("tree-cp");
+    let cp = median_command(runs, tick, || {
+        fresh(&copy);
+        let mut c = Command::new("cp");
+        c.arg("-r").arg(&tree).arg(&copy);
+        c
+    });
+    fresh(&copy);
+    let mut rows = Vec::new();
+    for suite in ["0x0478", "0x0578"] {
+        let (enc, dec) = (
+            d.join(format!("tree-enc-{suite}")),
+            d.join(format!("tree-dec-{suite}")),
+        );
+        let run = |op: &str, from: &Path, to: &Path| {
+            median_command(runs, tick, || {
+                fresh(to);
+                let mut c = Command::new(exe);
+                c.args([op, "--recursive", "--quiet", "--raw-aes-key", key_spec, "--input"])
+                    .arg(from)
+                    .arg("--output")
+                    .arg(to);
+                if op == "encrypt" {
+                    c.args(["--suite", suite]);
+                }
+                c
+            })
+        };
+        let e = run("encrypt", &tree, &enc);
+        let r = run("decrypt", &enc, &dec);
+        assert_eq!(same_tree(&tree, &dec), files, "{suite}: the tree round trip");
+        fresh(&enc);
+        fresh(&dec);
+        for (op, t) in [("encrypt", e), ("decrypt", r)] {
+            rows.push(format!(
+                "{{\"case\":\"{op} -r {suite}\",\"wall_s\":{:.4},\"of_cp\":{:.2},\"user_s\":{:.2},\"sys_s\":{:.2}}}",
+                t.wall.as_secs_f64(),
+                t.wall.as_secs_f64() / cp.wall.as_secs_f64(),
+                t.user,
+                t.sys
+            ));
+            println!(
+                "tree {op} -r {suite}: {:.3} s, {:.2}x cp -r ({:.3} s)",
+                t.wall.as_secs_f64(),
+                t.wall.as_secs_f64() / cp.wall.as_secs_f64(),
+                cp.wall.as_secs_f64()
+            );
+        }
+    }
+    // The whole process on one 1 KB file: its start-up cost.
+    let one = d.join("one-kb");
+    std::fs::write(&one, [0x5a; 1000]).unwrap();
+    let one_enc = d.join("one-kb.enc");
+    let start = median_command(if bench { 10 } else { 1 }, tick, || {
+        let _ = std::fs::remove_file(&one_enc);
+        let mut c = Command::new(exe);
+        c.args(["encrypt", "--quiet", "--raw-aes-key", key_spec, "--input"])
+            .arg(&one)
+            .arg("--output")
+            .arg(&one_enc);
+        c
+    });
+    println!(
+        "encrypt of one 1 KB file, whole process: {:.2} ms (median)",
+        start.wall.as_secs_f64() * 1e3
+    );
+    fresh(&tree);
+    format!(
+        "{{\"files\":{files},\"bytes\":{total},\"runs\":{runs},\"cp_s\":{:.4},\"one_kb_ms\":{:.2},\"rows\":[{}]}}",
+        cp.wall.as_secs_f64(),
+        start.wall.as_secs_f64() * 1e3,
+        rows.join(",")
+    )
 }
