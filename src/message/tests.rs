@@ -278,6 +278,24 @@ fn whole_frames_are_sealed_from_the_callers_buffer() {
     }
 }
 
+/// A write seals straight from the caller's buffer a whole batch when the
+/// run is split across threads (2 MiB and more here), and otherwise a
+/// quarter of a run at a time, as one thread's batches (what it writes
+/// stays in cache); whole frames only, and nothing once bytes are buffered.
+#[test]
+fn direct_writes_seal_in_cache_sized_runs_unless_split() {
+    let w = encryptor(&config(4096, 2)).into_writer(Vec::new()).unwrap();
+    assert_eq!(w.direct_len(1 << 20), 256 << 10);
+    assert_eq!(w.direct_len(100_000), 24 * 4096);
+    assert_eq!(w.direct_len(4000), 0);
+    assert_eq!(w.direct_len(8 << 20), 2 << 20);
+    let one = encryptor(&config(4096, 1)).into_writer(Vec::new()).unwrap();
+    assert_eq!(one.direct_len(1 << 20), 256 << 10);
+    let mut w = w;
+    w.write_all(&[1; 100]).unwrap();
+    assert_eq!(w.direct_len(1 << 20), 0);
+}
+
 /// `copy_from` offers a reader what it has read so far, doubling from
 /// 16 KiB, so a small message marks (and wipes) about its own size, not a
 /// whole batch; a large one still reads whole batches, and both decrypt.

@@ -13,7 +13,7 @@ use crate::error::{Error, LimitError, Result};
 use crate::format::body::BodyPart;
 use crate::format::frame::{FINAL_HEADER_LEN, MAX_NON_FRAMED_LEN, NON_FRAMED_HEADER_LEN};
 use crate::message::buffer::Staging;
-use crate::message::frames::{batch_frames, FrameKeys};
+use crate::message::frames::{batch_frames, FrameKeys, MIN_TASK_BYTES};
 use crate::message::job::{self, Job};
 use crate::suite::AlgorithmSuite;
 
@@ -367,14 +367,15 @@ impl<W: Write> EncryptWriter<W> {
     }
 
     /// How many of the next `len` bytes written are sealed straight from
-    /// the caller's buffer: whole frames, up to a batch, when nothing is
-    /// buffered before them. Not for a signed stream with batches in the
+    /// the caller's buffer: whole frames when nothing is buffered before
+    /// them, up to a batch when the write is large enough to split across
+    /// threads, else up to a quarter of a run (256 KiB). Not for a signed stream with batches in the
     /// background (it copies its plaintext in, so that each batch's SHA-384
     /// runs beside the next one's sealing), and for an async stream with
     /// batches in the background only a write that seals on its thread in
     /// a fraction of a millisecond, with nothing in the background (sealing
     /// here waits for the batches before): a larger one fills batches.
-    fn direct_len(&self, len: usize) -> usize {
+    pub(crate) fn direct_len(&self, len: usize) -> usize {
         let f = self.frame_length;
         if f == 0 || !self.pending.is_empty() || len < f {
             return 0;
@@ -382,7 +383,11 @@ impl<W: Write> EncryptWriter<W> {
         let background = job::background(self.keys.threads);
         let most = match &self.output {
             _ if self.signer.is_some() && background => 0,
-            Out::Write(_) => self.batch_bytes,
+            // A run split across threads seals a whole batch; one sealed
+            // on this thread alone, a quarter of a run at a time, so that
+            // what it writes stays in cache (as one thread's batches).
+            Out::Write(_) if len >= 2 * MIN_TASK_BYTES => self.batch_bytes,
+            Out::Write(_) => self.batch_bytes.min(MIN_TASK_BYTES / 4),
             Out::Queue(_) if !self.inflight.is_empty() => 0,
             // A large write fills batches for the pool instead.
             Out::Queue(_) if background && len > ASYNC_DIRECT_BYTES => 0,
