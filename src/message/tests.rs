@@ -29,6 +29,18 @@ async fn decrypt(
     decrypt_source(config, Source::Keyring(keyring), context, message).await
 }
 
+/// The sync streaming reader over `input`, under a bare keyring.
+fn stream_reader<R: Read>(
+    rt: &tokio::runtime::Runtime,
+    config: &Config,
+    keyring: &dyn crate::Keyring,
+    context: &EncryptionContext,
+    input: R,
+) -> DecryptReader<R> {
+    rt.block_on(Parsed::new(input, config).unwrap().decrypt(keyring, context))
+        .unwrap()
+}
+
 const SUITE: AlgorithmSuite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
 
 fn config(frame_length: u32, threads: usize) -> Config {
@@ -148,9 +160,7 @@ fn parallel_decrypt_reads_what_was_written() {
         let c = config(4096, threads);
         let one_shot = rt.block_on(decrypt(&c, &keyring, &context, &message)).unwrap();
         assert!(*one_shot.plaintext == pt, "one-shot, {threads} threads");
-        let mut reader = rt
-            .block_on(Parsed::new(&message[..], &c).unwrap().decrypt(&keyring, &context))
-            .unwrap();
+        let mut reader = stream_reader(&rt, &c, &keyring, &context, &message[..]);
         let mut out = Vec::new();
         reader.read_to_end(&mut out).unwrap();
         assert!(out == pt, "streaming, {threads} threads");
@@ -160,9 +170,7 @@ fn parallel_decrypt_reads_what_was_written() {
             data: &message,
             step: 3,
         };
-        let mut reader = rt
-            .block_on(Parsed::new(input, &c).unwrap().decrypt(&keyring, &context))
-            .unwrap();
+        let mut reader = stream_reader(&rt, &c, &keyring, &context, input);
         let mut out = Vec::new();
         let mut step = 1usize;
         loop {
@@ -209,9 +217,7 @@ fn signed_streams_round_trip_on_every_thread_count() {
         // threads); read back by the streaming reader, which hashes in order.
         let enc = rt.block_on(Encryptor::new(&c, &keyring, &context)).unwrap();
         let message = enc.seal_all(&pt).unwrap();
-        let mut reader = rt
-            .block_on(Parsed::new(&message[..], &c).unwrap().decrypt(&keyring, &context))
-            .unwrap();
+        let mut reader = stream_reader(&rt, &c, &keyring, &context, &message[..]);
         let mut out = Vec::new();
         reader.read_to_end(&mut out).unwrap();
         assert!(out == pt && reader.is_complete(), "one-shot, {threads} threads");
@@ -238,9 +244,7 @@ fn signed_streams_round_trip_on_every_thread_count() {
         let message = w.finish().unwrap();
         let one_shot = rt.block_on(decrypt(&c, &keyring, &context, &message)).unwrap();
         assert!(*one_shot.plaintext == pt, "{threads} threads");
-        let mut reader = rt
-            .block_on(Parsed::new(&message[..], &c).unwrap().decrypt(&keyring, &context))
-            .unwrap();
+        let mut reader = stream_reader(&rt, &c, &keyring, &context, &message[..]);
         let mut out = Vec::new();
         reader.read_to_end(&mut out).unwrap();
         assert!(out == pt && reader.is_complete(), "streaming, {threads} threads");
@@ -249,9 +253,7 @@ fn signed_streams_round_trip_on_every_thread_count() {
         let mut bad = message.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        let mut reader = rt
-            .block_on(Parsed::new(&bad[..], &c).unwrap().decrypt(&keyring, &context))
-            .unwrap();
+        let mut reader = stream_reader(&rt, &c, &keyring, &context, &bad[..]);
         let mut out = Vec::new();
         assert!(reader.read_to_end(&mut out).is_err(), "{threads} threads");
         assert!(out.len() < pt.len() && pt.starts_with(&out), "{threads} threads");
@@ -340,9 +342,7 @@ fn a_message_of_one_batch_is_opened_without_the_pool() {
         let pt = plaintext(len);
         let message = rt.block_on(encrypt(&c, &keyring, &context, &pt)).unwrap();
         let before = SPAWNED.with(std::cell::Cell::get);
-        let mut reader = rt
-            .block_on(Parsed::new(&message[..], &c).unwrap().decrypt(&keyring, &context))
-            .unwrap();
+        let mut reader = stream_reader(&rt, &c, &keyring, &context, &message[..]);
         let mut out = Vec::new();
         reader.read_to_end(&mut out).unwrap();
         assert!(out == pt && reader.is_complete(), "{len} bytes");
