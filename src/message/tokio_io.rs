@@ -311,39 +311,21 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptWriter<W> {
     }
 }
 
-/// The sync reader's own input in an async stream: the bytes read with
-/// the header. Everything after them is read ahead into the reader's
-/// buffers before each step (see [`DecryptReader::read_ahead_plan`]), so
-/// reading past this is a bug in the async reader once the body is being
-/// read: an error then (while the header is parsed, the parser may ask
-/// for more than the header needs).
+/// The sync reader's own input in an async stream: nothing of its own.
+/// The bytes read with the header, then everything after them, are read
+/// ahead into the reader's buffers before each step (see
+/// [`DecryptReader::read_ahead_plan`]), so a read that reaches this is a
+/// bug in the async reader: an error, unless the input has ended.
 pub(crate) struct Feed {
-    bytes: Vec<u8>,
-    pos: usize,
     eof: bool,
-    strict: bool,
-}
-
-impl Feed {
-    fn new(bytes: Vec<u8>, eof: bool) -> Self {
-        Feed {
-            bytes,
-            pos: 0,
-            eof,
-            strict: false,
-        }
-    }
 }
 
 impl Read for Feed {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = (self.bytes.len() - self.pos).min(out.len());
-        out[..n].copy_from_slice(&self.bytes[self.pos..self.pos + n]);
-        self.pos += n;
-        if n == 0 && !out.is_empty() && !self.eof && self.strict {
+        if !out.is_empty() && !self.eof {
             return Err(io::Error::other("async input read before it arrived"));
         }
-        Ok(n)
+        Ok(0)
     }
 }
 
@@ -363,7 +345,7 @@ pub(crate) async fn read_header<R: AsyncRead + Unpin>(
     loop {
         match parse_header(&buf, &limits) {
             // Parsed once: the bytes past the header come first, in place.
-            Ok(header) => return Parsed::with_header(header, buf, Feed::new(Vec::new(), eof), config),
+            Ok(header) => return Parsed::with_header(header, buf, Feed { eof }, config),
             Err(Error::Format(FormatError::Truncated(field))) => {
                 if eof {
                     return Err(FormatError::Truncated(field).into());
@@ -410,12 +392,9 @@ impl<R> std::fmt::Debug for AsyncDecryptReader<R> {
 
 impl<R: AsyncRead + Unpin> AsyncDecryptReader<R> {
     pub(crate) fn new(mut core: DecryptReader<Feed>, input: R) -> Self {
-        // The header's read went past it: those bytes come first.
-        let feed = core.source_mut();
-        let rest = std::mem::take(&mut feed.bytes).split_off(feed.pos);
-        feed.pos = 0;
-        feed.strict = true;
-        core.queue_input(&rest);
+        // The header's read went past it: those bytes (held by the
+        // reader's input) move to the front of the buffers read ahead.
+        core.queue_input(&[]);
         core.set_lazy();
         AsyncDecryptReader {
             core: OffThread(Some(core)),
