@@ -369,12 +369,13 @@ impl<W: Write> EncryptWriter<W> {
     /// How many of the next `len` bytes written are sealed straight from
     /// the caller's buffer: whole frames when nothing is buffered before
     /// them, up to a batch when the write is large enough to split across
-    /// threads, else up to a quarter of a run (256 KiB). Not for a signed stream with batches in the
-    /// background (it copies its plaintext in, so that each batch's SHA-384
-    /// runs beside the next one's sealing), and for an async stream with
-    /// batches in the background only a write that seals on its thread in
-    /// a fraction of a millisecond, with nothing in the background (sealing
-    /// here waits for the batches before): a larger one fills batches.
+    /// threads, else up to a quarter of a run (256 KiB). Not for a signed
+    /// stream with batches in the background (it copies its plaintext in,
+    /// so that each batch's SHA-384 runs beside the next one's sealing),
+    /// and for an async stream with batches in the background only a write
+    /// that seals on its thread in a fraction of a millisecond, with
+    /// nothing in the background (sealing here waits for the batches
+    /// before): a larger one fills batches.
     pub(crate) fn direct_len(&self, len: usize) -> usize {
         let f = self.frame_length;
         if f == 0 || !self.pending.is_empty() || len < f {
