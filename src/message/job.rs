@@ -135,6 +135,13 @@ pub(crate) fn poll_idle<T: Send + 'static>(job: Option<&Job<T>>, cx: &mut Contex
     }
 }
 
+/// The most bytes an async stream seals, opens or wipes on its runtime's
+/// thread rather than on the pool: about 40 µs of AES-GCM (or a few µs of
+/// memset), less than a hand-off to the pool and back costs the stream,
+/// and short enough not to stall the runtime.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) const ON_RUNTIME_BYTES: usize = 256 << 10;
+
 /// Most batches a stream keeps in the background: none unless it hands
 /// batches to the pool at all ([`background`], asked on each call: a
 /// stream may move between threads), one for a signing suite (the

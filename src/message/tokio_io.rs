@@ -46,10 +46,6 @@ impl Wiped for DecryptReader<Feed> {
     }
 }
 
-/// The most an async stream wipes on its runtime's thread when dropped
-/// (a few microseconds of memset).
-const WIPE_HERE_BYTES: usize = 256 << 10;
-
 impl<T: Wiped + Send + 'static> std::ops::Deref for OffThread<T> {
     type Target = T;
     fn deref(&self) -> &T {
@@ -72,7 +68,7 @@ thread_local! {
 impl<T: Wiped + Send + 'static> Drop for OffThread<T> {
     fn drop(&mut self) {
         if let Some(inner) = self.0.take() {
-            if inner.wipe_bytes() <= WIPE_HERE_BYTES {
+            if inner.wipe_bytes() <= super::job::ON_RUNTIME_BYTES {
                 drop(inner);
             } else {
                 #[cfg(test)]

@@ -33,14 +33,10 @@ use crate::suite::AlgorithmSuite;
 
 use super::*;
 
-/// The most plaintext a batch a stream opens on its own thread when no
+/// The most plaintext of a batch a stream opens on its own thread when no
 /// other is under way (see `DecryptReader::start`): about 10 µs of
 /// AES-GCM, the order of a hand-over to the pool and back.
 const INLINE_BATCH_BYTES: usize = 64 << 10;
-
-/// The most plaintext an async reader opens on its own thread as the last
-/// batch (about 40 µs of AES-GCM, on one thread: see [`Frames`]).
-const ASYNC_INLINE_BYTES: usize = 256 << 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
@@ -323,7 +319,7 @@ impl<R: Read> DecryptReader<R> {
         // threads as a one-shot decrypt would (an async reader, which never
         // blocks its thread on the pool, only what one thread opens in a
         // fraction of a millisecond).
-        let last = self.final_marker_read && (!self.lazy || plaintext <= ASYNC_INLINE_BYTES);
+        let last = self.final_marker_read && (!self.lazy || plaintext <= job::ON_RUNTIME_BYTES);
         let here = self.inflight.is_empty() && (plaintext <= INLINE_BATCH_BYTES || last);
         let lazy = self.lazy;
         let open = move || {

@@ -21,11 +21,6 @@ use crate::suite::AlgorithmSuite;
 /// [`EncryptWriter::read_room`]).
 const FIRST_READ: usize = 16 << 10;
 
-/// The most an async stream with batches in the background seals on its
-/// own thread straight from a write (about 40 µs of AES-GCM); more joins a
-/// batch for the pool.
-const ASYNC_DIRECT_BYTES: usize = 256 << 10;
-
 impl Encryptor {
     pub(super) fn writer<W: Write>(self, output: Out<W>) -> EncryptWriter<W> {
         let frame_length = self.frame_length as usize;
@@ -238,7 +233,7 @@ impl<W: Write> EncryptWriter<W> {
         let regular = self.pending.len() / self.frame_length * self.frame_length;
         // A small tail with nothing before it in the background seals with
         // the final frame, here: a hand-off to the pool would cost more.
-        if regular == 0 || (self.inflight.is_empty() && regular <= ASYNC_DIRECT_BYTES) {
+        if regular == 0 || (self.inflight.is_empty() && regular <= job::ON_RUNTIME_BYTES) {
             return Ok(());
         }
         self.flush_cut(regular)
@@ -391,7 +386,7 @@ impl<W: Write> EncryptWriter<W> {
             Out::Write(_) => self.batch_bytes.min(MIN_TASK_BYTES / 4),
             Out::Queue(_) if !self.inflight.is_empty() => 0,
             // A large write fills batches for the pool instead.
-            Out::Queue(_) if background && len > ASYNC_DIRECT_BYTES => 0,
+            Out::Queue(_) if background && len > job::ON_RUNTIME_BYTES => 0,
             Out::Queue(_) if background => len,
             Out::Queue(_) => self.batch_bytes,
         };
