@@ -22,6 +22,7 @@ mod suite;
 
 pub use cache::{
     CachePolicy, CachePolicyBuilder, CacheStats, DEFAULT_GRACE, DEFAULT_JITTER, DEFAULT_MAX_LOADS,
+    MAX_CACHE_ENTRIES,
 };
 #[cfg(feature = "tokio")]
 pub use client::Decryptor;

@@ -48,6 +48,24 @@ mod refresh;
 pub(crate) mod sweep;
 
 pub use policy::{CachePolicy, CachePolicyBuilder, DEFAULT_GRACE, DEFAULT_JITTER, DEFAULT_MAX_LOADS};
+
+/// The most entries a cache may hold: its table is sized for its capacity
+/// up front (about 30 MiB at this size), so a capacity beyond it would be
+/// an allocation of gigabytes, or a capacity overflow, not a bound.
+pub const MAX_CACHE_ENTRIES: usize = 1 << 20;
+
+/// A cache's capacity checked: above zero and at most
+/// [`MAX_CACHE_ENTRIES`]; `setting` names it in the error.
+pub(crate) fn checked_capacity(capacity: usize, setting: &'static str) -> crate::error::Result<NonZeroUsize> {
+    match NonZeroUsize::new(capacity) {
+        None => Err(crate::error::Error::config(setting, "must be above zero")),
+        Some(_) if capacity > MAX_CACHE_ENTRIES => Err(crate::error::Error::config(
+            setting,
+            format!("must be at most {MAX_CACHE_ENTRIES} entries"),
+        )),
+        Some(n) => Ok(n),
+    }
+}
 pub use sweep::CACHE_SWEEP_INTERVAL;
 
 use sweep::{Registration, Sweep};

@@ -29,7 +29,6 @@
 //! message using an evicted or expired entry drops it.
 
 use std::fmt;
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -187,8 +186,7 @@ impl MaterialsCacheBuilder {
     /// # Errors
     /// [`Error::Config`] for a zero capacity.
     pub fn build(self) -> Result<MaterialsCache> {
-        let capacity = NonZeroUsize::new(self.capacity)
-            .ok_or_else(|| Error::config("cache capacity", "must be above zero"))?;
+        let capacity = crate::cache::checked_capacity(self.capacity, "cache capacity")?;
         Ok(MaterialsCache {
             inner: Cache::new("data_key", capacity, self.policy),
         })

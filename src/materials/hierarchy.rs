@@ -115,8 +115,7 @@ impl BranchKeyCacheBuilder {
     /// # Errors
     /// [`Error::Config`] for a zero capacity.
     pub fn build(self) -> Result<BranchKeyCache> {
-        let capacity = NonZeroUsize::new(self.capacity)
-            .ok_or_else(|| Error::config("branch key cache capacity", "must be above zero"))?;
+        let capacity = crate::cache::checked_capacity(self.capacity, "branch key cache capacity")?;
         Ok(BranchKeyCache {
             inner: Cache::new("branch_key", capacity, self.policy),
         })

@@ -650,3 +650,24 @@ fn the_cache_is_partitioned_by_required_context_keys() {
         .unwrap();
     assert_eq!(&*out.plaintext, b"c");
 }
+
+/// A capacity is a bound the cache's table is sized for up front: zero and
+/// anything past `MAX_CACHE_ENTRIES` are configuration errors, never a
+/// capacity-overflow panic or an allocation of gigabytes.
+#[test]
+fn capacities_out_of_range_are_refused() {
+    use envseal::MAX_CACHE_ENTRIES;
+    for bad in [0, MAX_CACHE_ENTRIES + 1, usize::MAX] {
+        let err = MaterialsCache::new(bad).unwrap_err();
+        assert!(
+            matches!(&err, envseal::Error::Config { setting, .. } if *setting == "cache capacity"),
+            "{bad}: {err}"
+        );
+        #[cfg(feature = "hierarchy")]
+        {
+            let err = envseal::BranchKeyCache::new(bad).unwrap_err();
+            assert!(matches!(&err, envseal::Error::Config { .. }), "{bad}: {err}");
+        }
+    }
+    assert!(MaterialsCache::new(4096).is_ok());
+}
