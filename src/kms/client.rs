@@ -117,6 +117,7 @@ pub struct KmsClientBuilder {
     stats: Option<Arc<AwsCounters>>,
     credentials: CredentialOptions,
     sts_endpoint_url: Option<String>,
+    profile: Option<String>,
 }
 
 impl KmsClientBuilder {
@@ -129,6 +130,17 @@ impl KmsClientBuilder {
     /// The region, overriding `AWS_REGION` and the profile.
     pub fn region(mut self, region: impl Into<String>) -> Self {
         self.region = Some(region.into());
+        self
+    }
+
+    /// A named profile of the shared config and credentials files, as
+    /// `AWS_PROFILE` names one: its credentials and region (an explicit
+    /// [`KmsClientBuilder::region`] still wins). Keys in the environment
+    /// (`AWS_ACCESS_KEY_ID`) do not shadow it; the container and instance
+    /// roles still follow it in the chain. Not used with
+    /// [`KmsClientBuilder::sdk_config`].
+    pub fn profile(mut self, name: impl Into<String>) -> Self {
+        self.profile = Some(name.into());
         self
     }
 
@@ -192,7 +204,8 @@ impl KmsClientBuilder {
                 let sources = CredentialSources::from_env();
                 warn_if_shadowed(&sources);
                 let region = self.region.clone().map(Region::new);
-                let (chain, slot) = default_chain(&self.credentials, region.clone()).await;
+                let profile = self.profile.as_deref();
+                let (chain, slot) = default_chain(&self.credentials, region.clone(), profile).await;
                 let cache = Arc::new(CredentialCache::new(
                     chain,
                     Some(slot),
@@ -201,6 +214,9 @@ impl KmsClientBuilder {
                 ));
                 let mut loader = aws_config::defaults(BehaviorVersion::latest())
                     .credentials_provider(CachedProvider(Arc::clone(&cache)));
+                if let Some(p) = profile {
+                    loader = loader.profile_name(p);
+                }
                 if let Some(r) = region {
                     loader = loader.region(r);
                 }

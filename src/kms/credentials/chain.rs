@@ -46,14 +46,16 @@ impl<P: ProvideCredentials> ProvideCredentials for Named<P> {
 pub(crate) async fn default_chain(
     options: &CredentialOptions,
     region: Option<aws_config::Region>,
+    profile: Option<&str>,
 ) -> (SharedCredentialsProvider, Slot) {
     let region = match region {
         Some(r) => Some(r),
         None => {
-            aws_config::default_provider::region::DefaultRegionChain::builder()
-                .build()
-                .region()
-                .await
+            let mut chain = aws_config::default_provider::region::DefaultRegionChain::builder();
+            if let Some(p) = profile {
+                chain = chain.profile_name(p);
+            }
+            chain.build().region().await
         }
     };
     let conf = ProviderConfig::default().with_region(region);
@@ -63,51 +65,59 @@ pub(crate) async fn default_chain(
         slot: Arc::clone(&slot),
         inner,
     };
-    let chain = CredentialsProviderChain::first_try(
-        PROVIDER_ENVIRONMENT,
-        named(
-            PROVIDER_ENVIRONMENT,
-            SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()),
-        ),
-    )
-    .or_else(
+    let from_profile = named(
         PROVIDER_PROFILE,
-        named(
-            PROVIDER_PROFILE,
-            SharedCredentialsProvider::new(
-                ProfileFileCredentialsProvider::builder().configure(&conf).build(),
-            ),
-        ),
-    )
-    .or_else(
-        PROVIDER_WEB_IDENTITY,
-        named(
-            PROVIDER_WEB_IDENTITY,
-            SharedCredentialsProvider::new(
-                WebIdentityTokenCredentialsProvider::builder()
-                    .configure(&conf)
-                    .build(),
-            ),
-        ),
-    )
-    .or_else(
-        PROVIDER_CONTAINER,
-        named(
-            PROVIDER_CONTAINER,
-            SharedCredentialsProvider::new(EcsCredentialsProvider::builder().configure(&conf).build()),
-        ),
-    )
-    .or_else(
-        PROVIDER_IMDS,
-        named(
-            PROVIDER_IMDS,
-            SharedCredentialsProvider::new(
-                ImdsCredentialsProvider::builder()
-                    .configure(&conf)
-                    .imds_client(options.imds_client(&conf))
-                    .build(),
-            ),
-        ),
+        SharedCredentialsProvider::new({
+            let mut b = ProfileFileCredentialsProvider::builder().configure(&conf);
+            if let Some(p) = profile {
+                b = b.profile_name(p);
+            }
+            b.build()
+        }),
     );
+    // A profile named explicitly is not shadowed by keys in the
+    // environment (as botocore drops its environment provider then).
+    let chain = match profile {
+        Some(_) => CredentialsProviderChain::first_try(PROVIDER_PROFILE, from_profile),
+        None => CredentialsProviderChain::first_try(
+            PROVIDER_ENVIRONMENT,
+            named(
+                PROVIDER_ENVIRONMENT,
+                SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()),
+            ),
+        )
+        .or_else(PROVIDER_PROFILE, from_profile),
+    };
+    let chain = chain
+        .or_else(
+            PROVIDER_WEB_IDENTITY,
+            named(
+                PROVIDER_WEB_IDENTITY,
+                SharedCredentialsProvider::new(
+                    WebIdentityTokenCredentialsProvider::builder()
+                        .configure(&conf)
+                        .build(),
+                ),
+            ),
+        )
+        .or_else(
+            PROVIDER_CONTAINER,
+            named(
+                PROVIDER_CONTAINER,
+                SharedCredentialsProvider::new(EcsCredentialsProvider::builder().configure(&conf).build()),
+            ),
+        )
+        .or_else(
+            PROVIDER_IMDS,
+            named(
+                PROVIDER_IMDS,
+                SharedCredentialsProvider::new(
+                    ImdsCredentialsProvider::builder()
+                        .configure(&conf)
+                        .imds_client(options.imds_client(&conf))
+                        .build(),
+                ),
+            ),
+        );
     (SharedCredentialsProvider::new(chain), slot)
 }
