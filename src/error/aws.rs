@@ -33,6 +33,8 @@ pub enum AwsOperation {
     DescribeTable,
     /// DynamoDB `CreateTable` (creating the key store table).
     CreateTable,
+    /// DynamoDB `Query` (listing a branch key's versions).
+    Query,
 }
 
 /// The AWS service an operation belongs to.
@@ -65,7 +67,7 @@ impl AwsService {
 
 impl AwsOperation {
     /// Every operation, in the order of the call counters.
-    pub(crate) const ALL: [AwsOperation; 12] = [
+    pub(crate) const ALL: [AwsOperation; 13] = [
         AwsOperation::GenerateDataKey,
         AwsOperation::Encrypt,
         AwsOperation::Decrypt,
@@ -78,6 +80,7 @@ impl AwsOperation {
         AwsOperation::TransactWriteItems,
         AwsOperation::DescribeTable,
         AwsOperation::CreateTable,
+        AwsOperation::Query,
     ];
 
     /// The API name, as in AWS's documentation and CloudTrail.
@@ -95,6 +98,7 @@ impl AwsOperation {
             AwsOperation::TransactWriteItems => "TransactWriteItems",
             AwsOperation::DescribeTable => "DescribeTable",
             AwsOperation::CreateTable => "CreateTable",
+            AwsOperation::Query => "Query",
         }
     }
 
@@ -104,7 +108,8 @@ impl AwsOperation {
             AwsOperation::GetItem
             | AwsOperation::TransactWriteItems
             | AwsOperation::DescribeTable
-            | AwsOperation::CreateTable => AwsService::DynamoDb,
+            | AwsOperation::CreateTable
+            | AwsOperation::Query => AwsService::DynamoDb,
             _ => AwsService::Kms,
         }
     }

@@ -17,18 +17,20 @@ use crate::kms::{bounded_config, AwsError, AwsErrorKind, AwsOperation, Call, Dea
 
 bounded_config!(aws_sdk_dynamodb);
 
-/// An item read by `GetItem`, with the call's attempts and time (for the
-/// errors of checks made on it).
-pub(super) struct Fetched {
-    pub(super) item: Item,
+/// What a read answered (an item from `GetItem`, the items of a `Query`),
+/// with the calls' operation, attempts and time (for the errors of checks
+/// made on it).
+pub(super) struct Fetched<T = Item> {
+    pub(super) item: T,
+    op: AwsOperation,
     attempts: u32,
     elapsed: Duration,
 }
 
-impl Fetched {
-    /// An error about the item read, as a failure of that `GetItem`.
+impl<T> Fetched<T> {
+    /// An error about what was read, as a failure of the call that read it.
     pub(super) fn error(&self, kind: AwsErrorKind, branch_key_id: &str, message: String) -> AwsError {
-        let mut e = AwsError::new(kind, AwsOperation::GetItem, branch_key_id).with_message(message);
+        let mut e = AwsError::new(kind, self.op, branch_key_id).with_message(message);
         e.attempts = self.attempts;
         e.elapsed = self.elapsed;
         e
@@ -62,6 +64,7 @@ pub(super) enum Condition {
 }
 
 const BRANCH_KEY_ID_NAME: &str = "#BranchKeyIdentifierField";
+const BRANCH_KEY_ID_VALUE: &str = ":branchKeyId";
 const ENC_NAME: &str = "#EncField";
 const ENC_OLD_VALUE: &str = ":encOld";
 
@@ -176,6 +179,7 @@ impl Table {
             .await;
         let fetched = Fetched {
             item: Item::new(),
+            op,
             attempts,
             elapsed: started.elapsed(),
         };
@@ -194,6 +198,65 @@ impl Table {
                 Ok(item) => Ok(Fetched { item, ..fetched }),
                 Err(m) => Err(fetched.error(AwsErrorKind::InvalidResponse, branch_key_id, m)),
             },
+        }
+    }
+
+    /// `Query` of one branch key's partition (`#BranchKeyIdentifierField =
+    /// :branchKeyId`, placeholders as in the puts), with strongly
+    /// consistent reads (a version just made is listed) and every page
+    /// (each at most 1 MB), all under one deadline: every item of the
+    /// branch key, in `type` order, with the pages' attempts and time.
+    pub(super) async fn query_branch_key(
+        &self,
+        branch_key_id: &str,
+        deadline: Deadline,
+    ) -> Result<Fetched<Vec<Item>>, AwsError> {
+        let op = AwsOperation::Query;
+        let query = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression(format!("{BRANCH_KEY_ID_NAME} = {BRANCH_KEY_ID_VALUE}"))
+            .expression_attribute_names(BRANCH_KEY_ID_NAME, BRANCH_KEY_ID)
+            .expression_attribute_values(BRANCH_KEY_ID_VALUE, AttributeValue::S(branch_key_id.to_owned()))
+            .consistent_read(true);
+        let started = Instant::now();
+        let mut fetched = Fetched {
+            item: Vec::new(),
+            op,
+            attempts: 0,
+            elapsed: Duration::ZERO,
+        };
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let request = query.clone().set_exclusive_start_key(start.clone());
+            let call = self.call(op, branch_key_id, deadline);
+            let (out, attempts) = self
+                .engine
+                .run_counted(&call, |cfg: ddb::config::Builder| {
+                    request.clone().customize().config_override(cfg).send()
+                })
+                .await;
+            let out = out?;
+            fetched.attempts += attempts;
+            fetched.elapsed = started.elapsed();
+            for item in out.items.unwrap_or_default() {
+                let item = from_sdk(item)
+                    .map_err(|m| fetched.error(AwsErrorKind::InvalidResponse, branch_key_id, m))?;
+                fetched.item.push(item);
+            }
+            match out.last_evaluated_key {
+                Some(next) if !next.is_empty() => {
+                    // A page must move on: the same key again would loop
+                    // until the deadline.
+                    if start.as_ref() == Some(&next) {
+                        let m = "a Query page ended where it started".into();
+                        return Err(fetched.error(AwsErrorKind::InvalidResponse, branch_key_id, m));
+                    }
+                    start = Some(next);
+                }
+                _ => return Ok(fetched),
+            }
         }
     }
 

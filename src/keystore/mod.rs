@@ -20,6 +20,7 @@ mod items;
 mod key;
 #[cfg(test)]
 mod tests;
+mod versions;
 
 use std::fmt;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub use info::{KeyStoreInfo, KmsConfiguration};
 pub(crate) use items::format_version;
 use items::{check_item, create_time, kms_context, uuid_v4, Attr, ItemType, NewItem, ENC};
 use key::KeyBytes;
+pub use versions::BranchKeyVersion;
 
 /// Length of a branch key.
 pub const BRANCH_KEY_LEN: usize = 32;

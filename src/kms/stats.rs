@@ -219,6 +219,7 @@ impl AwsCounters {
             transact_write_items_calls: calls(AwsOperation::TransactWriteItems),
             describe_table_calls: calls(AwsOperation::DescribeTable),
             create_table_calls: calls(AwsOperation::CreateTable),
+            query_calls: calls(AwsOperation::Query),
             branch_key_cache_hits: self.branch_key_cache_hits.load(Relaxed),
             branch_key_cache_misses: self.branch_key_cache_misses.load(Relaxed),
             attempts: self.attempts.load(Relaxed),
@@ -282,6 +283,8 @@ pub struct AwsStats {
     pub describe_table_calls: u64,
     /// DynamoDB `CreateTable` calls started.
     pub create_table_calls: u64,
+    /// DynamoDB `Query` calls started (pages of branch key versions listed).
+    pub query_calls: u64,
     /// Branch keys the hierarchical keyrings found in their cache (waiting
     /// on another caller's load counts as a hit).
     pub branch_key_cache_hits: u64,
@@ -345,6 +348,7 @@ impl AwsStats {
             + self.transact_write_items_calls
             + self.describe_table_calls
             + self.create_table_calls
+            + self.query_calls
     }
 }
 

@@ -8,6 +8,8 @@
 use crate::common;
 #[path = "hierarchy/ddb_check.rs"]
 mod ddb_check;
+#[path = "hierarchy/list_versions.rs"]
+mod list_versions;
 #[path = "hierarchy/store_ops.rs"]
 mod store_ops;
 #[path = "hierarchy/versions.rs"]
@@ -592,26 +594,9 @@ async fn a_refused_conditional_write_is_sent_once() {
 
 // ---- interop with the Python Material Providers Library ----
 
-/// Runs hierarchy_ref.py jobs in one process against moto; each job's
-/// stdout, or its error.
+/// Runs hierarchy_ref.py jobs in one process against the same moto.
 fn reference(dir: &Path, jobs: &[Vec<String>]) -> Vec<Result<String, String>> {
-    let url = moto().url.clone();
-    let none = dir.join("none").display().to_string();
-    common::reference(
-        "hierarchy_ref.py",
-        dir,
-        jobs,
-        &[
-            ("AWS_ENDPOINT_URL_KMS", &url),
-            ("AWS_ENDPOINT_URL_DYNAMODB", &url),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", REGION),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_CONFIG_FILE", &none),
-            ("AWS_SHARED_CREDENTIALS_FILE", &none),
-        ],
-    )
+    common::hierarchy_reference(dir, jobs)
 }
 
 fn args(list: &[&str]) -> Vec<String> {

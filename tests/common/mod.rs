@@ -301,3 +301,28 @@ impl Keyring for Edks {
         Ok(None)
     }
 }
+
+/// Runs jobs of tests/interop/hierarchy_ref.py (the Python Material
+/// Providers Library's key store) in one process against this moto, in
+/// us-east-1 with test credentials and no shared AWS files; each job's
+/// stdout, or its error.
+#[cfg(feature = "kms")]
+pub fn hierarchy_reference(dir: &std::path::Path, jobs: &[Vec<String>]) -> Vec<Result<String, String>> {
+    let url = moto::moto().url.clone();
+    let none = dir.join("none").display().to_string();
+    reference(
+        "hierarchy_ref.py",
+        dir,
+        jobs,
+        &[
+            ("AWS_ENDPOINT_URL_KMS", &url),
+            ("AWS_ENDPOINT_URL_DYNAMODB", &url),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", &none),
+            ("AWS_SHARED_CREDENTIALS_FILE", &none),
+        ],
+    )
+}

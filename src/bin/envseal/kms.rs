@@ -189,7 +189,7 @@ fn print_dynamodb_stats(s: &envseal::kms::AwsStats) {
     use std::io::Write as _;
     let _ = writeln!(
         std::io::stderr(),
-        "envseal: dynamodb: calls={} (GetItem={} TransactWriteItems={} DescribeTable={} CreateTable={}) \
+        "envseal: dynamodb: calls={} (GetItem={} TransactWriteItems={} DescribeTable={} CreateTable={} Query={}) \
          attempts={} retries={} throttles={} timeouts={} failures={} latency_ms p50<={} p99<={} max={} \
          branch_key_cache_hits={} branch_key_cache_misses={}",
         s.dynamodb_calls(),
@@ -197,6 +197,7 @@ fn print_dynamodb_stats(s: &envseal::kms::AwsStats) {
         s.transact_write_items_calls,
         s.describe_table_calls,
         s.create_table_calls,
+        s.query_calls,
         s.attempts,
         s.retries,
         s.throttles,
