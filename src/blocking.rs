@@ -279,6 +279,17 @@ impl Client {
         self.run(self.inner.encryptor(context, plaintext_len))
     }
 
+    /// [`Client::encryptor`] under `config`, a variant of this client's
+    /// (one message's suite, frame length and required keys).
+    pub(crate) fn encryptor_with(
+        &self,
+        config: &Config,
+        context: &EncryptionContext,
+        plaintext_len: Option<u64>,
+    ) -> Result<Encryptor> {
+        self.run(self.inner.encryptor_with(config, context, plaintext_len))
+    }
+
     /// As [`crate::Client::decryptor`], over std I/O: reads and parses the
     /// header of `input` under this client's config (limits and commitment
     /// policy enforced), without calling any keyring; then

@@ -309,6 +309,17 @@ impl Client {
         Encryptor::from_source(&self.inner.config, self.source(), context, plaintext_len).await
     }
 
+    /// [`Client::encryptor`] under `config` (a variant of this client's)
+    /// rather than the client's own.
+    pub(crate) async fn encryptor_with(
+        &self,
+        config: &Config,
+        context: &EncryptionContext,
+        plaintext_len: Option<u64>,
+    ) -> Result<Encryptor> {
+        Encryptor::from_source(config, self.source(), context, plaintext_len).await
+    }
+
     /// The first half of a streaming decryption (feature `tokio`): reads and
     /// parses the header of `input` under this client's config (limits and
     /// commitment policy enforced), without calling any keyring, so the

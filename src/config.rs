@@ -147,6 +147,11 @@ impl Config {
         ConfigBuilder(Config::default())
     }
 
+    /// A builder starting from this config (one message's variant of it).
+    pub(crate) fn to_builder(&self) -> ConfigBuilder {
+        ConfigBuilder(self.clone())
+    }
+
     /// The commitment policy.
     pub fn commitment_policy(&self) -> CommitmentPolicy {
         self.commitment_policy

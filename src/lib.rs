@@ -18,6 +18,7 @@ mod message;
 pub mod observe;
 #[cfg(not(feature = "metrics"))]
 mod observe;
+mod reencrypt;
 mod suite;
 
 pub use cache::{
@@ -56,6 +57,7 @@ pub use materials::{
 #[cfg(feature = "tokio")]
 pub use message::{AsyncDecryptReader, AsyncEncryptWriter};
 pub use message::{DecryptInfo, DecryptReader, Decrypted, EncryptWriter, Encryptor};
+pub use reencrypt::{ReencryptOptions, ReencryptOptionsBuilder, Reencryptor};
 pub use suite::{AlgorithmSuite, Curve, Kdf, MessageVersion};
 
 /// Re-exported: the [`Keyring`] trait is declared with it.

@@ -13,5 +13,6 @@ mod cache;
 mod checks;
 mod fuzz_regressions;
 mod interop;
+mod reencrypt;
 mod roundtrip;
 mod tamper;
