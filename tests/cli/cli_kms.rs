@@ -8,6 +8,9 @@ use crate::common;
 #[cfg(feature = "hierarchy")]
 #[path = "cli_kms/ddb_check.rs"]
 mod ddb_check;
+#[cfg(feature = "hierarchy")]
+#[path = "cli_kms/key_store.rs"]
+mod key_store;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -36,7 +36,8 @@ pub(crate) enum Command {
     /// step fails.
     Doctor(DoctorArgs),
     /// Manage a branch key store (a DynamoDB table of branch keys for the
-    /// AWS KMS Hierarchical keyring): create-table, create-key, version-key.
+    /// AWS KMS Hierarchical keyring): create-table, create-key, version-key,
+    /// list-versions, describe.
     #[command(name = "key-store", subcommand)]
     KeyStore(KeyStoreCommand),
 }
@@ -59,6 +60,45 @@ pub(crate) enum KeyStoreCommand {
     /// Make a new version of a branch key active (older versions still
     /// decrypt); prints the new version on stdout.
     VersionKey(KeyStoreVersionArgs),
+    /// List a branch key's versions, oldest first: a line each, `VERSION
+    /// CREATE_TIME`, with ` ACTIVE` after the active one (or --json). Reads
+    /// the items (one DynamoDB Query); unwraps nothing.
+    ListVersions(KeyStoreListArgs),
+    /// Print the key store's configuration (GetKeyStoreInfo): its id,
+    /// table, logical name, KMS key and grant tokens, as `name: value`
+    /// lines (or --json, in the Material Providers Library's field names).
+    /// Makes no call.
+    Describe(KeyStoreDescribeArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct KeyStoreListArgs {
+    #[command(flatten)]
+    pub(crate) store: KeyStoreKeyArgs,
+
+    /// The branch key whose versions to list.
+    #[arg(long = "branch-key-id", value_name = "ID")]
+    pub(crate) branch_key_id: String,
+
+    /// Print one JSON array of objects with `version`, `create_time` and
+    /// `active` (a boolean).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct KeyStoreDescribeArgs {
+    #[command(flatten)]
+    pub(crate) store: KeyStoreKeyArgs,
+
+    /// The key store's id to report (default: a new UUID, as the Material
+    /// Providers Library makes one for a store built without one).
+    #[arg(long = "key-store-id", value_name = "ID")]
+    pub(crate) key_store_id: Option<String>,
+
+    /// Print one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -10,7 +10,9 @@ use tokio::runtime::Runtime;
 
 use crate::cli::{AwsArgs, HierarchyArgs, KeyStoreCommand};
 #[cfg(feature = "hierarchy")]
-use crate::cli::{KeyStoreCreateArgs, KeyStoreKeyArgs, KeyStoreVersionArgs};
+use crate::cli::{
+    KeyStoreCreateArgs, KeyStoreDescribeArgs, KeyStoreKeyArgs, KeyStoreListArgs, KeyStoreVersionArgs,
+};
 #[cfg(feature = "hierarchy")]
 use crate::error::setting_error;
 use crate::error::Failure;
@@ -89,6 +91,7 @@ impl HierarchyArgs {
             table,
             Some(kms_key),
             self.key_store_name.as_deref(),
+            None,
             kms,
             aws,
         )
@@ -102,6 +105,7 @@ fn build_store(
     table: &str,
     kms_key: Option<&str>,
     logical_name: Option<&str>,
+    id: Option<&str>,
     kms: &KmsClient,
     aws: &AwsArgs,
 ) -> Result<KeyStore, Failure> {
@@ -114,6 +118,9 @@ fn build_store(
     if let Some(name) = logical_name {
         builder = builder.logical_name(name);
     }
+    if let Some(id) = id {
+        builder = builder.id(id);
+    }
     if let Some(url) = &aws.dynamodb_endpoint {
         builder = builder.endpoint_url(url.clone());
     }
@@ -125,14 +132,14 @@ pub(crate) fn run(_cmd: &KeyStoreCommand) -> Result<(), Failure> {
     Err(Failure::NotBuilt(Feature::Hierarchy))
 }
 
-/// `envseal key-store create-table|create-key|version-key`.
+/// `envseal key-store create-table|create-key|version-key|list-versions|describe`.
 #[cfg(feature = "hierarchy")]
 pub(crate) fn run(cmd: &KeyStoreCommand) -> Result<(), Failure> {
     let runtime = crate::kms::runtime()?;
     match cmd {
         KeyStoreCommand::CreateTable(args) => {
             let kms = args.aws.build_client(&runtime, None)?;
-            let store = build_store(&runtime, &args.key_store_table, None, None, &kms, &args.aws)?;
+            let store = build_store(&runtime, &args.key_store_table, None, None, None, &kms, &args.aws)?;
             let _stats =
                 crate::kms::StatsOnExit::new(&args.aws, Some(&kms)).with_dynamodb(Some(store.counters()));
             runtime.block_on(store.create_table()).map_err(setting_error)?;
@@ -140,17 +147,24 @@ pub(crate) fn run(cmd: &KeyStoreCommand) -> Result<(), Failure> {
         }
         KeyStoreCommand::CreateKey(args) => create_key(&runtime, args),
         KeyStoreCommand::VersionKey(args) => version_key(&runtime, args),
+        KeyStoreCommand::ListVersions(args) => list_versions(&runtime, args),
+        KeyStoreCommand::Describe(args) => describe(&runtime, args),
     }
 }
 
 #[cfg(feature = "hierarchy")]
-fn open_store(runtime: &Runtime, args: &KeyStoreKeyArgs) -> Result<(KeyStore, KmsClient), Failure> {
+fn open_store(
+    runtime: &Runtime,
+    args: &KeyStoreKeyArgs,
+    id: Option<&str>,
+) -> Result<(KeyStore, KmsClient), Failure> {
     let kms = args.aws.build_client(runtime, None)?;
     let store = build_store(
         runtime,
         &args.key_store_table,
         Some(&args.key_store_kms_key),
         args.key_store_name.as_deref(),
+        id,
         &kms,
         &args.aws,
     )?;
@@ -159,7 +173,7 @@ fn open_store(runtime: &Runtime, args: &KeyStoreKeyArgs) -> Result<(KeyStore, Km
 
 #[cfg(feature = "hierarchy")]
 fn create_key(runtime: &Runtime, args: &KeyStoreCreateArgs) -> Result<(), Failure> {
-    let (store, kms) = open_store(runtime, &args.store)?;
+    let (store, kms) = open_store(runtime, &args.store, None)?;
     let _stats =
         crate::kms::StatsOnExit::new(&args.store.aws, Some(&kms)).with_dynamodb(Some(store.counters()));
     let context = crate::cli::build_context(&args.context)?;
@@ -171,13 +185,77 @@ fn create_key(runtime: &Runtime, args: &KeyStoreCreateArgs) -> Result<(), Failur
 
 #[cfg(feature = "hierarchy")]
 fn version_key(runtime: &Runtime, args: &KeyStoreVersionArgs) -> Result<(), Failure> {
-    let (store, kms) = open_store(runtime, &args.store)?;
+    let (store, kms) = open_store(runtime, &args.store, None)?;
     let _stats =
         crate::kms::StatsOnExit::new(&args.store.aws, Some(&kms)).with_dynamodb(Some(store.counters()));
     let version = runtime
         .block_on(store.version_key(&args.branch_key_id))
         .map_err(setting_error)?;
     print_line(&version)
+}
+
+#[cfg(feature = "hierarchy")]
+fn list_versions(runtime: &Runtime, args: &KeyStoreListArgs) -> Result<(), Failure> {
+    let (store, kms) = open_store(runtime, &args.store, None)?;
+    let _stats =
+        crate::kms::StatsOnExit::new(&args.store.aws, Some(&kms)).with_dynamodb(Some(store.counters()));
+    let versions = runtime
+        .block_on(store.list_versions(&args.branch_key_id))
+        .map_err(setting_error)?;
+    let text = if args.json {
+        let list: Vec<serde_json::Value> = versions
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "version": v.version,
+                    "create_time": v.create_time,
+                    "active": v.active,
+                })
+            })
+            .collect();
+        serde_json::Value::Array(list).to_string()
+    } else {
+        let lines: Vec<String> = versions
+            .iter()
+            .map(|v| {
+                let mark = if v.active { " ACTIVE" } else { "" };
+                format!("{} {}{mark}", v.version, v.create_time)
+            })
+            .collect();
+        lines.join("\n")
+    };
+    print_line(&text)
+}
+
+/// GetKeyStoreInfo: no call (the store is built, not used).
+#[cfg(feature = "hierarchy")]
+fn describe(runtime: &Runtime, args: &KeyStoreDescribeArgs) -> Result<(), Failure> {
+    let (store, _kms) = open_store(runtime, &args.store, args.key_store_id.as_deref())?;
+    let info = store.key_store_info();
+    let kms_key_arn = match &info.kms_configuration {
+        Some(envseal::keystore::KmsConfiguration::KmsKeyArn(arn)) => Some(arn.as_str()),
+        _ => None,
+    };
+    let text = if args.json {
+        serde_json::json!({
+            "key_store_id": info.key_store_id,
+            "key_store_name": info.table_name,
+            "logical_key_store_name": info.logical_name,
+            "grant_tokens": info.grant_tokens,
+            "kms_configuration": { "kms_key_arn": kms_key_arn },
+        })
+        .to_string()
+    } else {
+        [
+            format!("key_store_id: {}", info.key_store_id),
+            format!("key_store_name: {}", info.table_name),
+            format!("logical_key_store_name: {}", info.logical_name),
+            format!("kms_key_arn: {}", kms_key_arn.unwrap_or("-")),
+            format!("grant_tokens: {}", info.grant_tokens.join(" ")),
+        ]
+        .join("\n")
+    };
+    print_line(&text)
 }
 
 #[cfg(feature = "hierarchy")]

@@ -77,7 +77,7 @@ fn parse_args() -> Result<(Cli, ArgMatches), Failure> {
                 if std::env::args().nth(1).as_deref() == Some("key-store") =>
             {
                 return Err(Failure::Usage(
-                    "key-store needs a subcommand: create-table, create-key or version-key (see envseal key-store --help)"
+                    "key-store needs a subcommand: create-table, create-key, version-key, list-versions or describe (see envseal key-store --help)"
                         .into(),
                 ));
             }
