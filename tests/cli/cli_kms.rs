@@ -11,6 +11,9 @@ mod ddb_check;
 #[cfg(feature = "hierarchy")]
 #[path = "cli_kms/key_store.rs"]
 mod key_store;
+#[cfg(feature = "hierarchy")]
+#[path = "cli_kms/reencrypt.rs"]
+mod reencrypt;
 
 use std::path::Path;
 use std::process::{Command, Output};

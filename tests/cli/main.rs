@@ -13,3 +13,4 @@ mod cli;
 mod cli_kms;
 #[cfg(feature = "kms")]
 mod credentials;
+mod reencrypt;

@@ -95,6 +95,27 @@ impl TempOutput {
             .ok_or_else(|| io::Error::other("temporary output already closed"))
     }
 
+    /// Flushes the file's data to disk.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file()?.as_file().sync_all()
+    }
+
+    /// Sets the file's permissions.
+    pub fn set_permissions(&mut self, permissions: std::fs::Permissions) -> io::Result<()> {
+        self.file()?.as_file().set_permissions(permissions)
+    }
+
+    /// Sets the file's owner and group.
+    #[cfg(unix)]
+    pub fn chown(&mut self, uid: u32, gid: u32) -> io::Result<()> {
+        std::os::unix::fs::fchown(self.file()?.as_file(), Some(uid), Some(gid))
+    }
+
+    /// The file opened again, for reading from the start.
+    pub fn reopen(&mut self) -> io::Result<std::fs::File> {
+        self.file()?.reopen()
+    }
+
     /// Flushes the file to disk and renames it onto `dest` (refusing an
     /// existing `dest` unless `overwrite`). On failure the file is deleted
     /// when `self` drops.

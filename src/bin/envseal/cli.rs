@@ -3,9 +3,13 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use envseal::{AlgorithmSuite, CommitmentPolicy, EncryptionContext, RsaPadding};
+use envseal::{AlgorithmSuite, CommitmentPolicy};
 
-use crate::error::Failure;
+pub(crate) use crate::parse::{build_context, AesKeySpec, EcdhSpec, KmsEcdhSpec, RsaKeySpec};
+use crate::parse::{
+    parse_aes_spec, parse_context_pair, parse_ecdh_one, parse_ecdh_static, parse_kms_ecdh_discovery,
+    parse_kms_ecdh_static, parse_policy, parse_rsa_spec, parse_suite,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,6 +44,12 @@ pub(crate) enum Command {
     /// list-versions, describe.
     #[command(name = "key-store", subcommand)]
     KeyStore(KeyStoreCommand),
+    /// Re-encrypt messages under new keys: each is decrypted with the old
+    /// keys (the usual key flags) and encrypted again with the --new-* keys
+    /// in one stream, keeping its suite, frame length and encryption
+    /// context unless told otherwise. The plaintext is never written
+    /// anywhere; each output completes or leaves nothing.
+    Reencrypt(Box<ReencryptArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -193,8 +203,8 @@ pub(crate) struct CommonArgs {
     /// there under its own name plus --suffix (a tree keeps its folders).
     /// Files are written atomically: a temporary file renamed into place
     /// on success.
-    #[arg(long, short = 'o', value_name = "PATH")]
-    pub(crate) output: PathBuf,
+    #[arg(long, short = 'o', value_name = "PATH", required = true)]
+    pub(crate) output: Option<PathBuf>,
 
     /// Overwrite output files that exist.
     #[arg(long, short = 'f')]
@@ -385,7 +395,7 @@ pub(crate) struct KmsArgs {
 
 /// The AWS clients' options: endpoints, region and the bounds of every
 /// call (KMS, and DynamoDB for a key store).
-#[derive(Args, Debug)]
+#[derive(Args, Clone, Debug)]
 pub(crate) struct AwsArgs {
     /// KMS endpoint URL (overrides AWS_ENDPOINT_URL_KMS / AWS_ENDPOINT_URL).
     #[arg(long = "kms-endpoint", value_name = "URL")]
@@ -505,147 +515,148 @@ pub(crate) struct DecryptArgs {
     pub(crate) decrypt_unsigned: bool,
 }
 
-#[derive(Clone, Debug)]
-pub(crate) struct AesKeySpec {
-    pub(crate) namespace: String,
-    pub(crate) name: String,
-    pub(crate) file: PathBuf,
+#[derive(Args, Debug)]
+pub(crate) struct ReencryptArgs {
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+
+    #[command(flatten)]
+    pub(crate) new: NewKeyArgs,
+
+    /// The new messages' suite (default: each old message's own).
+    #[arg(long, value_name = "ID", value_parser = parse_suite)]
+    pub(crate) suite: Option<AlgorithmSuite>,
+
+    /// The new messages' frame length, 0 for non-framed (default: each old
+    /// message's own).
+    #[arg(long = "frame-length", value_name = "BYTES")]
+    pub(crate) frame_length: Option<u32>,
+
+    /// A pair added to the carried encryption context (repeatable; a pair
+    /// the message has must keep its value).
+    #[arg(long = "add-context", value_name = "KEY=VALUE", value_parser = parse_context_pair)]
+    pub(crate) add_context: Vec<(String, String)>,
+
+    /// A context key the new messages require (authenticated, not stored;
+    /// repeatable). Pairs the old message did not store stay required.
+    #[arg(long = "required-context-key", value_name = "KEY")]
+    pub(crate) required_context_key: Vec<String>,
+
+    /// Replace each input file with its new message: renamed over it only
+    /// once the new message is written, synced to disk and decrypted back
+    /// with the new keys (instead of --output).
+    #[arg(long = "in-place")]
+    pub(crate) in_place: bool,
 }
 
-#[derive(Clone, Debug)]
-pub(crate) struct RsaKeySpec {
-    pub(crate) namespace: String,
-    pub(crate) name: String,
-    pub(crate) padding: RsaPadding,
-    pub(crate) file: PathBuf,
+/// The keys `reencrypt` encrypts with: the encrypt key flags, prefixed
+/// `new-`. Combined in command-line order; the first generates.
+#[derive(Args, Debug)]
+pub(crate) struct NewKeyArgs {
+    /// A raw AES wrapping key of the new messages (as --raw-aes-key).
+    #[arg(long = "new-raw-aes-key", value_name = "NAMESPACE:NAME:FILE", value_parser = parse_aes_spec)]
+    pub(crate) new_raw_aes_key: Vec<AesKeySpec>,
+
+    /// A raw RSA public key of the new messages (as --raw-rsa-key).
+    #[arg(long = "new-raw-rsa-key", value_name = "NAMESPACE:NAME:PADDING:PEMFILE", value_parser = parse_rsa_spec)]
+    pub(crate) new_raw_rsa_key: Vec<RsaKeySpec>,
+
+    /// A raw ECDH static key pair of the new messages (as --raw-ecdh-static).
+    #[arg(long = "new-raw-ecdh-static", value_name = "CURVE:SENDER_PRIVATE_PEM:RECIPIENT_PUBLIC_FILE",
+          value_parser = parse_ecdh_static)]
+    pub(crate) new_raw_ecdh_static: Vec<EcdhSpec>,
+
+    /// A raw ECDH recipient of the new messages (as --raw-ecdh-ephemeral).
+    #[arg(long = "new-raw-ecdh-ephemeral", value_name = "CURVE:RECIPIENT_PUBLIC_FILE",
+          value_parser = parse_ecdh_one)]
+    pub(crate) new_raw_ecdh_ephemeral: Vec<EcdhSpec>,
+
+    /// An AWS KMS key of the new messages (as --kms-key).
+    #[arg(long = "new-kms-key", value_name = "KEY_ID")]
+    pub(crate) new_kms_key: Vec<String>,
+
+    /// An AWS KMS RSA key of the new messages (as --kms-rsa-key: unsigned
+    /// suites only; needs --new-kms-rsa-padding and
+    /// --new-kms-rsa-public-key).
+    #[arg(long = "new-kms-rsa-key", value_name = "ARN", requires_all = ["new_kms_rsa_padding", "new_kms_rsa_public_key"])]
+    pub(crate) new_kms_rsa_key: Option<String>,
+
+    /// The new KMS RSA key's padding: oaep-sha1 or oaep-sha256.
+    #[arg(long = "new-kms-rsa-padding", value_name = "PADDING", value_parser = ["oaep-sha1", "oaep-sha256"],
+          requires = "new_kms_rsa_key")]
+    pub(crate) new_kms_rsa_padding: Option<String>,
+
+    /// The new KMS RSA key's public key (PEM "PUBLIC KEY").
+    #[arg(
+        long = "new-kms-rsa-public-key",
+        value_name = "PEMFILE",
+        requires = "new_kms_rsa_key"
+    )]
+    pub(crate) new_kms_rsa_public_key: Option<PathBuf>,
+
+    /// An AWS KMS ECDH key pair of the new messages (as --kms-ecdh-static).
+    #[arg(long = "new-kms-ecdh-static", value_name = "CURVE:RECIPIENT_PUBLIC_FILE:SENDER_KMS_ARN",
+          value_parser = parse_kms_ecdh_static)]
+    pub(crate) new_kms_ecdh_static: Vec<KmsEcdhSpec>,
+
+    /// A branch key of the new messages (as --branch-key-id; needs
+    /// --new-key-store-table and --new-key-store-kms-key).
+    #[arg(long = "new-branch-key-id", value_name = "ID")]
+    pub(crate) new_branch_key_id: Vec<String>,
+
+    /// The key store of --new-branch-key-id.
+    #[arg(long = "new-key-store-table", value_name = "TABLE")]
+    pub(crate) new_key_store_table: Option<String>,
+
+    /// The KMS key (ARN) that protects the new branch keys.
+    #[arg(long = "new-key-store-kms-key", value_name = "ARN")]
+    pub(crate) new_key_store_kms_key: Option<String>,
+
+    /// The logical name of the new key store (default: its table name).
+    #[arg(long = "new-key-store-name", value_name = "LOGICAL")]
+    pub(crate) new_key_store_name: Option<String>,
 }
 
-/// A raw ECDH key option: the curve and one or two files.
-#[derive(Clone, Debug)]
-pub(crate) struct EcdhSpec {
-    pub(crate) curve: envseal::Curve,
-    pub(crate) files: Vec<PathBuf>,
-}
-
-fn parse_ecdh(s: &str, files: usize, want: &str) -> Result<EcdhSpec, String> {
-    let parts: Vec<&str> = s.splitn(files + 1, ':').collect();
-    if parts.len() != files + 1 || parts.iter().any(|p| p.is_empty()) {
-        return Err(format!("expected {want}"));
-    }
-    let curve = envseal::Curve::parse(parts[0])
-        .ok_or_else(|| format!("unknown curve {:?} (expected p256, p384 or p521)", parts[0]))?;
-    Ok(EcdhSpec {
-        curve,
-        files: parts[1..].iter().map(PathBuf::from).collect(),
+/// The parser's command: the derive's, with `reencrypt`'s --output
+/// optional under --in-place (the one place it is).
+pub(crate) fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().mut_subcommand("reencrypt", |c| {
+        c.mut_arg("output", |a| {
+            a.required(false)
+                .required_unless_present("in_place")
+                .conflicts_with("in_place")
+        })
     })
 }
 
-pub(crate) fn parse_ecdh_static(s: &str) -> Result<EcdhSpec, String> {
-    parse_ecdh(s, 2, "CURVE:SENDER_PRIVATE_PEM:RECIPIENT_PUBLIC_FILE")
-}
-
-pub(crate) fn parse_ecdh_one(s: &str) -> Result<EcdhSpec, String> {
-    parse_ecdh(s, 1, "CURVE:KEY_FILE")
-}
-
-/// A `--kms-ecdh-*` option: the curve, a public key file (static) and the
-/// KMS key ARN.
-#[derive(Clone, Debug)]
-pub(crate) struct KmsEcdhSpec {
-    pub(crate) curve: envseal::Curve,
-    pub(crate) public_file: Option<PathBuf>,
-    pub(crate) arn: String,
-}
-
-fn ecdh_curve(text: &str) -> Result<envseal::Curve, String> {
-    envseal::Curve::parse(text).ok_or_else(|| format!("unknown curve {text:?} (expected p256, p384 or p521)"))
-}
-
-pub(crate) fn parse_kms_ecdh_static(s: &str) -> Result<KmsEcdhSpec, String> {
-    match s.splitn(3, ':').collect::<Vec<_>>()[..] {
-        [curve, file, arn] if !file.is_empty() && arn.starts_with("arn:") => Ok(KmsEcdhSpec {
-            curve: ecdh_curve(curve)?,
-            public_file: Some(PathBuf::from(file)),
-            arn: arn.to_owned(),
-        }),
-        _ => Err("expected CURVE:RECIPIENT_PUBLIC_FILE:SENDER_KMS_ARN".into()),
-    }
-}
-
-pub(crate) fn parse_kms_ecdh_discovery(s: &str) -> Result<KmsEcdhSpec, String> {
-    match s.split_once(':') {
-        Some((curve, arn)) if arn.starts_with("arn:") => Ok(KmsEcdhSpec {
-            curve: ecdh_curve(curve)?,
-            public_file: None,
-            arn: arn.to_owned(),
-        }),
-        _ => Err("expected CURVE:RECIPIENT_KMS_ARN".into()),
-    }
-}
-
-pub(crate) fn parse_aes_spec(s: &str) -> Result<AesKeySpec, String> {
-    let mut parts = s.splitn(3, ':');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(namespace), Some(name), Some(file)) if !file.is_empty() => Ok(AesKeySpec {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            file: PathBuf::from(file),
-        }),
-        _ => Err("expected NAMESPACE:NAME:FILE".into()),
-    }
-}
-
-pub(crate) fn parse_rsa_spec(s: &str) -> Result<RsaKeySpec, String> {
-    let mut parts = s.splitn(4, ':');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(namespace), Some(name), Some(padding), Some(file)) if !file.is_empty() => {
-            let padding = RsaPadding::parse(padding).ok_or_else(|| {
-                format!(
-                    "unknown RSA padding {padding:?} (expected oaep-sha1, oaep-sha256, oaep-sha384, oaep-sha512 or pkcs1)"
-                )
-            })?;
-            Ok(RsaKeySpec {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                padding,
-                file: PathBuf::from(file),
-            })
+impl NewKeyArgs {
+    /// The new keys' KMS options, on the same AWS settings as the old
+    /// keys' (region, endpoints, bounds).
+    pub(crate) fn kms_args(&self, aws: &AwsArgs) -> KmsArgs {
+        KmsArgs {
+            kms_key: self.new_kms_key.clone(),
+            kms_rsa_key: self.new_kms_rsa_key.clone(),
+            kms_rsa_padding: self.new_kms_rsa_padding.clone(),
+            kms_rsa_public_key: self.new_kms_rsa_public_key.clone(),
+            kms_ecdh_static: self.new_kms_ecdh_static.clone(),
+            kms_ecdh_discovery: Vec::new(),
+            kms_discovery: false,
+            discovery_partition: None,
+            discovery_account: Vec::new(),
+            aws: aws.clone(),
         }
-        _ => Err("expected NAMESPACE:NAME:PADDING:PEMFILE".into()),
     }
-}
 
-pub(crate) fn parse_context_pair(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
-        None => Err("expected KEY=VALUE".into()),
-    }
-}
-
-/// The encryption context of the `--context` pairs; a key given twice is
-/// a usage error.
-pub(crate) fn build_context(pairs: &[(String, String)]) -> Result<EncryptionContext, Failure> {
-    let mut ctx = EncryptionContext::new();
-    for (k, v) in pairs {
-        if ctx.insert(k.clone(), v.clone()).is_some() {
-            return Err(Failure::Usage(format!(
-                "--context key {k:?} given more than once"
-            )));
+    /// The new keys' key store options (the branch key TTL is the old
+    /// side's).
+    pub(crate) fn hierarchy_args(&self, branch_key_ttl_s: u64) -> HierarchyArgs {
+        HierarchyArgs {
+            branch_key_id: self.new_branch_key_id.clone(),
+            key_store_table: self.new_key_store_table.clone(),
+            key_store_kms_key: self.new_key_store_kms_key.clone(),
+            key_store_name: self.new_key_store_name.clone(),
+            branch_key_ttl_s,
         }
     }
-    Ok(ctx)
-}
-
-pub(crate) fn parse_policy(s: &str) -> Result<CommitmentPolicy, String> {
-    CommitmentPolicy::parse(s).ok_or_else(|| {
-        "expected require-encrypt-require-decrypt, require-encrypt-allow-decrypt or forbid-encrypt-allow-decrypt"
-            .into()
-    })
-}
-
-pub(crate) fn parse_suite(s: &str) -> Result<AlgorithmSuite, String> {
-    AlgorithmSuite::parse(s).ok_or_else(|| {
-        "unknown algorithm suite (expected an ESDK name such as AES_256_GCM_HKDF_SHA512_COMMIT_KEY or a hex ID such as 0x0478)"
-            .into()
-    })
 }

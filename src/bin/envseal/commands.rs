@@ -11,7 +11,7 @@ use base64::write::EncoderWriter;
 use envseal::blocking::Client;
 use envseal::{CacheLimits, Config, EncryptionContext, Encryptor, Error, MaterialsCache};
 
-use crate::cli::{build_context, CommonArgs, DecryptArgs, EncryptArgs};
+use crate::cli::{build_context, CommonArgs, DecryptArgs, EncryptArgs, HierarchyArgs, KmsArgs};
 use crate::error::{
     config_error, decrypt_error, encrypt_error, encrypt_stream_error, one_line, unstored_keys, Failure,
     Refusal,
@@ -41,23 +41,34 @@ fn keyring_for(
     mode: Mode,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(envseal::MultiKeyring, Option<KmsClient>, StatsOnExit), Failure> {
-    let kms = common.kms.client(runtime, common.hierarchy.used())?;
-    let store = common.hierarchy.store(runtime, kms.as_ref(), &common.kms.aws)?;
+    keyring_from(&common.kms, &common.hierarchy, specs, mode, runtime)
+}
+
+/// As [`keyring_for`], from the KMS and key store options given.
+pub(crate) fn keyring_from(
+    kms_args: &KmsArgs,
+    hierarchy: &HierarchyArgs,
+    specs: Vec<KeySpec>,
+    mode: Mode,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(envseal::MultiKeyring, Option<KmsClient>, StatsOnExit), Failure> {
+    let kms = kms_args.client(runtime, hierarchy.used())?;
+    let store = hierarchy.store(runtime, kms.as_ref(), &kms_args.aws)?;
     let remote = Remote {
         runtime,
-        kms: &common.kms,
+        kms: kms_args,
         client: kms.as_ref(),
-        hierarchy: &common.hierarchy,
+        hierarchy,
         store: store.as_ref(),
     };
     let keyring = build_keyring(specs, mode, &remote)?;
     let stats =
-        StatsOnExit::new(&common.kms.aws, kms.as_ref()).with_dynamodb(store.as_ref().map(|s| s.counters()));
+        StatsOnExit::new(&kms_args.aws, kms.as_ref()).with_dynamodb(store.as_ref().map(|s| s.counters()));
     Ok((keyring, kms, stats))
 }
 
 /// The client, with the data key cache of `--cache-*` if asked for.
-fn client_for(
+pub(crate) fn client_for(
     common: &CommonArgs,
     keyring: envseal::MultiKeyring,
     config: Config,
@@ -86,24 +97,26 @@ fn client_for(
 const CACHE_ENTRIES: usize = 1024;
 
 /// What one run shares between its messages.
-struct Run<'a> {
-    client: &'a Client,
-    context: &'a EncryptionContext,
+pub(crate) struct Run<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) context: &'a EncryptionContext,
+    /// The KMS clients whose calls a message's metadata line counts (a
+    /// re-encryption's two sides).
     #[cfg_attr(not(feature = "kms"), allow(dead_code))]
-    kms: Option<&'a KmsClient>,
+    pub(crate) kms: Vec<&'a KmsClient>,
     /// Header JSON for `--metadata-output`.
-    metadata: bool,
+    pub(crate) metadata: bool,
     /// Held across a message's keyring step while `--metadata-output`
     /// counts its KMS calls and cache lookups: files in flight at once
     /// take that step in turn, so each line counts its own.
-    keyring_step: Mutex<()>,
+    pub(crate) keyring_step: Mutex<()>,
 }
 
 impl Run<'_> {
     /// Runs a message's keyring step (`f`: the keyring or the cache gives
     /// the data key); with `--metadata-output`, also the counters before
     /// and after it.
-    fn keyring_step<T>(&self, f: impl FnOnce() -> T) -> (T, Option<(Counters, Counters)>) {
+    pub(crate) fn keyring_step<T>(&self, f: impl FnOnce() -> T) -> (T, Option<(Counters, Counters)>) {
         if !self.metadata {
             return (f(), None);
         }
@@ -167,11 +180,15 @@ fn run_mode(
     let run = Run {
         client: &client,
         context,
-        kms: kms.as_ref(),
+        kms: kms.iter().collect(),
         metadata: metadata.is_some(),
         keyring_step: Mutex::new(()),
     };
-    run_jobs(mode, common, &plan, metadata, |job, meter| one(&run, job, meter))
+    let names = match mode {
+        Mode::Encrypt => ("encrypt", "encrypted"),
+        Mode::Decrypt => ("decrypt", "decrypted"),
+    };
+    run_jobs(names, common, &plan, metadata, |job, meter| one(&run, job, meter))
 }
 
 fn encrypt_one(run: &Run<'_>, args: &EncryptArgs, job: &Job, meter: Meter) -> Result<Done, Failure> {
@@ -203,7 +220,7 @@ fn encrypt_one(run: &Run<'_>, args: &EncryptArgs, job: &Job, meter: Meter) -> Re
 }
 
 /// Encrypts `input` into `output` as one message; returns the output.
-fn seal<R: std::io::Read, W: std::io::Write>(
+pub(crate) fn seal<R: std::io::Read, W: std::io::Write>(
     encryptor: Encryptor,
     input: R,
     output: W,
@@ -362,9 +379,28 @@ impl Turns {
 fn counters(run: &Run<'_>) -> Counters {
     Counters {
         #[cfg(feature = "kms")]
-        kms: run.kms.map(KmsClient::stats),
+        kms: run.kms.iter().map(|k| k.stats()).reduce(add_stats),
         cache: run.client.cache_stats(),
     }
+}
+
+/// The call counters of two clients together (what a metadata line
+/// counts: calls by operation, attempts, retries, throttles, failures).
+#[cfg(feature = "kms")]
+fn add_stats(mut a: envseal::kms::AwsStats, b: envseal::kms::AwsStats) -> envseal::kms::AwsStats {
+    a.generate_data_key_calls += b.generate_data_key_calls;
+    a.encrypt_calls += b.encrypt_calls;
+    a.decrypt_calls += b.decrypt_calls;
+    a.describe_key_calls += b.describe_key_calls;
+    a.generate_data_key_without_plaintext_calls += b.generate_data_key_without_plaintext_calls;
+    a.re_encrypt_calls += b.re_encrypt_calls;
+    a.get_public_key_calls += b.get_public_key_calls;
+    a.derive_shared_secret_calls += b.derive_shared_secret_calls;
+    a.attempts += b.attempts;
+    a.retries += b.retries;
+    a.throttles += b.throttles;
+    a.failures += b.failures;
+    a
 }
 
 /// Runs every job of `plan`: one job's failure is the run's; of several
@@ -373,17 +409,15 @@ fn counters(run: &Run<'_>) -> Counters {
 /// files run `--jobs` at a time; their results (failure lines, metadata
 /// lines) are reported from this thread in plan order, whatever order
 /// they finish in.
-fn run_jobs(
-    mode: Mode,
+/// `names`: the mode as metadata lines name it, and as the summary says
+/// what was done (`encrypt`, `encrypted`).
+pub(crate) fn run_jobs(
+    (name, past): (&str, &str),
     common: &CommonArgs,
     plan: &Plan,
     mut metadata: Option<MetadataOut>,
     one: impl Fn(&Job, Meter) -> Result<Done, Failure> + Sync,
 ) -> Result<(), Failure> {
-    let (name, past) = match mode {
-        Mode::Encrypt => ("encrypt", "encrypted"),
-        Mode::Decrypt => ("decrypt", "decrypted"),
-    };
     let mut progress = Progress::new(common.quiet, plan);
     let mut record = |job: &Job, done: &Done| -> Result<(), Failure> {
         match metadata.as_mut() {

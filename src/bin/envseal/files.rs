@@ -24,7 +24,7 @@ impl Job {
     pub(crate) fn output_name(&self) -> String {
         match &self.target {
             Target::Stdout => "-".to_owned(),
-            Target::Stream(p) | Target::File(p) => p.display().to_string(),
+            Target::Stream(p) | Target::File(p) | Target::Replace(p) => p.display().to_string(),
         }
     }
 }
@@ -79,7 +79,10 @@ impl Plan {
 /// Resolves the inputs and outputs of a run from `--input`, `--output`,
 /// `--recursive` and `suffix`.
 pub(crate) fn plan(common: &CommonArgs, suffix: &str) -> Result<Plan, Failure> {
-    let output = &common.output;
+    let output = common
+        .output
+        .as_deref()
+        .ok_or_else(|| Failure::Usage("--output is required".into()))?;
     let out_dir = !is_stdio(output) && fs::metadata(output).is_ok_and(|m| m.is_dir());
     let dirs: Vec<&PathBuf> = common
         .input
@@ -155,6 +158,85 @@ pub(crate) fn plan(common: &CommonArgs, suffix: &str) -> Result<Plan, Failure> {
                 output.join(suffixed(input.file_name().unwrap_or_default(), suffix)),
             )),
         }
+    }
+    Ok(plan)
+}
+
+/// The jobs of `reencrypt --in-place`: each input file (named, or under a
+/// directory with `--recursive`) is its own output, replaced on success.
+/// Symbolic links are left alone: replacing one would put a file in the
+/// place of the link (the file it names is taken in its own right when it
+/// is in the tree).
+pub(crate) fn plan_in_place(common: &CommonArgs) -> Result<Plan, Failure> {
+    if common.input.iter().any(|p| is_stdio(p)) {
+        return Err(Failure::Usage(
+            "--in-place replaces input files; - (stdin) is not one".into(),
+        ));
+    }
+    let mut plan = Plan {
+        jobs: Vec::new(),
+        many: common.input.len() > 1,
+        skipped: Vec::new(),
+        unreadable: Vec::new(),
+    };
+    for input in &common.input {
+        let meta = fs::symlink_metadata(input)
+            .map_err(|e| Failure::UnreadableInput(format!("cannot open input {}: {e}", input.display())))?;
+        if meta.is_dir() {
+            if !common.recursive {
+                return Err(Failure::Usage(format!(
+                    "input {} is a directory (use --recursive to take the files under it)",
+                    input.display()
+                )));
+            }
+            plan.many = true;
+            let canon = input.canonicalize().unwrap_or_else(|_| input.clone());
+            walk(input, input, &canon, "", &mut plan);
+        } else if meta.file_type().is_symlink() {
+            plan.skipped
+                .push((input.clone(), "symbolic link (not replaced in place)"));
+        } else if !meta.is_file() {
+            return Err(Failure::UnreadableInput(format!(
+                "input {} is not a regular file",
+                input.display()
+            )));
+        } else {
+            plan.jobs.push(file_job(input.clone(), input.clone()));
+        }
+    }
+    let mut skipped = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    plan.jobs.retain_mut(|job| {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = fs::symlink_metadata(&job.input) else {
+            return true;
+        };
+        if meta.file_type().is_symlink() {
+            skipped.push((job.input.clone(), "symbolic link (not replaced in place)"));
+            return false;
+        }
+        // Replacing one name of a file with several would leave the others
+        // under the old keys.
+        if meta.nlink() > 1 {
+            skipped.push((
+                job.input.clone(),
+                "hard link (its other names would keep the old keys)",
+            ));
+            return false;
+        }
+        // A file named twice (or inside a tree also named) is done once.
+        if !seen.insert((meta.dev(), meta.ino())) {
+            return false;
+        }
+        let Target::File(dest) = &job.target else {
+            return true;
+        };
+        job.target = Target::Replace(dest.clone());
+        true
+    });
+    plan.skipped.extend(skipped);
+    if plan.jobs.is_empty() && !plan.many {
+        return Err(Failure::Usage("no input file to re-encrypt in place".into()));
     }
     Ok(plan)
 }

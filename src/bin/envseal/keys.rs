@@ -13,7 +13,9 @@ use envseal::{
     Keyring, MultiKeyring, RawAesKeyring, RawRsaKeyring, RsaPrivateKey, RsaPublicKey, WrappingKey,
 };
 
-use crate::cli::{AesKeySpec, CommonArgs, EcdhSpec, HierarchyArgs, KmsArgs, KmsEcdhSpec, RsaKeySpec};
+use crate::cli::{
+    AesKeySpec, CommonArgs, EcdhSpec, HierarchyArgs, KmsArgs, KmsEcdhSpec, NewKeyArgs, RsaKeySpec,
+};
 #[cfg(not(all(feature = "kms", feature = "hierarchy")))]
 use crate::error::Feature;
 use crate::error::{bare, Failure};
@@ -131,6 +133,71 @@ pub(crate) fn ordered_keys(common: &CommonArgs, m: &ArgMatches) -> Vec<KeySpec> 
             KeySpec::Hierarchy(id.clone()),
         ));
     }
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, s)| s).collect()
+}
+
+/// `reencrypt`'s --new-* key specs in command-line order.
+pub(crate) fn ordered_new_keys(new: &NewKeyArgs, m: &ArgMatches) -> Vec<KeySpec> {
+    let idx = |id: &str| -> Vec<usize> { m.indices_of(id).map(Iterator::collect).unwrap_or_default() };
+    let at = |v: &[usize], i: usize| v.get(i).copied().unwrap_or(usize::MAX);
+    let mut all: Vec<(usize, KeySpec)> = Vec::new();
+    let aes = idx("new_raw_aes_key");
+    all.extend(
+        new.new_raw_aes_key
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (at(&aes, i), KeySpec::Aes(s.clone()))),
+    );
+    let rsa = idx("new_raw_rsa_key");
+    all.extend(
+        new.new_raw_rsa_key
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (at(&rsa, i), KeySpec::Rsa(s.clone()))),
+    );
+    let kms = idx("new_kms_key");
+    all.extend((0..new.new_kms_key.len()).map(|i| (at(&kms, i), KeySpec::Kms)));
+    for (id, scheme, specs) in [
+        (
+            "new_raw_ecdh_static",
+            EcdhScheme::Static,
+            &new.new_raw_ecdh_static,
+        ),
+        (
+            "new_raw_ecdh_ephemeral",
+            EcdhScheme::Ephemeral,
+            &new.new_raw_ecdh_ephemeral,
+        ),
+    ] {
+        let v = idx(id);
+        all.extend(
+            specs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (at(&v, i), KeySpec::Ecdh(scheme, s.clone()))),
+        );
+    }
+    if new.new_kms_rsa_key.is_some() {
+        all.push((
+            m.index_of("new_kms_rsa_key").unwrap_or(usize::MAX),
+            KeySpec::KmsRsa,
+        ));
+    }
+    let ecdh = idx("new_kms_ecdh_static");
+    all.extend(
+        new.new_kms_ecdh_static
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (at(&ecdh, i), KeySpec::KmsEcdh(true, s.clone()))),
+    );
+    let branch = idx("new_branch_key_id");
+    all.extend(
+        new.new_branch_key_id
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (at(&branch, i), KeySpec::Hierarchy(id.clone()))),
+    );
     all.sort_by_key(|(i, _)| *i);
     all.into_iter().map(|(_, s)| s).collect()
 }

@@ -13,7 +13,7 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use clap::{ArgMatches, FromArgMatches};
 
 mod cleanup;
 mod cli;
@@ -25,7 +25,9 @@ mod keystore;
 mod kms;
 mod metadata;
 mod output;
+mod parse;
 mod progress;
+mod reencrypt;
 
 use cli::{Cli, Command};
 use commands::{decrypt, encrypt};
@@ -66,7 +68,7 @@ fn main() -> ExitCode {
 
 fn parse_args() -> Result<(Cli, ArgMatches), Failure> {
     use clap::error::ErrorKind;
-    let matches = match Cli::command().try_get_matches() {
+    let matches = match cli::command().try_get_matches() {
         Ok(m) => m,
         Err(e) => match e.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
@@ -83,7 +85,7 @@ fn parse_args() -> Result<(Cli, ArgMatches), Failure> {
             }
             ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
                 return Err(Failure::Usage(
-                    "a subcommand is required: encrypt, decrypt, inspect, doctor or key-store (see envseal --help)"
+                    "a subcommand is required: encrypt, decrypt, reencrypt, inspect, doctor or key-store (see envseal --help)"
                         .into(),
                 ));
             }
@@ -100,7 +102,7 @@ fn parse_args() -> Result<(Cli, ArgMatches), Failure> {
 
 /// A command line clap refused, with the (sub)command it was for.
 fn args_failure(e: &clap::Error) -> Failure {
-    let mut command = Cli::command();
+    let mut command = cli::command();
     let mut names: Vec<String> = Vec::new();
     for arg in std::env::args().skip(1) {
         let Some(sub) = command.find_subcommand(&arg).cloned() else {
@@ -118,7 +120,7 @@ fn args_failure(e: &clap::Error) -> Failure {
 fn run() -> Result<(), Failure> {
     let (cli, matches) = parse_args()?;
     let sub = matches.subcommand().map(|(_, m)| m).ok_or_else(|| {
-        Failure::Usage("a subcommand is required: encrypt, decrypt, inspect, doctor or key-store".into())
+        Failure::Usage("a subcommand is required: encrypt, decrypt, reencrypt, inspect, doctor or key-store".into())
     })?;
     match cli.command {
         Command::Encrypt(args) => {
@@ -132,5 +134,10 @@ fn run() -> Result<(), Failure> {
         Command::Inspect(args) => metadata::inspect(&args),
         Command::Doctor(args) => doctor(&args),
         Command::KeyStore(cmd) => keystore::run(&cmd),
+        Command::Reencrypt(args) => {
+            let old = ordered_keys(&args.common, sub);
+            let new = keys::ordered_new_keys(&args.new, sub);
+            reencrypt::reencrypt(&args, old, new)
+        }
     }
 }

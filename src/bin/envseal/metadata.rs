@@ -169,7 +169,7 @@ impl MetadataOut {
             return Ok(None);
         };
         if is_stdio(path) {
-            if is_stdio(&common.output) {
+            if common.output.as_deref().is_some_and(is_stdio) {
                 return Err(Failure::Usage(
                     "--metadata-output - and --output - cannot both be stdout".into(),
                 ));

@@ -43,6 +43,9 @@ pub(crate) enum Target {
     Stream(PathBuf),
     /// A regular file, written through a temporary file and a rename.
     File(PathBuf),
+    /// An input file replaced in place (`reencrypt --in-place`), through a
+    /// temporary file beside it and a rename.
+    Replace(PathBuf),
 }
 
 /// Whether an existing output is a stream written in place (character
@@ -285,7 +288,13 @@ impl Sink {
                 )));
             }
             Target::File(dest) => dest,
+            Target::Replace(dest) => return Sink::temp_for(dest, true),
         };
+        Sink::temp_for(dest, force)
+    }
+
+    /// A temporary file beside `dest`, renamed onto it by [`Sink::commit`].
+    fn temp_for(dest: PathBuf, force: bool) -> Result<Self, Failure> {
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -301,6 +310,52 @@ impl Sink {
             dest,
             force,
         })
+    }
+
+    /// The output written so far, flushed and synced to disk, opened again
+    /// to be read back; `None` unless it goes to a temporary file.
+    pub(crate) fn written(&mut self) -> Result<Option<File>, Failure> {
+        let Sink::Temp { writer, .. } = self else {
+            return Ok(None);
+        };
+        let werr = |e: io::Error| Failure::UnwritableOutput(format!("writing output: {e}"));
+        writer.flush().map_err(werr)?;
+        let tmp = writer.get_mut();
+        tmp.sync().map_err(werr)?;
+        tmp.reopen().map(Some).map_err(werr)
+    }
+
+    /// Sets the temporary output's permissions (before it is renamed into
+    /// place); nothing for other outputs.
+    #[cfg_attr(not(feature = "kms"), allow(dead_code))]
+    pub(crate) fn set_permissions(&mut self, permissions: fs::Permissions) -> Result<(), Failure> {
+        let Sink::Temp { writer, .. } = self else {
+            return Ok(());
+        };
+        writer
+            .get_mut()
+            .set_permissions(permissions)
+            .map_err(|e| Failure::UnwritableOutput(format!("setting the output's mode: {e}")))
+    }
+
+    /// Gives the temporary output the permissions and, where it may, the
+    /// owner of `path` (a file it replaces in place keeps them).
+    pub(crate) fn keep_permissions_of(&mut self, path: &Path) -> Result<(), Failure> {
+        let Sink::Temp { writer, .. } = self else {
+            return Ok(());
+        };
+        let werr = |e: io::Error| Failure::UnwritableOutput(format!("{}: {e}", path.display()));
+        let meta = fs::metadata(path).map_err(werr)?;
+        let tmp = writer.get_mut();
+        tmp.set_permissions(meta.permissions()).map_err(werr)?;
+        // Its owner too, where this process may give it (root, or the
+        // owner itself): otherwise the file becomes the caller's.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let _ = tmp.chown(meta.uid(), meta.gid());
+        }
+        Ok(())
     }
 
     /// Flushes and puts the output in place.
