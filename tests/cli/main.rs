@@ -13,4 +13,5 @@ mod cli;
 mod cli_kms;
 #[cfg(feature = "kms")]
 mod credentials;
+mod generate;
 mod reencrypt;

@@ -50,6 +50,27 @@ pub(crate) enum Command {
     /// context unless told otherwise. The plaintext is never written
     /// anywhere; each output completes or leaves nothing.
     Reencrypt(Box<ReencryptArgs>),
+    /// Print a shell completion script on stdout, e.g.
+    /// `envseal completions bash > ~/.local/share/bash-completion/completions/envseal`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout, or write it and one page per
+    /// subcommand into --out-dir, e.g. `envseal man --out-dir ~/.local/share/man/man1`.
+    Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct CompletionsArgs {
+    /// The shell the script is for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub(crate) shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ManArgs {
+    /// Write envseal.1 and a page per subcommand (envseal-encrypt.1, ...)
+    /// into this directory, replacing the pages there.
+    #[arg(long = "out-dir", value_name = "DIR")]
+    pub(crate) out_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

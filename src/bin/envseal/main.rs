@@ -20,6 +20,7 @@ mod cli;
 mod commands;
 mod error;
 mod files;
+mod generate;
 mod keys;
 mod keystore;
 mod kms;
@@ -85,7 +86,7 @@ fn parse_args() -> Result<(Cli, ArgMatches), Failure> {
             }
             ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
                 return Err(Failure::Usage(
-                    "a subcommand is required: encrypt, decrypt, reencrypt, inspect, doctor or key-store (see envseal --help)"
+                    "a subcommand is required: encrypt, decrypt, reencrypt, inspect, doctor, key-store, completions or man (see envseal --help)"
                         .into(),
                 ));
             }
@@ -120,7 +121,10 @@ fn args_failure(e: &clap::Error) -> Failure {
 fn run() -> Result<(), Failure> {
     let (cli, matches) = parse_args()?;
     let sub = matches.subcommand().map(|(_, m)| m).ok_or_else(|| {
-        Failure::Usage("a subcommand is required: encrypt, decrypt, reencrypt, inspect, doctor or key-store".into())
+        Failure::Usage(
+            "a subcommand is required: encrypt, decrypt, reencrypt, inspect, doctor, key-store, completions or man"
+                .into(),
+        )
     })?;
     match cli.command {
         Command::Encrypt(args) => {
@@ -139,5 +143,7 @@ fn run() -> Result<(), Failure> {
             let new = keys::ordered_new_keys(&args.new, sub);
             reencrypt::reencrypt(&args, old, new)
         }
+        Command::Completions(args) => generate::completions(&args),
+        Command::Man(args) => generate::man(&args),
     }
 }
