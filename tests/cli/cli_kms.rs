@@ -5,6 +5,8 @@
 #![cfg(feature = "kms")]
 
 use crate::common;
+#[path = "cli_kms/awscli.rs"]
+mod awscli;
 #[cfg(feature = "hierarchy")]
 #[path = "cli_kms/ddb_check.rs"]
 mod ddb_check;
@@ -16,7 +18,7 @@ mod key_store;
 mod reencrypt;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use common::fault::{Action, FaultServer};
 use common::moto::{create_key, moto, ACCOUNT};
@@ -30,9 +32,16 @@ fn envseal(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn envseal_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_clear()
+    test_env(Command::new(BIN).args(args), dir)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run envseal")
+}
+
+/// Static test credentials and no other AWS configuration (no shared
+/// files, no instance metadata), `HOME` in `dir`.
+fn test_env<'c>(c: &'c mut Command, dir: &Path) -> &'c mut Command {
+    c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", dir)
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -40,9 +49,6 @@ fn envseal_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
         .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-aws-credentials"))
-        .envs(env.iter().copied())
-        .output()
-        .expect("run envseal")
 }
 
 #[track_caller]

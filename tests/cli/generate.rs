@@ -168,6 +168,7 @@ fn man_out_dir_writes_a_page_per_subcommand() {
     assert_eq!(
         names,
         [
+            "envseal-aws-encryption-cli.1",
             "envseal-completions.1",
             "envseal-decrypt.1",
             "envseal-doctor.1",

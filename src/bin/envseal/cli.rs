@@ -50,6 +50,13 @@ pub(crate) enum Command {
     /// context unless told otherwise. The plaintext is never written
     /// anywhere; each output completes or leaves nothing.
     Reencrypt(Box<ReencryptArgs>),
+    /// AWS's aws-encryption-cli 4.3 command line on envseal: its arguments
+    /// and behaviour, so that scripts written for it run unchanged (also
+    /// when envseal runs under the name aws-encryption-cli, a symbolic
+    /// link). docs/aws-encryption-cli.md lists each argument and the
+    /// differences.
+    #[command(name = "aws-encryption-cli", disable_help_flag = true)]
+    AwsEncryptionCli(AwsCliPassthrough),
     /// Print a shell completion script on stdout, e.g.
     /// `envseal completions bash > ~/.local/share/bash-completion/completions/envseal`.
     Completions(CompletionsArgs),
@@ -680,4 +687,13 @@ impl NewKeyArgs {
             branch_key_ttl_s,
         }
     }
+}
+
+/// `envseal aws-encryption-cli ARGS`: the arguments go, unparsed, to the
+/// drop-in (src/bin/envseal/awscli/), which takes them before clap does.
+#[derive(Args, Debug)]
+pub(crate) struct AwsCliPassthrough {
+    /// aws-encryption-cli's arguments (see its --help).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    pub(crate) args: Vec<std::ffi::OsString>,
 }

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use clap::{ArgMatches, FromArgMatches};
 
+mod awscli;
 mod cleanup;
 mod cli;
 mod commands;
@@ -54,6 +55,19 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| "unknown".into());
         let _ = writeln!(io::stderr(), "envseal: internal error: {}", one_line(&msg));
     }));
+    // AWS's aws-encryption-cli argument language: as a subcommand, or
+    // when run under that name (a symbolic link).
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let called = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "aws-encryption-cli");
+    if called {
+        return awscli::main(argv.split_off(1));
+    }
+    if argv.get(1).is_some_and(|a| a == "aws-encryption-cli") {
+        return awscli::main(argv.split_off(2));
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -86,7 +100,7 @@ fn parse_args() -> Result<(Cli, ArgMatches), Failure> {
             }
             ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
                 return Err(Failure::Usage(
-                    "a subcommand is required: encrypt, decrypt, reencrypt, inspect, doctor, key-store, completions or man (see envseal --help)"
+                    "a subcommand is required: encrypt, decrypt, reencrypt, inspect, doctor, key-store, aws-encryption-cli, completions or man (see envseal --help)"
                         .into(),
                 ));
             }
@@ -143,6 +157,11 @@ fn run() -> Result<(), Failure> {
             let new = keys::ordered_new_keys(&args.new, sub);
             reencrypt::reencrypt(&args, old, new)
         }
+        // Taken before clap parses (see `main`); here only for its help.
+        Command::AwsEncryptionCli(args) => match awscli::main(args.args) {
+            code if code == ExitCode::SUCCESS => Ok(()),
+            _ => std::process::exit(1),
+        },
         Command::Completions(args) => generate::completions(&args),
         Command::Man(args) => generate::man(&args),
     }
