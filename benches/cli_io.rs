@@ -6,6 +6,10 @@
 //! `ENVSEAL_CLI_BENCH_RUNS` times (default 5) and keeps its fastest run;
 //! user and system CPU time are the children's, from /proc/self/stat.
 //!
+//! Each suite's message is also re-encrypted under a second key
+//! (`reencrypt`), against the decrypt and the encrypt it replaces, run one
+//! after the other in the same run.
+//!
 //! Then a tree of many files (issue 30's: 2,000 × 4 KiB, 200 × 64 KiB and
 //! 20 × 1 MiB in ten folders) through `encrypt -r` and `decrypt -r` (raw
 //! AES key, default `--jobs`, both suites) against `cp -r` of the same
@@ -132,6 +136,9 @@ fn main() {
     let key = d.join("bench.key");
     std::fs::write(&key, [0x42u8; 32]).unwrap();
     let key_spec = format!("bench:key-1:{}", key.display());
+    let key2 = d.join("bench-2.key");
+    std::fs::write(&key2, [0x43u8; 32]).unwrap();
+    let key2_spec = format!("bench:key-2:{}", key2.display());
     let out = d.join("out");
     let rm = |p: &Path| {
         let _ = std::fs::remove_file(p);
@@ -159,6 +166,8 @@ fn main() {
     let floor = cp.wall + seal;
     let rate = |t: Duration| size as f64 / (1 << 20) as f64 / t.as_secs_f64();
     let mut rows: Vec<(String, Run, f64)> = Vec::new();
+    // (case, MiB/s, decrypt + encrypt MiB/s, speed-up over them).
+    let mut reencrypts: Vec<(String, f64, f64, f64)> = Vec::new();
     println!(
         "cli: {mib} MiB on {}, fastest of {runs}; floors: cp {:.0} MiB/s, cp + AES-256-GCM seal {:.0} MiB/s, SHA-384 {:.0} MiB/s",
         d.display(),
@@ -217,7 +226,42 @@ fn main() {
             std::fs::read(&out).unwrap() == plaintext,
             "{suite} f{frame}: decrypt to stdout"
         );
+        let ct2 = d.join(format!("ct2-{suite}-{frame}"));
+        let re = time_command(runs, tick, || {
+            rm(&ct2);
+            let mut c = Command::new(exe);
+            c.args(["reencrypt", "--input"])
+                .arg(&ct)
+                .arg("--output")
+                .arg(&ct2);
+            c.arg("--raw-aes-key").arg(&key_spec);
+            c.arg("--new-raw-aes-key").arg(&key2_spec);
+            (c, None)
+        });
+        rm(&out);
+        let back = Command::new(exe)
+            .args(["decrypt", "--input"])
+            .arg(&ct2)
+            .arg("--output")
+            .arg(&out)
+            .arg("--raw-aes-key")
+            .arg(&key2_spec)
+            .status()
+            .unwrap();
+        assert!(
+            back.success() && std::fs::read(&out).unwrap() == plaintext,
+            "{suite} f{frame}: reencrypt"
+        );
+        rm(&ct2);
         rm(&ct);
+        // What it replaces: the decrypt to a file and the encrypt of it.
+        let two = enc.wall + dec_file.wall;
+        reencrypts.push((
+            format!("reencrypt-{}-f{frame}", &suite[2..]),
+            rate(re.wall),
+            size as f64 / (1 << 20) as f64 / two.as_secs_f64(),
+            two.as_secs_f64() / re.wall.as_secs_f64(),
+        ));
         let reference = if suite == "0x0578" { sha } else { floor };
         for (what, run) in [
             ("encrypt", enc),
@@ -251,6 +295,9 @@ fn main() {
         );
     }
     println!("(ratio: against cp + seal for 0x0478, against one SHA-384 pass for 0x0578)");
+    for (name, mib_s, two, speedup) in &reencrypts {
+        println!("{name:<28} {mib_s:>9.0} MiB/s; decrypt then encrypt {two:.0} MiB/s; {speedup:.2}x");
+    }
     let tree = tree_cases(bench, runs, tick, exe, d, &key_spec);
     if bench {
         let json_rows: Vec<String> = rows
@@ -273,7 +320,19 @@ fn main() {
             cp.sys,
             json_rows.join(",")
         );
-        let json = format!("{},\"tree\":{tree}}}\n", json.trim_end().trim_end_matches('}'));
+        let re_rows: Vec<String> = reencrypts
+            .iter()
+            .map(|(name, mib_s, two, speedup)| {
+                format!(
+                    "{{\"case\":\"{name}\",\"mib_s\":{mib_s:.1},\"two_mib_s\":{two:.1},\"speedup\":{speedup:.3}}}"
+                )
+            })
+            .collect();
+        let json = format!(
+            "{},\"reencrypt\":[{}],\"tree\":{tree}}}\n",
+            json.trim_end().trim_end_matches('}'),
+            re_rows.join(",")
+        );
         // Beside target/criterion, where scripts/bench_summary.py looks.
         let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../cli-io.json");
         std::fs::write(path, json).unwrap();

@@ -176,6 +176,15 @@ if os.path.exists(cli_path):
     for r in cli["rows"]:
         floor = "SHA-384" if "-0578-" in r["case"] else "cp + seal"
         print(f"| {r['case']} | {r['mib_s']:,.0f} | {r['ratio']:.0%} of {floor} | {r['user_s']:.2f} | {r['sys_s']:.2f} |")
+    reencrypt = cli.get("reencrypt")
+    if reencrypt:
+        print(f"\n`reencrypt` of the same {cli['mib']} MiB message under a second raw AES key, against the "
+              f"decrypt to a file and the encrypt it replaces, run one after the other (same run, fastest of "
+              f"{cli['runs']} each):\n")
+        print("| case | MiB/s | decrypt then encrypt MiB/s | speed-up |")
+        print("|---|---:|---:|---:|")
+        for r in reencrypt:
+            print(f"| {r['case']} | {r['mib_s']:,.0f} | {r['two_mib_s']:,.0f} | {r['speedup']:.2f}× |")
     tree = cli.get("tree")
     if tree:
         print(f"\nThe CLI on a tree of {tree['files']:,} files ({tree['bytes'] / 2**20:.1f} MiB: 2,000 × 4 KiB, "
