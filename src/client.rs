@@ -104,8 +104,11 @@ impl ClientBuilder {
     /// The client.
     ///
     /// # Errors
-    /// [`crate::Error::Backend`] if the random source fails.
+    /// [`crate::Error::Backend`] if the random source fails; in the FIPS
+    /// build (feature `fips`), [`crate::Error::Fips`] when the crypto
+    /// module is not in FIPS mode.
     pub fn build(self) -> Result<Client> {
+        self.config.backend.require_fips_mode()?;
         let cmm = match self.cache {
             Some((cache, limits)) => Some(CachingCmm::new(
                 Arc::clone(&self.keyring),

@@ -32,7 +32,9 @@ pub use config::{
     CommitmentPolicy, Config, ConfigBuilder, DEFAULT_FRAME_LENGTH, DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_HEADER_SIZE,
 };
-pub use crypto::{Backend, DataKey, EcdhKeyError, EcdhPrivateKey, EcdhPublicKey, RsaPadding, WrappingKey};
+pub use crypto::{
+    Backend, CryptoModule, DataKey, EcdhKeyError, EcdhPrivateKey, EcdhPublicKey, RsaPadding, WrappingKey,
+};
 pub use error::{Error, FormatError, LimitError, PolicyError, Result};
 pub use format::{ContentType, EncryptedDataKey, EncryptionContext, PUBLIC_KEY_FIELD, RESERVED_PREFIX};
 #[cfg(feature = "hierarchy")]

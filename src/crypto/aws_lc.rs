@@ -34,6 +34,18 @@ impl Provider for AwsLc {
         "aws-lc"
     }
 
+    fn module(&self) -> super::CryptoModule {
+        super::CryptoModule {
+            name: if cfg!(feature = "fips") {
+                "AWS-LC-FIPS"
+            } else {
+                "AWS-LC"
+            },
+            version: Some(aws_lc_rs::awslc_version()),
+            fips_mode: aws_lc_rs::try_fips_mode().is_ok(),
+        }
+    }
+
     fn aead(&self, key: &[u8]) -> CResult<Box<dyn Aead>> {
         let alg = match key.len() {
             16 => &aead::AES_128_GCM,

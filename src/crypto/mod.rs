@@ -40,6 +40,13 @@ pub use keys::{DataKey, WrappingKey};
 #[cfg(not(any(feature = "aws-lc", feature = "rustcrypto")))]
 compile_error!("envseal needs a crypto backend: enable feature `aws-lc` (default) or `rustcrypto`");
 
+#[cfg(all(feature = "fips", feature = "rustcrypto"))]
+compile_error!(
+    "features `fips` and `rustcrypto` cannot be combined: the FIPS build runs every primitive in \
+     AWS-LC-FIPS, the validated module, and the RustCrypto crates are not a validated module; \
+     build with `--features fips` and without `rustcrypto` (see docs/fips.md)"
+);
+
 /// A primitive failed. Carries no detail on purpose; callers map it to
 /// [`crate::Error::Decrypt`] or to a keyring/config error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +179,8 @@ pub(crate) struct Expand<'a> {
 /// The primitives a backend provides.
 pub(crate) trait Provider: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+    /// The library the primitives run in, and whether it is in FIPS mode.
+    fn module(&self) -> CryptoModule;
     /// An AES-GCM key; `key` is 16, 24 or 32 bytes.
     fn aead(&self, key: &[u8]) -> CResult<Box<dyn Aead>>;
     /// Fills `buf` from the system CSPRNG.
@@ -191,6 +200,35 @@ pub(crate) trait Provider: Send + Sync + 'static {
     /// ECDH with a fresh key pair: the shared secret and the fresh public
     /// key (SEC1 compressed).
     fn ecdh_ephemeral(&self, curve: Curve, peer: &[u8]) -> CResult<(Zeroizing<Vec<u8>>, Vec<u8>)>;
+}
+
+/// The cryptographic library a [`Backend`]'s primitives run in, as
+/// [`Backend::module`] reports it (for `envseal doctor` and logs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CryptoModule {
+    /// `AWS-LC`, `AWS-LC-FIPS` (the validated module, feature `fips`) or
+    /// `RustCrypto`.
+    pub name: &'static str,
+    /// The library's release (AWS-LC's own version string), when known.
+    pub version: Option<&'static str>,
+    /// Whether the module reports that it runs in FIPS mode (AWS-LC's
+    /// `FIPS_mode()`): true only in the FIPS build.
+    pub fips_mode: bool,
+}
+
+impl fmt::Display for CryptoModule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)?;
+        if let Some(v) = self.version {
+            write!(f, " {v}")?;
+        }
+        f.write_str(if self.fips_mode {
+            ", FIPS mode on"
+        } else {
+            ", FIPS mode off"
+        })
+    }
 }
 
 /// Which implementation of the primitives to use. Cheap to copy.
@@ -235,6 +273,32 @@ impl Backend {
 
     pub(crate) fn provider(&self) -> &'static dyn Provider {
         self.0
+    }
+
+    /// The library this backend's primitives run in and its FIPS mode.
+    pub fn module(&self) -> CryptoModule {
+        self.0.module()
+    }
+
+    /// In the FIPS build (feature `fips`), checks that the module runs in
+    /// FIPS mode: every client build calls it, so that nothing is
+    /// encrypted or decrypted outside it. Elsewhere nothing to check.
+    ///
+    /// # Errors
+    /// [`crate::Error::Fips`] when the FIPS build's module is not in FIPS
+    /// mode.
+    pub(crate) fn require_fips_mode(&self) -> crate::Result<()> {
+        #[cfg(feature = "fips")]
+        {
+            let module = self.module();
+            if !module.fips_mode {
+                return Err(crate::Error::Fips(format!(
+                    "the crypto module ({module}) is not in FIPS mode; this envseal was built with \
+                     feature `fips` and runs nothing outside it"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Fills `buf` with random bytes.

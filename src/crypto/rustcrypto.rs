@@ -53,6 +53,14 @@ impl Provider for RustCrypto {
         "rustcrypto"
     }
 
+    fn module(&self) -> super::CryptoModule {
+        super::CryptoModule {
+            name: "RustCrypto",
+            version: None,
+            fips_mode: false,
+        }
+    }
+
     fn aead(&self, key: &[u8]) -> CResult<Box<dyn Aead>> {
         let cipher = match key.len() {
             16 => GcmCipher::Aes128(Aes128Gcm::new_from_slice(key).map_err(|_| CryptoError)?),

@@ -112,6 +112,13 @@ pub enum Error {
     #[error("crypto backend failure: {0}")]
     Backend(&'static str),
 
+    /// The FIPS build (feature `fips`) refused: its crypto module is not in
+    /// FIPS mode, or what was asked is not a FIPS-approved service (RSA
+    /// PKCS#1 v1.5 key wrapping). Never produced by other builds, nor from
+    /// message bytes.
+    #[error("FIPS 140-3: {0}")]
+    Fips(String),
+
     /// An internal invariant broke: a bug in envseal.
     #[error("internal error (a bug in envseal): {0}")]
     Internal(&'static str),
@@ -221,6 +228,7 @@ impl Error {
             Error::Misuse(m) => Error::Misuse(m.clone()),
             Error::Poisoned => Error::Poisoned,
             Error::Backend(op) => Error::Backend(op),
+            Error::Fips(m) => Error::Fips(m.clone()),
             Error::Internal(what) => Error::Internal(what),
             Error::Io(e) => Error::Io(io::Error::new(e.kind(), e.to_string())),
         }

@@ -121,7 +121,8 @@ impl RawRsaKeyring {
     ///
     /// # Errors
     /// [`Error::Config`] if neither key is given, or the namespace starts
-    /// with `aws-kms`, or a name is too long.
+    /// with `aws-kms`, or a name is too long; in the FIPS build (feature
+    /// `fips`), [`Error::Fips`] for PKCS#1 v1.5 padding.
     pub fn new(
         namespace: impl Into<String>,
         name: impl Into<String>,
@@ -136,6 +137,11 @@ impl RawRsaKeyring {
             return Err(Error::config(
                 "RSA keys",
                 "a raw RSA keyring needs a public or a private key",
+            ));
+        }
+        if cfg!(feature = "fips") && padding == RsaPadding::Pkcs1 {
+            return Err(Error::Fips(
+                "RSA PKCS#1 v1.5 key wrapping is not a FIPS-approved key transport; use OAEP".into(),
             ));
         }
         Ok(RawRsaKeyring {

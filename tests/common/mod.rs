@@ -30,6 +30,33 @@ pub fn aes(ns: &str, name: &str, key: &[u8]) -> Arc<dyn Keyring> {
     Arc::new(RawAesKeyring::new(ns, name, WrappingKey::from_slice(key).unwrap()).unwrap())
 }
 
+/// The RSA paddings this build's raw RSA keyring takes: all of them,
+/// except in the FIPS build, which refuses PKCS#1 v1.5 key transport
+/// (`Error::Fips`; tests/fips.rs checks the refusal).
+pub const RSA_PADDINGS: &[RsaPadding] = if cfg!(feature = "fips") {
+    &[
+        RsaPadding::OaepSha1,
+        RsaPadding::OaepSha256,
+        RsaPadding::OaepSha384,
+        RsaPadding::OaepSha512,
+    ]
+} else {
+    &[
+        RsaPadding::Pkcs1,
+        RsaPadding::OaepSha1,
+        RsaPadding::OaepSha256,
+        RsaPadding::OaepSha384,
+        RsaPadding::OaepSha512,
+    ]
+};
+
+/// PKCS#1 v1.5 where the build takes it, else OAEP-SHA256.
+pub const PKCS1_OR_OAEP: RsaPadding = if cfg!(feature = "fips") {
+    RsaPadding::OaepSha256
+} else {
+    RsaPadding::Pkcs1
+};
+
 pub fn rsa(backend: Backend, ns: &str, name: &str, padding: RsaPadding) -> Arc<dyn Keyring> {
     Arc::new(
         RawRsaKeyring::new(

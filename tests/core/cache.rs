@@ -261,7 +261,7 @@ impl Keyring for Slow {
 /// share its encrypted data keys through the cached encrypt entry).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_check_is_not_shared_with_waiters() {
-    let rsa = common::rsa(envseal::Backend::default(), "ns", "r", envseal::RsaPadding::Pkcs1);
+    let rsa = common::rsa(envseal::Backend::default(), "ns", "r", common::PKCS1_OR_OAEP);
     let keyring: Arc<dyn Keyring> = Arc::new(Slow(rsa, Duration::from_millis(300)));
     let client = || {
         Client::builder_shared(keyring.clone())

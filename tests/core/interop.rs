@@ -162,7 +162,7 @@ fn cases() -> Vec<Case> {
                     0 => vec![Key::Aes { bits: 128 }],
                     1 => vec![Key::Aes { bits: 192 }],
                     2 => vec![Key::Rsa(RsaPadding::OaepSha1)],
-                    3 => vec![Key::Rsa(RsaPadding::Pkcs1)],
+                    3 => vec![Key::Rsa(common::PKCS1_OR_OAEP)],
                     4 => vec![Key::Aes { bits: 256 }, Key::Rsa(RsaPadding::OaepSha256)],
                     5 => vec![Key::Rsa(RsaPadding::OaepSha384)],
                     6 => vec![Key::Rsa(RsaPadding::OaepSha512)],
@@ -383,13 +383,7 @@ fn fallback_rsa(padding: RsaPadding, b: bool, backend: Backend) -> Arc<dyn Keyri
 fn rsa_failure_falls_through_to_the_next_keyring() {
     let dir = tempfile::tempdir().unwrap();
     let aes = Key::Aes { bits: 256 };
-    let paddings = [
-        RsaPadding::Pkcs1,
-        RsaPadding::OaepSha1,
-        RsaPadding::OaepSha256,
-        RsaPadding::OaepSha384,
-        RsaPadding::OaepSha512,
-    ];
+    let paddings = common::RSA_PADDINGS;
     let suites = [
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,

@@ -282,7 +282,7 @@ impl Failure {
             Error::Limit(_) => Failure::TooLarge(message),
             Error::Policy(p) => Failure::Refused(refusal(p), message),
             Error::Aws(k) => aws(k, message),
-            Error::Config { .. } => Failure::Usage(message),
+            Error::Config { .. } | Error::Fips(_) => Failure::Usage(message),
             Error::Misuse(_) | Error::Internal(_) => Failure::Internal(message),
             _ => Failure::Failed(message),
         }
