@@ -266,10 +266,11 @@ impl KeyStoreBuilder {
         let sdk_config = match kms.sdk_config() {
             Some(c) => c.clone(),
             None => {
-                aws_config::defaults(ddb::config::BehaviorVersion::latest())
-                    .region(ddb::config::Region::new(region.clone()))
-                    .load()
-                    .await
+                let loader = aws_config::defaults(ddb::config::BehaviorVersion::latest())
+                    .region(ddb::config::Region::new(region.clone()));
+                #[cfg(feature = "fips")]
+                let loader = loader.http_client(crate::kms::fips_https_client());
+                loader.load().await
             }
         };
         let mut conf = ddb::config::Builder::from(&sdk_config)
@@ -280,6 +281,14 @@ impl KeyStoreBuilder {
             .region(ddb::config::Region::new(region.clone()));
         if let Some(url) = &self.endpoint_url {
             conf = conf.endpoint_url(url.clone());
+        }
+        // A configured URL is used as given: AWS's endpoint rules refuse
+        // it beside the FIPS setting (see KmsClientBuilder::use_fips_endpoint).
+        if self.endpoint_url.is_some()
+            || crate::kms::configured_in_env("DYNAMODB").is_some()
+            || sdk_config.endpoint_url().is_some()
+        {
+            conf = conf.use_fips(false);
         }
         if let Some(cache) = &engine.credentials {
             conf = conf

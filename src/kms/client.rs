@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 use super::credentials::{
     default_chain, warn_if_shadowed, CachedProvider, CredentialCache, CredentialOptions, CredentialSources,
 };
+use super::endpoints::{configured_in_env, default_tls, EndpointSettings, ServiceEndpoint};
 use super::engine::{Call, Engine};
 use super::stats::{AwsCounters, AwsStats};
 use super::KmsArn;
@@ -84,6 +85,8 @@ pub(super) struct ClientInner {
     /// clients of other services (DynamoDB) that share its credentials.
     #[cfg_attr(not(feature = "hierarchy"), allow(dead_code))] // read by the key store
     pub(super) sdk_config: Option<aws_config::SdkConfig>,
+    /// The FIPS endpoint setting, configured URLs and TLS provider.
+    pub(super) endpoints: EndpointSettings,
 }
 
 /// A KMS client whose every call is bounded, classified, counted and traced.
@@ -118,6 +121,7 @@ pub struct KmsClientBuilder {
     credentials: CredentialOptions,
     sts_endpoint_url: Option<String>,
     profile: Option<String>,
+    use_fips_endpoint: Option<bool>,
 }
 
 impl KmsClientBuilder {
@@ -141,6 +145,16 @@ impl KmsClientBuilder {
     /// [`KmsClientBuilder::sdk_config`].
     pub fn profile(mut self, name: impl Into<String>) -> Self {
         self.profile = Some(name.into());
+        self
+    }
+
+    /// Calls go to the services' FIPS endpoints (`kms-fips.REGION...`,
+    /// `sts-fips`, `dynamodb-fips`), as `AWS_USE_FIPS_ENDPOINT=true` or a
+    /// profile's `use_fips_endpoint` asks (the default: what they say). An
+    /// endpoint configured by URL is used as given (a FIPS VPC endpoint is
+    /// named that way): AWS's endpoint rules do not combine the two.
+    pub fn use_fips_endpoint(mut self, use_fips: bool) -> Self {
+        self.use_fips_endpoint = Some(use_fips);
         self
     }
 
@@ -188,6 +202,7 @@ impl KmsClientBuilder {
         self.bounds.validate()?;
         self.credentials.validate()?;
         let stats = self.stats.take().unwrap_or_default();
+        let given_config = self.sdk_config.is_some();
         let (sdk_config, cache) = match self.sdk_config.take() {
             Some(c) => {
                 let cache = c.credentials_provider().map(|p| {
@@ -220,6 +235,13 @@ impl KmsClientBuilder {
                 if let Some(r) = region {
                     loader = loader.region(r);
                 }
+                if let Some(f) = self.use_fips_endpoint {
+                    loader = loader.use_fips(f);
+                }
+                #[cfg(feature = "fips")]
+                {
+                    loader = loader.http_client(super::endpoints::fips_https_client());
+                }
                 (loader.load().await, Some(cache))
             }
         };
@@ -232,6 +254,19 @@ impl KmsClientBuilder {
         if let Some(r) = &self.region {
             conf = conf.region(Region::new(r.clone()));
         }
+        let use_fips = self.use_fips_endpoint.or(sdk_config.use_fips()).unwrap_or(false);
+        let kms_url = self
+            .endpoint_url
+            .clone()
+            .or_else(|| configured_in_env("KMS"))
+            .or_else(|| sdk_config.endpoint_url().map(str::to_owned));
+        let sts_url = self
+            .sts_endpoint_url
+            .clone()
+            .or_else(|| configured_in_env("STS"))
+            .or_else(|| sdk_config.endpoint_url().map(str::to_owned));
+        // A configured URL is used as given (see `use_fips_endpoint`).
+        conf = conf.use_fips(use_fips && kms_url.is_none());
         if let Some(url) = &self.endpoint_url {
             conf = conf.endpoint_url(url.clone());
         }
@@ -244,7 +279,8 @@ impl KmsClientBuilder {
         let region = conf.region().map(|r| r.as_ref().to_owned());
         let mut sts = aws_sdk_sts::config::Builder::from(&sdk_config)
             .behavior_version(BehaviorVersion::latest())
-            .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled());
+            .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
+            .use_fips(use_fips && sts_url.is_none());
         if let Some(r) = &region {
             sts = sts.region(aws_sdk_sts::config::Region::new(r.clone()));
         }
@@ -269,6 +305,16 @@ impl KmsClientBuilder {
                 engine,
                 sts: Some(sts),
                 sdk_config: Some(sdk_config),
+                endpoints: EndpointSettings {
+                    use_fips,
+                    kms: kms_url,
+                    sts: sts_url,
+                    tls: if given_config {
+                        "the HTTPS client of the given SdkConfig"
+                    } else {
+                        default_tls()
+                    },
+                },
             }),
             region,
         })
@@ -298,9 +344,36 @@ impl KmsClient {
                 engine: Engine::new(AwsService::Kms, bounds, Arc::default(), None),
                 sts: None,
                 sdk_config: None,
+                endpoints: EndpointSettings {
+                    use_fips: false,
+                    kms: None,
+                    sts: None,
+                    tls: "the HTTPS client of the given SDK client",
+                },
             }),
             region,
         })
+    }
+
+    /// Where the calls go: KMS, STS (for [`KmsClient::doctor`]) and, with
+    /// feature `hierarchy`, DynamoDB (for a key store on this client's
+    /// configuration), each resolved for the client's region and FIPS
+    /// endpoint setting, or the URL configured in its place. For a client
+    /// from [`KmsClient::from_sdk_client`] the SDK client's own settings
+    /// are not visible: the default endpoints are reported.
+    pub async fn endpoints(&self) -> Vec<ServiceEndpoint> {
+        super::endpoints::endpoints(&self.inner.endpoints, self.region.as_deref()).await
+    }
+
+    /// Whether the client asks for the services' FIPS endpoints.
+    pub fn uses_fips_endpoints(&self) -> bool {
+        self.inner.endpoints.use_fips
+    }
+
+    /// The TLS provider of the client's HTTPS connections: in the FIPS
+    /// build (feature `fips`), rustls on the FIPS module's provider.
+    pub fn tls_provider(&self) -> &'static str {
+        self.inner.endpoints.tls
     }
 
     /// The provider that supplied the credentials in use (e.g.

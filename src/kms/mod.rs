@@ -30,6 +30,8 @@ mod credentials;
 #[cfg(feature = "kms")]
 mod doctor;
 #[cfg(feature = "kms")]
+mod endpoints;
+#[cfg(feature = "kms")]
 mod engine;
 #[cfg(feature = "kms")]
 mod interceptor;
@@ -61,6 +63,12 @@ pub use credentials::{
 pub use doctor::DoctorOptionsBuilder;
 #[cfg(feature = "kms")]
 pub use doctor::{DoctorOptions, DoctorReport, DoctorStep};
+#[cfg(feature = "hierarchy")]
+pub(crate) use endpoints::configured_in_env;
+#[cfg(all(feature = "hierarchy", feature = "fips"))]
+pub(crate) use endpoints::fips_https_client;
+#[cfg(feature = "kms")]
+pub use endpoints::ServiceEndpoint;
 #[cfg(feature = "hierarchy")]
 pub(crate) use engine::{bounded_config, Call, Engine};
 #[cfg(feature = "kms")]
