@@ -16,6 +16,7 @@
 //! test fails.
 #![cfg(feature = "fips")]
 
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -272,3 +273,66 @@ fn every_primitive_runs_inside_the_module() {
     eprintln!("calls into AWS-LC-FIPS: {}", report.join(", "));
 }
 
+/// `envseal doctor --fips` against moto (loopback): the module and its
+/// FIPS mode, the FIPS TLS provider, and for each service the endpoint
+/// used (moto, configured by URL) with the FIPS endpoint it stands in for
+/// (AWS_USE_FIPS_ENDPOINT=true); the checks themselves pass.
+#[cfg(all(feature = "cli", feature = "kms"))]
+#[tokio::test]
+async fn doctor_reports_the_module_tls_and_fips_endpoints() {
+    let moto = common::moto::moto();
+    let key = common::moto::create_key("us-east-1").await;
+    let home = tempfile::tempdir().unwrap();
+    let run = |fips_env: &str| {
+        Command::new(env!("CARGO_BIN_EXE_envseal"))
+            .args(["doctor", "--fips", "--kms-key", &key])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("AWS_CONFIG_FILE", home.path().join("none"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("none"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", &moto.url)
+            .env("AWS_USE_FIPS_ENDPOINT", fips_env)
+            .output()
+            .unwrap()
+    };
+    for fips_env in ["true", "false"] {
+        let out = run(fips_env);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = |prefix: &str| {
+            stdout
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix:?} line:\n{stdout}"))
+                .to_owned()
+        };
+        let crypto = line("crypto: ");
+        assert!(
+            crypto.starts_with("crypto: AWS-LC-FIPS ") && crypto.ends_with(", FIPS mode on"),
+            "{crypto}"
+        );
+        assert!(line("tls: ").contains("FIPS provider"), "{stdout}");
+        // --fips asks for the FIPS endpoints whatever the environment says.
+        assert_eq!(line("fips endpoints: "), "fips endpoints: on");
+        assert_eq!(
+            line("endpoint KMS: "),
+            format!(
+                "endpoint KMS: {} (configured; the FIPS endpoint would be https://kms-fips.us-east-1.amazonaws.com)",
+                moto.url
+            )
+        );
+        assert!(line("endpoint STS: ")
+            .ends_with("(configured; the FIPS endpoint would be https://sts-fips.us-east-1.amazonaws.com)"));
+        assert!(line("endpoint DynamoDB: ").contains("https://dynamodb-fips.us-east-1.amazonaws.com"));
+        assert!(stdout.contains("doctor: ok"), "{stdout}");
+    }
+}

@@ -891,3 +891,72 @@ async fn a_directory_with_the_data_key_cache_makes_few_kms_calls() {
     let stderr = ok(&envseal(f.path(), &args));
     assert!(stderr.contains("GenerateDataKey=10 "), "{stderr}");
 }
+
+/// `envseal doctor` says what the calls run on: the crypto module and its
+/// FIPS mode, the TLS provider, and each service's endpoint with the FIPS
+/// endpoint a configured URL stands in for when AWS_USE_FIPS_ENDPOINT asks
+/// for FIPS. The default build has no FIPS module: `--fips` is refused.
+#[tokio::test]
+async fn doctor_reports_the_crypto_module_tls_and_endpoints() {
+    let key = create_key("us-east-1").await;
+    let f = Files::new();
+    let url = moto().url.clone();
+    for fips in ["true", "false"] {
+        let out = envseal_env(
+            f.path(),
+            &["doctor", "--kms-key", &key],
+            &[
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ENDPOINT_URL", &url),
+                ("AWS_USE_FIPS_ENDPOINT", fips),
+            ],
+        );
+        ok(&out);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = |prefix: &str| {
+            stdout
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix:?} line:\n{stdout}"))
+                .to_owned()
+        };
+        let module = envseal::Backend::default().module();
+        assert_eq!(line("crypto: "), format!("crypto: {module}"));
+        assert_eq!(module.fips_mode, cfg!(feature = "fips"));
+        assert!(line("tls: ").starts_with("tls: rustls on aws-lc-rs"), "{stdout}");
+        let kms = line("endpoint KMS: ");
+        if fips == "true" {
+            assert_eq!(line("fips endpoints: "), "fips endpoints: on");
+            assert_eq!(
+                kms,
+                format!(
+                    "endpoint KMS: {url} (configured; the FIPS endpoint would be https://kms-fips.us-east-1.amazonaws.com)"
+                )
+            );
+        } else {
+            assert_eq!(line("fips endpoints: "), "fips endpoints: off");
+            assert_eq!(kms, format!("endpoint KMS: {url} (configured)"));
+        }
+        assert!(line("endpoint STS: ").starts_with(&format!("endpoint STS: {url}")));
+        assert!(stdout.contains("doctor: ok"), "{stdout}");
+    }
+
+    #[cfg(not(feature = "fips"))]
+    for args in [
+        &["--fips", "doctor", "--kms-key", key.as_str()][..],
+        &["doctor", "--fips", "--kms-key", key.as_str()][..],
+    ] {
+        let out = envseal_env(
+            f.path(),
+            args,
+            &[("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", &url)],
+        );
+        let err = fails(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("built without FIPS 140-3 support (feature fips)"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}

@@ -20,6 +20,13 @@ use crate::parse::{
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+
+    /// FIPS 140-3: run only if this envseal was built with feature `fips`
+    /// and its crypto module (AWS-LC-FIPS) is in FIPS mode, and send every
+    /// AWS call to the services' FIPS endpoints (as AWS_USE_FIPS_ENDPOINT=true
+    /// does; an endpoint given by URL is used as given). See docs/fips.md.
+    #[arg(long, global = true)]
+    pub(crate) fips: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -84,6 +84,9 @@ pub(crate) enum Feature {
     /// `hierarchy`: the AWS KMS Hierarchical keyring and `envseal key-store`.
     #[cfg_attr(feature = "hierarchy", allow(dead_code))]
     Hierarchy,
+    /// `fips`: AWS-LC-FIPS and the FIPS TLS provider (`--fips`).
+    #[cfg_attr(feature = "fips", allow(dead_code))]
+    Fips,
 }
 
 /// Which policy refused a message.
@@ -141,6 +144,7 @@ impl Feature {
         match self {
             Feature::Kms => "AWS KMS support (feature kms)",
             Feature::Hierarchy => "the AWS KMS Hierarchical keyring (feature hierarchy)",
+            Feature::Fips => "FIPS 140-3 support (feature fips)",
         }
     }
 
@@ -148,6 +152,7 @@ impl Feature {
         match self {
             Feature::Kms => "kms",
             Feature::Hierarchy => "hierarchy",
+            Feature::Fips => "fips",
         }
     }
 }

@@ -98,8 +98,32 @@ impl AwsArgs {
         if let Some(u) = &self.kms_endpoint {
             builder = builder.endpoint_url(u.clone());
         }
+        if FIPS_ENDPOINTS.load(std::sync::atomic::Ordering::Relaxed) {
+            builder = builder.use_fips_endpoint(true);
+        }
         runtime.block_on(builder.build()).map_err(setting_error)
     }
+}
+
+/// Set by `--fips` before any client is built: every AWS client asks for
+/// the services' FIPS endpoints.
+static FIPS_ENDPOINTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--fips`: refuses to run unless this envseal was built with feature
+/// `fips` and its crypto module is in FIPS mode; then AWS calls go to the
+/// FIPS endpoints.
+pub(crate) fn require_fips() -> Result<(), Failure> {
+    if !cfg!(feature = "fips") {
+        return Err(Failure::NotBuilt(crate::error::Feature::Fips));
+    }
+    let module = envseal::Backend::default().module();
+    if !module.fips_mode {
+        return Err(Failure::Failed(format!(
+            "--fips: the crypto module ({module}) is not in FIPS mode"
+        )));
+    }
+    FIPS_ENDPOINTS.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
 }
 
 /// The CLI's async runtime, on the calling thread: the KMS client is built
@@ -230,7 +254,20 @@ pub(crate) fn doctor(args: &DoctorArgs) -> Result<(), Failure> {
         .build()
         .map_err(setting_error)?;
     let report = runtime.block_on(client.doctor(&options));
+    let endpoints = runtime.block_on(client.endpoints());
     let mut out = io::stdout().lock();
+    // What the calls run on: the crypto module, the TLS provider and each
+    // service's endpoint (the FIPS setting's, or the URL given instead).
+    let _ = writeln!(out, "crypto: {}", envseal::Backend::default().module());
+    let _ = writeln!(out, "tls: {}", client.tls_provider());
+    let _ = writeln!(
+        out,
+        "fips endpoints: {}",
+        if client.uses_fips_endpoints() { "on" } else { "off" }
+    );
+    for e in &endpoints {
+        let _ = writeln!(out, "endpoint {e}");
+    }
     for step in &report.steps {
         let _ = writeln!(out, "{}", one_line(&step.to_string()));
     }

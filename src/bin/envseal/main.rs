@@ -140,6 +140,9 @@ fn run() -> Result<(), Failure> {
                 .into(),
         )
     })?;
+    if cli.fips {
+        kms::require_fips()?;
+    }
     match cli.command {
         Command::Encrypt(args) => {
             let specs = ordered_keys(&args.common, sub);
