@@ -5,7 +5,7 @@
 //! process (`common::moto::moto`) and shared by every module here: a test
 //! that counts requests on it uses names (keys, tables) of its own.
 //!
-//! One module's tests: `cargo test --all-features --test aws kms_faults::`.
+//! One module's tests: `cargo test --features rustcrypto,metrics --test aws kms_faults::`.
 
 #[path = "../common/mod.rs"]
 mod common;

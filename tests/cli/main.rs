@@ -3,7 +3,7 @@
 //! AWS KMS and the key store against moto, and credential refresh against
 //! stand-ins (each scenario in a child process of this binary).
 //!
-//! One module's tests: `cargo test --all-features --test cli cli_kms::`.
+//! One module's tests: `cargo test --features rustcrypto,metrics --test cli cli_kms::`.
 
 #[path = "../common/mod.rs"]
 mod common;
