@@ -10,7 +10,9 @@ use std::fmt;
 
 // The traits are elliptic-curve's, the same for the three curve crates.
 use p256::elliptic_curve::sec1::ToEncodedPoint;
-use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
+#[cfg(not(feature = "fips"))]
+use p256::pkcs8::EncodePrivateKey;
+use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use zeroize::Zeroizing;
 
 use super::{Backend, CResult, CryptoError};
@@ -239,6 +241,7 @@ impl EcdhPrivateKey {
         let text = std::str::from_utf8(bytes)
             .ok()
             .filter(|t| t.contains("-----BEGIN"));
+        #[cfg(not(feature = "fips"))]
         let (pkcs8, compressed) = with_curve!(curve, |c| {
             let key = match text {
                 Some(pem) => c::SecretKey::from_pkcs8_pem(pem.trim()).map_err(|_| wrong())?,
@@ -248,6 +251,37 @@ impl EcdhPrivateKey {
             let public = key.public_key().to_encoded_point(true).as_bytes().to_vec();
             (Zeroizing::new(der.as_bytes().to_vec()), public)
         });
+        // The FIPS build checks the private key and derives its public key
+        // in the module (AWS-LC-FIPS's EC key validation), not in
+        // RustCrypto: only the PEM armour is taken off here.
+        #[cfg(feature = "fips")]
+        let (pkcs8, compressed) = {
+            use aws_lc_rs::agreement;
+            use aws_lc_rs::encoding::{AsBigEndian, EcPublicKeyCompressedBin};
+            let der = match text {
+                Some(pem) => {
+                    let (label, der) =
+                        p256::pkcs8::der::pem::decode_vec(pem.trim().as_bytes()).map_err(|_| wrong())?;
+                    let der = Zeroizing::new(der);
+                    if label != "PRIVATE KEY" {
+                        return Err(wrong());
+                    }
+                    der
+                }
+                None => Zeroizing::new(bytes.to_vec()),
+            };
+            let alg = match curve {
+                Curve::P256 => &agreement::ECDH_P256,
+                Curve::P384 => &agreement::ECDH_P384,
+                Curve::P521 => &agreement::ECDH_P521,
+            };
+            let key = agreement::PrivateKey::from_private_key_der(alg, &der).map_err(|_| wrong())?;
+            let public: EcPublicKeyCompressedBin<'static> = key
+                .compute_public_key()
+                .and_then(|p| p.as_be_bytes())
+                .map_err(|_| wrong())?;
+            (der, public.as_ref().to_vec())
+        };
         Ok(EcdhPrivateKey {
             curve,
             pkcs8,
