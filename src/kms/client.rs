@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use super::credentials::{
     default_chain, warn_if_shadowed, CachedProvider, CredentialCache, CredentialOptions, CredentialSources,
 };
-use super::endpoints::{configured_in_env, default_tls, EndpointSettings, ServiceEndpoint};
+use super::endpoints::{configured_url, default_tls, EndpointSettings, ServiceEndpoint};
 use super::engine::{Call, Engine};
 use super::stats::{AwsCounters, AwsStats};
 use super::KmsArn;
@@ -220,7 +220,8 @@ impl KmsClientBuilder {
                 warn_if_shadowed(&sources);
                 let region = self.region.clone().map(Region::new);
                 let profile = self.profile.as_deref();
-                let (chain, slot) = default_chain(&self.credentials, region.clone(), profile).await;
+                let (chain, slot) =
+                    default_chain(&self.credentials, region.clone(), profile, self.use_fips_endpoint).await;
                 let cache = Arc::new(CredentialCache::new(
                     chain,
                     Some(slot),

@@ -47,6 +47,7 @@ pub(crate) async fn default_chain(
     options: &CredentialOptions,
     region: Option<aws_config::Region>,
     profile: Option<&str>,
+    use_fips: Option<bool>,
 ) -> (SharedCredentialsProvider, Slot) {
     let region = match region {
         Some(r) => Some(r),
@@ -59,6 +60,16 @@ pub(crate) async fn default_chain(
         }
     };
     let conf = ProviderConfig::default().with_region(region);
+    // The providers' own STS calls (web identity, a profile's role) follow
+    // the FIPS endpoint setting (the builder's, else the environment's or
+    // the profile's) and, in the FIPS build, the FIPS HTTPS client.
+    let use_fips = match use_fips {
+        Some(f) => Some(f),
+        None => aws_config::default_provider::use_fips::use_fips_provider(&conf).await,
+    };
+    let conf = conf.with_use_fips(use_fips);
+    #[cfg(feature = "fips")]
+    let conf = conf.with_http_client(crate::kms::endpoints::fips_https_client());
     let slot = Slot::default();
     let named = |name, inner| Named {
         name,
