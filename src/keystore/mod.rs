@@ -282,14 +282,13 @@ impl KeyStoreBuilder {
         if let Some(url) = &self.endpoint_url {
             conf = conf.endpoint_url(url.clone());
         }
-        // A configured URL is used as given: AWS's endpoint rules refuse
-        // it beside the FIPS setting (see KmsClientBuilder::use_fips_endpoint).
-        if self.endpoint_url.is_some()
-            || crate::kms::configured_in_env("DYNAMODB").is_some()
-            || sdk_config.endpoint_url().is_some()
-        {
-            conf = conf.use_fips(false);
-        }
+        // The KMS client's FIPS endpoint setting; a configured URL is used
+        // as given: AWS's endpoint rules refuse it beside the FIPS setting
+        // (see KmsClientBuilder::use_fips_endpoint).
+        let configured =
+            self.endpoint_url.is_some() || crate::kms::configured_url(&sdk_config, "DynamoDB").is_some();
+        let use_fips = kms.uses_fips_endpoints() || sdk_config.use_fips().unwrap_or(false);
+        conf = conf.use_fips(use_fips && !configured);
         if let Some(cache) = &engine.credentials {
             conf = conf
                 .credentials_provider(CachedProvider(Arc::clone(cache)))

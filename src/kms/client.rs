@@ -259,13 +259,12 @@ impl KmsClientBuilder {
         let kms_url = self
             .endpoint_url
             .clone()
-            .or_else(|| configured_in_env("KMS"))
-            .or_else(|| sdk_config.endpoint_url().map(str::to_owned));
+            .or_else(|| configured_url(&sdk_config, "KMS"));
         let sts_url = self
             .sts_endpoint_url
             .clone()
-            .or_else(|| configured_in_env("STS"))
-            .or_else(|| sdk_config.endpoint_url().map(str::to_owned));
+            .or_else(|| configured_url(&sdk_config, "STS"));
+        let dynamodb_url = configured_url(&sdk_config, "DynamoDB");
         // A configured URL is used as given (see `use_fips_endpoint`).
         conf = conf.use_fips(use_fips && kms_url.is_none());
         if let Some(url) = &self.endpoint_url {
@@ -310,6 +309,7 @@ impl KmsClientBuilder {
                     use_fips,
                     kms: kms_url,
                     sts: sts_url,
+                    dynamodb: dynamodb_url,
                     tls: if given_config {
                         "the HTTPS client of the given SdkConfig"
                     } else {
@@ -349,6 +349,7 @@ impl KmsClient {
                     use_fips: false,
                     kms: None,
                     sts: None,
+                    dynamodb: None,
                     tls: "the HTTPS client of the given SDK client",
                 },
             }),

@@ -52,23 +52,31 @@ pub(crate) struct EndpointSettings {
     /// `use_fips_endpoint` as the client resolved it (builder, else the
     /// shared config: `AWS_USE_FIPS_ENDPOINT`, the profile's `use_fips_endpoint`).
     pub(crate) use_fips: bool,
-    /// Configured KMS and STS URLs.
+    /// URLs configured for KMS, STS and DynamoDB.
     pub(crate) kms: Option<String>,
     pub(crate) sts: Option<String>,
+    pub(crate) dynamodb: Option<String>,
     /// The HTTPS client's TLS provider, as [`KmsClient::tls_provider`](super::KmsClient::tls_provider) names it.
     pub(crate) tls: &'static str,
 }
 
-/// The URL configured for a service in the environment, as the SDK reads
-/// it: `AWS_ENDPOINT_URL_<SERVICE>`, else `AWS_ENDPOINT_URL`, unless
-/// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is true. `service_env`: `KMS`,
-/// `STS`, `DYNAMODB`.
-pub(crate) fn configured_in_env(service_env: &str) -> Option<String> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    if var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-        return None;
-    }
-    var(&format!("AWS_ENDPOINT_URL_{service_env}")).or_else(|| var("AWS_ENDPOINT_URL"))
+/// The URL configured for a service in `config`, looked up as the SDK's
+/// service config does it (`AWS_ENDPOINT_URL_<SERVICE>`, the profile's
+/// `[services]` `endpoint_url`, honouring
+/// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`), else the config's global
+/// endpoint (`AWS_ENDPOINT_URL`, the profile's `endpoint_url`).
+/// `service_id`: `KMS`, `STS`, `DynamoDB`, as the SDKs name themselves.
+pub(crate) fn configured_url(config: &aws_config::SdkConfig, service_id: &str) -> Option<String> {
+    let key = aws_types::service_config::ServiceConfigKey::builder()
+        .service_id(service_id)
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()?;
+    config
+        .service_config()
+        .and_then(|c| c.load_config(key))
+        .or_else(|| config.endpoint_url().map(str::to_owned))
 }
 
 /// Resolves an SDK's default endpoint for `region` with FIPS on or off.
@@ -140,8 +148,13 @@ pub(crate) async fn endpoints(settings: &EndpointSettings, region: Option<&str>)
             ),
             None => (None, None),
         };
-        let configured = configured_in_env("DYNAMODB");
-        out.push(endpoint("DynamoDB", configured.as_deref(), fips, ddb, ddb_fips));
+        out.push(endpoint(
+            "DynamoDB",
+            settings.dynamodb.as_deref(),
+            fips,
+            ddb,
+            ddb_fips,
+        ));
     }
     out
 }
@@ -177,6 +190,7 @@ mod tests {
             use_fips,
             kms: kms.map(str::to_owned),
             sts: None,
+            dynamodb: None,
             tls: default_tls(),
         }
     }
@@ -197,12 +211,10 @@ mod tests {
             Some("https://sts-fips.us-west-2.amazonaws.com")
         );
         #[cfg(feature = "hierarchy")]
-        if configured_in_env("DYNAMODB").is_none() {
-            assert_eq!(
-                on[2].url.as_deref(),
-                Some("https://dynamodb-fips.us-west-2.amazonaws.com")
-            );
-        }
+        assert_eq!(
+            on[2].url.as_deref(),
+            Some("https://dynamodb-fips.us-west-2.amazonaws.com")
+        );
         assert_eq!(
             on[0].to_string(),
             "KMS: https://kms-fips.us-west-2.amazonaws.com (FIPS endpoint)"

@@ -64,7 +64,7 @@ pub use doctor::DoctorOptionsBuilder;
 #[cfg(feature = "kms")]
 pub use doctor::{DoctorOptions, DoctorReport, DoctorStep};
 #[cfg(feature = "hierarchy")]
-pub(crate) use endpoints::configured_in_env;
+pub(crate) use endpoints::configured_url;
 #[cfg(all(feature = "hierarchy", feature = "fips"))]
 pub(crate) use endpoints::fips_https_client;
 #[cfg(feature = "kms")]
