@@ -98,7 +98,7 @@ impl AwsArgs {
         if let Some(u) = &self.kms_endpoint {
             builder = builder.endpoint_url(u.clone());
         }
-        if FIPS_ENDPOINTS.load(std::sync::atomic::Ordering::Relaxed) {
+        if fips_endpoints() {
             builder = builder.use_fips_endpoint(true);
         }
         runtime.block_on(builder.build()).map_err(setting_error)
@@ -108,6 +108,12 @@ impl AwsArgs {
 /// Set by `--fips` before any client is built: every AWS client asks for
 /// the services' FIPS endpoints.
 static FIPS_ENDPOINTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether `--fips` asked for the FIPS endpoints (every AWS client the CLI
+/// builds, the aws-encryption-cli drop-in's included).
+pub(crate) fn fips_endpoints() -> bool {
+    FIPS_ENDPOINTS.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// `--fips`: refuses to run unless this envseal was built with feature
 /// `fips` and its crypto module is in FIPS mode; then AWS calls go to the

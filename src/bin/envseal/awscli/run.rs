@@ -262,6 +262,11 @@ fn kms_client(runtime: &tokio::runtime::Runtime, g: &WrappingKeys) -> Result<Kms
         if let Some(p) = &g.profile {
             b = b.profile(p.clone());
         }
+        // `envseal --fips aws-encryption-cli ...` (AWS_USE_FIPS_ENDPOINT
+        // works without it, as for the peer).
+        if crate::kms::fips_endpoints() {
+            b = b.use_fips_endpoint(true);
+        }
         runtime.block_on(b.build())
     };
     // No region anywhere: the peer calls each key ARN's own region, so the
