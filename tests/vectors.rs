@@ -91,29 +91,38 @@ fn master_key(keys: &Value, mk: &Value) -> Result<MasterKey, String> {
     })
 }
 
-/// The key's keyring; the FIPS build refuses PKCS#1 v1.5 RSA keys
-/// (`Error::Fips`), and only those.
-fn keyring(backend: Backend, mk: &MasterKey) -> Result<Arc<dyn Keyring>, Error> {
-    Ok(match &mk.kind {
-        KeyKind::Aes(bytes) => Arc::new(
-            RawAesKeyring::new(
-                &mk.provider_id,
-                &mk.key_id,
-                WrappingKey::from_slice(bytes).unwrap(),
-            )
-            .unwrap(),
-        ),
+/// Whether the FIPS build refuses this key (`Error::Fips`): a PKCS#1 v1.5
+/// RSA key, a key transport NIST no longer approves.
+fn fips_refuses(mk: &MasterKey) -> bool {
+    cfg!(feature = "fips")
+        && matches!(
+            mk.kind,
+            KeyKind::Rsa {
+                padding: RsaPadding::Pkcs1,
+                ..
+            }
+        )
+}
+
+/// The key's keyring; in the FIPS build, the refusal of the keys it does
+/// not approve, and of no other.
+fn keyring(backend: Backend, mk: &MasterKey) -> Result<Arc<dyn Keyring>, String> {
+    let ring: Result<Arc<dyn Keyring>, Error> = match &mk.kind {
+        KeyKind::Aes(bytes) => WrappingKey::from_slice(bytes)
+            .and_then(|k| RawAesKeyring::new(&mk.provider_id, &mk.key_id, k))
+            .map(|r| Arc::new(r) as Arc<dyn Keyring>),
         KeyKind::Rsa { pem, padding } => {
             let private = RsaPrivateKey::from_pem_with(backend, pem).unwrap();
-            let ring = RawRsaKeyring::new(&mk.provider_id, &mk.key_id, *padding, None, Some(private));
-            match ring {
-                Err(e @ Error::Fips(_)) if cfg!(feature = "fips") && *padding == RsaPadding::Pkcs1 => {
-                    return Err(e)
-                }
-                other => Arc::new(other.unwrap()),
-            }
+            RawRsaKeyring::new(&mk.provider_id, &mk.key_id, *padding, None, Some(private))
+                .map(|r| Arc::new(r) as Arc<dyn Keyring>)
         }
-    })
+    };
+    match (ring, fips_refuses(mk)) {
+        (Ok(r), false) => Ok(r),
+        (Err(Error::Fips(why)), true) => Err(why),
+        (Ok(_), true) => panic!("the FIPS build took key {}", mk.key_id),
+        (Err(e), _) => panic!("key {}: {e}", mk.key_id),
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -166,15 +175,19 @@ struct Vector {
     keys: Vec<MasterKey>,
 }
 
-fn check(v: &Vector) -> Result<(), Failed> {
-    let signed = {
-        // Suite id sits at bytes 2..4 (v1) or 1..3 (v2).
-        let id = match v.message.first() {
-            Some(1) => u16::from_be_bytes([v.message[2], v.message[3]]),
-            _ => u16::from_be_bytes([v.message[1], v.message[2]]),
-        };
-        envseal::AlgorithmSuite::from_id(id).is_some_and(|s| s.is_signed())
+/// The suite named in a message's header.
+fn suite_of(message: &[u8]) -> Option<envseal::AlgorithmSuite> {
+    // Suite id sits at bytes 2..4 (v1) or 1..3 (v2).
+    let id = match message.first() {
+        Some(1) => u16::from_be_bytes([*message.get(2)?, *message.get(3)?]),
+        _ => u16::from_be_bytes([*message.get(1)?, *message.get(2)?]),
     };
+    envseal::AlgorithmSuite::from_id(id)
+}
+
+fn check(v: &Vector) -> Result<(), Failed> {
+    let suite = suite_of(&v.message);
+    let signed = suite.is_some_and(|s| s.is_signed());
     for backend in Backend::all() {
         let config = Config::builder()
             .commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt)
@@ -182,17 +195,15 @@ fn check(v: &Vector) -> Result<(), Failed> {
             .build()
             .unwrap();
         // The FIPS build refuses PKCS#1 v1.5 keys: the vector is read with
-        // the others, and a message only they open must fail to decrypt.
-        let mut rings: Vec<(&str, Arc<dyn Keyring>)> = Vec::new();
-        let mut refused = 0;
-        for k in &v.keys {
-            match keyring(backend, k) {
-                Ok(r) => rings.push((&k.key_id, r)),
-                Err(_) => refused += 1,
-            }
-        }
+        // the others (every listed key has its encrypted data key, so each
+        // must still decrypt); main() leaves out a vector with no other.
+        let rings: Vec<(&str, Arc<dyn Keyring>)> = v
+            .keys
+            .iter()
+            .filter_map(|k| keyring(backend, k).ok().map(|r| (k.key_id.as_str(), r)))
+            .collect();
         if rings.is_empty() {
-            continue;
+            return Err(format!("{}: no key to decrypt with", v.name).into());
         }
         let mut sets: Vec<(String, Arc<dyn Keyring>)> = vec![(
             "all keys".into(),
@@ -236,7 +247,6 @@ fn check(v: &Vector) -> Result<(), Failed> {
                             .into());
                         }
                     }
-                    (Some(_), Err((Error::NoMatchingKey { .. }, 0, _))) if refused > 0 => {}
                     (Some(_), Err((e, _, _))) => return Err(format!("{ctx}: decrypt failed: {e}").into()),
                     (None, Ok(_)) => return Err(format!("{ctx}: a negative vector decrypted").into()),
                     (None, Err((_, released, frame))) => {
@@ -284,6 +294,14 @@ fn main() {
                 }
             };
             let message = std::fs::read(file_uri(&base, t["ciphertext"].as_str().unwrap())).unwrap();
+            // The FIPS build refuses every key of some vectors (PKCS#1
+            // v1.5): left out, and counted.
+            if keys.iter().all(fips_refuses) {
+                *left_out
+                    .entry("every key refused by the FIPS build (PKCS#1 v1.5)".into())
+                    .or_default() += 1;
+                continue;
+            }
             let expected = t["result"]["output"]["plaintext"]
                 .as_str()
                 .map(|p| std::fs::read(file_uri(&base, p)).unwrap());
