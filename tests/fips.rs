@@ -89,6 +89,15 @@ fn the_module_is_in_fips_mode() {
     let module = Backend::default().module();
     assert_eq!(module.name, "AWS-LC-FIPS", "{module}");
     assert!(module.fips_mode, "{module}");
+    // A FIPS module version (aws-lc-fips-sys requires at least 3).
+    let m = module.module_version.expect("a FIPS module version");
+    assert!(m >= 3, "{module}");
+    assert!(
+        module
+            .to_string()
+            .starts_with(&format!("AWS-LC-FIPS {m}.x (AWS-LC ")),
+        "{module}"
+    );
     assert!(aws_lc_rs::try_fips_mode().is_ok());
     // A client builds (the FIPS mode check passes) and round-trips.
     workload();

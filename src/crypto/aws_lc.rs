@@ -42,6 +42,11 @@ impl Provider for AwsLc {
                 "AWS-LC"
             },
             version: Some(aws_lc_rs::awslc_version()),
+            module_version: if cfg!(feature = "fips") {
+                aws_lc_rs::fips_version()
+            } else {
+                None
+            },
             fips_mode: aws_lc_rs::try_fips_mode().is_ok(),
         }
     }

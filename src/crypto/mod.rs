@@ -210,8 +210,14 @@ pub struct CryptoModule {
     /// `AWS-LC`, `AWS-LC-FIPS` (the validated module, feature `fips`) or
     /// `RustCrypto`.
     pub name: &'static str,
-    /// The library's release (AWS-LC's own version string), when known.
+    /// The library's release (AWS-LC's own version string, e.g. `4.2.0`),
+    /// when known.
     pub version: Option<&'static str>,
+    /// The FIPS module version the build corresponds to (an integer that
+    /// names a validation submission: `4` for the module aws-lc-fips-sys
+    /// 0.14.4 builds), from the module's headers; `None` outside the FIPS
+    /// build.
+    pub module_version: Option<u32>,
     /// Whether the module reports that it runs in FIPS mode (AWS-LC's
     /// `FIPS_mode()`): true only in the FIPS build.
     pub fips_mode: bool,
@@ -220,8 +226,11 @@ pub struct CryptoModule {
 impl fmt::Display for CryptoModule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name)?;
-        if let Some(v) = self.version {
-            write!(f, " {v}")?;
+        match (self.module_version, self.version) {
+            (Some(m), Some(v)) => write!(f, " {m}.x (AWS-LC {v})")?,
+            (Some(m), None) => write!(f, " {m}.x")?,
+            (None, Some(v)) => write!(f, " {v}")?,
+            (None, None) => {}
         }
         f.write_str(if self.fips_mode {
             ", FIPS mode on"

@@ -57,6 +57,7 @@ impl Provider for RustCrypto {
         super::CryptoModule {
             name: "RustCrypto",
             version: None,
+            module_version: None,
             fips_mode: false,
         }
     }
