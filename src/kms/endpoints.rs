@@ -55,6 +55,7 @@ pub(crate) struct EndpointSettings {
     /// URLs configured for KMS, STS and DynamoDB.
     pub(crate) kms: Option<String>,
     pub(crate) sts: Option<String>,
+    #[cfg_attr(not(feature = "hierarchy"), allow(dead_code))] // reported with the key store
     pub(crate) dynamodb: Option<String>,
     /// The HTTPS client's TLS provider, as [`KmsClient::tls_provider`](super::KmsClient::tls_provider) names it.
     pub(crate) tls: &'static str,

@@ -111,6 +111,7 @@ static FIPS_ENDPOINTS: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 
 /// Whether `--fips` asked for the FIPS endpoints (every AWS client the CLI
 /// builds, the aws-encryption-cli drop-in's included).
+#[cfg_attr(not(feature = "kms"), allow(dead_code))]
 pub(crate) fn fips_endpoints() -> bool {
     FIPS_ENDPOINTS.load(std::sync::atomic::Ordering::Relaxed)
 }
