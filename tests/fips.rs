@@ -345,3 +345,104 @@ async fn doctor_reports_the_module_tls_and_fips_endpoints() {
         assert!(stdout.contains("doctor: ok"), "{stdout}");
     }
 }
+
+/// A TLS 1.3 server on loopback (`openssl s_server`) that offers only
+/// `group` for the key exchange, with a throwaway self-signed certificate.
+#[cfg(all(feature = "cli", feature = "kms"))]
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+#[cfg(all(feature = "cli", feature = "kms"))]
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(all(feature = "cli", feature = "kms"))]
+fn tls_server(dir: &Path, group: &str) -> TlsServer {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if !cert.exists() {
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .args(["-subj", "/CN=localhost", "-days", "1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl is needed (scripts/test installs it)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let port = common::moto::free_port();
+    let child = Command::new("openssl")
+        .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-cert"])
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .args(["-groups", group, "-tls1_3", "-quiet"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    let server = TlsServer { child, port };
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("openssl s_server did not listen on {port}");
+}
+
+/// The HTTPS client is rustls on the FIPS provider: against a server
+/// whose only key exchange is X25519 (not a FIPS-approved group; the
+/// default build's provider offers it and gets as far as the certificate)
+/// the handshake fails for want of a shared group, while with P-256 it
+/// goes on to refuse the self-signed certificate. Through `envseal
+/// doctor`'s STS call, as every AWS call is made.
+#[cfg(all(feature = "cli", feature = "kms"))]
+#[test]
+fn tls_to_aws_offers_only_the_fips_providers_key_exchanges() {
+    let dir = tempfile::tempdir().unwrap();
+    let doctor = |port: u16| {
+        let out = Command::new(env!("CARGO_BIN_EXE_envseal"))
+            .args(["doctor", "--deadline-ms", "2000"])
+            .env_clear()
+            .env("HOME", dir.path())
+            .env("AWS_CONFIG_FILE", dir.path().join("none"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", format!("https://127.0.0.1:{port}"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let x25519 = tls_server(dir.path(), "X25519");
+    let out = doctor(x25519.port);
+    assert!(
+        out.contains("TLS handshake failed: received fatal alert: HandshakeFailure")
+            && !out.contains("invalid peer certificate"),
+        "{out}"
+    );
+    let p256 = tls_server(dir.path(), "P-256");
+    let out = doctor(p256.port);
+    assert!(
+        out.contains("TLS handshake failed: invalid peer certificate"),
+        "{out}"
+    );
+}
