@@ -92,24 +92,26 @@ pub(crate) fn hkdf(hash: HashAlg, salt: &[u8], ikm: &[u8], outputs: &mut [Expand
 /// SP 800-108 KDF in counter mode with HMAC in the FIPS build: aws-lc's
 /// KBKDF (in the validated module) over the same fixed input as the
 /// RustCrypto path, `label || 00 || context || L` with L the output length
-/// in bits (32-bit big-endian), each block HMAC(key, i (u32) || that).
+/// in bits (32-bit big-endian), each block HMAC(key, i (u32) || that);
+/// `N` bytes out.
 #[cfg(feature = "fips")]
-fn kbkdf_aws_lc(
+fn kbkdf_aws_lc<const N: usize>(
     hash: aws_lc_rs::kdf::KbkdfCtrHmacAlgorithmId,
     key: &[u8],
     label: &[u8],
     context: &[u8],
-    out: &mut [u8],
-) -> CResult<()> {
+) -> CResult<Zeroizing<[u8; N]>> {
     use aws_lc_rs::kdf::{get_kbkdf_ctr_hmac_algorithm, kbkdf_ctr_hmac};
     let alg = get_kbkdf_ctr_hmac_algorithm(hash).ok_or(CryptoError)?;
-    let bits = u32::try_from(out.len() * 8).map_err(|_| CryptoError)?;
+    let bits = u32::try_from(N * 8).map_err(|_| CryptoError)?;
     let mut info = Vec::with_capacity(label.len() + context.len() + 5);
     info.extend_from_slice(label);
     info.push(0);
     info.extend_from_slice(context);
     info.extend_from_slice(&bits.to_be_bytes());
-    kbkdf_ctr_hmac(alg, key, &info, out).map_err(|_| CryptoError)
+    let mut out = Zeroizing::new([0u8; N]);
+    kbkdf_ctr_hmac(alg, key, &info, &mut out[..]).map_err(|_| CryptoError)?;
+    Ok(out)
 }
 
 /// Overwrites the stack the hkdf and hmac crates just used below this
@@ -165,15 +167,12 @@ pub(crate) fn kdf_counter_hmac_sha256(
     label: &[u8],
     context: &[u8],
 ) -> CResult<Zeroizing<[u8; 32]>> {
-    let mut out = Zeroizing::new([0u8; 32]);
     kbkdf_aws_lc(
         aws_lc_rs::kdf::KbkdfCtrHmacAlgorithmId::Sha256,
         key,
         label,
         context,
-        &mut out[..],
-    )?;
-    Ok(out)
+    )
 }
 
 /// SHA-384 of the concatenated parts (the hierarchical keyring's cache
@@ -278,15 +277,12 @@ pub(crate) fn kdf_counter_hmac_sha384_64(
     label: &[u8],
     context: &[u8],
 ) -> CResult<Zeroizing<[u8; 64]>> {
-    let mut out = Zeroizing::new([0u8; 64]);
     kbkdf_aws_lc(
         aws_lc_rs::kdf::KbkdfCtrHmacAlgorithmId::Sha384,
         key,
         label,
         context,
-        &mut out[..],
-    )?;
-    Ok(out)
+    )
 }
 
 /// The keys one message uses.
