@@ -282,6 +282,26 @@ fn every_primitive_runs_inside_the_module() {
     eprintln!("calls into AWS-LC-FIPS: {}", report.join(", "));
 }
 
+/// `envseal doctor` with test credentials in us-east-1, no shared AWS
+/// files or instance metadata (`HOME` in `home`), every service at
+/// `endpoint`.
+#[cfg(all(feature = "cli", feature = "kms"))]
+fn doctor(home: &Path, endpoint: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_envseal"));
+    c.arg("doctor")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("AWS_CONFIG_FILE", home.join("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("none"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", endpoint);
+    c
+}
+
 /// `envseal doctor --fips` against moto (loopback): the module and its
 /// FIPS mode, the FIPS TLS provider, and for each service the endpoint
 /// used (moto, configured by URL) with the FIPS endpoint it stands in for
@@ -293,18 +313,8 @@ async fn doctor_reports_the_module_tls_and_fips_endpoints() {
     let key = common::moto::create_key("us-east-1").await;
     let home = tempfile::tempdir().unwrap();
     let run = |fips_env: &str| {
-        Command::new(env!("CARGO_BIN_EXE_envseal"))
-            .args(["doctor", "--fips", "--kms-key", &key])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home.path())
-            .env("AWS_CONFIG_FILE", home.path().join("none"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("none"))
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", &moto.url)
+        doctor(home.path(), &moto.url)
+            .args(["--fips", "--kms-key", &key])
             .env("AWS_USE_FIPS_ENDPOINT", fips_env)
             .output()
             .unwrap()
@@ -416,17 +426,8 @@ fn tls_server(dir: &Path, group: &str) -> TlsServer {
 fn tls_to_aws_offers_only_the_fips_providers_key_exchanges() {
     let dir = tempfile::tempdir().unwrap();
     let doctor = |port: u16| {
-        let out = Command::new(env!("CARGO_BIN_EXE_envseal"))
-            .args(["doctor", "--deadline-ms", "2000"])
-            .env_clear()
-            .env("HOME", dir.path())
-            .env("AWS_CONFIG_FILE", dir.path().join("none"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", format!("https://127.0.0.1:{port}"))
+        let out = doctor(dir.path(), &format!("https://127.0.0.1:{port}"))
+            .args(["--deadline-ms", "2000"])
             .output()
             .unwrap();
         assert!(!out.status.success());
