@@ -223,13 +223,17 @@ fn every_primitive_runs_inside_the_module() {
     }
     // The module checks the integrity of its text when the process loads
     // (a breakpoint written into it then would abort the process), so the
-    // breakpoints go in once `main` is reached.
-    let mut script =
-        String::from("set breakpoint pending off\nset pagination off\nbreak main\nrun\ndelete\n");
+    // breakpoints go in once `main` is reached. No thread or process event
+    // lines: gdb prints them on the workload's stdout, in the middle of its
+    // lines; the workload's exit code is printed instead.
+    let mut script = String::from(
+        "set breakpoint pending off\nset pagination off\nset print thread-events off\n\
+             set print inferior-events off\nbreak main\nrun\ndelete\n",
+    );
     for (_, _, full) in &breaks {
         script.push_str(&format!("break {full}\ncommands\nsilent\ncontinue\nend\n"));
     }
-    script.push_str("continue\ninfo breakpoints\n");
+    script.push_str("continue\nprintf \"workload exit code %d\\n\", $_exitcode\ninfo breakpoints\n");
     let dir = tempfile::tempdir().unwrap();
     let commands = dir.path().join("trace.gdb");
     std::fs::write(&commands, script).unwrap();
@@ -245,7 +249,7 @@ fn every_primitive_runs_inside_the_module() {
     let out = gdb.output().expect("gdb is needed (scripts/test installs it)");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("test result: ok"),
+        text.contains("workload exit code 0") && text.contains("test result: ok. 1 passed"),
         "the workload failed under gdb:\n{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
